@@ -1,0 +1,36 @@
+# vodpipe build targets. `make test` is what CI runs (through .ci/run).
+GO        ?= go
+PKGS      ?= ./...
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: test test-short bench lint build fmt fuzz clean
+
+## test: unit and integration tests, race detector on (needs redis-server on PATH)
+test:
+	$(GO) test -race -count=1 -timeout 14m $(PKGS)
+
+## test-short: the same without the race detector, faster while editing
+test-short:
+	$(GO) test -count=1 -timeout 10m $(PKGS)
+
+## bench: Go benchmarks (speed and memory figures; never part of `make test`)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+## fuzz: run every fuzz target briefly
+fuzz:
+	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime 15s
+	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime 15s
+
+## lint: go vet and staticcheck (installed from the Go module proxy)
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+## build: static binaries into bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+clean:
+	rm -rf bin

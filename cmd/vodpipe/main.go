@@ -1,0 +1,57 @@
+// Command vodpipe is the operator's command line: sign and decode upload
+// signatures, and (as later issues land) run the whole system in one process,
+// submit jobs and watch them.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "sign":
+		return runSign(args[1:], stdout, stderr, time.Now)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "vodpipe: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: vodpipe <command> [flags]
+
+commands:
+  demo    run an upload end to end against an embedded VOD/COS emulator
+  sign    make an upload signature, or decode one with --decode
+  help    this text
+`)
+}
+
+// oneLine flattens a (possibly joined) error into one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}

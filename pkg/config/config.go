@@ -1,0 +1,42 @@
+// Package config holds one envconfig struct per service. Every variable has the
+// prefix VODPIPE_; the README's configuration table is generated from these structs.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix is the environment prefix of every variable.
+const Prefix = "VODPIPE"
+
+// Credentials are the Tencent Cloud API keys. Only the signature service reads
+// them; no other service's config embeds this struct.
+type Credentials struct {
+	SecretID      string `envconfig:"SECRET_ID" desc:"Tencent Cloud SecretId used to sign upload signatures"`
+	SecretKey     string `envconfig:"SECRET_KEY" desc:"Tencent Cloud SecretKey (prefer SECRET_KEY_FILE)"`
+	SecretKeyFile string `envconfig:"SECRET_KEY_FILE" desc:"file holding the SecretKey, e.g. a mounted Kubernetes secret"`
+}
+
+// Key returns the SecretKey, read from SecretKeyFile when that is set.
+func (c Credentials) Key() (string, error) {
+	if c.SecretKeyFile != "" {
+		b, err := os.ReadFile(c.SecretKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("config: read SECRET_KEY_FILE: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return c.SecretKey, nil
+}
+
+// Load fills spec from the environment with the VODPIPE_ prefix.
+func Load(spec any) error {
+	if err := envconfig.Process(Prefix, spec); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
