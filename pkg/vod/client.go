@@ -1,0 +1,295 @@
+package vod
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Actions of the client-upload API.
+const (
+	ActionApply   = "ApplyUploadUGC"
+	ActionCommit  = "CommitUploadUGC"
+	ActionPrepare = "PrepareUploadUGC"
+)
+
+// DefaultEndpoint is VOD's production client-upload endpoint.
+const DefaultEndpoint = "https://vod2.qcloud.com"
+
+// BackupEndpoint is the host the official web SDK switches to when the main one fails.
+const BackupEndpoint = "https://vod2.dnsv1.com"
+
+// Client calls ApplyUploadUGC and CommitUploadUGC. Each call takes a
+// signature: with one-time signatures every attempt needs a fresh one, so the
+// client asks its SignatureFunc for one per attempt.
+type Client struct {
+	endpoint   string
+	httpClient *http.Client
+	attempts   int
+	backoff    time.Duration
+	timeout    time.Duration
+}
+
+// SignatureFunc returns a signature for one attempt of one call.
+type SignatureFunc func(ctx context.Context) (string, error)
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithEndpoint sets the VOD endpoint, e.g. http://127.0.0.1:8190 for vodsim.
+func WithEndpoint(u string) ClientOption {
+	return func(c *Client) { c.endpoint = strings.TrimRight(u, "/") }
+}
+
+// WithHTTPClient sets the HTTP client (for example one that dials vodsim).
+func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.httpClient = h } }
+
+// WithRetry sets how many attempts a transient failure gets and the first back-off (doubled per attempt).
+func WithRetry(attempts int, backoff time.Duration) ClientOption {
+	return func(c *Client) { c.attempts, c.backoff = max(attempts, 1), backoff }
+}
+
+// WithTimeout bounds each attempt.
+func WithTimeout(d time.Duration) ClientOption { return func(c *Client) { c.timeout = d } }
+
+// NewClient returns a client for the production endpoint unless options say otherwise.
+func NewClient(opts ...ClientOption) *Client {
+	c := &Client{endpoint: DefaultEndpoint, httpClient: http.DefaultClient, attempts: 4, backoff: 500 * time.Millisecond, timeout: 15 * time.Second}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// ApplyRequest opens an upload session, or resumes one with VodSessionKey.
+type ApplyRequest struct {
+	VideoName     string `json:"videoName,omitempty"`
+	VideoType     string `json:"videoType,omitempty"`
+	VideoSize     *int64 `json:"videoSize,omitempty"`
+	CoverName     string `json:"coverName,omitempty"`
+	CoverType     string `json:"coverType,omitempty"`
+	CoverSize     *int64 `json:"coverSize,omitempty"`
+	VodSessionKey string `json:"vodSessionKey,omitempty"`
+	FileID        string `json:"fileId,omitempty"`
+}
+
+// StorageObject is where one object of the upload goes.
+type StorageObject struct {
+	StorageSignature string `json:"storageSignature"`
+	StoragePath      string `json:"storagePath"`
+}
+
+// Key is the COS object key: the storage path without its leading slash.
+func (o *StorageObject) Key() string {
+	if o == nil {
+		return ""
+	}
+	return strings.TrimPrefix(o.StoragePath, "/")
+}
+
+// TempCertificate is a temporary COS credential.
+type TempCertificate struct {
+	SecretID    string `json:"secretId"`
+	SecretKey   string `json:"secretKey"`
+	Token       string `json:"token"`
+	ExpiredTime int64  `json:"expiredTime"`
+}
+
+// Expires is when the credential stops working.
+func (t TempCertificate) Expires() time.Time { return time.Unix(t.ExpiredTime, 0) }
+
+// String hides the secret parts, so a credential never reaches a log.
+func (t TempCertificate) String() string {
+	return fmt.Sprintf("TempCertificate{expires %s}", t.Expires().UTC().Format(time.RFC3339))
+}
+
+// LogValue hides the secret parts from slog.
+func (t TempCertificate) LogValue() any { return t.String() }
+
+// ApplyResponse is the data of a successful ApplyUploadUGC.
+type ApplyResponse struct {
+	Video           *StorageObject  `json:"video"`
+	Cover           *StorageObject  `json:"cover"`
+	StorageAppID    int64           `json:"storageAppId"`
+	StorageBucket   string          `json:"storageBucket"`
+	StorageRegion   string          `json:"storageRegion"`
+	StorageRegionV5 string          `json:"storageRegionV5"`
+	Domain          string          `json:"domain"`
+	VodSessionKey   string          `json:"vodSessionKey"`
+	TempCertificate TempCertificate `json:"tempCertificate"`
+	AppID           int64           `json:"appId"`
+	Timestamp       int64           `json:"timestamp"`
+}
+
+// Bucket is the COS bucket name: storageBucket-storageAppId.
+func (a *ApplyResponse) Bucket() string { return fmt.Sprintf("%s-%d", a.StorageBucket, a.StorageAppID) }
+
+// BucketURL is the COS bucket URL in production form; scheme is "http" or "https".
+func (a *ApplyResponse) BucketURL(scheme string) string {
+	return fmt.Sprintf("%s://%s.cos.%s.myqcloud.com", scheme, a.Bucket(), a.StorageRegionV5)
+}
+
+// CommitResponse is the data of a successful CommitUploadUGC.
+type CommitResponse struct {
+	Video *struct {
+		URL string `json:"url"`
+	} `json:"video"`
+	Cover *struct {
+		URL string `json:"url"`
+	} `json:"cover"`
+	FileID string `json:"fileId"`
+}
+
+// MediaURL is the video URL, or "".
+func (c *CommitResponse) MediaURL() string {
+	if c.Video == nil {
+		return ""
+	}
+	return c.Video.URL
+}
+
+// CoverURL is the cover URL, or "".
+func (c *CommitResponse) CoverURL() string {
+	if c.Cover == nil {
+		return ""
+	}
+	return c.Cover.URL
+}
+
+// Apply calls ApplyUploadUGC. Transient failures are retried, each attempt with a new signature.
+func (c *Client) Apply(ctx context.Context, sign SignatureFunc, req ApplyRequest) (*ApplyResponse, error) {
+	var out ApplyResponse
+	err := c.call(ctx, ActionApply, sign, func(sig string) any {
+		return struct {
+			Signature string `json:"signature"`
+			ApplyRequest
+		}{sig, req}
+	}, &out)
+	if err != nil {
+		return nil, err
+	}
+	if out.VodSessionKey == "" || out.TempCertificate.SecretID == "" || out.StorageBucket == "" || out.StorageRegionV5 == "" {
+		return nil, fmt.Errorf("vod %s: %w: answer lacks session, credential or bucket", ActionApply, ErrUnexpectedResponse)
+	}
+	return &out, nil
+}
+
+// Commit calls CommitUploadUGC for a session. Committing twice returns the same FileId.
+func (c *Client) Commit(ctx context.Context, sign SignatureFunc, vodSessionKey string) (*CommitResponse, error) {
+	var out CommitResponse
+	err := c.call(ctx, ActionCommit, sign, func(sig string) any {
+		return map[string]string{"signature": sig, "vodSessionKey": vodSessionKey}
+	}, &out)
+	if err != nil {
+		return nil, err
+	}
+	if out.FileID == "" {
+		return nil, fmt.Errorf("vod %s: %w: answer lacks fileId", ActionCommit, ErrUnexpectedResponse)
+	}
+	return &out, nil
+}
+
+type answer struct {
+	Code      Code            `json:"code"`
+	Message   string          `json:"message"`
+	RequestID string          `json:"requestId"`
+	Data      json.RawMessage `json:"data"`
+}
+
+func (c *Client) call(ctx context.Context, action string, sign SignatureFunc, body func(sig string) any, out any) error {
+	var last error
+	delay := c.backoff
+	for attempt := 1; attempt <= c.attempts; attempt++ {
+		if attempt > 1 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(ctx.Err(), last)
+			case <-time.After(delay):
+			}
+			delay *= 2
+		}
+		sig, err := sign(ctx)
+		if err != nil {
+			return fmt.Errorf("vod %s: get signature: %w", action, err)
+		}
+		err = c.once(ctx, action, body(sig), out)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return last
+}
+
+func retryable(err error) bool {
+	var api *APIError
+	if errors.As(err, &api) {
+		return api.Retryable()
+	}
+	return errors.Is(err, ErrTransport)
+}
+
+func (c *Client) once(ctx context.Context, action string, body any, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("vod %s: %w", action, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"/v3/index.php?Action="+action, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("vod %s: %w", action, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		// The error text holds the URL only, never the body with the signature.
+		return fmt.Errorf("vod %s: %w: %v", action, ErrTransport, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("vod %s: %w: read answer: %v", action, ErrTransport, err)
+	}
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("vod %s: %w: HTTP %d", action, ErrTransport, resp.StatusCode)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("vod %s: %w: HTTP %d", action, ErrUnexpectedResponse, resp.StatusCode)
+	}
+	var a answer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return fmt.Errorf("vod %s: %w: %v", action, ErrUnexpectedResponse, err)
+	}
+	if a.Code != CodeOK {
+		return &APIError{Action: action, Code: a.Code, Message: a.Message, RequestID: a.RequestID}
+	}
+	if err := json.Unmarshal(a.Data, out); err != nil {
+		return fmt.Errorf("vod %s: %w: data: %v", action, ErrUnexpectedResponse, err)
+	}
+	return nil
+}
+
+// DialOverride returns a transport that connects every request to addr while
+// keeping URLs and Host headers as they are, so production bucket URLs and
+// signatures reach a local vodsim byte for byte.
+func DialOverride(addr string) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}
+	t.MaxIdleConnsPerHost = 64
+	return t
+}

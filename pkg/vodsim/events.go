@@ -1,0 +1,139 @@
+package vodsim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/vod"
+)
+
+// EventRecord is one NewFileUpload event and what became of it.
+type EventRecord struct {
+	Handle     string     `json:"eventHandle"`
+	FileID     string     `json:"fileId"`
+	Created    time.Time  `json:"created"`
+	Event      vod.Event  `json:"event"`
+	Attempts   []Attempt  `json:"attempts,omitempty"`
+	Delivered  bool       `json:"delivered"`
+	Confirmed  bool       `json:"confirmed"`
+	LastPulled *time.Time `json:"lastPulled,omitempty"`
+}
+
+// Attempt is one callback delivery attempt.
+type Attempt struct {
+	Time   time.Time `json:"time"`
+	Status int       `json:"status,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+func (s *Server) recordEventLocked(f *File) *EventRecord {
+	e := vod.NewFileUploadEvent(vod.FileUpload{
+		FileID: f.FileID, MediaURL: f.MediaURL, CoverURL: f.CoverURL, Name: f.Name, Type: f.Type,
+		StorageRegion: f.StorageRegion, ClassID: f.ClassID, SourceContext: f.SourceContext,
+		ProcedureTaskID: f.ProcedureTaskID, CreateTime: f.Created,
+	})
+	rec := &EventRecord{Handle: randomHex(16), FileID: f.FileID, Created: s.now(), Event: *e}
+	s.events = append(s.events, rec)
+	return rec
+}
+
+// deliver posts the event to the callback URL in the background, retrying
+// with exponential back-off, as VOD's normal callback mode does.
+func (s *Server) deliver(rec *EventRecord) {
+	if s.cfg.CallbackURL == "" {
+		return
+	}
+	body, err := json.Marshal(rec.Event)
+	if err != nil {
+		s.log.Error("vodsim: marshal event", "err", err)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		delay := s.cfg.CallbackBackoff
+		for attempt := 1; attempt <= s.cfg.CallbackAttempts; attempt++ {
+			status, err := s.post(s.ctx, body)
+			a := Attempt{Time: s.now(), Status: status}
+			if err != nil {
+				a.Error = err.Error()
+			}
+			ok := err == nil && status >= 200 && status < 300
+			s.mu.Lock()
+			rec.Attempts = append(rec.Attempts, a)
+			rec.Delivered = ok
+			s.mu.Unlock()
+			if ok {
+				return
+			}
+			s.log.Info("vodsim: callback failed", "fileId", rec.FileID, "attempt", attempt, "status", status, "err", err)
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return
+			}
+			delay *= 2
+		}
+	}()
+}
+
+func (s *Server) post(ctx context.Context, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.CallbackURL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("callback: %w", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// PullEvents returns up to max unconfirmed events, as the reliable-callback
+// API does: an event comes back on every pull until it is confirmed.
+func (s *Server) PullEvents(max int) []vod.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var out []vod.Event
+	for _, r := range s.events {
+		if len(out) >= max {
+			break
+		}
+		if r.Confirmed {
+			continue
+		}
+		e := r.Event
+		e.EventHandle = r.Handle
+		t := now
+		r.LastPulled = &t
+		out = append(out, e)
+	}
+	return out
+}
+
+// ConfirmEvents marks events confirmed by handle; unknown handles are reported.
+func (s *Server) ConfirmEvents(handles []string) (unknown []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byHandle := make(map[string]*EventRecord, len(s.events))
+	for _, r := range s.events {
+		byHandle[r.Handle] = r
+	}
+	for _, h := range handles {
+		if r := byHandle[h]; r != nil {
+			r.Confirmed = true
+		} else {
+			unknown = append(unknown, h)
+		}
+	}
+	return unknown
+}

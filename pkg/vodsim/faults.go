@@ -1,0 +1,206 @@
+package vodsim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Operation names used by fault rules, metrics and the admin API.
+const (
+	OpApply             = "ApplyUploadUGC"
+	OpCommit            = "CommitUploadUGC"
+	OpPrepare           = "PrepareUploadUGC"
+	OpPutObject         = "PutObject"
+	OpInitiateMultipart = "InitiateMultipartUpload"
+	OpUploadPart        = "UploadPart"
+	OpListParts         = "ListParts"
+	OpCompleteMultipart = "CompleteMultipartUpload"
+	OpAbortMultipart    = "AbortMultipartUpload"
+	OpHeadObject        = "HeadObject"
+	OpGetObject         = "GetObject"
+	OpDeleteObject      = "DeleteObject"
+	OpListUploads       = "ListMultipartUploads"
+	OpPullEvents        = "PullEvents"
+	OpConfirmEvents     = "ConfirmEvents"
+	OpAny               = "*"
+)
+
+// FaultConfig is the fault injection in force. PUT /vodsim/faults replaces it.
+type FaultConfig struct {
+	Rules []FaultRule `json:"rules,omitempty"`
+	// Bandwidth limits the bytes per second vodsim reads from all request bodies together; 0 = unlimited.
+	Bandwidth int64 `json:"bandwidth,omitempty"`
+	// CredentialLifetime, when set, overrides the lifetime of newly issued temporary credentials.
+	CredentialLifetime Duration `json:"credentialLifetime,omitempty"`
+}
+
+// FaultRule injects faults into one operation (or "*" for all).
+type FaultRule struct {
+	Op string `json:"op"`
+	// ErrorRate is the fraction of requests answered with an error.
+	ErrorRate float64 `json:"errorRate,omitempty"`
+	// FailNth fails the Nth request of the operation (1-based, counted from when the rule was set), once.
+	FailNth int `json:"failNth,omitempty"`
+	// Status and Code of the injected error; default 503 SlowDown for COS, code 500 for VOD.
+	Status int    `json:"status,omitempty"`
+	Code   string `json:"code,omitempty"`
+	// ResetRate is the fraction of requests whose connection is reset in the middle of the body.
+	ResetRate float64 `json:"resetRate,omitempty"`
+	// Latency is added before the request is handled.
+	Latency Duration `json:"latency,omitempty"`
+}
+
+// Duration is a time.Duration written as a string ("250ms") in JSON.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler; it takes "250ms" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration must be a string like \"250ms\": %w", err)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// Validate checks rates and statuses.
+func (f FaultConfig) Validate() error {
+	for i, r := range f.Rules {
+		if r.Op == "" {
+			return fmt.Errorf("rules[%d].op is required", i)
+		}
+		if r.ErrorRate < 0 || r.ErrorRate > 1 || r.ResetRate < 0 || r.ResetRate > 1 {
+			return fmt.Errorf("rules[%d]: rates must be between 0 and 1", i)
+		}
+		if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
+			return fmt.Errorf("rules[%d].status must be 4xx or 5xx", i)
+		}
+		if r.FailNth < 0 || r.Latency < 0 {
+			return fmt.Errorf("rules[%d]: failNth and latency must not be negative", i)
+		}
+	}
+	if f.Bandwidth < 0 || f.CredentialLifetime < 0 {
+		return fmt.Errorf("bandwidth and credentialLifetime must not be negative")
+	}
+	return nil
+}
+
+// faults decides, per request, which fault applies.
+type faults struct {
+	mu      sync.Mutex
+	cfg     FaultConfig
+	counts  map[string]int
+	limiter *rate.Limiter
+}
+
+func newFaults(cfg FaultConfig) *faults {
+	f := &faults{}
+	f.set(cfg)
+	return f
+}
+
+func (f *faults) set(cfg FaultConfig) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg = cfg
+	f.counts = map[string]int{}
+	f.limiter = nil
+	if cfg.Bandwidth > 0 {
+		burst := int(min(cfg.Bandwidth, 1<<20))
+		f.limiter = rate.NewLimiter(rate.Limit(cfg.Bandwidth), burst)
+	}
+}
+
+func (f *faults) get() FaultConfig {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cfg
+}
+
+// decision is what to do to one request.
+type decision struct {
+	latency time.Duration
+	fail    bool
+	status  int
+	code    string
+	reset   bool
+}
+
+func (f *faults) decide(op string) decision {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var d decision
+	for _, r := range f.cfg.Rules {
+		if r.Op != op && r.Op != OpAny {
+			continue
+		}
+		key := r.Op + "/" + op
+		f.counts[key]++
+		d.latency += time.Duration(r.Latency)
+		if !d.fail && (r.FailNth > 0 && f.counts[key] == r.FailNth || r.ErrorRate > 0 && rand.Float64() < r.ErrorRate) {
+			d.fail, d.status, d.code = true, r.Status, r.Code
+		}
+		if !d.reset && r.ResetRate > 0 && rand.Float64() < r.ResetRate {
+			d.reset = true
+		}
+	}
+	return d
+}
+
+func (f *faults) credentialLifetime(def time.Duration) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cfg.CredentialLifetime > 0 {
+		return time.Duration(f.cfg.CredentialLifetime)
+	}
+	return def
+}
+
+// throttle wraps a body so that all bodies together are read at the configured bandwidth.
+func (f *faults) throttle(ctx context.Context, r io.Reader) io.Reader {
+	f.mu.Lock()
+	l := f.limiter
+	f.mu.Unlock()
+	if l == nil {
+		return r
+	}
+	return &throttled{ctx: ctx, r: r, l: l}
+}
+
+type throttled struct {
+	ctx context.Context
+	r   io.Reader
+	l   *rate.Limiter
+}
+
+func (t *throttled) Read(p []byte) (int, error) {
+	if len(p) > t.l.Burst() {
+		p = p[:t.l.Burst()]
+	}
+	n, err := t.r.Read(p)
+	if n > 0 {
+		if werr := t.l.WaitN(t.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
+}

@@ -1,0 +1,223 @@
+// Package vodsim is a strict local emulator of Tencent Cloud VOD's client-upload
+// API (ApplyUploadUGC, CommitUploadUGC, events) and COS's XML object and
+// multipart API. One handler serves both, routed by Host as the real services
+// are: `<bucket>-<appid>.cos.<region>.myqcloud.com` is COS, anything else VOD.
+// It verifies upload signatures, one-time use, temporary credentials and COS
+// request signatures the way the real services do, and injects faults on demand.
+package vodsim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vodpipe/vodpipe/pkg/vod"
+)
+
+// cosHost matches a COS virtual-host-style bucket host.
+var cosHost = regexp.MustCompile(`^([a-z0-9-]+-[0-9]+)\.cos\.([a-z0-9-]+)\.myqcloud\.com$`)
+
+// Server is the emulator. Create it with New, serve Handler, stop with Close.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	verifier vod.Verifier
+	blobs    *blobStore
+	faults   *faults
+	metrics  *metrics
+	tmpDir   string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	client *http.Client
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	creds    map[string]*credential
+	buckets  map[string]string // full bucket name → region
+	objects  map[string]*Object
+	uploads  map[string]*Upload
+	files    map[string]*File
+	sigUses  map[string]*SignatureUse
+	events   []*EventRecord
+}
+
+// New builds an emulator from cfg. The caller must Close it.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Apps) == 0 {
+		return nil, fmt.Errorf("vodsim: no apps configured")
+	}
+	if cfg.FaultsJSON != "" {
+		if err := json.Unmarshal([]byte(cfg.FaultsJSON), &cfg.Faults); err != nil {
+			return nil, fmt.Errorf("vodsim: FAULTS: %w", err)
+		}
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, fmt.Errorf("vodsim: faults: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, log: log, faults: newFaults(cfg.Faults), metrics: newMetrics(),
+		client:   &http.Client{Timeout: 10 * time.Second},
+		sessions: map[string]*session{}, creds: map[string]*credential{}, buckets: map[string]string{},
+		objects: map[string]*Object{}, uploads: map[string]*Upload{}, files: map[string]*File{},
+		sigUses: map[string]*SignatureUse{},
+	}
+	s.verifier = vod.Verifier{Keys: cfg.Apps, Now: s.now}
+	dir := cfg.DataDir
+	if dir == "" && !cfg.Discard {
+		d, err := os.MkdirTemp("", "vodsim-")
+		if err != nil {
+			return nil, err
+		}
+		dir, s.tmpDir = d, d
+	}
+	blobs, err := newBlobStore(dir, cfg.Discard)
+	if err != nil {
+		return nil, err
+	}
+	s.blobs = blobs
+	for _, r := range cfg.Regions {
+		s.buckets[s.bucketFor(r)] = r
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Close stops callback deliveries and removes a temporary data dir.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	if s.tmpDir != "" {
+		return os.RemoveAll(s.tmpDir)
+	}
+	return nil
+}
+
+// Config returns the effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+func (s *Server) now() time.Time {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock().Add(s.cfg.ClockOffset)
+	}
+	return time.Now().Add(s.cfg.ClockOffset)
+}
+
+// storageBucket is the bucket name without the app id, as ApplyUploadUGC answers it.
+func (s *Server) storageBucket(region string) string { return "vodsim" + regionShort(region) }
+
+func (s *Server) bucketFor(region string) string {
+	return fmt.Sprintf("%s-%d", s.storageBucket(region), s.cfg.AppID)
+}
+
+// BucketHost is the COS host of the bucket for region, as clients address it.
+func (s *Server) BucketHost(region string) string {
+	return fmt.Sprintf("%s.cos.%s.myqcloud.com", s.bucketFor(region), region)
+}
+
+// Handler serves VOD, COS, the admin API, /healthz and /metrics on one listener.
+func (s *Server) Handler() http.Handler {
+	vodMux := http.NewServeMux()
+	vodMux.HandleFunc("POST /v3/index.php", s.serveVOD)
+	vodMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	vodMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	vodMux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.adminRoutes(vodMux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if m := cosHost.FindStringSubmatch(strings.ToLower(host)); m != nil {
+			s.serveCOS(w, r, m[1], m[2])
+			return
+		}
+		vodMux.ServeHTTP(w, r)
+	})
+}
+
+// Serve accepts connections on l until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// randomToken returns n random bytes, URL-safe base64.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomAlnum(n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func (s *Server) knownRegion(r string) bool    { return slices.Contains(s.cfg.Regions, r) }
+func (s *Server) knownProcedure(p string) bool { return slices.Contains(s.cfg.Procedures, p) }
+
+// metrics are vodsim's Prometheus metrics.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	bytesIn  prometheus.Counter
+	faults   *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vodsim_requests_total", Help: "Requests by operation and outcome code.",
+		}, []string{"op", "code"}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vodsim_body_bytes_total", Help: "Object bytes received.",
+		}),
+		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vodsim_injected_faults_total", Help: "Injected faults by operation and kind.",
+		}, []string{"op", "kind"}),
+	}
+	m.reg.MustRegister(m.requests, m.bytesIn, m.faults)
+	return m
+}

@@ -1,0 +1,533 @@
+package vodsim_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+		"errors"
+	"hash/crc64"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	cos "github.com/tencentyun/cos-go-sdk-v5"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/checksum"
+	"github.com/vodpipe/vodpipe/pkg/vod"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+func apply(t *testing.T, v *testharness.Vodsim, p vod.SignatureParams, req vod.ApplyRequest) *vod.ApplyResponse {
+	t.Helper()
+	a, err := v.VODClient().Apply(t.Context(), v.Signer(p), req)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return a
+}
+
+func storedBytes(t *testing.T, v *testharness.Vodsim, bucket, key string) []byte {
+	t.Helper()
+	rc, err := v.OpenObject(bucket, key)
+	if err != nil {
+		t.Fatalf("open stored object: %v", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSmallPutObjectApplyCommitAndCallback(t *testing.T) {
+	got := make(chan vod.Event, 4)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		e, err := vod.ParseEvent(b)
+		if err != nil {
+			t.Errorf("callback body: %v", err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got <- *e
+	}))
+	defer receiver.Close()
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = receiver.URL })
+	ctx := t.Context()
+
+	video := randomBytes(300_000, 1)
+	cover := randomBytes(4_000, 2)
+	a := apply(t, v, vod.SignatureParams{Procedure: "LongVideoPreset", SourceContext: "job=small-1", OneTimeValid: true},
+		vod.ApplyRequest{VideoName: "small clip", VideoType: "mp4", VideoSize: ptr(int64(len(video))),
+			CoverName: "cover", CoverType: "jpg", CoverSize: ptr(int64(len(cover)))})
+	if a.StorageRegionV5 != "ap-guangzhou" || a.Video.Key() == "" || a.Cover.Key() == "" {
+		t.Fatalf("apply answer = %+v", a)
+	}
+	c := v.COSClient(a)
+	resp, err := c.Object.Put(ctx, a.Video.Key(), bytes.NewReader(video), nil)
+	if err != nil {
+		t.Fatalf("put video: %v", err)
+	}
+	if want := crc64.Checksum(video, checksum.CRC64Table()); resp.Header.Get("x-cos-hash-crc64ecma") != itoa(want) {
+		t.Fatalf("crc header %q, want %d", resp.Header.Get("x-cos-hash-crc64ecma"), want)
+	}
+	if _, err := c.Object.Put(ctx, a.Cover.Key(), bytes.NewReader(cover), nil); err != nil {
+		t.Fatalf("put cover: %v", err)
+	}
+	cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{OneTimeValid: true}), a.VodSessionKey)
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if cm.FileID == "" || cm.MediaURL() == "" || cm.CoverURL() == "" {
+		t.Fatalf("commit answer = %+v", cm)
+	}
+	if !bytes.Equal(storedBytes(t, v, a.Bucket(), a.Video.Key()), video) {
+		t.Fatal("stored video differs from the source")
+	}
+	select {
+	case e := <-got:
+		f, ok := e.FileUpload()
+		if !ok || f.FileID != cm.FileID || f.MediaURL != cm.MediaURL() || f.SourceContext != "job=small-1" ||
+			f.ProcedureTaskID == "" || f.CoverURL != cm.CoverURL() {
+			t.Fatalf("callback = %+v", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no NewFileUpload callback")
+	}
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+func TestMultipart64MiBWithSDKUploadConcurrency4(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	const size = 64 << 20
+	data := randomBytes(size, 3)
+	path := filepath.Join(t.TempDir(), "big.mp4")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "big", VideoType: "mp4", VideoSize: ptr(int64(size))})
+	c := v.COSClient(a)
+	// PartSize is in MiB; the SDK checks every part's CRC-64 and the whole object's.
+	res, _, err := c.Object.Upload(ctx, a.Video.Key(), path, &cos.MultiUploadOptions{PartSize: 1, ThreadPoolSize: 4})
+	if err != nil {
+		t.Fatalf("multipart upload: %v", err)
+	}
+	if !strings.HasSuffix(strings.Trim(res.ETag, `"`), "-64") {
+		t.Fatalf("ETag %s is not a 64-part multipart ETag", res.ETag)
+	}
+	o, ok := v.Object(a.Bucket(), a.Video.Key())
+	if !ok || o.Size != size || o.CRC64 != crc64.Checksum(data, checksum.CRC64Table()) {
+		t.Fatalf("object = %+v", o)
+	}
+	if sha256.Sum256(storedBytes(t, v, a.Bucket(), a.Video.Key())) != sha256.Sum256(data) {
+		t.Fatal("stored bytes differ")
+	}
+	if len(v.Uploads()) != 0 {
+		t.Fatal("multipart upload left open after completion")
+	}
+	cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Committing the same session again yields the same FileId, never a second file.
+	cm2, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if err != nil || cm2.FileID != cm.FileID {
+		t.Fatalf("second commit = %+v, %v; want FileId %s", cm2, err, cm.FileID)
+	}
+	if files := v.Files(); len(files) != 1 || files[0].Commits != 2 {
+		t.Fatalf("files = %+v", files)
+	}
+}
+
+// roundTripFunc lets a test change a request after the SDK signed it.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func cosClientWith(a *vod.ApplyResponse, addr string, id, key, token string, tamper func(*http.Request)) *cos.Client {
+	u, _ := cos.NewBucketURL(a.Bucket(), a.StorageRegionV5, false)
+	base := vod.DialOverride(addr)
+	var inner http.RoundTripper = base
+	if tamper != nil {
+		inner = roundTripFunc(func(r *http.Request) (*http.Response, error) { tamper(r); return base.RoundTrip(r) })
+	}
+	return cos.NewClient(&cos.BaseURL{BucketURL: u}, &http.Client{Transport: &cos.AuthorizationTransport{
+		SecretID: id, SecretKey: key, SessionToken: token, Transport: inner}})
+}
+
+func cosCode(err error) string {
+	var e *cos.ErrorResponse
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func TestCOSRefusesBadRequests(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "x", VideoType: "mp4", VideoSize: ptr(int64(10))})
+	tc := a.TempCertificate
+	body := func() io.Reader { return strings.NewReader("0123456789") }
+	cases := []struct {
+		name   string
+		client *cos.Client
+		key    string
+		code   string
+	}{
+		{"wrong secret key", cosClientWith(a, v.Addr, tc.SecretID, "not-the-key", tc.Token, nil), a.Video.Key(), "SignatureDoesNotMatch"},
+		{"unknown access key", cosClientWith(a, v.Addr, "AKIDunknown", tc.SecretKey, tc.Token, nil), a.Video.Key(), "InvalidAccessKeyId"},
+		{"missing token", cosClientWith(a, v.Addr, tc.SecretID, tc.SecretKey, "", nil), a.Video.Key(), "AccessDenied"},
+		{"token of another credential", cosClientWith(a, v.Addr, tc.SecretID, tc.SecretKey, "forged-token", nil), a.Video.Key(), "InvalidAccessKeyId"},
+		{"signed header changed in flight", cosClientWith(a, v.Addr, tc.SecretID, tc.SecretKey, tc.Token,
+			func(r *http.Request) { r.Header.Set("Content-Type", "text/evil") }), a.Video.Key(), "SignatureDoesNotMatch"},
+		{"key outside the grant", v.COSClient(a), "1250000000/other/stolen.mp4", "AccessDenied"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.client.Object.Put(ctx, c.key, body(), &cos.ObjectPutOptions{ObjectPutHeaderOptions: &cos.ObjectPutHeaderOptions{ContentType: "video/mp4"}})
+			if got := cosCode(err); got != c.code {
+				t.Fatalf("code = %q (%v), want %s", got, err, c.code)
+			}
+		})
+	}
+	if len(v.Objects()) != 0 {
+		t.Fatalf("a refused request stored an object: %+v", v.Objects())
+	}
+	t.Run("expired credentials", func(t *testing.T) {
+		v.Clock().Advance(31 * time.Minute) // past the 30-minute default lifetime
+		_, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), body(), nil)
+		if got := cosCode(err); got != "ExpiredToken" {
+			t.Fatalf("code = %q (%v)", got, err)
+		}
+		// Applying again with the session key gives fresh credentials for the same key.
+		a2 := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VodSessionKey: a.VodSessionKey})
+		if a2.Video.Key() != a.Video.Key() || a2.TempCertificate.SecretID == tc.SecretID {
+			t.Fatalf("resume answer = %+v", a2)
+		}
+		if _, err := v.COSClient(a2).Object.Put(ctx, a2.Video.Key(), body(), nil); err != nil {
+			t.Fatalf("put with refreshed credentials: %v", err)
+		}
+	})
+}
+
+func TestApplyRefusalsAreTypedErrors(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	media := vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(1))}
+	fixed := func(sig string) vod.SignatureFunc { return func(context.Context) (string, error) { return sig, nil } }
+	now := v.Clock().Now()
+	signed := func(p vod.SignatureParams) string {
+		p.SecretID, p.Random = testharness.VodsimSecretID, vod.NewRandom()
+		if p.CurrentTimeStamp == 0 {
+			p.CurrentTimeStamp, p.ExpireTime = now.Unix(), now.Add(time.Hour).Unix()
+		}
+		s, err := vod.Sign(testharness.VodsimSecretKey, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	good := signed(vod.SignatureParams{})
+	tampered := good[:len(good)-4] + "AAA="
+	wrongKey, _ := vod.Sign("not-the-app-key", vod.SignatureParams{SecretID: testharness.VodsimSecretID, CurrentTimeStamp: now.Unix(), ExpireTime: now.Add(time.Hour).Unix(), Random: 1})
+	expired := signed(vod.SignatureParams{CurrentTimeStamp: now.Add(-2 * time.Hour).Unix(), ExpireTime: now.Add(-time.Hour).Unix()})
+	oneTime := signed(vod.SignatureParams{OneTimeValid: true})
+	if _, err := v.VODClient().Apply(ctx, fixed(oneTime), media); err != nil {
+		t.Fatalf("first use of one-time signature: %v", err)
+	}
+	cases := []struct {
+		name string
+		sig  string
+		req  vod.ApplyRequest
+		want error
+	}{
+		{"tampered", tampered, media, vod.ErrSignatureInvalid},
+		{"wrong key", wrongKey, media, vod.ErrSignatureInvalid},
+		{"expired", expired, media, vod.ErrSignatureExpired},
+		{"one-time reused", oneTime, media, vod.ErrSignatureUsed},
+		{"unknown procedure", signed(vod.SignatureParams{Procedure: "NoSuchFlow"}), media, vod.ErrProcedureNotFound},
+		{"region not enabled", signed(vod.SignatureParams{StorageRegion: "ap-beijing"}), media, vod.ErrRegionNotAllowed},
+		{"unknown session", good, vod.ApplyRequest{VodSessionKey: "nope"}, vod.ErrSessionExpired},
+		{"bad video name", good, vod.ApplyRequest{VideoName: "a/b", VideoType: "mp4", VideoSize: ptr(int64(1))}, vod.ErrInvalidParameter},
+		{"upper-case type", good, vod.ApplyRequest{VideoName: "a", VideoType: "MP4", VideoSize: ptr(int64(1))}, vod.ErrInvalidParameter},
+		{"no size", good, vod.ApplyRequest{VideoName: "a", VideoType: "mp4"}, vod.ErrInvalidParameter},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := v.VODClient().Apply(ctx, fixed(c.sig), c.req)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+			var api *vod.APIError
+			if !errors.As(err, &api) || api.Retryable() {
+				t.Fatalf("err %v is not a non-retryable APIError", err)
+			}
+		})
+	}
+	// The reused one-time signature was counted as refused, used once.
+	for _, u := range v.SignatureUses() {
+		if u.OneTime && (u.Uses != 1 || u.Refused != 1) {
+			t.Fatalf("one-time signature use = %+v", u)
+		}
+	}
+}
+
+func TestOneTimeSignaturesAcrossRetryAndCommit(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	// The first apply fails with VOD's internal error: the client retries with a fresh signature.
+	if err := v.SetFaults(vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpApply, FailNth: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	sign := v.Signer(vod.SignatureParams{OneTimeValid: true})
+	counting := func(ctx context.Context) (string, error) { calls++; return sign(ctx) }
+	a, err := v.VODClient().Apply(ctx, counting, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(3))})
+	if err != nil {
+		t.Fatalf("apply with one injected failure: %v", err)
+	}
+	if calls != 2 {
+		t.Fatalf("signatures asked = %d, want 2", calls)
+	}
+	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("abc"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The signature spent on the apply cannot commit.
+	var spent string
+	spentSig := func(ctx context.Context) (string, error) { s, err := sign(ctx); spent = s; return s, err }
+	if _, err := v.VODClient().Apply(ctx, spentSig, vod.ApplyRequest{VodSessionKey: a.VodSessionKey}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.VODClient().Commit(ctx, func(context.Context) (string, error) { return spent, nil }, a.VodSessionKey)
+	if !errors.Is(err, vod.ErrSignatureUsed) {
+		t.Fatalf("commit with spent signature: %v", err)
+	}
+	if _, err := v.VODClient().Commit(ctx, sign, a.VodSessionKey); err != nil {
+		t.Fatalf("commit with fresh one-time signature: %v", err)
+	}
+}
+
+func TestCommitChecksObjectAndSize(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(5))})
+	_, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if !errors.Is(err, vod.ErrUploadIncomplete) {
+		t.Fatalf("commit without object: %v", err)
+	}
+	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("1234"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if !errors.Is(err, vod.ErrUploadIncomplete) {
+		t.Fatalf("commit with 4 of 5 bytes: %v", err)
+	}
+	if len(v.Files()) != 0 {
+		t.Fatal("refused commit created a file")
+	}
+	v.Clock().Advance(25 * time.Hour)
+	_, err = v.VODClient().Apply(ctx, v.Signer(vod.SignatureParams{}), vod.ApplyRequest{VodSessionKey: a.VodSessionKey})
+	if !errors.Is(err, vod.ErrSessionExpired) {
+		t.Fatalf("resume after 25h: %v", err)
+	}
+}
+
+func TestCompleteChecksPartsAndAbortCleansUp(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(3 << 20))})
+	c := v.COSClient(a)
+	key := a.Video.Key()
+	init, _, err := c.Object.InitiateMultipartUpload(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := randomBytes(1000, 4)
+	big := randomBytes(1<<20, 5)
+	r1, err := c.Object.UploadPart(ctx, key, init.UploadID, 1, bytes.NewReader(small), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.Object.UploadPart(ctx, key, init.UploadID, 2, bytes.NewReader(big), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e1, e2 := r1.Header.Get("ETag"), r2.Header.Get("ETag")
+	complete := func(parts ...cos.Object) error {
+		_, _, err := c.Object.CompleteMultipartUpload(ctx, key, init.UploadID, &cos.CompleteMultipartUploadOptions{Parts: parts})
+		return err
+	}
+	cases := []struct {
+		name  string
+		parts []cos.Object
+		code  string
+	}{
+		{"first part too small", []cos.Object{{PartNumber: 1, ETag: e1}, {PartNumber: 2, ETag: e2}}, "EntityTooSmall"},
+		{"wrong order", []cos.Object{{PartNumber: 2, ETag: e2}, {PartNumber: 1, ETag: e1}}, "InvalidPartOrder"},
+		{"wrong etag", []cos.Object{{PartNumber: 2, ETag: e1}}, "InvalidPart"},
+		{"missing part", []cos.Object{{PartNumber: 3, ETag: e2}}, "InvalidPart"},
+	}
+	for _, tc := range cases {
+		if got := cosCode(complete(tc.parts...)); got != tc.code {
+			t.Errorf("%s: code %q, want %s", tc.name, got, tc.code)
+		}
+	}
+	lp, _, err := c.Object.ListParts(ctx, key, init.UploadID, &cos.ObjectListPartsOptions{MaxParts: "1"})
+	if err != nil || len(lp.Parts) != 1 || !lp.IsTruncated || lp.Parts[0].ETag != e1 {
+		t.Fatalf("list parts = %+v, %v", lp, err)
+	}
+	if _, err := c.Object.AbortMultipartUpload(ctx, key, init.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(v.Uploads()); n != 0 {
+		t.Fatalf("%d uploads left after abort", n)
+	}
+	if _, err := c.Object.UploadPart(ctx, key, init.UploadID, 3, bytes.NewReader(big), nil); cosCode(err) != "NoSuchUpload" {
+		t.Fatalf("upload part after abort: %v", err)
+	}
+}
+
+func TestFaultInjectionThroughAdminEndpoint(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(100))})
+	put := func(f string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, v.URL+"/vodsim/faults", strings.NewReader(f))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("set faults %s: %v %v", f, err, resp)
+		}
+		resp.Body.Close()
+	}
+	c := v.COSClient(a)
+	c.Conf.RetryOpt.Count = 1
+	put(`{"rules":[{"op":"PutObject","errorRate":1,"status":503,"code":"SlowDown"}]}`)
+	if _, err := c.Object.Put(ctx, a.Video.Key(), bytes.NewReader(randomBytes(100, 6)), nil); cosCode(err) != "SlowDown" {
+		t.Fatalf("injected error: %v", err)
+	}
+	put(`{"rules":[{"op":"PutObject","resetRate":1}]}`)
+	_, err := c.Object.Put(ctx, a.Video.Key(), bytes.NewReader(randomBytes(100, 6)), nil)
+	if err == nil || cosCode(err) != "" {
+		t.Fatalf("reset: want a transport error, got %v", err)
+	}
+	put(`{}`)
+	if _, err := c.Object.Put(ctx, a.Video.Key(), bytes.NewReader(randomBytes(100, 6)), nil); err != nil {
+		t.Fatalf("after clearing faults: %v", err)
+	}
+	// Bad fault configs are refused with 400.
+	resp, err := http.DefaultClient.Do(must(http.NewRequest(http.MethodPut, v.URL+"/vodsim/faults", strings.NewReader(`{"rules":[{"op":"PutObject","errorRate":2}]}`))))
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad faults: %v %v", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestPullEventsUntilConfirmed(t *testing.T) {
+	v := testharness.StartVodsim(t) // no callback URL: reliable (pull) mode
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{SourceContext: "pull-me"}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(2))})
+	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("hi"), nil); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // unconfirmed events come back
+		evs := v.PullEvents(10)
+		if len(evs) != 1 || evs[0].FileUploadEvent.FileID != cm.FileID || evs[0].EventHandle == "" {
+			t.Fatalf("pull = %+v", evs)
+		}
+	}
+	evs := v.PullEvents(10)
+	if unknown := v.ConfirmEvents([]string{evs[0].EventHandle, "nope"}); len(unknown) != 1 {
+		t.Fatalf("unknown = %v", unknown)
+	}
+	if evs := v.PullEvents(10); len(evs) != 0 {
+		t.Fatalf("confirmed event came back: %+v", evs)
+	}
+}
+
+func TestCallbackRetriedUntilReceiverAccepts(t *testing.T) {
+	fails := 2
+	got := make(chan string, 1)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fails > 0 {
+			fails--
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		e, _ := vod.ParseEvent(b)
+		got <- e.FileUploadEvent.FileID
+	}))
+	defer receiver.Close()
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = receiver.URL })
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(1))})
+	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != cm.FileID {
+			t.Fatalf("callback FileId %s, want %s", id, cm.FileID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("callback never accepted")
+	}
+	// The delivery is recorded just after the receiver answers: wait for it.
+	waitFor(t, 5*time.Second, func() bool { return v.Events()[0].Delivered })
+	if ev := v.Events()[0]; len(ev.Attempts) != 3 {
+		t.Fatalf("attempts = %+v", ev.Attempts)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
