@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-		"errors"
+	"errors"
 	"hash/crc64"
 	"io"
 	"math/rand/v2"
