@@ -1,0 +1,119 @@
+package job
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is where a job is in its life.
+type State string
+
+// The job states. Terminal states never change again.
+const (
+	StateQueued    State = "queued"
+	StateRunning   State = "running"
+	StatePaused    State = "paused"
+	StateCompleted State = "completed"
+	StateFailed    State = "failed"
+	StateCanceled  State = "canceled"
+)
+
+// transitions is the job state machine, written down once: from → allowed to.
+var transitions = map[State][]State{
+	"":             {StateQueued, StateFailed},
+	StateQueued:    {StateRunning, StatePaused, StateCanceled, StateFailed, StateCompleted},
+	StateRunning:   {StateQueued, StatePaused, StateCanceled, StateFailed, StateCompleted, StateRunning},
+	StatePaused:    {StateQueued, StateCanceled},
+	StateCompleted: {},
+	StateFailed:    {},
+	StateCanceled:  {},
+}
+
+// ErrBadTransition is returned for a state change the machine does not allow.
+var ErrBadTransition = errors.New("job: state transition not allowed")
+
+// Terminal reports whether s never changes again.
+func (s State) Terminal() bool {
+	return s == StateCompleted || s == StateFailed || s == StateCanceled
+}
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	_, ok := transitions[s]
+	return ok && s != ""
+}
+
+// CanTransition reports whether from → to is allowed.
+func CanTransition(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckTransition returns ErrBadTransition, wrapped with the states, when from → to is not allowed.
+func CheckTransition(from, to State) error {
+	if !CanTransition(from, to) {
+		return fmt.Errorf("%w: %s → %s", ErrBadTransition, displayState(from), to)
+	}
+	return nil
+}
+
+func displayState(s State) string {
+	if s == "" {
+		return "(new)"
+	}
+	return string(s)
+}
+
+// Error is a failure recorded on a job.
+type Error struct {
+	// Code is stable and machine-readable, e.g. "source_not_found", "policy_refused".
+	Code string `json:"code"`
+	// Message is for people.
+	Message string `json:"message"`
+	// Permanent failures are not retried.
+	Permanent bool `json:"permanent"`
+}
+
+// Status is the durable answer to "what happened to job X".
+type Status struct {
+	Job        Job       `json:"job"`
+	State      State     `json:"state"`
+	Attempt    int       `json:"attempt"`
+	BytesDone  int64     `json:"bytesDone"`
+	BytesTotal int64     `json:"bytesTotal"`
+	FileID     string    `json:"fileId,omitempty"`
+	MediaURL   string    `json:"mediaUrl,omitempty"`
+	CoverURL   string    `json:"coverUrl,omitempty"`
+	Error      *Error    `json:"error,omitempty"`
+	Worker     string    `json:"worker,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}
+
+// MarshalStatus encodes a status.
+func MarshalStatus(s *Status) ([]byte, error) { return json.Marshal(s) }
+
+// UnmarshalStatus decodes a status.
+func UnmarshalStatus(b []byte) (*Status, error) {
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("job: status: %w", err)
+	}
+	return &s, nil
+}
+
+// Control is an operator's instruction to a job, kept in the control bucket.
+type Control string
+
+// Controls.
+const (
+	ControlNone   Control = ""
+	ControlPause  Control = "pause"
+	ControlCancel Control = "cancel"
+)
