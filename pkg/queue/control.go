@@ -1,0 +1,89 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// ErrConflict is returned when a job's state does not allow the request.
+var ErrConflict = errors.New("queue: job state does not allow this")
+
+// Pause asks for a job to stop at a part boundary. A queued job is paused at
+// once when a worker picks it up; a running one at its next part boundary.
+func (q *Queue) Pause(ctx context.Context, jobID string) (*job.Status, error) {
+	s, _, err := q.Status(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	if s.State != job.StateQueued && s.State != job.StateRunning {
+		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
+	}
+	if err := q.SetControl(ctx, jobID, job.ControlPause); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Resume re-enqueues a paused job; it continues from its recorded offset.
+func (q *Queue) Resume(ctx context.Context, jobID string) (*job.Status, error) {
+	if err := q.SetControl(ctx, jobID, job.ControlNone); err != nil {
+		return nil, err
+	}
+	s, err := q.Transition(ctx, jobID, job.StateQueued, func(s *job.Status) { s.Error = nil })
+	if err != nil {
+		if errors.Is(err, job.ErrBadTransition) {
+			return s, fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+		return s, err
+	}
+	if err := q.requeue(ctx, s, "resume"); err != nil {
+		return nil, err
+	}
+	return s, q.Emit(ctx, job.EventResumed, jobID, struct{}{})
+}
+
+// requeue publishes the job again so a worker picks it up. It takes a new
+// message id: the original one is still in the duplicate window.
+func (q *Queue) requeue(ctx context.Context, s *job.Status, why string) error {
+	b, err := s.Job.Encode()
+	if err != nil {
+		return err
+	}
+	msgID := s.Job.ID + "." + why + "." + strconv.FormatInt(time.Now().UnixNano(), 10)
+	if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{
+		jetstream.MsgIDHeader: []string{msgID}, HeaderResumeOf: []string{s.Job.ID}}}); err != nil {
+		return fmt.Errorf("queue: %s %s: %w", why, s.Job.ID, err)
+	}
+	return nil
+}
+
+// Cancel asks for a job to stop and clean up. A paused or queued job is
+// canceled when a worker sees it, or at once when paused (nothing runs it).
+func (q *Queue) Cancel(ctx context.Context, jobID string) (*job.Status, error) {
+	s, _, err := q.Status(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	if s.State.Terminal() {
+		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
+	}
+	if err := q.SetControl(ctx, jobID, job.ControlCancel); err != nil {
+		return nil, err
+	}
+	if s.State == job.StatePaused {
+		// No worker holds a paused job: hand it to one, which sees the cancel,
+		// aborts the multipart upload and deletes the resume state.
+		if err := q.requeue(ctx, s, "cancel"); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,182 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// Header names on job messages.
+const (
+	// HeaderResumeOf marks a job re-enqueued by Resume (its Nats-Msg-Id differs from the job id).
+	HeaderResumeOf = "Vodpipe-Resume-Of"
+)
+
+// PublishResult tells whether JetStream stored a job or dropped it as a duplicate.
+type PublishResult struct {
+	JobID     string
+	Duplicate bool
+	Err       error
+}
+
+// PublishJob puts one job on the queue with Nats-Msg-Id = job id, so a job
+// published twice within the duplicate window runs once.
+func (q *Queue) PublishJob(ctx context.Context, j *job.Job) (PublishResult, error) {
+	b, err := j.Encode()
+	if err != nil {
+		return PublishResult{JobID: j.ID}, err
+	}
+	ack, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}})
+	if err != nil {
+		return PublishResult{JobID: j.ID}, fmt.Errorf("queue: publish job %s: %w", j.ID, err)
+	}
+	return PublishResult{JobID: j.ID, Duplicate: ack.Duplicate}, nil
+}
+
+// PublishJobs publishes a batch asynchronously and waits for every
+// acknowledgement; each result says stored, duplicate or failed.
+func (q *Queue) PublishJobs(ctx context.Context, jobs []*job.Job) []PublishResult {
+	out := make([]PublishResult, len(jobs))
+	futures := make([]jetstream.PubAckFuture, len(jobs))
+	for i, j := range jobs {
+		out[i].JobID = j.ID
+		b, err := j.Encode()
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		futures[i], err = q.js.PublishMsgAsync(&nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}})
+		if err != nil {
+			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			out[i].Duplicate = ack.Duplicate
+		case err := <-f.Err():
+			out[i].Err = fmt.Errorf("queue: publish job %s: %w", out[i].JobID, err)
+		case <-ctx.Done():
+			out[i].Err = ctx.Err()
+		}
+	}
+	return out
+}
+
+// EventSubject is the subject of an event: vodpipe.events.<type>.<job id>,
+// "none" standing for events of no job; dots in a job id become '_'.
+func EventSubject(e *job.Event) string {
+	id := "none"
+	if e.JobID != "" {
+		id = subjectToken(e.JobID)
+	}
+	return EventsPrefix + "." + e.Type + "." + id
+}
+
+// PublishEvent stores an event in the EVENTS stream (deduplicated by event id).
+func (q *Queue) PublishEvent(ctx context.Context, e *job.Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: EventSubject(e), Data: b,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}}); err != nil {
+		return fmt.Errorf("queue: publish event %s: %w", e.Type, err)
+	}
+	return nil
+}
+
+// Emit builds and publishes an event.
+func (q *Queue) Emit(ctx context.Context, typ, jobID string, data any) error {
+	e, err := job.NewEvent(typ, jobID, data)
+	if err != nil {
+		return err
+	}
+	return q.PublishEvent(ctx, e)
+}
+
+// DeadLetter is a job that failed for good, with the reason.
+type DeadLetter struct {
+	JobID   string    `json:"jobId,omitempty"`
+	Code    string    `json:"code"`
+	Reason  string    `json:"reason"`
+	Attempt int       `json:"attempt"`
+	Time    time.Time `json:"time"`
+	// Message is the job message as received, when it was JSON.
+	Message json.RawMessage `json:"message,omitempty"`
+	// RawMessage is the job message as received, when it was not JSON.
+	RawMessage []byte `json:"rawMessage,omitempty"`
+	// StreamSeq is the message's sequence in the JOBS stream.
+	StreamSeq uint64 `json:"streamSeq,omitempty"`
+}
+
+// PublishDeadLetter records a dead letter under vodpipe.dlq.<job id>.
+func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte) error {
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	if json.Valid(raw) {
+		d.Message = raw
+	} else {
+		d.RawMessage = raw
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	subj := DLQPrefix + "." + subjectToken(d.JobID)
+	msgID := fmt.Sprintf("dlq-%s-%d-%d", subjectToken(d.JobID), d.StreamSeq, d.Attempt)
+	if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}); err != nil {
+		return fmt.Errorf("queue: dead letter: %w", err)
+	}
+	return nil
+}
+
+// DeadLetters lists dead letters, oldest first (for tests and operators).
+func (q *Queue) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	info, err := q.dlq.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := q.dlq.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var d DeadLetter
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// subjectToken makes s usable as one subject token.
+func subjectToken(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.' || r == '*' || r == '>' || r <= ' ' || r > '~':
+			return '_'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,165 @@
+// Package queue holds vodpipe's JetStream layout: the JOBS work queue, the
+// EVENTS stream, the dead-letter stream, and the key-value buckets for job
+// status, job control and FileId → job lookups. Everything is created
+// idempotently by Open; a changed config updates what exists.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the streams, buckets and consumer, and the subjects they hold.
+const (
+	JobsStream     = "VODPIPE_JOBS"
+	EventsStream   = "VODPIPE_EVENTS"
+	DLQStream      = "VODPIPE_DLQ"
+	StatusBucket   = "vodpipe_status"
+	ControlBucket  = "vodpipe_control"
+	FilesBucket    = "vodpipe_files"
+	WorkerConsumer = "workers"
+
+	// JobsSubject is where jobs are published, by ingest or straight by publishers.
+	JobsSubject = "vodpipe.jobs.submit"
+	// jobsSubjects is what the JOBS stream holds.
+	jobsSubjects = "vodpipe.jobs.>"
+	// EventsPrefix prefixes event subjects: vodpipe.events.<type>.<job id>.
+	EventsPrefix = "vodpipe.events"
+	// DLQPrefix prefixes dead-letter subjects: vodpipe.dlq.<job id>.
+	DLQPrefix = "vodpipe.dlq"
+)
+
+// Config tunes the JetStream layout. Zero values take the defaults.
+type Config struct {
+	// Replicas of every stream and bucket (3 in a NATS cluster).
+	Replicas int `envconfig:"NATS_REPLICAS" default:"1" desc:"replicas of every JetStream stream and bucket"`
+	// DuplicateWindow is how long a job id is remembered to drop a repeated publish.
+	DuplicateWindow time.Duration `envconfig:"JOBS_DUPLICATE_WINDOW" default:"1h" desc:"how long a repeated job id is dropped by JetStream"`
+	// AckWait is how long a delivered job may go without an ack or in-progress signal.
+	AckWait time.Duration `envconfig:"JOBS_ACK_WAIT" default:"30s" desc:"redelivery timeout of a job without progress signals"`
+	// MaxDeliver bounds deliveries of one job.
+	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"deliveries of a job before it is dead-lettered"`
+	// MaxAckPending bounds jobs in flight across all workers.
+	MaxAckPending int `envconfig:"JOBS_MAX_ACK_PENDING" default:"1000" desc:"jobs in flight across all workers"`
+	// EventsMaxAge is how long events are kept for replay.
+	EventsMaxAge time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" desc:"how long job events are kept"`
+	// DLQMaxAge is how long dead letters are kept.
+	DLQMaxAge time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h" desc:"how long dead letters are kept"`
+}
+
+func (c *Config) withDefaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = time.Hour
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	if c.EventsMaxAge == 0 {
+		c.EventsMaxAge = 7 * 24 * time.Hour
+	}
+	if c.DLQMaxAge == 0 {
+		c.DLQMaxAge = 30 * 24 * time.Hour
+	}
+}
+
+// Queue is an opened JetStream layout.
+type Queue struct {
+	js      jetstream.JetStream
+	cfg     Config
+	jobs    jetstream.Stream
+	events  jetstream.Stream
+	dlq     jetstream.Stream
+	status  jetstream.KeyValue
+	control jetstream.KeyValue
+	files   jetstream.KeyValue
+}
+
+// Open creates or updates the streams, buckets and the worker consumer.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
+	cfg.withDefaults()
+	q := &Queue{js: js, cfg: cfg}
+	var err error
+	if q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: JobsStream, Description: "vodpipe upload jobs (work queue)", Subjects: []string{jobsSubjects},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		Duplicates: cfg.DuplicateWindow, MaxMsgSize: 1 << 20, Discard: jetstream.DiscardOld,
+	}); err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", JobsStream, err)
+	}
+	if q.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		MaxAge: cfg.EventsMaxAge, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", EventsStream, err)
+	}
+	if q.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.DLQMaxAge,
+	}); err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", DLQStream, err)
+	}
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+		desc string
+	}{
+		{&q.status, StatusBucket, "vodpipe job status and progress"},
+		{&q.control, ControlBucket, "vodpipe job control (pause, cancel)"},
+		{&q.files, FilesBucket, "vodpipe FileId to job id"},
+	} {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b.name, Description: b.desc, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("queue: bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, JobsStream, q.consumerConfig()); err != nil {
+		return nil, fmt.Errorf("queue: consumer %s: %w", WorkerConsumer, err)
+	}
+	return q, nil
+}
+
+func (q *Queue) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable: WorkerConsumer, Description: "vodpipe workers share this consumer",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: q.cfg.AckWait, MaxDeliver: q.cfg.MaxDeliver,
+		MaxAckPending: q.cfg.MaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: JobsSubject, Replicas: q.cfg.Replicas,
+	}
+}
+
+// Config returns the effective configuration.
+func (q *Queue) Config() Config { return q.cfg }
+
+// JetStream returns the JetStream context.
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Consumer returns the shared worker consumer.
+func (q *Queue) Consumer(ctx context.Context) (jetstream.Consumer, error) {
+	return q.js.Consumer(ctx, JobsStream, WorkerConsumer)
+}
+
+// Ready checks that JetStream answers, for /readyz.
+func (q *Queue) Ready(ctx context.Context) error {
+	_, err := q.jobs.Info(ctx)
+	return err
+}
+
+// ErrNotFound is returned for an unknown job id or FileId.
+var ErrNotFound = errors.New("queue: not found")

@@ -1,0 +1,239 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+)
+
+func openQueue(t *testing.T, cfg queue.Config) (*queue.Queue, *testharness.NATS) {
+	t.Helper()
+	n := testharness.StartNATS(t)
+	q, err := queue.Open(t.Context(), n.JetStream(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, n
+}
+
+func newJob(id string) *job.Job {
+	return &job.Job{V: 1, ID: id, Source: "file:///in/" + id + ".mp4"}
+}
+
+func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	js := n.JetStream(t)
+	ctx := t.Context()
+	// Opening again with a changed config updates, never fails.
+	q2, err := queue.Open(ctx, js, queue.Config{DuplicateWindow: 10 * time.Minute, AckWait: time.Minute, MaxDeliver: 5})
+	if err != nil {
+		t.Fatalf("reopen with changed config: %v", err)
+	}
+	s, err := js.Stream(ctx, queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(ctx)
+	if info.Config.Duplicates != 10*time.Minute || info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Storage != jetstream.FileStorage {
+		t.Fatalf("jobs stream config = %+v", info.Config)
+	}
+	c, err := q2.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, _ := c.Info(ctx)
+	if ci.Config.AckWait != time.Minute || ci.Config.MaxDeliver != 5 || ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Fatalf("consumer config = %+v", ci.Config)
+	}
+	_ = q
+}
+
+func TestPublishTwiceRunsOnce(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	r1, err := q.PublishJob(ctx, newJob("dup-1"))
+	if err != nil || r1.Duplicate {
+		t.Fatalf("first publish: %+v %v", r1, err)
+	}
+	r2, err := q.PublishJob(ctx, newJob("dup-1"))
+	if err != nil || !r2.Duplicate {
+		t.Fatalf("second publish not a duplicate: %+v %v", r2, err)
+	}
+	batch := q.PublishJobs(ctx, []*job.Job{newJob("b-1"), newJob("dup-1"), newJob("b-2")})
+	if batch[0].Duplicate || !batch[1].Duplicate || batch[2].Duplicate || batch[0].Err != nil {
+		t.Fatalf("batch = %+v", batch)
+	}
+	c, _ := q.Consumer(ctx)
+	ci, _ := c.Info(ctx)
+	if ci.NumPending != 3 {
+		t.Fatalf("pending = %d, want 3", ci.NumPending)
+	}
+}
+
+func TestStatusTransitionsAreEnforcedUnderConcurrency(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	j := newJob("st-1")
+	if _, created, err := q.CreateStatus(ctx, j); err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if s, created, err := q.CreateStatus(ctx, j); err != nil || created || s.State != job.StateQueued {
+		t.Fatalf("second create: %+v %v %v", s, created, err)
+	}
+	// Many concurrent progress updates: none is lost.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := q.UpdateStatus(ctx, j.ID, func(s *job.Status) error { s.BytesDone++; return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	s, _, err := q.Status(ctx, j.ID)
+	if err != nil || s.BytesDone != 20 {
+		t.Fatalf("bytesDone = %d, %v", s.BytesDone, err)
+	}
+	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Transition(ctx, j.ID, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
+		t.Fatalf("completed → running: %v", err)
+	}
+	if _, _, err := q.Status(ctx, "missing"); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+}
+
+func TestPauseResumeCancelControl(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	j := newJob("ctl-1")
+	if _, err := q.PublishJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.CreateStatus(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Pause(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlPause {
+		t.Fatalf("control = %q", c)
+	}
+	// A worker would mark it paused and ack: simulate the state change.
+	if _, err := q.Transition(ctx, j.ID, job.StatePaused, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Resume(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlNone {
+		t.Fatalf("control after resume = %q", c)
+	}
+	s, _, _ := q.Status(ctx, j.ID)
+	if s.State != job.StateQueued {
+		t.Fatalf("state after resume = %s", s.State)
+	}
+	// Resume re-enqueued the job despite the duplicate window: two messages wait.
+	c, _ := q.Consumer(ctx)
+	ci, _ := c.Info(ctx)
+	if ci.NumPending != 2 {
+		t.Fatalf("pending = %d, want 2", ci.NumPending)
+	}
+	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+		t.Fatalf("resume of a queued job: %v", err)
+	}
+	if _, err := q.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlCancel {
+		t.Fatalf("control = %q", c)
+	}
+}
+
+func TestExhaustedDeliveriesLandInDeadLetters(t *testing.T) {
+	q, n := openQueue(t, queue.Config{AckWait: 200 * time.Millisecond, MaxDeliver: 2})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	got := make(chan queue.Exhausted, 1)
+	go func() {
+		_ = q.WatchExhausted(ctx, n.Connect(t), func(_ context.Context, e queue.Exhausted) { got <- e })
+	}()
+	j := newJob("doomed-1")
+	if _, err := q.PublishJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := q.Consumer(ctx)
+	// Two deliveries that a crashed worker never acks.
+	for i := range 2 {
+		msgs, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range msgs.Messages() {
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: %d messages", i+1, n)
+		}
+	}
+	// JetStream notices the used-up deliveries when it next tries to deliver,
+	// i.e. while workers keep pulling: keep pulling until the advisory is handled.
+	var e queue.Exhausted
+	deadline := time.After(10 * time.Second)
+wait:
+	for {
+		select {
+		case e = <-got:
+			break wait
+		case <-deadline:
+			t.Fatal("no max-deliveries advisory handled")
+		default:
+		}
+		msgs, err := c.Fetch(1, jetstream.FetchMaxWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range msgs.Messages() {
+			t.Fatalf("delivered a third time: %s", m.Data())
+		}
+	}
+	{
+		if e.Job == nil || e.Job.ID != j.ID || e.DeadLetter.Code != "max_deliveries" {
+			t.Fatalf("exhausted = %+v", e)
+		}
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 || dl[0].JobID != j.ID || dl[0].Reason == "" || len(dl[0].Message) == 0 {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+	ci, _ := c.Info(ctx)
+	if ci.NumPending != 0 || ci.NumAckPending != 0 {
+		t.Fatalf("message still in the work queue: %+v", ci)
+	}
+}
+
+func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if err := q.PublishDeadLetter(ctx, queue.DeadLetter{Code: "invalid_message", Reason: "not JSON"}, []byte("\xff\x00garbage")); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 || string(dl[0].RawMessage) != "\xff\x00garbage" || dl[0].JobID != "" {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+}

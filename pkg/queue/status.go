@@ -1,0 +1,192 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// Status returns a job's status and its revision, or ErrNotFound.
+func (q *Queue) Status(ctx context.Context, jobID string) (*job.Status, uint64, error) {
+	e, err := q.status.Get(ctx, jobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: status %s: %w", jobID, err)
+	}
+	s, err := job.UnmarshalStatus(e.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	return s, e.Revision(), nil
+}
+
+// CreateStatus records a new job as queued, unless a status already exists
+// (then it returns that one and created=false): the first submit wins.
+func (q *Queue) CreateStatus(ctx context.Context, j *job.Job) (st *job.Status, created bool, err error) {
+	now := time.Now().UTC()
+	s := &job.Status{Job: *j, State: job.StateQueued, CreatedAt: now, UpdatedAt: now}
+	b, err := job.MarshalStatus(s)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := q.status.Create(ctx, j.ID, b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			old, _, gerr := q.Status(ctx, j.ID)
+			return old, false, gerr
+		}
+		return nil, false, fmt.Errorf("queue: create status %s: %w", j.ID, err)
+	}
+	return s, true, nil
+}
+
+// UpdateStatus applies f to the job's status with optimistic concurrency,
+// retrying on conflicting writes. f returns an error to abort. A missing status
+// is created from the zero Status (f sees State "").
+func (q *Queue) UpdateStatus(ctx context.Context, jobID string, f func(*job.Status) error) (*job.Status, error) {
+	for attempt := 0; ; attempt++ {
+		s, rev, err := q.Status(ctx, jobID)
+		if errors.Is(err, ErrNotFound) {
+			s, rev, err = &job.Status{CreatedAt: time.Now().UTC()}, 0, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := f(s); err != nil {
+			return s, err
+		}
+		s.UpdatedAt = time.Now().UTC()
+		b, err := job.MarshalStatus(s)
+		if err != nil {
+			return nil, err
+		}
+		if rev == 0 {
+			_, err = q.status.Create(ctx, jobID, b)
+		} else {
+			_, err = q.status.Update(ctx, jobID, b, rev)
+		}
+		if err == nil {
+			return s, nil
+		}
+		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if !conflict || attempt >= 20 {
+			return nil, fmt.Errorf("queue: update status %s: %w", jobID, err)
+		}
+	}
+}
+
+// Transition moves a job to state `to` through the state machine, then applies f.
+func (q *Queue) Transition(ctx context.Context, jobID string, to job.State, f func(*job.Status)) (*job.Status, error) {
+	return q.UpdateStatus(ctx, jobID, func(s *job.Status) error {
+		if err := job.CheckTransition(s.State, to); err != nil {
+			return err
+		}
+		s.State = to
+		if f != nil {
+			f(s)
+		}
+		return nil
+	})
+}
+
+// ListStatuses returns every job status (for the API's listing; bounded by the bucket).
+func (q *Queue) ListStatuses(ctx context.Context) ([]*job.Status, error) {
+	keys, err := q.status.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*job.Status
+	for k := range keys.Keys() {
+		s, _, err := q.Status(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Control returns the operator's instruction for a job.
+func (q *Queue) Control(ctx context.Context, jobID string) (job.Control, error) {
+	e, err := q.control.Get(ctx, jobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return job.ControlNone, nil
+	}
+	if err != nil {
+		return job.ControlNone, fmt.Errorf("queue: control %s: %w", jobID, err)
+	}
+	return job.Control(e.Value()), nil
+}
+
+// SetControl records an instruction; ControlNone clears it.
+func (q *Queue) SetControl(ctx context.Context, jobID string, c job.Control) error {
+	var err error
+	if c == job.ControlNone {
+		err = q.control.Delete(ctx, jobID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+	} else {
+		_, err = q.control.Put(ctx, jobID, []byte(c))
+	}
+	if err != nil {
+		return fmt.Errorf("queue: set control %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// WatchControl calls f for every control change until ctx ends.
+func (q *Queue) WatchControl(ctx context.Context, f func(jobID string, c job.Control)) error {
+	w, err := q.control.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil {
+				continue
+			}
+			c := job.Control(e.Value())
+			if e.Operation() != jetstream.KeyValuePut {
+				c = job.ControlNone
+			}
+			f(e.Key(), c)
+		}
+	}
+}
+
+// RecordFile maps a FileId to the job that uploaded it.
+func (q *Queue) RecordFile(ctx context.Context, fileID, jobID string) error {
+	if _, err := q.files.Put(ctx, fileID, []byte(jobID)); err != nil {
+		return fmt.Errorf("queue: record file %s: %w", fileID, err)
+	}
+	return nil
+}
+
+// JobForFile returns the job that uploaded a FileId, or ErrNotFound.
+func (q *Queue) JobForFile(ctx context.Context, fileID string) (string, error) {
+	e, err := q.files.Get(ctx, fileID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}
