@@ -148,6 +148,11 @@ func (s *Server) Handler() http.Handler {
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
+		// Cloud API 3.0 host (reliable-callback PullEvents/ConfirmEvents): cloudapi.go.
+		if cloudAPIHost.MatchString(strings.ToLower(host)) {
+			s.serveCloudAPI(w, r)
+			return
+		}
 		if m := cosHost.FindStringSubmatch(strings.ToLower(host)); m != nil {
 			s.serveCOS(w, r, m[1], m[2])
 			return
