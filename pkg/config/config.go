@@ -40,3 +40,23 @@ func Load(spec any) error {
 	}
 	return nil
 }
+
+// NATS is how every service reaches NATS.
+type NATS struct {
+	URL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
+	// CredsFile is a NATS credentials file (JWT + NKey); empty for none.
+	CredsFile string `envconfig:"NATS_CREDS" desc:"NATS credentials file (optional)"`
+}
+
+// Redis is how workers reach Redis. One address: a single node; several: a
+// cluster; with MasterName: Sentinel.
+type Redis struct {
+	URL        string   `envconfig:"REDIS_URL" desc:"redis://[:password@]host:port/db; empty: resume state in a JetStream key-value bucket"`
+	Addrs      []string `envconfig:"REDIS_ADDRS" desc:"Redis Cluster or Sentinel addresses, comma-separated (instead of REDIS_URL)"`
+	MasterName string   `envconfig:"REDIS_MASTER_NAME" desc:"Sentinel master name"`
+	Password   string   `envconfig:"REDIS_PASSWORD" desc:"Redis password (with REDIS_ADDRS)"`
+	TLS        bool     `envconfig:"REDIS_TLS" desc:"use TLS to Redis (with REDIS_ADDRS)"`
+}
+
+// Enabled reports whether Redis is configured.
+func (r Redis) Enabled() bool { return r.URL != "" || len(r.Addrs) > 0 }

@@ -62,8 +62,8 @@ type PartRecord struct {
 
 // State is a job's resume state.
 type State struct {
-	Session *Session            `json:"session,omitempty"`
-	Parts   map[int]PartRecord  `json:"parts,omitempty"`
+	Session *Session           `json:"session,omitempty"`
+	Parts   map[int]PartRecord `json:"parts,omitempty"`
 	// VideoDone is set once the video object is complete in COS.
 	VideoDone bool `json:"videoDone,omitempty"`
 	// CoverDone is set once the cover object is in COS.

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/checksum"
@@ -259,7 +260,7 @@ func (s *Server) readBody(r *http.Request, limit int64, name string) (written, *
 	if r.ContentLength > limit {
 		return written{}, cosErr(http.StatusBadRequest, "EntityTooLarge", "body of %d bytes exceeds %d", r.ContentLength, limit)
 	}
-	body := s.faults.throttle(r.Context(), r.Body)
+	body := &countingReader{r: s.faults.throttle(r.Context(), r.Body), n: &s.received}
 	wr, err := s.blobs.write(body, r.ContentLength, name)
 	if err != nil {
 		if errors.Is(err, errBodyShort) {
@@ -647,4 +648,16 @@ func resetConn(w http.ResponseWriter) {
 		_ = tc.SetLinger(0)
 	}
 	_ = conn.Close()
+}
+
+// countingReader counts bytes as they are read, so cut-off bodies count too.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	client *http.Client
+
+	received atomic.Int64 // object body bytes read, including bodies cut short
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -112,6 +115,9 @@ func (s *Server) Close() error {
 	}
 	return nil
 }
+
+// BytesReceived counts object body bytes read so far, bodies cut short included.
+func (s *Server) BytesReceived() int64 { return s.received.Load() }
 
 // Config returns the effective configuration.
 func (s *Server) Config() Config { return s.cfg }

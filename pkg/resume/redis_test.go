@@ -1,0 +1,221 @@
+package resume
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
+)
+
+// startRedisCluster starts a one-node Redis Cluster owning every slot and
+// returns a cluster client on it. One node is enough to prove the scripts
+// legal on a cluster: Redis refuses a script whose keys span slots
+// (CROSSSLOT) whichever node owns them.
+func startRedisCluster(t *testing.T) redis.UniversalClient {
+	t.Helper()
+	r, err := testharness.RunRedis(t.TempDir(), "--save", "", "--appendonly", "no",
+		"--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1")
+	if err != nil {
+		t.Fatalf("start redis cluster node: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Stop() })
+
+	ctx := t.Context()
+	node := r.Client(t)
+	if err := node.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		t.Fatalf("cluster addslotsrange: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := node.ClusterInfo(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(info, "cluster_state:ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster not ok within 10s:\n%s", info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{r.Addr}, IsClusterMode: true})
+	t.Cleanup(func() { _ = c.Close() })
+	if _, ok := c.(*redis.ClusterClient); !ok {
+		t.Fatalf("universal client is %T, want *redis.ClusterClient", c)
+	}
+	return c
+}
+
+func TestRedisKeyLayout(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := testharness.StartRedis(t).Client(t)
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		job    string
+		prefix string
+	}{
+		{"default prefix", nil, "job-1", "vodpipe:{job-1}:"},
+		{"own prefix", []Option{WithPrefix("staging")}, "job-1", "staging:{job-1}:"},
+		{"brace escaped", nil, "a}b", "vodpipe:{=YX1i}:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewRedis(c, tc.opts...)
+			l, err := s.Acquire(ctx, tc.job, "w1", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SaveSession(ctx, l, session(1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SavePart(ctx, l, part(3)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.MarkVideoDone(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.Get(ctx, tc.prefix+"lease").Result(); err != nil || got != leaseValue(l) {
+				t.Fatalf("lease = %q, %v; want %q", got, err, leaseValue(l))
+			}
+			if got, err := c.Get(ctx, tc.prefix+"fence").Int64(); err != nil || got != l.Token {
+				t.Fatalf("fence = %d, %v; want %d", got, err, l.Token)
+			}
+			fields, err := c.HKeys(ctx, tc.prefix+"state").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(sorted(fields), ",") != "part:3,session,videoDone" {
+				t.Fatalf("state fields = %v", fields)
+			}
+			if err := s.Release(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := c.Exists(ctx, tc.prefix+"lease").Result(); err != nil || n != 0 {
+				t.Fatalf("lease exists after release: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestRedisKeysShareSlot asks a cluster node which slot each key of a job
+// hashes to.
+func TestRedisKeysShareSlot(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := startRedisCluster(t)
+	s := NewRedis(c)
+	for _, job := range []string{"job-1", "a}b", "}x{", "{x}", "", "a:b"} {
+		k := s.keys(job)
+		var slots []int64
+		for _, key := range []string{k.fence, k.lease, k.state} {
+			slot, err := c.ClusterKeySlot(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			slots = append(slots, slot)
+		}
+		if slots[0] != slots[1] || slots[1] != slots[2] {
+			t.Errorf("job %q: keys %v hash to slots %v", job, []string{k.fence, k.lease, k.state}, slots)
+		}
+	}
+	// Jobs spread over slots rather than sharing one.
+	a, _ := c.ClusterKeySlot(ctx, s.keys("job-1").state).Result()
+	b, _ := c.ClusterKeySlot(ctx, s.keys("job-2").state).Result()
+	if a == b {
+		t.Errorf("job-1 and job-2 share slot %d", a)
+	}
+}
+
+// TestRedisTTL checks that the lease, the fence and the state expire, and that
+// writes and renewals push the state's expiry forward.
+func TestRedisTTL(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := testharness.StartRedis(t).Client(t)
+	for _, tc := range []struct {
+		name     string
+		opts     []Option
+		stateTTL time.Duration
+	}{
+		{"default", nil, DefaultStateTTL},
+		{"configured", []Option{WithStateTTL(time.Hour)}, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewRedis(c, tc.opts...)
+			k := s.keys("job-" + tc.name)
+			l, err := s.Acquire(ctx, "job-"+tc.name, "w1", 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPTTL(t, c, k.lease, 30*time.Second)
+			checkPTTL(t, c, k.fence, tc.stateTTL)
+			for _, w := range allWrites(ctx, l)[:6] { // every write but Delete
+				// Shorten the TTLs so that the write visibly restores them.
+				for _, key := range []string{k.state, k.fence} {
+					if err := c.PExpire(ctx, key, time.Minute).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := w.write(s); err != nil {
+					t.Fatalf("%s: %v", w.name, err)
+				}
+				checkPTTL(t, c, k.state, tc.stateTTL)
+				checkPTTL(t, c, k.fence, tc.stateTTL)
+			}
+			if err := c.PExpire(ctx, k.state, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Renew(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			checkPTTL(t, c, k.state, tc.stateTTL)
+			checkPTTL(t, c, k.lease, 30*time.Second)
+		})
+	}
+}
+
+// TestRedisScriptCacheFlushed checks that the store survives a server that
+// lost its script cache (a restart, a failover, SCRIPT FLUSH).
+func TestRedisScriptCacheFlushed(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := testharness.StartRedis(t).Client(t)
+	s := NewRedis(c)
+	l, err := s.Acquire(ctx, "job-1", "w1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SavePart(ctx, l, part(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Renew(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkPTTL asserts that key expires in at most want, and not much sooner.
+func checkPTTL(t *testing.T, c redis.UniversalClient, key string, want time.Duration) {
+	t.Helper()
+	got, err := c.PTTL(t.Context(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got > want || got < want-10*time.Second {
+		t.Fatalf("PTTL %s = %v, want about %v", key, got, want)
+	}
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	slices.Sort(s)
+	return s
+}

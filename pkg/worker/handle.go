@@ -1,0 +1,306 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/upload"
+)
+
+// handle runs one delivered job message to an outcome and acks accordingly.
+// Every outcome is written durably (status, events, dead letter) before the ack.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.Error("message without metadata", "err", err)
+		_ = msg.Term()
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	j, err := job.Decode(msg.Data())
+	if err != nil {
+		w.invalid(ctx, msg, meta, j, err)
+		return
+	}
+	j.Normalize()
+	log := w.log.With("job_id", j.ID, "attempt", attempt)
+
+	st, _, err := w.q.Status(ctx, j.ID)
+	if errors.Is(err, queue.ErrNotFound) {
+		// Published straight onto NATS: this worker is the first to see it.
+		if st, _, err = w.q.CreateStatus(ctx, j); err == nil {
+			_ = w.q.Emit(ctx, job.EventQueued, j.ID, j)
+		}
+	}
+	if err != nil {
+		log.Warn("status unavailable, retrying later", "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	switch st.State {
+	case job.StateCompleted:
+		// A redelivery after commit: never a second FileId. Re-publish the completion and ack.
+		w.emitCompleted(ctx, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal)
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return
+	case job.StateFailed, job.StateCanceled:
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return
+	}
+	if st.State == job.StatePaused {
+		if w.control(j.ID) == job.ControlCancel {
+			w.cancelPaused(ctx, msg, j)
+			return
+		}
+		// A stale copy of a paused job (resume publishes a fresh one): drop it.
+		_ = msg.Ack()
+		return
+	}
+
+	lease, err := w.leaser.Acquire(ctx, j.ID, w.cfg.ID, w.cfg.LeaseTTL)
+	if errors.Is(err, upload.ErrLeaseHeld) {
+		// Another worker runs this job now (e.g. a resume raced a running copy): look again later.
+		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
+		return
+	}
+	if err != nil {
+		log.Warn("lease unavailable", "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	stopKeepAlive := w.keepAlive(runCtx, msg, lease, cancelRun)
+	defer stopKeepAlive()
+	defer func() { _ = w.leaser.Release(context.WithoutCancel(ctx), lease) }()
+	w.metrics.inFlight.Inc()
+	defer w.metrics.inFlight.Dec()
+	defer w.metrics.forget(j.ID)
+
+	if _, err := w.q.Transition(ctx, j.ID, job.StateRunning, func(s *job.Status) {
+		s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
+	}); err != nil {
+		log.Warn("cannot mark running", "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
+	res, err := w.uploader.Run(runCtx, j, lease, func() job.Control { return w.control(j.ID) })
+	stopKeepAlive()
+	w.finish(ctx, msg, meta, j, res, err)
+}
+
+// keepAlive tells JetStream the job is in progress and renews the lease,
+// so a long upload is never redelivered while its worker lives. A lost lease
+// stops the run.
+func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l upload.Lease, stop context.CancelCauseFunc) func() {
+	every := min(w.q.Config().AckWait, w.cfg.LeaseTTL) / 3
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+				if err := w.leaser.Renew(ctx, l); errors.Is(err, upload.ErrLeaseLost) {
+					stop(err)
+					return
+				}
+			}
+		}
+	}()
+	var once bool
+	return func() {
+		if !once {
+			once = true
+			close(done)
+			<-finished
+		}
+	}
+}
+
+// finish records the outcome, then acks, naks or terminates the message.
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, res *upload.Result, err error) {
+	log := w.log.With("job_id", j.ID, "attempt", meta.NumDelivered)
+	ctx = context.WithoutCancel(ctx) // outcomes are written even during shutdown
+	switch {
+	case err == nil:
+		// Durable status (with the FileId) before the ack: a redelivery then finds it.
+		if _, serr := w.q.Transition(ctx, j.ID, job.StateCompleted, func(s *job.Status) {
+			s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
+			s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
+		}); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
+			log.Warn("cannot record completion, retrying", "err", serr)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = w.q.RecordFile(ctx, res.FileID, j.ID)
+		w.emitCompleted(ctx, j, res.FileID, res.MediaURL, res.CoverURL, res.Size)
+		w.metrics.jobs.WithLabelValues("completed").Inc()
+		log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
+		_ = msg.Ack()
+	case errors.Is(err, upload.ErrPaused):
+		_, _ = w.q.Transition(ctx, j.ID, job.StatePaused, nil)
+		_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
+		w.metrics.jobs.WithLabelValues("paused").Inc()
+		_ = msg.Ack()
+	case errors.Is(err, upload.ErrCanceled):
+		_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
+		_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
+		_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+		w.metrics.jobs.WithLabelValues("canceled").Inc()
+		_ = msg.Ack()
+	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
+		// Shutdown: state is saved; hand the job back so another worker resumes it at once.
+		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, nil)
+		w.metrics.jobs.WithLabelValues("handed_back").Inc()
+		log.Info("job handed back for shutdown")
+		_ = msg.Nak()
+	case errors.Is(err, upload.ErrLeaseLost):
+		w.metrics.jobs.WithLabelValues("lease_lost").Inc()
+		log.Warn("lease lost: another worker owns the job")
+		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
+	default:
+		code, perm := upload.IsPermanent(err)
+		last := int(meta.NumDelivered) >= w.q.Config().MaxDeliver
+		if perm || last {
+			if !perm {
+				code = "max_deliveries"
+			}
+			w.fail(ctx, msg, meta, j, code, err)
+			return
+		}
+		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+			s.Error = &job.Error{Code: "transient", Message: err.Error()}
+		})
+		w.metrics.jobs.WithLabelValues("retried").Inc()
+		delay := backoff(int(meta.NumDelivered))
+		log.Warn("job attempt failed, will retry", "err", err, "retry_in", delay)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// backoff grows per delivery: 1s, 2s, 4s ... capped at 2 minutes.
+func backoff(delivered int) time.Duration {
+	d := time.Second << min(delivered-1, 7)
+	return min(d, 2*time.Minute)
+}
+
+// fail records a permanent failure: dead letter, failed status, job.failed event, terminate.
+func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, code string, err error) {
+	jerr := job.Error{Code: code, Message: err.Error(), Permanent: true}
+	if derr := w.q.PublishDeadLetter(ctx, queue.DeadLetter{JobID: j.ID, Code: code, Reason: err.Error(),
+		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
+		w.log.Error("dead letter failed, retrying later", "job_id", j.ID, "err", derr)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	_, _ = w.q.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr })
+	_ = w.q.Emit(ctx, job.EventFailed, j.ID, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered), Metadata: j.Metadata})
+	w.metrics.jobs.WithLabelValues("failed").Inc()
+	w.log.Warn("job failed", "job_id", j.ID, "code", code, "err", err)
+	_ = msg.TermWithReason(code)
+}
+
+// invalid dead-letters a message that is not a valid job.
+func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error) {
+	id := ""
+	if j != nil {
+		id = j.ID
+	}
+	if id == "" {
+		// Fall back to the publisher's message id, so the dead letter names something.
+		id = msg.Headers().Get(jetstream.MsgIDHeader)
+	}
+	jerr := job.Error{Code: "invalid_message", Message: err.Error(), Permanent: true}
+	if derr := w.q.PublishDeadLetter(ctx, queue.DeadLetter{JobID: id, Code: jerr.Code, Reason: err.Error(),
+		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	_ = w.q.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
+	w.metrics.jobs.WithLabelValues("invalid").Inc()
+	w.log.Warn("invalid job message dead-lettered", "job_id", id, "err", err)
+	_ = msg.TermWithReason("invalid_message")
+}
+
+func (w *Worker) emitCompleted(ctx context.Context, j *job.Job, fileID, mediaURL, coverURL string, size int64) {
+	_ = w.q.Emit(ctx, job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
+		SourceContext: j.SourceContext, Bytes: size, Metadata: j.Metadata})
+}
+
+// onExhausted records a job whose deliveries ran out without an outcome (its workers died).
+func (w *Worker) onExhausted(ctx context.Context, e queue.Exhausted) {
+	if e.Job == nil {
+		return
+	}
+	jerr := job.Error{Code: e.DeadLetter.Code, Message: e.DeadLetter.Reason, Permanent: true}
+	_, _ = w.q.Transition(ctx, e.Job.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr })
+	_ = w.q.Emit(ctx, job.EventFailed, e.Job.ID, job.FailedData{Error: jerr, Attempt: e.DeadLetter.Attempt, Metadata: e.Job.Metadata})
+}
+
+// flushProgress writes recent progress to job status and job.progress events, throttled.
+func (w *Worker) flushProgress(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for id, p := range w.metrics.takeProgress() {
+			_, _ = w.q.UpdateStatus(ctx, id, func(s *job.Status) error {
+				if s.State != job.StateRunning {
+					return errSkip
+				}
+				s.BytesDone, s.BytesTotal = p[0], p[1]
+				return nil
+			})
+			data, _ := json.Marshal(job.ProgressData{BytesDone: p[0], BytesTotal: p[1]})
+			_ = w.q.Emit(ctx, job.EventProgress, id, json.RawMessage(data))
+		}
+	}
+}
+
+var errSkip = errors.New("skip")
+
+// cancelPaused cleans up a paused job that was canceled: abort the multipart
+// upload, delete the resume state, mark it canceled.
+func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job) {
+	lease, err := w.leaser.Acquire(ctx, j.ID, w.cfg.ID, w.cfg.LeaseTTL)
+	if err != nil {
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	defer func() { _ = w.leaser.Release(context.WithoutCancel(ctx), lease) }()
+	if err := w.uploader.Abort(ctx, lease); err != nil && !errors.Is(err, upload.ErrCanceled) {
+		w.log.Warn("cancel of paused job failed, retrying", "job_id", j.ID, "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
+	_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
+	_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+	w.metrics.jobs.WithLabelValues("canceled").Inc()
+	_ = msg.Ack()
+}

@@ -1,0 +1,95 @@
+package worker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the worker's Prometheus metrics; it is the upload.Observer too.
+type metrics struct {
+	reg           *prometheus.Registry
+	jobs          *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+	bytes         prometheus.Counter
+	skipped       prometheus.Counter
+	partLatency   prometheus.Histogram
+	retries       *prometheus.CounterVec
+	renewals      prometheus.Counter
+	refreshes     prometheus.Counter
+	progressMu    sync.Mutex
+	progress      map[string][2]int64
+	progressDirty map[string]bool
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_worker_jobs_total",
+			Help: "Jobs handled, by outcome."}, []string{"outcome"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vodpipe_worker_jobs_in_flight", Help: "Jobs running now."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_uploaded_bytes_total",
+			Help: "Bytes sent to COS."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_resumed_bytes_total",
+			Help: "Bytes not sent again thanks to resume."}),
+		partLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vodpipe_worker_part_duration_seconds",
+			Help: "Time to upload one part.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_worker_retries_total",
+			Help: "Retried operations, by operation."}, []string{"op"}),
+		renewals: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_signature_renewals_total",
+			Help: "Signatures renewed after a used or expired answer."}),
+		refreshes: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_credential_refreshes_total",
+			Help: "Temporary COS credentials refreshed."}),
+		progress: map[string][2]int64{}, progressDirty: map[string]bool{},
+	}
+	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.retries, m.renewals, m.refreshes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Progress records a job's progress; the worker flushes it to status and events.
+func (m *metrics) Progress(jobID string, done, total int64) {
+	m.progressMu.Lock()
+	m.progress[jobID] = [2]int64{done, total}
+	m.progressDirty[jobID] = true
+	m.progressMu.Unlock()
+}
+
+// takeProgress returns and clears the progress changed since the last call.
+func (m *metrics) takeProgress() map[string][2]int64 {
+	m.progressMu.Lock()
+	defer m.progressMu.Unlock()
+	out := make(map[string][2]int64, len(m.progressDirty))
+	for id := range m.progressDirty {
+		out[id] = m.progress[id]
+	}
+	clear(m.progressDirty)
+	return out
+}
+
+func (m *metrics) forget(jobID string) {
+	m.progressMu.Lock()
+	delete(m.progress, jobID)
+	delete(m.progressDirty, jobID)
+	m.progressMu.Unlock()
+}
+
+// PartUploaded counts a part.
+func (m *metrics) PartUploaded(n int64, d time.Duration) {
+	m.bytes.Add(float64(n))
+	m.partLatency.Observe(d.Seconds())
+}
+
+// Retry counts a retried operation.
+func (m *metrics) Retry(op string) { m.retries.WithLabelValues(op).Inc() }
+
+// SignatureRenewed counts a renewal.
+func (m *metrics) SignatureRenewed() { m.renewals.Inc() }
+
+// CredentialRefreshed counts a refresh.
+func (m *metrics) CredentialRefreshed() { m.refreshes.Inc() }
+
+// BytesSkipped counts resumed bytes.
+func (m *metrics) BytesSkipped(n int64) { m.skipped.Add(float64(n)) }

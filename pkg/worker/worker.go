@@ -1,0 +1,334 @@
+// Package worker runs vodpipe's upload workers: it pulls jobs from the shared
+// JetStream consumer, holds a Redis lease per job, runs pkg/upload, records
+// status and events, and acks only after the outcome is durable.
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/resume"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/upload"
+	"github.com/vodpipe/vodpipe/pkg/vod"
+)
+
+// Config is the worker's whole configuration (prefix VODPIPE_). It has no
+// Tencent SecretId/SecretKey: workers get signatures from the signature service.
+type Config struct {
+	config.NATS
+	config.Redis
+	QueueConfig
+	UploadConfig
+	upload.SourcesConfig
+
+	// VODEndpoint is VOD's client-upload endpoint.
+	VODEndpoint string `envconfig:"VOD_ENDPOINT" default:"https://vod2.qcloud.com" desc:"VOD client-upload endpoint"`
+	// COSDialAddr, when set, sends every VOD and COS connection to this address
+	// (vodsim), keeping production URLs and Host headers.
+	COSDialAddr string `envconfig:"COS_DIAL_ADDR" desc:"host:port every VOD/COS connection dials (vodsim); empty: real DNS"`
+	// HTTPAddr serves /healthz, /readyz and /metrics.
+	HTTPAddr string `envconfig:"WORKER_HTTP_ADDR" default:":8082" desc:"listen address of the worker's health and metrics endpoints"`
+	// Jobs is how many jobs one worker process runs at once.
+	Jobs int `envconfig:"WORKER_JOBS" default:"2" desc:"jobs one worker process runs at once"`
+	// LeaseTTL is the lifetime of a job lease, renewed while the job runs.
+	LeaseTTL time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"job lease lifetime (renewed while working)"`
+	// ShutdownGrace is how long parts in flight may finish after SIGTERM.
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"time parts in flight get to finish after SIGTERM"`
+	// SignTimeout bounds one request to the signature service.
+	SignTimeout time.Duration `envconfig:"SIGN_TIMEOUT" default:"5s" desc:"timeout of one signature request"`
+	// ID names this worker in leases and status; default hostname-pid.
+	ID string `envconfig:"WORKER_ID" desc:"worker name in leases and status (default hostname-pid)"`
+}
+
+// QueueConfig and UploadConfig are aliases so both embed (flat variable names) without a name clash.
+type (
+	QueueConfig  = queue.Config
+	UploadConfig = upload.Config
+)
+
+// Worker is one worker process.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	nc       *nats.Conn
+	q        *queue.Queue
+	rdb      redis.UniversalClient
+	leaser   upload.Leaser
+	uploader *upload.Uploader
+	metrics  *metrics
+	sources  *upload.Sources
+
+	controlMu sync.Mutex
+	controls  map[string]job.Control
+
+	drainMu sync.Mutex
+	drain   bool
+}
+
+// New connects to NATS (and Redis when configured) and prepares the worker.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if cfg.Jobs <= 0 {
+		cfg.Jobs = 2
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 25 * time.Second
+	}
+	w := &Worker{cfg: cfg, log: log.With("worker", cfg.ID), controls: map[string]job.Control{}, metrics: newMetrics()}
+	opts := []nats.Option{nats.Name("vodpipe-worker " + cfg.ID), nats.MaxReconnects(-1)}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("worker: connect NATS: %w", err)
+	}
+	w.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if w.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	var store interface {
+		upload.Leaser
+		upload.ResumeStore
+	}
+	if cfg.Redis.Enabled() {
+		rdb, err := redisClient(cfg.Redis)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		w.rdb = rdb
+		store = resume.NewRedis(rdb)
+	} else {
+		kv, err := resume.NewKV(ctx, js, "vodpipe_resume")
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		store = kv
+	}
+	w.leaser = store
+	if w.sources, err = upload.NewSources(cfg.SourcesConfig); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	var transport http.RoundTripper = http.DefaultTransport
+	vodHTTP := http.DefaultClient
+	if cfg.COSDialAddr != "" {
+		t := vod.DialOverride(cfg.COSDialAddr)
+		transport, vodHTTP = t, &http.Client{Transport: t}
+	}
+	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
+		VOD:    vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(vodHTTP)),
+		Signer: signer.NewClient(nc, cfg.SignTimeout), Sources: w.sources, Store: store,
+		COSTransport: transport, Observer: w.metrics, Log: w.log,
+	})
+	return w, nil
+}
+
+func redisClient(c config.Redis) (redis.UniversalClient, error) {
+	if c.URL != "" {
+		o, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("worker: REDIS_URL: %w", err)
+		}
+		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr}, DB: o.DB,
+			Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig}), nil
+	}
+	o := &redis.UniversalOptions{Addrs: c.Addrs, MasterName: c.MasterName, Password: c.Password}
+	if c.TLS {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewUniversalClient(o), nil
+}
+
+// Close releases connections.
+func (w *Worker) Close() {
+	if w.rdb != nil {
+		_ = w.rdb.Close()
+	}
+	_ = w.sources.Close()
+	w.nc.Close()
+}
+
+// Queue exposes the opened queue (for tests and the all-in-one binary).
+func (w *Worker) Queue() *queue.Queue { return w.q }
+
+// Handler serves /healthz, /readyz and /metrics.
+func (w *Worker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		if err := w.ready(r.Context()); err != nil {
+			http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = rw.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(w.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (w *Worker) ready(ctx context.Context) error {
+	if !w.nc.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	if err := w.q.Ready(ctx); err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	if w.rdb != nil {
+		if err := w.rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// Registry exposes the worker's Prometheus registry.
+func (w *Worker) Registry() *prometheus.Registry { return w.metrics.reg }
+
+// Run pulls and runs jobs until ctx ends, then drains: no new jobs, parts in
+// flight get ShutdownGrace to finish, unfinished jobs go back to the queue at once.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.q.Consumer(ctx)
+	if err != nil {
+		return err
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	go func() {
+		if err := w.q.WatchControl(bg, w.setControl); err != nil {
+			w.log.Error("control watch stopped", "err", err)
+		}
+	}()
+	go func() { _ = w.q.WatchExhausted(bg, w.nc, w.onExhausted) }()
+	go w.flushProgress(bg)
+
+	// Jobs keep running past ctx's end, until drained or the grace period ends.
+	jobCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	var wg sync.WaitGroup
+	for range w.cfg.Jobs {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+				if err != nil {
+					if ctx.Err() == nil {
+						w.log.Warn("fetch failed", "err", err)
+						sleepCtx(ctx, time.Second)
+					}
+					continue
+				}
+				for msg := range batch.Messages() {
+					w.handle(jobCtx, msg)
+				}
+			}
+		})
+	}
+	<-ctx.Done()
+	w.setDrain()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.ShutdownGrace):
+		w.log.Warn("shutdown grace over: stopping parts in flight")
+		hardStop()
+		<-done
+	}
+	w.log.Info("worker stopped")
+	return nil
+}
+
+func (w *Worker) setDrain() {
+	w.drainMu.Lock()
+	w.drain = true
+	w.drainMu.Unlock()
+}
+
+func (w *Worker) draining() bool {
+	w.drainMu.Lock()
+	defer w.drainMu.Unlock()
+	return w.drain
+}
+
+func (w *Worker) setControl(jobID string, c job.Control) {
+	w.controlMu.Lock()
+	defer w.controlMu.Unlock()
+	if c == job.ControlNone {
+		delete(w.controls, jobID)
+	} else {
+		w.controls[jobID] = c
+	}
+}
+
+// control is what pkg/upload checks at part boundaries: the operator's
+// instruction, or a drain when the worker shuts down.
+func (w *Worker) control(jobID string) job.Control {
+	w.controlMu.Lock()
+	c := w.controls[jobID]
+	w.controlMu.Unlock()
+	if c != job.ControlNone {
+		return c
+	}
+	if w.draining() {
+		return upload.ControlDrain
+	}
+	return job.ControlNone
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Serve runs the worker and its HTTP endpoints until ctx ends.
+func (w *Worker) Serve(ctx context.Context) error {
+	l, err := net.Listen("tcp", w.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	w.log.Info("worker started", "http", l.Addr().String(), "jobs", w.cfg.Jobs)
+	err = w.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return err
+}

@@ -1,0 +1,443 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/upload"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+	"github.com/vodpipe/vodpipe/pkg/worker"
+)
+
+// env is a full pipeline minus ingest's HTTP API: NATS, Redis, vodsim, the
+// signature service, and workers started on demand.
+type env struct {
+	t      testing.TB
+	nats   *testharness.NATS
+	redis  *testharness.Redis
+	sim    *testharness.Vodsim
+	q      *queue.Queue
+	root   string
+	cfg    worker.Config
+	logBuf *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t testing.TB, useRedis bool, simMod ...func(*vodsim.Config)) *env {
+	t.Helper()
+	e := &env{t: t, nats: testharness.StartNATS(t), sim: testharness.StartVodsim(t, simMod...), root: t.TempDir(), logBuf: &syncBuffer{}}
+	if useRedis {
+		e.redis = testharness.StartRedis(t)
+	}
+	ctx := t.Context()
+	s, err := signer.New(testharness.VodsimSecretID, testharness.VodsimSecretKey, signer.Policy{MaxValidity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := s.Serve(e.nats.Connect(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	e.cfg = worker.Config{
+		NATS:          config.NATS{URL: e.nats.URL},
+		QueueConfig:   queue.Config{AckWait: 3 * time.Second, MaxDeliver: 6},
+		UploadConfig:  upload.Config{PartSize: 1 << 20, Concurrency: 4, COSScheme: "http"},
+		SourcesConfig: upload.SourcesConfig{Root: e.root},
+		VODEndpoint:   e.sim.URL, COSDialAddr: e.sim.Addr, HTTPAddr: "127.0.0.1:0",
+		Jobs: 2, LeaseTTL: 3 * time.Second, ShutdownGrace: 5 * time.Second,
+	}
+	if useRedis {
+		e.cfg.Redis = config.Redis{URL: "redis://" + e.redis.Addr}
+	}
+	if e.q, err = queue.Open(ctx, e.nats.JetStream(t), e.cfg.QueueConfig); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// startWorker runs a worker until the test ends or the returned stop is called.
+func (e *env) startWorker(id string) (stop func()) {
+	e.t.Helper()
+	cfg := e.cfg
+	cfg.ID = id
+	log := slog.New(slog.NewJSONHandler(e.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := worker.New(e.t.Context(), cfg, log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); w.Close(); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// source writes a deterministic random file under the source root.
+func (e *env) source(name string, size int) (string, []byte) {
+	e.t.Helper()
+	r := rand.New(rand.NewPCG(uint64(size), uint64(len(name))))
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	p := filepath.Join(e.root, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return "file://" + p, b
+}
+
+// submit does what ingest does: status first, then the message.
+func (e *env) submit(j *job.Job) {
+	e.t.Helper()
+	j.V = 1
+	j.Normalize()
+	if _, _, err := e.q.CreateStatus(e.t.Context(), j); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.q.PublishJob(e.t.Context(), j); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitState polls the job's status until it reaches want.
+func (e *env) waitState(id string, want job.State, within time.Duration) *job.Status {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s, _, err := e.q.Status(e.t.Context(), id)
+		if err == nil && s.State == want {
+			return s
+		}
+		if err == nil && s.State.Terminal() && s.State != want {
+			e.t.Fatalf("job %s ended %s (%+v), want %s\nlogs:\n%s", id, s.State, s.Error, want, e.logBuf.String())
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %s not %s in %s: %+v\nlogs:\n%s", id, want, within, s, e.logBuf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *env) storedEquals(s *job.Status, want []byte) {
+	e.t.Helper()
+	var file *vodsim.File
+	for _, f := range e.sim.Files() {
+		if f.FileID == s.FileID {
+			file = &f
+		}
+	}
+	if file == nil {
+		e.t.Fatalf("FileId %s not issued by vodsim", s.FileID)
+	}
+	rc, err := e.sim.OpenObject(file.Bucket, file.VideoKey)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rc.Close()
+	got, _ := io.ReadAll(rc)
+	if sha256.Sum256(got) != sha256.Sum256(want) {
+		e.t.Fatalf("stored %d bytes differ from the %d-byte source", len(got), len(want))
+	}
+}
+
+func (e *env) events(typ, jobID string) []*job.Event {
+	e.t.Helper()
+	ctx := e.t.Context()
+	js := e.q.JetStream()
+	subj := queue.EventSubject(&job.Event{Type: typ, JobID: jobID})
+	c, err := js.OrderedConsumer(ctx, queue.EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []*job.Event
+	for range info.NumPending {
+		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ev, err := job.DecodeEvent(m.Data())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func TestSmallAndMultipartJobsComplete(t *testing.T) {
+	for _, store := range []struct {
+		name  string
+		redis bool
+	}{{"redis", true}, {"jetstream-kv", false}} {
+		t.Run(store.name, func(t *testing.T) {
+			e := newEnv(t, store.redis)
+			e.startWorker("w1")
+			smallURL, small := e.source("small.mp4", 300_000)
+			bigURL, big := e.source("big clip.mp4", 9<<20+12345)
+			coverURL, _ := e.source("cover.jpg", 5000)
+			e.submit(&job.Job{ID: "small-1", Source: smallURL, SourceContext: "ctx-small", Metadata: []byte(`{"k":"v"}`)})
+			e.submit(&job.Job{ID: "big-1", Source: bigURL, Cover: coverURL, Procedure: "LongVideoPreset"})
+			s1 := e.waitState("small-1", job.StateCompleted, 30*time.Second)
+			s2 := e.waitState("big-1", job.StateCompleted, 60*time.Second)
+			e.storedEquals(s1, small)
+			e.storedEquals(s2, big)
+			if s2.CoverURL == "" || s2.BytesDone != int64(len(big)) || s2.BytesTotal != int64(len(big)) {
+				t.Fatalf("status = %+v", s2)
+			}
+			ev := e.events(job.EventCompleted, "small-1")
+			if len(ev) != 1 {
+				t.Fatalf("completed events = %d", len(ev))
+			}
+			if jid, err := e.q.JobForFile(t.Context(), s2.FileID); err != nil || jid != "big-1" {
+				t.Fatalf("file → job = %q, %v", jid, err)
+			}
+			if len(e.sim.Uploads()) != 0 {
+				t.Fatal("multipart upload left open")
+			}
+		})
+	}
+}
+
+func TestPublishedTwiceAndRedeliveredAfterCommitMakeOneFile(t *testing.T) {
+	e := newEnv(t, true)
+	e.startWorker("w1")
+	src, _ := e.source("twice.mp4", 2<<20+7)
+	j := &job.Job{ID: "twice-1", Source: src}
+	e.submit(j)
+	if r, err := e.q.PublishJob(t.Context(), j); err != nil || !r.Duplicate {
+		t.Fatalf("second publish: %+v %v", r, err)
+	}
+	s := e.waitState(j.ID, job.StateCompleted, 30*time.Second)
+	// Redis loses everything, then the job is delivered again (new message id, as after a crash before the ack).
+	if err := e.redis.Client(t).FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.q.JetStream().Publish(t.Context(), queue.JobsSubject, must(j.Encode())); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "second job.completed event", func() bool { return len(e.events(job.EventCompleted, j.ID)) == 2 })
+	files := e.sim.Files()
+	if len(files) != 1 || files[0].FileID != s.FileID || files[0].Commits != 1 {
+		t.Fatalf("vodsim files = %+v", files)
+	}
+	applies := 0
+	for _, sess := range e.sim.Sessions() {
+		applies += sess.Applies
+	}
+	if applies != 1 {
+		t.Fatalf("applies = %d, want 1 (one upload)", applies)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestPermanentFailuresAreDeadLettered(t *testing.T) {
+	e := newEnv(t, true)
+	e.startWorker("w1")
+	ctx := t.Context()
+	e.submit(&job.Job{ID: "missing-1", Source: "file://" + filepath.Join(e.root, "nope.mp4")})
+	e.submit(&job.Job{ID: "outside-1", Source: "file:///etc/hostname.mp4"})
+	e.submit(&job.Job{ID: "noflow-1", Source: must2(e.source("flow.mp4", 10)), Procedure: "NoSuchFlow"})
+	// Straight onto NATS, not a valid job.
+	if _, err := e.q.JetStream().Publish(ctx, queue.JobsSubject, []byte(`{"v":1,"id":"bad-1","source":"ftp://x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.q.JetStream().Publish(ctx, queue.JobsSubject, []byte("not json at all")); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"missing-1": "source_not_found", "outside-1": "source_forbidden",
+		"noflow-1": "vod_procedure_not_found", "bad-1": "invalid_message"}
+	for id, code := range want {
+		if id != "bad-1" {
+			s := e.waitState(id, job.StateFailed, 20*time.Second)
+			if s.Error == nil || s.Error.Code != code {
+				t.Errorf("%s error = %+v, want %s", id, s.Error, code)
+			}
+		}
+	}
+	var dl []queue.DeadLetter
+	waitFor(t, 20*time.Second, "5 dead letters", func() bool {
+		var err error
+		dl, err = e.q.DeadLetters(ctx)
+		return err == nil && len(dl) == 5
+	})
+	got := map[string]string{}
+	for _, d := range dl {
+		if d.Reason == "" {
+			t.Errorf("dead letter without reason: %+v", d)
+		}
+		got[d.JobID] = d.Code
+	}
+	for id, code := range want {
+		if got[id] != code {
+			t.Errorf("dead letter %s = %q, want %s", id, got[id], code)
+		}
+	}
+	if got[""] != "invalid_message" {
+		t.Errorf("non-JSON message not dead-lettered: %+v", got)
+	}
+	if ev := e.events(job.EventFailed, "missing-1"); len(ev) != 1 {
+		t.Errorf("job.failed events = %d", len(ev))
+	}
+}
+
+func must2(s string, _ []byte) string { return s }
+
+func TestOneTimeSignaturesShortCredentialsAndFaults(t *testing.T) {
+	e := newEnv(t, true, func(c *vodsim.Config) {
+		c.Faults = vodsim.FaultConfig{CredentialLifetime: vodsim.Duration(2 * time.Second), Bandwidth: 12 << 20,
+			Rules: []vodsim.FaultRule{
+				{Op: vodsim.OpUploadPart, ErrorRate: 0.05, ResetRate: 0.05},
+				{Op: vodsim.OpPutObject, ErrorRate: 0.05, ResetRate: 0.05},
+				{Op: vodsim.OpInitiateMultipart, ErrorRate: 0.05},
+				{Op: vodsim.OpCompleteMultipart, ErrorRate: 0.05},
+				{Op: vodsim.OpApply, ErrorRate: 0.05},
+				{Op: vodsim.OpCommit, ErrorRate: 0.05},
+			}}
+	})
+	e.startWorker("w1")
+	e.startWorker("w2")
+	var want [][]byte
+	for i := range 4 {
+		src, b := e.source("faulty-"+string(rune('a'+i))+".mp4", 6<<20+i*1000)
+		want = append(want, b)
+		e.submit(&job.Job{ID: "faulty-" + string(rune('a'+i)), Source: src, OneTimeSignature: true})
+	}
+	for i := range 4 {
+		s := e.waitState("faulty-"+string(rune('a'+i)), job.StateCompleted, 90*time.Second)
+		e.storedEquals(s, want[i])
+	}
+	for _, u := range e.sim.SignatureUses() {
+		if !u.OneTime || u.Uses != 1 {
+			t.Fatalf("signature use = %+v; every signature must be one-time and used once", u)
+		}
+	}
+	if len(e.sim.Files()) != 4 {
+		t.Fatalf("files = %d", len(e.sim.Files()))
+	}
+}
+
+func TestCancelInTheMiddleAbortsTheMultipartUpload(t *testing.T) {
+	e := newEnv(t, true, func(c *vodsim.Config) { c.Faults = vodsim.FaultConfig{Bandwidth: 4 << 20} })
+	e.startWorker("w1")
+	src, _ := e.source("cancel.mp4", 16<<20)
+	e.submit(&job.Job{ID: "cancel-1", Source: src})
+	waitFor(t, 20*time.Second, "a part in vodsim", func() bool {
+		u := e.sim.Uploads()
+		return len(u) == 1 && len(u[0].Parts) >= 2
+	})
+	if _, err := e.q.Cancel(t.Context(), "cancel-1"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState("cancel-1", job.StateCanceled, 20*time.Second)
+	if n := len(e.sim.Uploads()); n != 0 {
+		t.Fatalf("%d multipart uploads left open", n)
+	}
+	if len(e.sim.Files()) != 0 {
+		t.Fatal("a canceled job was committed")
+	}
+	keys, _ := e.redis.Client(t).Keys(t.Context(), "*cancel-1*state*").Result()
+	if len(keys) != 0 {
+		t.Fatalf("resume state left: %v", keys)
+	}
+}
+
+func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
+	e := newEnv(t, true, func(c *vodsim.Config) { c.Faults = vodsim.FaultConfig{Bandwidth: 4 << 20} })
+	e.startWorker("w1")
+	const size = 16 << 20
+	src, data := e.source("pause.mp4", size)
+	e.submit(&job.Job{ID: "pause-1", Source: src})
+	waitFor(t, 20*time.Second, "parts in vodsim", func() bool {
+		u := e.sim.Uploads()
+		return len(u) == 1 && len(u[0].Parts) >= 3
+	})
+	if _, err := e.q.Pause(t.Context(), "pause-1"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState("pause-1", job.StatePaused, 20*time.Second)
+	u := e.sim.Uploads()
+	if len(u) != 1 {
+		t.Fatalf("paused job's multipart upload: %+v", u)
+	}
+	partsAtPause := len(u[0].Parts)
+	received := e.sim.BytesReceived()
+	if _, err := e.q.Resume(t.Context(), "pause-1"); err != nil {
+		t.Fatal(err)
+	}
+	s := e.waitState("pause-1", job.StateCompleted, 60*time.Second)
+	e.storedEquals(s, data)
+	// After the resume only the missing parts were sent (plus parts cut by the pause, at most the concurrency).
+	resent := e.sim.BytesReceived() - received
+	missing := int64(size) - int64(partsAtPause)<<20
+	if resent > missing+4<<20 {
+		t.Fatalf("sent %d bytes after resume, %d were missing", resent, missing)
+	}
+	if ev := e.events(job.EventPaused, "pause-1"); len(ev) != 1 {
+		t.Fatalf("paused events = %d", len(ev))
+	}
+	// A 4-second upload reports progress, throttled: more than none, far fewer than its 16 parts' writes.
+	if n := len(e.events(job.EventProgress, "pause-1")); n == 0 || n > 40 {
+		t.Fatalf("progress events = %d", n)
+	}
+}
+
+var _ = errors.Is
