@@ -84,9 +84,11 @@ func EventSubject(e *job.Event) string {
 	return EventsPrefix + "." + e.Type + "." + id
 }
 
+func encodeEvent(e *job.Event) ([]byte, error) { return json.Marshal(e) }
+
 // PublishEvent stores an event in the EVENTS stream (deduplicated by event id).
 func (q *Queue) PublishEvent(ctx context.Context, e *job.Event) error {
-	b, err := json.Marshal(e)
+	b, err := encodeEvent(e)
 	if err != nil {
 		return err
 	}

@@ -237,3 +237,31 @@ func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
 }
+
+func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if _, err := q.PublishJob(ctx, newJob("old-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.CreateStatus(ctx, newJob("old-1")); err != nil {
+		t.Fatal(err)
+	}
+	res := q.Submit(ctx, []*job.Job{newJob("n-1"), newJob("old-1"), newJob("n-2"), newJob("n-1")})
+	dups := []bool{false, true, false, true}
+	for i, r := range res {
+		if r.Err != nil || r.Duplicate != dups[i] || r.Status == nil || r.Status.Job.ID != r.Job.ID {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	c, _ := q.Consumer(ctx)
+	ci, _ := c.Info(ctx)
+	if ci.NumPending != 3 { // old-1 once, n-1, n-2
+		t.Fatalf("pending = %d, want 3", ci.NumPending)
+	}
+	for _, id := range []string{"n-1", "n-2"} {
+		if s, _, err := q.Status(ctx, id); err != nil || s.State != job.StateQueued {
+			t.Fatalf("status %s = %+v %v", id, s, err)
+		}
+	}
+}

@@ -1,0 +1,388 @@
+// Package ingest is vodpipe's front door: the job HTTP API (submit one or a
+// batch, status, list, pause, resume, cancel), the signature service for
+// workers (NATS) and for end-user clients (HTTP), with API-key auth. It is the
+// only service that holds the Tencent SecretKey.
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+)
+
+// QueueConfig is an alias so the queue's variables embed flat.
+type QueueConfig = queue.Config
+
+// Config is ingest's configuration (prefix VODPIPE_).
+type Config struct {
+	config.NATS
+	QueueConfig
+	config.Credentials
+	signer.Policy
+
+	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
+	// APIKeys are "name:key[:scope+scope]" entries; scopes: submit, read, control, sign (default: all).
+	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, name:key[:scope+scope],... (scopes submit, read, control, sign; default all)"`
+	// BatchMax bounds the jobs of one batch request.
+	BatchMax int `envconfig:"BATCH_MAX" default:"1000" desc:"most jobs in one POST /v1/jobs:batch"`
+	// MaxBody bounds a request body.
+	MaxBody int64 `envconfig:"MAX_BODY" default:"16777216" desc:"largest request body in bytes"`
+	// SignRate and SignBurst limit POST /v1/signatures per API key.
+	SignRate  float64 `envconfig:"SIGN_RATE" default:"10" desc:"signatures per second per API key over HTTP"`
+	SignBurst int     `envconfig:"SIGN_BURST" default:"20" desc:"burst of signatures per API key over HTTP"`
+	// CORSOrigins may call POST /v1/signatures from a browser.
+	CORSOrigins []string `envconfig:"CORS_ORIGINS" desc:"browser origins allowed to call the signature endpoint"`
+}
+
+// Service is a running ingest.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	q       *queue.Queue
+	idem    jetstream.KeyValue
+	signer  *signer.Signer
+	sigSvc  micro.Service
+	keys    APIKeys
+	metrics *metrics
+
+	limMu    sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+// New connects to NATS, opens the queue and starts the signature micro service.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 1000
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 16 << 20
+	}
+	if cfg.SignRate <= 0 {
+		cfg.SignRate = 10
+	}
+	if cfg.SignBurst <= 0 {
+		cfg.SignBurst = 20
+	}
+	key, err := cfg.Credentials.Key()
+	if err != nil {
+		return nil, err
+	}
+	sg, err := signer.New(cfg.SecretID, key, cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: set VODPIPE_SECRET_ID and VODPIPE_SECRET_KEY (or _FILE): %w", err)
+	}
+	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), limiters: map[string]*rate.Limiter{}}
+	opts := []nats.Option{nats.Name("vodpipe-ingest"), nats.MaxReconnects(-1)}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if s.nc, err = nats.Connect(cfg.NATS.URL, opts...); err != nil {
+		return nil, fmt.Errorf("ingest: connect NATS: %w", err)
+	}
+	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	if s.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	if s.idem, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "vodpipe_idempotency",
+		Description: "Idempotency-Key to job id", TTL: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage}); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	if s.sigSvc, err = sg.Serve(s.nc, log); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops the signature service and the NATS connection.
+func (s *Service) Close() {
+	if s.sigSvc != nil {
+		_ = s.sigSvc.Stop()
+	}
+	_ = s.nc.Drain()
+}
+
+// Queue returns the opened queue.
+func (s *Service) Queue() *queue.Queue { return s.q }
+
+// Serve runs the HTTP API on cfg.HTTPAddr until ctx ends, then shuts down gracefully.
+func (s *Service) Serve(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	return s.ServeListener(ctx, l)
+}
+
+// ServeListener runs the HTTP API on l until ctx ends.
+func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	s.log.Info("ingest listening", "addr", l.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// Handler is the HTTP API.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.scope != "" {
+			h = s.authorize(r.scope, h)
+		}
+		mux.Handle(r.method+" "+r.path, s.instrument(r.method+" "+r.path, h))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.nc.IsConnected() {
+			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.q.Ready(r.Context()); err != nil {
+			http.Error(w, "JetStream: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+// route is one API route; Routes lists them for the OpenAPI check.
+type route struct {
+	method, path, scope string
+	handler             http.Handler
+}
+
+// Routes returns "METHOD path" of every API route (what the OpenAPI document must describe).
+func (s *Service) Routes() []string {
+	var out []string
+	for _, r := range s.routes() {
+		out = append(out, r.method+" "+r.path)
+	}
+	return out
+}
+
+func (s *Service) routes() []route {
+	return []route{
+		{"POST", "/v1/jobs", ScopeSubmit, http.HandlerFunc(s.createJob)},
+		{"POST", "/v1/jobs:batch", ScopeSubmit, http.HandlerFunc(s.createBatch)},
+		{"GET", "/v1/jobs", ScopeRead, http.HandlerFunc(s.listJobs)},
+		{"GET", "/v1/jobs/{id}", ScopeRead, http.HandlerFunc(s.getJob)},
+		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob)},
+		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob)},
+		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob)},
+		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature))},
+		{"OPTIONS", "/v1/signatures", "", s.cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))},
+	}
+}
+
+// API scopes.
+const (
+	ScopeSubmit  = "submit"
+	ScopeRead    = "read"
+	ScopeControl = "control"
+	ScopeSign    = "sign"
+)
+
+var allScopes = []string{ScopeSubmit, ScopeRead, ScopeControl, ScopeSign}
+
+// APIKeys holds API keys by the SHA-256 of the key; the keys themselves are not kept.
+type APIKeys []APIKey
+
+// APIKey is one hashed key with its scopes.
+type APIKey struct {
+	Name   string
+	Hash   [32]byte
+	Scopes []string
+}
+
+// Decode implements envconfig.Decoder: "name:key[:scope+scope],...".
+func (k *APIKeys) Decode(v string) error {
+	var out APIKeys
+	for _, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		parts := strings.SplitN(entry, ":", 3)
+		if len(parts) < 2 || parts[0] == "" || len(parts[1]) < 8 {
+			return fmt.Errorf("API key %q: want name:key (key at least 8 characters)[:scope+scope]", parts[0])
+		}
+		key := APIKey{Name: parts[0], Hash: sha256.Sum256([]byte(parts[1])), Scopes: allScopes}
+		if len(parts) == 3 {
+			key.Scopes = strings.Split(parts[2], "+")
+			for _, sc := range key.Scopes {
+				if !contains(allScopes, sc) {
+					return fmt.Errorf("API key %q: unknown scope %q", parts[0], sc)
+				}
+			}
+		}
+		out = append(out, key)
+	}
+	*k = out
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup finds the key matching a presented bearer token, in constant time per key.
+func (k APIKeys) lookup(token string) (*APIKey, bool) {
+	h := sha256.Sum256([]byte(token))
+	var found *APIKey
+	for i := range k {
+		if subtle.ConstantTimeCompare(h[:], k[i].Hash[:]) == 1 {
+			found = &k[i]
+		}
+	}
+	return found, found != nil
+}
+
+type ctxKey struct{}
+
+// authorize requires a bearer API key with the scope.
+func (s *Service) authorize(scope string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", nil)
+			return
+		}
+		key, ok := s.keys.lookup(token)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key is not valid", nil)
+			return
+		}
+		if !contains(key.Scopes, scope) {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("API key %q lacks the %q scope", key.Name, scope), nil)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, key)))
+	})
+}
+
+func keyFrom(r *http.Request) *APIKey {
+	k, _ := r.Context().Value(ctxKey{}).(*APIKey)
+	return k
+}
+
+// cors answers browsers from the configured origins.
+func (s *Service) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (contains(s.cfg.CORSOrigins, origin) || contains(s.cfg.CORSOrigins, "*")) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Vary", "Origin")
+			h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Max-Age", "600")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// metrics of ingest.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	jobs     *prometheus.CounterVec
+	sigs     *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_requests_total",
+			Help: "HTTP requests by route and status."}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vodpipe_ingest_request_duration_seconds",
+			Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_jobs_total",
+			Help: "Jobs submitted, by outcome (queued, duplicate, invalid)."}, []string{"outcome"}),
+		sigs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_signatures_total",
+			Help: "Signatures over HTTP, by outcome."}, []string{"outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.jobs, m.sigs, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Service) instrument(name string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.metrics.requests.WithLabelValues(name, fmt.Sprint(rec.status)).Inc()
+		s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	})
+}

@@ -1,0 +1,513 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+)
+
+// apiError is the JSON error body of every 4xx/5xx answer.
+type apiError struct {
+	Error struct {
+		Code    string           `json:"code"`
+		Message string           `json:"message"`
+		Fields  []job.FieldError `json:"fields,omitempty"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, fields []job.FieldError) {
+	var e apiError
+	e.Error.Code, e.Error.Message, e.Error.Fields = code, msg, fields
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// readBody reads a body up to the limit.
+func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", s.cfg.MaxBody), nil)
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", "reading the body failed", nil)
+		return nil, false
+	}
+	return b, true
+}
+
+// decodeJob parses a submitted job strictly. The API lets clients omit v and
+// id: they are defaulted and the job validated again.
+func decodeJob(b []byte) (*job.Job, error) {
+	j, err := job.Decode(b)
+	var ve *job.ValidationError
+	if j == nil || !errors.As(err, &ve) {
+		return j, err
+	}
+	if j.V == 0 {
+		j.V = job.Version
+	}
+	if j.ID == "" {
+		j.ID = job.NewID()
+	}
+	if err := j.Validate(); err != nil {
+		return j, err
+	}
+	return j, nil
+}
+
+func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
+	if !jsonContent(w, r) {
+		return
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	idemKey := r.Header.Get("Idempotency-Key")
+	if idemKey != "" {
+		if len(idemKey) > 255 {
+			writeError(w, http.StatusBadRequest, "invalid_header", "Idempotency-Key is longer than 255 characters", nil)
+			return
+		}
+		if id, ok := s.idempotentJob(r, idemKey); ok {
+			st, _, err := s.q.Status(r.Context(), id)
+			if err == nil {
+				s.metrics.jobs.WithLabelValues("duplicate").Inc()
+				writeJSON(w, http.StatusOK, statusView(st))
+				return
+			}
+		}
+	}
+	j, err := decodeJob(b)
+	if err != nil {
+		s.invalidJob(w, err)
+		return
+	}
+	j.Normalize()
+	if idemKey != "" {
+		// The first request with this key claims it for its job id.
+		if id, claimed := s.claimIdempotency(r, idemKey, j.ID); !claimed {
+			j.ID = id
+		}
+	}
+	res := s.q.Submit(r.Context(), []*job.Job{j})[0]
+	if res.Err != nil {
+		s.log.Error("submit failed", "job_id", j.ID, "err", res.Err)
+		writeError(w, http.StatusServiceUnavailable, "queue_unavailable", "the job could not be queued; retry", nil)
+		return
+	}
+	if res.Duplicate {
+		s.metrics.jobs.WithLabelValues("duplicate").Inc()
+		writeJSON(w, http.StatusOK, statusView(res.Status))
+		return
+	}
+	s.metrics.jobs.WithLabelValues("queued").Inc()
+	w.Header().Set("Location", "/v1/jobs/"+j.ID)
+	writeJSON(w, http.StatusCreated, statusView(res.Status))
+}
+
+func idemKeyHash(r *http.Request, key string) string {
+	owner := ""
+	if k := keyFrom(r); k != nil {
+		owner = k.Name
+	}
+	h := sha256.Sum256([]byte(owner + "\x00" + key))
+	return hex.EncodeToString(h[:])
+}
+
+func (s *Service) idempotentJob(r *http.Request, key string) (string, bool) {
+	e, err := s.idem.Get(r.Context(), idemKeyHash(r, key))
+	if err != nil {
+		return "", false
+	}
+	return string(e.Value()), true
+}
+
+// claimIdempotency records key → jobID unless the key is taken; it returns the owning job id.
+func (s *Service) claimIdempotency(r *http.Request, key, jobID string) (string, bool) {
+	k := idemKeyHash(r, key)
+	if _, err := s.idem.Create(r.Context(), k, []byte(jobID)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			if id, ok := s.idempotentJob(r, key); ok {
+				return id, false
+			}
+		}
+	}
+	return jobID, true
+}
+
+func (s *Service) invalidJob(w http.ResponseWriter, err error) {
+	s.metrics.jobs.WithLabelValues("invalid").Inc()
+	var ve *job.ValidationError
+	if errors.As(err, &ve) {
+		writeError(w, http.StatusBadRequest, "invalid_job", ve.Error(), ve.Fields)
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid_job", err.Error(), nil)
+}
+
+func jsonContent(w http.ResponseWriter, r *http.Request, also ...string) bool {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || (err == nil && (mt == "application/json" || contains(also, mt))) {
+		return true
+	}
+	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"Content-Type must be application/json"+map[bool]string{true: " or application/x-ndjson", false: ""}[len(also) > 0], nil)
+	return false
+}
+
+// BatchItem is the result of one job of a batch.
+type BatchItem struct {
+	Index  int              `json:"index"`
+	ID     string           `json:"id,omitempty"`
+	Result string           `json:"result"` // queued, duplicate, invalid, error
+	State  job.State        `json:"state,omitempty"`
+	Error  string           `json:"error,omitempty"`
+	Fields []job.FieldError `json:"fields,omitempty"`
+}
+
+// BatchResponse is the answer of POST /v1/jobs:batch.
+type BatchResponse struct {
+	Queued    int         `json:"queued"`
+	Duplicate int         `json:"duplicate"`
+	Invalid   int         `json:"invalid"`
+	Failed    int         `json:"failed"`
+	Items     []BatchItem `json:"items"`
+}
+
+func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
+	if !jsonContent(w, r, "application/x-ndjson") {
+		return
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	raws, err := splitBatch(b, r.Header.Get("Content-Type"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_batch", err.Error(), nil)
+		return
+	}
+	if len(raws) == 0 {
+		writeError(w, http.StatusBadRequest, "invalid_batch", "the batch is empty", nil)
+		return
+	}
+	if len(raws) > s.cfg.BatchMax {
+		writeError(w, http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d jobs, at most %d per batch", len(raws), s.cfg.BatchMax), nil)
+		return
+	}
+	resp := BatchResponse{Items: make([]BatchItem, len(raws))}
+	var valid []*job.Job
+	var validIdx []int
+	for i, raw := range raws {
+		resp.Items[i].Index = i
+		j, err := decodeJob(raw)
+		if err != nil {
+			item := &resp.Items[i]
+			item.Result, item.Error = "invalid", err.Error()
+			var ve *job.ValidationError
+			if errors.As(err, &ve) {
+				item.Fields = ve.Fields
+			}
+			if j != nil {
+				item.ID = j.ID
+			}
+			resp.Invalid++
+			continue
+		}
+		j.Normalize()
+		valid = append(valid, j)
+		validIdx = append(validIdx, i)
+	}
+	for k, res := range s.q.Submit(r.Context(), valid) {
+		item := &resp.Items[validIdx[k]]
+		item.ID = res.Job.ID
+		switch {
+		case res.Err != nil:
+			item.Result, item.Error = "error", "not queued; retry this item"
+			resp.Failed++
+			s.log.Error("batch item failed", "job_id", res.Job.ID, "err", res.Err)
+		case res.Duplicate:
+			item.Result, item.State = "duplicate", res.Status.State
+			resp.Duplicate++
+		default:
+			item.Result, item.State = "queued", job.StateQueued
+			resp.Queued++
+		}
+	}
+	s.metrics.jobs.WithLabelValues("queued").Add(float64(resp.Queued))
+	s.metrics.jobs.WithLabelValues("duplicate").Add(float64(resp.Duplicate))
+	s.metrics.jobs.WithLabelValues("invalid").Add(float64(resp.Invalid))
+	status := http.StatusOK
+	if resp.Invalid+resp.Failed > 0 {
+		status = http.StatusMultiStatus
+	}
+	writeJSON(w, status, resp)
+}
+
+// splitBatch returns the raw job objects of a JSON array or NDJSON body.
+func splitBatch(b []byte, contentType string) ([]json.RawMessage, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	trimmed := bytes.TrimSpace(b)
+	if mt != "application/x-ndjson" && len(trimmed) > 0 && trimmed[0] == '[' {
+		var raws []json.RawMessage
+		if err := json.Unmarshal(trimmed, &raws); err != nil {
+			return nil, fmt.Errorf("the body is not a JSON array of jobs: %v", err)
+		}
+		return raws, nil
+	}
+	var raws []json.RawMessage
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64<<10), job.MaxMessageSize+1)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		raws = append(raws, append(json.RawMessage(nil), line...))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("NDJSON: %v", err)
+	}
+	return raws, nil
+}
+
+// JobView is a job's status as the API shows it.
+type JobView struct {
+	ID         string     `json:"id"`
+	State      job.State  `json:"state"`
+	Attempt    int        `json:"attempt"`
+	BytesDone  int64      `json:"bytesDone"`
+	BytesTotal int64      `json:"bytesTotal"`
+	FileID     string     `json:"fileId,omitempty"`
+	MediaURL   string     `json:"mediaUrl,omitempty"`
+	CoverURL   string     `json:"coverUrl,omitempty"`
+	Error      *job.Error `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	UpdatedAt  time.Time  `json:"updatedAt"`
+	Job        job.Job    `json:"job"`
+}
+
+func statusView(s *job.Status) JobView {
+	return JobView{ID: s.Job.ID, State: s.State, Attempt: s.Attempt, BytesDone: s.BytesDone, BytesTotal: s.BytesTotal,
+		FileID: s.FileID, MediaURL: s.MediaURL, CoverURL: s.CoverURL, Error: s.Error, CreatedAt: s.CreatedAt,
+		UpdatedAt: s.UpdatedAt, Job: s.Job}
+}
+
+func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
+	st, _, err := s.q.Status(r.Context(), r.PathValue("id"))
+	if errors.Is(err, queue.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no job "+r.PathValue("id"), nil)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, statusView(st))
+}
+
+// ListResponse is a page of jobs.
+type ListResponse struct {
+	Jobs       []JobView `json:"jobs"`
+	NextCursor string    `json:"nextCursor,omitempty"`
+}
+
+func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var fields []job.FieldError
+	state := job.State(q.Get("state"))
+	if state != "" && !state.Valid() {
+		fields = append(fields, job.FieldError{Field: "state", Reason: "unknown state"})
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fields = append(fields, job.FieldError{Field: "limit", Reason: "must be 1..1000"})
+		}
+		limit = n
+	}
+	after := ""
+	if c := q.Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			fields = append(fields, job.FieldError{Field: "cursor", Reason: "not a cursor from this API"})
+		}
+		after = string(b)
+	}
+	for k := range q {
+		if k != "state" && k != "limit" && k != "cursor" {
+			fields = append(fields, job.FieldError{Field: k, Reason: "unknown query parameter"})
+		}
+	}
+	if len(fields) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid_query", "invalid query parameters", fields)
+		return
+	}
+	all, err := s.q.ListStatuses(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		return
+	}
+	// Order by creation, then id: a stable order for the cursor "createdAt|id".
+	sort.Slice(all, func(i, j int) bool { return cursorOf(all[i]) < cursorOf(all[j]) })
+	resp := ListResponse{Jobs: []JobView{}}
+	for _, st := range all {
+		if (state != "" && st.State != state) || (after != "" && cursorOf(st) <= after) {
+			continue
+		}
+		if len(resp.Jobs) == limit {
+			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorOf(findLast(resp.Jobs))))
+			break
+		}
+		resp.Jobs = append(resp.Jobs, statusView(st))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func cursorOf(s *job.Status) string {
+	return s.CreatedAt.UTC().Format("20060102T150405.000000000") + "|" + s.Job.ID
+}
+
+func findLast(v []JobView) *job.Status {
+	l := v[len(v)-1]
+	return &job.Status{CreatedAt: l.CreatedAt, Job: job.Job{ID: l.ID}}
+}
+
+func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id string) (*job.Status, error)) {
+	id := r.PathValue("id")
+	_, err := f(id)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no job "+id, nil)
+		return
+	case errors.Is(err, queue.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error(), nil)
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not change the job; retry", nil)
+		return
+	}
+	st, _, err := s.q.Status(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, statusView(st))
+}
+
+func (s *Service) pauseJob(w http.ResponseWriter, r *http.Request) {
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Pause(r.Context(), id) })
+}
+
+func (s *Service) resumeJob(w http.ResponseWriter, r *http.Request) {
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Resume(r.Context(), id) })
+}
+
+func (s *Service) cancelJob(w http.ResponseWriter, r *http.Request) {
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Cancel(r.Context(), id) })
+}
+
+// SignatureRequest is the body of POST /v1/signatures: the upload policy an
+// end-user client asks for.
+type SignatureRequest struct {
+	Procedure      string `json:"procedure,omitempty"`
+	StorageRegion  string `json:"storageRegion,omitempty"`
+	ClassID        int64  `json:"classId,omitempty"`
+	SubAppID       uint64 `json:"subAppId,omitempty"`
+	SourceContext  string `json:"sourceContext,omitempty"`
+	SessionContext string `json:"sessionContext,omitempty"`
+	OneTime        bool   `json:"oneTime,omitempty"`
+	// ValiditySeconds asks for a lifetime; the policy caps it.
+	ValiditySeconds int64 `json:"validitySeconds,omitempty"`
+}
+
+// SignatureResponse carries the signature.
+type SignatureResponse struct {
+	Signature  string `json:"signature"`
+	ExpireTime int64  `json:"expireTime"`
+}
+
+func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
+	key := keyFrom(r)
+	if !s.limiter(key.Name).Allow() {
+		s.metrics.sigs.WithLabelValues("rate_limited").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many signature requests for this API key", nil)
+		return
+	}
+	if !jsonContent(w, r) {
+		return
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req SignatureRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "body: "+strings.TrimPrefix(err.Error(), "json: "), nil)
+			return
+		}
+	}
+	resp, err := s.signer.Sign(signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
+		ClassID: req.ClassID, SubAppID: req.SubAppID, SourceContext: req.SourceContext, SessionContext: req.SessionContext,
+		OneTime: req.OneTime, Validity: time.Duration(req.ValiditySeconds) * time.Second})
+	if err != nil {
+		var se *signer.Error
+		if errors.As(err, &se) && se.Code == signer.CodePolicy {
+			s.metrics.sigs.WithLabelValues("policy_refused").Inc()
+			writeError(w, http.StatusForbidden, "policy_refused", se.Message, nil)
+			return
+		}
+		s.metrics.sigs.WithLabelValues("invalid").Inc()
+		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "signer: invalid_request: "), nil)
+		return
+	}
+	s.metrics.sigs.WithLabelValues("signed").Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, SignatureResponse{Signature: resp.Signature, ExpireTime: resp.ExpireTime})
+}
+
+func (s *Service) limiter(name string) *rate.Limiter {
+	s.limMu.Lock()
+	defer s.limMu.Unlock()
+	l, ok := s.limiters[name]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(s.cfg.SignRate), s.cfg.SignBurst)
+		s.limiters[name] = l
+	}
+	return l
+}
