@@ -2,11 +2,280 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/stack"
+	"github.com/vodpipe/vodpipe/pkg/vod"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
+// demoFiles are the sample media: small ones go up in one PutObject, large ones in parts.
+var demoFiles = []struct {
+	name string
+	size int64
+}{
+	{"trailer.mp4", 700 << 10},
+	{"interview.mp4", 3 << 20},
+	{"lecture.mov", 14 << 20},
+	{"concert.mkv", 36 << 20},
+	{"documentary.mp4", 64 << 20},
+}
+
+// runDemo starts the whole pipeline in this process, uploads sample media
+// with covers and a task flow through faults and a worker crash, and checks
+// that every job completed and every VOD callback arrived.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "vodpipe demo: not available yet")
-	return 1
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keep := fs.String("dir", "", "keep sample media and data in this folder (default: a temporary one)")
+	faults := fs.Bool("faults", true, "inject COS errors and connection resets into vodsim")
+	verbose := fs.Bool("v", false, "log every component's messages to stderr")
+	bandwidth := fs.Int64("bandwidth", 24<<20, "vodsim's bandwidth limit in bytes per second (0: none)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	dir := *keep
+	if dir == "" {
+		d, err := os.MkdirTemp("", "vodpipe-demo-")
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe demo:", err)
+			return 1
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	media := filepath.Join(dir, "media")
+	if err := os.MkdirAll(media, 0o755); err != nil {
+		fmt.Fprintln(stderr, "vodpipe demo:", err)
+		return 1
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+
+	fmt.Fprintln(stdout, "vodpipe demo: creating sample media in", media)
+	var total int64
+	for i, f := range demoFiles {
+		if err := writeSample(filepath.Join(media, f.name), f.size, uint64(i+1)); err != nil {
+			fmt.Fprintln(stderr, "vodpipe demo:", err)
+			return 1
+		}
+		if err := writeSample(filepath.Join(media, "covers", f.name+".jpg"), 24<<10, uint64(100+i)); err != nil {
+			fmt.Fprintln(stderr, "vodpipe demo:", err)
+			return 1
+		}
+		total += f.size
+	}
+
+	// VOD's NewFileUpload callbacks arrive here.
+	rcv := newCallbackReceiver()
+	rl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(stderr, "vodpipe demo:", err)
+		return 1
+	}
+	rsrv := &http.Server{Handler: rcv, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = rsrv.Serve(rl) }()
+	defer rsrv.Close()
+
+	st, err := stack.Start(ctx, stack.Options{
+		DataDir: filepath.Join(dir, "data"), SourceRoot: media, Workers: 2, JobsPerWorker: 2,
+		PartSize: 4 << 20, Concurrency: 4, Log: log, LeaseTTL: 4 * time.Second,
+		Queue: queue.Config{AckWait: 4 * time.Second},
+		Vodsim: func(c *vodsim.Config) {
+			c.CallbackURL = "http://" + rl.Addr().String() + "/vod/callback"
+			// A bandwidth limit makes the demo last long enough to watch.
+			c.Faults.Bandwidth = *bandwidth
+			if *faults {
+				c.Faults.Rules = []vodsim.FaultRule{
+					{Op: vodsim.OpUploadPart, ErrorRate: 0.03, ResetRate: 0.02},
+					{Op: vodsim.OpApply, ErrorRate: 0.05},
+				}
+			}
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "vodpipe demo: start:", err)
+		return 1
+	}
+	defer st.Close()
+	fmt.Fprintf(stdout, "vodpipe demo: NATS %s · vodsim %s · ingest %s · %d workers\n", st.NATSURL, st.VodsimAddr, st.IngestURL, 2)
+
+	c := ingest.NewClient(st.IngestURL, st.APIKey)
+	items := make([]*item, len(demoFiles))
+	var jobs []*job.Job
+	for i, f := range demoFiles {
+		p := filepath.Join(media, f.name)
+		items[i] = &item{source: "file://" + p, display: p, id: fmt.Sprintf("demo-%d-%s", i+1, f.name[:len(f.name)-len(filepath.Ext(f.name))]), size: f.size}
+		jobs = append(jobs, &job.Job{V: 1, ID: items[i].id, Source: items[i].source,
+			Cover: "file://" + filepath.Join(media, "covers", f.name+".jpg"), Procedure: "LongVideoPreset",
+			SourceContext: "demo-user=42;file=" + f.name, OneTimeSignature: i%2 == 0,
+			Metadata: json.RawMessage(fmt.Sprintf(`{"demo":true,"index":%d}`, i))})
+	}
+	resp, err := c.SubmitBatch(ctx, jobs)
+	if err != nil || resp.Queued+resp.Duplicate != len(jobs) {
+		fmt.Fprintln(stderr, "vodpipe demo: submit:", err, resp.Items)
+		return 1
+	}
+	for _, it := range items {
+		it.outcome = "queued"
+	}
+	fmt.Fprintf(stdout, "vodpipe demo: submitted %d jobs (%s), covers and task flow LongVideoPreset; faults injected: %v\n",
+		len(jobs), humanBytes(total), *faults)
+
+	// Crash one upload half way: stop the worker running the largest job without
+	// a drain, then start a fresh worker; the job resumes from its recorded parts.
+	go crashHalfway(ctx, st, c, items[len(items)-1].id, stdout)
+
+	code := watchJobs(ctx, c, items, stdout, stderr, false, 300*time.Millisecond)
+	received := st.Vodsim.BytesReceived()
+
+	// Every committed file gets VOD's NewFileUpload callback, with our passthrough.
+	want := map[string]string{}
+	for _, it := range items {
+		if it.view.FileID != "" {
+			want[it.view.FileID] = it.view.Job.SourceContext
+		}
+	}
+	missing := rcv.waitFor(ctx, want, 15*time.Second)
+	fmt.Fprintf(stdout, "\nvodsim received %s for %s of media (re-sent after faults and the crash: %s)\n",
+		humanBytes(received), humanBytes(total), humanBytes(max(received-total, 0)))
+	fmt.Fprintf(stdout, "NewFileUpload callbacks: %d of %d arrived with the right SourceContext and a ProcedureTaskId\n",
+		len(want)-len(missing), len(want))
+	if code != 0 || len(missing) > 0 || len(want) != len(items) {
+		fmt.Fprintln(stdout, "vodpipe demo: FAILED")
+		return 1
+	}
+	fmt.Fprintln(stdout, "vodpipe demo: every job completed and every callback arrived")
+	return 0
+}
+
+func crashHalfway(ctx context.Context, st *stack.Stack, c *ingest.Client, id string, stdout io.Writer) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, err := c.Get(ctx, id)
+		if err != nil || v.State.Terminal() {
+			return
+		}
+		if v.State == job.StateRunning && v.BytesTotal > 0 && v.BytesDone*5 >= v.BytesTotal*2 {
+			if !st.CrashWorkerRunning(id) {
+				continue
+			}
+			_ = st.AddWorker("worker-replacement")
+			fmt.Fprintf(stdout, "\nvodpipe demo: crashed the worker uploading %s at %d%% (no ack, no hand-back); a new worker resumes it from its recorded parts\n", id, v.BytesDone*100/v.BytesTotal)
+			return
+		}
+	}
+}
+
+// writeSample writes deterministic pseudo-random bytes (incompressible, like video).
+func writeSample(path string, size int64, seed uint64) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if st, err := os.Stat(path); err == nil && st.Size() == size {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(seed, seed*7919))
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		for i := 0; i < len(buf); i += 8 {
+			v := r.Uint64()
+			for j := 0; j < 8; j++ {
+				buf[i+j] = byte(v >> (8 * j))
+			}
+		}
+		n := min(int64(len(buf)), left)
+		if _, err := f.Write(buf[:n]); err != nil {
+			return err
+		}
+		left -= n
+	}
+	return f.Close()
+}
+
+// callbackReceiver collects VOD's NewFileUpload callbacks.
+type callbackReceiver struct {
+	mu   sync.Mutex
+	got  map[string]vod.FileUpload
+	cond chan struct{}
+}
+
+func newCallbackReceiver() *callbackReceiver {
+	return &callbackReceiver{got: map[string]vod.FileUpload{}, cond: make(chan struct{}, 1)}
+}
+
+func (r *callbackReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(req.Body, vod.MaxEventSize))
+	if err != nil {
+		http.Error(w, "read", http.StatusBadRequest)
+		return
+	}
+	e, err := vod.ParseEvent(b)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if f, ok := e.FileUpload(); ok {
+		r.mu.Lock()
+		r.got[f.FileID] = f
+		r.mu.Unlock()
+		select {
+		case r.cond <- struct{}{}:
+		default:
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// waitFor waits until every FileId arrived with its SourceContext and a task id; it returns the missing ones.
+func (r *callbackReceiver) waitFor(ctx context.Context, want map[string]string, within time.Duration) []string {
+	deadline := time.After(within)
+	for {
+		var missing []string
+		r.mu.Lock()
+		for id, sc := range want {
+			f, ok := r.got[id]
+			if !ok || f.SourceContext != sc || f.ProcedureTaskID == "" {
+				missing = append(missing, id)
+			}
+		}
+		r.mu.Unlock()
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-r.cond:
+		case <-deadline:
+			return missing
+		case <-ctx.Done():
+			return missing
+		}
+	}
 }

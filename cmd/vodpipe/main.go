@@ -31,6 +31,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSign(args[1:], stdout, stderr, time.Now)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "submit":
+		return runSubmit(ctx, args[1:], stdout, stderr)
+	case "status", "jobs", "pause", "resume", "cancel":
+		return runJobCommand(ctx, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -45,7 +49,11 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: vodpipe <command> [flags]
 
 commands:
-  demo    run an upload end to end against an embedded VOD/COS emulator
+  demo    run the pipeline end to end on embedded defaults
+  submit  submit files, folders or URLs as jobs (--watch shows progress bars)
+  status  show one job          jobs    list jobs
+  pause   pause a job           resume  resume a paused job
+  cancel  cancel a job
   sign    make an upload signature, or decode one with --decode
   help    this text
 `)

@@ -11,6 +11,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/natsembed"
 )
 
 // NATS is an embedded NATS server with JetStream.
@@ -35,25 +37,9 @@ func StartNATS(t testing.TB) *NATS {
 
 // RunNATS starts an embedded JetStream server with its store in dir. The caller shuts it down.
 func RunNATS(dir string) (*NATS, error) {
-	opts := &natsserver.Options{
-		Host:               "127.0.0.1",
-		Port:               natsserver.RANDOM_PORT,
-		JetStream:          true,
-		StoreDir:           dir,
-		NoLog:              true,
-		NoSigs:             true,
-		MaxPayload:         8 << 20,
-		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  4 << 30,
-	}
-	s, err := natsserver.NewServer(opts)
+	s, err := natsembed.Start(dir, "127.0.0.1", natsserver.RANDOM_PORT)
 	if err != nil {
 		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, errNotReady("nats-server")
 	}
 	return &NATS{Server: s, URL: s.ClientURL(), StoreDir: dir}, nil
 }
@@ -84,10 +70,6 @@ func (n *NATS) JetStream(t testing.TB) jetstream.JetStream {
 	}
 	return js
 }
-
-type errNotReady string
-
-func (e errNotReady) Error() string { return string(e) + " did not become ready" }
 
 func (n *NATS) connectOnce() (*nats.Conn, error) {
 	return nats.Connect(n.URL, nats.NoReconnect(), nats.Timeout(time.Second))

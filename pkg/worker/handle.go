@@ -80,7 +80,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer cancelRun(nil)
 	stopKeepAlive := w.keepAlive(runCtx, msg, lease, cancelRun)
 	defer stopKeepAlive()
-	defer func() { _ = w.leaser.Release(context.WithoutCancel(ctx), lease) }()
+	defer func() {
+		if !w.crashed.Load() {
+			_ = w.leaser.Release(context.WithoutCancel(ctx), lease)
+		}
+	}()
+	w.setRunning(j.ID, true)
+	defer w.setRunning(j.ID, false)
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
@@ -137,6 +143,9 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l upload.Leas
 // finish records the outcome, then acks, naks or terminates the message.
 func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, res *upload.Result, err error) {
 	log := w.log.With("job_id", j.ID, "attempt", meta.NumDelivered)
+	if w.crashed.Load() {
+		return // a crash records nothing: redelivery and lease expiry take over
+	}
 	ctx = context.WithoutCancel(ctx) // outcomes are written even during shutdown
 	switch {
 	case err == nil:
@@ -260,7 +269,7 @@ func (w *Worker) onExhausted(ctx context.Context, e queue.Exhausted) {
 
 // flushProgress writes recent progress to job status and job.progress events, throttled.
 func (w *Worker) flushProgress(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {

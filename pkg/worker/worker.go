@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,6 +82,11 @@ type Worker struct {
 
 	drainMu sync.Mutex
 	drain   bool
+
+	runningMu sync.Mutex
+	running   map[string]bool
+	crashed   atomic.Bool
+	crashStop context.CancelFunc
 }
 
 // New connects to NATS (and Redis when configured) and prepares the worker.
@@ -101,7 +107,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 25 * time.Second
 	}
-	w := &Worker{cfg: cfg, log: log.With("worker", cfg.ID), controls: map[string]job.Control{}, metrics: newMetrics()}
+	w := &Worker{cfg: cfg, log: log.With("worker", cfg.ID), controls: map[string]job.Control{}, metrics: newMetrics(),
+		running: map[string]bool{}}
 	opts := []nats.Option{nats.Name("vodpipe-worker " + cfg.ID), nats.MaxReconnects(-1)}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -240,6 +247,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	// Jobs keep running past ctx's end, until drained or the grace period ends.
 	jobCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
+	ctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	w.runningMu.Lock()
+	w.crashStop = func() { stopFetch(); hardStop() }
+	w.runningMu.Unlock()
 	var wg sync.WaitGroup
 	for range w.cfg.Jobs {
 		wg.Go(func() {
@@ -271,6 +283,40 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// Crash stops the worker the way a crash would, for demos and tests: uploads
+// in flight are cut, and nothing is acked, handed back or released; JetStream
+// redelivers the jobs after their ack wait and the leases expire.
+func (w *Worker) Crash() {
+	w.crashed.Store(true)
+	w.runningMu.Lock()
+	stop := w.crashStop
+	w.runningMu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Running lists the ids of the jobs this worker runs now.
+func (w *Worker) Running() []string {
+	w.runningMu.Lock()
+	defer w.runningMu.Unlock()
+	out := make([]string, 0, len(w.running))
+	for id := range w.running {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (w *Worker) setRunning(id string, on bool) {
+	w.runningMu.Lock()
+	defer w.runningMu.Unlock()
+	if on {
+		w.running[id] = true
+	} else {
+		delete(w.running, id)
+	}
 }
 
 func (w *Worker) setDrain() {

@@ -1,0 +1,294 @@
+// Package stack runs the whole of vodpipe in one process: an embedded NATS
+// server with JetStream, vodsim, ingest (with its signature service), a pool
+// of workers and, when configured, notify. `vodpipe up`, `vodpipe demo` and
+// end-to-end tests use it; production runs each service on its own.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/natsembed"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/upload"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+	"github.com/vodpipe/vodpipe/pkg/worker"
+)
+
+// Options configure a stack. Zero values give a working local system.
+type Options struct {
+	// DataDir holds NATS's store and vodsim's objects; a temporary folder when empty.
+	DataDir string
+	// SourceRoot is the folder file:// sources may come from.
+	SourceRoot string
+	// RedisURL keeps resume state in Redis; empty uses a JetStream key-value bucket.
+	RedisURL string
+	// Workers is the number of worker instances (each runs JobsPerWorker jobs).
+	Workers       int
+	JobsPerWorker int
+	// PartSize and Concurrency tune uploads.
+	PartSize    int64
+	Concurrency int
+	// IngestAddr, VodsimAddr: listen addresses; 127.0.0.1:0 when empty.
+	IngestAddr string
+	VodsimAddr string
+	// Vodsim adjusts vodsim's config (faults, callback URL, discard mode).
+	Vodsim func(*vodsim.Config)
+	// Queue adjusts the JetStream layout (ack wait, deliveries).
+	Queue queue.Config
+	// LeaseTTL of job leases.
+	LeaseTTL time.Duration
+	Log      *slog.Logger
+}
+
+// Stack is a running system.
+type Stack struct {
+	NATS       *natsserver.Server
+	NATSURL    string
+	Vodsim     *vodsim.Server
+	VodsimAddr string
+	Ingest     *ingest.Service
+	IngestURL  string
+	// APIKey is the generated key with every scope.
+	APIKey string
+	// SecretID is the demo app's SecretId (its key stays inside the stack).
+	SecretID string
+
+	opts    Options
+	tmp     string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+	workers []*workerHandle
+	wmu     sync.Mutex
+	log     *slog.Logger
+}
+
+type workerHandle struct {
+	w      *worker.Worker
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start brings everything up; Close stops it.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	if o.JobsPerWorker <= 0 {
+		o.JobsPerWorker = 2
+	}
+	if o.IngestAddr == "" {
+		o.IngestAddr = "127.0.0.1:0"
+	}
+	if o.VodsimAddr == "" {
+		o.VodsimAddr = "127.0.0.1:0"
+	}
+	s := &Stack{opts: o, errs: make(chan error, 8), log: o.Log}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	if o.DataDir == "" {
+		d, err := os.MkdirTemp("", "vodpipe-")
+		if err != nil {
+			return nil, err
+		}
+		s.tmp, o.DataDir = d, d
+		s.opts.DataDir = d
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+
+	ns, err := natsembed.Start(filepath.Join(o.DataDir, "nats"), "127.0.0.1", natsserver.RANDOM_PORT)
+	if err != nil {
+		return nil, err
+	}
+	s.NATS, s.NATSURL = ns, ns.ClientURL()
+
+	// The demo app's keys: vodsim knows them, ingest signs with them, nobody else sees them.
+	s.SecretID = "AKIDvodpipe" + randomHex(12)
+	secretKey := randomHex(24)
+	s.APIKey = "vp_" + randomHex(20)
+
+	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim")}
+	if o.Vodsim != nil {
+		o.Vodsim(&vcfg)
+	}
+	if s.Vodsim, err = vodsim.New(vcfg, o.Log.With("service", "vodsim")); err != nil {
+		return nil, err
+	}
+	vl, err := net.Listen("tcp", o.VodsimAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.VodsimAddr = vl.Addr().String()
+	s.goServe("vodsim", func() error { return s.Vodsim.Serve(bg, vl) })
+
+	var keys ingest.APIKeys
+	if err := keys.Decode("local:" + s.APIKey); err != nil {
+		return nil, err
+	}
+	icfg := ingest.Config{
+		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
+		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
+		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
+	}
+	if s.Ingest, err = ingest.New(bg, icfg, o.Log.With("service", "ingest")); err != nil {
+		return nil, err
+	}
+	il, err := net.Listen("tcp", o.IngestAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.IngestURL = "http://" + il.Addr().String()
+	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
+
+	for i := range o.Workers {
+		if err := s.AddWorker(fmt.Sprintf("worker-%d", i+1)); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// WorkerConfig is the config every worker of the stack gets.
+func (s *Stack) WorkerConfig(id string) worker.Config {
+	o := s.opts
+	cfg := worker.Config{
+		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		UploadConfig:  upload.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, COSScheme: "http"},
+		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: true},
+		VODEndpoint:   "http://" + s.VodsimAddr, COSDialAddr: s.VodsimAddr,
+		Jobs: o.JobsPerWorker, LeaseTTL: o.LeaseTTL, ShutdownGrace: 10 * time.Second, ID: id,
+	}
+	if o.RedisURL != "" {
+		cfg.Redis = config.Redis{URL: o.RedisURL}
+	}
+	return cfg
+}
+
+// AddWorker starts one more worker.
+func (s *Stack) AddWorker(id string) error {
+	w, err := worker.New(context.Background(), s.WorkerConfig(id), s.log.With("service", "worker"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &workerHandle{w: w, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		if err := w.Run(ctx); err != nil {
+			s.report(fmt.Errorf("worker %s: %w", id, err))
+		}
+		w.Close()
+	}()
+	s.wmu.Lock()
+	s.workers = append(s.workers, h)
+	s.wmu.Unlock()
+	return nil
+}
+
+// StopWorker stops the i-th worker gracefully (its jobs go back to the queue).
+func (s *Stack) StopWorker(i int) {
+	s.wmu.Lock()
+	h := s.workers[i]
+	s.wmu.Unlock()
+	h.cancel()
+	<-h.done
+}
+
+// CrashWorkerRunning crashes the worker that runs jobID (see worker.Crash)
+// and reports whether one did.
+func (s *Stack) CrashWorkerRunning(jobID string) bool {
+	s.wmu.Lock()
+	ws := append([]*workerHandle(nil), s.workers...)
+	s.wmu.Unlock()
+	for _, h := range ws {
+		for _, id := range h.w.Running() {
+			if id == jobID {
+				h.w.Crash()
+				<-h.done
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Stack) goServe(name string, f func() error) {
+	s.wg.Go(func() {
+		if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.report(fmt.Errorf("%s: %w", name, err))
+		}
+	})
+}
+
+func (s *Stack) report(err error) {
+	s.log.Error("stack component failed", "err", err)
+	select {
+	case s.errs <- err:
+	default:
+	}
+}
+
+// Errors reports failures of components after start.
+func (s *Stack) Errors() <-chan error { return s.errs }
+
+// Close stops every component, workers first so their jobs are handed back.
+func (s *Stack) Close() {
+	s.wmu.Lock()
+	ws := s.workers
+	s.wmu.Unlock()
+	for _, h := range ws {
+		h.cancel()
+	}
+	for _, h := range ws {
+		<-h.done
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.Ingest != nil {
+		s.Ingest.Close()
+	}
+	if s.Vodsim != nil {
+		_ = s.Vodsim.Close()
+	}
+	if s.NATS != nil {
+		s.NATS.Shutdown()
+		s.NATS.WaitForShutdown()
+	}
+	if s.tmp != "" {
+		_ = os.RemoveAll(s.tmp)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
