@@ -57,6 +57,9 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	defer r.stopRefresh()
 	if !r.st.VideoDone {
 		var err error
+		if err := r.checkControl(ctx); err != nil {
+			return nil, err
+		}
 		if size <= r.u.cfg.PartSize {
 			err = r.putVideo(ctx)
 		} else {
@@ -86,6 +89,10 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 		}
 		r.st.CoverDone = true
 	}
+	// The commit is the point of no return: a last look at the job's control.
+	if err := r.checkControl(ctx); err != nil {
+		return nil, err
+	}
 	cm, err := r.commit(ctx)
 	if err != nil {
 		return nil, err
@@ -96,6 +103,22 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	res.FileID, res.MediaURL, res.CoverURL = cm.FileID, cm.MediaURL(), cm.CoverURL()
 	res.Sent = r.prog.sent
 	return res, nil
+}
+
+// checkControl stops the run when the job was paused, canceled or drained.
+func (r *run) checkControl(ctx context.Context) error {
+	if r.control == nil {
+		return nil
+	}
+	switch r.control() {
+	case job.ControlPause:
+		return ErrPaused
+	case ControlDrain:
+		return ErrDrained
+	case job.ControlCancel:
+		return r.u.cancel(ctx, r.l, r.st)
+	}
+	return nil
 }
 
 // signRequest is the policy of every signature of this job.
@@ -310,26 +333,34 @@ func (r *run) putCover(ctx context.Context) error {
 		if _, err := r.cover.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 			return sourceErr(err)
 		}
-		_, err := r.cosClient().Object.Put(ctx, r.st.Session.CoverKey, bytes.NewReader(buf), nil)
+		_, err := r.cosClient().Object.Put(ctx, r.st.Session.CoverKey, readOnly{bytes.NewReader(buf)},
+			&cos.ObjectPutOptions{ObjectPutHeaderOptions: &cos.ObjectPutHeaderOptions{ContentLength: size}})
 		return err
 	})
 }
 
-// partBody returns a reader over [off, off+n) of the source: streamed for
-// files, one range request for HTTP sources.
+// partBody returns a fresh reader over [off, off+n) of the source: streamed
+// for files, one range request for HTTP sources. It hides Seek on purpose: a
+// seekable body makes the SDK retry by rewinding it while net/http may still
+// be reading the failed attempt's copy; our own retry makes a new reader.
 func (r *run) partBody(off, n int64) (io.Reader, error) {
 	if n == 0 {
 		return bytes.NewReader(nil), nil
 	}
 	if r.src.Streams() {
-		return io.NewSectionReader(r.src, off, n), nil
+		return readOnly{io.NewSectionReader(r.src, off, n)}, nil
 	}
 	buf := make([]byte, n)
 	if _, err := r.src.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	return bytes.NewReader(buf), nil
+	return readOnly{bytes.NewReader(buf)}, nil
 }
+
+// readOnly exposes only Read.
+type readOnly struct{ r io.Reader }
+
+func (o readOnly) Read(p []byte) (int, error) { return o.r.Read(p) }
 
 func (r *run) partLen(n int) int64 {
 	ps := r.st.Session.PartSize
@@ -387,6 +418,9 @@ func (r *run) multipart(ctx context.Context, res *Result) error {
 		r.prog.add(skipped, false)
 	}
 	if err := r.sendParts(ctx, have); err != nil {
+		return err
+	}
+	if err := r.checkControl(ctx); err != nil {
 		return err
 	}
 	return r.complete(ctx, have)

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/stack"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+func startStack(t *testing.T, root string, bandwidth int64) *stack.Stack {
+	t.Helper()
+	st, err := stack.Start(t.Context(), stack.Options{
+		DataDir: t.TempDir(), SourceRoot: root, Workers: 1, JobsPerWorker: 2, PartSize: 1 << 20, Concurrency: 4,
+		LeaseTTL: 3 * time.Second, Queue: queue.Config{AckWait: 3 * time.Second},
+		Vodsim: func(c *vodsim.Config) { c.Faults.Bandwidth = bandwidth },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func stored(t *testing.T, st *stack.Stack, fileID string) []byte {
+	t.Helper()
+	for _, f := range st.Vodsim.Files() {
+		if f.FileID == fileID {
+			rc, err := st.Vodsim.OpenObject(f.Bucket, f.VideoKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			b, _ := io.ReadAll(rc)
+			return b
+		}
+	}
+	t.Fatalf("FileId %s unknown to vodsim", fileID)
+	return nil
+}
+
+func TestSubmitByAPIAndByCLIComplete(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 0)
+	files := map[string]int64{"a.mp4": 200 << 10, "sub/b.mov": 3<<20 + 5, "sub/c.mkv": 1 << 20, "notes.txt": 10}
+	for name, size := range files {
+		if err := writeSample(filepath.Join(root, name), size, uint64(size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// By the API.
+	c := ingest.NewClient(st.IngestURL, st.APIKey)
+	v, created, err := c.Submit(t.Context(), &job.Job{Source: "file://" + filepath.Join(root, "a.mp4")}, "")
+	if err != nil || !created {
+		t.Fatalf("submit: %+v %v", v, err)
+	}
+	// By the CLI: walks the folder (skipping notes.txt), watches, prints JSON.
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json",
+		"--poll", "100ms", "--source-context", "cli", root}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("submit --watch exit %d\nstdout %s\nstderr %s", code, out.String(), errOut.String())
+	}
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if len(rows) != 3 {
+		t.Fatalf("rows = %+v (want the 3 video files)", rows)
+	}
+	for _, r := range rows {
+		rel, _ := filepath.Rel(root, r.File)
+		want, _ := os.ReadFile(filepath.Join(root, rel))
+		if r.Outcome != "completed" || r.FileID == "" || !bytes.Equal(stored(t, st, r.FileID), want) {
+			t.Fatalf("row %+v: not completed with the right bytes", r)
+		}
+	}
+	// The API job completed too, and `vodpipe status` shows it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, err = c.Get(t.Context(), v.ID)
+		if err == nil && v.State == job.StateCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API job: %+v %v", v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"status", "--api", st.IngestURL, "--api-key", st.APIKey, v.ID}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), v.FileID) {
+		t.Fatalf("status: %d %s", code, out.String())
+	}
+	// Submitting the same folder again makes no new jobs: ids derive from path, size and mtime.
+	out.Reset()
+	if code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--json", root}, &out, &errOut); code != 0 ||
+		strings.Count(out.String(), `"outcome": "duplicate"`) != 3 {
+		t.Fatalf("resubmit: %d %s", code, out.String())
+	}
+	if n := len(st.Vodsim.Files()); n != 4 {
+		t.Fatalf("vodsim files = %d, want 4", n)
+	}
+}
+
+func TestPauseResumeCancelThroughTheAPI(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 4<<20)
+	for _, n := range []string{"p.mp4", "c.mp4"} {
+		if err := writeSample(filepath.Join(root, n), 12<<20, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	c := ingest.NewClient(st.IngestURL, st.APIKey)
+	for _, id := range []string{"p", "c"} {
+		if _, _, err := c.Submit(ctx, &job.Job{ID: id, Source: "file://" + filepath.Join(root, id+".mp4")}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState := func(id string, want job.State) ingest.JobView {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			v, err := c.Get(ctx, id)
+			if err == nil && v.State == want {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s: %+v %v, want %s", id, v, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitProgress := func(id string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			v, err := c.Get(ctx, id)
+			if err == nil && v.BytesDone >= 2<<20 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no progress on %s", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitProgress("p")
+	if _, err := c.Control(ctx, "p", "pause"); err != nil {
+		t.Fatal(err)
+	}
+	waitState("p", job.StatePaused)
+	waitProgress("c")
+	if _, err := c.Control(ctx, "c", "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	waitState("c", job.StateCanceled)
+	if _, err := c.Control(ctx, "p", "resume"); err != nil {
+		t.Fatal(err)
+	}
+	v := waitState("p", job.StateCompleted)
+	want, _ := os.ReadFile(filepath.Join(root, "p.mp4"))
+	if !bytes.Equal(stored(t, st, v.FileID), want) {
+		t.Fatal("resumed job stored different bytes")
+	}
+	if u := st.Vodsim.Uploads(); len(u) != 0 {
+		t.Fatalf("open multipart uploads after cancel: %d", len(u))
+	}
+	if _, err := c.Control(ctx, "c", "resume"); err == nil {
+		t.Fatal("resume of a canceled job accepted")
+	}
+}
