@@ -27,6 +27,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "config":
+		return runConfigDoc(stdout)
 	case "sign":
 		return runSign(args[1:], stdout, stderr, time.Now)
 	case "demo":
@@ -55,6 +57,7 @@ commands:
   pause   pause a job           resume  resume a paused job
   cancel  cancel a job
   sign    make an upload signature, or decode one with --decode
+  config  list every environment variable of every service (Markdown)
   help    this text
 `)
 }

@@ -319,8 +319,13 @@ func testNoWriteLandsAfterTakeover(t *testing.T, s store) {
 	}()
 	acquireWhenExpired(t, s, "job-1", "w2", longTTL)
 	taken := mustLoad(t, s, "job-1")
-	if err := <-stale; !errors.Is(err, upload.ErrLeaseLost) {
-		t.Fatalf("stale writer stopped with %v, want ErrLeaseLost", err)
+	select {
+	case err := <-stale:
+		if !errors.Is(err, upload.ErrLeaseLost) {
+			t.Fatalf("stale writer stopped with %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stale writer still writing 10s after the takeover")
 	}
 	if got := mustLoad(t, s, "job-1"); !reflect.DeepEqual(got, taken) {
 		t.Fatalf("a stale write landed after the takeover: %d parts at takeover, %d now",
