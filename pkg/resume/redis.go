@@ -122,6 +122,7 @@ return 0`
 	// mode, then field/value pairs.
 	// Returns 1, 0 when the lease is lost, -1 when mode session finds none.
 	writeLua = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local mode = ARGV[4]
 if mode == 'delete' then
   redis.call('DEL', KEYS[3])

@@ -53,6 +53,8 @@ type Options struct {
 	Queue queue.Config
 	// LeaseTTL of job leases.
 	LeaseTTL time.Duration
+	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
+	SecretID, SecretKey string
 	Log      *slog.Logger
 }
 
@@ -127,8 +129,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.NATS, s.NATSURL = ns, ns.ClientURL()
 
 	// The demo app's keys: vodsim knows them, ingest signs with them, nobody else sees them.
-	s.SecretID = "AKIDvodpipe" + randomHex(12)
-	secretKey := randomHex(24)
+	secretKey := o.SecretKey
+	s.SecretID = o.SecretID
+	if s.SecretID == "" || secretKey == "" {
+		s.SecretID, secretKey = "AKIDvodpipe"+randomHex(12), randomHex(24)
+	}
 	s.APIKey = "vp_" + randomHex(20)
 
 	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim")}
@@ -209,6 +214,13 @@ func (s *Stack) AddWorker(id string) error {
 	s.workers = append(s.workers, h)
 	s.wmu.Unlock()
 	return nil
+}
+
+// WorkerHandler serves the i-th worker's /healthz, /readyz and /metrics.
+func (s *Stack) WorkerHandler(i int) http.Handler {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.workers[i].w.Handler()
 }
 
 // StopWorker stops the i-th worker gracefully (its jobs go back to the queue).

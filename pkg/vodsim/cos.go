@@ -102,6 +102,10 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 		resetConn(w)
 		return
 	}
+	if d.corrupt && (op == OpPutObject || op == OpUploadPart) && r.ContentLength > 0 {
+		s.metrics.faults.WithLabelValues(op, "corrupt").Inc()
+		r.Body = corrupt(r.Body, r.ContentLength)
+	}
 	var err *cosError
 	switch op {
 	case OpPutObject:

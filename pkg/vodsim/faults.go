@@ -53,6 +53,11 @@ type FaultRule struct {
 	Code   string `json:"code,omitempty"`
 	// ResetRate is the fraction of requests whose connection is reset in the middle of the body.
 	ResetRate float64 `json:"resetRate,omitempty"`
+	// CorruptRate is the fraction of PutObject and UploadPart requests whose
+	// stored bytes get one byte flipped, as corruption between client and
+	// storage would: the answer's ETag and CRC-64 are those of the corrupted
+	// bytes, so a client that checks them sees the mismatch.
+	CorruptRate float64 `json:"corruptRate,omitempty"`
 	// Latency is added before the request is handled.
 	Latency Duration `json:"latency,omitempty"`
 }
@@ -88,7 +93,7 @@ func (f FaultConfig) Validate() error {
 		if r.Op == "" {
 			return fmt.Errorf("rules[%d].op is required", i)
 		}
-		if r.ErrorRate < 0 || r.ErrorRate > 1 || r.ResetRate < 0 || r.ResetRate > 1 {
+		if r.ErrorRate < 0 || r.ErrorRate > 1 || r.ResetRate < 0 || r.ResetRate > 1 || r.CorruptRate < 0 || r.CorruptRate > 1 {
 			return fmt.Errorf("rules[%d]: rates must be between 0 and 1", i)
 		}
 		if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
@@ -143,6 +148,7 @@ type decision struct {
 	status  int
 	code    string
 	reset   bool
+	corrupt bool
 }
 
 func (f *faults) decide(op string) decision {
@@ -161,6 +167,9 @@ func (f *faults) decide(op string) decision {
 		}
 		if !d.reset && r.ResetRate > 0 && rand.Float64() < r.ResetRate {
 			d.reset = true
+		}
+		if !d.corrupt && r.CorruptRate > 0 && rand.Float64() < r.CorruptRate {
+			d.corrupt = true
 		}
 	}
 	return d
@@ -202,5 +211,26 @@ func (t *throttled) Read(p []byte) (int, error) {
 			err = werr
 		}
 	}
+	return n, err
+}
+
+// corrupt wraps a body of size bytes so that one byte of it, at a random
+// offset, is flipped before vodsim hashes and stores it.
+func corrupt(body io.ReadCloser, size int64) io.ReadCloser {
+	return &flipped{ReadCloser: body, at: rand.Int64N(size)}
+}
+
+type flipped struct {
+	io.ReadCloser
+	at  int64 // offset of the byte to flip
+	off int64 // bytes read so far
+}
+
+func (f *flipped) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if f.at >= f.off && f.at < f.off+int64(n) {
+		p[f.at-f.off] ^= 0xff
+	}
+	f.off += int64(n)
 	return n, err
 }
