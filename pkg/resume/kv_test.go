@@ -115,6 +115,10 @@ func TestKVLostLeaseEntry(t *testing.T) {
 	if l3.Token <= l2.Token {
 		t.Fatalf("token after lost lease entry = %d, want > %d", l3.Token, l2.Token)
 	}
+	// Acquire raised the state's fence before returning, ahead of any write.
+	if st, _, err := s.getState(ctx, "state.job-1"); err != nil || st.Fence != l3.Token {
+		t.Fatalf("fence after acquire = %d, %v; want %d", st.Fence, err, l3.Token)
+	}
 	if err := s.SavePart(ctx, l3, part(2)); err != nil {
 		t.Fatalf("new holder's write: %v", err)
 	}

@@ -55,7 +55,7 @@ type Options struct {
 	LeaseTTL time.Duration
 	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
 	SecretID, SecretKey string
-	Log      *slog.Logger
+	Log                 *slog.Logger
 }
 
 // Stack is a running system.
