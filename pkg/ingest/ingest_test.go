@@ -37,13 +37,20 @@ type api struct {
 
 func startIngest(t *testing.T, mod ...func(*ingest.Config)) *api {
 	t.Helper()
+	a := startIngestB(t, mod...)
+	a.t = t
+	return a
+}
+
+func startIngestB(t testing.TB, mod ...func(*ingest.Config)) *api {
+	t.Helper()
 	n := testharness.StartNATS(t)
 	var keys ingest.APIKeys
 	if err := keys.Decode("admin:" + adminKey + ",reader:" + readerKey + ":read,web:" + signKey + ":sign"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := ingest.Config{
-		NATS:        config.NATS{URL: n.URL},
+		NATS: config.NATS{URL: n.URL}, QueueConfig: ingest.QueueConfig{MaxAckPending: 100000},
 		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
 		Policy: signer.Policy{Procedures: []string{"LongVideoPreset"}, StorageRegions: []string{"ap-guangzhou", "ap-chongqing"},
 			MaxValidity: time.Hour},
@@ -65,7 +72,7 @@ func startIngest(t *testing.T, mod ...func(*ingest.Config)) *api {
 	done := make(chan struct{})
 	go func() { _ = s.ServeListener(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; s.Close() })
-	return &api{t: t, url: "http://" + l.Addr().String(), svc: s, nats: n}
+	return &api{url: "http://" + l.Addr().String(), svc: s, nats: n}
 }
 
 type reply struct {

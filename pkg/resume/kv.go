@@ -121,7 +121,7 @@ func (k *KV) Acquire(ctx context.Context, jobID, owner string, ttl time.Duration
 		if err != nil {
 			return upload.Lease{}, err
 		}
-		if err := error(nil); err != nil {
+		if err := k.raiseFence(ctx, sk, l.Token); err != nil {
 			// Do not leave the job locked for ttl by a lease nobody got.
 			_ = k.Release(context.WithoutCancel(ctx), l)
 			return upload.Lease{}, err
