@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -105,17 +104,8 @@ func (s *Server) serveCloudAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	d := s.faults.decide(op)
-	if d.latency > 0 {
-		select {
-		case <-time.After(d.latency):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if d.reset {
-		s.metrics.faults.WithLabelValues(op, "reset").Inc()
-		resetConn(w)
+	d, ok := s.injectFaults(w, r, op, true)
+	if !ok {
 		return
 	}
 	if d.fail {

@@ -69,13 +69,9 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 		fail(cosErr(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s %s is not supported by vodsim", r.Method, r.URL.RequestURI()))
 		return
 	}
-	d := s.faults.decide(op)
-	if d.latency > 0 {
-		select {
-		case <-time.After(d.latency):
-		case <-r.Context().Done():
-			return
-		}
+	d, ok := s.injectFaults(w, r, op, false)
+	if !ok {
+		return
 	}
 	if d.fail {
 		s.metrics.faults.WithLabelValues(op, "error").Inc()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -233,4 +234,24 @@ func (f *flipped) Read(p []byte) (int, error) {
 	}
 	f.off += int64(n)
 	return n, err
+}
+
+// injectFaults decides the faults of one request, waits out its added latency
+// and, when resetNow, drops the connection of a request chosen for a reset.
+// It returns false when the request is finished (reset, or the client left).
+func (s *Server) injectFaults(w http.ResponseWriter, r *http.Request, op string, resetNow bool) (decision, bool) {
+	d := s.faults.decide(op)
+	if d.latency > 0 {
+		select {
+		case <-time.After(d.latency):
+		case <-r.Context().Done():
+			return d, false
+		}
+	}
+	if resetNow && d.reset {
+		s.metrics.faults.WithLabelValues(op, "reset").Inc()
+		resetConn(w)
+		return d, false
+	}
+	return d, true
 }

@@ -149,17 +149,8 @@ func (s *Server) serveVOD(w http.ResponseWriter, r *http.Request) {
 		s.writeVOD(w, op, nil, refuse(vod.CodeInvalidParameter, "unknown Action %q", action))
 		return
 	}
-	d := s.faults.decide(op)
-	if d.latency > 0 {
-		select {
-		case <-time.After(d.latency):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if d.reset {
-		s.metrics.faults.WithLabelValues(op, "reset").Inc()
-		resetConn(w)
+	d, ok := s.injectFaults(w, r, op, true)
+	if !ok {
 		return
 	}
 	if d.fail {
