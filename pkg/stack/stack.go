@@ -53,6 +53,8 @@ type Options struct {
 	Queue queue.Config
 	// LeaseTTL of job leases.
 	LeaseTTL time.Duration
+	// APIKey is the key the stack's ingest accepts (every scope); random when empty.
+	APIKey string
 	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
 	SecretID, SecretKey string
 	Log                 *slog.Logger
@@ -134,7 +136,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if s.SecretID == "" || secretKey == "" {
 		s.SecretID, secretKey = "AKIDvodpipe"+randomHex(12), randomHex(24)
 	}
-	s.APIKey = "vp_" + randomHex(20)
+	s.APIKey = o.APIKey
+	if s.APIKey == "" {
+		s.APIKey = "vp_" + randomHex(20)
+	}
 
 	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim")}
 	if o.Vodsim != nil {
