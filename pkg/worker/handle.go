@@ -278,13 +278,15 @@ func (w *Worker) flushProgress(ctx context.Context) {
 		case <-t.C:
 		}
 		for id, p := range w.metrics.takeProgress() {
-			_, _ = w.q.UpdateStatus(ctx, id, func(s *job.Status) error {
+			if _, err := w.q.UpdateStatus(ctx, id, func(s *job.Status) error {
 				if s.State != job.StateRunning {
-					return errSkip
+					return errSkip // finished meanwhile: its final status says it all
 				}
 				s.BytesDone, s.BytesTotal = p[0], p[1]
 				return nil
-			})
+			}); err != nil {
+				continue
+			}
 			data, _ := json.Marshal(job.ProgressData{BytesDone: p[0], BytesTotal: p[1]})
 			_ = w.q.Emit(ctx, job.EventProgress, id, json.RawMessage(data))
 		}
