@@ -41,7 +41,7 @@ type Source interface {
 // Sources opens job sources: file:// under a root, and http(s) URLs.
 type Sources struct {
 	root       *os.Root
-	rootPath   string
+	rootPaths  []string // as configured and with symlinks resolved: sources may spell either
 	client     *http.Client
 	allowLocal bool
 }
@@ -64,14 +64,15 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 		if err != nil {
 			return nil, err
 		}
-		if real, err := filepath.EvalSymlinks(abs); err == nil {
-			abs = real
+		s.rootPaths = []string{abs}
+		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+			s.rootPaths = append(s.rootPaths, real)
 		}
 		r, err := os.OpenRoot(abs)
 		if err != nil {
 			return nil, fmt.Errorf("upload: source root: %w", err)
 		}
-		s.root, s.rootPath = r, abs
+		s.root = r
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -121,7 +122,7 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 func (s *Sources) Open(ctx context.Context, raw string) (Source, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSourceForbidden, err)
+		return nil, fmt.Errorf("%w: %v", ErrSourceForbidden, withoutURL(err))
 	}
 	switch u.Scheme {
 	case "file":
@@ -136,13 +137,14 @@ func (s *Sources) openFile(p string) (Source, error) {
 	if s.root == nil {
 		return nil, fmt.Errorf("%w: file sources are disabled (no source root configured)", ErrSourceForbidden)
 	}
-	clean := filepath.Clean(p)
-	rel, err := filepath.Rel(s.rootPath, clean)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+	rel, ok := s.underRoot(p)
+	if !ok {
 		return nil, fmt.Errorf("%w: %s is outside the source root", ErrSourceForbidden, p)
 	}
 	// os.Root refuses any path, symlinks included, that leaves the root.
-	f, err := s.root.Open(rel)
+	// O_NONBLOCK keeps a named pipe from blocking the open until a writer
+	// comes; it changes nothing for the regular files we accept.
+	f, err := s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrSourceNotFound, p)
 	}
@@ -159,6 +161,17 @@ func (s *Sources) openFile(p string) (Source, error) {
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrSourceForbidden, p)
 	}
 	return &fileSource{f: f, size: st.Size(), mtime: st.ModTime()}, nil
+}
+
+// underRoot returns p relative to the root, if p is under it.
+func (s *Sources) underRoot(p string) (string, bool) {
+	clean := filepath.Clean(p)
+	for _, base := range s.rootPaths {
+		if rel, err := filepath.Rel(base, clean); err == nil && filepath.IsLocal(rel) {
+			return rel, true
+		}
+	}
+	return "", false
 }
 
 type fileSource struct {
@@ -220,7 +233,7 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 		if errors.Is(err, ErrSourceForbidden) {
 			return 0, "", fmt.Errorf("%w: %s", ErrSourceForbidden, redactURL(h.url))
 		}
-		return 0, "", fmt.Errorf("upload: source %s: %w", redactURL(h.url), err)
+		return 0, "", fmt.Errorf("upload: source %s: %w", redactURL(h.url), withoutURL(err))
 	}
 	defer resp.Body.Close()
 	validator := resp.Header.Get("ETag")
@@ -240,6 +253,9 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 		}
 		return n, validator, nil
 	case http.StatusOK:
+		if resp.ContentLength == 0 {
+			return 0, validator, nil // empty resource: some servers ignore Range then
+		}
 		if resp.ContentLength < 0 {
 			return 0, "", fmt.Errorf("%w: %s gives no length and no Range support", ErrSourceForbidden, redactURL(h.url))
 		}
@@ -268,7 +284,7 @@ func (h *httpSource) ReadAt(p []byte, off int64) (int, error) {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("upload: source %s: %w", redactURL(h.url), err)
+		return 0, fmt.Errorf("upload: source %s: %w", redactURL(h.url), withoutURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusPartialContent {
@@ -304,4 +320,14 @@ func redactURL(raw string) string {
 	}
 	u.RawQuery, u.User = "", nil
 	return u.String()
+}
+
+// withoutURL drops the *url.Error wrapper of net/http and url.Parse errors:
+// its text repeats the whole URL, query (a signed-URL token) included.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
