@@ -110,13 +110,23 @@ func (s *Sources) checkDial(_, address string, _ syscall.RawConn) error {
 	}
 	ip = ip.Unmap()
 	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip) {
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || blockedPrefix(ip) {
 		return fmt.Errorf("%w: address %s is private, loopback or link-local", ErrSourceForbidden, ip)
 	}
 	return nil
 }
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// blockedPrefix covers special-purpose ranges the netip predicates miss:
+// carrier-grade NAT, "this network", benchmarking, reserved, and the IPv6
+// translation prefixes that can reach IPv4 addresses inside.
+func blockedPrefix(ip netip.Addr) bool {
+	for _, p := range []string{"100.64.0.0/10", "0.0.0.0/8", "198.18.0.0/15", "240.0.0.0/4", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16"} {
+		if netip.MustParsePrefix(p).Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
 
 // Open opens a source URL.
 func (s *Sources) Open(ctx context.Context, raw string) (Source, error) {
@@ -264,6 +274,9 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 		return 0, validator, nil // empty resource
 	case http.StatusNotFound, http.StatusGone:
 		return 0, "", fmt.Errorf("%w: %s answered %d", ErrSourceNotFound, redactURL(h.url), resp.StatusCode)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		// An expired or wrong signed URL: retrying the same URL cannot help.
+		return 0, "", fmt.Errorf("%w: %s answered %d", ErrSourceForbidden, redactURL(h.url), resp.StatusCode)
 	}
 	return 0, "", fmt.Errorf("upload: source %s answered %d", redactURL(h.url), resp.StatusCode)
 }
@@ -289,6 +302,11 @@ func (h *httpSource) ReadAt(p []byte, off int64) (int, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusPartialContent {
 		return 0, fmt.Errorf("%w: range request answered %d", ErrSourceChanged, resp.StatusCode)
+	}
+	// The bytes must be the ones asked for: a server (or cache) answering
+	// another range would go unnoticed by the CRC, computed from what we send.
+	if want := fmt.Sprintf("bytes %d-%d/", off, end); !strings.HasPrefix(resp.Header.Get("Content-Range"), want) {
+		return 0, fmt.Errorf("%w: asked for %s, got Content-Range %q", ErrSourceChanged, want, resp.Header.Get("Content-Range"))
 	}
 	want := int(end - off + 1)
 	n, err := io.ReadFull(resp.Body, p[:want])

@@ -410,6 +410,8 @@ func TestHTTPSourceOpenErrors(t *testing.T) {
 		{"404", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, ErrSourceNotFound, "404"},
 		{"410", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }, ErrSourceNotFound, "410"},
 		{"500", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }, nil, "500"},
+		{"403 expired signed URL", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }, ErrSourceForbidden, "403"},
+		{"401", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }, ErrSourceForbidden, "401"},
 		{"bad Content-Range", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Range", "bytes 0-0/*")
 			w.WriteHeader(http.StatusPartialContent)
@@ -579,6 +581,11 @@ func TestCheckDial(t *testing.T) {
 		{"127.8.9.10:80", false},
 		{"169.254.169.254:80", false},
 		{"100.64.0.1:80", false},
+		{"0.1.2.3:80", false},
+		{"198.18.0.1:80", false},
+		{"240.0.0.1:80", false},
+		{"[64:ff9b::7f00:1]:80", false},
+		{"[2002:7f00:1::1]:80", false},
 		{"100.127.255.254:80", false},
 		{"0.0.0.0:80", false},
 		{"224.0.0.1:80", false},
@@ -657,5 +664,30 @@ func TestHTTPSourceErrorsCarryNoToken(t *testing.T) {
 		if strings.Contains(err.Error(), token) {
 			t.Errorf("%s: error reveals the URL's token: %v", what, err)
 		}
+	}
+}
+
+// A server that answers another range than the one asked for is caught:
+// the CRC, computed from the bytes sent, could not notice.
+func TestHTTPSourceWrongRangeIsRefused(t *testing.T) {
+	body := randomData(5000, 9)
+	srv, _ := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") == "bytes=0-0" {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-0/%d", len(body)))
+			w.WriteHeader(http.StatusPartialContent)
+			_, _ = w.Write(body[:1])
+			return
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-99/%d", len(body)))
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(body[:100])
+	}))
+	src, err := open(t, newSources(t, local), srv.URL+"/v.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if _, err := src.ReadAt(buf, 1000); !errors.Is(err, ErrSourceChanged) {
+		t.Fatalf("ReadAt with a wrong range answer: %v", err)
 	}
 }
