@@ -288,7 +288,7 @@ func (nopObserver) SignatureRenewed()                 {}
 func (nopObserver) CredentialRefreshed()              {}
 func (nopObserver) BytesSkipped(int64)                {}
 
-// progress throttles Progress calls to one per interval or per 1 % step.
+// progress throttles Progress calls to one per 500 ms, plus the final one.
 type progress struct {
 	mu    sync.Mutex
 	obs   Observer
@@ -296,7 +296,6 @@ type progress struct {
 	total int64
 	done  int64
 	last  time.Time
-	step  int64
 	sent  int64
 }
 
