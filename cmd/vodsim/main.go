@@ -43,6 +43,18 @@ func run(log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.TLSAddr != "" {
+		tl, err := net.Listen("tcp", cfg.TLSAddr)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := s.ServeTLS(ctx, tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("vodsim TLS", "err", err)
+			}
+		}()
+		log.Info("vodsim listening over TLS", "addr", tl.Addr().String())
+	}
 	log.Info("vodsim listening", "addr", l.Addr().String(), "vod_endpoint", "http://"+l.Addr().String(),
 		"regions", s.Config().Regions, "procedures", s.Config().Procedures, "discard", cfg.Discard,
 		"callback_url", cfg.CallbackURL)

@@ -78,6 +78,20 @@ func StartVodsim(t testing.TB, mod ...func(*vodsim.Config)) *Vodsim {
 	return &Vodsim{Server: s, Addr: addr, URL: "http://" + addr, clock: clock}
 }
 
+// StartTLS also serves vodsim over TLS (self-signed) on a free port until the test ends.
+func (v *Vodsim) StartTLS(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = v.ServeTLS(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String()
+}
+
 // Clock returns vodsim's clock, to move it forward.
 func (v *Vodsim) Clock() *Clock { return v.clock }
 

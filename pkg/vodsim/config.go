@@ -11,6 +11,11 @@ import (
 type Config struct {
 	// Addr is the listen address of cmd/vodsim.
 	Addr string `envconfig:"ADDR" default:"127.0.0.1:8190" desc:"listen address of the VOD and COS APIs"`
+	// TLSAddr, when set, also serves every API over TLS there (browsers reach VOD over https).
+	TLSAddr string `envconfig:"TLS_ADDR" desc:"listen address of the same APIs over TLS (empty: none)"`
+	// TLSCert and TLSKey are PEM files; empty: a self-signed certificate made at start.
+	TLSCert string `envconfig:"TLS_CERT" desc:"TLS certificate file (PEM); empty: self-signed at start"`
+	TLSKey  string `envconfig:"TLS_KEY" desc:"TLS key file (PEM)"`
 	// Apps maps SecretId to SecretKey, written "id:key,id2:key2".
 	Apps Apps `envconfig:"APPS" default:"AKIDvodsimdemo:vodsim-demo-secret-key" desc:"accepted API keys, secretId:secretKey,..."`
 	// AppID is the VOD application id (also the storage app id of the buckets).

@@ -149,7 +149,7 @@ func (s *Server) Handler() http.Handler {
 	vodMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	vodMux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	s.adminRoutes(vodMux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return withCORS(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
@@ -164,7 +164,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		vodMux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // Serve accepts connections on l until ctx ends, then shuts down gracefully.
