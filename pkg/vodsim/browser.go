@@ -107,4 +107,3 @@ func (s *Server) ServeTLS(ctx context.Context, l net.Listener) error {
 	}
 	return s.Serve(ctx, tls.NewListener(l, cfg))
 }
-

@@ -81,4 +81,3 @@ func TestTLSListener(t *testing.T) {
 		t.Fatalf("apply over TLS: %v", err)
 	}
 }
-
