@@ -38,6 +38,7 @@ type Config struct {
 	QueueConfig
 	config.Credentials
 	signer.Policy
+	PageConfig
 
 	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
 	// APIKeys are "name:key[:scope+scope]" entries; scopes: submit, read, control, sign (default: all).
@@ -67,6 +68,7 @@ type Service struct {
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter
+	tokenKey []byte
 }
 
 // New connects to NATS, opens the queue and starts the signature micro service.
@@ -213,6 +215,8 @@ func (s *Service) routes() []route {
 		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob)},
 		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob)},
 		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature))},
+		{"GET", "/upload", "", http.HandlerFunc(s.uploadPage)},
+		{"GET", "/upload/vod-js-sdk-v6.js", "", http.HandlerFunc(s.uploadSDK)},
 		{"OPTIONS", "/v1/signatures", "", s.cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))},
 	}
 }
@@ -235,6 +239,8 @@ type APIKey struct {
 	Name   string
 	Hash   [32]byte
 	Scopes []string
+	// PageUser is set for an upload page's token: the end user it was issued to.
+	PageUser string
 }
 
 // Decode implements envconfig.Decoder: "name:key[:scope+scope],...".
@@ -301,6 +307,12 @@ func (s *Service) authorize(scope string, next http.Handler) http.Handler {
 			return
 		}
 		key, ok := s.keys.lookup(token)
+		if !ok && strings.HasPrefix(token, "pt.") {
+			// An upload page's token: an end user of the application, allowed to sign only.
+			if pt, err := s.verifyPageToken(token, time.Now()); err == nil {
+				key, ok = &APIKey{Name: "page:" + pt.User, Scopes: []string{ScopeSign}, PageUser: pt.User}, true
+			}
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key is not valid", nil)

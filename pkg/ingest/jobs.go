@@ -482,6 +482,13 @@ func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if key.PageUser != "" {
+		// An end user's page: the identity comes from the token, and every signature is one-time.
+		req.SourceContext, req.OneTime = "user="+key.PageUser, true
+		if s.cfg.PageProcedure != "" && req.Procedure == "" {
+			req.Procedure = s.cfg.PageProcedure
+		}
+	}
 	resp, err := s.signer.Sign(signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
 		ClassID: req.ClassID, SubAppID: req.SubAppID, SourceContext: req.SourceContext, SessionContext: req.SessionContext,
 		OneTime: req.OneTime, Validity: time.Duration(req.ValiditySeconds) * time.Second})

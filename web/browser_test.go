@@ -1,0 +1,183 @@
+// Package web holds the upload page's npm package (Tencent's web upload SDK
+// and playwright-core) and the end-to-end test that drives the page in
+// headless Chromium against vodsim.
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+// browserResult is what e2e/upload.mjs prints.
+type browserResult struct {
+	OK         bool     `json:"ok"`
+	Error      string   `json:"error"`
+	Status     string   `json:"status"`
+	PausedAt   float64  `json:"pausedAt"`
+	FileID     string   `json:"fileId"`
+	MediaURL   string   `json:"mediaUrl"`
+	CoverURL   string   `json:"coverUrl"`
+	Signatures int      `json:"signatures"`
+	Logs       []string `json:"logs"`
+}
+
+// requireBrowser fails (never skips) with the command that installs what is missing.
+func requireBrowser(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node is not installed: apt-get install -y nodejs npm (.ci/run does this)")
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatal("chromium is not installed: apt-get install -y chromium (.ci/run does this)")
+	}
+	for _, p := range []string{"node_modules/vod-js-sdk-v6/package.json", "node_modules/playwright-core/package.json"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s missing: run npm ci --prefix web (.ci/run does this)", p)
+		}
+	}
+}
+
+func writeRandom(t *testing.T, path string, size int, seed uint64) []byte {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type pageEnv struct {
+	sim     *testharness.Vodsim
+	tlsAddr string
+	pageURL string
+}
+
+func startPage(t *testing.T, policy signer.Policy, pageProcedure string) *pageEnv {
+	t.Helper()
+	n := testharness.StartNATS(t)
+	sim := testharness.StartVodsim(t, func(c *vodsim.Config) { c.Faults.Bandwidth = 2 << 20 })
+	tlsAddr := sim.StartTLS(t)
+	svc, err := ingest.New(t.Context(), ingest.Config{
+		NATS:        config.NATS{URL: n.URL},
+		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
+		Policy:      policy, SignRate: 100, SignBurst: 100, BatchMax: 10, MaxBody: 1 << 20,
+		PageConfig: ingest.PageConfig{WebDir: ".", PageProcedure: pageProcedure, PageTokenTTL: 10 * time.Minute},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.ServeListener(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; svc.Close() })
+	return &pageEnv{sim: sim, tlsAddr: tlsAddr, pageURL: "http://" + l.Addr().String() + "/upload?user=alice"}
+}
+
+func (e *pageEnv) drive(t *testing.T, mode, video, cover string) browserResult {
+	t.Helper()
+	out := filepath.Join("testdata", "output")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(out)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "e2e/upload.mjs")
+	cmd.Env = append(os.Environ(), "PAGE_URL="+e.pageURL, "VOD_TLS_ADDR="+e.tlsAddr, "COS_ADDR="+e.sim.Addr,
+		"VIDEO="+video, "COVER="+cover, "OUT="+abs, "MODE="+mode)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("browser script: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var r browserResult
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("browser output: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if !r.OK {
+		t.Fatalf("in the page: %s (status %q)\nconsole:\n%s", r.Error, r.Status, strings.Join(r.Logs, "\n"))
+	}
+	return r
+}
+
+func TestBrowserUploadWithPauseAndResume(t *testing.T) {
+	requireBrowser(t)
+	e := startPage(t, signer.Policy{MaxValidity: time.Hour}, "LongVideoPreset")
+	dir := t.TempDir()
+	video := writeRandom(t, filepath.Join(dir, "clip.mp4"), 20<<20, 1)
+	writeRandom(t, filepath.Join(dir, "cover.jpg"), 30<<10, 2)
+	r := e.drive(t, "upload", filepath.Join(dir, "clip.mp4"), filepath.Join(dir, "cover.jpg"))
+	if r.PausedAt < 30 || r.PausedAt >= 100 {
+		t.Fatalf("paused at %v %%", r.PausedAt)
+	}
+	files := e.sim.Files()
+	if len(files) != 1 || files[0].FileID != r.FileID || files[0].MediaURL != r.MediaURL || r.CoverURL == "" {
+		t.Fatalf("page shows %+v, vodsim committed %+v", r, files)
+	}
+	if files[0].SourceContext != "user=alice" || files[0].ProcedureTaskID == "" {
+		t.Fatalf("file = %+v", files[0])
+	}
+	rc, err := e.sim.OpenObject(files[0].Bucket, files[0].VideoKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if sha256.Sum256(got) != sha256.Sum256(video) {
+		t.Fatalf("vodsim stored %d bytes that differ from the %d-byte file", len(got), len(video))
+	}
+	// Every signature was one-time and used exactly once (apply, resume apply, refreshes, commit).
+	uses := e.sim.SignatureUses()
+	if len(uses) != r.Signatures || len(uses) < 3 {
+		t.Fatalf("page fetched %d signatures, vodsim saw %d", r.Signatures, len(uses))
+	}
+	for _, u := range uses {
+		if !u.OneTime || u.Uses != 1 {
+			t.Fatalf("signature use %+v", u)
+		}
+	}
+	// The resume continued the same VOD session instead of starting over.
+	if s := e.sim.Sessions(); len(s) != 1 || s[0].Applies < 2 {
+		t.Fatalf("sessions = %+v", s)
+	}
+}
+
+func TestBrowserShowsRefusedSignature(t *testing.T) {
+	requireBrowser(t)
+	// The page asks for a task flow the signing policy does not allow.
+	e := startPage(t, signer.Policy{Procedures: []string{"OnlyThisOne"}, MaxValidity: time.Hour}, "LongVideoPreset")
+	dir := t.TempDir()
+	writeRandom(t, filepath.Join(dir, "clip.mp4"), 1<<20, 3)
+	r := e.drive(t, "refused", filepath.Join(dir, "clip.mp4"), "")
+	if !strings.Contains(r.Status, "procedure") || !strings.Contains(r.Status, "not allowed") {
+		t.Fatalf("page status = %q", r.Status)
+	}
+	if len(e.sim.Sessions()) != 0 {
+		t.Fatal("an upload started without a signature")
+	}
+}
