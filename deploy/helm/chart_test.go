@@ -1,0 +1,955 @@
+// Package helm_test checks the vodpipe Helm chart offline: it builds Helm from the Go
+// module proxy at a pinned version, runs `helm lint` and `helm template`, and decodes
+// every rendered manifest strictly into the k8s.io/api types (or, for the KEDA and
+// prometheus-operator CRDs, into small structs of the fields the chart uses).
+package helm_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+)
+
+// helmVersion is the Helm the chart is checked with (also in deploy/helm/Makefile).
+const helmVersion = "v3.22.0"
+
+const (
+	chartDir    = "vodpipe"
+	allOnValues = "vodpipe/ci/all-on-values.yaml"
+)
+
+// helmDir holds the Helm binary and Helm's home directories for this test run.
+var helmDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if helmDir != "" {
+		_ = os.RemoveAll(helmDir)
+	}
+	os.Exit(code)
+}
+
+// buildHelm installs Helm into a temporary GOBIN once per test run. The first build
+// compiles Helm (minutes on a small machine); later runs come from the Go build cache.
+var buildHelm = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "vodpipe-helm-")
+	if err != nil {
+		return "", err
+	}
+	helmDir = dir
+	cmd := exec.Command("go", "install", "helm.sh/helm/v3/cmd/helm@"+helmVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+filepath.Join(dir, "bin"), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go install helm.sh/helm/v3/cmd/helm@%s: %w\n%s", helmVersion, err, out)
+	}
+	return filepath.Join(dir, "bin", "helm"), nil
+})
+
+// helm runs Helm with its own config, cache and data directories; it returns stdout
+// and an error carrying stderr.
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin, err := buildHelm()
+	if err != nil {
+		t.Fatalf("cannot build Helm from the Go module proxy (needed to check the chart; this test never skips): %v", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(),
+		"HELM_CONFIG_HOME="+filepath.Join(helmDir, "config"),
+		"HELM_CACHE_HOME="+filepath.Join(helmDir, "cache"),
+		"HELM_DATA_HOME="+filepath.Join(helmDir, "data"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func TestChartLint(t *testing.T) {
+	for _, values := range [][]string{nil, {"-f", allOnValues}} {
+		args := append([]string{"lint", "--strict", chartDir}, values...)
+		if out, err := helm(t, args...); err != nil {
+			t.Errorf("helm lint %v: %v", values, err)
+		} else if !strings.Contains(out, "0 chart(s) failed") {
+			t.Errorf("helm lint %v:\n%s", values, out)
+		}
+	}
+}
+
+// release is what one `helm template` produced, decoded.
+type release struct {
+	deployments     map[string]*appsv1.Deployment
+	services        map[string]*corev1.Service
+	configMaps      map[string]*corev1.ConfigMap
+	secrets         map[string]*corev1.Secret
+	serviceAccounts map[string]*corev1.ServiceAccount
+	pods            map[string]*corev1.Pod
+	pdbs            map[string]*policyv1.PodDisruptionBudget
+	hpas            map[string]*autoscalingv2.HorizontalPodAutoscaler
+	netpols         map[string]*networkingv1.NetworkPolicy
+	scaledObjects   map[string]*scaledObject
+	serviceMonitors map[string]*serviceMonitor
+}
+
+// scaledObject is the part of KEDA's keda.sh/v1alpha1 ScaledObject the chart sets.
+type scaledObject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		MinReplicaCount *int32 `json:"minReplicaCount"`
+		MaxReplicaCount *int32 `json:"maxReplicaCount"`
+		PollingInterval *int32 `json:"pollingInterval"`
+		CooldownPeriod  *int32 `json:"cooldownPeriod"`
+		Triggers        []struct {
+			Type     string            `json:"type"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+// serviceMonitor is the part of monitoring.coreos.com/v1 ServiceMonitor the chart sets.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port          string `json:"port"`
+			Path          string `json:"path"`
+			Interval      string `json:"interval"`
+			ScrapeTimeout string `json:"scrapeTimeout"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
+
+// render runs helm template and decodes every document strictly.
+func render(t *testing.T, args ...string) *release {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", "vodpipe", chartDir}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &release{
+		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
+		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		serviceAccounts: map[string]*corev1.ServiceAccount{}, pods: map[string]*corev1.Pod{},
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		netpols: map[string]*networkingv1.NetworkPolicy{}, scaledObjects: map[string]*scaledObject{},
+		serviceMonitors: map[string]*serviceMonitor{},
+	}
+	for _, doc := range docSeparator.Split(out, -1) {
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
+			t.Fatalf("not YAML: %v\n%s", err, doc)
+		}
+		if tm.Kind == "" && tm.APIVersion == "" {
+			if strings.TrimSpace(stripComments(doc)) != "" {
+				t.Fatalf("document without apiVersion/kind:\n%s", doc)
+			}
+			continue
+		}
+		gvk := tm.APIVersion + "/" + tm.Kind
+		var err error
+		switch gvk {
+		case "apps/v1/Deployment":
+			err = decodeInto(doc, r.deployments)
+		case "v1/Service":
+			err = decodeInto(doc, r.services)
+		case "v1/ConfigMap":
+			err = decodeInto(doc, r.configMaps)
+		case "v1/Secret":
+			err = decodeInto(doc, r.secrets)
+		case "v1/ServiceAccount":
+			err = decodeInto(doc, r.serviceAccounts)
+		case "v1/Pod":
+			err = decodeInto(doc, r.pods)
+		case "policy/v1/PodDisruptionBudget":
+			err = decodeInto(doc, r.pdbs)
+		case "autoscaling/v2/HorizontalPodAutoscaler":
+			err = decodeInto(doc, r.hpas)
+		case "networking.k8s.io/v1/NetworkPolicy":
+			err = decodeInto(doc, r.netpols)
+		case "keda.sh/v1alpha1/ScaledObject":
+			err = decodeInto(doc, r.scaledObjects)
+		case "monitoring.coreos.com/v1/ServiceMonitor":
+			err = decodeInto(doc, r.serviceMonitors)
+		default:
+			t.Fatalf("the chart renders %s, which this test does not know: add it here", gvk)
+		}
+		if err != nil {
+			t.Fatalf("%s does not decode strictly: %v\n%s", gvk, err, doc)
+		}
+	}
+	return r
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+// named is any decoded object with metadata.
+type named interface{ GetName() string }
+
+// decodeInto decodes doc strictly (unknown or duplicate fields are errors) into a new T
+// and files it by name; a repeated name is an error.
+func decodeInto[T any, PT interface {
+	*T
+	named
+}](doc string, into map[string]PT) error {
+	obj := PT(new(T))
+	if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+		return err
+	}
+	if obj.GetName() == "" {
+		return errors.New("no metadata.name")
+	}
+	if _, dup := into[obj.GetName()]; dup {
+		return fmt.Errorf("%s rendered twice", obj.GetName())
+	}
+	into[obj.GetName()] = obj
+	return nil
+}
+
+// renderCase is one set of values and what it must produce.
+type renderCase struct {
+	name        string
+	args        []string
+	prefix      string   // resource name prefix (fullname)
+	deployments []string // components with a Deployment
+	services    []string // Services by name suffix
+	hpas        []string // components with an HPA
+	keda        bool     // worker scaled by KEDA instead of an HPA
+	netpols     int
+	monitors    int
+	tencent     string // name of the Secret ingest gets the Tencent key from ("" = none)
+	vodsim      bool
+	check       func(t *testing.T, r *release)
+}
+
+var renderCases = []renderCase{
+	{
+		name: "default", prefix: "vodpipe",
+		deployments: []string{"ingest", "worker", "notify"},
+		services:    []string{"ingest", "notify"},
+		hpas:        []string{"ingest", "worker", "notify"},
+		check: func(t *testing.T, r *release) {
+			w := r.configMaps["vodpipe-worker"].Data
+			if got, ok := w["VODPIPE_COS_DIAL_ADDR"]; !ok || got != "" {
+				t.Errorf("worker VODPIPE_COS_DIAL_ADDR = %q (set: %v), want empty in production", got, ok)
+			}
+			wantEnv(t, w, "VODPIPE_VOD_ENDPOINT", "https://vod2.qcloud.com")
+			wantEnv(t, w, "VODPIPE_COS_SCHEME", "https")
+			wantEnv(t, w, "VODPIPE_REDIS_ADDRS", "redis-master:6379")
+			wantEnv(t, w, "VODPIPE_NATS_URL", "nats://nats:4222")
+			wantEnv(t, r.configMaps["vodpipe-notify"].Data, "VODPIPE_NOTIFY_HTTP_ADDR", ":8081")
+			if _, ok := r.secrets["vodpipe-api-keys"].Data["api-keys"]; !ok {
+				t.Error("no generated API key")
+			}
+		},
+	},
+	{
+		name: "all-on", args: []string{"-f", allOnValues}, prefix: "vp",
+		deployments: []string{"ingest", "worker", "notify", "vodsim"},
+		services:    []string{"ingest", "notify", "vodsim", "worker-metrics"},
+		hpas:        []string{"ingest", "notify"},
+		keda:        true, netpols: 4, monitors: 1, tencent: "vp-tencent", vodsim: true,
+		check: func(t *testing.T, r *release) {
+			wantEnv(t, r.configMaps["vp-notify"].Data, "VODPIPE_PULL_DIAL_ADDR", "vp-vodsim:8190")
+			wantEnv(t, r.configMaps["vp-worker"].Data, "VODPIPE_REDIS_MASTER_NAME", "mymaster")
+			wantEnv(t, r.configMaps["vp-worker"].Data, "VODPIPE_NATS_URL",
+				"tls://nats-0.nats-headless:4222,tls://nats-1.nats-headless:4222,tls://nats-2.nats-headless:4222")
+			wantEnv(t, r.configMaps["vp-ingest"].Data, "VODPIPE_SIGN_CLASS_IDS", "0,3")
+			n := container(t, r.deployments["vp-notify"], "notify")
+			if e := findEnv(n.Env, "VODPIPE_PULL_API_KEY_FILE"); e == nil || !mountedFile(n, e.Value) {
+				t.Errorf("notify pull key file not mounted: %+v", e)
+			}
+			if e := findEnv(n.Env, "VODPIPE_CALLBACK_TOKEN"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				t.Errorf("notify callback token not from a secret: %+v", e)
+			}
+			w := container(t, r.deployments["vp-worker"], "worker")
+			for _, name := range []string{"VODPIPE_REDIS_PASSWORD", "VODPIPE_NATS_CREDS", "SSL_CERT_DIR", "GOMEMLIMIT"} {
+				if findEnv(w.Env, name) == nil {
+					t.Errorf("worker has no %s", name)
+				}
+			}
+			if !mountedFile(w, findEnv(w.Env, "VODPIPE_NATS_CREDS").Value) {
+				t.Error("NATS creds file not mounted into the worker")
+			}
+			if !slices.ContainsFunc(w.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/media/in" && m.ReadOnly }) {
+				t.Error("worker sources volume not mounted read-only at /media/in")
+			}
+		},
+	},
+	{
+		// Existing secrets everywhere; Redis from a URL secret.
+		name: "existing-secrets", prefix: "vodpipe",
+		args: []string{"--set", "tencent.existingSecret=corp-tencent", "--set", "apiKeys.existingSecret=corp-api-keys",
+			"--set", "redis.addrs=null", "--set", "redis.urlSecret.name=corp-redis",
+			"--set", "notify.pull.enabled=true", "--set", "notify.pull.existingSecret=corp-vod-pull",
+			"--set", "worker.autoscaling.enabled=false"},
+		deployments: []string{"ingest", "worker", "notify"},
+		services:    []string{"ingest", "notify"},
+		hpas:        []string{"ingest", "notify"},
+		tencent:     "corp-tencent",
+		check: func(t *testing.T, r *release) {
+			if len(r.secrets) != 0 {
+				t.Errorf("secrets created although every one exists: %v", keys(r.secrets))
+			}
+			if d := r.deployments["vodpipe-worker"]; d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+				t.Errorf("worker without autoscaler: replicas %v, want 2", d.Spec.Replicas)
+			}
+			w := container(t, r.deployments["vodpipe-worker"], "worker")
+			if e := findEnv(w.Env, "VODPIPE_REDIS_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != "corp-redis" {
+				t.Errorf("worker VODPIPE_REDIS_URL not from corp-redis: %+v", e)
+			}
+		},
+	},
+	{
+		// vodsim calling notify back (no pull mode): the callback URL carries the token.
+		name: "vodsim-callback", prefix: "vp",
+		args:        []string{"-f", allOnValues, "--set", "notify.pull.enabled=false"},
+		deployments: []string{"ingest", "worker", "notify", "vodsim"},
+		services:    []string{"ingest", "notify", "vodsim", "worker-metrics"},
+		hpas:        []string{"ingest", "notify"},
+		keda:        true, netpols: 4, monitors: 1, tencent: "vp-tencent", vodsim: true,
+		check: func(t *testing.T, r *release) {
+			v := container(t, r.deployments["vp-vodsim"], "vodsim")
+			cb := findEnv(v.Env, "VODPIPE_VODSIM_CALLBACK_URL")
+			if cb == nil || cb.Value != "http://vp-notify:8081/v1/vod/callback?token=$(VODSIM_CALLBACK_TOKEN)" {
+				t.Fatalf("vodsim callback URL: %+v", cb)
+			}
+			tok := slices.IndexFunc(v.Env, func(e corev1.EnvVar) bool { return e.Name == "VODSIM_CALLBACK_TOKEN" })
+			if tok < 0 || tok > slices.IndexFunc(v.Env, func(e corev1.EnvVar) bool { return e.Name == cb.Name }) {
+				t.Error("VODSIM_CALLBACK_TOKEN must be defined before the URL that expands it")
+			}
+			if _, ok := r.configMaps["vp-notify"].Data["VODPIPE_PULL_DIAL_ADDR"]; ok {
+				t.Error("pull mode settings without pull mode")
+			}
+		},
+	},
+}
+
+func TestChartRenders(t *testing.T) {
+	for _, tc := range renderCases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, tc.args...)
+			name := func(c string) string { return tc.prefix + "-" + c }
+
+			var wantDeps []string
+			for _, c := range tc.deployments {
+				wantDeps = append(wantDeps, name(c))
+			}
+			if got := keys(r.deployments); !sameSet(got, wantDeps) {
+				t.Errorf("Deployments %v, want %v", got, wantDeps)
+			}
+			var wantSvcs []string
+			for _, c := range tc.services {
+				wantSvcs = append(wantSvcs, name(c))
+			}
+			if got := keys(r.services); !sameSet(got, wantSvcs) {
+				t.Errorf("Services %v, want %v", got, wantSvcs)
+			}
+			if len(r.serviceAccounts) != 1 {
+				t.Errorf("ServiceAccounts %v, want one", keys(r.serviceAccounts))
+			}
+			if len(r.netpols) != tc.netpols {
+				t.Errorf("%d NetworkPolicies, want %d", len(r.netpols), tc.netpols)
+			}
+			if len(r.serviceMonitors) != tc.monitors {
+				t.Errorf("%d ServiceMonitors, want %d", len(r.serviceMonitors), tc.monitors)
+			}
+
+			checkPods(t, r)
+			checkWiring(t, r)
+			checkTencentIsolation(t, r, name, tc.tencent)
+			checkScaling(t, r, name, tc.hpas, tc.keda)
+			checkVodsimMode(t, r, name, tc.vodsim)
+			checkHelmTest(t, r, name)
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+		})
+	}
+}
+
+// podSpecs are every pod template and pod of the release, by a readable name.
+func (r *release) podSpecs() map[string]*corev1.PodSpec {
+	specs := map[string]*corev1.PodSpec{}
+	for n, d := range r.deployments {
+		specs["Deployment "+n] = &d.Spec.Template.Spec
+	}
+	for n, p := range r.pods {
+		specs["Pod "+n] = &p.Spec
+	}
+	return specs
+}
+
+// checkPods: every container runs as non-root on a read-only root filesystem with no
+// capabilities, no privilege escalation and the runtime's seccomp profile; services
+// have liveness and readiness probes on their http port.
+func checkPods(t *testing.T, r *release) {
+	t.Helper()
+	for where, spec := range r.podSpecs() {
+		if len(spec.InitContainers) != 0 || len(spec.EphemeralContainers) != 0 {
+			t.Errorf("%s: unexpected init or ephemeral containers", where)
+		}
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			t.Errorf("%s: service account token mounted", where)
+		}
+		if spec.HostNetwork || spec.HostPID || spec.HostIPC {
+			t.Errorf("%s: shares a host namespace", where)
+		}
+		psc := spec.SecurityContext
+		for _, c := range spec.Containers {
+			sc := c.SecurityContext
+			if sc == nil {
+				t.Errorf("%s/%s: no securityContext", where, c.Name)
+				continue
+			}
+			nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (sc.RunAsNonRoot == nil && psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
+			uid := sc.RunAsUser
+			if uid == nil && psc != nil {
+				uid = psc.RunAsUser
+			}
+			if !nonRoot || (uid != nil && *uid == 0) {
+				t.Errorf("%s/%s: may run as root", where, c.Name)
+			}
+			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("%s/%s: root filesystem writable", where, c.Name)
+			}
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				t.Errorf("%s/%s: privilege escalation allowed", where, c.Name)
+			}
+			if sc.Privileged != nil && *sc.Privileged {
+				t.Errorf("%s/%s: privileged", where, c.Name)
+			}
+			if sc.Capabilities == nil || len(sc.Capabilities.Add) != 0 || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("%s/%s: capabilities %+v, want drop [ALL] and no add", where, c.Name, sc.Capabilities)
+			}
+			seccomp := sc.SeccompProfile
+			if seccomp == nil && psc != nil {
+				seccomp = psc.SeccompProfile
+			}
+			if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("%s/%s: seccomp profile %+v, want RuntimeDefault", where, c.Name, seccomp)
+			}
+			if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Errorf("%s/%s: memory request and limit needed", where, c.Name)
+			}
+			if !strings.HasPrefix(where, "Deployment ") {
+				continue
+			}
+			if len(c.Ports) != 1 || c.Ports[0].Name != "http" {
+				t.Errorf("%s/%s: ports %+v, want one named http", where, c.Name, c.Ports)
+			}
+			for _, p := range []struct {
+				probe *corev1.Probe
+				path  string
+			}{{c.LivenessProbe, "/healthz"}, {c.ReadinessProbe, "/readyz"}} {
+				if probe, path := p.probe, p.path; probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "http" {
+					t.Errorf("%s/%s: want an HTTP probe on http %s, got %+v", where, c.Name, path, probe)
+				}
+			}
+		}
+	}
+}
+
+// checkWiring: selectors select their pods, and every ConfigMap, Secret key, volume
+// mount and Service port a pod names exists (Secrets the chart does not create are
+// the user's and are only counted).
+func checkWiring(t *testing.T, r *release) {
+	t.Helper()
+	for n, d := range r.deployments {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("Deployment %s: selector %v does not match its pods %v", n, d.Spec.Selector, d.Spec.Template.Labels)
+		}
+	}
+	for where, spec := range r.podSpecs() {
+		volumes := map[string]bool{}
+		for _, v := range spec.Volumes {
+			volumes[v.Name] = true
+			if v.Secret != nil {
+				checkSecretKeys(t, r, where, v.Secret.SecretName, v.Secret.Items)
+			}
+		}
+		if spec.ServiceAccountName != "" && len(r.serviceAccounts) > 0 && r.serviceAccounts[spec.ServiceAccountName] == nil {
+			t.Errorf("%s: ServiceAccount %s not rendered", where, spec.ServiceAccountName)
+		}
+		for _, c := range spec.Containers {
+			for _, m := range c.VolumeMounts {
+				if !volumes[m.Name] {
+					t.Errorf("%s/%s: mounts unknown volume %s", where, c.Name, m.Name)
+				}
+			}
+			for _, ef := range c.EnvFrom {
+				if ef.ConfigMapRef != nil && r.configMaps[ef.ConfigMapRef.Name] == nil {
+					t.Errorf("%s/%s: ConfigMap %s not rendered", where, c.Name, ef.ConfigMapRef.Name)
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					ref := e.ValueFrom.SecretKeyRef
+					checkSecretKeys(t, r, where, ref.Name, []corev1.KeyToPath{{Key: ref.Key}})
+				}
+			}
+		}
+	}
+	// No ConfigMap carries a secret.
+	for n, cm := range r.configMaps {
+		for k := range cm.Data {
+			if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "API_KEYS") || strings.Contains(k, "TOKEN") || k == "VODPIPE_VODSIM_APPS" {
+				t.Errorf("ConfigMap %s holds %s: secrets belong in Secrets", n, k)
+			}
+		}
+	}
+	for n, s := range r.services {
+		sel := labels.SelectorFromSet(s.Spec.Selector)
+		matched := false
+		for _, d := range r.deployments {
+			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				matched = true
+				if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].TargetPort.String() != "http" {
+					t.Errorf("Service %s: ports %+v, want one targeting http", n, s.Spec.Ports)
+				}
+			}
+		}
+		if !matched || len(s.Spec.Selector) == 0 {
+			t.Errorf("Service %s selects no Deployment's pods", n)
+		}
+	}
+	for n, p := range r.pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err != nil || countMatching(r, sel) != 1 {
+			t.Errorf("PodDisruptionBudget %s must select exactly one Deployment's pods", n)
+		}
+		if (p.Spec.MinAvailable == nil) == (p.Spec.MaxUnavailable == nil) {
+			t.Errorf("PodDisruptionBudget %s: want one of minAvailable and maxUnavailable", n)
+		}
+	}
+	for n, np := range r.netpols {
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil || countMatching(r, sel) != 1 {
+			t.Errorf("NetworkPolicy %s must select exactly one Deployment's pods", n)
+		}
+	}
+	for n, sm := range r.serviceMonitors {
+		sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := 0
+		for _, s := range r.services {
+			if sel.Matches(labels.Set(s.Labels)) {
+				count++
+			}
+		}
+		if count != len(r.services) {
+			t.Errorf("ServiceMonitor %s selects %d of %d Services", n, count, len(r.services))
+		}
+		if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
+			t.Errorf("ServiceMonitor %s endpoints %+v", n, sm.Spec.Endpoints)
+		}
+	}
+}
+
+func checkSecretKeys(t *testing.T, r *release, where, name string, items []corev1.KeyToPath) {
+	t.Helper()
+	s := r.secrets[name]
+	if s == nil {
+		return // an existing secret the user provides
+	}
+	for _, it := range items {
+		if _, ok := s.Data[it.Key]; !ok {
+			t.Errorf("%s: Secret %s has no key %s", where, name, it.Key)
+		}
+	}
+}
+
+func countMatching(r *release, sel labels.Selector) int {
+	n := 0
+	for _, d := range r.deployments {
+		if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			n++
+		}
+	}
+	return n
+}
+
+// checkTencentIsolation: only ingest sees the Tencent signing key, as VODPIPE_SECRET_ID
+// from the secret and the SecretKey as a mounted file; no other pod references the
+// secret in any way or carries a VODPIPE_SECRET_* variable.
+func checkTencentIsolation(t *testing.T, r *release, name func(string) string, tencent string) {
+	t.Helper()
+	ingest := r.deployments[name("ingest")]
+	if ingest == nil {
+		t.Fatal("no ingest Deployment")
+	}
+	c := container(t, ingest, "ingest")
+	id := findEnv(c.Env, "VODPIPE_SECRET_ID")
+	keyFile := findEnv(c.Env, "VODPIPE_SECRET_KEY_FILE")
+	if findEnv(c.Env, "VODPIPE_SECRET_KEY") != nil {
+		t.Error("ingest gets VODPIPE_SECRET_KEY as a variable; it must be a file")
+	}
+	if tencent == "" {
+		if id != nil || keyFile != nil {
+			t.Errorf("ingest gets a Tencent key although none is configured")
+		}
+	} else {
+		if id == nil || id.ValueFrom == nil || id.ValueFrom.SecretKeyRef == nil || id.ValueFrom.SecretKeyRef.Name != tencent {
+			t.Errorf("ingest VODPIPE_SECRET_ID = %+v, want it from Secret %s", id, tencent)
+		}
+		if keyFile == nil || !mountedFileFrom(&ingest.Spec.Template.Spec, c, keyFile.Value, tencent) {
+			t.Errorf("ingest VODPIPE_SECRET_KEY_FILE = %+v is not a file of Secret %s", keyFile, tencent)
+		}
+	}
+	for where, spec := range r.podSpecs() {
+		if where == "Deployment "+name("ingest") {
+			continue
+		}
+		refs := secretRefs(spec)
+		if tencent != "" && refs[tencent] {
+			t.Errorf("%s references the Tencent secret %s", where, tencent)
+		}
+		for s := range refs {
+			if strings.Contains(s, "tencent") {
+				t.Errorf("%s references secret %s", where, s)
+			}
+		}
+		for _, c := range spec.Containers {
+			for _, e := range c.Env {
+				if strings.HasPrefix(e.Name, "VODPIPE_SECRET_") {
+					t.Errorf("%s/%s has %s", where, c.Name, e.Name)
+				}
+			}
+		}
+	}
+	for n, cm := range r.configMaps {
+		if n == name("ingest") {
+			continue
+		}
+		for k := range cm.Data {
+			if strings.HasPrefix(k, "VODPIPE_SECRET_") {
+				t.Errorf("ConfigMap %s has %s", n, k)
+			}
+		}
+	}
+}
+
+// secretRefs are the names of every Secret a pod spec references.
+func secretRefs(spec *corev1.PodSpec) map[string]bool {
+	refs := map[string]bool{}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil {
+			refs[v.Secret.SecretName] = true
+		}
+		if v.Projected != nil {
+			for _, s := range v.Projected.Sources {
+				if s.Secret != nil {
+					refs[s.Secret.Name] = true
+				}
+			}
+		}
+	}
+	for _, c := range spec.Containers {
+		for _, ef := range c.EnvFrom {
+			if ef.SecretRef != nil {
+				refs[ef.SecretRef.Name] = true
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				refs[e.ValueFrom.SecretKeyRef.Name] = true
+			}
+		}
+	}
+	for _, s := range spec.ImagePullSecrets {
+		refs[s.Name] = true
+	}
+	return refs
+}
+
+// checkScaling: HPAs for the listed components, and for the worker either an HPA or a
+// KEDA ScaledObject on the JetStream consumer "workers" of stream VODPIPE_JOBS.
+func checkScaling(t *testing.T, r *release, name func(string) string, hpas []string, keda bool) {
+	t.Helper()
+	var want []string
+	for _, c := range hpas {
+		want = append(want, name(c))
+	}
+	if got := keys(r.hpas); !sameSet(got, want) {
+		t.Errorf("HPAs %v, want %v", got, want)
+	}
+	for n, h := range r.hpas {
+		ref := h.Spec.ScaleTargetRef
+		d := r.deployments[ref.Name]
+		if ref.Kind != "Deployment" || ref.APIVersion != "apps/v1" || d == nil {
+			t.Errorf("HPA %s targets %+v, which is not rendered", n, ref)
+			continue
+		}
+		if d.Spec.Replicas != nil {
+			t.Errorf("Deployment %s sets replicas although HPA %s manages it", ref.Name, n)
+		}
+		if len(h.Spec.Metrics) == 0 || h.Spec.Metrics[0].Resource == nil || h.Spec.Metrics[0].Resource.Name != corev1.ResourceCPU {
+			t.Errorf("HPA %s: want a CPU metric first", n)
+		}
+	}
+	if !keda {
+		if len(r.scaledObjects) != 0 {
+			t.Errorf("ScaledObjects rendered with KEDA off: %v", keys(r.scaledObjects))
+		}
+		return
+	}
+	so := r.scaledObjects[name("worker")]
+	if len(r.scaledObjects) != 1 || so == nil {
+		t.Fatalf("ScaledObjects %v, want one for the worker", keys(r.scaledObjects))
+	}
+	if r.hpas[name("worker")] != nil {
+		t.Error("both an HPA and a KEDA ScaledObject scale the worker")
+	}
+	if ref := so.Spec.ScaleTargetRef; ref.Name != name("worker") || ref.Kind != "Deployment" || r.deployments[ref.Name] == nil {
+		t.Errorf("ScaledObject targets %+v", ref)
+	}
+	if d := r.deployments[name("worker")]; d.Spec.Replicas != nil {
+		t.Error("worker Deployment sets replicas although KEDA manages it")
+	}
+	if len(so.Spec.Triggers) != 1 {
+		t.Fatalf("ScaledObject triggers %+v, want one", so.Spec.Triggers)
+	}
+	tr := so.Spec.Triggers[0]
+	if tr.Type != "nats-jetstream" {
+		t.Errorf("trigger type %q, want nats-jetstream", tr.Type)
+	}
+	for k, v := range map[string]string{"stream": "VODPIPE_JOBS", "consumer": "workers"} {
+		if tr.Metadata[k] != v {
+			t.Errorf("trigger %s = %q, want %q", k, tr.Metadata[k], v)
+		}
+	}
+	for _, k := range []string{"natsServerMonitoringEndpoint", "account", "lagThreshold"} {
+		if tr.Metadata[k] == "" {
+			t.Errorf("trigger has no %s", k)
+		}
+	}
+}
+
+// checkVodsimMode: with vodsim the worker talks to its Service (VOD endpoint and COS
+// dial address, COS over http); without it no vodsim appears anywhere.
+func checkVodsimMode(t *testing.T, r *release, name func(string) string, vodsim bool) {
+	t.Helper()
+	w := r.configMaps[name("worker")]
+	if w == nil {
+		t.Fatal("no worker ConfigMap")
+	}
+	if !vodsim {
+		for k, v := range w.Data {
+			if strings.Contains(v, "vodsim") {
+				t.Errorf("worker %s=%s without vodsim", k, v)
+			}
+		}
+		return
+	}
+	svc := r.services[name("vodsim")]
+	if svc == nil {
+		t.Fatal("no vodsim Service")
+	}
+	addr := fmt.Sprintf("%s:%d", svc.Name, svc.Spec.Ports[0].Port)
+	wantEnv(t, w.Data, "VODPIPE_VOD_ENDPOINT", "http://"+addr)
+	wantEnv(t, w.Data, "VODPIPE_COS_DIAL_ADDR", addr)
+	wantEnv(t, w.Data, "VODPIPE_COS_SCHEME", "http")
+	d := r.deployments[name("vodsim")]
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Error("vodsim must run exactly one replica, recreated on upgrade")
+	}
+}
+
+// checkHelmTest: the helm test hook is a pod that fetches ingest's /readyz.
+func checkHelmTest(t *testing.T, r *release, name func(string) string) {
+	t.Helper()
+	if len(r.pods) != 1 {
+		t.Fatalf("Pods %v, want the helm test pod only", keys(r.pods))
+	}
+	for n, p := range r.pods {
+		if p.Annotations["helm.sh/hook"] != "test" {
+			t.Errorf("Pod %s is not a helm test hook", n)
+		}
+		if p.Spec.RestartPolicy != corev1.RestartPolicyNever {
+			t.Errorf("Pod %s restartPolicy %s", n, p.Spec.RestartPolicy)
+		}
+		svc := r.services[name("ingest")]
+		url := fmt.Sprintf("http://%s:%d/readyz", svc.Name, svc.Spec.Ports[0].Port)
+		if cmd := p.Spec.Containers[0].Command; !slices.Contains(cmd, url) {
+			t.Errorf("Pod %s command %v does not fetch %s", n, cmd, url)
+		}
+	}
+}
+
+// TestSchemaRejectsBadValues: values.schema.json refuses wrong types, unknown keys,
+// missing required values and bad enums, in helm lint and helm template alike.
+func TestSchemaRejectsBadValues(t *testing.T) {
+	cases := []struct{ name, values, want string }{
+		{"replicas as a word", "ingest:\n  replicaCount: three\n", "/ingest/replicaCount"},
+		{"unknown top-level key", "ingset:\n  replicaCount: 2\n", "additional properties 'ingset' not allowed"},
+		{"unknown nested key", "worker:\n  keda:\n    stream: OTHER\n", "additional properties 'stream' not allowed"},
+		{"no image repository", "image:\n  repository: \"\"\n", "/image/repository"},
+		{"no NATS URL", "nats:\n  url: \"\"\n", "/nats/url"},
+		{"NATS URL scheme", "nats:\n  url: http://nats:4222\n", "/nats/url"},
+		{"pull policy enum", "image:\n  pullPolicy: Sometimes\n", "/image/pullPolicy"},
+		{"COS scheme enum", "worker:\n  cosScheme: ftp\n", "/worker/cosScheme"},
+		{"duration", "jetstream:\n  ackWait: thirty seconds\n", "/jetstream/ackWait"},
+		{"part size below 1 MiB", "worker:\n  partSize: 1024\n", "/worker/partSize"},
+		{"env value not a string", "notify:\n  env:\n    VODPIPE_WEBHOOK_DISABLE_AFTER: 5\n", "/notify/env/VODPIPE_WEBHOOK_DISABLE_AFTER"},
+		{"API key scope", "apiKeys:\n  keys: [\"ops:0123456789abcdef:admin\"]\n", "/apiKeys/keys/0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "bad-values.yaml")
+			if err := os.WriteFile(file, []byte(tc.values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range [][]string{{"lint", chartDir, "-f", file}, {"template", "vodpipe", chartDir, "-f", file}} {
+				_, err := helm(t, cmd...)
+				if err == nil {
+					t.Errorf("helm %s accepted:\n%s", cmd[0], tc.values)
+				} else if !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("helm %s failed without naming %q:\n%v", cmd[0], tc.want, err)
+				}
+			}
+		})
+	}
+}
+
+// TestTemplateRefusesInconsistentValues: combinations the schema cannot express fail
+// the render with a message that says what to change.
+func TestTemplateRefusesInconsistentValues(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no Redis", []string{"--set", "redis.addrs=null"}, "redis: set redis.url"},
+		{"two Redis settings", []string{"--set", "redis.url=redis://r:6379/0"}, "set only one of redis.url"},
+		{"Sentinel without addresses", []string{"--set", "redis.addrs=null", "--set", "redis.url=redis://r:6379", "--set", "redis.masterName=m"}, "redis.masterName needs redis.addrs"},
+		{"pull mode without a key", []string{"--set", "notify.pull.enabled=true"}, "notify.pull.enabled needs"},
+		{"signing key unknown to vodsim", []string{"--set", "vodsim.enabled=true", "--set", "tencent.secretId=AKIDreal", "--set", "tencent.secretKey=real"}, "must be one of vodsim.apps"},
+		{"sources volume without root", []string{"--set", "worker.sources.volume.emptyDir.medium=Memory"}, "worker.sources.volume needs worker.sources.root"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := helm(t, append([]string{"template", "vodpipe", chartDir}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want a failure naming %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func container(t *testing.T, d *appsv1.Deployment, name string) *corev1.Container {
+	t.Helper()
+	if d == nil {
+		t.Fatalf("no Deployment for container %s", name)
+	}
+	for i := range d.Spec.Template.Spec.Containers {
+		if c := &d.Spec.Template.Spec.Containers[i]; c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("Deployment %s has no container %s", d.Name, name)
+	return nil
+}
+
+func findEnv(env []corev1.EnvVar, name string) *corev1.EnvVar {
+	for i := range env {
+		if env[i].Name == name {
+			return &env[i]
+		}
+	}
+	return nil
+}
+
+// mountedFile reports whether path lies under one of c's volume mounts.
+func mountedFile(c *corev1.Container, path string) bool {
+	for _, m := range c.VolumeMounts {
+		if strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// mountedFileFrom reports whether path is a file of Secret secret mounted into c.
+func mountedFileFrom(spec *corev1.PodSpec, c *corev1.Container, path, secret string) bool {
+	for _, m := range c.VolumeMounts {
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil || v.Secret.SecretName != secret {
+				continue
+			}
+			if len(v.Secret.Items) == 0 {
+				return true
+			}
+			for _, it := range v.Secret.Items {
+				if it.Path == rel {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func wantEnv(t *testing.T, data map[string]string, key, want string) {
+	t.Helper()
+	if got, ok := data[key]; !ok || got != want {
+		t.Errorf("%s = %q (set: %v), want %q", key, got, ok, want)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}

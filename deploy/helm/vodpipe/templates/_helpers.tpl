@@ -1,0 +1,468 @@
+{{/* Names ------------------------------------------------------------------ */}}
+
+{{- define "vodpipe.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vodpipe.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* vodpipe.componentName: (dict "root" $ "component" "ingest") -> <fullname>-ingest */}}
+{{- define "vodpipe.componentName" -}}
+{{- printf "%s-%s" (include "vodpipe.fullname" .root | trunc 50 | trimSuffix "-") .component }}
+{{- end }}
+
+{{- define "vodpipe.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vodpipe.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vodpipe.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Labels ----------------------------------------------------------------- */}}
+
+{{/* vodpipe.labels: (dict "root" $ "component" "ingest"); component may be "". */}}
+{{- define "vodpipe.labels" -}}
+helm.sh/chart: {{ include "vodpipe.chart" .root }}
+{{ include "vodpipe.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: vodpipe
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vodpipe.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/* Image ------------------------------------------------------------------ */}}
+
+{{- define "vodpipe.image" -}}
+{{- $repo := required "image.repository is required" .Values.image.repository }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.testImage" -}}
+{{- if .Values.test.image.digest }}
+{{- printf "%s@%s" .Values.test.image.repository .Values.test.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.test.image.repository (.Values.test.image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/* Addresses and secret names -------------------------------------------- */}}
+
+{{- define "vodpipe.natsURL" -}}
+{{- $url := required "nats.url is required" .Values.nats.url }}
+{{- if .Values.nats.tls }}
+{{- $url = replace "nats://" "tls://" $url }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/* host:port of the vodsim service */}}
+{{- define "vodpipe.vodsimAddr" -}}
+{{- printf "%s:%d" (include "vodpipe.componentName" (dict "root" . "component" "vodsim")) (.Values.vodsim.service.port | int) }}
+{{- end }}
+
+{{/* vodsim's first key pair as a dict {id, key}; empty strings with an existing secret. */}}
+{{- define "vodpipe.vodsimFirstApp" -}}
+{{- $first := trim (first (splitList "," (.Values.vodsim.apps | toString))) }}
+{{- $p := splitn ":" 2 $first }}
+id: {{ $p._0 | default "" | quote }}
+key: {{ $p._1 | default "" | quote }}
+{{- end }}
+
+{{/* The Tencent (signing) key pair for a secret the chart creates: {id, key}. */}}
+{{- define "vodpipe.tencentPair" -}}
+{{- if or .Values.tencent.secretId .Values.tencent.secretKey }}
+id: {{ .Values.tencent.secretId | quote }}
+key: {{ .Values.tencent.secretKey | quote }}
+{{- else if and .Values.vodsim.enabled (not .Values.vodsim.existingSecret) }}
+{{- include "vodpipe.vodsimFirstApp" . }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when ingest gets a Tencent secret (existing or created). */}}
+{{- define "vodpipe.tencentEnabled" -}}
+{{- if or .Values.tencent.existingSecret (include "vodpipe.tencentPair" . | fromYaml).key }}true{{ end }}
+{{- end }}
+
+{{- define "vodpipe.tencentSecretName" -}}
+{{- default (include "vodpipe.componentName" (dict "root" . "component" "tencent")) .Values.tencent.existingSecret }}
+{{- end }}
+
+{{- define "vodpipe.apiKeysSecretName" -}}
+{{- default (include "vodpipe.componentName" (dict "root" . "component" "api-keys")) .Values.apiKeys.existingSecret }}
+{{- end }}
+
+{{/* The pull key pair for a secret the chart creates: {id, key}. */}}
+{{- define "vodpipe.pullPair" -}}
+{{- if or .Values.notify.pull.secretId .Values.notify.pull.secretKey }}
+id: {{ .Values.notify.pull.secretId | quote }}
+key: {{ .Values.notify.pull.secretKey | quote }}
+{{- else if and .Values.vodsim.enabled (not .Values.vodsim.existingSecret) }}
+{{- include "vodpipe.vodsimFirstApp" . }}
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.pullSecretName" -}}
+{{- default (include "vodpipe.componentName" (dict "root" . "component" "notify-pull")) .Values.notify.pull.existingSecret }}
+{{- end }}
+
+{{- define "vodpipe.callbackTokenEnabled" -}}
+{{- if or .Values.notify.callbackToken.existingSecret .Values.notify.callbackToken.value }}true{{ end }}
+{{- end }}
+
+{{- define "vodpipe.callbackTokenSecretName" -}}
+{{- default (include "vodpipe.componentName" (dict "root" . "component" "notify")) .Values.notify.callbackToken.existingSecret }}
+{{- end }}
+
+{{- define "vodpipe.vodsimSecretName" -}}
+{{- default (include "vodpipe.componentName" (dict "root" . "component" "vodsim")) .Values.vodsim.existingSecret }}
+{{- end }}
+
+{{/* Plain environment (ConfigMaps) ---------------------------------------- */}}
+
+{{/* NATS and JetStream settings every service shares. */}}
+{{- define "vodpipe.env.common" -}}
+VODPIPE_NATS_URL: {{ include "vodpipe.natsURL" . | quote }}
+VODPIPE_NATS_REPLICAS: {{ .Values.jetstream.replicas | int | quote }}
+VODPIPE_JOBS_DUPLICATE_WINDOW: {{ .Values.jetstream.duplicateWindow | quote }}
+VODPIPE_JOBS_ACK_WAIT: {{ .Values.jetstream.ackWait | quote }}
+VODPIPE_JOBS_MAX_DELIVER: {{ .Values.jetstream.maxDeliver | int | quote }}
+VODPIPE_JOBS_MAX_ACK_PENDING: {{ .Values.jetstream.maxAckPending | int | quote }}
+VODPIPE_EVENTS_MAX_AGE: {{ .Values.jetstream.eventsMaxAge | quote }}
+VODPIPE_DLQ_MAX_AGE: {{ .Values.jetstream.dlqMaxAge | quote }}
+{{- end }}
+
+{{- define "vodpipe.env.ingest" -}}
+{{ include "vodpipe.env.common" . }}
+VODPIPE_INGEST_HTTP_ADDR: {{ printf ":%d" (.Values.ingest.port | int) | quote }}
+VODPIPE_SIGN_MAX_VALIDITY: {{ .Values.ingest.signing.maxValidity | quote }}
+VODPIPE_SIGN_FORCE_ONE_TIME: {{ .Values.ingest.signing.forceOneTime | toString | quote }}
+{{- with .Values.ingest.signing.procedures }}
+VODPIPE_SIGN_PROCEDURES: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.ingest.signing.storageRegions }}
+VODPIPE_SIGN_STORAGE_REGIONS: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.ingest.signing.classIds }}
+{{- $ids := list }}
+{{- range . }}{{ $ids = append $ids (. | int64 | toString) }}{{ end }}
+VODPIPE_SIGN_CLASS_IDS: {{ join "," $ids | quote }}
+{{- end }}
+{{- with .Values.ingest.corsOrigins }}
+VODPIPE_CORS_ORIGINS: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.env.worker" -}}
+{{ include "vodpipe.env.common" . }}
+VODPIPE_WORKER_HTTP_ADDR: {{ printf ":%d" (.Values.worker.port | int) | quote }}
+VODPIPE_WORKER_JOBS: {{ .Values.worker.jobs | int | quote }}
+VODPIPE_PART_SIZE: {{ .Values.worker.partSize | int64 | quote }}
+VODPIPE_PART_CONCURRENCY: {{ .Values.worker.partConcurrency | int | quote }}
+VODPIPE_SHUTDOWN_GRACE: {{ .Values.worker.shutdownGrace | quote }}
+VODPIPE_SOURCE_ALLOW_PRIVATE: {{ .Values.worker.sources.allowPrivate | toString | quote }}
+{{- with .Values.worker.sources.root }}
+VODPIPE_SOURCE_ROOT: {{ . | quote }}
+{{- end }}
+{{- if .Values.vodsim.enabled }}
+VODPIPE_VOD_ENDPOINT: {{ printf "http://%s" (include "vodpipe.vodsimAddr" .) | quote }}
+VODPIPE_COS_DIAL_ADDR: {{ include "vodpipe.vodsimAddr" . | quote }}
+VODPIPE_COS_SCHEME: "http"
+{{- else }}
+VODPIPE_VOD_ENDPOINT: {{ .Values.worker.vodEndpoint | quote }}
+VODPIPE_COS_DIAL_ADDR: {{ .Values.worker.cosDialAddr | quote }}
+VODPIPE_COS_SCHEME: {{ .Values.worker.cosScheme | quote }}
+{{- end }}
+{{- with .Values.redis }}
+{{- if .url }}
+VODPIPE_REDIS_URL: {{ .url | quote }}
+{{- end }}
+{{- if .addrs }}
+VODPIPE_REDIS_ADDRS: {{ join "," .addrs | quote }}
+VODPIPE_REDIS_TLS: {{ .tls | toString | quote }}
+{{- end }}
+{{- if .masterName }}
+VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.env.notify" -}}
+{{- $n := .Values.notify.envNames }}
+{{ include "vodpipe.env.common" . }}
+{{ $n.httpAddr }}: {{ printf ":%d" (.Values.notify.port | int) | quote }}
+{{ $n.webhookAllowPrivate }}: {{ .Values.notify.webhookAllowPrivate | toString | quote }}
+{{- if and .Values.notify.pull.enabled .Values.vodsim.enabled }}
+{{ $n.pullEndpoint }}: "http://vod.tencentcloudapi.com"
+{{ $n.pullDialAddr }}: {{ include "vodpipe.vodsimAddr" . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.env.vodsim" -}}
+VODPIPE_VODSIM_ADDR: {{ printf ":%d" (.Values.vodsim.port | int) | quote }}
+VODPIPE_VODSIM_APP_ID: {{ .Values.vodsim.appId | int64 | quote }}
+VODPIPE_VODSIM_REGIONS: {{ join "," .Values.vodsim.regions | quote }}
+VODPIPE_VODSIM_PROCEDURES: {{ join "," .Values.vodsim.procedures | quote }}
+VODPIPE_VODSIM_DISCARD: {{ .Values.vodsim.discard | toString | quote }}
+VODPIPE_VODSIM_DATA_DIR: "/data"
+{{- with .Values.vodsim.faults }}
+VODPIPE_VODSIM_FAULTS: {{ . | quote }}
+{{- end }}
+{{- if .Values.vodsim.callbackURL }}
+VODPIPE_VODSIM_CALLBACK_URL: {{ tpl .Values.vodsim.callbackURL . | quote }}
+{{- else if and (not .Values.notify.pull.enabled) .Values.notify.enabled (not (include "vodpipe.callbackTokenEnabled" .)) }}
+VODPIPE_VODSIM_CALLBACK_URL: {{ include "vodpipe.vodsimCallbackBase" . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* notify's callback URL inside the cluster, without the token */}}
+{{- define "vodpipe.vodsimCallbackBase" -}}
+{{- printf "http://%s:%d/v1/vod/callback" (include "vodpipe.componentName" (dict "root" . "component" "notify")) (.Values.notify.service.port | int) }}
+{{- end }}
+
+{{/* vodpipe.configMapData: (dict "root" $ "component" "ingest" "env" .Values.ingest.env)
+     The chart's variables, overridden by the component's env map. */}}
+{{- define "vodpipe.configMapData" -}}
+{{- $chart := include (printf "vodpipe.env.%s" .component) .root | fromYaml }}
+{{- $all := merge (deepCopy (.env | default dict)) $chart }}
+{{- range $k, $v := $all }}
+{{ $k }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Pod parts shared by every component ----------------------------------- */}}
+
+{{/* Env for NATS credentials and the extra CA (ingest, worker, notify). */}}
+{{- define "vodpipe.natsEnv" -}}
+{{- if .Values.nats.credsSecret.name }}
+- name: VODPIPE_NATS_CREDS
+  value: /etc/vodpipe/nats/{{ .Values.nats.credsSecret.key }}
+{{- end }}
+{{- if .Values.tls.caSecret.name }}
+- name: SSL_CERT_DIR
+  value: /etc/ssl/certs:/etc/vodpipe/ca
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.natsVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.nats.credsSecret.name }}
+- name: nats-creds
+  secret:
+    secretName: {{ .Values.nats.credsSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.nats.credsSecret.key }}
+        path: {{ .Values.nats.credsSecret.key }}
+{{- end }}
+{{- if .Values.tls.caSecret.name }}
+- name: extra-ca
+  secret:
+    secretName: {{ .Values.tls.caSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.tls.caSecret.key }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "vodpipe.natsVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.nats.credsSecret.name }}
+- name: nats-creds
+  mountPath: /etc/vodpipe/nats
+  readOnly: true
+{{- end }}
+{{- if .Values.tls.caSecret.name }}
+- name: extra-ca
+  mountPath: /etc/vodpipe/ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* vodpipe.probes: (dict "root" $) */}}
+{{- define "vodpipe.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  {{- toYaml .Values.probes.liveness | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: http
+  {{- toYaml .Values.probes.readiness | nindent 2 }}
+{{- end }}
+
+{{/* vodpipe.scheduling: (dict "root" $ "component" "ingest" "c" .Values.ingest) */}}
+{{- define "vodpipe.scheduling" -}}
+{{- with .c.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .c.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml .c.topologySpreadConstraints | nindent 2 }}
+{{- else if and .root.Values.topologySpread.enabled .root.Values.topologySpread.topologyKeys }}
+topologySpreadConstraints:
+{{- range .root.Values.topologySpread.topologyKeys }}
+  - maxSkew: {{ $.root.Values.topologySpread.maxSkew }}
+    topologyKey: {{ . }}
+    whenUnsatisfiable: {{ $.root.Values.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "vodpipe.selectorLabels" (dict "root" $.root "component" $.component) | nindent 8 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level fields every pod of the chart shares. */}}
+{{- define "vodpipe.podCommon" -}}
+serviceAccountName: {{ include "vodpipe.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/* vodpipe.pdb: (dict "root" $ "component" "ingest" "c" .Values.ingest) */}}
+{{- define "vodpipe.pdb" -}}
+{{- if .c.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "vodpipe.componentName" . }}
+  labels:
+    {{- include "vodpipe.labels" . | nindent 4 }}
+spec:
+  {{- if ne (toString .c.pdb.minAvailable) "" }}
+  minAvailable: {{ .c.pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ .c.pdb.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "vodpipe.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/* vodpipe.hpa: (dict "root" $ "component" "ingest" "c" .Values.ingest) */}}
+{{- define "vodpipe.hpa" -}}
+{{- $a := .c.autoscaling }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "vodpipe.componentName" . }}
+  labels:
+    {{- include "vodpipe.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "vodpipe.componentName" . }}
+  minReplicas: {{ $a.minReplicas }}
+  maxReplicas: {{ $a.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $a.targetCPUUtilizationPercentage }}
+    {{- if $a.targetMemoryUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: memory
+        target:
+          type: Utilization
+          averageUtilization: {{ $a.targetMemoryUtilizationPercentage }}
+    {{- end }}
+{{- end }}
+
+{{/* Checks the schema cannot express ------------------------------------- */}}
+
+{{- define "vodpipe.validate" -}}
+{{- $r := .Values.redis }}
+{{- $n := 0 }}
+{{- if $r.url }}{{ $n = add1 $n }}{{ end }}
+{{- if $r.urlSecret.name }}{{ $n = add1 $n }}{{ end }}
+{{- if $r.addrs }}{{ $n = add1 $n }}{{ end }}
+{{- if gt $n 1 }}
+{{- fail "redis: set only one of redis.url, redis.urlSecret.name and redis.addrs" }}
+{{- end }}
+{{- if and (eq $n 0) (not $r.kvFallback) }}
+{{- fail "redis: set redis.url, redis.urlSecret.name or redis.addrs (or redis.kvFallback=true to keep resume state in JetStream)" }}
+{{- end }}
+{{- if and $r.masterName (not $r.addrs) }}
+{{- fail "redis.masterName needs redis.addrs (the Sentinel addresses)" }}
+{{- end }}
+{{- if and $r.passwordSecret.name (not $r.addrs) }}
+{{- fail "redis.passwordSecret is used with redis.addrs; with a URL put the password in redis.urlSecret" }}
+{{- end }}
+{{- range $c := list "ingest" "worker" "notify" }}
+{{- $p := (index $.Values $c).pdb }}
+{{- if and $p.enabled (eq (toString $p.minAvailable) "") (eq (toString $p.maxUnavailable) "") }}
+{{- fail (printf "%s.pdb: set minAvailable or maxUnavailable" $c) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.worker.sources.volume (not .Values.worker.sources.root) }}
+{{- fail "worker.sources.volume needs worker.sources.root (where it is mounted)" }}
+{{- end }}
+{{- if and .Values.notify.pull.enabled (not .Values.notify.pull.existingSecret) (not (include "vodpipe.pullPair" . | fromYaml).key) }}
+{{- fail "notify.pull.enabled needs notify.pull.existingSecret or notify.pull.secretId and notify.pull.secretKey" }}
+{{- end }}
+{{- if and .Values.vodsim.enabled (not .Values.tencent.existingSecret) (not .Values.vodsim.existingSecret) (or .Values.tencent.secretId .Values.tencent.secretKey) }}
+{{- $pair := printf "%s:%s" .Values.tencent.secretId .Values.tencent.secretKey }}
+{{- if not (has $pair (splitList "," (.Values.vodsim.apps | toString))) }}
+{{- fail "vodsim.enabled: tencent.secretId:tencent.secretKey must be one of vodsim.apps, or vodsim rejects every signature" }}
+{{- end }}
+{{- end }}
+{{- end }}
