@@ -1,0 +1,130 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maxResponseSnippet bounds the part of a failed answer an attempt keeps.
+const maxResponseSnippet = 512
+
+// Attempt is one delivery attempt of one event to one subscription.
+type Attempt struct {
+	SubscriptionID string  `json:"subscriptionId"`
+	EventID        string  `json:"eventId"`
+	EventType      string  `json:"eventType"`
+	JobID          string  `json:"jobId,omitempty"`
+	ReplayID       string  `json:"replayId,omitempty"`
+	Attempt        int     `json:"attempt"`
+	Outcome        string  `json:"outcome"`
+	Status         int     `json:"status,omitempty"`
+	Error          string  `json:"error,omitempty"`
+	Response       string  `json:"response,omitempty"`
+	DurationMS     float64 `json:"durationMs"`
+	// Time is when the attempt started.
+	Time          time.Time  `json:"time"`
+	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
+}
+
+func attemptsSubject(subID string) string { return attemptsPrefix + "." + subID }
+
+// recordAttempt appends an attempt to the subscription's log. The log is
+// for people; a lost record never holds up a delivery.
+func (s *Service) recordAttempt(ctx context.Context, a Attempt) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.js.Publish(ctx, attemptsSubject(a.SubscriptionID), b); err != nil {
+		s.log.Warn("record delivery attempt", "subscription", a.SubscriptionID, "event", a.EventID, "err", err)
+	}
+}
+
+// maxAttemptsLimit bounds ?limit= of the attempts listing.
+const maxAttemptsLimit = 1000
+
+// handleAttempts lists a subscription's delivery attempts, newest first:
+// ?limit= (default 100), ?eventId= and ?outcome= filter.
+func (s *Service) handleAttempts(w http.ResponseWriter, r *http.Request) {
+	rec := s.lookup(w, r)
+	if rec == nil {
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxAttemptsLimit {
+			writeError(w, &apiError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "limit",
+				Message: fmt.Sprintf("limit must be an integer from 1 to %d", maxAttemptsLimit)})
+			return
+		}
+		limit = n
+	}
+	eventID, outcome := r.URL.Query().Get("eventId"), r.URL.Query().Get("outcome")
+	all, err := s.readAttempts(r.Context(), rec.ID)
+	if err != nil {
+		writeError(w, internalError(err))
+		return
+	}
+	out := make([]Attempt, 0, min(limit, len(all)))
+	for _, a := range slices.Backward(all) {
+		if len(out) == limit {
+			break
+		}
+		if eventID != "" && a.EventID != eventID || outcome != "" && a.Outcome != outcome {
+			continue
+		}
+		out = append(out, a)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Attempts []Attempt `json:"attempts"`
+	}{out})
+}
+
+// readAttempts reads a subscription's whole log (bounded by
+// AttemptsPerSubscription), oldest first.
+func (s *Service) readAttempts(ctx context.Context, subID string) ([]Attempt, error) {
+	cons, err := s.attempts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{attemptsSubject(subID)}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = s.attempts.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
+	pending := cons.CachedInfo().NumPending
+	var out []Attempt
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var a Attempt
+			if json.Unmarshal(m.Data(), &a) == nil {
+				out = append(out, a)
+			}
+			if meta, err := m.Metadata(); err == nil {
+				pending = meta.NumPending
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,260 @@
+package notify
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+)
+
+// QueueConfig is an alias so the queue's variables embed flat.
+type QueueConfig = queue.Config
+
+// Config is notify's whole configuration (prefix VODPIPE_). It has no
+// Tencent SecretId/SecretKey: notify never signs uploads. Pull mode uses a
+// separate key pair of its own (PullConfig), meant to be a sub-account key
+// that may call only vod:PullEvents and vod:ConfirmEvents.
+type Config struct {
+	config.NATS
+	QueueConfig
+	PullConfig
+	WebhookConfig
+
+	// HTTPAddr serves the callback, subscription, SSE, health and metrics endpoints.
+	HTTPAddr string `envconfig:"NOTIFY_HTTP_ADDR" default:":8081" desc:"listen address of notify's HTTP API"`
+	// APIKeys protect the subscription and event APIs (not the VOD callback).
+	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, key or name:key[:scope+scope],...; notify needs read (GET) or control (changes)"`
+	// MaxBody bounds a subscription API request body.
+	MaxBody int64 `envconfig:"NOTIFY_MAX_BODY" default:"65536" desc:"largest subscription API request body in bytes"`
+
+	// CallbackToken, when set, must be given as ?token= on /v1/vod/callback:
+	// VOD does not sign its normal callbacks, so a secret in the configured
+	// callback URL is the only way to tell VOD's calls from anyone's.
+	CallbackToken string `envconfig:"CALLBACK_TOKEN" desc:"shared secret VOD's callback URL carries as ?token= (optional)"`
+	// CorrelationWait bounds how long a VOD event waits for its FileId → job
+	// mapping, which the worker records right after its commit and so may
+	// land after VOD's callback. Negative: no wait.
+	CorrelationWait time.Duration `envconfig:"CALLBACK_CORRELATION_WAIT" default:"3s" desc:"how long a VOD event waits for its FileId to be mapped to a job"`
+	// VODDedupeTTL is how long a VOD event is remembered to drop VOD's repeated deliveries.
+	VODDedupeTTL time.Duration `envconfig:"VOD_EVENT_DEDUPE_TTL" default:"168h" desc:"how long a VOD event is remembered to drop repeated deliveries"`
+
+	// SSEHeartbeat is the interval of comment lines on idle event streams.
+	SSEHeartbeat time.Duration `envconfig:"SSE_HEARTBEAT" default:"15s" desc:"interval of heartbeats on idle server-sent event streams"`
+	// BacklogInterval is how often the backlog gauges are refreshed.
+	BacklogInterval time.Duration `envconfig:"NOTIFY_BACKLOG_INTERVAL" default:"15s" desc:"refresh interval of the per-subscription backlog gauges"`
+}
+
+// PullConfig is the reliable-callback (pull) mode, for deployments VOD
+// cannot call back: notify polls PullEvents and confirms what it published.
+// It is on when PullAPIID is set.
+type PullConfig struct {
+	// PullAPIID is the SecretId of a CAM sub-account allowed only
+	// vod:PullEvents and vod:ConfirmEvents; never the upload key.
+	PullAPIID string `envconfig:"PULL_API_ID" desc:"SecretId of a sub-account key allowed only vod:PullEvents/ConfirmEvents; set to enable pull mode"`
+	// PullAPIKeyFile holds that key pair's SecretKey.
+	PullAPIKeyFile string `envconfig:"PULL_API_KEY_FILE" desc:"file holding the pull key pair's SecretKey, e.g. a mounted Kubernetes secret"`
+	// PullEndpoint is VOD's Cloud API endpoint.
+	PullEndpoint string `envconfig:"PULL_ENDPOINT" default:"https://vod.tencentcloudapi.com" desc:"VOD Cloud API endpoint for PullEvents/ConfirmEvents"`
+	// PullRegion is the Cloud API region parameter (VOD needs none).
+	PullRegion string `envconfig:"PULL_REGION" desc:"Cloud API region of the pull calls (optional for VOD)"`
+	// PullSubAppID pulls the events of a VOD sub-application.
+	PullSubAppID uint64 `envconfig:"PULL_SUB_APP_ID" desc:"VOD sub-application whose events are pulled (optional)"`
+	// PullInterval is the pause after a pull that returned nothing.
+	PullInterval time.Duration `envconfig:"PULL_INTERVAL" default:"1s" desc:"pause after an empty PullEvents answer"`
+	// PullDialAddr, when set, sends every pull connection to this address
+	// (vodsim), keeping the endpoint's URL and Host header.
+	PullDialAddr string `envconfig:"PULL_DIAL_ADDR" desc:"host:port every pull connection dials (vodsim); empty: real DNS"`
+}
+
+// WebhookConfig tunes webhook delivery.
+type WebhookConfig struct {
+	// WebhookAllowPrivate lets webhook URLs reach loopback, private and
+	// link-local addresses (tests, or receivers inside the cluster).
+	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" desc:"allow webhook URLs on loopback, private and link-local addresses"`
+	// WebhookTimeout bounds one delivery attempt.
+	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" desc:"timeout of one webhook delivery attempt"`
+	// WebhookSchedule are the delays before the 2nd, 3rd, … attempt; its
+	// length + 1 is the number of attempts. The default spans about a day.
+	WebhookSchedule Schedule `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,10h" desc:"delays before each retry of a webhook delivery, comma-separated"`
+	// WebhookDisableAfter disables a subscription after this many events in
+	// a row exhausted every attempt.
+	WebhookDisableAfter int `envconfig:"WEBHOOK_DISABLE_AFTER" default:"5" desc:"consecutive events that exhausted every attempt before a subscription is disabled"`
+	// WebhookConcurrency bounds the deliveries one notify process runs at once per subscription.
+	WebhookConcurrency int `envconfig:"WEBHOOK_CONCURRENCY" default:"16" desc:"deliveries in flight per subscription and notify process"`
+	// WebhookMaxInFlight bounds the events of one subscription being
+	// delivered or waiting for a retry, across all notify processes.
+	WebhookMaxInFlight int `envconfig:"WEBHOOK_MAX_IN_FLIGHT" default:"1000" desc:"events per subscription being delivered or waiting for a retry, across replicas"`
+	// WebhookMaxSubscriptions bounds the subscriptions (each is a JetStream consumer).
+	WebhookMaxSubscriptions int `envconfig:"WEBHOOK_MAX_SUBSCRIPTIONS" default:"1000" desc:"most webhook subscriptions"`
+	// AttemptsMaxAge and AttemptsPerSubscription bound the delivery-attempt log.
+	AttemptsMaxAge          time.Duration `envconfig:"WEBHOOK_ATTEMPTS_MAX_AGE" default:"168h" desc:"how long delivery attempts are kept"`
+	AttemptsPerSubscription int64         `envconfig:"WEBHOOK_ATTEMPTS_PER_SUBSCRIPTION" default:"1000" desc:"delivery attempts kept per subscription"`
+}
+
+func (c *Config) withDefaults() {
+	if c.MaxBody <= 0 {
+		c.MaxBody = 64 << 10
+	}
+	switch {
+	case c.CorrelationWait == 0:
+		c.CorrelationWait = 3 * time.Second
+	case c.CorrelationWait < 0: // no wait
+		c.CorrelationWait = 0
+	}
+	if c.VODDedupeTTL <= 0 {
+		c.VODDedupeTTL = 7 * 24 * time.Hour
+	}
+	if c.SSEHeartbeat <= 0 {
+		c.SSEHeartbeat = 15 * time.Second
+	}
+	if c.BacklogInterval <= 0 {
+		c.BacklogInterval = 15 * time.Second
+	}
+	if c.PullEndpoint == "" {
+		c.PullEndpoint = "https://vod.tencentcloudapi.com"
+	}
+	if c.PullInterval <= 0 {
+		c.PullInterval = time.Second
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = 15 * time.Second
+	}
+	if len(c.WebhookSchedule) == 0 {
+		c.WebhookSchedule = DefaultSchedule()
+	}
+	if c.WebhookDisableAfter <= 0 {
+		c.WebhookDisableAfter = 5
+	}
+	if c.WebhookConcurrency <= 0 {
+		c.WebhookConcurrency = 16
+	}
+	if c.WebhookMaxInFlight <= 0 {
+		c.WebhookMaxInFlight = 1000
+	}
+	if c.WebhookMaxSubscriptions <= 0 {
+		c.WebhookMaxSubscriptions = 1000
+	}
+	if c.AttemptsMaxAge <= 0 {
+		c.AttemptsMaxAge = 7 * 24 * time.Hour
+	}
+	if c.AttemptsPerSubscription <= 0 {
+		c.AttemptsPerSubscription = 1000
+	}
+}
+
+// ackWait is how long a delivered event may go unacknowledged before
+// JetStream hands it to another replica: one attempt plus a margin.
+func (c *Config) ackWait() time.Duration {
+	return c.WebhookTimeout + max(2*time.Second, c.WebhookTimeout/2)
+}
+
+// maxDeliver is the number of attempts per event.
+func (c *Config) maxDeliver() int { return len(c.WebhookSchedule) + 1 }
+
+// Schedule is a retry schedule: the delays before the 2nd, 3rd, … attempt.
+type Schedule []time.Duration
+
+// DefaultSchedule spans about 28 hours over 8 attempts: at once, then after
+// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h.
+func DefaultSchedule() Schedule {
+	return Schedule{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+}
+
+// Decode implements envconfig.Decoder: comma-separated Go durations.
+func (s *Schedule) Decode(v string) error {
+	var out Schedule
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		d, err := time.ParseDuration(part)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("retry schedule: %q is not a positive duration", part)
+		}
+		out = append(out, d)
+	}
+	if len(out) > 50 {
+		return fmt.Errorf("retry schedule: %d delays, at most 50", len(out))
+	}
+	*s = out
+	return nil
+}
+
+// delay is the wait after failed attempt n (1-based).
+func (s Schedule) delay(n int) time.Duration {
+	if n < 1 || len(s) == 0 {
+		return 0
+	}
+	return s[min(n, len(s))-1]
+}
+
+// Scopes notify checks: read for GET requests and the event stream,
+// control for creating, deleting and replaying subscriptions. The other
+// scopes are ingest's; a key may carry them (one API_KEYS serves both).
+const (
+	ScopeRead    = "read"
+	ScopeControl = "control"
+)
+
+var knownScopes = []string{"submit", ScopeRead, ScopeControl, "sign"}
+
+// APIKeys are bearer keys, kept as SHA-256 hashes only.
+type APIKeys []APIKey
+
+// APIKey is one hashed key with its scopes.
+type APIKey struct {
+	Name   string
+	Hash   [sha256.Size]byte
+	Scopes []string
+}
+
+// Decode implements envconfig.Decoder. Entries are comma-separated, each a
+// bare key or, in ingest's form, name:key[:scope+scope]; a key without
+// scopes has them all.
+func (k *APIKeys) Decode(v string) error {
+	var out APIKeys
+	for i, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		key := APIKey{Name: fmt.Sprintf("key%d", i+1), Scopes: knownScopes}
+		secret := entry
+		if parts := strings.SplitN(entry, ":", 3); len(parts) > 1 {
+			key.Name, secret = parts[0], parts[1]
+			if len(parts) == 3 {
+				key.Scopes = strings.Split(parts[2], "+")
+				for _, sc := range key.Scopes {
+					if !slices.Contains(knownScopes, sc) {
+						return fmt.Errorf("API key %q: unknown scope %q", key.Name, sc)
+					}
+				}
+			}
+		}
+		if key.Name == "" || len(secret) < 8 {
+			return fmt.Errorf("API key %q: want key or name:key, the key at least 8 characters", key.Name)
+		}
+		key.Hash = sha256.Sum256([]byte(secret))
+		out = append(out, key)
+	}
+	*k = out
+	return nil
+}
+
+// lookup finds the key matching a bearer token, comparing every hash in constant time.
+func (k APIKeys) lookup(token string) (*APIKey, bool) {
+	h := sha256.Sum256([]byte(token))
+	var found *APIKey
+	for i := range k {
+		if subtle.ConstantTimeCompare(h[:], k[i].Hash[:]) == 1 {
+			found = &k[i]
+		}
+	}
+	return found, found != nil
+}

@@ -1,0 +1,91 @@
+package notify_test
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/notify"
+)
+
+// The vector of the Standard Webhooks specification's reference libraries.
+const (
+	specSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	specID     = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+	specTS     = 1614265330
+	specBody   = `{"test": 2432232314}`
+	specSig    = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+)
+
+func TestSignMatchesStandardWebhooksVector(t *testing.T) {
+	got, err := notify.Sign(specSecret, specID, time.Unix(specTS, 0), []byte(specBody))
+	if err != nil || got != specSig {
+		t.Fatalf("Sign = %q, %v; want %q", got, err, specSig)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	at := time.Unix(specTS, 0)
+	headers := func(id, ts, sig string) http.Header {
+		h := http.Header{}
+		for k, v := range map[string]string{notify.HeaderWebhookID: id, notify.HeaderWebhookTimestamp: ts, notify.HeaderWebhookSignature: sig} {
+			if v != "" {
+				h.Set(k, v)
+			}
+		}
+		return h
+	}
+	cases := []struct {
+		name   string
+		secret string
+		h      http.Header
+		body   string
+		now    time.Time
+		want   error
+	}{
+		{"valid", specSecret, headers(specID, "1614265330", specSig), specBody, at, nil},
+		{"valid among several (key rotation)", specSecret, headers(specID, "1614265330", "v1,AAAA "+specSig), specBody, at, nil},
+		{"within tolerance", specSecret, headers(specID, "1614265330", specSig), specBody, at.Add(4 * time.Minute), nil},
+		{"too old", specSecret, headers(specID, "1614265330", specSig), specBody, at.Add(6 * time.Minute), notify.ErrSignatureTimestamp},
+		{"from the future", specSecret, headers(specID, "1614265330", specSig), specBody, at.Add(-6 * time.Minute), notify.ErrSignatureTimestamp},
+		{"timestamp not a number", specSecret, headers(specID, "soon", specSig), specBody, at, notify.ErrSignatureTimestamp},
+		{"body changed", specSecret, headers(specID, "1614265330", specSig), `{"test": 1}`, at, notify.ErrSignatureMismatch},
+		{"id changed", specSecret, headers("msg_other", "1614265330", specSig), specBody, at, notify.ErrSignatureMismatch},
+		{"wrong version", specSecret, headers(specID, "1614265330", strings.Replace(specSig, "v1,", "v2,", 1)), specBody, at, notify.ErrSignatureMismatch},
+		{"wrong secret", notify.NewSecret(), headers(specID, "1614265330", specSig), specBody, at, notify.ErrSignatureMismatch},
+		{"no signature", specSecret, headers(specID, "1614265330", ""), specBody, at, notify.ErrSignatureMissing},
+		{"no id", specSecret, headers("", "1614265330", specSig), specBody, at, notify.ErrSignatureMissing},
+		{"secret without prefix", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", headers(specID, "1614265330", specSig), specBody, at, notify.ErrSecretMalformed},
+		{"secret not base64", "whsec_***", headers(specID, "1614265330", specSig), specBody, at, notify.ErrSecretMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := notify.Verify(tc.secret, tc.h, []byte(tc.body), tc.now, 0)
+			if !errors.Is(err, tc.want) || (tc.want == nil && id != specID) {
+				t.Fatalf("Verify = %q, %v; want %v", id, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewSecretIsFreshAndUsable(t *testing.T) {
+	a, b := notify.NewSecret(), notify.NewSecret()
+	if a == b || !strings.HasPrefix(a, notify.SecretPrefix) || len(a) != len(notify.SecretPrefix)+44 {
+		t.Fatalf("secrets %q, %q", a, b)
+	}
+	now := time.Now()
+	sig, err := notify.Sign(a, "ev-1", now, []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set(notify.HeaderWebhookID, "ev-1")
+	h.Set(notify.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	h.Set(notify.HeaderWebhookSignature, sig)
+	if _, err := notify.Verify(a, h, []byte("{}"), now, 0); err != nil {
+		t.Fatal(err)
+	}
+}
