@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -17,9 +18,9 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/stack"
-	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
@@ -82,8 +83,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		total += f.size
 	}
 
-	// VOD's NewFileUpload callbacks arrive here.
-	rcv := newCallbackReceiver()
+	// notify's webhooks arrive here, each checked against its signature.
+	rcv := newWebhookReceiver()
 	rl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe demo:", err)
@@ -98,7 +99,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		PartSize: 4 << 20, Concurrency: 4, Log: log, LeaseTTL: 4 * time.Second,
 		Queue: queue.Config{AckWait: 4 * time.Second},
 		Vodsim: func(c *vodsim.Config) {
-			c.CallbackURL = "http://" + rl.Addr().String() + "/vod/callback"
 			// A bandwidth limit makes the demo last long enough to watch.
 			c.Faults.Bandwidth = *bandwidth
 			if *faults {
@@ -114,7 +114,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.Close()
-	fmt.Fprintf(stdout, "vodpipe demo: NATS %s · vodsim %s · ingest %s · %d workers\n", st.NATSURL, st.VodsimAddr, st.IngestURL, 2)
+	fmt.Fprintf(stdout, "vodpipe demo: NATS %s · vodsim %s · ingest %s · notify %s · %d workers\n", st.NATSURL, st.VodsimAddr, st.IngestURL, st.NotifyURL, 2)
+	if err := rcv.subscribe(ctx, st.NotifyURL, st.APIKey, "http://"+rl.Addr().String()+"/webhook"); err != nil {
+		fmt.Fprintln(stderr, "vodpipe demo: subscribe:", err)
+		return 1
+	}
 
 	c := ingest.NewClient(st.IngestURL, st.APIKey)
 	items := make([]*item, len(demoFiles))
@@ -145,23 +149,21 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code := watchJobs(ctx, c, items, stdout, stderr, false, 300*time.Millisecond)
 	received := st.Vodsim.BytesReceived()
 
-	// Every committed file gets VOD's NewFileUpload callback, with our passthrough.
+	// Every job's job.completed and VOD's vod.file_uploaded arrive as signed webhooks.
 	want := map[string]string{}
 	for _, it := range items {
-		if it.view.FileID != "" {
-			want[it.view.FileID] = it.view.Job.SourceContext
-		}
+		want[it.id] = it.view.FileID
 	}
-	missing := rcv.waitFor(ctx, want, 15*time.Second)
+	missing := rcv.waitFor(ctx, want, 20*time.Second)
 	fmt.Fprintf(stdout, "\nvodsim received %s for %s of media (re-sent after faults and the crash: %s)\n",
 		humanBytes(received), humanBytes(total), humanBytes(max(received-total, 0)))
-	fmt.Fprintf(stdout, "NewFileUpload callbacks: %d of %d arrived with the right SourceContext and a ProcedureTaskId\n",
-		len(want)-len(missing), len(want))
-	if code != 0 || len(missing) > 0 || len(want) != len(items) {
+	fmt.Fprintf(stdout, "webhooks: %d of %d jobs got job.completed and vod.file_uploaded (with ProcedureTaskId), %d deliveries, every signature valid: %v\n",
+		len(want)-len(missing), len(want), rcv.count(), rcv.bad() == 0)
+	if code != 0 || len(missing) > 0 || rcv.bad() > 0 {
 		fmt.Fprintln(stdout, "vodpipe demo: FAILED")
 		return 1
 	}
-	fmt.Fprintln(stdout, "vodpipe demo: every job completed and every callback arrived")
+	fmt.Fprintln(stdout, "vodpipe demo: every job completed and every webhook arrived with a valid signature")
 	return 0
 }
 
@@ -220,49 +222,96 @@ func writeSample(path string, size int64, seed uint64) error {
 	return f.Close()
 }
 
-// callbackReceiver collects VOD's NewFileUpload callbacks.
-type callbackReceiver struct {
-	mu   sync.Mutex
-	got  map[string]vod.FileUpload
-	cond chan struct{}
+// webhookReceiver is the application's endpoint: it verifies every
+// delivery's Standard Webhooks signature and records the events.
+type webhookReceiver struct {
+	mu         sync.Mutex
+	secret     string
+	completed  map[string]string // job id → FileId
+	uploaded   map[string]string // job id → ProcedureTaskId
+	deliveries int
+	invalid    int
+	cond       chan struct{}
 }
 
-func newCallbackReceiver() *callbackReceiver {
-	return &callbackReceiver{got: map[string]vod.FileUpload{}, cond: make(chan struct{}, 1)}
+func newWebhookReceiver() *webhookReceiver {
+	return &webhookReceiver{completed: map[string]string{}, uploaded: map[string]string{}, cond: make(chan struct{}, 1)}
 }
 
-func (r *callbackReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(req.Body, vod.MaxEventSize))
+// subscribe creates the demo's subscription at notify and keeps its secret.
+func (r *webhookReceiver) subscribe(ctx context.Context, notifyURL, apiKey, url string) error {
+	body, _ := json.Marshal(map[string]any{"url": url, "eventTypes": []string{job.EventCompleted, job.EventVODFileUpload}, "description": "vodpipe demo"})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, notifyURL+"/v1/subscriptions", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var sub struct {
+		Secret string `json:"secret"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || resp.StatusCode != http.StatusCreated || sub.Secret == "" {
+		return fmt.Errorf("notify answered %d", resp.StatusCode)
+	}
+	r.mu.Lock()
+	r.secret = sub.Secret
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
 	if err != nil {
 		http.Error(w, "read", http.StatusBadRequest)
 		return
 	}
-	e, err := vod.ParseEvent(b)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deliveries++
+	if _, err := notify.Verify(r.secret, req.Header, b, time.Now(), 5*time.Minute); err != nil {
+		r.invalid++
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	ev, err := job.DecodeEvent(b)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if f, ok := e.FileUpload(); ok {
-		r.mu.Lock()
-		r.got[f.FileID] = f
-		r.mu.Unlock()
-		select {
-		case r.cond <- struct{}{}:
-		default:
-		}
+	switch ev.Type {
+	case job.EventCompleted:
+		var d job.CompletedData
+		_ = json.Unmarshal(ev.Data, &d)
+		r.completed[ev.JobID] = d.FileID
+	case job.EventVODFileUpload:
+		var d job.FileUploadedData
+		_ = json.Unmarshal(ev.Data, &d)
+		r.uploaded[ev.JobID] = d.ProcedureTaskID
+	}
+	select {
+	case r.cond <- struct{}{}:
+	default:
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// waitFor waits until every FileId arrived with its SourceContext and a task id; it returns the missing ones.
-func (r *callbackReceiver) waitFor(ctx context.Context, want map[string]string, within time.Duration) []string {
+func (r *webhookReceiver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.deliveries }
+func (r *webhookReceiver) bad() int   { r.mu.Lock(); defer r.mu.Unlock(); return r.invalid }
+
+// waitFor waits until every job's completion (with its FileId) and VOD's event
+// (with a ProcedureTaskId) arrived; it returns the job ids still missing.
+func (r *webhookReceiver) waitFor(ctx context.Context, want map[string]string, within time.Duration) []string {
 	deadline := time.After(within)
 	for {
 		var missing []string
 		r.mu.Lock()
-		for id, sc := range want {
-			f, ok := r.got[id]
-			if !ok || f.SourceContext != sc || f.ProcedureTaskID == "" {
+		for id, fileID := range want {
+			if r.completed[id] == "" || r.completed[id] != fileID || r.uploaded[id] == "" {
 				missing = append(missing, id)
 			}
 		}

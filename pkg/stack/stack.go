@@ -23,6 +23,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
+	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/upload"
@@ -44,9 +45,10 @@ type Options struct {
 	// PartSize and Concurrency tune uploads.
 	PartSize    int64
 	Concurrency int
-	// IngestAddr, VodsimAddr: listen addresses; 127.0.0.1:0 when empty.
+	// IngestAddr, VodsimAddr, NotifyAddr: listen addresses; 127.0.0.1:0 when empty.
 	IngestAddr string
 	VodsimAddr string
+	NotifyAddr string
 	// Vodsim adjusts vodsim's config (faults, callback URL, discard mode).
 	Vodsim func(*vodsim.Config)
 	// Queue adjusts the JetStream layout (ack wait, deliveries).
@@ -68,6 +70,8 @@ type Stack struct {
 	VodsimAddr string
 	Ingest     *ingest.Service
 	IngestURL  string
+	Notify     *notify.Service
+	NotifyURL  string
 	// APIKey is the generated key with every scope.
 	APIKey string
 	// SecretID is the demo app's SecretId (its key stays inside the stack).
@@ -106,6 +110,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.VodsimAddr == "" {
 		o.VodsimAddr = "127.0.0.1:0"
 	}
+	if o.NotifyAddr == "" {
+		o.NotifyAddr = "127.0.0.1:0"
+	}
 	s := &Stack{opts: o, errs: make(chan error, 8), log: o.Log}
 	ok := false
 	defer func() {
@@ -141,7 +148,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.APIKey = "vp_" + randomHex(20)
 	}
 
-	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim")}
+	// notify's address first: vodsim sends VOD's NewFileUpload callbacks there.
+	nl, err := net.Listen("tcp", o.NotifyAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.NotifyURL = "http://" + nl.Addr().String()
+	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim"),
+		CallbackURL: s.NotifyURL + "/v1/vod/callback"}
 	if o.Vodsim != nil {
 		o.Vodsim(&vcfg)
 	}
@@ -174,6 +188,18 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.IngestURL = "http://" + il.Addr().String()
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
+
+	ncfg := notify.Config{NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		APIKeys:       notify.APIKeys{},
+		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
+	}
+	if err := ncfg.APIKeys.Decode("local:" + s.APIKey); err != nil {
+		return nil, err
+	}
+	if s.Notify, err = notify.New(bg, ncfg, o.Log.With("service", "notify")); err != nil {
+		return nil, err
+	}
+	s.goServe("notify", func() error { return s.Notify.ServeListener(bg, nl) })
 
 	for i := range o.Workers {
 		if err := s.AddWorker(fmt.Sprintf("worker-%d", i+1)); err != nil {
@@ -291,6 +317,9 @@ func (s *Stack) Close() {
 	s.wg.Wait()
 	if s.Ingest != nil {
 		s.Ingest.Close()
+	}
+	if s.Notify != nil {
+		s.Notify.Close()
 	}
 	if s.Vodsim != nil {
 		_ = s.Vodsim.Close()
