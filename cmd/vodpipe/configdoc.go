@@ -10,6 +10,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 	"github.com/vodpipe/vodpipe/pkg/worker"
 )
@@ -22,6 +23,7 @@ var configSections = []struct {
 }{
 	{"ingest (cmd/ingest)", config.Prefix, &ingest.Config{}},
 	{"worker (cmd/worker)", config.Prefix, &worker.Config{}},
+	{"notify (cmd/notify)", config.Prefix, &notify.Config{}},
 	{"vodsim (cmd/vodsim)", "VODPIPE_VODSIM", &vodsim.Config{}},
 }
 
