@@ -21,9 +21,12 @@ import (
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
+
+const notifyKey = "notify-read-key-0123456789"
 
 // browserResult is what e2e/upload.mjs prints.
 type browserResult struct {
@@ -35,6 +38,11 @@ type browserResult struct {
 	MediaURL   string   `json:"mediaUrl"`
 	CoverURL   string   `json:"coverUrl"`
 	Signatures int      `json:"signatures"`
+	Event      *struct {
+		FileID          string `json:"fileId"`
+		SourceContext   string `json:"sourceContext"`
+		ProcedureTaskID string `json:"procedureTaskId"`
+	} `json:"event"`
 	Logs       []string `json:"logs"`
 }
 
@@ -76,13 +84,35 @@ type pageEnv struct {
 func startPage(t *testing.T, policy signer.Policy, pageProcedure string) *pageEnv {
 	t.Helper()
 	n := testharness.StartNATS(t)
-	sim := testharness.StartVodsim(t, func(c *vodsim.Config) { c.Faults.Bandwidth = 2 << 20 })
+	// notify receives vodsim's NewFileUpload callbacks; the page hears of them through ingest.
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifyURL := "http://" + nl.Addr().String()
+	sim := testharness.StartVodsim(t, func(c *vodsim.Config) {
+		c.Faults.Bandwidth = 2 << 20
+		c.CallbackURL = notifyURL + "/v1/vod/callback"
+	})
 	tlsAddr := sim.StartTLS(t)
+	ncfg := notify.Config{NATS: config.NATS{URL: n.URL}, CorrelationWait: -1}
+	if err := ncfg.APIKeys.Decode("page:" + notifyKey + ":read"); err != nil {
+		t.Fatal(err)
+	}
+	nsvc, err := notify.New(t.Context(), ncfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nctx, ncancel := context.WithCancel(context.Background())
+	ndone := make(chan struct{})
+	go func() { _ = nsvc.ServeListener(nctx, nl); close(ndone) }()
+	t.Cleanup(func() { ncancel(); <-ndone; nsvc.Close() })
 	svc, err := ingest.New(t.Context(), ingest.Config{
 		NATS:        config.NATS{URL: n.URL},
 		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
 		Policy:      policy, SignRate: 100, SignBurst: 100, BatchMax: 10, MaxBody: 1 << 20,
-		PageConfig: ingest.PageConfig{WebDir: ".", PageProcedure: pageProcedure, PageTokenTTL: 10 * time.Minute},
+		PageConfig: ingest.PageConfig{WebDir: ".", PageProcedure: pageProcedure, PageTokenTTL: 10 * time.Minute,
+			PageNotifyURL: notifyURL, PageNotifyKey: notifyKey},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +139,7 @@ func (e *pageEnv) drive(t *testing.T, mode, video, cover string) browserResult {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "e2e/upload.mjs")
 	cmd.Env = append(os.Environ(), "PAGE_URL="+e.pageURL, "VOD_TLS_ADDR="+e.tlsAddr, "COS_ADDR="+e.sim.Addr,
-		"VIDEO="+video, "COVER="+cover, "OUT="+abs, "MODE="+mode)
+		"VIDEO="+video, "COVER="+cover, "OUT="+abs, "MODE="+mode, "EXPECT_EVENT=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -141,6 +171,11 @@ func TestBrowserUploadWithPauseAndResume(t *testing.T) {
 	}
 	if files[0].SourceContext != "user=alice" || files[0].ProcedureTaskID == "" {
 		t.Fatalf("file = %+v", files[0])
+	}
+	// VOD's event reached the page through notify's stream.
+	if r.Event == nil || r.Event.FileID != r.FileID || r.Event.SourceContext != "user=alice" ||
+		r.Event.ProcedureTaskID != files[0].ProcedureTaskID {
+		t.Fatalf("event on the page = %+v, want FileId %s and task %s", r.Event, r.FileID, files[0].ProcedureTaskID)
 	}
 	rc, err := e.sim.OpenObject(files[0].Bucket, files[0].VideoKey)
 	if err != nil {

@@ -66,9 +66,10 @@ type Service struct {
 	keys    APIKeys
 	metrics *metrics
 
-	limMu    sync.Mutex
-	limiters map[string]*rate.Limiter
-	tokenKey []byte
+	limMu     sync.Mutex
+	limiters  map[string]*rate.Limiter
+	tokenKey  []byte
+	sseClient *http.Client
 }
 
 // New connects to NATS, opens the queue and starts the signature micro service.
@@ -96,7 +97,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: set VODPIPE_SECRET_ID and VODPIPE_SECRET_KEY (or _FILE): %w", err)
 	}
-	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), limiters: map[string]*rate.Limiter{}}
+	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), limiters: map[string]*rate.Limiter{},
+		sseClient: &http.Client{}}
 	opts := []nats.Option{nats.Name("vodpipe-ingest"), nats.MaxReconnects(-1)}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -217,6 +219,7 @@ func (s *Service) routes() []route {
 		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature))},
 		{"GET", "/upload", "", http.HandlerFunc(s.uploadPage)},
 		{"GET", "/upload/vod-js-sdk-v6.js", "", http.HandlerFunc(s.uploadSDK)},
+		{"GET", "/upload/events", "", http.HandlerFunc(s.uploadEvents)},
 		{"OPTIONS", "/v1/signatures", "", s.cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))},
 	}
 }

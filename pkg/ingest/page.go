@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,8 +38,11 @@ type PageConfig struct {
 	PageTokenTTL time.Duration `envconfig:"PAGE_TOKEN_TTL" default:"30m" desc:"lifetime of an upload page's token"`
 	// PageProcedure is the task flow of uploads from the page.
 	PageProcedure string `envconfig:"PAGE_PROCEDURE" desc:"task flow of uploads from the upload page"`
-	// EventsURL is where the page listens for vod.file_uploaded (notify's SSE URL, reachable by browsers).
-	EventsURL string `envconfig:"PAGE_EVENTS_URL" desc:"notify's SSE URL the upload page listens on (empty: no event shown)"`
+	// PageNotifyURL is notify's base URL as ingest reaches it; the page's
+	// events come through ingest (GET /upload/events), filtered to the page's user.
+	PageNotifyURL string `envconfig:"PAGE_NOTIFY_URL" desc:"notify's URL, for the upload page's events (empty: the page shows none)"`
+	// PageNotifyKey is an API key of notify with the read scope.
+	PageNotifyKey string `envconfig:"PAGE_NOTIFY_KEY" desc:"notify API key (read scope) ingest uses for the page's events"`
 }
 
 var pageTmpl = template.Must(template.ParseFS(pageFS, "page/upload.html"))
@@ -118,8 +123,8 @@ func (s *Service) uploadPage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_query", "user must be 1..64 letters, digits or _ . @ -", nil)
 		return
 	}
-	cfg, _ := json.Marshal(map[string]string{
-		"pageToken": s.issuePageToken(user, time.Now()), "procedure": s.cfg.PageProcedure, "eventsUrl": s.cfg.EventsURL,
+	cfg, _ := json.Marshal(map[string]any{
+		"pageToken": s.issuePageToken(user, time.Now()), "procedure": s.cfg.PageProcedure, "events": s.cfg.PageNotifyURL != "",
 	})
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -139,4 +144,85 @@ func (s *Service) uploadSDK(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	http.ServeFile(w, r, p)
+}
+
+// uploadEvents streams, to an upload page, the vod.file_uploaded events of its
+// own user: it follows notify's event stream with ingest's notify key (a
+// browser's EventSource cannot send one) and passes on only the events whose
+// sourceContext is the page token's user.
+func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
+	pt, err := s.verifyPageToken(r.URL.Query().Get("token"), time.Now())
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, "unauthenticated", err.Error(), nil)
+		return
+	}
+	if s.cfg.PageNotifyURL == "" {
+		writeError(w, http.StatusNotFound, "not_configured", "no notify URL configured for the upload page's events", nil)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet,
+		strings.TrimRight(s.cfg.PageNotifyURL, "/")+"/v1/events?type=vod.file_uploaded", nil)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "bad notify URL", nil)
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+s.cfg.PageNotifyKey)
+	req.Header.Set("Accept", "text/event-stream")
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		req.Header.Set("Last-Event-ID", id)
+	}
+	resp, err := s.sseClient.Do(req)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "notify_unavailable", "the event stream is unavailable", nil)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		writeError(w, http.StatusBadGateway, "notify_unavailable", fmt.Sprintf("notify answered %d", resp.StatusCode), nil)
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	want := "user=" + pt.User
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var block []string
+	for sc.Scan() {
+		line := sc.Text()
+		if line != "" {
+			block = append(block, line)
+			continue
+		}
+		if ownEvent(block, want) {
+			_, _ = io.WriteString(w, strings.Join(block, "\n")+"\n\n")
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		block = block[:0]
+	}
+}
+
+// ownEvent reports whether an SSE block carries an event of the user.
+func ownEvent(block []string, sourceContext string) bool {
+	for _, l := range block {
+		data, ok := strings.CutPrefix(l, "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct {
+			Data struct {
+				SourceContext string `json:"sourceContext"`
+			} `json:"data"`
+		}
+		if json.Unmarshal([]byte(data), &ev) == nil && ev.Data.SourceContext == sourceContext {
+			return true
+		}
+	}
+	return false
 }

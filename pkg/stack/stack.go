@@ -178,6 +178,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
 		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
 		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
+		PageConfig: ingest.PageConfig{WebDir: "web", PageProcedure: "LongVideoPreset", PageTokenTTL: time.Hour,
+			PageNotifyURL: s.NotifyURL, PageNotifyKey: s.APIKey},
 	}
 	if s.Ingest, err = ingest.New(bg, icfg, o.Log.With("service", "ingest")); err != nil {
 		return nil, err
