@@ -13,8 +13,9 @@ test:
 test-short:
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 
-## bench: Go benchmarks (speed and memory figures; never part of `make test`)
+## bench: P1..P6 side by side into BENCHMARKS.md, then the Go benchmarks (never part of `make test`)
 bench:
+	$(GO) run ./cmd/vodpipe bench --write BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
 ## fuzz: run every fuzz target briefly

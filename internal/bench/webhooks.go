@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/notify"
+)
+
+// webhooks is an application's webhook endpoint on loopback, subscribed at
+// notify to job.completed. It does what a receiver must (reads the body,
+// verifies the Standard Webhooks signature) and records when each job's
+// event was delivered.
+type webhooks struct {
+	*arrivalLog
+	srv    *http.Server
+	secret atomic.Pointer[string]
+	bad    atomic.Int64
+}
+
+// subscribeWebhooks starts the endpoint and creates its subscription through
+// notify's API; stop it when done.
+func subscribeWebhooks(ctx context.Context, notifyURL, apiKey string) (*webhooks, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	w := &webhooks{arrivalLog: newArrivalLog()}
+	w.srv = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = w.srv.Serve(ln) }()
+	body, _ := json.Marshal(map[string]any{"url": "http://" + ln.Addr().String() + "/webhook",
+		"eventTypes": []string{job.EventCompleted}, "description": "vodpipe bench P3"})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, notifyURL+"/v1/subscriptions", bytes.NewReader(body))
+	if err != nil {
+		w.stop()
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.stop()
+		return nil, fmt.Errorf("subscribe at notify: %w", err)
+	}
+	defer resp.Body.Close()
+	var sub notify.Subscription
+	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || resp.StatusCode != http.StatusCreated || sub.Secret == "" {
+		w.stop()
+		return nil, fmt.Errorf("subscribe at notify: %s (%v)", resp.Status, err)
+	}
+	w.secret.Store(&sub.Secret)
+	return w, nil
+}
+
+func (w *webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	at := time.Now()
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	secret := w.secret.Load()
+	if secret == nil {
+		http.Error(rw, "not subscribed yet", http.StatusServiceUnavailable)
+		return
+	}
+	if _, err := notify.Verify(*secret, r.Header, b, at, 0); err != nil {
+		w.bad.Add(1)
+		http.Error(rw, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	e, err := job.DecodeEvent(b)
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if e.Type == job.EventCompleted {
+		w.arrived(e.JobID, at)
+	}
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// invalid counts deliveries whose signature did not verify.
+func (w *webhooks) invalid() int64 { return w.bad.Load() }
+
+func (w *webhooks) stop() { _ = w.srv.Close() }
