@@ -30,20 +30,20 @@ const notifyKey = "notify-read-key-0123456789"
 
 // browserResult is what e2e/upload.mjs prints.
 type browserResult struct {
-	OK         bool     `json:"ok"`
-	Error      string   `json:"error"`
-	Status     string   `json:"status"`
-	PausedAt   float64  `json:"pausedAt"`
-	FileID     string   `json:"fileId"`
-	MediaURL   string   `json:"mediaUrl"`
-	CoverURL   string   `json:"coverUrl"`
-	Signatures int      `json:"signatures"`
+	OK         bool    `json:"ok"`
+	Error      string  `json:"error"`
+	Status     string  `json:"status"`
+	PausedAt   float64 `json:"pausedAt"`
+	FileID     string  `json:"fileId"`
+	MediaURL   string  `json:"mediaUrl"`
+	CoverURL   string  `json:"coverUrl"`
+	Signatures int     `json:"signatures"`
 	Event      *struct {
 		FileID          string `json:"fileId"`
 		SourceContext   string `json:"sourceContext"`
 		ProcedureTaskID string `json:"procedureTaskId"`
 	} `json:"event"`
-	Logs       []string `json:"logs"`
+	Logs []string `json:"logs"`
 }
 
 // requireBrowser fails (never skips) with the command that installs what is missing.

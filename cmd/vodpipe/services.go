@@ -32,4 +32,3 @@ func runWorker(ctx context.Context, stderr io.Writer) int {
 	}
 	return 0
 }
-
