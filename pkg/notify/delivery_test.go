@@ -374,3 +374,53 @@ func TestWebhookFanoutFiftySubscribers(t *testing.T) {
 		}
 	}
 }
+
+// A notify instance that dies mid-delivery (its NATS connection gone, so it
+// can neither ack nor hand anything back, as in a SIGKILL) loses nothing: its
+// deliveries come back after their ack deadline to the next instance.
+func TestWebhookInstanceKilledMidDeliveryLosesNothing(t *testing.T) {
+	e := newEnv(t, func(c *notify.Config) { c.WebhookTimeout = time.Second })
+	first := e.start()
+	h := newHub(t)
+	r := h.receiver("killed")
+	inFlight := make(chan string, 1)
+	var blocked atomic.Bool
+	r.answer = func(req *http.Request, d delivery, _ int) int {
+		if blocked.CompareAndSwap(false, true) {
+			inFlight <- d.ID
+			<-req.Context().Done()
+			return http.StatusServiceUnavailable
+		}
+		return 200
+	}
+	sub := first.subscribe(t, h.url(r), []string{"job.*"}, "")
+	r.setSecret(sub.Secret)
+	var want []string
+	for i := range 4 {
+		want = append(want, e.publish(job.EventProgress, "k1", job.ProgressData{BytesDone: int64(i)}).ID)
+	}
+	var interrupted string
+	select {
+	case interrupted = <-inFlight:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery started")
+	}
+	first.svc.Close() // the crash: the connection drops first, nothing can be acked or handed back
+	first.stop()
+	second := e.start()
+	waitFor(t, 20*time.Second, "every event at the receiver", func() bool {
+		got := r.receivedIDs()
+		for _, id := range want {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := r.receivedIDs(); got[interrupted] == 0 {
+		t.Fatalf("interrupted event %s lost", interrupted)
+	}
+	if s := second.subscription(t, sub.ID); s.Status != notify.StatusActive {
+		t.Fatalf("subscription = %+v", s)
+	}
+}
