@@ -37,6 +37,9 @@ type Options struct {
 	DataDir string
 	// SourceRoot is the folder file:// sources may come from.
 	SourceRoot string
+	// RefusePrivateSources refuses http(s) sources on private and loopback
+	// addresses (production behaviour); the demo allows them.
+	RefusePrivateSources bool
 	// RedisURL keeps resume state in Redis; empty uses a JetStream key-value bucket.
 	RedisURL string
 	// Workers is the number of worker instances (each runs JobsPerWorker jobs).
@@ -218,7 +221,7 @@ func (s *Stack) WorkerConfig(id string) worker.Config {
 	cfg := worker.Config{
 		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
 		UploadConfig:  upload.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, COSScheme: "http"},
-		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: true},
+		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: !o.RefusePrivateSources},
 		VODEndpoint:   "http://" + s.VodsimAddr, COSDialAddr: s.VodsimAddr,
 		Jobs: o.JobsPerWorker, LeaseTTL: o.LeaseTTL, ShutdownGrace: 10 * time.Second, ID: id,
 	}

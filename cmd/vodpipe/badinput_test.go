@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/stack"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+// badCases: the corpus in testdata/bad-jobs and what each must end as. An
+// empty code means ingest refuses it with a 400 (over NATS: invalid_message).
+var badCases = map[string]string{
+	"malformed.json":           "",
+	"wrong-types.json":         "",
+	"unknown-version.json":     "",
+	"unknown-field.json":       "",
+	"huge-fields.json":         "",
+	"traversal.json":           "",
+	"symlink-escape.json":      "source_forbidden",
+	"private-address.json":     "source_forbidden",
+	"loopback-address.json":    "source_forbidden",
+	"unknown-region.json":      "vod_region_not_allowed",
+	"unknown-procedure.json":   "vod_procedure_not_found",
+	"missing-source.json":      "source_not_found",
+	"source-size-changes.json": "source_changed",
+}
+
+// Bad jobs by HTTP and straight onto NATS, interleaved with good ones: every
+// bad one gets a 4xx or a dead letter with its reason, every good one
+// completes, and nothing crashes.
+func TestBadInputCorpus(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	st, err := stack.Start(t.Context(), stack.Options{
+		DataDir: t.TempDir(), SourceRoot: root, Workers: 2, JobsPerWorker: 2, PartSize: 1 << 20,
+		RefusePrivateSources: true, LeaseTTL: 3 * time.Second, Queue: queue.Config{AckWait: 3 * time.Second, MaxDeliver: 3},
+		Vodsim: func(c *vodsim.Config) { c.Faults.Bandwidth = 6 << 20 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := t.Context()
+	for _, n := range []string{"good-small.mp4", "good-1.mp4", "good-2.mp4", "good-3.mp4"} {
+		if err := writeSample(filepath.Join(root, n), 300<<10, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeSample(filepath.Join(outside, "secret.mp4"), 1000, 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret.mp4"), filepath.Join(root, "escape.mp4")); err != nil {
+		t.Fatal(err)
+	}
+	// Two files that grow while they upload (one per path), slowly enough to append mid-way.
+	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
+		if err := writeSample(filepath.Join(root, n), 12<<20, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := ingest.NewClient(st.IngestURL, st.APIKey)
+	js := st.Ingest.Queue().JetStream()
+	q := st.Ingest.Queue()
+	submitGood := func(id string) {
+		t.Helper()
+		if _, _, err := c.Submit(ctx, &job.Job{ID: id, Source: "file://" + filepath.Join(root, id+".mp4")}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("../../testdata/bad-jobs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.ReplaceAll(b, []byte("file://ROOT"), []byte("file://"+root))
+	}
+	httpIDs := map[string]string{} // job id → expected code, for jobs ingest accepted
+	natsIDs := map[string]string{} // job id → expected code, for jobs published to NATS
+	submitGood("good-1")
+	for name, code := range badCases {
+		body := read(name)
+		// By HTTP.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.IngestURL+"/v1/jobs", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+st.APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch {
+		case code == "" && resp.StatusCode != http.StatusBadRequest:
+			t.Errorf("%s over HTTP: %d, want 400", name, resp.StatusCode)
+		case code != "" && resp.StatusCode != http.StatusCreated:
+			t.Errorf("%s over HTTP: %d, want 201 then a dead letter", name, resp.StatusCode)
+		case code != "":
+			httpIDs[idOf(t, body)] = code
+		}
+		// Straight onto NATS, under another id.
+		natsBody := bytes.Replace(body, []byte(`"bad-`), []byte(`"nats-bad-`), 1)
+		natsBody = bytes.Replace(natsBody, []byte("changing.mp4"), []byte("changing-nats.mp4"), 1)
+		if _, err := js.Publish(ctx, queue.JobsSubject, natsBody); err != nil {
+			t.Fatal(err)
+		}
+		want := code
+		if want == "" {
+			want = "invalid_message"
+		}
+		natsIDs[idOf(t, natsBody)] = want
+	}
+	submitGood("good-2")
+	// Grow the changing files while they upload.
+	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
+		waitState(t, c, strings.TrimSuffix(n, ".mp4"), job.StateRunning, n == "changing.mp4")
+	}
+	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
+		f, err := os.OpenFile(filepath.Join(root, n), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = f.Write(make([]byte, 4096))
+		f.Close()
+	}
+	submitGood("good-3")
+
+	// Every dead letter, with its reason.
+	deadline := time.Now().Add(90 * time.Second)
+	var dl []queue.DeadLetter
+	for {
+		dl, err = q.DeadLetters(ctx)
+		if err == nil && len(dl) >= len(httpIDs)+len(natsIDs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dead letters, want %d: %+v", len(dl), len(httpIDs)+len(natsIDs), dl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := map[string]queue.DeadLetter{}
+	for _, d := range dl {
+		got[d.JobID] = d
+		if d.Reason == "" {
+			t.Errorf("dead letter without a reason: %+v", d)
+		}
+	}
+	for id, code := range httpIDs {
+		if got[id].Code != code {
+			t.Errorf("HTTP job %s: dead letter %+v, want %s", id, got[id], code)
+		}
+		if v, err := c.Get(ctx, id); err != nil || v.State != job.StateFailed || v.Error == nil || v.Error.Code != code {
+			t.Errorf("HTTP job %s: %+v %v", id, v, err)
+		}
+	}
+	invalid := 0
+	for id, code := range natsIDs {
+		if code == "invalid_message" {
+			invalid++
+			continue // ids of messages that do not parse may be unknown
+		}
+		if got[id].Code != code {
+			t.Errorf("NATS job %s: dead letter %+v, want %s", id, got[id], code)
+		}
+	}
+	n := 0
+	for _, d := range dl {
+		if d.Code == "invalid_message" {
+			n++
+		}
+	}
+	if n != invalid {
+		t.Errorf("%d invalid_message dead letters, want %d", n, invalid)
+	}
+	// Every good job completed; the services still answer.
+	for _, id := range []string{"good-1", "good-2", "good-3"} {
+		waitState(t, c, id, job.StateCompleted, false)
+	}
+	for _, u := range []string{st.IngestURL + "/readyz", st.NotifyURL + "/readyz"} {
+		resp, err := http.Get(u)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", u, resp, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// idOf reads a job message's id with a lenient match (the message may be invalid).
+func idOf(t *testing.T, b []byte) string {
+	t.Helper()
+	m := idField.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no id in %s", b)
+	}
+	return string(m[1])
+}
+
+var idField = regexp.MustCompile(`"id"\s*:\s*"([^"]*)"`)
+
+func waitState(t *testing.T, c *ingest.Client, id string, want job.State, viaAPI bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	for {
+		v, err := c.Get(ctx, idFor(id, viaAPI))
+		if err == nil && (v.State == want || (want == job.StateRunning && v.State.Terminal())) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("job %s never %s: %+v %v", id, want, v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// idFor maps a changing file to the job id that uploads it.
+func idFor(name string, viaAPI bool) string {
+	switch name {
+	case "changing":
+		return "bad-changing"
+	case "changing-nats":
+		return "nats-bad-changing"
+	}
+	return name
+}
