@@ -18,10 +18,14 @@ bench:
 	$(GO) run ./cmd/vodpipe bench --write BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
-## fuzz: run every fuzz target briefly
+## fuzz: run every fuzz target briefly (FUZZTIME each; CI runs it after the tests)
+FUZZTIME ?= 15s
 fuzz:
-	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime 15s
-	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime 15s
+	$(GO) test ./pkg/job -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/notify -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/checksum -run '^$$' -fuzz '^FuzzCombineCRC64$$' -fuzztime $(FUZZTIME)
 
 ## lint: go vet and staticcheck (installed from the Go module proxy)
 lint:

@@ -89,3 +89,38 @@ func TestNewSecretIsFreshAndUsable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzVerify: whatever headers and body arrive, Verify never panics, accepts
+// only what Sign signed, and a signed delivery verifies.
+func FuzzVerify(f *testing.F) {
+	f.Add("msg_1", "1700000000", "v1,abc", []byte(`{"a":1}`))
+	f.Add("", "", "", []byte{})
+	f.Add("id", "notanumber", "v1,", []byte("x"))
+	f.Add("id", "1700000000", "v2,zzz v1,", []byte("body"))
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	now := time.Unix(1700000000, 0)
+	f.Fuzz(func(t *testing.T, id, ts, sig string, body []byte) {
+		h := http.Header{}
+		h.Set(notify.HeaderWebhookID, id)
+		h.Set(notify.HeaderWebhookTimestamp, ts)
+		h.Set(notify.HeaderWebhookSignature, sig)
+		if got, err := notify.Verify(secret, h, body, now, 0); err == nil {
+			good, serr := notify.Sign(secret, id, now, body)
+			if serr != nil || got != id || !strings.Contains(sig, strings.TrimPrefix(good, "v1,")) {
+				t.Fatalf("accepted a signature Sign did not make: %q", sig)
+			}
+		}
+		if id == "" || strings.ContainsAny(id, "\r\n") {
+			return
+		}
+		good, err := notify.Sign(secret, id, now, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Set(notify.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+		h.Set(notify.HeaderWebhookSignature, good)
+		if got, err := notify.Verify(secret, h, body, now, 0); err != nil || got != id {
+			t.Fatalf("a signed delivery does not verify: %v", err)
+		}
+	})
+}
