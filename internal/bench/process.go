@@ -105,16 +105,6 @@ func (p *workerProc) kill() {
 	<-p.done
 }
 
-// stop asks the worker to shut down (SIGTERM) and kills it if it takes longer than grace.
-func (p *workerProc) stop(grace time.Duration) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		p.kill()
-	}
-}
-
 // peakRSS is the process's peak resident set size so far (VmHWM in /proc).
 func (p *workerProc) peakRSS() (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))

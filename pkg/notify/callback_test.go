@@ -172,12 +172,8 @@ func TestCallbackCorrelatesDedupesAndRefuses(t *testing.T) {
 		}
 	})
 	var byType = map[string]int{}
-	var uploaded []job.Event
 	for _, ev := range e.events() {
 		byType[ev.Type]++
-		if ev.Type == job.EventVODFileUpload {
-			uploaded = append(uploaded, ev)
-		}
 	}
 	if byType[job.EventVODFileUpload] != 2 || byType[job.EventVODProcedure] != 2 || len(byType) != 2 {
 		t.Fatalf("events on the stream: %v", byType)
