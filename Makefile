@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test test-short bench lint build fmt fuzz clean
+.PHONY: test test-short bench chaos lint build fmt fuzz clean
 
 ## test: unit and integration tests, race detector on (needs redis-server on PATH)
 test:
@@ -17,6 +17,10 @@ test-short:
 bench:
 	$(GO) run ./cmd/vodpipe bench --write BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+
+## chaos: issue 10's chaos run, 200 jobs on real processes with kills (needs redis-server; under 10 minutes)
+chaos:
+	$(GO) run ./cmd/vodpipe chaos
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each; CI runs it after the tests)
 FUZZTIME ?= 15s

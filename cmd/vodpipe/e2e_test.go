@@ -116,7 +116,7 @@ func TestPauseResumeCancelThroughTheAPI(t *testing.T) {
 	root := t.TempDir()
 	st := startStack(t, root, 4<<20)
 	for _, n := range []string{"p.mp4", "c.mp4"} {
-		if err := writeSample(filepath.Join(root, n), 12<<20, 7); err != nil {
+		if err := writeSample(filepath.Join(root, n), 24<<20, 7); err != nil {
 			t.Fatal(err)
 		}
 	}

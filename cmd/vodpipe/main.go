@@ -33,6 +33,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSign(args[1:], stdout, stderr, time.Now)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "chaos":
+		return runChaos(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "worker":
@@ -60,6 +62,7 @@ commands:
   demo    run the pipeline end to end on embedded defaults
   up      run the whole system in this process until Ctrl-C
   worker  run one worker configured by the environment (as cmd/worker)
+  chaos   crash, fault and restart everything under load, then check nothing was lost
   bench   measure throughput, memory and resume (P1..P6), write BENCHMARKS.md
   submit  submit files, folders or URLs as jobs (--watch shows progress bars)
   status  show one job          jobs    list jobs

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -252,9 +254,19 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 	_ = msg.TermWithReason("invalid_message")
 }
 
+// emitCompleted publishes job.completed with an id fixed by the job and its
+// FileId: a redelivery after the commit (an ack lost to a NATS failure)
+// publishes the same event again, which JetStream drops within its duplicate
+// window and which subscribers see with the same webhook-id after it.
 func (w *Worker) emitCompleted(ctx context.Context, j *job.Job, fileID, mediaURL, coverURL string, size int64) {
-	_ = w.q.Emit(ctx, job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
+	e, err := job.NewEvent(job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
 		SourceContext: j.SourceContext, Bytes: size, Metadata: j.Metadata})
+	if err != nil {
+		return
+	}
+	sum := sha256.Sum256([]byte(j.ID + "\x00" + fileID))
+	e.ID = "ev-completed-" + hex.EncodeToString(sum[:12])
+	_ = w.q.PublishEvent(ctx, e)
 }
 
 // onExhausted records a job whose deliveries ran out without an outcome (its workers died).

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestChaosShortRun is the shortened chaos run: about 40 small jobs with
+// worker kills, one NATS node restart and one Redis restart, all real
+// processes (this test binary re-executed as nodes and workers).
+func TestChaosShortRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run: real processes, about a minute")
+	}
+	var stdout, stderr bytes.Buffer
+	code := runChaos(t.Context(), []string{"--jobs", "40", "--max-size", "4194304", "--duration", "80s",
+		"--kill-every", "2s", "--bandwidth", "2097152", "--seed", "10", "--dir", t.TempDir()}, &stdout, &stderr)
+	t.Logf("\n%s", stdout.String())
+	if code != 0 {
+		t.Fatalf("chaos exit %d\nstderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"committed:  40 of 40", "1 NATS node restarts, 1 Redis restarts", "OK:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+}

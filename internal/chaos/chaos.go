@@ -1,0 +1,770 @@
+// Package chaos is vodpipe's chaos run (`vodpipe chaos`): real processes for
+// the three nodes of a NATS cluster, redis-server and the workers, with
+// vodsim (injecting errors and connection resets), ingest, notify and a
+// webhook receiver in the driving process. While jobs of many sizes run, it
+// SIGKILLs workers and restarts them, kills one NATS node and restarts it,
+// and restarts Redis; then it checks that every job committed exactly once,
+// no multipart upload is left open, every job.completed webhook arrived
+// once, and that killed work was re-sent only within the parts in flight.
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+// Options shape a run; zero values give the full run of issue 10.
+type Options struct {
+	// Jobs is the number of jobs (200).
+	Jobs int
+	// MinSize and MaxSize bound the job sizes, drawn log-uniformly (1 KiB, 64 MiB).
+	MinSize, MaxSize int64
+	// Duration bounds the whole run (10 minutes); jobs not terminal by then are violations.
+	Duration time.Duration
+	// Seed makes sizes, the mix and the victims repeatable (0: from the clock).
+	Seed uint64
+	// KillEvery is the pause between worker SIGKILLs (3 s).
+	KillEvery time.Duration
+	// Bandwidth limits the bytes per second vodsim reads, all uploads together,
+	// so that the faults land while jobs are in flight (32 MiB/s; negative: none).
+	Bandwidth int64
+	// FaultRate is the fraction of vodsim requests that fail: half answered
+	// with an error, half with the connection reset mid-body (0.05).
+	FaultRate float64
+	// Workers, JobsPerWorker, PartSize and Concurrency shape the worker processes (3, 2, 1 MiB, 4).
+	Workers, JobsPerWorker int
+	PartSize               int64
+	Concurrency            int
+	// AckWait is the job ack wait and lease TTL: how soon a killed worker's job is redelivered (5 s).
+	AckWait time.Duration
+	// Dir holds the run's files; a temporary folder (removed at the end) when empty.
+	Dir string
+	// Log receives progress lines; nil: none.
+	Log io.Writer
+}
+
+func (o *Options) defaults() {
+	def := func(p *int64, v int64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defInt(&o.Jobs, 200)
+	def(&o.MinSize, 1<<10)
+	def(&o.MaxSize, 64<<20)
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Minute
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	if o.KillEvery == 0 {
+		o.KillEvery = 3 * time.Second
+	}
+	def(&o.Bandwidth, 32<<20)
+	if o.FaultRate == 0 {
+		o.FaultRate = 0.05
+	}
+	defInt(&o.Workers, 3)
+	defInt(&o.JobsPerWorker, 2)
+	def(&o.PartSize, 1<<20)
+	defInt(&o.Concurrency, 4)
+	if o.AckWait == 0 {
+		o.AckWait = 5 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// Report is what a run found.
+type Report struct {
+	Jobs, Committed, Failed int
+	// WorkerKills, NATSRestarts and RedisRestarts count the faults caused;
+	// WorkerExits the workers that ended by themselves (and were restarted).
+	WorkerKills, NATSRestarts, RedisRestarts, WorkerExits int
+	// InjectedFaults counts vodsim's injected errors and resets.
+	InjectedFaults int
+	// Bytes is the size of every stored object (media and covers), Received
+	// what vodsim read, Resent the difference and ResentBound what the
+	// faults may cost: per disruption every part in flight of one worker,
+	// per injected fault one part.
+	Bytes, Received, Resent, ResentBound int64
+	Elapsed                              time.Duration
+	// Violations lists every check that failed; empty means the run passed.
+	Violations []string
+	// Evidence is what the workers logged about the first jobs named in a violation.
+	Evidence string
+
+	suspects []string // job ids named in violations
+}
+
+// Print writes the report as the run's summary.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis restarts, %d injected vodsim faults\n",
+		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults)
+	if r.WorkerExits > 0 {
+		fmt.Fprintf(w, "  note:       %d worker processes ended by themselves and were restarted (see the run's log)\n", r.WorkerExits)
+	}
+	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
+	fmt.Fprintf(w, "  bytes:      %s stored, %s received, %s re-sent (bound %s)\n", mib(r.Bytes), mib(r.Received), mib(r.Resent), mib(r.ResentBound))
+	if len(r.Violations) == 0 {
+		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed each, re-sent bytes within bound")
+		return
+	}
+	fmt.Fprintf(w, "  %d VIOLATIONS:\n", len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintf(w, "  - %s\n", v)
+	}
+	if r.Evidence != "" {
+		fmt.Fprintf(w, "  worker log lines of the jobs named above:\n%s", r.Evidence)
+	}
+}
+
+// evidence is every worker log line that names one of the first three ids.
+func evidence(dir string, ids []string) string {
+	ids = ids[:min(len(ids), 3)]
+	if len(ids) == 0 {
+		return ""
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "worker-*.log"))
+	var b strings.Builder
+	for _, path := range logs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(data)) {
+			for _, id := range ids {
+				if strings.Contains(line, `"`+id+`"`) {
+					fmt.Fprintf(&b, "    %s: %s", filepath.Base(path), line)
+					break
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// Run runs the chaos run and reports what it found; the error is for a run
+// that could not be carried out at all (a violation is in the report).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	var logMu sync.Mutex // the driver and the fault loop both log
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(o.Log, "%6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "vodpipe-chaos-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	rng := rand.New(rand.NewPCG(o.Seed, 0xc4a05))
+	logf("seed %d, folder %s", o.Seed, dir)
+
+	root := filepath.Join(dir, "src")
+	jobs, err := makeJobs(root, rng, o)
+	if err != nil {
+		return nil, err
+	}
+
+	cl, err := startCluster(exe, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.stop()
+	natsURL := cl.URL()
+	if err := waitJetStream(ctx, natsURL); err != nil {
+		return nil, errors.Join(err, errors.New(cl.nodes[0].startupLog()))
+	}
+	logf("NATS cluster of 3 up: %s", natsURL)
+
+	rdir := filepath.Join(dir, "redis")
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return nil, err
+	}
+	rs, err := startRedis(ctx, rdir)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.stop()
+	logf("redis-server up on %s (append-only)", rs.Addr())
+
+	sys, err := startServices(ctx, dir, natsURL, o)
+	if err != nil {
+		return nil, err
+	}
+	defer sys.close()
+	logf("vodsim %s, ingest %s, notify %s", sys.simAddr, sys.ingestURL, sys.notifyURL)
+
+	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: natsURL, redisAddr: rs.Addr(), simAddr: sys.simAddr,
+		partSize: o.PartSize, concurrency: o.Concurrency, jobs: o.JobsPerWorker, ackWait: o.AckWait}
+	workers := make([]*workerProc, o.Workers)
+	defer func() {
+		for _, w := range workers {
+			if w != nil {
+				w.proc.kill()
+			}
+		}
+	}()
+	for i := range workers {
+		if workers[i], err = ws.startWorker(fmt.Sprintf("w%d", i+1)); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range workers {
+		if err := w.waitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	logf("%d worker processes ready", len(workers))
+
+	client := ingest.NewClient(sys.ingestURL, sys.apiKey)
+	for i := 0; i < len(jobs); i += 50 {
+		batch := jobs[i:min(i+50, len(jobs))]
+		resp, err := client.SubmitBatch(ctx, batch)
+		if err != nil {
+			return nil, fmt.Errorf("submit: %w", err)
+		}
+		if resp.Queued != len(batch) {
+			return nil, fmt.Errorf("submit: %d of %d queued: %+v", resp.Queued, len(batch), resp.Items)
+		}
+	}
+	logf("%d jobs submitted", len(jobs))
+
+	rep := &Report{Jobs: len(jobs)}
+	cctx, stopChaos := context.WithCancel(ctx)
+	var chaosWG sync.WaitGroup
+	var chaosErr error
+	chaosWG.Go(func() {
+		chaosErr = runFaults(cctx, rng, o, cl, rs, ws, workers, rep, logf)
+	})
+
+	states, waitErr := waitTerminal(ctx, client, jobs, logf)
+	stopChaos()
+	chaosWG.Wait()
+	if chaosErr != nil {
+		rep.Violations = append(rep.Violations, "fault injection: "+chaosErr.Error())
+	}
+	if waitErr != nil {
+		rep.Violations = append(rep.Violations, waitErr.Error())
+	}
+	logf("jobs terminal; waiting for webhooks")
+	waitWebhooks(ctx, sys.recv, states)
+	rep.Elapsed = time.Since(start)
+	check(rep, o, jobs, states, sys)
+	rep.Evidence = evidence(dir, rep.suspects)
+	return rep, nil
+}
+
+// startupLog is the end of a node's log, for a cluster that did not form.
+func (n *natsNode) startupLog() string {
+	if n.proc == nil {
+		return ""
+	}
+	return "NATS node " + n.spec.Name + " log:\n" + n.proc.logTail(2048)
+}
+
+// makeJobs writes the sources and describes the jobs: sizes log-uniform
+// between MinSize and MaxSize, every 4th with a cover, every 3rd with a task
+// flow, every 5th with one-time signatures. The media name is the job id,
+// so vodsim's files can be matched to jobs.
+func makeJobs(root string, rng *rand.Rand, o Options) ([]*job.Job, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	cover := filepath.Join(root, "cover.jpg")
+	if err := writeRandom(cover, 16<<10, rng); err != nil {
+		return nil, err
+	}
+	lo, hi := math.Log(float64(o.MinSize)), math.Log(float64(o.MaxSize))
+	prefix := fmt.Sprintf("chaos-%x-", o.Seed&0xffffff)
+	jobs := make([]*job.Job, o.Jobs)
+	for i := range jobs {
+		size := int64(math.Exp(lo + rng.Float64()*(hi-lo)))
+		if i == 0 {
+			size = o.MaxSize // the largest always runs
+		}
+		id := fmt.Sprintf("%s%03d", prefix, i)
+		path := filepath.Join(root, id+".mp4")
+		if err := writeRandom(path, size, rng); err != nil {
+			return nil, err
+		}
+		j := &job.Job{V: 1, ID: id, Source: "file://" + path, MediaName: id}
+		if i%4 == 1 {
+			j.Cover = "file://" + cover
+		}
+		if i%3 == 2 {
+			j.Procedure = "LongVideoPreset"
+		}
+		if i%5 == 3 {
+			j.OneTimeSignature = true
+		}
+		jobs[i] = j
+	}
+	return jobs, nil
+}
+
+func writeRandom(path string, size int64, rng *rand.Rand) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	seed := rng.Uint64()
+	src := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24), byte(seed >> 32), byte(seed >> 40), byte(seed >> 48), byte(seed >> 56)})
+	if _, err := io.CopyN(f, src, size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// services are the in-process parts: vodsim, ingest, notify and the webhook receiver.
+type services struct {
+	sim                           *vodsim.Server
+	simAddr, ingestURL, notifyURL string
+	natsURL, apiKey               string
+	logFile                       *os.File
+	ing                           *ingest.Service
+	not                           *notify.Service
+	recv                          *receiver
+	cancel                        context.CancelFunc
+	wg                            sync.WaitGroup
+}
+
+func startServices(ctx context.Context, dir, natsURL string, o Options) (s *services, err error) {
+	s = &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	qcfg := queue.Config{Replicas: 3, AckWait: o.AckWait}
+	if s.logFile, err = os.Create(filepath.Join(dir, "services.log")); err != nil {
+		return nil, err
+	}
+	// ingest's and notify's own account of the run, kept with the workers' logs.
+	log := slog.New(slog.NewJSONHandler(s.logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	secretID, secretKey := "AKIDchaos0123456789", "chaos-secret-key-0123456789"
+
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.notifyURL = "http://" + nl.Addr().String()
+	faults := vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: "*", ErrorRate: o.FaultRate / 2, ResetRate: o.FaultRate / 2}}}
+	if o.Bandwidth > 0 {
+		faults.Bandwidth = o.Bandwidth
+	}
+	if s.sim, err = vodsim.New(vodsim.Config{Apps: vodsim.Apps{secretID: secretKey}, Discard: true,
+		CallbackURL: s.notifyURL + "/v1/vod/callback", Faults: faults}, log); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	vl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	s.simAddr = vl.Addr().String()
+	s.wg.Go(func() { _ = s.sim.Serve(bg, vl) })
+
+	var keys ingest.APIKeys
+	if err := keys.Decode("chaos:" + s.apiKey); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	icfg := ingest.Config{
+		NATS: config.NATS{URL: natsURL}, QueueConfig: qcfg,
+		Credentials: config.Credentials{SecretID: secretID, SecretKey: secretKey},
+		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
+		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
+		PageConfig: ingest.PageConfig{WebDir: "web", PageProcedure: "LongVideoPreset", PageTokenTTL: time.Hour,
+			PageNotifyURL: s.notifyURL, PageNotifyKey: s.apiKey},
+	}
+	if s.ing, err = ingest.New(bg, icfg, log); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	il, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	s.ingestURL = "http://" + il.Addr().String()
+	s.wg.Go(func() { _ = s.ing.ServeListener(bg, il) })
+
+	ncfg := notify.Config{NATS: config.NATS{URL: natsURL}, QueueConfig: qcfg,
+		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second,
+			WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}},
+	}
+	if err := ncfg.APIKeys.Decode("chaos:" + s.apiKey); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	if s.not, err = notify.New(bg, ncfg, log); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	s.wg.Go(func() { _ = s.not.ServeListener(bg, nl) })
+
+	if s.recv, err = startReceiver(); err != nil {
+		return nil, err
+	}
+	secret, err := s.subscribe(ctx, s.recv.URL)
+	if err != nil {
+		return nil, err
+	}
+	s.recv.setSecret(secret)
+	return s, nil
+}
+
+// subscribe creates the receiver's job.completed subscription through notify's API.
+func (s *services) subscribe(ctx context.Context, url string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"url": url, "eventTypes": []string{job.EventCompleted}, "description": "chaos receiver"})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.notifyURL+"/v1/subscriptions", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return "", fmt.Errorf("create subscription: %s: %s", resp.Status, b)
+	}
+	var sub notify.Subscription
+	if err := json.Unmarshal(b, &sub); err != nil {
+		return "", err
+	}
+	if sub.Secret == "" {
+		return "", errors.New("create subscription: no secret in the answer")
+	}
+	return sub.Secret, nil
+}
+
+func (s *services) close() {
+	if s.recv != nil {
+		s.recv.close()
+	}
+	s.cancel()
+	s.wg.Wait()
+	if s.ing != nil {
+		s.ing.Close()
+	}
+	if s.not != nil {
+		s.not.Close()
+	}
+	if s.sim != nil {
+		_ = s.sim.Close()
+	}
+	if s.logFile != nil {
+		_ = s.logFile.Close()
+	}
+}
+
+// inEventsStream reports whether VODPIPE_EVENTS holds a job.completed of
+// jobID, to tell a lost event from an undelivered one.
+func (s *services) inEventsStream(jobID string) string {
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, queue.EventsStream)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	m, err := st.GetLastMsgForSubject(ctx, queue.EventFilterSubject(job.EventCompleted, jobID))
+	if err != nil {
+		return "not in " + queue.EventsStream + " (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("in %s at seq %d, %s", queue.EventsStream, m.Sequence, m.Time.Format(time.RFC3339Nano))
+}
+
+// runFaults kills a random worker every KillEvery and restarts it; with
+// the first kill it also SIGKILLs one NATS node and restarts it on its
+// store KillEvery later, with the second it restarts Redis. Like a process
+// supervisor it also restarts a worker that ended by itself. It runs until
+// ctx ends.
+func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *redisServer, ws *workerSetup,
+	workers []*workerProc, rep *Report, logf func(string, ...any)) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	nextKill := time.Now().Add(o.KillEvery)
+	var natsBack time.Time // when the killed NATS node is restarted
+	down := -1             // the killed NATS node
+	step := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for i, w := range workers {
+			if !w.proc.exited() {
+				continue
+			}
+			rep.WorkerExits++
+			logf("worker %s ended by itself (%v): %s; restarted", w.id, w.proc.cmd.ProcessState, lastLine(w.proc.logTail(512)))
+			nw, err := ws.startWorker(w.id)
+			if err != nil {
+				return err
+			}
+			workers[i] = nw
+		}
+		if down >= 0 && time.Now().After(natsBack) {
+			if err := cl.start(down); err != nil {
+				return err
+			}
+			rep.NATSRestarts++
+			logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
+			down = -1
+		}
+		if time.Now().Before(nextKill) {
+			continue
+		}
+		nextKill = time.Now().Add(o.KillEvery)
+		step++
+		i := rng.IntN(len(workers))
+		workers[i].proc.kill()
+		rep.WorkerKills++
+		w, err := ws.startWorker(workers[i].id)
+		if err != nil {
+			return err
+		}
+		workers[i] = w
+		logf("SIGKILL worker %s, restarted", w.id)
+
+		switch step {
+		case 1:
+			down = rng.IntN(len(cl.nodes))
+			cl.kill(down)
+			natsBack = time.Now().Add(o.KillEvery)
+			logf("SIGKILL NATS node %s", cl.nodes[down].spec.Name)
+		case 2:
+			if err := rs.restart(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			rep.RedisRestarts++
+			logf("redis-server restarted (append-only file kept)")
+		}
+	}
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// waitTerminal polls ingest until every job is terminal or ctx ends.
+func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf func(string, ...any)) (map[string]ingest.JobView, error) {
+	states := map[string]ingest.JobView{}
+	last := time.Now()
+	for {
+		done := 0
+		for _, j := range jobs {
+			if v, ok := states[j.ID]; ok && v.State.Terminal() {
+				done++
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			v, err := c.Get(rctx, j.ID)
+			cancel()
+			if err == nil {
+				states[j.ID] = v
+				if v.State.Terminal() {
+					done++
+				}
+			}
+		}
+		if done == len(jobs) {
+			return states, nil
+		}
+		if time.Since(last) > 10*time.Second {
+			logf("%d of %d jobs terminal", done, len(jobs))
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return states, fmt.Errorf("%d of %d jobs not terminal when the run's time was up", len(jobs)-done, len(jobs))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// waitWebhooks waits (at most 30 s) until the receiver has a job.completed
+// for every completed job; a redelivery after that is still counted by check.
+func waitWebhooks(ctx context.Context, r *receiver, states map[string]ingest.JobView) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for {
+		missing := 0
+		for id, v := range states {
+			if n, _ := r.completed(id); v.State == job.StateCompleted && n == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// check fills the report's figures and violations.
+func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services) {
+	viol := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
+	}
+	files := map[string][]string{} // media name (job id) → FileIds
+	for _, f := range s.sim.Files() {
+		files[f.Name] = append(files[f.Name], f.FileID)
+	}
+	var notDone []string
+	for _, j := range jobs {
+		v := states[j.ID]
+		switch v.State {
+		case job.StateCompleted:
+			rep.Committed++
+		case job.StateFailed:
+			rep.Failed++
+			msg := ""
+			if v.Error != nil {
+				b, _ := json.Marshal(v.Error)
+				msg = string(b)
+			}
+			viol("job %s failed: %s", j.ID, msg)
+			rep.suspects = append(rep.suspects, j.ID)
+		default:
+			notDone = append(notDone, j.ID+"="+string(v.State))
+		}
+		if ids := files[j.ID]; len(ids) != 1 {
+			rep.suspects = append(rep.suspects, j.ID)
+			viol("job %s has %d FileIds in vodsim %v, want 1", j.ID, len(ids), ids)
+		} else if v.State == job.StateCompleted && v.FileID != ids[0] {
+			viol("job %s reports FileId %s, vodsim has %s", j.ID, v.FileID, ids[0])
+		}
+		if n, d := s.recv.completed(j.ID); n != 1 {
+			rep.suspects = append(rep.suspects, j.ID)
+			if n == 0 {
+				viol("job %s: no job.completed at the receiver; the event is %s", j.ID, s.inEventsStream(j.ID))
+			} else {
+				viol("job %s: %d job.completed events at the receiver (%d deliveries), want 1: %s", j.ID, n, d, strings.Join(s.recv.events(j.ID), " | "))
+			}
+		}
+	}
+	if len(notDone) > 0 {
+		sort.Strings(notDone)
+		viol("%d jobs not terminal: %s", len(notDone), strings.Join(notDone[:min(len(notDone), 10)], ", "))
+	}
+	if rep.Committed != rep.Jobs {
+		viol("%d of %d jobs committed", rep.Committed, rep.Jobs)
+	}
+	if ups := s.sim.Uploads(); len(ups) > 0 {
+		viol("%d multipart uploads left open (first: %s %s)", len(ups), ups[0].Key, ups[0].ID)
+	}
+	s.recv.mu.Lock()
+	if s.recv.bad > 0 {
+		viol("%d webhook deliveries failed verification (last: %s)", s.recv.bad, s.recv.lastError)
+	}
+	s.recv.mu.Unlock()
+
+	for _, ob := range s.sim.Objects() {
+		rep.Bytes += ob.Size
+	}
+	rep.Received = s.sim.BytesReceived()
+	rep.Resent = rep.Received - rep.Bytes
+	rep.InjectedFaults = injectedFaults(s)
+	perDisruption := int64(o.JobsPerWorker*o.Concurrency) * o.PartSize
+	rep.ResentBound = int64(rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts)*perDisruption + int64(rep.InjectedFaults)*o.PartSize
+	if rep.Resent > rep.ResentBound {
+		viol("%s re-sent, more than the %s that %d disruptions and %d injected faults may cost", mib(rep.Resent), mib(rep.ResentBound),
+			rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts, rep.InjectedFaults)
+	}
+}
+
+// injectedFaults sums vodsim_injected_faults_total from vodsim's metrics.
+func injectedFaults(s *services) int {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.simAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var total float64
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "vodsim_injected_faults_total") {
+			continue
+		}
+		var v float64
+		if f := strings.Fields(line); len(f) == 2 {
+			if _, err := fmt.Sscan(f[1], &v); err == nil {
+				total += v
+			}
+		}
+	}
+	return int(total)
+}

@@ -1,0 +1,196 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// nodeEnv carries a NATS node's settings (JSON) to the re-executed binary.
+const nodeEnv = "VODPIPE_CHAOS_NATS_NODE"
+
+// nodeSpec is one node of the loopback cluster.
+type nodeSpec struct {
+	Name        string   `json:"name"`
+	Port        int      `json:"port"`
+	ClusterPort int      `json:"clusterPort"`
+	Routes      []string `json:"routes"`
+	StoreDir    string   `json:"storeDir"`
+}
+
+// MaybeRunNATSNode turns this process into one node of the chaos run's NATS
+// cluster when the chaos run started it as such (it re-executes its own
+// binary with a setting in the environment), and never returns then. Any
+// binary that runs Run must call it before anything else, because the nodes
+// are separate processes the run can SIGKILL: `vodpipe` calls it from an
+// init function of cmd/vodpipe, which also covers its test binary.
+// Without the setting it returns at once.
+func MaybeRunNATSNode() {
+	v := os.Getenv(nodeEnv)
+	if v == "" {
+		return
+	}
+	if err := runNode(v); err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: NATS node: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func runNode(v string) error {
+	var spec nodeSpec
+	if err := json.Unmarshal([]byte(v), &spec); err != nil {
+		return err
+	}
+	opts := &natsserver.Options{
+		ServerName: spec.Name, Host: "127.0.0.1", Port: spec.Port,
+		JetStream: true, StoreDir: spec.StoreDir, NoSigs: true, NoLog: false, Logtime: true,
+		MaxPayload: 8 << 20, JetStreamMaxMemory: 256 << 20, JetStreamMaxStore: 8 << 30,
+		Cluster: natsserver.ClusterOpts{Name: "vodpipe-chaos", Host: "127.0.0.1", Port: spec.ClusterPort},
+		Routes:  natsserver.RoutesFromStr(strings.Join(spec.Routes, ",")),
+	}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		return err
+	}
+	ns.ConfigureLogger()
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		return errors.New("not ready for connections")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
+}
+
+// natsNode is one node process.
+type natsNode struct {
+	spec nodeSpec
+	log  string
+	proc *process
+}
+
+// cluster is three NATS node processes routed to each other on loopback.
+type cluster struct {
+	exe   string
+	nodes []*natsNode
+}
+
+// startCluster starts three nodes with their stores under dir.
+func startCluster(exe, dir string) (*cluster, error) {
+	c := &cluster{exe: exe}
+	var ports, cports []int
+	for range 3 {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cp, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports, cports = append(ports, p), append(cports, cp)
+	}
+	for i := range 3 {
+		var routes []string
+		for j := range 3 {
+			if j != i {
+				routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(cports[j]))
+			}
+		}
+		name := fmt.Sprintf("n%d", i+1)
+		c.nodes = append(c.nodes, &natsNode{
+			spec: nodeSpec{Name: name, Port: ports[i], ClusterPort: cports[i], Routes: routes, StoreDir: filepath.Join(dir, "nats-"+name)},
+			log:  filepath.Join(dir, "nats-"+name+".log"),
+		})
+	}
+	for i := range c.nodes {
+		if err := c.start(i); err != nil {
+			c.stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// URL is the client URL list of every node.
+func (c *cluster) URL() string {
+	var us []string
+	for _, n := range c.nodes {
+		us = append(us, "nats://127.0.0.1:"+strconv.Itoa(n.spec.Port))
+	}
+	return strings.Join(us, ",")
+}
+
+// start (re)starts node i with its ports and store.
+func (c *cluster) start(i int) error {
+	n := c.nodes[i]
+	b, err := json.Marshal(n.spec)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.exe)
+	cmd.Env = append(os.Environ(), nodeEnv+"="+string(b))
+	p, err := startProcess(cmd, n.log)
+	if err != nil {
+		return fmt.Errorf("NATS node %s: %w", n.spec.Name, err)
+	}
+	n.proc = p
+	return nil
+}
+
+// kill SIGKILLs node i.
+func (c *cluster) kill(i int) { c.nodes[i].proc.kill() }
+
+func (c *cluster) stop() {
+	for _, n := range c.nodes {
+		if n.proc != nil {
+			n.proc.stop(5 * time.Second)
+		}
+	}
+}
+
+// waitJetStream waits until the cluster has a JetStream meta leader, so that
+// streams with three replicas can be created.
+func waitJetStream(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	for {
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("NATS cluster has no JetStream: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package chaos
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/notify"
+)
+
+// receiver is the webhook endpoint of the run: it verifies every delivery's
+// signature and remembers, per job, the webhook ids of its job.completed
+// deliveries (a redelivery repeats the id; a second event would not).
+type receiver struct {
+	mu        sync.Mutex
+	secret    string
+	ids       map[string]map[string]int // job id → webhook id → deliveries
+	bodies    map[string][]string       // job id → body of each distinct job.completed
+	bad       int                       // deliveries that failed verification
+	srv       *http.Server
+	URL       string
+	lastError string
+}
+
+func startReceiver() (*receiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &receiver{ids: map[string]map[string]int{}, bodies: map[string][]string{}, URL: "http://" + ln.Addr().String() + "/hook"}
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = r.srv.Serve(ln) }()
+	return r, nil
+}
+
+func (r *receiver) setSecret(s string) {
+	r.mu.Lock()
+	r.secret = s
+	r.mu.Unlock()
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, err := notify.Verify(r.secret, req.Header, body, time.Now(), 0)
+	if err != nil {
+		r.bad++
+		r.lastError = err.Error()
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	e, err := job.DecodeEvent(body)
+	if err != nil {
+		r.bad++
+		r.lastError = err.Error()
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if e.Type == job.EventCompleted {
+		m := r.ids[e.JobID]
+		if m == nil {
+			m = map[string]int{}
+			r.ids[e.JobID] = m
+		}
+		if m[id] == 0 {
+			r.bodies[e.JobID] = append(r.bodies[e.JobID], string(body))
+		}
+		m[id]++
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// completed is, per job, the number of distinct job.completed webhook ids
+// and of deliveries.
+func (r *receiver) completed(jobID string) (events, deliveries int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.ids[jobID] {
+		events++
+		deliveries += n
+	}
+	return events, deliveries
+}
+
+// events are the bodies of the distinct job.completed events of a job.
+func (r *receiver) events(jobID string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.bodies[jobID]...)
+}
+
+func (r *receiver) close() { _ = r.srv.Close() }
