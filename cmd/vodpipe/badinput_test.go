@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -122,7 +121,7 @@ func TestBadInputCorpus(t *testing.T) {
 	submitGood("good-2")
 	// Grow the changing files while they upload.
 	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
-		waitState(t, c, strings.TrimSuffix(n, ".mp4"), job.StateRunning, n == "changing.mp4")
+		waitState(t, c, changingJob[n], job.StateRunning)
 	}
 	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
 		f, err := os.OpenFile(filepath.Join(root, n), os.O_APPEND|os.O_WRONLY, 0)
@@ -183,7 +182,7 @@ func TestBadInputCorpus(t *testing.T) {
 	}
 	// Every good job completed; the services still answer.
 	for _, id := range []string{"good-1", "good-2", "good-3"} {
-		waitState(t, c, id, job.StateCompleted, false)
+		waitState(t, c, id, job.StateCompleted)
 	}
 	for _, u := range []string{st.IngestURL + "/readyz", st.NotifyURL + "/readyz"} {
 		resp, err := http.Get(u)
@@ -206,12 +205,12 @@ func idOf(t *testing.T, b []byte) string {
 
 var idField = regexp.MustCompile(`"id"\s*:\s*"([^"]*)"`)
 
-func waitState(t *testing.T, c *ingest.Client, id string, want job.State, viaAPI bool) {
+func waitState(t *testing.T, c *ingest.Client, id string, want job.State) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	for {
-		v, err := c.Get(ctx, idFor(id, viaAPI))
+		v, err := c.Get(ctx, id)
 		if err == nil && (v.State == want || (want == job.StateRunning && v.State.Terminal())) {
 			return
 		}
@@ -222,13 +221,5 @@ func waitState(t *testing.T, c *ingest.Client, id string, want job.State, viaAPI
 	}
 }
 
-// idFor maps a changing file to the job id that uploads it.
-func idFor(name string, viaAPI bool) string {
-	switch name {
-	case "changing":
-		return "bad-changing"
-	case "changing-nats":
-		return "nats-bad-changing"
-	}
-	return name
-}
+// changingJob maps each growing file to the job that uploads it.
+var changingJob = map[string]string{"changing.mp4": "bad-changing", "changing-nats.mp4": "nats-bad-changing"}

@@ -40,6 +40,8 @@ var demoFiles = []struct {
 // with covers and a task flow through faults and a worker crash, and checks
 // that every job completed and every VOD callback arrived.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// The crash goroutine and the progress report both print: one lock for both.
+	stdout = &syncWriter{w: stdout}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keep := fs.String("dir", "", "keep sample media and data in this folder (default: a temporary one)")
@@ -327,4 +329,16 @@ func (r *webhookReceiver) waitFor(ctx context.Context, want map[string]string, w
 			return missing
 		}
 	}
+}
+
+// syncWriter serialises writes from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -180,8 +180,11 @@ func jsonContent(w http.ResponseWriter, r *http.Request, also ...string) bool {
 	if ct == "" || (err == nil && (mt == "application/json" || contains(also, mt))) {
 		return true
 	}
-	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
-		"Content-Type must be application/json"+map[bool]string{true: " or application/x-ndjson", false: ""}[len(also) > 0], nil)
+	msg := "Content-Type must be application/json"
+	if len(also) > 0 {
+		msg += " or " + strings.Join(also, " or ")
+	}
+	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil)
 	return false
 }
 
@@ -387,7 +390,8 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if len(resp.Jobs) == limit {
-			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorOf(findLast(resp.Jobs))))
+			last := resp.Jobs[len(resp.Jobs)-1]
+			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorKey(last.CreatedAt, last.ID)))
 			break
 		}
 		resp.Jobs = append(resp.Jobs, statusView(st))
@@ -395,13 +399,11 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func cursorOf(s *job.Status) string {
-	return s.CreatedAt.UTC().Format("20060102T150405.000000000") + "|" + s.Job.ID
-}
+func cursorOf(s *job.Status) string { return cursorKey(s.CreatedAt, s.Job.ID) }
 
-func findLast(v []JobView) *job.Status {
-	l := v[len(v)-1]
-	return &job.Status{CreatedAt: l.CreatedAt, Job: job.Job{ID: l.ID}}
+// cursorKey orders jobs by creation, then id.
+func cursorKey(created time.Time, id string) string {
+	return created.UTC().Format("20060102T150405.000000000") + "|" + id
 }
 
 func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id string) (*job.Status, error)) {

@@ -96,23 +96,30 @@ func (q *Queue) Transition(ctx context.Context, jobID string, to job.State, f fu
 }
 
 // ListStatuses returns every job status (for the API's listing; bounded by the bucket).
+// It reads the bucket in one pass (a watcher replaying the latest values)
+// rather than listing keys and fetching each.
 func (q *Queue) ListStatuses(ctx context.Context) ([]*job.Status, error) {
-	keys, err := q.status.ListKeys(ctx)
+	w, err := q.status.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
+	defer w.Stop()
 	var out []*job.Status
-	for k := range keys.Keys() {
-		s, _, err := q.Status(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			continue
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e := <-w.Updates():
+			if e == nil { // the replay of current values is done
+				return out, nil
+			}
+			s, err := job.UnmarshalStatus(e.Value())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
 		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
 	}
-	return out, nil
 }
 
 // Control returns the operator's instruction for a job.

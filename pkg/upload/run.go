@@ -668,12 +668,14 @@ func (r *run) complete(ctx context.Context, have map[int]PartRecord) error {
 	if isNoSuchUpload(err) {
 		// An earlier Complete landed though its answer was lost.
 		if done, herr := r.objectComplete(ctx); herr == nil && done {
+			r.abortStale(ctx)
 			return nil
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("upload: complete: %w", err)
 	}
+	r.abortStale(ctx)
 	if got := resp.Header.Get("x-cos-hash-crc64ecma"); got != strconv.FormatUint(want, 10) {
 		// The stored object is not the source: start this object over.
 		r.st.Session.UploadID = ""
@@ -681,6 +683,27 @@ func (r *run) complete(ctx context.Context, have map[int]PartRecord) error {
 		return fmt.Errorf("upload: whole-object CRC-64 %s, want %d", got, want)
 	}
 	return nil
+}
+
+// abortStale aborts the other multipart uploads of this object: an attempt
+// that died between InitiateMultipartUpload and recording its UploadId left
+// one that nobody else knows of. Best effort: a failure only leaves it to
+// COS's lifecycle rules.
+func (r *run) abortStale(ctx context.Context) {
+	key := r.st.Session.VideoKey
+	res, _, err := r.cosClient().Object.ListUploads(ctx, &cos.ObjectListUploadsOptions{Prefix: key})
+	if err != nil {
+		r.u.log.Warn("listing stale multipart uploads failed", "job_id", r.j.ID, "err", err)
+		return
+	}
+	for _, u := range res.Upload {
+		if u.Key != key || u.UploadID == r.st.Session.UploadID {
+			continue
+		}
+		if _, err := r.cosClient().Object.AbortMultipartUpload(ctx, key, u.UploadID); err != nil && !isNoSuchUpload(err) {
+			r.u.log.Warn("abort of a stale multipart upload failed", "job_id", r.j.ID, "err", err)
+		}
+	}
 }
 
 func (r *run) commit(ctx context.Context) (*vod.CommitResponse, error) {

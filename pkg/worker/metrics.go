@@ -10,18 +10,18 @@ import (
 
 // metrics are the worker's Prometheus metrics; it is the upload.Observer too.
 type metrics struct {
-	reg           *prometheus.Registry
-	jobs          *prometheus.CounterVec
-	inFlight      prometheus.Gauge
-	bytes         prometheus.Counter
-	skipped       prometheus.Counter
-	partLatency   prometheus.Histogram
-	retries       *prometheus.CounterVec
-	renewals      prometheus.Counter
-	refreshes     prometheus.Counter
-	progressMu    sync.Mutex
-	progress      map[string][2]int64
-	progressDirty map[string]bool
+	reg         *prometheus.Registry
+	jobs        *prometheus.CounterVec
+	inFlight    prometheus.Gauge
+	bytes       prometheus.Counter
+	skipped     prometheus.Counter
+	partLatency prometheus.Histogram
+	retries     *prometheus.CounterVec
+	renewals    prometheus.Counter
+	refreshes   prometheus.Counter
+	progressMu  sync.Mutex
+	// progress holds the latest progress of each job not yet flushed.
+	progress map[string][2]int64
 }
 
 func newMetrics() *metrics {
@@ -42,7 +42,7 @@ func newMetrics() *metrics {
 			Help: "Signatures renewed after a used or expired answer."}),
 		refreshes: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_credential_refreshes_total",
 			Help: "Temporary COS credentials refreshed."}),
-		progress: map[string][2]int64{}, progressDirty: map[string]bool{},
+		progress: map[string][2]int64{},
 	}
 	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.retries, m.renewals, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -53,7 +53,6 @@ func newMetrics() *metrics {
 func (m *metrics) Progress(jobID string, done, total int64) {
 	m.progressMu.Lock()
 	m.progress[jobID] = [2]int64{done, total}
-	m.progressDirty[jobID] = true
 	m.progressMu.Unlock()
 }
 
@@ -61,18 +60,14 @@ func (m *metrics) Progress(jobID string, done, total int64) {
 func (m *metrics) takeProgress() map[string][2]int64 {
 	m.progressMu.Lock()
 	defer m.progressMu.Unlock()
-	out := make(map[string][2]int64, len(m.progressDirty))
-	for id := range m.progressDirty {
-		out[id] = m.progress[id]
-	}
-	clear(m.progressDirty)
+	out := m.progress
+	m.progress = map[string][2]int64{}
 	return out
 }
 
 func (m *metrics) forget(jobID string) {
 	m.progressMu.Lock()
 	delete(m.progress, jobID)
-	delete(m.progressDirty, jobID)
 	m.progressMu.Unlock()
 }
 
