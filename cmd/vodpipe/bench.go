@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +24,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	quick := fs.Bool("quick", false, "small sizes: a smoke run of seconds whose figures mean little")
 	write := fs.String("write", "", "also write the results as Markdown to this file (e.g. BENCHMARKS.md)")
 	dir := fs.String("dir", "", "folder for sources and data (default: a temporary one, removed at the end)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (P2 and P3 run inside it) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -44,6 +46,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe bench: cannot find this binary to start workers:", err)
 		return 1
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "vodpipe bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	started := time.Now()
 	results, err := bench.Run(ctx, bench.Options{Only: ids, Quick: *quick, Worker: []string{exe, "worker"}, Progress: stderr, Dir: *dir})

@@ -1,14 +1,18 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
 
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -20,7 +24,7 @@ import (
 // through ingest's HTTP API in batches.
 const (
 	p3Workers       = 2  // worker instances in the stack
-	p3JobsPerWorker = 32 // jobs each runs at once
+	p3JobsPerWorker = 64 // jobs each runs at once
 	p3Batch         = 100
 	p3Target        = 1000.0 // jobs per second
 )
@@ -28,7 +32,9 @@ const (
 // p3 pushes many small jobs through ingest, workers, vodsim and notify to an
 // application's webhook endpoint, all in one process on this machine: jobs
 // per second and latency percentiles, from submit to webhook delivered (and,
-// on the way, to committed: the job.completed event on NATS).
+// on the way, to committed: the job.completed event on NATS). A warm-up
+// round opens the connections; the figure is the median of the measured
+// rounds (the spread across rounds is in the setup text).
 func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	sz := r.sz
 	paths, err := r.src.files(sz.jobSize, sz.jobs)
@@ -40,8 +46,15 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	// Resume state and leases in Redis, as production keeps them.
+	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rds.Stop() }()
 	st, err := stack.Start(ctx, stack.Options{
 		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
+		RedisURL: "redis://" + rds.Addr,
 		PartSize: sz.partSize, Concurrency: sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
 		Vodsim: func(c *vodsim.Config) { c.Discard = true },
 	})
@@ -64,23 +77,87 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	defer delivered.stop()
+	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: committed, delivered: delivered}
 
-	c := ingest.NewClient(st.IngestURL, st.APIKey)
+	if _, err := e.round(ctx, "p3-warm", paths[:max(len(paths)/5, 1)]); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	rounds := p3Rounds(sz)
+	var rs []p3Round
+	for i := range rounds {
+		rr, err := e.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
+		if err != nil {
+			return nil, err
+		}
+		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
+			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process)", i+1, len(paths), rr.rate, rr.p50, rr.p99,
+			rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU())
+		rs = append(rs, rr)
+	}
+	if n := delivered.invalid(); n > 0 {
+		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
+	}
+	slices.SortFunc(rs, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
+	med := rs[len(rs)/2]
+	spread := make([]string, len(rs))
+	for i, x := range rs {
+		spread[i] = fmt.Sprintf("%.0f", x.rate)
+	}
+	return []Result{{
+		ID: "P3", What: fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize)),
+		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", med.rate, ms(med.p50), ms(med.p99)),
+		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: med.rate / p3Target,
+		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(med.rate >= p3Target),
+		Setup: fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS, vodsim in discard mode, ingest, "+
+			"%d workers × %d jobs at once, notify) with resume state and leases in a redis-server process, on this machine; "+
+			"%d jobs of %s random files submitted through ingest's HTTP API in batches of %d; a job's latency runs from "+
+			"the POST of its batch to the delivery of its job.completed webhook, signature verified, at an endpoint "+
+			"subscribed through notify's API (to committed, its job.completed event on NATS: p50 %s, p99 %s); "+
+			"throughput from the first POST to the last delivery; after a warm-up round of %d jobs, the median of %d rounds "+
+			"(jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; the process kept %.1f of %d CPUs busy)",
+			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(med.commitP50), ms(med.commitP99),
+			max(len(paths)/5, 1), rounds, strings.Join(spread, ", "), med.submitRate, med.busy, runtime.NumCPU()),
+	}}, nil
+}
+
+func p3Rounds(sz sizes) int {
+	if sz.rounds <= 1 {
+		return 1
+	}
+	return 3
+}
+
+// p3Env is what every round of P3 uses.
+type p3Env struct {
+	c         *ingest.Client
+	committed *tracker
+	delivered *webhooks
+}
+
+// p3Round is one round's figures.
+type p3Round struct {
+	rate, submitRate, busy         float64
+	p50, p99, commitP50, commitP99 time.Duration
+}
+
+// round submits one job per path (ids prefix-NNNN) and waits for every
+// commit and webhook.
+func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Round, error) {
 	submitted := make(map[string]time.Time, len(paths))
 	ids := make([]string, 0, len(paths))
 	start, cpu0 := time.Now(), cpuTime()
 	for from := 0; from < len(paths); from += p3Batch {
 		batch := make([]*job.Job, 0, p3Batch)
 		for i := from; i < min(from+p3Batch, len(paths)); i++ {
-			batch = append(batch, fileJob(fmt.Sprintf("p3-%04d", i), paths[i]))
+			batch = append(batch, fileJob(fmt.Sprintf("%s-%04d", prefix, i), paths[i]))
 		}
 		at := time.Now()
-		resp, err := c.SubmitBatch(ctx, batch)
+		resp, err := e.c.SubmitBatch(ctx, batch)
 		if err != nil {
-			return nil, fmt.Errorf("submit: %w", err)
+			return p3Round{}, fmt.Errorf("submit: %w", err)
 		}
 		if resp.Queued != len(batch) {
-			return nil, fmt.Errorf("submit: %d of %d queued: %+v", resp.Queued, len(batch), resp.Items)
+			return p3Round{}, fmt.Errorf("submit: %d of %d queued: %+v", resp.Queued, len(batch), resp.Items)
 		}
 		for _, j := range batch {
 			submitted[j.ID] = at
@@ -88,39 +165,22 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		}
 	}
 	submitRate := float64(len(ids)) / time.Since(start).Seconds()
-	commits, err := committed.wait(ctx, ids)
+	commits, err := e.committed.wait(ctx, ids)
 	if err != nil {
-		return nil, err
+		return p3Round{}, err
 	}
-	deliveries, err := delivered.wait(ctx, ids)
+	deliveries, err := e.delivered.wait(ctx, ids)
 	if err != nil {
-		return nil, err
+		return p3Round{}, err
 	}
 	busy := float64(cpuTime()-cpu0) / float64(time.Since(start))
-	if n := delivered.invalid(); n > 0 {
-		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
-	}
 	toCommit, _ := latencies(submitted, commits)
 	toWebhook, last := latencies(submitted, deliveries)
-	rate := float64(len(ids)) / last.Sub(start).Seconds()
-	p50, p99 := percentile(toWebhook, 50), percentile(toWebhook, 99)
-	r.logf("P3: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
-		"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy)", len(ids), rate, p50, p99,
-		percentile(toCommit, 50), percentile(toCommit, 99), submitRate, busy, runtime.NumCPU())
-	return []Result{{
-		ID: "P3", What: fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize)),
-		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", rate, ms(p50), ms(p99)),
-		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: rate / p3Target,
-		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(rate >= p3Target),
-		Setup: fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS, vodsim in discard mode, ingest, "+
-			"%d workers × %d jobs at once, resume state in JetStream KV, notify) on this machine; %d jobs of %s random files "+
-			"submitted through ingest's HTTP API in batches of %d (accepted at %.0f jobs/s); a job's latency runs from "+
-			"the POST of its batch to the delivery of its job.completed webhook, signature verified, at an endpoint "+
-			"subscribed through notify's API (to committed, its job.completed event on NATS: p50 %s, p99 %s); "+
-			"throughput from the first POST to the last delivery; the process kept %.1f of %d CPUs busy meanwhile",
-			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, submitRate,
-			ms(percentile(toCommit, 50)), ms(percentile(toCommit, 99)), busy, runtime.NumCPU()),
-	}}, nil
+	return p3Round{
+		rate: float64(len(ids)) / last.Sub(start).Seconds(), submitRate: submitRate, busy: busy,
+		p50: percentile(toWebhook, 50), p99: percentile(toWebhook, 99),
+		commitP50: percentile(toCommit, 50), commitP99: percentile(toCommit, 99),
+	}, nil
 }
 
 // latencies are the sorted times from each job's start to its end, and the last end.

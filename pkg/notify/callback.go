@@ -229,7 +229,7 @@ func (s *Service) correlate(ctx context.Context, fileID string, wait bool) (stri
 	var err error
 	if wait && s.cfg.CorrelationWait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, s.cfg.CorrelationWait)
-		id, err = s.q.WaitJobForFile(wctx, fileID)
+		id, err = s.files.Wait(wctx, fileID)
 		cancel()
 	} else {
 		id, err = s.q.JobForFile(ctx, fileID)

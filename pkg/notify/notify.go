@@ -35,6 +35,8 @@ type Service struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	q        *queue.Queue
+	files    *queue.FileWatch
+	stopBG   context.CancelFunc
 	subs     jetstream.KeyValue
 	vodSeen  jetstream.KeyValue
 	attempts jetstream.Stream
@@ -84,6 +86,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.disp = newDispatcher(s)
+	// One watcher of the FileId → job mappings serves every VOD callback that
+	// arrives before its worker recorded the mapping.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBG = stop
+	s.files = s.q.WatchFiles(bg, s.log.Warn)
 	return s, nil
 }
 
@@ -119,7 +126,10 @@ func (s *Service) open(ctx context.Context) error {
 }
 
 // Close releases the NATS connection. Stop Run first.
-func (s *Service) Close() { s.nc.Close() }
+func (s *Service) Close() {
+	s.stopBG()
+	s.nc.Close()
+}
 
 // Queue exposes the opened queue (for tests and the all-in-one binary).
 func (s *Service) Queue() *queue.Queue { return s.q }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +51,163 @@ func (q *Queue) PublishEventOnce(ctx context.Context, e *job.Event) (duplicate b
 		return false, fmt.Errorf("queue: publish event %s: %w", e.Type, err)
 	}
 	return ack.Duplicate, nil
+}
+
+// FileWatch waits for FileId → job mappings. One watcher on the files
+// bucket serves every waiter, so a burst of VOD callbacks that arrive before
+// their workers record the mapping costs one consumer, not one per callback.
+type FileWatch struct {
+	q   *Queue
+	log func(msg string, args ...any)
+
+	mu      sync.Mutex
+	live    bool // the shared watcher is established and delivering
+	waiters map[string][]chan string
+	// recent holds the mappings the watcher saw lately, oldest first in
+	// order, so a callback for a file just recorded needs no lookup.
+	recent map[string]string
+	order  []string
+}
+
+// recentFiles bounds FileWatch's memory of mappings it saw.
+const recentFiles = 20000
+
+// WatchFiles starts the shared watcher; it runs until ctx ends and is
+// re-established when it stops. logf receives its failures (may be nil).
+func (q *Queue) WatchFiles(ctx context.Context, logf func(msg string, args ...any)) *FileWatch {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	fw := &FileWatch{q: q, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}}
+	go fw.run(ctx)
+	return fw
+}
+
+func (fw *FileWatch) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := fw.q.files.WatchAll(ctx, jetstream.UpdatesOnly())
+		if err != nil {
+			if ctx.Err() == nil {
+				fw.log("files watch unavailable, retrying", "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+			continue
+		}
+		fw.setLive(true)
+		for e := range w.Updates() {
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				fw.deliver(e.Key(), string(e.Value()))
+			}
+		}
+		fw.lost()
+		_ = w.Stop()
+	}
+	fw.lost()
+}
+
+func (fw *FileWatch) setLive(on bool) {
+	fw.mu.Lock()
+	fw.live = on
+	fw.mu.Unlock()
+}
+
+// Live reports whether the shared watcher is established (waits made
+// meanwhile fall back to a watch of their own).
+func (fw *FileWatch) Live() bool {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return fw.live
+}
+
+// lost wakes every waiter with "" (look again on your own): the shared
+// watcher stopped, and what it would have delivered meanwhile is unknown.
+func (fw *FileWatch) lost() {
+	fw.mu.Lock()
+	ws := fw.waiters
+	fw.live, fw.waiters = false, map[string][]chan string{}
+	fw.mu.Unlock()
+	for _, chs := range ws {
+		for _, ch := range chs {
+			ch <- ""
+		}
+	}
+}
+
+func (fw *FileWatch) deliver(fileID, jobID string) {
+	fw.mu.Lock()
+	ws := fw.waiters[fileID]
+	delete(fw.waiters, fileID)
+	if _, ok := fw.recent[fileID]; !ok {
+		if len(fw.order) >= recentFiles {
+			delete(fw.recent, fw.order[0])
+			fw.order = fw.order[1:]
+		}
+		fw.order = append(fw.order, fileID)
+	}
+	fw.recent[fileID] = jobID
+	fw.mu.Unlock()
+	for _, ch := range ws {
+		ch <- jobID // buffered: never blocks
+	}
+}
+
+// Wait returns the job that uploaded a FileId, waiting until the mapping is
+// recorded or ctx ends (then it returns ErrNotFound).
+func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
+	ch := make(chan string, 1)
+	fw.mu.Lock()
+	if id, ok := fw.recent[fileID]; ok {
+		fw.mu.Unlock()
+		return id, nil
+	}
+	live := fw.live
+	if live {
+		// Registered before the lookup below: a mapping recorded in between is not missed.
+		fw.waiters[fileID] = append(fw.waiters[fileID], ch)
+	}
+	fw.mu.Unlock()
+	if !live {
+		return fw.q.WaitJobForFile(ctx, fileID) // a watch of its own meanwhile
+	}
+	defer fw.forget(fileID, ch)
+	id, err := fw.q.JobForFile(ctx, fileID)
+	switch {
+	case err == nil:
+		return id, nil
+	case ctx.Err() != nil:
+		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
+	case !errors.Is(err, ErrNotFound):
+		return "", err
+	}
+	select {
+	case id := <-ch:
+		if id == "" {
+			return fw.q.WaitJobForFile(ctx, fileID)
+		}
+		return id, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
+	}
+}
+
+func (fw *FileWatch) forget(fileID string, ch chan string) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	ws := slices.DeleteFunc(fw.waiters[fileID], func(c chan string) bool { return c == ch })
+	if len(ws) == 0 {
+		delete(fw.waiters, fileID)
+	} else {
+		fw.waiters[fileID] = ws
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // WaitJobForFile returns the job that uploaded a FileId, waiting until the

@@ -265,3 +265,42 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 		}
 	}
 }
+
+// TestTransitionFromAKnownRevision: a transition written against the
+// revision its caller knows saves the read; when someone wrote in between
+// (progress, an operator's pause) it reads again, keeps their write and
+// checks the state machine on what is there now.
+func TestTransitionFromAKnownRevision(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if _, _, err := q.CreateStatus(ctx, newJob("k1")); err != nil {
+		t.Fatal(err)
+	}
+	st, rev, err := q.Status(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, rev2, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) { s.Worker = "w1" })
+	if err != nil || st.State != job.StateRunning || rev2 <= rev {
+		t.Fatalf("from the known revision: %+v rev %d→%d, %v", st, rev, rev2, err)
+	}
+	// A write in between: the known revision is stale.
+	if _, err := q.UpdateStatus(ctx, "k1", func(s *job.Status) error { s.BytesDone = 42; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	done, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _, err := q.Status(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.State != job.StateCompleted || cur.FileID != "f1" || cur.BytesDone != 42 || cur.Worker != "w1" || done.BytesDone != 42 {
+		t.Fatalf("after a stale revision: %+v", cur)
+	}
+	// The state machine is checked against the stored state, not the caller's copy.
+	if _, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
+		t.Fatalf("completed → running from a stale copy: %v, want ErrBadTransition", err)
+	}
+}

@@ -50,40 +50,70 @@ func (q *Queue) CreateStatus(ctx context.Context, j *job.Job) (st *job.Status, c
 // retrying on conflicting writes. f returns an error to abort. A missing status
 // is created from the zero Status (f sees State "").
 func (q *Queue) UpdateStatus(ctx context.Context, jobID string, f func(*job.Status) error) (*job.Status, error) {
+	s, _, err := q.updateStatus(ctx, jobID, Known{}, f)
+	return s, err
+}
+
+// Known is a job status its holder read or wrote at revision Rev. Passed to
+// TransitionFrom it saves the read: the write is tried against Rev first and
+// only a conflicting write in between costs a fresh read.
+type Known struct {
+	Status *job.Status
+	Rev    uint64
+}
+
+func (q *Queue) updateStatus(ctx context.Context, jobID string, known Known, f func(*job.Status) error) (*job.Status, uint64, error) {
 	for attempt := 0; ; attempt++ {
-		s, rev, err := q.Status(ctx, jobID)
+		var (
+			s   *job.Status
+			rev uint64
+			err error
+		)
+		if attempt == 0 && known.Status != nil && known.Rev > 0 {
+			c := *known.Status
+			s, rev = &c, known.Rev
+		} else {
+			s, rev, err = q.Status(ctx, jobID)
+		}
 		if errors.Is(err, ErrNotFound) {
 			s, rev, err = &job.Status{CreatedAt: time.Now().UTC()}, 0, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := f(s); err != nil {
-			return s, err
+			return s, rev, err
 		}
 		s.UpdatedAt = time.Now().UTC()
 		b, err := job.MarshalStatus(s)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if rev == 0 {
-			_, err = q.status.Create(ctx, jobID, b)
+			rev, err = q.status.Create(ctx, jobID, b)
 		} else {
-			_, err = q.status.Update(ctx, jobID, b, rev)
+			rev, err = q.status.Update(ctx, jobID, b, rev)
 		}
 		if err == nil {
-			return s, nil
+			return s, rev, nil
 		}
 		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 		if !conflict || attempt >= 20 {
-			return nil, fmt.Errorf("queue: update status %s: %w", jobID, err)
+			return nil, 0, fmt.Errorf("queue: update status %s: %w", jobID, err)
 		}
 	}
 }
 
 // Transition moves a job to state `to` through the state machine, then applies f.
 func (q *Queue) Transition(ctx context.Context, jobID string, to job.State, f func(*job.Status)) (*job.Status, error) {
-	return q.UpdateStatus(ctx, jobID, func(s *job.Status) error {
+	s, _, err := q.TransitionFrom(ctx, jobID, Known{}, to, f)
+	return s, err
+}
+
+// TransitionFrom is Transition starting from a status the caller knows
+// (see Known); it returns the new status and its revision.
+func (q *Queue) TransitionFrom(ctx context.Context, jobID string, known Known, to job.State, f func(*job.Status)) (*job.Status, uint64, error) {
+	return q.updateStatus(ctx, jobID, known, func(s *job.Status) error {
 		if err := job.CheckTransition(s.State, to); err != nil {
 			return err
 		}

@@ -162,29 +162,43 @@ func (s *Signer) Serve(nc *nats.Conn, log *slog.Logger) (micro.Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// A subscription's handler runs one request at a time; under load the
+	// requests queue behind it while CPUs are free, so each runs on its own
+	// goroutine, at most signConcurrency at once (then the handler waits).
+	sem := make(chan struct{}, signConcurrency)
+	handle := func(req micro.Request) {
+		var r Request
+		if err := json.Unmarshal(req.Data(), &r); err != nil {
+			_ = req.Error("400", CodeInvalid, nil)
+			return
+		}
+		resp, err := s.Sign(r)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				e = &Error{Code: CodeInvalid, Message: err.Error()}
+			}
+			// Only the reason is logged: never the signature or the key.
+			log.Info("signature refused", "job_id", r.JobID, "code", e.Code, "reason", e.Message)
+			_ = req.RespondJSON(Response{Error: e})
+			return
+		}
+		_ = req.RespondJSON(resp)
+	}
 	return micro.AddService(nc, micro.Config{
 		Name: ServiceName, Version: "1.0.0", Description: "vodpipe upload signatures",
 		Endpoint: &micro.EndpointConfig{Subject: Subject, Handler: micro.HandlerFunc(func(req micro.Request) {
-			var r Request
-			if err := json.Unmarshal(req.Data(), &r); err != nil {
-				_ = req.Error("400", CodeInvalid, nil)
-				return
-			}
-			resp, err := s.Sign(r)
-			if err != nil {
-				var e *Error
-				if !errors.As(err, &e) {
-					e = &Error{Code: CodeInvalid, Message: err.Error()}
-				}
-				// Only the reason is logged: never the signature or the key.
-				log.Info("signature refused", "job_id", r.JobID, "code", e.Code, "reason", e.Message)
-				_ = req.RespondJSON(Response{Error: e})
-				return
-			}
-			_ = req.RespondJSON(resp)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				handle(req)
+			}()
 		})},
 	})
 }
+
+// signConcurrency bounds the signature requests one service instance works on at once.
+const signConcurrency = 64
 
 // Client asks the signature service over NATS.
 type Client struct {

@@ -45,7 +45,16 @@ type run struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	prog     *progress
+
+	// A signature that is not one-time serves every VOD call of the run
+	// until shortly before it expires, as Tencent's upload SDKs use theirs.
+	sigMu      sync.Mutex
+	sig        string
+	sigExpires time.Time
 }
+
+// sigReuseMargin is how long before its expiry a kept signature is replaced.
+const sigReuseMargin = time.Minute
 
 func (r *run) do(ctx context.Context) (*Result, error) {
 	size := r.src.Size()
@@ -71,8 +80,12 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 		if err := r.src.Check(ctx); err != nil {
 			return nil, sourceErr(err)
 		}
-		if err := r.u.store.MarkVideoDone(ctx, r.l); err != nil {
-			return nil, err
+		// A source of one part is simply sent again after a crash (the same
+		// key in the same VOD session), so only multipart records completion.
+		if size > r.u.cfg.PartSize {
+			if err := r.u.store.MarkVideoDone(ctx, r.l); err != nil {
+				return nil, err
+			}
 		}
 		r.st.VideoDone = true
 	} else {
@@ -133,8 +146,34 @@ func (r *run) signRequest() signer.Request {
 	return req
 }
 
+// sign returns a fresh signature for a one-time job and otherwise the run's
+// kept signature while it is valid for sigReuseMargin more.
 func (r *run) sign(ctx context.Context) (string, error) {
-	return r.u.signer.Sign(ctx, r.signRequest())
+	req := r.signRequest()
+	if req.OneTime {
+		return r.u.signer.Sign(ctx, req)
+	}
+	r.sigMu.Lock()
+	defer r.sigMu.Unlock()
+	if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
+		return r.sig, nil
+	}
+	sig, err := r.u.signer.Sign(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	r.sig, r.sigExpires = "", time.Time{}
+	if p, perr := vod.ParseSignature(sig); perr == nil {
+		r.sig, r.sigExpires = sig, time.Unix(p.Params.ExpireTime, 0)
+	}
+	return sig, nil
+}
+
+// forgetSignature drops the kept signature (VOD refused it as used or expired).
+func (r *run) forgetSignature() {
+	r.sigMu.Lock()
+	r.sig, r.sigExpires = "", time.Time{}
+	r.sigMu.Unlock()
 }
 
 // withRenewal runs a VOD call; a "signature used" or "expired" answer gets one
@@ -142,6 +181,7 @@ func (r *run) sign(ctx context.Context) (string, error) {
 func (r *run) withRenewal(ctx context.Context, call func() error) error {
 	err := call()
 	if errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
+		r.forgetSignature()
 		r.u.obs.SignatureRenewed()
 		err = call()
 	}

@@ -285,11 +285,21 @@ func (c *Client) once(ctx context.Context, action string, body any, out any) err
 // signatures reach a local vodsim byte for byte.
 func DialOverride(addr string) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := NewTransport(64)
 	t.Proxy = nil
 	t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)
 	}
-	t.MaxIdleConnsPerHost = 64
+	return t
+}
+
+// NewTransport is http.DefaultTransport with room for perHost idle
+// connections to one host. The default keeps 2: an uploader with more
+// requests in flight to VOD or one COS bucket would close the rest after
+// every request and pay a new TCP and TLS handshake for the next.
+func NewTransport(perHost int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = max(perHost, 2)
+	t.MaxIdleConns = max(t.MaxIdleConns, 2*perHost)
 	return t
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -93,6 +94,8 @@ func (s *Server) post(ctx context.Context, body []byte) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("callback: %w", err)
 	}
+	// Read to the end so the connection is kept for the next callback.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }

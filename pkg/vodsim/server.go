@@ -53,12 +53,14 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	creds    map[string]*credential
-	buckets  map[string]string // full bucket name → region
-	objects  map[string]*Object
-	uploads  map[string]*Upload
-	files    map[string]*File
-	sigUses  map[string]*SignatureUse
-	events   []*EventRecord
+	// credsSwept is when expired credentials were last forgotten.
+	credsSwept time.Time
+	buckets    map[string]string // full bucket name → region
+	objects    map[string]*Object
+	uploads    map[string]*Upload
+	files      map[string]*File
+	sigUses    map[string]*SignatureUse
+	events     []*EventRecord
 }
 
 // New builds an emulator from cfg. The caller must Close it.
@@ -80,7 +82,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: log, faults: newFaults(cfg.Faults), metrics: newMetrics(),
-		client:   &http.Client{Timeout: 10 * time.Second},
+		client:   &http.Client{Timeout: 10 * time.Second, Transport: vod.NewTransport(64)},
 		sessions: map[string]*session{}, creds: map[string]*credential{}, buckets: map[string]string{},
 		objects: map[string]*Object{}, uploads: map[string]*Upload{}, files: map[string]*File{},
 		sigUses: map[string]*SignatureUse{},

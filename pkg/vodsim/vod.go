@@ -388,10 +388,15 @@ func (s *Server) issueCredentialLocked(sess *session, now time.Time) *credential
 	if sess.CoverKey != "" {
 		c.Keys[sess.CoverKey] = true
 	}
-	for id, old := range s.creds {
-		// Expired credentials are refused as expired for a while, then forgotten.
-		if now.Sub(old.Expires) > time.Hour {
-			delete(s.creds, id)
+	// Expired credentials are refused as expired for a while, then forgotten:
+	// swept once a minute, not on every issue (that would cost a pass over
+	// every credential per ApplyUploadUGC).
+	if now.Sub(s.credsSwept) > time.Minute {
+		s.credsSwept = now
+		for id, old := range s.creds {
+			if now.Sub(old.Expires) > time.Hour {
+				delete(s.creds, id)
+			}
 		}
 	}
 	s.creds[c.ID] = c

@@ -8,12 +8,14 @@ import (
 	"hash/crc64"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -529,5 +531,52 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatal("condition not met in time")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCallbacksReuseOneConnection: vodsim reads each callback answer to the
+// end, so its NewFileUpload callbacks, one after another, travel over one
+// kept-alive connection instead of a new one each (as a real receiver's
+// load balancer would see from VOD).
+func TestCallbacksReuseOneConnection(t *testing.T) {
+	var conns atomic.Int64
+	got := make(chan string, 8)
+	receiver := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		e, _ := vod.ParseEvent(b)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true,"note":"an answer with a body, which vodsim must read to reuse the connection"}`))
+		got <- e.FileUploadEvent.FileID
+	}))
+	receiver.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	receiver.Start()
+	defer receiver.Close()
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = receiver.URL })
+	ctx := t.Context()
+	for i := range 5 {
+		a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(1))})
+		if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+		cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-got:
+			if id != cm.FileID {
+				t.Fatalf("callback %d FileId %s, want %s", i, id, cm.FileID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("callback %d never arrived", i)
+		}
+		waitFor(t, 5*time.Second, func() bool { return v.Events()[i].Delivered })
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("5 callbacks in turn opened %d connections, want 1", n)
 	}
 }

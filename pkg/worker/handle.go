@@ -33,7 +33,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	j.Normalize()
 	log := w.log.With("job_id", j.ID, "attempt", attempt)
 
-	st, _, err := w.q.Status(ctx, j.ID)
+	st, rev, err := w.q.Status(ctx, j.ID)
 	if errors.Is(err, queue.ErrNotFound) {
 		// Published straight onto NATS: this worker is the first to see it.
 		if st, _, err = w.q.CreateStatus(ctx, j); err == nil {
@@ -93,9 +93,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
 
-	if _, err := w.q.Transition(ctx, j.ID, job.StateRunning, func(s *job.Status) {
+	st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
 		s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
-	}); err != nil {
+	})
+	if err != nil {
 		log.Warn("cannot mark running", "err", err)
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
@@ -103,7 +104,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
 	res, err := w.uploader.Run(runCtx, j, lease, func() job.Control { return w.control(j.ID) })
 	stopKeepAlive()
-	w.finish(ctx, msg, meta, j, res, err)
+	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
 }
 
 // keepAlive tells JetStream the job is in progress and renews the lease,
@@ -143,7 +144,9 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l upload.Leas
 }
 
 // finish records the outcome, then acks, naks or terminates the message.
-func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, res *upload.Result, err error) {
+// running is the status the job was marked running with: the completion is
+// written against its revision, saving a read unless progress was written since.
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, running queue.Known, res *upload.Result, err error) {
 	log := w.log.With("job_id", j.ID, "attempt", meta.NumDelivered)
 	if w.crashed.Load() {
 		return // a crash records nothing: redelivery and lease expiry take over
@@ -151,8 +154,10 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	ctx = context.WithoutCancel(ctx) // outcomes are written even during shutdown
 	switch {
 	case err == nil:
+		// The FileId → job mapping first: VOD's callback for this file is on its way to notify.
+		_ = w.q.RecordFile(ctx, res.FileID, j.ID)
 		// Durable status (with the FileId) before the ack: a redelivery then finds it.
-		if _, serr := w.q.Transition(ctx, j.ID, job.StateCompleted, func(s *job.Status) {
+		if _, _, serr := w.q.TransitionFrom(ctx, j.ID, running, job.StateCompleted, func(s *job.Status) {
 			s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
 			s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
 		}); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
@@ -160,7 +165,6 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		_ = w.q.RecordFile(ctx, res.FileID, j.ID)
 		w.emitCompleted(ctx, j, res.FileID, res.MediaURL, res.CoverURL, res.Size)
 		w.metrics.jobs.WithLabelValues("completed").Inc()
 		log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
@@ -290,6 +294,11 @@ func (w *Worker) flushProgress(ctx context.Context) {
 		case <-t.C:
 		}
 		for id, p := range w.metrics.takeProgress() {
+			if p[0] >= p[1] {
+				// Every byte is up: the completion, a moment away, records it
+				// (and a job of one PutObject never writes progress at all).
+				continue
+			}
 			if _, err := w.q.UpdateStatus(ctx, id, func(s *job.Status) error {
 				if s.State != job.StateRunning {
 					return errSkip // finished meanwhile: its final status says it all

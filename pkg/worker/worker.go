@@ -161,12 +161,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		nc.Close()
 		return nil, err
 	}
-	var transport http.RoundTripper = http.DefaultTransport
-	vodHTTP := http.DefaultClient
+	// Every part in flight may hold a connection to the bucket, every job one to VOD.
+	t := vod.NewTransport(cfg.Jobs * max(cfg.Concurrency, 4))
 	if cfg.COSDialAddr != "" {
-		t := vod.DialOverride(cfg.COSDialAddr)
-		transport, vodHTTP = t, &http.Client{Transport: t}
+		t = vod.DialOverride(cfg.COSDialAddr)
 	}
+	var transport http.RoundTripper = t
+	vodHTTP := &http.Client{Transport: t}
 	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
 		VOD:    vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(vodHTTP)),
 		Signer: signer.NewClient(nc, cfg.SignTimeout), Sources: w.sources, Store: store,

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/upload"
+	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 	"github.com/vodpipe/vodpipe/pkg/worker"
 )
@@ -246,6 +248,21 @@ func TestSmallAndMultipartJobsComplete(t *testing.T) {
 			}
 			if len(e.sim.Uploads()) != 0 {
 				t.Fatal("multipart upload left open")
+			}
+			// Neither job is one-time: each run's ApplyUploadUGC and
+			// CommitUploadUGC share one signature, as Tencent's SDKs do.
+			uses := e.sim.SignatureUses()
+			if len(uses) != 2 {
+				t.Fatalf("signatures used = %d, want one per job: %+v", len(uses), uses)
+			}
+			for _, u := range uses {
+				if !slices.Contains(u.Actions, vod.ActionApply) || !slices.Contains(u.Actions, vod.ActionCommit) {
+					t.Fatalf("signature use = %+v, want apply and commit with one signature", u)
+				}
+			}
+			// One PutObject: the completion carries the bytes, no job.progress is written.
+			if n := len(e.events(job.EventProgress, "small-1")); n != 0 {
+				t.Fatalf("progress events of a one-part job = %d", n)
 			}
 		})
 	}
