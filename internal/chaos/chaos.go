@@ -121,7 +121,13 @@ type Report struct {
 	// faults may cost: per disruption every part in flight of one worker,
 	// per injected fault one part.
 	Bytes, Received, Resent, ResentBound int64
-	Elapsed                              time.Duration
+	// Interrupted counts the jobs that re-sent bytes after an interruption;
+	// MaxResentPerInterruption is the most one such job re-sent per extra
+	// delivery (faults' parts taken off), against PerInterruptionBound, its
+	// parts in flight (Concurrency × PartSize).
+	Interrupted                                    int
+	MaxResentPerInterruption, PerInterruptionBound int64
+	Elapsed                                        time.Duration
 	// Violations lists every check that failed; empty means the run passed.
 	Violations []string
 	// Evidence is what the workers logged about the first jobs named in a violation.
@@ -139,8 +145,10 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  bytes:      %s stored, %s received, %s re-sent (bound %s)\n", mib(r.Bytes), mib(r.Received), mib(r.Resent), mib(r.ResentBound))
+	fmt.Fprintf(w, "  per job:    %d jobs re-sent after an interruption, at most %s per interruption (bound: parts in flight, %s)\n",
+		r.Interrupted, mib(r.MaxResentPerInterruption), mib(r.PerInterruptionBound))
 	if len(r.Violations) == 0 {
-		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed each, re-sent bytes within bound")
+		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed each, re-sent bytes within bound for every job")
 		return
 	}
 	fmt.Fprintf(w, "  %d VIOLATIONS:\n", len(r.Violations))
@@ -743,6 +751,61 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		viol("%s re-sent, more than the %s that %d disruptions and %d injected faults may cost", mib(rep.Resent), mib(rep.ResentBound),
 			rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts, rep.InjectedFaults)
 	}
+	checkResentPerJob(rep, o, jobs, states, s, viol)
+}
+
+// checkResentPerJob holds every job to what its own interruptions may cost.
+// A kill (or a NATS or Redis failure that ended an attempt) interrupts one
+// attempt of each job its worker ran, and the job's next delivery resumes
+// from the recorded parts: at most its parts in flight (Concurrency parts)
+// are sent again per extra delivery. An injected fault costs the one part
+// it hit; vodsim counts both bytes and faults per object key.
+func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services, viol func(string, ...any)) {
+	type usage struct {
+		received int64
+		faults   int
+	}
+	byJob := map[string]*usage{}
+	for _, t := range s.sim.Traffic() {
+		u := byJob[t.Media]
+		if u == nil {
+			u = &usage{}
+			byJob[t.Media] = u
+		}
+		u.received += t.Received
+		u.faults += t.Faults
+	}
+	stored := map[string]int64{} // bucket/key → size
+	for _, ob := range s.sim.Objects() {
+		stored[ob.Bucket+"/"+ob.Key] = ob.Size
+	}
+	size := map[string]int64{} // job id → bytes of its committed objects
+	for _, f := range s.sim.Files() {
+		size[f.Name] = stored[f.Bucket+"/"+f.VideoKey]
+		if f.CoverKey != "" {
+			size[f.Name] += stored[f.Bucket+"/"+f.CoverKey]
+		}
+	}
+	perAttempt := int64(o.Concurrency) * o.PartSize
+	for _, j := range jobs {
+		u := byJob[j.ID]
+		if u == nil {
+			continue
+		}
+		resent := u.received - size[j.ID]
+		extra := max(states[j.ID].Attempt-1, 0)
+		bound := int64(extra)*perAttempt + int64(u.faults)*o.PartSize
+		if resent > 0 && extra > 0 {
+			rep.Interrupted++
+			rep.MaxResentPerInterruption = max(rep.MaxResentPerInterruption, (resent-int64(u.faults)*o.PartSize)/int64(extra))
+		}
+		if resent > bound {
+			rep.suspects = append(rep.suspects, j.ID)
+			viol("job %s re-sent %s over %d extra deliveries and %d injected faults, more than their bound %s",
+				j.ID, mib(resent), extra, u.faults, mib(bound))
+		}
+	}
+	rep.PerInterruptionBound = perAttempt
 }
 
 // injectedFaults sums vodsim_injected_faults_total from vodsim's metrics.

@@ -79,6 +79,28 @@ func (s *Server) Sessions() []Session {
 	return out
 }
 
+// Traffic lists, per object key that requests named, the body bytes read
+// and the faults injected, with the media name of the session it belongs to.
+func (s *Server) Traffic() []ObjectTraffic {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	media := map[string]string{}
+	for _, x := range s.sessions {
+		media[x.Bucket+"/"+x.VideoKey] = x.VideoName
+		if x.CoverKey != "" {
+			media[x.Bucket+"/"+x.CoverKey] = x.VideoName
+		}
+	}
+	out := make([]ObjectTraffic, 0, len(s.trafficBy))
+	for id, t := range s.trafficBy {
+		c := *t
+		c.Media = media[id]
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Bucket+out[i].Key < out[j].Bucket+out[j].Key })
+	return out
+}
+
 // Files lists committed media files, oldest first.
 func (s *Server) Files() []File {
 	s.mu.Lock()

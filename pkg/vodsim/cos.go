@@ -75,6 +75,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 	}
 	if d.fail {
 		s.metrics.faults.WithLabelValues(op, "error").Inc()
+		s.countFault(cr)
 		status, code := d.status, d.code
 		if status == 0 {
 			status = http.StatusServiceUnavailable
@@ -91,6 +92,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 	}
 	if d.reset {
 		s.metrics.faults.WithLabelValues(op, "reset").Inc()
+		s.countFault(cr)
 		// Read part of the body, then drop the connection, as a network failure would.
 		if r.ContentLength > 0 {
 			_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
@@ -100,6 +102,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 	}
 	if d.corrupt && (op == OpPutObject || op == OpUploadPart) && r.ContentLength > 0 {
 		s.metrics.faults.WithLabelValues(op, "corrupt").Inc()
+		s.countFault(cr)
 		r.Body = corrupt(r.Body, r.ContentLength)
 	}
 	var err *cosError
@@ -253,7 +256,7 @@ func (s *Server) writeCOSError(w http.ResponseWriter, r *http.Request, op string
 
 // readBody streams the request body into the blob store, checking
 // Content-Length and Content-MD5.
-func (s *Server) readBody(r *http.Request, limit int64, name string) (written, *cosError) {
+func (s *Server) readBody(r *http.Request, cr *cosRequest, limit int64, name string) (written, *cosError) {
 	if r.ContentLength < 0 {
 		return written{}, cosErr(http.StatusLengthRequired, "MissingContentLength", "Content-Length is required")
 	}
@@ -262,6 +265,9 @@ func (s *Server) readBody(r *http.Request, limit int64, name string) (written, *
 	}
 	body := &countingReader{r: s.faults.throttle(r.Context(), r.Body), n: &s.received}
 	wr, err := s.blobs.write(body, r.ContentLength, name)
+	s.mu.Lock()
+	s.traffic(cr).Received += body.local
+	s.mu.Unlock()
 	if err != nil {
 		if errors.Is(err, errBodyShort) {
 			return written{}, cosErr(http.StatusBadRequest, "IncompleteBody", "the body is shorter than Content-Length")
@@ -285,7 +291,7 @@ func setChecksumHeaders(w http.ResponseWriter, etag string, crc uint64) {
 }
 
 func (s *Server) putObject(w http.ResponseWriter, r *http.Request, cr *cosRequest) *cosError {
-	wr, e := s.readBody(r, maxPutSize, "object")
+	wr, e := s.readBody(r, cr, maxPutSize, "object")
 	if e != nil {
 		return e
 	}
@@ -341,7 +347,7 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, cr *cosReque
 	if e != nil {
 		return e
 	}
-	wr, e := s.readBody(r, maxPartSize, "part")
+	wr, e := s.readBody(r, cr, maxPartSize, "part")
 	if e != nil {
 		return e
 	}
@@ -652,12 +658,45 @@ func resetConn(w http.ResponseWriter) {
 
 // countingReader counts bytes as they are read, so cut-off bodies count too.
 type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
+	r     io.Reader
+	n     *atomic.Int64
+	local int64 // what this reader read
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
+	c.local += int64(n)
 	return n, err
+}
+
+// ObjectTraffic is what vodsim saw for one object key: body bytes read
+// (bodies cut short included) and faults it injected into its requests.
+type ObjectTraffic struct {
+	Bucket   string `json:"bucket"`
+	Key      string `json:"key"`
+	Received int64  `json:"received"`
+	Faults   int    `json:"faults"`
+	// Media is the media name of the upload session the key belongs to.
+	Media string `json:"media,omitempty"`
+}
+
+// traffic is the record of cr's object; s.mu held.
+func (s *Server) traffic(cr *cosRequest) *ObjectTraffic {
+	id := cr.bucket + "/" + cr.key
+	t := s.trafficBy[id]
+	if t == nil {
+		t = &ObjectTraffic{Bucket: cr.bucket, Key: cr.key}
+		s.trafficBy[id] = t
+	}
+	return t
+}
+
+func (s *Server) countFault(cr *cosRequest) {
+	if cr.key == "" {
+		return
+	}
+	s.mu.Lock()
+	s.traffic(cr).Faults++
+	s.mu.Unlock()
 }

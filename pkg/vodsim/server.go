@@ -53,6 +53,8 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	creds    map[string]*credential
+	// trafficBy is per object (bucket/key) what was read and what faults were injected.
+	trafficBy map[string]*ObjectTraffic
 	// credsSwept is when expired credentials were last forgotten.
 	credsSwept time.Time
 	buckets    map[string]string // full bucket name → region
@@ -85,7 +87,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		client:   &http.Client{Timeout: 10 * time.Second, Transport: vod.NewTransport(64)},
 		sessions: map[string]*session{}, creds: map[string]*credential{}, buckets: map[string]string{},
 		objects: map[string]*Object{}, uploads: map[string]*Upload{}, files: map[string]*File{},
-		sigUses: map[string]*SignatureUse{},
+		sigUses: map[string]*SignatureUse{}, trafficBy: map[string]*ObjectTraffic{},
 	}
 	s.verifier = vod.Verifier{Keys: cfg.Apps, Now: s.now}
 	dir := cfg.DataDir

@@ -580,3 +580,24 @@ func TestCallbacksReuseOneConnection(t *testing.T) {
 		t.Fatalf("5 callbacks in turn opened %d connections, want 1", n)
 	}
 }
+
+// TestTrafficPerObject: vodsim counts, per object key, the body bytes it
+// read and the faults it injected, named by the session's media, so a
+// harness can hold each upload to what its own faults may cost.
+func TestTrafficPerObject(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	if err := v.SetFaults(vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpPutObject, FailNth: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "media-1", VideoType: "mp4", VideoSize: ptr(int64(5))})
+	c := v.COSClient(a)
+	// The SDK retries the injected 503 itself; the failed attempt's body is never read.
+	if _, err := c.Object.Put(ctx, a.Video.Key(), strings.NewReader("hello"), nil); err != nil {
+		t.Fatal(err)
+	}
+	tr := v.Traffic()
+	if len(tr) != 1 || tr[0].Key != a.Video.Key() || tr[0].Media != "media-1" || tr[0].Faults != 1 || tr[0].Received != 5 {
+		t.Fatalf("traffic = %+v, want the object's 5 bytes, 1 fault, media-1", tr)
+	}
+}
