@@ -266,7 +266,10 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 // are the events the client had buffered.
 func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Consumer) error {
 	n := d.s.cfg.WebhookConcurrency
-	it, err := cons.Messages(jetstream.PullMaxMessages(n))
+	// Pulls expire after pullExpiry, with heartbeats at half that: when the
+	// consumer's leader is lost (a NATS node died) the next pull goes to the
+	// new leader within seconds, not after the default 30 s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(n), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return err
 	}
@@ -313,6 +316,9 @@ func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Cons
 		})
 	}
 }
+
+// pullExpiry bounds one pull request of a delivery loop (see consume).
+const pullExpiry = 5 * time.Second
 
 // process makes one delivery attempt of one event and settles the message:
 // ack on 2xx, a delayed nak per the schedule on failure, term when the

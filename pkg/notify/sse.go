@@ -67,7 +67,7 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, internalError(err))
 		return
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		writeError(w, internalError(err))
 		return

@@ -89,7 +89,10 @@ func (fw *FileWatch) run(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				fw.log("files watch unavailable, retrying", "err", err)
-				sleepCtx(ctx, time.Second)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
 			}
 			continue
 		}
@@ -170,14 +173,8 @@ func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
 		return fw.q.WaitJobForFile(ctx, fileID) // a watch of its own meanwhile
 	}
 	defer fw.forget(fileID, ch)
-	id, err := fw.q.JobForFile(ctx, fileID)
-	switch {
-	case err == nil:
-		return id, nil
-	case ctx.Err() != nil:
-		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
-	case !errors.Is(err, ErrNotFound):
-		return "", err
+	if id, found, err := fw.q.lookupFile(ctx, fileID); found || err != nil {
+		return id, err
 	}
 	select {
 	case id := <-ch:
@@ -201,13 +198,19 @@ func (fw *FileWatch) forget(fileID string, ch chan string) {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+// lookupFile is the first step of a wait: the mapping if it is there
+// (found), ErrNotFound if the wait is already over, or a store failure.
+func (q *Queue) lookupFile(ctx context.Context, fileID string) (id string, found bool, err error) {
+	id, err = q.JobForFile(ctx, fileID)
+	switch {
+	case err == nil:
+		return id, true, nil
+	case ctx.Err() != nil:
+		return "", false, fmt.Errorf("%w: file %s", ErrNotFound, fileID)
+	case !errors.Is(err, ErrNotFound):
+		return "", false, err
 	}
+	return "", false, nil
 }
 
 // WaitJobForFile returns the job that uploaded a FileId, waiting until the
@@ -215,14 +218,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // the key rather than polling, so a mapping recorded a moment after the
 // call is seen at once.
 func (q *Queue) WaitJobForFile(ctx context.Context, fileID string) (string, error) {
-	id, err := q.JobForFile(ctx, fileID)
-	switch {
-	case err == nil:
-		return id, nil
-	case ctx.Err() != nil:
-		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
-	case !errors.Is(err, ErrNotFound):
-		return "", err
+	if id, found, err := q.lookupFile(ctx, fileID); found || err != nil {
+		return id, err
 	}
 	if strings.ContainsAny(fileID, "*> ") {
 		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)

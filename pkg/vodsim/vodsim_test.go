@@ -498,15 +498,7 @@ func TestCallbackRetriedUntilReceiverAccepts(t *testing.T) {
 	}))
 	defer receiver.Close()
 	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = receiver.URL })
-	ctx := t.Context()
-	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(1))})
-	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("x"), nil); err != nil {
-		t.Fatal(err)
-	}
-	cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cm := uploadOneByte(t, v)
 	select {
 	case id := <-got:
 		if id != cm.FileID {
@@ -556,16 +548,8 @@ func TestCallbacksReuseOneConnection(t *testing.T) {
 	receiver.Start()
 	defer receiver.Close()
 	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = receiver.URL })
-	ctx := t.Context()
 	for i := range 5 {
-		a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(1))})
-		if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("x"), nil); err != nil {
-			t.Fatal(err)
-		}
-		cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cm := uploadOneByte(t, v)
 		select {
 		case id := <-got:
 			if id != cm.FileID {
@@ -600,4 +584,18 @@ func TestTrafficPerObject(t *testing.T) {
 	if len(tr) != 1 || tr[0].Key != a.Video.Key() || tr[0].Media != "media-1" || tr[0].Faults != 1 || tr[0].Received != 5 {
 		t.Fatalf("traffic = %+v, want the object's 5 bytes, 1 fault, media-1", tr)
 	}
+}
+
+// uploadOneByte applies, puts a one-byte video and commits it.
+func uploadOneByte(t *testing.T, v *testharness.Vodsim) *vod.CommitResponse {
+	t.Helper()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(1))})
+	if _, err := v.COSClient(a).Object.Put(t.Context(), a.Video.Key(), strings.NewReader("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := v.VODClient().Commit(t.Context(), v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm
 }
