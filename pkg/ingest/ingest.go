@@ -6,12 +6,11 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
@@ -224,75 +224,26 @@ func (s *Service) routes() []route {
 	}
 }
 
-// API scopes.
+// API scopes (see pkg/apikey).
 const (
-	ScopeSubmit  = "submit"
-	ScopeRead    = "read"
-	ScopeControl = "control"
-	ScopeSign    = "sign"
+	ScopeSubmit  = apikey.ScopeSubmit
+	ScopeRead    = apikey.ScopeRead
+	ScopeControl = apikey.ScopeControl
+	ScopeSign    = apikey.ScopeSign
 )
 
-var allScopes = []string{ScopeSubmit, ScopeRead, ScopeControl, ScopeSign}
+// APIKeys are ingest's bearer keys (VODPIPE_API_KEYS, see pkg/apikey).
+type APIKeys = apikey.Keys
 
-// APIKeys holds API keys by the SHA-256 of the key; the keys themselves are not kept.
-type APIKeys []APIKey
-
-// APIKey is one hashed key with its scopes.
-type APIKey struct {
+// caller is who made a request: an API key, or an upload page's end user.
+type caller struct {
 	Name   string
-	Hash   [32]byte
 	Scopes []string
 	// PageUser is set for an upload page's token: the end user it was issued to.
 	PageUser string
 }
 
-// Decode implements envconfig.Decoder: "name:key[:scope+scope],...".
-func (k *APIKeys) Decode(v string) error {
-	var out APIKeys
-	for _, entry := range strings.Split(v, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		parts := strings.SplitN(entry, ":", 3)
-		if len(parts) < 2 || parts[0] == "" || len(parts[1]) < 8 {
-			return fmt.Errorf("API key %q: want name:key (key at least 8 characters)[:scope+scope]", parts[0])
-		}
-		key := APIKey{Name: parts[0], Hash: sha256.Sum256([]byte(parts[1])), Scopes: allScopes}
-		if len(parts) == 3 {
-			key.Scopes = strings.Split(parts[2], "+")
-			for _, sc := range key.Scopes {
-				if !contains(allScopes, sc) {
-					return fmt.Errorf("API key %q: unknown scope %q", parts[0], sc)
-				}
-			}
-		}
-		out = append(out, key)
-	}
-	*k = out
-	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// lookup finds the key matching a presented bearer token, in constant time per key.
-func (k APIKeys) lookup(token string) (*APIKey, bool) {
-	h := sha256.Sum256([]byte(token))
-	var found *APIKey
-	for i := range k {
-		if subtle.ConstantTimeCompare(h[:], k[i].Hash[:]) == 1 {
-			found = &k[i]
-		}
-	}
-	return found, found != nil
-}
+func contains(list []string, s string) bool { return slices.Contains(list, s) }
 
 type ctxKey struct{}
 
@@ -309,13 +260,16 @@ func (s *Service) authorize(scope string, next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", nil)
 			return
 		}
-		key, ok := s.keys.lookup(token)
-		if !ok && strings.HasPrefix(token, "pt.") {
+		var key *caller
+		if k, found := s.keys.Lookup(token); found {
+			key = &caller{Name: k.Name, Scopes: k.Scopes}
+		} else if strings.HasPrefix(token, "pt.") {
 			// An upload page's token: an end user of the application, allowed to sign only.
 			if pt, err := s.verifyPageToken(token, time.Now()); err == nil {
-				key, ok = &APIKey{Name: "page:" + pt.User, Scopes: []string{ScopeSign}, PageUser: pt.User}, true
+				key = &caller{Name: "page:" + pt.User, Scopes: []string{ScopeSign}, PageUser: pt.User}
 			}
 		}
+		ok = key != nil
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key is not valid", nil)
@@ -329,8 +283,8 @@ func (s *Service) authorize(scope string, next http.Handler) http.Handler {
 	})
 }
 
-func keyFrom(r *http.Request) *APIKey {
-	k, _ := r.Context().Value(ctxKey{}).(*APIKey)
+func keyFrom(r *http.Request) *caller {
+	k, _ := r.Context().Value(ctxKey{}).(*caller)
 	return k
 }
 

@@ -117,7 +117,7 @@ func (s *Service) authorize(scope string, next http.HandlerFunc) http.Handler {
 			writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "an API key is required: Authorization: Bearer <key>"})
 			return
 		}
-		key, ok := s.keys.lookup(token)
+		key, ok := s.keys.Lookup(token)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
 			writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "the API key is not valid"})

@@ -1,13 +1,11 @@
 package notify
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
@@ -198,63 +196,9 @@ func (s Schedule) delay(n int) time.Duration {
 // control for creating, deleting and replaying subscriptions. The other
 // scopes are ingest's; a key may carry them (one API_KEYS serves both).
 const (
-	ScopeRead    = "read"
-	ScopeControl = "control"
+	ScopeRead    = apikey.ScopeRead
+	ScopeControl = apikey.ScopeControl
 )
 
-var knownScopes = []string{"submit", ScopeRead, ScopeControl, "sign"}
-
-// APIKeys are bearer keys, kept as SHA-256 hashes only.
-type APIKeys []APIKey
-
-// APIKey is one hashed key with its scopes.
-type APIKey struct {
-	Name   string
-	Hash   [sha256.Size]byte
-	Scopes []string
-}
-
-// Decode implements envconfig.Decoder. Entries are comma-separated, each a
-// bare key or, in ingest's form, name:key[:scope+scope]; a key without
-// scopes has them all.
-func (k *APIKeys) Decode(v string) error {
-	var out APIKeys
-	for i, entry := range strings.Split(v, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		key := APIKey{Name: fmt.Sprintf("key%d", i+1), Scopes: knownScopes}
-		secret := entry
-		if parts := strings.SplitN(entry, ":", 3); len(parts) > 1 {
-			key.Name, secret = parts[0], parts[1]
-			if len(parts) == 3 {
-				key.Scopes = strings.Split(parts[2], "+")
-				for _, sc := range key.Scopes {
-					if !slices.Contains(knownScopes, sc) {
-						return fmt.Errorf("API key %q: unknown scope %q", key.Name, sc)
-					}
-				}
-			}
-		}
-		if key.Name == "" || len(secret) < 8 {
-			return fmt.Errorf("API key %q: want key or name:key, the key at least 8 characters", key.Name)
-		}
-		key.Hash = sha256.Sum256([]byte(secret))
-		out = append(out, key)
-	}
-	*k = out
-	return nil
-}
-
-// lookup finds the key matching a bearer token, comparing every hash in constant time.
-func (k APIKeys) lookup(token string) (*APIKey, bool) {
-	h := sha256.Sum256([]byte(token))
-	var found *APIKey
-	for i := range k {
-		if subtle.ConstantTimeCompare(h[:], k[i].Hash[:]) == 1 {
-			found = &k[i]
-		}
-	}
-	return found, found != nil
-}
+// APIKeys are bearer keys, kept as SHA-256 hashes only (see pkg/apikey).
+type APIKeys = apikey.Keys

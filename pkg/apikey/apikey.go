@@ -1,0 +1,86 @@
+// Package apikey holds vodpipe's bearer API keys, shared by ingest and
+// notify (one VODPIPE_API_KEYS serves both): comma-separated entries, each
+// a bare key or name:key[:scope+scope]. Only SHA-256 hashes of the keys are
+// kept, and a presented token is compared with every hash in constant time.
+package apikey
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Scopes a key may carry: ingest checks submit, read, control and sign;
+// notify checks read and control.
+const (
+	ScopeSubmit  = "submit"
+	ScopeRead    = "read"
+	ScopeControl = "control"
+	ScopeSign    = "sign"
+)
+
+// AllScopes is what a key without a scope list may do.
+var AllScopes = []string{ScopeSubmit, ScopeRead, ScopeControl, ScopeSign}
+
+// MinLength is the shortest key accepted.
+const MinLength = 8
+
+// Key is one hashed key with its scopes.
+type Key struct {
+	Name   string
+	Hash   [sha256.Size]byte
+	Scopes []string
+}
+
+// Allows reports whether the key carries scope.
+func (k *Key) Allows(scope string) bool { return slices.Contains(k.Scopes, scope) }
+
+// Keys are the configured keys.
+type Keys []Key
+
+// Decode implements envconfig.Decoder. A bare key is named key<N> after its
+// place in the list; a key without scopes has them all.
+func (k *Keys) Decode(v string) error {
+	var out Keys
+	for i, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		key := Key{Name: fmt.Sprintf("key%d", i+1), Scopes: AllScopes}
+		secret := entry
+		if parts := strings.SplitN(entry, ":", 3); len(parts) > 1 {
+			key.Name, secret = parts[0], parts[1]
+			if len(parts) == 3 {
+				key.Scopes = strings.Split(parts[2], "+")
+				for _, sc := range key.Scopes {
+					if !slices.Contains(AllScopes, sc) {
+						return fmt.Errorf("API key %q: unknown scope %q (known: %s)", key.Name, sc, strings.Join(AllScopes, ", "))
+					}
+				}
+			}
+		}
+		if key.Name == "" || len(secret) < MinLength {
+			return fmt.Errorf("API key %q: want key or name:key[:scope+scope], the key at least %d characters", key.Name, MinLength)
+		}
+		key.Hash = sha256.Sum256([]byte(secret))
+		out = append(out, key)
+	}
+	*k = out
+	return nil
+}
+
+// Lookup finds the key matching a bearer token, comparing every hash in
+// constant time so the answer's timing does not tell which key is close.
+func (k Keys) Lookup(token string) (*Key, bool) {
+	h := sha256.Sum256([]byte(token))
+	var found *Key
+	for i := range k {
+		if subtle.ConstantTimeCompare(h[:], k[i].Hash[:]) == 1 {
+			found = &k[i]
+		}
+	}
+	return found, found != nil
+}
