@@ -127,7 +127,7 @@ func (l *lab) Close() {
 	l.procs = nil
 	l.mu.Unlock()
 	for _, p := range procs {
-		p.kill()
+		p.Kill()
 	}
 	if l.svc != nil {
 		_ = l.svc.Stop()
@@ -337,7 +337,7 @@ func (l *lab) withLogs(err error) error {
 	defer l.mu.Unlock()
 	var b strings.Builder
 	for _, p := range l.procs {
-		fmt.Fprintf(&b, "\n--- worker %s log (tail) ---\n%s", p.id, p.logTail(2048))
+		fmt.Fprintf(&b, "\n--- worker %s log (tail) ---\n%s", p.id, p.LogTail(2048))
 	}
 	if b.Len() == 0 {
 		return err

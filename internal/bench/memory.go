@@ -19,7 +19,7 @@ func (r *runner) p4(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	idle, err := p.peakRSS()
+	idle, err := p.PeakRSS()
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (r *runner) p4(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	peak, err := p.peakRSS()
+	peak, err := p.PeakRSS()
 	if err != nil {
 		return nil, err
 	}

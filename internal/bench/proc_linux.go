@@ -5,12 +5,6 @@ import (
 	"time"
 )
 
-// childAttr makes the kernel kill a worker process when the bench dies, so
-// an interrupted or killed run leaves no worker retrying NATS forever.
-func childAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
 // cpuTime is the CPU time (user and system) this process has used so far.
 func cpuTime() time.Duration {
 	var u syscall.Rusage

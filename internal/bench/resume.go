@@ -31,7 +31,7 @@ func (r *runner) p5(ctx context.Context) ([]Result, error) {
 	if err := waitBytes(ctx, l, a, sz.resume/2); err != nil {
 		return nil, l.withLogs(err)
 	}
-	a.kill()
+	a.Kill()
 	killedAt := l.sim.BytesReceived()
 	r.logf("P5: SIGKILLed worker %s at %.1f %% of %s", a.id, 100*float64(killedAt)/float64(sz.resume), mib(sz.resume))
 	wc.id = "p5-b"
@@ -68,8 +68,8 @@ func waitBytes(ctx context.Context, l *lab, p *workerProc, n int64) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("vodsim read %d of %d bytes: %w", l.sim.BytesReceived(), n, ctx.Err())
-		case <-p.done:
-			return fmt.Errorf("worker %s exited early: %v", p.id, p.cmd.ProcessState)
+		case <-p.Done():
+			return fmt.Errorf("worker %s exited early: %v", p.id, p.Cmd.ProcessState)
 		case <-tick.C:
 		}
 	}

@@ -255,7 +255,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer func() {
 		for _, w := range workers {
 			if w != nil {
-				w.proc.kill()
+				w.proc.Kill()
 			}
 		}
 	}()
@@ -314,7 +314,7 @@ func (n *natsNode) startupLog() string {
 	if n.proc == nil {
 		return ""
 	}
-	return "NATS node " + n.spec.Name + " log:\n" + n.proc.logTail(2048)
+	return "NATS node " + n.spec.Name + " log:\n" + n.proc.LogTail(2048)
 }
 
 // makeJobs writes the sources and describes the jobs: sizes log-uniform
@@ -566,11 +566,11 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 		case <-tick.C:
 		}
 		for i, w := range workers {
-			if !w.proc.exited() {
+			if !w.proc.Exited() {
 				continue
 			}
 			rep.WorkerExits++
-			logf("worker %s ended by itself (%v): %s; restarted", w.id, w.proc.cmd.ProcessState, lastLine(w.proc.logTail(512)))
+			logf("worker %s ended by itself (%v): %s; restarted", w.id, w.proc.Cmd.ProcessState, lastLine(w.proc.LogTail(512)))
 			nw, err := ws.startWorker(w.id)
 			if err != nil {
 				return err
@@ -591,7 +591,7 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 		nextKill = time.Now().Add(o.KillEvery)
 		step++
 		i := rng.IntN(len(workers))
-		workers[i].proc.kill()
+		workers[i].proc.Kill()
 		rep.WorkerKills++
 		w, err := ws.startWorker(workers[i].id)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vodpipe/vodpipe/internal/child"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -83,7 +84,7 @@ func runNode(v string) error {
 type natsNode struct {
 	spec nodeSpec
 	log  string
-	proc *process
+	proc *child.Process
 }
 
 // cluster is three NATS node processes routed to each other on loopback.
@@ -147,7 +148,7 @@ func (c *cluster) start(i int) error {
 	}
 	cmd := exec.Command(c.exe)
 	cmd.Env = append(os.Environ(), nodeEnv+"="+string(b))
-	p, err := startProcess(cmd, n.log)
+	p, err := child.Start(cmd, n.log)
 	if err != nil {
 		return fmt.Errorf("NATS node %s: %w", n.spec.Name, err)
 	}
@@ -156,12 +157,12 @@ func (c *cluster) start(i int) error {
 }
 
 // kill SIGKILLs node i.
-func (c *cluster) kill(i int) { c.nodes[i].proc.kill() }
+func (c *cluster) kill(i int) { c.nodes[i].proc.Kill() }
 
 func (c *cluster) stop() {
 	for _, n := range c.nodes {
 		if n.proc != nil {
-			n.proc.stop(5 * time.Second)
+			n.proc.Stop(5 * time.Second)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vodpipe/vodpipe/internal/child"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -17,7 +18,7 @@ import (
 type redisServer struct {
 	bin, dir string
 	port     int
-	proc     *process
+	proc     *child.Process
 }
 
 func startRedis(ctx context.Context, dir string) (*redisServer, error) {
@@ -46,7 +47,7 @@ func (r *redisServer) Addr() string { return loopback(r.port) }
 func (r *redisServer) start(ctx context.Context) error {
 	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
 		"--daemonize", "no", "--loglevel", "warning", "--save", "", "--appendonly", "yes", "--appendfsync", "always")
-	p, err := startProcess(cmd, filepath.Join(r.dir, "redis.log"))
+	p, err := child.Start(cmd, filepath.Join(r.dir, "redis.log"))
 	if err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -55,8 +56,8 @@ func (r *redisServer) start(ctx context.Context) error {
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if p.exited() {
-			return fmt.Errorf("redis-server exited at start: %s", p.logTail(1024))
+		if p.Exited() {
+			return fmt.Errorf("redis-server exited at start: %s", p.LogTail(1024))
 		}
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := c.Ping(pctx).Err()
@@ -65,7 +66,7 @@ func (r *redisServer) start(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.kill()
+			p.Kill()
 			return fmt.Errorf("redis-server on %s not ready: %w", r.Addr(), err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -74,12 +75,12 @@ func (r *redisServer) start(ctx context.Context) error {
 
 // restart stops redis-server (SIGTERM) and starts it again on the same port and files.
 func (r *redisServer) restart(ctx context.Context) error {
-	r.proc.stop(5 * time.Second)
+	r.proc.Stop(5 * time.Second)
 	return r.start(ctx)
 }
 
 func (r *redisServer) stop() {
 	if r.proc != nil {
-		r.proc.stop(5 * time.Second)
+		r.proc.Stop(5 * time.Second)
 	}
 }

@@ -96,7 +96,9 @@ func (fw *FileWatch) run(ctx context.Context) {
 			}
 			continue
 		}
-		fw.setLive(true)
+		fw.mu.Lock()
+		fw.live = true
+		fw.mu.Unlock()
 		for e := range w.Updates() {
 			if e != nil && e.Operation() == jetstream.KeyValuePut {
 				fw.deliver(e.Key(), string(e.Value()))
@@ -106,12 +108,6 @@ func (fw *FileWatch) run(ctx context.Context) {
 		_ = w.Stop()
 	}
 	fw.lost()
-}
-
-func (fw *FileWatch) setLive(on bool) {
-	fw.mu.Lock()
-	fw.live = on
-	fw.mu.Unlock()
 }
 
 // Live reports whether the shared watcher is established (waits made

@@ -304,3 +304,37 @@ func TestTransitionFromAKnownRevision(t *testing.T) {
 		t.Fatalf("completed → running from a stale copy: %v, want ErrBadTransition", err)
 	}
 }
+
+// TestCompleteRecordsStatusAndFile: the completion writes the completed
+// status and the FileId → job mapping together; a FileId that cannot be a
+// key still gets its status written and the mapping's failure reported.
+func TestCompleteRecordsStatusAndFile(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	for _, id := range []string{"c1", "c2"} {
+		if _, _, err := q.CreateStatus(ctx, newJob(id)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Transition(ctx, id, job.StateRunning, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", func(s *job.Status) { s.FileID = "5285890781234" }); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := q.Status(ctx, "c1"); err != nil || st.State != job.StateCompleted || st.FileID != "5285890781234" {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	if id, err := q.JobForFile(ctx, "5285890781234"); err != nil || id != "c1" {
+		t.Fatalf("file → job = %q, %v", id, err)
+	}
+	if err := q.Complete(ctx, "c2", queue.Known{}, "not a key*", nil); err == nil {
+		t.Fatal("a FileId that is no valid key must be reported")
+	}
+	if st, _, _ := q.Status(ctx, "c2"); st.State != job.StateCompleted {
+		t.Fatalf("status = %+v, want completed anyway", st)
+	}
+	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", nil); !errors.Is(err, job.ErrBadTransition) {
+		t.Fatalf("completing twice: %v, want ErrBadTransition", err)
+	}
+}

@@ -47,8 +47,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	switch st.State {
 	case job.StateCompleted:
-		// A redelivery after commit: never a second FileId. Re-publish the completion and ack.
-		w.emitCompleted(ctx, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal)
+		// A redelivery after commit: never a second FileId. Record the
+		// mapping and re-publish the completion (both idempotent: an earlier
+		// attempt may have lost either), then ack.
+		if st.FileID != "" {
+			if err := w.q.RecordFile(ctx, st.FileID, j.ID); err != nil {
+				log.Warn("cannot record the FileId of a completed job, retrying", "err", err)
+				_ = msg.NakWithDelay(time.Second)
+				return
+			}
+		}
+		if err := w.emitCompleted(ctx, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal); err != nil {
+			log.Warn("cannot publish job.completed, retrying", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 		w.metrics.jobs.WithLabelValues("duplicate").Inc()
 		_ = msg.Ack()
 		return
@@ -154,10 +167,9 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	ctx = context.WithoutCancel(ctx) // outcomes are written even during shutdown
 	switch {
 	case err == nil:
-		// The FileId → job mapping first: VOD's callback for this file is on its way to notify.
-		_ = w.q.RecordFile(ctx, res.FileID, j.ID)
 		// Durable status (with the FileId) before the ack: a redelivery then finds it.
-		if _, _, serr := w.q.TransitionFrom(ctx, j.ID, running, job.StateCompleted, func(s *job.Status) {
+		// The FileId → job mapping goes with it: VOD's callback is on its way to notify.
+		if serr := w.q.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
 			s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
 			s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
 		}); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
@@ -165,7 +177,13 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		w.emitCompleted(ctx, j, res.FileID, res.MediaURL, res.CoverURL, res.Size)
+		// The event before the ack: an event lost to a NATS failure here is
+		// published again by the redelivery (same id, deduplicated).
+		if eerr := w.emitCompleted(ctx, j, res.FileID, res.MediaURL, res.CoverURL, res.Size); eerr != nil {
+			log.Warn("cannot publish job.completed, retrying", "err", eerr)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 		w.metrics.jobs.WithLabelValues("completed").Inc()
 		log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
 		_ = msg.Ack()
@@ -262,15 +280,15 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 // FileId: a redelivery after the commit (an ack lost to a NATS failure)
 // publishes the same event again, which JetStream drops within its duplicate
 // window and which subscribers see with the same webhook-id after it.
-func (w *Worker) emitCompleted(ctx context.Context, j *job.Job, fileID, mediaURL, coverURL string, size int64) {
+func (w *Worker) emitCompleted(ctx context.Context, j *job.Job, fileID, mediaURL, coverURL string, size int64) error {
 	e, err := job.NewEvent(job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
 		SourceContext: j.SourceContext, Bytes: size, Metadata: j.Metadata})
 	if err != nil {
-		return
+		return err
 	}
 	sum := sha256.Sum256([]byte(j.ID + "\x00" + fileID))
 	e.ID = "ev-completed-" + hex.EncodeToString(sum[:12])
-	_ = w.q.PublishEvent(ctx, e)
+	return w.q.PublishEvent(ctx, e)
 }
 
 // onExhausted records a job whose deliveries ran out without an outcome (its workers died).
