@@ -65,7 +65,20 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.metrics.jobs.WithLabelValues("duplicate").Inc()
 		_ = msg.Ack()
 		return
-	case job.StateFailed, job.StateCanceled:
+	case job.StateFailed:
+		// Failed for good already: publish job.failed again (same id) in
+		// case the attempt that failed lost it, then ack.
+		if st.Error != nil {
+			if err := w.emitFailed(ctx, j, *st.Error, st.Attempt); err != nil {
+				log.Warn("cannot publish job.failed, retrying", "err", err)
+				_ = msg.NakWithDelay(2 * time.Second)
+				return
+			}
+		}
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return
+	case job.StateCanceled:
 		w.metrics.jobs.WithLabelValues("duplicate").Inc()
 		_ = msg.Ack()
 		return
@@ -247,8 +260,18 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
-	_, _ = w.q.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr })
-	_ = w.q.Emit(ctx, job.EventFailed, j.ID, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered), Metadata: j.Metadata})
+	// The failed status and job.failed before the message ends: a NATS
+	// failure here hands it back, and the redelivery finishes the record.
+	if _, serr := w.q.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
+		w.log.Warn("cannot record the failure, retrying", "job_id", j.ID, "err", serr)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	if eerr := w.emitFailed(ctx, j, jerr, int(meta.NumDelivered)); eerr != nil {
+		w.log.Warn("cannot publish job.failed, retrying", "job_id", j.ID, "err", eerr)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
 	w.metrics.jobs.WithLabelValues("failed").Inc()
 	w.log.Warn("job failed", "job_id", j.ID, "code", code, "err", err)
 	_ = msg.TermWithReason(code)
@@ -297,8 +320,25 @@ func (w *Worker) onExhausted(ctx context.Context, e queue.Exhausted) {
 		return
 	}
 	jerr := job.Error{Code: e.DeadLetter.Code, Message: e.DeadLetter.Reason, Permanent: true}
-	_, _ = w.q.Transition(ctx, e.Job.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr })
-	_ = w.q.Emit(ctx, job.EventFailed, e.Job.ID, job.FailedData{Error: jerr, Attempt: e.DeadLetter.Attempt, Metadata: e.Job.Metadata})
+	if _, err := w.q.Transition(ctx, e.Job.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); err != nil {
+		return // completed meanwhile, or NATS failed: every worker sees the advisory and tries
+	}
+	if err := w.emitFailed(ctx, e.Job, jerr, e.DeadLetter.Attempt); err != nil {
+		w.log.Warn("cannot publish job.failed of an exhausted job", "job_id", e.Job.ID, "err", err)
+	}
+}
+
+// emitFailed publishes job.failed with an id fixed by the job and the
+// error code, so publishing it again (a redelivery finishing a failure
+// that lost its event) is deduplicated like job.completed.
+func (w *Worker) emitFailed(ctx context.Context, j *job.Job, jerr job.Error, attempt int) error {
+	e, err := job.NewEvent(job.EventFailed, j.ID, job.FailedData{Error: jerr, Attempt: attempt, Metadata: j.Metadata})
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(j.ID + "\x00failed\x00" + jerr.Code))
+	e.ID = "ev-failed-" + hex.EncodeToString(sum[:12])
+	return w.q.PublishEvent(ctx, e)
 }
 
 // flushProgress writes recent progress to job status and job.progress events, throttled.
