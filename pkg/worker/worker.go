@@ -262,24 +262,57 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.runningMu.Lock()
 	w.crashStop = func() { stopFetch(); hardStop() }
 	w.runningMu.Unlock()
+	// One fetcher pulls as many jobs as there are free slots, in one pull
+	// request, and hands each to a slot: with many small jobs a pull serves
+	// several, and an idle worker keeps one pull open rather than one per slot.
+	free := make(chan struct{}, w.cfg.Jobs)
+	for range w.cfg.Jobs {
+		free <- struct{}{}
+	}
+	jobs := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for range w.cfg.Jobs {
 		wg.Go(func() {
-			for ctx.Err() == nil {
-				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-				if err != nil {
-					if ctx.Err() == nil {
-						w.log.Warn("fetch failed", "err", err)
-						sleepCtx(ctx, time.Second)
-					}
-					continue
-				}
-				for msg := range batch.Messages() {
-					w.handle(jobCtx, msg)
-				}
+			for msg := range jobs {
+				w.handle(jobCtx, msg)
+				free <- struct{}{}
 			}
 		})
 	}
+	wg.Go(func() {
+		defer close(jobs)
+		for {
+			select {
+			case <-free:
+			case <-ctx.Done():
+				return
+			}
+			n := 1
+			for more := true; more; {
+				select {
+				case <-free:
+					n++
+				default:
+					more = false
+				}
+			}
+			got := 0
+			batch, err := cons.Fetch(n, jetstream.FetchMaxWait(time.Second))
+			if err == nil {
+				for msg := range batch.Messages() {
+					jobs <- msg // a slot is free for each: n were taken
+					got++
+				}
+			}
+			for range n - got {
+				free <- struct{}{}
+			}
+			if err != nil && ctx.Err() == nil {
+				w.log.Warn("fetch failed", "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+		}
+	})
 	<-ctx.Done()
 	w.setDrain()
 	done := make(chan struct{})
