@@ -1,0 +1,73 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/service"
+)
+
+type testConfig struct {
+	Wait time.Duration `envconfig:"SERVICE_TEST_WAIT" default:"1s"`
+}
+
+type fakeServer struct {
+	serveErr error
+	closed   bool
+}
+
+func (f *fakeServer) Serve(ctx context.Context) error {
+	<-ctx.Done()
+	return f.serveErr
+}
+
+func (f *fakeServer) Close() { f.closed = true }
+
+func TestRunExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     string
+		openErr error
+		serve   error
+		want    int
+		log     string
+	}{
+		{"serves until the context ends", "", nil, http.ErrServerClosed, service.ExitOK, ""},
+		{"bad configuration names the variable", "forever", nil, nil, service.ExitConfig, "SERVICE_TEST_WAIT"},
+		{"cannot start", "", errors.New("no NATS"), nil, service.ExitFailed, "no NATS"},
+		{"fails while serving", "", nil, errors.New("listener gone"), service.ExitFailed, "listener gone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("VODPIPE_SERVICE_TEST_WAIT", tc.env)
+			}
+			srv := &fakeServer{serveErr: tc.serve}
+			var gotCfg testConfig
+			open := func(_ context.Context, cfg testConfig, _ *slog.Logger) (*fakeServer, error) {
+				gotCfg = cfg
+				if tc.openErr != nil {
+					return nil, tc.openErr
+				}
+				return srv, nil
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel() // serve returns at once
+			var stderr bytes.Buffer
+			if got := service.Run(ctx, "test", &stderr, open); got != tc.want {
+				t.Fatalf("exit code %d, want %d; log: %s", got, tc.want, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.log) {
+				t.Fatalf("log %q does not name %q", stderr.String(), tc.log)
+			}
+			if tc.want == service.ExitOK && (gotCfg.Wait != time.Second || !srv.closed) {
+				t.Fatalf("config %+v, closed %v: want the default loaded and the server closed", gotCfg, srv.closed)
+			}
+		})
+	}
+}
