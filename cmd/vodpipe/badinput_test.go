@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,9 +63,13 @@ func TestBadInputCorpus(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret.mp4"), filepath.Join(root, "escape.mp4")); err != nil {
 		t.Fatal(err)
 	}
-	// Two files that grow while they upload (one per path), slowly enough to append mid-way.
+	// Two files that grow while they upload (one per path), slowly enough to
+	// append mid-way: at vodsim's 6 MiB/s for every upload together each
+	// takes several seconds, wide enough for a busy CI machine to see it
+	// running and append before it ends (with 12 MiB a loaded CI run once
+	// saw the upload finish first, so the job completed instead of failing).
 	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
-		if err := writeSample(filepath.Join(root, n), 12<<20, 7); err != nil {
+		if err := writeSample(filepath.Join(root, n), 24<<20, 7); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,7 +147,20 @@ func TestBadInputCorpus(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d dead letters, want %d: %+v", len(dl), len(httpIDs)+len(natsIDs), dl)
+			have := map[string]bool{}
+			for _, d := range dl {
+				have[d.JobID] = true
+			}
+			var missing []string
+			for _, ids := range []map[string]string{httpIDs, natsIDs} {
+				for id, code := range ids {
+					if !have[id] && code != "invalid_message" {
+						v, err := c.Get(ctx, id)
+						missing = append(missing, fmt.Sprintf("%s (want %s): state %s error %+v attempt %d %v", id, code, v.State, v.Error, v.Attempt, err))
+					}
+				}
+			}
+			t.Fatalf("%d dead letters, want %d; without one: %v", len(dl), len(httpIDs)+len(natsIDs), missing)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,14 +53,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// attempt may have lost either), then ack.
 		if st.FileID != "" {
 			if err := w.q.RecordFile(ctx, st.FileID, j.ID); err != nil {
-				log.Warn("cannot record the FileId of a completed job, retrying", "err", err)
-				_ = msg.NakWithDelay(time.Second)
+				retryLater(msg, log, "record the FileId of a completed job", err, time.Second)
 				return
 			}
 		}
 		if err := w.emitCompleted(ctx, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal); err != nil {
-			log.Warn("cannot publish job.completed, retrying", "err", err)
-			_ = msg.NakWithDelay(time.Second)
+			retryLater(msg, log, "publish job.completed", err, time.Second)
 			return
 		}
 		w.metrics.jobs.WithLabelValues("duplicate").Inc()
@@ -70,8 +69,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// case the attempt that failed lost it, then ack.
 		if st.Error != nil {
 			if err := w.emitFailed(ctx, j, *st.Error, st.Attempt); err != nil {
-				log.Warn("cannot publish job.failed, retrying", "err", err)
-				_ = msg.NakWithDelay(2 * time.Second)
+				retryLater(msg, log, "publish job.failed", err, 2*time.Second)
 				return
 			}
 		}
@@ -186,15 +184,13 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
 			s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
 		}); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
-			log.Warn("cannot record completion, retrying", "err", serr)
-			_ = msg.NakWithDelay(time.Second)
+			retryLater(msg, log, "record completion", serr, time.Second)
 			return
 		}
 		// The event before the ack: an event lost to a NATS failure here is
 		// published again by the redelivery (same id, deduplicated).
 		if eerr := w.emitCompleted(ctx, j, res.FileID, res.MediaURL, res.CoverURL, res.Size); eerr != nil {
-			log.Warn("cannot publish job.completed, retrying", "err", eerr)
-			_ = msg.NakWithDelay(time.Second)
+			retryLater(msg, log, "publish job.completed", eerr, time.Second)
 			return
 		}
 		w.metrics.jobs.WithLabelValues("completed").Inc()
@@ -241,6 +237,12 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	}
 }
 
+// retryLater hands msg back for another delivery after delay, saying what could not be done.
+func retryLater(msg jetstream.Msg, log *slog.Logger, what string, err error, delay time.Duration) {
+	log.Warn("cannot "+what+", retrying", "err", err)
+	_ = msg.NakWithDelay(delay)
+}
+
 func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
@@ -262,14 +264,13 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 	}
 	// The failed status and job.failed before the message ends: a NATS
 	// failure here hands it back, and the redelivery finishes the record.
+	log := w.log.With("job_id", j.ID)
 	if _, serr := w.q.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
-		w.log.Warn("cannot record the failure, retrying", "job_id", j.ID, "err", serr)
-		_ = msg.NakWithDelay(2 * time.Second)
+		retryLater(msg, log, "record the failure", serr, 2*time.Second)
 		return
 	}
 	if eerr := w.emitFailed(ctx, j, jerr, int(meta.NumDelivered)); eerr != nil {
-		w.log.Warn("cannot publish job.failed, retrying", "job_id", j.ID, "err", eerr)
-		_ = msg.NakWithDelay(2 * time.Second)
+		retryLater(msg, log, "publish job.failed", eerr, 2*time.Second)
 		return
 	}
 	w.metrics.jobs.WithLabelValues("failed").Inc()
