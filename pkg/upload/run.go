@@ -46,8 +46,9 @@ type run struct {
 	stop     chan struct{}
 	prog     *progress
 
-	// A signature that is not one-time serves every VOD call of the run
-	// until shortly before it expires, as Tencent's upload SDKs use theirs.
+	// A signature that is not one-time is valid for any number of requests
+	// until it expires, so it serves every VOD call of the run until shortly
+	// before then (one signature request per job instead of one per call).
 	sigMu      sync.Mutex
 	sig        string
 	sigExpires time.Time

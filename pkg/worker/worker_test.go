@@ -250,7 +250,7 @@ func TestSmallAndMultipartJobsComplete(t *testing.T) {
 				t.Fatal("multipart upload left open")
 			}
 			// Neither job is one-time: each run's ApplyUploadUGC and
-			// CommitUploadUGC share one signature, as Tencent's SDKs do.
+			// CommitUploadUGC share one signature (valid until it expires).
 			uses := e.sim.SignatureUses()
 			if len(uses) != 2 {
 				t.Fatalf("signatures used = %d, want one per job: %+v", len(uses), uses)
