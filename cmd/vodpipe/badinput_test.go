@@ -63,11 +63,9 @@ func TestBadInputCorpus(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret.mp4"), filepath.Join(root, "escape.mp4")); err != nil {
 		t.Fatal(err)
 	}
-	// Two files that grow while they upload (one per path), slowly enough to
-	// append mid-way: at vodsim's 6 MiB/s for every upload together each
-	// takes several seconds, wide enough for a busy CI machine to see it
-	// running and append before it ends (with 12 MiB a loaded CI run once
-	// saw the upload finish first, so the job completed instead of failing).
+	// Two files that grow while they upload (one per path): at vodsim's
+	// 6 MiB/s for every upload together each takes several seconds, so the
+	// test can append between the first progress and the end.
 	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
 		if err := writeSample(filepath.Join(root, n), 24<<20, 7); err != nil {
 			t.Fatal(err)
@@ -124,18 +122,9 @@ func TestBadInputCorpus(t *testing.T) {
 		natsIDs[idOf(t, natsBody)] = want
 	}
 	submitGood("good-2")
-	// Grow the changing files while they upload.
-	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
-		waitState(t, c, changingJob[n], job.StateRunning)
-	}
-	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
-		f, err := os.OpenFile(filepath.Join(root, n), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = f.Write(make([]byte, 4096))
-		f.Close()
-	}
+	// Grow each changing file while its job uploads (watching both at once:
+	// one may run and finish while the other still waits for a worker).
+	growWhileRunning(t, c, root)
 	submitGood("good-3")
 
 	// Every dead letter, with its reason.
@@ -234,6 +223,42 @@ func waitState(t *testing.T, c *ingest.Client, id string, want job.State) {
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("job %s never %s: %+v %v", id, want, v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// growWhileRunning appends to each growing file once its job has sent
+// bytes (so the worker has opened the source and taken its size: a job
+// merely marked running may not have), and fails at once if a job ends
+// before its file could grow.
+func growWhileRunning(t *testing.T, c *ingest.Client, root string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	grown := map[string]bool{}
+	for len(grown) < len(changingJob) {
+		for file, id := range changingJob {
+			if grown[file] {
+				continue
+			}
+			v, err := c.Get(ctx, id)
+			if err != nil || v.State != job.StateRunning || v.BytesDone == 0 {
+				if err == nil && v.State.Terminal() {
+					t.Fatalf("job %s ended %s before its file could grow", id, v.State)
+				}
+				continue
+			}
+			f, err := os.OpenFile(filepath.Join(root, file), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = f.Write(make([]byte, 4096))
+			f.Close()
+			grown[file] = true
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("changing jobs never ran: grown %v", grown)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
