@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
-
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/stack"
@@ -79,7 +78,8 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	defer delivered.stop()
 	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: committed, delivered: delivered}
 
-	if _, err := e.round(ctx, "p3-warm", paths[:max(len(paths)/5, 1)]); err != nil {
+	warm := max(len(paths)/5, 1)
+	if _, err := e.round(ctx, "p3-warm", paths[:warm]); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	rounds := p3Rounds(sz)
@@ -116,7 +116,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"throughput from the first POST to the last delivery; after a warm-up round of %d jobs, the median of %d rounds "+
 			"(jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; the process kept %.1f of %d CPUs busy)",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(med.commitP50), ms(med.commitP99),
-			max(len(paths)/5, 1), rounds, strings.Join(spread, ", "), med.submitRate, med.busy, runtime.NumCPU()),
+			warm, rounds, strings.Join(spread, ", "), med.submitRate, med.busy, runtime.NumCPU()),
 	}}, nil
 }
 

@@ -686,8 +686,9 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 	viol := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
+	simFiles, simObjects := s.sim.Files(), s.sim.Objects()
 	files := map[string][]string{} // media name (job id) → FileIds
-	for _, f := range s.sim.Files() {
+	for _, f := range simFiles {
 		files[f.Name] = append(files[f.Name], f.FileID)
 	}
 	var notDone []string
@@ -739,7 +740,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 	}
 	s.recv.mu.Unlock()
 
-	for _, ob := range s.sim.Objects() {
+	for _, ob := range simObjects {
 		rep.Bytes += ob.Size
 	}
 	rep.Received = s.sim.BytesReceived()
@@ -751,7 +752,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		viol("%s re-sent, more than the %s that %d disruptions and %d injected faults may cost", mib(rep.Resent), mib(rep.ResentBound),
 			rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts, rep.InjectedFaults)
 	}
-	checkResentPerJob(rep, o, jobs, states, s, viol)
+	checkResentPerJob(rep, o, jobs, states, s.sim.Traffic(), simFiles, simObjects, viol)
 }
 
 // checkResentPerJob holds every job to what its own interruptions may cost.
@@ -760,13 +761,14 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 // from the recorded parts: at most its parts in flight (Concurrency parts)
 // are sent again per extra delivery. An injected fault costs the one part
 // it hit; vodsim counts both bytes and faults per object key.
-func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services, viol func(string, ...any)) {
+func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView,
+	traffic []vodsim.ObjectTraffic, simFiles []vodsim.File, simObjects []vodsim.Object, viol func(string, ...any)) {
 	type usage struct {
 		received int64
 		faults   int
 	}
 	byJob := map[string]*usage{}
-	for _, t := range s.sim.Traffic() {
+	for _, t := range traffic {
 		u := byJob[t.Media]
 		if u == nil {
 			u = &usage{}
@@ -776,11 +778,11 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 		u.faults += t.Faults
 	}
 	stored := map[string]int64{} // bucket/key → size
-	for _, ob := range s.sim.Objects() {
+	for _, ob := range simObjects {
 		stored[ob.Bucket+"/"+ob.Key] = ob.Size
 	}
 	size := map[string]int64{} // job id → bytes of its committed objects
-	for _, f := range s.sim.Files() {
+	for _, f := range simFiles {
 		size[f.Name] = stored[f.Bucket+"/"+f.VideoKey]
 		if f.CoverKey != "" {
 			size[f.Name] += stored[f.Bucket+"/"+f.CoverKey]

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vodpipe/vodpipe/internal/child"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +17,9 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
 // nodeEnv carries a NATS node's settings (JSON) to the re-executed binary.
@@ -98,11 +100,11 @@ func startCluster(exe, dir string) (*cluster, error) {
 	c := &cluster{exe: exe}
 	var ports, cports []int
 	for range 3 {
-		p, err := freePort()
+		p, err := testharness.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		cp, err := freePort()
+		cp, err := testharness.FreePort()
 		if err != nil {
 			return nil, err
 		}

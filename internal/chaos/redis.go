@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vodpipe/vodpipe/internal/child"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
 // redisServer is a redis-server process with its append-only file on, so a
@@ -28,7 +30,7 @@ func startRedis(ctx context.Context, dir string) (*redisServer, error) {
 	}
 	var lastErr error
 	for range 5 { // the free port can be taken before redis binds it
-		port, err := freePort()
+		port, err := testharness.FreePort()
 		if err != nil {
 			return nil, err
 		}

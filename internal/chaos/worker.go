@@ -3,10 +3,12 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"github.com/vodpipe/vodpipe/internal/child"
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
 // workerSetup is what every worker process of the run gets.
@@ -28,7 +30,7 @@ type workerProc struct {
 
 // startWorker starts worker id (a restart reuses the id, as a supervisor would).
 func (s *workerSetup) startWorker(id string) (*workerProc, error) {
-	port, err := freePort()
+	port, err := testharness.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -214,36 +213,13 @@ func (q *Queue) WatchControl(ctx context.Context, f func(jobID string, c job.Con
 // in flight together. The mapping's failure is returned only when the
 // status was written (a caller retrying then writes both again).
 func (q *Queue) Complete(ctx context.Context, jobID string, known Known, fileID string, f func(*job.Status)) error {
-	var rec jetstream.PubAckFuture
-	if validKey(fileID) {
-		rec, _ = q.js.PublishAsync("$KV."+FilesBucket+"."+fileID, []byte(jobID))
-	}
+	rec := make(chan error, 1)
+	go func() { rec <- q.RecordFile(ctx, fileID, jobID) }()
 	_, _, err := q.TransitionFrom(ctx, jobID, known, job.StateCompleted, f)
-	if rec == nil {
-		if rerr := q.RecordFile(ctx, fileID, jobID); err == nil {
-			err = rerr
-		}
-		return err
-	}
-	if rerr := awaitAck(ctx, rec); err == nil && rerr != nil {
-		err = fmt.Errorf("queue: record file %s: %w", fileID, rerr)
+	if rerr := <-rec; err == nil {
+		err = rerr
 	}
 	return err
-}
-
-// validKey is what a key-value key published to directly may be: one or
-// more subject tokens of the characters KV keys allow.
-func validKey(k string) bool {
-	if k == "" || k[0] == '.' || k[len(k)-1] == '.' || strings.Contains(k, "..") {
-		return false
-	}
-	for _, r := range k {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-/_=.", r)
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // RecordFile maps a FileId to the job that uploaded it.

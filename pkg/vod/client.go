@@ -283,9 +283,14 @@ func (c *Client) once(ctx context.Context, action string, body any, out any) err
 // DialOverride returns a transport that connects every request to addr while
 // keeping URLs and Host headers as they are, so production bucket URLs and
 // signatures reach a local vodsim byte for byte.
-func DialOverride(addr string) *http.Transport {
+// perHost sizes its idle pool as NewTransport does (64 when not given).
+func DialOverride(addr string, perHost ...int) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t := NewTransport(64)
+	n := 64
+	if len(perHost) > 0 {
+		n = perHost[0]
+	}
+	t := NewTransport(n)
 	t.Proxy = nil
 	t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)

@@ -74,8 +74,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 		return
 	}
 	if d.fail {
-		s.metrics.faults.WithLabelValues(op, "error").Inc()
-		s.countFault(cr)
+		s.injected(cr, "error")
 		status, code := d.status, d.code
 		if status == 0 {
 			status = http.StatusServiceUnavailable
@@ -91,8 +90,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 		return
 	}
 	if d.reset {
-		s.metrics.faults.WithLabelValues(op, "reset").Inc()
-		s.countFault(cr)
+		s.injected(cr, "reset")
 		// Read part of the body, then drop the connection, as a network failure would.
 		if r.ContentLength > 0 {
 			_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
@@ -101,8 +99,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 		return
 	}
 	if d.corrupt && (op == OpPutObject || op == OpUploadPart) && r.ContentLength > 0 {
-		s.metrics.faults.WithLabelValues(op, "corrupt").Inc()
-		s.countFault(cr)
+		s.injected(cr, "corrupt")
 		r.Body = corrupt(r.Body, r.ContentLength)
 	}
 	var err *cosError
@@ -692,7 +689,10 @@ func (s *Server) traffic(cr *cosRequest) *ObjectTraffic {
 	return t
 }
 
-func (s *Server) countFault(cr *cosRequest) {
+// injected counts a fault injected into cr: in the metrics by operation
+// and kind, and against its object.
+func (s *Server) injected(cr *cosRequest, kind string) {
+	s.metrics.faults.WithLabelValues(cr.op, kind).Inc()
 	if cr.key == "" {
 		return
 	}

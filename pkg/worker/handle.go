@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -305,13 +306,19 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 // publishes the same event again, which JetStream drops within its duplicate
 // window and which subscribers see with the same webhook-id after it.
 func (w *Worker) emitCompleted(ctx context.Context, j *job.Job, fileID, mediaURL, coverURL string, size int64) error {
-	e, err := job.NewEvent(job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
-		SourceContext: j.SourceContext, Bytes: size, Metadata: j.Metadata})
+	return w.emitFixed(ctx, job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
+		SourceContext: j.SourceContext, Bytes: size, Metadata: j.Metadata}, "ev-completed-", j.ID, fileID)
+}
+
+// emitFixed publishes an event whose id is prefix + a hash of the parts
+// that identify the outcome, so publishing it again is deduplicated.
+func (w *Worker) emitFixed(ctx context.Context, typ, jobID string, data any, prefix string, parts ...string) error {
+	e, err := job.NewEvent(typ, jobID, data)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256([]byte(j.ID + "\x00" + fileID))
-	e.ID = "ev-completed-" + hex.EncodeToString(sum[:12])
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	e.ID = prefix + hex.EncodeToString(sum[:12])
 	return w.q.PublishEvent(ctx, e)
 }
 
@@ -333,13 +340,8 @@ func (w *Worker) onExhausted(ctx context.Context, e queue.Exhausted) {
 // error code, so publishing it again (a redelivery finishing a failure
 // that lost its event) is deduplicated like job.completed.
 func (w *Worker) emitFailed(ctx context.Context, j *job.Job, jerr job.Error, attempt int) error {
-	e, err := job.NewEvent(job.EventFailed, j.ID, job.FailedData{Error: jerr, Attempt: attempt, Metadata: j.Metadata})
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256([]byte(j.ID + "\x00failed\x00" + jerr.Code))
-	e.ID = "ev-failed-" + hex.EncodeToString(sum[:12])
-	return w.q.PublishEvent(ctx, e)
+	return w.emitFixed(ctx, job.EventFailed, j.ID, job.FailedData{Error: jerr, Attempt: attempt, Metadata: j.Metadata},
+		"ev-failed-", j.ID, "failed", jerr.Code)
 }
 
 // flushProgress writes recent progress to job status and job.progress events, throttled.

@@ -162,9 +162,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		return nil, err
 	}
 	// Every part in flight may hold a connection to the bucket, every job one to VOD.
-	t := vod.NewTransport(cfg.Jobs * max(cfg.Concurrency, 4))
+	perHost := cfg.Jobs * max(cfg.Concurrency, 4)
+	t := vod.NewTransport(perHost)
 	if cfg.COSDialAddr != "" {
-		t = vod.DialOverride(cfg.COSDialAddr)
+		t = vod.DialOverride(cfg.COSDialAddr, perHost)
 	}
 	var transport http.RoundTripper = t
 	vodHTTP := &http.Client{Transport: t}
