@@ -31,94 +31,133 @@ const (
 // p3 pushes many small jobs through ingest, workers, vodsim and notify to an
 // application's webhook endpoint, all in one process on this machine: jobs
 // per second and latency percentiles, from submit to webhook delivered (and,
-// on the way, to committed: the job.completed event on NATS). A warm-up
-// round opens the connections; the figure is the median of the measured
-// rounds (the spread across rounds is in the setup text).
+// on the way, to committed: the job.completed event on NATS). It measures the
+// single-process system twice, side by side: as `vodpipe up` runs it (every
+// service connected to the embedded NATS server in memory) and with every
+// service's NATS connection over loopback TCP, as separate processes on one
+// machine would have it. A warm-up round opens the connections; each figure
+// is the median of the measured rounds (the spread is in the setup text).
 func (r *runner) p3(ctx context.Context) ([]Result, error) {
-	sz := r.sz
-	paths, err := r.src.files(sz.jobSize, sz.jobs)
+	paths, err := r.src.files(r.sz.jobSize, r.sz.jobs)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(r.dir, "p3-")
+	mem, err := r.p3Stack(ctx, paths, false)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	// Resume state and leases in Redis, as production keeps them.
-	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
+	tcp, err := r.p3Stack(ctx, paths, true)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = rds.Stop() }()
-	st, err := stack.Start(ctx, stack.Options{
-		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
-		RedisURL: "redis://" + rds.Addr,
-		PartSize: sz.partSize, Concurrency: sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
-		Vodsim: func(c *vodsim.Config) { c.Discard = true },
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	nc, err := nats.Connect(st.NATSURL, nats.Name("vodpipe-bench"))
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	committed, err := track(nc)
-	if err != nil {
-		return nil, err
-	}
-	defer committed.stop()
-	delivered, err := subscribeWebhooks(ctx, st.NotifyURL, st.APIKey)
-	if err != nil {
-		return nil, err
-	}
-	defer delivered.stop()
-	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: committed, delivered: delivered}
-
-	warm := max(len(paths)/5, 1)
-	if _, err := e.round(ctx, "p3-warm", paths[:warm]); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
-	}
-	rounds := p3Rounds(sz)
-	var rs []p3Round
-	for i := range rounds {
-		rr, err := e.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
-		if err != nil {
-			return nil, err
-		}
-		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
-			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process)", i+1, len(paths), rr.rate, rr.p50, rr.p99,
-			rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU())
-		rs = append(rs, rr)
-	}
-	if n := delivered.invalid(); n > 0 {
-		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
-	}
-	slices.SortFunc(rs, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
-	med := rs[len(rs)/2]
-	spread := make([]string, len(rs))
-	for i, x := range rs {
-		spread[i] = fmt.Sprintf("%.0f", x.rate)
-	}
-	return []Result{{
-		ID: "P3", What: fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize)),
-		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", med.rate, ms(med.p50), ms(med.p99)),
-		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: med.rate / p3Target,
-		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(med.rate >= p3Target),
-		Setup: fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS, vodsim in discard mode, ingest, "+
+	sz, rounds, warm := r.sz, p3Rounds(r.sz), p3Warm(paths)
+	what := fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize))
+	setup := func(m p3Median, conn string) string {
+		return fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS, %s; vodsim in discard mode, ingest, "+
 			"%d workers × %d jobs at once, notify) with resume state and leases in a redis-server process, on this machine; "+
 			"%d jobs of %s random files submitted through ingest's HTTP API in batches of %d; a job's latency runs from "+
 			"the POST of its batch to the delivery of its job.completed webhook, signature verified, at an endpoint "+
 			"subscribed through notify's API (to committed, its job.completed event on NATS: p50 %s, p99 %s); "+
 			"throughput from the first POST to the last delivery; after a warm-up round of %d jobs, the median of %d rounds "+
 			"(jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; the process kept %.1f of %d CPUs busy)",
-			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(med.commitP50), ms(med.commitP99),
-			warm, rounds, strings.Join(spread, ", "), med.submitRate, med.busy, runtime.NumCPU()),
+			conn, p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
+			warm, rounds, m.spread, m.submitRate, m.busy, runtime.NumCPU())
+	}
+	return []Result{{
+		ID: "P3", What: what,
+		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", mem.rate, ms(mem.p50), ms(mem.p99)),
+		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: mem.rate / p3Target,
+		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(mem.rate >= p3Target),
+		Setup: setup(mem, "every service connected to it in memory, as `vodpipe up` runs"),
+	}, {
+		ID: "P3 tcp", What: what + ", every NATS connection over loopback TCP",
+		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", tcp.rate, ms(tcp.p50), ms(tcp.p99)),
+		Baseline: fmt.Sprintf("P3 in memory: %.0f jobs/s", mem.rate), Ratio: tcp.rate / mem.rate,
+		Target: "—", Verdict: NoTarget,
+		Setup: setup(tcp, "every service connected to it over loopback TCP, as separate processes would be"),
 	}}, nil
 }
+
+// p3Median is the median round of one P3 system, with the spread of all.
+type p3Median struct {
+	p3Round
+	spread string
+}
+
+// p3Stack starts one system for P3 (NATS in memory or over TCP), runs the
+// warm-up and the measured rounds on it, and returns the median round.
+func (r *runner) p3Stack(ctx context.Context, paths []string, overTCP bool) (p3Median, error) {
+	sz := r.sz
+	mode := "in memory"
+	if overTCP {
+		mode = "over TCP"
+	}
+	dir, err := os.MkdirTemp(r.dir, "p3-")
+	if err != nil {
+		return p3Median{}, err
+	}
+	defer os.RemoveAll(dir)
+	// Resume state and leases in Redis, as production keeps them.
+	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
+	if err != nil {
+		return p3Median{}, err
+	}
+	defer func() { _ = rds.Stop() }()
+	st, err := stack.Start(ctx, stack.Options{
+		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
+		RedisURL: "redis://" + rds.Addr, NATSOverTCP: overTCP,
+		PartSize: sz.partSize, Concurrency: sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
+		Vodsim: func(c *vodsim.Config) { c.Discard = true },
+	})
+	if err != nil {
+		return p3Median{}, err
+	}
+	defer st.Close()
+	// The measurement's own view (job.completed as published) over TCP, as an outside observer.
+	nc, err := nats.Connect(st.NATSURL, nats.Name("vodpipe-bench"))
+	if err != nil {
+		return p3Median{}, err
+	}
+	defer nc.Close()
+	committed, err := track(nc)
+	if err != nil {
+		return p3Median{}, err
+	}
+	defer committed.stop()
+	delivered, err := subscribeWebhooks(ctx, st.NotifyURL, st.APIKey)
+	if err != nil {
+		return p3Median{}, err
+	}
+	defer delivered.stop()
+	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: committed, delivered: delivered}
+
+	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
+		return p3Median{}, fmt.Errorf("warm-up (NATS %s): %w", mode, err)
+	}
+	var rs []p3Round
+	for i := range p3Rounds(sz) {
+		rr, err := e.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
+		if err != nil {
+			return p3Median{}, fmt.Errorf("NATS %s: %w", mode, err)
+		}
+		r.logf("P3 (NATS %s): round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
+			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process)", mode, i+1, len(paths), rr.rate, rr.p50, rr.p99,
+			rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU())
+		rs = append(rs, rr)
+	}
+	if n := delivered.invalid(); n > 0 {
+		return p3Median{}, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
+	}
+	slices.SortFunc(rs, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
+	spread := make([]string, len(rs))
+	for i, x := range rs {
+		spread[i] = fmt.Sprintf("%.0f", x.rate)
+	}
+	return p3Median{p3Round: rs[len(rs)/2], spread: strings.Join(spread, ", ")}, nil
+}
+
+// p3Warm is the size of the warm-up round.
+func p3Warm(paths []string) int { return max(len(paths)/5, 1) }
 
 func p3Rounds(sz sizes) int {
 	if sz.rounds <= 1 {

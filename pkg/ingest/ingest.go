@@ -99,11 +99,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), limiters: map[string]*rate.Limiter{},
 		sseClient: &http.Client{}}
-	opts := []nats.Option{nats.Name("vodpipe-ingest"), nats.MaxReconnects(-1)}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-	}
-	if s.nc, err = nats.Connect(cfg.NATS.URL, opts...); err != nil {
+	if s.nc, err = nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-ingest")...); err != nil {
 		return nil, fmt.Errorf("ingest: connect NATS: %w", err)
 	}
 	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(8192))

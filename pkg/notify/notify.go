@@ -72,11 +72,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		}
 		s.puller = p
 	}
-	opts := []nats.Option{nats.Name("vodpipe-notify"), nats.MaxReconnects(-1)}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-	}
-	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	nc, err := nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-notify")...)
 	if err != nil {
 		return nil, fmt.Errorf("notify: connect NATS: %w", err)
 	}

@@ -62,7 +62,11 @@ type Options struct {
 	APIKey string
 	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
 	SecretID, SecretKey string
-	Log                 *slog.Logger
+	// NATSOverTCP connects every service to the embedded NATS server over
+	// loopback TCP, as separate processes would; by default they connect in
+	// memory (no sockets, no system calls between a service and NATS).
+	NATSOverTCP bool
+	Log         *slog.Logger
 }
 
 // Stack is a running system.
@@ -80,14 +84,15 @@ type Stack struct {
 	// SecretID is the demo app's SecretId (its key stays inside the stack).
 	SecretID string
 
-	opts    Options
-	tmp     string
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	errs    chan error
-	workers []*workerHandle
-	wmu     sync.Mutex
-	log     *slog.Logger
+	opts       Options
+	natsConfig config.NATS // how the services connect to the embedded server
+	tmp        string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	errs       chan error
+	workers    []*workerHandle
+	wmu        sync.Mutex
+	log        *slog.Logger
 }
 
 type workerHandle struct {
@@ -139,6 +144,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s.NATS, s.NATSURL = ns, ns.ClientURL()
+	s.natsConfig = config.NATS{URL: s.NATSURL}
+	if !o.NATSOverTCP {
+		s.natsConfig.InProcess = ns
+	}
 
 	// The demo app's keys: vodsim knows them, ingest signs with them, nobody else sees them.
 	secretKey := o.SecretKey
@@ -177,7 +186,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	icfg := ingest.Config{
-		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		NATS: s.natsConfig, QueueConfig: o.Queue,
 		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
 		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
 		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
@@ -194,7 +203,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.IngestURL = "http://" + il.Addr().String()
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
-	ncfg := notify.Config{NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+	ncfg := notify.Config{NATS: s.natsConfig, QueueConfig: o.Queue,
 		APIKeys:       notify.APIKeys{},
 		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
 	}
@@ -219,7 +228,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 func (s *Stack) WorkerConfig(id string) worker.Config {
 	o := s.opts
 	cfg := worker.Config{
-		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		NATS: s.natsConfig, QueueConfig: o.Queue,
 		UploadConfig:  upload.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, COSScheme: "http"},
 		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: !o.RefusePrivateSources},
 		VODEndpoint:   "http://" + s.VodsimAddr, COSDialAddr: s.VodsimAddr,

@@ -109,11 +109,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, log: log.With("worker", cfg.ID), controls: map[string]job.Control{}, metrics: newMetrics(),
 		running: map[string]bool{}}
-	opts := []nats.Option{nats.Name("vodpipe-worker " + cfg.ID), nats.MaxReconnects(-1)}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-	}
-	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	nc, err := nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-worker "+cfg.ID)...)
 	if err != nil {
 		return nil, fmt.Errorf("worker: connect NATS: %w", err)
 	}
