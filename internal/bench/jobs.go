@@ -59,9 +59,10 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"the POST of its batch to the delivery of its job.completed webhook, signature verified, at an endpoint "+
 			"subscribed through notify's API (to committed, its job.completed event on NATS: p50 %s, p99 %s); "+
 			"throughput from the first POST to the last delivery; after a warm-up round of %d jobs, the median of %d rounds "+
-			"(jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; the process kept %.1f of %d CPUs busy)",
+			"(jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; the process kept %.1f of %d CPUs busy; "+
+			"CPU per job: %s in this process, %s in redis-server)",
 			conn, p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
-			warm, rounds, m.spread, m.submitRate, m.busy, runtime.NumCPU())
+			warm, rounds, m.spread, m.submitRate, m.busy, runtime.NumCPU(), us(m.cpuPerJob), us(m.redisPerJob))
 	}
 	return []Result{{
 		ID: "P3", What: what,
@@ -129,7 +130,7 @@ func (r *runner) p3Stack(ctx context.Context, paths []string, overTCP bool) (p3M
 		return p3Median{}, err
 	}
 	defer delivered.stop()
-	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: committed, delivered: delivered}
+	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: committed, delivered: delivered, redisPID: rds.PID()}
 
 	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
 		return p3Median{}, fmt.Errorf("warm-up (NATS %s): %w", mode, err)
@@ -141,8 +142,9 @@ func (r *runner) p3Stack(ctx context.Context, paths []string, overTCP bool) (p3M
 			return p3Median{}, fmt.Errorf("NATS %s: %w", mode, err)
 		}
 		r.logf("P3 (NATS %s): round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
-			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process)", mode, i+1, len(paths), rr.rate, rr.p50, rr.p99,
-			rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU())
+			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server)",
+			mode, i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
+			us(rr.cpuPerJob), us(rr.redisPerJob))
 		rs = append(rs, rr)
 	}
 	if n := delivered.invalid(); n > 0 {
@@ -171,11 +173,13 @@ type p3Env struct {
 	c         *ingest.Client
 	committed *tracker
 	delivered *webhooks
+	redisPID  int
 }
 
 // p3Round is one round's figures.
 type p3Round struct {
 	rate, submitRate, busy         float64
+	cpuPerJob, redisPerJob         time.Duration // CPU time per job: this process, redis-server
 	p50, p99, commitP50, commitP99 time.Duration
 }
 
@@ -184,7 +188,7 @@ type p3Round struct {
 func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Round, error) {
 	submitted := make(map[string]time.Time, len(paths))
 	ids := make([]string, 0, len(paths))
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0, rcpu0 := time.Now(), cpuTime(), processCPU(e.redisPID)
 	for from := 0; from < len(paths); from += p3Batch {
 		batch := make([]*job.Job, 0, p3Batch)
 		for i := from; i < min(from+p3Batch, len(paths)); i++ {
@@ -212,11 +216,13 @@ func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Rou
 	if err != nil {
 		return p3Round{}, err
 	}
-	busy := float64(cpuTime()-cpu0) / float64(time.Since(start))
+	cpu, rcpu := cpuTime()-cpu0, processCPU(e.redisPID)-rcpu0
+	busy := float64(cpu) / float64(time.Since(start))
 	toCommit, _ := latencies(submitted, commits)
 	toWebhook, last := latencies(submitted, deliveries)
 	return p3Round{
 		rate: float64(len(ids)) / last.Sub(start).Seconds(), submitRate: submitRate, busy: busy,
+		cpuPerJob: cpu / time.Duration(len(ids)), redisPerJob: rcpu / time.Duration(len(ids)),
 		p50: percentile(toWebhook, 50), p99: percentile(toWebhook, 99),
 		commitP50: percentile(toCommit, 50), commitP99: percentile(toCommit, 99),
 	}, nil
@@ -244,5 +250,8 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	i := (p*len(sorted) + 99) / 100 // ceil(p/100 × n), 1-based
 	return sorted[max(i, 1)-1]
 }
+
+// us is a duration in microseconds, for CPU time per job.
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
