@@ -150,13 +150,22 @@ func benchMarkdown(results []bench.Result, m bench.Machine, command string, at t
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
 	b.WriteString("\n## How each figure was measured\n\n")
+	// Rows sharing one setup (P6 ×1, ×2, ×4) are described once under their
+	// measurement's id; a row with a setup of its own (P3 tcp) under its full id.
+	shared := map[string]int{}
+	for _, r := range results {
+		shared[r.Setup]++
+	}
 	seen := map[string]bool{}
 	for _, r := range results {
 		if r.Setup == "" || seen[r.Setup] {
 			continue
 		}
 		seen[r.Setup] = true
-		id, _, _ := strings.Cut(r.ID, " ")
+		id := r.ID
+		if shared[r.Setup] > 1 {
+			id, _, _ = strings.Cut(r.ID, " ")
+		}
 		fmt.Fprintf(&b, "- **%s**: %s.\n", id, r.Setup)
 	}
 	b.WriteString("\n`make bench` runs `go run ./cmd/vodpipe bench --write BENCHMARKS.md`, then the Go benchmarks " +
