@@ -36,6 +36,7 @@ type Redis struct {
 	stateTTL time.Duration
 
 	acquire *redis.Script
+	acqLoad *redis.Script
 	renew   *redis.Script
 	release *redis.Script
 	write   *redis.Script
@@ -72,6 +73,7 @@ func NewRedis(c redis.UniversalClient, opts ...Option) *Redis {
 		prefix:   DefaultPrefix,
 		stateTTL: DefaultStateTTL,
 		acquire:  redis.NewScript(acquireLua),
+		acqLoad:  redis.NewScript(acquireLoadLua),
 		renew:    redis.NewScript(renewLua),
 		release:  redis.NewScript(releaseLua),
 		write:    redis.NewScript(writeLua),
@@ -98,6 +100,18 @@ redis.call('SET', KEYS[2], string.format('%d:%s', token, ARGV[1]), 'PX', ARGV[2]
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return token`
+
+	// acquireLoadLua is acquireLua that also returns the job's state, so a
+	// worker starting a job needs one round trip for both.
+	// KEYS and ARGV as acquireLua. Returns {token, state hash as field/value
+	// pairs}, or {0} when the lease is held.
+	acquireLoadLua = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+local token = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], string.format('%d:%s', token, ARGV[1]), 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {token, redis.call('HGETALL', KEYS[3])}`
 
 	// renewLua extends the lease if it is still the caller's.
 	// KEYS: lease, fence, state. ARGV: lease value, lease TTL ms, fence TTL ms, state TTL ms.
@@ -164,6 +178,47 @@ func (r *Redis) Acquire(ctx context.Context, jobID, owner string, ttl time.Durat
 		return upload.Lease{}, upload.ErrLeaseHeld
 	}
 	return upload.Lease{JobID: jobID, Token: token, Owner: owner, TTL: ttl}, nil
+}
+
+// AcquireLoad is Acquire and Load in one round trip: the lease, and the
+// job's state as it was read (nil when none is stored; a state that cannot be
+// decoded is reported in Loaded.Err, as Load would, with the lease held).
+func (r *Redis) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, upload.Loaded, error) {
+	if err := checkAcquire(jobID, owner, ttl); err != nil {
+		return upload.Lease{}, upload.Loaded{}, err
+	}
+	k := r.keys(jobID)
+	res, err := r.acqLoad.Run(ctx, r.c, []string{k.fence, k.lease, k.state},
+		owner, ms(ttl), ms(r.fenceTTL(ttl)), ms(r.stateTTL)).Slice()
+	if err != nil {
+		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: %w", jobID, err)
+	}
+	token, ok := res[0].(int64)
+	if !ok {
+		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: unexpected answer %T", jobID, res[0])
+	}
+	if token == 0 {
+		return upload.Lease{}, upload.Loaded{}, upload.ErrLeaseHeld
+	}
+	l := upload.Lease{JobID: jobID, Token: token, Owner: owner, TTL: ttl}
+	var pairs []any
+	if len(res) > 1 {
+		pairs, _ = res[1].([]any)
+	}
+	if len(pairs) == 0 {
+		return l, upload.Loaded{}, nil
+	}
+	h := make(map[string]string, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		v, _ := pairs[i+1].(string)
+		h[f] = v
+	}
+	st, err := decodeHash(h)
+	if err != nil {
+		return l, upload.Loaded{Err: fmt.Errorf("resume: load state of job %s: %w", jobID, err)}, nil
+	}
+	return l, upload.Loaded{State: st}, nil
 }
 
 // Renew extends the lease by its TTL, or fails with upload.ErrLeaseLost.

@@ -1,6 +1,8 @@
 package resume
 
 import (
+	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/upload"
 )
 
 // startRedisCluster starts a one-node Redis Cluster owning every slot and
@@ -218,4 +221,72 @@ func sorted(s []string) []string {
 	s = append([]string(nil), s...)
 	slices.Sort(s)
 	return s
+}
+
+// AcquireLoad takes the lease and reads the state in one script: the same
+// lease rules as Acquire (held → ErrLeaseHeld, tokens grow), the same state
+// as Load, nothing when none is stored, and a state it cannot decode
+// reported with the lease held. On a cluster too (its keys share a slot).
+func TestRedisAcquireLoad(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]redis.UniversalClient{
+		"single":  testharness.StartRedis(t).Client(t),
+		"cluster": startRedisCluster(t),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			s := NewRedis(c)
+			l, loaded, err := s.AcquireLoad(ctx, "job-al", "w1", time.Minute)
+			if err != nil || loaded.State != nil || loaded.Err != nil {
+				t.Fatalf("first acquire = %+v, %+v, %v; want a lease and no state", l, loaded, err)
+			}
+			if _, _, err := s.AcquireLoad(ctx, "job-al", "w2", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+				t.Fatalf("acquire while held = %v, want ErrLeaseHeld", err)
+			}
+			sess := session(1)
+			for i, err := range []error{s.SaveSession(ctx, l, sess), s.SavePart(ctx, l, part(1)), s.MarkVideoDone(ctx, l),
+				s.SaveCommit(ctx, l, "5285890781234", "https://vod/m.mp4", "")} {
+				if err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+			}
+			if err := s.Release(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			l2, loaded, err := s.AcquireLoad(ctx, "job-al", "w2", time.Minute)
+			if err != nil || loaded.Err != nil {
+				t.Fatalf("second acquire: %v, %v", err, loaded.Err)
+			}
+			if l2.Token <= l.Token || l2.Owner != "w2" {
+				t.Fatalf("second lease %+v after %+v: want a larger token, owner w2", l2, l)
+			}
+			if want := mustLoad(t, s, "job-al"); !reflect.DeepEqual(loaded.State, want) {
+				t.Fatalf("state with the lease:\n got %+v\nwant %+v (Load)", loaded.State, want)
+			}
+			if loaded.State.FileID != "5285890781234" || !loaded.State.VideoDone || len(loaded.State.Parts) != 1 {
+				t.Fatalf("state = %+v", loaded.State)
+			}
+			// A write fenced by the new lease works: it is the current one.
+			if err := s.SavePart(ctx, l2, part(2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Release(ctx, l2); err != nil {
+				t.Fatal(err)
+			}
+			// A field that does not decode: the lease is taken, the error reported as Load reports it.
+			if err := c.HSet(ctx, s.keys("job-al").state, fieldSession, "{not json").Err(); err != nil {
+				t.Fatal(err)
+			}
+			l3, loaded, err := s.AcquireLoad(ctx, "job-al", "w3", time.Minute)
+			if err != nil || loaded.Err == nil || loaded.State != nil {
+				t.Fatalf("acquire over a corrupt state = %v, %+v; want the lease and a load error", err, loaded)
+			}
+			if _, lerr := s.Load(ctx, "job-al"); lerr == nil {
+				t.Fatal("Load decodes what AcquireLoad refused")
+			}
+			if _, _, err := s.AcquireLoad(ctx, "job-al", "w4", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+				t.Fatalf("lease of the corrupt-state acquire not held: %v (lease %+v)", err, l3)
+			}
+		})
+	}
 }

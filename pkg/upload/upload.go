@@ -180,10 +180,27 @@ type Result struct {
 func (u *Uploader) Run(ctx context.Context, j *job.Job, l Lease, control ControlFunc) (*Result, error) {
 	st, err := u.store.Load(ctx, j.ID)
 	if errors.Is(err, ErrNoState) {
-		st, err = &State{}, nil
+		st, err = nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("upload: load state: %w", err)
+	return u.RunLoaded(ctx, j, l, Loaded{State: st, Err: err}, control)
+}
+
+// Loaded is a job's resume state as read together with its lease (see
+// resume.Redis.AcquireLoad): State is nil when none is stored; Err is set
+// when it could not be read.
+type Loaded struct {
+	State *State
+	Err   error
+}
+
+// RunLoaded is Run with the state already read under lease l.
+func (u *Uploader) RunLoaded(ctx context.Context, j *job.Job, l Lease, loaded Loaded, control ControlFunc) (*Result, error) {
+	if loaded.Err != nil {
+		return nil, fmt.Errorf("upload: load state: %w", loaded.Err)
+	}
+	st := loaded.State
+	if st == nil {
+		st = &State{}
 	}
 	if st.FileID != "" {
 		return &Result{FileID: st.FileID, MediaURL: st.MediaURL, CoverURL: st.CoverURL, AlreadyCommitted: true}, nil

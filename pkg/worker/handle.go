@@ -92,7 +92,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
-	lease, err := w.leaser.Acquire(ctx, j.ID, w.cfg.ID, w.cfg.LeaseTTL)
+	lease, loaded, err := w.acquire(ctx, j.ID)
 	if errors.Is(err, upload.ErrLeaseHeld) {
 		// Another worker runs this job now (e.g. a resume raced a running copy): look again later.
 		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
@@ -127,9 +127,35 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
-	res, err := w.uploader.Run(runCtx, j, lease, func() job.Control { return w.control(j.ID) })
+	control := func() job.Control { return w.control(j.ID) }
+	var res *upload.Result
+	if loaded != nil {
+		res, err = w.uploader.RunLoaded(runCtx, j, lease, *loaded, control)
+	} else {
+		res, err = w.uploader.Run(runCtx, j, lease, control)
+	}
 	stopKeepAlive()
 	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
+}
+
+// acquireLoader is a leaser that reads the job's resume state in the same
+// round trip as it takes the lease (resume.Redis).
+type acquireLoader interface {
+	AcquireLoad(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, upload.Loaded, error)
+}
+
+// acquire takes the job's lease, with its resume state when the leaser can
+// read both at once (loaded is nil otherwise: the uploader reads it).
+func (w *Worker) acquire(ctx context.Context, jobID string) (upload.Lease, *upload.Loaded, error) {
+	if al, ok := w.leaser.(acquireLoader); ok {
+		l, loaded, err := al.AcquireLoad(ctx, jobID, w.cfg.ID, w.cfg.LeaseTTL)
+		if err != nil {
+			return upload.Lease{}, nil, err
+		}
+		return l, &loaded, nil
+	}
+	l, err := w.leaser.Acquire(ctx, jobID, w.cfg.ID, w.cfg.LeaseTTL)
+	return l, nil, err
 }
 
 // keepAlive tells JetStream the job is in progress and renews the lease,
