@@ -142,9 +142,10 @@ func (r *runner) p3Stack(ctx context.Context, paths []string, overTCP bool) (p3M
 			return p3Median{}, fmt.Errorf("NATS %s: %w", mode, err)
 		}
 		r.logf("P3 (NATS %s): round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
-			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server)",
+			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
+			"last delivered: %s)",
 			mode, i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
-			us(rr.cpuPerJob), us(rr.redisPerJob))
+			us(rr.cpuPerJob), us(rr.redisPerJob), rr.slowest)
 		rs = append(rs, rr)
 	}
 	if n := delivered.invalid(); n > 0 {
@@ -180,6 +181,7 @@ type p3Env struct {
 type p3Round struct {
 	rate, submitRate, busy         float64
 	cpuPerJob, redisPerJob         time.Duration // CPU time per job: this process, redis-server
+	slowest                        string        // the last job delivered, with its times
 	p50, p99, commitP50, commitP99 time.Duration
 }
 
@@ -220,7 +222,14 @@ func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Rou
 	busy := float64(cpu) / float64(time.Since(start))
 	toCommit, _ := latencies(submitted, commits)
 	toWebhook, last := latencies(submitted, deliveries)
-	return p3Round{
+	var slow string // the job delivered last: where a stalled round lost its time
+	for id, at := range deliveries {
+		if at.Equal(last) {
+			slow = fmt.Sprintf("%s committed after %s, delivered after %s", id,
+				commits[id].Sub(submitted[id]).Round(time.Millisecond), at.Sub(submitted[id]).Round(time.Millisecond))
+		}
+	}
+	return p3Round{slowest: slow,
 		rate: float64(len(ids)) / last.Sub(start).Seconds(), submitRate: submitRate, busy: busy,
 		cpuPerJob: cpu / time.Duration(len(ids)), redisPerJob: rcpu / time.Duration(len(ids)),
 		p50: percentile(toWebhook, 50), p99: percentile(toWebhook, 99),
