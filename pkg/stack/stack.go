@@ -1,7 +1,9 @@
 // Package stack runs the whole of vodpipe in one process: an embedded NATS
 // server with JetStream, vodsim, ingest (with its signature service), a pool
 // of workers and, when configured, notify. `vodpipe up`, `vodpipe demo` and
-// end-to-end tests use it; production runs each service on its own.
+// end-to-end tests use it; production runs each service on its own. The
+// services reach the embedded server in memory (Options.NATSOverTCP: over
+// loopback TCP instead); its TCP port stays open for the CLI and `nats`.
 package stack
 
 import (
