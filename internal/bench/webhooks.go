@@ -16,14 +16,17 @@ import (
 )
 
 // webhooks is an application's webhook endpoint on loopback, subscribed at
-// notify to job.completed. It does what a receiver must (reads the body,
-// verifies the Standard Webhooks signature) and records when each job's
-// event was delivered.
+// notify to job.completed and job.failed. It does what a receiver must (reads
+// the body, verifies the Standard Webhooks signature) and records when each
+// job's job.completed was delivered and, in committed, the time on the event:
+// when the worker published it, right after the commit. A failed job ends
+// both waits.
 type webhooks struct {
 	*arrivalLog
-	srv    *http.Server
-	secret atomic.Pointer[string]
-	bad    atomic.Int64
+	committed *arrivalLog
+	srv       *http.Server
+	secret    atomic.Pointer[string]
+	bad       atomic.Int64
 }
 
 // subscribeWebhooks starts the endpoint and creates its subscription through
@@ -33,11 +36,11 @@ func subscribeWebhooks(ctx context.Context, notifyURL, apiKey string) (*webhooks
 	if err != nil {
 		return nil, err
 	}
-	w := &webhooks{arrivalLog: newArrivalLog()}
+	w := &webhooks{arrivalLog: newArrivalLog(), committed: newArrivalLog()}
 	w.srv = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = w.srv.Serve(ln) }()
 	body, _ := json.Marshal(map[string]any{"url": "http://" + ln.Addr().String() + "/webhook",
-		"eventTypes": []string{job.EventCompleted}, "description": "vodpipe bench P3"})
+		"eventTypes": []string{job.EventCompleted, job.EventFailed}, "description": "vodpipe bench P3"})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, notifyURL+"/v1/subscriptions", bytes.NewReader(body))
 	if err != nil {
 		w.stop()
@@ -82,8 +85,13 @@ func (w *webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if e.Type == job.EventCompleted {
+	switch e.Type {
+	case job.EventCompleted:
+		w.committed.arrived(e.JobID, e.Time)
 		w.arrived(e.JobID, at)
+	case job.EventFailed:
+		w.committed.failed(e.JobID, string(e.Data))
+		w.failed(e.JobID, string(e.Data))
 	}
 	rw.WriteHeader(http.StatusNoContent)
 }
