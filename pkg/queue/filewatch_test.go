@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
 )
@@ -96,5 +99,86 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFileWatchLooksUpOnlyWhatItCannotHaveSeen: a mapping recorded while the
+// shared watcher runs reaches its waiter through the watcher, with no
+// lookup of the key; one recorded before the watcher started is looked up,
+// in time even for a wait much shorter than the watcher's grace.
+func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	q, err := Open(t.Context(), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.RecordFile(t.Context(), "file-before", "job-before"); err != nil {
+		t.Fatal(err)
+	}
+	// Every direct get of the files bucket is a request on this subject: count them.
+	spy := n.Connect(t)
+	var lookups atomic.Int64
+	if _, err := spy.Subscribe("$JS.API.DIRECT.GET.KV_"+FilesBucket+".>", func(*nats.Msg) { lookups.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fw := q.WatchFiles(t.Context(), t.Logf)
+	waitUntil(t, "shared watcher live", fw.Live)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Millisecond)
+	id, err := fw.Wait(ctx, "file-before")
+	cancel()
+	if err != nil || id != "job-before" {
+		t.Fatalf("mapping recorded before the watcher = %q, %v; want job-before", id, err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookups.Load(); got != 1 {
+		t.Fatalf("%d lookups for a mapping the watcher cannot have seen, want 1", got)
+	}
+
+	// However slowly this machine records the mappings below, each arrives
+	// within the grace: what is measured is whether the watcher is trusted.
+	fw.grace = time.Minute
+	lookups.Store(0)
+	const waiters = 20
+	var wg sync.WaitGroup
+	errs := make([]error, waiters)
+	for i := range waiters {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			got, err := fw.Wait(ctx, fmt.Sprintf("file-live-%d", i))
+			if err == nil && got != fmt.Sprintf("job-live-%d", i) {
+				err = fmt.Errorf("got job %q", got)
+			}
+			errs[i] = err
+		})
+	}
+	waitUntil(t, "every waiter registered", func() bool {
+		fw.mu.Lock()
+		defer fw.mu.Unlock()
+		return len(fw.waiters) == waiters
+	})
+	for i := range waiters {
+		if err := q.RecordFile(t.Context(), fmt.Sprintf("file-live-%d", i), fmt.Sprintf("job-live-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("waiter %d: %v", i, err)
+		}
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookups.Load(); got != 0 {
+		t.Fatalf("%d lookups for %d mappings recorded while the watcher ran, want 0", got, waiters)
 	}
 }

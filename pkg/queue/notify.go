@@ -57,8 +57,9 @@ func (q *Queue) PublishEventOnce(ctx context.Context, e *job.Event) (duplicate b
 // bucket serves every waiter, so a burst of VOD callbacks that arrive before
 // their workers record the mapping costs one consumer, not one per callback.
 type FileWatch struct {
-	q   *Queue
-	log func(msg string, args ...any)
+	q     *Queue
+	log   func(msg string, args ...any)
+	grace time.Duration // see lookupAfter
 
 	mu      sync.Mutex
 	live    bool // the shared watcher is established and delivering
@@ -78,7 +79,7 @@ func (q *Queue) WatchFiles(ctx context.Context, logf func(msg string, args ...an
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	fw := &FileWatch{q: q, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}}
+	fw := &FileWatch{q: q, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}, grace: lookupGrace}
 	go fw.run(ctx)
 	return fw
 }
@@ -169,18 +170,50 @@ func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
 		return fw.q.WaitJobForFile(ctx, fileID) // a watch of its own meanwhile
 	}
 	defer fw.forget(fileID, ch)
-	if id, found, err := fw.q.lookupFile(ctx, fileID); found || err != nil {
+	// A mapping recorded while the watcher runs arrives through it, usually
+	// milliseconds after VOD's callback (which tends to beat the worker's
+	// record): give the watcher a moment before paying for a lookup, which
+	// only a mapping recorded before the watcher started needs.
+	first := time.NewTimer(fw.lookupAfter(ctx))
+	defer first.Stop()
+	select {
+	case id := <-ch:
+		return fw.delivered(ctx, fileID, id)
+	case <-first.C:
+	case <-ctx.Done():
+	}
+	if id, found, err := fw.q.lookupFile(context.WithoutCancel(ctx), fileID); found || err != nil {
 		return id, err
 	}
 	select {
 	case id := <-ch:
-		if id == "" {
-			return fw.q.WaitJobForFile(ctx, fileID)
-		}
-		return id, nil
+		return fw.delivered(ctx, fileID, id)
 	case <-ctx.Done():
 		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
 	}
+}
+
+// lookupGrace is how long a wait trusts the shared watcher alone.
+const lookupGrace = 200 * time.Millisecond
+
+// lookupAfter is how long a wait trusts the shared watcher alone: its grace,
+// or a third of what is left of ctx when that is less, so the lookup is
+// always made before the wait ends.
+func (fw *FileWatch) lookupAfter(ctx context.Context) time.Duration {
+	d := fw.grace
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/3)
+	}
+	return max(d, 0)
+}
+
+// delivered is what the watcher handed a waiter: the job, or "" when the
+// watcher stopped (then the waiter looks again on its own).
+func (fw *FileWatch) delivered(ctx context.Context, fileID, jobID string) (string, error) {
+	if jobID == "" {
+		return fw.q.WaitJobForFile(ctx, fileID)
+	}
+	return jobID, nil
 }
 
 func (fw *FileWatch) forget(fileID string, ch chan string) {
