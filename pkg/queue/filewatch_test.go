@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
 )
@@ -18,12 +19,7 @@ import (
 // before their workers record the FileId all wait on the one shared watcher
 // (the files stream keeps one consumer), and each gets its own job.
 func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
-	n := testharness.StartNATS(t)
-	js := n.JetStream(t)
-	q, err := Open(t.Context(), js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js, q := openInternal(t)
 	fw := q.WatchFiles(t.Context(), t.Logf)
 	waitUntil(t, "shared watcher live", fw.Live)
 	stream, err := js.Stream(t.Context(), "KV_"+FilesBucket)
@@ -107,12 +103,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // lookup of the key; one recorded before the watcher started is looked up,
 // in time even for a wait much shorter than the watcher's grace.
 func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
-	n := testharness.StartNATS(t)
-	js := n.JetStream(t)
-	q, err := Open(t.Context(), js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _, q := openInternal(t)
 	if err := q.RecordFile(t.Context(), "file-before", "job-before"); err != nil {
 		t.Fatal(err)
 	}
@@ -181,4 +172,16 @@ func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 	if got := lookups.Load(); got != 0 {
 		t.Fatalf("%d lookups for %d mappings recorded while the watcher ran, want 0", got, waiters)
 	}
+}
+
+// openInternal is a queue on its own NATS server, for tests inside the package.
+func openInternal(t *testing.T) (*testharness.NATS, jetstream.JetStream, *Queue) {
+	t.Helper()
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	q, err := Open(t.Context(), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, js, q
 }

@@ -52,18 +52,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// A redelivery after commit: never a second FileId. Record the
 		// mapping and re-publish the completion (both idempotent: an earlier
 		// attempt may have lost either), then ack.
-		if st.FileID != "" {
-			if err := w.q.RecordFile(ctx, st.FileID, j.ID); err != nil {
-				retryLater(msg, log, "record the FileId of a completed job", err, time.Second)
-				return
+		w.ackCompleted(ctx, msg, log, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal, "duplicate", func() error {
+			if st.FileID == "" {
+				return nil
 			}
-		}
-		if err := w.emitCompleted(ctx, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal); err != nil {
-			retryLater(msg, log, "publish job.completed", err, time.Second)
-			return
-		}
-		w.metrics.jobs.WithLabelValues("duplicate").Inc()
-		_ = msg.Ack()
+			return w.q.RecordFile(ctx, st.FileID, j.ID)
+		})
 		return
 	case job.StateFailed:
 		// Failed for good already: publish job.failed again (same id) in
@@ -207,22 +201,18 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	case err == nil:
 		// Durable status (with the FileId) before the ack: a redelivery then finds it.
 		// The FileId → job mapping goes with it: VOD's callback is on its way to notify.
-		if serr := w.q.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
-			s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
-			s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
-		}); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
-			retryLater(msg, log, "record completion", serr, time.Second)
-			return
+		if w.ackCompleted(ctx, msg, log, j, res.FileID, res.MediaURL, res.CoverURL, res.Size, "completed", func() error {
+			err := w.q.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
+				s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
+				s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
+			})
+			if errors.Is(err, job.ErrBadTransition) {
+				return nil // completed already (a redelivery raced this attempt)
+			}
+			return err
+		}) {
+			log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
 		}
-		// The event before the ack: an event lost to a NATS failure here is
-		// published again by the redelivery (same id, deduplicated).
-		if eerr := w.emitCompleted(ctx, j, res.FileID, res.MediaURL, res.CoverURL, res.Size); eerr != nil {
-			retryLater(msg, log, "publish job.completed", eerr, time.Second)
-			return
-		}
-		w.metrics.jobs.WithLabelValues("completed").Inc()
-		log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
-		_ = msg.Ack()
 	case errors.Is(err, upload.ErrPaused):
 		_, _ = w.q.Transition(ctx, j.ID, job.StatePaused, nil)
 		_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
@@ -325,6 +315,25 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 	w.metrics.jobs.WithLabelValues("invalid").Inc()
 	w.log.Warn("invalid job message dead-lettered", "job_id", id, "err", err)
 	_ = msg.TermWithReason("invalid_message")
+}
+
+// ackCompleted makes a completion durable (record), publishes job.completed
+// and acks, counting the job under outcome. The event goes before the ack: an
+// event lost to a NATS failure is published again by the redelivery (same
+// id, deduplicated). A failure of either hands the message back for a retry.
+func (w *Worker) ackCompleted(ctx context.Context, msg jetstream.Msg, log *slog.Logger, j *job.Job,
+	fileID, mediaURL, coverURL string, size int64, outcome string, record func() error) bool {
+	if err := record(); err != nil {
+		retryLater(msg, log, "record completion", err, time.Second)
+		return false
+	}
+	if err := w.emitCompleted(ctx, j, fileID, mediaURL, coverURL, size); err != nil {
+		retryLater(msg, log, "publish job.completed", err, time.Second)
+		return false
+	}
+	w.metrics.jobs.WithLabelValues(outcome).Inc()
+	_ = msg.Ack()
+	return true
 }
 
 // emitCompleted publishes job.completed with an id fixed by the job and its
