@@ -193,9 +193,13 @@ func (r *Redis) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.D
 	if err != nil {
 		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: %w", jobID, err)
 	}
-	token, ok := res[0].(int64)
+	var token int64
+	ok := len(res) > 0
+	if ok {
+		token, ok = res[0].(int64)
+	}
 	if !ok {
-		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: unexpected answer %T", jobID, res[0])
+		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: unexpected answer %v", jobID, res)
 	}
 	if token == 0 {
 		return upload.Lease{}, upload.Loaded{}, upload.ErrLeaseHeld
