@@ -199,7 +199,9 @@ func (r *Redis) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.D
 		token, ok = res[0].(int64)
 	}
 	if !ok {
-		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: unexpected answer %v", jobID, res)
+		// Types only: the answer may hold the job's state.
+		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: unexpected answer (%d values, first %T)",
+			jobID, len(res), firstOf(res))
 	}
 	if token == 0 {
 		return upload.Lease{}, upload.Loaded{}, upload.ErrLeaseHeld
@@ -223,6 +225,13 @@ func (r *Redis) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.D
 		return l, upload.Loaded{Err: fmt.Errorf("resume: load state of job %s: %w", jobID, err)}, nil
 	}
 	return l, upload.Loaded{State: st}, nil
+}
+
+func firstOf(vs []any) any {
+	if len(vs) == 0 {
+		return nil
+	}
+	return vs[0]
 }
 
 // Renew extends the lease by its TTL, or fails with upload.ErrLeaseLost.
