@@ -29,123 +29,128 @@ const (
 // p3 pushes many small jobs through ingest, workers, vodsim and notify to an
 // application's webhook endpoint, all in one process on this machine: jobs
 // per second and latency percentiles, from submit to webhook delivered (and,
-// on the way, to committed: the time on the job.completed event). It measures the
-// single-process system twice, side by side: as `vodpipe up` runs it (every
-// service connected to the embedded NATS server in memory) and with every
-// service's NATS connection over loopback TCP, as separate processes on one
-// machine would have it. A warm-up round opens the connections; each figure
-// is the median of the measured rounds (the spread is in the setup text).
+// on the way, to committed: the time on the job.completed event). A warm-up
+// round opens the connections; the figure is the median of the measured
+// rounds (the spread is in the setup text).
 func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	paths, err := r.src.files(r.sz.jobSize, r.sz.jobs)
 	if err != nil {
 		return nil, err
 	}
-	mem, err := r.p3Stack(ctx, paths, false)
+	s, err := r.startP3System(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tcp, err := r.p3Stack(ctx, paths, true)
-	if err != nil {
-		return nil, err
+	defer s.close()
+	if _, err := s.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
 	}
-	sz, rounds, warm := r.sz, p3Rounds(r.sz), p3Warm(paths)
-	what := fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize))
-	setup := func(m p3Median, conn string) string {
-		return fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS, %s; vodsim in discard mode, ingest, "+
-			"%d workers × %d jobs at once, notify) with resume state and leases in a redis-server process, on this machine; "+
-			"%d jobs of %s random files submitted through ingest's HTTP API in batches of %d; a job's latency runs from "+
-			"the POST of its batch to the delivery of its job.completed webhook, signature verified, at an endpoint "+
-			"subscribed through notify's API (to committed, the time the worker put on that job.completed event: p50 %s, p99 %s); "+
-			"throughput from the first POST to the last delivery; after a warm-up round of %d jobs, the median of %d rounds "+
-			"(jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; the process kept %.1f of %d CPUs busy; "+
-			"CPU per job: %s in this process, %s in redis-server)",
-			conn, p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
-			warm, rounds, m.spread, m.submitRate, m.busy, runtime.NumCPU(), us(m.cpuPerJob), us(m.redisPerJob))
+	for i := range p3Rounds(r.sz) {
+		rr, err := s.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
+		if err != nil {
+			return nil, err
+		}
+		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
+			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
+			"last delivered: %s)",
+			i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
+			us(rr.cpuPerJob), us(rr.redisPerJob), rr.slowest)
+		s.rounds = append(s.rounds, rr)
 	}
+	if n := s.delivered.invalid(); n > 0 {
+		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
+	}
+	m := s.median()
+	sz := r.sz
 	return []Result{{
-		ID: "P3", What: what,
-		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", mem.rate, ms(mem.p50), ms(mem.p99)),
-		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: mem.rate / p3Target,
-		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(mem.rate >= p3Target),
-		Setup: setup(mem, "every service connected to it in memory, as `vodpipe up` runs"),
-	}, {
-		ID: "P3 tcp", What: what + ", every NATS connection over loopback TCP",
-		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", tcp.rate, ms(tcp.p50), ms(tcp.p99)),
-		Baseline: fmt.Sprintf("P3 in memory: %.0f jobs/s", mem.rate), Ratio: tcp.rate / mem.rate,
-		Target: "—", Verdict: NoTarget,
-		Setup: setup(tcp, "every service connected to it over loopback TCP, as separate processes would be"),
+		ID: "P3", What: fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize)),
+		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", m.rate, ms(m.p50), ms(m.p99)),
+		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: m.rate / p3Target,
+		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(m.rate >= p3Target),
+		Setup: fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS the services reach over loopback TCP, "+
+			"vodsim in discard mode, ingest, %d workers × %d jobs at once, notify) with resume state and leases in a "+
+			"redis-server process, on this machine; %d jobs of %s random files submitted through ingest's HTTP API in "+
+			"batches of %d; a job's latency runs from the POST of its batch to the delivery of its job.completed webhook, "+
+			"signature verified, at an endpoint subscribed through notify's API (to committed, the time the worker put on "+
+			"that job.completed event: p50 %s, p99 %s); throughput from the first POST to the last delivery; after a "+
+			"warm-up round of %d jobs, the median of %d rounds (jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; "+
+			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
+			"follows this machine's speed)",
+			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
+			p3Warm(paths), p3Rounds(sz), m.spread, m.submitRate, m.busy, runtime.NumCPU(), us(m.cpuPerJob), us(m.redisPerJob)),
 	}}, nil
+}
+
+// p3System is P3's running system with its application endpoint and the
+// rounds measured on it.
+type p3System struct {
+	*p3Env
+	rounds []p3Round
+	close  func()
+}
+
+// startP3System starts a stack with its own redis-server and webhook
+// endpoint; close stops them.
+func (r *runner) startP3System(ctx context.Context) (s *p3System, err error) {
+	s = &p3System{}
+	var undo []func()
+	s.close = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	dir, err := os.MkdirTemp(r.dir, "p3-")
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = os.RemoveAll(dir) })
+	// Resume state and leases in Redis, as production keeps them.
+	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = rds.Stop() })
+	st, err := stack.Start(ctx, stack.Options{
+		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
+		RedisURL: "redis://" + rds.Addr,
+		PartSize: r.sz.partSize, Concurrency: r.sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
+		Vodsim: func(c *vodsim.Config) { c.Discard = true },
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, st.Close)
+	// The application's endpoint is the measurement's only observer: the
+	// commit time comes with the event, so nothing else taps NATS.
+	delivered, err := subscribeWebhooks(ctx, st.NotifyURL, st.APIKey)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, delivered.stop)
+	s.p3Env = &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: delivered.committed, delivered: delivered, redisPID: rds.PID()}
+	return s, nil
+}
+
+// median is the system's median round, with the spread of all.
+func (s *p3System) median() p3Median {
+	rs := slices.Clone(s.rounds)
+	slices.SortFunc(rs, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
+	spread := make([]string, len(rs))
+	for i, x := range rs {
+		spread[i] = fmt.Sprintf("%.0f", x.rate)
+	}
+	return p3Median{p3Round: rs[len(rs)/2], spread: strings.Join(spread, ", ")}
 }
 
 // p3Median is the median round of one P3 system, with the spread of all.
 type p3Median struct {
 	p3Round
 	spread string
-}
-
-// p3Stack starts one system for P3 (NATS in memory or over TCP), runs the
-// warm-up and the measured rounds on it, and returns the median round.
-func (r *runner) p3Stack(ctx context.Context, paths []string, overTCP bool) (p3Median, error) {
-	sz := r.sz
-	mode := "in memory"
-	if overTCP {
-		mode = "over TCP"
-	}
-	dir, err := os.MkdirTemp(r.dir, "p3-")
-	if err != nil {
-		return p3Median{}, err
-	}
-	defer os.RemoveAll(dir)
-	// Resume state and leases in Redis, as production keeps them.
-	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
-	if err != nil {
-		return p3Median{}, err
-	}
-	defer func() { _ = rds.Stop() }()
-	st, err := stack.Start(ctx, stack.Options{
-		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
-		RedisURL: "redis://" + rds.Addr, NATSOverTCP: overTCP,
-		PartSize: sz.partSize, Concurrency: sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
-		Vodsim: func(c *vodsim.Config) { c.Discard = true },
-	})
-	if err != nil {
-		return p3Median{}, err
-	}
-	defer st.Close()
-	// The application's endpoint is the measurement's only observer: the
-	// commit time comes with the event, so nothing else taps NATS.
-	delivered, err := subscribeWebhooks(ctx, st.NotifyURL, st.APIKey)
-	if err != nil {
-		return p3Median{}, err
-	}
-	defer delivered.stop()
-	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: delivered.committed, delivered: delivered, redisPID: rds.PID()}
-
-	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
-		return p3Median{}, fmt.Errorf("warm-up (NATS %s): %w", mode, err)
-	}
-	var rs []p3Round
-	for i := range p3Rounds(sz) {
-		rr, err := e.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
-		if err != nil {
-			return p3Median{}, fmt.Errorf("NATS %s: %w", mode, err)
-		}
-		r.logf("P3 (NATS %s): round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
-			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
-			"last delivered: %s)",
-			mode, i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
-			us(rr.cpuPerJob), us(rr.redisPerJob), rr.slowest)
-		rs = append(rs, rr)
-	}
-	if n := delivered.invalid(); n > 0 {
-		return p3Median{}, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
-	}
-	slices.SortFunc(rs, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
-	spread := make([]string, len(rs))
-	for i, x := range rs {
-		spread[i] = fmt.Sprintf("%.0f", x.rate)
-	}
-	return p3Median{p3Round: rs[len(rs)/2], spread: strings.Join(spread, ", ")}, nil
 }
 
 // p3Warm is the size of the warm-up round.

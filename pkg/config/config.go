@@ -47,21 +47,14 @@ type NATS struct {
 	URL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
 	// CredsFile is a NATS credentials file (JWT + NKey); empty for none.
 	CredsFile string `envconfig:"NATS_CREDS" desc:"NATS credentials file (optional)"`
-	// InProcess, when set, connects to this embedded server in memory
-	// instead of over the network (the single-process stack); never from the environment.
-	InProcess nats.InProcessConnProvider `ignored:"true"`
 }
 
 // Options are the connection options every service uses: name, endless
-// reconnects, credentials, and the in-process connection if set.
-// Options given in extra come last and win.
+// reconnects and credentials. Options given in extra come last and win.
 func (n NATS) Options(name string, extra ...nats.Option) []nats.Option {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
 	if n.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(n.CredsFile))
-	}
-	if n.InProcess != nil {
-		opts = append(opts, nats.InProcessServer(n.InProcess))
 	}
 	return append(opts, extra...)
 }

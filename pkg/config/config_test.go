@@ -3,7 +3,6 @@ package config
 import (
 	"path/filepath"
 	"testing"
-	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -11,36 +10,47 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
 )
 
-// An in-process connection reaches the embedded server although the URL
-// leads nowhere; without it the same config cannot connect.
-func TestNATSOptionsConnectInProcess(t *testing.T) {
+// Every service connects with its name (as the server lists it), endless
+// reconnects, and the credentials file when one is set; options passed
+// last win.
+func TestNATSOptions(t *testing.T) {
 	ns, err := natsembed.Start(filepath.Join(t.TempDir(), "nats"), "127.0.0.1", natsserver.RANDOM_PORT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nowhere := "nats://127.0.0.1:1"
+	cfg := NATS{URL: ns.ClientURL()}
 
-	if nc, err := nats.Connect(nowhere, NATS{URL: nowhere}.Options("test", nats.MaxReconnects(0))...); err == nil {
+	for _, tc := range []struct {
+		extra []nats.Option
+		want  string
+	}{
+		{nil, "vodpipe-test"},
+		{[]nats.Option{nats.Name("vodpipe-other")}, "vodpipe-other"},
+	} {
+		nc, err := nats.Connect(cfg.URL, cfg.Options("vodpipe-test", tc.extra...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nc.Opts.MaxReconnect != -1 {
+			t.Errorf("MaxReconnect = %d, want -1 (endless)", nc.Opts.MaxReconnect)
+		}
+		cid, err := nc.GetClientID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cz, err := ns.Connz(&natsserver.ConnzOptions{CID: cid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cz.Conns) != 1 || cz.Conns[0].Name != tc.want {
+			t.Errorf("server lists %+v, want the connection named %q", cz.Conns, tc.want)
+		}
 		nc.Close()
-		t.Fatal("connected to nowhere without an in-process server")
 	}
-	nc, err := nats.Connect(nowhere, NATS{URL: nowhere, InProcess: ns}.Options("test")...)
-	if err != nil {
-		t.Fatalf("in-process connect: %v", err)
-	}
-	defer nc.Close()
-	sub, err := nc.SubscribeSync("ping")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Publish("ping", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sub.NextMsg(5 * time.Second); err != nil {
-		t.Fatalf("no message over the in-process connection: %v", err)
-	}
-	if got := ns.NumClients(); got != 1 {
-		t.Errorf("server has %d clients, want 1", got)
+
+	withCreds := NATS{URL: cfg.URL, CredsFile: filepath.Join(t.TempDir(), "missing.creds")}
+	if _, err := nats.Connect(cfg.URL, withCreds.Options("vodpipe-test")...); err == nil {
+		t.Fatal("connected with a credentials file that does not exist: the file was not used")
 	}
 }

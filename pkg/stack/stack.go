@@ -1,9 +1,7 @@
 // Package stack runs the whole of vodpipe in one process: an embedded NATS
 // server with JetStream, vodsim, ingest (with its signature service), a pool
 // of workers and, when configured, notify. `vodpipe up`, `vodpipe demo` and
-// end-to-end tests use it; production runs each service on its own. The
-// services reach the embedded server in memory (Options.NATSOverTCP: over
-// loopback TCP instead); its TCP port stays open for the CLI and `nats`.
+// end-to-end tests use it; production runs each service on its own.
 package stack
 
 import (
@@ -64,11 +62,7 @@ type Options struct {
 	APIKey string
 	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
 	SecretID, SecretKey string
-	// NATSOverTCP connects every service to the embedded NATS server over
-	// loopback TCP, as separate processes would; by default they connect in
-	// memory (no sockets, no system calls between a service and NATS).
-	NATSOverTCP bool
-	Log         *slog.Logger
+	Log                 *slog.Logger
 }
 
 // Stack is a running system.
@@ -86,15 +80,14 @@ type Stack struct {
 	// SecretID is the demo app's SecretId (its key stays inside the stack).
 	SecretID string
 
-	opts       Options
-	natsConfig config.NATS // how the services connect to the embedded server
-	tmp        string
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	errs       chan error
-	workers    []*workerHandle
-	wmu        sync.Mutex
-	log        *slog.Logger
+	opts    Options
+	tmp     string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+	workers []*workerHandle
+	wmu     sync.Mutex
+	log     *slog.Logger
 }
 
 type workerHandle struct {
@@ -146,10 +139,6 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s.NATS, s.NATSURL = ns, ns.ClientURL()
-	s.natsConfig = config.NATS{URL: s.NATSURL}
-	if !o.NATSOverTCP {
-		s.natsConfig.InProcess = ns
-	}
 
 	// The demo app's keys: vodsim knows them, ingest signs with them, nobody else sees them.
 	secretKey := o.SecretKey
@@ -188,7 +177,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	icfg := ingest.Config{
-		NATS: s.natsConfig, QueueConfig: o.Queue,
+		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
 		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
 		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
 		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
@@ -205,7 +194,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.IngestURL = "http://" + il.Addr().String()
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
-	ncfg := notify.Config{NATS: s.natsConfig, QueueConfig: o.Queue,
+	ncfg := notify.Config{NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
 		APIKeys:       notify.APIKeys{},
 		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
 	}
@@ -230,7 +219,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 func (s *Stack) WorkerConfig(id string) worker.Config {
 	o := s.opts
 	cfg := worker.Config{
-		NATS: s.natsConfig, QueueConfig: o.Queue,
+		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
 		UploadConfig:  upload.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, COSScheme: "http"},
 		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: !o.RefusePrivateSources},
 		VODEndpoint:   "http://" + s.VodsimAddr, COSDialAddr: s.VodsimAddr,
