@@ -237,28 +237,39 @@ func growWhileRunning(t *testing.T, c *ingest.Client, root string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	grown := map[string]bool{}
+	last := map[string]string{} // job id → what the last look saw, for a timeout
 	for len(grown) < len(changingJob) {
 		for file, id := range changingJob {
 			if grown[file] {
 				continue
 			}
 			v, err := c.Get(ctx, id)
-			if err != nil || v.State != job.StateRunning || v.BytesDone == 0 {
-				if err == nil && v.State.Terminal() {
-					t.Fatalf("job %s ended %s before its file could grow", id, v.State)
-				}
+			if err != nil {
+				last[id] = "status: " + err.Error()
+				continue
+			}
+			if v.State.Terminal() {
+				t.Fatalf("job %s ended %s before its file could grow", id, v.State)
+			}
+			if v.State != job.StateRunning || v.BytesDone == 0 {
+				last[id] = fmt.Sprintf("%s, %d bytes sent", v.State, v.BytesDone)
 				continue
 			}
 			f, err := os.OpenFile(filepath.Join(root, file), os.O_APPEND|os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _ = f.Write(make([]byte, 4096))
-			f.Close()
+			_, werr := f.Write(make([]byte, 4096))
+			if cerr := f.Close(); werr == nil {
+				werr = cerr
+			}
+			if werr != nil {
+				t.Fatalf("grow %s: %v", file, werr)
+			}
 			grown[file] = true
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("changing jobs never ran: grown %v", grown)
+			t.Fatalf("changing jobs never ran: grown %v, last seen %v", grown, last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -53,12 +53,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stderr, "vodpipe bench:", err)
 			return 1
 		}
-		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
 			fmt.Fprintln(stderr, "vodpipe bench:", err)
 			return 1
 		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(stderr, "vodpipe bench: CPU profile:", err)
+			}
+		}()
 	}
 	started := time.Now()
 	results, err := bench.Run(ctx, bench.Options{Only: ids, Quick: *quick, Worker: []string{exe, "worker"}, Progress: stderr, Dir: *dir})
@@ -150,22 +155,13 @@ func benchMarkdown(results []bench.Result, m bench.Machine, command string, at t
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
 	b.WriteString("\n## How each figure was measured\n\n")
-	// Rows sharing one setup (P6 ×1, ×2, ×4) are described once under their
-	// measurement's id; a row with a setup of its own (P3 tcp) under its full id.
-	shared := map[string]int{}
-	for _, r := range results {
-		shared[r.Setup]++
-	}
 	seen := map[string]bool{}
 	for _, r := range results {
 		if r.Setup == "" || seen[r.Setup] {
 			continue
 		}
 		seen[r.Setup] = true
-		id := r.ID
-		if shared[r.Setup] > 1 {
-			id, _, _ = strings.Cut(r.ID, " ")
-		}
+		id, _, _ := strings.Cut(r.ID, " ") // P6 ×1, ×2, ×4 share one setup
 		fmt.Fprintf(&b, "- **%s**: %s.\n", id, r.Setup)
 	}
 	b.WriteString("\n`make bench` runs `go run ./cmd/vodpipe bench --write BENCHMARKS.md`, then the Go benchmarks " +

@@ -37,16 +37,42 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := r.startP3System(ctx)
+	dir, err := os.MkdirTemp(r.dir, "p3-")
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
-	if _, err := s.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
+	defer os.RemoveAll(dir)
+	// Resume state and leases in Redis, as production keeps them.
+	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rds.Stop() }()
+	st, err := stack.Start(ctx, stack.Options{
+		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
+		RedisURL: "redis://" + rds.Addr,
+		PartSize: r.sz.partSize, Concurrency: r.sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
+		Vodsim: func(c *vodsim.Config) { c.Discard = true },
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	// The application's endpoint is the measurement's only observer: the
+	// commit time comes with the event, so nothing else taps NATS.
+	delivered, err := subscribeWebhooks(ctx, st.NotifyURL, st.APIKey)
+	if err != nil {
+		return nil, err
+	}
+	defer delivered.stop()
+	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), delivered: delivered, redisPID: rds.PID()}
+
+	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
+	var rounds []p3Round
 	for i := range p3Rounds(r.sz) {
-		rr, err := s.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
+		rr, err := e.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
 		if err != nil {
 			return nil, err
 		}
@@ -55,12 +81,18 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"last delivered: %s)",
 			i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
 			us(rr.cpuPerJob), us(rr.redisPerJob), rr.slowest)
-		s.rounds = append(s.rounds, rr)
+		rounds = append(rounds, rr)
 	}
-	if n := s.delivered.invalid(); n > 0 {
+	if n := delivered.invalid(); n > 0 {
 		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
 	}
-	m := s.median()
+	// The median round by rate, the lower middle as median() takes it.
+	slices.SortFunc(rounds, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
+	m := rounds[(len(rounds)-1)/2]
+	spread := make([]string, len(rounds))
+	for i, x := range rounds {
+		spread[i] = fmt.Sprintf("%.0f", x.rate)
+	}
 	sz := r.sz
 	return []Result{{
 		ID: "P3", What: fmt.Sprintf("%d × %s jobs end to end, submitted → committed → webhook delivered", sz.jobs, mib(sz.jobSize)),
@@ -77,85 +109,16 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
 			"follows this machine's speed)",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
-			p3Warm(paths), p3Rounds(sz), m.spread, m.submitRate, m.busy, runtime.NumCPU(), us(m.cpuPerJob), us(m.redisPerJob)),
+			p3Warm(paths), len(rounds), strings.Join(spread, ", "), m.submitRate, m.busy, runtime.NumCPU(),
+			us(m.cpuPerJob), us(m.redisPerJob)),
 	}}, nil
-}
-
-// p3System is P3's running system with its application endpoint and the
-// rounds measured on it.
-type p3System struct {
-	*p3Env
-	rounds []p3Round
-	close  func()
-}
-
-// startP3System starts a stack with its own redis-server and webhook
-// endpoint; close stops them.
-func (r *runner) startP3System(ctx context.Context) (s *p3System, err error) {
-	s = &p3System{}
-	var undo []func()
-	s.close = func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	defer func() {
-		if err != nil {
-			s.close()
-		}
-	}()
-	dir, err := os.MkdirTemp(r.dir, "p3-")
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, func() { _ = os.RemoveAll(dir) })
-	// Resume state and leases in Redis, as production keeps them.
-	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, func() { _ = rds.Stop() })
-	st, err := stack.Start(ctx, stack.Options{
-		DataDir: dir, SourceRoot: r.src.root, Workers: p3Workers, JobsPerWorker: p3JobsPerWorker,
-		RedisURL: "redis://" + rds.Addr,
-		PartSize: r.sz.partSize, Concurrency: r.sz.concurrency, Queue: labQueue, LeaseTTL: labQueue.AckWait,
-		Vodsim: func(c *vodsim.Config) { c.Discard = true },
-	})
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, st.Close)
-	// The application's endpoint is the measurement's only observer: the
-	// commit time comes with the event, so nothing else taps NATS.
-	delivered, err := subscribeWebhooks(ctx, st.NotifyURL, st.APIKey)
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, delivered.stop)
-	s.p3Env = &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), committed: delivered.committed, delivered: delivered, redisPID: rds.PID()}
-	return s, nil
-}
-
-// median is the system's median round, with the spread of all.
-func (s *p3System) median() p3Median {
-	rs := slices.Clone(s.rounds)
-	slices.SortFunc(rs, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
-	spread := make([]string, len(rs))
-	for i, x := range rs {
-		spread[i] = fmt.Sprintf("%.0f", x.rate)
-	}
-	return p3Median{p3Round: rs[len(rs)/2], spread: strings.Join(spread, ", ")}
-}
-
-// p3Median is the median round of one P3 system, with the spread of all.
-type p3Median struct {
-	p3Round
-	spread string
 }
 
 // p3Warm is the size of the warm-up round.
 func p3Warm(paths []string) int { return max(len(paths)/5, 1) }
 
+// p3Rounds is how many rounds P3 measures: 3 (1 in a quick run); fewer
+// than P1 and P2's, as each round is a thousand jobs.
 func p3Rounds(sz sizes) int {
 	if sz.rounds <= 1 {
 		return 1
@@ -166,7 +129,6 @@ func p3Rounds(sz sizes) int {
 // p3Env is what every round of P3 uses.
 type p3Env struct {
 	c         *ingest.Client
-	committed *arrivalLog
 	delivered *webhooks
 	redisPID  int
 }
@@ -204,14 +166,11 @@ func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Rou
 		}
 	}
 	submitRate := float64(len(ids)) / time.Since(start).Seconds()
-	commits, err := e.committed.wait(ctx, ids)
-	if err != nil {
-		return p3Round{}, err
-	}
 	deliveries, err := e.delivered.wait(ctx, ids)
 	if err != nil {
 		return p3Round{}, err
 	}
+	commits := e.delivered.committedAt(ids)
 	cpu, rcpu := cpuTime()-cpu0, processCPU(e.redisPID)-rcpu0
 	busy := float64(cpu) / float64(time.Since(start))
 	toCommit, _ := latencies(submitted, commits)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,13 +19,13 @@ import (
 // webhooks is an application's webhook endpoint on loopback, subscribed at
 // notify to job.completed and job.failed. It does what a receiver must (reads
 // the body, verifies the Standard Webhooks signature) and records when each
-// job's job.completed was delivered and, in committed, the time on the event:
-// when the worker published it, right after the commit. A failed job ends
-// both waits.
+// job's job.completed was delivered, and the time on the event (when the
+// worker published it, right after the commit). A job.failed ends the wait.
 type webhooks struct {
 	*arrivalLog
-	committed *arrivalLog
 	srv       *http.Server
+	commitMu  sync.Mutex
+	committed map[string]time.Time // job id → the time on its first job.completed
 	secret    atomic.Pointer[string]
 	bad       atomic.Int64
 }
@@ -36,7 +37,7 @@ func subscribeWebhooks(ctx context.Context, notifyURL, apiKey string) (*webhooks
 	if err != nil {
 		return nil, err
 	}
-	w := &webhooks{arrivalLog: newArrivalLog(), committed: newArrivalLog()}
+	w := &webhooks{arrivalLog: newArrivalLog(), committed: map[string]time.Time{}}
 	w.srv = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = w.srv.Serve(ln) }()
 	body, _ := json.Marshal(map[string]any{"url": "http://" + ln.Addr().String() + "/webhook",
@@ -87,13 +88,27 @@ func (w *webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	switch e.Type {
 	case job.EventCompleted:
-		w.committed.arrived(e.JobID, e.Time)
+		w.commitMu.Lock()
+		if _, seen := w.committed[e.JobID]; !seen {
+			w.committed[e.JobID] = e.Time
+		}
+		w.commitMu.Unlock()
 		w.arrived(e.JobID, at)
 	case job.EventFailed:
-		w.committed.failed(e.JobID, string(e.Data))
 		w.failed(e.JobID, string(e.Data))
 	}
 	rw.WriteHeader(http.StatusNoContent)
+}
+
+// committedAt is the time on each job's job.completed, for jobs delivered.
+func (w *webhooks) committedAt(ids []string) map[string]time.Time {
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	out := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		out[id] = w.committed[id]
+	}
+	return out
 }
 
 // invalid counts deliveries whose signature did not verify.

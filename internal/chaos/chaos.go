@@ -448,13 +448,9 @@ func startServices(ctx context.Context, dir, natsURL string, o Options) (s *serv
 	s.ingestURL = "http://" + il.Addr().String()
 	s.wg.Go(func() { _ = s.ing.ServeListener(bg, il) })
 
-	ncfg := notify.Config{NATS: config.NATS{URL: natsURL}, QueueConfig: qcfg,
+	ncfg := notify.Config{NATS: config.NATS{URL: natsURL}, QueueConfig: qcfg, APIKeys: keys,
 		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second,
 			WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}},
-	}
-	if err := ncfg.APIKeys.Decode("chaos:" + s.apiKey); err != nil {
-		nl.Close()
-		return nil, err
 	}
 	if s.not, err = notify.New(bg, ncfg, log); err != nil {
 		nl.Close()

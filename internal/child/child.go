@@ -33,7 +33,7 @@ func Start(cmd *exec.Cmd, logPath string) (*Process, error) {
 	}
 	defer logf.Close() // the child has its own copy
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = attr()
+	cmd.SysProcAttr = SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -9,10 +9,10 @@ import (
 	"syscall"
 )
 
-// attr makes the kernel kill a child when its parent dies, and puts it in a
+// SysProcAttr makes the kernel kill a child when its parent dies, and puts it in a
 // process group of its own, so a terminal's Ctrl-C reaches only the parent,
 // which stops its children in order.
-func attr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
 

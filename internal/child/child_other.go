@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// attr puts the child in a process group of its own; outside Linux children
+// SysProcAttr puts the child in a process group of its own; outside Linux children
 // are stopped by their parent at cleanup.
-func attr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+func SysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 // PeakRSS needs Linux's /proc.
 func (p *Process) PeakRSS() (int64, error) { return 0, errors.New("peak RSS needs Linux's /proc") }

@@ -5,6 +5,7 @@
 package testharness
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,4 +74,42 @@ func (n *NATS) JetStream(t testing.TB) jetstream.JetStream {
 
 func (n *NATS) connectOnce() (*nats.Conn, error) {
 	return nats.Connect(n.URL, nats.NoReconnect(), nats.Timeout(time.Second))
+}
+
+// CountMessages counts the messages published on subject (wildcards allowed)
+// from now on, e.g. a KV bucket's direct gets on "$JS.API.DIRECT.GET.KV_<bucket>.>".
+// The returned func reports the count of everything published before it was called.
+func (n *NATS) CountMessages(t testing.TB, subject string) func() int64 {
+	t.Helper()
+	spy := n.Connect(t)
+	var count atomic.Int64
+	if _, err := spy.Subscribe(subject, func(*nats.Msg) { count.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() int64 {
+		t.Helper()
+		// A round trip on the spy's connection: the server has handed it
+		// everything routed to it before.
+		if err := spy.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return count.Load()
+	}
+}
+
+// WaitFor polls cond until it holds, failing the test when d passes first.
+// For conditions nothing can signal (another process's state, a server's
+// counters); it never stands in for a condition that could be waited on.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

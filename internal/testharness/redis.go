@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/vodpipe/vodpipe/internal/child"
 )
 
 // RedisInstallHint says how to get redis-server when it is missing.
@@ -71,8 +73,10 @@ func startRedis(bin, dir string, port int, extra []string) (*Redis, error) {
 	cmd := exec.Command(bin, args...)
 	log := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
-	// Its own process group, so a test's Ctrl-C does not race our orderly stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a test's Ctrl-C does not race our orderly
+	// stop, and (on Linux) killed with its parent, so a killed test or
+	// bench leaves no redis-server behind.
+	cmd.SysProcAttr = child.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}

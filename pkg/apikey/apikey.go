@@ -49,7 +49,7 @@ func (k *Keys) Decode(v string) error {
 		if entry == "" {
 			continue
 		}
-		key := Key{Name: fmt.Sprintf("key%d", i+1), Scopes: AllScopes}
+		key := Key{Name: fmt.Sprintf("key%d", i+1), Scopes: slices.Clone(AllScopes)}
 		secret := entry
 		if parts := strings.SplitN(entry, ":", 3); len(parts) > 1 {
 			key.Name, secret = parts[0], parts[1]

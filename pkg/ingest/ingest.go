@@ -41,8 +41,9 @@ type Config struct {
 	PageConfig
 
 	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
-	// APIKeys are "name:key[:scope+scope]" entries; scopes: submit, read, control, sign (default: all).
-	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, name:key[:scope+scope],... (scopes submit, read, control, sign; default all)"`
+	// APIKeys are "key" or "name:key[:scope+scope]" entries (see pkg/apikey);
+	// scopes: submit, read, control, sign (default: all).
+	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, key or name:key[:scope+scope],... (scopes submit, read, control, sign; default all)"`
 	// BatchMax bounds the jobs of one batch request.
 	BatchMax int `envconfig:"BATCH_MAX" default:"1000" desc:"most jobs in one POST /v1/jobs:batch"`
 	// MaxBody bounds a request body.
@@ -231,15 +232,13 @@ const (
 // APIKeys are ingest's bearer keys (VODPIPE_API_KEYS, see pkg/apikey).
 type APIKeys = apikey.Keys
 
-// caller is who made a request: an API key, or an upload page's end user.
+// caller is who made a request: an API key, or an upload page's end user
+// (a key named page:<user> allowed to sign only).
 type caller struct {
-	Name   string
-	Scopes []string
+	apikey.Key
 	// PageUser is set for an upload page's token: the end user it was issued to.
 	PageUser string
 }
-
-func contains(list []string, s string) bool { return slices.Contains(list, s) }
 
 type ctxKey struct{}
 
@@ -258,20 +257,19 @@ func (s *Service) authorize(scope string, next http.Handler) http.Handler {
 		}
 		var key *caller
 		if k, found := s.keys.Lookup(token); found {
-			key = &caller{Name: k.Name, Scopes: k.Scopes}
+			key = &caller{Key: *k}
 		} else if strings.HasPrefix(token, "pt.") {
 			// An upload page's token: an end user of the application, allowed to sign only.
 			if pt, err := s.verifyPageToken(token, time.Now()); err == nil {
-				key = &caller{Name: "page:" + pt.User, Scopes: []string{ScopeSign}, PageUser: pt.User}
+				key = &caller{Key: apikey.Key{Name: "page:" + pt.User, Scopes: []string{ScopeSign}}, PageUser: pt.User}
 			}
 		}
-		ok = key != nil
-		if !ok {
+		if key == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key is not valid", nil)
 			return
 		}
-		if !contains(key.Scopes, scope) {
+		if !key.Allows(scope) {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("API key %q lacks the %q scope", key.Name, scope), nil)
 			return
 		}
@@ -288,7 +286,7 @@ func keyFrom(r *http.Request) *caller {
 func (s *Service) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin != "" && (contains(s.cfg.CORSOrigins, origin) || contains(s.cfg.CORSOrigins, "*")) {
+		if origin != "" && (slices.Contains(s.cfg.CORSOrigins, origin) || slices.Contains(s.cfg.CORSOrigins, "*")) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Vary", "Origin")

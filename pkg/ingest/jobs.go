@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -177,7 +178,7 @@ func (s *Service) invalidJob(w http.ResponseWriter, err error) {
 func jsonContent(w http.ResponseWriter, r *http.Request, also ...string) bool {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
-	if ct == "" || (err == nil && (mt == "application/json" || contains(also, mt))) {
+	if ct == "" || (err == nil && (mt == "application/json" || slices.Contains(also, mt))) {
 		return true
 	}
 	msg := "Content-Type must be application/json"

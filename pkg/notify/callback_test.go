@@ -67,7 +67,7 @@ func TestVodsimCallbackBecomesFileUploadedWithJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	var evs []job.Event
-	waitFor(t, 10*time.Second, "vod.file_uploaded", func() bool { evs = e.eventsOf(job.EventVODFileUpload); return len(evs) == 1 })
+	testharness.WaitFor(t, 10*time.Second, "vod.file_uploaded", func() bool { evs = e.eventsOf(job.EventVODFileUpload); return len(evs) == 1 })
 	var d job.FileUploadedData
 	if err := json.Unmarshal(evs[0].Data, &d); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestVodsimCallbackBecomesFileUploadedWithJob(t *testing.T) {
 	if evs[0].JobID != "cb-1" || d.FileID != cm.FileID || d.MediaURL != cm.MediaURL() || d.SourceContext != "job=cb-1" || d.ProcedureTaskID == "" {
 		t.Fatalf("event %+v, data %+v", evs[0], d)
 	}
-	waitFor(t, 5*time.Second, "vodsim to record the delivery", func() bool { return v.Events()[0].Delivered })
+	testharness.WaitFor(t, 5*time.Second, "vodsim to record the delivery", func() bool { return v.Events()[0].Delivered })
 
 	// VOD delivers the same event again: answered, not published twice.
 	body, err := json.Marshal(v.Events()[0].Event)
@@ -221,7 +221,7 @@ func TestPullModePublishesThenConfirms(t *testing.T) {
 	stranger := commitUpload(t, v, vod.SignatureParams{})
 	in := e.start()
 
-	waitFor(t, 15*time.Second, "both events published and confirmed", func() bool {
+	testharness.WaitFor(t, 15*time.Second, "both events published and confirmed", func() bool {
 		evs := v.Events()
 		return len(e.eventsOf(job.EventVODFileUpload)) == 2 && evs[0].Confirmed && evs[1].Confirmed
 	})
@@ -259,7 +259,7 @@ func TestPullModeWithWrongKeyConfirmsNothing(t *testing.T) {
 	})
 	commitUpload(t, v, vod.SignatureParams{})
 	in := e.start()
-	waitFor(t, 10*time.Second, "a refused pull", func() bool {
+	testharness.WaitFor(t, 10*time.Second, "a refused pull", func() bool {
 		return strings.Contains(scrape(t, in), `vodpipe_notify_pull_requests_total{action="PullEvents",outcome="error"}`)
 	})
 	if ev := v.Events(); ev[0].Confirmed || len(e.eventsOf(job.EventVODFileUpload)) != 0 {

@@ -346,13 +346,11 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		_ = msg.Ack()
 		return
 	}
-	// The ack deadline leaves the attempt's timeout plus a slack; an event
-	// that waited in the client's buffer may have used the slack up, so its
-	// deadline restarts with the attempt. A fresh one (stored less than the
-	// slack ago, so delivered even more recently) needs no extra message.
-	if time.Since(meta.Timestamp) > d.s.cfg.ackWait()-d.s.cfg.WebhookTimeout-time.Second {
-		_ = msg.InProgress()
-	}
+	// The ack deadline restarts with the attempt: it leaves the attempt's
+	// timeout plus the whole slack for recording it and acking, however long
+	// the event waited in the client's buffer. (Deciding from the event's
+	// age instead would compare this clock with the NATS server's.)
+	_ = msg.InProgress()
 	n := int(meta.NumDelivered)
 	a := d.s.send(ctx, rec, h, msg.Data(), n)
 	if a.Outcome != OutcomeDelivered && ctx.Err() != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/notify"
 )
@@ -31,7 +32,7 @@ func TestWebhookFailingFirstAttemptsGetsEventAfterwards(t *testing.T) {
 
 	e.publish(job.EventStarted, "j1", job.StartedData{Attempt: 1}) // not asked for
 	ev := e.publish(job.EventCompleted, "j1", job.CompletedData{FileID: "f1", MediaURL: "http://m/1.mp4"})
-	waitFor(t, 10*time.Second, "the delivery after 3 failures", func() bool { return len(r.received()) == 1 })
+	testharness.WaitFor(t, 10*time.Second, "the delivery after 3 failures", func() bool { return len(r.received()) == 1 })
 
 	if got := r.received()[0]; got.ID != ev.ID || got.Ev.Type != job.EventCompleted || got.Ev.JobID != "j1" {
 		t.Fatalf("received %+v", got.Ev)
@@ -40,7 +41,7 @@ func TestWebhookFailingFirstAttemptsGetsEventAfterwards(t *testing.T) {
 		t.Fatalf("%d requests for the event, want 4 (3 failed + 1)", n)
 	}
 	var atts []notify.Attempt
-	waitFor(t, 5*time.Second, "4 attempt records", func() bool { atts = in.attempts(t, sub.ID); return len(atts) == 4 })
+	testharness.WaitFor(t, 5*time.Second, "4 attempt records", func() bool { atts = in.attempts(t, sub.ID); return len(atts) == 4 })
 	wantOutcomes := []string{notify.OutcomeDelivered, notify.OutcomeRetry, notify.OutcomeRetry, notify.OutcomeRetry} // newest first
 	wantStatus := []int{200, 429, 503, 500}
 	for i, a := range atts {
@@ -117,14 +118,14 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 	watcher.setSecret(w.Secret)
 
 	first := e.publish(job.EventQueued, "j1", map[string]string{"id": "j1"})
-	waitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == notify.StatusDisabled })
+	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == notify.StatusDisabled })
 	if s := in.subscription(t, sub.ID); s.DisabledReason != notify.DisabledGone || s.DisabledAt == nil {
 		t.Fatalf("subscription = %+v", s)
 	}
 	if n := gone.requests(first.ID); n != 1 {
 		t.Fatalf("410 was retried: %d requests", n)
 	}
-	waitFor(t, 10*time.Second, "subscription.disabled at the watcher", func() bool { return len(watcher.received()) == 1 })
+	testharness.WaitFor(t, 10*time.Second, "subscription.disabled at the watcher", func() bool { return len(watcher.received()) == 1 })
 	d := watcher.received()[0].Ev
 	if d.Type != notify.EventSubscriptionDisabled || !strings.Contains(string(d.Data), sub.ID) || strings.Contains(string(d.Data), h.srv.URL) {
 		t.Fatalf("disabled event = %s %s", d.Type, d.Data)
@@ -141,7 +142,7 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/enable", nil, &s); code != http.StatusOK || s.Status != notify.StatusActive {
 		t.Fatalf("enable: %d %+v", code, s)
 	}
-	waitFor(t, 10*time.Second, "the event published while disabled", func() bool { return gone.receivedIDs()[second.ID] == 1 })
+	testharness.WaitFor(t, 10*time.Second, "the event published while disabled", func() bool { return gone.receivedIDs()[second.ID] == 1 })
 }
 
 func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
@@ -157,12 +158,12 @@ func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
 	down.setSecret(sub.Secret)
 
 	a := e.publish(job.EventQueued, "j1", nil)
-	waitFor(t, 10*time.Second, "the first event to exhaust", func() bool { return in.subscription(t, sub.ID).ConsecutiveFailures == 1 })
+	testharness.WaitFor(t, 10*time.Second, "the first event to exhaust", func() bool { return in.subscription(t, sub.ID).ConsecutiveFailures == 1 })
 	if s := in.subscription(t, sub.ID); s.Status != notify.StatusActive {
 		t.Fatalf("disabled after one exhausted event: %+v", s)
 	}
 	b := e.publish(job.EventQueued, "j2", nil)
-	waitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == notify.StatusDisabled })
+	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == notify.StatusDisabled })
 	if s := in.subscription(t, sub.ID); s.DisabledReason != notify.DisabledFailing {
 		t.Fatalf("subscription = %+v", s)
 	}
@@ -172,7 +173,7 @@ func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
 		}
 	}
 	var disabled []job.Event
-	waitFor(t, 5*time.Second, "subscription.disabled on the stream", func() bool {
+	testharness.WaitFor(t, 5*time.Second, "subscription.disabled on the stream", func() bool {
 		disabled = e.eventsOf(notify.EventSubscriptionDisabled)
 		return len(disabled) == 1
 	})
@@ -228,7 +229,7 @@ func TestWebhookInstanceStoppedMidDeliveryLosesNothing(t *testing.T) {
 	want = append(want, more.ID)
 
 	second := e.start()
-	waitFor(t, 10*time.Second, "every event at the receiver", func() bool { return len(r.receivedIDs()) == len(want) })
+	testharness.WaitFor(t, 10*time.Second, "every event at the receiver", func() bool { return len(r.receivedIDs()) == len(want) })
 	// Handed back at shutdown, not left to its 20 s+ ack deadline.
 	if d := time.Since(stopped); d > 8*time.Second {
 		t.Errorf("redelivery took %s", d)
@@ -265,7 +266,7 @@ func TestWebhookReplayResendsTimeRange(t *testing.T) {
 	until := time.Now()
 	time.Sleep(20 * time.Millisecond)
 	c := e.publish(job.EventCompleted, "c", job.CompletedData{FileID: "fc"})
-	waitFor(t, 10*time.Second, "the live deliveries", func() bool { return len(r.received()) == 3 })
+	testharness.WaitFor(t, 10*time.Second, "the live deliveries", func() bool { return len(r.received()) == 3 })
 
 	var rp struct {
 		notify.Replay
@@ -274,7 +275,7 @@ func TestWebhookReplayResendsTimeRange(t *testing.T) {
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"since": since, "until": until}, &rp); code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
 	}
-	waitFor(t, 10*time.Second, "the replay to finish", func() bool { return len(in.subscription(t, sub.ID).Replays) == 0 })
+	testharness.WaitFor(t, 10*time.Second, "the replay to finish", func() bool { return len(in.subscription(t, sub.ID).Replays) == 0 })
 	got := r.receivedIDs()
 	if got[a.ID] != 1 || got[b.ID] != 2 || got[c.ID] != 1 {
 		t.Fatalf("deliveries per event: a %d, b %d, c %d; want 1, 2, 1", got[a.ID], got[b.ID], got[c.ID])
@@ -284,8 +285,8 @@ func TestWebhookReplayResendsTimeRange(t *testing.T) {
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"since": since}, &rp); code != http.StatusAccepted || rp.Pending < 2 {
 		t.Fatalf("replay: %d, pending %d", code, rp.Pending)
 	}
-	waitFor(t, 10*time.Second, "the second replay", func() bool { g := r.receivedIDs(); return g[b.ID] == 3 && g[c.ID] == 2 })
-	waitFor(t, 10*time.Second, "the second replay to finish", func() bool { return len(in.subscription(t, sub.ID).Replays) == 0 })
+	testharness.WaitFor(t, 10*time.Second, "the second replay", func() bool { g := r.receivedIDs(); return g[b.ID] == 3 && g[c.ID] == 2 })
+	testharness.WaitFor(t, 10*time.Second, "the second replay to finish", func() bool { return len(in.subscription(t, sub.ID).Replays) == 0 })
 	atts := in.attempts(t, sub.ID)
 	replayed := 0
 	for _, at := range atts {
@@ -348,7 +349,7 @@ func TestWebhookFanoutFiftySubscribers(t *testing.T) {
 	for _, s := range subs {
 		total += len(expected(s))
 	}
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d deliveries", total), func() bool {
+	testharness.WaitFor(t, 30*time.Second, fmt.Sprintf("%d deliveries", total), func() bool {
 		n := 0
 		for _, s := range subs {
 			n += len(s.r.receivedIDs())
@@ -408,7 +409,7 @@ func TestWebhookInstanceKilledMidDeliveryLosesNothing(t *testing.T) {
 	first.svc.Close() // the crash: the connection drops first, nothing can be acked or handed back
 	first.stop()
 	second := e.start()
-	waitFor(t, 20*time.Second, "every event at the receiver", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "every event at the receiver", func() bool {
 		got := r.receivedIDs()
 		for _, id := range want {
 			if got[id] == 0 {

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
@@ -21,7 +19,7 @@ import (
 func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 	_, js, q := openInternal(t)
 	fw := q.WatchFiles(t.Context(), t.Logf)
-	waitUntil(t, "shared watcher live", fw.Live)
+	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
 	stream, err := js.Stream(t.Context(), "KV_"+FilesBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +51,7 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 			got[i], errs[i] = fw.Wait(ctx, fmt.Sprintf("file-%d", i))
 		})
 	}
-	waitUntil(t, "every waiter registered", func() bool {
+	testharness.WaitFor(t, 10*time.Second, "every waiter registered", func() bool {
 		fw.mu.Lock()
 		defer fw.mu.Unlock()
 		return len(fw.waiters) == waiters
@@ -87,17 +85,6 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestFileWatchLooksUpOnlyWhatItCannotHaveSeen: a mapping recorded while the
 // shared watcher runs reaches its waiter through the watcher, with no
 // lookup of the key; one recorded before the watcher started is looked up,
@@ -108,16 +95,9 @@ func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every direct get of the files bucket is a request on this subject: count them.
-	spy := n.Connect(t)
-	var lookups atomic.Int64
-	if _, err := spy.Subscribe("$JS.API.DIRECT.GET.KV_"+FilesBucket+".>", func(*nats.Msg) { lookups.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := spy.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	lookups := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+FilesBucket+".>")
 	fw := q.WatchFiles(t.Context(), t.Logf)
-	waitUntil(t, "shared watcher live", fw.Live)
+	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Millisecond)
 	id, err := fw.Wait(ctx, "file-before")
@@ -125,17 +105,14 @@ func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 	if err != nil || id != "job-before" {
 		t.Fatalf("mapping recorded before the watcher = %q, %v; want job-before", id, err)
 	}
-	if err := spy.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if got := lookups.Load(); got != 1 {
+	if got := lookups(); got != 1 {
 		t.Fatalf("%d lookups for a mapping the watcher cannot have seen, want 1", got)
 	}
+	before := lookups()
 
 	// However slowly this machine records the mappings below, each arrives
 	// within the grace: what is measured is whether the watcher is trusted.
 	fw.grace = time.Minute
-	lookups.Store(0)
 	const waiters = 20
 	var wg sync.WaitGroup
 	errs := make([]error, waiters)
@@ -150,7 +127,7 @@ func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 			errs[i] = err
 		})
 	}
-	waitUntil(t, "every waiter registered", func() bool {
+	testharness.WaitFor(t, 10*time.Second, "every waiter registered", func() bool {
 		fw.mu.Lock()
 		defer fw.mu.Unlock()
 		return len(fw.waiters) == waiters
@@ -166,10 +143,7 @@ func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 			t.Fatalf("waiter %d: %v", i, err)
 		}
 	}
-	if err := spy.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if got := lookups.Load(); got != 0 {
+	if got := lookups() - before; got != 0 {
 		t.Fatalf("%d lookups for %d mappings recorded while the watcher ran, want 0", got, waiters)
 	}
 }

@@ -108,7 +108,6 @@ func (fw *FileWatch) run(ctx context.Context) {
 		fw.lost()
 		_ = w.Stop()
 	}
-	fw.lost()
 }
 
 // Live reports whether the shared watcher is established (waits made
@@ -182,7 +181,14 @@ func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
 	case <-first.C:
 	case <-ctx.Done():
 	}
-	if id, found, err := fw.q.lookupFile(context.WithoutCancel(ctx), fileID); found || err != nil {
+	// Made even when ctx ended during the grace, so the wait always looks
+	// once, but bounded so it cannot outlast the caller's wait for long; a
+	// lookup that ran out of time leaves the watcher to answer.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+	id, found, err := fw.q.lookupFile(lctx, fileID)
+	timedOut := lctx.Err() != nil
+	cancel()
+	if found || err != nil && !timedOut {
 		return id, err
 	}
 	select {
@@ -193,8 +199,12 @@ func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
 	}
 }
 
-// lookupGrace is how long a wait trusts the shared watcher alone.
-const lookupGrace = 200 * time.Millisecond
+// lookupGrace is how long a wait trusts the shared watcher alone;
+// lookupTimeout bounds its one lookup.
+const (
+	lookupGrace   = 200 * time.Millisecond
+	lookupTimeout = time.Second
+)
 
 // lookupAfter is how long a wait trusts the shared watcher alone: its grace,
 // or a third of what is left of ctx when that is less, so the lookup is

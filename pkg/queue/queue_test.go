@@ -271,8 +271,10 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 // (progress, an operator's pause) it reads again, keeps their write and
 // checks the state machine on what is there now.
 func TestTransitionFromAKnownRevision(t *testing.T) {
-	q, _ := openQueue(t, queue.Config{})
+	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
+	// Every read of a status is a direct get of its bucket: count them.
+	reads := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+queue.StatusBucket+".>")
 	if _, _, err := q.CreateStatus(ctx, newJob("k1")); err != nil {
 		t.Fatal(err)
 	}
@@ -280,17 +282,25 @@ func TestTransitionFromAKnownRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := reads()
 	st, rev2, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) { s.Worker = "w1" })
 	if err != nil || st.State != job.StateRunning || rev2 <= rev {
 		t.Fatalf("from the known revision: %+v rev %d→%d, %v", st, rev, rev2, err)
+	}
+	if got := reads() - before; got != 0 {
+		t.Fatalf("a transition from the current revision read the status %d times, want none", got)
 	}
 	// A write in between: the known revision is stale.
 	if _, err := q.UpdateStatus(ctx, "k1", func(s *job.Status) error { s.BytesDone = 42; return nil }); err != nil {
 		t.Fatal(err)
 	}
+	before = reads()
 	done, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := reads() - before; got != 1 {
+		t.Fatalf("a transition from a stale revision read the status %d times, want once", got)
 	}
 	cur, _, err := q.Status(ctx, "k1")
 	if err != nil {

@@ -162,11 +162,7 @@ func (s *Signer) Serve(nc *nats.Conn, log *slog.Logger) (micro.Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// A subscription's handler runs one request at a time; under load the
-	// requests queue behind it while CPUs are free, so each runs on its own
-	// goroutine, at most signConcurrency at once (then the handler waits).
-	sem := make(chan struct{}, signConcurrency)
-	handle := func(req micro.Request) {
+	handle := micro.HandlerFunc(func(req micro.Request) {
 		var r Request
 		if err := json.Unmarshal(req.Data(), &r); err != nil {
 			_ = req.Error("400", CodeInvalid, nil)
@@ -184,21 +180,36 @@ func (s *Signer) Serve(nc *nats.Conn, log *slog.Logger) (micro.Service, error) {
 			return
 		}
 		_ = req.RespondJSON(resp)
-	}
-	return micro.AddService(nc, micro.Config{
-		Name: ServiceName, Version: "1.0.0", Description: "vodpipe upload signatures",
-		Endpoint: &micro.EndpointConfig{Subject: Subject, Handler: micro.HandlerFunc(func(req micro.Request) {
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem }()
-				handle(req)
-			}()
-		})},
 	})
+	// An endpoint is one subscription whose handler runs one request at a
+	// time; under load requests would queue behind it while CPUs are free.
+	// signHandlers endpoints on the one subject share a queue group, so NATS
+	// spreads the requests over them and each answers on its own goroutine
+	// (micro's stats and Stop stay exact: each request ends in its handler).
+	svc, err := micro.AddService(nc, micro.Config{
+		Name: ServiceName, Version: "1.0.0", Description: "vodpipe upload signatures",
+		Endpoint: &micro.EndpointConfig{Subject: Subject, Handler: handle},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i < signHandlers; i++ {
+		if err := svc.AddEndpoint(fmt.Sprintf("sign-%d", i), handle, micro.WithEndpointSubject(Subject)); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
+	}
+	// The subscriptions reach the server before Serve returns: a request
+	// made right after finds a responder.
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
+	return svc, nil
 }
 
-// signConcurrency bounds the signature requests one service instance works on at once.
-const signConcurrency = 64
+// signHandlers is how many signature requests one service instance answers at once.
+const signHandlers = 8
 
 // Client asks the signature service over NATS.
 type Client struct {

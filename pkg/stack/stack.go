@@ -195,11 +195,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
 	ncfg := notify.Config{NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
-		APIKeys:       notify.APIKeys{},
+		APIKeys:       keys, // ingest's: both read the one key, never change it
 		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
-	}
-	if err := ncfg.APIKeys.Decode("local:" + s.APIKey); err != nil {
-		return nil, err
 	}
 	if s.Notify, err = notify.New(bg, ncfg, o.Log.With("service", "notify")); err != nil {
 		return nil, err

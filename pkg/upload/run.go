@@ -163,8 +163,10 @@ func (r *run) sign(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Kept only if it really is reusable: the service may make every
+	// signature one-time (its policy), whatever the job asked for.
 	r.sig, r.sigExpires = "", time.Time{}
-	if p, perr := vod.ParseSignature(sig); perr == nil {
+	if p, perr := vod.ParseSignature(sig); perr == nil && !p.Params.OneTimeValid {
 		r.sig, r.sigExpires = sig, time.Unix(p.Params.ExpireTime, 0)
 	}
 	return sig, nil

@@ -508,21 +508,9 @@ func TestCallbackRetriedUntilReceiverAccepts(t *testing.T) {
 		t.Fatal("callback never accepted")
 	}
 	// The delivery is recorded just after the receiver answers: wait for it.
-	waitFor(t, 5*time.Second, func() bool { return v.Events()[0].Delivered })
+	testharness.WaitFor(t, 5*time.Second, "the callback delivered", func() bool { return v.Events()[0].Delivered })
 	if ev := v.Events()[0]; len(ev.Attempts) != 3 {
 		t.Fatalf("attempts = %+v", ev.Attempts)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -558,7 +546,7 @@ func TestCallbacksReuseOneConnection(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("callback %d never arrived", i)
 		}
-		waitFor(t, 5*time.Second, func() bool { return v.Events()[i].Delivered })
+		testharness.WaitFor(t, 5*time.Second, "the callback delivered", func() bool { return v.Events()[i].Delivered })
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("5 callbacks in turn opened %d connections, want 1", n)

@@ -190,7 +190,9 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l upload.Leas
 
 // finish records the outcome, then acks, naks or terminates the message.
 // running is the status the job was marked running with: the completion is
-// written against its revision, saving a read unless progress was written since.
+// written against its revision, saving a read, unless progress was written
+// since (then it reads: a write against a stale revision would cost a failed
+// write on top).
 func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, running queue.Known, res *upload.Result, err error) {
 	log := w.log.With("job_id", j.ID, "attempt", meta.NumDelivered)
 	if w.crashed.Load() {
@@ -201,6 +203,9 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	case err == nil:
 		// Durable status (with the FileId) before the ack: a redelivery then finds it.
 		// The FileId → job mapping goes with it: VOD's callback is on its way to notify.
+		if w.metrics.wasFlushed(j.ID) {
+			running = queue.Known{}
+		}
 		if w.ackCompleted(ctx, msg, log, j, res.FileID, res.MediaURL, res.CoverURL, res.Size, "completed", func() error {
 			err := w.q.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
 				s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
@@ -404,6 +409,7 @@ func (w *Worker) flushProgress(ctx context.Context) {
 			}); err != nil {
 				continue
 			}
+			w.metrics.markFlushed(id)
 			data, _ := json.Marshal(job.ProgressData{BytesDone: p[0], BytesTotal: p[1]})
 			_ = w.q.Emit(ctx, job.EventProgress, id, json.RawMessage(data))
 		}

@@ -22,6 +22,9 @@ type metrics struct {
 	progressMu  sync.Mutex
 	// progress holds the latest progress of each job not yet flushed.
 	progress map[string][2]int64
+	// flushed holds the jobs whose status a progress write changed since
+	// they were marked running (so that revision is no longer current).
+	flushed map[string]bool
 }
 
 func newMetrics() *metrics {
@@ -42,7 +45,7 @@ func newMetrics() *metrics {
 			Help: "Signatures renewed after a used or expired answer."}),
 		refreshes: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_credential_refreshes_total",
 			Help: "Temporary COS credentials refreshed."}),
-		progress: map[string][2]int64{},
+		progress: map[string][2]int64{}, flushed: map[string]bool{},
 	}
 	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.retries, m.renewals, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -68,7 +71,22 @@ func (m *metrics) takeProgress() map[string][2]int64 {
 func (m *metrics) forget(jobID string) {
 	m.progressMu.Lock()
 	delete(m.progress, jobID)
+	delete(m.flushed, jobID)
 	m.progressMu.Unlock()
+}
+
+// markFlushed records that a progress write changed the job's status.
+func (m *metrics) markFlushed(jobID string) {
+	m.progressMu.Lock()
+	m.flushed[jobID] = true
+	m.progressMu.Unlock()
+}
+
+// wasFlushed reports whether a progress write changed the job's status.
+func (m *metrics) wasFlushed(jobID string) bool {
+	m.progressMu.Lock()
+	defer m.progressMu.Unlock()
+	return m.flushed[jobID]
 }
 
 // PartUploaded counts a part.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -79,7 +80,7 @@ func TestKilledWorkerIsResumedByAnother(t *testing.T) {
 	src, data := e.source("kill.mp4", size)
 	a := e.workerProcess("A")
 	e.submit(&job.Job{ID: "kill-1", Source: src})
-	waitFor(t, 30*time.Second, "a third of the parts in vodsim", func() bool {
+	testharness.WaitFor(t, 30*time.Second, "a third of the parts in vodsim", func() bool {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 8
 	})
@@ -108,7 +109,7 @@ func TestSIGTERMDrainsAndHandsTheJobBack(t *testing.T) {
 	src, data := e.source("term.mp4", size)
 	a := e.workerProcess("A")
 	e.submit(&job.Job{ID: "term-1", Source: src})
-	waitFor(t, 30*time.Second, "parts in vodsim", func() bool {
+	testharness.WaitFor(t, 30*time.Second, "parts in vodsim", func() bool {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 6
 	})

@@ -60,12 +60,18 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t testing.TB, useRedis bool, simMod ...func(*vodsim.Config)) *env {
 	t.Helper()
+	return newEnvPolicy(t, useRedis, signer.Policy{MaxValidity: time.Hour}, simMod...)
+}
+
+// newEnvPolicy is newEnv with the signature service's policy given.
+func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...func(*vodsim.Config)) *env {
+	t.Helper()
 	e := &env{t: t, nats: testharness.StartNATS(t), sim: testharness.StartVodsim(t, simMod...), root: t.TempDir(), logBuf: &syncBuffer{}}
 	if useRedis {
 		e.redis = testharness.StartRedis(t)
 	}
 	ctx := t.Context()
-	s, err := signer.New(testharness.VodsimSecretID, testharness.VodsimSecretKey, signer.Policy{MaxValidity: time.Hour})
+	s, err := signer.New(testharness.VodsimSecretID, testharness.VodsimSecretKey, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,18 +160,6 @@ func (e *env) waitState(id string, want job.State, within time.Duration) *job.St
 			e.t.Fatalf("job %s not %s in %s: %+v\nlogs:\n%s", id, want, within, s, e.logBuf.String())
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -291,7 +285,7 @@ func TestPublishedTwiceAndRedeliveredAfterCommitMakeOneFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the redelivered job acked", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "the redelivered job acked", func() bool {
 		ci, err := cons.Info(t.Context())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Consumer >= 2
 	})
@@ -343,7 +337,7 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 		}
 	}
 	var dl []queue.DeadLetter
-	waitFor(t, 20*time.Second, "5 dead letters", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "5 dead letters", func() bool {
 		var err error
 		dl, err = e.q.DeadLetters(ctx)
 		return err == nil && len(dl) == 5
@@ -369,6 +363,26 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 }
 
 func must2(s string, _ []byte) string { return s }
+
+// TestSignatureServiceForcingOneTime: when the service makes every signature
+// one-time (VODPIPE_SIGN_FORCE_ONE_TIME), a job that did not ask for one
+// still gets a fresh signature for each VOD call: none is refused as used.
+func TestSignatureServiceForcingOneTime(t *testing.T) {
+	e := newEnvPolicy(t, true, signer.Policy{MaxValidity: time.Hour, ForceOneTime: true})
+	e.startWorker("w1")
+	src, b := e.source("forced.mp4", 300_000)
+	e.submit(&job.Job{ID: "forced-1", Source: src})
+	e.storedEquals(e.waitState("forced-1", job.StateCompleted, 30*time.Second), b)
+	uses := e.sim.SignatureUses()
+	if len(uses) != 2 {
+		t.Fatalf("signatures = %+v, want two (apply, commit)", uses)
+	}
+	for _, u := range uses {
+		if !u.OneTime || u.Uses != 1 || u.Refused != 0 {
+			t.Fatalf("signature use = %+v; want one-time, used once, never refused", u)
+		}
+	}
+}
 
 func TestOneTimeSignaturesShortCredentialsAndFaults(t *testing.T) {
 	e := newEnv(t, true, func(c *vodsim.Config) {
@@ -409,7 +423,7 @@ func TestCancelInTheMiddleAbortsTheMultipartUpload(t *testing.T) {
 	e.startWorker("w1")
 	src, _ := e.source("cancel.mp4", 16<<20)
 	e.submit(&job.Job{ID: "cancel-1", Source: src})
-	waitFor(t, 20*time.Second, "a part in vodsim", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "a part in vodsim", func() bool {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 2
 	})
@@ -435,7 +449,7 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 	const size = 16 << 20
 	src, data := e.source("pause.mp4", size)
 	e.submit(&job.Job{ID: "pause-1", Source: src})
-	waitFor(t, 20*time.Second, "parts in vodsim", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "parts in vodsim", func() bool {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 3
 	})
