@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/stack"
@@ -43,7 +43,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	// Resume state and leases in Redis, as production keeps them.
-	rds, err := testharness.RunRedis(dir, "--save", "", "--appendonly", "no")
+	rds, err := child.StartRedis(ctx, dir, "--save", "", "--appendonly", "no")
 	if err != nil {
 		return nil, err
 	}

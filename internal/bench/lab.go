@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
+	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
 	"github.com/vodpipe/vodpipe/pkg/queue"
@@ -50,7 +51,7 @@ type lab struct {
 	svc     micro.Service
 
 	mu    sync.Mutex
-	procs []*workerProc
+	procs []*child.WorkerProcess
 }
 
 // labConfig shapes a lab.
@@ -342,7 +343,7 @@ func (l *lab) withLogs(err error) error {
 	defer l.mu.Unlock()
 	var b strings.Builder
 	for _, p := range l.procs {
-		fmt.Fprintf(&b, "\n--- worker %s log (tail) ---\n%s", p.id, p.LogTail(2048))
+		fmt.Fprintf(&b, "\n--- worker %s log (tail) ---\n%s", p.ID, p.LogTail(2048))
 	}
 	if b.Len() == 0 {
 		return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/vodpipe/vodpipe/internal/child"
 )
 
 // p5 SIGKILLs a worker process half way through an upload and lets a second
@@ -33,7 +35,7 @@ func (r *runner) p5(ctx context.Context) ([]Result, error) {
 	}
 	a.Kill()
 	killedAt := l.sim.BytesReceived()
-	r.logf("P5: SIGKILLed worker %s at %.1f %% of %s", a.id, 100*float64(killedAt)/float64(sz.resume), mib(sz.resume))
+	r.logf("P5: SIGKILLed worker %s at %.1f %% of %s", a.ID, 100*float64(killedAt)/float64(sz.resume), mib(sz.resume))
 	wc.id = "p5-b"
 	if _, err := l.startWorker(ctx, wc); err != nil {
 		return nil, err
@@ -61,7 +63,7 @@ func (r *runner) p5(ctx context.Context) ([]Result, error) {
 
 // waitBytes waits until vodsim has read at least n object bytes; the worker
 // that should send them must not exit first.
-func waitBytes(ctx context.Context, l *lab, p *workerProc, n int64) error {
+func waitBytes(ctx context.Context, l *lab, p *child.WorkerProcess, n int64) error {
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for l.sim.BytesReceived() < n {
@@ -69,7 +71,7 @@ func waitBytes(ctx context.Context, l *lab, p *workerProc, n int64) error {
 		case <-ctx.Done():
 			return fmt.Errorf("vodsim read %d of %d bytes: %w", l.sim.BytesReceived(), n, ctx.Err())
 		case <-p.Done():
-			return fmt.Errorf("worker %s exited early: %v", p.id, p.Cmd.ProcessState)
+			return fmt.Errorf("worker %s exited early: %v", p.ID, p.Cmd.ProcessState)
 		case <-tick.C:
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -235,12 +236,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.MkdirAll(rdir, 0o755); err != nil {
 		return nil, err
 	}
-	rs, err := startRedis(ctx, rdir)
+	// Append-only with every write synced, as production runs it, so a restart keeps the resume state.
+	rs, err := child.StartRedis(ctx, rdir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
 	if err != nil {
 		return nil, err
 	}
-	defer rs.stop()
-	logf("redis-server up on %s (append-only)", rs.Addr())
+	defer func() { _ = rs.Stop() }()
+	logf("redis-server up on %s (append-only)", rs.Addr)
 
 	sys, err := startServices(ctx, dir, natsURL, o)
 	if err != nil {
@@ -249,13 +251,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer sys.close()
 	logf("vodsim %s, ingest %s, notify %s", sys.simAddr, sys.ingestURL, sys.notifyURL)
 
-	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: natsURL, redisAddr: rs.Addr(), simAddr: sys.simAddr,
+	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: natsURL, redisAddr: rs.Addr, simAddr: sys.simAddr,
 		partSize: o.PartSize, concurrency: o.Concurrency, jobs: o.JobsPerWorker, ackWait: o.AckWait}
-	workers := make([]*workerProc, o.Workers)
+	workers := make([]*child.WorkerProcess, o.Workers)
 	defer func() {
 		for _, w := range workers {
 			if w != nil {
-				w.proc.Kill()
+				w.Kill()
 			}
 		}
 	}()
@@ -265,7 +267,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	for _, w := range workers {
-		if err := w.waitReady(ctx); err != nil {
+		if err := w.WaitReady(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -547,8 +549,8 @@ func (s *services) inEventsStream(jobID string) string {
 // store KillEvery later, with the second it restarts Redis. Like a process
 // supervisor it also restarts a worker that ended by itself. It runs until
 // ctx ends.
-func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *redisServer, ws *workerSetup,
-	workers []*workerProc, rep *Report, logf func(string, ...any)) error {
+func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *child.Redis, ws *workerSetup,
+	workers []*child.WorkerProcess, rep *Report, logf func(string, ...any)) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	nextKill := time.Now().Add(o.KillEvery)
@@ -562,12 +564,12 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 		case <-tick.C:
 		}
 		for i, w := range workers {
-			if !w.proc.Exited() {
+			if !w.Exited() {
 				continue
 			}
 			rep.WorkerExits++
-			logf("worker %s ended by itself (%v): %s; restarted", w.id, w.proc.Cmd.ProcessState, lastLine(w.proc.LogTail(512)))
-			nw, err := ws.startWorker(w.id)
+			logf("worker %s ended by itself (%v): %s; restarted", w.ID, w.Cmd.ProcessState, lastLine(w.LogTail(512)))
+			nw, err := ws.startWorker(w.ID)
 			if err != nil {
 				return err
 			}
@@ -587,14 +589,14 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 		nextKill = time.Now().Add(o.KillEvery)
 		step++
 		i := rng.IntN(len(workers))
-		workers[i].proc.Kill()
+		workers[i].Kill()
 		rep.WorkerKills++
-		w, err := ws.startWorker(workers[i].id)
+		w, err := ws.startWorker(workers[i].ID)
 		if err != nil {
 			return err
 		}
 		workers[i] = w
-		logf("SIGKILL worker %s, restarted", w.id)
+		logf("SIGKILL worker %s, restarted", w.ID)
 
 		switch step {
 		case 1:
@@ -603,7 +605,7 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 			natsBack = time.Now().Add(o.KillEvery)
 			logf("SIGKILL NATS node %s", cl.nodes[down].spec.Name)
 		case 2:
-			if err := rs.restart(context.WithoutCancel(ctx)); err != nil {
+			if err := rs.Restart(context.WithoutCancel(ctx)); err != nil {
 				return err
 			}
 			rep.RedisRestarts++

@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/child"
-	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
 // nodeEnv carries a NATS node's settings (JSON) to the re-executed binary.
@@ -100,11 +99,11 @@ func startCluster(exe, dir string) (*cluster, error) {
 	c := &cluster{exe: exe}
 	var ports, cports []int
 	for range 3 {
-		p, err := testharness.FreePort()
+		p, err := child.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		cp, err := testharness.FreePort()
+		cp, err := child.FreePort()
 		if err != nil {
 			return nil, err
 		}

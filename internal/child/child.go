@@ -157,3 +157,39 @@ func (w Worker) Env() []string {
 	}
 	return env
 }
+
+// WorkerProcess is a started `vodpipe worker` process.
+type WorkerProcess struct {
+	*Process
+	ID   string
+	Addr string // its /healthz, /readyz and /metrics
+}
+
+// Start starts command (the vodpipe executable and its arguments, e.g.
+// ["vodpipe", "worker"]) as this worker, on a free loopback port for its
+// HTTP endpoints when HTTPAddr is empty, output appended to logPath.
+func (w Worker) Start(command []string, logPath string) (*WorkerProcess, error) {
+	if w.HTTPAddr == "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		w.HTTPAddr = Loopback(port)
+	}
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Env = w.Env()
+	p, err := Start(cmd, logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start worker %s: %w", w.ID, err)
+	}
+	return &WorkerProcess{Process: p, ID: w.ID, Addr: w.HTTPAddr}, nil
+}
+
+// WaitReady waits up to 30 s for the worker's /readyz (connected to NATS,
+// queue open); an error carries the end of its log.
+func (p *WorkerProcess) WaitReady(ctx context.Context) error {
+	if err := p.WaitHTTPReady(ctx, "http://"+p.Addr+"/readyz", 30*time.Second); err != nil {
+		return fmt.Errorf("worker %s: %w\n%s", p.ID, err, p.LogTail(2048))
+	}
+	return nil
+}

@@ -125,6 +125,13 @@ func (s *Service) open(ctx context.Context) error {
 func (s *Service) Close() {
 	s.stopBG()
 	s.nc.Close()
+	// The files watcher ends with its subscription; bounded, so a wedged
+	// watcher cannot hold up a shutdown.
+	select {
+	case <-s.files.Done():
+	case <-time.After(5 * time.Second):
+		s.log.Warn("files watcher did not stop within 5s")
+	}
 }
 
 // Queue exposes the opened queue (for tests and the all-in-one binary).

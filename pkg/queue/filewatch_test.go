@@ -159,3 +159,31 @@ func openInternal(t *testing.T) (*testharness.NATS, jetstream.JetStream, *Queue)
 	}
 	return n, js, q
 }
+
+// A shutdown waits for the watcher: once its context ends, its goroutine
+// returns and its consumer is gone from the files stream.
+func TestFileWatchStopsWithItsContext(t *testing.T) {
+	_, js, q := openInternal(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	fw := q.WatchFiles(ctx, t.Logf)
+	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
+	select {
+	case <-fw.Done():
+		t.Fatal("Done closed while the watcher runs")
+	default:
+	}
+	cancel()
+	select {
+	case <-fw.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("watcher still running 10s after its context ended")
+	}
+	stream, err := js.Stream(t.Context(), "KV_"+FilesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "watcher's consumer gone", func() bool {
+		info, err := stream.Info(t.Context())
+		return err == nil && info.State.Consumers == 0
+	})
+}

@@ -60,6 +60,7 @@ type FileWatch struct {
 	q     *Queue
 	log   func(msg string, args ...any)
 	grace time.Duration // see lookupAfter
+	done  chan struct{} // closed when the watcher's goroutine has returned
 
 	mu      sync.Mutex
 	live    bool // the shared watcher is established and delivering
@@ -79,12 +80,18 @@ func (q *Queue) WatchFiles(ctx context.Context, logf func(msg string, args ...an
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	fw := &FileWatch{q: q, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}, grace: lookupGrace}
+	fw := &FileWatch{q: q, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}, grace: lookupGrace,
+		done: make(chan struct{})}
 	go fw.run(ctx)
 	return fw
 }
 
+// Done is closed once the watcher has stopped for good: its ctx ended and
+// its subscription is gone (closing the NATS connection ends it too).
+func (fw *FileWatch) Done() <-chan struct{} { return fw.done }
+
 func (fw *FileWatch) run(ctx context.Context) {
+	defer close(fw.done)
 	for ctx.Err() == nil {
 		w, err := fw.q.files.WatchAll(ctx, jetstream.UpdatesOnly())
 		if err != nil {

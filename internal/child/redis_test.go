@@ -1,0 +1,51 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The chaos run restarts Redis with its append-only file on: what was
+// written before the restart must be there after it, on the same address.
+func TestRedisRestartKeepsAppendOnlyData(t *testing.T) {
+	ctx := context.Background()
+	r, err := StartRedis(ctx, t.TempDir(), "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop() })
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := r.PID()
+	if err := r.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.PID() == before {
+		t.Fatalf("restart kept pid %d", before)
+	}
+	if err := syscall.Kill(before, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the first redis-server (pid %d) still runs: %v", before, err)
+	}
+	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Fatalf("after restart: %q, %v; want v", got, err)
+	}
+	r.Kill()
+	if err := syscall.Kill(r.PID(), 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("killed redis-server (pid %d) still runs: %v", r.PID(), err)
+	}
+}
+
+func TestStartRedisSaysHowToInstall(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := StartRedis(context.Background(), t.TempDir())
+	if err == nil || err.Error() != RedisInstallHint {
+		t.Fatalf("err %v, want the install hint", err)
+	}
+}
