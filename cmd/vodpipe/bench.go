@@ -25,6 +25,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	write := fs.String("write", "", "also write the results as Markdown to this file (e.g. BENCHMARKS.md)")
 	dir := fs.String("dir", "", "folder for sources and data (default: a temporary one, removed at the end)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (P2 and P3 run inside it) to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of this process (P2 and P3 run inside it) to this file at the end")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -65,6 +66,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}()
 	}
+	if *memProfile != "" {
+		defer func() {
+			if err := writeAllocProfile(*memProfile); err != nil {
+				fmt.Fprintln(stderr, "vodpipe bench: allocation profile:", err)
+			}
+		}()
+	}
 	started := time.Now()
 	results, err := bench.Run(ctx, bench.Options{Only: ids, Quick: *quick, Worker: []string{exe, "worker"}, Progress: stderr, Dir: *dir})
 	wall := time.Since(started).Round(time.Second)
@@ -88,6 +96,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stdout, "wrote", *write)
 	}
 	return code
+}
+
+// writeAllocProfile writes every allocation sampled since the start
+// (`go tool pprof -sample_index=alloc_space` or alloc_objects reads it).
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 var benchColumns = []string{"id", "what", "measured", "baseline", "ratio", "target", "ok?"}

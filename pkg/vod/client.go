@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -196,11 +197,13 @@ func (c *Client) Commit(ctx context.Context, sign SignatureFunc, vodSessionKey s
 	return &out, nil
 }
 
+// answer is VOD's envelope. Data holds the caller's pointer before
+// decoding, so the answer is decoded in one pass straight into it.
 type answer struct {
-	Code      Code            `json:"code"`
-	Message   string          `json:"message"`
-	RequestID string          `json:"requestId"`
-	Data      json.RawMessage `json:"data"`
+	Code      Code   `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"requestId"`
+	Data      any    `json:"data"`
 }
 
 func (c *Client) call(ctx context.Context, action string, sign SignatureFunc, body func(sig string) any, out any) error {
@@ -267,15 +270,20 @@ func (c *Client) once(ctx context.Context, action string, body any, out any) err
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("vod %s: %w: HTTP %d", action, ErrUnexpectedResponse, resp.StatusCode)
 	}
-	var a answer
-	if err := json.Unmarshal(raw, &a); err != nil {
+	// A fresh out for every attempt: an earlier answer must not leave fields behind.
+	reflect.ValueOf(out).Elem().SetZero()
+	a := answer{Data: out}
+	err = json.Unmarshal(raw, &a)
+	if err != nil {
+		// The data of a refusal need not have the shape of a success's: the envelope alone decides.
+		var e answer
+		if json.Unmarshal(raw, &e) == nil && e.Code != CodeOK {
+			return &APIError{Action: action, Code: e.Code, Message: e.Message, RequestID: e.RequestID}
+		}
 		return fmt.Errorf("vod %s: %w: %v", action, ErrUnexpectedResponse, err)
 	}
 	if a.Code != CodeOK {
 		return &APIError{Action: action, Code: a.Code, Message: a.Message, RequestID: a.RequestID}
-	}
-	if err := json.Unmarshal(a.Data, out); err != nil {
-		return fmt.Errorf("vod %s: %w: data: %v", action, ErrUnexpectedResponse, err)
 	}
 	return nil
 }
