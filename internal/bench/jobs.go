@@ -72,15 +72,21 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	}
 	var rounds []p3Round
 	for i := range p3Rounds(r.sz) {
+		// The host's speed right before the round, from a workload of no vodpipe code.
+		ref, err := hostReference(ctx, time.Second)
+		if err != nil {
+			return nil, err
+		}
 		rr, err := e.round(ctx, fmt.Sprintf("p3-r%d", i+1), paths)
 		if err != nil {
 			return nil, err
 		}
+		rr.reference = ref
 		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
 			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
-			"last delivered: %s)",
+			"host reference %.0f req/s, %.1f of them per job; last delivered: %s)",
 			i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
-			us(rr.cpuPerJob), us(rr.redisPerJob), rr.slowest)
+			us(rr.cpuPerJob), us(rr.redisPerJob), rr.reference, rr.reference/rr.rate, rr.slowest)
 		rounds = append(rounds, rr)
 	}
 	if n := delivered.invalid(); n > 0 {
@@ -107,10 +113,12 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"that job.completed event: p50 %s, p99 %s); throughput from the first POST to the last delivery; after a "+
 			"warm-up round of %d jobs, the median of %d rounds (jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; "+
 			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
-			"follows this machine's speed)",
+			"follows this machine's speed; the host reference, %.0f loopback HTTP POSTs of a 1 KiB JSON body per second "+
+			"with %d clients and no vodpipe code, measured right before that round, was %.1f times its jobs/s, so on this "+
+			"machine P3 reaches %.0f jobs/s when that reference reaches about %.0f req/s)",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
 			p3Warm(paths), len(rounds), strings.Join(spread, ", "), m.submitRate, m.busy, runtime.NumCPU(),
-			us(m.cpuPerJob), us(m.redisPerJob)),
+			us(m.cpuPerJob), us(m.redisPerJob), m.reference, refClients, m.reference/m.rate, p3Target, p3Target*m.reference/m.rate),
 	}}, nil
 }
 
@@ -136,6 +144,7 @@ type p3Env struct {
 // p3Round is one round's figures.
 type p3Round struct {
 	rate, submitRate, busy         float64
+	reference                      float64       // host reference before the round, req/s
 	cpuPerJob, redisPerJob         time.Duration // CPU time per job: this process, redis-server
 	slowest                        string        // the last job delivered, with its times
 	p50, p99, commitP50, commitP99 time.Duration

@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The host reference: a fixed workload of no vodpipe code, measured next to
+// P3 so that a P3 figure can be read against this machine's speed at that
+// moment. On a shared VM that speed moves by a factor of two over a day; P3
+// (HTTP exchanges, small JSON, loopback TCP) moves with it.
+const (
+	refClients = 64
+	refBody    = 1024
+)
+
+// hostReference is how many loopback HTTP/1.1 keep-alive POSTs of a 1 KiB
+// JSON body, each decoded by the handler and answered with a small JSON
+// document, refClients clients complete per second over d.
+func hostReference(ctx context.Context, d time.Duration) (float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			ID   int    `json:"id"`
+			Data string `json:"data"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": in.ID, "bytes": len(in.Data)})
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	tr := &http.Transport{MaxIdleConnsPerHost: refClients, MaxIdleConns: refClients}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	body, _ := json.Marshal(map[string]any{"id": 1, "data": string(bytes.Repeat([]byte("x"), refBody-20))})
+	url := "http://" + ln.Addr().String() + "/"
+
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var done atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range refClients {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						failed.CompareAndSwap(nil, err)
+					}
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.CompareAndSwap(nil, fmt.Errorf("HTTP %d", resp.StatusCode))
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, fmt.Errorf("host reference: %w", err)
+	}
+	return float64(done.Load()) / time.Since(start).Seconds(), nil
+}
