@@ -131,7 +131,8 @@ return 0`
 
 	// writeLua is every state write, fenced by the lease value. Modes:
 	// replace (drop the hash, then set the pairs), update (set the pairs),
-	// session (set the pairs if the hash has a session) and delete.
+	// session (set the pairs if the hash has a session), release (update,
+	// then give the lease up) and delete.
 	// KEYS: lease, fence, state. ARGV: lease value, fence TTL ms, state TTL ms,
 	// mode, then field/value pairs.
 	// Returns 1, 0 when the lease is lost, -1 when mode session finds none.
@@ -148,6 +149,7 @@ else
   end
   redis.call('HSET', KEYS[3], unpack(ARGV, 5))
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  if mode == 'release' then redis.call('DEL', KEYS[1]) end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1`
@@ -329,6 +331,18 @@ func (r *Redis) SaveCommit(ctx context.Context, l upload.Lease, fileID, mediaURL
 		return err
 	}
 	return r.fenced(ctx, l, "update", fieldCommit, b)
+}
+
+// SaveCommitRelease is SaveCommit and Release in one round trip: the commit
+// recorded under the lease, then the lease given up. A worker that finds the
+// lease free afterwards finds the commit too, so it finishes the job
+// without uploading or committing again.
+func (r *Redis) SaveCommitRelease(ctx context.Context, l upload.Lease, fileID, mediaURL, coverURL string) error {
+	b, err := json.Marshal(commit{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL})
+	if err != nil {
+		return err
+	}
+	return r.fenced(ctx, l, "release", fieldCommit, b)
 }
 
 // Delete removes the job's state. The fence stays, so tokens keep growing.

@@ -290,3 +290,50 @@ func TestRedisAcquireLoad(t *testing.T) {
 		})
 	}
 }
+
+// SaveCommitRelease records the commit and frees the lease in one script:
+// the next worker gets the lease at once and finds the commit; a stale
+// holder can neither record a commit nor free the current holder's lease.
+func TestRedisSaveCommitRelease(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]redis.UniversalClient{
+		"single":  testharness.StartRedis(t).Client(t),
+		"cluster": startRedisCluster(t),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			s := NewRedis(c)
+			l, err := s.Acquire(ctx, "job-cr", "w1", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SaveSession(ctx, l, session(1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SaveCommitRelease(ctx, l, "5285890781234", "https://vod/m.mp4", "https://vod/c.jpg"); err != nil {
+				t.Fatal(err)
+			}
+			l2, loaded, err := s.AcquireLoad(ctx, "job-cr", "w2", time.Minute)
+			if err != nil {
+				t.Fatalf("lease after SaveCommitRelease: %v, want it free", err)
+			}
+			if st := loaded.State; st == nil || st.FileID != "5285890781234" || st.MediaURL != "https://vod/m.mp4" ||
+				st.CoverURL != "https://vod/c.jpg" || st.Session == nil {
+				t.Fatalf("state after SaveCommitRelease = %+v, want the session and the commit", st)
+			}
+			// w1's lease is gone: its writes are refused and w2's lease stays.
+			if err := s.SaveCommitRelease(ctx, l, "stale", "", ""); !errors.Is(err, upload.ErrLeaseLost) {
+				t.Fatalf("stale SaveCommitRelease = %v, want ErrLeaseLost", err)
+			}
+			if _, err := s.Acquire(ctx, "job-cr", "w3", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+				t.Fatalf("acquire after a stale SaveCommitRelease = %v, want w2's lease held", err)
+			}
+			if err := s.Renew(ctx, l2); err != nil {
+				t.Fatalf("w2's lease after a stale SaveCommitRelease: %v", err)
+			}
+			if got := mustLoad(t, s, "job-cr"); got.FileID != "5285890781234" {
+				t.Fatalf("FileId after a stale write = %q", got.FileID)
+			}
+		})
+	}
+}

@@ -111,12 +111,24 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.u.store.SaveCommit(ctx, r.l, cm.FileID, cm.MediaURL(), cm.CoverURL()); err != nil {
+	if cr, ok := r.u.store.(commitReleaser); ok {
+		if err := cr.SaveCommitRelease(ctx, r.l, cm.FileID, cm.MediaURL(), cm.CoverURL()); err != nil {
+			return nil, err
+		}
+		res.LeaseReleased = true
+	} else if err := r.u.store.SaveCommit(ctx, r.l, cm.FileID, cm.MediaURL(), cm.CoverURL()); err != nil {
 		return nil, err
 	}
 	res.FileID, res.MediaURL, res.CoverURL = cm.FileID, cm.MediaURL(), cm.CoverURL()
 	res.Sent = r.prog.sent
 	return res, nil
+}
+
+// commitReleaser is a store that records the commit and gives the lease up
+// in one round trip (resume.Redis): nothing is left to do under the lease
+// once the commit is recorded.
+type commitReleaser interface {
+	SaveCommitRelease(ctx context.Context, l Lease, fileID, mediaURL, coverURL string) error
 }
 
 // checkControl stops the run when the job was paused, canceled or drained.

@@ -174,6 +174,9 @@ type Result struct {
 	Sent int64
 	// AlreadyCommitted is set when the state said the job was committed before.
 	AlreadyCommitted bool
+	// LeaseReleased is set when the lease was given up with the commit
+	// record (a store with SaveCommitRelease): the caller need not release it.
+	LeaseReleased bool
 }
 
 // Run uploads j under lease l until committed, paused, canceled or failed.

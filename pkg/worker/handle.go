@@ -101,8 +101,9 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer cancelRun(nil)
 	stopKeepAlive := w.keepAlive(runCtx, msg, lease, cancelRun)
 	defer stopKeepAlive()
+	var released bool // the uploader gave the lease up with the commit record
 	defer func() {
-		if !w.crashed.Load() {
+		if !w.crashed.Load() && !released {
 			_ = w.leaser.Release(context.WithoutCancel(ctx), lease)
 		}
 	}()
@@ -129,6 +130,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		res, err = w.uploader.Run(runCtx, j, lease, control)
 	}
 	stopKeepAlive()
+	released = res != nil && res.LeaseReleased
 	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
 }
 

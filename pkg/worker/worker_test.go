@@ -21,6 +21,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/resume"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/upload"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -257,6 +258,17 @@ func TestSmallAndMultipartJobsComplete(t *testing.T) {
 			// One PutObject: the completion carries the bytes, no job.progress is written.
 			if n := len(e.events(job.EventProgress, "small-1")); n != 0 {
 				t.Fatalf("progress events of a one-part job = %d", n)
+			}
+			// A completed job's lease is free: in Redis it goes with the
+			// commit record (SaveCommitRelease), which the worker then does
+			// not release again.
+			if store.redis {
+				leaser := resume.NewRedis(e.redis.Client(t))
+				for _, id := range []string{"small-1", "big-1"} {
+					if _, err := leaser.Acquire(t.Context(), id, "probe", time.Minute); err != nil {
+						t.Fatalf("lease of completed job %s: %v, want it free", id, err)
+					}
+				}
 			}
 		})
 	}
