@@ -5,7 +5,6 @@
 package testharness
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,8 +81,14 @@ func (n *NATS) connectOnce() (*nats.Conn, error) {
 func (n *NATS) CountMessages(t testing.TB, subject string) func() int64 {
 	t.Helper()
 	spy := n.Connect(t)
-	var count atomic.Int64
-	if _, err := spy.Subscribe(subject, func(*nats.Msg) { count.Add(1) }); err != nil {
+	// A synchronous subscription: its client queues each message as it
+	// reads it, in order with the PONG that ends a Flush, where a callback
+	// could still be on its way after the Flush returned.
+	sub, err := spy.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		t.Fatal(err)
 	}
 	if err := spy.Flush(); err != nil {
@@ -92,11 +97,15 @@ func (n *NATS) CountMessages(t testing.TB, subject string) func() int64 {
 	return func() int64 {
 		t.Helper()
 		// A round trip on the spy's connection: the server has handed it
-		// everything routed to it before.
+		// everything routed to it before, and the client has queued it.
 		if err := spy.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		return count.Load()
+		msgs, _, err := sub.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(msgs)
 	}
 }
 
