@@ -29,5 +29,7 @@ func (l *lab) startWorker(ctx context.Context, c workerConfig) (*child.WorkerPro
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
+	// The process is returned with a readiness error too: it is in l.procs,
+	// so l.Close kills it either way.
 	return p, p.WaitReady(ctx)
 }

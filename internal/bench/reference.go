@@ -51,10 +51,21 @@ func hostReference(ctx context.Context, d time.Duration) (float64, error) {
 	body, _ := json.Marshal(map[string]any{"id": 1, "data": string(bytes.Repeat([]byte("x"), refBody-20))})
 	url := "http://" + ln.Addr().String() + "/"
 
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var done atomic.Int64
-	var failed atomic.Value
+	var (
+		mu     sync.Mutex
+		failed error // the first failure
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if failed == nil {
+			failed = err
+		}
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range refClients {
@@ -64,14 +75,14 @@ func hostReference(ctx context.Context, d time.Duration) (float64, error) {
 				resp, err := client.Do(req)
 				if err != nil {
 					if ctx.Err() == nil {
-						failed.CompareAndSwap(nil, err)
+						fail(err)
 					}
 					return
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					failed.CompareAndSwap(nil, fmt.Errorf("HTTP %d", resp.StatusCode))
+					fail(fmt.Errorf("HTTP %d", resp.StatusCode))
 					return
 				}
 				done.Add(1)
@@ -79,8 +90,12 @@ func hostReference(ctx context.Context, d time.Duration) (float64, error) {
 		})
 	}
 	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
-		return 0, fmt.Errorf("host reference: %w", err)
+	elapsed := time.Since(start)
+	if err := parent.Err(); err != nil {
+		return 0, err
 	}
-	return float64(done.Load()) / time.Since(start).Seconds(), nil
+	if failed != nil {
+		return 0, fmt.Errorf("host reference: %w", failed)
+	}
+	return float64(done.Load()) / elapsed.Seconds(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,7 +36,8 @@ func StartRedis(ctx context.Context, dir string, extra ...string) (*Redis, error
 		return nil, errors.New(RedisInstallHint)
 	}
 	var lastErr error
-	// A free port can be taken between the probe and redis binding it: retry a few times.
+	// A free port can be taken between the probe and redis binding it (redis
+	// then exits at start): retry a few times on another port.
 	for range 5 {
 		port, err := FreePort()
 		if err != nil {
@@ -44,12 +46,14 @@ func StartRedis(ctx context.Context, dir string, extra ...string) (*Redis, error
 		r := &Redis{Addr: Loopback(port), Dir: dir, bin: bin,
 			args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 				"--daemonize", "no", "--loglevel", "warning"}, extra...)}
-		if lastErr = r.start(ctx); lastErr == nil {
-			return r, nil
+		if lastErr = r.start(ctx); lastErr == nil || !errors.Is(lastErr, errExitedAtStart) {
+			return r, lastErr
 		}
 	}
 	return nil, lastErr
 }
+
+var errExitedAtStart = errors.New("redis-server exited at start")
 
 // start starts redis-server with r's arguments and waits for PING.
 func (r *Redis) start(ctx context.Context) error {
@@ -64,12 +68,21 @@ func (r *Redis) start(ctx context.Context) error {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := c.Ping(pctx).Err()
+		var info string
+		if err == nil {
+			info, err = c.Info(pctx, "server").Result()
+		}
 		cancel()
 		if err == nil {
-			return nil
+			// The answer must come from this process, not from another
+			// redis-server that took the port first.
+			if strings.Contains(info, fmt.Sprintf("process_id:%d\r\n", p.Cmd.Process.Pid)) {
+				return nil
+			}
+			err = fmt.Errorf("another redis-server answers on %s", r.Addr)
 		}
 		if p.Exited() {
-			return fmt.Errorf("redis-server exited at start: %s", p.LogTail(1024))
+			return fmt.Errorf("%w: %s", errExitedAtStart, p.LogTail(1024))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			p.Kill()

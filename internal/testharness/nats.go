@@ -77,7 +77,8 @@ func (n *NATS) connectOnce() (*nats.Conn, error) {
 
 // CountMessages counts the messages published on subject (wildcards allowed)
 // from now on, e.g. a KV bucket's direct gets on "$JS.API.DIRECT.GET.KV_<bucket>.>".
-// The returned func reports the count of everything published before it was called.
+// The returned func reports the count of everything published before it was called
+// (up to 65536 messages, the subscription's channel: enough for counting a test's calls).
 func (n *NATS) CountMessages(t testing.TB, subject string) func() int64 {
 	t.Helper()
 	spy := n.Connect(t)

@@ -87,7 +87,8 @@ func (q *Queue) WatchFiles(ctx context.Context, logf func(msg string, args ...an
 }
 
 // Done is closed once the watcher has stopped for good: its ctx ended and
-// its subscription is gone (closing the NATS connection ends it too).
+// its subscription is gone. A closed NATS connection alone only ends the
+// current subscription (the watcher tries again every second until ctx ends).
 func (fw *FileWatch) Done() <-chan struct{} { return fw.done }
 
 func (fw *FileWatch) run(ctx context.Context) {

@@ -136,8 +136,13 @@ return 0`
 	// KEYS: lease, fence, state. ARGV: lease value, fence TTL ms, state TTL ms,
 	// mode, then field/value pairs.
 	// Returns 1, 0 when the lease is lost, -1 when mode session finds none.
+	// A release whose lease is gone but whose pair is already stored is the
+	// client's retry of a release that ran (its answer was lost): 1 again.
 	writeLua = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  if ARGV[4] == 'release' and redis.call('HGET', KEYS[3], ARGV[5]) == ARGV[6] then return 1 end
+  return 0
+end
 local mode = ARGV[4]
 if mode == 'delete' then
   redis.call('DEL', KEYS[3])
@@ -154,6 +159,8 @@ end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1`
 )
+
+var _ upload.CommitReleaser = (*Redis)(nil)
 
 // Hash fields of the state key.
 const (
@@ -336,7 +343,8 @@ func (r *Redis) SaveCommit(ctx context.Context, l upload.Lease, fileID, mediaURL
 // SaveCommitRelease is SaveCommit and Release in one round trip: the commit
 // recorded under the lease, then the lease given up. A worker that finds the
 // lease free afterwards finds the commit too, so it finishes the job
-// without uploading or committing again.
+// without uploading or committing again. Sent twice (go-redis retries a
+// command whose answer was lost), it succeeds twice.
 func (r *Redis) SaveCommitRelease(ctx context.Context, l upload.Lease, fileID, mediaURL, coverURL string) error {
 	b, err := json.Marshal(commit{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL})
 	if err != nil {

@@ -111,7 +111,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cr, ok := r.u.store.(commitReleaser); ok {
+	if cr, ok := r.u.store.(CommitReleaser); ok {
 		if err := cr.SaveCommitRelease(ctx, r.l, cm.FileID, cm.MediaURL(), cm.CoverURL()); err != nil {
 			return nil, err
 		}
@@ -122,13 +122,6 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	res.FileID, res.MediaURL, res.CoverURL = cm.FileID, cm.MediaURL(), cm.CoverURL()
 	res.Sent = r.prog.sent
 	return res, nil
-}
-
-// commitReleaser is a store that records the commit and gives the lease up
-// in one round trip (resume.Redis): nothing is left to do under the lease
-// once the commit is recorded.
-type commitReleaser interface {
-	SaveCommitRelease(ctx context.Context, l Lease, fileID, mediaURL, coverURL string) error
 }
 
 // checkControl stops the run when the job was paused, canceled or drained.

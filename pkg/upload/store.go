@@ -93,3 +93,11 @@ type ResumeStore interface {
 	// Delete removes the job's state.
 	Delete(ctx context.Context, l Lease) error
 }
+
+// CommitReleaser is a ResumeStore that records the commit and gives the
+// lease up in one round trip (resume.Redis): nothing is left to do under the
+// lease once the commit is recorded. The store must be the one the lease
+// came from (the worker uses one object as Leaser and ResumeStore).
+type CommitReleaser interface {
+	SaveCommitRelease(ctx context.Context, l Lease, fileID, mediaURL, coverURL string) error
+}

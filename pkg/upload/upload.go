@@ -206,7 +206,12 @@ func (u *Uploader) RunLoaded(ctx context.Context, j *job.Job, l Lease, loaded Lo
 		st = &State{}
 	}
 	if st.FileID != "" {
-		return &Result{FileID: st.FileID, MediaURL: st.MediaURL, CoverURL: st.CoverURL, AlreadyCommitted: true}, nil
+		res := &Result{FileID: st.FileID, MediaURL: st.MediaURL, CoverURL: st.CoverURL, AlreadyCommitted: true}
+		if st.Session != nil {
+			// The bytes the commit covered, for the status and job.completed.
+			res.Size, res.Resumed = st.Session.Size, st.Session.Size
+		}
+		return res, nil
 	}
 	if control != nil {
 		switch control() {

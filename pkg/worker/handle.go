@@ -113,15 +113,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
 
-	st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
-		s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
-	})
-	if err != nil {
-		log.Warn("cannot mark running", "err", err)
-		_ = msg.NakWithDelay(2 * time.Second)
-		return
+	// Committed before (a crash after the commit, or a copy of the job that
+	// took the lease the committing worker gave up with its commit record):
+	// nothing runs, so no running status and no job.started; the run below
+	// returns the recorded commit and finish completes the job.
+	if committed := loaded != nil && loaded.State != nil && loaded.State.FileID != ""; !committed {
+		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
+			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
+		})
+		if err != nil {
+			log.Warn("cannot mark running", "err", err)
+			_ = msg.NakWithDelay(2 * time.Second)
+			return
+		}
+		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
 	}
-	_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
 	control := func() job.Control { return w.control(j.ID) }
 	var res *upload.Result
 	if loaded != nil {

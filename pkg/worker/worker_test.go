@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -271,6 +272,52 @@ func TestSmallAndMultipartJobsComplete(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A job whose commit is in Redis but whose status never said so (its
+// worker died after the commit, or gave the lease up with the commit record
+// and a copy of the job took it): the next worker completes it from the
+// record, with the bytes the commit covered, and runs nothing: no
+// ApplyUploadUGC, no commit, no running status, no job.started.
+func TestCommitRecordedInRedisCompletesWithoutRunning(t *testing.T) {
+	e := newEnv(t, true)
+	src, data := e.source("recorded.mp4", 300_000)
+	j := &job.Job{ID: "recorded-1", Source: src}
+	store := resume.NewRedis(e.redis.Client(t))
+	l, err := store.Acquire(t.Context(), j.ID, "w-before", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveSession(t.Context(), l, upload.Session{VodSessionKey: "s-1", Bucket: "b", Region: "ap-guangzhou",
+		VideoKey: "/v/recorded.mp4", Size: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveCommitRelease(t.Context(), l, "5285890799999", "https://vod/recorded.mp4", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(j)
+	e.startWorker("w1")
+	s := e.waitState(j.ID, job.StateCompleted, 30*time.Second)
+	if s.FileID != "5285890799999" || s.MediaURL != "https://vod/recorded.mp4" || s.BytesTotal != int64(len(data)) {
+		t.Fatalf("status = %+v, want the recorded commit and %d bytes", s, len(data))
+	}
+	ev := e.events(job.EventCompleted, j.ID)
+	if len(ev) != 1 {
+		t.Fatalf("job.completed events = %d, want 1", len(ev))
+	}
+	var done job.CompletedData
+	if err := json.Unmarshal(ev[0].Data, &done); err != nil || done.Bytes != int64(len(data)) || done.FileID != s.FileID {
+		t.Fatalf("job.completed = %s (%v), want FileId %s and %d bytes", ev[0].Data, err, s.FileID, len(data))
+	}
+	if n := len(e.events(job.EventStarted, j.ID)); n != 0 {
+		t.Fatalf("job.started events = %d for a job that had nothing left to run", n)
+	}
+	if n := len(e.sim.Sessions()); n != 0 {
+		t.Fatalf("vodsim sessions = %d, want no ApplyUploadUGC", n)
+	}
+	if jid, err := e.q.JobForFile(t.Context(), s.FileID); err != nil || jid != j.ID {
+		t.Fatalf("file → job = %q, %v", jid, err)
 	}
 }
 
