@@ -72,8 +72,9 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	}
 	var rounds []p3Round
 	for i := range p3Rounds(r.sz) {
-		// The host's speed right before the round, from a workload of no vodpipe code.
-		ref, err := hostReference(ctx, time.Second)
+		// The host's speed around the round (the mean of a second right
+		// before and a second right after it), from a workload of no vodpipe code.
+		before, err := hostReference(ctx, time.Second)
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +82,11 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		rr.reference = ref
+		after, err := hostReference(ctx, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		rr.reference = (before + after) / 2
 		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
 			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
 			"host reference %.0f req/s, %.1f of them per job; last delivered: %s)",
@@ -114,7 +119,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"warm-up round of %d jobs, the median of %d rounds (jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; "+
 			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
 			"follows this machine's speed; the host reference, %.0f loopback HTTP POSTs of a 1 KiB JSON body per second "+
-			"with %d clients and no vodpipe code, measured right before that round, was %.1f times its jobs/s, so on this "+
+			"with %d clients and no vodpipe code, measured right before and after that round, was %.1f times its jobs/s, so on this "+
 			"machine P3 reaches %.0f jobs/s when that reference reaches about %.0f req/s)",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
 			p3Warm(paths), len(rounds), strings.Join(spread, ", "), m.submitRate, m.busy, runtime.NumCPU(),
