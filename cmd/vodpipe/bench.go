@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	quick := fs.Bool("quick", false, "small sizes: a smoke run of seconds whose figures mean little")
 	write := fs.String("write", "", "also write the results as Markdown to this file (e.g. BENCHMARKS.md)")
 	dir := fs.String("dir", "", "folder for sources and data (default: a temporary one, removed at the end)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (P2 and P3 run inside it) to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (P2 and P3 run inside it) to this file; P3's host reference is labelled bench=host-reference (go tool pprof -tagignore bench=host-reference leaves it out)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of this process (P2 and P3 run inside it) to this file at the end")
 	if err := fs.Parse(args); err != nil {
 		return 2

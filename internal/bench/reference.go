@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +25,17 @@ const (
 
 // hostReference is how many loopback HTTP/1.1 keep-alive POSTs of a 1 KiB
 // JSON body, each decoded by the handler and answered with a small JSON
-// document, refClients clients complete per second over d.
-func hostReference(ctx context.Context, d time.Duration) (float64, error) {
+// document, refClients clients complete per second over d. Its goroutines
+// carry the profiler label bench=host-reference, so a CPU profile of a run
+// can leave it out (go tool pprof -tagignore bench=host-reference).
+func hostReference(ctx context.Context, d time.Duration) (rate float64, err error) {
+	pprof.Do(ctx, pprof.Labels("bench", "host-reference"), func(ctx context.Context) {
+		rate, err = runReference(ctx, d)
+	})
+	return rate, err
+}
+
+func runReference(ctx context.Context, d time.Duration) (float64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
