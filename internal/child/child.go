@@ -169,6 +169,9 @@ type WorkerProcess struct {
 // ["vodpipe", "worker"]) as this worker, on a free loopback port for its
 // HTTP endpoints when HTTPAddr is empty, output appended to logPath.
 func (w Worker) Start(command []string, logPath string) (*WorkerProcess, error) {
+	if len(command) == 0 {
+		return nil, fmt.Errorf("start worker %s: no command", w.ID)
+	}
 	if w.HTTPAddr == "" {
 		port, err := FreePort()
 		if err != nil {
