@@ -149,7 +149,7 @@ type p3Env struct {
 // p3Round is one round's figures.
 type p3Round struct {
 	rate, submitRate, busy         float64
-	reference                      float64       // host reference before the round, req/s
+	reference                      float64       // host reference around the round (mean of before and after), req/s
 	cpuPerJob, redisPerJob         time.Duration // CPU time per job: this process, redis-server
 	slowest                        string        // the last job delivered, with its times
 	p50, p99, commitP50, commitP99 time.Duration

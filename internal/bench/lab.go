@@ -272,6 +272,21 @@ func (a *arrivalLog) signal() {
 	}
 }
 
+// times is the first arrival of each of ids (zero for one not arrived).
+func (a *arrivalLog) times(ids []string) map[string]time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.timesLocked(ids)
+}
+
+func (a *arrivalLog) timesLocked(ids []string) map[string]time.Time {
+	out := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		out[id] = a.at[id]
+	}
+	return out
+}
+
 // wait returns when every job of ids arrived, with the time each did; a
 // failed job or the end of ctx ends it with an error.
 func (a *arrivalLog) wait(ctx context.Context, ids []string) (map[string]time.Time, error) {
@@ -292,10 +307,7 @@ func (a *arrivalLog) wait(ctx context.Context, ids []string) (map[string]time.Ti
 		}
 		missing = still
 		if len(missing) == 0 {
-			out := make(map[string]time.Time, len(ids))
-			for _, id := range ids {
-				out[id] = a.at[id]
-			}
+			out := a.timesLocked(ids)
 			a.mu.Unlock()
 			return out, nil
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,8 +23,7 @@ import (
 type webhooks struct {
 	*arrivalLog
 	srv       *http.Server
-	commitMu  sync.Mutex
-	committed map[string]time.Time // job id → the time on its first job.completed
+	committed *arrivalLog // job id → the time on its first job.completed
 	secret    atomic.Pointer[string]
 	bad       atomic.Int64
 }
@@ -37,7 +35,7 @@ func subscribeWebhooks(ctx context.Context, notifyURL, apiKey string) (*webhooks
 	if err != nil {
 		return nil, err
 	}
-	w := &webhooks{arrivalLog: newArrivalLog(), committed: map[string]time.Time{}}
+	w := &webhooks{arrivalLog: newArrivalLog(), committed: newArrivalLog()}
 	w.srv = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = w.srv.Serve(ln) }()
 	body, _ := json.Marshal(map[string]any{"url": "http://" + ln.Addr().String() + "/webhook",
@@ -88,11 +86,7 @@ func (w *webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	switch e.Type {
 	case job.EventCompleted:
-		w.commitMu.Lock()
-		if _, seen := w.committed[e.JobID]; !seen {
-			w.committed[e.JobID] = e.Time
-		}
-		w.commitMu.Unlock()
+		w.committed.arrived(e.JobID, e.Time)
 		w.arrived(e.JobID, at)
 	case job.EventFailed:
 		w.failed(e.JobID, string(e.Data))
@@ -101,15 +95,7 @@ func (w *webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // committedAt is the time on each job's job.completed, for jobs delivered.
-func (w *webhooks) committedAt(ids []string) map[string]time.Time {
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
-	out := make(map[string]time.Time, len(ids))
-	for _, id := range ids {
-		out[id] = w.committed[id]
-	}
-	return out
-}
+func (w *webhooks) committedAt(ids []string) map[string]time.Time { return w.committed.times(ids) }
 
 // invalid counts deliveries whose signature did not verify.
 func (w *webhooks) invalid() int64 { return w.bad.Load() }

@@ -223,71 +223,78 @@ func sorted(s []string) []string {
 	return s
 }
 
-// AcquireLoad takes the lease and reads the state in one script: the same
-// lease rules as Acquire (held → ErrLeaseHeld, tokens grow), the same state
-// as Load, nothing when none is stored, and a state it cannot decode
-// reported with the lease held. On a cluster too (its keys share a slot).
-func TestRedisAcquireLoad(t *testing.T) {
+// The scripts that save a job a round trip, on a single node and on a
+// cluster (a job's keys share a slot), one server of each for both.
+func TestRedisOneRoundTripScripts(t *testing.T) {
 	t.Parallel()
 	for name, c := range map[string]redis.UniversalClient{
 		"single":  testharness.StartRedis(t).Client(t),
 		"cluster": startRedisCluster(t),
 	} {
 		t.Run(name, func(t *testing.T) {
-			ctx := t.Context()
-			s := NewRedis(c)
-			l, loaded, err := s.AcquireLoad(ctx, "job-al", "w1", time.Minute)
-			if err != nil || loaded.State != nil || loaded.Err != nil {
-				t.Fatalf("first acquire = %+v, %+v, %v; want a lease and no state", l, loaded, err)
-			}
-			if _, _, err := s.AcquireLoad(ctx, "job-al", "w2", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
-				t.Fatalf("acquire while held = %v, want ErrLeaseHeld", err)
-			}
-			sess := session(1)
-			for i, err := range []error{s.SaveSession(ctx, l, sess), s.SavePart(ctx, l, part(1)), s.MarkVideoDone(ctx, l),
-				s.SaveCommit(ctx, l, "5285890781234", "https://vod/m.mp4", "")} {
-				if err != nil {
-					t.Fatalf("write %d: %v", i, err)
-				}
-			}
-			if err := s.Release(ctx, l); err != nil {
-				t.Fatal(err)
-			}
-			l2, loaded, err := s.AcquireLoad(ctx, "job-al", "w2", time.Minute)
-			if err != nil || loaded.Err != nil {
-				t.Fatalf("second acquire: %v, %v", err, loaded.Err)
-			}
-			if l2.Token <= l.Token || l2.Owner != "w2" {
-				t.Fatalf("second lease %+v after %+v: want a larger token, owner w2", l2, l)
-			}
-			if want := mustLoad(t, s, "job-al"); !reflect.DeepEqual(loaded.State, want) {
-				t.Fatalf("state with the lease:\n got %+v\nwant %+v (Load)", loaded.State, want)
-			}
-			if loaded.State.FileID != "5285890781234" || !loaded.State.VideoDone || len(loaded.State.Parts) != 1 {
-				t.Fatalf("state = %+v", loaded.State)
-			}
-			// A write fenced by the new lease works: it is the current one.
-			if err := s.SavePart(ctx, l2, part(2)); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Release(ctx, l2); err != nil {
-				t.Fatal(err)
-			}
-			// A field that does not decode: the lease is taken, the error reported as Load reports it.
-			if err := c.HSet(ctx, s.keys("job-al").state, fieldSession, "{not json").Err(); err != nil {
-				t.Fatal(err)
-			}
-			l3, loaded, err := s.AcquireLoad(ctx, "job-al", "w3", time.Minute)
-			if err != nil || loaded.Err == nil || loaded.State != nil {
-				t.Fatalf("acquire over a corrupt state = %v, %+v; want the lease and a load error", err, loaded)
-			}
-			if _, lerr := s.Load(ctx, "job-al"); lerr == nil {
-				t.Fatal("Load decodes what AcquireLoad refused")
-			}
-			if _, _, err := s.AcquireLoad(ctx, "job-al", "w4", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
-				t.Fatalf("lease of the corrupt-state acquire not held: %v (lease %+v)", err, l3)
-			}
+			t.Run("AcquireLoad", func(t *testing.T) { testAcquireLoad(t, c) })
+			t.Run("SaveCommitRelease", func(t *testing.T) { testSaveCommitRelease(t, c) })
 		})
+	}
+}
+
+// AcquireLoad takes the lease and reads the state in one script: the same
+// lease rules as Acquire (held → ErrLeaseHeld, tokens grow), the same state
+// as Load, nothing when none is stored, and a state it cannot decode
+// reported with the lease held.
+func testAcquireLoad(t *testing.T, c redis.UniversalClient) {
+	ctx := t.Context()
+	s := NewRedis(c)
+	l, loaded, err := s.AcquireLoad(ctx, "job-al", "w1", time.Minute)
+	if err != nil || loaded.State != nil || loaded.Err != nil {
+		t.Fatalf("first acquire = %+v, %+v, %v; want a lease and no state", l, loaded, err)
+	}
+	if _, _, err := s.AcquireLoad(ctx, "job-al", "w2", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+		t.Fatalf("acquire while held = %v, want ErrLeaseHeld", err)
+	}
+	sess := session(1)
+	for i, err := range []error{s.SaveSession(ctx, l, sess), s.SavePart(ctx, l, part(1)), s.MarkVideoDone(ctx, l),
+		s.SaveCommit(ctx, l, "5285890781234", "https://vod/m.mp4", "")} {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if err := s.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	l2, loaded, err := s.AcquireLoad(ctx, "job-al", "w2", time.Minute)
+	if err != nil || loaded.Err != nil {
+		t.Fatalf("second acquire: %v, %v", err, loaded.Err)
+	}
+	if l2.Token <= l.Token || l2.Owner != "w2" {
+		t.Fatalf("second lease %+v after %+v: want a larger token, owner w2", l2, l)
+	}
+	if want := mustLoad(t, s, "job-al"); !reflect.DeepEqual(loaded.State, want) {
+		t.Fatalf("state with the lease:\n got %+v\nwant %+v (Load)", loaded.State, want)
+	}
+	if loaded.State.FileID != "5285890781234" || !loaded.State.VideoDone || len(loaded.State.Parts) != 1 {
+		t.Fatalf("state = %+v", loaded.State)
+	}
+	// A write fenced by the new lease works: it is the current one.
+	if err := s.SavePart(ctx, l2, part(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, l2); err != nil {
+		t.Fatal(err)
+	}
+	// A field that does not decode: the lease is taken, the error reported as Load reports it.
+	if err := c.HSet(ctx, s.keys("job-al").state, fieldSession, "{not json").Err(); err != nil {
+		t.Fatal(err)
+	}
+	l3, loaded, err := s.AcquireLoad(ctx, "job-al", "w3", time.Minute)
+	if err != nil || loaded.Err == nil || loaded.State != nil {
+		t.Fatalf("acquire over a corrupt state = %v, %+v; want the lease and a load error", err, loaded)
+	}
+	if _, lerr := s.Load(ctx, "job-al"); lerr == nil {
+		t.Fatal("Load decodes what AcquireLoad refused")
+	}
+	if _, _, err := s.AcquireLoad(ctx, "job-al", "w4", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+		t.Fatalf("lease of the corrupt-state acquire not held: %v (lease %+v)", err, l3)
 	}
 }
 
@@ -295,48 +302,40 @@ func TestRedisAcquireLoad(t *testing.T) {
 // sent again (a retry after a lost answer) it succeeds again; the next
 // worker gets the lease at once and finds the commit; a stale holder can
 // neither record a commit nor free the current holder's lease.
-func TestRedisSaveCommitRelease(t *testing.T) {
-	t.Parallel()
-	for name, c := range map[string]redis.UniversalClient{
-		"single":  testharness.StartRedis(t).Client(t),
-		"cluster": startRedisCluster(t),
-	} {
-		t.Run(name, func(t *testing.T) {
-			ctx := t.Context()
-			s := NewRedis(c)
-			l, err := s.Acquire(ctx, "job-cr", "w1", time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SaveSession(ctx, l, session(1)); err != nil {
-				t.Fatal(err)
-			}
-			for i := range 2 { // the second as go-redis's retry after a lost answer
-				if err := s.SaveCommitRelease(ctx, l, "5285890781234", "https://vod/m.mp4", "https://vod/c.jpg"); err != nil {
-					t.Fatalf("SaveCommitRelease #%d: %v", i+1, err)
-				}
-			}
-			l2, loaded, err := s.AcquireLoad(ctx, "job-cr", "w2", time.Minute)
-			if err != nil {
-				t.Fatalf("lease after SaveCommitRelease: %v, want it free", err)
-			}
-			if st := loaded.State; st == nil || st.FileID != "5285890781234" || st.MediaURL != "https://vod/m.mp4" ||
-				st.CoverURL != "https://vod/c.jpg" || st.Session == nil {
-				t.Fatalf("state after SaveCommitRelease = %+v, want the session and the commit", st)
-			}
-			// w1's lease is gone: its writes are refused and w2's lease stays.
-			if err := s.SaveCommitRelease(ctx, l, "stale", "", ""); !errors.Is(err, upload.ErrLeaseLost) {
-				t.Fatalf("stale SaveCommitRelease = %v, want ErrLeaseLost", err)
-			}
-			if _, err := s.Acquire(ctx, "job-cr", "w3", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
-				t.Fatalf("acquire after a stale SaveCommitRelease = %v, want w2's lease held", err)
-			}
-			if err := s.Renew(ctx, l2); err != nil {
-				t.Fatalf("w2's lease after a stale SaveCommitRelease: %v", err)
-			}
-			if got := mustLoad(t, s, "job-cr"); got.FileID != "5285890781234" {
-				t.Fatalf("FileId after a stale write = %q", got.FileID)
-			}
-		})
+func testSaveCommitRelease(t *testing.T, c redis.UniversalClient) {
+	ctx := t.Context()
+	s := NewRedis(c)
+	l, err := s.Acquire(ctx, "job-cr", "w1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSession(ctx, l, session(1)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the second as go-redis's retry after a lost answer
+		if err := s.SaveCommitRelease(ctx, l, "5285890781234", "https://vod/m.mp4", "https://vod/c.jpg"); err != nil {
+			t.Fatalf("SaveCommitRelease #%d: %v", i+1, err)
+		}
+	}
+	l2, loaded, err := s.AcquireLoad(ctx, "job-cr", "w2", time.Minute)
+	if err != nil {
+		t.Fatalf("lease after SaveCommitRelease: %v, want it free", err)
+	}
+	if st := loaded.State; st == nil || st.FileID != "5285890781234" || st.MediaURL != "https://vod/m.mp4" ||
+		st.CoverURL != "https://vod/c.jpg" || st.Session == nil {
+		t.Fatalf("state after SaveCommitRelease = %+v, want the session and the commit", st)
+	}
+	// w1's lease is gone: its writes are refused and w2's lease stays.
+	if err := s.SaveCommitRelease(ctx, l, "stale", "", ""); !errors.Is(err, upload.ErrLeaseLost) {
+		t.Fatalf("stale SaveCommitRelease = %v, want ErrLeaseLost", err)
+	}
+	if _, err := s.Acquire(ctx, "job-cr", "w3", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+		t.Fatalf("acquire after a stale SaveCommitRelease = %v, want w2's lease held", err)
+	}
+	if err := s.Renew(ctx, l2); err != nil {
+		t.Fatalf("w2's lease after a stale SaveCommitRelease: %v", err)
+	}
+	if got := mustLoad(t, s, "job-cr"); got.FileID != "5285890781234" {
+		t.Fatalf("FileId after a stale write = %q", got.FileID)
 	}
 }

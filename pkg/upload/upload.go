@@ -196,22 +196,27 @@ type Loaded struct {
 	Err   error
 }
 
+// Committed reports whether the state records a commit: the run has
+// nothing left to upload or commit, only the recorded result to return.
+func (l Loaded) Committed() bool { return l.State != nil && l.State.FileID != "" }
+
 // RunLoaded is Run with the state already read under lease l.
 func (u *Uploader) RunLoaded(ctx context.Context, j *job.Job, l Lease, loaded Loaded, control ControlFunc) (*Result, error) {
 	if loaded.Err != nil {
 		return nil, fmt.Errorf("upload: load state: %w", loaded.Err)
 	}
-	st := loaded.State
-	if st == nil {
-		st = &State{}
-	}
-	if st.FileID != "" {
+	if loaded.Committed() {
+		st := loaded.State
 		res := &Result{FileID: st.FileID, MediaURL: st.MediaURL, CoverURL: st.CoverURL, AlreadyCommitted: true}
 		if st.Session != nil {
 			// The bytes the commit covered, for the status and job.completed.
 			res.Size, res.Resumed = st.Session.Size, st.Session.Size
 		}
 		return res, nil
+	}
+	st := loaded.State
+	if st == nil {
+		st = &State{}
 	}
 	if control != nil {
 		switch control() {

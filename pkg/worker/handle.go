@@ -117,7 +117,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	// took the lease the committing worker gave up with its commit record):
 	// nothing runs, so no running status and no job.started; the run below
 	// returns the recorded commit and finish completes the job.
-	if committed := loaded != nil && loaded.State != nil && loaded.State.FileID != ""; !committed {
+	if loaded == nil || !loaded.Committed() {
 		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
 			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
 		})
