@@ -386,8 +386,10 @@ type services struct {
 	wg                            sync.WaitGroup
 }
 
-func startServices(ctx context.Context, dir, natsURL string, o Options) (s *services, err error) {
-	s = &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL}
+func startServices(ctx context.Context, dir, natsURL string, o Options) (_ *services, err error) {
+	// s stays set on every return, so a failed start closes what it opened
+	// (the returns below hand back nil for the caller, not for this defer).
+	s := &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	defer func() {
@@ -471,32 +473,51 @@ func startServices(ctx context.Context, dir, natsURL string, o Options) (s *serv
 	return s, nil
 }
 
-// subscribe creates the receiver's job.completed subscription through notify's API.
+// subscribe creates the receiver's job.completed subscription through notify's
+// API, trying again for up to half a minute while notify answers 503: the
+// subscriptions bucket of a cluster that has just formed may still be electing
+// its leader, which notify reports as unavailable, as any client would see.
 func (s *services) subscribe(ctx context.Context, url string) (string, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		secret, retry, err := s.subscribeOnce(ctx, url)
+		if err == nil || !retry || time.Now().After(deadline) {
+			return secret, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// subscribeOnce makes one try; retry says whether the refusal was 503.
+func (s *services) subscribeOnce(ctx context.Context, url string) (secret string, retry bool, err error) {
 	body, _ := json.Marshal(map[string]any{"url": url, "eventTypes": []string{job.EventCompleted}, "description": "chaos receiver"})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.notifyURL+"/v1/subscriptions", bytes.NewReader(body))
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.apiKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return "", fmt.Errorf("create subscription: %s: %s", resp.Status, b)
+		return "", resp.StatusCode == http.StatusServiceUnavailable, fmt.Errorf("create subscription: %s: %s", resp.Status, b)
 	}
 	var sub notify.Subscription
 	if err := json.Unmarshal(b, &sub); err != nil {
-		return "", err
+		return "", false, err
 	}
 	if sub.Secret == "" {
-		return "", errors.New("create subscription: no secret in the answer")
+		return "", false, errors.New("create subscription: no secret in the answer")
 	}
-	return sub.Secret, nil
+	return sub.Secret, false, nil
 }
 
 func (s *services) close() {

@@ -108,12 +108,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		s.nc.Close()
 		return nil, err
 	}
-	if s.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil {
-		s.nc.Close()
-		return nil, err
-	}
-	if s.idem, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "vodpipe_idempotency",
-		Description: "Idempotency-Key to job id", TTL: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage}); err != nil {
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, log, func(ctx context.Context) (err error) {
+		if s.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil {
+			return err
+		}
+		if s.idem, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "vodpipe_idempotency",
+			Description: "Idempotency-Key to job id", TTL: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage}); err != nil {
+			return fmt.Errorf("ingest: bucket vodpipe_idempotency: %w", err)
+		}
+		return nil
+	}); err != nil {
 		s.nc.Close()
 		return nil, err
 	}

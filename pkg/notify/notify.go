@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, fmt.Errorf("notify: connect NATS: %w", err)
 	}
 	s.nc = nc
-	if err := s.open(ctx); err != nil {
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, s.log, s.open); err != nil {
 		nc.Close()
 		return nil, err
 	}

@@ -119,18 +119,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		nc.Close()
 		return nil, err
 	}
-	// A NATS cluster that is electing leaders (a node just restarted) answers
-	// with timeouts for a while: keep trying for up to a minute.
-	for attempt := 0; ; attempt++ {
-		if w.q, err = queue.Open(ctx, js, cfg.QueueConfig); err == nil {
-			break
-		}
-		if attempt >= 20 || ctx.Err() != nil {
-			nc.Close()
-			return nil, err
-		}
-		w.log.Warn("JetStream not ready, retrying", "err", err)
-		sleepCtx(ctx, 3*time.Second)
+	// A NATS cluster that is forming or electing leaders (a node just
+	// restarted) answers with timeouts for a while.
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, w.log, func(ctx context.Context) (err error) {
+		w.q, err = queue.Open(ctx, js, cfg.QueueConfig)
+		return err
+	}); err != nil {
+		nc.Close()
+		return nil, err
 	}
 	var store interface {
 		upload.Leaser
