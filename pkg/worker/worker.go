@@ -119,18 +119,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		nc.Close()
 		return nil, err
 	}
+	var store interface {
+		upload.Leaser
+		upload.ResumeStore
+	}
 	// A NATS cluster that is forming or electing leaders (a node just
-	// restarted) answers with timeouts for a while.
+	// restarted) answers with timeouts for a while. Without Redis the resume
+	// bucket is JetStream setup too, so it waits with the queue.
 	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, w.log, func(ctx context.Context) (err error) {
-		w.q, err = queue.Open(ctx, js, cfg.QueueConfig)
+		if w.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
+			return err
+		}
+		kv, err := resume.NewKV(ctx, js, "vodpipe_resume")
+		if err == nil {
+			store = kv
+		}
 		return err
 	}); err != nil {
 		nc.Close()
 		return nil, err
-	}
-	var store interface {
-		upload.Leaser
-		upload.ResumeStore
 	}
 	if cfg.Redis.Enabled() {
 		rdb, err := redisClient(cfg.Redis)
@@ -140,13 +147,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		}
 		w.rdb = rdb
 		store = resume.NewRedis(rdb)
-	} else {
-		kv, err := resume.NewKV(ctx, js, "vodpipe_resume")
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		store = kv
 	}
 	w.leaser = store
 	if w.sources, err = upload.NewSources(cfg.SourcesConfig); err != nil {
