@@ -30,14 +30,21 @@ const notifyKey = "notify-read-key-0123456789"
 
 // browserResult is what e2e/upload.mjs prints.
 type browserResult struct {
-	OK         bool    `json:"ok"`
-	Error      string  `json:"error"`
-	Status     string  `json:"status"`
-	PausedAt   float64 `json:"pausedAt"`
-	FileID     string  `json:"fileId"`
-	MediaURL   string  `json:"mediaUrl"`
-	CoverURL   string  `json:"coverUrl"`
-	Signatures int     `json:"signatures"`
+	OK       bool    `json:"ok"`
+	Error    string  `json:"error"`
+	Status   string  `json:"status"`
+	PausedAt float64 `json:"pausedAt"` // the page's bar when paused
+	// AtPause is what vodsim held once the pause had taken effect.
+	AtPause struct {
+		Bytes   int64 `json:"bytes"` // in the open multipart upload's parts
+		Parts   []int `json:"parts"` // their numbers
+		Uploads int   `json:"uploads"`
+		Files   int   `json:"files"` // committed
+	} `json:"atPause"`
+	FileID     string `json:"fileId"`
+	MediaURL   string `json:"mediaUrl"`
+	CoverURL   string `json:"coverUrl"`
+	Signatures int    `json:"signatures"`
 	Event      *struct {
 		FileID          string `json:"fileId"`
 		SourceContext   string `json:"sourceContext"`
@@ -159,12 +166,18 @@ func TestBrowserUploadWithPauseAndResume(t *testing.T) {
 	requireBrowser(t)
 	e := startPage(t, signer.Policy{MaxValidity: time.Hour}, "LongVideoPreset")
 	dir := t.TempDir()
-	video := writeRandom(t, filepath.Join(dir, "clip.mp4"), 20<<20, 1)
+	// 18 MiB is three parts for the SDK (8, 8 and 2 MiB), sent side by side.
+	// Through vodsim's 2 MiB/s the 2 MiB part is stored at about 3 s and the
+	// others at about 9 s, so the pause, which waits for a first stored part,
+	// has 6 s to land before the upload would finish.
+	video := writeRandom(t, filepath.Join(dir, "clip.mp4"), 18<<20, 1)
 	writeRandom(t, filepath.Join(dir, "cover.jpg"), 30<<10, 2)
 	r := e.drive(t, "upload", filepath.Join(dir, "clip.mp4"), filepath.Join(dir, "cover.jpg"))
-	if r.PausedAt < 30 || r.PausedAt >= 100 {
-		t.Fatalf("paused at %v %%", r.PausedAt)
+	// The pause came mid-upload: a part stored, nothing committed.
+	if p := r.AtPause; p.Files != 0 || p.Uploads != 1 || p.Bytes == 0 || p.Bytes >= int64(len(video)) {
+		t.Fatalf("at the pause vodsim held %+v of a %d-byte video", p, len(video))
 	}
+	t.Logf("paused with %d of %d bytes stored (the page's bar read %v %%)", r.AtPause.Bytes, len(video), r.PausedAt)
 	files := e.sim.Files()
 	if len(files) != 1 || files[0].FileID != r.FileID || files[0].MediaURL != r.MediaURL || r.CoverURL == "" {
 		t.Fatalf("page shows %+v, vodsim committed %+v", r, files)
@@ -199,6 +212,23 @@ func TestBrowserUploadWithPauseAndResume(t *testing.T) {
 	// The resume continued the same VOD session instead of starting over.
 	if s := e.sim.Sessions(); len(s) != 1 || s[0].Applies < 2 {
 		t.Fatalf("sessions = %+v", s)
+	}
+	// ... and the same multipart upload: the parts stored before the pause
+	// were stored once, so the resume did not send them again. (A part in
+	// flight at the pause may be stored twice: the browser still hands vodsim
+	// what its sockets held when the page cancelled, while the resume, not
+	// finding that part yet, sends it again.)
+	var stores map[int]int
+	for _, tr := range e.sim.Traffic() {
+		if tr.Key == files[0].VideoKey {
+			stores = tr.PartStores
+		}
+	}
+	for _, n := range r.AtPause.Parts {
+		if stores[n] != 1 {
+			t.Fatalf("part %d, stored before the pause, was stored %d times (all parts: %v): the resume sent it again",
+				n, stores[n], stores)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package vodsim
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 )
@@ -38,6 +39,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	get("/vodsim/uploads", func() any { return s.Uploads() })
 	get("/vodsim/events", func() any { return s.Events() })
 	get("/vodsim/signatures", func() any { return s.SignatureUses() })
+	get("/vodsim/traffic", func() any { return s.Traffic() })
 	get("/vodsim/faults", func() any { return s.faults.get() })
 	mux.HandleFunc("PUT /vodsim/faults", func(w http.ResponseWriter, r *http.Request) {
 		var f FaultConfig
@@ -95,6 +97,7 @@ func (s *Server) Traffic() []ObjectTraffic {
 	for id, t := range s.trafficBy {
 		c := *t
 		c.Media = media[id]
+		c.PartStores = maps.Clone(t.PartStores)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Bucket+out[i].Key < out[j].Bucket+out[j].Key })

@@ -355,6 +355,11 @@ func (s *Server) uploadPart(w http.ResponseWriter, r *http.Request, cr *cosReque
 	if e == nil {
 		old = u.parts[n]
 		u.parts[n] = p
+		tr := s.traffic(cr)
+		if tr.PartStores == nil {
+			tr.PartStores = map[int]int{}
+		}
+		tr.PartStores[n]++
 	}
 	s.mu.Unlock()
 	if e != nil {
@@ -674,6 +679,10 @@ type ObjectTraffic struct {
 	Key      string `json:"key"`
 	Received int64  `json:"received"`
 	Faults   int    `json:"faults"`
+	// PartStores counts, per part number, the UploadPart bodies stored under
+	// the key: a resumed upload that skips the parts it had stored leaves
+	// those at 1.
+	PartStores map[int]int `json:"partStores,omitempty"`
 	// Media is the media name of the upload session the key belongs to.
 	Media string `json:"media,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"hash/crc64"
 	"io"
@@ -571,6 +572,45 @@ func TestTrafficPerObject(t *testing.T) {
 	tr := v.Traffic()
 	if len(tr) != 1 || tr[0].Key != a.Video.Key() || tr[0].Media != "media-1" || tr[0].Faults != 1 || tr[0].Received != 5 {
 		t.Fatalf("traffic = %+v, want the object's 5 bytes, 1 fault, media-1", tr)
+	}
+}
+
+// TestTrafficCountsPartStores: vodsim counts, per part number, how often a
+// part's body was stored, so a test can tell a resume that skips its stored
+// parts from one that sends them again; GET /vodsim/traffic shows the same.
+func TestTrafficCountsPartStores(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "media-1", VideoType: "mp4", VideoSize: ptr(int64(3))})
+	c := v.COSClient(a)
+	init, _, err := c.Object.InitiateMultipartUpload(ctx, a.Video.Key(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 2} {
+		if _, err := c.Object.UploadPart(ctx, a.Video.Key(), init.UploadID, n, strings.NewReader("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.Get(v.URL + "/vodsim/traffic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr []vodsim.ObjectTraffic
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if len(tr) != 1 || tr[0].Key != a.Video.Key() || tr[0].PartStores[1] != 1 || tr[0].PartStores[2] != 2 || len(tr[0].PartStores) != 2 {
+		t.Fatalf("traffic = %+v, want part 1 stored once and part 2 twice", tr)
+	}
+	// The admin view is a copy: later stores do not change it.
+	before := v.Traffic()
+	if _, err := c.Object.UploadPart(ctx, a.Video.Key(), init.UploadID, 1, strings.NewReader("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if before[0].PartStores[1] != 1 || v.Traffic()[0].PartStores[1] != 2 {
+		t.Fatalf("part 1 counts: %d in the earlier view, %d now", before[0].PartStores[1], v.Traffic()[0].PartStores[1])
 	}
 }
 
