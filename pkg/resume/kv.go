@@ -49,15 +49,18 @@ var (
 )
 
 // NewKV creates the bucket if it does not exist (or updates its configuration
-// if it does) with one revision per key and entries expiring DefaultStateTTL
-// after their last write, and returns a KV on it.
-func NewKV(ctx context.Context, js jetstream.JetStream, bucket string) (*KV, error) {
+// if it does) with one revision per key, entries expiring DefaultStateTTL
+// after their last write and the given replicas (0 means 1; 3 in a NATS
+// cluster, like the queue's streams, so the loss of a node keeps the state),
+// and returns a KV on it.
+func NewKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*KV, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "vodpipe resume state and job leases",
 		History:     1,
 		TTL:         DefaultStateTTL,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("resume: key-value bucket %s: %w", bucket, err)

@@ -3,8 +3,11 @@ package resume
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/upload"
@@ -35,7 +38,7 @@ func TestNewKV(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	js := testharness.StartNATS(t).JetStream(t)
-	s, err := NewKV(ctx, js, "resume")
+	s, err := NewKV(ctx, js, "resume", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +50,7 @@ func TestNewKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Creating it again is harmless and keeps what is stored.
-	s2, err := NewKV(ctx, js, "resume")
+	s2, err := NewKV(ctx, js, "resume", 1)
 	if err != nil {
 		t.Fatalf("second NewKV: %v", err)
 	}
@@ -68,8 +71,15 @@ func TestNewKV(t *testing.T) {
 	if st.TTL() != DefaultStateTTL || st.History() != 1 {
 		t.Fatalf("bucket TTL %v history %d, want %v and 1", st.TTL(), st.History(), DefaultStateTTL)
 	}
-	if _, err := NewKV(ctx, js, "no.dots"); err == nil {
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); !ok || bs.StreamInfo().Config.Replicas != 1 {
+		t.Fatalf("bucket status %T, want 1 replica", st)
+	}
+	if _, err := NewKV(ctx, js, "no.dots", 1); err == nil {
 		t.Fatal("NewKV accepted an invalid bucket name")
+	}
+	// The replicas reach the server: a single server refuses 3.
+	if _, err := NewKV(ctx, js, "resume3", 3); err == nil || !strings.Contains(err.Error(), "replicas") {
+		t.Fatalf("NewKV with 3 replicas on one server = %v, want the server's refusal", err)
 	}
 }
 
@@ -80,7 +90,7 @@ func TestKVLostLeaseEntry(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	js := testharness.StartNATS(t).JetStream(t)
-	s, err := NewKV(ctx, js, "resume")
+	s, err := NewKV(ctx, js, "resume", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +158,7 @@ func TestKVFenceRefusesOlderToken(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	js := testharness.StartNATS(t).JetStream(t)
-	s, err := NewKV(ctx, js, "resume")
+	s, err := NewKV(ctx, js, "resume", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

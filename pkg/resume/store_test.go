@@ -59,7 +59,7 @@ var backends = []struct {
 	}},
 	{"kv", func(*testing.T) func(*testing.T) store {
 		return func(t *testing.T) store {
-			kv, err := NewKV(t.Context(), testharness.StartNATS(t).JetStream(t), "resume")
+			kv, err := NewKV(t.Context(), testharness.StartNATS(t).JetStream(t), "resume", 1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		if w.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
 			return err
 		}
-		kv, err := resume.NewKV(ctx, js, "vodpipe_resume")
+		kv, err := resume.NewKV(ctx, js, "vodpipe_resume", cfg.QueueConfig.Replicas)
 		if err == nil {
 			store = kv
 		}
