@@ -167,9 +167,9 @@ func TestBrowserUploadWithPauseAndResume(t *testing.T) {
 	e := startPage(t, signer.Policy{MaxValidity: time.Hour}, "LongVideoPreset")
 	dir := t.TempDir()
 	// 18 MiB is three parts for the SDK (8, 8 and 2 MiB), sent side by side.
-	// Through vodsim's 2 MiB/s the 2 MiB part is stored at about 3 s and the
-	// others at about 9 s, so the pause, which waits for a first stored part,
-	// has 6 s to land before the upload would finish.
+	// Through vodsim's 2 MiB/s the 2 MiB part is stored at about 3 s; the
+	// script then pauses, with vodsim slowed to a trickle until the pause
+	// has landed.
 	video := writeRandom(t, filepath.Join(dir, "clip.mp4"), 18<<20, 1)
 	writeRandom(t, filepath.Join(dir, "cover.jpg"), 30<<10, 2)
 	r := e.drive(t, "upload", filepath.Join(dir, "clip.mp4"), filepath.Join(dir, "cover.jpg"))

@@ -14,7 +14,11 @@ func TestChaosShortRun(t *testing.T) {
 		t.Skip("chaos run: real processes, about a minute")
 	}
 	var stdout, stderr bytes.Buffer
-	code := runChaos(t.Context(), []string{"--jobs", "40", "--max-size", "4194304", "--duration", "80s",
+	// The run ends once every job is terminal, about a minute here; --duration
+	// only caps it. Under -race on a slow CI machine the start alone (a
+	// 3-node cluster forming, services waiting for JetStream) can take half
+	// of that, so the cap leaves room.
+	code := runChaos(t.Context(), []string{"--jobs", "40", "--max-size", "4194304", "--duration", "4m",
 		"--kill-every", "2s", "--bandwidth", "2097152", "--seed", "10", "--dir", t.TempDir()}, &stdout, &stderr)
 	t.Logf("\n%s", stdout.String())
 	if code != 0 {

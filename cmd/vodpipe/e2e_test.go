@@ -155,15 +155,18 @@ func TestPauseResumeCancelThroughTheAPI(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// Both controls go out back to back once both jobs are under way: a
+	// pause lets the parts in flight finish, and waiting for it before
+	// cancelling c would leave c seconds alone on the link to finish first.
 	waitProgress("p")
+	waitProgress("c")
 	if _, err := c.Control(ctx, "p", "pause"); err != nil {
 		t.Fatal(err)
 	}
-	waitState("p", job.StatePaused)
-	waitProgress("c")
 	if _, err := c.Control(ctx, "c", "cancel"); err != nil {
 		t.Fatal(err)
 	}
+	waitState("p", job.StatePaused)
 	waitState("c", job.StateCanceled)
 	if _, err := c.Control(ctx, "p", "resume"); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,6 +27,10 @@ type Exhausted struct {
 // message to the dead-letter stream, removes it from the work queue, and calls
 // f so the caller can record the failure. Several watchers may run: the
 // dead-letter publish is deduplicated and the removal is idempotent.
+//
+// It returns once the server has the subscription (JetStream sends each
+// advisory once, so one sent before that would be missed) and keeps
+// listening until ctx ends.
 func (q *Queue) WatchExhausted(ctx context.Context, nc *nats.Conn, f func(context.Context, Exhausted)) error {
 	sub, err := nc.Subscribe(maxDeliveriesAdvisory, func(m *nats.Msg) {
 		var adv struct {
@@ -40,8 +45,14 @@ func (q *Queue) WatchExhausted(ctx context.Context, nc *nats.Conn, f func(contex
 	if err != nil {
 		return fmt.Errorf("queue: watch exhausted: %w", err)
 	}
-	<-ctx.Done()
-	return sub.Unsubscribe()
+	context.AfterFunc(ctx, func() { _ = sub.Unsubscribe() })
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		// The subscription stays: the connection sends it once it is back.
+		return fmt.Errorf("queue: watch exhausted: subscription not confirmed: %w", err)
+	}
+	return nil
 }
 
 func (q *Queue) handleExhausted(ctx context.Context, seq uint64, deliveries int, f func(context.Context, Exhausted)) error {

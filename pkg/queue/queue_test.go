@@ -168,9 +168,9 @@ func TestExhaustedDeliveriesLandInDeadLetters(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	got := make(chan queue.Exhausted, 1)
-	go func() {
-		_ = q.WatchExhausted(ctx, n.Connect(t), func(_ context.Context, e queue.Exhausted) { got <- e })
-	}()
+	if err := q.WatchExhausted(ctx, n.Connect(t), func(_ context.Context, e queue.Exhausted) { got <- e }); err != nil {
+		t.Fatal(err)
+	}
 	j := newJob("doomed-1")
 	if _, err := q.PublishJob(ctx, j); err != nil {
 		t.Fatal(err)

@@ -108,7 +108,7 @@ func TestWhenReadyStopsAtAPermanentError(t *testing.T) {
 // it waited, when JetStream never becomes ready.
 func TestWhenReadyGivesUpAfterItsWait(t *testing.T) {
 	tries := 0
-	err := queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: 50 * time.Millisecond, Backoff: 10 * time.Millisecond}, quietLog(),
+	err := queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: time.Second, Backoff: 10 * time.Millisecond}, quietLog(),
 		func(context.Context) error {
 			tries++
 			return fmt.Errorf("open: %w", nats.ErrNoResponders)
@@ -116,7 +116,7 @@ func TestWhenReadyGivesUpAfterItsWait(t *testing.T) {
 	if !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("err = %v, want the last setup error wrapped", err)
 	}
-	if !strings.Contains(err.Error(), "not ready after 50ms") || !strings.Contains(err.Error(), "is JetStream enabled") {
+	if !strings.Contains(err.Error(), "not ready after 1s") || !strings.Contains(err.Error(), "is JetStream enabled") {
 		t.Fatalf("err = %q, want it to say how long it waited and what to check", err)
 	}
 	if tries < 2 {

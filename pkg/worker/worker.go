@@ -244,7 +244,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Error("control watch stopped", "err", err)
 		}
 	}()
-	go func() { _ = w.q.WatchExhausted(bg, w.nc, w.onExhausted) }()
+	if err := w.q.WatchExhausted(bg, w.nc, w.onExhausted); err != nil {
+		w.log.Warn("dead-letter watch", "err", err)
+	}
 	go w.flushProgress(bg)
 
 	// Jobs keep running past ctx's end, until drained or the grace period ends.

@@ -25,23 +25,26 @@ const browser = await chromium.launch({
 });
 const out = { ok: false };
 
+// admin calls vodsim's admin API.
+async function admin(method, path, body) {
+  const r = await fetch(`http://${env.COS_ADDR}${path}`, { method, body: body && JSON.stringify(body) });
+  if (!r.ok) throw new Error(`vodsim ${method} ${path}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+
 // stored reads vodsim's admin API: the bytes and numbers of the parts of the
 // video's open multipart upload (the cover is a separate object), and how
 // many files have been committed.
 async function stored() {
-  const get = async (path) => {
-    const r = await fetch(`http://${env.COS_ADDR}${path}`);
-    if (!r.ok) throw new Error(`vodsim ${path}: ${r.status}`);
-    return r.json();
-  };
-  const videoKeys = new Set((await get("/vodsim/sessions")).map((x) => x.bucket + "/" + x.videoKey));
-  const uploads = (await get("/vodsim/uploads")).filter((u) => videoKeys.has(u.bucket + "/" + u.key));
-  const files = await get("/vodsim/files");
+  const videoKeys = new Set((await admin("GET", "/vodsim/sessions")).map((x) => x.bucket + "/" + x.videoKey));
+  const uploads = (await admin("GET", "/vodsim/uploads")).filter((u) => videoKeys.has(u.bucket + "/" + u.key));
+  const files = await admin("GET", "/vodsim/files");
   let bytes = 0;
   const parts = [];
   for (const u of uploads) for (const p of u.parts || []) { bytes += p.size; parts.push(p.partNumber); }
   return { bytes, parts, uploads: uploads.length, files: files.length };
 }
+
 const page = await browser.newPage({ ignoreHTTPSErrors: true, viewport: { width: 900, height: 900 } });
 const logs = [];
 page.on("console", (m) => logs.push(m.type() + ": " + m.text()));
@@ -67,10 +70,16 @@ try {
       if (Date.now() > deadline) throw new Error("vodsim stored no part of the video within 60 s");
       await new Promise((r) => setTimeout(r, 20));
     }
+    // vodsim slows to a trickle while the pause lands, so however slow this
+    // machine, the upload cannot finish first; its bandwidth comes back
+    // before the resume.
+    const faults = await admin("GET", "/vodsim/faults");
+    await admin("PUT", "/vodsim/faults", { ...faults, bandwidth: 16384 });
     await page.click("#pause");
     out.pausedAt = await page.evaluate(() => document.getElementById("bar").value);
-    await page.waitForFunction(() => !document.getElementById("resume").disabled, null, { timeout: 10000 });
+    await page.waitForFunction(() => !document.getElementById("resume").disabled, null, { timeout: 30000 });
     out.atPause = await stored();
+    await admin("PUT", "/vodsim/faults", faults);
     await page.click("#resume");
     await page.waitForFunction(() => document.getElementById("fileId").textContent !== "", null, { timeout: 120000, polling: 50 });
     out.fileId = await page.textContent("#fileId");
