@@ -140,7 +140,11 @@ func (q *Queue) consumerConfig() jetstream.ConsumerConfig {
 		Durable: WorkerConsumer, Description: "vodpipe workers share this consumer",
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: q.cfg.AckWait, MaxDeliver: q.cfg.MaxDeliver,
 		MaxAckPending: q.cfg.MaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: JobsSubject, Replicas: q.cfg.Replicas,
+		// All the stream holds, not only JobsSubject: a job published on a
+		// mistyped subject (vodpipe.jobs.sumbit) is stored by the stream, so
+		// the workers must see it to dead-letter it; otherwise it would sit
+		// there, acknowledged to its publisher and never run.
+		FilterSubject: jobsSubjects, Replicas: q.cfg.Replicas,
 	}
 }
 

@@ -28,6 +28,46 @@ func newJob(id string) *job.Job {
 	return &job.Job{V: 1, ID: id, Source: "file:///in/" + id + ".mp4"}
 }
 
+// TestOpenWidensTheWorkersFilter: a queue made by an older vodpipe, whose
+// worker consumer took only vodpipe.jobs.submit, is opened with the consumer
+// taking all the stream holds, so messages on other subjects reach a worker.
+func TestOpenWidensTheWorkersFilter(t *testing.T) {
+	_, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	js := n.JetStream(t)
+	c, err := js.Consumer(ctx, queue.JobsStream, queue.WorkerConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.CachedInfo().Config
+	old.FilterSubject = queue.JobsSubject
+	if _, err := js.UpdateConsumer(ctx, queue.JobsStream, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "vodpipe.jobs.sumbit", []byte(`{"v":1,"id":"typo-1","source":"file:///in/a.mp4"}`)); err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Open(ctx, js, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := q.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := wc.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for m := range msgs.Messages() {
+		subjects = append(subjects, m.Subject())
+	}
+	if len(subjects) != 1 || subjects[0] != "vodpipe.jobs.sumbit" {
+		t.Fatalf("the workers' consumer delivered %v, want the message on vodpipe.jobs.sumbit", subjects)
+	}
+}
+
 func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	js := n.JetStream(t)

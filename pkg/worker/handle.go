@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -28,6 +29,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	attempt := int(meta.NumDelivered)
 	j, err := job.Decode(msg.Data())
+	if subj := msg.Subject(); subj != queue.JobsSubject {
+		w.invalid(ctx, msg, meta, j, fmt.Errorf("published on %s: jobs are published on %s", subj, queue.JobsSubject))
+		return
+	}
 	if err != nil {
 		w.invalid(ctx, msg, meta, j, err)
 		return

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -385,10 +386,16 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 	if _, err := e.q.JetStream().Publish(ctx, queue.JobsSubject, []byte("not json at all")); err != nil {
 		t.Fatal(err)
 	}
+	// A good job on a mistyped subject: the stream stores it, so it must not
+	// sit there unseen.
+	typo := must(json.Marshal(&job.Job{V: 1, ID: "typo-1", Source: must2(e.source("typo.mp4", 10))}))
+	if _, err := e.q.JetStream().Publish(ctx, "vodpipe.jobs.sumbit", typo); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]string{"missing-1": "source_not_found", "outside-1": "source_forbidden",
-		"noflow-1": "vod_procedure_not_found", "bad-1": "invalid_message"}
+		"noflow-1": "vod_procedure_not_found", "bad-1": "invalid_message", "typo-1": "invalid_message"}
 	for id, code := range want {
-		if id != "bad-1" {
+		if id != "bad-1" && id != "typo-1" {
 			s := e.waitState(id, job.StateFailed, 20*time.Second)
 			if s.Error == nil || s.Error.Code != code {
 				t.Errorf("%s error = %+v, want %s", id, s.Error, code)
@@ -396,15 +403,18 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 		}
 	}
 	var dl []queue.DeadLetter
-	testharness.WaitFor(t, 20*time.Second, "5 dead letters", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "6 dead letters", func() bool {
 		var err error
 		dl, err = e.q.DeadLetters(ctx)
-		return err == nil && len(dl) == 5
+		return err == nil && len(dl) == 6
 	})
 	got := map[string]string{}
 	for _, d := range dl {
 		if d.Reason == "" {
 			t.Errorf("dead letter without reason: %+v", d)
+		}
+		if d.JobID == "typo-1" && !strings.Contains(d.Reason, "vodpipe.jobs.sumbit") {
+			t.Errorf("typo-1 dead letter reason %q does not name the subject", d.Reason)
 		}
 		got[d.JobID] = d.Code
 	}
