@@ -139,6 +139,12 @@ func TestNoSecretOrSignatureLeaks(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	texts = append(texts, string(b))
+	// ingest exports the queue's depth (the failed jobs were dead-lettered).
+	for _, m := range []string{"vodpipe_queue_up 1", `vodpipe_queue_jobs{state="stranded"} 0`, "vodpipe_queue_dead_letters "} {
+		if !strings.Contains(string(b), m) {
+			t.Errorf("ingest /metrics lacks %q", m)
+		}
+	}
 	rec := httptest.NewRecorder()
 	st.WorkerHandler(0).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	texts = append(texts, rec.Body.String())

@@ -121,6 +121,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		s.nc.Close()
 		return nil, err
 	}
+	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
 	if s.sigSvc, err = sg.Serve(s.nc, log); err != nil {
 		s.nc.Close()
 		return nil, err

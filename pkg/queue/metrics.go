@@ -1,0 +1,97 @@
+package queue
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Depth is how many jobs the work queue holds, by what will become of them.
+type Depth struct {
+	// Pending jobs wait for their first delivery to a worker.
+	Pending uint64 `json:"pending"`
+	// InFlight jobs are delivered to a worker and not yet acknowledged
+	// (running, or waiting for their redelivery after a crash).
+	InFlight uint64 `json:"inFlight"`
+	// Stranded jobs used up their deliveries while no worker heard
+	// JetStream's max-deliveries advisory (every worker was down or
+	// reconnecting): the queue will not deliver them again and they are not
+	// dead-lettered. Above zero for long, it needs an operator.
+	Stranded uint64 `json:"stranded"`
+	// DeadLetters is the number of entries in the dead-letter stream.
+	DeadLetters uint64 `json:"deadLetters"`
+}
+
+// Depth reads the work queue's depth from JetStream. The workers' consumer
+// takes every message the stream holds, so what the stream holds beyond the
+// consumer's pending and in-flight messages is stranded.
+func (q *Queue) Depth(ctx context.Context) (Depth, error) {
+	si, err := q.jobs.Info(ctx)
+	if err != nil {
+		return Depth{}, err
+	}
+	c, err := q.Consumer(ctx)
+	if err != nil {
+		return Depth{}, err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return Depth{}, err
+	}
+	di, err := q.dlq.Info(ctx)
+	if err != nil {
+		return Depth{}, err
+	}
+	d := Depth{Pending: ci.NumPending, InFlight: uint64(ci.NumAckPending), DeadLetters: di.State.Msgs}
+	if held := d.Pending + d.InFlight; si.State.Msgs > held {
+		d.Stranded = si.State.Msgs - held
+	}
+	return d, nil
+}
+
+// Collector exports the queue's Depth on every scrape:
+// vodpipe_queue_jobs{state="pending|in_flight|stranded"} and
+// vodpipe_queue_dead_letters. A scrape that cannot reach JetStream within
+// its timeout exports vodpipe_queue_up 0 and no depth.
+type Collector struct {
+	q       *Queue
+	timeout time.Duration
+	jobs    *prometheus.Desc
+	dead    *prometheus.Desc
+	up      *prometheus.Desc
+}
+
+// NewCollector returns a Collector for q.
+func NewCollector(q *Queue) *Collector {
+	return &Collector{q: q, timeout: 3 * time.Second,
+		jobs: prometheus.NewDesc("vodpipe_queue_jobs",
+			"Jobs in the work queue: pending (not yet delivered), in_flight (delivered, not acknowledged), "+
+				"stranded (deliveries used up, not dead-lettered: needs an operator).", []string{"state"}, nil),
+		dead: prometheus.NewDesc("vodpipe_queue_dead_letters", "Entries in the dead-letter stream VODPIPE_DLQ.", nil, nil),
+		up:   prometheus.NewDesc("vodpipe_queue_up", "1 if the last scrape read the queue's depth from JetStream.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.jobs
+	ch <- c.dead
+	ch <- c.up
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	d, err := c.q.Depth(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for state, n := range map[string]uint64{"pending": d.Pending, "in_flight": d.InFlight, "stranded": d.Stranded} {
+		ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(n), state)
+	}
+	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(d.DeadLetters))
+}
