@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -115,7 +116,9 @@ type faults struct {
 	mu      sync.Mutex
 	cfg     FaultConfig
 	counts  map[string]int
-	limiter *rate.Limiter
+	// limiter is the bandwidth limit in force, nil for none. Bodies read it
+	// at every Read, so a new limit applies to bodies already being read.
+	limiter atomic.Pointer[rate.Limiter]
 }
 
 func newFaults(cfg FaultConfig) *faults {
@@ -129,11 +132,12 @@ func (f *faults) set(cfg FaultConfig) {
 	defer f.mu.Unlock()
 	f.cfg = cfg
 	f.counts = map[string]int{}
-	f.limiter = nil
+	var l *rate.Limiter
 	if cfg.Bandwidth > 0 {
 		burst := int(min(cfg.Bandwidth, 1<<20))
-		f.limiter = rate.NewLimiter(rate.Limit(cfg.Bandwidth), burst)
+		l = rate.NewLimiter(rate.Limit(cfg.Bandwidth), burst)
 	}
+	f.limiter.Store(l)
 }
 
 func (f *faults) get() FaultConfig {
@@ -185,30 +189,31 @@ func (f *faults) credentialLifetime(def time.Duration) time.Duration {
 	return def
 }
 
-// throttle wraps a body so that all bodies together are read at the configured bandwidth.
+// throttle wraps a body so that all bodies together are read at the
+// bandwidth in force at each read.
 func (f *faults) throttle(ctx context.Context, r io.Reader) io.Reader {
-	f.mu.Lock()
-	l := f.limiter
-	f.mu.Unlock()
-	if l == nil {
-		return r
-	}
-	return &throttled{ctx: ctx, r: r, l: l}
+	return &throttled{ctx: ctx, r: r, f: f}
 }
 
 type throttled struct {
 	ctx context.Context
 	r   io.Reader
-	l   *rate.Limiter
+	f   *faults
 }
 
 func (t *throttled) Read(p []byte) (int, error) {
-	if len(p) > t.l.Burst() {
-		p = p[:t.l.Burst()]
+	l := t.f.limiter.Load()
+	if l == nil {
+		return t.r.Read(p)
+	}
+	// One limiter for the whole read: a read no larger than its burst always
+	// gets its tokens, even if the limit changes meanwhile.
+	if len(p) > l.Burst() {
+		p = p[:l.Burst()]
 	}
 	n, err := t.r.Read(p)
 	if n > 0 {
-		if werr := t.l.WaitN(t.ctx, n); werr != nil && err == nil {
+		if werr := l.WaitN(t.ctx, n); werr != nil && err == nil {
 			err = werr
 		}
 	}

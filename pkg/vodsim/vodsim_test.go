@@ -614,6 +614,39 @@ func TestTrafficCountsPartStores(t *testing.T) {
 	}
 }
 
+// TestBandwidthChangeReachesBodiesInFlight: a new bandwidth applies to the
+// bodies vodsim is reading, not only to the next ones, as a link's speed would.
+func TestBandwidthChangeReachesBodiesInFlight(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	// 4 MiB at 32 KiB/s would take over two minutes.
+	if err := v.SetFaults(vodsim.FaultConfig{Bandwidth: 32 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	size := int64(4 << 20)
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "media-1", VideoType: "mp4", VideoSize: ptr(size)})
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), bytes.NewReader(make([]byte, size)), nil)
+		done <- err
+	}()
+	testharness.WaitFor(t, 10*time.Second, "the body being read", func() bool { return v.BytesReceived() > 0 })
+	if err := v.SetFaults(vodsim.FaultConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the body in flight kept the old limit: %d of %d bytes after 30 s", v.BytesReceived(), size)
+	}
+	if got := v.BytesReceived(); got != size {
+		t.Fatalf("vodsim read %d bytes, want %d", got, size)
+	}
+}
+
 // uploadOneByte applies, puts a one-byte video and commits it.
 func uploadOneByte(t *testing.T, v *testharness.Vodsim) *vod.CommitResponse {
 	t.Helper()
