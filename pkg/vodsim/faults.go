@@ -113,9 +113,9 @@ func (f FaultConfig) Validate() error {
 
 // faults decides, per request, which fault applies.
 type faults struct {
-	mu      sync.Mutex
-	cfg     FaultConfig
-	counts  map[string]int
+	mu     sync.Mutex
+	cfg    FaultConfig
+	counts map[string]int
 	// limiter is the bandwidth limit in force, nil for none. Bodies read it
 	// at every Read, so a new limit applies to bodies already being read.
 	limiter atomic.Pointer[rate.Limiter]
