@@ -26,8 +26,15 @@ type Depth struct {
 // Depth reads the work queue's depth from JetStream. The workers' consumer
 // takes every message the stream holds, so what the stream holds beyond the
 // consumer's pending and in-flight messages is stranded.
+//
+// The stream and the consumer cannot be read at one instant, and jobs are
+// published and acknowledged meanwhile, so Stranded is a lower bound: the
+// stream is read before and after the consumer, and only messages that were
+// in the stream at both reads count (those published in between are left
+// out, those acknowledged in between are gone from the second read). A job
+// that is busy now is therefore never counted as stranded.
 func (q *Queue) Depth(ctx context.Context) (Depth, error) {
-	si, err := q.jobs.Info(ctx)
+	before, err := q.jobs.Info(ctx)
 	if err != nil {
 		return Depth{}, err
 	}
@@ -35,7 +42,8 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 	if err != nil {
 		return Depth{}, err
 	}
-	ci, err := c.Info(ctx)
+	ci := c.CachedInfo() // fetched by Consumer just now
+	after, err := q.jobs.Info(ctx)
 	if err != nil {
 		return Depth{}, err
 	}
@@ -44,8 +52,13 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 		return Depth{}, err
 	}
 	d := Depth{Pending: ci.NumPending, InFlight: uint64(ci.NumAckPending), DeadLetters: di.State.Msgs}
-	if held := d.Pending + d.InFlight; si.State.Msgs > held {
-		d.Stranded = si.State.Msgs - held
+	// Messages of the second read that were already there at the first.
+	var published uint64
+	if after.State.LastSeq > before.State.LastSeq {
+		published = after.State.LastSeq - before.State.LastSeq
+	}
+	if held := d.Pending + d.InFlight + published; after.State.Msgs > held {
+		d.Stranded = after.State.Msgs - held
 	}
 	return d, nil
 }

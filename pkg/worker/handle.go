@@ -30,11 +30,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	attempt := int(meta.NumDelivered)
 	j, err := job.Decode(msg.Data())
 	if subj := msg.Subject(); subj != queue.JobsSubject {
-		w.invalid(ctx, msg, meta, j, fmt.Errorf("published on %s: jobs are published on %s", subj, queue.JobsSubject))
+		// A job of that id published on the right subject too is not
+		// failed by this stray copy: no job.failed for it then.
+		emit := true
+		if j != nil && j.ID != "" {
+			if _, _, serr := w.q.Status(ctx, j.ID); serr == nil {
+				emit = false
+			}
+		}
+		w.invalid(ctx, msg, meta, j, fmt.Errorf("published on %s: jobs are published on %s "+
+			"(publish it there with a new Nats-Msg-Id: this one is spent for the stream's duplicate window)",
+			subj, queue.JobsSubject), emit)
 		return
 	}
 	if err != nil {
-		w.invalid(ctx, msg, meta, j, err)
+		w.invalid(ctx, msg, meta, j, err, true)
 		return
 	}
 	j.Normalize()
@@ -313,8 +323,9 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 	_ = msg.TermWithReason(code)
 }
 
-// invalid dead-letters a message that is not a valid job.
-func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error) {
+// invalid dead-letters a message that is not a valid job and, when emit,
+// publishes job.failed for it.
+func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error, emit bool) {
 	id := ""
 	if j != nil {
 		id = j.ID
@@ -329,7 +340,9 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
-	_ = w.q.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
+	if emit {
+		_ = w.q.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
+	}
 	w.metrics.jobs.WithLabelValues("invalid").Inc()
 	w.log.Warn("invalid job message dead-lettered", "job_id", id, "err", err)
 	_ = msg.TermWithReason("invalid_message")

@@ -431,6 +431,39 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 	}
 }
 
+// TestStrayCopyOnAWrongSubjectLeavesItsJobAlone: a copy of a job that
+// ran, published again on a mistyped subject, is dead-lettered with advice
+// on republishing, and no job.failed is sent for a job that did not fail.
+func TestStrayCopyOnAWrongSubjectLeavesItsJobAlone(t *testing.T) {
+	e := newEnv(t, true)
+	e.startWorker("w1")
+	ctx := t.Context()
+	j := &job.Job{V: 1, ID: "ran-1", Source: must2(e.source("ran.mp4", 10))}
+	e.submit(j)
+	e.waitState(j.ID, job.StateCompleted, 20*time.Second)
+	if _, err := e.q.JetStream().Publish(ctx, "vodpipe.jobs.sumbit", must(json.Marshal(j))); err != nil {
+		t.Fatal(err)
+	}
+	// The stray copy is gone from the queue once the worker has handled it
+	// (dead letter, then the event it would send, then the removal).
+	c := must(e.q.Consumer(ctx))
+	testharness.WaitFor(t, 20*time.Second, "the stray copy handled", func() bool {
+		ci, err := c.Info(ctx)
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream >= 2
+	})
+	dl, err := e.q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 || dl[0].JobID != j.ID || dl[0].Code != "invalid_message" ||
+		!strings.Contains(dl[0].Reason, "vodpipe.jobs.sumbit") || !strings.Contains(dl[0].Reason, "new Nats-Msg-Id") {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+	if ev := e.events(job.EventFailed, j.ID); len(ev) != 0 {
+		t.Fatalf("job.failed sent for a job that completed: %+v", ev)
+	}
+	if s := e.waitState(j.ID, job.StateCompleted, time.Second); s.FileID == "" {
+		t.Fatalf("status = %+v", s)
+	}
+}
+
 func must2(s string, _ []byte) string { return s }
 
 // TestSignatureServiceForcingOneTime: when the service makes every signature
