@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // Names of the streams, buckets and consumer, and the subjects they hold.
@@ -129,10 +131,67 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 		}
 		*b.kv = kv
 	}
+	// A consumer made by an older vodpipe took only JobsSubject. Widening it
+	// does not move it back: messages on other subjects that it had passed
+	// would never be delivered, so they are dead-lettered here.
+	var narrowedAt uint64
+	if c, err := js.Consumer(ctx, JobsStream, WorkerConsumer); err == nil {
+		if ci := c.CachedInfo(); ci.Config.FilterSubject == JobsSubject {
+			narrowedAt = ci.Delivered.Stream
+		}
+	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, JobsStream, q.consumerConfig()); err != nil {
 		return nil, fmt.Errorf("queue: consumer %s: %w", WorkerConsumer, err)
 	}
+	if narrowedAt > 0 {
+		if err := q.sweepPassedStrays(ctx, narrowedAt); err != nil {
+			return nil, err
+		}
+	}
 	return q, nil
+}
+
+// sweepPassedStrays dead-letters and removes the messages up to stream
+// sequence upTo on subjects other than JobsSubject: those the workers'
+// consumer skipped while it took JobsSubject alone. Later ones reach a
+// worker, which dead-letters them itself.
+func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
+	info, err := q.jobs.Info(ctx, jetstream.WithSubjectFilter(jobsSubjects))
+	if err != nil {
+		return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
+	}
+	for subj := range info.State.Subjects {
+		if subj == JobsSubject {
+			continue
+		}
+		for seq := uint64(1); seq <= upTo; {
+			m, err := q.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
+			}
+			if m.Sequence > upTo {
+				break
+			}
+			d := DeadLetter{Code: "invalid_message", StreamSeq: m.Sequence,
+				Reason: fmt.Sprintf("published on %s: jobs are published on %s (publish it there with a new Nats-Msg-Id)", subj, JobsSubject)}
+			if j, err := job.Decode(m.Data); err == nil {
+				d.JobID = j.ID
+			} else if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+				d.JobID = id
+			}
+			if err := q.PublishDeadLetter(ctx, d, m.Data); err != nil {
+				return err
+			}
+			if err := q.jobs.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
+			}
+			seq = m.Sequence + 1
+		}
+	}
+	return nil
 }
 
 func (q *Queue) consumerConfig() jetstream.ConsumerConfig {

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +31,9 @@ func newJob(id string) *job.Job {
 
 // TestOpenWidensTheWorkersFilter: a queue made by an older vodpipe, whose
 // worker consumer took only vodpipe.jobs.submit, is opened with the consumer
-// taking all the stream holds, so messages on other subjects reach a worker.
+// taking all the stream holds. A message on another subject that the old
+// consumer had passed is dead-lettered (widening does not move the consumer
+// back); one after it reaches a worker.
 func TestOpenWidensTheWorkersFilter(t *testing.T) {
 	_, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
@@ -44,27 +47,57 @@ func TestOpenWidensTheWorkersFilter(t *testing.T) {
 	if _, err := js.UpdateConsumer(ctx, queue.JobsStream, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "vodpipe.jobs.sumbit", []byte(`{"v":1,"id":"typo-1","source":"file:///in/a.mp4"}`)); err != nil {
+	publish := func(subj, id string) {
+		t.Helper()
+		if _, err := js.Publish(ctx, subj, []byte(`{"v":1,"id":"`+id+`","source":"file:///in/a.mp4"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("vodpipe.jobs.sumbit", "passed-1")
+	publish(queue.JobsSubject, "good-1")
+	// The old consumer delivers good-1, passing passed-1 by.
+	msgs, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
 		t.Fatal(err)
 	}
+	for m := range msgs.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("vodpipe.jobs.sumbit", "later-1")
 	q, err := queue.Open(ctx, js, queue.Config{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 || dl[0].JobID != "passed-1" || !strings.Contains(dl[0].Reason, "vodpipe.jobs.sumbit") {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
 	wc, err := q.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := wc.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	msgs, err = wc.Fetch(2, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var subjects []string
+	var got []string
 	for m := range msgs.Messages() {
-		subjects = append(subjects, m.Subject())
+		got = append(got, m.Subject()+" "+string(m.Data()))
 	}
-	if len(subjects) != 1 || subjects[0] != "vodpipe.jobs.sumbit" {
-		t.Fatalf("the workers' consumer delivered %v, want the message on vodpipe.jobs.sumbit", subjects)
+	if len(got) != 1 || !strings.Contains(got[0], "later-1") {
+		t.Fatalf("the workers' consumer delivered %v, want only later-1", got)
+	}
+	if d, err := q.Depth(ctx); err != nil || d.Stranded != 0 {
+		t.Fatalf("depth = %+v, %v", d, err)
+	}
+	// Opening again sweeps nothing more.
+	if _, err := queue.Open(ctx, js, queue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if dl, _ := q.DeadLetters(ctx); len(dl) != 1 {
+		t.Fatalf("dead letters after a second open = %+v", dl)
 	}
 }
 
