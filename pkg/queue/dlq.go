@@ -28,9 +28,10 @@ type Exhausted struct {
 // f so the caller can record the failure. Several watchers may run: the
 // dead-letter publish is deduplicated and the removal is idempotent.
 //
-// It returns once the server has the subscription (JetStream sends each
-// advisory once, so one sent before that would be missed) and keeps
-// listening until ctx ends.
+// It returns once the NATS server it is connected to has the subscription
+// (JetStream sends each advisory once, so one sent before that would be
+// missed; in a cluster the other servers learn of it moments later) and
+// keeps listening until ctx ends.
 func (q *Queue) WatchExhausted(ctx context.Context, nc *nats.Conn, f func(context.Context, Exhausted)) error {
 	sub, err := nc.Subscribe(maxDeliveriesAdvisory, func(m *nats.Msg) {
 		var adv struct {
