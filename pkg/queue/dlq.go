@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,7 +33,11 @@ type Exhausted struct {
 // (JetStream sends each advisory once, so one sent before that would be
 // missed; in a cluster the other servers learn of it moments later) and
 // keeps listening until ctx ends.
-func (q *Queue) WatchExhausted(ctx context.Context, nc *nats.Conn, f func(context.Context, Exhausted)) error {
+//
+// A failure to move a message (the dead-letter stream unreachable) is logged
+// to log: the advisory is not sent again, so such a job stays in the queue,
+// counted in Depth as stranded.
+func (q *Queue) WatchExhausted(ctx context.Context, nc *nats.Conn, log *slog.Logger, f func(context.Context, Exhausted)) error {
 	sub, err := nc.Subscribe(maxDeliveriesAdvisory, func(m *nats.Msg) {
 		var adv struct {
 			StreamSeq  uint64 `json:"stream_seq"`
@@ -41,7 +46,10 @@ func (q *Queue) WatchExhausted(ctx context.Context, nc *nats.Conn, f func(contex
 		if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
 			return
 		}
-		_ = q.handleExhausted(ctx, adv.StreamSeq, adv.Deliveries, f)
+		if err := q.handleExhausted(ctx, adv.StreamSeq, adv.Deliveries, f); err != nil {
+			log.Error("job out of deliveries not dead-lettered: it stays in the queue as stranded",
+				"stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries, "err", err)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("queue: watch exhausted: %w", err)

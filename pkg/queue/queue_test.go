@@ -241,7 +241,7 @@ func TestExhaustedDeliveriesLandInDeadLetters(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	got := make(chan queue.Exhausted, 1)
-	if err := q.WatchExhausted(ctx, n.Connect(t), func(_ context.Context, e queue.Exhausted) { got <- e }); err != nil {
+	if err := q.WatchExhausted(ctx, n.Connect(t), quietLog(), func(_ context.Context, e queue.Exhausted) { got <- e }); err != nil {
 		t.Fatal(err)
 	}
 	j := newJob("doomed-1")

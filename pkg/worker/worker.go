@@ -244,7 +244,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Error("control watch stopped", "err", err)
 		}
 	}()
-	if err := w.q.WatchExhausted(bg, w.nc, w.onExhausted); err != nil {
+	if err := w.q.WatchExhausted(bg, w.nc, w.log, w.onExhausted); err != nil {
 		w.log.Warn("dead-letter watch", "err", err)
 	}
 	go w.flushProgress(bg)
