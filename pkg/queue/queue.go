@@ -175,13 +175,9 @@ func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
 			if m.Sequence > upTo {
 				break
 			}
-			d := DeadLetter{Code: "invalid_message", StreamSeq: m.Sequence,
-				Reason: fmt.Sprintf("published on %s: jobs are published on %s (publish it there with a new Nats-Msg-Id)", subj, JobsSubject)}
-			if j, err := job.Decode(m.Data); err == nil {
-				d.JobID = j.ID
-			} else if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
-				d.JobID = id
-			}
+			j, _ := job.Decode(m.Data)
+			d := DeadLetter{Code: "invalid_message", StreamSeq: m.Sequence, Reason: WrongSubject(subj).Error(),
+				JobID: DeadLetterJobID(j, m.Header)}
 			if err := q.PublishDeadLetter(ctx, d, m.Data); err != nil {
 				return err
 			}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -30,21 +29,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	attempt := int(meta.NumDelivered)
 	j, err := job.Decode(msg.Data())
 	if subj := msg.Subject(); subj != queue.JobsSubject {
-		// A job of that id published on the right subject too is not
-		// failed by this stray copy: no job.failed for it then.
-		emit := true
-		if j != nil && j.ID != "" {
-			if _, _, serr := w.q.Status(ctx, j.ID); serr == nil {
-				emit = false
-			}
-		}
-		w.invalid(ctx, msg, meta, j, fmt.Errorf("published on %s: jobs are published on %s "+
-			"(publish it there with a new Nats-Msg-Id: this one is spent for the stream's duplicate window)",
-			subj, queue.JobsSubject), emit)
+		w.invalid(ctx, msg, meta, j, queue.WrongSubject(subj))
 		return
 	}
 	if err != nil {
-		w.invalid(ctx, msg, meta, j, err, true)
+		w.invalid(ctx, msg, meta, j, err)
 		return
 	}
 	j.Normalize()
@@ -323,24 +312,23 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 	_ = msg.TermWithReason(code)
 }
 
-// invalid dead-letters a message that is not a valid job and, when emit,
-// publishes job.failed for it.
-func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error, emit bool) {
-	id := ""
-	if j != nil {
-		id = j.ID
-	}
-	if id == "" {
-		// Fall back to the publisher's message id, so the dead letter names something.
-		id = msg.Headers().Get(jetstream.MsgIDHeader)
-	}
+// invalid dead-letters a message that is not a valid job (or not on the
+// jobs subject). It publishes job.failed only for an id with no status: a
+// bad copy of a job that is known (queued, running, done) does not fail it.
+func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error) {
+	id := queue.DeadLetterJobID(j, msg.Headers())
 	jerr := job.Error{Code: "invalid_message", Message: err.Error(), Permanent: true}
 	if derr := w.q.PublishDeadLetter(ctx, queue.DeadLetter{JobID: id, Code: jerr.Code, Reason: err.Error(),
 		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
-	if emit {
+	known := false
+	if id != "" {
+		_, _, serr := w.q.Status(ctx, id)
+		known = serr == nil
+	}
+	if !known {
 		_ = w.q.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
 	}
 	w.metrics.jobs.WithLabelValues("invalid").Inc()

@@ -433,7 +433,8 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 
 // TestStrayCopyOnAWrongSubjectLeavesItsJobAlone: a copy of a job that
 // ran, published again on a mistyped subject, is dead-lettered with advice
-// on republishing, and no job.failed is sent for a job that did not fail.
+// on republishing, and no job.failed is sent for a job that did not fail;
+// nor for an invalid message that reuses the job's id on the right subject.
 func TestStrayCopyOnAWrongSubjectLeavesItsJobAlone(t *testing.T) {
 	e := newEnv(t, true)
 	e.startWorker("w1")
@@ -444,17 +445,31 @@ func TestStrayCopyOnAWrongSubjectLeavesItsJobAlone(t *testing.T) {
 	if _, err := e.q.JetStream().Publish(ctx, "vodpipe.jobs.sumbit", must(json.Marshal(j))); err != nil {
 		t.Fatal(err)
 	}
-	// The stray copy is gone from the queue once the worker has handled it
+	if _, err := e.q.JetStream().Publish(ctx, queue.JobsSubject, []byte(`{"v":1,"id":"ran-1","source":"ftp://x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Both copies are gone from the queue once the worker has handled them
 	// (dead letter, then the event it would send, then the removal).
 	c := must(e.q.Consumer(ctx))
-	testharness.WaitFor(t, 20*time.Second, "the stray copy handled", func() bool {
+	testharness.WaitFor(t, 20*time.Second, "the copies handled", func() bool {
 		ci, err := c.Info(ctx)
-		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream >= 2
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream >= 3
 	})
 	dl, err := e.q.DeadLetters(ctx)
-	if err != nil || len(dl) != 1 || dl[0].JobID != j.ID || dl[0].Code != "invalid_message" ||
-		!strings.Contains(dl[0].Reason, "vodpipe.jobs.sumbit") || !strings.Contains(dl[0].Reason, "new Nats-Msg-Id") {
+	if err != nil || len(dl) != 2 {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+	var stray queue.DeadLetter
+	for _, d := range dl {
+		if d.JobID != j.ID || d.Code != "invalid_message" {
+			t.Fatalf("dead letter %+v, want %s invalid_message", d, j.ID)
+		}
+		if strings.Contains(d.Reason, "vodpipe.jobs.sumbit") {
+			stray = d
+		}
+	}
+	if !strings.Contains(stray.Reason, "new Nats-Msg-Id") {
+		t.Fatalf("stray copy's dead letter = %+v, want the subject and the advice on republishing", stray)
 	}
 	if ev := e.events(job.EventFailed, j.ID); len(ev) != 0 {
 		t.Fatalf("job.failed sent for a job that completed: %+v", ev)
