@@ -350,8 +350,23 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 	// timeout plus the whole slack for recording it and acking, however long
 	// the event waited in the client's buffer. (Deciding from the event's
 	// age instead would compare this clock with the NATS server's.)
-	_ = msg.InProgress()
 	n := int(meta.NumDelivered)
+	if n > d.s.cfg.maxDeliver() {
+		// Delivered again after its last attempt: that attempt's process
+		// stopped before it recorded an outcome. No attempt is left.
+		a := Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n,
+			Outcome: OutcomeExhausted, Error: "the last attempt ended without an outcome (its notify process stopped)",
+			Time: time.Now().UTC()}
+		if r.replay != nil {
+			a.ReplayID = r.replay.ID
+		}
+		_ = msg.TermWithReason("webhook attempts exhausted")
+		d.s.metrics.deliveries.WithLabelValues(a.Outcome).Inc()
+		d.s.recordAttempt(ctx, a)
+		d.s.countExhausted(context.WithoutCancel(ctx), rec.ID, 0)
+		return
+	}
+	_ = msg.InProgress()
 	a := d.s.send(ctx, rec, h, msg.Data(), n)
 	if a.Outcome != OutcomeDelivered && ctx.Err() != nil {
 		// Stopping: not an attempt, hand it back for another replica.

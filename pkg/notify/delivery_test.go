@@ -427,3 +427,51 @@ func TestWebhookInstanceKilledMidDeliveryLosesNothing(t *testing.T) {
 		t.Fatalf("subscription = %+v", s)
 	}
 }
+
+// TestWebhookLastAttemptKilledIsCountedExhausted: the instance making an
+// event's last attempt dies mid-request. The event is delivered once more
+// (the subscription's consumer never gives up on it) and the next instance
+// records it as exhausted and counts the failure, without another request:
+// the event is not dropped without a record.
+func TestWebhookLastAttemptKilledIsCountedExhausted(t *testing.T) {
+	e := newEnv(t, func(c *notify.Config) {
+		c.WebhookTimeout = time.Second
+		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond} // 2 attempts
+	})
+	first := e.start()
+	h := newHub(t)
+	r := h.receiver("dying")
+	lastStarted := make(chan struct{}, 1)
+	r.answer = func(req *http.Request, _ delivery, n int) int {
+		if n == 1 {
+			return http.StatusBadGateway
+		}
+		lastStarted <- struct{}{}
+		<-req.Context().Done() // the instance dies during the last attempt
+		return http.StatusServiceUnavailable
+	}
+	sub := first.subscribe(t, h.url(r), []string{"job.*"}, "")
+	r.setSecret(sub.Secret)
+	ev := e.publish(job.EventQueued, "k1", nil)
+	select {
+	case <-lastStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the last attempt did not start")
+	}
+	first.svc.Close() // the crash: nothing can be acked or handed back
+	first.stop()
+	second := e.start()
+	testharness.WaitFor(t, 20*time.Second, "the event counted as exhausted", func() bool {
+		return second.subscription(t, sub.ID).ConsecutiveFailures == 1
+	})
+	if n := r.requests(ev.ID); n != 2 {
+		t.Fatalf("requests = %d, want 2 (no attempt past the schedule)", n)
+	}
+	atts := second.attempts(t, sub.ID) // newest first
+	if len(atts) != 2 {
+		t.Fatalf("attempts = %+v, want the first one's retry and the exhaustion", atts)
+	}
+	if last := atts[0]; last.Outcome != notify.OutcomeExhausted || last.EventID != ev.ID || last.Error == "" {
+		t.Fatalf("last attempt = %+v", last)
+	}
+}

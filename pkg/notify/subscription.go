@@ -117,7 +117,11 @@ func (s *Service) consumerConfig(r *record, rp *Replay) jetstream.ConsumerConfig
 	c := jetstream.ConsumerConfig{
 		Durable: consumerName(r.ID, rp), Description: desc,
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.ackWait(), MaxDeliver: s.cfg.maxDeliver(),
+		// No delivery bound here: the deliverer ends an event after its last
+		// attempt itself, and records as exhausted one delivered past it (its
+		// last attempt's process died). A bound here would drop that event
+		// without a record.
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.ackWait(), MaxDeliver: -1,
 		MaxAckPending: s.cfg.WebhookMaxInFlight, Replicas: s.cfg.Replicas,
 		Metadata: map[string]string{"vodpipe_subscription": r.ID},
 	}

@@ -14,10 +14,12 @@ type Depth struct {
 	// InFlight jobs are delivered to a worker and not yet acknowledged
 	// (running, or waiting for their redelivery after a crash).
 	InFlight uint64 `json:"inFlight"`
-	// Stranded jobs used up their deliveries while no worker heard
-	// JetStream's max-deliveries advisory (every worker was down or
-	// reconnecting): the queue will not deliver them again and they are not
-	// dead-lettered. Above zero for long, it needs an operator.
+	// Stranded jobs are held by the stream but neither pending nor in
+	// flight: the queue will not deliver them again and they are not
+	// dead-lettered. vodpipe's consumer never gives up on a job (the worker
+	// bounds deliveries and dead-letters), so this stays zero unless the
+	// consumer was changed by hand (a MaxDeliver set on it) or JetStream
+	// misbehaves. Above zero for long, it needs an operator.
 	Stranded uint64 `json:"stranded"`
 	// DeadLetters is the number of entries in the dead-letter stream.
 	DeadLetters uint64 `json:"deadLetters"`

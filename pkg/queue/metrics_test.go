@@ -13,16 +13,23 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
-// TestDepthCountsStrandedJobs: a job whose deliveries ran out while nobody
-// watched for the advisory is neither pending nor in flight; Depth counts it
-// as stranded, and the collector exports it for an alert.
+// TestDepthCountsStrandedJobs: vodpipe's consumer never gives up on a
+// job (the worker bounds deliveries), but if someone bounds it by hand a job
+// can run out of deliveries in the queue itself: neither pending nor in
+// flight, never delivered again. Depth counts it as stranded, and the
+// collector exports it for an alert.
 func TestDepthCountsStrandedJobs(t *testing.T) {
-	q, _ := openQueue(t, queue.Config{AckWait: 200 * time.Millisecond, MaxDeliver: 2})
+	q, n := openQueue(t, queue.Config{AckWait: 200 * time.Millisecond})
 	ctx := t.Context()
+	c, _ := q.Consumer(ctx)
+	bounded := c.CachedInfo().Config
+	bounded.MaxDeliver = 2
+	if _, err := n.JetStream(t).UpdateConsumer(ctx, queue.JobsStream, bounded); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := q.PublishJob(ctx, newJob("doomed-1")); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := q.Consumer(ctx)
 	// Its two deliveries go to a worker that never acks; JetStream gives it
 	// up when it next tries to deliver, so keep pulling until it has.
 	testharness.WaitFor(t, 10*time.Second, "the job's deliveries used up", func() bool {

@@ -43,7 +43,8 @@ type Config struct {
 	DuplicateWindow time.Duration `envconfig:"JOBS_DUPLICATE_WINDOW" default:"1h" desc:"how long a repeated job id is dropped by JetStream"`
 	// AckWait is how long a delivered job may go without an ack or in-progress signal.
 	AckWait time.Duration `envconfig:"JOBS_ACK_WAIT" default:"30s" desc:"redelivery timeout of a job without progress signals"`
-	// MaxDeliver bounds deliveries of one job.
+	// MaxDeliver bounds deliveries of one job: a worker dead-letters a job
+	// delivered more often (the consumer itself has no bound).
 	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"deliveries of a job before it is dead-lettered"`
 	// MaxAckPending bounds jobs in flight across all workers.
 	MaxAckPending int `envconfig:"JOBS_MAX_ACK_PENDING" default:"1000" desc:"jobs in flight across all workers"`
@@ -193,7 +194,13 @@ func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
 func (q *Queue) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable: WorkerConsumer, Description: "vodpipe workers share this consumer",
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: q.cfg.AckWait, MaxDeliver: q.cfg.MaxDeliver,
+		// No delivery bound here: the worker bounds deliveries itself and
+		// dead-letters a job out of them (worker.handle). A bound here would
+		// make JetStream stop delivering such a job, and dead-lettering it
+		// would hang on its one max-deliveries advisory reaching a worker:
+		// with every worker down at that moment, the job would stay in the
+		// queue for good, never run and never failed.
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: q.cfg.AckWait, MaxDeliver: -1,
 		MaxAckPending: q.cfg.MaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
 		// All the stream holds, not only JobsSubject: a job published on a
 		// mistyped subject (vodpipe.jobs.sumbit) is stored by the stream, so

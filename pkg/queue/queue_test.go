@@ -1,7 +1,6 @@
 package queue_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -105,6 +104,12 @@ func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	js := n.JetStream(t)
 	ctx := t.Context()
+	// A consumer as an older vodpipe made it, with JetStream bounding deliveries.
+	old := jetstream.ConsumerConfig{Durable: queue.WorkerConsumer, AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 10,
+		FilterSubject: "vodpipe.jobs.>"}
+	if _, err := js.UpdateConsumer(ctx, queue.JobsStream, old); err != nil {
+		t.Fatal(err)
+	}
 	// Opening again with a changed config updates, never fails.
 	q2, err := queue.Open(ctx, js, queue.Config{DuplicateWindow: 10 * time.Minute, AckWait: time.Minute, MaxDeliver: 5})
 	if err != nil {
@@ -123,8 +128,10 @@ func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	ci, _ := c.Info(ctx)
-	if ci.Config.AckWait != time.Minute || ci.Config.MaxDeliver != 5 || ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
-		t.Fatalf("consumer config = %+v", ci.Config)
+	// The worker bounds deliveries (q2.Config().MaxDeliver), never the consumer.
+	if ci.Config.AckWait != time.Minute || ci.Config.MaxDeliver != -1 || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
+		q2.Config().MaxDeliver != 5 {
+		t.Fatalf("consumer config = %+v, queue config %+v", ci.Config, q2.Config())
 	}
 	_ = q
 }
@@ -233,69 +240,6 @@ func TestPauseResumeCancelControl(t *testing.T) {
 	}
 	if c, _ := q.Control(ctx, j.ID); c != job.ControlCancel {
 		t.Fatalf("control = %q", c)
-	}
-}
-
-func TestExhaustedDeliveriesLandInDeadLetters(t *testing.T) {
-	q, n := openQueue(t, queue.Config{AckWait: 200 * time.Millisecond, MaxDeliver: 2})
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	got := make(chan queue.Exhausted, 1)
-	if err := q.WatchExhausted(ctx, n.Connect(t), quietLog(), func(_ context.Context, e queue.Exhausted) { got <- e }); err != nil {
-		t.Fatal(err)
-	}
-	j := newJob("doomed-1")
-	if _, err := q.PublishJob(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := q.Consumer(ctx)
-	// Two deliveries that a crashed worker never acks.
-	for i := range 2 {
-		msgs, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for range msgs.Messages() {
-			n++
-		}
-		if n != 1 {
-			t.Fatalf("delivery %d: %d messages", i+1, n)
-		}
-	}
-	// JetStream notices the used-up deliveries when it next tries to deliver,
-	// i.e. while workers keep pulling: keep pulling until the advisory is handled.
-	var e queue.Exhausted
-	deadline := time.After(10 * time.Second)
-wait:
-	for {
-		select {
-		case e = <-got:
-			break wait
-		case <-deadline:
-			t.Fatal("no max-deliveries advisory handled")
-		default:
-		}
-		msgs, err := c.Fetch(1, jetstream.FetchMaxWait(100*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range msgs.Messages() {
-			t.Fatalf("delivered a third time: %s", m.Data())
-		}
-	}
-	{
-		if e.Job == nil || e.Job.ID != j.ID || e.DeadLetter.Code != "max_deliveries" {
-			t.Fatalf("exhausted = %+v", e)
-		}
-	}
-	dl, err := q.DeadLetters(ctx)
-	if err != nil || len(dl) != 1 || dl[0].JobID != j.ID || dl[0].Reason == "" || len(dl[0].Message) == 0 {
-		t.Fatalf("dead letters = %+v, %v", dl, err)
-	}
-	ci, _ := c.Info(ctx)
-	if ci.NumPending != 0 || ci.NumAckPending != 0 {
-		t.Fatalf("message still in the work queue: %+v", ci)
 	}
 }
 

@@ -181,11 +181,16 @@ type Result struct {
 
 // Run uploads j under lease l until committed, paused, canceled or failed.
 func (u *Uploader) Run(ctx context.Context, j *job.Job, l Lease, control ControlFunc) (*Result, error) {
-	st, err := u.store.Load(ctx, j.ID)
+	return u.RunLoaded(ctx, j, l, u.Load(ctx, j.ID), control)
+}
+
+// Load reads the job's resume state, as Run does before it starts.
+func (u *Uploader) Load(ctx context.Context, jobID string) Loaded {
+	st, err := u.store.Load(ctx, jobID)
 	if errors.Is(err, ErrNoState) {
 		st, err = nil, nil
 	}
-	return u.RunLoaded(ctx, j, l, Loaded{State: st, Err: err}, control)
+	return Loaded{State: st, Err: err}
 }
 
 // Loaded is a job's resume state as read together with its lease (see

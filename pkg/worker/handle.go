@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -117,6 +118,21 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
 
+	// Out of deliveries: its workers kept dying (or handing it back) with no
+	// outcome. The queue never gives up on a job (its consumer has no
+	// delivery bound), the worker does, here, so such a job is always
+	// dead-lettered and failed, even when every worker was down as its last
+	// delivery timed out. A job committed before still completes below.
+	if bound := w.q.Config().MaxDeliver; attempt > bound {
+		if loaded == nil {
+			l := w.uploader.Load(ctx, j.ID)
+			loaded = &l
+		}
+		if loaded.Err == nil && !loaded.Committed() {
+			w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d deliveries", bound))
+			return
+		}
+	}
 	// Committed before (a crash after the commit, or a copy of the job that
 	// took the lease the committing worker gave up with its commit record):
 	// nothing runs, so no running status and no job.started; the run below
@@ -374,20 +390,6 @@ func (w *Worker) emitFixed(ctx context.Context, typ, jobID string, data any, pre
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	e.ID = prefix + hex.EncodeToString(sum[:12])
 	return w.q.PublishEvent(ctx, e)
-}
-
-// onExhausted records a job whose deliveries ran out without an outcome (its workers died).
-func (w *Worker) onExhausted(ctx context.Context, e queue.Exhausted) {
-	if e.Job == nil {
-		return
-	}
-	jerr := job.Error{Code: e.DeadLetter.Code, Message: e.DeadLetter.Reason, Permanent: true}
-	if _, err := w.q.Transition(ctx, e.Job.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); err != nil {
-		return // completed meanwhile, or NATS failed: every worker sees the advisory and tries
-	}
-	if err := w.emitFailed(ctx, e.Job, jerr, e.DeadLetter.Attempt); err != nil {
-		w.log.Warn("cannot publish job.failed of an exhausted job", "job_id", e.Job.ID, "err", err)
-	}
 }
 
 // emitFailed publishes job.failed with an id fixed by the job and the

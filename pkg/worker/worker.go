@@ -244,9 +244,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Error("control watch stopped", "err", err)
 		}
 	}()
-	if err := w.q.WatchExhausted(bg, w.nc, w.log, w.onExhausted); err != nil {
-		w.log.Warn("dead-letter watch", "err", err)
-	}
 	go w.flushProgress(bg)
 
 	// Jobs keep running past ctx's end, until drained or the grace period ends.
