@@ -45,7 +45,7 @@ type Config struct {
 	AckWait time.Duration `envconfig:"JOBS_ACK_WAIT" default:"30s" desc:"redelivery timeout of a job without progress signals"`
 	// MaxDeliver bounds deliveries of one job: a worker dead-letters a job
 	// delivered more often (the consumer itself has no bound).
-	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"deliveries of a job before it is dead-lettered"`
+	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"deliveries of a job before the worker that gets it once more dead-letters it (read by workers only)"`
 	// MaxAckPending bounds jobs in flight across all workers.
 	MaxAckPending int `envconfig:"JOBS_MAX_ACK_PENDING" default:"1000" desc:"jobs in flight across all workers"`
 	// EventsMaxAge is how long events are kept for replay.
