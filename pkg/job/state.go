@@ -82,9 +82,16 @@ type Error struct {
 
 // Status is the durable answer to "what happened to job X".
 type Status struct {
-	Job        Job       `json:"job"`
-	State      State     `json:"state"`
-	Attempt    int       `json:"attempt"`
+	Job     Job   `json:"job"`
+	State   State `json:"state"`
+	Attempt int   `json:"attempt"`
+	// Runs counts the workers that started the job since it was submitted
+	// or last resumed, less the runs handed back at a worker's shutdown:
+	// after VODPIPE_JOBS_MAX_DELIVER runs without an outcome (or with
+	// transient failures) the job is dead-lettered. Deliveries that never
+	// started it (its lease held elsewhere, a store briefly unreachable) do
+	// not count.
+	Runs       int       `json:"runs,omitempty"`
 	BytesDone  int64     `json:"bytesDone"`
 	BytesTotal int64     `json:"bytesTotal"`
 	FileID     string    `json:"fileId,omitempty"`

@@ -355,7 +355,7 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		// Delivered again after its last attempt: that attempt's process
 		// stopped before it recorded an outcome. No attempt is left.
 		a := Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n,
-			Outcome: OutcomeExhausted, Error: "the last attempt ended without an outcome (its notify process stopped)",
+			Outcome: OutcomeExhausted, Error: "the last attempt ended without an outcome (its notify instance stopped or lost NATS)",
 			Time: time.Now().UTC()}
 		if r.replay != nil {
 			a.ReplayID = r.replay.ID
@@ -379,7 +379,13 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 	last := n >= d.s.cfg.maxDeliver()
 	switch {
 	case a.Outcome == OutcomeDelivered:
-		_ = msg.Ack()
+		if last {
+			// Confirmed by the server: a lost ack would bring the event
+			// back past its last attempt, to be counted exhausted.
+			_ = msg.DoubleAck(context.WithoutCancel(ctx))
+		} else {
+			_ = msg.Ack()
+		}
 		d.s.metrics.lag.Observe(time.Since(meta.Timestamp).Seconds())
 	case a.Status == http.StatusGone:
 		a.Outcome = OutcomeGone

@@ -37,7 +37,7 @@ func (q *Queue) Resume(ctx context.Context, jobID string) (*job.Status, error) {
 	if err := q.SetControl(ctx, jobID, job.ControlNone); err != nil {
 		return nil, err
 	}
-	s, err := q.Transition(ctx, jobID, job.StateQueued, func(s *job.Status) { s.Error = nil })
+	s, err := q.Transition(ctx, jobID, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
 	if err != nil {
 		if errors.Is(err, job.ErrBadTransition) {
 			return s, fmt.Errorf("%w: %v", ErrConflict, err)

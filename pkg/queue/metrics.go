@@ -82,7 +82,7 @@ func NewCollector(q *Queue) *Collector {
 	return &Collector{q: q, timeout: 3 * time.Second,
 		jobs: prometheus.NewDesc("vodpipe_queue_jobs",
 			"Jobs in the work queue: pending (not yet delivered), in_flight (delivered, not acknowledged), "+
-				"stranded (deliveries used up, not dead-lettered: needs an operator).", []string{"state"}, nil),
+				"stranded (held by the stream, never to be delivered again, not dead-lettered: needs an operator).", []string{"state"}, nil),
 		dead: prometheus.NewDesc("vodpipe_queue_dead_letters", "Entries in the dead-letter stream VODPIPE_DLQ.", nil, nil),
 		up:   prometheus.NewDesc("vodpipe_queue_up", "1 if the last scrape read the queue's depth from JetStream.", nil, nil),
 	}

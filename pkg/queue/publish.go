@@ -121,16 +121,28 @@ type DeadLetter struct {
 	RawMessage []byte `json:"rawMessage,omitempty"`
 	// StreamSeq is the message's sequence in the JOBS stream.
 	StreamSeq uint64 `json:"streamSeq,omitempty"`
+	// Truncated is set when the message was too big to keep whole: RawMessage
+	// holds its first deadLetterKeep bytes, and Size its length.
+	Truncated bool `json:"truncated,omitempty"`
+	Size      int  `json:"size,omitempty"`
 }
+
+// deadLetterKeep bounds the message a dead letter keeps, so that the
+// entry (the message base64-encoded in a JSON envelope) stays within NATS's
+// 1 MiB payload limit whatever the job stream accepted.
+const deadLetterKeep = 512 << 10
 
 // PublishDeadLetter records a dead letter under vodpipe.dlq.<job id>.
 func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte) error {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	if json.Valid(raw) {
+	switch {
+	case len(raw) > deadLetterKeep:
+		d.RawMessage, d.Truncated, d.Size = raw[:deadLetterKeep], true, len(raw)
+	case json.Valid(raw):
 		d.Message = raw
-	} else {
+	default:
 		d.RawMessage = raw
 	}
 	b, err := json.Marshal(d)
@@ -138,7 +150,12 @@ func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte)
 		return err
 	}
 	subj := DLQPrefix + "." + subjectToken(d.JobID)
-	msgID := fmt.Sprintf("dlq-%s-%d-%d", subjectToken(d.JobID), d.StreamSeq, d.Attempt)
+	// One entry per message and reason: a delivery that dead-letters the
+	// message again (its failed status could not be written) adds none.
+	msgID := fmt.Sprintf("dlq-%s-%d-%s", subjectToken(d.JobID), d.StreamSeq, d.Code)
+	if d.StreamSeq == 0 {
+		msgID += fmt.Sprintf("-%d", d.Attempt)
+	}
 	if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}); err != nil {
 		return fmt.Errorf("queue: dead letter: %w", err)
 	}

@@ -43,9 +43,10 @@ type Config struct {
 	DuplicateWindow time.Duration `envconfig:"JOBS_DUPLICATE_WINDOW" default:"1h" desc:"how long a repeated job id is dropped by JetStream"`
 	// AckWait is how long a delivered job may go without an ack or in-progress signal.
 	AckWait time.Duration `envconfig:"JOBS_ACK_WAIT" default:"30s" desc:"redelivery timeout of a job without progress signals"`
-	// MaxDeliver bounds deliveries of one job: a worker dead-letters a job
-	// delivered more often (the consumer itself has no bound).
-	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"deliveries of a job before the worker that gets it once more dead-letters it (read by workers only)"`
+	// MaxDeliver bounds the runs of one job (job.Status.Runs): a worker
+	// dead-letters a job that many runs ended without an outcome (the
+	// consumer itself has no delivery bound).
+	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"runs of a job (started, then died or failed transiently) before a worker dead-letters it (read by workers only)"`
 	// MaxAckPending bounds jobs in flight across all workers.
 	MaxAckPending int `envconfig:"JOBS_MAX_ACK_PENDING" default:"1000" desc:"jobs in flight across all workers"`
 	// EventsMaxAge is how long events are kept for replay.
@@ -93,6 +94,9 @@ type Queue struct {
 // Open creates or updates the streams, buckets and the worker consumer.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
 	cfg.withDefaults()
+	if cfg.MaxDeliver < 0 {
+		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
+	}
 	q := &Queue{js: js, cfg: cfg}
 	var err error
 	if q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{

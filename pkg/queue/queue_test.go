@@ -212,8 +212,9 @@ func TestPauseResumeCancelControl(t *testing.T) {
 	if c, _ := q.Control(ctx, j.ID); c != job.ControlPause {
 		t.Fatalf("control = %q", c)
 	}
-	// A worker would mark it paused and ack: simulate the state change.
-	if _, err := q.Transition(ctx, j.ID, job.StatePaused, nil); err != nil {
+	// A worker would mark it paused and ack: simulate the state change,
+	// after runs that count against the job's bound.
+	if _, err := q.Transition(ctx, j.ID, job.StatePaused, func(s *job.Status) { s.Runs = 4 }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.Resume(ctx, j.ID); err != nil {
@@ -223,8 +224,8 @@ func TestPauseResumeCancelControl(t *testing.T) {
 		t.Fatalf("control after resume = %q", c)
 	}
 	s, _, _ := q.Status(ctx, j.ID)
-	if s.State != job.StateQueued {
-		t.Fatalf("state after resume = %s", s.State)
+	if s.State != job.StateQueued || s.Runs != 0 {
+		t.Fatalf("after resume: state %s, runs %d (a resume starts the count again)", s.State, s.Runs)
 	}
 	// Resume re-enqueued the job despite the duplicate window: two messages wait.
 	c, _ := q.Consumer(ctx)
@@ -363,5 +364,38 @@ func TestCompleteRecordsStatusAndFile(t *testing.T) {
 	}
 	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", nil); !errors.Is(err, job.ErrBadTransition) {
 		t.Fatalf("completing twice: %v, want ErrBadTransition", err)
+	}
+}
+
+// TestDeadLetterOfAMessageAtTheSizeLimit: the job stream takes messages up
+// to 1 MiB, so a dead letter must hold one that size (base64 in a JSON
+// envelope would pass NATS's payload limit): it keeps the first part and
+// says so. Dead-lettering the same message for the same reason again (a
+// redelivery whose first failure record was cut short) adds no entry.
+func TestDeadLetterOfAMessageAtTheSizeLimit(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	raw := []byte(strings.Repeat("\xff", 1<<20-64)) // not JSON: stored as bytes
+	for attempt := 1; attempt <= 2; attempt++ {
+		d := queue.DeadLetter{JobID: "huge-1", Code: "invalid_message", Reason: "too big", Attempt: attempt, StreamSeq: 7}
+		if err := q.PublishDeadLetter(ctx, d, raw); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("dead letters = %d, %v; want 1", len(dl), err)
+	}
+	if d := dl[0]; !d.Truncated || d.Size != len(raw) || len(d.RawMessage) == 0 || len(d.RawMessage) >= len(raw) ||
+		string(d.RawMessage) != string(raw[:len(d.RawMessage)]) {
+		t.Fatalf("dead letter: truncated %v, size %d, kept %d bytes", d.Truncated, d.Size, len(d.RawMessage))
+	}
+}
+
+func TestOpenRefusesANegativeMaxDeliver(t *testing.T) {
+	n := testharness.StartNATS(t)
+	_, err := queue.Open(t.Context(), n.JetStream(t), queue.Config{MaxDeliver: -1})
+	if err == nil || !strings.Contains(err.Error(), "VODPIPE_JOBS_MAX_DELIVER") {
+		t.Fatalf("open with MaxDeliver -1: %v", err)
 	}
 }

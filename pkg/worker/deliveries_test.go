@@ -14,89 +14,122 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/upload"
 )
 
-// outOfDeliveries reopens e's queue with a bound of bound deliveries and
-// a short ack wait, then takes the job's deliveries as workers that die each
-// time would (no ack, no outcome): its bound deliveries and one more, which
-// stands for a delivery while no worker that could dead-letter it was up.
-// The queue itself never gives up on the job, so that one comes too.
-func outOfDeliveries(t *testing.T, e *env, bound int) {
+// diedOn reopens e's queue with a bound of bound runs and a short ack
+// wait, then takes the jobs' deliveries as workers that die on them would:
+// each of the first runs deliveries of a job starts a run (the status counts
+// it, as a worker marking the job running does) and ends with no ack and no
+// outcome. One more delivery of each goes unanswered without starting a run
+// (a worker that found its lease held, say): the queue itself never gives up
+// on a job, so that one comes too, and it must not count.
+func diedOn(t *testing.T, e *env, bound int, runs map[string]int) {
 	t.Helper()
+	ctx := t.Context()
 	e.cfg.QueueConfig.AckWait, e.cfg.QueueConfig.MaxDeliver = 300*time.Millisecond, bound
-	q, err := queue.Open(t.Context(), e.nats.JetStream(t), e.cfg.QueueConfig)
+	q, err := queue.Open(ctx, e.nats.JetStream(t), e.cfg.QueueConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.q = q
-	c, err := q.Consumer(t.Context())
+	c, err := q.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range bound + 1 {
-		msgs, err := c.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	left := 0
+	for _, n := range runs {
+		left += n + 1
+	}
+	started := map[string]int{}
+	for left > 0 {
+		msgs, err := c.Fetch(left, jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		got := 0
 		for m := range msgs.Messages() {
-			if md, _ := m.Metadata(); md == nil || int(md.NumDelivered) != i+1 {
-				t.Fatalf("delivery %d: metadata %+v", i+1, md)
+			got++
+			j, err := job.Decode(m.Data())
+			if err != nil {
+				t.Fatal(err)
 			}
-			n++
+			md, _ := m.Metadata()
+			if md == nil || int(md.NumDelivered) > runs[j.ID]+1 {
+				t.Fatalf("%s: delivery metadata %+v", j.ID, md)
+			}
+			left--
+			if started[j.ID] == runs[j.ID] {
+				continue // the delivery that starts nothing
+			}
+			started[j.ID]++
+			if _, err := q.UpdateStatus(ctx, j.ID, func(s *job.Status) error {
+				s.State, s.Runs, s.Worker = job.StateRunning, s.Runs+1, "w-dead"
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if n != 1 {
-			t.Fatalf("delivery %d: %d messages", i+1, n)
+		if got == 0 {
+			t.Fatalf("no delivery within 10s; %d left", left)
 		}
 	}
-	ci, err := c.Info(t.Context())
+	ci, err := c.Info(ctx)
 	if err != nil || ci.Config.MaxDeliver != -1 {
 		t.Fatalf("consumer info = %+v, %v: the consumer must not bound deliveries", ci, err)
 	}
 }
 
-// TestJobOutOfDeliveriesFailsWithNoWorkerUpAtTheTime: a job whose workers
-// all died on it, the last while no worker at all was up, is not left in the
+// TestJobOutOfRunsFailsWithNoWorkerUpAtTheTime: a job whose workers all
+// died on it, the last while no worker at all was up, is not left in the
 // queue: the next worker to start dead-letters it and fails it, uploading
 // nothing. (When JetStream bounded the deliveries, only its one
 // max-deliveries advisory could do that, and with no worker listening the
-// job stayed in the queue for good, never delivered and never failed.)
-func TestJobOutOfDeliveriesFailsWithNoWorkerUpAtTheTime(t *testing.T) {
+// job stayed in the queue for good, never delivered and never failed.) A job
+// one run short of the bound runs and completes, whatever deliveries came
+// without a run.
+func TestJobOutOfRunsFailsWithNoWorkerUpAtTheTime(t *testing.T) {
 	e := newEnv(t, true)
 	src, _ := e.source("dying.mp4", 300_000)
 	j := &job.Job{ID: "dying-1", Source: src}
 	e.submit(j)
-	outOfDeliveries(t, e, 3)
+	src2, data2 := e.source("survivor.mp4", 200_000)
+	survivor := &job.Job{ID: "survivor-1", Source: src2}
+	e.submit(survivor)
+	diedOn(t, e, 3, map[string]int{j.ID: 3, survivor.ID: 2})
 	e.startWorker("w1")
 	s := e.waitState(j.ID, job.StateFailed, 30*time.Second)
-	if s.Error == nil || s.Error.Code != "max_deliveries" || !strings.Contains(s.Error.Message, "3 deliveries") {
-		t.Fatalf("error = %+v, want max_deliveries after 3 deliveries", s.Error)
+	if s.Error == nil || s.Error.Code != "max_deliveries" || !strings.Contains(s.Error.Message, "3 runs") {
+		t.Fatalf("error = %+v, want max_deliveries after 3 runs", s.Error)
 	}
-	var dl []queue.DeadLetter
-	testharness.WaitFor(t, 10*time.Second, "the dead letter", func() bool {
-		var err error
-		dl, err = e.q.DeadLetters(t.Context())
-		return err == nil && len(dl) == 1
-	})
+	done := e.waitState(survivor.ID, job.StateCompleted, 30*time.Second)
+	if done.Runs != 3 {
+		t.Fatalf("survivor runs = %d, want 3 (its last one completed)", done.Runs)
+	}
+	e.storedEquals(done, data2)
+	dl, err := e.q.DeadLetters(t.Context())
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
 	if dl[0].JobID != j.ID || dl[0].Code != "max_deliveries" || dl[0].Reason == "" || len(dl[0].Message) == 0 {
 		t.Fatalf("dead letter = %+v", dl[0])
 	}
-	if ev := e.events(job.EventFailed, j.ID); len(ev) != 1 {
-		t.Fatalf("job.failed events = %d, want 1", len(ev))
-	}
 	c, _ := e.q.Consumer(t.Context())
-	testharness.WaitFor(t, 10*time.Second, "the message gone from the queue", func() bool {
+	testharness.WaitFor(t, 10*time.Second, "the messages gone from the queue", func() bool {
 		ci, err := c.Info(t.Context())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
 	})
-	if n := len(e.sim.Sessions()); n != 0 {
-		t.Fatalf("vodsim sessions = %d: a job out of deliveries must not run again", n)
+	// job.failed goes out before the message is terminated.
+	if ev := e.events(job.EventFailed, j.ID); len(ev) != 1 {
+		t.Fatalf("job.failed events = %d, want 1", len(ev))
+	}
+	if n := len(e.sim.Sessions()); n != 1 {
+		t.Fatalf("vodsim sessions = %d, want 1 (the survivor's): a job out of runs must not run again", n)
 	}
 }
 
-// TestJobOutOfDeliveriesButCommittedCompletes: a job whose last worker died
-// after the commit was recorded is out of deliveries too, but its file
+// TestJobOutOfRunsButCommittedCompletes: a job whose last worker died
+// after the commit was recorded is out of runs too, but its file
 // exists: it completes with that FileId instead of failing. The resume state
 // is in JetStream here (no Redis), which the worker reads apart from the lease.
-func TestJobOutOfDeliveriesButCommittedCompletes(t *testing.T) {
+func TestJobOutOfRunsButCommittedCompletes(t *testing.T) {
 	e := newEnv(t, false)
 	src, data := e.source("late.mp4", 300_000)
 	j := &job.Job{ID: "late-1", Source: src}
@@ -119,7 +152,7 @@ func TestJobOutOfDeliveriesButCommittedCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.submit(j)
-	outOfDeliveries(t, e, 2)
+	diedOn(t, e, 2, map[string]int{j.ID: 2})
 	e.startWorker("w1")
 	s := e.waitState(j.ID, job.StateCompleted, 30*time.Second)
 	if s.FileID != "5285890788888" {

@@ -118,18 +118,24 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
 
-	// Out of deliveries: its workers kept dying (or handing it back) with no
-	// outcome. The queue never gives up on a job (its consumer has no
-	// delivery bound), the worker does, here, so such a job is always
-	// dead-lettered and failed, even when every worker was down as its last
-	// delivery timed out. A job committed before still completes below.
-	if bound := w.q.Config().MaxDeliver; attempt > bound {
+	// Out of runs: its workers kept dying on it (or failing it for a
+	// transient reason, which the run's end handles). The queue never gives
+	// up on a job (its consumer has no delivery bound), the worker does,
+	// here, so such a job is always dead-lettered and failed, even when
+	// every worker was down as its last run's delivery timed out. A job
+	// committed before still completes below; a pause or cancel asked for
+	// is carried out by the run, which stops at once.
+	if bound := w.q.Config().MaxDeliver; st.Runs >= bound && w.control(j.ID) == job.ControlNone {
 		if loaded == nil {
 			l := w.uploader.Load(ctx, j.ID)
 			loaded = &l
 		}
-		if loaded.Err == nil && !loaded.Committed() {
-			w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d deliveries", bound))
+		if loaded.Err != nil {
+			retryLater(msg, log, "read the resume state", loaded.Err, backoff(attempt))
+			return
+		}
+		if !loaded.Committed() {
+			w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
 			return
 		}
 	}
@@ -140,6 +146,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if loaded == nil || !loaded.Committed() {
 		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
 			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
+			s.Runs++
 		})
 		if err != nil {
 			log.Warn("cannot mark running", "err", err)
@@ -259,7 +266,8 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		_ = msg.Ack()
 	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
 		// Shutdown: state is saved; hand the job back so another worker resumes it at once.
-		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, nil)
+		// Not a failed run: it does not count against the job's runs.
+		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) { s.Runs = max(s.Runs-1, 0) })
 		w.metrics.jobs.WithLabelValues("handed_back").Inc()
 		log.Info("job handed back for shutdown")
 		_ = msg.Nak()
@@ -269,7 +277,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
 	default:
 		code, perm := upload.IsPermanent(err)
-		last := int(meta.NumDelivered) >= w.q.Config().MaxDeliver
+		last := running.Status != nil && running.Status.Runs >= w.q.Config().MaxDeliver
 		if perm || last {
 			if !perm {
 				code = "max_deliveries"

@@ -126,13 +126,17 @@ func TestSIGTERMDrainsAndHandsTheJobBack(t *testing.T) {
 	case <-time.After(e.cfg.ShutdownGrace + 5*time.Second):
 		t.Fatal("worker did not stop within its grace period")
 	}
-	// Handed back, not failed, not waiting for a redelivery timeout.
+	// Handed back, not failed, not waiting for a redelivery timeout, and
+	// not counted as a run against the job's bound.
 	s, _, err := e.q.Status(t.Context(), "term-1")
-	if err != nil || s.State != job.StateQueued {
+	if err != nil || s.State != job.StateQueued || s.Runs != 0 {
 		t.Fatalf("status after SIGTERM = %+v, %v", s, err)
 	}
 	e.startWorker("B")
 	s = e.waitState("term-1", job.StateCompleted, 60*time.Second)
+	if s.Runs != 1 {
+		t.Fatalf("runs = %d, want 1 (the handed-back run does not count)", s.Runs)
+	}
 	e.storedEquals(s, data)
 	// Parts in flight finished before the exit: nothing is sent twice.
 	if resent := e.sim.BytesReceived() - size; resent > 0 {
