@@ -429,7 +429,7 @@ func TestWebhookInstanceKilledMidDeliveryLosesNothing(t *testing.T) {
 }
 
 // TestWebhookLastAttemptKilledIsCountedExhausted: the instance making an
-// event's last attempt dies mid-request. The event is delivered once more
+// event's last attempt stops mid-request. The event is delivered once more
 // (the subscription's consumer never gives up on it) and the next instance
 // records it as exhausted and counts the failure, without another request:
 // the event is not dropped without a record.
@@ -458,7 +458,7 @@ func TestWebhookLastAttemptKilledIsCountedExhausted(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the last attempt did not start")
 	}
-	first.svc.Close() // the crash: nothing can be acked or handed back
+	first.svc.Close() // the instance stops mid-attempt: handed back or not, the attempt has no outcome
 	first.stop()
 	second := e.start()
 	testharness.WaitFor(t, 20*time.Second, "the event counted as exhausted", func() bool {
