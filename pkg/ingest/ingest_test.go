@@ -18,6 +18,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -246,6 +247,17 @@ func TestGetListAndControlErrors(t *testing.T) {
 	}
 	if r := a.do("GET", "/v1/jobs/l-3", readerKey, "", ""); r.status != 200 || r.body["state"] != "queued" {
 		t.Fatalf("get: %d %s", r.status, r.raw)
+	}
+	// The runs that count against the job's bound are shown.
+	q, err := queue.Open(t.Context(), a.nats.JetStream(t), queue.Config{MaxAckPending: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.UpdateStatus(t.Context(), "l-3", func(s *job.Status) error { s.Runs = 2; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.do("GET", "/v1/jobs/l-3", readerKey, "", ""); r.status != 200 || r.body["runs"] != 2.0 {
+		t.Fatalf("get after 2 runs: %d %s", r.status, r.raw)
 	}
 	if r := a.do("GET", "/v1/jobs/nope", readerKey, "", ""); r.status != 404 {
 		t.Fatalf("get unknown: %d", r.status)

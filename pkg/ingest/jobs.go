@@ -310,6 +310,7 @@ type JobView struct {
 	ID         string     `json:"id"`
 	State      job.State  `json:"state"`
 	Attempt    int        `json:"attempt"`
+	Runs       int        `json:"runs,omitempty"`
 	BytesDone  int64      `json:"bytesDone"`
 	BytesTotal int64      `json:"bytesTotal"`
 	FileID     string     `json:"fileId,omitempty"`
@@ -322,7 +323,7 @@ type JobView struct {
 }
 
 func statusView(s *job.Status) JobView {
-	return JobView{ID: s.Job.ID, State: s.State, Attempt: s.Attempt, BytesDone: s.BytesDone, BytesTotal: s.BytesTotal,
+	return JobView{ID: s.Job.ID, State: s.State, Attempt: s.Attempt, Runs: s.Runs, BytesDone: s.BytesDone, BytesTotal: s.BytesTotal,
 		FileID: s.FileID, MediaURL: s.MediaURL, CoverURL: s.CoverURL, Error: s.Error, CreatedAt: s.CreatedAt,
 		UpdatedAt: s.UpdatedAt, Job: s.Job}
 }

@@ -132,6 +132,9 @@ type DeadLetter struct {
 // 1 MiB payload limit whatever the job stream accepted.
 const deadLetterKeep = 512 << 10
 
+// deadLetterMax is the largest dead letter published, well within 1 MiB.
+const deadLetterMax = 900 << 10
+
 // PublishDeadLetter records a dead letter under vodpipe.dlq.<job id>.
 func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte) error {
 	if d.Time.IsZero() {
@@ -148,6 +151,20 @@ func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte)
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
+	}
+	if len(b) > deadLetterMax {
+		// JSON that grew in the envelope (json escapes <, > and & six-fold),
+		// or a reason quoting a huge field: keep the bytes, cut short.
+		d.Message, d.RawMessage = nil, raw[:min(len(raw), deadLetterKeep)]
+		if d.Truncated = len(raw) > deadLetterKeep; d.Truncated {
+			d.Size = len(raw)
+		}
+		if len(d.Reason) > 4<<10 {
+			d.Reason = strings.ToValidUTF8(d.Reason[:4<<10], "") + " …"
+		}
+		if b, err = json.Marshal(d); err != nil {
+			return err
+		}
 	}
 	subj := DLQPrefix + "." + subjectToken(d.JobID)
 	// One entry per message and reason: a delivery that dead-letters the

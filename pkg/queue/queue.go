@@ -46,7 +46,7 @@ type Config struct {
 	// MaxDeliver bounds the runs of one job (job.Status.Runs): a worker
 	// dead-letters a job that many runs ended without an outcome (the
 	// consumer itself has no delivery bound).
-	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"runs of a job (started, then died or failed transiently) before a worker dead-letters it (read by workers only)"`
+	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"runs of a job (started, then died or failed transiently) before a worker dead-letters it (workers apply it; at least 1)"`
 	// MaxAckPending bounds jobs in flight across all workers.
 	MaxAckPending int `envconfig:"JOBS_MAX_ACK_PENDING" default:"1000" desc:"jobs in flight across all workers"`
 	// EventsMaxAge is how long events are kept for replay.

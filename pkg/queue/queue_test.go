@@ -390,6 +390,18 @@ func TestDeadLetterOfAMessageAtTheSizeLimit(t *testing.T) {
 		string(d.RawMessage) != string(raw[:len(d.RawMessage)]) {
 		t.Fatalf("dead letter: truncated %v, size %d, kept %d bytes", d.Truncated, d.Size, len(d.RawMessage))
 	}
+	// JSON under the size kept, which the envelope's escaping (< as \u003c)
+	// would blow past the limit: kept whole, as bytes.
+	angles := []byte(`{"v":1,"id":"angles-1","source":"` + strings.Repeat("<", 400<<10) + `"}`)
+	if err := q.PublishDeadLetter(ctx, queue.DeadLetter{JobID: "angles-1", Code: "invalid_message", Reason: "bad", StreamSeq: 8}, angles); err != nil {
+		t.Fatal(err)
+	}
+	if dl, err = q.DeadLetters(ctx); err != nil || len(dl) != 2 {
+		t.Fatalf("dead letters = %d, %v; want 2", len(dl), err)
+	}
+	if d := dl[1]; d.Truncated || string(d.RawMessage) != string(angles) {
+		t.Fatalf("angles dead letter: truncated %v, kept %d of %d bytes", d.Truncated, len(d.RawMessage), len(angles))
+	}
 }
 
 func TestOpenRefusesANegativeMaxDeliver(t *testing.T) {

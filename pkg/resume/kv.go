@@ -341,7 +341,7 @@ func (k *KV) get(ctx context.Context, key string, v any) (uint64, error) {
 		return 0, fmt.Errorf("resume: get %s: %w", key, err)
 	}
 	if err := json.Unmarshal(e.Value(), v); err != nil {
-		return 0, fmt.Errorf("resume: decode %s: %w", key, err)
+		return 0, fmt.Errorf("resume: decode %s: %w: %w", key, upload.ErrBadState, err)
 	}
 	return e.Revision(), nil
 }

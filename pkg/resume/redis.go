@@ -231,7 +231,7 @@ func (r *Redis) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.D
 	}
 	st, err := decodeHash(h)
 	if err != nil {
-		return l, upload.Loaded{Err: fmt.Errorf("resume: load state of job %s: %w", jobID, err)}, nil
+		return l, upload.Loaded{Err: fmt.Errorf("resume: load state of job %s: %w: %w", jobID, upload.ErrBadState, err)}, nil
 	}
 	return l, upload.Loaded{State: st}, nil
 }
@@ -287,7 +287,7 @@ func (r *Redis) Load(ctx context.Context, jobID string) (*upload.State, error) {
 	}
 	s, err := decodeHash(h)
 	if err != nil {
-		return nil, fmt.Errorf("resume: load state of job %s: %w", jobID, err)
+		return nil, fmt.Errorf("resume: load state of job %s: %w: %w", jobID, upload.ErrBadState, err)
 	}
 	return s, nil
 }

@@ -15,6 +15,9 @@ var (
 	ErrLeaseLost = errors.New("upload: job lease lost")
 	// ErrNoState means no resume state is stored for the job.
 	ErrNoState = errors.New("upload: no resume state")
+	// ErrBadState means the stored resume state cannot be decoded: reading
+	// it again will not help.
+	ErrBadState = errors.New("upload: resume state cannot be decoded")
 )
 
 // Lease is one worker's exclusive right to work on a job. Token is a fencing

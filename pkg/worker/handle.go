@@ -126,17 +126,26 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	// committed before still completes below; a pause or cancel asked for
 	// is carried out by the run, which stops at once.
 	if bound := w.q.Config().MaxDeliver; st.Runs >= bound && w.control(j.ID) == job.ControlNone {
-		if loaded == nil {
-			l := w.uploader.Load(ctx, j.ID)
-			loaded = &l
-		}
-		if loaded.Err != nil {
-			retryLater(msg, log, "read the resume state", loaded.Err, backoff(attempt))
+		// st was read before the lease: a hand-back or a resume may have
+		// lowered the count since. Read it again under the lease.
+		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
+			retryLater(msg, log, "read the status", err, backoff(attempt))
 			return
 		}
-		if !loaded.Committed() {
-			w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
-			return
+		if st.Runs >= bound && !st.State.Terminal() {
+			if loaded == nil {
+				l := w.uploader.Load(ctx, j.ID)
+				loaded = &l
+			}
+			switch {
+			case loaded.Err != nil && !errors.Is(loaded.Err, upload.ErrBadState):
+				retryLater(msg, log, "read the resume state", loaded.Err, backoff(attempt))
+				return
+			case loaded.Err != nil || !loaded.Committed():
+				// An undecodable state cannot say it was committed either.
+				w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
+				return
+			}
 		}
 	}
 	// Committed before (a crash after the commit, or a copy of the job that
@@ -149,8 +158,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			s.Runs++
 		})
 		if err != nil {
-			log.Warn("cannot mark running", "err", err)
-			_ = msg.NakWithDelay(2 * time.Second)
+			retryLater(msg, log, "mark running", err, min(backoff(attempt), 30*time.Second))
 			return
 		}
 		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
@@ -267,7 +275,11 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
 		// Shutdown: state is saved; hand the job back so another worker resumes it at once.
 		// Not a failed run: it does not count against the job's runs.
-		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) { s.Runs = max(s.Runs-1, 0) })
+		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+			if s.Worker == w.cfg.ID {
+				s.Runs = max(s.Runs-1, 0)
+			}
+		})
 		w.metrics.jobs.WithLabelValues("handed_back").Inc()
 		log.Info("job handed back for shutdown")
 		_ = msg.Nak()
