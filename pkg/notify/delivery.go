@@ -346,32 +346,27 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		_ = msg.Ack()
 		return
 	}
-	// The ack deadline restarts with the attempt: it leaves the attempt's
-	// timeout plus the whole slack for recording it and acking, however long
-	// the event waited in the client's buffer. (Deciding from the event's
-	// age instead would compare this clock with the NATS server's.)
 	n := int(meta.NumDelivered)
+	var a Attempt
 	if n > d.s.cfg.maxDeliver() {
 		// Delivered again after its last attempt: that attempt's process
-		// stopped before it recorded an outcome. No attempt is left.
-		a := Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n,
-			Outcome: OutcomeExhausted, Error: "the last attempt ended without an outcome (its notify instance stopped or lost NATS)",
-			Time: time.Now().UTC()}
-		if r.replay != nil {
-			a.ReplayID = r.replay.ID
+		// stopped before it recorded an outcome. No attempt is left, and
+		// the switch below ends it as exhausted.
+		a = Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n,
+			Error: "the last attempt ended without an outcome (its notify instance stopped or lost NATS)", Time: time.Now().UTC()}
+	} else {
+		// The ack deadline restarts with the attempt: it leaves the
+		// attempt's timeout plus the whole slack for recording it and
+		// acking, however long the event waited in the client's buffer.
+		// (Deciding from the event's age instead would compare this clock
+		// with the NATS server's.)
+		_ = msg.InProgress()
+		a = d.s.send(ctx, rec, h, msg.Data(), n)
+		if a.Outcome != OutcomeDelivered && ctx.Err() != nil {
+			// Stopping: not an attempt, hand it back for another replica.
+			_ = msg.Nak()
+			return
 		}
-		_ = msg.TermWithReason("webhook attempts exhausted")
-		d.s.metrics.deliveries.WithLabelValues(a.Outcome).Inc()
-		d.s.recordAttempt(ctx, a)
-		d.s.countExhausted(context.WithoutCancel(ctx), rec.ID, 0)
-		return
-	}
-	_ = msg.InProgress()
-	a := d.s.send(ctx, rec, h, msg.Data(), n)
-	if a.Outcome != OutcomeDelivered && ctx.Err() != nil {
-		// Stopping: not an attempt, hand it back for another replica.
-		_ = msg.Nak()
-		return
 	}
 	if r.replay != nil {
 		a.ReplayID = r.replay.ID

@@ -127,25 +127,21 @@ type DeadLetter struct {
 	Size      int  `json:"size,omitempty"`
 }
 
-// deadLetterKeep bounds the message a dead letter keeps, so that the
-// entry (the message base64-encoded in a JSON envelope) stays within NATS's
-// 1 MiB payload limit whatever the job stream accepted.
-const deadLetterKeep = 512 << 10
-
-// deadLetterMax is the largest dead letter published, well within 1 MiB.
-const deadLetterMax = 900 << 10
+// A dead letter over deadLetterMax (well within NATS's 1 MiB payload limit)
+// keeps only the first deadLetterKeep bytes of its message, base64-encoded.
+const (
+	deadLetterMax  = 900 << 10
+	deadLetterKeep = 512 << 10
+)
 
 // PublishDeadLetter records a dead letter under vodpipe.dlq.<job id>.
 func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte) error {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	switch {
-	case len(raw) > deadLetterKeep:
-		d.RawMessage, d.Truncated, d.Size = raw[:deadLetterKeep], true, len(raw)
-	case json.Valid(raw):
+	if json.Valid(raw) {
 		d.Message = raw
-	default:
+	} else {
 		d.RawMessage = raw
 	}
 	b, err := json.Marshal(d)
@@ -153,8 +149,10 @@ func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte)
 		return err
 	}
 	if len(b) > deadLetterMax {
-		// JSON that grew in the envelope (json escapes <, > and & six-fold),
-		// or a reason quoting a huge field: keep the bytes, cut short.
+		// Too big in its envelope: a message near the job stream's limit
+		// (base64 adds a third), JSON that grew (json escapes <, > and &
+		// six-fold), or a reason quoting a huge field. Keep the bytes, cut
+		// short.
 		d.Message, d.RawMessage = nil, raw[:min(len(raw), deadLetterKeep)]
 		if d.Truncated = len(raw) > deadLetterKeep; d.Truncated {
 			d.Size = len(raw)

@@ -125,14 +125,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	// every worker was down as its last run's delivery timed out. A job
 	// committed before still completes below; a pause or cancel asked for
 	// is carried out by the run, which stops at once.
-	if bound := w.q.Config().MaxDeliver; st.Runs >= bound && w.control(j.ID) == job.ControlNone {
+	if w.outOfRuns(st) && w.control(j.ID) == job.ControlNone {
 		// st was read before the lease: a hand-back or a resume may have
 		// lowered the count since. Read it again under the lease.
 		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
 			retryLater(msg, log, "read the status", err, backoff(attempt))
 			return
 		}
-		if st.Runs >= bound && !st.State.Terminal() {
+		if w.outOfRuns(st) && !st.State.Terminal() {
 			if loaded == nil {
 				l := w.uploader.Load(ctx, j.ID)
 				loaded = &l
@@ -289,8 +289,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
 	default:
 		code, perm := upload.IsPermanent(err)
-		last := running.Status != nil && running.Status.Runs >= w.q.Config().MaxDeliver
-		if perm || last {
+		if perm || w.outOfRuns(running.Status) {
 			if !perm {
 				code = "max_deliveries"
 			}
@@ -305,6 +304,13 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		log.Warn("job attempt failed, will retry", "err", err, "retry_in", delay)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// outOfRuns reports whether the job of status s has had every run
+// VODPIPE_JOBS_MAX_DELIVER allows: before a run it is not started, after a
+// transient failure it is not retried.
+func (w *Worker) outOfRuns(s *job.Status) bool {
+	return s != nil && s.Runs >= w.q.Config().MaxDeliver
 }
 
 // retryLater hands msg back for another delivery after delay, saying what could not be done.
