@@ -161,6 +161,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		humanBytes(received), humanBytes(total), humanBytes(max(received-total, 0)))
 	fmt.Fprintf(stdout, "webhooks: %d of %d jobs got job.completed and vod.file_uploaded (with ProcedureTaskId), %d deliveries, every signature valid: %v\n",
 		len(want)-len(missing), len(want), rcv.count(), rcv.bad() == 0)
+	for _, id := range missing {
+		fmt.Fprintln(stdout, "  missing:", rcv.describe(id, want[id]))
+	}
 	if code != 0 || len(missing) > 0 || rcv.bad() > 0 {
 		fmt.Fprintln(stdout, "vodpipe demo: FAILED")
 		return 1
@@ -231,6 +234,7 @@ type webhookReceiver struct {
 	secret     string
 	completed  map[string]string // job id → FileId
 	uploaded   map[string]string // job id → ProcedureTaskId
+	orphans    []string          // FileIds of vod.file_uploaded events without a job id
 	deliveries int
 	invalid    int
 	cond       chan struct{}
@@ -293,6 +297,9 @@ func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case job.EventVODFileUpload:
 		var d job.FileUploadedData
 		_ = json.Unmarshal(ev.Data, &d)
+		if ev.JobID == "" {
+			r.orphans = append(r.orphans, d.FileID)
+		}
 		r.uploaded[ev.JobID] = d.ProcedureTaskID
 	}
 	select {
@@ -300,6 +307,33 @@ func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	default:
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// describe says what arrived for a job whose webhooks are incomplete.
+func (r *webhookReceiver) describe(jobID, fileID string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, ok := r.completed[jobID]
+	s := fmt.Sprintf("%s (FileId %s): ", jobID, fileID)
+	switch {
+	case !ok:
+		s += "no job.completed"
+	case got != fileID:
+		s += "job.completed with FileId " + got
+	default:
+		s += "job.completed ok"
+	}
+	if _, ok := r.uploaded[jobID]; !ok {
+		s += ", no vod.file_uploaded"
+	} else if r.uploaded[jobID] == "" {
+		s += ", vod.file_uploaded without ProcedureTaskId"
+	}
+	for _, f := range r.orphans {
+		if f == fileID {
+			s += ", its vod.file_uploaded arrived without a job id"
+		}
+	}
+	return s
 }
 
 func (r *webhookReceiver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.deliveries }

@@ -123,6 +123,7 @@ type procedureEvent struct {
 func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source string) (VODResult, error) {
 	var (
 		typ, fileID string
+		mediaURL    string // NewFileUpload: the file's URL, the fallback to find its job
 		data        any
 		identity    []string
 		wait        bool
@@ -134,7 +135,7 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 			s.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
 			return VODResult{}, fmt.Errorf("%w: FileUploadEvent.FileId missing", errVODEventInvalid)
 		}
-		typ, fileID, wait = job.EventVODFileUpload, f.FileID, true
+		typ, fileID, mediaURL, wait = job.EventVODFileUpload, f.FileID, f.MediaURL, true
 		data = job.FileUploadedData{FileID: f.FileID, MediaURL: f.MediaURL, CoverURL: f.CoverURL,
 			SourceContext: f.SourceContext, ProcedureTaskID: f.ProcedureTaskID}
 		identity = []string{ev.EventType, f.FileID}
@@ -173,7 +174,7 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		return VODResult{}, fmt.Errorf("notify: dedupe lookup: %w", err)
 	}
 
-	jobID, err := s.correlate(ctx, fileID, wait)
+	jobID, err := s.correlate(ctx, fileID, mediaURL, wait)
 	if err != nil {
 		s.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
 		return VODResult{}, err
@@ -219,9 +220,13 @@ func vodEventKey(identity []string) string {
 }
 
 // correlate finds the job of a FileId, waiting up to CorrelationWait when
-// wait is set. No job is "" without error; a store failure is an error, so
-// the event is delivered again rather than published uncorrelated.
-func (s *Service) correlate(ctx context.Context, fileID string, wait bool) (string, error) {
+// wait is set. Should no mapping appear, a media URL is looked up by its
+// storage path, which the worker records before each commit: that finds the
+// job of a worker that died between its commit and recording the FileId
+// (the mapping is then recorded here, for the file's later events). No job
+// is "" without error; a store failure is an error, so the event is
+// delivered again rather than published uncorrelated.
+func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait bool) (string, error) {
 	if fileID == "" {
 		return "", nil
 	}
@@ -233,6 +238,14 @@ func (s *Service) correlate(ctx context.Context, fileID string, wait bool) (stri
 		cancel()
 	} else {
 		id, err = s.q.JobForFile(ctx, fileID)
+	}
+	if errors.Is(err, queue.ErrNotFound) && mediaURL != "" {
+		if id, err = s.q.JobForMediaURL(ctx, mediaURL); err == nil {
+			if rerr := s.q.RecordFile(ctx, fileID, id); rerr != nil {
+				s.log.Warn("record FileId of a job found by its media URL", "file_id", fileID, "job_id", id, "err", rerr)
+			}
+			s.log.Info("VOD event correlated by its media URL: the worker has not recorded the FileId", "file_id", fileID, "job_id", id)
+		}
 	}
 	if errors.Is(err, queue.ErrNotFound) {
 		return "", nil

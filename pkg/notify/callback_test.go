@@ -23,6 +23,13 @@ func ptr[T any](v T) *T { return &v }
 // commit) and returns the commit's answer.
 func commitUpload(t *testing.T, v *testharness.Vodsim, p vod.SignatureParams) *vod.CommitResponse {
 	t.Helper()
+	return commitUploadAfter(t, v, p, nil)
+}
+
+// commitUploadAfter is commitUpload calling beforeCommit (when set) with the
+// video's storage path just before the commit, as the worker records it.
+func commitUploadAfter(t *testing.T, v *testharness.Vodsim, p vod.SignatureParams, beforeCommit func(storagePath string)) *vod.CommitResponse {
+	t.Helper()
 	ctx := t.Context()
 	a, err := v.VODClient().Apply(ctx, v.Signer(p), vod.ApplyRequest{VideoName: "clip", VideoType: "mp4", VideoSize: ptr(int64(5))})
 	if err != nil {
@@ -30,6 +37,9 @@ func commitUpload(t *testing.T, v *testharness.Vodsim, p vod.SignatureParams) *v
 	}
 	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("video"), nil); err != nil {
 		t.Fatalf("put: %v", err)
+	}
+	if beforeCommit != nil {
+		beforeCommit(a.Video.StoragePath)
 	}
 	cm, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
 	if err != nil {
@@ -88,6 +98,43 @@ func TestVodsimCallbackBecomesFileUploadedWithJob(t *testing.T) {
 	}
 	if n := len(e.eventsOf(job.EventVODFileUpload)); n != 1 {
 		t.Fatalf("%d vod.file_uploaded events after a repeat", n)
+	}
+}
+
+// TestCallbackFindsTheJobOfAWorkerThatDiedAfterItsCommit: the worker records
+// the storage path before the commit and dies before it records the FileId.
+// VOD's event still names the job (found by its media URL), and the FileId
+// is then mapped for the file's later events.
+func TestCallbackFindsTheJobOfAWorkerThatDiedAfterItsCommit(t *testing.T) {
+	e := newEnv(t, func(c *notify.Config) { c.CorrelationWait = 300 * time.Millisecond })
+	in := e.start()
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = in.url + "/v1/vod/callback" })
+
+	cm := commitUploadAfter(t, v, vod.SignatureParams{SourceContext: "job=died-1"}, func(path string) {
+		if err := e.q.RecordUpload(t.Context(), path, "died-1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var evs []job.Event
+	testharness.WaitFor(t, 10*time.Second, "vod.file_uploaded", func() bool { evs = e.eventsOf(job.EventVODFileUpload); return len(evs) == 1 })
+	var d job.FileUploadedData
+	if err := json.Unmarshal(evs[0].Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	if evs[0].JobID != "died-1" || d.FileID != cm.FileID {
+		t.Fatalf("event %+v, data %+v: want job died-1 and FileId %s", evs[0], d, cm.FileID)
+	}
+	if id, err := e.q.JobForFile(t.Context(), cm.FileID); err != nil || id != "died-1" {
+		t.Fatalf("FileId → job after the event: %q, %v", id, err)
+	}
+
+	// Another upload, committed without a record: no job, as before.
+	other := commitUpload(t, v, vod.SignatureParams{SourceContext: "browser"})
+	testharness.WaitFor(t, 10*time.Second, "the second vod.file_uploaded", func() bool { evs = e.eventsOf(job.EventVODFileUpload); return len(evs) == 2 })
+	for _, ev := range evs {
+		if strings.Contains(string(ev.Data), other.FileID) && ev.JobID != "" {
+			t.Fatalf("an upload no job recorded got job %q", ev.JobID)
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ const (
 	StatusBucket   = "vodpipe_status"
 	ControlBucket  = "vodpipe_control"
 	FilesBucket    = "vodpipe_files"
+	UploadsBucket  = "vodpipe_uploads"
 	WorkerConsumer = "workers"
 
 	// JobsSubject is where jobs are published, by ingest or straight by publishers.
@@ -89,6 +90,7 @@ type Queue struct {
 	status  jetstream.KeyValue
 	control jetstream.KeyValue
 	files   jetstream.KeyValue
+	uploads jetstream.KeyValue
 }
 
 // Open creates or updates the streams, buckets and the worker consumer.
@@ -123,13 +125,15 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 		kv   *jetstream.KeyValue
 		name string
 		desc string
+		ttl  time.Duration
 	}{
-		{&q.status, StatusBucket, "vodpipe job status and progress"},
-		{&q.control, ControlBucket, "vodpipe job control (pause, cancel)"},
-		{&q.files, FilesBucket, "vodpipe FileId to job id"},
+		{&q.status, StatusBucket, "vodpipe job status and progress", 0},
+		{&q.control, ControlBucket, "vodpipe job control (pause, cancel)", 0},
+		{&q.files, FilesBucket, "vodpipe FileId to job id", 0},
+		{&q.uploads, UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, Description: b.desc, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1,
+			Bucket: b.name, Description: b.desc, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1, TTL: b.ttl,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("queue: bucket %s: %w", b.name, err)

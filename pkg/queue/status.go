@@ -2,8 +2,12 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -228,6 +232,47 @@ func (q *Queue) RecordFile(ctx context.Context, fileID, jobID string) error {
 		return fmt.Errorf("queue: record file %s: %w", fileID, err)
 	}
 	return nil
+}
+
+// uploadsTTL is how long UploadsBucket keeps a record: VOD's event comes
+// seconds after the commit, and the FileId → job mapping, recorded at the
+// latest when the job's next run finds the commit, takes over long before.
+const uploadsTTL = 24 * time.Hour
+
+// RecordUpload maps the storage path of a media file about to be committed
+// (ApplyUploadUGC's video storagePath) to its job. Written before the commit,
+// it correlates VOD's event with the job when the worker did not live to
+// record the FileId (see JobForMediaURL).
+func (q *Queue) RecordUpload(ctx context.Context, storagePath, jobID string) error {
+	if _, err := q.uploads.Put(ctx, uploadKey(storagePath), []byte(jobID)); err != nil {
+		return fmt.Errorf("queue: record upload of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// JobForMediaURL returns the job that committed the media file at a VOD
+// media URL, found by the URL's path (VOD serves a file at its storage path
+// on the play domain), or ErrNotFound.
+func (q *Queue) JobForMediaURL(ctx context.Context, mediaURL string) (string, error) {
+	u, err := url.Parse(mediaURL)
+	if err != nil || strings.Trim(u.Path, "/") == "" {
+		return "", fmt.Errorf("%w: media URL %q has no path", ErrNotFound, mediaURL)
+	}
+	e, err := q.uploads.Get(ctx, uploadKey(u.Path))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("%w: upload %s", ErrNotFound, u.Path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue: look up upload %s: %w", u.Path, err)
+	}
+	return string(e.Value()), nil
+}
+
+// uploadKey is the bucket key of a storage path: its hex SHA-256, with or
+// without the leading slash (ApplyUploadUGC's path has one, a key may not).
+func uploadKey(storagePath string) string {
+	sum := sha256.Sum256([]byte(strings.TrimLeft(storagePath, "/")))
+	return hex.EncodeToString(sum[:])
 }
 
 // JobForFile returns the job that uploaded a FileId, or ErrNotFound.

@@ -107,6 +107,12 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err := r.checkControl(ctx); err != nil {
 		return nil, err
 	}
+	if r.u.commits != nil {
+		// Only a help to correlate VOD's event: the commit goes ahead without it.
+		if err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID); err != nil {
+			r.u.log.Warn("recording the upload before its commit failed", "job_id", r.j.ID, "err", err)
+		}
+	}
 	cm, err := r.commit(ctx)
 	if err != nil {
 		return nil, err

@@ -130,7 +130,15 @@ type Uploader struct {
 	store     ResumeStore
 	transport http.RoundTripper
 	obs       Observer
+	commits   CommitRecorder
 	log       *slog.Logger
+}
+
+// CommitRecorder learns of each commit just before it is made: it maps the
+// media file's storage path to the job, so VOD's event about the file finds
+// its job even when the worker dies before it records the FileId.
+type CommitRecorder interface {
+	RecordUpload(ctx context.Context, storagePath, jobID string) error
 }
 
 // Deps are the Uploader's collaborators.
@@ -142,14 +150,16 @@ type Deps struct {
 	// COSTransport carries COS requests (e.g. vod.DialOverride for vodsim); default http.DefaultTransport.
 	COSTransport http.RoundTripper
 	Observer     Observer
-	Log          *slog.Logger
+	// Commits, when set, records each commit's storage path before it is made.
+	Commits CommitRecorder
+	Log     *slog.Logger
 }
 
 // New returns an Uploader.
 func New(cfg Config, d Deps) *Uploader {
 	cfg.withDefaults()
 	u := &Uploader{cfg: cfg, vod: d.VOD, signer: d.Signer, sources: d.Sources, store: d.Store,
-		transport: d.COSTransport, obs: d.Observer, log: d.Log}
+		transport: d.COSTransport, obs: d.Observer, commits: d.Commits, log: d.Log}
 	if u.transport == nil {
 		u.transport = http.DefaultTransport
 	}

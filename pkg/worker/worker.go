@@ -164,7 +164,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
 		VOD:    vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(vodHTTP)),
 		Signer: signer.NewClient(nc, cfg.SignTimeout), Sources: w.sources, Store: store,
-		COSTransport: transport, Observer: w.metrics, Log: w.log,
+		COSTransport: transport, Observer: w.metrics, Commits: w.q, Log: w.log,
 	})
 	return w, nil
 }

@@ -601,3 +601,37 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// TestUploadIsRecordedBeforeItsCommit: the media file's storage path is mapped
+// to the job before CommitUploadUGC is sent (vodsim holds the commit 3 s), so
+// notify can name the job in VOD's event even if the worker dies before it
+// records the FileId.
+func TestUploadIsRecordedBeforeItsCommit(t *testing.T) {
+	e := newEnv(t, true, func(c *vodsim.Config) {
+		c.Faults = vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpCommit, Latency: vodsim.Duration(3 * time.Second)}}}
+	})
+	e.startWorker("w1")
+	src, _ := e.source("recorded.mp4", 3<<20+5)
+	j := &job.Job{ID: "recorded-1", Source: src}
+	e.submit(j)
+	var url string
+	testharness.WaitFor(t, 20*time.Second, "the upload recorded", func() bool {
+		ss := e.sim.Sessions()
+		if len(ss) != 1 || ss[0].VideoKey == "" {
+			return false
+		}
+		url = "http://media.example/" + ss[0].VideoKey
+		id, err := e.q.JobForMediaURL(t.Context(), url)
+		return err == nil && id == j.ID
+	})
+	if n := len(e.sim.Files()); n != 0 {
+		t.Fatalf("vodsim has %d files when the record appeared: it was written after the commit", n)
+	}
+	s := e.waitState(j.ID, job.StateCompleted, 30*time.Second)
+	if f := e.sim.Files(); len(f) != 1 || f[0].FileID != s.FileID || "http://media.example/"+f[0].VideoKey != url {
+		t.Fatalf("vodsim files %+v, job %+v", f, s)
+	}
+	if _, err := e.q.JobForMediaURL(t.Context(), "http://media.example/other/key.mp4"); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("another path: %v, want ErrNotFound", err)
+	}
+}
