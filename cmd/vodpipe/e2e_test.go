@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
@@ -181,5 +185,62 @@ func TestPauseResumeCancelThroughTheAPI(t *testing.T) {
 	}
 	if _, err := c.Control(ctx, "c", "resume"); err == nil {
 		t.Fatal("resume of a canceled job accepted")
+	}
+}
+
+// TestSlowCommitAnswerStillNamesTheJob: VOD commits and calls back at once,
+// but its answer to the worker comes after notify's correlation wait (3 s),
+// as it would to a worker killed before it recorded the FileId. VOD's event
+// still names the job, found by the storage path recorded before the commit.
+func TestSlowCommitAnswerStillNamesTheJob(t *testing.T) {
+	root := t.TempDir()
+	st, err := stack.Start(t.Context(), stack.Options{
+		DataDir: t.TempDir(), SourceRoot: root, Workers: 1, JobsPerWorker: 1, PartSize: 1 << 20, Concurrency: 2,
+		LeaseTTL: 10 * time.Second, Queue: queue.Config{AckWait: 10 * time.Second},
+		Vodsim: func(c *vodsim.Config) {
+			c.Faults.Rules = []vodsim.FaultRule{{Op: vodsim.OpCommit, AnswerLatency: vodsim.Duration(4500 * time.Millisecond)}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := writeSample(filepath.Join(root, "slow.mp4"), 300<<10, 9); err != nil {
+		t.Fatal(err)
+	}
+	c := ingest.NewClient(st.IngestURL, st.APIKey)
+	v, _, err := c.Submit(t.Context(), &job.Job{ID: "slow-commit-1", Source: "file://" + filepath.Join(root, "slow.mp4")}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := js.Stream(t.Context(), queue.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev job.Event
+	testharness.WaitFor(t, 30*time.Second, "vod.file_uploaded of the job", func() bool {
+		m, err := events.GetLastMsgForSubject(t.Context(), queue.EventFilterSubject(job.EventVODFileUpload, v.ID))
+		return err == nil && json.Unmarshal(m.Data, &ev) == nil
+	})
+	testharness.WaitFor(t, 30*time.Second, "the job completed", func() bool {
+		v, err = c.Get(t.Context(), v.ID)
+		return err == nil && v.State == job.StateCompleted
+	})
+	var d job.FileUploadedData
+	if err := json.Unmarshal(ev.Data, &d); err != nil || ev.JobID != v.ID || d.FileID != v.FileID {
+		t.Fatalf("vod.file_uploaded %+v (%v): want job %s, FileId %s", ev, err, v.ID, v.FileID)
+	}
+	// Published once: no copy without the job.
+	if m, err := events.GetLastMsgForSubject(t.Context(), queue.EventFilterSubject(job.EventVODFileUpload, "")); err != nil || !bytes.Contains(m.Data, []byte(v.ID)) {
+		t.Fatalf("last vod.file_uploaded: %v", err)
 	}
 }

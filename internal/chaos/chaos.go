@@ -4,8 +4,8 @@
 // webhook receiver in the driving process. While jobs of many sizes run, it
 // SIGKILLs workers and restarts them, kills one NATS node and restarts it,
 // and restarts Redis; then it checks that every job committed exactly once,
-// no multipart upload is left open, every job.completed webhook arrived
-// once, and that killed work was re-sent only within the parts in flight.
+// no multipart upload is left open, every job.completed webhook and every
+// vod.file_uploaded naming its job arrived once, and that killed work was re-sent only within the parts in flight.
 package chaos
 
 import (
@@ -149,7 +149,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  per job:    %d jobs re-sent after an interruption, at most %s per interruption (bound: parts in flight, %s)\n",
 		r.Interrupted, mib(r.MaxResentPerInterruption), mib(r.PerInterruptionBound))
 	if len(r.Violations) == 0 {
-		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed each, re-sent bytes within bound for every job")
+		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed and one vod.file_uploaded naming its job each, re-sent bytes within bound for every job")
 		return
 	}
 	fmt.Fprintf(w, "  %d VIOLATIONS:\n", len(r.Violations))
@@ -473,7 +473,8 @@ func startServices(ctx context.Context, dir, natsURL string, o Options) (_ *serv
 	return s, nil
 }
 
-// subscribe creates the receiver's job.completed subscription through notify's
+// subscribe creates the receiver's subscription (job.completed and
+// vod.file_uploaded) through notify's
 // API, trying again for up to half a minute while notify answers 503: the
 // subscriptions bucket of a cluster that has just formed may still be electing
 // its leader, which notify reports as unavailable, as any client would see.
@@ -494,7 +495,7 @@ func (s *services) subscribe(ctx context.Context, url string) (string, error) {
 
 // subscribeOnce makes one try; retry says whether the refusal was 503.
 func (s *services) subscribeOnce(ctx context.Context, url string) (secret string, retry bool, err error) {
-	body, _ := json.Marshal(map[string]any{"url": url, "eventTypes": []string{job.EventCompleted}, "description": "chaos receiver"})
+	body, _ := json.Marshal(map[string]any{"url": url, "eventTypes": []string{job.EventCompleted, job.EventVODFileUpload}, "description": "chaos receiver"})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.notifyURL+"/v1/subscriptions", bytes.NewReader(body))
 	if err != nil {
 		return "", false, err
@@ -678,14 +679,15 @@ func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf f
 }
 
 // waitWebhooks waits (at most 30 s) until the receiver has a job.completed
-// for every completed job; a redelivery after that is still counted by check.
+// and a vod.file_uploaded for every completed job; a redelivery after that is
+// still counted by check.
 func waitWebhooks(ctx context.Context, r *receiver, states map[string]ingest.JobView) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	for {
 		missing := 0
 		for id, v := range states {
-			if n, _ := r.completed(id); v.State == job.StateCompleted && n == 0 {
+			if n, _ := r.completed(id); v.State == job.StateCompleted && (n == 0 || r.fileUploaded(id) == 0) {
 				missing++
 			}
 		}
@@ -741,6 +743,10 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 			} else {
 				viol("job %s: %d job.completed events at the receiver (%d deliveries), want 1: %s", j.ID, n, d, strings.Join(s.recv.events(j.ID), " | "))
 			}
+		}
+		if n := s.recv.fileUploaded(j.ID); n != 1 {
+			rep.suspects = append(rep.suspects, j.ID)
+			viol("job %s: %d vod.file_uploaded events naming it at the receiver, want 1 (%d arrived naming no job)", j.ID, n, s.recv.orphaned())
 		}
 	}
 	if len(notDone) > 0 {

@@ -12,13 +12,16 @@ import (
 )
 
 // receiver is the webhook endpoint of the run: it verifies every delivery's
-// signature and remembers, per job, the webhook ids of its job.completed
-// deliveries (a redelivery repeats the id; a second event would not).
+// signature and remembers, per job, the webhook ids of its job.completed and
+// vod.file_uploaded deliveries (a redelivery repeats the id; a second event
+// would not).
 type receiver struct {
 	mu        sync.Mutex
 	secret    string
 	ids       map[string]map[string]int // job id → webhook id → deliveries
 	bodies    map[string][]string       // job id → body of each distinct job.completed
+	uploaded  map[string]map[string]int // job id → webhook id → deliveries of vod.file_uploaded
+	orphans   map[string]bool           // webhook ids of vod.file_uploaded events naming no job
 	bad       int                       // deliveries that failed verification
 	srv       *http.Server
 	URL       string
@@ -30,7 +33,8 @@ func startReceiver() (*receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &receiver{ids: map[string]map[string]int{}, bodies: map[string][]string{}, URL: "http://" + ln.Addr().String() + "/hook"}
+	r := &receiver{ids: map[string]map[string]int{}, bodies: map[string][]string{}, uploaded: map[string]map[string]int{},
+		orphans: map[string]bool{}, URL: "http://" + ln.Addr().String() + "/hook"}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -64,7 +68,8 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if e.Type == job.EventCompleted {
+	switch {
+	case e.Type == job.EventCompleted:
 		m := r.ids[e.JobID]
 		if m == nil {
 			m = map[string]int{}
@@ -72,6 +77,15 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		if m[id] == 0 {
 			r.bodies[e.JobID] = append(r.bodies[e.JobID], string(body))
+		}
+		m[id]++
+	case e.Type == job.EventVODFileUpload && e.JobID == "":
+		r.orphans[id] = true
+	case e.Type == job.EventVODFileUpload:
+		m := r.uploaded[e.JobID]
+		if m == nil {
+			m = map[string]int{}
+			r.uploaded[e.JobID] = m
 		}
 		m[id]++
 	}
@@ -88,6 +102,20 @@ func (r *receiver) completed(jobID string) (events, deliveries int) {
 		deliveries += n
 	}
 	return events, deliveries
+}
+
+// fileUploaded is, per job, the number of distinct vod.file_uploaded webhook
+// ids naming it; orphaned the number that named no job.
+func (r *receiver) fileUploaded(jobID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.uploaded[jobID])
+}
+
+func (r *receiver) orphaned() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.orphans)
 }
 
 // events are the bodies of the distinct job.completed events of a job.

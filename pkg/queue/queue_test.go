@@ -411,3 +411,24 @@ func TestOpenRefusesANegativeMaxDeliver(t *testing.T) {
 		t.Fatalf("open with MaxDeliver -1: %v", err)
 	}
 }
+
+// TestUploadRecordIsFoundByMediaURL: a storage path recorded before a commit
+// is found from the media URL VOD serves the file at, whatever its host or
+// query; other paths and URLs without a path are not found.
+func TestUploadRecordIsFoundByMediaURL(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if err := q.RecordUpload(ctx, "/1400000000/ab12cd/f0.mp4", "up-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"http://1400000000.vod2.myqcloud.com/1400000000/ab12cd/f0.mp4", "https://cdn.example/1400000000/ab12cd/f0.mp4?t=1"} {
+		if id, err := q.JobForMediaURL(ctx, u); err != nil || id != "up-1" {
+			t.Errorf("%s: %q, %v", u, id, err)
+		}
+	}
+	for _, u := range []string{"http://h/1400000000/ab12cd/f1.mp4", "http://h/", "", "::"} {
+		if id, err := q.JobForMediaURL(ctx, u); !errors.Is(err, queue.ErrNotFound) {
+			t.Errorf("%q: %q, %v, want ErrNotFound", u, id, err)
+		}
+	}
+}

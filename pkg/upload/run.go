@@ -107,12 +107,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err := r.checkControl(ctx); err != nil {
 		return nil, err
 	}
-	if r.u.commits != nil {
-		// Only a help to correlate VOD's event: the commit goes ahead without it.
-		if err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID); err != nil {
-			r.u.log.Warn("recording the upload before its commit failed", "job_id", r.j.ID, "err", err)
-		}
-	}
+	r.recordUpload(ctx)
 	cm, err := r.commit(ctx)
 	if err != nil {
 		return nil, err
@@ -128,6 +123,31 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	res.FileID, res.MediaURL, res.CoverURL = cm.FileID, cm.MediaURL(), cm.CoverURL()
 	res.Sent = r.prog.sent
 	return res, nil
+}
+
+// recordUpload tells the CommitRecorder of the commit about to be made,
+// trying for a few seconds (a NATS cluster may be electing a leader). It only
+// helps VOD's event find its job, so the commit goes ahead without it.
+func (r *run) recordUpload(ctx context.Context) {
+	if r.u.commits == nil {
+		return
+	}
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID)
+		if err == nil {
+			return
+		}
+		if attempt == 5 || ctx.Err() != nil {
+			r.u.log.Warn("recording the upload before its commit failed; committing without it", "job_id", r.j.ID, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
 }
 
 // checkControl stops the run when the job was paused, canceled or drained.

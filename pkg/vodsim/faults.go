@@ -62,6 +62,9 @@ type FaultRule struct {
 	CorruptRate float64 `json:"corruptRate,omitempty"`
 	// Latency is added before the request is handled.
 	Latency Duration `json:"latency,omitempty"`
+	// AnswerLatency (VOD actions) is added after the request is handled,
+	// before the answer is written: the work is done, its answer is slow.
+	AnswerLatency Duration `json:"answerLatency,omitempty"`
 }
 
 // Duration is a time.Duration written as a string ("250ms") in JSON.
@@ -101,8 +104,8 @@ func (f FaultConfig) Validate() error {
 		if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
 			return fmt.Errorf("rules[%d].status must be 4xx or 5xx", i)
 		}
-		if r.FailNth < 0 || r.Latency < 0 {
-			return fmt.Errorf("rules[%d]: failNth and latency must not be negative", i)
+		if r.FailNth < 0 || r.Latency < 0 || r.AnswerLatency < 0 {
+			return fmt.Errorf("rules[%d]: failNth, latency and answerLatency must not be negative", i)
 		}
 	}
 	if f.Bandwidth < 0 || f.CredentialLifetime < 0 {
@@ -149,6 +152,7 @@ func (f *faults) get() FaultConfig {
 // decision is what to do to one request.
 type decision struct {
 	latency time.Duration
+	answer  time.Duration // added before the answer
 	fail    bool
 	status  int
 	code    string
@@ -167,6 +171,7 @@ func (f *faults) decide(op string) decision {
 		key := r.Op + "/" + op
 		f.counts[key]++
 		d.latency += time.Duration(r.Latency)
+		d.answer += time.Duration(r.AnswerLatency)
 		if !d.fail && (r.FailNth > 0 && f.counts[key] == r.FailNth || r.ErrorRate > 0 && rand.Float64() < r.ErrorRate) {
 			d.fail, d.status, d.code = true, r.Status, r.Code
 		}

@@ -199,6 +199,13 @@ func (s *Server) serveVOD(w http.ResponseWriter, r *http.Request) {
 			data, verr = s.prepare(req.Signature)
 		}
 	}
+	if d.answer > 0 {
+		select {
+		case <-time.After(d.answer):
+		case <-r.Context().Done():
+			return // the client left; what was done stays done
+		}
+	}
 	s.writeVOD(w, op, data, verr)
 }
 

@@ -451,6 +451,41 @@ func TestFaultInjectionThroughAdminEndpoint(t *testing.T) {
 	resp.Body.Close()
 }
 
+// TestCommitAnswerLatencyComesAfterTheCommit: answerLatency holds the answer,
+// not the work: the file exists (and its event is out) while the client waits.
+func TestCommitAnswerLatencyComesAfterTheCommit(t *testing.T) {
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) {
+		c.Faults.Rules = []vodsim.FaultRule{{Op: vodsim.OpCommit, AnswerLatency: vodsim.Duration(30 * time.Second)}}
+	})
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(2))})
+	if _, err := v.COSClient(a).Object.Put(ctx, a.Video.Key(), strings.NewReader("hi"), nil); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.VODClient().Commit(cctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey)
+		done <- err
+	}()
+	testharness.WaitFor(t, 10*time.Second, "the committed file", func() bool { return len(v.Files()) == 1 })
+	select {
+	case err := <-done:
+		t.Fatalf("the commit answered (%v) before its answer latency", err)
+	default:
+	}
+	cancel() // the client leaves: the file stays committed
+	if err := <-done; err == nil {
+		t.Fatal("a canceled commit answered")
+	}
+	if f := v.Files(); len(f) != 1 || f[0].VideoKey != a.Video.Key() {
+		t.Fatalf("files after the client left: %+v", f)
+	}
+	if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpCommit, AnswerLatency: -1}}}).Validate(); err == nil {
+		t.Fatal("a negative answerLatency was accepted")
+	}
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
