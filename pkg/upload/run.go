@@ -126,19 +126,20 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 }
 
 // recordUpload tells the CommitRecorder of the commit about to be made,
-// trying for a few seconds (a NATS cluster may be electing a leader). It only
-// helps VOD's event find its job, so the commit goes ahead without it.
+// trying for up to recordUploadFor (a NATS cluster that lost a node elects
+// new leaders in a few seconds). It only helps VOD's event find its job, so
+// the commit goes ahead without it.
 func (r *run) recordUpload(ctx context.Context) {
 	if r.u.commits == nil {
 		return
 	}
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	give := time.Now().Add(recordUploadFor)
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID)
 		if err == nil {
 			return
 		}
-		if attempt == 5 || ctx.Err() != nil {
+		if time.Now().Add(delay).After(give) || ctx.Err() != nil {
 			r.u.log.Warn("recording the upload before its commit failed; committing without it", "job_id", r.j.ID, "err", err)
 			return
 		}
@@ -146,9 +147,11 @@ func (r *run) recordUpload(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(delay):
 		}
-		delay *= 2
 	}
 }
+
+// recordUploadFor bounds recordUpload's tries.
+const recordUploadFor = 10 * time.Second
 
 // checkControl stops the run when the job was paused, canceled or drained.
 func (r *run) checkControl(ctx context.Context) error {
