@@ -347,6 +347,13 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		return
 	}
 	n := int(meta.NumDelivered)
+	last := n >= d.s.cfg.maxDeliver()
+	if last {
+		// The last attempt is made, recorded and settled even when this
+		// instance is stopping (it takes at most WebhookTimeout): handed
+		// back, the event would come back with no attempt left.
+		ctx = context.WithoutCancel(ctx)
+	}
 	var a Attempt
 	if n > d.s.cfg.maxDeliver() {
 		// Delivered again after its last attempt: that attempt's process
@@ -371,7 +378,6 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 	if r.replay != nil {
 		a.ReplayID = r.replay.ID
 	}
-	last := n >= d.s.cfg.maxDeliver()
 	switch {
 	case a.Outcome == OutcomeDelivered:
 		if last {

@@ -475,3 +475,51 @@ func TestWebhookLastAttemptKilledIsCountedExhausted(t *testing.T) {
 		t.Fatalf("last attempt = %+v", last)
 	}
 }
+
+// TestWebhookLastAttemptFinishesThroughAGracefulStop: an instance stopping
+// gracefully during an event's last attempt lets it finish (within the
+// webhook timeout) and records its outcome, instead of handing back an event
+// that would come back with no attempt left. The receiver is slow: it
+// answers a second after the stop began.
+func TestWebhookLastAttemptFinishesThroughAGracefulStop(t *testing.T) {
+	e := newEnv(t, func(c *notify.Config) {
+		c.WebhookTimeout = 5 * time.Second
+		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond} // 2 attempts
+	})
+	first := e.start()
+	h := newHub(t)
+	r := h.receiver("slow")
+	lastStarted := make(chan struct{}, 1)
+	r.answer = func(req *http.Request, _ delivery, n int) int {
+		if n == 1 {
+			return http.StatusBadGateway
+		}
+		lastStarted <- struct{}{}
+		select {
+		case <-req.Context().Done(): // notify gave the attempt up
+			return http.StatusServiceUnavailable
+		case <-time.After(time.Second): // a slow endpoint
+			return http.StatusNoContent
+		}
+	}
+	sub := first.subscribe(t, h.url(r), []string{"job.*"}, "")
+	r.setSecret(sub.Secret)
+	ev := e.publish(job.EventQueued, "g1", nil)
+	select {
+	case <-lastStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the last attempt did not start")
+	}
+	first.stop() // graceful: returns once the instance has stopped
+	second := e.start()
+	atts := second.attempts(t, sub.ID) // newest first
+	if len(atts) != 2 || atts[0].Outcome != notify.OutcomeDelivered || atts[0].EventID != ev.ID || atts[0].Attempt != 2 {
+		t.Fatalf("attempts = %+v, want the retry and then the last attempt delivered", atts)
+	}
+	if n := r.requests(ev.ID); n != 2 {
+		t.Fatalf("requests = %d, want 2", n)
+	}
+	if f := second.subscription(t, sub.ID).ConsecutiveFailures; f != 0 {
+		t.Fatalf("consecutive failures = %d after a delivered last attempt", f)
+	}
+}
