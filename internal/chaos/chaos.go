@@ -37,6 +37,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
@@ -414,8 +415,11 @@ func startServices(ctx context.Context, dir, natsURL string, o Options) (_ *serv
 	if o.Bandwidth > 0 {
 		faults.Bandwidth = o.Bandwidth
 	}
+	// vodsim's callbacks get 11 attempts (about 3.5 minutes of back-off from
+	// 200 ms): a NATS node restart can refuse notify's intake for a while,
+	// and VOD itself keeps retrying a callback far longer than the default 8.
 	if s.sim, err = vodsim.New(vodsim.Config{Apps: vodsim.Apps{secretID: secretKey}, Discard: true,
-		CallbackURL: s.notifyURL + "/v1/vod/callback", Faults: faults}, log); err != nil {
+		CallbackURL: s.notifyURL + "/v1/vod/callback", CallbackAttempts: 11, Faults: faults}, log); err != nil {
 		nl.Close()
 		return nil, err
 	}
@@ -678,11 +682,11 @@ func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf f
 	}
 }
 
-// waitWebhooks waits (at most 30 s) until the receiver has a job.completed
+// waitWebhooks waits (at most 60 s) until the receiver has a job.completed
 // and a vod.file_uploaded for every completed job; a redelivery after that is
 // still counted by check.
 func waitWebhooks(ctx context.Context, r *receiver, states map[string]ingest.JobView) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	for {
 		missing := 0
@@ -702,12 +706,32 @@ func waitWebhooks(ctx context.Context, r *receiver, states map[string]ingest.Job
 	}
 }
 
+// callbackState says what vodsim did with the NewFileUpload event of a
+// FileId: whether notify accepted its callback, and after how many attempts.
+func callbackState(events []vodsim.EventRecord, fileID string) string {
+	for _, e := range events {
+		if e.FileID != fileID || e.Event.EventType != vod.EventTypeNewFileUpload {
+			continue
+		}
+		last := ""
+		if n := len(e.Attempts); n > 0 {
+			a := e.Attempts[n-1]
+			last = fmt.Sprintf(", last status %d %s", a.Status, a.Error)
+		}
+		if e.Delivered {
+			return fmt.Sprintf("was accepted by notify after %d attempts", len(e.Attempts))
+		}
+		return fmt.Sprintf("was not accepted in %d attempts%s", len(e.Attempts), last)
+	}
+	return "does not exist for FileId " + fileID
+}
+
 // check fills the report's figures and violations.
 func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services) {
 	viol := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
-	simFiles, simObjects := s.sim.Files(), s.sim.Objects()
+	simFiles, simObjects, events := s.sim.Files(), s.sim.Objects(), s.sim.Events()
 	files := map[string][]string{} // media name (job id) → FileIds
 	for _, f := range simFiles {
 		files[f.Name] = append(files[f.Name], f.FileID)
@@ -744,9 +768,12 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 				viol("job %s: %d job.completed events at the receiver (%d deliveries), want 1: %s", j.ID, n, d, strings.Join(s.recv.events(j.ID), " | "))
 			}
 		}
-		if n := s.recv.fileUploaded(j.ID); n != 1 {
+		// VOD's event exists only for a committed upload; a failed or
+		// unfinished job is a violation of its own above.
+		if n := s.recv.fileUploaded(j.ID); v.State == job.StateCompleted && n != 1 {
 			rep.suspects = append(rep.suspects, j.ID)
-			viol("job %s: %d vod.file_uploaded events naming it at the receiver, want 1 (%d arrived naming no job)", j.ID, n, s.recv.orphaned())
+			viol("job %s: %d vod.file_uploaded events naming it at the receiver, want 1 (%d arrived naming no job); vodsim's callback %s",
+				j.ID, n, s.recv.orphaned(), callbackState(events, v.FileID))
 		}
 	}
 	if len(notDone) > 0 {

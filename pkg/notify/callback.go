@@ -22,10 +22,11 @@ import (
 
 // Outcomes of a VOD event, the label values of vodpipe_notify_vod_events_total.
 const (
-	vodPublished    = "published"    // published with its job id
-	vodUncorrelated = "uncorrelated" // published without: no job is known for the FileId
-	vodDuplicate    = "duplicate"    // a repeat of an event already published
-	vodIgnored      = "ignored"      // an EventType vodpipe does not publish
+	vodPublished    = "published"              // published with its job id
+	vodByMediaURL   = "published_by_media_url" // published with its job id, found by the file's storage path
+	vodUncorrelated = "uncorrelated"           // published without: no job is known for the FileId
+	vodDuplicate    = "duplicate"              // a repeat of an event already published
+	vodIgnored      = "ignored"                // an EventType vodpipe does not publish
 	vodInvalid      = "invalid"
 	vodError        = "error" // not published; VOD delivers it again
 )
@@ -117,9 +118,13 @@ type procedureEvent struct {
 // Correlation: the job is looked up by FileId. The worker records FileId →
 // job right after CommitUploadUGC answers, and VOD may call back before
 // that, so a NewFileUpload whose FileId is not mapped yet waits for the
-// mapping (a key watch, not a poll) up to CorrelationWait; if none appears
-// the event is published without a job id (an upload vodpipe did not make,
-// such as a browser upload).
+// mapping (a key watch, not a poll) up to CorrelationWait. If none appears
+// (the worker died or lost NATS after its commit), the event's MediaUrl is
+// looked up by its storage path, which the worker recorded before the
+// commit (see correlate). Only when that finds nothing either is the event
+// published without a job id: an upload vodpipe did not make, such as a
+// browser upload, or one whose path record could not be written or has
+// expired.
 func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source string) (VODResult, error) {
 	var (
 		typ, fileID string
@@ -174,7 +179,7 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		return VODResult{}, fmt.Errorf("notify: dedupe lookup: %w", err)
 	}
 
-	jobID, err := s.correlate(ctx, fileID, mediaURL, wait)
+	jobID, byURL, err := s.correlate(ctx, fileID, mediaURL, wait)
 	if err != nil {
 		s.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
 		return VODResult{}, err
@@ -203,6 +208,8 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		outcome = vodDuplicate
 	case jobID == "":
 		outcome = vodUncorrelated
+	case byURL:
+		outcome = vodByMediaURL
 	}
 	s.metrics.vodEvents.WithLabelValues(source, outcome).Inc()
 	s.log.Info("VOD event", "source", source, "type", typ, "file_id", fileID, "job_id", jobID, "event", eventID, "outcome", outcome)
@@ -225,13 +232,12 @@ func vodEventKey(identity []string) string {
 // job of a worker that died between its commit and recording the FileId
 // (the mapping is then recorded here, for the file's later events). No job
 // is "" without error; a store failure is an error, so the event is
-// delivered again rather than published uncorrelated.
-func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait bool) (string, error) {
+// delivered again rather than published uncorrelated. byURL says the job
+// was found by the media URL.
+func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait bool) (id string, byURL bool, err error) {
 	if fileID == "" {
-		return "", nil
+		return "", false, nil
 	}
-	var id string
-	var err error
 	if wait && s.cfg.CorrelationWait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, s.cfg.CorrelationWait)
 		id, err = s.files.Wait(wctx, fileID)
@@ -241,6 +247,7 @@ func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait b
 	}
 	if errors.Is(err, queue.ErrNotFound) && mediaURL != "" {
 		if id, err = s.q.JobForMediaURL(ctx, mediaURL); err == nil {
+			byURL = true
 			if rerr := s.q.RecordFile(ctx, fileID, id); rerr != nil {
 				s.log.Warn("record FileId of a job found by its media URL", "file_id", fileID, "job_id", id, "err", rerr)
 			}
@@ -248,10 +255,10 @@ func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait b
 		}
 	}
 	if errors.Is(err, queue.ErrNotFound) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("notify: correlate %s: %w", fileID, err)
+		return "", false, fmt.Errorf("notify: correlate %s: %w", fileID, err)
 	}
-	return id, nil
+	return id, byURL, nil
 }

@@ -41,7 +41,7 @@ func newMetrics() *metrics {
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vodpipe_notify_subscription_in_flight",
 			Help: "Events being delivered or waiting for a retry (its consumer's NumAckPending)."}, []string{"subscription"}),
 		vodEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_notify_vod_events_total",
-			Help: "VOD events received, by source (callback, pull) and outcome (published, duplicate, uncorrelated, ignored, invalid, error)."},
+			Help: "VOD events received, by source (callback, pull) and outcome (published, published_by_media_url, duplicate, uncorrelated, ignored, invalid, error)."},
 			[]string{"source", "outcome"}),
 		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_notify_pull_requests_total",
 			Help: "PullEvents and ConfirmEvents calls, by action and outcome."}, []string{"action", "outcome"}),
