@@ -128,26 +128,39 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 // recordUpload tells the CommitRecorder of the commit about to be made,
 // trying for up to recordUploadFor (a NATS cluster that lost a node elects
 // new leaders in a few seconds). It only helps VOD's event find its job, so
-// the commit goes ahead without it.
+// the commit goes ahead without it, and an error the recorder marks
+// permanent (a PermanentError: no retry can mend it) is not tried again.
 func (r *run) recordUpload(ctx context.Context) {
 	if r.u.commits == nil {
 		return
 	}
 	give := time.Now().Add(recordUploadFor)
-	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+	b := backoff{next: 100 * time.Millisecond, max: 2 * time.Second}
+	for {
 		err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID)
 		if err == nil {
 			return
 		}
-		if time.Now().Add(delay).After(give) || ctx.Err() != nil {
+		if _, perm := IsPermanent(err); perm || time.Now().Add(b.next).After(give) || !b.wait(ctx) {
 			r.u.log.Warn("recording the upload before its commit failed; committing without it", "job_id", r.j.ID, "err", err)
 			return
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
 	}
+}
+
+// backoff is an exponential delay between tries: next doubles after each
+// wait, up to max.
+type backoff struct{ next, max time.Duration }
+
+// wait sleeps the current delay and doubles it; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(b.next):
+	}
+	b.next = min(2*b.next, b.max)
+	return true
 }
 
 // recordUploadFor bounds recordUpload's tries.
@@ -671,7 +684,7 @@ func (r *run) sendPart(ctx context.Context, n int) (PartRecord, error) {
 
 // retry runs f until it succeeds, fails permanently, or uses its attempts.
 func (r *run) retry(ctx context.Context, op string, f func() error) error {
-	delay := 100 * time.Millisecond
+	b := backoff{next: 100 * time.Millisecond, max: 5 * time.Second}
 	var err error
 	for attempt := 1; attempt <= r.u.cfg.PartAttempts; attempt++ {
 		gen := r.generation()
@@ -692,12 +705,9 @@ func (r *run) retry(ctx context.Context, op string, f func() error) error {
 			}
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !b.wait(ctx) {
 			return context.Cause(ctx)
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 	return err
 }

@@ -136,7 +136,9 @@ type Uploader struct {
 
 // CommitRecorder learns of each commit just before it is made: it maps the
 // media file's storage path to the job, so VOD's event about the file finds
-// its job even when the worker dies before it records the FileId.
+// its job even when the worker dies before it records the FileId. An error
+// no retry can mend is a *PermanentError; any other is tried again for a
+// few seconds.
 type CommitRecorder interface {
 	RecordUpload(ctx context.Context, storagePath, jobID string) error
 }

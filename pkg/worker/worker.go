@@ -164,7 +164,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
 		VOD:    vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(vodHTTP)),
 		Signer: signer.NewClient(nc, cfg.SignTimeout), Sources: w.sources, Store: store,
-		COSTransport: transport, Observer: w.metrics, Commits: w.q, Log: w.log,
+		COSTransport: transport, Observer: w.metrics, Commits: uploadRecorder{w.q}, Log: w.log,
 	})
 	return w, nil
 }
@@ -389,6 +389,31 @@ func (w *Worker) control(jobID string) job.Control {
 		return upload.ControlDrain
 	}
 	return job.ControlNone
+}
+
+// uploadRecorder is the queue's storage-path record as the uploader's
+// CommitRecorder. Errors no retry can mend are marked permanent, so the
+// uploader commits at once instead of trying for seconds: the connection is
+// closed or draining (the worker is stopping), or the server refuses the
+// key or the size.
+type uploadRecorder struct{ q *queue.Queue }
+
+func (u uploadRecorder) RecordUpload(ctx context.Context, storagePath, jobID string) error {
+	err := u.q.RecordUpload(ctx, storagePath, jobID)
+	if err != nil && unmendable(err) {
+		return &upload.PermanentError{Code: "record_refused", Err: err}
+	}
+	return err
+}
+
+func unmendable(err error) bool {
+	for _, e := range []error{nats.ErrConnectionClosed, nats.ErrConnectionDraining, nats.ErrBadSubject,
+		nats.ErrMaxPayload, jetstream.ErrInvalidKey} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
