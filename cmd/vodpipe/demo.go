@@ -234,14 +234,14 @@ type webhookReceiver struct {
 	secret     string
 	completed  map[string]string // job id → FileId
 	uploaded   map[string]string // job id → ProcedureTaskId
-	orphans    []string          // FileIds of vod.file_uploaded events without a job id
+	orphans    map[string]bool   // FileIds of vod.file_uploaded events without a job id
 	deliveries int
 	invalid    int
 	cond       chan struct{}
 }
 
 func newWebhookReceiver() *webhookReceiver {
-	return &webhookReceiver{completed: map[string]string{}, uploaded: map[string]string{}, cond: make(chan struct{}, 1)}
+	return &webhookReceiver{completed: map[string]string{}, uploaded: map[string]string{}, orphans: map[string]bool{}, cond: make(chan struct{}, 1)}
 }
 
 // subscribe creates the demo's subscription at notify and keeps its secret.
@@ -298,9 +298,10 @@ func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		var d job.FileUploadedData
 		_ = json.Unmarshal(ev.Data, &d)
 		if ev.JobID == "" {
-			r.orphans = append(r.orphans, d.FileID)
+			r.orphans[d.FileID] = true
+		} else {
+			r.uploaded[ev.JobID] = d.ProcedureTaskID
 		}
-		r.uploaded[ev.JobID] = d.ProcedureTaskID
 	}
 	select {
 	case r.cond <- struct{}{}:
@@ -328,10 +329,8 @@ func (r *webhookReceiver) describe(jobID, fileID string) string {
 	} else if r.uploaded[jobID] == "" {
 		s += ", vod.file_uploaded without ProcedureTaskId"
 	}
-	for _, f := range r.orphans {
-		if f == fileID {
-			s += ", its vod.file_uploaded arrived without a job id"
-		}
+	if r.orphans[fileID] {
+		s += ", its vod.file_uploaded arrived without a job id"
 	}
 	return s
 }

@@ -350,8 +350,10 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 	last := n >= d.s.cfg.maxDeliver()
 	if last {
 		// The last attempt is made, recorded and settled even when this
-		// instance is stopping (it takes at most WebhookTimeout): handed
-		// back, the event would come back with no attempt left.
+		// instance is stopping (at most WebhookTimeout for the request, then
+		// the NATS calls that record and settle it, each bounded by the
+		// JetStream client's timeout): handed back, the event would come
+		// back with no attempt left.
 		ctx = context.WithoutCancel(ctx)
 	}
 	var a Attempt

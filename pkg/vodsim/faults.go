@@ -62,8 +62,10 @@ type FaultRule struct {
 	CorruptRate float64 `json:"corruptRate,omitempty"`
 	// Latency is added before the request is handled.
 	Latency Duration `json:"latency,omitempty"`
-	// AnswerLatency (VOD actions) is added after the request is handled,
-	// before the answer is written: the work is done, its answer is slow.
+	// AnswerLatency (VOD actions only: ApplyUploadUGC, CommitUploadUGC,
+	// PrepareUploadUGC, or those under "*") is added after the request is
+	// handled, before the answer is written: the work is done, its answer is
+	// slow.
 	AnswerLatency Duration `json:"answerLatency,omitempty"`
 }
 
@@ -106,6 +108,14 @@ func (f FaultConfig) Validate() error {
 		}
 		if r.FailNth < 0 || r.Latency < 0 || r.AnswerLatency < 0 {
 			return fmt.Errorf("rules[%d]: failNth, latency and answerLatency must not be negative", i)
+		}
+		switch r.Op {
+		case OpApply, OpCommit, OpPrepare, OpAny:
+		default:
+			if r.AnswerLatency > 0 {
+				return fmt.Errorf("rules[%d].answerLatency applies to VOD actions (%s, %s, %s or *), not %s",
+					i, OpApply, OpCommit, OpPrepare, r.Op)
+			}
 		}
 	}
 	if f.Bandwidth < 0 || f.CredentialLifetime < 0 {

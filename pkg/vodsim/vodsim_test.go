@@ -484,6 +484,10 @@ func TestCommitAnswerLatencyComesAfterTheCommit(t *testing.T) {
 	if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpCommit, AnswerLatency: -1}}}).Validate(); err == nil {
 		t.Fatal("a negative answerLatency was accepted")
 	}
+	if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpUploadPart, AnswerLatency: vodsim.Duration(time.Second)}}}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), "rules[0].answerLatency") {
+		t.Fatalf("answerLatency on UploadPart: %v, want refused naming the field", err)
+	}
 }
 
 func must[T any](v T, err error) T {
