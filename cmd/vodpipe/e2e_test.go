@@ -257,7 +257,7 @@ func TestSlowCommitAnswerStillNamesTheJob(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if want := `vodpipe_notify_vod_events_total{outcome="published_by_media_url",source="callback"} 1`; !bytes.Contains(body, []byte(want)) {
+	if want := `vodpipe_notify_vod_events_total{outcome="published_by_media_url",source="callback"} 1` + "\n"; !bytes.Contains(body, []byte(want)) {
 		t.Fatalf("notify's metrics lack %s:\n%s", want, grepLines(body, "vod_events_total"))
 	}
 }

@@ -305,7 +305,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Violations = append(rep.Violations, waitErr.Error())
 	}
 	logf("jobs terminal; waiting for webhooks")
-	waitWebhooks(ctx, sys.recv, states)
+	waitWebhooks(ctx, sys, states)
 	rep.Elapsed = time.Since(start)
 	check(rep, o, jobs, states, sys)
 	rep.Evidence = evidence(dir, rep.suspects)
@@ -416,8 +416,9 @@ func startServices(ctx context.Context, dir, natsURL string, o Options) (_ *serv
 		faults.Bandwidth = o.Bandwidth
 	}
 	// vodsim's callbacks get 11 attempts (about 3.5 minutes of back-off from
-	// 200 ms): a NATS node restart can refuse notify's intake for a while,
-	// and VOD itself keeps retrying a callback far longer than the default 8.
+	// 200 ms; waitWebhooks waits for them): a NATS node restart can refuse
+	// notify's intake for a while, and VOD itself keeps retrying a callback
+	// far longer than the default 8.
 	if s.sim, err = vodsim.New(vodsim.Config{Apps: vodsim.Apps{secretID: secretKey}, Discard: true,
 		CallbackURL: s.notifyURL + "/v1/vod/callback", CallbackAttempts: 11, Faults: faults}, log); err != nil {
 		nl.Close()
@@ -682,20 +683,36 @@ func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf f
 	}
 }
 
-// waitWebhooks waits (at most 60 s) until the receiver has a job.completed
-// and a vod.file_uploaded for every completed job; a redelivery after that is
-// still counted by check.
-func waitWebhooks(ctx context.Context, r *receiver, states map[string]ingest.JobView) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+// waitWebhooks waits until the receiver has a job.completed and a
+// vod.file_uploaded for every completed job, a redelivery after that is
+// still counted by check. It waits at most 60 s, or longer (up to
+// callbackWait) while vodsim is still retrying the callback of a missing
+// vod.file_uploaded, so check never reports a callback that had attempts
+// left.
+func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.JobView) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callbackWait)
 	defer cancel()
+	soft := time.Now().Add(60 * time.Second)
+	attempts := s.sim.Config().CallbackAttempts
 	for {
-		missing := 0
+		missing, retrying := 0, 0
+		events := s.sim.Events()
 		for id, v := range states {
-			if n, _ := r.completed(id); v.State == job.StateCompleted && (n == 0 || r.fileUploaded(id) == 0) {
-				missing++
+			if v.State != job.StateCompleted {
+				continue
+			}
+			n, _ := s.recv.completed(id)
+			if n > 0 && s.recv.fileUploaded(id) > 0 {
+				continue
+			}
+			missing++
+			if s.recv.fileUploaded(id) == 0 {
+				if e := newFileUpload(events, v.FileID); e != nil && !e.Delivered && len(e.Attempts) < attempts {
+					retrying++
+				}
 			}
 		}
-		if missing == 0 {
+		if missing == 0 || retrying == 0 && time.Now().After(soft) {
 			return
 		}
 		select {
@@ -706,24 +723,39 @@ func waitWebhooks(ctx context.Context, r *receiver, states map[string]ingest.Job
 	}
 }
 
+// callbackWait bounds waitWebhooks: vodsim's 11 callback attempts from
+// 200 ms span about 3.5 minutes, each POST bounded by 10 s.
+const callbackWait = 5 * time.Minute
+
+// newFileUpload is vodsim's NewFileUpload event of a FileId, or nil.
+func newFileUpload(events []vodsim.EventRecord, fileID string) *vodsim.EventRecord {
+	for i := range events {
+		if events[i].FileID == fileID && events[i].Event.EventType == vod.EventTypeNewFileUpload {
+			return &events[i]
+		}
+	}
+	return nil
+}
+
 // callbackState says what vodsim did with the NewFileUpload event of a
 // FileId: whether notify accepted its callback, and after how many attempts.
-func callbackState(events []vodsim.EventRecord, fileID string) string {
-	for _, e := range events {
-		if e.FileID != fileID || e.Event.EventType != vod.EventTypeNewFileUpload {
-			continue
-		}
-		last := ""
-		if n := len(e.Attempts); n > 0 {
-			a := e.Attempts[n-1]
-			last = fmt.Sprintf(", last status %d %s", a.Status, a.Error)
-		}
-		if e.Delivered {
-			return fmt.Sprintf("was accepted by notify after %d attempts", len(e.Attempts))
-		}
-		return fmt.Sprintf("was not accepted in %d attempts%s", len(e.Attempts), last)
+func callbackState(events []vodsim.EventRecord, fileID string, attempts int) string {
+	e := newFileUpload(events, fileID)
+	switch {
+	case e == nil:
+		return "does not exist for FileId " + fileID
+	case e.Delivered:
+		return fmt.Sprintf("was accepted by notify after %d attempts", len(e.Attempts))
 	}
-	return "does not exist for FileId " + fileID
+	last := ""
+	if n := len(e.Attempts); n > 0 {
+		a := e.Attempts[n-1]
+		last = fmt.Sprintf(", last status %d %s", a.Status, a.Error)
+	}
+	if len(e.Attempts) < attempts {
+		return fmt.Sprintf("is still being retried (%d of %d attempts%s)", len(e.Attempts), attempts, last)
+	}
+	return fmt.Sprintf("was not accepted in %d attempts%s", len(e.Attempts), last)
 }
 
 // check fills the report's figures and violations.
@@ -773,7 +805,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		if n := s.recv.fileUploaded(j.ID); v.State == job.StateCompleted && n != 1 {
 			rep.suspects = append(rep.suspects, j.ID)
 			viol("job %s: %d vod.file_uploaded events naming it at the receiver, want 1 (%d arrived naming no job); vodsim's callback %s",
-				j.ID, n, s.recv.orphaned(), callbackState(events, v.FileID))
+				j.ID, n, s.recv.orphaned(), callbackState(events, v.FileID, s.sim.Config().CallbackAttempts))
 		}
 	}
 	if len(notDone) > 0 {

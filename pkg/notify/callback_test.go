@@ -136,6 +136,15 @@ func TestCallbackFindsTheJobOfAWorkerThatDiedAfterItsCommit(t *testing.T) {
 			t.Fatalf("an upload no job recorded got job %q", ev.JobID)
 		}
 	}
+	m := scrape(t, in)
+	for _, want := range []string{
+		`vodpipe_notify_vod_events_total{outcome="published_by_media_url",source="callback"} 1` + "\n",
+		`vodpipe_notify_vod_events_total{outcome="uncorrelated",source="callback"} 1` + "\n",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 func fileUploadBody(fileID string) []byte {
@@ -234,9 +243,9 @@ func TestCallbackCorrelatesDedupesAndRefuses(t *testing.T) {
 	}
 	m := scrape(t, in)
 	for _, want := range []string{
-		`vodpipe_notify_vod_events_total{outcome="duplicate",source="callback"} 2`,
-		`vodpipe_notify_vod_events_total{outcome="uncorrelated",source="callback"} 1`,
-		`vodpipe_notify_vod_events_total{outcome="ignored",source="callback"} 1`,
+		`vodpipe_notify_vod_events_total{outcome="duplicate",source="callback"} 2` + "\n",
+		`vodpipe_notify_vod_events_total{outcome="uncorrelated",source="callback"} 1` + "\n",
+		`vodpipe_notify_vod_events_total{outcome="ignored",source="callback"} 1` + "\n",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
@@ -289,8 +298,8 @@ func TestPullModePublishesThenConfirms(t *testing.T) {
 	}
 	m := scrape(t, in)
 	for _, want := range []string{
-		`vodpipe_notify_vod_events_total{outcome="published",source="pull"} 1`,
-		`vodpipe_notify_vod_events_total{outcome="uncorrelated",source="pull"} 1`,
+		`vodpipe_notify_vod_events_total{outcome="published",source="pull"} 1` + "\n",
+		`vodpipe_notify_vod_events_total{outcome="uncorrelated",source="pull"} 1` + "\n",
 		`vodpipe_notify_pull_requests_total{action="ConfirmEvents",outcome="ok"}`,
 	} {
 		if !strings.Contains(m, want) {

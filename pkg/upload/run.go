@@ -142,7 +142,8 @@ func (r *run) recordUpload(ctx context.Context) {
 			return
 		}
 		if _, perm := IsPermanent(err); perm || time.Now().Add(b.next).After(give) || !b.wait(ctx) {
-			r.u.log.Warn("recording the upload before its commit failed; committing without it", "job_id", r.j.ID, "err", err)
+			r.u.log.Warn("recording the upload before its commit failed; committing without it",
+				"job_id", r.j.ID, "permanent", perm, "err", err)
 			return
 		}
 	}
@@ -697,6 +698,9 @@ func (r *run) retry(ctx context.Context, op string, f func() error) error {
 		}
 		if _, perm := IsPermanent(err); perm || isNoSuchUpload(err) || errors.Is(err, ErrLeaseLost) {
 			return err
+		}
+		if attempt == r.u.cfg.PartAttempts {
+			break // no wait after the last attempt
 		}
 		r.u.obs.Retry(op)
 		if isCredentialError(err) {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -92,6 +94,12 @@ func (s *Server) post(ctx context.Context, body []byte) (int, error) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// Not the *url.Error itself: its text holds the callback URL, whose
+		// query may carry notify's callback token.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return 0, fmt.Errorf("callback: %w", err)
 	}
 	// Read to the end so the connection is kept for the next callback.

@@ -113,7 +113,7 @@ func (f FaultConfig) Validate() error {
 		case OpApply, OpCommit, OpPrepare, OpAny:
 		default:
 			if r.AnswerLatency > 0 {
-				return fmt.Errorf("rules[%d].answerLatency applies to VOD actions (%s, %s, %s or *), not %s",
+				return fmt.Errorf("rules[%d].answerLatency applies to VOD's upload actions (%s, %s, %s or *), not %s",
 					i, OpApply, OpCommit, OpPrepare, r.Op)
 			}
 		}

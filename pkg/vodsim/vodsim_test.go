@@ -484,9 +484,14 @@ func TestCommitAnswerLatencyComesAfterTheCommit(t *testing.T) {
 	if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpCommit, AnswerLatency: -1}}}).Validate(); err == nil {
 		t.Fatal("a negative answerLatency was accepted")
 	}
-	if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpUploadPart, AnswerLatency: vodsim.Duration(time.Second)}}}).Validate(); err == nil ||
-		!strings.Contains(err.Error(), "rules[0].answerLatency") {
-		t.Fatalf("answerLatency on UploadPart: %v, want refused naming the field", err)
+	for _, op := range []string{vodsim.OpUploadPart, vodsim.OpPullEvents} {
+		if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: op, AnswerLatency: vodsim.Duration(time.Second)}}}).Validate(); err == nil ||
+			!strings.Contains(err.Error(), "rules[0].answerLatency") {
+			t.Fatalf("answerLatency on %s: %v, want refused naming the field", op, err)
+		}
+	}
+	if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpAny, AnswerLatency: vodsim.Duration(time.Second)}}}).Validate(); err != nil {
+		t.Fatalf("answerLatency on every op (the VOD upload actions among them): %v", err)
 	}
 }
 
@@ -551,6 +556,31 @@ func TestCallbackRetriedUntilReceiverAccepts(t *testing.T) {
 	testharness.WaitFor(t, 5*time.Second, "the callback delivered", func() bool { return v.Events()[0].Delivered })
 	if ev := v.Events()[0]; len(ev.Attempts) != 3 {
 		t.Fatalf("attempts = %+v", ev.Attempts)
+	}
+}
+
+// TestCallbackErrorsHoldNoToken: a callback that cannot be delivered is
+// recorded with its error, and the error does not carry the callback URL's
+// query, where notify's token goes.
+func TestCallbackErrorsHoldNoToken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens: every attempt fails to connect
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) {
+		c.CallbackURL = "http://" + addr + "/v1/vod/callback?token=tok-secret-123"
+		c.CallbackAttempts = 1
+	})
+	uploadOneByte(t, v)
+	testharness.WaitFor(t, 10*time.Second, "the failed attempt recorded", func() bool {
+		ev := v.Events()
+		return len(ev) == 1 && len(ev[0].Attempts) == 1
+	})
+	a := v.Events()[0].Attempts[0]
+	if a.Error == "" || strings.Contains(a.Error, "tok-secret-123") || strings.Contains(a.Error, "token=") {
+		t.Fatalf("attempt error %q: want an error without the token", a.Error)
 	}
 }
 

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vodpipe/vodpipe/internal/testharness"
@@ -10,8 +12,8 @@ import (
 )
 
 // A record that cannot succeed (the worker's connection is closed) is marked
-// permanent, so the uploader commits at once instead of retrying it; one
-// that works is recorded.
+// permanent, so the uploader commits at once instead of retrying it; one on
+// a connection that is reconnecting is not, and one that works is recorded.
 func TestUploadRecordOnAClosedConnectionIsPermanent(t *testing.T) {
 	n := testharness.StartNATS(t)
 	nc := n.Connect(t)
@@ -30,6 +32,17 @@ func TestUploadRecordOnAClosedConnectionIsPermanent(t *testing.T) {
 	if id, err := q.JobForMediaURL(t.Context(), "http://play.example/app/video/a.mp4"); err != nil || id != "job-a" {
 		t.Fatalf("recorded job: %q, %v", id, err)
 	}
+
+	// The server goes away: the connection reconnects, and a record that
+	// times out meanwhile is worth trying again.
+	n.Shutdown()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	err = rec.RecordUpload(ctx, "/app/video/b.mp4", "job-b")
+	if _, perm := upload.IsPermanent(err); err == nil || perm {
+		t.Fatalf("record while reconnecting: %v (permanent %v), want a transient error", err, perm)
+	}
+
 	nc.Close()
 	err = rec.RecordUpload(t.Context(), "/app/video/b.mp4", "job-b")
 	if code, perm := upload.IsPermanent(err); !perm || code != "record_refused" {

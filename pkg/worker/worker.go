@@ -392,28 +392,18 @@ func (w *Worker) control(jobID string) job.Control {
 }
 
 // uploadRecorder is the queue's storage-path record as the uploader's
-// CommitRecorder. Errors no retry can mend are marked permanent, so the
-// uploader commits at once instead of trying for seconds: the connection is
-// closed or draining (the worker is stopping), or the server refuses the
-// key or the size.
+// CommitRecorder. A closed or draining connection cannot come back, so its
+// error is marked permanent and the uploader commits at once instead of
+// trying for seconds. A connection that is reconnecting (the server is
+// down, a cluster is electing) is not closed: its errors are tried again.
 type uploadRecorder struct{ q *queue.Queue }
 
 func (u uploadRecorder) RecordUpload(ctx context.Context, storagePath, jobID string) error {
 	err := u.q.RecordUpload(ctx, storagePath, jobID)
-	if err != nil && unmendable(err) {
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 		return &upload.PermanentError{Code: "record_refused", Err: err}
 	}
 	return err
-}
-
-func unmendable(err error) bool {
-	for _, e := range []error{nats.ErrConnectionClosed, nats.ErrConnectionDraining, nats.ErrBadSubject,
-		nats.ErrMaxPayload, jetstream.ErrInvalidKey} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
