@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -28,5 +30,14 @@ func TestChaosShortRun(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q", want)
 		}
+	}
+	// notify's count of VOD events that named their job: at least one per
+	// job (a repeat whose marker a NATS restart lost may count twice).
+	m := regexp.MustCompile(`vod events: (\d+) published naming their job`).FindStringSubmatch(stdout.String())
+	if len(m) != 2 {
+		t.Fatal("summary lacks its vod events line")
+	}
+	if n, err := strconv.Atoi(m[1]); err != nil || n < 40 {
+		t.Errorf("summary's vod events line %q: want at least 40 published naming their job", m[0])
 	}
 }

@@ -130,6 +130,10 @@ type Report struct {
 	Interrupted                                    int
 	MaxResentPerInterruption, PerInterruptionBound int64
 	Elapsed                                        time.Duration
+	// VODEvents is notify's count of VOD events by outcome (published,
+	// published_by_media_url, duplicate, uncorrelated, ...), read from its
+	// metrics at the end: how often the media-URL fallback named the job.
+	VODEvents map[string]int
 	// Violations lists every check that failed; empty means the run passed.
 	Violations []string
 	// Evidence is what the workers logged about the first jobs named in a violation.
@@ -149,6 +153,11 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  bytes:      %s stored, %s received, %s re-sent (bound %s)\n", mib(r.Bytes), mib(r.Received), mib(r.Resent), mib(r.ResentBound))
 	fmt.Fprintf(w, "  per job:    %d jobs re-sent after an interruption, at most %s per interruption (bound: parts in flight, %s)\n",
 		r.Interrupted, mib(r.MaxResentPerInterruption), mib(r.PerInterruptionBound))
+	if r.VODEvents != nil {
+		e := r.VODEvents
+		fmt.Fprintf(w, "  vod events: %d published naming their job (%d found by FileId, %d by media URL), %d naming none, %d repeats\n",
+			e["published"]+e["published_by_media_url"], e["published"], e["published_by_media_url"], e["uncorrelated"], e["duplicate"])
+	}
 	if len(r.Violations) == 0 {
 		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed and one vod.file_uploaded naming its job each, re-sent bytes within bound for every job")
 		return
@@ -758,12 +767,53 @@ func callbackState(events []vodsim.EventRecord, fileID string, attempts int) str
 	return fmt.Sprintf("was not accepted in %d attempts%s", len(e.Attempts), last)
 }
 
+// vodEventOutcomes reads vodpipe_notify_vod_events_total from notify's
+// /metrics, summed over sources, by outcome.
+func vodEventOutcomes(notifyURL string) (map[string]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, notifyURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int{}
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "vodpipe_notify_vod_events_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		_, outcome, found := strings.Cut(labels, `outcome="`)
+		outcome, _, _ = strings.Cut(outcome, `"`)
+		var n float64
+		if _, err := fmt.Sscan(strings.TrimSpace(value), &n); !ok || !found || err != nil {
+			return nil, fmt.Errorf("unreadable metric line %q", strings.TrimSpace(line))
+		}
+		m[outcome] += int(n)
+	}
+	return m, nil
+}
+
 // check fills the report's figures and violations.
 func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services) {
 	viol := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
 	simFiles, simObjects, events := s.sim.Files(), s.sim.Objects(), s.sim.Events()
+	if m, err := vodEventOutcomes(s.notifyURL); err == nil {
+		rep.VODEvents = m
+	} else {
+		viol("read notify's metrics: %v", err)
+	}
 	files := map[string][]string{} // media name (job id) → FileIds
 	for _, f := range simFiles {
 		files[f.Name] = append(files[f.Name], f.FileID)
