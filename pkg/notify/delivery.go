@@ -392,10 +392,10 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		d.s.metrics.lag.Observe(time.Since(meta.Timestamp).Seconds())
 	case a.Status == http.StatusGone:
 		a.Outcome = OutcomeGone
-		_ = msg.Term()
+		d.termConfirmed(ctx, msg, "webhook endpoint gone")
 	case last:
 		a.Outcome = OutcomeExhausted
-		_ = msg.TermWithReason("webhook attempts exhausted")
+		d.termConfirmed(ctx, msg, "webhook attempts exhausted")
 	default:
 		a.Outcome = OutcomeRetry
 		delay := d.s.cfg.WebhookSchedule.delay(n)
@@ -416,6 +416,24 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 	case OutcomeExhausted:
 		d.s.countExhausted(context.WithoutCancel(ctx), rec.ID, a.Status)
 	}
+}
+
+// termConfirmed terminates an event's delivery and waits for the server to
+// confirm it, trying up to 3 times (5 s each). A term lost on the way would
+// bring the event back past its attempts, to be recorded and counted a
+// second time; a repeat of a term the server already took is harmless.
+func (d *dispatcher) termConfirmed(ctx context.Context, msg jetstream.Msg, reason string) {
+	body := []byte("+TERM " + reason)
+	var err error
+	for range 3 {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, err = d.s.nc.RequestWithContext(tctx, msg.Reply(), body)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	d.s.log.Warn("terminating a webhook delivery was not confirmed; it may come back and be counted again", "reason", reason, "err", err)
 }
 
 // send makes one signed attempt. The webhook-id is the event id on every

@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
 func TestWebhookFailingFirstAttemptsGetsEventAfterwards(t *testing.T) {
@@ -143,6 +145,45 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 		t.Fatalf("enable: %d %+v", code, s)
 	}
 	testharness.WaitFor(t, 10*time.Second, "the event published while disabled", func() bool { return gone.receivedIDs()[second.ID] == 1 })
+}
+
+// TestExhaustedEventIsTerminated: an event whose last attempt failed is
+// terminated at the server (not left in flight to come back past its
+// attempts and be counted again), and is attempted no more.
+func TestExhaustedEventIsTerminated(t *testing.T) {
+	e := newEnv(t, func(c *notify.Config) {
+		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond}
+		c.WebhookDisableAfter = 100
+	})
+	in := e.start()
+	h := newHub(t)
+	down := h.receiver("down")
+	down.answer = func(*http.Request, delivery, int) int { return http.StatusBadGateway }
+	sub := in.subscribe(t, h.url(down), []string{"*"}, "")
+	down.setSecret(sub.Secret)
+
+	ev := e.publish(job.EventQueued, "j1", nil)
+	testharness.WaitFor(t, 10*time.Second, "the event to exhaust", func() bool { return in.subscription(t, sub.ID).ConsecutiveFailures == 1 })
+	js, err := jetstream.New(e.nats.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(t.Context(), queue.EventsStream, "notify_"+sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 5*time.Second, "the consumer to hold nothing in flight", func() bool {
+		info, err := cons.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	// A term the server did not take would bring the event back after the
+	// ack wait (30 s); a later event is delivered past it meanwhile.
+	down.answer = func(*http.Request, delivery, int) int { return http.StatusOK }
+	next := e.publish(job.EventQueued, "j2", nil)
+	testharness.WaitFor(t, 10*time.Second, "the next event delivered", func() bool { return down.requests(next.ID) == 1 })
+	if n := down.requests(ev.ID); n != 2 {
+		t.Fatalf("exhausted event: %d requests, want 2", n)
+	}
 }
 
 func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
