@@ -107,6 +107,7 @@ type release struct {
 	netpols         map[string]*networkingv1.NetworkPolicy
 	scaledObjects   map[string]*scaledObject
 	serviceMonitors map[string]*serviceMonitor
+	rules           map[string]*prometheusRule
 }
 
 // scaledObject is the part of KEDA's keda.sh/v1alpha1 ScaledObject the chart sets.
@@ -145,6 +146,24 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// prometheusRule is the part of monitoring.coreos.com/v1 PrometheusRule the chart sets.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
 // render runs helm template and decodes every document strictly.
@@ -160,7 +179,7 @@ func render(t *testing.T, args ...string) *release {
 		serviceAccounts: map[string]*corev1.ServiceAccount{}, pods: map[string]*corev1.Pod{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		netpols: map[string]*networkingv1.NetworkPolicy{}, scaledObjects: map[string]*scaledObject{},
-		serviceMonitors: map[string]*serviceMonitor{},
+		serviceMonitors: map[string]*serviceMonitor{}, rules: map[string]*prometheusRule{},
 	}
 	for _, doc := range docSeparator.Split(out, -1) {
 		var tm metav1.TypeMeta
@@ -198,6 +217,8 @@ func render(t *testing.T, args ...string) *release {
 			err = decodeInto(doc, r.scaledObjects)
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			err = decodeInto(doc, r.serviceMonitors)
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			err = decodeInto(doc, r.rules)
 		default:
 			t.Fatalf("the chart renders %s, which this test does not know: add it here", gvk)
 		}
@@ -286,6 +307,19 @@ var renderCases = []renderCase{
 		keda:        true, netpols: 4, monitors: 1, tencent: "vp-tencent", vodsim: true,
 		check: func(t *testing.T, r *release) {
 			wantEnv(t, r.configMaps["vp-notify"].Data, "VODPIPE_PULL_DIAL_ADDR", "vp-vodsim:8190")
+			if pr := r.rules["vp"]; pr == nil || pr.Labels["release"] != "prometheus" {
+				t.Errorf("PrometheusRule vp missing or without its extra label: %+v", pr)
+			} else {
+				exprs := map[string]string{}
+				for _, g := range pr.Spec.Groups {
+					for _, rule := range g.Rules {
+						exprs[rule.Alert] = rule.Expr
+					}
+				}
+				if !strings.HasSuffix(exprs["VodpipeQueueBacklog"], "> 5000") || !strings.HasSuffix(exprs["VodpipeJobsFailing"], "> 0.05") {
+					t.Errorf("alert thresholds not taken from the values: %q, %q", exprs["VodpipeQueueBacklog"], exprs["VodpipeJobsFailing"])
+				}
+			}
 			wantEnv(t, r.configMaps["vp-worker"].Data, "VODPIPE_REDIS_MASTER_NAME", "mymaster")
 			wantEnv(t, r.configMaps["vp-worker"].Data, "VODPIPE_NATS_URL",
 				"tls://nats-0.nats-headless:4222,tls://nats-1.nats-headless:4222,tls://nats-2.nats-headless:4222")
@@ -389,6 +423,10 @@ func TestChartRenders(t *testing.T) {
 			if len(r.serviceMonitors) != tc.monitors {
 				t.Errorf("%d ServiceMonitors, want %d", len(r.serviceMonitors), tc.monitors)
 			}
+			if len(r.rules) != tc.monitors {
+				t.Errorf("%d PrometheusRules, want %d (one with the ServiceMonitor)", len(r.rules), tc.monitors)
+			}
+			checkAlerts(t, r)
 
 			checkPods(t, r)
 			checkWiring(t, r)
@@ -580,6 +618,66 @@ func checkWiring(t *testing.T, r *release) {
 		}
 		if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
 			t.Errorf("ServiceMonitor %s endpoints %+v", n, sm.Spec.Endpoints)
+		}
+	}
+}
+
+// exportedMetrics is every vodpipe_* metric name the Go code registers.
+var exportedMetrics = sync.OnceValue(func() map[string]bool {
+	names := map[string]bool{}
+	re := regexp.MustCompile(`"(vodpipe_[a-z0-9_]+)"`)
+	_ = filepath.WalkDir("../../pkg", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			names[m[1]] = true
+		}
+		return nil
+	})
+	return names
+})
+
+// checkAlerts: every alert names metrics the services export (a renamed
+// metric would silently never fire), is scoped to the release's namespace,
+// has a severity and a summary, and its expression is balanced and free of
+// template leftovers.
+func checkAlerts(t *testing.T, r *release) {
+	t.Helper()
+	metricRe := regexp.MustCompile(`\bvodpipe_[a-z0-9_]+`)
+	for n, pr := range r.rules {
+		alerts := 0
+		for _, g := range pr.Spec.Groups {
+			for _, rule := range g.Rules {
+				alerts++
+				where := n + " " + rule.Alert
+				if rule.Alert == "" || rule.Labels["severity"] == "" || rule.Annotations["summary"] == "" || rule.Annotations["description"] == "" {
+					t.Errorf("%s: needs a name, a severity, a summary and a description: %+v", where, rule)
+				}
+				if strings.Contains(rule.Expr, "{{") || strings.Count(rule.Expr, "(") != strings.Count(rule.Expr, ")") ||
+					strings.Count(rule.Expr, "{") != strings.Count(rule.Expr, "}") || strings.Count(rule.Expr, "[") != strings.Count(rule.Expr, "]") {
+					t.Errorf("%s: malformed expression %q", where, rule.Expr)
+				}
+				names := metricRe.FindAllString(rule.Expr, -1)
+				if len(names) == 0 {
+					t.Errorf("%s: names no vodpipe metric: %q", where, rule.Expr)
+				}
+				for _, m := range names {
+					if !exportedMetrics()[m] {
+						t.Errorf("%s: metric %s is not exported by any service", where, m)
+					}
+				}
+				if c := strings.Count(rule.Expr, `namespace="default"`); c != len(names) {
+					t.Errorf("%s: %d of %d metric selectors scoped to the release's namespace: %q", where, c, len(names), rule.Expr)
+				}
+			}
+		}
+		if alerts == 0 {
+			t.Errorf("PrometheusRule %s has no alerts", n)
 		}
 	}
 }
