@@ -214,15 +214,7 @@ func TestSlowCommitAnswerStillNamesTheJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(st.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, st.NATSURL)
 	events, err := js.Stream(t.Context(), queue.EventsStream)
 	if err != nil {
 		t.Fatal(err)
@@ -271,4 +263,64 @@ func grepLines(b []byte, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestDeadLetterCommands: a bad message published straight onto NATS is
+// listed by `vodpipe dead-letters` with its job, code and reason, and
+// `vodpipe dead-letter SEQ` prints it with the message as received.
+func TestDeadLetterCommands(t *testing.T) {
+	st := startStack(t, t.TempDir(), 0)
+	js := jetStreamAt(t, st.NATSURL)
+	bad := `{"id":"cli-bad-1","source":42}`
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: queue.JobsSubject, Data: []byte(bad),
+		Header: nats.Header{jetstream.MsgIDHeader: []string{"cli-bad-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	api := []string{"--api", st.IngestURL, "--api-key", st.APIKey}
+	var out, errOut bytes.Buffer
+	var seq string
+	testharness.WaitFor(t, 20*time.Second, "the dead letter listed", func() bool {
+		out.Reset()
+		if code := run(t.Context(), append([]string{"dead-letters"}, api...), &out, &errOut); code != 0 {
+			t.Fatalf("dead-letters exit %d: %s", code, errOut.String())
+		}
+		for l := range strings.Lines(out.String()) {
+			if f := strings.Fields(l); len(f) >= 5 && f[2] == "cli-bad-1" && f[3] == "invalid_message" {
+				seq = f[0]
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(out.String(), "source") {
+		t.Errorf("the listed reason does not name the bad field:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), append(append([]string{"dead-letter"}, api...), seq), &out, &errOut); code != 0 {
+		t.Fatalf("dead-letter %s exit %d: %s", seq, code, errOut.String())
+	}
+	var e queue.DeadLetterEntry
+	var msg bytes.Buffer
+	if err := json.Unmarshal(out.Bytes(), &e); err != nil || e.JobID != "cli-bad-1" || json.Compact(&msg, e.Message) != nil || msg.String() != bad {
+		t.Fatalf("dead-letter %s: %v\n%s", seq, err, out.String())
+	}
+	if code := run(t.Context(), append(append([]string{"dead-letter"}, api...), "999999"), &out, &errOut); code != 3 {
+		t.Errorf("an unknown seq: exit %d, want 3", code)
+	}
+}
+
+// jetStreamAt is a JetStream context on a new connection to url, closed
+// with the test.
+func jetStreamAt(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runSubmit(ctx, args[1:], stdout, stderr)
 	case "status", "jobs", "pause", "resume", "cancel":
 		return runJobCommand(ctx, args[0], args[1:], stdout, stderr)
+	case "dead-letters", "dead-letter":
+		return runDeadLetters(ctx, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -68,6 +70,7 @@ commands:
   status  show one job          jobs    list jobs
   pause   pause a job           resume  resume a paused job
   cancel  cancel a job
+  dead-letters  list dead letters (job, code, reason); dead-letter SEQ shows one with its message
   sign    make an upload signature, or decode one with --decode
   config  list every environment variable of every service (Markdown)
   help    this text

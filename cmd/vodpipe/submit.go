@@ -15,9 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -442,4 +444,79 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 	}
 	_ = enc.Encode(v)
 	return 0
+}
+
+// runDeadLetters lists the dead-letter stream through ingest's API
+// ("dead-letters") or prints one entry with its message ("dead-letter SEQ").
+func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var api apiFlags
+	api.register(fs)
+	after := fs.Uint64("after", 0, "dead-letters: start after this seq")
+	limit := fs.Int("limit", 100, "dead-letters: entries per request (every page is listed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := api.client()
+	if cmd == "dead-letter" {
+		if *after != 0 || *limit != 100 {
+			fmt.Fprintln(stderr, "vodpipe dead-letter: --after and --limit belong to dead-letters")
+			return 2
+		}
+		seq, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+		if fs.NArg() != 1 || err != nil {
+			fmt.Fprintln(stderr, "usage: vodpipe dead-letter [flags] SEQ (the SEQ column of vodpipe dead-letters)")
+			return 2
+		}
+		e, err := c.DeadLetter(ctx, seq)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe dead-letter:", err)
+			var ae *ingest.APIError
+			if errors.As(err, &ae) && ae.Status == 404 {
+				return 3
+			}
+			return 1
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(e)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tJOB ID\tCODE\tREASON")
+	for {
+		page, err := c.DeadLetters(ctx, *after, *limit)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe dead-letters:", err)
+			return 1
+		}
+		for _, e := range page.DeadLetters {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
+				orDash(oneLineText(e.JobID, 80)), oneLineText(e.Code, 40), oneLineText(e.Reason, 200))
+		}
+		if page.Next == 0 {
+			break
+		}
+		*after = page.Next
+	}
+	_ = tw.Flush()
+	return 0
+}
+
+// oneLineText is s on one line for a table cell, cut to at most n runes.
+// Job ids and reasons come from whoever published the message: control
+// characters (a terminal escape, a tab) are replaced, whitespace folded.
+func oneLineText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return '?'
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
 // Client calls the ingest HTTP API (the CLI and tests use it).
@@ -132,6 +133,32 @@ func (c *Client) List(ctx context.Context, state job.State, limit int, cursor st
 		path += "?" + q.Encode()
 	}
 	_, err := c.do(ctx, http.MethodGet, path, "", nil, &out)
+	return out, err
+}
+
+// DeadLetters lists a page of dead letters after sequence after (0: from
+// the oldest), without their messages.
+func (c *Client) DeadLetters(ctx context.Context, after uint64, limit int) (DeadLetterList, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", fmt.Sprint(after))
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	path := "/v1/dead-letters"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out DeadLetterList
+	_, err := c.do(ctx, http.MethodGet, path, "", nil, &out)
+	return out, err
+}
+
+// DeadLetter returns one dead letter whole, with its message.
+func (c *Client) DeadLetter(ctx context.Context, seq uint64) (queue.DeadLetterEntry, error) {
+	var out queue.DeadLetterEntry
+	_, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/dead-letters/%d", seq), "", nil, &out)
 	return out, err
 }
 

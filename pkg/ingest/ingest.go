@@ -218,6 +218,10 @@ func (s *Service) routes() []route {
 		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob)},
 		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob)},
 		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob)},
+		{"GET", "/v1/dead-letters", ScopeRead, http.HandlerFunc(s.listDeadLetters)},
+		// The whole message is the publisher's, refused as it was (a source
+		// URL with credentials, say): control scope, not read.
+		{"GET", "/v1/dead-letters/{seq}", ScopeControl, http.HandlerFunc(s.getDeadLetter)},
 		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature))},
 		{"GET", "/upload", "", http.HandlerFunc(s.uploadPage)},
 		{"GET", "/upload/vod-js-sdk-v6.js", "", http.HandlerFunc(s.uploadSDK)},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -197,10 +198,13 @@ func TestIdempotentSubmit(t *testing.T) {
 	if k1.status != 201 || k2.status != 200 || k1.body["id"] != k2.body["id"] || k1.body["id"] == "" {
 		t.Fatalf("repeat by Idempotency-Key: %d %v / %d %v", k1.status, k1.body["id"], k2.status, k2.body["id"])
 	}
-	c, _ := a.svc.Queue().Consumer(t.Context())
-	ci, _ := c.Info(t.Context())
-	if ci.NumPending != 2 {
-		t.Fatalf("queued messages = %d, want 2", ci.NumPending)
+	// The stream's count is exact once each publish is acknowledged.
+	st, err := a.nats.JetStream(t).Stream(t.Context(), queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si, err := st.Info(t.Context()); err != nil || si.State.Msgs != 2 {
+		t.Fatalf("queued messages: %+v (%v), want 2", si.State, err)
 	}
 }
 
@@ -356,4 +360,100 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 		t.Fatalf("OpenAPI paths:\n%s\n\nserved routes:\n%s", strings.Join(documented, "\n"), strings.Join(served, "\n"))
 	}
 	_ = job.Version
+}
+
+// TestDeadLettersThroughTheAPI: the dead-letter stream read page by page
+// (messages left out), one entry whole with its message, and bad requests
+// answered 400 naming the field or 404.
+func TestDeadLettersThroughTheAPI(t *testing.T) {
+	a := startIngest(t)
+	q, err := queue.Open(t.Context(), a.nats.JetStream(t), queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		d := queue.DeadLetter{JobID: fmt.Sprintf("bad-%d", i), Code: "invalid_message", Reason: fmt.Sprintf("reason %d", i), Attempt: 1, StreamSeq: uint64(100 + i)}
+		if err := q.PublishDeadLetter(t.Context(), d, []byte(fmt.Sprintf(`{"id":"bad-%d","source":42}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := ingest.NewClient(a.url, readerKey)
+	var got []queue.DeadLetterEntry
+	pages := 0
+	for after := uint64(0); ; pages++ {
+		page, err := c.DeadLetters(t.Context(), after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.DeadLetters {
+			if e.Message != nil || e.RawMessage != nil {
+				t.Fatalf("listed dead letter %d carries its message", e.Seq)
+			}
+		}
+		got = append(got, page.DeadLetters...)
+		if page.Next == 0 {
+			break
+		}
+		after = page.Next
+	}
+	if len(got) != 5 || pages != 2 {
+		t.Fatalf("%d dead letters in %d pages after the first, want 5 in pages of 2: %+v", len(got), pages, got)
+	}
+	for i, e := range got {
+		if e.JobID != fmt.Sprintf("bad-%d", i) || e.Reason != fmt.Sprintf("reason %d", i) || e.Code != "invalid_message" || (i > 0 && e.Seq <= got[i-1].Seq) {
+			t.Fatalf("dead letter %d: %+v", i, e)
+		}
+	}
+	if _, err := c.DeadLetter(t.Context(), got[3].Seq); err == nil {
+		t.Fatal("a read key got a whole dead letter, message included; that needs the control scope")
+	}
+	one, err := ingest.NewClient(a.url, adminKey).DeadLetter(t.Context(), got[3].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.JobID != "bad-3" || string(one.Message) != `{"id":"bad-3","source":42}` || one.StreamSeq != 103 {
+		t.Fatalf("dead letter %d: %+v (message %s)", got[3].Seq, one, one.Message)
+	}
+
+	for path, field := range map[string]string{
+		"/v1/dead-letters?limit=0":  "limit",
+		"/v1/dead-letters?after=-1": "after",
+		"/v1/dead-letters?afetr=3":  "afetr",
+		"/v1/dead-letters/abc":      "seq",
+		"/v1/dead-letters/0":        "seq",
+	} {
+		r := a.do("GET", path, adminKey, "", "")
+		if r.status != http.StatusBadRequest || !slices.Contains(r.errorFields(), field) {
+			t.Errorf("GET %s: %d %s, want 400 naming %s", path, r.status, r.raw, field)
+		}
+	}
+	if r := a.do("GET", "/v1/dead-letters?after=18446744073709551615", readerKey, "", ""); r.status != http.StatusOK || !strings.Contains(string(r.raw), `"deadLetters":[]`) {
+		t.Errorf("after the largest seq: %d %s, want an empty page", r.status, r.raw)
+	}
+	// An entry gone (expired, removed) is skipped; one that is not a dead
+	// letter is listed as undecodable instead of hiding the rest.
+	js := a.nats.JetStream(t)
+	dlq, err := js.Stream(t.Context(), queue.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dlq.DeleteMsg(t.Context(), got[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), queue.DLQPrefix+".junk", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	all, err := c.DeadLetters(t.Context(), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(all.DeadLetters); n != 5 || all.DeadLetters[1].JobID != "bad-2" || all.DeadLetters[4].Code != "undecodable" || all.Next != 0 {
+		t.Fatalf("after a removal and a stranger: %+v", all)
+	}
+	if r := a.do("GET", "/v1/dead-letters/999", adminKey, "", ""); r.status != http.StatusNotFound {
+		t.Errorf("unknown dead letter: %d %s", r.status, r.raw)
+	}
+	if r := a.do("GET", "/v1/dead-letters", signKey, "", ""); r.status != http.StatusForbidden {
+		t.Errorf("a key without the read scope: %d", r.status)
+	}
 }

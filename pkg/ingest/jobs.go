@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -347,6 +348,20 @@ type ListResponse struct {
 	NextCursor string    `json:"nextCursor,omitempty"`
 }
 
+// queryLimit is a list's page size: the query's limit (1..1000), 100 by
+// default; a bad one is added to fields.
+func queryLimit(q url.Values, fields []job.FieldError) (int, []job.FieldError) {
+	v := q.Get("limit")
+	if v == "" {
+		return 100, fields
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		fields = append(fields, job.FieldError{Field: "limit", Reason: "must be 1..1000"})
+	}
+	return n, fields
+}
+
 func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var fields []job.FieldError
@@ -354,14 +369,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 	if state != "" && !state.Valid() {
 		fields = append(fields, job.FieldError{Field: "state", Reason: "unknown state"})
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			fields = append(fields, job.FieldError{Field: "limit", Reason: "must be 1..1000"})
-		}
-		limit = n
-	}
+	limit, fields := queryLimit(q, fields)
 	after := ""
 	if c := q.Get("cursor"); c != "" {
 		b, err := base64.RawURLEncoding.DecodeString(c)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -177,28 +178,88 @@ func (q *Queue) PublishDeadLetter(ctx context.Context, d DeadLetter, raw []byte)
 	return nil
 }
 
-// DeadLetters lists dead letters, oldest first (for tests and operators).
+// DeadLetterEntry is a dead letter and its sequence in the dead-letter stream.
+type DeadLetterEntry struct {
+	Seq uint64 `json:"seq"`
+	DeadLetter
+}
+
+// DeadLetters lists every dead letter with its message, oldest first (for
+// tests and operators).
 func (q *Queue) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
-	info, err := q.dlq.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var out []DeadLetter
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := q.dlq.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+	for after := uint64(0); ; {
+		page, next, err := q.DeadLetterPage(ctx, after, 100)
 		if err != nil {
 			return nil, err
 		}
-		var d DeadLetter
-		if err := json.Unmarshal(m.Data, &d); err != nil {
-			return nil, err
+		for _, e := range page {
+			whole, err := q.DeadLetterAt(ctx, e.Seq)
+			if errors.Is(err, ErrNotFound) {
+				continue // expired since it was listed
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, whole.DeadLetter)
 		}
-		out = append(out, d)
+		if next == 0 {
+			return out, nil
+		}
+		after = next
 	}
-	return out, nil
+}
+
+// DeadLetterPage lists up to limit dead letters with a sequence above after,
+// oldest first, without their messages (entries can be 900 KiB each; see
+// DeadLetterAt). next is the after of the following page: the last seq of
+// a full page (the following page may then be empty), 0 on a page that is
+// not full. Sequences that expired or were removed are skipped by the
+// server. An entry that is not a dead letter is listed with code
+// "undecodable" rather than hiding the rest.
+func (q *Queue) DeadLetterPage(ctx context.Context, after uint64, limit int) (page []DeadLetterEntry, next uint64, err error) {
+	if limit < 1 || after == math.MaxUint64 {
+		return nil, 0, nil
+	}
+	for seq := after + 1; len(page) < limit; {
+		m, err := q.dlq.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(DLQPrefix+".>"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return page, 0, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("queue: read dead letter after %d: %w", seq-1, err)
+		}
+		e := decodeDeadLetter(m)
+		e.Message, e.RawMessage = nil, nil
+		page = append(page, e)
+		seq = m.Sequence + 1
+	}
+	return page, page[len(page)-1].Seq, nil
+}
+
+// DeadLetterAt returns the dead letter at sequence seq, with its message,
+// or ErrNotFound.
+func (q *Queue) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetterEntry, error) {
+	m, err := q.dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetterEntry{}, fmt.Errorf("%w: dead letter %d", ErrNotFound, seq)
+	}
+	if err != nil {
+		return DeadLetterEntry{}, fmt.Errorf("queue: read dead letter %d: %w", seq, err)
+	}
+	return decodeDeadLetter(m), nil
+}
+
+// decodeDeadLetter decodes a dead-letter stream entry. One that is not a
+// dead letter (written by something else) keeps its bytes as RawMessage
+// under code "undecodable".
+func decodeDeadLetter(m *jetstream.RawStreamMsg) DeadLetterEntry {
+	e := DeadLetterEntry{Seq: m.Sequence}
+	if err := json.Unmarshal(m.Data, &e.DeadLetter); err != nil {
+		e.DeadLetter = DeadLetter{Code: "undecodable", Reason: "not a vodpipe dead letter: " + err.Error(),
+			Time: m.Time, RawMessage: m.Data}
+	}
+	return e
 }
 
 // subjectToken makes s usable as one subject token.

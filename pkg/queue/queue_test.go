@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -137,7 +138,7 @@ func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
 }
 
 func TestPublishTwiceRunsOnce(t *testing.T) {
-	q, _ := openQueue(t, queue.Config{})
+	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	r1, err := q.PublishJob(ctx, newJob("dup-1"))
 	if err != nil || r1.Duplicate {
@@ -151,11 +152,31 @@ func TestPublishTwiceRunsOnce(t *testing.T) {
 	if batch[0].Duplicate || !batch[1].Duplicate || batch[2].Duplicate || batch[0].Err != nil {
 		t.Fatalf("batch = %+v", batch)
 	}
-	c, _ := q.Consumer(ctx)
-	ci, _ := c.Info(ctx)
-	if ci.NumPending != 3 {
-		t.Fatalf("pending = %d, want 3", ci.NumPending)
+	wantJobs(t, n, q, 3)
+}
+
+// wantJobs checks that the jobs stream holds want messages (exact once each
+// publish is acknowledged) and waits for the workers' consumer to count
+// them pending (that count follows the stream asynchronously).
+func wantJobs(t *testing.T, n *testharness.NATS, q *queue.Queue, want uint64) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := n.JetStream(t).Stream(ctx, queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
 	}
+	si, err := st.Info(ctx)
+	if err != nil || si.State.Msgs != want {
+		t.Fatalf("jobs stream holds %+v (%v), want %d messages", si.State, err, want)
+	}
+	c, err := q.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 5*time.Second, fmt.Sprintf("the consumer to count %d pending", want), func() bool {
+		ci, err := c.Info(ctx)
+		return err == nil && ci.NumPending == want
+	})
 }
 
 func TestStatusTransitionsAreEnforcedUnderConcurrency(t *testing.T) {
@@ -197,7 +218,7 @@ func TestStatusTransitionsAreEnforcedUnderConcurrency(t *testing.T) {
 }
 
 func TestPauseResumeCancelControl(t *testing.T) {
-	q, _ := openQueue(t, queue.Config{})
+	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	j := newJob("ctl-1")
 	if _, err := q.PublishJob(ctx, j); err != nil {
@@ -228,11 +249,7 @@ func TestPauseResumeCancelControl(t *testing.T) {
 		t.Fatalf("after resume: state %s, runs %d (a resume starts the count again)", s.State, s.Runs)
 	}
 	// Resume re-enqueued the job despite the duplicate window: two messages wait.
-	c, _ := q.Consumer(ctx)
-	ci, _ := c.Info(ctx)
-	if ci.NumPending != 2 {
-		t.Fatalf("pending = %d, want 2", ci.NumPending)
-	}
+	wantJobs(t, n, q, 2)
 	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
 		t.Fatalf("resume of a queued job: %v", err)
 	}
@@ -257,7 +274,7 @@ func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
 }
 
 func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
-	q, _ := openQueue(t, queue.Config{})
+	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	if _, err := q.PublishJob(ctx, newJob("old-1")); err != nil {
 		t.Fatal(err)
@@ -272,11 +289,7 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 			t.Fatalf("result %d = %+v", i, r)
 		}
 	}
-	c, _ := q.Consumer(ctx)
-	ci, _ := c.Info(ctx)
-	if ci.NumPending != 3 { // old-1 once, n-1, n-2
-		t.Fatalf("pending = %d, want 3", ci.NumPending)
-	}
+	wantJobs(t, n, q, 3) // old-1 once, n-1, n-2
 	for _, id := range []string{"n-1", "n-2"} {
 		if s, _, err := q.Status(ctx, id); err != nil || s.State != job.StateQueued {
 			t.Fatalf("status %s = %+v %v", id, s, err)
