@@ -419,14 +419,20 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 }
 
 // termConfirmed terminates an event's delivery and waits for the server to
-// confirm it, trying up to 3 times (5 s each). A term lost on the way would
-// bring the event back past its attempts, to be recorded and counted a
-// second time; a repeat of a term the server already took is harmless.
+// confirm it: up to 3 tries of 2 s, 0.5 s and then 1 s apart (at most 7.5 s),
+// as a consumer leader election answers "no responders" at once. A term
+// lost on the way would bring the event back past its attempts, to be
+// recorded and counted a second time; a repeat of a term the server
+// already took is answered and harmless.
 func (d *dispatcher) termConfirmed(ctx context.Context, msg jetstream.Msg, reason string) {
+	ctx = context.WithoutCancel(ctx)
 	body := []byte("+TERM " + reason)
 	var err error
-	for range 3 {
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	for i, pause := range []time.Duration{0, 500 * time.Millisecond, time.Second} {
+		if i > 0 {
+			time.Sleep(pause)
+		}
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err = d.s.nc.RequestWithContext(tctx, msg.Reply(), body)
 		cancel()
 		if err == nil {
