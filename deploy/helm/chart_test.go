@@ -622,10 +622,11 @@ func checkWiring(t *testing.T, r *release) {
 	}
 }
 
-// exportedMetrics is every vodpipe_* metric name the Go code registers.
-var exportedMetrics = sync.OnceValue(func() map[string]bool {
+// codeWords is every lower-case string literal of the services' code
+// (metric names, label values).
+var codeWords = sync.OnceValue(func() map[string]bool {
 	names := map[string]bool{}
-	re := regexp.MustCompile(`"(vodpipe_[a-z0-9_]+)"`)
+	re := regexp.MustCompile(`"([a-z][a-z0-9_]*)"`)
 	_ = filepath.WalkDir("../../pkg", func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return err
@@ -649,6 +650,7 @@ var exportedMetrics = sync.OnceValue(func() map[string]bool {
 func checkAlerts(t *testing.T, r *release) {
 	t.Helper()
 	metricRe := regexp.MustCompile(`\bvodpipe_[a-z0-9_]+`)
+	labelValueRe := regexp.MustCompile(`\b(outcome|state|source)=~?"([^"]+)"`)
 	for n, pr := range r.rules {
 		alerts := 0
 		for _, g := range pr.Spec.Groups {
@@ -667,8 +669,15 @@ func checkAlerts(t *testing.T, r *release) {
 					t.Errorf("%s: names no vodpipe metric: %q", where, rule.Expr)
 				}
 				for _, m := range names {
-					if !exportedMetrics()[m] {
+					if !codeWords()[m] {
 						t.Errorf("%s: metric %s is not exported by any service", where, m)
+					}
+				}
+				for _, lv := range labelValueRe.FindAllStringSubmatch(rule.Expr, -1) {
+					for v := range strings.SplitSeq(lv[2], "|") {
+						if !codeWords()[v] {
+							t.Errorf("%s: label value %s=%q is not one the services set", where, lv[1], v)
+						}
 					}
 				}
 				if c := strings.Count(rule.Expr, `namespace="default"`); c != len(names) {

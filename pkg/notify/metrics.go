@@ -48,6 +48,16 @@ func newMetrics() *metrics {
 		sseClients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vodpipe_notify_sse_clients",
 			Help: "Open server-sent event streams."}),
 	}
+	// Every outcome is exported from the start at 0, so rate() and
+	// increase() see the first one (a series born at 1 has no rise).
+	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeExhausted, OutcomeGone} {
+		m.deliveries.WithLabelValues(o)
+	}
+	for _, src := range []string{"callback", "pull"} {
+		for _, o := range []string{vodPublished, vodByMediaURL, vodUncorrelated, vodDuplicate, vodIgnored, vodInvalid, vodError} {
+			m.vodEvents.WithLabelValues(src, o)
+		}
+	}
 	m.reg.MustRegister(m.deliveries, m.attempt, m.lag, m.backlog, m.inFlight, m.vodEvents, m.pulls, m.sseClients,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -23,6 +23,10 @@ type Depth struct {
 	Stranded uint64 `json:"stranded"`
 	// DeadLetters is the number of entries in the dead-letter stream.
 	DeadLetters uint64 `json:"deadLetters"`
+	// DeadLettered counts every dead letter the stream ever took (its last
+	// sequence): unlike DeadLetters it does not fall as entries expire, so
+	// its increase is the dead letters written in a time window.
+	DeadLettered uint64 `json:"deadLettered"`
 }
 
 // Depth reads the work queue's depth from JetStream. The workers' consumer
@@ -53,7 +57,7 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 	if err != nil {
 		return Depth{}, err
 	}
-	d := Depth{Pending: ci.NumPending, InFlight: uint64(ci.NumAckPending), DeadLetters: di.State.Msgs}
+	d := Depth{Pending: ci.NumPending, InFlight: uint64(ci.NumAckPending), DeadLetters: di.State.Msgs, DeadLettered: di.State.LastSeq}
 	// Messages of the second read that were already there at the first.
 	var published uint64
 	if after.State.LastSeq > before.State.LastSeq {
@@ -74,6 +78,7 @@ type Collector struct {
 	timeout time.Duration
 	jobs    *prometheus.Desc
 	dead    *prometheus.Desc
+	written *prometheus.Desc
 	up      *prometheus.Desc
 }
 
@@ -84,7 +89,9 @@ func NewCollector(q *Queue) *Collector {
 			"Jobs in the work queue: pending (not yet delivered), in_flight (delivered, not acknowledged), "+
 				"stranded (held by the stream, never to be delivered again, not dead-lettered: needs an operator).", []string{"state"}, nil),
 		dead: prometheus.NewDesc("vodpipe_queue_dead_letters", "Entries in the dead-letter stream VODPIPE_DLQ.", nil, nil),
-		up:   prometheus.NewDesc("vodpipe_queue_up", "1 if the last scrape read the queue's depth from JetStream.", nil, nil),
+		written: prometheus.NewDesc("vodpipe_queue_dead_lettered_total",
+			"Dead letters ever written to VODPIPE_DLQ (its last sequence; it does not fall as entries expire).", nil, nil),
+		up: prometheus.NewDesc("vodpipe_queue_up", "1 if the last scrape read the queue's depth from JetStream.", nil, nil),
 	}
 }
 
@@ -92,6 +99,7 @@ func NewCollector(q *Queue) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.jobs
 	ch <- c.dead
+	ch <- c.written
 	ch <- c.up
 }
 
@@ -109,4 +117,5 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(n), state)
 	}
 	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(d.DeadLetters))
+	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(d.DeadLettered))
 }

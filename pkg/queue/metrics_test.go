@@ -114,3 +114,36 @@ func TestDepthCountsDeliveredJobsInFlight(t *testing.T) {
 		return err == nil && d == queue.Depth{}
 	})
 }
+
+// TestDeadLetteredCountsEveryDeadLetter: the count of dead letters written
+// does not fall when an entry expires (here: is removed), the number held
+// does.
+func TestDeadLetteredCountsEveryDeadLetter(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	for _, id := range []string{"dl-1", "dl-2"} {
+		if err := q.PublishDeadLetter(ctx, queue.DeadLetter{JobID: id, Code: "invalid_message", Reason: "test", Attempt: 1}, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq, err := n.JetStream(t).Stream(ctx, queue.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dlq.DeleteMsg(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := q.Depth(ctx); err != nil || d.DeadLetters != 1 || d.DeadLettered != 2 {
+		t.Fatalf("depth %+v (%v), want 1 held and 2 written", d, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(queue.NewCollector(q))
+	want := `
+# HELP vodpipe_queue_dead_lettered_total Dead letters ever written to VODPIPE_DLQ (its last sequence; it does not fall as entries expire).
+# TYPE vodpipe_queue_dead_lettered_total counter
+vodpipe_queue_dead_lettered_total 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vodpipe_queue_dead_lettered_total"); err != nil {
+		t.Fatal(err)
+	}
+}

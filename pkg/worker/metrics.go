@@ -47,10 +47,18 @@ func newMetrics() *metrics {
 			Help: "Temporary COS credentials refreshed."}),
 		progress: map[string][2]int64{}, flushed: map[string]bool{},
 	}
+	// Every outcome is exported from the start at 0, so rate() and
+	// increase() see a job's first failure (a series born at 1 has no rise).
+	for _, o := range jobOutcomes {
+		m.jobs.WithLabelValues(o)
+	}
 	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.retries, m.renewals, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// jobOutcomes are the outcome labels of vodpipe_worker_jobs_total.
+var jobOutcomes = []string{"completed", "failed", "invalid", "canceled", "paused", "duplicate", "retried", "handed_back", "lease_lost"}
 
 // Progress records a job's progress; the worker flushes it to status and events.
 func (m *metrics) Progress(jobID string, done, total int64) {
