@@ -151,16 +151,7 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 // terminated at the server (not left in flight to come back past its
 // attempts and be counted again), and is attempted no more.
 func TestExhaustedEventIsTerminated(t *testing.T) {
-	e := newEnv(t, func(c *notify.Config) {
-		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond}
-		c.WebhookDisableAfter = 100
-	})
-	in := e.start()
-	h := newHub(t)
-	down := h.receiver("down")
-	down.answer = func(*http.Request, delivery, int) int { return http.StatusBadGateway }
-	sub := in.subscribe(t, h.url(down), []string{"*"}, "")
-	down.setSecret(sub.Secret)
+	e, in, down, sub := failingSubscription(t, 100)
 
 	ev := e.publish(job.EventQueued, "j1", nil)
 	testharness.WaitFor(t, 10*time.Second, "the event to exhaust", func() bool { return in.subscription(t, sub.ID).ConsecutiveFailures == 1 })
@@ -178,7 +169,9 @@ func TestExhaustedEventIsTerminated(t *testing.T) {
 	})
 	// A term the server did not take would bring the event back after the
 	// ack wait (30 s); a later event is delivered past it meanwhile.
+	down.mu.Lock() // the handler reads it under the lock
 	down.answer = func(*http.Request, delivery, int) int { return http.StatusOK }
+	down.mu.Unlock()
 	next := e.publish(job.EventQueued, "j2", nil)
 	testharness.WaitFor(t, 10*time.Second, "the next event delivered", func() bool { return down.requests(next.ID) == 1 })
 	if n := down.requests(ev.ID); n != 2 {
@@ -186,10 +179,14 @@ func TestExhaustedEventIsTerminated(t *testing.T) {
 	}
 }
 
-func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
+// failingSubscription is a notify instance with one retry per event and a
+// subscription for every event at an endpoint answering 502, disabled after
+// disableAfter exhausted events.
+func failingSubscription(t *testing.T, disableAfter int) (*env, *instance, *receiver, notify.Subscription) {
+	t.Helper()
 	e := newEnv(t, func(c *notify.Config) {
 		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond}
-		c.WebhookDisableAfter = 2
+		c.WebhookDisableAfter = disableAfter
 	})
 	in := e.start()
 	h := newHub(t)
@@ -197,6 +194,11 @@ func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
 	down.answer = func(*http.Request, delivery, int) int { return http.StatusBadGateway }
 	sub := in.subscribe(t, h.url(down), []string{"*"}, "")
 	down.setSecret(sub.Secret)
+	return e, in, down, sub
+}
+
+func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
+	e, in, down, sub := failingSubscription(t, 2)
 
 	a := e.publish(job.EventQueued, "j1", nil)
 	testharness.WaitFor(t, 10*time.Second, "the first event to exhaust", func() bool { return in.subscription(t, sub.ID).ConsecutiveFailures == 1 })
