@@ -711,11 +711,12 @@ func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.Job
 				continue
 			}
 			n, _ := s.recv.completed(id)
-			if n > 0 && s.recv.fileUploaded(id) > 0 {
+			uploaded := s.recv.fileUploaded(id) > 0
+			if n > 0 && uploaded {
 				continue
 			}
 			missing++
-			if s.recv.fileUploaded(id) == 0 {
+			if !uploaded {
 				if e := newFileUpload(events, v.FileID); e != nil && !e.Delivered && len(e.Attempts) < attempts {
 					retrying++
 				}

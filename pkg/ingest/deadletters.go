@@ -47,9 +47,10 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "dead-letter stream unavailable", nil)
 		return
 	}
-	resp := DeadLetterList{DeadLetters: make([]queue.DeadLetterEntry, 0, len(page)), Next: next}
-	resp.DeadLetters = append(resp.DeadLetters, page...)
-	writeJSON(w, http.StatusOK, resp)
+	if page == nil {
+		page = []queue.DeadLetterEntry{} // an empty page is [], not null
+	}
+	writeJSON(w, http.StatusOK, DeadLetterList{DeadLetters: page, Next: next})
 }
 
 func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {

@@ -189,19 +189,12 @@ type DeadLetterEntry struct {
 func (q *Queue) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	var out []DeadLetter
 	for after := uint64(0); ; {
-		page, next, err := q.DeadLetterPage(ctx, after, 100)
+		page, next, err := q.deadLetterPage(ctx, after, 100, true)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range page {
-			whole, err := q.DeadLetterAt(ctx, e.Seq)
-			if errors.Is(err, ErrNotFound) {
-				continue // expired since it was listed
-			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, whole.DeadLetter)
+			out = append(out, e.DeadLetter)
 		}
 		if next == 0 {
 			return out, nil
@@ -218,6 +211,12 @@ func (q *Queue) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 // server. An entry that is not a dead letter is listed with code
 // "undecodable" rather than hiding the rest.
 func (q *Queue) DeadLetterPage(ctx context.Context, after uint64, limit int) (page []DeadLetterEntry, next uint64, err error) {
+	return q.deadLetterPage(ctx, after, limit, false)
+}
+
+// deadLetterPage is DeadLetterPage, keeping each entry's message when
+// messages is set.
+func (q *Queue) deadLetterPage(ctx context.Context, after uint64, limit int, messages bool) (page []DeadLetterEntry, next uint64, err error) {
 	if limit < 1 || after == math.MaxUint64 {
 		return nil, 0, nil
 	}
@@ -230,7 +229,9 @@ func (q *Queue) DeadLetterPage(ctx context.Context, after uint64, limit int) (pa
 			return nil, 0, fmt.Errorf("queue: read dead letter after %d: %w", seq-1, err)
 		}
 		e := decodeDeadLetter(m)
-		e.Message, e.RawMessage = nil, nil
+		if !messages {
+			e.Message, e.RawMessage = nil, nil
+		}
 		page = append(page, e)
 		seq = m.Sequence + 1
 	}
