@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ var badCases = map[string]string{
 	"unknown-procedure.json":   "vod_procedure_not_found",
 	"missing-source.json":      "source_not_found",
 	"source-size-changes.json": "source_changed",
+	"source-disappears.json":   "source_not_found",
 }
 
 // Bad jobs by HTTP and straight onto NATS, interleaved with good ones: every
@@ -63,11 +65,12 @@ func TestBadInputCorpus(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret.mp4"), filepath.Join(root, "escape.mp4")); err != nil {
 		t.Fatal(err)
 	}
-	// Two files that grow while they upload (one per path): at vodsim's
-	// 6 MiB/s for every upload together each takes several seconds, so the
-	// test can append between the first progress and the end.
-	for _, n := range []string{"changing.mp4", "changing-nats.mp4"} {
-		if err := writeSample(filepath.Join(root, n), 24<<20, 7); err != nil {
+	// Files that grow or are removed while they upload (one of each per
+	// path): at vodsim's 6 MiB/s for every upload together each takes
+	// several seconds, so the test can change it between the first progress
+	// and the end.
+	for n := range alteredJob {
+		if err := writeSample(filepath.Join(root, n), 16<<20, 7); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +114,9 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 		// Straight onto NATS, under another id.
 		natsBody := bytes.Replace(body, []byte(`"bad-`), []byte(`"nats-bad-`), 1)
-		natsBody = bytes.Replace(natsBody, []byte("changing.mp4"), []byte("changing-nats.mp4"), 1)
+		for _, n := range []string{"changing", "vanishing"} {
+			natsBody = bytes.Replace(natsBody, []byte(n+".mp4"), []byte(n+"-nats.mp4"), 1)
+		}
 		if _, err := js.Publish(ctx, queue.JobsSubject, natsBody); err != nil {
 			t.Fatal(err)
 		}
@@ -122,9 +127,9 @@ func TestBadInputCorpus(t *testing.T) {
 		natsIDs[idOf(t, natsBody)] = want
 	}
 	submitGood("good-2")
-	// Grow each changing file while its job uploads (watching both at once:
-	// one may run and finish while the other still waits for a worker).
-	growWhileRunning(t, c, root)
+	// Grow or remove each such file while its job uploads (watching all at
+	// once: one may run and finish while another still waits for a worker).
+	alterWhileRunning(t, c, root)
 	submitGood("good-3")
 
 	// Every dead letter, with its reason.
@@ -228,19 +233,19 @@ func waitState(t *testing.T, c *ingest.Client, id string, want job.State) {
 	}
 }
 
-// growWhileRunning appends to each growing file once its job has sent
-// bytes (so the worker has opened the source and taken its size: a job
-// merely marked running may not have), and fails at once if a job ends
-// before its file could grow.
-func growWhileRunning(t *testing.T, c *ingest.Client, root string) {
+// alterWhileRunning grows or removes each file of alteredJob once its job
+// has sent bytes (so the worker has opened the source and taken its size: a
+// job merely marked running may not have), and fails at once if a job ends
+// before its file could change.
+func alterWhileRunning(t *testing.T, c *ingest.Client, root string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	grown := map[string]bool{}
+	altered := map[string]bool{}
 	last := map[string]string{} // job id → what the last look saw, for a timeout
-	for len(grown) < len(changingJob) {
-		for file, id := range changingJob {
-			if grown[file] {
+	for len(altered) < len(alteredJob) {
+		for file, id := range alteredJob {
+			if altered[file] {
 				continue
 			}
 			v, err := c.Get(ctx, id)
@@ -249,31 +254,42 @@ func growWhileRunning(t *testing.T, c *ingest.Client, root string) {
 				continue
 			}
 			if v.State.Terminal() {
-				t.Fatalf("job %s ended %s before its file could grow", id, v.State)
+				t.Fatalf("job %s ended %s before its file could change", id, v.State)
 			}
 			if v.State != job.StateRunning || v.BytesDone == 0 {
 				last[id] = fmt.Sprintf("%s, %d bytes sent", v.State, v.BytesDone)
 				continue
 			}
-			f, err := os.OpenFile(filepath.Join(root, file), os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
+			p := filepath.Join(root, file)
+			if strings.HasPrefix(file, "vanishing") {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, werr := f.Write(make([]byte, 4096))
+				if cerr := f.Close(); werr == nil {
+					werr = cerr
+				}
+				if werr != nil {
+					t.Fatalf("grow %s: %v", file, werr)
+				}
 			}
-			_, werr := f.Write(make([]byte, 4096))
-			if cerr := f.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				t.Fatalf("grow %s: %v", file, werr)
-			}
-			grown[file] = true
+			altered[file] = true
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("changing jobs never ran: grown %v, last seen %v", grown, last)
+			t.Fatalf("altered jobs never ran: altered %v, last seen %v", altered, last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// changingJob maps each growing file to the job that uploads it.
-var changingJob = map[string]string{"changing.mp4": "bad-changing", "changing-nats.mp4": "nats-bad-changing"}
+// alteredJob maps each file that grows (changing*) or is removed
+// (vanishing*) while it uploads to the job that uploads it.
+var alteredJob = map[string]string{
+	"changing.mp4": "bad-changing", "changing-nats.mp4": "nats-bad-changing",
+	"vanishing.mp4": "bad-vanishing", "vanishing-nats.mp4": "nats-bad-vanishing",
+}

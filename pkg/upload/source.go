@@ -31,7 +31,8 @@ type Source interface {
 	io.Closer
 	// Size is the source's length, fixed when it was opened.
 	Size() int64
-	// Check reports ErrSourceChanged if the source is no longer what was opened.
+	// Check reports ErrSourceChanged if the source is no longer what was
+	// opened, ErrSourceNotFound if it is gone.
 	Check(ctx context.Context) error
 	// Streams reports whether ReadAt is cheap for small reads (a file) or each
 	// call costs a request (HTTP), in which case parts are read in one call.
@@ -170,7 +171,7 @@ func (s *Sources) openFile(p string) (Source, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrSourceForbidden, p)
 	}
-	return &fileSource{f: f, size: st.Size(), mtime: st.ModTime()}, nil
+	return &fileSource{f: f, root: s.root, rel: rel, path: p, size: st.Size(), mtime: st.ModTime()}, nil
 }
 
 // underRoot returns p relative to the root, if p is under it.
@@ -186,6 +187,9 @@ func (s *Sources) underRoot(p string) (string, bool) {
 
 type fileSource struct {
 	f     *os.File
+	root  *os.Root // the source root, and the path under it the file was opened by
+	rel   string
+	path  string // as the job named it, for errors
 	size  int64
 	mtime time.Time
 }
@@ -202,6 +206,19 @@ func (f *fileSource) Check(context.Context) error {
 	}
 	if st.Size() != f.size || !st.ModTime().Equal(f.mtime) {
 		return fmt.Errorf("%w: size %d → %d", ErrSourceChanged, f.size, st.Size())
+	}
+	// The open file reads on after its path is removed or another file is
+	// moved onto it, so the path is looked at too: what was uploaded must
+	// still be the job's source when the upload ends.
+	cur, err := f.root.Stat(f.rel)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w: %s was removed during the upload", ErrSourceNotFound, f.path)
+	case err != nil:
+		// Neither gone nor known to be another file: a transient failure, retried.
+		return fmt.Errorf("upload: look at source %s again: %w", f.path, err)
+	case !os.SameFile(st, cur):
+		return fmt.Errorf("%w: %s was replaced by another file during the upload", ErrSourceChanged, f.path)
 	}
 	return nil
 }
@@ -300,7 +317,11 @@ func (h *httpSource) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("upload: source %s: %w", redactURL(h.url), withoutURL(err))
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent {
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusNotFound, http.StatusGone:
+		return 0, fmt.Errorf("%w: %s answered %d during the upload", ErrSourceNotFound, redactURL(h.url), resp.StatusCode)
+	default:
 		return 0, fmt.Errorf("%w: range request answered %d", ErrSourceChanged, resp.StatusCode)
 	}
 	// The bytes must be the ones asked for: a server (or cache) answering

@@ -282,6 +282,27 @@ func TestFileSourceCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, ErrSourceChanged},
+		// The open file still reads the same bytes, size and mtime: only the path tells.
+		{"removed", func(t *testing.T, p string) {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrSourceNotFound},
+		{"replaced by another file", func(t *testing.T, p string) {
+			other := p + ".new"
+			writeFile(t, other, randomData(1000, 4))
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Same bytes, size and mtime as the opened file: only its identity differs.
+			if err := os.Chtimes(other, st.ModTime(), st.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(other, p); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrSourceChanged},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -483,6 +504,24 @@ func TestHTTPSourceReadAfterChange(t *testing.T) {
 	res.set(randomData(20_000, 10), `"v2"`)
 	_, err = src.ReadAt(make([]byte, 100), 100)
 	wantErr(t, "ReadAt after a change", err, ErrSourceChanged)
+}
+
+// A resource removed while it uploads ends the upload as not found, like a
+// removed file source.
+func TestHTTPSourceReadAfterRemoval(t *testing.T) {
+	res := &resource{}
+	res.set(randomData(20_000, 9), `"v1"`)
+	srv, _ := serve(t, res)
+	src, err := open(t, newSources(t, local), srv.URL+"/v.mp4?sign="+token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.set(nil, "")
+	_, err = src.ReadAt(make([]byte, 100), 100)
+	wantErr(t, "ReadAt after a removal", err, ErrSourceNotFound)
+	if strings.Contains(err.Error(), token) {
+		t.Fatalf("ReadAt: error reveals the URL's token: %v", err)
+	}
 }
 
 func TestHTTPSourceRefusesCredentials(t *testing.T) {
