@@ -31,6 +31,16 @@ func TestChaosShortRun(t *testing.T) {
 			t.Errorf("summary lacks %q", want)
 		}
 	}
+	// Faults that must have happened (the run fails otherwise; the summary says how many).
+	for _, re := range []string{`(\d+) worker kills`, `cluster: +(\d+) streams and key-value buckets at 3 replicas`,
+		`webhooks: +(\d+) job.completed deliveries refused once`} {
+		m := regexp.MustCompile(re).FindStringSubmatch(stdout.String())
+		if len(m) != 2 {
+			t.Errorf("summary lacks %q", re)
+		} else if n, _ := strconv.Atoi(m[1]); n < 1 {
+			t.Errorf("summary's %q: want at least 1", m[0])
+		}
+	}
 	// notify's count of VOD events that named their job: at least one per
 	// job (a repeat whose marker a NATS restart lost may count twice).
 	m := regexp.MustCompile(`vod events: (\d+) published naming their job`).FindStringSubmatch(stdout.String())

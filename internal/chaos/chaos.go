@@ -3,9 +3,14 @@
 // vodsim (injecting errors and connection resets), ingest, notify and a
 // webhook receiver in the driving process. While jobs of many sizes run, it
 // SIGKILLs workers and restarts them, kills one NATS node and restarts it,
-// and restarts Redis; then it checks that every job committed exactly once,
-// no multipart upload is left open, every job.completed webhook and every
-// vod.file_uploaded naming its job arrived once, and that killed work was re-sent only within the parts in flight.
+// and restarts Redis; the webhook receiver refuses the first delivery of
+// one job.completed in ten. Then it checks that every one of those faults
+// happened, that every stream and bucket is at 3 replicas, that every job
+// committed exactly once, no multipart upload is left open, every
+// job.completed webhook (one webhook id through redeliveries) and every
+// vod.file_uploaded naming its job arrived once, that killed work was
+// re-sent only within the parts in flight, and that the run kept within its
+// time.
 package chaos
 
 import (
@@ -118,6 +123,11 @@ type Report struct {
 	WorkerKills, NATSRestarts, RedisRestarts, WorkerExits int
 	// InjectedFaults counts vodsim's injected errors and resets.
 	InjectedFaults int
+	// Redelivered counts the job.completed events whose first delivery the
+	// receiver refused and that notify delivered again under the same webhook id.
+	Redelivered int
+	// Replicated counts the streams and key-value buckets read back at 3 replicas.
+	Replicated int
 	// Bytes is the size of every stored object (media and covers), Received
 	// what vodsim read, Resent the difference and ResentBound what the
 	// faults may cost: per disruption every part in flight of one worker,
@@ -146,10 +156,9 @@ type Report struct {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis restarts, %d injected vodsim faults\n",
 		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults)
-	if r.WorkerExits > 0 {
-		fmt.Fprintf(w, "  note:       %d worker processes ended by themselves and were restarted (see the run's log)\n", r.WorkerExits)
-	}
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
+	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
+	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
 	fmt.Fprintf(w, "  bytes:      %s stored, %s received, %s re-sent (bound %s)\n", mib(r.Bytes), mib(r.Received), mib(r.Resent), mib(r.ResentBound))
 	fmt.Fprintf(w, "  per job:    %d jobs re-sent after an interruption, at most %s per interruption (bound: parts in flight, %s)\n",
 		r.Interrupted, mib(r.MaxResentPerInterruption), mib(r.PerInterruptionBound))
@@ -159,7 +168,7 @@ func (r *Report) Print(w io.Writer) {
 			e["published"]+e["published_by_media_url"], e["published"], e["published_by_media_url"], e["uncorrelated"], e["duplicate"])
 	}
 	if len(r.Violations) == 0 {
-		fmt.Fprintln(w, "  OK: every job committed once, one FileId each, no open multipart upload, one job.completed and one vod.file_uploaded naming its job each, re-sent bytes within bound for every job")
+		fmt.Fprintln(w, "  OK: every fault injected, every job committed once, one FileId each, no open multipart upload, one job.completed (one webhook id through redeliveries) and one vod.file_uploaded naming its job each, re-sent bytes within bound for every job")
 		return
 	}
 	fmt.Fprintf(w, "  %d VIOLATIONS:\n", len(r.Violations))
@@ -300,11 +309,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	cctx, stopChaos := context.WithCancel(ctx)
 	var chaosWG sync.WaitGroup
 	var chaosErr error
+	scheduled, faultsEnded := make(chan struct{}), make(chan struct{})
 	chaosWG.Go(func() {
-		chaosErr = runFaults(cctx, rng, o, cl, rs, ws, workers, rep, logf)
+		defer close(faultsEnded)
+		chaosErr = runFaults(cctx, rng, o, cl, rs, ws, workers, rep, scheduled, logf)
 	})
 
 	states, waitErr := waitTerminal(ctx, client, jobs, logf)
+	// Jobs that finished before the NATS node and Redis came back would
+	// leave those faults untested: the run goes on until they have.
+	select {
+	case <-scheduled:
+	case <-faultsEnded:
+	case <-ctx.Done():
+	}
 	stopChaos()
 	chaosWG.Wait()
 	if chaosErr != nil {
@@ -315,8 +333,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	logf("jobs terminal; waiting for webhooks")
 	waitWebhooks(ctx, sys, states)
-	rep.Elapsed = time.Since(start)
+	// A second job.completed of a job (a duplicate the checks must catch)
+	// may still be on its way: the checks wait until notify has nothing
+	// left to deliver.
+	if err := sys.waitNotifyIdle(ctx); err != nil {
+		rep.Violations = append(rep.Violations, err.Error())
+	}
 	check(rep, o, jobs, states, sys)
+	rep.Elapsed = time.Since(start)
+	if rep.Elapsed > o.Duration {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("the run took %s, over its bound of %s", rep.Elapsed.Round(time.Second), o.Duration))
+	}
 	rep.Evidence = evidence(dir, rep.suspects)
 	return rep, nil
 }
@@ -557,16 +584,84 @@ func (s *services) close() {
 
 // inEventsStream reports whether VODPIPE_EVENTS holds a job.completed of
 // jobID, to tell a lost event from an undelivered one.
-func (s *services) inEventsStream(jobID string) string {
+// connect opens a JetStream connection of the driver's own to the cluster;
+// close closes it.
+func (s *services) connect() (js jetstream.JetStream, close func(), err error) {
 	nc, err := nats.Connect(s.natsURL)
 	if err != nil {
-		return "unknown: " + err.Error()
+		return nil, nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
+// waitNotifyIdle waits, within ctx, until every consumer of notify's
+// subscriptions has no event left pending or unacknowledged.
+func (s *services) waitNotifyIdle(ctx context.Context) error {
+	js, closeNC, err := s.connect()
+	if err != nil {
+		return fmt.Errorf("wait for notify to be idle: %w", err)
+	}
+	defer closeNC()
+	for {
+		busy, err := notifyBacklog(ctx, js)
+		if err == nil && busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("notify still had %d events to deliver when the run's time was up (%v)", busy, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// notifyBacklog is the number of events notify's subscription consumers
+// have yet to deliver or to have acknowledged.
+func notifyBacklog(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(rctx, queue.EventsStream)
+	if err != nil {
+		return 0, err
+	}
+	var busy uint64
+	l := st.ListConsumers(rctx)
+	for info := range l.Info() {
+		if strings.HasPrefix(info.Name, "notify_") {
+			busy += info.NumPending + uint64(info.NumAckPending)
+		}
+	}
+	return busy, l.Err()
+}
+
+// streamReplicas reads back every stream (key-value buckets included) and
+// returns their names by replica count.
+func (s *services) streamReplicas(ctx context.Context) (map[int][]string, error) {
+	js, closeNC, err := s.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer closeNC()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	byReplicas := map[int][]string{}
+	l := js.ListStreams(rctx)
+	for info := range l.Info() {
+		byReplicas[info.Config.Replicas] = append(byReplicas[info.Config.Replicas], info.Config.Name)
+	}
+	return byReplicas, l.Err()
+}
+
+func (s *services) inEventsStream(jobID string) string {
+	js, closeNC, err := s.connect()
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
+	defer closeNC()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, queue.EventsStream)
@@ -582,17 +677,26 @@ func (s *services) inEventsStream(jobID string) string {
 
 // runFaults kills a random worker every KillEvery and restarts it; with
 // the first kill it also SIGKILLs one NATS node and restarts it on its
-// store KillEvery later, with the second it restarts Redis. Like a process
-// supervisor it also restarts a worker that ended by itself. It runs until
-// ctx ends.
+// store KillEvery later, with the second it restarts Redis, and then it
+// closes scheduled. Like a process supervisor it also restarts a worker
+// that ended by itself. It runs until ctx ends, and restarts the NATS node
+// on its way out if it is still down, so the checks meet a whole cluster.
 func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *child.Redis, ws *workerSetup,
-	workers []*child.WorkerProcess, rep *Report, logf func(string, ...any)) error {
+	workers []*child.WorkerProcess, rep *Report, scheduled chan<- struct{}, logf func(string, ...any)) (err error) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	nextKill := time.Now().Add(o.KillEvery)
 	var natsBack time.Time // when the killed NATS node is restarted
 	down := -1             // the killed NATS node
 	step := 0
+	defer func() {
+		if down >= 0 && err == nil {
+			if err = cl.start(down); err == nil {
+				rep.NATSRestarts++
+				logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -618,6 +722,10 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 			rep.NATSRestarts++
 			logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
 			down = -1
+		}
+		if step >= 2 && down < 0 && scheduled != nil {
+			close(scheduled) // the NATS node and Redis went down and came back
+			scheduled = nil
 		}
 		if time.Now().Before(nextKill) {
 			continue
@@ -699,7 +807,7 @@ func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf f
 // vod.file_uploaded, so check never reports a callback that had attempts
 // left.
 func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.JobView) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callbackWait)
+	ctx, cancel := context.WithTimeout(ctx, callbackWait)
 	defer cancel()
 	soft := time.Now().Add(60 * time.Second)
 	attempts := s.sim.Config().CallbackAttempts
@@ -874,13 +982,23 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		viol("%d webhook deliveries failed verification (last: %s)", s.recv.bad, s.recv.lastError)
 	}
 	s.recv.mu.Unlock()
+	refused, notAgain := s.recv.redeliveries()
+	rep.Redelivered = refused - len(notAgain)
+	switch {
+	case refused == 0 && rep.Committed > 0:
+		viol("the receiver refused no job.completed delivery: redeliveries went untested")
+	case len(notAgain) > 0:
+		rep.suspects = append(rep.suspects, notAgain...)
+		viol("%d refused job.completed deliveries never came again under the same webhook id (jobs %s)",
+			len(notAgain), strings.Join(notAgain[:min(len(notAgain), 10)], ", "))
+	}
+	checkFaults(rep, o, s, viol)
 
 	for _, ob := range simObjects {
 		rep.Bytes += ob.Size
 	}
 	rep.Received = s.sim.BytesReceived()
 	rep.Resent = rep.Received - rep.Bytes
-	rep.InjectedFaults = injectedFaults(s)
 	perDisruption := int64(o.JobsPerWorker*o.Concurrency) * o.PartSize
 	rep.ResentBound = int64(rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts)*perDisruption + int64(rep.InjectedFaults)*o.PartSize
 	if rep.Resent > rep.ResentBound {
@@ -890,12 +1008,49 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 	checkResentPerJob(rep, o, jobs, states, s.sim.Traffic(), simFiles, simObjects, viol)
 }
 
+// checkFaults fails a run whose faults did not all happen (it proved
+// nothing about them), in which a worker ended by itself, or whose streams
+// and buckets are not all at 3 replicas.
+func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any)) {
+	rep.InjectedFaults = injectedFaults(s)
+	if rep.WorkerKills == 0 {
+		viol("no worker was killed")
+	}
+	if rep.NATSRestarts != 1 || rep.RedisRestarts != 1 {
+		viol("%d NATS node restarts and %d Redis restarts, want 1 of each", rep.NATSRestarts, rep.RedisRestarts)
+	}
+	if rep.InjectedFaults == 0 && o.FaultRate > 0 {
+		viol("vodsim injected no fault")
+	}
+	if rep.WorkerExits > 0 {
+		viol("%d worker processes ended by themselves (restarted; their logs are in the run's folder)", rep.WorkerExits)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	byReplicas, err := s.streamReplicas(ctx)
+	if err != nil {
+		viol("read the streams back: %v", err)
+	}
+	for n, names := range byReplicas {
+		if n == 3 {
+			rep.Replicated = len(names)
+			continue
+		}
+		sort.Strings(names)
+		viol("%d streams or buckets at %d replicas, want 3: %s", len(names), n, strings.Join(names, ", "))
+	}
+	if rep.Replicated == 0 && err == nil {
+		viol("no stream at 3 replicas")
+	}
+}
+
 // checkResentPerJob holds every job to what its own interruptions may cost.
 // A kill (or a NATS or Redis failure that ended an attempt) interrupts one
 // attempt of each job its worker ran, and the job's next delivery resumes
 // from the recorded parts: at most its parts in flight (Concurrency parts)
-// are sent again per extra delivery. An injected fault costs the one part
-// it hit; vodsim counts both bytes and faults per object key.
+// are sent again per extra run (status' runs: the workers that started it;
+// a delivery that started nothing sent nothing). An injected fault costs
+// the one part it hit; vodsim counts both bytes and faults per object key.
 func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView,
 	traffic []vodsim.ObjectTraffic, simFiles []vodsim.File, simObjects []vodsim.Object, viol func(string, ...any)) {
 	type usage struct {
@@ -930,7 +1085,7 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 			continue
 		}
 		resent := u.received - size[j.ID]
-		extra := max(states[j.ID].Attempt-1, 0)
+		extra := max(states[j.ID].Runs-1, 0)
 		bound := int64(extra)*perAttempt + int64(u.faults)*o.PartSize
 		if resent > 0 && extra > 0 {
 			rep.Interrupted++
@@ -938,7 +1093,7 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 		}
 		if resent > bound {
 			rep.suspects = append(rep.suspects, j.ID)
-			viol("job %s re-sent %s over %d extra deliveries and %d injected faults, more than their bound %s",
+			viol("job %s re-sent %s over %d extra runs and %d injected faults, more than their bound %s",
 				j.ID, mib(resent), extra, u.faults, mib(bound))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
@@ -14,14 +15,18 @@ import (
 // receiver is the webhook endpoint of the run: it verifies every delivery's
 // signature and remembers, per job, the webhook ids of its job.completed and
 // vod.file_uploaded deliveries (a redelivery repeats the id; a second event
-// would not).
+// would not). It answers 503 to the first delivery of every tenth
+// job.completed event (the first one included), so that notify redelivers
+// those and the checks see whether a redelivery keeps the webhook id.
 type receiver struct {
 	mu        sync.Mutex
 	secret    string
-	ids       map[string]map[string]int // job id → webhook id → deliveries
+	ids       map[string]map[string]int // job id → webhook id → deliveries, refused ones included
+	refused   map[string]string         // webhook id of a refused job.completed → its job id
 	bodies    map[string][]string       // job id → body of each distinct job.completed
 	uploaded  map[string]map[string]int // job id → webhook id → deliveries of vod.file_uploaded
 	orphans   map[string]bool           // webhook ids of vod.file_uploaded events naming no job
+	distinct  int                       // distinct job.completed webhook ids seen
 	bad       int                       // deliveries that failed verification
 	srv       *http.Server
 	URL       string
@@ -33,8 +38,8 @@ func startReceiver() (*receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &receiver{ids: map[string]map[string]int{}, bodies: map[string][]string{}, uploaded: map[string]map[string]int{},
-		orphans: map[string]bool{}, URL: "http://" + ln.Addr().String() + "/hook"}
+	r := &receiver{ids: map[string]map[string]int{}, refused: map[string]string{}, bodies: map[string][]string{},
+		uploaded: map[string]map[string]int{}, orphans: map[string]bool{}, URL: "http://" + ln.Addr().String() + "/hook"}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -75,10 +80,17 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			m = map[string]int{}
 			r.ids[e.JobID] = m
 		}
-		if m[id] == 0 {
+		first := m[id] == 0
+		if first {
 			r.bodies[e.JobID] = append(r.bodies[e.JobID], string(body))
+			r.distinct++
 		}
 		m[id]++
+		if first && r.distinct%refuseEvery == 1 {
+			r.refused[id] = e.JobID
+			http.Error(w, "refused once on purpose: deliver it again", http.StatusServiceUnavailable)
+			return
+		}
 	case e.Type == job.EventVODFileUpload && e.JobID == "":
 		r.orphans[id] = true
 	case e.Type == job.EventVODFileUpload:
@@ -90,6 +102,25 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		m[id]++
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// refuseEvery: the receiver refuses the first delivery of one job.completed
+// event in this many.
+const refuseEvery = 10
+
+// redeliveries reports the job.completed events whose first delivery the
+// receiver refused: how many, and the jobs of those that never came again
+// under the same webhook id.
+func (r *receiver) redeliveries() (refused int, notAgain []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, jobID := range r.refused {
+		if r.ids[jobID][id] < 2 {
+			notAgain = append(notAgain, jobID)
+		}
+	}
+	sort.Strings(notAgain)
+	return len(r.refused), notAgain
 }
 
 // completed is, per job, the number of distinct job.completed webhook ids
