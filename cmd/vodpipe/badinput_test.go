@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
@@ -19,23 +22,35 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
-// badCases: the corpus in testdata/bad-jobs and what each must end as. An
-// empty code means ingest refuses it with a 400 (over NATS: invalid_message).
-var badCases = map[string]string{
-	"malformed.json":           "",
-	"wrong-types.json":         "",
-	"unknown-version.json":     "",
-	"unknown-field.json":       "",
-	"huge-fields.json":         "",
-	"traversal.json":           "",
-	"symlink-escape.json":      "source_forbidden",
-	"private-address.json":     "source_forbidden",
-	"loopback-address.json":    "source_forbidden",
-	"unknown-region.json":      "vod_region_not_allowed",
-	"unknown-procedure.json":   "vod_procedure_not_found",
-	"missing-source.json":      "source_not_found",
-	"source-size-changes.json": "source_changed",
-	"source-disappears.json":   "source_not_found",
+// badCase is what one file of the corpus in testdata/bad-jobs must end as.
+type badCase struct {
+	// code is the dead letter's code; empty when ingest refuses the job
+	// with a 400 (and a worker dead-letters it as invalid_message).
+	code string
+	// fields are what a refusal names: the fields of ingest's 400, and
+	// words of the dead letter's reason (over NATS, for an invalid one).
+	fields []string
+}
+
+var badCases = map[string]badCase{
+	"malformed.json":           {fields: []string{"(message)"}},
+	"empty.json":               {fields: []string{"(message)"}},
+	"not-an-object.json":       {fields: []string{"(message)"}},
+	"huge-message.json":        {fields: []string{"(message)"}},
+	"wrong-types.json":         {fields: []string{"classId", "priority"}},
+	"unknown-version.json":     {fields: []string{"v"}},
+	"unknown-field.json":       {fields: []string{"colour"}},
+	"huge-fields.json":         {fields: []string{"metadata", "sourceContext"}},
+	"traversal.json":           {fields: []string{"source"}},
+	"not-utf8.json":            {fields: []string{"mediaName", "sourceContext"}},
+	"symlink-escape.json":      {code: "source_forbidden"},
+	"private-address.json":     {code: "source_forbidden"},
+	"loopback-address.json":    {code: "source_forbidden"},
+	"unknown-region.json":      {code: "vod_region_not_allowed"},
+	"unknown-procedure.json":   {code: "vod_procedure_not_found"},
+	"missing-source.json":      {code: "source_not_found"},
+	"source-size-changes.json": {code: "source_changed"},
+	"source-disappears.json":   {code: "source_not_found"},
 }
 
 // Bad jobs by HTTP and straight onto NATS, interleaved with good ones: every
@@ -90,10 +105,11 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 		return bytes.ReplaceAll(b, []byte("file://ROOT"), []byte("file://"+root))
 	}
-	httpIDs := map[string]string{} // job id → expected code, for jobs ingest accepted
-	natsIDs := map[string]string{} // job id → expected code, for jobs published to NATS
+	httpIDs := map[string]string{}  // job id → expected code, for jobs ingest accepted
+	natsSeqs := map[uint64]string{} // JOBS stream sequence → corpus file, for messages published to NATS
+	natsIDs := map[string]string{}  // job id → expected code, for valid jobs published to NATS
 	submitGood("good-1")
-	for name, code := range badCases {
+	for name, bc := range badCases {
 		body := read(name)
 		// By HTTP.
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.IngestURL+"/v1/jobs", bytes.NewReader(body))
@@ -103,28 +119,45 @@ func TestBadInputCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var answer struct {
+			Error struct {
+				Code   string           `json:"code"`
+				Fields []job.FieldError `json:"fields"`
+			} `json:"error"`
+		}
+		derr := json.NewDecoder(resp.Body).Decode(&answer)
 		resp.Body.Close()
 		switch {
-		case code == "" && resp.StatusCode != http.StatusBadRequest:
+		case bc.code == "" && resp.StatusCode != http.StatusBadRequest:
 			t.Errorf("%s over HTTP: %d, want 400", name, resp.StatusCode)
-		case code != "" && resp.StatusCode != http.StatusCreated:
+		case bc.code == "":
+			named := map[string]bool{}
+			for _, f := range answer.Error.Fields {
+				named[f.Field] = f.Reason != ""
+			}
+			for _, f := range bc.fields {
+				if !named[f] {
+					t.Errorf("%s over HTTP: the 400 (%v) does not name %q with a reason: %+v", name, derr, f, answer.Error)
+				}
+			}
+		case resp.StatusCode != http.StatusCreated:
 			t.Errorf("%s over HTTP: %d, want 201 then a dead letter", name, resp.StatusCode)
-		case code != "":
-			httpIDs[idOf(t, body)] = code
+		default:
+			httpIDs[idOf(t, body)] = bc.code
 		}
 		// Straight onto NATS, under another id.
 		natsBody := bytes.Replace(body, []byte(`"bad-`), []byte(`"nats-bad-`), 1)
 		for _, n := range []string{"changing", "vanishing"} {
 			natsBody = bytes.Replace(natsBody, []byte(n+".mp4"), []byte(n+"-nats.mp4"), 1)
 		}
-		if _, err := js.Publish(ctx, queue.JobsSubject, natsBody); err != nil {
+		ack, err := js.Publish(ctx, queue.JobsSubject, natsBody)
+		if err != nil {
 			t.Fatal(err)
 		}
-		want := code
-		if want == "" {
-			want = "invalid_message"
+		natsSeqs[ack.Sequence] = name
+		if bc.code != "" {
+			natsIDs[idOf(t, natsBody)] = bc.code
 		}
-		natsIDs[idOf(t, natsBody)] = want
 	}
 	submitGood("good-2")
 	// Grow or remove each such file while its job uploads (watching all at
@@ -137,7 +170,7 @@ func TestBadInputCorpus(t *testing.T) {
 	var dl []queue.DeadLetter
 	for {
 		dl, err = q.DeadLetters(ctx)
-		if err == nil && len(dl) >= len(httpIDs)+len(natsIDs) {
+		if err == nil && len(dl) >= len(httpIDs)+len(natsSeqs) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -148,22 +181,27 @@ func TestBadInputCorpus(t *testing.T) {
 			var missing []string
 			for _, ids := range []map[string]string{httpIDs, natsIDs} {
 				for id, code := range ids {
-					if !have[id] && code != "invalid_message" {
+					if !have[id] {
 						v, err := c.Get(ctx, id)
 						missing = append(missing, fmt.Sprintf("%s (want %s): state %s error %+v attempt %d %v", id, code, v.State, v.Error, v.Attempt, err))
 					}
 				}
 			}
-			t.Fatalf("%d dead letters, want %d; without one: %v", len(dl), len(httpIDs)+len(natsIDs), missing)
+			t.Fatalf("%d dead letters, want %d; without one: %v", len(dl), len(httpIDs)+len(natsSeqs), missing)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	got := map[string]queue.DeadLetter{}
+	got := map[string]queue.DeadLetter{} // by job id
+	bySeq := map[uint64]queue.DeadLetter{}
 	for _, d := range dl {
 		got[d.JobID] = d
+		bySeq[d.StreamSeq] = d
 		if d.Reason == "" {
 			t.Errorf("dead letter without a reason: %+v", d)
 		}
+	}
+	if len(dl) != len(httpIDs)+len(natsSeqs) {
+		t.Errorf("%d dead letters, want one per bad message, %d", len(dl), len(httpIDs)+len(natsSeqs))
 	}
 	for id, code := range httpIDs {
 		if got[id].Code != code {
@@ -173,24 +211,35 @@ func TestBadInputCorpus(t *testing.T) {
 			t.Errorf("HTTP job %s: %+v %v", id, v, err)
 		}
 	}
-	invalid := 0
-	for id, code := range natsIDs {
-		if code == "invalid_message" {
-			invalid++
-			continue // ids of messages that do not parse may be unknown
+	// Each message published to NATS has its own dead letter: its code, and
+	// for a message that is not a valid job a reason naming what is wrong.
+	for seq, name := range natsSeqs {
+		bc := badCases[name]
+		want := bc.code
+		if want == "" {
+			want = "invalid_message"
 		}
-		if got[id].Code != code {
-			t.Errorf("NATS job %s: dead letter %+v, want %s", id, got[id], code)
+		d, ok := bySeq[seq]
+		switch {
+		case !ok:
+			t.Errorf("%s over NATS (stream seq %d): no dead letter", name, seq)
+			continue
+		case d.Code != want:
+			t.Errorf("%s over NATS: dead letter %+v, want code %s", name, d, want)
+		}
+		for _, f := range bc.fields {
+			if !strings.Contains(d.Reason, f+": ") {
+				t.Errorf("%s over NATS: dead letter reason %q does not name %q", name, d.Reason, f)
+			}
 		}
 	}
-	n := 0
-	for _, d := range dl {
-		if d.Code == "invalid_message" {
-			n++
+	// Every bad job with an id ends with a job.failed event carrying its code.
+	for _, ids := range []map[string]string{httpIDs, natsIDs} {
+		for id, code := range ids {
+			if got := failedCode(t, js, id); got != code {
+				t.Errorf("job %s: job.failed with code %q, want %q", id, got, code)
+			}
 		}
-	}
-	if n != invalid {
-		t.Errorf("%d invalid_message dead letters, want %d", n, invalid)
 	}
 	// Every good job completed; the services still answer.
 	for _, id := range []string{"good-1", "good-2", "good-3"} {
@@ -203,6 +252,28 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+}
+
+// failedCode is the error code of the job's last job.failed event, or "".
+func failedCode(t *testing.T, js jetstream.JetStream, jobID string) string {
+	t.Helper()
+	st, err := js.Stream(t.Context(), queue.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(t.Context(), queue.EventFilterSubject(job.EventFailed, jobID))
+	if err != nil {
+		return ""
+	}
+	e, err := job.DecodeEvent(m.Data)
+	if err != nil {
+		t.Fatalf("job.failed of %s: %v", jobID, err)
+	}
+	var d job.FailedData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		t.Fatalf("job.failed of %s: %v", jobID, err)
+	}
+	return d.Error.Code
 }
 
 // idOf reads a job message's id with a lenient match (the message may be invalid).

@@ -116,6 +116,11 @@ func Decode(b []byte) (*Job, error) {
 	if len(b) > MaxMessageSize {
 		return nil, &ValidationError{Fields: []FieldError{{Field: "(message)", Reason: fmt.Sprintf("larger than %d bytes", MaxMessageSize)}}}
 	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD: a name,
+	// context or path changed without a word. Refused instead, by field.
+	if !utf8.Valid(b) {
+		return nil, &ValidationError{Fields: invalidUTF8(b)}
+	}
 	var j Job
 	if err := decodeStrict(b, &j); err != nil {
 		return nil, err
@@ -124,6 +129,28 @@ func Decode(b []byte) (*Job, error) {
 		return &j, err
 	}
 	return &j, nil
+}
+
+// invalidUTF8 names the top-level fields of message b whose value is not
+// valid UTF-8, or the message itself when no value is (a field's name, or
+// bytes that are not JSON at all).
+func invalidUTF8(b []byte) []FieldError {
+	const reason = "not valid UTF-8"
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(b, &fields) != nil {
+		return []FieldError{{Field: "(message)", Reason: reason}}
+	}
+	var out []FieldError
+	for name, v := range fields {
+		if !utf8.Valid(v) {
+			out = append(out, FieldError{Field: name, Reason: reason})
+		}
+	}
+	if len(out) == 0 {
+		return []FieldError{{Field: "(message)", Reason: reason}}
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Field < out[k].Field })
+	return out
 }
 
 func decodeStrict(b []byte, j *Job) error {
@@ -140,11 +167,7 @@ func decodeStrict(b []byte, j *Job) error {
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			field = "(message)"
-		}
-		return &ValidationError{Fields: []FieldError{{Field: field, Reason: fmt.Sprintf("must be %s, not %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)}}}
+		return &ValidationError{Fields: typeErrors(b, typeErr)}
 	case errors.As(err, &syntaxErr):
 		return &ValidationError{Fields: []FieldError{{Field: "(message)", Reason: fmt.Sprintf("not valid JSON at byte %d", syntaxErr.Offset)}}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -154,6 +177,40 @@ func decodeStrict(b []byte, j *Job) error {
 		return &ValidationError{Fields: []FieldError{{Field: "(message)", Reason: "empty or truncated JSON"}}}
 	}
 	return &ValidationError{Fields: []FieldError{{Field: "(message)", Reason: err.Error()}}}
+}
+
+// typeErrors names every top-level field of message b of the wrong type
+// (encoding/json reports only the first, first): each field is decoded on
+// its own.
+func typeErrors(b []byte, first *json.UnmarshalTypeError) []FieldError {
+	fieldError := func(te *json.UnmarshalTypeError) FieldError {
+		field := te.Field
+		if field == "" {
+			field = "(message)"
+		}
+		return FieldError{Field: field, Reason: fmt.Sprintf("must be %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)}
+	}
+	var fields map[string]json.RawMessage
+	if first.Field == "" || json.Unmarshal(b, &fields) != nil {
+		return []FieldError{fieldError(first)}
+	}
+	var out []FieldError
+	for name, raw := range fields {
+		one, err := json.Marshal(map[string]json.RawMessage{name: raw})
+		if err != nil {
+			continue
+		}
+		var j Job
+		var te *json.UnmarshalTypeError
+		if err := json.Unmarshal(one, &j); errors.As(err, &te) {
+			out = append(out, fieldError(te))
+		}
+	}
+	if len(out) == 0 {
+		return []FieldError{fieldError(first)}
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Field < out[k].Field })
+	return out
 }
 
 func jsonKind(k string) string {

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestDecodeValidJob(t *testing.T) {
@@ -33,6 +35,8 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"not an object", `[1,2]`, []string{"(message)"}},
 		{"trailing", `{"v":1,"id":"a","source":"file:///a.mp4"} x`, []string{"(message)"}},
 		{"wrong type", `{"v":1,"id":"a","source":"file:///a.mp4","classId":"three"}`, []string{"classId"}},
+		{"wrong types", `{"v":1,"id":"a","source":"file:///a.mp4","classId":"three","priority":true,"oneTimeSignature":1}`,
+			[]string{"classId", "oneTimeSignature", "priority"}},
 		{"unknown field", `{"v":1,"id":"a","source":"file:///a.mp4","colour":"red"}`, []string{"colour"}},
 		{"unknown version", `{"v":2,"id":"a","source":"file:///a.mp4"}`, []string{"v"}},
 		{"many at once", `{"v":1,"id":"bad id!","source":"ftp://x/a.mp4","cover":"file:///../etc/passwd",
@@ -45,6 +49,12 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"missing", `{"v":1}`, []string{"id", "source"}},
 		{"no extension no type", `{"v":1,"id":"a","source":"https://h/video"}`, []string{"mediaType"}},
 		{"huge", `{"v":1,"id":"a","source":"file:///a.mp4","sessionContext":"` + strings.Repeat("x", MaxMessageSize) + `"}`, []string{"(message)"}},
+		// encoding/json would turn these bytes into U+FFFD without a word.
+		{"not UTF-8", "{\"v\":1,\"id\":\"a\",\"source\":\"file:///a.mp4\",\"mediaName\":\"caf\xe9\",\"sourceContext\":\"\xff\xfe\"}",
+			[]string{"mediaName", "sourceContext"}},
+		{"not UTF-8 in metadata", "{\"v\":1,\"id\":\"a\",\"source\":\"file:///a.mp4\",\"metadata\":{\"k\":\"\xc3\"}}", []string{"metadata"}},
+		{"not UTF-8 in a field name", "{\"v\":1,\"id\":\"a\",\"source\":\"file:///a.mp4\",\"\xff\":1}", []string{"(message)"}},
+		{"not UTF-8 and not JSON", "\xff\xfe{", []string{"(message)"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,6 +141,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"id":"a","source":"file:///a.mp4"}`))
 	f.Add([]byte(`{"v":1,"id":"a","source":"https://h/a.mp4","metadata":{"k":1}}`))
 	f.Add([]byte(`{"v":"1"}`))
+	f.Add([]byte("{\"v\":1,\"id\":\"a\",\"source\":\"file:///a.mp4\",\"mediaName\":\"caf\xe9\"}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		j, err := Decode(b)
 		if err != nil {
@@ -140,13 +151,24 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		// A valid job re-encodes into a valid job.
+		if !utf8.Valid(b) {
+			t.Fatalf("a message that is not valid UTF-8 decoded: %q", b)
+		}
+		// A valid job re-encodes into a valid job, the same one.
 		out, err := j.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Decode(out); err != nil {
+		j2, err := Decode(out)
+		if err != nil {
 			t.Fatalf("re-encoded job invalid: %v", err)
+		}
+		out2, err := j2.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, out2) {
+			t.Fatalf("re-encoding changed the job:\n%s\n%s", out, out2)
 		}
 	})
 }
