@@ -90,6 +90,11 @@ func TestNewSecretIsFreshAndUsable(t *testing.T) {
 	}
 }
 
+func verifyErr(secret string, h http.Header, body []byte, now time.Time) error {
+	_, err := notify.Verify(secret, h, body, now, 0)
+	return err
+}
+
 // FuzzVerify: whatever headers and body arrive, Verify never panics, accepts
 // only what Sign signed, and a signed delivery verifies.
 func FuzzVerify(f *testing.F) {
@@ -98,6 +103,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("id", "notanumber", "v1,", []byte("x"))
 	f.Add("id", "1700000000", "v2,zzz v1,", []byte("body"))
 	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	other := notify.NewSecret()
 	now := time.Unix(1700000000, 0)
 	f.Fuzz(func(t *testing.T, id, ts, sig string, body []byte) {
 		h := http.Header{}
@@ -121,6 +127,31 @@ func FuzzVerify(f *testing.F) {
 		h.Set(notify.HeaderWebhookSignature, good)
 		if got, err := notify.Verify(secret, h, body, now, 0); err != nil || got != id {
 			t.Fatalf("a signed delivery does not verify: %v", err)
+		}
+		// Anything changed after signing is refused: the body, the id, the
+		// timestamp, the signature, or the secret it is checked with.
+		if err := verifyErr(secret, h, append(append([]byte{}, body...), 'x'), now); err == nil {
+			t.Fatal("a delivery with a changed body verifies")
+		}
+		h2 := h.Clone()
+		h2.Set(notify.HeaderWebhookID, id+"x")
+		if err := verifyErr(secret, h2, body, now); err == nil {
+			t.Fatal("a delivery with a changed id verifies")
+		}
+		h2 = h.Clone()
+		h2.Set(notify.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix()-1, 10))
+		if err := verifyErr(secret, h2, body, now); err == nil {
+			t.Fatal("a delivery with a changed timestamp verifies")
+		}
+		h2 = h.Clone()
+		mac := []byte(good)
+		mac[len(mac)/2+2] ^= 1
+		h2.Set(notify.HeaderWebhookSignature, string(mac))
+		if err := verifyErr(secret, h2, body, now); err == nil {
+			t.Fatal("a delivery with a changed signature verifies")
+		}
+		if err := verifyErr(other, h, body, now); err == nil {
+			t.Fatal("a delivery verifies under another secret")
 		}
 	})
 }

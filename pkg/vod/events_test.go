@@ -1,6 +1,7 @@
 package vod
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -102,8 +103,21 @@ func FuzzParseEvent(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParseEvent(b); err != nil {
+		e2, err := ParseEvent(b)
+		if err != nil {
 			t.Fatalf("re-encoded event does not parse: %v", err)
+		}
+		b2, err := json.Marshal(e2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, b2) {
+			t.Fatalf("the event changed through a round trip:\n%s\n%s", b, b2)
+		}
+		f1, ok1 := e.FileUpload()
+		f2, ok2 := e2.FileUpload()
+		if ok1 != ok2 || f1 != f2 {
+			t.Fatalf("the upload changed through a round trip: %+v %v, %+v %v", f1, ok1, f2, ok2)
 		}
 	})
 }

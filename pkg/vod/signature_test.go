@@ -1,6 +1,7 @@
 package vod
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -269,13 +270,38 @@ func FuzzParseSignature(f *testing.F) {
 			if s != nil {
 				t.Fatal("signature returned with error")
 			}
+			if !errors.Is(err, ErrSignatureMalformed) {
+				t.Fatalf("error %v is not ErrSignatureMalformed", err)
+			}
 			return
 		}
-		// A parsed signature re-verifies consistently: its MAC check never panics and
-		// the parsed parameters re-encode into something that parses again.
-		_ = s.CheckMAC("k")
-		if _, err := ParseSignature(signOriginal("k", s.Params.Encode())); err != nil {
+		// The MAC check agrees with the MAC: a signature verifies under key
+		// "k" exactly when its MAC is k's over the original it carries.
+		raw, _ := base64.StdEncoding.DecodeString(sig)
+		if want := bytes.Equal(raw[:macLen], hmacSHA1("k", s.Original)); s.CheckMAC("k") != want {
+			t.Fatalf("CheckMAC(k) = %v, want %v", !want, want)
+		}
+		// Signed again with k over the same original, it verifies under k
+		// and under no other key, and a changed original does not verify.
+		again, err := ParseSignature(signOriginal("k", s.Original))
+		if err != nil {
+			t.Fatalf("the same original signed again does not parse: %v", err)
+		}
+		if !again.CheckMAC("k") || again.CheckMAC("k2") {
+			t.Fatal("a signature made with k does not verify under k alone")
+		}
+		tampered := *again
+		tampered.Original += "&x=1"
+		if tampered.CheckMAC("k") {
+			t.Fatal("a changed original verifies")
+		}
+		// The parsed parameters re-encode into a signature that parses into the same parameters.
+		re, err := ParseSignature(signOriginal("k", s.Params.Encode()))
+		if err != nil {
 			t.Fatalf("re-encoded params do not parse: %v", err)
+		}
+		if re.Params.Encode() != s.Params.Encode() {
+			t.Fatalf("params changed through an encoding:\n%s\n%s", s.Params.Encode(), re.Params.Encode())
 		}
 	})
 }
