@@ -9,13 +9,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vodpipe/vodpipe/internal/service"
 )
 
-// TestMain lets this test binary play `vodpipe worker`: the bench starts
-// worker processes as `<own executable> worker`, which in a test is this
-// binary re-executed.
+// TestMain lets this test binary play `vodpipe worker` (and the other
+// services): the bench and the chaos run start service processes as
+// `<own executable> worker`, which in a test is this binary re-executed.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "worker" {
+	if len(os.Args) > 1 && service.IsRole(os.Args[1]) {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()

@@ -37,8 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runChaos(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
-	case "worker":
-		return runWorker(ctx, stderr)
+	case "worker", "ingest", "notify", "vodsim":
+		return runRole(ctx, args[0], stderr)
 	case "up":
 		return runUp(ctx, args[1:], stdout, stderr)
 	case "submit":
@@ -64,6 +64,8 @@ commands:
   demo    run the pipeline end to end on embedded defaults
   up      run the whole system in this process until Ctrl-C
   worker  run one worker configured by the environment (as cmd/worker)
+  ingest, notify, vodsim
+          run that service configured by the environment (as cmd/ingest, ...)
   chaos   crash, fault and restart everything under load, then check nothing was lost
   bench   measure throughput, memory and resume (P1..P6), write BENCHMARKS.md
   submit  submit files, folders or URLs as jobs (--watch shows progress bars)

@@ -5,12 +5,12 @@ import (
 	"io"
 
 	"github.com/vodpipe/vodpipe/internal/service"
-	"github.com/vodpipe/vodpipe/pkg/worker"
 )
 
-// runWorker runs one worker from the environment (VODPIPE_*), like cmd/worker:
-// a single binary can then play every role (benchmarks and chaos runs start
-// worker processes this way).
-func runWorker(ctx context.Context, stderr io.Writer) int {
-	return service.Run(ctx, "worker", stderr, worker.New)
+// runRole runs one service from the environment (VODPIPE_*), like its own
+// command (cmd/worker, cmd/ingest, cmd/notify, cmd/vodsim): a single binary
+// can then play every role (benchmarks and chaos runs start service
+// processes this way).
+func runRole(ctx context.Context, role string, stderr io.Writer) int {
+	return service.RunRole(ctx, role, stderr)
 }

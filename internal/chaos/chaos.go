@@ -1,7 +1,7 @@
 // Package chaos is vodpipe's chaos run (`vodpipe chaos`): real processes for
-// the three nodes of a NATS cluster, redis-server and the workers, with
-// vodsim (injecting errors and connection resets), ingest, notify and a
-// webhook receiver in the driving process. While jobs of many sizes run, it
+// the three nodes of a NATS cluster, redis-server, vodsim (injecting errors
+// and connection resets), ingest, notify and the workers, with a webhook
+// receiver (the application) in the driving process. While jobs of many sizes run, it
 // SIGKILLs workers and restarts them, kills one NATS node and restarts it,
 // and restarts Redis; the webhook receiver refuses the first delivery of
 // one job.completed in ten. Then it checks that every one of those faults
@@ -20,14 +20,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,12 +37,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/child"
-	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
-	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
@@ -263,7 +262,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer func() { _ = rs.Stop() }()
 	logf("redis-server up on %s (append-only)", rs.Addr)
 
-	sys, err := startServices(ctx, dir, natsURL, o)
+	sys, err := startServices(ctx, exe, dir, natsURL, o)
 	if err != nil {
 		return nil, err
 	}
@@ -410,98 +409,91 @@ func writeRandom(path string, size int64, rng *rand.Rand) error {
 	return f.Close()
 }
 
-// services are the in-process parts: vodsim, ingest, notify and the webhook receiver.
+// services are vodsim, ingest and notify, each a process of its own, and
+// the webhook receiver, in the driving process (it is the application).
 type services struct {
-	sim                           *vodsim.Server
 	simAddr, ingestURL, notifyURL string
 	natsURL, apiKey               string
-	logFile                       *os.File
-	ing                           *ingest.Service
-	not                           *notify.Service
+	callbackAttempts              int
+	procs                         []*serviceProcess
 	recv                          *receiver
-	cancel                        context.CancelFunc
-	wg                            sync.WaitGroup
 }
 
-func startServices(ctx context.Context, dir, natsURL string, o Options) (_ *services, err error) {
-	// s stays set on every return, so a failed start closes what it opened
+// serviceProcess is one service's process.
+type serviceProcess struct {
+	name string
+	*child.Process
+}
+
+// callbackAttempts: vodsim's callbacks get 11 attempts (about 3.5 minutes of
+// back-off from 200 ms; waitWebhooks waits for them): a NATS node restart
+// can refuse notify's intake for a while, and VOD itself keeps retrying a
+// callback far longer than the default 8.
+const callbackAttempts = 11
+
+// startServices starts vodsim, ingest and notify as processes of exe (the
+// vodpipe binary, re-executed with the role), each on a free loopback port
+// with its log in dir, and the webhook receiver subscribed through notify.
+func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ *services, err error) {
+	// s stays set on every return, so a failed start stops what it started
 	// (the returns below hand back nil for the caller, not for this defer).
-	s := &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL}
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s := &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL, callbackAttempts: callbackAttempts}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
-	qcfg := queue.Config{Replicas: 3, AckWait: o.AckWait}
-	if s.logFile, err = os.Create(filepath.Join(dir, "services.log")); err != nil {
-		return nil, err
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = child.FreePort(); err != nil {
+			return nil, err
+		}
 	}
-	// ingest's and notify's own account of the run, kept with the workers' logs.
-	log := slog.New(slog.NewJSONHandler(s.logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s.simAddr = child.Loopback(ports[0])
+	s.ingestURL, s.notifyURL = "http://"+child.Loopback(ports[1]), "http://"+child.Loopback(ports[2])
 	secretID, secretKey := "AKIDchaos0123456789", "chaos-secret-key-0123456789"
-
-	nl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s.notifyURL = "http://" + nl.Addr().String()
 	faults := vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: "*", ErrorRate: o.FaultRate / 2, ResetRate: o.FaultRate / 2}}}
 	if o.Bandwidth > 0 {
 		faults.Bandwidth = o.Bandwidth
 	}
-	// vodsim's callbacks get 11 attempts (about 3.5 minutes of back-off from
-	// 200 ms; waitWebhooks waits for them): a NATS node restart can refuse
-	// notify's intake for a while, and VOD itself keeps retrying a callback
-	// far longer than the default 8.
-	if s.sim, err = vodsim.New(vodsim.Config{Apps: vodsim.Apps{secretID: secretKey}, Discard: true,
-		CallbackURL: s.notifyURL + "/v1/vod/callback", CallbackAttempts: 11, Faults: faults}, log); err != nil {
-		nl.Close()
-		return nil, err
-	}
-	vl, err := net.Listen("tcp", "127.0.0.1:0")
+	fj, err := json.Marshal(faults)
 	if err != nil {
-		nl.Close()
 		return nil, err
 	}
-	s.simAddr = vl.Addr().String()
-	s.wg.Go(func() { _ = s.sim.Serve(bg, vl) })
-
-	var keys ingest.APIKeys
-	if err := keys.Decode("chaos:" + s.apiKey); err != nil {
-		nl.Close()
-		return nil, err
+	// Every stream and bucket at 3 replicas; the jobs' ack wait (and the workers' lease) short, so a killed worker's job comes back in seconds.
+	queueEnv := []string{"VODPIPE_NATS_URL=" + natsURL, "VODPIPE_NATS_REPLICAS=3", "VODPIPE_JOBS_ACK_WAIT=" + o.AckWait.String(),
+		"VODPIPE_API_KEYS=chaos:" + s.apiKey}
+	start := []struct {
+		role, ready string
+		env         []string
+	}{
+		{"vodsim", "http://" + s.simAddr + "/healthz", []string{
+			"VODPIPE_VODSIM_ADDR=" + s.simAddr, "VODPIPE_VODSIM_APPS=" + secretID + ":" + secretKey, "VODPIPE_VODSIM_DISCARD=true",
+			"VODPIPE_VODSIM_CALLBACK_URL=" + s.notifyURL + "/v1/vod/callback",
+			"VODPIPE_VODSIM_CALLBACK_ATTEMPTS=" + strconv.Itoa(callbackAttempts), "VODPIPE_VODSIM_FAULTS=" + string(fj)}},
+		{"notify", s.notifyURL + "/readyz", append([]string{"VODPIPE_NOTIFY_HTTP_ADDR=" + child.Loopback(ports[2]),
+			"VODPIPE_WEBHOOK_ALLOW_PRIVATE=true", "VODPIPE_WEBHOOK_TIMEOUT=5s",
+			"VODPIPE_WEBHOOK_RETRY_SCHEDULE=500ms,1s,2s,5s,10s"}, queueEnv...)},
+		{"ingest", s.ingestURL + "/readyz", append([]string{"VODPIPE_INGEST_HTTP_ADDR=" + child.Loopback(ports[1]),
+			"VODPIPE_SECRET_ID=" + secretID, "VODPIPE_SECRET_KEY=" + secretKey, "VODPIPE_SIGN_MAX_VALIDITY=2h",
+			"VODPIPE_BATCH_MAX=1000", "VODPIPE_MAX_BODY=67108864", "VODPIPE_SIGN_RATE=50", "VODPIPE_SIGN_BURST=100",
+			"VODPIPE_PAGE_PROCEDURE=LongVideoPreset", "VODPIPE_PAGE_TOKEN_TTL=1h",
+			"VODPIPE_PAGE_NOTIFY_URL=" + s.notifyURL, "VODPIPE_PAGE_NOTIFY_KEY=" + s.apiKey}, queueEnv...)},
 	}
-	icfg := ingest.Config{
-		NATS: config.NATS{URL: natsURL}, QueueConfig: qcfg,
-		Credentials: config.Credentials{SecretID: secretID, SecretKey: secretKey},
-		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
-		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
-		PageConfig: ingest.PageConfig{WebDir: "web", PageProcedure: "LongVideoPreset", PageTokenTTL: time.Hour,
-			PageNotifyURL: s.notifyURL, PageNotifyKey: s.apiKey},
+	for _, st := range start {
+		cmd := exec.Command(exe, st.role)
+		cmd.Env = append(child.EnvWithout("VODPIPE_"), st.env...)
+		p, err := child.Start(cmd, filepath.Join(dir, st.role+".log"))
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", st.role, err)
+		}
+		s.procs = append(s.procs, &serviceProcess{name: st.role, Process: p})
+		// A cluster that has just formed may still be electing the leaders
+		// of the streams a service opens: a minute, as a rollout would wait.
+		if err := p.WaitHTTPReady(ctx, st.ready, time.Minute); err != nil {
+			return nil, fmt.Errorf("%s: %w\n%s", st.role, err, p.LogTail(2048))
+		}
 	}
-	if s.ing, err = ingest.New(bg, icfg, log); err != nil {
-		nl.Close()
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	il, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		nl.Close()
-		return nil, err
-	}
-	s.ingestURL = "http://" + il.Addr().String()
-	s.wg.Go(func() { _ = s.ing.ServeListener(bg, il) })
-
-	ncfg := notify.Config{NATS: config.NATS{URL: natsURL}, QueueConfig: qcfg, APIKeys: keys,
-		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second,
-			WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}},
-	}
-	if s.not, err = notify.New(bg, ncfg, log); err != nil {
-		nl.Close()
-		return nil, fmt.Errorf("notify: %w", err)
-	}
-	s.wg.Go(func() { _ = s.not.ServeListener(bg, nl) })
 
 	if s.recv, err = startReceiver(); err != nil {
 		return nil, err
@@ -512,6 +504,90 @@ func startServices(ctx context.Context, dir, natsURL string, o Options) (_ *serv
 	}
 	s.recv.setSecret(secret)
 	return s, nil
+}
+
+// exited names the services whose process ended by itself, with the last
+// line of its log.
+func (s *services) exited() []string {
+	var out []string
+	for _, p := range s.procs {
+		if p.Exited() {
+			out = append(out, fmt.Sprintf("%s (%v: %s)", p.name, p.Cmd.ProcessState, lastLine(p.LogTail(512))))
+		}
+	}
+	return out
+}
+
+// simGet reads one of vodsim's admin lists (GET /vodsim/...) into v.
+func (s *services) simGet(path string, v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.simAddr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("vodsim %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("vodsim %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("vodsim %s: %w", path, err)
+	}
+	return nil
+}
+
+// simState is what vodsim holds at the end of a run.
+type simState struct {
+	files    []vodsim.File
+	objects  []vodsim.Object
+	uploads  []vodsim.UploadView
+	events   []vodsim.EventRecord
+	traffic  []vodsim.ObjectTraffic
+	received int64 // object body bytes read, bodies cut short included
+	faults   int   // injected errors and resets
+}
+
+// simState reads vodsim's state through its admin API and metrics.
+func (s *services) simState() (*simState, error) {
+	var st simState
+	for _, g := range []struct {
+		path string
+		v    any
+	}{{"/vodsim/files", &st.files}, {"/vodsim/objects", &st.objects}, {"/vodsim/uploads", &st.uploads},
+		{"/vodsim/events", &st.events}, {"/vodsim/traffic", &st.traffic}} {
+		if err := s.simGet(g.path, g.v); err != nil {
+			return nil, err
+		}
+	}
+	m, err := metricSums("http://"+s.simAddr+"/metrics", "vodsim_body_bytes_read_total", "vodsim_injected_faults_total")
+	if err != nil {
+		return nil, err
+	}
+	st.received, st.faults = int64(m["vodsim_body_bytes_read_total"]), int(m["vodsim_injected_faults_total"])
+	return &st, nil
+}
+
+// simEvents is vodsim's list of events (nil when it cannot be read).
+func (s *services) simEvents() []vodsim.EventRecord {
+	var ev []vodsim.EventRecord
+	if s.simGet("/vodsim/events", &ev) != nil {
+		return nil
+	}
+	return ev
+}
+
+// close stops the services (SIGTERM, then SIGKILL after a grace) and the receiver.
+func (s *services) close() {
+	if s.recv != nil {
+		s.recv.close()
+	}
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].Stop(10 * time.Second)
+	}
 }
 
 // subscribe creates the receiver's subscription (job.completed and
@@ -562,28 +638,6 @@ func (s *services) subscribeOnce(ctx context.Context, url string) (secret string
 	return sub.Secret, false, nil
 }
 
-func (s *services) close() {
-	if s.recv != nil {
-		s.recv.close()
-	}
-	s.cancel()
-	s.wg.Wait()
-	if s.ing != nil {
-		s.ing.Close()
-	}
-	if s.not != nil {
-		s.not.Close()
-	}
-	if s.sim != nil {
-		_ = s.sim.Close()
-	}
-	if s.logFile != nil {
-		_ = s.logFile.Close()
-	}
-}
-
-// inEventsStream reports whether VODPIPE_EVENTS holds a job.completed of
-// jobID, to tell a lost event from an undelivered one.
 // connect opens a JetStream connection of the driver's own to the cluster;
 // close closes it.
 func (s *services) connect() (js jetstream.JetStream, close func(), err error) {
@@ -656,6 +710,8 @@ func (s *services) streamReplicas(ctx context.Context) (map[int][]string, error)
 	return byReplicas, l.Err()
 }
 
+// inEventsStream reports whether VODPIPE_EVENTS holds a job.completed of
+// jobID, to tell a lost event from an undelivered one.
 func (s *services) inEventsStream(jobID string) string {
 	js, closeNC, err := s.connect()
 	if err != nil {
@@ -810,10 +866,10 @@ func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.Job
 	ctx, cancel := context.WithTimeout(ctx, callbackWait)
 	defer cancel()
 	soft := time.Now().Add(60 * time.Second)
-	attempts := s.sim.Config().CallbackAttempts
+	attempts := s.callbackAttempts
 	for {
 		missing, retrying := 0, 0
-		events := s.sim.Events()
+		events := s.simEvents()
 		for id, v := range states {
 			if v.State != job.StateCompleted {
 				continue
@@ -917,7 +973,12 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 	viol := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
-	simFiles, simObjects, events := s.sim.Files(), s.sim.Objects(), s.sim.Events()
+	sim, err := s.simState()
+	if err != nil {
+		viol("read vodsim's state: %v", err)
+		return
+	}
+	simFiles, simObjects, events := sim.files, sim.objects, sim.events
 	if m, err := vodEventOutcomes(s.notifyURL); err == nil {
 		rep.VODEvents = m
 	} else {
@@ -964,7 +1025,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		if n := s.recv.fileUploaded(j.ID); v.State == job.StateCompleted && n != 1 {
 			rep.suspects = append(rep.suspects, j.ID)
 			viol("job %s: %d vod.file_uploaded events naming it at the receiver, want 1 (%d arrived naming no job); vodsim's callback %s",
-				j.ID, n, s.recv.orphaned(), callbackState(events, v.FileID, s.sim.Config().CallbackAttempts))
+				j.ID, n, s.recv.orphaned(), callbackState(events, v.FileID, s.callbackAttempts))
 		}
 	}
 	if len(notDone) > 0 {
@@ -974,7 +1035,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 	if rep.Committed != rep.Jobs {
 		viol("%d of %d jobs committed", rep.Committed, rep.Jobs)
 	}
-	if ups := s.sim.Uploads(); len(ups) > 0 {
+	if ups := sim.uploads; len(ups) > 0 {
 		viol("%d multipart uploads left open (first: %s %s)", len(ups), ups[0].Key, ups[0].ID)
 	}
 	s.recv.mu.Lock()
@@ -992,12 +1053,13 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		viol("%d refused job.completed deliveries never came again under the same webhook id (jobs %s)",
 			len(notAgain), strings.Join(notAgain[:min(len(notAgain), 10)], ", "))
 	}
+	rep.InjectedFaults = sim.faults
 	checkFaults(rep, o, s, viol)
 
 	for _, ob := range simObjects {
 		rep.Bytes += ob.Size
 	}
-	rep.Received = s.sim.BytesReceived()
+	rep.Received = sim.received
 	rep.Resent = rep.Received - rep.Bytes
 	perDisruption := int64(o.JobsPerWorker*o.Concurrency) * o.PartSize
 	rep.ResentBound = int64(rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts)*perDisruption + int64(rep.InjectedFaults)*o.PartSize
@@ -1005,14 +1067,13 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		viol("%s re-sent, more than the %s that %d disruptions and %d injected faults may cost", mib(rep.Resent), mib(rep.ResentBound),
 			rep.WorkerKills+rep.NATSRestarts+rep.RedisRestarts, rep.InjectedFaults)
 	}
-	checkResentPerJob(rep, o, jobs, states, s.sim.Traffic(), simFiles, simObjects, viol)
+	checkResentPerJob(rep, o, jobs, states, sim.traffic, simFiles, simObjects, viol)
 }
 
 // checkFaults fails a run whose faults did not all happen (it proved
-// nothing about them), in which a worker ended by itself, or whose streams
+// nothing about them), in which a worker or a service ended by itself, or whose streams
 // and buckets are not all at 3 replicas.
 func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any)) {
-	rep.InjectedFaults = injectedFaults(s)
 	if rep.WorkerKills == 0 {
 		viol("no worker was killed")
 	}
@@ -1024,6 +1085,9 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 	}
 	if rep.WorkerExits > 0 {
 		viol("%d worker processes ended by themselves (restarted; their logs are in the run's folder)", rep.WorkerExits)
+	}
+	if gone := s.exited(); len(gone) > 0 {
+		viol("services ended by themselves: %s", strings.Join(gone, "; "))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -1100,26 +1164,44 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 	rep.PerInterruptionBound = perAttempt
 }
 
-// injectedFaults sums vodsim_injected_faults_total from vodsim's metrics.
-func injectedFaults(s *services) int {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+s.simAddr+"/metrics", nil)
+// metricSums reads a Prometheus text page and sums, for each name, the
+// values of its series (every label set).
+func metricSums(url string, names ...string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0
+		return nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var total float64
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]float64{}
 	for line := range strings.Lines(string(b)) {
-		if !strings.HasPrefix(line, "vodsim_injected_faults_total") {
+		f := strings.Fields(line)
+		if len(f) != 2 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, _ := strings.Cut(f[0], "{")
+		if !slices.Contains(names, name) {
 			continue
 		}
 		var v float64
-		if f := strings.Fields(line); len(f) == 2 {
-			if _, err := fmt.Sscan(f[1], &v); err == nil {
-				total += v
-			}
+		if _, err := fmt.Sscan(f[1], &v); err != nil {
+			return nil, fmt.Errorf("%s: unreadable metric line %q", url, strings.TrimSpace(line))
+		}
+		sums[name] += v
+	}
+	for _, n := range names {
+		if _, ok := sums[n]; !ok {
+			return nil, fmt.Errorf("%s has no %s", url, n)
 		}
 	}
-	return int(total)
+	return sums, nil
 }

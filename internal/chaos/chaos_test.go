@@ -2,41 +2,70 @@ package chaos
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/service"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/notify"
 )
 
+// TestMain lets this test binary play the services (`vodpipe notify`, ...):
+// startServices starts them as its own executable re-executed with a role.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && service.IsRole(os.Args[1]) {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := service.RunRole(ctx, os.Args[1], os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
 // TestStartServicesFailsCleanly returns the reason when a service cannot
-// start, here because another stream already holds the jobs subjects, and
-// closes what it had opened instead of panicking on the way out.
+// start, here because a single NATS server cannot hold the run's streams at
+// 3 replicas, with the end of the service's log, and stops the services it
+// had started instead of leaving them running.
 func TestStartServicesFailsCleanly(t *testing.T) {
 	n := testharness.StartNATS(t)
-	if _, err := n.JetStream(t).CreateStream(t.Context(), jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"vodpipe.jobs.>"}}); err != nil {
-		t.Fatal(err)
-	}
 	o := Options{Seed: 1}
 	o.defaults()
-	s, err := startServices(t.Context(), t.TempDir(), n.URL, o)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s, err := startServices(t.Context(), exe, dir, n.URL, o)
 	if err == nil {
 		s.close()
-		t.Fatal("services started although another stream holds vodpipe.jobs.>")
+		t.Fatal("services started on a single server with streams at 3 replicas")
 	}
 	if s != nil {
 		t.Errorf("startServices returned services with its error %v", err)
 	}
-	if !strings.Contains(err.Error(), "VODPIPE_JOBS") {
-		t.Errorf("err = %v, want it to name the stream it could not create", err)
+	for _, want := range []string{"notify: exited before it was ready", "cannot start", "VODPIPE_JOBS", "replicas"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
+	}
+	// vodsim, started before notify, was stopped gracefully.
+	if b, _ := os.ReadFile(filepath.Join(dir, "vodsim.log")); !strings.Contains(string(b), "vodsim stopped") {
+		t.Errorf("vodsim was not stopped; its log:\n%s", b)
 	}
 }
 
@@ -119,21 +148,26 @@ func TestCheckFaultsFailsARunWithoutItsFaults(t *testing.T) {
 	}
 	o := Options{Seed: 1}
 	o.defaults()
-	// No vodsim listens there: no injected fault is read.
-	s := &services{natsURL: n.URL, simAddr: "127.0.0.1:1"}
+	// A service process that ended by itself.
+	p, err := child.Start(exec.Command("sh", "-c", "echo giving up; exit 3"), filepath.Join(t.TempDir(), "quitter.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	s := &services{natsURL: n.URL, procs: []*serviceProcess{{name: "quitter", Process: p}}}
 	var got []string
 	viol := func(format string, args ...any) { got = append(got, fmt.Sprintf(format, args...)) }
 	checkFaults(&Report{RedisRestarts: 1, WorkerExits: 1}, o, s, viol)
 	all := strings.Join(got, "\n")
 	for _, want := range []string{"no worker was killed", "0 NATS node restarts and 1 Redis restarts, want 1 of each",
-		"vodsim injected no fault", "1 worker processes ended by themselves", "1 streams or buckets at 1 replicas, want 3: SINGLE",
+		"vodsim injected no fault", "1 worker processes ended by themselves", "services ended by themselves: quitter (exit status 3: giving up)", "1 streams or buckets at 1 replicas, want 3: SINGLE",
 		"no stream at 3 replicas"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("violations lack %q:\n%s", want, all)
 		}
 	}
 	got = nil
-	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisRestarts: 1}, Options{}, &services{natsURL: n.URL, simAddr: "127.0.0.1:1"}, viol)
+	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisRestarts: 1}, Options{}, &services{natsURL: n.URL}, viol)
 	if len(got) != 2 { // the single-replica stream, and so none at 3
 		t.Errorf("a run with its faults: violations %q, want only the replica ones", got)
 	}

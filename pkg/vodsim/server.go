@@ -89,6 +89,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		objects: map[string]*Object{}, uploads: map[string]*Upload{}, files: map[string]*File{},
 		sigUses: map[string]*SignatureUse{}, trafficBy: map[string]*ObjectTraffic{},
 	}
+	s.metrics.registerRead(s.BytesReceived)
 	s.verifier = vod.Verifier{Keys: cfg.Apps, Now: s.now}
 	dir := cfg.DataDir
 	if dir == "" && !cfg.Discard {
@@ -235,4 +236,12 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.requests, m.bytesIn, m.faults)
 	return m
+}
+
+// registerRead exports the object body bytes read, bodies cut short
+// included (BytesReceived), for clients of a vodsim in another process.
+func (m *metrics) registerRead(read func() int64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vodsim_body_bytes_read_total", Help: "Object body bytes read, bodies cut short included.",
+	}, func() float64 { return float64(read()) }))
 }

@@ -1,0 +1,51 @@
+package vodsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// ServeEnv runs vodsim configured by the environment (prefix
+// VODPIPE_VODSIM_) until ctx ends: what cmd/vodsim and `vodpipe vodsim` run.
+func ServeEnv(ctx context.Context, log *slog.Logger) error {
+	var cfg Config
+	if err := envconfig.Process("VODPIPE_VODSIM", &cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	s, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	if cfg.TLSAddr != "" {
+		tl, err := net.Listen("tcp", cfg.TLSAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		go func() {
+			if err := s.ServeTLS(ctx, tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("vodsim TLS", "err", err)
+			}
+		}()
+		log.Info("vodsim listening over TLS", "addr", tl.Addr().String())
+	}
+	log.Info("vodsim listening", "addr", l.Addr().String(), "vod_endpoint", "http://"+l.Addr().String(),
+		"regions", s.Config().Regions, "procedures", s.Config().Procedures, "discard", cfg.Discard,
+		"callback_url", cfg.CallbackURL)
+	if err := s.Serve(ctx, l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("vodsim stopped")
+	return nil
+}
