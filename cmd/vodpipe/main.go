@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vodpipe/vodpipe/internal/service"
 )
 
 func main() {
@@ -26,6 +28,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
+	if service.IsRole(args[0]) {
+		return runRole(ctx, args[0], stderr)
+	}
 	switch args[0] {
 	case "config":
 		return runConfigDoc(stdout)
@@ -37,8 +42,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runChaos(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
-	case "worker", "ingest", "notify", "vodsim":
-		return runRole(ctx, args[0], stderr)
 	case "up":
 		return runUp(ctx, args[1:], stdout, stderr)
 	case "submit":

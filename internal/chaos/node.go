@@ -168,12 +168,15 @@ func (c *cluster) stop() {
 	}
 }
 
-// waitJetStream waits until the cluster has a JetStream meta leader, so that
-// streams with three replicas can be created.
-func waitJetStream(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+// waitJetStream waits until the cluster can place a stream on all three
+// nodes (a meta leader alone is not enough: with a node missing, every
+// stream at 3 replicas is refused "no suitable peers for placement"), by
+// creating a probe stream at 3 replicas and deleting it. A node that ended
+// meanwhile fails the wait with the end of its log.
+func (c *cluster) waitJetStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
@@ -182,16 +185,25 @@ func waitJetStream(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
+	probe := jetstream.StreamConfig{Name: "CHAOS_PROBE", Subjects: []string{"chaos.probe"}, Replicas: 3, Storage: jetstream.MemoryStorage}
 	for {
-		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.AccountInfo(actx)
+		for _, n := range c.nodes {
+			if n.proc.Exited() {
+				return fmt.Errorf("NATS node %s ended (%v):\n%s", n.spec.Name, n.proc.Cmd.ProcessState, n.proc.LogTail(2048))
+			}
+		}
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.CreateOrUpdateStream(actx, probe)
+		if err == nil {
+			err = js.DeleteStream(actx, probe.Name)
+		}
 		acancel()
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("NATS cluster has no JetStream: %w", err)
+			return fmt.Errorf("NATS cluster cannot place a stream on 3 nodes: %w", err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -114,14 +117,59 @@ func (r *Redis) Stop() error {
 // Kill stops redis-server at once with SIGKILL, as a crash would.
 func (r *Redis) Kill() { r.proc.Kill() }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a child process to listen on. It is picked below the kernel's ephemeral
+// range: a port of that range (what "127.0.0.1:0" gives) can be taken by
+// an outgoing connection before the child binds it, and a chaos run makes
+// thousands of those. Successive calls walk the range from a random start,
+// so one process does not hand out a port twice; when nothing there is
+// free, any free port.
 func FreePort() (int, error) {
+	lo, hi := portFloor, ephemeralStart()
+	if hi-lo > 1000 {
+		for range 100 {
+			p := lo + int(portCursor.Add(1))%(hi-lo)
+			if l, err := net.Listen("tcp", Loopback(p)); err == nil {
+				l.Close()
+				return p, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portFloor is the lowest port FreePort hands out.
+const portFloor = 20000
+
+// portCursor walks FreePort's range; it starts at a random point so that
+// concurrent test processes rarely walk the same ports.
+var portCursor = func() *atomic.Int64 {
+	var c atomic.Int64
+	c.Store(rand.Int64N(1 << 20))
+	return &c
+}()
+
+// ephemeralStart is the first port of the kernel's ephemeral range
+// (Linux's ip_local_port_range; 32768 when it cannot be read).
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // Loopback is 127.0.0.1:port.

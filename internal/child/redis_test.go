@@ -5,6 +5,7 @@ package child
 import (
 	"context"
 	"errors"
+	"net"
 	"syscall"
 	"testing"
 
@@ -49,5 +50,30 @@ func TestStartRedisSaysHowToInstall(t *testing.T) {
 	_, err := StartRedis(context.Background(), t.TempDir())
 	if err == nil || err.Error() != RedisInstallHint {
 		t.Fatalf("err %v, want the install hint", err)
+	}
+}
+
+// FreePort hands out ports below the kernel's ephemeral range (where no
+// outgoing connection takes them), never the same one twice in a process,
+// each free to listen on.
+func TestFreePortAvoidsEphemeralPortsAndRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 200 {
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < portFloor || p >= ephemeralStart() {
+			t.Fatalf("port %d outside [%d, %d)", p, portFloor, ephemeralStart())
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", Loopback(p))
+		if err != nil {
+			t.Fatalf("port %d: %v", p, err)
+		}
+		l.Close()
 	}
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 
@@ -35,7 +36,10 @@ func RunRole(ctx context.Context, role string, stderr io.Writer) int {
 		return Run(ctx, role, stderr, notify.New)
 	case "vodsim":
 		log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", role)
-		if err := vodsim.ServeEnv(ctx, log); err != nil {
+		if err := vodsim.ServeEnv(ctx, log); errors.Is(err, vodsim.ErrBadConfig) {
+			log.Error("invalid configuration", "err", err)
+			return ExitConfig
+		} else if err != nil {
 			log.Error("failed", "err", err)
 			return ExitFailed
 		}

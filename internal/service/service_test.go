@@ -71,3 +71,26 @@ func TestRunExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// Every role reads the environment like its own command: a bad value is a
+// configuration error (exit 2) naming the variable, for vodsim too.
+func TestRunRoleRefusesABadEnvironment(t *testing.T) {
+	for role, env := range map[string]string{
+		"worker": "VODPIPE_WORKER_JOBS", "ingest": "VODPIPE_BATCH_MAX", "notify": "VODPIPE_WEBHOOK_CONCURRENCY",
+		"vodsim": "VODPIPE_VODSIM_CALLBACK_ATTEMPTS",
+	} {
+		t.Run(role, func(t *testing.T) {
+			t.Setenv(env, "not-a-number")
+			var stderr bytes.Buffer
+			if code := service.RunRole(t.Context(), role, &stderr); code != service.ExitConfig {
+				t.Fatalf("exit %d, want %d; log:\n%s", code, service.ExitConfig, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), env[len("VODPIPE_"):]) {
+				t.Errorf("log does not name %s:\n%s", env, stderr.String())
+			}
+		})
+	}
+	if !service.IsRole("vodsim") || service.IsRole("chaos") {
+		t.Error("IsRole: vodsim is a role, chaos is not")
+	}
+}

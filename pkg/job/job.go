@@ -116,9 +116,10 @@ func Decode(b []byte) (*Job, error) {
 	if len(b) > MaxMessageSize {
 		return nil, &ValidationError{Fields: []FieldError{{Field: "(message)", Reason: fmt.Sprintf("larger than %d bytes", MaxMessageSize)}}}
 	}
-	// encoding/json would quietly turn invalid UTF-8 into U+FFFD: a name,
-	// context or path changed without a word. Refused instead, by field.
-	if !utf8.Valid(b) {
+	// encoding/json would quietly turn invalid UTF-8, and a \u escape of
+	// half a UTF-16 surrogate pair, into U+FFFD: a name, context or path
+	// changed without a word. Refused instead, by field.
+	if !validText(b) {
 		return nil, &ValidationError{Fields: invalidUTF8(b)}
 	}
 	var j Job
@@ -131,18 +132,69 @@ func Decode(b []byte) (*Job, error) {
 	return &j, nil
 }
 
+// validText reports whether JSON text b is valid UTF-8 and escapes no lone
+// UTF-16 surrogate (\ud800-\udfff not in a high-low pair).
+func validText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] != 'u' {
+			i++ // an escaped character, possibly a backslash
+			continue
+		}
+		r, ok := hex4(b, i+2)
+		switch {
+		case !ok || r < 0xd800 || r > 0xdfff:
+		case r >= 0xdc00: // a low surrogate with no high one before it
+			return false
+		default: // a high surrogate: a low one must follow
+			if low, ok := hex4(b, i+8); !ok || i+7 >= len(b) || b[i+6] != '\\' || b[i+7] != 'u' || low < 0xdc00 || low > 0xdfff {
+				return false
+			}
+			i += 6
+		}
+		i += 5
+	}
+	return true
+}
+
+// hex4 reads four hex digits at b[at:].
+func hex4(b []byte, at int) (rune, bool) {
+	if at+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[at : at+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
 // invalidUTF8 names the top-level fields of message b whose value is not
-// valid UTF-8, or the message itself when no value is (a field's name, or
-// bytes that are not JSON at all).
+// valid text (validText), or the message itself when no value is at fault
+// (a field's name, or bytes that are not JSON at all).
 func invalidUTF8(b []byte) []FieldError {
-	const reason = "not valid UTF-8"
+	const reason = "not valid UTF-8 (or half a UTF-16 surrogate pair)"
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(b, &fields) != nil {
 		return []FieldError{{Field: "(message)", Reason: reason}}
 	}
 	var out []FieldError
 	for name, v := range fields {
-		if !utf8.Valid(v) {
+		if !validText(v) {
 			out = append(out, FieldError{Field: name, Reason: reason})
 		}
 	}
@@ -195,6 +247,7 @@ func typeErrors(b []byte, first *json.UnmarshalTypeError) []FieldError {
 		return []FieldError{fieldError(first)}
 	}
 	var out []FieldError
+	named := map[string]bool{} // keys differing only in case name one field
 	for name, raw := range fields {
 		one, err := json.Marshal(map[string]json.RawMessage{name: raw})
 		if err != nil {
@@ -202,7 +255,8 @@ func typeErrors(b []byte, first *json.UnmarshalTypeError) []FieldError {
 		}
 		var j Job
 		var te *json.UnmarshalTypeError
-		if err := json.Unmarshal(one, &j); errors.As(err, &te) {
+		if err := json.Unmarshal(one, &j); errors.As(err, &te) && !named[te.Field] {
+			named[te.Field] = true
 			out = append(out, fieldError(te))
 		}
 	}

@@ -12,6 +12,18 @@ import (
 	"unicode/utf8"
 )
 
+// Escapes that make whole characters pass, surrogate pairs included, and
+// an escaped backslash before a "u" is not an escape.
+func TestDecodeKeepsValidEscapes(t *testing.T) {
+	j, err := Decode([]byte(`{"v":1,"id":"a","source":"file:///a.mp4","mediaName":"caf\u00e9 \ud83c\udfac","sourceContext":"\\udc80\"\\"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.MediaName != "café 🎬" || j.SourceContext != `\udc80"\` {
+		t.Fatalf("mediaName %q, sourceContext %q", j.MediaName, j.SourceContext)
+	}
+}
+
 func TestDecodeValidJob(t *testing.T) {
 	j, err := Decode([]byte(`{"v":1,"id":"a-1","source":"file:///media/in/My Clip.MP4","procedure":"LongVideoPreset",
 		"storageRegion":"ap-chongqing","classId":3,"sourceContext":"u=1","oneTimeSignature":true,"priority":5,
@@ -55,6 +67,9 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"not UTF-8 in metadata", "{\"v\":1,\"id\":\"a\",\"source\":\"file:///a.mp4\",\"metadata\":{\"k\":\"\xc3\"}}", []string{"metadata"}},
 		{"not UTF-8 in a field name", "{\"v\":1,\"id\":\"a\",\"source\":\"file:///a.mp4\",\"\xff\":1}", []string{"(message)"}},
 		{"not UTF-8 and not JSON", "\xff\xfe{", []string{"(message)"}},
+		{"lone surrogate escapes", `{"v":1,"id":"a","source":"file:///a.mp4","mediaName":"a\udc80","sourceContext":"\ud83d x","sessionContext":"\ud83d\u0041"}`,
+			[]string{"mediaName", "sessionContext", "sourceContext"}},
+		{"a type named twice", `{"v":1,"id":"a","source":"file:///a.mp4","priority":true,"Priority":"x"}`, []string{"priority"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -11,12 +11,15 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
+// ErrBadConfig is returned by ServeEnv for an environment it cannot read.
+var ErrBadConfig = errors.New("vodsim: invalid configuration")
+
 // ServeEnv runs vodsim configured by the environment (prefix
 // VODPIPE_VODSIM_) until ctx ends: what cmd/vodsim and `vodpipe vodsim` run.
 func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	var cfg Config
 	if err := envconfig.Process("VODPIPE_VODSIM", &cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	s, err := New(cfg, log)
 	if err != nil {

@@ -233,8 +233,13 @@ func (w *Worker) Registry() *prometheus.Registry { return w.metrics.reg }
 // Run pulls and runs jobs until ctx ends, then drains: no new jobs, parts in
 // flight get ShutdownGrace to finish, unfinished jobs go back to the queue at once.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.q.Consumer(ctx)
-	if err != nil {
+	// The consumer's lookup waits out a cluster electing leaders, as New's
+	// setup does: a worker started while a NATS node is down is not lost.
+	var cons jetstream.Consumer
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, w.log, func(ctx context.Context) (err error) {
+		cons, err = w.q.Consumer(ctx)
+		return err
+	}); err != nil {
 		return err
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
