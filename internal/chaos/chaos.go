@@ -120,8 +120,10 @@ type Report struct {
 	// WorkerKills, NATSRestarts and RedisRestarts count the faults caused;
 	// WorkerExits the workers that ended by themselves (and were restarted).
 	WorkerKills, NATSRestarts, RedisRestarts, WorkerExits int
-	// InjectedFaults counts vodsim's injected errors and resets.
+	// InjectedFaults counts vodsim's injected faults; FaultKinds by kind
+	// (error, reset, lost_answer: carried out, then the answer lost).
 	InjectedFaults int
+	FaultKinds     map[string]int
 	// Redelivered counts the job.completed events whose first delivery the
 	// receiver refused and that notify delivered again under the same webhook id.
 	Redelivered int
@@ -153,8 +155,10 @@ type Report struct {
 
 // Print writes the report as the run's summary.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis restarts, %d injected vodsim faults\n",
-		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults)
+	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis restarts, %d injected vodsim faults "+
+		"(%d errors, %d resets, %d answers lost after the work was done)\n",
+		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults,
+		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
 	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
@@ -445,7 +449,10 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 	s.simAddr = child.Loopback(ports[0])
 	s.ingestURL, s.notifyURL = "http://"+child.Loopback(ports[1]), "http://"+child.Loopback(ports[2])
 	secretID, secretKey := "AKIDchaos0123456789", "chaos-secret-key-0123456789"
-	faults := vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: "*", ErrorRate: o.FaultRate / 2, ResetRate: o.FaultRate / 2}}}
+	// On top of the errors and resets, a fifth as many requests are carried
+	// out with their answer lost: the client tries again what was done.
+	faults := vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: "*", ErrorRate: o.FaultRate / 2, ResetRate: o.FaultRate / 2,
+		LostAnswerRate: o.FaultRate / 5}}}
 	if o.Bandwidth > 0 {
 		faults.Bandwidth = o.Bandwidth
 	}
@@ -925,12 +932,12 @@ func callbackState(events []vodsim.EventRecord, fileID string, attempts int) str
 	return fmt.Sprintf("was not accepted in %d attempts%s", len(e.Attempts), last)
 }
 
-// vodEventOutcomes reads vodpipe_notify_vod_events_total from notify's
-// /metrics, summed over sources, by outcome.
-func vodEventOutcomes(notifyURL string) (map[string]int, error) {
+// labelSums reads metric from a Prometheus text page and sums its values
+// by the value of one label (over every other label).
+func labelSums(url, metric, label string) (map[string]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, notifyURL+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -945,18 +952,18 @@ func vodEventOutcomes(notifyURL string) (map[string]int, error) {
 	}
 	m := map[string]int{}
 	for line := range strings.Lines(string(b)) {
-		rest, ok := strings.CutPrefix(line, "vodpipe_notify_vod_events_total{")
+		rest, ok := strings.CutPrefix(line, metric+"{")
 		if !ok {
 			continue
 		}
 		labels, value, ok := strings.Cut(rest, "} ")
-		_, outcome, found := strings.Cut(labels, `outcome="`)
-		outcome, _, _ = strings.Cut(outcome, `"`)
+		_, v, found := strings.Cut(labels, label+`="`)
+		v, _, _ = strings.Cut(v, `"`)
 		var n float64
 		if _, err := fmt.Sscan(strings.TrimSpace(value), &n); !ok || !found || err != nil {
 			return nil, fmt.Errorf("unreadable metric line %q", strings.TrimSpace(line))
 		}
-		m[outcome] += int(n)
+		m[v] += int(n)
 	}
 	return m, nil
 }
@@ -972,7 +979,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		return
 	}
 	simFiles, simObjects, events := sim.files, sim.objects, sim.events
-	if m, err := vodEventOutcomes(s.notifyURL); err == nil {
+	if m, err := labelSums(s.notifyURL+"/metrics", "vodpipe_notify_vod_events_total", "outcome"); err == nil {
 		rep.VODEvents = m
 	} else {
 		viol("read notify's metrics: %v", err)
@@ -1047,6 +1054,11 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 			len(notAgain), strings.Join(notAgain[:min(len(notAgain), 10)], ", "))
 	}
 	rep.InjectedFaults = sim.faults
+	if k, err := labelSums("http://"+s.simAddr+"/metrics", "vodsim_injected_faults_total", "kind"); err == nil {
+		rep.FaultKinds = k
+	} else {
+		viol("read vodsim's faults by kind: %v", err)
+	}
 	checkFaults(rep, o, s, viol)
 
 	for _, ob := range simObjects {

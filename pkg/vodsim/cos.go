@@ -102,8 +102,28 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 		s.injected(cr, "corrupt")
 		r.Body = corrupt(r.Body, r.ContentLength)
 	}
+	out := w // where the answer goes: nowhere when it is to be lost
+	if d.lost {
+		out = &lostAnswer{}
+	}
+	err := s.cosOp(out, r, cr)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if d.lost {
+		// Done in full; the client sees its connection reset instead of the answer.
+		s.injected(cr, "lost_answer")
+		resetConn(w)
+		return
+	}
+	s.metrics.requests.WithLabelValues(op, "200").Inc()
+}
+
+// cosOp carries out one COS operation, writing its answer to w.
+func (s *Server) cosOp(w http.ResponseWriter, r *http.Request, cr *cosRequest) *cosError {
 	var err *cosError
-	switch op {
+	switch cr.op {
 	case OpPutObject:
 		err = s.putObject(w, r, cr)
 	case OpInitiateMultipart:
@@ -123,11 +143,7 @@ func (s *Server) serveCOS(w http.ResponseWriter, r *http.Request, bucket, region
 	case OpListUploads:
 		err = s.listUploads(w, r, cr)
 	}
-	if err != nil {
-		fail(err)
-		return
-	}
-	s.metrics.requests.WithLabelValues(op, "200").Inc()
+	return err
 }
 
 // cosOperation maps method and query to the XML API operation ("" = unsupported).

@@ -55,6 +55,13 @@ type FaultRule struct {
 	Code   string `json:"code,omitempty"`
 	// ResetRate is the fraction of requests whose connection is reset in the middle of the body.
 	ResetRate float64 `json:"resetRate,omitempty"`
+	// LostAnswerRate is the fraction of requests carried out in full whose
+	// answer is then lost: the connection is reset where the answer would
+	// be written, so the client cannot tell it from a reset and tries again
+	// what was done (a second Complete, Commit or Initiate). It applies to
+	// VOD's upload actions and to COS but for the reads whose answer is the
+	// work (GetObject, HeadObject).
+	LostAnswerRate float64 `json:"lostAnswerRate,omitempty"`
 	// CorruptRate is the fraction of PutObject and UploadPart requests whose
 	// stored bytes get one byte flipped, as corruption between client and
 	// storage would: the answer's ETag and CRC-64 are those of the corrupted
@@ -100,7 +107,8 @@ func (f FaultConfig) Validate() error {
 		if r.Op == "" {
 			return fmt.Errorf("rules[%d].op is required", i)
 		}
-		if r.ErrorRate < 0 || r.ErrorRate > 1 || r.ResetRate < 0 || r.ResetRate > 1 || r.CorruptRate < 0 || r.CorruptRate > 1 {
+		if r.ErrorRate < 0 || r.ErrorRate > 1 || r.ResetRate < 0 || r.ResetRate > 1 || r.CorruptRate < 0 || r.CorruptRate > 1 ||
+			r.LostAnswerRate < 0 || r.LostAnswerRate > 1 {
 			return fmt.Errorf("rules[%d]: rates must be between 0 and 1", i)
 		}
 		if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
@@ -108,6 +116,9 @@ func (f FaultConfig) Validate() error {
 		}
 		if r.FailNth < 0 || r.Latency < 0 || r.AnswerLatency < 0 {
 			return fmt.Errorf("rules[%d]: failNth, latency and answerLatency must not be negative", i)
+		}
+		if r.LostAnswerRate > 0 && !answerCanBeLost(r.Op) && r.Op != OpAny {
+			return fmt.Errorf("rules[%d].lostAnswerRate does not apply to %s: its answer is the work", i, r.Op)
 		}
 		switch r.Op {
 		case OpApply, OpCommit, OpPrepare, OpAny:
@@ -168,6 +179,19 @@ type decision struct {
 	code    string
 	reset   bool
 	corrupt bool
+	lost    bool // carry the request out, then lose the answer
+}
+
+// answerCanBeLost reports whether a lost answer applies to op: VOD's
+// upload actions and COS's operations but the reads whose answer is the
+// work (GetObject, HeadObject).
+func answerCanBeLost(op string) bool {
+	switch op {
+	case OpApply, OpCommit, OpPrepare, OpPutObject, OpInitiateMultipart, OpUploadPart, OpListParts,
+		OpCompleteMultipart, OpAbortMultipart, OpDeleteObject, OpListUploads:
+		return true
+	}
+	return false
 }
 
 func (f *faults) decide(op string) decision {
@@ -190,6 +214,9 @@ func (f *faults) decide(op string) decision {
 		}
 		if !d.corrupt && r.CorruptRate > 0 && rand.Float64() < r.CorruptRate {
 			d.corrupt = true
+		}
+		if !d.lost && r.LostAnswerRate > 0 && answerCanBeLost(op) && rand.Float64() < r.LostAnswerRate {
+			d.lost = true
 		}
 	}
 	return d
@@ -255,6 +282,19 @@ func (f *flipped) Read(p []byte) (int, error) {
 	f.off += int64(n)
 	return n, err
 }
+
+// lostAnswer is a ResponseWriter that carries nothing to the client: the
+// answer of a request whose answer is lost (decision.lost).
+type lostAnswer struct{ h http.Header }
+
+func (l *lostAnswer) Header() http.Header {
+	if l.h == nil {
+		l.h = http.Header{}
+	}
+	return l.h
+}
+func (l *lostAnswer) Write(p []byte) (int, error) { return len(p), nil }
+func (l *lostAnswer) WriteHeader(int)             {}
 
 // injectFaults decides the faults of one request, waits out its added latency
 // and, when resetNow, drops the connection of a request chosen for a reset.

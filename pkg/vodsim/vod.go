@@ -206,6 +206,12 @@ func (s *Server) serveVOD(w http.ResponseWriter, r *http.Request) {
 			return // the client left; what was done stays done
 		}
 	}
+	if d.lost && verr == nil {
+		// Done; the client sees its connection reset instead of the answer.
+		s.metrics.faults.WithLabelValues(op, "lost_answer").Inc()
+		resetConn(w)
+		return
+	}
 	s.writeVOD(w, op, data, verr)
 }
 

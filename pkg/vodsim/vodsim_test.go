@@ -495,6 +495,45 @@ func TestCommitAnswerLatencyComesAfterTheCommit(t *testing.T) {
 	}
 }
 
+// TestLostAnswerCarriesTheWorkOut: a lost answer leaves what was asked for
+// done (the object stored, the file committed) while the client sees only
+// its connection reset; the reads whose answer is the work are spared.
+func TestLostAnswerCarriesTheWorkOut(t *testing.T) {
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) {
+		c.Faults.Rules = []vodsim.FaultRule{{Op: vodsim.OpPutObject, LostAnswerRate: 1}, {Op: vodsim.OpCommit, LostAnswerRate: 1}}
+	})
+	ctx := t.Context()
+	a := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(2))})
+	c := v.COSClient(a)
+	c.Conf.RetryOpt.Count = 1
+	_, err := c.Object.Put(ctx, a.Video.Key(), strings.NewReader("hi"), nil)
+	if err == nil || cosCode(err) != "" {
+		t.Fatalf("put with its answer lost: want a transport error, got %v", err)
+	}
+	if obs := v.Objects(); len(obs) != 1 || obs[0].Key != a.Video.Key() || obs[0].Size != 2 {
+		t.Fatalf("objects after a lost answer: %+v, want the object stored", obs)
+	}
+	if _, err := v.VODClient().Commit(ctx, v.Signer(vod.SignatureParams{}), a.VodSessionKey); err == nil {
+		t.Fatal("a commit whose answer was lost answered")
+	}
+	if f := v.Files(); len(f) != 1 || f[0].VideoKey != a.Video.Key() {
+		t.Fatalf("files after a lost commit answer: %+v, want the file committed", f)
+	}
+	for _, r := range []vodsim.FaultRule{{Op: vodsim.OpGetObject, LostAnswerRate: 1}, {Op: vodsim.OpHeadObject, LostAnswerRate: 1},
+		{Op: vodsim.OpPullEvents, LostAnswerRate: 1}, {Op: vodsim.OpPutObject, LostAnswerRate: 1.5}} {
+		if err := (vodsim.FaultConfig{Rules: []vodsim.FaultRule{r}}).Validate(); err == nil {
+			t.Errorf("lostAnswerRate %v on %s accepted", r.LostAnswerRate, r.Op)
+		}
+	}
+	// Under "*" the reads are spared: a HEAD answers.
+	if err := v.SetFaults(vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpAny, LostAnswerRate: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Object.Head(ctx, a.Video.Key(), nil); err != nil {
+		t.Fatalf("HEAD under a lost-answer rule for every op: %v", err)
+	}
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
