@@ -567,7 +567,11 @@ func (s *services) simState() (*simState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.received, st.faults = int64(m["vodsim_body_bytes_read_total"]), int(m["vodsim_injected_faults_total"])
+	read, ok := m["vodsim_body_bytes_read_total"] // always exported: its absence is a renamed metric
+	if !ok {
+		return nil, errors.New("vodsim exports no vodsim_body_bytes_read_total")
+	}
+	st.received, st.faults = int64(read), int(m["vodsim_injected_faults_total"])
 	return &st, nil
 }
 

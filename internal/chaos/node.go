@@ -203,7 +203,11 @@ func (c *cluster) waitJetStream(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("NATS cluster cannot place a stream on 3 nodes: %w", err)
+			var logs strings.Builder
+			for _, n := range c.nodes {
+				fmt.Fprintf(&logs, "\nNATS node %s log:\n%s", n.spec.Name, n.proc.LogTail(1024))
+			}
+			return fmt.Errorf("NATS cluster cannot place a stream on 3 nodes: %w%s", err, logs.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

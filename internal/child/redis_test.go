@@ -63,7 +63,9 @@ func TestFreePortAvoidsEphemeralPortsAndRepeats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p < portFloor || p >= ephemeralStart() {
+		// A kernel whose ephemeral range starts too low to leave room below
+		// it gets ports from anywhere: only the range's own check is skipped.
+		if ephemeralStart()-portFloor > 1000 && (p < portFloor || p >= ephemeralStart()) {
 			t.Fatalf("port %d outside [%d, %d)", p, portFloor, ephemeralStart())
 		}
 		if seen[p] {

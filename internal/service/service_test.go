@@ -90,6 +90,17 @@ func TestRunRoleRefusesABadEnvironment(t *testing.T) {
 			}
 		})
 	}
+	// A value vodsim reads but cannot run with is a configuration error too.
+	t.Run("vodsim faults", func(t *testing.T) {
+		t.Setenv("VODPIPE_VODSIM_FAULTS", `{"rules":[{"op":"GetObject","lostAnswerRate":1}]}`)
+		var stderr bytes.Buffer
+		if code := service.RunRole(t.Context(), "vodsim", &stderr); code != service.ExitConfig {
+			t.Fatalf("exit %d, want %d; log:\n%s", code, service.ExitConfig, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "lostAnswerRate") {
+			t.Errorf("log does not name the bad rule:\n%s", stderr.String())
+		}
+	})
 	if !service.IsRole("vodsim") || service.IsRole("chaos") {
 		t.Error("IsRole: vodsim is a role, chaos is not")
 	}

@@ -11,11 +11,9 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// ErrBadConfig is returned by ServeEnv for an environment it cannot read.
-var ErrBadConfig = errors.New("vodsim: invalid configuration")
-
 // ServeEnv runs vodsim configured by the environment (prefix
 // VODPIPE_VODSIM_) until ctx ends: what cmd/vodsim and `vodpipe vodsim` run.
+// An environment it cannot read or run with is ErrBadConfig.
 func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	var cfg Config
 	if err := envconfig.Process("VODPIPE_VODSIM", &cfg); err != nil {

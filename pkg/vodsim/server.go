@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -65,22 +66,34 @@ type Server struct {
 	events     []*EventRecord
 }
 
+// ErrBadConfig is returned for a configuration vodsim cannot run with.
+var ErrBadConfig = errors.New("vodsim: invalid configuration")
+
+// check refuses a configuration vodsim cannot run with; it reads the
+// faults from FaultsJSON when set.
+func (cfg *Config) check() error {
+	if len(cfg.Apps) == 0 {
+		return errors.New("no apps configured")
+	}
+	if cfg.FaultsJSON != "" {
+		if err := json.Unmarshal([]byte(cfg.FaultsJSON), &cfg.Faults); err != nil {
+			return fmt.Errorf("FAULTS: %w", err)
+		}
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return fmt.Errorf("faults: %w", err)
+	}
+	return nil
+}
+
 // New builds an emulator from cfg. The caller must Close it.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if len(cfg.Apps) == 0 {
-		return nil, fmt.Errorf("vodsim: no apps configured")
-	}
-	if cfg.FaultsJSON != "" {
-		if err := json.Unmarshal([]byte(cfg.FaultsJSON), &cfg.Faults); err != nil {
-			return nil, fmt.Errorf("vodsim: FAULTS: %w", err)
-		}
-	}
-	if err := cfg.Faults.Validate(); err != nil {
-		return nil, fmt.Errorf("vodsim: faults: %w", err)
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	s := &Server{
 		cfg: cfg, log: log, faults: newFaults(cfg.Faults), metrics: newMetrics(),
