@@ -26,7 +26,7 @@ func TestChaosShortRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("chaos exit %d\nstderr:\n%s", code, stderr.String())
 	}
-	for _, want := range []string{"committed:  40 of 40", "1 NATS node restarts, 1 Redis restarts", "OK:"} {
+	for _, want := range []string{"committed:  40 of 40", "1 NATS node restarts, 1 Redis restarts", "crashed:    notify, ingest", "OK:"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q", want)
 		}
@@ -42,12 +42,16 @@ func TestChaosShortRun(t *testing.T) {
 		}
 	}
 	// notify's count of VOD events that named their job: at least one per
-	// job (a repeat whose marker a NATS restart lost may count twice).
+	// job (a repeat whose marker a NATS restart lost may count twice), summed
+	// over the notify process the run crashed and its successor. An event
+	// counted in the moment between reading the first's metrics and its
+	// SIGKILL is missing from that sum, so one may be short; the run itself
+	// checks every job's event at the receiver.
 	m := regexp.MustCompile(`vod events: (\d+) published naming their job`).FindStringSubmatch(stdout.String())
 	if len(m) != 2 {
 		t.Fatal("summary lacks its vod events line")
 	}
-	if n, err := strconv.Atoi(m[1]); err != nil || n < 40 {
-		t.Errorf("summary's vod events line %q: want at least 40 published naming their job", m[0])
+	if n, err := strconv.Atoi(m[1]); err != nil || n < 39 {
+		t.Errorf("summary's vod events line %q: want at least 39 published naming their job", m[0])
 	}
 }

@@ -1,10 +1,11 @@
 // Package chaos is vodpipe's chaos run (`vodpipe chaos`): real processes for
-// the three nodes of a NATS cluster, redis-server, vodsim (injecting errors
-// and connection resets), ingest, notify and the workers, with a webhook
-// receiver (the application) in the driving process. While jobs of many sizes run, it
-// SIGKILLs workers and restarts them, kills one NATS node and restarts it,
-// and restarts Redis; the webhook receiver refuses the first delivery of
-// one job.completed in ten. Then it checks that every one of those faults
+// the three nodes of a NATS cluster, redis-server, vodsim (injecting errors,
+// connection resets and lost answers), ingest, notify and the workers, with
+// a webhook receiver (the application) in the driving process. While jobs of
+// many sizes run, it SIGKILLs workers and restarts them, kills one NATS node
+// and restarts it, restarts Redis, and SIGKILLs and restarts notify and
+// ingest; the webhook receiver refuses the first delivery of one
+// job.completed in ten. Then it checks that every one of those faults
 // happened, that every stream and bucket is at 3 replicas, that every job
 // committed exactly once, no multipart upload is left open, every
 // job.completed webhook (one webhook id through redeliveries) and every
@@ -120,6 +121,8 @@ type Report struct {
 	// WorkerKills, NATSRestarts and RedisRestarts count the faults caused;
 	// WorkerExits the workers that ended by themselves (and were restarted).
 	WorkerKills, NATSRestarts, RedisRestarts, WorkerExits int
+	// ServiceCrashes lists the services SIGKILLed and restarted.
+	ServiceCrashes []string
 	// InjectedFaults counts vodsim's injected faults; FaultKinds by kind
 	// (error, reset, lost_answer: carried out, then the answer lost).
 	InjectedFaults int
@@ -143,7 +146,10 @@ type Report struct {
 	Elapsed                                        time.Duration
 	// VODEvents is notify's count of VOD events by outcome (published,
 	// published_by_media_url, duplicate, uncorrelated, ...), read from its
-	// metrics at the end: how often the media-URL fallback named the job.
+	// metrics at the end and, for the process the run crashed, right before
+	// the crash: how often the media-URL fallback named the job. (An event
+	// counted between that read and the SIGKILL is missing from it; the
+	// checks count events at the receiver.)
 	VODEvents map[string]int
 	// Violations lists every check that failed; empty means the run passed.
 	Violations []string
@@ -159,6 +165,7 @@ func (r *Report) Print(w io.Writer) {
 		"(%d errors, %d resets, %d answers lost after the work was done)\n",
 		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults,
 		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
+	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
 	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
@@ -316,7 +323,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	scheduled, faultsEnded := make(chan struct{}), make(chan struct{})
 	chaosWG.Go(func() {
 		defer close(faultsEnded)
-		chaosErr = runFaults(cctx, rng, o, cl, rs, ws, workers, rep, scheduled, logf)
+		chaosErr = runFaults(cctx, rng, o, cl, rs, sys, ws, workers, rep, scheduled, logf)
 	})
 
 	states, waitErr := waitTerminal(ctx, client, jobs, logf)
@@ -412,13 +419,18 @@ type services struct {
 	simAddr, ingestURL, notifyURL string
 	natsURL, apiKey               string
 	callbackAttempts              int
+	exe, dir                      string
+	mu                            sync.Mutex // procs and vodEventsBefore: the fault loop restarts services
 	procs                         []*serviceProcess
+	vodEventsBefore               map[string]int // notify's VOD event counts read before its crash
 	recv                          *receiver
 }
 
-// serviceProcess is one service's process.
+// serviceProcess is one service's process, and how to start it again.
 type serviceProcess struct {
-	name string
+	name  string
+	env   []string
+	ready string // the URL that answers 200 once it serves
 	*child.Process
 }
 
@@ -434,7 +446,7 @@ const callbackAttempts = 11
 func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ *services, err error) {
 	// s stays set on every return, so a failed start stops what it started
 	// (the returns below hand back nil for the caller, not for this defer).
-	s := &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL, callbackAttempts: callbackAttempts}
+	s := &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL, callbackAttempts: callbackAttempts, exe: exe, dir: dir}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -481,17 +493,15 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 			"VODPIPE_PAGE_NOTIFY_URL=" + s.notifyURL, "VODPIPE_PAGE_NOTIFY_KEY=" + s.apiKey}, queueEnv...)},
 	}
 	for _, st := range start {
-		cmd := exec.Command(exe, st.role)
-		cmd.Env = append(child.EnvWithout("VODPIPE_"), st.env...)
-		p, err := child.Start(cmd, filepath.Join(dir, st.role+".log"))
-		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", st.role, err)
+		sp := &serviceProcess{name: st.role, env: st.env, ready: st.ready}
+		if err := s.launch(sp); err != nil {
+			return nil, err
 		}
-		s.procs = append(s.procs, &serviceProcess{name: st.role, Process: p})
+		s.procs = append(s.procs, sp)
 		// A cluster that has just formed may still be electing the leaders
 		// of the streams a service opens: a minute, as a rollout would wait.
-		if err := p.WaitHTTPReady(ctx, st.ready, time.Minute); err != nil {
-			return nil, fmt.Errorf("%s: %w\n%s", st.role, err, p.LogTail(2048))
+		if err := sp.WaitHTTPReady(ctx, st.ready, time.Minute); err != nil {
+			return nil, fmt.Errorf("%s: %w\n%s", st.role, err, sp.LogTail(2048))
 		}
 	}
 
@@ -506,9 +516,44 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 	return s, nil
 }
 
+// launch starts (or starts again) the process of sp, its output appended to its log.
+func (s *services) launch(sp *serviceProcess) error {
+	cmd := exec.Command(s.exe, sp.name)
+	cmd.Env = append(child.EnvWithout("VODPIPE_"), sp.env...)
+	p, err := child.Start(cmd, filepath.Join(s.dir, sp.name+".log"))
+	if err != nil {
+		return fmt.Errorf("start %s: %w", sp.name, err)
+	}
+	sp.Process = p
+	return nil
+}
+
+// crash SIGKILLs the service named role and starts it again at once on the
+// same address, as a supervisor would.
+func (s *services) crash(role string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range s.procs {
+		if sp.name != role {
+			continue
+		}
+		if role == "notify" {
+			// Its counters start again at 0: keep what they said.
+			if m, err := labelSums(s.notifyURL+"/metrics", "vodpipe_notify_vod_events_total", "outcome"); err == nil {
+				s.vodEventsBefore = m
+			}
+		}
+		sp.Kill()
+		return s.launch(sp)
+	}
+	return fmt.Errorf("no service %s", role)
+}
+
 // exited names the services whose process ended by itself, with the last
 // line of its log.
 func (s *services) exited() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []string
 	for _, p := range s.procs {
 		if p.Exited() {
@@ -589,6 +634,8 @@ func (s *services) close() {
 	if s.recv != nil {
 		s.recv.close()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		s.procs[i].Stop(10 * time.Second)
 	}
@@ -737,11 +784,12 @@ func (s *services) inEventsStream(jobID string) string {
 
 // runFaults kills a random worker every KillEvery and restarts it; with
 // the first kill it also SIGKILLs one NATS node and restarts it on its
-// store KillEvery later, with the second it restarts Redis, and then it
-// closes scheduled. Like a process supervisor it also restarts a worker
+// store KillEvery later, with the second it restarts Redis, with the next
+// ones it SIGKILLs and restarts notify and then ingest (crashedServices),
+// and then it closes scheduled. Like a process supervisor it also restarts a worker
 // that ended by itself. It runs until ctx ends, and restarts the NATS node
 // on its way out if it is still down, so the checks meet a whole cluster.
-func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *child.Redis, ws *workerSetup,
+func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *child.Redis, sys *services, ws *workerSetup,
 	workers []*child.WorkerProcess, rep *Report, scheduled chan<- struct{}, logf func(string, ...any)) (err error) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -783,8 +831,8 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 			logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
 			down = -1
 		}
-		if step >= 2 && down < 0 && scheduled != nil {
-			close(scheduled) // the NATS node and Redis went down and came back
+		if step >= len(crashedServices())+2 && down < 0 && scheduled != nil {
+			close(scheduled) // the NATS node, Redis and the services went down and came back
 			scheduled = nil
 		}
 		if time.Now().Before(nextKill) {
@@ -814,9 +862,21 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *
 			}
 			rep.RedisRestarts++
 			logf("redis-server restarted (append-only file kept)")
+		default:
+			if crash := crashedServices(); step-3 < len(crash) {
+				if err := sys.crash(crash[step-3]); err != nil {
+					return err
+				}
+				rep.ServiceCrashes = append(rep.ServiceCrashes, crash[step-3])
+				logf("SIGKILL %s, restarted", crash[step-3])
+			}
 		}
 	}
 }
+
+// crashedServices are the services the fault loop SIGKILLs and restarts,
+// one at each kill after the NATS node's and Redis's.
+func crashedServices() []string { return []string{"notify", "ingest"} }
 
 // lastLine is the last non-empty line of s.
 func lastLine(s string) string {
@@ -984,6 +1044,11 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 	}
 	simFiles, simObjects, events := sim.files, sim.objects, sim.events
 	if m, err := labelSums(s.notifyURL+"/metrics", "vodpipe_notify_vod_events_total", "outcome"); err == nil {
+		s.mu.Lock()
+		for k, v := range s.vodEventsBefore {
+			m[k] += v
+		}
+		s.mu.Unlock()
 		rep.VODEvents = m
 	} else {
 		viol("read notify's metrics: %v", err)
@@ -1088,6 +1153,9 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 	}
 	if rep.NATSRestarts != 1 || rep.RedisRestarts != 1 {
 		viol("%d NATS node restarts and %d Redis restarts, want 1 of each", rep.NATSRestarts, rep.RedisRestarts)
+	}
+	if want := crashedServices(); !slices.Equal(rep.ServiceCrashes, want) {
+		viol("services crashed: %v, want %v", rep.ServiceCrashes, want)
 	}
 	if rep.InjectedFaults == 0 && o.FaultRate > 0 {
 		viol("vodsim injected no fault")

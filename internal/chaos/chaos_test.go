@@ -161,13 +161,13 @@ func TestCheckFaultsFailsARunWithoutItsFaults(t *testing.T) {
 	all := strings.Join(got, "\n")
 	for _, want := range []string{"no worker was killed", "0 NATS node restarts and 1 Redis restarts, want 1 of each",
 		"vodsim injected no fault", "1 worker processes ended by themselves", "services ended by themselves: quitter (exit status 3: giving up)", "1 streams or buckets at 1 replicas, want 3: SINGLE",
-		"no stream at 3 replicas"} {
+		"no stream at 3 replicas", "services crashed: [], want [notify ingest]"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("violations lack %q:\n%s", want, all)
 		}
 	}
 	got = nil
-	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisRestarts: 1}, Options{}, &services{natsURL: n.URL}, viol)
+	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisRestarts: 1, ServiceCrashes: crashedServices()}, Options{}, &services{natsURL: n.URL}, viol)
 	if len(got) != 2 { // the single-replica stream, and so none at 3
 		t.Errorf("a run with its faults: violations %q, want only the replica ones", got)
 	}
