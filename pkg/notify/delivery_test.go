@@ -89,6 +89,16 @@ func delivered(t testing.TB, in *instance) int {
 	return 0
 }
 
+// waitMetrics waits until the instance's metrics hold every wanted text:
+// a count that follows the work it counts (an event published, then
+// counted) is waited for rather than read once.
+func waitMetrics(t testing.TB, in *instance, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		testharness.WaitFor(t, 5*time.Second, "metric "+strings.TrimSpace(want), func() bool { return strings.Contains(scrape(t, in), want) })
+	}
+}
+
 func scrape(t testing.TB, in *instance) string {
 	t.Helper()
 	resp, err := http.Get(in.url + "/metrics")
