@@ -315,7 +315,8 @@ func alterWhileRunning(t *testing.T, c *ingest.Client, root string) {
 	altered := map[string]bool{}
 	last := map[string]string{} // job id → what the last look saw, for a timeout
 	for len(altered) < len(alteredJob) {
-		for file, id := range alteredJob {
+		for file, a := range alteredJob {
+			id := a.job
 			if altered[file] {
 				continue
 			}
@@ -331,23 +332,8 @@ func alterWhileRunning(t *testing.T, c *ingest.Client, root string) {
 				last[id] = fmt.Sprintf("%s, %d bytes sent", v.State, v.BytesDone)
 				continue
 			}
-			p := filepath.Join(root, file)
-			if strings.HasPrefix(file, "vanishing") {
-				if err := os.Remove(p); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, werr := f.Write(make([]byte, 4096))
-				if cerr := f.Close(); werr == nil {
-					werr = cerr
-				}
-				if werr != nil {
-					t.Fatalf("grow %s: %v", file, werr)
-				}
+			if err := a.alter(filepath.Join(root, file)); err != nil {
+				t.Fatalf("alter %s: %v", file, err)
 			}
 			altered[file] = true
 		}
@@ -358,9 +344,25 @@ func alterWhileRunning(t *testing.T, c *ingest.Client, root string) {
 	}
 }
 
-// alteredJob maps each file that grows (changing*) or is removed
-// (vanishing*) while it uploads to the job that uploads it.
-var alteredJob = map[string]string{
-	"changing.mp4": "bad-changing", "changing-nats.mp4": "nats-bad-changing",
-	"vanishing.mp4": "bad-vanishing", "vanishing-nats.mp4": "nats-bad-vanishing",
+// alteredJob maps each file that changes while it uploads to the job that
+// uploads it and what happens to it: it grows, or it is removed.
+var alteredJob = map[string]struct {
+	job   string
+	alter func(path string) error
+}{
+	"changing.mp4": {"bad-changing", grow}, "changing-nats.mp4": {"nats-bad-changing", grow},
+	"vanishing.mp4": {"bad-vanishing", os.Remove}, "vanishing-nats.mp4": {"nats-bad-vanishing", os.Remove},
+}
+
+// grow appends 4 KiB to the file at path.
+func grow(path string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(make([]byte, 4096))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -29,7 +29,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if service.IsRole(args[0]) {
-		return runRole(ctx, args[0], stderr)
+		// One binary plays every service (benchmarks and chaos runs start them so).
+		return service.RunRole(ctx, args[0], stderr)
 	}
 	switch args[0] {
 	case "config":

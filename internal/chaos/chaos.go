@@ -36,6 +36,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
@@ -420,6 +423,8 @@ type services struct {
 	natsURL, apiKey               string
 	callbackAttempts              int
 	exe, dir                      string
+	js                            jetstream.JetStream // the driver's own connection, for its checks
+	nc                            *nats.Conn
 	mu                            sync.Mutex // procs and vodEventsBefore: the fault loop restarts services
 	procs                         []*serviceProcess
 	vodEventsBefore               map[string]int // notify's VOD event counts read before its crash
@@ -452,6 +457,14 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 			s.close()
 		}
 	}()
+	// The driver's own connection to the cluster, for its checks (it
+	// reconnects to another node while one is down).
+	if s.nc, err = nats.Connect(natsURL, nats.MaxReconnects(-1)); err != nil {
+		return nil, err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return nil, err
+	}
 	var ports [3]int
 	for i := range ports {
 		if ports[i], err = child.FreePort(); err != nil {
@@ -539,7 +552,7 @@ func (s *services) crash(role string) error {
 		}
 		if role == "notify" {
 			// Its counters start again at 0: keep what they said.
-			if m, err := labelSums(s.notifyURL+"/metrics", "vodpipe_notify_vod_events_total", "outcome"); err == nil {
+			if m, err := s.vodEvents(); err == nil {
 				s.vodEventsBefore = m
 			}
 		}
@@ -587,13 +600,13 @@ func (s *services) simGet(path string, v any) error {
 
 // simState is what vodsim holds at the end of a run.
 type simState struct {
-	files    []vodsim.File
-	objects  []vodsim.Object
-	uploads  []vodsim.UploadView
-	events   []vodsim.EventRecord
-	traffic  []vodsim.ObjectTraffic
-	received int64 // object body bytes read, bodies cut short included
-	faults   int   // injected errors and resets
+	files      []vodsim.File
+	objects    []vodsim.Object
+	uploads    []vodsim.UploadView
+	events     []vodsim.EventRecord
+	traffic    []vodsim.ObjectTraffic
+	received   int64          // object body bytes read, bodies cut short included
+	faultKinds map[string]int // injected faults by kind
 }
 
 // simState reads vodsim's state through its admin API and metrics.
@@ -608,16 +621,26 @@ func (s *services) simState() (*simState, error) {
 			return nil, err
 		}
 	}
-	m, err := metricSums("http://"+s.simAddr+"/metrics", "vodsim_body_bytes_read_total", "vodsim_injected_faults_total")
+	fams, err := metricFamilies("http://" + s.simAddr + "/metrics")
 	if err != nil {
 		return nil, err
 	}
-	read, ok := m["vodsim_body_bytes_read_total"] // always exported: its absence is a renamed metric
+	read, ok := fams["vodsim_body_bytes_read_total"] // always exported: its absence is a renamed metric
 	if !ok {
 		return nil, errors.New("vodsim exports no vodsim_body_bytes_read_total")
 	}
-	st.received, st.faults = int64(read), int(m["vodsim_injected_faults_total"])
+	st.received = int64(sumByLabel(read, "")[""])
+	st.faultKinds = sumByLabel(fams["vodsim_injected_faults_total"], "kind")
 	return &st, nil
+}
+
+// vodEvents is notify's count of VOD events by outcome, from its metrics.
+func (s *services) vodEvents() (map[string]int, error) {
+	fams, err := metricFamilies(s.notifyURL + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return sumByLabel(fams["vodpipe_notify_vod_events_total"], "outcome"), nil
 }
 
 // simEvents is vodsim's list of events (nil when it cannot be read).
@@ -638,6 +661,9 @@ func (s *services) close() {
 	defer s.mu.Unlock()
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		s.procs[i].Stop(10 * time.Second)
+	}
+	if s.nc != nil {
+		s.nc.Close()
 	}
 }
 
@@ -689,30 +715,11 @@ func (s *services) subscribeOnce(ctx context.Context, url string) (secret string
 	return sub.Secret, false, nil
 }
 
-// connect opens a JetStream connection of the driver's own to the cluster;
-// close closes it.
-func (s *services) connect() (js jetstream.JetStream, close func(), err error) {
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	if js, err = jetstream.New(nc); err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return js, nc.Close, nil
-}
-
 // waitNotifyIdle waits, within ctx, until every consumer of notify's
 // subscriptions has no event left pending or unacknowledged.
 func (s *services) waitNotifyIdle(ctx context.Context) error {
-	js, closeNC, err := s.connect()
-	if err != nil {
-		return fmt.Errorf("wait for notify to be idle: %w", err)
-	}
-	defer closeNC()
 	for {
-		busy, err := notifyBacklog(ctx, js)
+		busy, err := notifyBacklog(ctx, s.js)
 		if err == nil && busy == 0 {
 			return nil
 		}
@@ -746,15 +753,10 @@ func notifyBacklog(ctx context.Context, js jetstream.JetStream) (uint64, error) 
 // streamReplicas reads back every stream (key-value buckets included) and
 // returns their names by replica count.
 func (s *services) streamReplicas(ctx context.Context) (map[int][]string, error) {
-	js, closeNC, err := s.connect()
-	if err != nil {
-		return nil, err
-	}
-	defer closeNC()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	byReplicas := map[int][]string{}
-	l := js.ListStreams(rctx)
+	l := s.js.ListStreams(rctx)
 	for info := range l.Info() {
 		byReplicas[info.Config.Replicas] = append(byReplicas[info.Config.Replicas], info.Config.Name)
 	}
@@ -764,14 +766,9 @@ func (s *services) streamReplicas(ctx context.Context) (map[int][]string, error)
 // inEventsStream reports whether VODPIPE_EVENTS holds a job.completed of
 // jobID, to tell a lost event from an undelivered one.
 func (s *services) inEventsStream(jobID string) string {
-	js, closeNC, err := s.connect()
-	if err != nil {
-		return "unknown: " + err.Error()
-	}
-	defer closeNC()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, queue.EventsStream)
+	st, err := s.js.Stream(ctx, queue.EventsStream)
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
@@ -933,7 +930,8 @@ func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.Job
 	attempts := s.callbackAttempts
 	for {
 		missing, retrying := 0, 0
-		events := s.simEvents()
+		var events []vodsim.EventRecord // read once per round, when a job lacks its VOD event
+		fetched := false
 		for id, v := range states {
 			if v.State != job.StateCompleted {
 				continue
@@ -945,6 +943,9 @@ func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.Job
 			}
 			missing++
 			if !uploaded {
+				if !fetched {
+					events, fetched = s.simEvents(), true
+				}
 				if e := newFileUpload(events, v.FileID); e != nil && !e.Delivered && len(e.Attempts) < attempts {
 					retrying++
 				}
@@ -996,42 +997,6 @@ func callbackState(events []vodsim.EventRecord, fileID string, attempts int) str
 	return fmt.Sprintf("was not accepted in %d attempts%s", len(e.Attempts), last)
 }
 
-// labelSums reads metric from a Prometheus text page and sums its values
-// by the value of one label (over every other label).
-func labelSums(url, metric, label string) (map[string]int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]int{}
-	for line := range strings.Lines(string(b)) {
-		rest, ok := strings.CutPrefix(line, metric+"{")
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(rest, "} ")
-		_, v, found := strings.Cut(labels, label+`="`)
-		v, _, _ = strings.Cut(v, `"`)
-		var n float64
-		if _, err := fmt.Sscan(strings.TrimSpace(value), &n); !ok || !found || err != nil {
-			return nil, fmt.Errorf("unreadable metric line %q", strings.TrimSpace(line))
-		}
-		m[v] += int(n)
-	}
-	return m, nil
-}
-
 // check fills the report's figures and violations.
 func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services) {
 	viol := func(format string, args ...any) {
@@ -1043,7 +1008,7 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		return
 	}
 	simFiles, simObjects, events := sim.files, sim.objects, sim.events
-	if m, err := labelSums(s.notifyURL+"/metrics", "vodpipe_notify_vod_events_total", "outcome"); err == nil {
+	if m, err := s.vodEvents(); err == nil {
 		s.mu.Lock()
 		for k, v := range s.vodEventsBefore {
 			m[k] += v
@@ -1122,11 +1087,9 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.Job
 		viol("%d refused job.completed deliveries never came again under the same webhook id (jobs %s)",
 			len(notAgain), strings.Join(notAgain[:min(len(notAgain), 10)], ", "))
 	}
-	rep.InjectedFaults = sim.faults
-	if k, err := labelSums("http://"+s.simAddr+"/metrics", "vodsim_injected_faults_total", "kind"); err == nil {
-		rep.FaultKinds = k
-	} else {
-		viol("read vodsim's faults by kind: %v", err)
+	rep.FaultKinds = sim.faultKinds
+	for _, n := range sim.faultKinds {
+		rep.InjectedFaults += n
 	}
 	checkFaults(rep, o, s, viol)
 
@@ -1241,9 +1204,8 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 	rep.PerInterruptionBound = perAttempt
 }
 
-// metricSums reads a Prometheus text page and sums, for each name, the
-// values of its series (every label set); a name with no series is absent (0).
-func metricSums(url string, names ...string) (map[string]float64, error) {
+// metricFamilies reads a service's Prometheus page (GET url).
+func metricFamilies(url string) (map[string]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -1255,25 +1217,30 @@ func metricSums(url string, names ...string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", url, err)
 	}
-	sums := map[string]float64{}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) != 2 || strings.HasPrefix(line, "#") {
-			continue
+	return fams, nil
+}
+
+// sumByLabel sums the values of a family's series by the value of one
+// label (every series under "" when the label is ""); a family with no
+// series (a labelled counter nothing has counted yet) sums to nothing.
+func sumByLabel(f *dto.MetricFamily, label string) map[string]int {
+	out := map[string]int{}
+	for _, m := range f.GetMetric() {
+		key := ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				key = l.GetValue()
+			}
 		}
-		name, _, _ := strings.Cut(f[0], "{")
-		if !slices.Contains(names, name) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(f[1], &v); err != nil {
-			return nil, fmt.Errorf("%s: unreadable metric line %q", url, strings.TrimSpace(line))
-		}
-		sums[name] += v
+		out[key] += int(m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue())
 	}
-	return sums, nil // a labelled counter with no series yet (no fault so far) counts 0
+	return out
 }

@@ -154,7 +154,7 @@ func TestCheckFaultsFailsARunWithoutItsFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p.Done()
-	s := &services{natsURL: n.URL, procs: []*serviceProcess{{name: "quitter", Process: p}}}
+	s := &services{js: n.JetStream(t), procs: []*serviceProcess{{name: "quitter", Process: p}}}
 	var got []string
 	viol := func(format string, args ...any) { got = append(got, fmt.Sprintf(format, args...)) }
 	checkFaults(&Report{RedisRestarts: 1, WorkerExits: 1}, o, s, viol)
@@ -167,7 +167,7 @@ func TestCheckFaultsFailsARunWithoutItsFaults(t *testing.T) {
 		}
 	}
 	got = nil
-	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisRestarts: 1, ServiceCrashes: crashedServices()}, Options{}, &services{natsURL: n.URL}, viol)
+	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisRestarts: 1, ServiceCrashes: crashedServices()}, Options{}, &services{js: n.JetStream(t)}, viol)
 	if len(got) != 2 { // the single-replica stream, and so none at 3
 		t.Errorf("a run with its faults: violations %q, want only the replica ones", got)
 	}

@@ -14,37 +14,48 @@ import (
 
 // IsRole reports whether name is a service one vodpipe binary can play
 // (`vodpipe worker`, `vodpipe ingest`, `vodpipe notify`, `vodpipe vodsim`).
-func IsRole(name string) bool {
-	switch name {
-	case "worker", "ingest", "notify", "vodsim":
-		return true
-	}
-	return false
-}
+func IsRole(name string) bool { return role(name) != nil }
 
 // RunRole runs the service named role, configured by the environment like
 // its own command (cmd/worker, cmd/ingest, cmd/notify, cmd/vodsim), until ctx
 // ends, and returns the exit code. Benchmarks and chaos runs start service
 // processes as their own binary re-executed with a role.
-func RunRole(ctx context.Context, role string, stderr io.Writer) int {
-	switch role {
-	case "worker":
-		return Run(ctx, role, stderr, worker.New)
-	case "ingest":
-		return Run(ctx, role, stderr, ingest.New)
-	case "notify":
-		return Run(ctx, role, stderr, notify.New)
-	case "vodsim":
-		log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", role)
-		if err := vodsim.ServeEnv(ctx, log); errors.Is(err, vodsim.ErrBadConfig) {
-			log.Error("invalid configuration", "err", err)
-			return ExitConfig
-		} else if err != nil {
-			log.Error("failed", "err", err)
-			return ExitFailed
-		}
-		return ExitOK
+func RunRole(ctx context.Context, name string, stderr io.Writer) int {
+	run := role(name)
+	if run == nil {
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("unknown role", "role", name)
+		return ExitConfig
 	}
-	slog.New(slog.NewJSONHandler(stderr, nil)).Error("unknown role", "role", role)
-	return ExitConfig
+	return run(ctx, stderr)
+}
+
+// role is the runner of the service named name, nil for none.
+func role(name string) func(context.Context, io.Writer) int {
+	switch name {
+	case "worker":
+		return func(ctx context.Context, stderr io.Writer) int { return Run(ctx, name, stderr, worker.New) }
+	case "ingest":
+		return func(ctx context.Context, stderr io.Writer) int { return Run(ctx, name, stderr, ingest.New) }
+	case "notify":
+		return func(ctx context.Context, stderr io.Writer) int { return Run(ctx, name, stderr, notify.New) }
+	case "vodsim":
+		return runVodsim
+	}
+	return nil
+}
+
+// runVodsim is vodsim's runner: its own configuration (VODPIPE_VODSIM_*),
+// with Run's exit codes.
+func runVodsim(ctx context.Context, stderr io.Writer) int {
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "vodsim")
+	err := vodsim.ServeEnv(ctx, log)
+	switch {
+	case errors.Is(err, vodsim.ErrBadConfig):
+		log.Error("invalid configuration", "err", err)
+		return ExitConfig
+	case err != nil:
+		log.Error("failed", "err", err)
+		return ExitFailed
+	}
+	return ExitOK
 }
