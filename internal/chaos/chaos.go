@@ -151,8 +151,9 @@ type Report struct {
 	// published_by_media_url, duplicate, uncorrelated, ...), read from its
 	// metrics at the end and, for the process the run crashed, right before
 	// the crash: how often the media-URL fallback named the job. (An event
-	// counted between that read and the SIGKILL is missing from it; the
-	// checks count events at the receiver.)
+	// the crashed process published but had not counted comes back from VOD
+	// and counts as a duplicate; one counted between that read and the
+	// SIGKILL is missing. The checks count events at the receiver.)
 	VODEvents map[string]int
 	// Violations lists every check that failed; empty means the run passed.
 	Violations []string
