@@ -88,10 +88,17 @@ type pageEnv struct {
 	pageURL string
 }
 
-func startPage(t *testing.T, policy signer.Policy, pageProcedure string) *pageEnv {
+// pageTokenKey signs the upload tokens of the test's ingest replicas.
+const pageTokenKey = "page-token-key-0123456789abcdef-0123"
+
+// backendKey is the application backend's API key: it mints upload tokens.
+const backendKey = "backend-sign-key-0123456789"
+
+func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 	t.Helper()
 	n := testharness.StartNATS(t)
-	// notify receives vodsim's NewFileUpload callbacks; the page hears of them through ingest.
+	// notify receives vodsim's NewFileUpload callbacks and publishes them;
+	// ingest passes the page's own on to it.
 	nl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -114,13 +121,34 @@ func startPage(t *testing.T, policy signer.Policy, pageProcedure string) *pageEn
 	ndone := make(chan struct{})
 	go func() { _ = nsvc.ServeListener(nctx, nl); close(ndone) }()
 	t.Cleanup(func() { ncancel(); <-ndone; nsvc.Close() })
-	svc, err := ingest.New(t.Context(), ingest.Config{
+	// The application's backend mints the token at one ingest replica (its
+	// policy allows the task flow); the page is served by another, with the
+	// policy given, that verifies it with the same key.
+	open := signer.Allow{signer.Any}
+	minter := startIngest(t, n, signer.Policy{MaxValidity: time.Hour, Procedures: open, StorageRegions: open})
+	page := startIngest(t, n, policy)
+	c := ingest.NewClient(minter, backendKey)
+	tok, err := c.UploadToken(t.Context(), ingest.UploadTokenRequest{User: "alice", Procedure: "LongVideoPreset", TTLSeconds: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pageEnv{sim: sim, tlsAddr: tlsAddr, pageURL: page + "/upload#token=" + tok.Token}
+}
+
+// startIngest runs an ingest replica with the upload page on and returns its URL.
+func startIngest(t *testing.T, n *testharness.NATS, policy signer.Policy) string {
+	t.Helper()
+	cfg := ingest.Config{
 		NATS:        config.NATS{URL: n.URL},
 		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
 		Policy:      policy, SignRate: 100, SignBurst: 100, BatchMax: 10, MaxBody: 1 << 20,
-		PageConfig: ingest.PageConfig{WebDir: ".", PageProcedure: pageProcedure, PageTokenTTL: 10 * time.Minute,
-			PageNotifyURL: notifyURL, PageNotifyKey: notifyKey},
-	}, nil)
+		UploadTokenConfig: ingest.UploadTokenConfig{UploadTokenKeys: []string{pageTokenKey}, UploadTokenSignRate: 100, UploadTokenSignBurst: 100},
+		PageConfig:        ingest.PageConfig{UploadPage: true, WebDir: "."},
+	}
+	if err := cfg.APIKeys.Decode("backend:" + backendKey + ":sign"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ingest.New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +160,7 @@ func startPage(t *testing.T, policy signer.Policy, pageProcedure string) *pageEn
 	done := make(chan struct{})
 	go func() { _ = svc.ServeListener(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; svc.Close() })
-	return &pageEnv{sim: sim, tlsAddr: tlsAddr, pageURL: "http://" + l.Addr().String() + "/upload?user=alice"}
+	return "http://" + l.Addr().String()
 }
 
 func (e *pageEnv) drive(t *testing.T, mode, video, cover string) browserResult {
@@ -164,7 +192,8 @@ func (e *pageEnv) drive(t *testing.T, mode, video, cover string) browserResult {
 
 func TestBrowserUploadWithPauseAndResume(t *testing.T) {
 	requireBrowser(t)
-	e := startPage(t, signer.Policy{MaxValidity: time.Hour}, "LongVideoPreset")
+	open := signer.Allow{signer.Any}
+	e := startPage(t, signer.Policy{MaxValidity: time.Hour, Procedures: open, StorageRegions: open})
 	dir := t.TempDir()
 	// 18 MiB is three parts for the SDK (8, 8 and 2 MiB), sent side by side.
 	// Through vodsim's 2 MiB/s the 2 MiB part is stored at about 3 s; the
@@ -234,8 +263,10 @@ func TestBrowserUploadWithPauseAndResume(t *testing.T) {
 
 func TestBrowserShowsRefusedSignature(t *testing.T) {
 	requireBrowser(t)
-	// The page asks for a task flow the signing policy does not allow.
-	e := startPage(t, signer.Policy{Procedures: []string{"OnlyThisOne"}, MaxValidity: time.Hour}, "LongVideoPreset")
+	// The token names a task flow that the serving replica's signing policy
+	// does not allow (tightened since the token was minted): every use of a
+	// token is checked against the policy in force.
+	e := startPage(t, signer.Policy{Procedures: []string{"OnlyThisOne"}, MaxValidity: time.Hour})
 	dir := t.TempDir()
 	writeRandom(t, filepath.Join(dir, "clip.mp4"), 1<<20, 3)
 	r := e.drive(t, "refused", filepath.Join(dir, "clip.mp4"), "")

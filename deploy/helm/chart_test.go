@@ -297,6 +297,25 @@ var renderCases = []renderCase{
 			if _, ok := r.secrets["vodpipe-api-keys"].Data["api-keys"]; !ok {
 				t.Error("no generated API key")
 			}
+			// Secure by default: the signing policy is closed (no allow-list
+			// set), the upload page off, and the upload-token keys come from a
+			// generated secret that every ingest replica mounts.
+			ing := r.configMaps["vodpipe-ingest"].Data
+			for _, v := range []string{"VODPIPE_SIGN_PROCEDURES", "VODPIPE_SIGN_STORAGE_REGIONS", "VODPIPE_SIGN_CLASS_IDS", "VODPIPE_SIGN_SUB_APP_IDS"} {
+				if got, ok := ing[v]; ok {
+					t.Errorf("%s = %q by default, want unset (closed)", v, got)
+				}
+			}
+			wantEnv(t, ing, "VODPIPE_UPLOAD_PAGE", "false")
+			d := r.deployments["vodpipe-ingest"]
+			c := container(t, d, "ingest")
+			if e := findEnv(c.Env, "VODPIPE_UPLOAD_TOKEN_KEYS_FILE"); e == nil ||
+				!mountedFileFrom(&d.Spec.Template.Spec, c, e.Value, "vodpipe-upload-tokens") {
+				t.Errorf("upload-token keys not mounted from their secret: %+v", e)
+			}
+			if k := r.secrets["vodpipe-upload-tokens"].Data["keys"]; len(k) < 32 {
+				t.Errorf("generated upload-token key is %d bytes, want at least 32", len(k))
+			}
 		},
 	},
 	{
@@ -324,6 +343,8 @@ var renderCases = []renderCase{
 			wantEnv(t, r.configMaps["vp-worker"].Data, "VODPIPE_NATS_URL",
 				"tls://nats-0.nats-headless:4222,tls://nats-1.nats-headless:4222,tls://nats-2.nats-headless:4222")
 			wantEnv(t, r.configMaps["vp-ingest"].Data, "VODPIPE_SIGN_CLASS_IDS", "0,3")
+			wantEnv(t, r.configMaps["vp-ingest"].Data, "VODPIPE_SIGN_SUB_APP_IDS", "*")
+			wantEnv(t, r.configMaps["vp-ingest"].Data, "VODPIPE_UPLOAD_PAGE", "true")
 			n := container(t, r.deployments["vp-notify"], "notify")
 			if e := findEnv(n.Env, "VODPIPE_PULL_API_KEY_FILE"); e == nil || !mountedFile(n, e.Value) {
 				t.Errorf("notify pull key file not mounted: %+v", e)
@@ -351,7 +372,7 @@ var renderCases = []renderCase{
 		args: []string{"--set", "tencent.existingSecret=corp-tencent", "--set", "apiKeys.existingSecret=corp-api-keys",
 			"--set", "redis.addrs=null", "--set", "redis.urlSecret.name=corp-redis",
 			"--set", "notify.pull.enabled=true", "--set", "notify.pull.existingSecret=corp-vod-pull",
-			"--set", "worker.autoscaling.enabled=false"},
+			"--set", "worker.autoscaling.enabled=false", "--set", "ingest.uploadTokens.existingSecret=corp-upload-tokens"},
 		deployments: []string{"ingest", "worker", "notify"},
 		services:    []string{"ingest", "notify"},
 		hpas:        []string{"ingest", "notify"},
@@ -565,8 +586,12 @@ func checkWiring(t *testing.T, r *release) {
 		}
 	}
 	// No ConfigMap carries a secret.
+	notSecret := []string{"VODPIPE_UPLOAD_TOKEN_MAX_TTL", "VODPIPE_UPLOAD_TOKEN_SIGN_RATE", "VODPIPE_UPLOAD_TOKEN_SIGN_BURST"}
 	for n, cm := range r.configMaps {
 		for k := range cm.Data {
+			if slices.Contains(notSecret, k) {
+				continue
+			}
 			if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "API_KEYS") || strings.Contains(k, "TOKEN") || k == "VODPIPE_VODSIM_APPS" {
 				t.Errorf("ConfigMap %s holds %s: secrets belong in Secrets", n, k)
 			}

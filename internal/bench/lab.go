@@ -89,10 +89,10 @@ func (r *runner) newLab(ctx context.Context, name string, c labConfig) (l *lab, 
 	}
 
 	secretID, secretKey := "AKIDbench"+randomHex(12), randomHex(24)
-	if l.signer, err = signer.New(secretID, secretKey, signer.Policy{MaxValidity: 2 * time.Hour}); err != nil {
+	if l.signer, err = signer.New(secretID, secretKey, signer.Policy{MaxValidity: 2 * time.Hour, Procedures: signer.Allow{signer.Any}, StorageRegions: signer.Allow{signer.Any}}); err != nil {
 		return nil, err
 	}
-	if l.svc, err = l.signer.Serve(l.nc, nil); err != nil {
+	if l.svc, err = l.signer.Serve(l.nc, l.q, nil); err != nil {
 		return nil, err
 	}
 	if l.sim, err = vodsim.New(vodsim.Config{Apps: vodsim.Apps{secretID: secretKey}, Discard: true}, slog.New(slog.DiscardHandler)); err != nil {

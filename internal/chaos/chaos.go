@@ -503,8 +503,8 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 		{"ingest", s.ingestURL + "/readyz", append([]string{"VODPIPE_INGEST_HTTP_ADDR=" + child.Loopback(ports[1]),
 			"VODPIPE_SECRET_ID=" + secretID, "VODPIPE_SECRET_KEY=" + secretKey, "VODPIPE_SIGN_MAX_VALIDITY=2h",
 			"VODPIPE_BATCH_MAX=1000", "VODPIPE_MAX_BODY=67108864", "VODPIPE_SIGN_RATE=50", "VODPIPE_SIGN_BURST=100",
-			"VODPIPE_PAGE_PROCEDURE=LongVideoPreset", "VODPIPE_PAGE_TOKEN_TTL=1h",
-			"VODPIPE_PAGE_NOTIFY_URL=" + s.notifyURL, "VODPIPE_PAGE_NOTIFY_KEY=" + s.apiKey}, queueEnv...)},
+			"VODPIPE_SIGN_PROCEDURES=*", "VODPIPE_SIGN_STORAGE_REGIONS=*", "VODPIPE_SIGN_CLASS_IDS=*", "VODPIPE_SIGN_SUB_APP_IDS=*"},
+			queueEnv...)},
 	}
 	for _, st := range start {
 		sp := &serviceProcess{name: st.role, env: st.env, ready: st.ready}

@@ -179,3 +179,14 @@ func (c *Client) Sign(ctx context.Context, r SignatureRequest) (SignatureRespons
 	_, err = c.do(ctx, http.MethodPost, "/v1/signatures", "application/json", b, &out)
 	return out, err
 }
+
+// UploadToken mints an upload token for one end user (a key with the sign scope).
+func (c *Client) UploadToken(ctx context.Context, r UploadTokenRequest) (UploadTokenResponse, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return UploadTokenResponse{}, err
+	}
+	var out UploadTokenResponse
+	_, err = c.do(ctx, http.MethodPost, "/v1/upload-tokens", "application/json", b, &out)
+	return out, err
+}

@@ -6,13 +6,13 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,6 +38,7 @@ type Config struct {
 	QueueConfig
 	config.Credentials
 	signer.Policy
+	UploadTokenConfig
 	PageConfig
 
 	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
@@ -51,6 +52,9 @@ type Config struct {
 	// SignRate and SignBurst limit POST /v1/signatures per API key.
 	SignRate  float64 `envconfig:"SIGN_RATE" default:"10" desc:"signatures per second per API key over HTTP"`
 	SignBurst int     `envconfig:"SIGN_BURST" default:"20" desc:"burst of signatures per API key over HTTP"`
+	// SignGlobalRate and SignGlobalBurst limit POST /v1/signatures for all callers together.
+	SignGlobalRate  float64 `envconfig:"SIGN_GLOBAL_RATE" default:"200" desc:"signatures per second over HTTP, all callers together"`
+	SignGlobalBurst int     `envconfig:"SIGN_GLOBAL_BURST" default:"400" desc:"burst of signatures over HTTP, all callers together"`
 	// CORSOrigins may call POST /v1/signatures from a browser.
 	CORSOrigins []string `envconfig:"CORS_ORIGINS" desc:"browser origins allowed to call the signature endpoint"`
 }
@@ -67,10 +71,11 @@ type Service struct {
 	keys    APIKeys
 	metrics *metrics
 
-	limMu     sync.Mutex
-	limiters  map[string]*rate.Limiter
-	tokenKey  []byte
-	sseClient *http.Client
+	keyLimits   *limiters // per API key
+	tokenLimits *limiters // per upload token
+	globalLimit *rate.Limiter
+	tokenKeys   [][]byte
+	page        *pageEvents
 }
 
 // New connects to NATS, opens the queue and starts the signature micro service.
@@ -90,6 +95,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.SignBurst <= 0 {
 		cfg.SignBurst = 20
 	}
+	if cfg.SignGlobalRate <= 0 {
+		cfg.SignGlobalRate = 200
+	}
+	if cfg.SignGlobalBurst <= 0 {
+		cfg.SignGlobalBurst = 400
+	}
+	if cfg.UploadTokenSignRate <= 0 {
+		cfg.UploadTokenSignRate = 1
+	}
+	if cfg.UploadTokenSignBurst <= 0 {
+		cfg.UploadTokenSignBurst = 10
+	}
+	if cfg.UploadTokenMaxTTL <= 0 {
+		cfg.UploadTokenMaxTTL = time.Hour
+	}
+	tokenKeys, err := cfg.UploadTokenConfig.keys()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.UploadPage && len(tokenKeys) == 0 {
+		return nil, errors.New("ingest: VODPIPE_UPLOAD_PAGE needs VODPIPE_UPLOAD_TOKEN_KEYS (or _FILE): the page signs only with upload tokens")
+	}
 	key, err := cfg.Credentials.Key()
 	if err != nil {
 		return nil, err
@@ -98,8 +125,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: set VODPIPE_SECRET_ID and VODPIPE_SECRET_KEY (or _FILE): %w", err)
 	}
-	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), limiters: map[string]*rate.Limiter{},
-		sseClient: &http.Client{}}
+	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), tokenKeys: tokenKeys,
+		keyLimits:   newLimiters(cfg.SignRate, cfg.SignBurst, maxTrackedCallers),
+		tokenLimits: newLimiters(cfg.UploadTokenSignRate, cfg.UploadTokenSignBurst, maxTrackedCallers),
+		globalLimit: rate.NewLimiter(rate.Limit(cfg.SignGlobalRate), cfg.SignGlobalBurst)}
 	if s.nc, err = nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-ingest")...); err != nil {
 		return nil, fmt.Errorf("ingest: connect NATS: %w", err)
 	}
@@ -122,7 +151,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
-	if s.sigSvc, err = sg.Serve(s.nc, log); err != nil {
+	log.Info("signing policy", cfg.Policy.LogAttrs()...)
+	if cfg.UploadPage {
+		if s.page, err = startPageEvents(s.nc, cfg.PageMaxStreams, s.metrics.pageEvts, log); err != nil {
+			s.nc.Close()
+			return nil, err
+		}
+	}
+	if s.sigSvc, err = sg.Serve(s.nc, s.q, log); err != nil {
 		s.nc.Close()
 		return nil, err
 	}
@@ -133,6 +169,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 func (s *Service) Close() {
 	if s.sigSvc != nil {
 		_ = s.sigSvc.Stop()
+	}
+	if s.page != nil {
+		s.page.close()
 	}
 	_ = s.nc.Drain()
 }
@@ -171,7 +210,7 @@ func (s *Service) Handler() http.Handler {
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.scope != "" {
-			h = s.authorize(r.scope, h)
+			h = s.authorize(r.scope, r.tokens, h)
 		}
 		mux.Handle(r.method+" "+r.path, s.instrument(r.method+" "+r.path, h))
 	}
@@ -198,6 +237,8 @@ func (s *Service) Handler() http.Handler {
 type route struct {
 	method, path, scope string
 	handler             http.Handler
+	// tokens lets an end user's upload token in (besides keys with the scope).
+	tokens bool
 }
 
 // Routes returns "METHOD path" of every API route (what the OpenAPI document must describe).
@@ -211,22 +252,23 @@ func (s *Service) Routes() []string {
 
 func (s *Service) routes() []route {
 	return []route{
-		{"POST", "/v1/jobs", ScopeSubmit, http.HandlerFunc(s.createJob)},
-		{"POST", "/v1/jobs:batch", ScopeSubmit, http.HandlerFunc(s.createBatch)},
-		{"GET", "/v1/jobs", ScopeRead, http.HandlerFunc(s.listJobs)},
-		{"GET", "/v1/jobs/{id}", ScopeRead, http.HandlerFunc(s.getJob)},
-		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob)},
-		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob)},
-		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob)},
-		{"GET", "/v1/dead-letters", ScopeRead, http.HandlerFunc(s.listDeadLetters)},
+		{"POST", "/v1/jobs", ScopeSubmit, http.HandlerFunc(s.createJob), false},
+		{"POST", "/v1/jobs:batch", ScopeSubmit, http.HandlerFunc(s.createBatch), false},
+		{"GET", "/v1/jobs", ScopeRead, http.HandlerFunc(s.listJobs), false},
+		{"GET", "/v1/jobs/{id}", ScopeRead, http.HandlerFunc(s.getJob), false},
+		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob), false},
+		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob), false},
+		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob), false},
+		{"GET", "/v1/dead-letters", ScopeRead, http.HandlerFunc(s.listDeadLetters), false},
 		// The whole message is the publisher's, refused as it was (a source
 		// URL with credentials, say): control scope, not read.
-		{"GET", "/v1/dead-letters/{seq}", ScopeControl, http.HandlerFunc(s.getDeadLetter)},
-		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature))},
-		{"GET", "/upload", "", http.HandlerFunc(s.uploadPage)},
-		{"GET", "/upload/vod-js-sdk-v6.js", "", http.HandlerFunc(s.uploadSDK)},
-		{"GET", "/upload/events", "", http.HandlerFunc(s.uploadEvents)},
-		{"OPTIONS", "/v1/signatures", "", s.cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))},
+		{"GET", "/v1/dead-letters/{seq}", ScopeControl, http.HandlerFunc(s.getDeadLetter), false},
+		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature)), true},
+		{"POST", "/v1/upload-tokens", ScopeSign, http.HandlerFunc(s.createUploadToken), false},
+		{"GET", "/upload", "", s.pageOnly(http.HandlerFunc(s.uploadPage)), false},
+		{"GET", "/upload/vod-js-sdk-v6.js", "", s.pageOnly(http.HandlerFunc(s.uploadSDK)), false},
+		{"GET", "/upload/events", ScopeSign, s.pageOnly(http.HandlerFunc(s.uploadEvents)), true},
+		{"OPTIONS", "/v1/signatures", "", s.cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })), false},
 	}
 }
 
@@ -241,18 +283,19 @@ const (
 // APIKeys are ingest's bearer keys (VODPIPE_API_KEYS, see pkg/apikey).
 type APIKeys = apikey.Keys
 
-// caller is who made a request: an API key, or an upload page's end user
-// (a key named page:<user> allowed to sign only).
+// caller is who made a request: an API key, or an end user holding an
+// upload token (allowed to sign only, with the token's policy).
 type caller struct {
 	apikey.Key
-	// PageUser is set for an upload page's token: the end user it was issued to.
-	PageUser string
+	// Upload is set for an upload token: its user and policy.
+	Upload *uploadClaims
 }
 
 type ctxKey struct{}
 
-// authorize requires a bearer API key with the scope.
-func (s *Service) authorize(scope string, next http.Handler) http.Handler {
+// authorize requires a bearer API key with the scope or, where tokens is
+// set, an end user's upload token.
+func (s *Service) authorize(scope string, tokens bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
@@ -267,18 +310,19 @@ func (s *Service) authorize(scope string, next http.Handler) http.Handler {
 		var key *caller
 		if k, found := s.keys.Lookup(token); found {
 			key = &caller{Key: *k}
-		} else if strings.HasPrefix(token, "pt.") {
-			// An upload page's token: an end user of the application, allowed to sign only.
-			if pt, err := s.verifyPageToken(token, time.Now()); err == nil {
-				key = &caller{Key: apikey.Key{Name: "page:" + pt.User, Scopes: []string{ScopeSign}}, PageUser: pt.User}
-			}
+		} else if c, err := s.verifyUploadToken(token, time.Now()); err == nil {
+			key = &caller{Key: apikey.Key{Name: "upload-token"}, Upload: c}
 		}
 		if key == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key is not valid", nil)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key or upload token is not valid", nil)
 			return
 		}
-		if !key.Allows(scope) {
+		if key.Upload != nil && !tokens {
+			writeError(w, http.StatusForbidden, "forbidden", "an upload token may only get signatures and its user's events", nil)
+			return
+		}
+		if key.Upload == nil && !key.Allows(scope) {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("API key %q lacks the %q scope", key.Name, scope), nil)
 			return
 		}
@@ -314,6 +358,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	jobs     *prometheus.CounterVec
 	sigs     *prometheus.CounterVec
+	pageEvts prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -328,7 +373,9 @@ func newMetrics() *metrics {
 		sigs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_signatures_total",
 			Help: "Signatures over HTTP, by outcome."}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.jobs, m.sigs, collectors.NewGoCollector(),
+	m.pageEvts = prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_ingest_page_events_total",
+		Help: "vod.file_uploaded events received for the upload page's streams."})
+	m.reg.MustRegister(m.requests, m.latency, m.jobs, m.sigs, m.pageEvts, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

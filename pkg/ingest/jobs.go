@@ -20,11 +20,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 
 // apiError is the JSON error body of every 4xx/5xx answer.
@@ -472,47 +472,28 @@ type SignatureResponse struct {
 
 func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 	key := keyFrom(r)
-	if !s.limiter(key.Name).Allow() {
-		s.metrics.sigs.WithLabelValues("rate_limited").Inc()
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many signature requests for this API key", nil)
-		return
-	}
-	if !jsonContent(w, r) {
-		return
-	}
-	b, ok := s.readBody(w, r)
-	if !ok {
+	if !s.allowSignature(w, key) {
 		return
 	}
 	var req SignatureRequest
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if len(bytes.TrimSpace(b)) > 0 {
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", "body: "+strings.TrimPrefix(err.Error(), "json: "), nil)
-			return
-		}
+	if !s.decodeStrict(w, r, &req) {
+		return
 	}
-	if key.PageUser != "" {
-		// An end user's page: the identity comes from the token, and every signature is one-time.
-		req.SourceContext, req.OneTime = "user="+key.PageUser, true
-		if s.cfg.PageProcedure != "" && req.Procedure == "" {
-			req.Procedure = s.cfg.PageProcedure
-		}
-	}
-	resp, err := s.signer.Sign(signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
+	sreq := signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
 		ClassID: req.ClassID, SubAppID: req.SubAppID, SourceContext: req.SourceContext, SessionContext: req.SessionContext,
-		OneTime: req.OneTime, Validity: time.Duration(req.ValiditySeconds) * time.Second})
-	if err != nil {
-		var se *signer.Error
-		if errors.As(err, &se) && se.Code == signer.CodePolicy {
+		OneTime: req.OneTime, Validity: time.Duration(req.ValiditySeconds) * time.Second}
+	if key.Upload != nil {
+		// An end user: the token's policy, chosen by the application's backend.
+		var bad []job.FieldError
+		if sreq, bad = tokenSignRequest(key.Upload, req); len(bad) > 0 {
 			s.metrics.sigs.WithLabelValues("policy_refused").Inc()
-			writeError(w, http.StatusForbidden, "policy_refused", se.Message, nil)
+			writeError(w, http.StatusForbidden, "policy_refused", "the upload token fixes the signature's policy", bad)
 			return
 		}
-		s.metrics.sigs.WithLabelValues("invalid").Inc()
-		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "signer: invalid_request: "), nil)
+	}
+	resp, err := s.signer.Sign(sreq)
+	if err != nil {
+		s.writeSignError(w, err)
 		return
 	}
 	s.metrics.sigs.WithLabelValues("signed").Inc()
@@ -520,13 +501,94 @@ func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, SignatureResponse{Signature: resp.Signature, ExpireTime: resp.ExpireTime})
 }
 
-func (s *Service) limiter(name string) *rate.Limiter {
-	s.limMu.Lock()
-	defer s.limMu.Unlock()
-	l, ok := s.limiters[name]
-	if !ok {
-		l = rate.NewLimiter(rate.Limit(s.cfg.SignRate), s.cfg.SignBurst)
-		s.limiters[name] = l
+// allowSignature applies the signature rate limits: the caller's own (its
+// upload token, or its API key), then all callers' together, so a caller
+// over its own limit spends nothing of the others'.
+func (s *Service) allowSignature(w http.ResponseWriter, key *caller) bool {
+	now := time.Now()
+	var ok bool
+	who := "this API key"
+	if key.Upload != nil {
+		ok, who = s.tokenLimits.allow(key.Upload.ID, now), "this upload token"
+	} else {
+		ok = s.keyLimits.allow(key.Name, now)
 	}
-	return l
+	if ok && !s.globalLimit.AllowN(now, 1) {
+		ok, who = false, "this service"
+	}
+	if !ok {
+		s.metrics.sigs.WithLabelValues("rate_limited").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many signature requests for "+who, nil)
+	}
+	return ok
+}
+
+// writeSignError answers a refused signature: 403 for the policy, 400 for
+// a malformed request, each naming the field.
+func (s *Service) writeSignError(w http.ResponseWriter, err error) {
+	var se *signer.Error
+	if errors.As(err, &se) && se.Code == signer.CodePolicy {
+		s.metrics.sigs.WithLabelValues("policy_refused").Inc()
+		writeError(w, http.StatusForbidden, "policy_refused", se.Message, []job.FieldError{{Field: se.Field, Reason: se.Message}})
+		return
+	}
+	s.metrics.sigs.WithLabelValues("invalid").Inc()
+	var fields []job.FieldError
+	for _, fe := range vodFieldErrors(err) {
+		fields = append(fields, job.FieldError{Field: fe.Field, Reason: fe.Reason})
+	}
+	writeError(w, http.StatusBadRequest, "invalid_request", "the signature request is not valid", fields)
+}
+
+// vodFieldErrors collects vod's field errors from an error tree.
+func vodFieldErrors(err error) []*vod.FieldError {
+	var out []*vod.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		if fe, ok := err.(*vod.FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if e := u.Unwrap(); e != nil {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+// decodeStrict reads a JSON body into v, refusing unknown fields; an empty body leaves v as it is.
+func (s *Service) decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
+	if !jsonContent(w, r) {
+		return false
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return false
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var fields []job.FieldError
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			fields = []job.FieldError{{Field: te.Field, Reason: "wrong type: got a JSON " + te.Value}}
+		} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			fields = []job.FieldError{{Field: strings.Trim(f, `"`), Reason: "unknown field"}}
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+strings.TrimPrefix(err.Error(), "json: "), fields)
+		return false
+	}
+	return true
 }

@@ -1,25 +1,22 @@
 package ingest
 
 import (
-	"bufio"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
-	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
 //go:embed page/upload.html
@@ -30,106 +27,38 @@ const sdkPath = "node_modules/vod-js-sdk-v6/dist/vod-js-sdk-v6.js"
 
 // PageConfig configures the upload page for an application's own users.
 type PageConfig struct {
+	// UploadPage serves /upload: off unless enabled.
+	UploadPage bool `envconfig:"UPLOAD_PAGE" desc:"serve the upload page for end users at /upload (needs UPLOAD_TOKEN_KEYS)"`
 	// WebDir holds web/package.json and, after `npm ci`, the SDK in node_modules.
 	WebDir string `envconfig:"WEB_DIR" default:"web" desc:"folder of the web upload SDK package (npm ci --prefix web)"`
-	// PageTokenKey signs page tokens; random per process when empty (set it when ingest has replicas).
-	PageTokenKey string `envconfig:"PAGE_TOKEN_KEY" desc:"key that signs upload-page tokens (random per process when empty)"`
-	// PageTokenTTL is how long a page may ask for signatures.
-	PageTokenTTL time.Duration `envconfig:"PAGE_TOKEN_TTL" default:"30m" desc:"lifetime of an upload page's token"`
-	// PageProcedure is the task flow of uploads from the page.
-	PageProcedure string `envconfig:"PAGE_PROCEDURE" desc:"task flow of uploads from the upload page"`
-	// PageNotifyURL is notify's base URL as ingest reaches it; the page's
-	// events come through ingest (GET /upload/events), filtered to the page's user.
-	PageNotifyURL string `envconfig:"PAGE_NOTIFY_URL" desc:"notify's URL, for the upload page's events (empty: the page shows none)"`
-	// PageNotifyKey is an API key of notify with the read scope.
-	PageNotifyKey string `envconfig:"PAGE_NOTIFY_KEY" desc:"notify API key (read scope) ingest uses for the page's events"`
+	// PageMaxStreams bounds the pages following their events at once.
+	PageMaxStreams int `envconfig:"UPLOAD_PAGE_MAX_STREAMS" default:"256" desc:"most upload pages following their events at once"`
 }
 
 var pageTmpl = template.Must(template.ParseFS(pageFS, "page/upload.html"))
 
-var userPattern = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
-
-// pageToken is what the upload page sends as its bearer token: who the end
-// user is and until when, signed. Its only scope is "sign", and the
-// signature's sourceContext is fixed to the user.
-type pageToken struct {
-	User    string
-	Expires time.Time
-}
-
-func (s *Service) pageKey() []byte {
-	s.limMu.Lock()
-	defer s.limMu.Unlock()
-	if s.tokenKey == nil {
-		if s.cfg.PageTokenKey != "" {
-			s.tokenKey = []byte(s.cfg.PageTokenKey)
-		} else {
-			s.tokenKey = make([]byte, 32)
-			_, _ = rand.Read(s.tokenKey)
+// pageOnly answers 404 unless the upload page is enabled.
+func (s *Service) pageOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.cfg.UploadPage {
+			writeError(w, http.StatusNotFound, "not_found", "the upload page is off (VODPIPE_UPLOAD_PAGE)", nil)
+			return
 		}
-	}
-	return s.tokenKey
-}
-
-func (s *Service) issuePageToken(user string, now time.Time) string {
-	payload := base64.RawURLEncoding.EncodeToString([]byte(user + "|" + strconv.FormatInt(now.Add(s.pageTTL()).Unix(), 10)))
-	m := hmac.New(sha256.New, s.pageKey())
-	m.Write([]byte(payload))
-	return "pt." + payload + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (s *Service) pageTTL() time.Duration {
-	if s.cfg.PageTokenTTL > 0 {
-		return s.cfg.PageTokenTTL
-	}
-	return 30 * time.Minute
-}
-
-var errPageToken = errors.New("page token invalid or expired")
-
-func (s *Service) verifyPageToken(tok string, now time.Time) (pageToken, error) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 || parts[0] != "pt" {
-		return pageToken{}, errPageToken
-	}
-	m := hmac.New(sha256.New, s.pageKey())
-	m.Write([]byte(parts[1]))
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(sig, m.Sum(nil)) {
-		return pageToken{}, errPageToken
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return pageToken{}, errPageToken
-	}
-	user, exp, ok := strings.Cut(string(raw), "|")
-	n, err := strconv.ParseInt(exp, 10, 64)
-	if !ok || err != nil || now.Unix() >= n {
-		return pageToken{}, errPageToken
-	}
-	return pageToken{User: user, Expires: time.Unix(n, 0)}, nil
-}
-
-// uploadPage serves the page for an end user. The application in front of
-// ingest authenticates its users and passes ?user=; the demo accepts any name.
-func (s *Service) uploadPage(w http.ResponseWriter, r *http.Request) {
-	user := r.URL.Query().Get("user")
-	if user == "" {
-		b := make([]byte, 4)
-		_, _ = rand.Read(b)
-		user = "visitor-" + hex.EncodeToString(b)
-	}
-	if !userPattern.MatchString(user) {
-		writeError(w, http.StatusBadRequest, "invalid_query", "user must be 1..64 letters, digits or _ . @ -", nil)
-		return
-	}
-	cfg, _ := json.Marshal(map[string]any{
-		"pageToken": s.issuePageToken(user, time.Now()), "procedure": s.cfg.PageProcedure, "events": s.cfg.PageNotifyURL != "",
+		next.ServeHTTP(w, r)
 	})
+}
+
+// uploadPage serves the page. It takes no user: the application's backend
+// mints an upload token for its signed-in user and sends the browser to
+// /upload#token=…, a fragment that browsers never send to a server, so no
+// proxy logs it. The page sends it only in Authorization headers.
+func (s *Service) uploadPage(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; connect-src *; img-src 'self' data:; style-src 'unsafe-inline'")
-	if err := pageTmpl.Execute(w, map[string]any{"User": user, "Config": template.JS(cfg)}); err != nil {
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; connect-src *; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	if err := pageTmpl.Execute(w, nil); err != nil {
 		s.log.Error("upload page", "err", err)
 	}
 }
@@ -146,83 +75,157 @@ func (s *Service) uploadSDK(w http.ResponseWriter, r *http.Request) {
 	http.ServeFile(w, r, p)
 }
 
-// uploadEvents streams, to an upload page, the vod.file_uploaded events of its
-// own user: it follows notify's event stream with ingest's notify key (a
-// browser's EventSource cannot send one) and passes on only the events whose
-// sourceContext is the page token's user.
+// uploadEvents streams to an upload page the vod.file_uploaded events of
+// its own token's sourceContext, as server-sent events. The page reads it
+// with fetch, so the token travels in the Authorization header.
 func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
-	pt, err := s.verifyPageToken(r.URL.Query().Get("token"), time.Now())
-	if err != nil {
-		writeError(w, http.StatusUnauthorized, "unauthenticated", err.Error(), nil)
+	key := keyFrom(r)
+	if key.Upload == nil {
+		writeError(w, http.StatusForbidden, "forbidden", "the upload page's events are for upload tokens", nil)
 		return
 	}
-	if s.cfg.PageNotifyURL == "" {
-		writeError(w, http.StatusNotFound, "not_configured", "no notify URL configured for the upload page's events", nil)
+	sub, ok := s.page.subscribe(key.Upload.Policy.SourceContext)
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too_many_streams", "too many upload pages are following events; try again", nil)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet,
-		strings.TrimRight(s.cfg.PageNotifyURL, "/")+"/v1/events?type=vod.file_uploaded", nil)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", "bad notify URL", nil)
-		return
-	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.PageNotifyKey)
-	req.Header.Set("Accept", "text/event-stream")
-	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		req.Header.Set("Last-Event-ID", id)
-	}
-	resp, err := s.sseClient.Do(req)
-	if err != nil {
-		writeError(w, http.StatusBadGateway, "notify_unavailable", "the event stream is unavailable", nil)
-		return
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		writeError(w, http.StatusBadGateway, "notify_unavailable", fmt.Sprintf("notify answered %d", resp.StatusCode), nil)
-		return
-	}
-	flusher, _ := w.(http.Flusher)
+	defer s.page.unsubscribe(sub)
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a long-lived stream
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	if flusher != nil {
-		flusher.Flush()
-	}
-	want := "user=" + pt.User
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var block []string
-	for sc.Scan() {
-		line := sc.Text()
-		if line != "" {
-			block = append(block, line)
-			continue
+	_ = rc.Flush()
+	expires := time.NewTimer(time.Until(time.Unix(key.Upload.Expires, 0)))
+	defer expires.Stop()
+	heartbeat := time.NewTicker(15 * time.Second)
+	defer heartbeat.Stop()
+	for {
+		var err error
+		select {
+		case <-r.Context().Done():
+			return
+		case <-expires.C:
+			return // the token's life is the stream's
+		case <-heartbeat.C:
+			_, err = w.Write([]byte(": heartbeat\n\n"))
+		case ev := <-sub.ch:
+			_, err = fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", ev.id, job.EventVODFileUpload, ev.data)
 		}
-		if ownEvent(block, want) {
-			_, _ = io.WriteString(w, strings.Join(block, "\n")+"\n\n")
-			if flusher != nil {
-				flusher.Flush()
-			}
+		if err != nil || rc.Flush() != nil {
+			return
 		}
-		block = block[:0]
 	}
 }
 
-// ownEvent reports whether an SSE block carries an event of the user.
-func ownEvent(block []string, sourceContext string) bool {
-	for _, l := range block {
-		data, ok := strings.CutPrefix(l, "data: ")
-		if !ok {
-			continue
-		}
-		var ev struct {
-			Data struct {
-				SourceContext string `json:"sourceContext"`
-			} `json:"data"`
-		}
-		if json.Unmarshal([]byte(data), &ev) == nil && ev.Data.SourceContext == sourceContext {
-			return true
+// pageEvents is the one subscription to VOD's file events that every
+// upload page's stream shares: each event goes to the streams of its
+// sourceContext only.
+type pageEvents struct {
+	sub      *nats.Subscription
+	max      int
+	log      *slog.Logger
+	received prometheus.Counter
+
+	mu      sync.Mutex
+	streams map[string]map[*pageStream]struct{} // by sourceContext
+	n       int
+	// recent events, replayed to a stream that opens just after its
+	// upload's event was published.
+	recent [recentPageEvents]pageEvent
+	next   int
+}
+
+// recentPageEvents is how many of the latest events are kept for replay.
+const recentPageEvents = 256
+
+// pageReplayAge bounds the age of the events replayed to a new stream.
+const pageReplayAge = 10 * time.Minute
+
+type pageStream struct {
+	sourceContext string
+	ch            chan pageEvent
+}
+
+type pageEvent struct {
+	id            string
+	sourceContext string
+	at            time.Time
+	data          []byte
+}
+
+// startPageEvents subscribes to vod.file_uploaded events as they are published.
+func startPageEvents(nc *nats.Conn, max int, received prometheus.Counter, log *slog.Logger) (*pageEvents, error) {
+	if max <= 0 {
+		max = 256
+	}
+	p := &pageEvents{max: max, log: log, received: received, streams: map[string]map[*pageStream]struct{}{}}
+	sub, err := nc.Subscribe(queue.EventsPrefix+"."+job.EventVODFileUpload+".>", p.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: subscribe to the upload page's events: %w", err)
+	}
+	p.sub = sub
+	return p, nil
+}
+
+func (p *pageEvents) close() { _ = p.sub.Unsubscribe() }
+
+// deliver hands one event to the streams of its sourceContext; a stream
+// that is not keeping up misses it rather than holding the others back.
+func (p *pageEvents) deliver(m *nats.Msg) {
+	var ev struct {
+		ID   string `json:"id"`
+		Data struct {
+			SourceContext string `json:"sourceContext"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Data.SourceContext == "" {
+		return
+	}
+	p.received.Inc()
+	pe := pageEvent{id: ev.ID, sourceContext: ev.Data.SourceContext, at: time.Now(), data: m.Data}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recent[p.next] = pe
+	p.next = (p.next + 1) % recentPageEvents
+	for st := range p.streams[ev.Data.SourceContext] {
+		select {
+		case st.ch <- pe:
+		default:
+			p.log.Warn("upload page stream behind: an event skipped", "event_id", ev.ID)
 		}
 	}
-	return false
+}
+
+// subscribe adds a stream for one sourceContext, unless max are open.
+func (p *pageEvents) subscribe(sourceContext string) (*pageStream, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n >= p.max {
+		return nil, false
+	}
+	st := &pageStream{sourceContext: sourceContext, ch: make(chan pageEvent, 32)}
+	for i := range recentPageEvents {
+		pe := p.recent[(p.next+i)%recentPageEvents]
+		if pe.sourceContext == sourceContext && time.Since(pe.at) < pageReplayAge && len(st.ch) < cap(st.ch)/2 {
+			st.ch <- pe
+		}
+	}
+	if p.streams[sourceContext] == nil {
+		p.streams[sourceContext] = map[*pageStream]struct{}{}
+	}
+	p.streams[sourceContext][st] = struct{}{}
+	p.n++
+	return st, true
+}
+
+func (p *pageEvents) unsubscribe(st *pageStream) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.streams[st.sourceContext], st)
+	if len(p.streams[st.sourceContext]) == 0 {
+		delete(p.streams, st.sourceContext)
+	}
+	p.n--
 }

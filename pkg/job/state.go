@@ -31,6 +31,10 @@ var transitions = map[State][]State{
 	StateCanceled:  {},
 }
 
+// ErrNotActive means no worker may be processing the job now: it is
+// unknown, queued, paused or finished. Nothing is signed for such a job.
+var ErrNotActive = errors.New("job: not active")
+
 // ErrBadTransition is returned for a state change the machine does not allow.
 var ErrBadTransition = errors.New("job: state transition not allowed")
 

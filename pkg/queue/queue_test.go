@@ -445,3 +445,40 @@ func TestUploadRecordIsFoundByMediaURL(t *testing.T) {
 		}
 	}
 }
+
+// TestSigningJob: the signature service signs only for a job a worker may be
+// processing: running, or unfinished with a cancel pending.
+func TestSigningJob(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	for _, id := range []string{"queued", "running", "paused-cancel", "paused", "completed"} {
+		if _, _, err := q.CreateStatus(ctx, newJob(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move := func(id string, to ...job.State) {
+		t.Helper()
+		for _, s := range to {
+			if _, err := q.Transition(ctx, id, s, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	move("running", job.StateRunning)
+	move("paused-cancel", job.StatePaused)
+	move("paused", job.StatePaused)
+	move("completed", job.StateRunning, job.StateCompleted)
+	if err := q.SetControl(ctx, "paused-cancel", job.ControlCancel); err != nil {
+		t.Fatal(err)
+	}
+	for id, active := range map[string]bool{"running": true, "paused-cancel": true, "queued": false, "paused": false,
+		"completed": false, "unknown": false} {
+		j, err := q.SigningJob(ctx, id)
+		switch {
+		case active && (err != nil || j.ID != id):
+			t.Errorf("%s: job %v, err %v; want the job", id, j, err)
+		case !active && !errors.Is(err, job.ErrNotActive):
+			t.Errorf("%s: err = %v, want job.ErrNotActive", id, err)
+		}
+	}
+}

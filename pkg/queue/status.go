@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -154,6 +155,68 @@ func (q *Queue) ListStatuses(ctx context.Context) ([]*job.Status, error) {
 			out = append(out, s)
 		}
 	}
+}
+
+// SigningJob returns the job while a worker may be processing it: running,
+// or unfinished with a cancel pending (aborting its multipart upload takes
+// the session's credentials); otherwise an error wrapping job.ErrNotActive.
+// The signature service signs only for such a job.
+func (q *Queue) SigningJob(ctx context.Context, jobID string) (*job.Job, error) {
+	s, _, err := q.Status(ctx, jobID)
+	if err == nil && s.State == job.StateRunning {
+		return &s.Job, nil
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	// A replicated bucket's reads may be answered by a replica that has not
+	// seen the worker's latest write yet: ask the leader before refusing.
+	if s, err = q.statusFromLeader(ctx, jobID); errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", job.ErrNotActive, err)
+	} else if err != nil {
+		return nil, err
+	}
+	if s.State == job.StateRunning {
+		return &s.Job, nil
+	}
+	if !s.State.Terminal() {
+		if c, err := q.Control(ctx, jobID); err != nil {
+			return nil, err
+		} else if c == job.ControlCancel {
+			return &s.Job, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: job %s is %s", job.ErrNotActive, jobID, s.State)
+}
+
+// statusFromLeader reads a job's status through the status stream's leader
+// (the JetStream message-get API), never from a lagging replica.
+func (q *Queue) statusFromLeader(ctx context.Context, jobID string) (*job.Status, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + StatusBucket + "." + jobID})
+	if err != nil {
+		return nil, err
+	}
+	m, err := q.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+StatusBucket, req)
+	if err != nil {
+		return nil, fmt.Errorf("queue: status %s: %w", jobID, err)
+	}
+	var resp struct {
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, fmt.Errorf("queue: status %s: %w", jobID, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound,
+		resp.Error == nil && (resp.Message == nil || len(resp.Message.Data) == 0): // deleted
+		return nil, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+	case resp.Error != nil:
+		return nil, fmt.Errorf("queue: status %s: %w", jobID, resp.Error)
+	}
+	return job.UnmarshalStatus(resp.Message.Data)
 }
 
 // Control returns the operator's instruction for a job.

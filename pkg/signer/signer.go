@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 
@@ -36,7 +39,8 @@ type Request struct {
 	TaskPriority   *int   `json:"taskPriority,omitempty"`
 	// Validity asks for a lifetime; the policy caps it.
 	Validity time.Duration `json:"validity,omitempty"`
-	// JobID is for logs and metrics only.
+	// JobID names the job a worker signs for: the service signs only for a
+	// job a worker is processing, with that job's own policy (see Jobs).
 	JobID string `json:"jobId,omitempty"`
 }
 
@@ -51,13 +55,21 @@ type Response struct {
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the request field refused, when one is.
+	Field string `json:"field,omitempty"`
+	// cause is what refused the request in this process (vod's field errors).
+	cause error
 }
+
+// Unwrap returns the refusal's cause, when it was made in this process.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Error codes.
 const (
-	CodePolicy      = "policy_refused"
-	CodeInvalid     = "invalid_request"
-	CodeUnavailable = "unavailable"
+	CodePolicy       = "policy_refused"
+	CodeInvalid      = "invalid_request"
+	CodeUnavailable  = "unavailable"
+	CodeJobNotActive = "job_not_active"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -68,6 +80,9 @@ var (
 	ErrInvalid = errors.New("signer: invalid signature request")
 	// ErrUnavailable means no signature service answered: transient.
 	ErrUnavailable = errors.New("signer: signature service unavailable")
+	// ErrJobNotActive means the job named is unknown, or no worker may be
+	// processing it now (queued, paused, finished): nothing is signed for it.
+	ErrJobNotActive = errors.New("signer: job not active")
 )
 
 // Error implements error.
@@ -82,17 +97,78 @@ func (e *Error) Is(target error) bool {
 		return target == ErrInvalid
 	case CodeUnavailable:
 		return target == ErrUnavailable
+	case CodeJobNotActive:
+		return target == ErrJobNotActive
 	}
 	return false
 }
 
-// Policy bounds what the service signs. Empty lists allow anything.
+// Policy bounds what the service signs. It is closed by default: a list
+// allows its values, the value "*" allows any, and an empty list allows only
+// the default (no task flow, the account's default region, class 0, the
+// main application).
 type Policy struct {
-	Procedures     []string      `envconfig:"SIGN_PROCEDURES" desc:"task flows signatures may name (empty: any)"`
-	StorageRegions []string      `envconfig:"SIGN_STORAGE_REGIONS" desc:"storage regions signatures may name (empty: any)"`
-	ClassIDs       []int64       `envconfig:"SIGN_CLASS_IDS" desc:"class ids signatures may name (empty: any)"`
+	Procedures     Allow         `envconfig:"SIGN_PROCEDURES" desc:"task flows signatures may name, comma-separated; * for any; empty: none"`
+	StorageRegions Allow         `envconfig:"SIGN_STORAGE_REGIONS" desc:"storage regions signatures may name; * for any; empty: only the default region"`
+	ClassIDs       Allow         `envconfig:"SIGN_CLASS_IDS" desc:"class ids signatures may name; * for any; empty: only class 0"`
+	SubAppIDs      Allow         `envconfig:"SIGN_SUB_APP_IDS" desc:"VOD sub-application ids signatures may name; * for any; empty: only the main application"`
 	MaxValidity    time.Duration `envconfig:"SIGN_MAX_VALIDITY" default:"2h" desc:"longest signature lifetime handed out"`
 	ForceOneTime   bool          `envconfig:"SIGN_FORCE_ONE_TIME" desc:"make every signature one-time"`
+}
+
+// Any is the allow-list value that allows every value.
+const Any = "*"
+
+// Allow is one allow-list of a Policy.
+type Allow []string
+
+// Allows reports whether v is on the list, or the list allows any value.
+func (a Allow) Allows(v string) bool { return slices.Contains(a, Any) || slices.Contains(a, v) }
+
+// String describes the list for the startup log.
+func (a Allow) String() string {
+	switch {
+	case slices.Contains(a, Any):
+		return "any"
+	case len(a) == 0:
+		return "default only"
+	}
+	return strings.Join(a, ",")
+}
+
+// Validate refuses a policy whose id lists hold a value that is not an id or "*".
+func (p Policy) Validate() error {
+	for _, l := range []struct {
+		name string
+		ids  Allow
+	}{{"VODPIPE_SIGN_CLASS_IDS", p.ClassIDs}, {"VODPIPE_SIGN_SUB_APP_IDS", p.SubAppIDs}} {
+		for _, v := range l.ids {
+			if _, err := strconv.ParseUint(v, 10, 64); err != nil && v != Any {
+				return fmt.Errorf("signer: %s: %q is neither an id nor %q", l.name, v, Any)
+			}
+		}
+	}
+	for _, v := range slices.Concat(p.Procedures, p.StorageRegions) {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("signer: an empty value in VODPIPE_SIGN_PROCEDURES or VODPIPE_SIGN_STORAGE_REGIONS")
+		}
+	}
+	return nil
+}
+
+// LogAttrs describe the policy in force, for the startup log.
+func (p Policy) LogAttrs() []any {
+	return []any{"procedures", p.Procedures.String(), "storage_regions", p.StorageRegions.String(),
+		"class_ids", p.ClassIDs.String(), "sub_app_ids", p.SubAppIDs.String(),
+		"max_validity", p.MaxValidity.String(), "force_one_time", p.ForceOneTime}
+}
+
+// Jobs finds the job a worker asks to sign for. SigningJob returns the job
+// while a worker may be processing it (running, or being canceled, which
+// needs credentials to abort its multipart upload) and otherwise an error
+// wrapping job.ErrNotActive.
+type Jobs interface {
+	SigningJob(ctx context.Context, jobID string) (*job.Job, error)
 }
 
 // Signer makes signatures under a policy. It holds the SecretKey.
@@ -111,24 +187,46 @@ func New(secretID, secretKey string, p Policy) (*Signer, error) {
 	if p.MaxValidity <= 0 {
 		p.MaxValidity = 2 * time.Hour
 	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	return &Signer{secretID: secretID, secretKey: secretKey, policy: p, now: time.Now}, nil
 }
 
-// Check refuses a request outside the policy, before anything is signed.
+// Check refuses a request outside the policy, before anything is signed,
+// naming the field refused.
 func (s *Signer) Check(r Request) error {
-	if r.Procedure != "" && len(s.policy.Procedures) > 0 && !slices.Contains(s.policy.Procedures, r.Procedure) {
-		return &Error{Code: CodePolicy, Message: fmt.Sprintf("procedure %q is not allowed", r.Procedure)}
-	}
-	if r.StorageRegion != "" && len(s.policy.StorageRegions) > 0 && !slices.Contains(s.policy.StorageRegions, r.StorageRegion) {
-		return &Error{Code: CodePolicy, Message: fmt.Sprintf("storageRegion %q is not allowed", r.StorageRegion)}
-	}
-	if r.ClassID != 0 && len(s.policy.ClassIDs) > 0 && !slices.Contains(s.policy.ClassIDs, r.ClassID) {
-		return &Error{Code: CodePolicy, Message: fmt.Sprintf("classId %d is not allowed", r.ClassID)}
+	for _, f := range []struct {
+		field, value string
+		set          bool
+		allow        Allow
+	}{
+		{"procedure", r.Procedure, r.Procedure != "", s.policy.Procedures},
+		{"storageRegion", r.StorageRegion, r.StorageRegion != "", s.policy.StorageRegions},
+		{"classId", strconv.FormatInt(r.ClassID, 10), r.ClassID != 0, s.policy.ClassIDs},
+		{"subAppId", strconv.FormatUint(r.SubAppID, 10), r.SubAppID != 0, s.policy.SubAppIDs},
+	} {
+		if f.set && !f.allow.Allows(f.value) {
+			return &Error{Code: CodePolicy, Field: f.field, Message: fmt.Sprintf("%s %q is not allowed by the signing policy", f.field, f.value)}
+		}
 	}
 	if r.Validity > s.policy.MaxValidity {
-		return &Error{Code: CodePolicy, Message: fmt.Sprintf("validity %s exceeds the maximum %s", r.Validity, s.policy.MaxValidity)}
+		return &Error{Code: CodePolicy, Field: "validity", Message: fmt.Sprintf("validity %s exceeds the maximum %s", r.Validity, s.policy.MaxValidity)}
 	}
 	return nil
+}
+
+// ForJob is the request for a signature of job j: its own policy, the
+// lifetime asked for.
+func ForJob(j *job.Job, validity time.Duration) Request {
+	r := Request{Procedure: j.Procedure, StorageRegion: j.StorageRegion, ClassID: j.ClassID,
+		SubAppID: j.SubAppID, SourceContext: j.SourceContext, SessionContext: j.SessionContext,
+		OneTime: j.OneTimeSignature, JobID: j.ID, Validity: validity}
+	if j.Priority != 0 {
+		p := j.Priority
+		r.TaskPriority = &p
+	}
+	return r
 }
 
 // Sign checks the policy and signs.
@@ -151,16 +249,22 @@ func (s *Signer) Sign(r Request) (Response, error) {
 	}
 	sig, err := vod.Sign(s.secretKey, p)
 	if err != nil {
-		return Response{}, &Error{Code: CodeInvalid, Message: err.Error()}
+		return Response{}, &Error{Code: CodeInvalid, Message: err.Error(), cause: err}
 	}
 	return Response{Signature: sig, ExpireTime: p.ExpireTime}, nil
 }
 
 // Serve registers the signature micro service on nc (queue group, so several
-// ingest replicas share the load) and returns it; Stop it on shutdown.
-func (s *Signer) Serve(nc *nats.Conn, log *slog.Logger) (micro.Service, error) {
+// ingest replicas share the load) and returns it; Stop it on shutdown. It
+// signs only for a job jobs says a worker may be processing, with that job's
+// policy: whatever else a request names is ignored, so a NATS client that
+// may request this subject still cannot choose a policy.
+func (s *Signer) Serve(nc *nats.Conn, jobs Jobs, log *slog.Logger) (micro.Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if jobs == nil {
+		return nil, errors.New("signer: Serve needs the jobs it signs for")
 	}
 	handle := micro.HandlerFunc(func(req micro.Request) {
 		var r Request
@@ -168,7 +272,7 @@ func (s *Signer) Serve(nc *nats.Conn, log *slog.Logger) (micro.Service, error) {
 			_ = req.Error("400", CodeInvalid, nil)
 			return
 		}
-		resp, err := s.Sign(r)
+		resp, err := s.signForJob(jobs, r)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) {
@@ -206,6 +310,26 @@ func (s *Signer) Serve(nc *nats.Conn, log *slog.Logger) (micro.Service, error) {
 		return nil, err
 	}
 	return svc, nil
+}
+
+// jobLookupTimeout bounds the status read behind one NATS signature request.
+const jobLookupTimeout = 5 * time.Second
+
+// signForJob signs for the job r names, with the job's own policy.
+func (s *Signer) signForJob(jobs Jobs, r Request) (Response, error) {
+	if r.JobID == "" {
+		return Response{}, &Error{Code: CodeInvalid, Field: "jobId", Message: "jobId is required: signatures over NATS are for jobs"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), jobLookupTimeout)
+	defer cancel()
+	j, err := jobs.SigningJob(ctx, r.JobID)
+	switch {
+	case errors.Is(err, job.ErrNotActive):
+		return Response{}, &Error{Code: CodeJobNotActive, Field: "jobId", Message: fmt.Sprintf("job %q is not being processed", r.JobID)}
+	case err != nil:
+		return Response{}, &Error{Code: CodeUnavailable, Message: "the job's status cannot be read"}
+	}
+	return s.Sign(ForJob(j, r.Validity))
 }
 
 // signHandlers is how many signature requests one service instance answers at once.

@@ -62,7 +62,10 @@ type Options struct {
 	APIKey string
 	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
 	SecretID, SecretKey string
-	Log                 *slog.Logger
+	// Policy is the signing policy; nil allows any value ("*") of each list,
+	// as a local system against vodsim may.
+	Policy *signer.Policy
+	Log    *slog.Logger
 }
 
 // Stack is a running system.
@@ -172,6 +175,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.VodsimAddr = vl.Addr().String()
 	s.goServe("vodsim", func() error { return s.Vodsim.Serve(bg, vl) })
 
+	policy := signer.Policy{MaxValidity: 2 * time.Hour, Procedures: signer.Allow{signer.Any},
+		StorageRegions: signer.Allow{signer.Any}, ClassIDs: signer.Allow{signer.Any}, SubAppIDs: signer.Allow{signer.Any}}
+	if o.Policy != nil {
+		policy = *o.Policy
+	}
 	var keys ingest.APIKeys
 	if err := keys.Decode("local:" + s.APIKey); err != nil {
 		return nil, err
@@ -179,10 +187,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	icfg := ingest.Config{
 		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
 		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
-		Policy:      signer.Policy{MaxValidity: 2 * time.Hour},
+		Policy:      policy,
 		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
-		PageConfig: ingest.PageConfig{WebDir: "web", PageProcedure: "LongVideoPreset", PageTokenTTL: time.Hour,
-			PageNotifyURL: s.NotifyURL, PageNotifyKey: s.APIKey},
+		// The upload page is on, its tokens signed with a key of this process.
+		UploadTokenConfig: ingest.UploadTokenConfig{UploadTokenKeys: []string{randomHex(32)}, UploadTokenMaxTTL: 12 * time.Hour},
+		PageConfig:        ingest.PageConfig{UploadPage: true, WebDir: "web"},
 	}
 	if s.Ingest, err = ingest.New(bg, icfg, o.Log.With("service", "ingest")); err != nil {
 		return nil, err

@@ -183,17 +183,9 @@ func (r *run) checkControl(ctx context.Context) error {
 	return nil
 }
 
-// signRequest is the policy of every signature of this job.
-func (r *run) signRequest() signer.Request {
-	req := signer.Request{Procedure: r.j.Procedure, StorageRegion: r.j.StorageRegion, ClassID: r.j.ClassID,
-		SubAppID: r.j.SubAppID, SourceContext: r.j.SourceContext, SessionContext: r.j.SessionContext,
-		OneTime: r.j.OneTimeSignature, JobID: r.j.ID}
-	if r.j.Priority != 0 {
-		p := r.j.Priority
-		req.TaskPriority = &p
-	}
-	return req
-}
+// signRequest is the policy of every signature of this job (the signature
+// service signs with the job's recorded policy whatever it is sent).
+func (r *run) signRequest() signer.Request { return signer.ForJob(r.j, 0) }
 
 // sign returns a fresh signature for a one-time job and otherwise the run's
 // kept signature while it is valid for sigReuseMargin more.

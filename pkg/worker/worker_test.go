@@ -63,7 +63,7 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t testing.TB, useRedis bool, simMod ...func(*vodsim.Config)) *env {
 	t.Helper()
-	return newEnvPolicy(t, useRedis, signer.Policy{MaxValidity: time.Hour}, simMod...)
+	return newEnvPolicy(t, useRedis, signer.Policy{MaxValidity: time.Hour, Procedures: signer.Allow{signer.Any}, StorageRegions: signer.Allow{signer.Any}, ClassIDs: signer.Allow{signer.Any}}, simMod...)
 }
 
 // newEnvPolicy is newEnv with the signature service's policy given.
@@ -78,11 +78,6 @@ func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...f
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := s.Serve(e.nats.Connect(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
 	e.cfg = worker.Config{
 		NATS:          config.NATS{URL: e.nats.URL},
 		QueueConfig:   queue.Config{AckWait: 3 * time.Second, MaxDeliver: 6},
@@ -97,6 +92,11 @@ func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...f
 	if e.q, err = queue.Open(ctx, e.nats.JetStream(t), e.cfg.QueueConfig); err != nil {
 		t.Fatal(err)
 	}
+	svc, err := s.Serve(e.nats.Connect(t), e.q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
 	return e
 }
 

@@ -174,9 +174,16 @@ VODPIPE_SIGN_STORAGE_REGIONS: {{ join "," . | quote }}
 {{- end }}
 {{- with .Values.ingest.signing.classIds }}
 {{- $ids := list }}
-{{- range . }}{{ $ids = append $ids (. | int64 | toString) }}{{ end }}
+{{- range . }}{{ if eq (toString .) "*" }}{{ $ids = append $ids "*" }}{{ else }}{{ $ids = append $ids (. | int64 | toString) }}{{ end }}{{ end }}
 VODPIPE_SIGN_CLASS_IDS: {{ join "," $ids | quote }}
 {{- end }}
+{{- with .Values.ingest.signing.subAppIds }}
+{{- $ids := list }}
+{{- range . }}{{ if eq (toString .) "*" }}{{ $ids = append $ids "*" }}{{ else }}{{ $ids = append $ids (. | int64 | toString) }}{{ end }}{{ end }}
+VODPIPE_SIGN_SUB_APP_IDS: {{ join "," $ids | quote }}
+{{- end }}
+VODPIPE_UPLOAD_TOKEN_MAX_TTL: {{ .Values.ingest.uploadTokens.maxTTL | quote }}
+VODPIPE_UPLOAD_PAGE: {{ .Values.ingest.uploadPage | toString | quote }}
 {{- with .Values.ingest.corsOrigins }}
 VODPIPE_CORS_ORIGINS: {{ join "," . | quote }}
 {{- end }}
