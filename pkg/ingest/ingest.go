@@ -25,6 +25,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 )
@@ -100,7 +101,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), limiters: map[string]*rate.Limiter{},
 		sseClient: &http.Client{}}
-	if s.nc, err = nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-ingest")...); err != nil {
+	opts, err := cfg.NATS.Options("vodpipe-ingest", nats.CustomInboxPrefix(natsperm.Ingest.Inbox()))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if s.nc, err = nats.Connect(cfg.NATS.URL, opts...); err != nil {
 		return nil, fmt.Errorf("ingest: connect NATS: %w", err)
 	}
 	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(8192))
