@@ -72,7 +72,7 @@ func TestNATSAuthFromFiles(t *testing.T) {
 		t.Fatalf("a wrong password: %v, want an authorization error", err)
 	}
 
-	token := startNATS(t, func(o *natsserver.Options) error { o.Authorization = "tok-123"; return nil })
+	token := startNATS(t, natsembed.WithOptions(func(o *natsserver.Options) { o.Authorization = "tok-123" }))
 	connect(t, NATS{URL: token.ClientURL(), TokenFile: writeFile(t, "token", "tok-123\n")})
 }
 

@@ -14,8 +14,14 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
 )
 
-// Option adjusts the embedded server's options.
-type Option func(*natsserver.Options) error
+// Option adjusts the embedded server.
+type Option func(*settings) error
+
+// settings are what Options adjust.
+type settings struct {
+	opts   *natsserver.Options
+	logger natsserver.Logger
+}
 
 // Start starts an embedded NATS server with JetStream, its store in dir.
 // Without options anyone may connect and do anything; WithUsers guards it.
@@ -24,14 +30,18 @@ func Start(dir, host string, port int, opts ...Option) (*natsserver.Server, erro
 		ServerName: "vodpipe-embedded", Host: host, Port: port, JetStream: true, StoreDir: dir,
 		NoLog: true, NoSigs: true, MaxPayload: 8 << 20, JetStreamMaxMemory: 256 << 20, JetStreamMaxStore: 8 << 30,
 	}
+	st := &settings{opts: o}
 	for _, opt := range opts {
-		if err := opt(o); err != nil {
+		if err := opt(st); err != nil {
 			return nil, err
 		}
 	}
 	ns, err := natsserver.NewServer(o)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: NATS: %w", err)
+	}
+	if st.logger != nil {
+		ns.SetLogger(st.logger, false, false)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
@@ -65,7 +75,8 @@ func NewUsers() Users {
 // WithUsers runs the server with users: each role's user holds natsperm's
 // permissions for it, the admin every right; nobody else may connect.
 func WithUsers(u Users) Option {
-	return func(o *natsserver.Options) error {
+	return func(st *settings) error {
+		o := st.opts
 		if u.AdminPassword == "" {
 			return errors.New("natsembed: the admin user has no password")
 		}
@@ -83,6 +94,17 @@ func WithUsers(u Users) Option {
 		}
 		return nil
 	}
+}
+
+// WithOptions lets f adjust the server's options (tests: a token, TLS).
+func WithOptions(f func(*natsserver.Options)) Option {
+	return func(st *settings) error { f(st.opts); return nil }
+}
+
+// WithLogger logs the server's notices, warnings and errors (such as
+// permission violations) to l.
+func WithLogger(l natsserver.Logger) Option {
+	return func(st *settings) error { st.opts.NoLog, st.logger = false, l; return nil }
 }
 
 // serverPermissions is p in the server's terms.

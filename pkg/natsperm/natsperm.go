@@ -99,7 +99,7 @@ func For(r Role) (Permissions, error) {
 		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
 		p.pub(events+".job.>", dlq+".>", SignSubject)
 		p.kv(statusBucket, read, write)
-		p.kv(controlBucket, read, watch)
+		p.kv(controlBucket, read, watch, write) // clears a done cancel or pause
 		p.kv(filesBucket, write)
 		p.kv(uploadsBucket, write)
 		// The resume state, when no Redis is configured.
