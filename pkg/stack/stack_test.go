@@ -1,7 +1,9 @@
 package stack_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -53,7 +55,7 @@ func TestGuardedStackRunsJobs(t *testing.T) {
 		}
 	}))
 	t.Cleanup(rcv.Close)
-	subscribe(t, st, rcv.URL)
+	subID := subscribe(t, st, rcv.URL)
 
 	for _, name := range []string{"api.mp4", "nats.mp4"} {
 		if err := os.WriteFile(filepath.Join(root, name), bytes.Repeat([]byte(name), 100<<10), 0o644); err != nil {
@@ -82,12 +84,51 @@ func TestGuardedStackRunsJobs(t *testing.T) {
 			return err == nil && v.State == job.StateCompleted && hooks[id]
 		})
 	}
+	// The read paths of ingest and notify: job listing (a status watch),
+	// dead letters, readiness, subscriptions, attempts, and the event
+	// stream (an ordered consumer) from its start.
+	for _, u := range []string{st.IngestURL + "/v1/jobs", st.IngestURL + "/v1/dead-letters", st.IngestURL + "/readyz",
+		st.NotifyURL + "/v1/subscriptions", st.NotifyURL + "/v1/subscriptions/" + subID + "/attempts", st.NotifyURL + "/readyz"} {
+		resp := get(t, t.Context(), st, u)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", u, resp.StatusCode)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	resp := get(t, ctx, st, st.NotifyURL+"/v1/events", "Last-Event-ID", "0")
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "data:") {
+	}
+	cancel()
+	resp.Body.Close()
+	if !strings.HasPrefix(sc.Text(), "data:") {
+		t.Errorf("GET /v1/events from the start gave no event (%d)", resp.StatusCode)
+	}
 	if v := violations.String(); v != "" {
 		t.Fatalf("the server refused services under their users:\n%s", v)
 	}
 }
 
-func subscribe(t *testing.T, st *stack.Stack, url string) {
+// get makes an authorized GET, with header pairs.
+func get(t *testing.T, ctx context.Context, st *stack.Stack, url string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+st.APIKey)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func subscribe(t *testing.T, st *stack.Stack, url string) string {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"url": url, "eventTypes": []string{job.EventCompleted}})
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, st.NotifyURL+"/v1/subscriptions", bytes.NewReader(body))
@@ -100,10 +141,14 @@ func subscribe(t *testing.T, st *stack.Stack, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create subscription: %d", resp.StatusCode)
+	defer resp.Body.Close()
+	var sub struct {
+		ID string `json:"id"`
 	}
+	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create subscription: %d %v", resp.StatusCode, err)
+	}
+	return sub.ID
 }
 
 func connect(t *testing.T, cfg config.NATS) *nats.Conn {
