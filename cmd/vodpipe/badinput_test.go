@@ -17,6 +17,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/stack"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -90,7 +91,8 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 	}
 	c := ingest.NewClient(st.IngestURL, st.APIKey)
-	js := st.Ingest.Queue().JetStream()
+	pub := jetStreamAt(t, st.NATSConfig(natsperm.Publisher)) // bad jobs straight onto NATS, as an outside publisher
+	js := jetStreamAt(t, st.AdminNATS())                     // the events, read as an operator
 	q := st.Ingest.Queue()
 	submitGood := func(id string) {
 		t.Helper()
@@ -150,7 +152,7 @@ func TestBadInputCorpus(t *testing.T) {
 		for _, n := range []string{"changing", "vanishing"} {
 			natsBody = bytes.Replace(natsBody, []byte(n+".mp4"), []byte(n+"-nats.mp4"), 1)
 		}
-		ack, err := js.Publish(ctx, queue.JobsSubject, natsBody)
+		ack, err := pub.Publish(ctx, queue.JobsSubject, natsBody)
 		if err != nil {
 			t.Fatal(err)
 		}

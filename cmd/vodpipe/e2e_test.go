@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/stack"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -214,7 +216,7 @@ func TestSlowCommitAnswerStillNamesTheJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js := jetStreamAt(t, st.NATSURL)
+	js := jetStreamAt(t, st.AdminNATS())
 	events, err := js.Stream(t.Context(), queue.EventsStream)
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +272,7 @@ func grepLines(b []byte, s string) string {
 // `vodpipe dead-letter SEQ` prints it with the message as received.
 func TestDeadLetterCommands(t *testing.T) {
 	st := startStack(t, t.TempDir(), 0)
-	js := jetStreamAt(t, st.NATSURL)
+	js := jetStreamAt(t, st.NATSConfig(natsperm.Publisher)) // an outside publisher
 	bad := `{"id":"cli-bad-1","source":42}`
 	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: queue.JobsSubject, Data: []byte(bad),
 		Header: nats.Header{jetstream.MsgIDHeader: []string{"cli-bad-1"}}}); err != nil {
@@ -309,11 +311,15 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 }
 
-// jetStreamAt is a JetStream context on a new connection to url, closed
-// with the test.
-func jetStreamAt(t *testing.T, url string) jetstream.JetStream {
+// jetStreamAt is a JetStream context on a new connection made with cfg,
+// closed with the test.
+func jetStreamAt(t *testing.T, cfg config.NATS) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	opts, err := cfg.Options(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "config":
 		return runConfigDoc(stdout)
+	case "nats-config":
+		return runNATSConfig(stdout, stderr)
 	case "sign":
 		return runSign(args[1:], stdout, stderr, time.Now)
 	case "demo":
@@ -79,6 +81,7 @@ commands:
   dead-letters  list dead letters (job, code, reason); dead-letter SEQ shows one with its message
   sign    make an upload signature, or decode one with --decode
   config  list every environment variable of every service (Markdown)
+  nats-config  print the nats-server users of ingest, worker, notify and publishers, least privilege each
   help    this text
 `)
 }

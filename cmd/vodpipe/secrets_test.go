@@ -116,7 +116,7 @@ func TestNoSecretOrSignatureLeaks(t *testing.T) {
 		texts = append(texts, err.Error())
 	}
 	// Every event and dead letter.
-	js := st.Ingest.Queue().JetStream()
+	js := jetStreamAt(t, st.AdminNATS())
 	for _, stream := range []string{queue.EventsStream, queue.DLQStream} {
 		cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/stack"
 )
 
@@ -45,12 +46,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, `vodpipe is up (Ctrl-C stops it)
   ingest API   %s   (API key: %s)
   vodsim       http://%s   (VOD endpoint; COS buckets dial here)
-  NATS         %s
+  NATS         %s   (guarded: one user per service; outside publishers: user publisher, password in %s)
   sources      file:// under %s
   resume state %s
 try:
   VODPIPE_API_URL=%s VODPIPE_API_KEY=%s go run ./cmd/vodpipe submit --watch %s
-`, st.IngestURL, st.APIKey, st.VodsimAddr, st.NATSURL, root, resume, st.IngestURL, st.APIKey, root)
+`, st.IngestURL, st.APIKey, st.VodsimAddr, st.NATSURL, st.NATSConfig(natsperm.Publisher).PasswordFile, root, resume, st.IngestURL, st.APIKey, root)
 	select {
 	case <-ctx.Done():
 	case err := <-st.Errors():

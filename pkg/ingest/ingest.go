@@ -25,6 +25,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 )
@@ -129,7 +130,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		keyLimits:   newLimiters(cfg.SignRate, cfg.SignBurst, maxTrackedCallers),
 		tokenLimits: newLimiters(cfg.UploadTokenSignRate, cfg.UploadTokenSignBurst, maxTrackedCallers),
 		globalLimit: rate.NewLimiter(rate.Limit(cfg.SignGlobalRate), cfg.SignGlobalBurst)}
-	if s.nc, err = nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-ingest")...); err != nil {
+	opts, err := cfg.NATS.Options("vodpipe-ingest", nats.CustomInboxPrefix(natsperm.Ingest.Inbox()))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if s.nc, err = nats.Connect(cfg.NATS.URL, opts...); err != nil {
 		return nil, fmt.Errorf("ingest: connect NATS: %w", err)
 	}
 	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(8192))

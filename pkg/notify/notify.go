@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
@@ -72,7 +73,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		}
 		s.puller = p
 	}
-	nc, err := nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-notify")...)
+	opts, err := cfg.NATS.Options("vodpipe-notify", nats.CustomInboxPrefix(natsperm.Notify.Inbox()))
+	if err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("notify: connect NATS: %w", err)
 	}

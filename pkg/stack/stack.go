@@ -23,6 +23,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
@@ -60,6 +61,9 @@ type Options struct {
 	LeaseTTL time.Duration
 	// APIKey is the key the stack's ingest accepts (every scope); random when empty.
 	APIKey string
+	// NATS adjusts the embedded NATS server (tests: a logger that sees
+	// permission violations).
+	NATS []natsembed.Option
 	// SecretID and SecretKey of the app vodsim knows and ingest signs with; random when empty.
 	SecretID, SecretKey string
 	// Policy is the signing policy; nil allows any value ("*") of each list,
@@ -68,7 +72,9 @@ type Options struct {
 	Log    *slog.Logger
 }
 
-// Stack is a running system.
+// Stack is a running system. Its NATS server is guarded as production's
+// should be: each service connects as its natsperm role's user (see
+// NATSConfig), and AdminNATS is for inspection only.
 type Stack struct {
 	NATS       *natsserver.Server
 	NATSURL    string
@@ -85,6 +91,7 @@ type Stack struct {
 
 	opts    Options
 	tmp     string
+	users   string // folder of the NATS users' password files
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errs    chan error
@@ -137,7 +144,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 
-	ns, err := natsembed.Start(filepath.Join(o.DataDir, "nats"), "127.0.0.1", natsserver.RANDOM_PORT)
+	users := natsembed.NewUsers()
+	if err := s.writeUsers(users); err != nil {
+		return nil, err
+	}
+	ns, err := natsembed.Start(filepath.Join(o.DataDir, "nats"), "127.0.0.1", natsserver.RANDOM_PORT,
+		append([]natsembed.Option{natsembed.WithUsers(users)}, o.NATS...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +197,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	icfg := ingest.Config{
-		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		NATS: s.NATSConfig(natsperm.Ingest), QueueConfig: o.Queue,
 		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
 		Policy:      policy,
 		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
@@ -203,7 +215,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.IngestURL = "http://" + il.Addr().String()
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
-	ncfg := notify.Config{NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+	ncfg := notify.Config{NATS: s.NATSConfig(natsperm.Notify), QueueConfig: o.Queue,
 		APIKeys:       keys, // ingest's: both read the one key, never change it
 		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
 	}
@@ -225,7 +237,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 func (s *Stack) WorkerConfig(id string) worker.Config {
 	o := s.opts
 	cfg := worker.Config{
-		NATS: config.NATS{URL: s.NATSURL}, QueueConfig: o.Queue,
+		NATS: s.NATSConfig(natsperm.Worker), QueueConfig: o.Queue,
 		UploadConfig:  upload.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, COSScheme: "http"},
 		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: !o.RefusePrivateSources},
 		VODEndpoint:   "http://" + s.VodsimAddr, COSDialAddr: s.VodsimAddr,
@@ -235,6 +247,37 @@ func (s *Stack) WorkerConfig(id string) worker.Config {
 		cfg.Redis = config.Redis{URL: o.RedisURL}
 	}
 	return cfg
+}
+
+// NATSConfig is how a client connects to the stack's NATS as role's user
+// (natsperm's permissions; a Publisher may only publish jobs).
+func (s *Stack) NATSConfig(role natsperm.Role) config.NATS {
+	return config.NATS{URL: s.NATSURL, User: string(role), PasswordFile: filepath.Join(s.users, string(role)+".password")}
+}
+
+// AdminNATS is how tests and operators of a local stack connect to its NATS
+// with every right, to inspect streams and buckets. No service uses it.
+func (s *Stack) AdminNATS() config.NATS {
+	return config.NATS{URL: s.NATSURL, User: natsembed.AdminUser, PasswordFile: filepath.Join(s.users, natsembed.AdminUser+".password")}
+}
+
+// writeUsers writes each NATS user's password to a file of its own, readable
+// by this user only, as a mounted secret would be; Close removes them.
+func (s *Stack) writeUsers(u natsembed.Users) error {
+	s.users = filepath.Join(s.opts.DataDir, "nats-users")
+	if err := os.MkdirAll(s.users, 0o700); err != nil {
+		return err
+	}
+	files := map[string]string{natsembed.AdminUser: u.AdminPassword}
+	for r, pw := range u.Passwords {
+		files[string(r)] = pw
+	}
+	for name, pw := range files {
+		if err := os.WriteFile(filepath.Join(s.users, name+".password"), []byte(pw), 0o600); err != nil {
+			return fmt.Errorf("stack: NATS user %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // AddWorker starts one more worker.
@@ -338,6 +381,9 @@ func (s *Stack) Close() {
 	if s.NATS != nil {
 		s.NATS.Shutdown()
 		s.NATS.WaitForShutdown()
+	}
+	if s.users != "" {
+		_ = os.RemoveAll(s.users)
 	}
 	if s.tmp != "" {
 		_ = os.RemoveAll(s.tmp)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/resume"
 	"github.com/vodpipe/vodpipe/pkg/signer"
@@ -109,7 +110,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, log: log.With("worker", cfg.ID), controls: map[string]job.Control{}, metrics: newMetrics(),
 		running: map[string]bool{}}
-	nc, err := nats.Connect(cfg.NATS.URL, cfg.NATS.Options("vodpipe-worker "+cfg.ID)...)
+	opts, err := cfg.NATS.Options("vodpipe-worker "+cfg.ID, nats.CustomInboxPrefix(natsperm.Worker.Inbox()))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("worker: connect NATS: %w", err)
 	}
