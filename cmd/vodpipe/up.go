@@ -8,8 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
+	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/stack"
 )
 
@@ -30,9 +34,15 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vodpipe up:", err)
 		return 2
 	}
+	// The signing policy is ingest's (VODPIPE_SIGN_*): closed unless set.
+	var signing struct{ signer.Policy }
+	if err := config.Load(&signing); err != nil {
+		fmt.Fprintln(stderr, "vodpipe up:", err)
+		return 2
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	st, err := stack.Start(ctx, stack.Options{DataDir: *dataDir, SourceRoot: root, RedisURL: os.Getenv("VODPIPE_REDIS_URL"),
-		APIKey:  os.Getenv("VODPIPE_API_KEY"),
+		APIKey: os.Getenv("VODPIPE_API_KEY"), Policy: &signing.Policy,
 		Workers: *workers, IngestAddr: *ingestAddr, VodsimAddr: *vodsimAddr, Log: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe up:", err)
@@ -43,7 +53,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("VODPIPE_REDIS_URL") != "" {
 		resume = "Redis"
 	}
+	// The upload page's link carries a token minted as an application's backend would.
+	var page string
+	tok, err := ingest.NewClient(st.IngestURL, st.APIKey).UploadToken(ctx, ingest.UploadTokenRequest{User: "demo", TTLSeconds: 12 * 3600})
+	if err != nil {
+		page = fmt.Sprintf("(no upload token: %v)", err)
+	} else {
+		page = st.IngestURL + "/upload#token=" + tok.Token + "   (user demo, until " + tok.ExpiresAt.Format(time.RFC3339) + ")"
+	}
 	fmt.Fprintf(stdout, `vodpipe is up (Ctrl-C stops it)
+  upload page  %s
+  signing      procedures %s, storage regions %s, class ids %s, sub-app ids %s (VODPIPE_SIGN_*)
   ingest API   %s   (API key: %s)
   vodsim       http://%s   (VOD endpoint; COS buckets dial here)
   NATS         %s   (guarded: one user per service; outside publishers: user publisher, password in %s)
@@ -51,7 +71,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
   resume state %s
 try:
   VODPIPE_API_URL=%s VODPIPE_API_KEY=%s go run ./cmd/vodpipe submit --watch %s
-`, st.IngestURL, st.APIKey, st.VodsimAddr, st.NATSURL, st.NATSConfig(natsperm.Publisher).PasswordFile, root, resume, st.IngestURL, st.APIKey, root)
+`, page, signing.Procedures, signing.StorageRegions, signing.ClassIDs, signing.SubAppIDs, st.IngestURL, st.APIKey, st.VodsimAddr, st.NATSURL, st.NATSConfig(natsperm.Publisher).PasswordFile, root, resume, st.IngestURL, st.APIKey, root)
 	select {
 	case <-ctx.Done():
 	case err := <-st.Errors():
