@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/vodpipe/vodpipe/pkg/config"
 )
 
 // ServeEnv runs vodsim configured by the environment (prefix
@@ -16,7 +16,7 @@ import (
 // An environment it cannot read or run with is ErrBadConfig.
 func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	var cfg Config
-	if err := envconfig.Process("VODPIPE_VODSIM", &cfg); err != nil {
+	if err := config.LoadPrefix("VODPIPE_VODSIM", &cfg); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	s, err := New(cfg, log)
