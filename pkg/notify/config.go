@@ -7,6 +7,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
@@ -71,9 +72,11 @@ type PullConfig struct {
 
 // WebhookConfig tunes webhook delivery.
 type WebhookConfig struct {
-	// WebhookAllowPrivate lets webhook URLs reach loopback, private and
-	// link-local addresses (tests, or receivers inside the cluster).
-	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" desc:"allow webhook URLs on loopback, private and link-local addresses"`
+	// WebhookAllowCIDRs are non-public addresses webhooks may reach
+	// (receivers inside the cluster).
+	WebhookAllowCIDRs netguard.CIDRs `envconfig:"WEBHOOK_ALLOW_CIDRS" desc:"CIDRs beyond the public internet that webhook URLs may reach, comma-separated (link-local and cloud metadata addresses never)"`
+	// WebhookAllowPrivate adds loopback and private ranges to WebhookAllowCIDRs.
+	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" desc:"shorthand: add loopback and private ranges (127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) to WEBHOOK_ALLOW_CIDRS"`
 	// WebhookTimeout bounds one delivery attempt.
 	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" desc:"timeout of one webhook delivery attempt"`
 	// WebhookSchedule are the delays before the 2nd, 3rd, … attempt; its

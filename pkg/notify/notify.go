@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
@@ -43,7 +44,8 @@ type Service struct {
 	keys     APIKeys
 	metrics  *metrics
 	client   *http.Client
-	resolver *net.Resolver
+	guard    *netguard.Guard
+	resolver netguard.Resolver
 	puller   *puller
 	disp     *dispatcher
 
@@ -57,8 +59,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.withDefaults()
+	guard := netguard.New(cfg.WebhookAllowCIDRs.Or(cfg.WebhookAllowPrivate))
 	s := &Service{cfg: cfg, log: log, keys: cfg.APIKeys, metrics: newMetrics(),
-		client: newWebhookClient(cfg.WebhookAllowPrivate), resolver: net.DefaultResolver}
+		client: newWebhookClient(guard), guard: guard, resolver: net.DefaultResolver}
 	if len(s.keys) == 0 {
 		log.Warn("no API keys configured (VODPIPE_API_KEYS): the subscription and event APIs refuse every request")
 	}

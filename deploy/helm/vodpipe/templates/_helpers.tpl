@@ -190,6 +190,9 @@ VODPIPE_PART_SIZE: {{ .Values.worker.partSize | int64 | quote }}
 VODPIPE_PART_CONCURRENCY: {{ .Values.worker.partConcurrency | int | quote }}
 VODPIPE_SHUTDOWN_GRACE: {{ .Values.worker.shutdownGrace | quote }}
 VODPIPE_SOURCE_ALLOW_PRIVATE: {{ .Values.worker.sources.allowPrivate | toString | quote }}
+{{- with .Values.worker.sources.allowCIDRs }}
+VODPIPE_SOURCE_ALLOW_CIDRS: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.worker.sources.root }}
 VODPIPE_SOURCE_ROOT: {{ . | quote }}
 {{- end }}
@@ -221,6 +224,9 @@ VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
 {{ include "vodpipe.env.common" . }}
 {{ $n.httpAddr }}: {{ printf ":%d" (.Values.notify.port | int) | quote }}
 {{ $n.webhookAllowPrivate }}: {{ .Values.notify.webhookAllowPrivate | toString | quote }}
+{{- with .Values.notify.webhookAllowCIDRs }}
+{{ $n.webhookAllowCIDRs }}: {{ join "," . | quote }}
+{{- end }}
 {{- if and .Values.notify.pull.enabled .Values.vodsim.enabled }}
 {{ $n.pullEndpoint }}: "http://vod.tencentcloudapi.com"
 {{ $n.pullDialAddr }}: {{ include "vodpipe.vodsimAddr" . | quote }}
