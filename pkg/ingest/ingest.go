@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/queue"
@@ -39,6 +40,8 @@ type Config struct {
 	config.Credentials
 	signer.Policy
 	PageConfig
+	httpserve.Config
+	httpserve.StreamConfig
 
 	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
 	// APIKeys are "key" or "name:key[:scope+scope]" entries (see pkg/apikey);
@@ -151,18 +154,9 @@ func (s *Service) Serve(ctx context.Context) error {
 
 // ServeListener runs the HTTP API on l until ctx ends.
 func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/upload/events"))
 	s.log.Info("ingest listening", "addr", l.Addr().String())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return httpserve.Serve(ctx, srv, l, 15*time.Second)
 }
 
 // Handler is the HTTP API.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/netguard"
@@ -23,6 +24,8 @@ type Config struct {
 	QueueConfig
 	PullConfig
 	WebhookConfig
+	httpserve.Config
+	httpserve.StreamConfig
 
 	// HTTPAddr serves the callback, subscription, SSE, health and metrics endpoints.
 	HTTPAddr string `envconfig:"NOTIFY_HTTP_ADDR" default:":8081" desc:"listen address of notify's HTTP API"`

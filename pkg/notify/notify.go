@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
@@ -232,8 +233,8 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	// Event streams end with the server: their requests' context is cancelled at shutdown.
 	base, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base }}
+	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/v1/events"))
+	srv.BaseContext = func(net.Listener) context.Context { return base }
 	srv.RegisterOnShutdown(stopStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
