@@ -205,7 +205,8 @@ func (w *Worker) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
 		if err := w.ready(r.Context()); err != nil {
-			http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+			w.log.Warn("not ready", "err", err)
+			http.Error(rw, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = rw.Write([]byte("ok\n"))
