@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,10 +35,12 @@ type Config struct {
 	// MaxBody bounds a subscription API request body.
 	MaxBody int64 `envconfig:"NOTIFY_MAX_BODY" default:"65536" desc:"largest subscription API request body in bytes"`
 
-	// CallbackToken, when set, must be given as ?token= on /v1/vod/callback:
-	// VOD does not sign its normal callbacks, so a secret in the configured
-	// callback URL is the only way to tell VOD's calls from anyone's.
-	CallbackToken string `envconfig:"CALLBACK_TOKEN" desc:"shared secret VOD's callback URL carries as ?token= (optional)"`
+	// CallbackToken must be given as ?token= on /v1/vod/callback: VOD does
+	// not sign its normal callbacks, so a secret in the configured callback
+	// URL is the only way to tell VOD's calls from anyone's.
+	CallbackToken string `envconfig:"CALLBACK_TOKEN" desc:"shared secret VOD's callback URL carries as ?token=; required unless CALLBACK_AUTH=none"`
+	// CallbackAuth is CallbackAuthToken (the default) or CallbackAuthNone.
+	CallbackAuth string `envconfig:"CALLBACK_AUTH" default:"token" desc:"token: /v1/vod/callback requires CALLBACK_TOKEN, and notify refuses to start without one (except in pull mode, where the callback then refuses every call); none: the callback is open to whoever reaches it"`
 	// CorrelationWait bounds how long a VOD event waits for its FileId → job
 	// mapping, which the worker records right after its commit and so may
 	// land after VOD's callback. Negative: no wait.
@@ -100,7 +103,32 @@ type WebhookConfig struct {
 	AttemptsPerSubscription int64         `envconfig:"WEBHOOK_ATTEMPTS_PER_SUBSCRIPTION" default:"1000" desc:"delivery attempts kept per subscription"`
 }
 
+// Values of CallbackAuth.
+const (
+	CallbackAuthToken = "token" // ?token= must match CallbackToken
+	CallbackAuthNone  = "none"  // the operator authenticates VOD's calls some other way, or accepts anyone's
+)
+
+// checkCallbackAuth refuses a configuration that would leave the callback
+// open without an operator saying so.
+func (c *Config) checkCallbackAuth() error {
+	switch c.CallbackAuth {
+	case CallbackAuthNone:
+		return nil
+	case CallbackAuthToken:
+		if c.CallbackToken == "" && c.PullAPIID == "" {
+			return errors.New("notify: VODPIPE_CALLBACK_TOKEN is not set: set it and put ?token=<it> on VOD's callback URL, " +
+				"or set VODPIPE_CALLBACK_AUTH=none to accept callbacks from anyone who reaches /v1/vod/callback")
+		}
+		return nil
+	}
+	return errors.New("notify: VODPIPE_CALLBACK_AUTH must be token or none")
+}
+
 func (c *Config) withDefaults() {
+	if c.CallbackAuth == "" {
+		c.CallbackAuth = CallbackAuthToken
+	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 64 << 10
 	}

@@ -60,14 +60,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.withDefaults()
+	if err := cfg.checkCallbackAuth(); err != nil {
+		return nil, err
+	}
 	guard := netguard.New(cfg.WebhookAllowCIDRs.Or(cfg.WebhookAllowPrivate))
 	s := &Service{cfg: cfg, log: log, keys: cfg.APIKeys, metrics: newMetrics(),
 		client: newWebhookClient(guard), guard: guard, resolver: net.DefaultResolver}
 	if len(s.keys) == 0 {
 		log.Warn("no API keys configured (VODPIPE_API_KEYS): the subscription and event APIs refuse every request")
 	}
-	if cfg.CallbackToken == "" {
-		log.Warn("no VODPIPE_CALLBACK_TOKEN: anyone who can reach /v1/vod/callback can publish VOD events")
+	if cfg.CallbackAuth == CallbackAuthNone {
+		log.Warn("VODPIPE_CALLBACK_AUTH=none: anyone who can reach /v1/vod/callback can publish VOD events")
 	}
 	if cfg.PullAPIID != "" {
 		p, err := newPuller(cfg.PullConfig)

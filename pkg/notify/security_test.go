@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
@@ -49,5 +51,66 @@ func TestSecurityInternalErrorsAreOpaque(t *testing.T) {
 
 	if !strings.Contains(e.log.String(), "stream not found") {
 		t.Errorf("the log lacks the detail:\n%s", e.log.String())
+	}
+}
+
+// The VOD callback is authenticated unless the operator says otherwise in
+// so many words: without a token notify does not start, and
+// CALLBACK_AUTH=none is the only way to open it.
+func TestSecurityCallbackNeedsATokenByDefault(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mod  func(*notify.Config)
+		want string
+	}{
+		"no token":           {func(c *notify.Config) { c.CallbackToken = "" }, "VODPIPE_CALLBACK_AUTH=none"},
+		"auth token, none":   {func(c *notify.Config) { c.CallbackToken, c.CallbackAuth = "", notify.CallbackAuthToken }, "VODPIPE_CALLBACK_TOKEN is not set"},
+		"unknown auth value": {func(c *notify.Config) { c.CallbackAuth = "off" }, "must be token or none"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := notify.Config{CallbackToken: testCallbackToken}
+			tc.mod(&cfg)
+			_, err := notify.New(t.Context(), cfg, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+
+	t.Run("open when the operator says so", func(t *testing.T) {
+		e := newEnv(t, func(c *notify.Config) { c.CallbackToken, c.CallbackAuth = "", notify.CallbackAuthNone })
+		in := e.start()
+		if code, res, ea := postCallback(t, in, "", fileUploadBody("open-1")); code != http.StatusOK || res.EventID == "" {
+			t.Fatalf("callback with auth none: %d %+v %+v", code, res, ea)
+		}
+		if !strings.Contains(e.log.String(), "VODPIPE_CALLBACK_AUTH=none") {
+			t.Errorf("no warning logged:\n%s", e.log.String())
+		}
+	})
+}
+
+// A forged event for a known FileId is refused before it is read: it is
+// not published, and VOD's real event afterwards is published as the first,
+// not dropped as a repeat.
+func TestSecurityForgedCallbackIsNotRecorded(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	if err := e.q.RecordFile(t.Context(), "forged-1", "job-forged"); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"", "?token=", "?token=wrong", "?token=" + testCallbackToken[:len(testCallbackToken)-1],
+		"?token=" + testCallbackToken + "x", "?Token=" + testCallbackToken} {
+		if code, _, ea := postCallback(t, in, q, fileUploadBody("forged-1")); code != http.StatusUnauthorized || ea.Error.Code != "bad_token" {
+			t.Errorf("forged callback %q: %d %+v, want 401 bad_token", q, code, ea)
+		}
+	}
+	if evs := e.eventsOf(job.EventVODFileUpload); len(evs) != 0 {
+		t.Fatalf("forged callbacks published %d events", len(evs))
+	}
+	code, res, _ := postCallback(t, in, "?token="+testCallbackToken, fileUploadBody("forged-1"))
+	if code != http.StatusOK || res.Duplicate || res.JobID != "job-forged" {
+		t.Fatalf("VOD's real event: %d %+v, want it published for job-forged, not a repeat", code, res)
+	}
+	if evs := e.eventsOf(job.EventVODFileUpload); len(evs) != 1 {
+		t.Fatalf("%d vod.file_uploaded events, want 1", len(evs))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/redact"
 )
 
 // ServeEnv runs vodsim configured by the environment (prefix
@@ -43,7 +44,7 @@ func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	}
 	log.Info("vodsim listening", "addr", l.Addr().String(), "vod_endpoint", "http://"+l.Addr().String(),
 		"regions", s.Config().Regions, "procedures", s.Config().Procedures, "discard", cfg.Discard,
-		"callback_url", cfg.CallbackURL)
+		"callback_url", redact.URL(cfg.CallbackURL))
 	if err := s.Serve(ctx, l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

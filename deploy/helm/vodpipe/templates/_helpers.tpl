@@ -135,8 +135,10 @@ key: {{ .Values.notify.pull.secretKey | quote }}
 {{- default (include "vodpipe.componentName" (dict "root" . "component" "notify-pull")) .Values.notify.pull.existingSecret }}
 {{- end }}
 
+{{/* notify gets a callback token: always unless callbackAuth is none; in pull mode (no callback) only when one is given. */}}
 {{- define "vodpipe.callbackTokenEnabled" -}}
-{{- if or .Values.notify.callbackToken.existingSecret .Values.notify.callbackToken.value }}true{{ end }}
+{{- $t := .Values.notify.callbackToken }}
+{{- if and (ne .Values.notify.callbackAuth "none") (or $t.existingSecret $t.value (not .Values.notify.pull.enabled)) }}true{{ end }}
 {{- end }}
 
 {{- define "vodpipe.callbackTokenSecretName" -}}
@@ -224,6 +226,7 @@ VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
 {{ include "vodpipe.env.common" . }}
 {{ $n.httpAddr }}: {{ printf ":%d" (.Values.notify.port | int) | quote }}
 {{ $n.webhookAllowPrivate }}: {{ .Values.notify.webhookAllowPrivate | toString | quote }}
+{{ $n.callbackAuth }}: {{ .Values.notify.callbackAuth | quote }}
 {{- with .Values.notify.webhookAllowCIDRs }}
 {{ $n.webhookAllowCIDRs }}: {{ join "," . | quote }}
 {{- end }}
