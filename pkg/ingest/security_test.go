@@ -28,3 +28,31 @@ func TestSecurityReadyzHidesNATSErrors(t *testing.T) {
 		}
 	}
 }
+
+// A key with only the read scope sees job sources and covers with their
+// userinfo and query (signed-URL tokens) redacted; the control scope sees
+// them whole.
+func TestSecurityReadScopeSeesRedactedURLs(t *testing.T) {
+	a := startIngest(t)
+	const secret = "SIGNED-TOKEN-0123456789"
+	source := "https://cdn.example.com/in/v.mp4?sign=" + secret + "&t=1"
+	cover := "https://cdn.example.com/in/cover.jpg?sign=" + secret
+	if r := a.do(http.MethodPost, "/v1/jobs", adminKey, "application/json",
+		`{"id":"redact-1","source":"`+source+`","cover":"`+cover+`"}`); r.status != http.StatusCreated && r.status != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	for _, path := range []string{"/v1/jobs/redact-1", "/v1/jobs"} {
+		r := a.do(http.MethodGet, path, readerKey, "", "")
+		if r.status != http.StatusOK || strings.Contains(string(r.raw), secret) {
+			t.Errorf("read scope, %s: %d %s: want the token hidden", path, r.status, r.raw)
+		}
+		if !strings.Contains(string(r.raw), `"https://cdn.example.com/in/v.mp4?REDACTED"`) ||
+			!strings.Contains(string(r.raw), `"https://cdn.example.com/in/cover.jpg?REDACTED"`) {
+			t.Errorf("read scope, %s: %s: want source and cover redacted", path, r.raw)
+		}
+		r = a.do(http.MethodGet, path, adminKey, "", "")
+		if r.status != http.StatusOK || !strings.Contains(string(r.raw), `"source":"`+source+`"`) {
+			t.Errorf("control scope, %s: %d %s: want the source whole", path, r.status, r.raw)
+		}
+	}
+}
