@@ -106,10 +106,10 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 	notifyURL := "http://" + nl.Addr().String()
 	sim := testharness.StartVodsim(t, func(c *vodsim.Config) {
 		c.Faults.Bandwidth = 2 << 20
-		c.CallbackURL = notifyURL + "/v1/vod/callback"
+		c.CallbackURL = notifyURL + "/v1/vod/callback?token=browser-callback-token"
 	})
 	tlsAddr := sim.StartTLS(t)
-	ncfg := notify.Config{NATS: config.NATS{URL: n.URL}, CorrelationWait: -1}
+	ncfg := notify.Config{NATS: config.NATS{URL: n.URL}, CorrelationWait: -1, CallbackToken: "browser-callback-token"}
 	if err := ncfg.APIKeys.Decode("page:" + notifyKey + ":read"); err != nil {
 		t.Fatal(err)
 	}

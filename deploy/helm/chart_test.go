@@ -316,6 +316,16 @@ var renderCases = []renderCase{
 			if k := r.secrets["vodpipe-upload-tokens"].Data["keys"]; len(k) < 32 {
 				t.Errorf("generated upload-token key is %d bytes, want at least 32", len(k))
 			}
+			// The VOD callback is authenticated by default: a generated token, from a Secret.
+			wantEnv(t, r.configMaps["vodpipe-notify"].Data, "VODPIPE_CALLBACK_AUTH", "token")
+			n := container(t, r.deployments["vodpipe-notify"], "notify")
+			if e := findEnv(n.Env, "VODPIPE_CALLBACK_TOKEN"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+				e.ValueFrom.SecretKeyRef.Name != "vodpipe-notify" {
+				t.Errorf("notify callback token not from the generated secret: %+v", e)
+			}
+			if tok := r.secrets["vodpipe-notify"].Data["callback-token"]; len(tok) < 32 {
+				t.Errorf("generated callback token %d bytes, want 32 or more", len(tok))
+			}
 		},
 	},
 	{

@@ -101,6 +101,25 @@ func TestRunRoleRefusesABadEnvironment(t *testing.T) {
 			t.Errorf("log does not name the bad rule:\n%s", stderr.String())
 		}
 	})
+	// A secret with a typo in it is named, never shown, by every role.
+	const secret = "s3cret-Value-42"
+	for role, env := range map[string]string{
+		"ingest": "VODPIPE_API_KEYS", "notify": "VODPIPE_API_KEYS", "vodsim": "VODPIPE_VODSIM_APPS",
+	} {
+		t.Run(role+" secret", func(t *testing.T) {
+			t.Setenv(env, "ops:"+secret+":read+admin")
+			if role == "vodsim" {
+				t.Setenv(env, "AKIDx="+secret)
+			}
+			var stderr bytes.Buffer
+			if code := service.RunRole(t.Context(), role, &stderr); code != service.ExitConfig {
+				t.Fatalf("exit %d, want %d; log:\n%s", code, service.ExitConfig, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), env) || strings.Contains(stderr.String(), "s3cret") {
+				t.Errorf("log does not name %s, or shows the secret:\n%s", env, stderr.String())
+			}
+		})
+	}
 	if !service.IsRole("vodsim") || service.IsRole("chaos") {
 		t.Error("IsRole: vodsim is a role, chaos is not")
 	}

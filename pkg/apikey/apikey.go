@@ -57,13 +57,13 @@ func (k *Keys) Decode(v string) error {
 				key.Scopes = strings.Split(parts[2], "+")
 				for _, sc := range key.Scopes {
 					if !slices.Contains(AllScopes, sc) {
-						return fmt.Errorf("API key %q: unknown scope %q (known: %s)", key.Name, sc, strings.Join(AllScopes, ", "))
+						return &DecodeError{Entry: i + 1, Why: "unknown scope (known: " + strings.Join(AllScopes, ", ") + ")"}
 					}
 				}
 			}
 		}
 		if key.Name == "" || len(secret) < MinLength {
-			return fmt.Errorf("API key %q: want key or name:key[:scope+scope], the key at least %d characters", key.Name, MinLength)
+			return &DecodeError{Entry: i + 1, Why: fmt.Sprintf("want key or name:key[:scope+scope], the key at least %d characters", MinLength)}
 		}
 		key.Hash = sha256.Sum256([]byte(secret))
 		out = append(out, key)
@@ -71,6 +71,18 @@ func (k *Keys) Decode(v string) error {
 	*k = out
 	return nil
 }
+
+// DecodeError is a malformed entry of a key list. It names the entry by its
+// place only: a name, a scope or any other part of it may be a mistyped key.
+type DecodeError struct {
+	Entry int    // 1-based place in the list
+	Why   string // what is wrong
+}
+
+func (e *DecodeError) Error() string { return "apikey: " + e.Reason() }
+
+// Reason says what is wrong without quoting the entry.
+func (e *DecodeError) Reason() string { return fmt.Sprintf("API key entry %d: %s", e.Entry, e.Why) }
 
 // Lookup finds the key matching a bearer token, comparing every hash in
 // constant time so the answer's timing does not tell which key is close.

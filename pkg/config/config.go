@@ -5,6 +5,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -37,12 +38,42 @@ func (c Credentials) Key() (string, error) {
 }
 
 // Load fills spec from the environment with the VODPIPE_ prefix.
-func Load(spec any) error {
-	if err := envconfig.Process(Prefix, spec); err != nil {
-		return fmt.Errorf("config: %w", err)
+func Load(spec any) error { return LoadPrefix(Prefix, spec) }
+
+// LoadPrefix fills spec from the environment with prefix. An error names the
+// variable and what is wrong, never the value: values hold secrets, and an
+// error is logged. A decoder's error is shown only when it is a [Reasoner].
+func LoadPrefix(prefix string, spec any) error {
+	err := envconfig.Process(prefix, spec)
+	var pe *envconfig.ParseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		reason := "is not a valid " + pe.TypeName
+		var r Reasoner
+		if errors.As(pe.Err, &r) {
+			reason = r.Reason()
+		}
+		return &VarError{Var: pe.KeyName, Reason: reason}
 	}
-	return nil
+	return fmt.Errorf("config: %w", err)
 }
+
+// Reasoner is an error from a variable's Decode method that can say what is
+// wrong without quoting any part of the value.
+type Reasoner interface {
+	error
+	Reason() string
+}
+
+// VarError is an environment variable that could not be read.
+type VarError struct {
+	Var    string // e.g. VODPIPE_API_KEYS
+	Reason string // what is wrong, without the value
+}
+
+func (e *VarError) Error() string { return "config: " + e.Var + ": " + e.Reason }
 
 // NATS is how every service reaches NATS: its URL, at most one way to
 // authenticate (credentials file, nkey seed, user and password, or token,

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
@@ -41,6 +42,8 @@ type Config struct {
 	signer.Policy
 	UploadTokenConfig
 	PageConfig
+	httpserve.Config
+	httpserve.StreamConfig
 
 	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
 	// APIKeys are "key" or "name:key[:scope+scope]" entries (see pkg/apikey);
@@ -195,18 +198,9 @@ func (s *Service) Serve(ctx context.Context) error {
 
 // ServeListener runs the HTTP API on l until ctx ends.
 func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/upload/events"))
 	s.log.Info("ingest listening", "addr", l.Addr().String())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return httpserve.Serve(ctx, srv, l, 15*time.Second)
 }
 
 // Handler is the HTTP API.
@@ -222,11 +216,12 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.nc.IsConnected() {
-			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		if err := s.q.Ready(r.Context()); err != nil {
-			http.Error(w, "JetStream: "+err.Error(), http.StatusServiceUnavailable)
+			s.log.Warn("not ready", "err", err)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

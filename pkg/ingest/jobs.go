@@ -23,6 +23,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/redact"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -329,6 +330,17 @@ func statusView(s *job.Status) JobView {
 		UpdatedAt: s.UpdatedAt, Job: s.Job}
 }
 
+// viewFor is the job view answered to r's caller: a key with the control
+// scope sees the job's source and cover whole; any other sees them with
+// userinfo and query redacted, since they may carry signed-URL tokens.
+func viewFor(r *http.Request, st *job.Status) JobView {
+	v := statusView(st)
+	if k := keyFrom(r); k == nil || !k.Allows(ScopeControl) {
+		v.Job.Source, v.Job.Cover = redact.URL(v.Job.Source), redact.URL(v.Job.Cover)
+	}
+	return v
+}
+
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 	st, _, err := s.q.Status(r.Context(), r.PathValue("id"))
 	if errors.Is(err, queue.ErrNotFound) {
@@ -339,7 +351,7 @@ func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, statusView(st))
+	writeJSON(w, http.StatusOK, viewFor(r, st))
 }
 
 // ListResponse is a page of jobs.
@@ -404,7 +416,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorKey(last.CreatedAt, last.ID)))
 			break
 		}
-		resp.Jobs = append(resp.Jobs, statusView(st))
+		resp.Jobs = append(resp.Jobs, viewFor(r, st))
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

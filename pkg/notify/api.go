@@ -30,8 +30,15 @@ func fieldError(field, msg string) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Code: "invalid_field", Field: field, Message: field + " " + msg}
 }
 
-func internalError(err error) *apiError {
-	return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
+// errUnavailable answers a failure of NATS or JetStream; its detail, which
+// names streams, subjects and servers, goes to the log only.
+var errUnavailable = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable",
+	Message: "notify cannot reach its message store right now; retry later"}
+
+// writeInternal logs err and answers errUnavailable.
+func (s *Service) writeInternal(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, errUnavailable)
 }
 
 var errSubNotFound = &apiError{Status: http.StatusNotFound, Code: "subscription_not_found", Message: "no such subscription"}
@@ -144,7 +151,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.countSubscriptions(r.Context())
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	if n >= s.cfg.WebhookMaxSubscriptions {
@@ -153,7 +160,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.createSubscription(r.Context(), rec); err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	s.log.Info("subscription created", "subscription", rec.ID, "event_types", rec.EventTypes, "job_id", rec.JobID)
@@ -178,7 +185,7 @@ func (s *Service) countSubscriptions(ctx context.Context) (int, error) {
 func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	recs, err := s.listRecords(r.Context())
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	out := make([]Subscription, len(recs))
@@ -198,7 +205,7 @@ func (s *Service) lookup(w http.ResponseWriter, r *http.Request) *record {
 		writeError(w, errSubNotFound)
 		return nil
 	case err != nil:
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return nil
 	}
 	return rec
@@ -216,7 +223,7 @@ func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.deleteSubscription(r.Context(), rec); err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	s.log.Info("subscription deleted", "subscription", rec.ID)
@@ -238,7 +245,7 @@ func (s *Service) handleEnable(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errSubNotFound)
 		return
 	case err != nil && !errors.Is(err, errUnchanged):
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rec.public())
@@ -287,18 +294,18 @@ func (s *Service) handleReplay(w http.ResponseWriter, r *http.Request) {
 	}
 	stream, err := s.js.Stream(r.Context(), queue.EventsStream)
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	info, err := stream.Info(r.Context())
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	rp := Replay{ID: "rp_" + randomID(), Since: req.Since.UTC(), Until: until, UpToSeq: info.State.LastSeq, CreatedAt: now}
 	cons, err := s.js.CreateConsumer(r.Context(), queue.EventsStream, s.consumerConfig(rec, &rp))
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	if _, err := s.updateRecord(r.Context(), rec.ID, func(rec *record) error {
@@ -309,7 +316,7 @@ func (s *Service) handleReplay(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}); err != nil {
 		_ = s.js.DeleteConsumer(context.WithoutCancel(r.Context()), queue.EventsStream, consumerName(rec.ID, &rp))
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	s.log.Info("replay started", "subscription", rec.ID, "replay", rp.ID, "since", rp.Since, "until", rp.Until)

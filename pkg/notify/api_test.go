@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/notify"
 )
 
@@ -143,6 +144,23 @@ func TestSubscriptionRefusesPrivateURLUnlessAllowed(t *testing.T) {
 	// A public literal address is accepted (no DNS needed).
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": "https://93.184.216.34/hook"}, nil); code != 201 {
 		t.Fatalf("public address refused: %d", code)
+	}
+
+	// Allowing loopback opens loopback, never metadata or link-local addresses.
+	var loopback netguard.CIDRs
+	if err := loopback.Decode("127.0.0.0/8"); err != nil {
+		t.Fatal(err)
+	}
+	lax := newEnv(t, func(c *notify.Config) { c.WebhookAllowPrivate, c.WebhookAllowCIDRs = false, loopback }).start()
+	if code := lax.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": "http://127.0.0.1:8080/hook"}, nil); code != 201 {
+		t.Fatalf("allowed loopback refused: %d", code)
+	}
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://169.254.0.23/",
+		"http://100.100.100.200/", "http://[fd00:ec2::254]/", "http://[fe80::1]/", "http://10.0.0.1/"} {
+		var a errorAnswer
+		if code := lax.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": u}, &a); code != 400 || a.Error.Field != "url" {
+			t.Errorf("%s with loopback allowed: %d %+v", u, code, a)
+		}
 	}
 }
 

@@ -72,7 +72,7 @@ func (s *Service) handleAttempts(w http.ResponseWriter, r *http.Request) {
 	eventID, outcome := r.URL.Query().Get("eventId"), r.URL.Query().Get("outcome")
 	all, err := s.readAttempts(r.Context(), rec.ID)
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	out := make([]Attempt, 0, min(limit, len(all)))

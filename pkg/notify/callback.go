@@ -47,13 +47,15 @@ type VODResult struct {
 var errVODEventInvalid = errors.New("notify: VOD event invalid")
 
 // handleCallback serves POST /v1/vod/callback, VOD's normal callback. VOD
-// does not sign these requests; when CallbackToken is set the configured
-// callback URL must carry it as ?token=. The answer is 200 once the event
+// does not sign these requests: the configured callback URL must carry
+// CallbackToken as ?token=, unless CallbackAuth is none. A call without it
+// is refused before its body is read, so a forged event is never recorded
+// (and VOD's real one is not taken for its repeat). The answer is 200 once the event
 // is durably on the EVENTS stream (or known to be a repeat), 400 for a body
 // that is not a VOD event (VOD's retries would not fix it), and 503 when
 // publishing failed, so that VOD delivers again.
 func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.CallbackToken != "" && !tokenEqual(r.URL.Query().Get("token"), s.cfg.CallbackToken) {
+	if s.cfg.CallbackAuth != CallbackAuthNone && (s.cfg.CallbackToken == "" || !tokenEqual(r.URL.Query().Get("token"), s.cfg.CallbackToken)) {
 		writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "bad_token", Message: "the callback token is missing or wrong"})
 		return
 	}

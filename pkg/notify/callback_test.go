@@ -108,7 +108,7 @@ func TestVodsimCallbackBecomesFileUploadedWithJob(t *testing.T) {
 func TestCallbackFindsTheJobOfAWorkerThatDiedAfterItsCommit(t *testing.T) {
 	e := newEnv(t, func(c *notify.Config) { c.CorrelationWait = 300 * time.Millisecond })
 	in := e.start()
-	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = in.url + "/v1/vod/callback" })
+	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = in.url + "/v1/vod/callback?token=" + testCallbackToken })
 
 	cm := commitUploadAfter(t, v, vod.SignatureParams{SourceContext: "job=died-1"}, func(path string) {
 		if err := e.q.RecordUpload(t.Context(), path, "died-1"); err != nil {

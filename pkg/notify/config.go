@@ -1,12 +1,15 @@
 package notify
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
@@ -22,6 +25,8 @@ type Config struct {
 	QueueConfig
 	PullConfig
 	WebhookConfig
+	httpserve.Config
+	httpserve.StreamConfig
 
 	// HTTPAddr serves the callback, subscription, SSE, health and metrics endpoints.
 	HTTPAddr string `envconfig:"NOTIFY_HTTP_ADDR" default:":8081" desc:"listen address of notify's HTTP API"`
@@ -30,10 +35,12 @@ type Config struct {
 	// MaxBody bounds a subscription API request body.
 	MaxBody int64 `envconfig:"NOTIFY_MAX_BODY" default:"65536" desc:"largest subscription API request body in bytes"`
 
-	// CallbackToken, when set, must be given as ?token= on /v1/vod/callback:
-	// VOD does not sign its normal callbacks, so a secret in the configured
-	// callback URL is the only way to tell VOD's calls from anyone's.
-	CallbackToken string `envconfig:"CALLBACK_TOKEN" desc:"shared secret VOD's callback URL carries as ?token= (optional)"`
+	// CallbackToken must be given as ?token= on /v1/vod/callback: VOD does
+	// not sign its normal callbacks, so a secret in the configured callback
+	// URL is the only way to tell VOD's calls from anyone's.
+	CallbackToken string `envconfig:"CALLBACK_TOKEN" desc:"shared secret VOD's callback URL carries as ?token=; required unless CALLBACK_AUTH=none"`
+	// CallbackAuth is CallbackAuthToken (the default) or CallbackAuthNone.
+	CallbackAuth string `envconfig:"CALLBACK_AUTH" default:"token" desc:"token: /v1/vod/callback requires CALLBACK_TOKEN, and notify refuses to start without one (except in pull mode, where the callback then refuses every call); none: the callback is open to whoever reaches it"`
 	// CorrelationWait bounds how long a VOD event waits for its FileId → job
 	// mapping, which the worker records right after its commit and so may
 	// land after VOD's callback. Negative: no wait.
@@ -71,9 +78,11 @@ type PullConfig struct {
 
 // WebhookConfig tunes webhook delivery.
 type WebhookConfig struct {
-	// WebhookAllowPrivate lets webhook URLs reach loopback, private and
-	// link-local addresses (tests, or receivers inside the cluster).
-	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" desc:"allow webhook URLs on loopback, private and link-local addresses"`
+	// WebhookAllowCIDRs are non-public addresses webhooks may reach
+	// (receivers inside the cluster).
+	WebhookAllowCIDRs netguard.CIDRs `envconfig:"WEBHOOK_ALLOW_CIDRS" desc:"CIDRs beyond the public internet that webhook URLs may reach, comma-separated (link-local and cloud metadata addresses never)"`
+	// WebhookAllowPrivate adds loopback and private ranges to WebhookAllowCIDRs.
+	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" desc:"shorthand: add loopback and private ranges (127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) to WEBHOOK_ALLOW_CIDRS"`
 	// WebhookTimeout bounds one delivery attempt.
 	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" desc:"timeout of one webhook delivery attempt"`
 	// WebhookSchedule are the delays before the 2nd, 3rd, … attempt; its
@@ -94,7 +103,32 @@ type WebhookConfig struct {
 	AttemptsPerSubscription int64         `envconfig:"WEBHOOK_ATTEMPTS_PER_SUBSCRIPTION" default:"1000" desc:"delivery attempts kept per subscription"`
 }
 
+// Values of CallbackAuth.
+const (
+	CallbackAuthToken = "token" // ?token= must match CallbackToken
+	CallbackAuthNone  = "none"  // the operator authenticates VOD's calls some other way, or accepts anyone's
+)
+
+// checkCallbackAuth refuses a configuration that would leave the callback
+// open without an operator saying so.
+func (c *Config) checkCallbackAuth() error {
+	switch c.CallbackAuth {
+	case CallbackAuthNone:
+		return nil
+	case CallbackAuthToken:
+		if c.CallbackToken == "" && c.PullAPIID == "" {
+			return errors.New("notify: VODPIPE_CALLBACK_TOKEN is not set: set it and put ?token=<it> on VOD's callback URL, " +
+				"or set VODPIPE_CALLBACK_AUTH=none to accept callbacks from anyone who reaches /v1/vod/callback")
+		}
+		return nil
+	}
+	return errors.New("notify: VODPIPE_CALLBACK_AUTH must be token or none")
+}
+
 func (c *Config) withDefaults() {
+	if c.CallbackAuth == "" {
+		c.CallbackAuth = CallbackAuthToken
+	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 64 << 10
 	}

@@ -27,6 +27,9 @@ import (
 // testKey is the API key every test instance accepts.
 const testKey = "test-api-key-0123456789"
 
+// testCallbackToken is the callback token of every test instance.
+const testCallbackToken = "test-callback-token-0123"
+
 // env is a NATS server with vodpipe's JetStream layout and a notify config
 // pointing at it; instances are started on demand.
 type env struct {
@@ -54,6 +57,7 @@ func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
 			WebhookSchedule:     notify.Schedule{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond},
 			WebhookConcurrency:  8,
 		},
+		CallbackToken:   testCallbackToken,
 		CorrelationWait: 2 * time.Second,
 		SSEHeartbeat:    time.Second,
 		BacklogInterval: 100 * time.Millisecond,

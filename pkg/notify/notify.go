@@ -23,7 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
 
@@ -44,7 +46,8 @@ type Service struct {
 	keys     APIKeys
 	metrics  *metrics
 	client   *http.Client
-	resolver *net.Resolver
+	guard    *netguard.Guard
+	resolver netguard.Resolver
 	puller   *puller
 	disp     *dispatcher
 
@@ -58,13 +61,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.withDefaults()
+	if err := cfg.checkCallbackAuth(); err != nil {
+		return nil, err
+	}
+	guard := netguard.New(cfg.WebhookAllowCIDRs.Or(cfg.WebhookAllowPrivate))
 	s := &Service{cfg: cfg, log: log, keys: cfg.APIKeys, metrics: newMetrics(),
-		client: newWebhookClient(cfg.WebhookAllowPrivate), resolver: net.DefaultResolver}
+		client: newWebhookClient(guard), guard: guard, resolver: net.DefaultResolver}
 	if len(s.keys) == 0 {
 		log.Warn("no API keys configured (VODPIPE_API_KEYS): the subscription and event APIs refuse every request")
 	}
-	if cfg.CallbackToken == "" {
-		log.Warn("no VODPIPE_CALLBACK_TOKEN: anyone who can reach /v1/vod/callback can publish VOD events")
+	if cfg.CallbackAuth == CallbackAuthNone {
+		log.Warn("VODPIPE_CALLBACK_AUTH=none: anyone who can reach /v1/vod/callback can publish VOD events")
 	}
 	if cfg.PullAPIID != "" {
 		p, err := newPuller(cfg.PullConfig)
@@ -171,7 +178,8 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.ready(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			s.log.Warn("not ready", "err", err)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -234,8 +242,8 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	// Event streams end with the server: their requests' context is cancelled at shutdown.
 	base, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base }}
+	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/v1/events"))
+	srv.BaseContext = func(net.Listener) context.Context { return base }
 	srv.RegisterOnShutdown(stopStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()

@@ -64,12 +64,12 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	cons, err := s.js.OrderedConsumer(r.Context(), queue.EventsStream, cfg)
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
-		writeError(w, internalError(err))
+		s.writeInternal(w, r, err)
 		return
 	}
 	defer it.Stop()

@@ -151,7 +151,7 @@ const (
 // validate checks a create request and returns the record it describes;
 // the error names the first bad field.
 func (s *Service) validate(ctx context.Context, req createRequest) (*record, *apiError) {
-	if msg := checkWebhookURL(ctx, req.URL, s.cfg.WebhookAllowPrivate, s.resolver); msg != "" {
+	if msg := checkWebhookURL(ctx, req.URL, s.guard, s.resolver); msg != "" {
 		return nil, fieldError("url", msg)
 	}
 	types := []string{"*"}

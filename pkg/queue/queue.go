@@ -54,6 +54,15 @@ type Config struct {
 	EventsMaxAge time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" desc:"how long job events are kept"`
 	// DLQMaxAge is how long dead letters are kept.
 	DLQMaxAge time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h" desc:"how long dead letters are kept"`
+	// JobsMaxBytes bounds the jobs stream, which API keys with submit scope
+	// fill: when full, new jobs are refused (never an old one dropped).
+	JobsMaxBytes int64 `envconfig:"JOBS_MAX_BYTES" default:"1073741824" desc:"bytes the jobs stream may hold; when full, submissions are refused (-1: no limit)"`
+	// EventsMaxBytes bounds the events stream, which VOD's callback and
+	// every job feed: when full, the oldest events go.
+	EventsMaxBytes int64 `envconfig:"EVENTS_MAX_BYTES" default:"2147483648" desc:"bytes the events stream may hold; when full, the oldest events go (-1: no limit)"`
+	// DLQMaxBytes bounds the dead letters, which bad submissions fill: when
+	// full, the oldest go.
+	DLQMaxBytes int64 `envconfig:"DLQ_MAX_BYTES" default:"536870912" desc:"bytes the dead-letter stream may hold; when full, the oldest go (-1: no limit)"`
 }
 
 func (c *Config) withDefaults() {
@@ -77,6 +86,15 @@ func (c *Config) withDefaults() {
 	}
 	if c.DLQMaxAge == 0 {
 		c.DLQMaxAge = 30 * 24 * time.Hour
+	}
+	if c.JobsMaxBytes == 0 {
+		c.JobsMaxBytes = 1 << 30
+	}
+	if c.EventsMaxBytes == 0 {
+		c.EventsMaxBytes = 2 << 30
+	}
+	if c.DLQMaxBytes == 0 {
+		c.DLQMaxBytes = 512 << 20
 	}
 }
 
@@ -104,20 +122,21 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 	if q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: JobsStream, Description: "vodpipe upload jobs (work queue)", Subjects: []string{jobsSubjects},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-		Duplicates: cfg.DuplicateWindow, MaxMsgSize: 1 << 20, Discard: jetstream.DiscardOld,
+		Duplicates: cfg.DuplicateWindow, MaxMsgSize: 1 << 20, MaxBytes: cfg.JobsMaxBytes, Discard: jetstream.DiscardNew,
 	}); err != nil {
 		return nil, fmt.Errorf("queue: stream %s: %w", JobsStream, err)
 	}
 	if q.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-		MaxAge: cfg.EventsMaxAge, Duplicates: 2 * time.Minute,
+		MaxAge: cfg.EventsMaxAge, Duplicates: 2 * time.Minute, MaxBytes: cfg.EventsMaxBytes, Discard: jetstream.DiscardOld,
 	}); err != nil {
 		return nil, fmt.Errorf("queue: stream %s: %w", EventsStream, err)
 	}
 	if q.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.DLQMaxAge,
+		MaxBytes: cfg.DLQMaxBytes, Discard: jetstream.DiscardOld,
 	}); err != nil {
 		return nil, fmt.Errorf("queue: stream %s: %w", DLQStream, err)
 	}

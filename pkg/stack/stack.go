@@ -172,8 +172,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s.NotifyURL = "http://" + nl.Addr().String()
+	callbackToken := randomHex(16)
 	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim"),
-		CallbackURL: s.NotifyURL + "/v1/vod/callback"}
+		CallbackURL: s.NotifyURL + "/v1/vod/callback?token=" + callbackToken}
 	if o.Vodsim != nil {
 		o.Vodsim(&vcfg)
 	}
@@ -215,7 +216,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.IngestURL = "http://" + il.Addr().String()
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
-	ncfg := notify.Config{NATS: s.NATSConfig(natsperm.Notify), QueueConfig: o.Queue,
+	ncfg := notify.Config{NATS: s.NATSConfig(natsperm.Notify), QueueConfig: o.Queue, CallbackToken: callbackToken,
 		APIKeys:       keys, // ingest's: both read the one key, never change it
 		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 )
 
 // Source errors, matched with errors.Is. All are permanent for the job.
@@ -41,25 +41,27 @@ type Source interface {
 
 // Sources opens job sources: file:// under a root, and http(s) URLs.
 type Sources struct {
-	root       *os.Root
-	rootPaths  []string // as configured and with symlinks resolved: sources may spell either
-	client     *http.Client
-	allowLocal bool
+	root      *os.Root
+	rootPaths []string // as configured and with symlinks resolved: sources may spell either
+	client    *http.Client
+	guard     *netguard.Guard
 }
 
 // SourcesConfig configures Sources.
 type SourcesConfig struct {
 	// Root is the only folder file:// sources may come from; empty refuses file://.
 	Root string `envconfig:"SOURCE_ROOT" desc:"folder that file:// sources must be under (empty: file:// refused)"`
-	// AllowPrivate lets http(s) sources resolve to private, loopback and link-local addresses.
-	AllowPrivate bool `envconfig:"SOURCE_ALLOW_PRIVATE" desc:"allow http(s) sources on private, loopback and link-local addresses"`
+	// AllowCIDRs are non-public addresses http(s) sources may reach.
+	AllowCIDRs netguard.CIDRs `envconfig:"SOURCE_ALLOW_CIDRS" desc:"CIDRs beyond the public internet that http(s) sources may reach, comma-separated (link-local and cloud metadata addresses never)"`
+	// AllowPrivate adds loopback and private ranges to AllowCIDRs.
+	AllowPrivate bool `envconfig:"SOURCE_ALLOW_PRIVATE" desc:"shorthand: add loopback and private ranges (127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) to SOURCE_ALLOW_CIDRS"`
 	// Timeout bounds one HTTP request of a source.
 	Timeout time.Duration `envconfig:"SOURCE_HTTP_TIMEOUT" default:"5m" desc:"timeout of one HTTP request to a source"`
 }
 
 // NewSources builds an opener.
 func NewSources(cfg SourcesConfig) (*Sources, error) {
-	s := &Sources{allowLocal: cfg.AllowPrivate}
+	s := &Sources{guard: netguard.New(cfg.AllowCIDRs.Or(cfg.AllowPrivate))}
 	if cfg.Root != "" {
 		abs, err := filepath.Abs(cfg.Root)
 		if err != nil {
@@ -79,7 +81,8 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: s.checkDial}
+	d := s.guard.Dialer()
+	d.Control = s.checkDial
 	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
 	s.client = &http.Client{Transport: tr, Timeout: timeout}
@@ -94,39 +97,14 @@ func (s *Sources) Close() error {
 	return nil
 }
 
-// checkDial refuses connections to private, loopback and link-local
-// addresses unless allowed. It runs for every connection, redirects included,
-// after DNS resolution, so a name that resolves inward is caught too.
-func (s *Sources) checkDial(_, address string, _ syscall.RawConn) error {
-	if s.allowLocal {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return err
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return fmt.Errorf("%w: %s is not an IP", ErrSourceForbidden, host)
-	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || blockedPrefix(ip) {
-		return fmt.Errorf("%w: address %s is private, loopback or link-local", ErrSourceForbidden, ip)
+// checkDial refuses connections to addresses the guard does not allow. It
+// runs for every connection, redirects included, after DNS resolution, so a
+// name that resolves inward is caught too.
+func (s *Sources) checkDial(network, address string, c syscall.RawConn) error {
+	if err := s.guard.Control(network, address, c); err != nil {
+		return fmt.Errorf("%w: %w", ErrSourceForbidden, err)
 	}
 	return nil
-}
-
-// blockedPrefix covers special-purpose ranges the netip predicates miss:
-// carrier-grade NAT, "this network", benchmarking, reserved, and the IPv6
-// translation prefixes that can reach IPv4 addresses inside.
-func blockedPrefix(ip netip.Addr) bool {
-	for _, p := range []string{"100.64.0.0/10", "0.0.0.0/8", "198.18.0.0/15", "240.0.0.0/4", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16"} {
-		if netip.MustParsePrefix(p).Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // Open opens a source URL.

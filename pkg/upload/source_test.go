@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/netguard"
 )
 
 // token stands for a signed URL's secret: no error may repeat it.
@@ -561,6 +563,38 @@ func TestHTTPSourceRefusesPrivateAddresses(t *testing.T) {
 	}
 }
 
+// With loopback allowed (SOURCE_ALLOW_CIDRS), a loopback server is read,
+// but a redirect from it to a metadata, link-local or unlisted private
+// address, however spelled, is refused at the dial: nothing is sent there.
+func TestHTTPSourceAllowListRefusesMetadata(t *testing.T) {
+	res := &resource{}
+	res.set([]byte("abc"), `"v1"`)
+	mux := http.NewServeMux()
+	mux.Handle("/v.mp4", res)
+	mux.HandleFunc("/to/{host}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+r.PathValue("host")+"/latest/meta-data/?sign="+token, http.StatusFound)
+	})
+	srv, _ := serve(t, mux)
+	var loopback netguard.CIDRs
+	if err := loopback.Decode("127.0.0.1/32"); err != nil {
+		t.Fatal(err)
+	}
+	s := newSources(t, SourcesConfig{AllowCIDRs: loopback})
+	if src, err := open(t, s, srv.URL+"/v.mp4"); err != nil || src.Size() != 3 {
+		t.Fatalf("allowed loopback source: %v", err)
+	}
+	for _, host := range []string{"169.254.169.254", "169.254.0.23", "100.100.100.200", "[::ffff:169.254.169.254]",
+		"[fd00:ec2::254]", "[fe80::1]", "10.0.0.1", "[::ffff:a9fe:a9fe]"} {
+		for _, raw := range []string{srv.URL + "/to/" + host, "http://" + host + "/latest/meta-data/?sign=" + token} {
+			_, err := open(t, s, raw)
+			wantErr(t, raw, err, ErrSourceForbidden)
+			if strings.Contains(err.Error(), token) {
+				t.Fatalf("error reveals the URL's token: %v", err)
+			}
+		}
+	}
+}
+
 // A public server (played by a loopback server the test's dialer lets
 // through) that redirects inward is refused at the redirect's dial.
 func TestHTTPSourceRefusesRedirectsToPrivateAddresses(t *testing.T) {
@@ -607,57 +641,71 @@ func TestHTTPSourceRefusesRedirectsToPrivateAddresses(t *testing.T) {
 	}
 }
 
-// checkDial only judges the address; nothing is sent anywhere.
+// checkDial only judges the address; nothing is sent anywhere. The
+// SOURCE_ALLOW_PRIVATE shorthand opens loopback and private ranges, never
+// link-local or metadata addresses; an allow-list opens what it names.
 func TestCheckDial(t *testing.T) {
 	cases := []struct {
-		address string
-		allowed bool
+		address             string
+		strict, lax, listed bool // listed: SOURCE_ALLOW_CIDRS=127.0.0.1/32,100.64.0.0/10
 	}{
-		{"10.0.0.1:80", false},
-		{"172.16.0.1:80", false},
-		{"192.168.1.1:80", false},
-		{"127.0.0.1:80", false},
-		{"127.8.9.10:80", false},
-		{"169.254.169.254:80", false},
-		{"100.64.0.1:80", false},
-		{"0.1.2.3:80", false},
-		{"198.18.0.1:80", false},
-		{"240.0.0.1:80", false},
-		{"[64:ff9b::7f00:1]:80", false},
-		{"[2002:7f00:1::1]:80", false},
-		{"100.127.255.254:80", false},
-		{"0.0.0.0:80", false},
-		{"224.0.0.1:80", false},
-		{"[::1]:80", false},
-		{"[::]:80", false},
-		{"[fe80::1]:80", false},
-		{"[fe80::1%eth0]:80", false},
-		{"[fc00::1]:80", false},
-		{"[fd12:3456::1]:80", false},
-		{"[::ffff:10.0.0.1]:80", false},
-		{"[::ffff:127.0.0.1]:80", false},
-		{"[ff02::1]:80", false},
-		{"example.com:80", false},
-		{"8.8.8.8:443", true},
-		{"1.1.1.1:80", true},
-		{"100.128.0.1:80", true},
-		{"[2001:4860:4860::8888]:443", true},
-		{"[::ffff:8.8.8.8]:443", true},
+		{"10.0.0.1:80", false, true, false},
+		{"172.16.0.1:80", false, true, false},
+		{"192.168.1.1:80", false, true, false},
+		{"127.0.0.1:80", false, true, true},
+		{"127.8.9.10:80", false, true, false},
+		{"169.254.169.254:80", false, false, false},
+		{"169.254.0.23:80", false, false, false},
+		{"100.100.100.200:80", false, false, false},
+		{"[fd00:ec2::254]:80", false, false, false},
+		{"[::ffff:169.254.169.254]:80", false, false, false},
+		{"100.64.0.1:80", false, false, true},
+		{"0.1.2.3:80", false, false, false},
+		{"198.18.0.1:80", false, false, false},
+		{"240.0.0.1:80", false, false, false},
+		{"[64:ff9b::7f00:1]:80", false, false, false},
+		{"[2002:7f00:1::1]:80", false, false, false},
+		{"100.127.255.254:80", false, false, true},
+		{"0.0.0.0:80", false, false, false},
+		{"224.0.0.1:80", false, false, false},
+		{"[::1]:80", false, true, false},
+		{"[::]:80", false, false, false},
+		{"[fe80::1]:80", false, false, false},
+		{"[fe80::1%eth0]:80", false, false, false},
+		{"[fc00::1]:80", false, true, false},
+		{"[fd12:3456::1]:80", false, true, false},
+		{"[::ffff:10.0.0.1]:80", false, true, false},
+		{"[::ffff:127.0.0.1]:80", false, true, true},
+		{"[ff02::1]:80", false, false, false},
+		{"example.com:80", false, false, false},
+		{"8.8.8.8:443", true, true, true},
+		{"1.1.1.1:80", true, true, true},
+		{"100.128.0.1:80", true, true, true},
+		{"[2001:4860:4860::8888]:443", true, true, true},
+		{"[::ffff:8.8.8.8]:443", true, true, true},
 	}
-	strict, lax := &Sources{}, &Sources{allowLocal: true}
-	for _, tc := range cases {
-		err := strict.checkDial("tcp", tc.address, nil)
-		if tc.allowed && err != nil {
-			t.Errorf("checkDial(%s) = %v, want allowed", tc.address, err)
-		}
-		if !tc.allowed && err == nil {
-			t.Errorf("checkDial(%s) allowed, want refused", tc.address)
-		}
-		if !tc.allowed && err != nil && !errors.Is(err, ErrSourceForbidden) {
-			t.Errorf("checkDial(%s) = %v, want ErrSourceForbidden", tc.address, err)
-		}
-		if err := lax.checkDial("tcp", tc.address, nil); err != nil {
-			t.Errorf("with AllowPrivate, checkDial(%s) = %v", tc.address, err)
+	var listed netguard.CIDRs
+	if err := listed.Decode("127.0.0.1/32,100.64.0.0/10"); err != nil {
+		t.Fatal(err)
+	}
+	guards := []struct {
+		name string
+		s    *Sources
+		want func(tc int) bool
+	}{
+		{"strict", newSources(t, SourcesConfig{}), func(i int) bool { return cases[i].strict }},
+		{"SOURCE_ALLOW_PRIVATE", newSources(t, SourcesConfig{AllowPrivate: true}), func(i int) bool { return cases[i].lax }},
+		{"SOURCE_ALLOW_CIDRS", newSources(t, SourcesConfig{AllowCIDRs: listed}), func(i int) bool { return cases[i].listed }},
+	}
+	for i, tc := range cases {
+		for _, g := range guards {
+			err := g.s.checkDial("tcp", tc.address, nil)
+			if g.want(i) && err != nil {
+				t.Errorf("%s: checkDial(%s) = %v, want allowed", g.name, tc.address, err)
+			}
+			if !g.want(i) && !errors.Is(err, ErrSourceForbidden) {
+				t.Errorf("%s: checkDial(%s) = %v, want ErrSourceForbidden", g.name, tc.address, err)
+			}
 		}
 	}
 }

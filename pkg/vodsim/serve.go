@@ -8,7 +8,8 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/pkg/redact"
 )
 
 // ServeEnv runs vodsim configured by the environment (prefix
@@ -16,7 +17,7 @@ import (
 // An environment it cannot read or run with is ErrBadConfig.
 func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	var cfg Config
-	if err := envconfig.Process("VODPIPE_VODSIM", &cfg); err != nil {
+	if err := config.LoadPrefix("VODPIPE_VODSIM", &cfg); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	s, err := New(cfg, log)
@@ -43,7 +44,7 @@ func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	}
 	log.Info("vodsim listening", "addr", l.Addr().String(), "vod_endpoint", "http://"+l.Addr().String(),
 		"regions", s.Config().Regions, "procedures", s.Config().Procedures, "discard", cfg.Discard,
-		"callback_url", cfg.CallbackURL)
+		"callback_url", redact.URL(cfg.CallbackURL))
 	if err := s.Serve(ctx, l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

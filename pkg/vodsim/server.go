@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 
@@ -187,17 +188,9 @@ func (s *Server) Handler() http.Handler {
 
 // Serve accepts connections on l until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	// A part upload gets ten minutes, for throttled bandwidth (FaultConfig.Bandwidth).
+	limits := httpserve.Config{ReadTimeout: 10 * time.Minute, WriteTimeout: 10 * time.Minute}
+	return httpserve.Serve(ctx, httpserve.New(limits, s.Handler()), l, 10*time.Second)
 }
 
 // randomToken returns n random bytes, URL-safe base64.

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
@@ -40,6 +41,7 @@ type Config struct {
 	QueueConfig
 	UploadConfig
 	upload.SourcesConfig
+	httpserve.Config
 
 	// VODEndpoint is VOD's client-upload endpoint.
 	VODEndpoint string `envconfig:"VOD_ENDPOINT" default:"https://vod2.qcloud.com" desc:"VOD client-upload endpoint"`
@@ -208,7 +210,8 @@ func (w *Worker) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
 		if err := w.ready(r.Context()); err != nil {
-			http.Error(rw, err.Error(), http.StatusServiceUnavailable)
+			w.log.Warn("not ready", "err", err)
+			http.Error(rw, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = rw.Write([]byte("ok\n"))
@@ -429,7 +432,7 @@ func (w *Worker) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserve.New(w.cfg.Config, w.Handler())
 	go func() { _ = srv.Serve(l) }()
 	w.log.Info("worker started", "http", l.Addr().String(), "jobs", w.cfg.Jobs)
 	err = w.Run(ctx)

@@ -135,8 +135,10 @@ key: {{ .Values.notify.pull.secretKey | quote }}
 {{- default (include "vodpipe.componentName" (dict "root" . "component" "notify-pull")) .Values.notify.pull.existingSecret }}
 {{- end }}
 
+{{/* notify gets a callback token: always unless callbackAuth is none; in pull mode (no callback) only when one is given. */}}
 {{- define "vodpipe.callbackTokenEnabled" -}}
-{{- if or .Values.notify.callbackToken.existingSecret .Values.notify.callbackToken.value }}true{{ end }}
+{{- $t := .Values.notify.callbackToken }}
+{{- if and (ne .Values.notify.callbackAuth "none") (or $t.existingSecret $t.value (not .Values.notify.pull.enabled)) }}true{{ end }}
 {{- end }}
 
 {{- define "vodpipe.callbackTokenSecretName" -}}
@@ -197,6 +199,9 @@ VODPIPE_PART_SIZE: {{ .Values.worker.partSize | int64 | quote }}
 VODPIPE_PART_CONCURRENCY: {{ .Values.worker.partConcurrency | int | quote }}
 VODPIPE_SHUTDOWN_GRACE: {{ .Values.worker.shutdownGrace | quote }}
 VODPIPE_SOURCE_ALLOW_PRIVATE: {{ .Values.worker.sources.allowPrivate | toString | quote }}
+{{- with .Values.worker.sources.allowCIDRs }}
+VODPIPE_SOURCE_ALLOW_CIDRS: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.worker.sources.root }}
 VODPIPE_SOURCE_ROOT: {{ . | quote }}
 {{- end }}
@@ -228,6 +233,10 @@ VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
 {{ include "vodpipe.env.common" . }}
 {{ $n.httpAddr }}: {{ printf ":%d" (.Values.notify.port | int) | quote }}
 {{ $n.webhookAllowPrivate }}: {{ .Values.notify.webhookAllowPrivate | toString | quote }}
+{{ $n.callbackAuth }}: {{ .Values.notify.callbackAuth | quote }}
+{{- with .Values.notify.webhookAllowCIDRs }}
+{{ $n.webhookAllowCIDRs }}: {{ join "," . | quote }}
+{{- end }}
 {{- if and .Values.notify.pull.enabled .Values.vodsim.enabled }}
 {{ $n.pullEndpoint }}: "http://vod.tencentcloudapi.com"
 {{ $n.pullDialAddr }}: {{ include "vodpipe.vodsimAddr" . | quote }}

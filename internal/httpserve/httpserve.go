@@ -1,0 +1,149 @@
+// Package httpserve builds vodpipe's HTTP servers with the same limits: a
+// time to read each request's headers and body, a time to write each
+// response, an idle timeout and a header size limit; and caps concurrent
+// event streams (Streams), which alone are exempt from the deadlines.
+package httpserve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultReadTimeout    = time.Minute
+	DefaultWriteTimeout   = time.Minute
+	DefaultIdleTimeout    = 2 * time.Minute
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultMaxStreams     = 256
+	readHeaderTimeout     = 10 * time.Second
+)
+
+// Config are a server's limits; a zero field takes its default.
+type Config struct {
+	ReadTimeout    time.Duration `envconfig:"HTTP_READ_TIMEOUT" desc:"time to read one request, headers and body (default 1m; event streams excepted)"`
+	WriteTimeout   time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" desc:"time to write one response (default 1m; event streams excepted)"`
+	IdleTimeout    time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" desc:"how long an idle keep-alive connection is kept (default 2m)"`
+	MaxHeaderBytes int           `envconfig:"HTTP_MAX_HEADER_BYTES" desc:"largest request header accepted, in bytes (default 65536)"`
+}
+
+// StreamConfig caps a server's event streams; zero takes the default.
+type StreamConfig struct {
+	MaxStreams int `envconfig:"SSE_MAX_STREAMS" desc:"concurrent server-sent event streams per process; more are answered 503 (default 256)"`
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.ReadTimeout, DefaultReadTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return c
+}
+
+// New returns a server for h with cfg's limits: each request gets
+// cfg.ReadTimeout to be read and cfg.WriteTimeout to be answered, from when
+// its handler starts.
+func New(cfg Config, h http.Handler) *http.Server {
+	cfg = cfg.withDefaults()
+	l := &limits{cfg: cfg, next: h}
+	return &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: min(readHeaderTimeout, cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+	}
+}
+
+// Serve serves srv on l until ctx ends, then shuts it down, giving requests
+// in flight up to grace to finish.
+func Serve(ctx context.Context, srv *http.Server, l net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// limits sets each request's deadlines.
+type limits struct {
+	cfg  Config
+	next http.Handler
+}
+
+func (l *limits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The body's deadline runs from here: the server's ReadTimeout also
+	// counted the time the headers took.
+	rc, now := http.NewResponseController(w), time.Now()
+	_ = rc.SetReadDeadline(now.Add(l.cfg.ReadTimeout))
+	_ = rc.SetWriteDeadline(now.Add(l.cfg.WriteTimeout))
+	l.next.ServeHTTP(w, r)
+}
+
+// Streams serves requests to paths, long-lived event streams, through h
+// without read or write deadlines (the stream sets its own per write), at
+// most cfg.MaxStreams at once: more are answered 503 too_many_streams.
+// Other requests go to h unchanged.
+func Streams(cfg StreamConfig, h http.Handler, paths ...string) http.Handler {
+	n := cfg.MaxStreams
+	if n <= 0 {
+		n = DefaultMaxStreams
+	}
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(paths, r.URL.Path) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "too_many_streams",
+				"this server has as many event streams open as it allows; retry later")
+			return
+		}
+		// A read deadline passing would cancel the request's context, ending the stream.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+		h.ServeHTTP(w, r)
+	})
+}
+
+// writeError answers in the error shape of vodpipe's APIs.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	e.Error.Code, e.Error.Message = code, msg
+	_ = json.NewEncoder(w).Encode(e)
+}
