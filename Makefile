@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test test-short bench chaos lint build fmt fuzz clean
+.PHONY: test test-short test-security bench chaos lint build fmt fuzz clean
 
 ## test: unit and integration tests, race detector on (needs redis-server on PATH)
 test:
@@ -12,6 +12,11 @@ test:
 ## test-short: the same without the race detector, faster while editing
 test-short:
 	$(GO) test -count=1 -timeout 10m $(PKGS)
+
+## test-security: the attacks of the security model, each asserting its refusal (a part of `make test`)
+SECURITY_TESTS ?= Security|UploadPage|UploadToken|UploadEvents|Minting|Forged|RateLimits|LimitersStay|Refusals|PublisherPublishes|ServerConfigLoads|GuardedStack|SigningJob|SignatureServiceOverNATS|PolicyIs|SlowClients|StreamsAreCapped|LoadNeverShows|CheckHost|Dialer|CheckDial|AllowListRefuses|CheckWebhookURL|DialGuard
+test-security:
+	$(GO) test -race -count=1 -run '$(SECURITY_TESTS)' ./pkg/... ./internal/...
 
 ## bench: P1..P6 side by side into BENCHMARKS.md, then the Go benchmarks (never part of `make test`)
 bench:
