@@ -315,16 +315,7 @@ func TestDeadLetterCommands(t *testing.T) {
 // closed with the test.
 func jetStreamAt(t *testing.T, cfg config.NATS) jetstream.JetStream {
 	t.Helper()
-	opts, err := cfg.Options(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(cfg.URL, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(testharness.ConnectWith(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

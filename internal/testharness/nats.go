@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
 )
 
@@ -122,4 +123,20 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// ConnectWith connects as a service would with cfg (its user, its TLS),
+// plus extra options; the connection is closed at cleanup.
+func ConnectWith(t testing.TB, cfg config.NATS, extra ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts, err := cfg.Options(t.Name(), extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

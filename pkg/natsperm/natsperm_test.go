@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
@@ -153,16 +154,8 @@ func (g *guarded) connect(t *testing.T, role natsperm.Role) (*nats.Conn, <-chan 
 	}
 	cfg := config.NATS{URL: g.ns.ClientURL(), User: string(role), PasswordFile: pw}
 	errs := make(chan error, 64)
-	opts, err := cfg.Options(t.Name(), nats.CustomInboxPrefix(role.Inbox()),
+	nc := testharness.ConnectWith(t, cfg, nats.CustomInboxPrefix(role.Inbox()),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(cfg.URL, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	return nc, errs
 }
 

@@ -151,19 +151,7 @@ func subscribe(t *testing.T, st *stack.Stack, url string) string {
 	return sub.ID
 }
 
-func connect(t *testing.T, cfg config.NATS) *nats.Conn {
-	t.Helper()
-	opts, err := cfg.Options(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(cfg.URL, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
+func connect(t *testing.T, cfg config.NATS) *nats.Conn { return testharness.ConnectWith(t, cfg) }
 
 // violationLog keeps the server's permission violations.
 type violationLog struct {
