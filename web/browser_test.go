@@ -109,7 +109,8 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 		c.CallbackURL = notifyURL + "/v1/vod/callback?token=browser-callback-token"
 	})
 	tlsAddr := sim.StartTLS(t)
-	ncfg := notify.Config{NATS: config.NATS{URL: n.URL}, CorrelationWait: -1, CallbackToken: "browser-callback-token"}
+	ncfg := notify.Config{NATS: config.NATS{URL: n.URL}, CorrelationWait: -1, CallbackToken: "browser-callback-token",
+		WebhookConfig: notify.WebhookConfig{WebhookSecretKeys: []string{strings.Repeat("ab", 32)}}}
 	if err := ncfg.APIKeys.Decode("page:" + notifyKey + ":read"); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package helm_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -326,6 +327,11 @@ var renderCases = []renderCase{
 			if tok := r.secrets["vodpipe-notify"].Data["callback-token"]; len(tok) < 32 {
 				t.Errorf("generated callback token %d bytes, want 32 or more", len(tok))
 			}
+			// Webhook signing secrets are sealed with a generated key notify mounts as a file.
+			checkWebhookSecretKeys(t, r.deployments["vodpipe-notify"], "vodpipe-webhook-secret-keys")
+			if k, err := base64.StdEncoding.DecodeString(string(r.secrets["vodpipe-webhook-secret-keys"].Data["keys"])); err != nil || len(k) != 32 {
+				t.Errorf("generated webhook secret key is not 32 bytes in base64 (%d bytes, %v)", len(k), err)
+			}
 		},
 	},
 	{
@@ -382,7 +388,8 @@ var renderCases = []renderCase{
 		args: []string{"--set", "tencent.existingSecret=corp-tencent", "--set", "apiKeys.existingSecret=corp-api-keys",
 			"--set", "redis.addrs=null", "--set", "redis.urlSecret.name=corp-redis",
 			"--set", "notify.pull.enabled=true", "--set", "notify.pull.existingSecret=corp-vod-pull",
-			"--set", "worker.autoscaling.enabled=false", "--set", "ingest.uploadTokens.existingSecret=corp-upload-tokens"},
+			"--set", "worker.autoscaling.enabled=false", "--set", "ingest.uploadTokens.existingSecret=corp-upload-tokens",
+			"--set", "notify.webhookSecretKeys.existingSecret=corp-webhook-keys"},
 		deployments: []string{"ingest", "worker", "notify"},
 		services:    []string{"ingest", "notify"},
 		hpas:        []string{"ingest", "notify"},
@@ -391,6 +398,7 @@ var renderCases = []renderCase{
 			if len(r.secrets) != 0 {
 				t.Errorf("secrets created although every one exists: %v", keys(r.secrets))
 			}
+			checkWebhookSecretKeys(t, r.deployments["vodpipe-notify"], "corp-webhook-keys")
 			if d := r.deployments["vodpipe-worker"]; d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 				t.Errorf("worker without autoscaler: replicas %v, want 2", d.Spec.Replicas)
 			}
@@ -1071,6 +1079,19 @@ func mountedFileFrom(spec *corev1.PodSpec, c *corev1.Container, path, secret str
 		}
 	}
 	return false
+}
+
+// checkWebhookSecretKeys: notify reads the keys sealing webhook secrets from
+// a file of the secret, never from a variable or its ConfigMap.
+func checkWebhookSecretKeys(t *testing.T, d *appsv1.Deployment, secret string) {
+	t.Helper()
+	c := container(t, d, "notify")
+	if findEnv(c.Env, "VODPIPE_WEBHOOK_SECRET_KEYS") != nil {
+		t.Error("notify gets VODPIPE_WEBHOOK_SECRET_KEYS as a variable; it must be a file")
+	}
+	if e := findEnv(c.Env, "VODPIPE_WEBHOOK_SECRET_KEYS_FILE"); e == nil || !mountedFileFrom(&d.Spec.Template.Spec, c, e.Value, secret) {
+		t.Errorf("notify webhook secret keys not mounted from secret %s: %+v", secret, e)
+	}
 }
 
 func wantEnv(t *testing.T, data map[string]string, key, want string) {

@@ -476,6 +476,7 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 	s.ingestURL, s.notifyURL = "http://"+child.Loopback(ports[1]), "http://"+child.Loopback(ports[2])
 	secretID, secretKey := "AKIDchaos0123456789", "chaos-secret-key-0123456789"
 	callbackToken := "chaos-callback-token-0123456789"
+	webhookSecretKey := strings.Repeat("c4", 32) // hex: one key across notify's restarts
 	// On top of the errors and resets, a fifth as many requests are carried
 	// out with their answer lost: the client tries again what was done.
 	faults := vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: "*", ErrorRate: o.FaultRate / 2, ResetRate: o.FaultRate / 2,
@@ -499,7 +500,7 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 			"VODPIPE_VODSIM_CALLBACK_URL=" + s.notifyURL + "/v1/vod/callback?token=" + callbackToken,
 			"VODPIPE_VODSIM_CALLBACK_ATTEMPTS=" + strconv.Itoa(callbackAttempts), "VODPIPE_VODSIM_FAULTS=" + string(fj)}},
 		{"notify", s.notifyURL + "/readyz", append([]string{"VODPIPE_NOTIFY_HTTP_ADDR=" + child.Loopback(ports[2]),
-			"VODPIPE_CALLBACK_TOKEN=" + callbackToken,
+			"VODPIPE_CALLBACK_TOKEN=" + callbackToken, "VODPIPE_WEBHOOK_SECRET_KEYS=" + webhookSecretKey,
 			"VODPIPE_WEBHOOK_ALLOW_PRIVATE=true", "VODPIPE_WEBHOOK_TIMEOUT=5s",
 			"VODPIPE_WEBHOOK_RETRY_SCHEDULE=500ms,1s,2s,5s,10s"}, queueEnv...)},
 		{"ingest", s.ingestURL + "/readyz", append([]string{"VODPIPE_INGEST_HTTP_ADDR=" + child.Loopback(ports[1]),

@@ -165,7 +165,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("subscription created", "subscription", rec.ID, "event_types", rec.EventTypes, "job_id", rec.JobID)
 	out := rec.public()
-	out.Secret = rec.StoredSecret
+	out.Secret = rec.secret
 	w.Header().Set("Location", "/v1/subscriptions/"+rec.ID)
 	writeJSON(w, http.StatusCreated, out)
 }

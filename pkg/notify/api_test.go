@@ -205,7 +205,8 @@ func TestConfigFromEnvironment(t *testing.T) {
 				walk(f.Type)
 				continue
 			}
-			if strings.Contains(f.Name, "SecretKey") || strings.Contains(f.Tag.Get("envconfig"), "SECRET_KEY") {
+			// Tencent's pair is SECRET_ID and SECRET_KEY(_FILE); WEBHOOK_SECRET_KEYS seal webhook secrets.
+			if strings.HasPrefix(f.Name, "Secret") || strings.HasPrefix(f.Tag.Get("envconfig"), "SECRET_") {
 				t.Errorf("notify.Config has %s (%s)", f.Name, f.Tag.Get("envconfig"))
 			}
 		}

@@ -326,7 +326,7 @@ func TestPullModeNeedsItsKeyFile(t *testing.T) {
 			c.PullAPIID, c.PullAPIKeyFile, c.PullEndpoint = "AKIDx", pullKeyFile(t, "k"), "vod.tencentcloudapi.com"
 		},
 	} {
-		cfg := notify.Config{PullConfig: notify.PullConfig{}}
+		cfg := notify.Config{WebhookConfig: notify.WebhookConfig{WebhookSecretKeys: []string{newSealKey()}}}
 		mod(&cfg)
 		if _, err := notify.New(t.Context(), cfg, nil); err == nil || !strings.Contains(err.Error(), "PULL_") {
 			t.Errorf("%s: err = %v", name, err)

@@ -3,6 +3,7 @@ package notify
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/secretbox"
 )
 
 // QueueConfig is an alias so the queue's variables embed flat.
@@ -101,6 +103,11 @@ type WebhookConfig struct {
 	// AttemptsMaxAge and AttemptsPerSubscription bound the delivery-attempt log.
 	AttemptsMaxAge          time.Duration `envconfig:"WEBHOOK_ATTEMPTS_MAX_AGE" default:"168h" desc:"how long delivery attempts are kept"`
 	AttemptsPerSubscription int64         `envconfig:"WEBHOOK_ATTEMPTS_PER_SUBSCRIPTION" default:"1000" desc:"delivery attempts kept per subscription"`
+	// WebhookSecretKeys encrypt the signing secrets in the subscriptions
+	// bucket, so that NATS never holds them in clear: the first seals, every
+	// one opens, so a key is rotated by putting a new one first.
+	WebhookSecretKeys     []string `envconfig:"WEBHOOK_SECRET_KEYS" desc:"keys that encrypt webhook signing secrets at rest (AES-256-GCM), comma-separated, each 32 bytes in base64 or hex (openssl rand -base64 32): the first seals, all open, records sealed under another are re-sealed at start; required (prefer WEBHOOK_SECRET_KEYS_FILE)"`
+	WebhookSecretKeysFile string   `envconfig:"WEBHOOK_SECRET_KEYS_FILE" desc:"file holding the webhook secret keys, one per line or comma-separated, e.g. a mounted Kubernetes secret"`
 }
 
 // Values of CallbackAuth.
@@ -123,6 +130,35 @@ func (c *Config) checkCallbackAuth() error {
 		return nil
 	}
 	return errors.New("notify: VODPIPE_CALLBACK_AUTH must be token or none")
+}
+
+// secretBox is the box of WebhookSecretKeys or WebhookSecretKeysFile. Its
+// errors name the variable, never a key.
+func (c *WebhookConfig) secretBox() (*secretbox.Box, error) {
+	const keysVar, fileVar = config.Prefix + "_WEBHOOK_SECRET_KEYS", config.Prefix + "_WEBHOOK_SECRET_KEYS_FILE"
+	name, text := keysVar, strings.Join(c.WebhookSecretKeys, ",")
+	switch {
+	case c.WebhookSecretKeysFile != "" && len(c.WebhookSecretKeys) > 0:
+		return nil, fmt.Errorf("notify: %s and %s are both set: set one", keysVar, fileVar)
+	case c.WebhookSecretKeysFile != "":
+		b, err := os.ReadFile(c.WebhookSecretKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("notify: read %s: %w", fileVar, errors.Unwrap(err))
+		}
+		name, text = fileVar, string(b)
+	}
+	keys, err := secretbox.ParseKeys(text)
+	if errors.Is(err, secretbox.ErrNoKey) && name == fileVar {
+		return nil, fmt.Errorf("notify: %s holds no key", fileVar)
+	}
+	if errors.Is(err, secretbox.ErrNoKey) {
+		return nil, fmt.Errorf("notify: %s is not set (or %s): webhook signing secrets are encrypted at rest with it; "+
+			"make a key with: openssl rand -base64 32", fileVar, keysVar)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("notify: %s: %w", name, err)
+	}
+	return secretbox.New(keys...)
 }
 
 func (c *Config) withDefaults() {

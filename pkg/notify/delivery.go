@@ -95,10 +95,13 @@ func (d *dispatcher) watch(ctx context.Context) error {
 func (d *dispatcher) apply(e jetstream.KeyValueEntry) {
 	var rec *record
 	if e.Operation() == jetstream.KeyValuePut {
-		r, err := decodeRecord(e.Value())
+		r, err := d.s.decodeRecord(e.Key(), e.Value())
 		if err != nil {
 			d.s.log.Warn("skipping unreadable subscription", "key", e.Key(), "err", err)
 			return
+		}
+		if r.sealErr != nil {
+			d.s.log.Error("webhook signing secret does not open: not delivering", "subscription", e.Key(), "err", r.sealErr)
 		}
 		rec = r
 	}
@@ -112,7 +115,9 @@ func (d *dispatcher) apply(e jetstream.KeyValueEntry) {
 // before the watch catches up.
 func (d *dispatcher) set(id string, rec *record, rev uint64) {
 	want := map[string]*Replay{}
-	if rec != nil && rec.Status == StatusActive {
+	// A record whose secret does not open runs nothing: its events wait in
+	// its consumer for a replica that has the key.
+	if rec != nil && rec.Status == StatusActive && rec.secret != "" {
 		want[consumerName(id, nil)] = nil
 		for i := range rec.Replays {
 			rp := rec.Replays[i]
@@ -451,7 +456,7 @@ func (s *Service) send(ctx context.Context, rec *record, h eventHead, body []byt
 		a.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 		s.metrics.attempt.Observe(time.Since(start).Seconds())
 	}()
-	sig, err := Sign(rec.StoredSecret, h.ID, start, body)
+	sig, err := Sign(rec.secret, h.ID, start, body)
 	if err != nil {
 		a.Error = err.Error()
 		return a

@@ -56,6 +56,7 @@ func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
 			WebhookTimeout:      2 * time.Second,
 			WebhookSchedule:     notify.Schedule{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond},
 			WebhookConcurrency:  8,
+			WebhookSecretKeys:   []string{newSealKey()},
 		},
 		CallbackToken:   testCallbackToken,
 		CorrelationWait: 2 * time.Second,

@@ -27,6 +27,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/netguard"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/secretbox"
 )
 
 // Service is one notify process. Several may run against the same NATS:
@@ -44,6 +45,7 @@ type Service struct {
 	vodSeen  jetstream.KeyValue
 	attempts jetstream.Stream
 	keys     APIKeys
+	box      *secretbox.Box // seals the webhook signing secrets in subs
 	metrics  *metrics
 	client   *http.Client
 	guard    *netguard.Guard
@@ -64,8 +66,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err := cfg.checkCallbackAuth(); err != nil {
 		return nil, err
 	}
+	box, err := cfg.secretBox()
+	if err != nil {
+		return nil, err
+	}
 	guard := netguard.New(cfg.WebhookAllowCIDRs.Or(cfg.WebhookAllowPrivate))
-	s := &Service{cfg: cfg, log: log, keys: cfg.APIKeys, metrics: newMetrics(),
+	s := &Service{cfg: cfg, log: log, keys: cfg.APIKeys, box: box, metrics: newMetrics(),
 		client: newWebhookClient(guard), guard: guard, resolver: net.DefaultResolver}
 	if len(s.keys) == 0 {
 		log.Warn("no API keys configured (VODPIPE_API_KEYS): the subscription and event APIs refuse every request")
@@ -90,6 +96,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s.nc = nc
 	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, s.log, s.open); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if err := s.resealSecrets(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/secretbox"
 )
 
 // Names of notify's JetStream bucket and stream.
@@ -66,10 +67,17 @@ type Replay struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
-// record is what the bucket stores: the subscription with its secret.
+// record is what the bucket stores: the subscription with its signing
+// secret sealed (pkg/secretbox) under a key NATS never sees, bound to the
+// subscription's key. Versions before sealing stored the secret in clear in
+// the same field; notify re-seals those at start (resealSecrets). One field
+// for both keeps a sealed secret intact through an older replica's rewrite
+// during a rolling upgrade (it drops fields it does not know).
 type record struct {
 	Subscription
 	StoredSecret string `json:"storedSecret"`
+	secret       string // opened, in memory only; "" when it does not open
+	sealErr      error  // why it does not open (names a key id at most)
 	rev          uint64 // the bucket's revision it was read at or written as
 }
 
@@ -177,11 +185,11 @@ func (s *Service) validate(ctx context.Context, req createRequest) (*record, *ap
 	if len(req.Description) > maxDescriptionLen {
 		return nil, fieldError("description", fmt.Sprintf("is longer than %d characters", maxDescriptionLen))
 	}
-	secret := NewSecret()
 	r := &record{Subscription: Subscription{
 		ID: "sub_" + randomID(), URL: req.URL, EventTypes: types, JobID: req.JobID, Description: req.Description,
 		Status: StatusActive, CreatedAt: time.Now().UTC(),
-	}, StoredSecret: secret}
+	}, secret: NewSecret()}
+	s.seal(r)
 	return r, nil
 }
 
@@ -223,7 +231,7 @@ func (s *Service) getRecord(ctx context.Context, id string) (*record, uint64, er
 	if err != nil {
 		return nil, 0, fmt.Errorf("notify: read subscription %s: %w", id, err)
 	}
-	r, err := decodeRecord(e.Value())
+	r, err := s.decodeRecord(id, e.Value())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -231,12 +239,81 @@ func (s *Service) getRecord(ctx context.Context, id string) (*record, uint64, er
 	return r, e.Revision(), nil
 }
 
-func decodeRecord(b []byte) (*record, error) {
+// decodeRecord reads the record stored under key and opens its signing
+// secret. A secret that does not open (sealed under a key missing from the
+// config, or moved from another record) leaves the record without one and
+// sealErr set: its deliveries wait for a replica that can open it.
+func (s *Service) decodeRecord(key string, b []byte) (*record, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("notify: subscription record: %w", err)
 	}
+	if strings.HasPrefix(r.StoredSecret, SecretPrefix) { // in clear, from a version before sealing
+		r.secret = r.StoredSecret
+		return &r, nil
+	}
+	plain, err := s.box.Open(r.StoredSecret, []byte(key))
+	if err != nil {
+		r.sealErr = fmt.Errorf("notify: signing secret of subscription %s: %w", key, err)
+		return &r, nil
+	}
+	r.secret = string(plain)
 	return &r, nil
+}
+
+// seal stores the record's secret sealed under the first key.
+func (s *Service) seal(r *record) {
+	r.StoredSecret = s.box.Seal([]byte(r.secret), []byte(r.ID))
+}
+
+// needsReseal reports whether a record's secret is stored in clear or under
+// another key than the first, and can be opened to seal it again.
+func needsReseal(r *record, sealKeyID string) bool {
+	if r.secret == "" {
+		return false
+	}
+	id, sealed := secretbox.SealedKeyID(r.StoredSecret)
+	return !sealed || id != sealKeyID
+}
+
+// resealSecrets seals again, under the first key, every secret stored in
+// clear (by a version before sealing) or under another key (rotation).
+// Replicas starting together go through updateRecord's revision check, so
+// each record is rewritten once. Failures are logged: a record left over is
+// re-sealed at the next start or its next write.
+func (s *Service) resealSecrets(ctx context.Context) error {
+	recs, err := s.listRecords(ctx)
+	if err != nil {
+		return fmt.Errorf("notify: re-seal webhook secrets: %w", err)
+	}
+	resealed, unopened := 0, 0
+	for _, r := range recs {
+		if r.sealErr != nil {
+			unopened++
+			s.log.Error("webhook signing secret does not open: its deliveries wait for a notify with its key", "subscription", r.ID, "err", r.sealErr)
+			continue
+		}
+		if !needsReseal(r, s.box.KeyID()) {
+			continue
+		}
+		_, err := s.updateRecord(ctx, r.ID, func(cur *record) error {
+			if !needsReseal(cur, s.box.KeyID()) {
+				return errUnchanged
+			}
+			return nil // updateRecord seals it
+		})
+		switch {
+		case err == nil:
+			resealed++
+		case errors.Is(err, errUnchanged) || errors.Is(err, errNotFound):
+		default:
+			s.log.Warn("re-seal webhook signing secret", "subscription", r.ID, "err", err)
+		}
+	}
+	if resealed > 0 || unopened > 0 {
+		s.log.Info("webhook signing secrets re-sealed", "resealed", resealed, "unopened", unopened, "key_id", s.box.KeyID())
+	}
+	return nil
 }
 
 // updateRecord applies f to a subscription with optimistic concurrency,
@@ -250,6 +327,9 @@ func (s *Service) updateRecord(ctx context.Context, id string, f func(*record) e
 		}
 		if err := f(r); err != nil {
 			return r, err
+		}
+		if needsReseal(r, s.box.KeyID()) {
+			s.seal(r)
 		}
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -284,7 +364,7 @@ func (s *Service) listRecords(ctx context.Context) ([]*record, error) {
 				sortRecords(out)
 				return out, nil
 			}
-			r, err := decodeRecord(e.Value())
+			r, err := s.decodeRecord(e.Key(), e.Value())
 			if err != nil {
 				s.log.Warn("skipping unreadable subscription", "key", e.Key(), "err", err)
 				continue

@@ -217,8 +217,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
 	ncfg := notify.Config{NATS: s.NATSConfig(natsperm.Notify), QueueConfig: o.Queue, CallbackToken: callbackToken,
-		APIKeys:       keys, // ingest's: both read the one key, never change it
-		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
+		APIKeys: keys, // ingest's: both read the one key, never change it
+		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second},
+			// Webhook secrets sealed with a key of this process, like the bucket they live in.
+			WebhookSecretKeys: []string{randomHex(32)}},
 	}
 	if s.Notify, err = notify.New(bg, ncfg, o.Log.With("service", "notify")); err != nil {
 		return nil, err

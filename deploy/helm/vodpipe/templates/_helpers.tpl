@@ -141,6 +141,10 @@ key: {{ .Values.notify.pull.secretKey | quote }}
 {{- if and (ne .Values.notify.callbackAuth "none") (or $t.existingSecret $t.value (not .Values.notify.pull.enabled)) }}true{{ end }}
 {{- end }}
 
+{{- define "vodpipe.webhookSecretKeysSecretName" -}}
+{{- default (printf "%s-webhook-secret-keys" (include "vodpipe.fullname" .)) .Values.notify.webhookSecretKeys.existingSecret }}
+{{- end }}
+
 {{- define "vodpipe.callbackTokenSecretName" -}}
 {{- default (include "vodpipe.componentName" (dict "root" . "component" "notify")) .Values.notify.callbackToken.existingSecret }}
 {{- end }}
