@@ -22,6 +22,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
@@ -97,6 +98,10 @@ const backendKey = "backend-sign-key-0123456789"
 func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 	t.Helper()
 	n := testharness.StartNATS(t)
+	// The layout is ingest's to create; notify, started first here, attaches to it.
+	if _, err := queue.Open(t.Context(), n.JetStream(t), queue.Config{}); err != nil {
+		t.Fatal(err)
+	}
 	// notify receives vodsim's NewFileUpload callbacks and publishes them;
 	// ingest passes the page's own on to it.
 	nl, err := net.Listen("tcp", "127.0.0.1:0")

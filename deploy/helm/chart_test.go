@@ -34,6 +34,9 @@ const helmVersion = "v3.22.0"
 const (
 	chartDir    = "vodpipe"
 	allOnValues = "vodpipe/ci/all-on-values.yaml"
+	// natsUsersValues gives each service its own NATS user: the chart renders
+	// nothing without NATS credentials.
+	natsUsersValues = "vodpipe/ci/nats-users-values.yaml"
 )
 
 // helmDir holds the Helm binary and Helm's home directories for this test run.
@@ -85,7 +88,7 @@ func helm(t *testing.T, args ...string) (string, error) {
 }
 
 func TestChartLint(t *testing.T) {
-	for _, values := range [][]string{nil, {"-f", allOnValues}} {
+	for _, values := range [][]string{{"-f", natsUsersValues}, {"-f", allOnValues}} {
 		args := append([]string{"lint", "--strict", chartDir}, values...)
 		if out, err := helm(t, args...); err != nil {
 			t.Errorf("helm lint %v: %v", values, err)
@@ -281,7 +284,8 @@ type renderCase struct {
 
 var renderCases = []renderCase{
 	{
-		name: "default", prefix: "vodpipe",
+		// The defaults plus what they require: each service's NATS user.
+		name: "default", prefix: "vodpipe", args: []string{"-f", natsUsersValues},
 		deployments: []string{"ingest", "worker", "notify"},
 		services:    []string{"ingest", "notify"},
 		hpas:        []string{"ingest", "worker", "notify"},
@@ -332,6 +336,18 @@ var renderCases = []renderCase{
 			if k, err := base64.StdEncoding.DecodeString(string(r.secrets["vodpipe-webhook-secret-keys"].Data["keys"])); err != nil || len(k) != 32 {
 				t.Errorf("generated webhook secret key is not 32 bytes in base64 (%d bytes, %v)", len(k), err)
 			}
+			// Each service connects as its own NATS user, its password a file
+			// of its own secret; no pod sees another service's.
+			checkOwnNATSUsers(t, r, map[string]map[string]string{
+				"vodpipe-ingest": {"VODPIPE_NATS_PASSWORD_FILE": "vodpipe-nats-ingest"},
+				"vodpipe-worker": {"VODPIPE_NATS_PASSWORD_FILE": "vodpipe-nats-worker"},
+				"vodpipe-notify": {"VODPIPE_NATS_PASSWORD_FILE": "vodpipe-nats-notify"},
+			})
+			for _, c := range []string{"ingest", "worker", "notify"} {
+				if e := findEnv(container(t, r.deployments["vodpipe-"+c], c).Env, "VODPIPE_NATS_USER"); e == nil || e.Value != c {
+					t.Errorf("%s VODPIPE_NATS_USER = %+v, want %s", c, e, c)
+				}
+			}
 		},
 	},
 	{
@@ -369,14 +385,20 @@ var renderCases = []renderCase{
 				t.Errorf("notify callback token not from a secret: %+v", e)
 			}
 			w := container(t, r.deployments["vp-worker"], "worker")
-			for _, name := range []string{"VODPIPE_REDIS_PASSWORD", "VODPIPE_NATS_CREDS", "SSL_CERT_DIR", "GOMEMLIMIT"} {
+			for _, name := range []string{"VODPIPE_REDIS_PASSWORD", "SSL_CERT_DIR", "GOMEMLIMIT"} {
 				if findEnv(w.Env, name) == nil {
 					t.Errorf("worker has no %s", name)
 				}
 			}
-			if !mountedFile(w, findEnv(w.Env, "VODPIPE_NATS_CREDS").Value) {
-				t.Error("NATS creds file not mounted into the worker")
-			}
+			// ingest and worker have NATS users of their own (a credentials
+			// file; an nkey seed with a client certificate), notify falls back
+			// to the shared credentials file.
+			checkOwnNATSUsers(t, r, map[string]map[string]string{
+				"vp-ingest": {"VODPIPE_NATS_CREDS": "vodpipe-nats-ingest"},
+				"vp-worker": {"VODPIPE_NATS_NKEY_SEED_FILE": "vodpipe-nats-worker", "VODPIPE_NATS_TLS_CERT": "vodpipe-nats-worker-tls",
+					"VODPIPE_NATS_TLS_KEY": "vodpipe-nats-worker-tls", "VODPIPE_NATS_TLS_CA": "vodpipe-nats-worker-tls"},
+				"vp-notify": {"VODPIPE_NATS_CREDS": "vodpipe-nats-creds"},
+			})
 			if !slices.ContainsFunc(w.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/media/in" && m.ReadOnly }) {
 				t.Error("worker sources volume not mounted read-only at /media/in")
 			}
@@ -385,7 +407,7 @@ var renderCases = []renderCase{
 	{
 		// Existing secrets everywhere; Redis from a URL secret.
 		name: "existing-secrets", prefix: "vodpipe",
-		args: []string{"--set", "tencent.existingSecret=corp-tencent", "--set", "apiKeys.existingSecret=corp-api-keys",
+		args: []string{"-f", natsUsersValues, "--set", "tencent.existingSecret=corp-tencent", "--set", "apiKeys.existingSecret=corp-api-keys",
 			"--set", "redis.addrs=null", "--set", "redis.urlSecret.name=corp-redis",
 			"--set", "notify.pull.enabled=true", "--set", "notify.pull.existingSecret=corp-vod-pull",
 			"--set", "worker.autoscaling.enabled=false", "--set", "ingest.uploadTokens.existingSecret=corp-upload-tokens",
@@ -406,6 +428,21 @@ var renderCases = []renderCase{
 			if e := findEnv(w.Env, "VODPIPE_REDIS_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != "corp-redis" {
 				t.Errorf("worker VODPIPE_REDIS_URL not from corp-redis: %+v", e)
 			}
+		},
+	},
+	{
+		// The older single credentials file, for every service without a user of its own.
+		name: "shared-nats-creds", prefix: "vodpipe",
+		args:        []string{"--set", "nats.credsSecret.name=corp-nats", "--set", "nats.auth.worker.tokenSecret.name=corp-nats-worker"},
+		deployments: []string{"ingest", "worker", "notify"},
+		services:    []string{"ingest", "notify"},
+		hpas:        []string{"ingest", "worker", "notify"},
+		check: func(t *testing.T, r *release) {
+			checkOwnNATSUsers(t, r, map[string]map[string]string{
+				"vodpipe-ingest": {"VODPIPE_NATS_CREDS": "corp-nats"},
+				"vodpipe-worker": {"VODPIPE_NATS_TOKEN_FILE": "corp-nats-worker"},
+				"vodpipe-notify": {"VODPIPE_NATS_CREDS": "corp-nats"},
+			})
 		},
 	},
 	{
@@ -1016,11 +1053,69 @@ func TestTemplateRefusesInconsistentValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := helm(t, append([]string{"template", "vodpipe", chartDir}, tc.args...)...)
+			_, err := helm(t, append([]string{"template", "vodpipe", chartDir, "-f", natsUsersValues}, tc.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("want a failure naming %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+// TestChartNeedsNATSCredentials: the chart is secure with its defaults. Without
+// NATS credentials for a service it renders nothing and says what to set,
+// unless nats.allowNoAuth asks for an open NATS; an entry with two ways to
+// authenticate, or half of user + password, is refused as the service would.
+func TestChartNeedsNATSCredentials(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string // "" renders
+	}{
+		{"defaults", nil, "nats.auth.worker: no NATS credentials for worker"},
+		{"one service without", []string{"-f", natsUsersValues, "--set", "nats.auth.notify.user=", "--set", "nats.auth.notify.passwordSecret.name="},
+			"nats.auth.notify: no NATS credentials for notify"},
+		{"notify disabled needs none", []string{"-f", natsUsersValues, "--set", "nats.auth.notify.user=", "--set", "nats.auth.notify.passwordSecret.name=",
+			"--set", "notify.enabled=false"}, ""},
+		{"two ways", []string{"-f", natsUsersValues, "--set", "nats.auth.ingest.credsSecret.name=c"}, "nats.auth.ingest: set only one of"},
+		{"user without password", []string{"-f", natsUsersValues, "--set", "nats.auth.worker.passwordSecret.name="}, "nats.auth.worker: user and passwordSecret.name go together"},
+		{"open NATS on request", []string{"--set", "nats.allowNoAuth=true"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := helm(t, append([]string{"template", "vodpipe", chartDir}, tc.args...)...)
+			if tc.want == "" && err != nil {
+				t.Fatalf("want it rendered: %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("want a failure naming %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// checkOwnNATSUsers: each Deployment reads its NATS credentials from files of
+// the secrets named (variable → secret), and references none of the secrets
+// named for another Deployment only.
+func checkOwnNATSUsers(t *testing.T, r *release, want map[string]map[string]string) {
+	t.Helper()
+	for dep, files := range want {
+		d := r.deployments[dep]
+		c := container(t, d, dep[strings.LastIndex(dep, "-")+1:])
+		own := map[string]bool{}
+		for env, secret := range files {
+			own[secret] = true
+			if e := findEnv(c.Env, env); e == nil || !mountedFileFrom(&d.Spec.Template.Spec, c, e.Value, secret) {
+				t.Errorf("%s: %s = %+v is not a file of Secret %s", dep, env, e, secret)
+			}
+		}
+		refs := secretRefs(&d.Spec.Template.Spec)
+		for other, files := range want {
+			for _, secret := range files {
+				if other != dep && !own[secret] && refs[secret] {
+					t.Errorf("%s references %s's NATS secret %s", dep, other, secret)
+				}
+			}
+		}
 	}
 }
 

@@ -509,17 +509,17 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 			"VODPIPE_SIGN_PROCEDURES=*", "VODPIPE_SIGN_STORAGE_REGIONS=*", "VODPIPE_SIGN_CLASS_IDS=*", "VODPIPE_SIGN_SUB_APP_IDS=*"},
 			queueEnv...)},
 	}
+	// All start at once, as pods of a rollout do: notify, launched before
+	// ingest, waits for ingest to create the layout it attaches to.
 	for _, st := range start {
 		sp := &serviceProcess{name: st.role, env: st.env, ready: st.ready}
 		if err := s.launch(sp); err != nil {
 			return nil, err
 		}
 		s.procs = append(s.procs, sp)
-		// A cluster that has just formed may still be electing the leaders
-		// of the streams a service opens: a minute, as a rollout would wait.
-		if err := sp.WaitHTTPReady(ctx, st.ready, time.Minute); err != nil {
-			return nil, fmt.Errorf("%s: %w\n%s", st.role, err, sp.LogTail(2048))
-		}
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
 	}
 
 	if s.recv, err = startReceiver(); err != nil {
@@ -531,6 +531,31 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 	}
 	s.recv.setSecret(secret)
 	return s, nil
+}
+
+// waitReady waits until every service answers ready, or one exits before it
+// is: that one's reason ends the wait. A cluster that has just formed may
+// still be electing the leaders of the streams a service opens: a minute, as
+// a rollout would wait.
+func (s *services) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(s.procs))
+	for _, sp := range s.procs {
+		go func() {
+			if err := sp.WaitHTTPReady(ctx, sp.ready, time.Minute); err != nil {
+				errs <- fmt.Errorf("%s: %w\n%s", sp.name, err, sp.LogTail(2048))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range s.procs {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // launch starts (or starts again) the process of sp, its output appended to its log.

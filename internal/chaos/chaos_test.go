@@ -58,12 +58,12 @@ func TestStartServicesFailsCleanly(t *testing.T) {
 	if s != nil {
 		t.Errorf("startServices returned services with its error %v", err)
 	}
-	for _, want := range []string{"notify: exited before it was ready", "cannot start", "VODPIPE_JOBS", "replicas"} {
+	for _, want := range []string{"ingest: exited before it was ready", "cannot start", "VODPIPE_JOBS", "replicas"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want it to say %q", err, want)
 		}
 	}
-	// vodsim, started before notify, was stopped gracefully.
+	// vodsim, started with ingest, was stopped gracefully.
 	if b, _ := os.ReadFile(filepath.Join(dir, "vodsim.log")); !strings.Contains(string(b), "vodsim stopped") {
 		t.Errorf("vodsim was not stopped; its log:\n%s", b)
 	}

@@ -4,11 +4,14 @@
 // down; natsembed runs them, and `vodpipe nats-config` prints them as a
 // nats-server configuration for operators.
 //
-// Each service creates the streams and buckets it opens (every service opens
-// the shared job layout), so its user may create, update and inspect those
-// streams by name and no other. A user with those rights can reshape such a
-// stream (its subjects or sources) and so is trusted with what the stream
-// could capture; the outside publisher has no stream rights at all.
+// Ingest owns the shared job layout (the JOBS, EVENTS and DLQ streams, the
+// status, control, files and uploads buckets, the workers' consumer): its
+// user alone may create and update it. Worker and notify attach to it and
+// may only inspect it, because a user that may update a stream can reshape
+// it (its subjects or sources) to capture replies or copy in another bucket,
+// and the server does not check the updater's own rights against them. A
+// service may create and update only the streams and buckets it alone uses;
+// the outside publisher has no stream rights at all.
 package natsperm
 
 import (
@@ -84,7 +87,7 @@ func For(r Role) (Permissions, error) {
 	var p perms
 	switch r {
 	case Ingest:
-		p.openLayout()
+		p.ownLayout()
 		p.sweepStrays()
 		p.pub(JobsSubject, events+".job.>", dlq+".>")
 		p.kv(idemBucket, admin, read, write)
@@ -97,7 +100,7 @@ func For(r Role) (Permissions, error) {
 		p.sub(SignSubject, "$SRV.*", "$SRV.*."+signService, "$SRV.*."+signService+".*")
 		p.Responses = true
 	case Worker:
-		p.openLayout()
+		p.attachLayout()
 		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
 		p.pub(events+".job.>", dlq+".>", SignSubject)
 		p.kv(statusBucket, read, write)
@@ -107,7 +110,7 @@ func For(r Role) (Permissions, error) {
 		// The resume state, when no Redis is configured.
 		p.kv(resumeBucket, admin, read, write)
 	case Notify:
-		p.openLayout()
+		p.attachLayout()
 		p.pub(events+".vod.>", events+".subscription.>")
 		p.consume(eventsStream)
 		p.pub(api("CONSUMER.LIST", eventsStream))
@@ -115,7 +118,7 @@ func For(r Role) (Permissions, error) {
 		p.kv(uploadsBucket, read)
 		p.kv(subsBucket, admin, read, watch, write)
 		p.kv(vodEventsBucket, admin, read, write)
-		p.pub(api("STREAM.CREATE", attemptsStream), api("STREAM.UPDATE", attemptsStream), attempts+".>")
+		p.pub(api("INFO"), api("STREAM.CREATE", attemptsStream), api("STREAM.UPDATE", attemptsStream), attempts+".>")
 		p.consume(attemptsStream)
 	case Publisher:
 		p.pub(JobsSubject)
@@ -134,17 +137,34 @@ type perms struct{ Permissions }
 func (p *perms) pub(s ...string) { p.Publish = appendNew(p.Publish, s...) }
 func (p *perms) sub(s ...string) { p.Subscribe = appendNew(p.Subscribe, s...) }
 
-// openLayout is what queue.Open needs: create, update and inspect the job
+// layoutStreams and layoutBuckets are the shared job layout ingest owns.
+var (
+	layoutStreams = []string{jobsStream, eventsStream, dlqStream}
+	layoutBuckets = []string{statusBucket, controlBucket, filesBucket, uploadsBucket}
+)
+
+// ownLayout is what queue.Open needs: create, update and inspect the job
 // streams and buckets, and create and inspect the workers' consumer.
-func (p *perms) openLayout() {
-	p.pub(api("INFO")) // account limits, read before creating a bucket
-	for _, s := range []string{jobsStream, eventsStream, dlqStream} {
+func (p *perms) ownLayout() {
+	for _, s := range layoutStreams {
 		p.pub(api("STREAM.CREATE", s), api("STREAM.UPDATE", s), api("STREAM.INFO", s))
 	}
-	for _, b := range []string{statusBucket, controlBucket, filesBucket, uploadsBucket} {
+	for _, b := range layoutBuckets {
 		p.kv(b, admin)
 	}
 	p.pub(api("CONSUMER.INFO", jobsStream, workerConsumer), api("CONSUMER.CREATE", jobsStream, workerConsumer, ">"))
+}
+
+// attachLayout is what queue.Attach needs: inspect the job streams, buckets
+// and the workers' consumer, never create or change them.
+func (p *perms) attachLayout() {
+	for _, s := range layoutStreams {
+		p.pub(api("STREAM.INFO", s))
+	}
+	for _, b := range layoutBuckets {
+		p.pub(api("STREAM.INFO", "KV_"+b))
+	}
+	p.pub(api("CONSUMER.INFO", jobsStream, workerConsumer))
 }
 
 // sweepStrays is what the sweep of jobs passed by a consumer of an older
@@ -166,7 +186,7 @@ func (p *perms) consume(stream string) {
 type kvRight int
 
 const (
-	admin kvRight = iota // create, update and inspect the bucket's stream
+	admin kvRight = iota // create, update and inspect the bucket's stream (the owner's right)
 	read                 // get keys
 	watch                // watch keys (an ordered push consumer) and list them
 	write                // put, create, update and delete keys
@@ -177,7 +197,8 @@ func (p *perms) kv(bucket string, rights ...kvRight) {
 	for _, r := range rights {
 		switch r {
 		case admin:
-			p.pub(api("STREAM.CREATE", stream), api("STREAM.UPDATE", stream), api("STREAM.INFO", stream))
+			// Account limits are read before a bucket is created.
+			p.pub(api("INFO"), api("STREAM.CREATE", stream), api("STREAM.UPDATE", stream), api("STREAM.INFO", stream))
 		case read:
 			// A direct get may come from any replica; a leader read (the
 			// signature service's check of a job's state) from the leader.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,83 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// Worker and notify attach to the layout ingest owns, and may not reshape
+// it: an update of the JOBS or EVENTS stream that would make it capture
+// ingest's replies is refused by the server as a permissions violation, and
+// the stream keeps its subjects.
+func TestAttachedServicesCannotReshapeTheLayout(t *testing.T) {
+	g := startGuarded(t)
+	for _, role := range []natsperm.Role{natsperm.Worker, natsperm.Notify} {
+		for _, stream := range []string{queue.JobsStream, queue.EventsStream, "KV_" + queue.StatusBucket} {
+			t.Run(string(role)+"/"+stream, func(t *testing.T) {
+				nc, violations := g.connect(t, role)
+				js, err := jetstream.New(nc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := queue.Attach(t.Context(), js, queue.Config{}); err != nil {
+					t.Fatalf("%s cannot attach: %v", role, err)
+				}
+				st, err := js.Stream(t.Context(), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := st.CachedInfo().Config
+				want := slices.Clone(cfg.Subjects)
+				cfg.Subjects = append(cfg.Subjects, natsperm.Ingest.Inbox()+".>")
+				done := make(chan error, 1)
+				go func() {
+					// The refused request gets no answer: it ends at its deadline.
+					ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+					defer cancel()
+					_, err := js.UpdateStream(ctx, cfg)
+					done <- err
+				}()
+				wantViolation(t, nc, violations, "Publish to \"$JS.API.STREAM.UPDATE."+stream+"\"")
+				if err := <-done; err == nil {
+					t.Fatal("the update succeeded")
+				}
+				info, err := g.admin.Stream(t.Context(), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := info.CachedInfo().Config.Subjects; !slices.Equal(got, want) {
+					t.Fatalf("%s holds %v after the refused update, want %v", stream, got, want)
+				}
+			})
+		}
+	}
+}
+
+// Before ingest has created the layout, a worker's attach finds it missing
+// and reports it as not ready (WhenReady waits), instead of creating it.
+func TestAttachBeforeTheLayoutIsNotReady(t *testing.T) {
+	users := natsembed.NewUsers()
+	ns, err := natsembed.Start(filepath.Join(t.TempDir(), "nats"), "127.0.0.1", natsserver.RANDOM_PORT, natsembed.WithUsers(users))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	g := &guarded{ns: ns, users: users, dir: t.TempDir()}
+	nc, violations := g.connect(t, natsperm.Worker)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = queue.Attach(t.Context(), js, queue.Config{})
+	if !errors.Is(err, queue.ErrNotCreated) || !queue.NotReady(err) {
+		t.Fatalf("attach before ingest: %v, want ErrNotCreated, not ready", err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-violations:
+		t.Fatalf("attach asked for something the worker may not: %v", err)
+	default:
+	}
+}
+
 // The publisher publishes a job and gets JetStream's ack; a worker's
 // signature service cannot serve: its subscription is refused, and a
 // request from a worker finds no responder.
@@ -116,6 +194,7 @@ type guarded struct {
 	ns    *natsserver.Server
 	users natsembed.Users
 	dir   string
+	admin jetstream.JetStream
 }
 
 // startGuarded starts a server with natsperm's users and the job layout
@@ -141,6 +220,7 @@ func startGuarded(t *testing.T) *guarded {
 	if _, err := queue.Open(t.Context(), js, queue.Config{}); err != nil {
 		t.Fatal(err)
 	}
+	g.admin = js
 	return g
 }
 

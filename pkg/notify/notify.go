@@ -117,7 +117,8 @@ func (s *Service) open(ctx context.Context) error {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return err
 	}
-	if s.q, err = queue.Open(ctx, s.js, s.cfg.QueueConfig); err != nil {
+	// The shared layout is ingest's; notify attaches to it and creates its own buckets and stream.
+	if s.q, err = queue.Attach(ctx, s.js, s.cfg.QueueConfig); err != nil {
 		return err
 	}
 	replicas := s.q.Config().Replicas

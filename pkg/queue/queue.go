@@ -1,7 +1,8 @@
 // Package queue holds vodpipe's JetStream layout: the JOBS work queue, the
 // EVENTS stream, the dead-letter stream, and the key-value buckets for job
-// status, job control and FileId → job lookups. Everything is created
-// idempotently by Open; a changed config updates what exists.
+// status, job control and FileId → job lookups. Ingest owns the layout: it
+// creates it idempotently with Open, and a changed config updates what
+// exists. Worker and notify Attach to it and never change it.
 package queue
 
 import (
@@ -111,53 +112,23 @@ type Queue struct {
 	uploads jetstream.KeyValue
 }
 
-// Open creates or updates the streams, buckets and the worker consumer.
+// Open creates or updates the streams, buckets and the worker consumer. It is
+// the owner's call: ingest alone opens the layout this way (its NATS user
+// alone may create and update it); worker and notify Attach.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
-	cfg.withDefaults()
-	if cfg.MaxDeliver < 0 {
-		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
+	q, err := newQueue(js, cfg)
+	if err != nil {
+		return nil, err
 	}
-	q := &Queue{js: js, cfg: cfg}
-	var err error
-	if q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: JobsStream, Description: "vodpipe upload jobs (work queue)", Subjects: []string{jobsSubjects},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-		Duplicates: cfg.DuplicateWindow, MaxMsgSize: 1 << 20, MaxBytes: cfg.JobsMaxBytes, Discard: jetstream.DiscardNew,
-	}); err != nil {
-		return nil, fmt.Errorf("queue: stream %s: %w", JobsStream, err)
-	}
-	if q.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-		MaxAge: cfg.EventsMaxAge, Duplicates: 2 * time.Minute, MaxBytes: cfg.EventsMaxBytes, Discard: jetstream.DiscardOld,
-	}); err != nil {
-		return nil, fmt.Errorf("queue: stream %s: %w", EventsStream, err)
-	}
-	if q.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.DLQMaxAge,
-		MaxBytes: cfg.DLQMaxBytes, Discard: jetstream.DiscardOld,
-	}); err != nil {
-		return nil, fmt.Errorf("queue: stream %s: %w", DLQStream, err)
-	}
-	for _, b := range []struct {
-		kv   *jetstream.KeyValue
-		name string
-		desc string
-		ttl  time.Duration
-	}{
-		{&q.status, StatusBucket, "vodpipe job status and progress", 0},
-		{&q.control, ControlBucket, "vodpipe job control (pause, cancel)", 0},
-		{&q.files, FilesBucket, "vodpipe FileId to job id", 0},
-		{&q.uploads, UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL},
-	} {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, Description: b.desc, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1, TTL: b.ttl,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("queue: bucket %s: %w", b.name, err)
+	for _, s := range q.streams() {
+		if *s.stream, err = js.CreateOrUpdateStream(ctx, s.cfg); err != nil {
+			return nil, fmt.Errorf("queue: stream %s: %w", s.cfg.Name, err)
 		}
-		*b.kv = kv
+	}
+	for _, b := range q.buckets() {
+		if *b.kv, err = js.CreateOrUpdateKeyValue(ctx, b.cfg); err != nil {
+			return nil, fmt.Errorf("queue: bucket %s: %w", b.cfg.Bucket, err)
+		}
 	}
 	// A consumer made by an older vodpipe took only JobsSubject. Widening it
 	// does not move it back: messages on other subjects that it had passed
@@ -177,6 +148,102 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 		}
 	}
 	return q, nil
+}
+
+// ErrNotCreated reports that a stream, bucket or the workers' consumer of the
+// layout does not exist yet: ingest, which creates it, has not run. NotReady
+// counts it as not ready, so a worker or notify started before ingest waits.
+var ErrNotCreated = errors.New("queue: the JetStream layout is not created yet (ingest creates it)")
+
+// Attach looks up the layout Open created, and creates or changes nothing:
+// worker and notify attach, so their NATS users need no right to reshape a
+// shared stream. It fails with ErrNotCreated while a part is missing. The
+// ack wait is the consumer's own, as ingest set it; cfg's other values keep
+// their meaning for the caller (MaxDeliver, Replicas of its own buckets).
+func Attach(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
+	q, err := newQueue(js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range q.streams() {
+		if *s.stream, err = js.Stream(ctx, s.cfg.Name); err != nil {
+			return nil, lookupError("stream", s.cfg.Name, err)
+		}
+	}
+	for _, b := range q.buckets() {
+		if *b.kv, err = js.KeyValue(ctx, b.cfg.Bucket); err != nil {
+			return nil, lookupError("bucket", b.cfg.Bucket, err)
+		}
+	}
+	// Ingest creates the consumer last: once it is there, so is the rest.
+	c, err := js.Consumer(ctx, JobsStream, WorkerConsumer)
+	if err != nil {
+		return nil, lookupError("consumer", WorkerConsumer, err)
+	}
+	q.cfg.AckWait = c.CachedInfo().Config.AckWait
+	return q, nil
+}
+
+func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
+	cfg.withDefaults()
+	if cfg.MaxDeliver < 0 {
+		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
+	}
+	return &Queue{js: js, cfg: cfg}, nil
+}
+
+func lookupError(kind, name string, err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("%w: %s %s is missing", ErrNotCreated, kind, name)
+	}
+	return fmt.Errorf("queue: %s %s: %w", kind, name, err)
+}
+
+// layoutStream is a stream of the layout and the field it opens into.
+type layoutStream struct {
+	stream *jetstream.Stream
+	cfg    jetstream.StreamConfig
+}
+
+// layoutBucket is a bucket of the layout and the field it opens into.
+type layoutBucket struct {
+	kv  *jetstream.KeyValue
+	cfg jetstream.KeyValueConfig
+}
+
+func (q *Queue) streams() []layoutStream {
+	c := q.cfg
+	return []layoutStream{
+		{&q.jobs, jetstream.StreamConfig{
+			Name: JobsStream, Description: "vodpipe upload jobs (work queue)", Subjects: []string{jobsSubjects},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
+			Duplicates: c.DuplicateWindow, MaxMsgSize: 1 << 20, MaxBytes: c.JobsMaxBytes, Discard: jetstream.DiscardNew,
+		}},
+		{&q.events, jetstream.StreamConfig{
+			Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
+			MaxAge: c.EventsMaxAge, Duplicates: 2 * time.Minute, MaxBytes: c.EventsMaxBytes, Discard: jetstream.DiscardOld,
+		}},
+		{&q.dlq, jetstream.StreamConfig{
+			Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.DLQMaxAge,
+			MaxBytes: c.DLQMaxBytes, Discard: jetstream.DiscardOld,
+		}},
+	}
+}
+
+func (q *Queue) buckets() []layoutBucket {
+	bucket := func(name, desc string, ttl time.Duration) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{Bucket: name, Description: desc, Storage: jetstream.FileStorage,
+			Replicas: q.cfg.Replicas, History: 1, TTL: ttl}
+	}
+	return []layoutBucket{
+		{&q.status, bucket(StatusBucket, "vodpipe job status and progress", 0)},
+		{&q.control, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
+		{&q.files, bucket(FilesBucket, "vodpipe FileId to job id", 0)},
+		{&q.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
+	}
 }
 
 // sweepPassedStrays dead-letters and removes the messages up to stream

@@ -19,10 +19,11 @@ type ReadyPolicy struct {
 	Backoff time.Duration
 }
 
-// WhenReady runs setup (creating streams, buckets and consumers) and runs it
+// WhenReady runs setup (opening or attaching to the layout) and runs it
 // again while JetStream answers that it is not ready yet: a cluster that is
 // still forming or electing leaders after a node restart times out, has no
-// responders, or has too few peers for the replicas asked. Any other error,
+// responders, or has too few peers for the replicas asked; and a layout that
+// ingest has not created yet (ErrNotCreated) is waited for. Any other error,
 // such as a stream that exists with a config that cannot be changed, ends it
 // at once. setup must be idempotent (every Create here is CreateOrUpdate).
 func WhenReady(ctx context.Context, p ReadyPolicy, log *slog.Logger, setup func(context.Context) error) error {
@@ -43,12 +44,19 @@ func WhenReady(ctx context.Context, p ReadyPolicy, log *slog.Logger, setup func(
 		}
 		if !time.Now().Add(p.Backoff).Before(deadline) {
 			hint := ""
-			if errors.Is(err, nats.ErrNoResponders) {
+			switch {
+			case errors.Is(err, nats.ErrNoResponders):
 				hint = " (is JetStream enabled on the NATS server?)"
+			case errors.Is(err, ErrNotCreated):
+				hint = " (is ingest running? it creates the streams and buckets)"
 			}
 			return fmt.Errorf("JetStream not ready after %s (%d tries)%s: %w", p.Wait, attempt, hint, err)
 		}
-		log.Warn("JetStream not ready, retrying", "attempt", attempt, "err", err)
+		if errors.Is(err, ErrNotCreated) {
+			log.Info("waiting for ingest to create the JetStream layout", "attempt", attempt, "missing", err)
+		} else {
+			log.Warn("JetStream not ready, retrying", "attempt", attempt, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return err
@@ -64,10 +72,10 @@ const (
 	codeInsufficientResources jetstream.ErrorCode = 10023
 )
 
-// NotReady reports whether err is JetStream not being ready yet, worth
-// trying again shortly.
+// NotReady reports whether err is JetStream, or the layout ingest creates,
+// not being ready yet, worth trying again shortly.
 func NotReady(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+	if errors.Is(err, ErrNotCreated) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) {
 		return true

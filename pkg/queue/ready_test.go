@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,4 +123,80 @@ func TestWhenReadyGivesUpAfterItsWait(t *testing.T) {
 	if tries < 2 {
 		t.Fatalf("setup ran %d times in its wait, want it retried", tries)
 	}
+}
+
+// TestAttachWaitsForIngest attaches, as a worker does, before ingest has
+// created the layout: the attach is not ready, waits with a log line that
+// says what for, and succeeds once the layout is opened, taking the ack wait
+// of the consumer ingest made.
+func TestAttachWaitsForIngest(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	var logs syncLog
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	failed := make(chan error, 1)
+	done := make(chan error, 1)
+	var q *queue.Queue
+	go func() {
+		done <- queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: time.Minute, Backoff: 20 * time.Millisecond}, log,
+			func(ctx context.Context) (err error) {
+				if q, err = queue.Attach(ctx, js, queue.Config{}); err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+				}
+				return err
+			})
+	}()
+	if first := <-failed; !errors.Is(first, queue.ErrNotCreated) {
+		t.Fatalf("attach before the layout: %v, want ErrNotCreated", first)
+	}
+	if _, err := queue.Open(t.Context(), js, queue.Config{AckWait: 7 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WhenReady after ingest opened the layout: %v", err)
+	}
+	if !strings.Contains(logs.String(), "waiting for ingest to create the JetStream layout") {
+		t.Fatalf("no log line says what the attach waits for:\n%s", logs.String())
+	}
+	if got := q.Config().AckWait; got != 7*time.Second {
+		t.Fatalf("attached ack wait %s, want the consumer's 7s", got)
+	}
+}
+
+// TestWhenReadyNamesIngestWhenTheLayoutNeverCame ends, when no layout appears
+// in its wait, with an error that points at ingest.
+func TestWhenReadyNamesIngestWhenTheLayoutNeverCame(t *testing.T) {
+	js := testharness.StartNATS(t).JetStream(t)
+	err := queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: 200 * time.Millisecond, Backoff: 20 * time.Millisecond}, quietLog(),
+		func(ctx context.Context) error {
+			_, err := queue.Attach(ctx, js, queue.Config{})
+			return err
+		})
+	if !errors.Is(err, queue.ErrNotCreated) || !strings.Contains(err.Error(), "is ingest running?") {
+		t.Fatalf("err = %v, want ErrNotCreated and a hint at ingest", err)
+	}
+	if _, err := js.Stream(t.Context(), queue.JobsStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("attach created the jobs stream: %v", err)
+	}
+}
+
+// syncLog is a log buffer safe for the writer goroutine and the test.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

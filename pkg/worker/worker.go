@@ -131,10 +131,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		upload.ResumeStore
 	}
 	// A NATS cluster that is forming or electing leaders (a node just
-	// restarted) answers with timeouts for a while. Without Redis the resume
-	// bucket is JetStream setup too, so it waits with the queue.
+	// restarted) answers with timeouts for a while, and a worker started
+	// before ingest finds no layout yet: both are waited for. Without Redis
+	// the resume bucket, the worker's own, is JetStream setup too.
 	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, w.log, func(ctx context.Context) (err error) {
-		if w.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
+		if w.q, err = queue.Attach(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
 			return err
 		}
 		kv, err := resume.NewKV(ctx, js, "vodpipe_resume", cfg.QueueConfig.Replicas)

@@ -281,51 +281,136 @@ VODPIPE_VODSIM_CALLBACK_URL: {{ include "vodpipe.vodsimCallbackBase" . | quote }
 
 {{/* Pod parts shared by every component ----------------------------------- */}}
 
-{{/* Env for NATS credentials and the extra CA (ingest, worker, notify). */}}
-{{- define "vodpipe.natsEnv" -}}
-{{- if .Values.nats.credsSecret.name }}
-- name: VODPIPE_NATS_CREDS
-  value: /etc/vodpipe/nats/{{ .Values.nats.credsSecret.key }}
+{{/*
+vodpipe.natsAuth: (dict "root" $ "component" "worker") → the component's NATS
+credentials as YAML: its own nats.auth entry, else the shared nats.credsSecret.
+It fails the render when there are none (unless nats.allowNoAuth) and when the
+entry sets two ways to authenticate, which the service would refuse at start.
+*/}}
+{{- define "vodpipe.natsAuth" -}}
+{{- $n := .root.Values.nats }}
+{{- $a := index ($n.auth | default dict) .component | default dict }}
+{{- $out := dict }}
+{{- range $form := list "credsSecret" "nkeySeedSecret" "passwordSecret" "tokenSecret" }}
+{{- with dig $form "name" "" $a }}
+{{- $_ := set $out $form (dict "name" . "key" (dig $form "key" "" $a)) }}
 {{- end }}
-{{- if .Values.tls.caSecret.name }}
+{{- end }}
+{{- with dig "user" "" $a }}{{ $_ := set $out "user" . }}{{ end }}
+{{- with dig "tlsSecret" "name" "" $a }}
+{{- $_ := set $out "tlsSecret" (dig "tlsSecret" dict $a) }}
+{{- end }}
+{{- if and (empty $out) $n.credsSecret.name }}
+{{- $_ := set $out "credsSecret" (dict "name" $n.credsSecret.name "key" $n.credsSecret.key) }}
+{{- end }}
+{{- $where := printf "nats.auth.%s" .component }}
+{{- $ways := 0 }}
+{{- range $form := list "credsSecret" "nkeySeedSecret" "user" "tokenSecret" }}
+{{- if hasKey $out $form }}{{ $ways = add1 $ways }}{{ end }}
+{{- end }}
+{{- if gt $ways 1 }}
+{{- fail (printf "%s: set only one of credsSecret, nkeySeedSecret, user (with passwordSecret) and tokenSecret" $where) }}
+{{- end }}
+{{- if ne (hasKey $out "user") (hasKey $out "passwordSecret") }}
+{{- fail (printf "%s: user and passwordSecret.name go together" $where) }}
+{{- end }}
+{{- if and (empty $out) (not $n.allowNoAuth) }}
+{{- fail (printf "%s: no NATS credentials for %s. Give each service its own NATS user (`vodpipe nats-config` prints them; deploy/helm/README.md, step 1): set %s.credsSecret, .nkeySeedSecret, .user with .passwordSecret, .tokenSecret or .tlsSecret, or nats.credsSecret for every service. nats.allowNoAuth=true renders without (a NATS open to every pod: not for production)" $where .component $where) }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* vodpipe.natsEnv: (dict "root" $ "component" "worker") → env for the component's NATS credentials and the extra CA. */}}
+{{- define "vodpipe.natsEnv" -}}
+{{- $a := include "vodpipe.natsAuth" . | fromYaml }}
+{{- with $a.credsSecret }}
+- name: VODPIPE_NATS_CREDS
+  value: /etc/vodpipe/nats/creds/{{ .key }}
+{{- end }}
+{{- with $a.nkeySeedSecret }}
+- name: VODPIPE_NATS_NKEY_SEED_FILE
+  value: /etc/vodpipe/nats/nkey/{{ .key }}
+{{- end }}
+{{- with $a.user }}
+- name: VODPIPE_NATS_USER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.passwordSecret }}
+- name: VODPIPE_NATS_PASSWORD_FILE
+  value: /etc/vodpipe/nats/password/{{ .key }}
+{{- end }}
+{{- with $a.tokenSecret }}
+- name: VODPIPE_NATS_TOKEN_FILE
+  value: /etc/vodpipe/nats/token/{{ .key }}
+{{- end }}
+{{- with $a.tlsSecret }}
+- name: VODPIPE_NATS_TLS_CERT
+  value: /etc/vodpipe/nats/tls/{{ .certKey }}
+- name: VODPIPE_NATS_TLS_KEY
+  value: /etc/vodpipe/nats/tls/{{ .keyKey }}
+{{- with .caKey }}
+- name: VODPIPE_NATS_TLS_CA
+  value: /etc/vodpipe/nats/tls/{{ . }}
+{{- end }}
+{{- end }}
+{{- if .root.Values.tls.caSecret.name }}
 - name: SSL_CERT_DIR
   value: /etc/ssl/certs:/etc/vodpipe/ca
 {{- end }}
 {{- end }}
 
+{{/* vodpipe.natsVolumes: (dict "root" $ "component" "worker") → /tmp, the component's NATS credential secrets (each its own volume) and the extra CA. */}}
 {{- define "vodpipe.natsVolumes" -}}
+{{- $a := include "vodpipe.natsAuth" . | fromYaml }}
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
-{{- if .Values.nats.credsSecret.name }}
-- name: nats-creds
+{{- range $form, $dir := dict "credsSecret" "creds" "nkeySeedSecret" "nkey" "passwordSecret" "password" "tokenSecret" "token" }}
+{{- with get $a $form }}
+- name: nats-{{ $dir }}
   secret:
-    secretName: {{ .Values.nats.credsSecret.name }}
+    secretName: {{ .name }}
     defaultMode: 0440
     items:
-      - key: {{ .Values.nats.credsSecret.key }}
-        path: {{ .Values.nats.credsSecret.key }}
+      - key: {{ .key }}
+        path: {{ .key }}
 {{- end }}
-{{- if .Values.tls.caSecret.name }}
+{{- end }}
+{{- with $a.tlsSecret }}
+- name: nats-tls
+  secret:
+    secretName: {{ .name }}
+    defaultMode: 0440
+    items:
+      {{- range $k := list .certKey .keyKey .caKey | compact | uniq }}
+      - key: {{ $k }}
+        path: {{ $k }}
+      {{- end }}
+{{- end }}
+{{- if .root.Values.tls.caSecret.name }}
 - name: extra-ca
   secret:
-    secretName: {{ .Values.tls.caSecret.name }}
+    secretName: {{ .root.Values.tls.caSecret.name }}
     defaultMode: 0444
     items:
-      - key: {{ .Values.tls.caSecret.key }}
+      - key: {{ .root.Values.tls.caSecret.key }}
         path: ca.crt
 {{- end }}
 {{- end }}
 
+{{/* vodpipe.natsVolumeMounts: (dict "root" $ "component" "worker"), the mounts of vodpipe.natsVolumes. */}}
 {{- define "vodpipe.natsVolumeMounts" -}}
+{{- $a := include "vodpipe.natsAuth" . | fromYaml }}
 - name: tmp
   mountPath: /tmp
-{{- if .Values.nats.credsSecret.name }}
-- name: nats-creds
-  mountPath: /etc/vodpipe/nats
+{{- range $form, $dir := dict "credsSecret" "creds" "nkeySeedSecret" "nkey" "passwordSecret" "password" "tokenSecret" "token" "tlsSecret" "tls" }}
+{{- if hasKey $a $form }}
+- name: nats-{{ $dir }}
+  mountPath: /etc/vodpipe/nats/{{ $dir }}
   readOnly: true
 {{- end }}
-{{- if .Values.tls.caSecret.name }}
+{{- end }}
+{{- if .root.Values.tls.caSecret.name }}
 - name: extra-ca
   mountPath: /etc/vodpipe/ca
   readOnly: true
