@@ -42,7 +42,7 @@ func LoadConfigs() (*Configs, error) {
 	for _, l := range []struct {
 		prefix string
 		spec   any
-	}{{config.Prefix, &c.Ingest}, {config.Prefix, &c.Worker}, {config.Prefix, &c.Notify}, {"VODPIPE_VODSIM", &c.Vodsim}} {
+	}{{config.Prefix, &c.Ingest}, {config.Prefix, &c.Worker}, {config.Prefix, &c.Notify}, {vodsim.EnvPrefix, &c.Vodsim}} {
 		if err := config.LoadPrefix(l.prefix, l.spec); err != nil {
 			return nil, err
 		}

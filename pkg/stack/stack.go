@@ -41,7 +41,8 @@ type Options struct {
 	// Configs are the services' whole configurations (`vodpipe up` loads
 	// them from the environment with LoadConfigs); nil: a local system tuned
 	// by the fields below. With Configs, only DataDir, Workers, the listen
-	// addresses, Vodsim, NATS and Log apply; the rest come from Configs.
+	// addresses, Vodsim, NATS, APIKey (when Configs name no API keys) and Log
+	// apply; the rest come from Configs.
 	Configs *Configs
 	// DataDir holds NATS's store and vodsim's objects; a temporary folder when empty.
 	DataDir string
