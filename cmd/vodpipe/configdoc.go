@@ -24,7 +24,7 @@ var configSections = []struct {
 	{"ingest (cmd/ingest)", config.Prefix, &ingest.Config{}},
 	{"worker (cmd/worker)", config.Prefix, &worker.Config{}},
 	{"notify (cmd/notify)", config.Prefix, &notify.Config{}},
-	{"vodsim (cmd/vodsim)", "VODPIPE_VODSIM", &vodsim.Config{}},
+	{"vodsim (cmd/vodsim)", vodsim.EnvPrefix, &vodsim.Config{}},
 }
 
 const configRow = `{{range .}}| ` + "`{{usage_key .}}`" + ` | {{usage_default .}} | {{usage_description .}} |

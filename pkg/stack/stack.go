@@ -11,15 +11,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/ingest"
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
@@ -27,13 +32,18 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/signer"
-	"github.com/vodpipe/vodpipe/pkg/upload"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 	"github.com/vodpipe/vodpipe/pkg/worker"
 )
 
 // Options configure a stack. Zero values give a working local system.
 type Options struct {
+	// Configs are the services' whole configurations (`vodpipe up` loads
+	// them from the environment with LoadConfigs); nil: a local system tuned
+	// by the fields below. With Configs, only DataDir, Workers, the listen
+	// addresses, Vodsim, NATS, APIKey (when Configs name no API keys) and Log
+	// apply; the rest come from Configs.
+	Configs *Configs
 	// DataDir holds NATS's store and vodsim's objects; a temporary folder when empty.
 	DataDir string
 	// SourceRoot is the folder file:// sources may come from.
@@ -49,11 +59,12 @@ type Options struct {
 	// PartSize and Concurrency tune uploads.
 	PartSize    int64
 	Concurrency int
-	// IngestAddr, VodsimAddr, NotifyAddr: listen addresses; 127.0.0.1:0 when empty.
+	// IngestAddr, VodsimAddr, NotifyAddr: listen addresses, overriding
+	// Configs'; 127.0.0.1:0 when both are empty.
 	IngestAddr string
 	VodsimAddr string
 	NotifyAddr string
-	// Vodsim adjusts vodsim's config (faults, callback URL, discard mode).
+	// Vodsim adjusts vodsim's config (faults, callback URL, discard mode, TLS address).
 	Vodsim func(*vodsim.Config)
 	// Queue adjusts the JetStream layout (ack wait, deliveries).
 	Queue queue.Config
@@ -80,16 +91,28 @@ type Stack struct {
 	NATSURL    string
 	Vodsim     *vodsim.Server
 	VodsimAddr string
-	Ingest     *ingest.Service
-	IngestURL  string
-	Notify     *notify.Service
-	NotifyURL  string
-	// APIKey is the generated key with every scope.
+	// VodsimTLSAddr is vodsim's TLS listener, empty unless its TLSAddr is set.
+	VodsimTLSAddr string
+	Ingest        *ingest.Service
+	IngestURL     string
+	Notify        *notify.Service
+	NotifyURL     string
+	// WorkersURL serves each worker's /healthz, /readyz and /metrics under
+	// /<worker id>/; empty unless Configs.Worker.HTTPAddr is set.
+	WorkersURL string
+	// APIKey is the generated key with every scope; empty when the configs
+	// name API keys.
 	APIKey string
-	// SecretID is the demo app's SecretId (its key stays inside the stack).
+	// SecretID is the app's SecretId (its key stays inside the stack).
 	SecretID string
+	// UploadTokenKeysMade reports that upload tokens are signed with a key
+	// made at start: they die with the process.
+	UploadTokenKeysMade bool
+	// EmbeddedVOD reports that the workers upload to the embedded vodsim.
+	EmbeddedVOD bool
 
 	opts    Options
+	cfgs    Configs
 	tmp     string
 	users   string // folder of the NATS users' password files
 	cancel  context.CancelFunc
@@ -101,6 +124,7 @@ type Stack struct {
 }
 
 type workerHandle struct {
+	id     string
 	w      *worker.Worker
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -117,14 +141,23 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.JobsPerWorker <= 0 {
 		o.JobsPerWorker = 2
 	}
-	if o.IngestAddr == "" {
-		o.IngestAddr = "127.0.0.1:0"
+	c := localConfigs(o)
+	if o.Configs != nil {
+		c = *o.Configs
+		c.Vodsim.Apps = maps.Clone(c.Vodsim.Apps)
 	}
-	if o.VodsimAddr == "" {
-		o.VodsimAddr = "127.0.0.1:0"
-	}
-	if o.NotifyAddr == "" {
-		o.NotifyAddr = "127.0.0.1:0"
+	for _, a := range []struct {
+		dst *string
+		set string
+	}{
+		{&c.Ingest.HTTPAddr, o.IngestAddr}, {&c.Notify.HTTPAddr, o.NotifyAddr}, {&c.Vodsim.Addr, o.VodsimAddr},
+	} {
+		if a.set != "" {
+			*a.dst = a.set
+		}
+		if *a.dst == "" {
+			*a.dst = "127.0.0.1:0"
+		}
 	}
 	s := &Stack{opts: o, errs: make(chan error, 8), log: o.Log}
 	ok := false
@@ -154,75 +187,60 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s.NATS, s.NATSURL = ns, ns.ClientURL()
-
-	// The demo app's keys: vodsim knows them, ingest signs with them, nobody else sees them.
-	secretKey := o.SecretKey
-	s.SecretID = o.SecretID
-	if s.SecretID == "" || secretKey == "" {
-		s.SecretID, secretKey = "AKIDvodpipe"+randomHex(12), randomHex(24)
-	}
-	s.APIKey = o.APIKey
-	if s.APIKey == "" {
-		s.APIKey = "vp_" + randomHex(20)
+	if err := s.fill(&c); err != nil {
+		return nil, err
 	}
 
 	// notify's address first: vodsim sends VOD's NewFileUpload callbacks there.
-	nl, err := net.Listen("tcp", o.NotifyAddr)
+	nl, err := net.Listen("tcp", c.Notify.HTTPAddr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stack: notify: %w", err)
 	}
-	s.NotifyURL = "http://" + nl.Addr().String()
-	callbackToken := randomHex(16)
-	vcfg := vodsim.Config{Apps: vodsim.Apps{s.SecretID: secretKey}, DataDir: filepath.Join(o.DataDir, "vodsim"),
-		CallbackURL: s.NotifyURL + "/v1/vod/callback?token=" + callbackToken}
+	s.NotifyURL = "http://" + dialable(nl.Addr().String())
+	if c.Vodsim.CallbackURL == "" && c.Notify.PullAPIID == "" {
+		c.Vodsim.CallbackURL = s.NotifyURL + "/v1/vod/callback?token=" + url.QueryEscape(c.Notify.CallbackToken)
+	}
+	if c.Vodsim.DataDir == "" {
+		c.Vodsim.DataDir = filepath.Join(o.DataDir, "vodsim")
+	}
 	if o.Vodsim != nil {
-		o.Vodsim(&vcfg)
+		o.Vodsim(&c.Vodsim)
 	}
-	if s.Vodsim, err = vodsim.New(vcfg, o.Log.With("service", "vodsim")); err != nil {
+	if s.Vodsim, err = vodsim.New(c.Vodsim, o.Log.With("service", "vodsim")); err != nil {
 		return nil, err
 	}
-	vl, err := net.Listen("tcp", o.VodsimAddr)
+	vl, err := net.Listen("tcp", c.Vodsim.Addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stack: vodsim: %w", err)
 	}
-	s.VodsimAddr = vl.Addr().String()
+	s.VodsimAddr = dialable(vl.Addr().String())
 	s.goServe("vodsim", func() error { return s.Vodsim.Serve(bg, vl) })
+	if c.Vodsim.TLSAddr != "" {
+		tl, err := net.Listen("tcp", c.Vodsim.TLSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("stack: vodsim TLS: %w", err)
+		}
+		s.VodsimTLSAddr = dialable(tl.Addr().String())
+		s.goServe("vodsim TLS", func() error { return s.Vodsim.ServeTLS(bg, tl) })
+	}
+	if s.EmbeddedVOD {
+		c.Worker.VODEndpoint, c.Worker.COSDialAddr, c.Worker.COSScheme = "http://"+s.VodsimAddr, s.VodsimAddr, "http"
+	}
+	s.cfgs = c
 
-	policy := signer.Policy{MaxValidity: 2 * time.Hour, Procedures: signer.Allow{signer.Any},
-		StorageRegions: signer.Allow{signer.Any}, ClassIDs: signer.Allow{signer.Any}, SubAppIDs: signer.Allow{signer.Any}}
-	if o.Policy != nil {
-		policy = *o.Policy
-	}
-	var keys ingest.APIKeys
-	if err := keys.Decode("local:" + s.APIKey); err != nil {
+	c.Ingest.NATS = s.NATSConfig(natsperm.Ingest)
+	if s.Ingest, err = ingest.New(bg, c.Ingest, o.Log.With("service", "ingest")); err != nil {
 		return nil, err
 	}
-	icfg := ingest.Config{
-		NATS: s.NATSConfig(natsperm.Ingest), QueueConfig: o.Queue,
-		Credentials: config.Credentials{SecretID: s.SecretID, SecretKey: secretKey},
-		Policy:      policy,
-		APIKeys:     keys, BatchMax: 1000, MaxBody: 64 << 20, SignRate: 50, SignBurst: 100,
-		// The upload page is on, its tokens signed with a key of this process.
-		UploadTokenConfig: ingest.UploadTokenConfig{UploadTokenKeys: []string{randomHex(32)}, UploadTokenMaxTTL: 12 * time.Hour},
-		PageConfig:        ingest.PageConfig{UploadPage: true, WebDir: "web"},
-	}
-	if s.Ingest, err = ingest.New(bg, icfg, o.Log.With("service", "ingest")); err != nil {
-		return nil, err
-	}
-	il, err := net.Listen("tcp", o.IngestAddr)
+	il, err := net.Listen("tcp", c.Ingest.HTTPAddr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stack: ingest: %w", err)
 	}
-	s.IngestURL = "http://" + il.Addr().String()
+	s.IngestURL = "http://" + dialable(il.Addr().String())
 	s.goServe("ingest", func() error { return s.Ingest.ServeListener(bg, il) })
 
-	ncfg := notify.Config{NATS: s.NATSConfig(natsperm.Notify), QueueConfig: o.Queue, CallbackToken: callbackToken,
-		APIKeys: keys, // ingest's: both read the one key, never change it
-		WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second, WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second},
-			// Webhook secrets sealed with a key of this process, like the bucket they live in.
-			WebhookSecretKeys: []string{randomHex(32)}},
-	}
-	if s.Notify, err = notify.New(bg, ncfg, o.Log.With("service", "notify")); err != nil {
+	c.Notify.NATS = s.NATSConfig(natsperm.Notify)
+	if s.Notify, err = notify.New(bg, c.Notify, o.Log.With("service", "notify")); err != nil {
 		return nil, err
 	}
 	s.goServe("notify", func() error { return s.Notify.ServeListener(bg, nl) })
@@ -232,23 +250,71 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, err
 		}
 	}
+	if c.Worker.HTTPAddr != "" {
+		wl, err := net.Listen("tcp", c.Worker.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("stack: workers: %w", err)
+		}
+		s.WorkersURL = "http://" + dialable(wl.Addr().String())
+		srv := httpserve.New(c.Worker.Config, s.workersHandler())
+		s.goServe("workers", func() error { return httpserve.Serve(bg, srv, wl, 5*time.Second) })
+	}
 	ok = true
 	return s, nil
 }
 
+// fill makes what the configs leave to the stack: the app's key pair, an
+// API key, an upload-token key and a callback token, each only when unset.
+func (s *Stack) fill(c *Configs) error {
+	if c.Ingest.SecretID == "" && c.Ingest.SecretKey == "" && c.Ingest.SecretKeyFile == "" {
+		c.Ingest.Credentials = config.Credentials{SecretID: "AKIDvodpipe" + randomHex(12), SecretKey: randomHex(24)}
+	}
+	s.SecretID = c.Ingest.SecretID
+	s.EmbeddedVOD = c.Worker.VODEndpoint == ""
+	if s.EmbeddedVOD {
+		// vodsim is VOD: it knows the key pair ingest signs with.
+		key, err := c.Ingest.Credentials.Key()
+		if err != nil {
+			return err
+		}
+		if c.Vodsim.Apps == nil {
+			c.Vodsim.Apps = vodsim.Apps{}
+		}
+		c.Vodsim.Apps[c.Ingest.SecretID] = key
+	}
+	if len(c.Ingest.APIKeys) == 0 && len(c.Notify.APIKeys) == 0 {
+		s.APIKey = s.opts.APIKey
+		if s.APIKey == "" {
+			s.APIKey = "vp_" + randomHex(20)
+		}
+		if err := c.Ingest.APIKeys.Decode("local:" + s.APIKey); err != nil {
+			return fmt.Errorf("stack: API key: %w", err)
+		}
+	}
+	if len(c.Notify.APIKeys) == 0 {
+		c.Notify.APIKeys = c.Ingest.APIKeys // one key list serves both, as VODPIPE_API_KEYS does
+	}
+	if len(c.Ingest.UploadTokenKeys) == 0 && c.Ingest.UploadTokenKeysFile == "" {
+		c.Ingest.UploadTokenKeys, s.UploadTokenKeysMade = []string{randomHex(32)}, true
+	}
+	if c.Notify.CallbackToken == "" {
+		c.Notify.CallbackToken = randomHex(16)
+	}
+	if len(c.Notify.WebhookSecretKeys) == 0 && c.Notify.WebhookSecretKeysFile == "" {
+		// Webhook secrets sealed with a key of this process (64 hex digits: 32 bytes).
+		c.Notify.WebhookSecretKeys = []string{randomHex(32)}
+	}
+	return nil
+}
+
 // WorkerConfig is the config every worker of the stack gets.
 func (s *Stack) WorkerConfig(id string) worker.Config {
-	o := s.opts
-	cfg := worker.Config{
-		NATS: s.NATSConfig(natsperm.Worker), QueueConfig: o.Queue,
-		UploadConfig:  upload.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, COSScheme: "http"},
-		SourcesConfig: upload.SourcesConfig{Root: o.SourceRoot, AllowPrivate: !o.RefusePrivateSources},
-		VODEndpoint:   "http://" + s.VodsimAddr, COSDialAddr: s.VodsimAddr,
-		Jobs: o.JobsPerWorker, LeaseTTL: o.LeaseTTL, ShutdownGrace: 10 * time.Second, ID: id,
+	cfg := s.cfgs.Worker
+	cfg.NATS = s.NATSConfig(natsperm.Worker)
+	if cfg.ID != "" {
+		id = cfg.ID + "-" + id
 	}
-	if o.RedisURL != "" {
-		cfg.Redis = config.Redis{URL: o.RedisURL}
-	}
+	cfg.ID = id
 	return cfg
 }
 
@@ -290,7 +356,7 @@ func (s *Stack) AddWorker(id string) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &workerHandle{w: w, cancel: cancel, done: make(chan struct{})}
+	h := &workerHandle{id: id, w: w, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
 		if err := w.Run(ctx); err != nil {
@@ -309,6 +375,25 @@ func (s *Stack) WorkerHandler(i int) http.Handler {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	return s.workers[i].w.Handler()
+}
+
+// workersHandler serves each worker's Handler under /<worker id>/.
+func (s *Stack) workersHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		s.wmu.Lock()
+		i := slices.IndexFunc(s.workers, func(h *workerHandle) bool { return h.id == id })
+		var h http.Handler
+		if i >= 0 {
+			h = s.workers[i].w.Handler()
+		}
+		s.wmu.Unlock()
+		if h == nil {
+			http.NotFound(w, r)
+			return
+		}
+		http.StripPrefix("/"+id, h).ServeHTTP(w, r)
+	})
 }
 
 // StopWorker stops the i-th worker gracefully (its jobs go back to the queue).

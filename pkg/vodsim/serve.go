@@ -12,12 +12,15 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/redact"
 )
 
+// EnvPrefix starts every variable of vodsim's Config.
+const EnvPrefix = "VODPIPE_VODSIM"
+
 // ServeEnv runs vodsim configured by the environment (prefix
 // VODPIPE_VODSIM_) until ctx ends: what cmd/vodsim and `vodpipe vodsim` run.
 // An environment it cannot read or run with is ErrBadConfig.
 func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	var cfg Config
-	if err := config.LoadPrefix("VODPIPE_VODSIM", &cfg); err != nil {
+	if err := config.LoadPrefix(EnvPrefix, &cfg); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	s, err := New(cfg, log)
