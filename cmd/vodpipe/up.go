@@ -28,14 +28,21 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// the flag's default: loopback, where a service's default is every interface.
 	settings := []struct {
 		flag, env, def, usage string
+		dst                   func(*stack.Configs) *string
 		val                   *string
 	}{
-		{"ingest-addr", "VODPIPE_INGEST_HTTP_ADDR", "127.0.0.1:8080", "ingest API listen address", nil},
-		{"notify-addr", "VODPIPE_NOTIFY_HTTP_ADDR", "127.0.0.1:8081", "notify API listen address", nil},
-		{"workers-addr", "VODPIPE_WORKER_HTTP_ADDR", "127.0.0.1:8082", "listen address of the workers' health and metrics (empty: none)", nil},
-		{"vodsim-addr", "VODPIPE_VODSIM_ADDR", "127.0.0.1:8190", "vodsim listen address", nil},
-		{"vodsim-tls-addr", "VODPIPE_VODSIM_TLS_ADDR", "127.0.0.1:8443", "vodsim listen address over TLS, for browsers (empty: none)", nil},
-		{"source-root", "VODPIPE_SOURCE_ROOT", ".", "folder file:// sources may come from", nil},
+		{"ingest-addr", "VODPIPE_INGEST_HTTP_ADDR", "127.0.0.1:8080", "ingest API listen address",
+			func(c *stack.Configs) *string { return &c.Ingest.HTTPAddr }, nil},
+		{"notify-addr", "VODPIPE_NOTIFY_HTTP_ADDR", "127.0.0.1:8081", "notify API listen address",
+			func(c *stack.Configs) *string { return &c.Notify.HTTPAddr }, nil},
+		{"workers-addr", "VODPIPE_WORKER_HTTP_ADDR", "127.0.0.1:8082", "listen address of the workers' health and metrics (empty: none)",
+			func(c *stack.Configs) *string { return &c.Worker.HTTPAddr }, nil},
+		{"vodsim-addr", "VODPIPE_VODSIM_ADDR", "127.0.0.1:8190", "vodsim listen address",
+			func(c *stack.Configs) *string { return &c.Vodsim.Addr }, nil},
+		{"vodsim-tls-addr", "VODPIPE_VODSIM_TLS_ADDR", "127.0.0.1:8443", "vodsim listen address over TLS, for browsers (empty: none)",
+			func(c *stack.Configs) *string { return &c.Vodsim.TLSAddr }, nil},
+		{"source-root", "VODPIPE_SOURCE_ROOT", ".", "folder file:// sources may come from",
+			func(c *stack.Configs) *string { return &c.Worker.Root }, nil},
 	}
 	for i, s := range settings {
 		settings[i].val = fs.String(s.flag, s.def, s.usage+" (else $"+s.env+")")
@@ -50,10 +57,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	dsts := []*string{&cfgs.Ingest.HTTPAddr, &cfgs.Notify.HTTPAddr, &cfgs.Worker.HTTPAddr, &cfgs.Vodsim.Addr, &cfgs.Vodsim.TLSAddr, &cfgs.Worker.Root}
-	for i, s := range settings {
+	for _, s := range settings {
 		if _, set := os.LookupEnv(s.env); given[s.flag] || !set {
-			*dsts[i] = *s.val
+			*s.dst(cfgs) = *s.val
 		}
 	}
 	if cfgs.Worker.Root, err = filepath.Abs(cfgs.Worker.Root); err != nil {
@@ -139,7 +145,7 @@ func printBanner(ctx context.Context, w io.Writer, st *stack.Stack, c *stack.Con
   workers       %d × %d jobs; %s
   vodsim        %s
   vodsim TLS    %s
-  NATS          %s   (embedded and guarded: one user per service; outside publishers: user publisher, password in %s)
+  NATS          %s   (embedded and guarded: one user per service; outside publishers: user publisher, inbox prefix _INBOX_publisher, password in %s)
   sources       file:// under %s
   resume state  %s
 `, st.IngestURL, keys, page, tokens, p.Procedures, p.StorageRegions, p.ClassIDs, p.SubAppIDs,

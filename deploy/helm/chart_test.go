@@ -321,6 +321,13 @@ var renderCases = []renderCase{
 			if k := r.secrets["vodpipe-upload-tokens"].Data["keys"]; len(k) < 32 {
 				t.Errorf("generated upload-token key is %d bytes, want at least 32", len(k))
 			}
+			// Losing either key breaks what holds it (sealed webhook secrets,
+			// tokens in flight): helm uninstall keeps them.
+			for _, n := range []string{"vodpipe-upload-tokens", "vodpipe-webhook-secret-keys"} {
+				if got := r.secrets[n].Annotations["helm.sh/resource-policy"]; got != "keep" {
+					t.Errorf("Secret %s resource-policy %q, want keep", n, got)
+				}
+			}
 			// The VOD callback is authenticated by default: a generated token, from a Secret.
 			wantEnv(t, r.configMaps["vodpipe-notify"].Data, "VODPIPE_CALLBACK_AUTH", "token")
 			n := container(t, r.deployments["vodpipe-notify"], "notify")

@@ -8,9 +8,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,10 +104,11 @@ func (l *limits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.next.ServeHTTP(w, r)
 }
 
-// Streams serves requests to paths, long-lived event streams, through h
-// without read or write deadlines (the stream sets its own per write), at
-// most cfg.MaxStreams at once: more are answered 503 too_many_streams.
-// Other requests go to h unchanged.
+// Streams caps the requests to paths, long-lived event streams, at
+// cfg.MaxStreams at once: more are answered 503 too_many_streams. Other
+// requests go to h unchanged. The deadlines stay until the stream's handler
+// has authorised its caller and calls StartStream, so a refused or
+// unauthenticated request is timed like any other.
 func Streams(cfg StreamConfig, h http.Handler, paths ...string) http.Handler {
 	n := cfg.MaxStreams
 	if n <= 0 {
@@ -126,11 +129,37 @@ func Streams(cfg StreamConfig, h http.Handler, paths ...string) http.Handler {
 				"this server has as many event streams open as it allows; retry later")
 			return
 		}
-		// A read deadline passing would cancel the request's context, ending the stream.
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Time{})
-		_ = rc.SetWriteDeadline(time.Time{})
 		h.ServeHTTP(w, r)
+	})
+}
+
+// StartStream lifts a request's read and write deadlines for a long-lived
+// event stream: its handler calls it once the caller is authorised, before
+// the stream's first byte (the stream then bounds each write itself). A
+// read deadline passing would cancel the request's context, ending the stream.
+func StartStream(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+}
+
+// Ready answers /readyz from check: 200 ok, or 503 "not ready" with no
+// detail (it may hold NATS's error text). The reason is logged when the
+// service turns not ready, not at every probe, and recovery once.
+func Ready(log *slog.Logger, check func(context.Context) error) http.Handler {
+	var down atomic.Bool
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := check(r.Context()); err != nil {
+			if !down.Swap(true) {
+				log.Warn("not ready", "err", err)
+			}
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if down.Swap(false) {
+			log.Info("ready again")
+		}
+		_, _ = w.Write([]byte("ok\n"))
 	})
 }
 

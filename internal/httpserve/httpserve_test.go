@@ -2,15 +2,19 @@ package httpserve_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,6 +112,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 func TestStreamsAreCappedNotTimed(t *testing.T) {
 	events := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
+		httpserve.StartStream(w)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		tick := time.NewTicker(40 * time.Millisecond)
@@ -190,4 +195,83 @@ func TestStreamsAreCappedNotTimed(t *testing.T) {
 		}
 	}
 	streams[1].Body.Close()
+}
+
+// A request to a stream's path that its handler refuses (no key) keeps the
+// deadlines: a trickled body there is cut off like anywhere else, and the
+// refused request gives its stream slot back.
+func TestRefusedStreamRequestsAreTimed(t *testing.T) {
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		httpserve.StartStream(w)
+	})
+	ts := start(t, httpserve.Config{ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond},
+		httpserve.Streams(httpserve.StreamConfig{MaxStreams: 1}, refuse, "/events"))
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprint(c, "GET /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	waitClosed(t, c, 5*time.Second)
+	// The only slot is free again: a second refused request is answered 401, not 503.
+	resp, err := ts.Client().Get(ts.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after a refused stream request: %s, want 401", resp.Status)
+	}
+}
+
+// /readyz answers without detail, and logs a reason when readiness changes,
+// not at every probe.
+func TestReadyLogsChangesOnly(t *testing.T) {
+	var logs bytes.Buffer
+	var down atomic.Bool
+	h := httpserve.Ready(slog.New(slog.NewTextHandler(&logs, nil)), func(context.Context) error {
+		if down.Load() {
+			return errors.New("nats: no responders available for request")
+		}
+		return nil
+	})
+	probe := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := probe(); code != http.StatusOK {
+		t.Fatalf("ready: %d", code)
+	}
+	down.Store(true)
+	for range 5 {
+		if code, body := probe(); code != http.StatusServiceUnavailable || strings.Contains(body, "nats") {
+			t.Fatalf("not ready: %d %q", code, body)
+		}
+	}
+	down.Store(false)
+	probe()
+	if n := strings.Count(logs.String(), "not ready"); n != 1 || strings.Count(logs.String(), "ready again") != 1 {
+		t.Fatalf("5 failed probes and a recovery logged as:\n%s", logs.String())
+	}
 }

@@ -28,11 +28,7 @@ type Credentials struct {
 // Key returns the SecretKey, read from SecretKeyFile when that is set.
 func (c Credentials) Key() (string, error) {
 	if c.SecretKeyFile != "" {
-		b, err := os.ReadFile(c.SecretKeyFile)
-		if err != nil {
-			return "", fmt.Errorf("config: read SECRET_KEY_FILE: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
+		return ReadSecretFile("SECRET_KEY_FILE", c.SecretKeyFile)
 	}
 	return c.SecretKey, nil
 }
@@ -89,6 +85,9 @@ type NATS struct {
 	TLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA certificates (PEM) that verify the NATS server (optional)"`
 	TLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate (PEM) presented to NATS, with NATS_TLS_KEY (optional)"`
 	TLSKey       string `envconfig:"NATS_TLS_KEY" desc:"private key (PEM) of NATS_TLS_CERT"`
+	// InboxPrefix is where replies to this connection land, when its user
+	// may subscribe only to inboxes of its own (natsperm.Role.Inbox).
+	InboxPrefix string `ignored:"true"`
 }
 
 // Options are the connection options every service uses: name, endless
@@ -97,6 +96,9 @@ type NATS struct {
 // an error naming the variable, never the file's content.
 func (n NATS) Options(name string, extra ...nats.Option) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if n.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(n.InboxPrefix))
+	}
 	auth, err := n.auth()
 	if err != nil {
 		return nil, err
@@ -147,13 +149,13 @@ func (n NATS) auth() (nats.Option, error) {
 		if n.PasswordFile == "" {
 			return nil, fmt.Errorf("config: %s_NATS_USER is set without %s_NATS_PASSWORD_FILE", Prefix, Prefix)
 		}
-		pw, err := readSecret("NATS_PASSWORD_FILE", n.PasswordFile)
+		pw, err := ReadSecretFile("NATS_PASSWORD_FILE", n.PasswordFile)
 		if err != nil {
 			return nil, err
 		}
 		return nats.UserInfo(n.User, pw), nil
 	case n.TokenFile != "":
-		tok, err := readSecret("NATS_TOKEN_FILE", n.TokenFile)
+		tok, err := ReadSecretFile("NATS_TOKEN_FILE", n.TokenFile)
 		if err != nil {
 			return nil, err
 		}
@@ -198,9 +200,10 @@ func (n NATS) tls() (nats.Option, error) {
 	return nats.Secure(tc), nil
 }
 
-// readSecret reads a one-line secret from a file. Its error names the
+// ReadSecretFile reads a one-line secret from the file of the variable
+// VODPIPE_<variable>; an empty one is an error. Its errors name the
 // variable and the file, never the content.
-func readSecret(variable, path string) (string, error) {
+func ReadSecretFile(variable, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("config: %s_%s: %w", Prefix, variable, err)
@@ -210,6 +213,35 @@ func readSecret(variable, path string) (string, error) {
 		return "", fmt.Errorf("config: %s_%s: %s is empty", Prefix, variable, path)
 	}
 	return s, nil
+}
+
+// KeyList returns the keys of a list variable (VODPIPE_<variable>) or of
+// its file (VODPIPE_<variable>_FILE: comma- or newline-separated), never
+// both, blanks dropped, and the variable they came from for the caller's
+// errors. None is an empty list; a file without a key is an error. Errors
+// name the variables, never a key.
+func KeyList(variable string, list []string, file string) (keys []string, from string, err error) {
+	name, fileName := Prefix+"_"+variable, Prefix+"_"+variable+"_FILE"
+	text := strings.Join(list, ",")
+	switch {
+	case file != "" && len(list) > 0:
+		return nil, "", fmt.Errorf("config: %s and %s are both set: set one", name, fileName)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, "", fmt.Errorf("config: read %s: %w", fileName, err)
+		}
+		name, text = fileName, string(b)
+	}
+	for _, k := range strings.FieldsFunc(text, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if file != "" && len(keys) == 0 {
+		return nil, "", fmt.Errorf("config: %s holds no key", fileName)
+	}
+	return keys, name, nil
 }
 
 // Redis is how workers reach Redis. One address: a single node; several: a

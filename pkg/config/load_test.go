@@ -3,7 +3,11 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,5 +53,35 @@ func TestLoadNeverShowsTheValue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestKeyList(t *testing.T) {
+	dir := t.TempDir()
+	file := func(content string) string {
+		p := filepath.Join(dir, fmt.Sprint(len(content)))
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keys, from, err := KeyList("K", []string{" a ", "", "b"}, "")
+	if err != nil || !slices.Equal(keys, []string{"a", "b"}) || from != "VODPIPE_K" {
+		t.Errorf("list: %v from %s, %v", keys, from, err)
+	}
+	keys, from, err = KeyList("K", nil, file("c\n\nd,e\r\n"))
+	if err != nil || !slices.Equal(keys, []string{"c", "d", "e"}) || from != "VODPIPE_K_FILE" {
+		t.Errorf("file: %v from %s, %v", keys, from, err)
+	}
+	if keys, _, err := KeyList("K", nil, ""); err != nil || len(keys) != 0 {
+		t.Errorf("none: %v, %v", keys, err)
+	}
+	for name, call := range map[string]func() error{
+		"both":       func() error { _, _, err := KeyList("K", []string{"secret-a"}, file("secret-b")); return err },
+		"empty file": func() error { _, _, err := KeyList("K", nil, file("\n,\n")); return err },
+	} {
+		if err := call(); err == nil || strings.Contains(err.Error(), "secret-") || !strings.Contains(err.Error(), "VODPIPE_K") {
+			t.Errorf("%s: %v, want an error naming the variable, not the key", name, err)
+		}
 	}
 }

@@ -87,33 +87,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.BatchMax <= 0 {
-		cfg.BatchMax = 1000
-	}
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 16 << 20
-	}
-	if cfg.SignRate <= 0 {
-		cfg.SignRate = 10
-	}
-	if cfg.SignBurst <= 0 {
-		cfg.SignBurst = 20
-	}
-	if cfg.SignGlobalRate <= 0 {
-		cfg.SignGlobalRate = 200
-	}
-	if cfg.SignGlobalBurst <= 0 {
-		cfg.SignGlobalBurst = 400
-	}
-	if cfg.UploadTokenSignRate <= 0 {
-		cfg.UploadTokenSignRate = 1
-	}
-	if cfg.UploadTokenSignBurst <= 0 {
-		cfg.UploadTokenSignBurst = 10
-	}
-	if cfg.UploadTokenMaxTTL <= 0 {
-		cfg.UploadTokenMaxTTL = time.Hour
-	}
+	// A Config built by hand (tests, the stack) gets the tags' defaults.
+	orDefault(&cfg.BatchMax, 1000)
+	orDefault(&cfg.MaxBody, 16<<20)
+	orDefault(&cfg.SignRate, 10)
+	orDefault(&cfg.SignBurst, 20)
+	orDefault(&cfg.SignGlobalRate, 200)
+	orDefault(&cfg.SignGlobalBurst, 400)
+	orDefault(&cfg.UploadTokenSignRate, 1)
+	orDefault(&cfg.UploadTokenSignBurst, 10)
+	orDefault(&cfg.UploadTokenMaxTTL, time.Hour)
 	tokenKeys, err := cfg.UploadTokenConfig.keys()
 	if err != nil {
 		return nil, err
@@ -161,7 +144,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
-		if s.page, err = startPageEvents(s.nc, cfg.PageMaxStreams, s.metrics.pageEvts, log); err != nil {
+		if s.page, err = startPageEvents(s.nc, s.metrics.pageEvts, log); err != nil {
 			s.nc.Close()
 			return nil, err
 		}
@@ -171,6 +154,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// orDefault sets *v to d unless it is positive.
+func orDefault[T ~int | ~int64 | ~float64](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // Close stops the signature service and the NATS connection.
@@ -214,18 +204,12 @@ func (s *Service) Handler() http.Handler {
 		mux.Handle(r.method+" "+r.path, s.instrument(r.method+" "+r.path, h))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /readyz", httpserve.Ready(s.log, func(ctx context.Context) error {
 		if !s.nc.IsConnected() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
+			return errors.New("NATS not connected")
 		}
-		if err := s.q.Ready(r.Context()); err != nil {
-			s.log.Warn("not ready", "err", err)
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+		return s.q.Ready(ctx)
+	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)

@@ -542,7 +542,11 @@ func (s *Service) writeSignError(w http.ResponseWriter, err error) {
 	var se *signer.Error
 	if errors.As(err, &se) && se.Code == signer.CodePolicy {
 		s.metrics.sigs.WithLabelValues("policy_refused").Inc()
-		writeError(w, http.StatusForbidden, "policy_refused", se.Message, []job.FieldError{{Field: se.Field, Reason: se.Message}})
+		var fields []job.FieldError
+		if se.Field != "" {
+			fields = []job.FieldError{{Field: se.Field, Reason: se.Message}}
+		}
+		writeError(w, http.StatusForbidden, "policy_refused", se.Message, fields)
 		return
 	}
 	s.metrics.sigs.WithLabelValues("invalid").Inc()

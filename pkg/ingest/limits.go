@@ -21,6 +21,9 @@ type limiters struct {
 
 	mu sync.Mutex
 	m  map[string]*limiterEntry
+	// nextSweep is when a sweep can first free room, after one found none:
+	// until then new callers are refused without walking the map again.
+	nextSweep time.Time
 }
 
 type limiterEntry struct {
@@ -52,12 +55,22 @@ func (ls *limiters) allow(name string, now time.Time) bool {
 // whether there is room for one more.
 func (ls *limiters) sweep(now time.Time) bool {
 	refill := time.Duration(float64(ls.burst) / float64(ls.rate) * float64(time.Second))
+	if now.Before(ls.nextSweep) {
+		return false
+	}
+	var earliest time.Time
 	for name, e := range ls.m {
 		if now.Sub(e.last) >= refill {
 			delete(ls.m, name)
+		} else if earliest.IsZero() || e.last.Before(earliest) {
+			earliest = e.last
 		}
 	}
-	return len(ls.m) < ls.max
+	if len(ls.m) >= ls.max {
+		ls.nextSweep = earliest.Add(refill)
+		return false
+	}
+	return true
 }
 
 // tracked is how many callers are tracked.

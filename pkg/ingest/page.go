@@ -4,7 +4,6 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/queue"
 )
@@ -31,11 +31,10 @@ type PageConfig struct {
 	UploadPage bool `envconfig:"UPLOAD_PAGE" desc:"serve the upload page for end users at /upload (needs UPLOAD_TOKEN_KEYS)"`
 	// WebDir holds web/package.json and, after `npm ci`, the SDK in node_modules.
 	WebDir string `envconfig:"WEB_DIR" default:"web" desc:"folder of the web upload SDK package (npm ci --prefix web)"`
-	// PageMaxStreams bounds the pages following their events at once.
-	PageMaxStreams int `envconfig:"UPLOAD_PAGE_MAX_STREAMS" default:"256" desc:"most upload pages following their events at once"`
 }
 
-var pageTmpl = template.Must(template.ParseFS(pageFS, "page/upload.html"))
+// pageHTML is the page: static, its token comes in the URL's fragment.
+var pageHTML, _ = pageFS.ReadFile("page/upload.html")
 
 // pageOnly answers 404 unless the upload page is enabled.
 func (s *Service) pageOnly(next http.Handler) http.Handler {
@@ -52,15 +51,13 @@ func (s *Service) pageOnly(next http.Handler) http.Handler {
 // mints an upload token for its signed-in user and sends the browser to
 // /upload#token=…, a fragment that browsers never send to a server, so no
 // proxy logs it. The page sends it only in Authorization headers.
-func (s *Service) uploadPage(w http.ResponseWriter, _ *http.Request) {
+func (*Service) uploadPage(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; connect-src *; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	if err := pageTmpl.Execute(w, nil); err != nil {
-		s.log.Error("upload page", "err", err)
-	}
+	_, _ = w.Write(pageHTML)
 }
 
 // uploadSDK serves the official web SDK from the installed npm package.
@@ -84,15 +81,12 @@ func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden", "the upload page's events are for upload tokens", nil)
 		return
 	}
-	sub, ok := s.page.subscribe(key.Upload.Policy.SourceContext)
-	if !ok {
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "too_many_streams", "too many upload pages are following events; try again", nil)
-		return
-	}
+	// The server caps such streams (httpserve.Streams); an authorised one
+	// outlives the request deadlines.
+	sub := s.page.subscribe(key.Upload.Policy.SourceContext)
 	defer s.page.unsubscribe(sub)
+	httpserve.StartStream(w)
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a long-lived stream
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
@@ -109,8 +103,10 @@ func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
 		case <-expires.C:
 			return // the token's life is the stream's
 		case <-heartbeat.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(pageWriteTimeout))
 			_, err = w.Write([]byte(": heartbeat\n\n"))
 		case ev := <-sub.ch:
+			_ = rc.SetWriteDeadline(time.Now().Add(pageWriteTimeout))
 			_, err = fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", ev.id, job.EventVODFileUpload, ev.data)
 		}
 		if err != nil || rc.Flush() != nil {
@@ -119,18 +115,20 @@ func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// pageWriteTimeout bounds one write to a page's stream: a page that stops
+// reading loses its stream rather than holding it.
+const pageWriteTimeout = 30 * time.Second
+
 // pageEvents is the one subscription to VOD's file events that every
 // upload page's stream shares: each event goes to the streams of its
 // sourceContext only.
 type pageEvents struct {
 	sub      *nats.Subscription
-	max      int
 	log      *slog.Logger
 	received prometheus.Counter
 
 	mu      sync.Mutex
 	streams map[string]map[*pageStream]struct{} // by sourceContext
-	n       int
 	// recent events, replayed to a stream that opens just after its
 	// upload's event was published.
 	recent [recentPageEvents]pageEvent
@@ -156,11 +154,8 @@ type pageEvent struct {
 }
 
 // startPageEvents subscribes to vod.file_uploaded events as they are published.
-func startPageEvents(nc *nats.Conn, max int, received prometheus.Counter, log *slog.Logger) (*pageEvents, error) {
-	if max <= 0 {
-		max = 256
-	}
-	p := &pageEvents{max: max, log: log, received: received, streams: map[string]map[*pageStream]struct{}{}}
+func startPageEvents(nc *nats.Conn, received prometheus.Counter, log *slog.Logger) (*pageEvents, error) {
+	p := &pageEvents{log: log, received: received, streams: map[string]map[*pageStream]struct{}{}}
 	sub, err := nc.Subscribe(queue.EventsPrefix+"."+job.EventVODFileUpload+".>", p.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: subscribe to the upload page's events: %w", err)
@@ -198,26 +193,27 @@ func (p *pageEvents) deliver(m *nats.Msg) {
 	}
 }
 
-// subscribe adds a stream for one sourceContext, unless max are open.
-func (p *pageEvents) subscribe(sourceContext string) (*pageStream, bool) {
+// subscribe adds a stream for one sourceContext, replaying its latest
+// recent events (the newest half a buffer's worth, oldest first).
+func (p *pageEvents) subscribe(sourceContext string) *pageStream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.n >= p.max {
-		return nil, false
-	}
 	st := &pageStream{sourceContext: sourceContext, ch: make(chan pageEvent, 32)}
-	for i := range recentPageEvents {
-		pe := p.recent[(p.next+i)%recentPageEvents]
-		if pe.sourceContext == sourceContext && time.Since(pe.at) < pageReplayAge && len(st.ch) < cap(st.ch)/2 {
-			st.ch <- pe
+	var replay []pageEvent
+	for i := 1; i <= recentPageEvents && len(replay) < cap(st.ch)/2; i++ {
+		pe := p.recent[(p.next-i+recentPageEvents)%recentPageEvents]
+		if pe.sourceContext == sourceContext && time.Since(pe.at) < pageReplayAge {
+			replay = append(replay, pe)
 		}
+	}
+	for i := len(replay) - 1; i >= 0; i-- {
+		st.ch <- replay[i]
 	}
 	if p.streams[sourceContext] == nil {
 		p.streams[sourceContext] = map[*pageStream]struct{}{}
 	}
 	p.streams[sourceContext][st] = struct{}{}
-	p.n++
-	return st, true
+	return st
 }
 
 func (p *pageEvents) unsubscribe(st *pageStream) {
@@ -227,5 +223,4 @@ func (p *pageEvents) unsubscribe(st *pageStream) {
 	if len(p.streams[st.sourceContext]) == 0 {
 		delete(p.streams, st.sourceContext)
 	}
-	p.n--
 }

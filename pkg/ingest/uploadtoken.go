@@ -10,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/signer"
 )
@@ -48,22 +48,14 @@ var userPattern = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
 
 // keys returns the configured keys, the signing one first, or none.
 func (c UploadTokenConfig) keys() ([][]byte, error) {
-	entries := c.UploadTokenKeys
-	if c.UploadTokenKeysFile != "" {
-		b, err := os.ReadFile(c.UploadTokenKeysFile)
-		if err != nil {
-			return nil, fmt.Errorf("ingest: read VODPIPE_UPLOAD_TOKEN_KEYS_FILE: %w", errors.Unwrap(err))
-		}
-		entries = strings.FieldsFunc(string(b), func(r rune) bool { return r == ',' || r == '\n' || r == '\r' })
+	entries, from, err := config.KeyList("UPLOAD_TOKEN_KEYS", c.UploadTokenKeys, c.UploadTokenKeysFile)
+	if err != nil {
+		return nil, err
 	}
 	var out [][]byte
 	for i, e := range entries {
-		e = strings.TrimSpace(e)
-		if e == "" {
-			continue
-		}
 		if len(e) < minTokenKey {
-			return nil, fmt.Errorf("ingest: upload-token key %d is shorter than %d characters", i+1, minTokenKey)
+			return nil, fmt.Errorf("ingest: %s: key %d is shorter than %d characters", from, i+1, minTokenKey)
 		}
 		out = append(out, []byte(e))
 	}

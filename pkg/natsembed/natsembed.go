@@ -109,15 +109,10 @@ func WithLogger(l natsserver.Logger) Option {
 
 // serverPermissions is p in the server's terms.
 func serverPermissions(p natsperm.Permissions) *natsserver.Permissions {
-	sp := &natsserver.Permissions{
+	return &natsserver.Permissions{
 		Publish:   &natsserver.SubjectPermission{Allow: p.Publish},
 		Subscribe: &natsserver.SubjectPermission{Allow: p.Subscribe},
 	}
-	if p.Responses {
-		sp.Response = &natsserver.ResponsePermission{MaxMsgs: natsserver.DEFAULT_ALLOW_RESPONSE_MAX_MSGS,
-			Expires: natsserver.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
-	}
-	return sp
 }
 
 func randomPassword() string {

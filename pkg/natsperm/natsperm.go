@@ -34,25 +34,17 @@ const (
 // Roles lists every role, services first.
 func Roles() []Role { return []Role{Ingest, Worker, Notify, Publisher} }
 
-// Inbox is the inbox prefix the role's connections use (nats.CustomInboxPrefix):
-// replies to a service land under a prefix only that service's user may
-// subscribe to, so no other user can read its signatures or KV reads.
-// Publishers keep NATS's default _INBOX.
-func (r Role) Inbox() string {
-	if r == Publisher {
-		return "_INBOX"
-	}
-	return "_INBOX_" + string(r)
-}
+// Inbox is the inbox prefix the role's connections use (nats.CustomInboxPrefix,
+// the nats CLI's --inbox-prefix): replies to a role land under a prefix
+// only its user may subscribe to, so no other user can read its signatures,
+// KV reads or JetStream acks, nor those of clients on the default _INBOX.
+func (r Role) Inbox() string { return "_INBOX_" + string(r) }
 
 // Permissions are the subjects a role may publish to and subscribe to.
 // Everything else is refused by the server.
 type Permissions struct {
 	Publish   []string
 	Subscribe []string
-	// Responses lets the user answer requests it received (on their reply
-	// subjects, once each), as the signature service does.
-	Responses bool
 }
 
 // The JetStream layout vodpipe's services open (see pkg/queue, pkg/notify,
@@ -91,14 +83,17 @@ func For(r Role) (Permissions, error) {
 		p.sweepStrays()
 		p.pub(JobsSubject, events+".job.>", dlq+".>")
 		p.kv(idemBucket, admin, read, write)
-		p.kv(statusBucket, read, watch, write)
+		p.kv(statusBucket, read, leaderRead, watch, write)
 		p.kv(controlBucket, read, write)
 		p.pub(api("STREAM.MSG.GET", dlqStream))
 		// The upload page's events: VOD's file events, as they are published.
 		p.sub(events + ".vod.file_uploaded.>")
 		// The signature service (a NATS micro service) and its discovery subjects.
 		p.sub(SignSubject, "$SRV.*", "$SRV.*."+signService, "$SRV.*."+signService+".*")
-		p.Responses = true
+		// Its answers: to workers' inboxes, and discovery's to default ones.
+		// Not "allow_responses", which would let a requester pick any reply
+		// subject (a KV key, the jobs subject) and have ingest publish there.
+		p.pub(Worker.Inbox()+".>", "_INBOX.>")
 	case Worker:
 		p.attachLayout()
 		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
@@ -186,10 +181,11 @@ func (p *perms) consume(stream string) {
 type kvRight int
 
 const (
-	admin kvRight = iota // create, update and inspect the bucket's stream (the owner's right)
-	read                 // get keys
-	watch                // watch keys (an ordered push consumer) and list them
-	write                // put, create, update and delete keys
+	admin      kvRight = iota // create, update and inspect the bucket's stream (the owner's right)
+	read                      // get keys
+	leaderRead                // get keys through the stream's leader
+	watch                     // watch keys (an ordered push consumer) and list them
+	write                     // put, create, update and delete keys
 )
 
 func (p *perms) kv(bucket string, rights ...kvRight) {
@@ -200,9 +196,12 @@ func (p *perms) kv(bucket string, rights ...kvRight) {
 			// Account limits are read before a bucket is created.
 			p.pub(api("INFO"), api("STREAM.CREATE", stream), api("STREAM.UPDATE", stream), api("STREAM.INFO", stream))
 		case read:
-			// A direct get may come from any replica; a leader read (the
-			// signature service's check of a job's state) from the leader.
-			p.pub(api("STREAM.INFO", stream), api("DIRECT.GET", stream, ">"), api("STREAM.MSG.GET", stream))
+			p.pub(api("STREAM.INFO", stream), api("DIRECT.GET", stream, ">"))
+		case leaderRead:
+			// A direct get may come from any replica, a lagging one too; this
+			// read comes from the leader (the signature service's check of a
+			// job's state, queue.SigningJob).
+			p.pub(api("STREAM.MSG.GET", stream))
 		case watch:
 			p.pub(api("STREAM.INFO", stream), api("CONSUMER.CREATE", stream), api("CONSUMER.CREATE", stream, ">"),
 				api("CONSUMER.DELETE", stream, "*"), "$JS.FC."+stream+".>")

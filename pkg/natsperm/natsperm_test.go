@@ -47,7 +47,8 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.CONSUMER.CREATE.KV_" + notify.SubscriptionsBucket,
 			"$JS.API.STREAM.UPDATE." + queue.JobsStream,
 			"vodpipe.jobs.other",
-		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>"}},
+		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
+			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
 			queue.JobsSubject,
 			"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
@@ -55,7 +56,9 @@ func TestRefusals(t *testing.T) {
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1"},
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
-		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1"}, []string{subs + ".>"}},
+		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
+			subs + ".sub-1"}, // no answering wherever a requester points (allow_responses)
+			[]string{subs + ".>"}},
 	} {
 		t.Run(string(tc.role), func(t *testing.T) {
 			nc, violations := g.connect(t, tc.role)
@@ -144,14 +147,12 @@ func TestAttachBeforeTheLayoutIsNotReady(t *testing.T) {
 	if !errors.Is(err, queue.ErrNotCreated) || !queue.NotReady(err) {
 		t.Fatalf("attach before ingest: %v, want ErrNotCreated, not ready", err)
 	}
-	if err := nc.Flush(); err != nil {
+	// Violations come in order: the first must be this sentinel's, not one
+	// of attach's.
+	if err := nc.Publish(queue.JobsSubject, []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-violations:
-		t.Fatalf("attach asked for something the worker may not: %v", err)
-	default:
-	}
+	wantViolation(t, nc, violations, "Publish to \""+queue.JobsSubject+"\"")
 }
 
 // The publisher publishes a job and gets JetStream's ack; a worker's

@@ -34,9 +34,6 @@ func WriteServerConfig(w io.Writer) error {
 		fmt.Fprintf(&b, "    {\n      user: %q\n      password: $%s\n      permissions: {\n", string(r), PasswordVar(r))
 		writeList(&b, "publish", p.Publish)
 		writeList(&b, "subscribe", p.Subscribe)
-		if p.Responses {
-			b.WriteString("        allow_responses: true\n")
-		}
 		b.WriteString("      }\n    }\n")
 	}
 	b.WriteString("  ]\n}\n")

@@ -135,8 +135,8 @@ func never(a netip.Addr) bool {
 	return false
 }
 
-// embedded returns the IPv4 address inside a NAT64, 6to4 or
-// IPv4-compatible IPv6 address.
+// embedded returns the IPv4 address inside a NAT64 (well-known or local),
+// 6to4, Teredo or IPv4-compatible IPv6 address.
 func embedded(a netip.Addr) (netip.Addr, bool) {
 	if !a.Is6() {
 		return netip.Addr{}, false
@@ -145,16 +145,22 @@ func embedded(a netip.Addr) (netip.Addr, bool) {
 	switch {
 	case nat64.Contains(a) || v4compat.Contains(a):
 		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case localNAT64.Contains(a): // RFC 6052 /48: the u octet (byte 8) splits it
+		return netip.AddrFrom4([4]byte{b[6], b[7], b[9], b[10]}), true
 	case sixToFour.Contains(a):
 		return netip.AddrFrom4([4]byte(b[2:6])), true
+	case teredo.Contains(a): // the client's address, inverted
+		return netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}), true
 	}
 	return netip.Addr{}, false
 }
 
 var (
-	nat64     = netip.MustParsePrefix("64:ff9b::/96")
-	v4compat  = netip.MustParsePrefix("::/96")
-	sixToFour = netip.MustParsePrefix("2002::/16")
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	v4compat   = netip.MustParsePrefix("::/96")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	localNAT64 = netip.MustParsePrefix("64:ff9b:1::/48")
+	teredo     = netip.MustParsePrefix("2001::/32")
 )
 
 // metadata are cloud instance metadata services outside link-local.

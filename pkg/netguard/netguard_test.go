@@ -51,9 +51,11 @@ func TestCheck(t *testing.T) {
 		{"fd00:ec2::254", false, false, false},   // AWS metadata over IPv6
 		{"192.0.0.192", false, false, false},     // Oracle Cloud metadata
 		{"::ffff:169.254.169.254", false, false, false},
-		{"64:ff9b::a9fe:a9fe", false, false, false}, // NAT64 of 169.254.169.254
-		{"2002:a9fe:a9fe::1", false, false, false},  // 6to4 of 169.254.169.254
-		{"::169.254.169.254", false, false, false},  // IPv4-compatible
+		{"64:ff9b::a9fe:a9fe", false, false, false},       // NAT64 of 169.254.169.254
+		{"2002:a9fe:a9fe::1", false, false, false},        // 6to4 of 169.254.169.254
+		{"::169.254.169.254", false, false, false},        // IPv4-compatible
+		{"64:ff9b:1:a9fe:a9:fe00::", false, false, false}, // local NAT64 (RFC 8215) of 169.254.169.254
+		{"2001::5601:5601", false, false, false},          // Teredo client 169.254.169.254
 		{"fe80::1", false, false, false},
 		{"fe80::1%eth0", false, false, false},
 		{"ff02::1", false, false, false}, // link-local multicast

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vodpipe/vodpipe/pkg/apikey"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/redact"
 )
 
 // apiError is every 4xx/5xx answer: a stable code, a message for people,
@@ -134,8 +136,21 @@ func (s *Service) authorize(scope string, next http.HandlerFunc) http.Handler {
 			writeError(w, &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: fmt.Sprintf("API key %q lacks the %q scope", key.Name, scope)})
 			return
 		}
-		next(w, r)
+		next(w, r.WithContext(context.WithValue(r.Context(), keyCtx{}, key)))
 	})
+}
+
+type keyCtx struct{}
+
+// view is a subscription as the caller may see it: a key without the
+// control scope sees its URL with the credentials and query (where
+// receivers keep their tokens) redacted.
+func view(r *http.Request, rec *record) Subscription {
+	out := rec.public()
+	if key, _ := r.Context().Value(keyCtx{}).(*apikey.Key); key == nil || !key.Allows(ScopeControl) {
+		out.URL = redact.URL(out.URL)
+	}
+	return out
 }
 
 func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +205,7 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Subscription, len(recs))
 	for i, rec := range recs {
-		out[i] = rec.public()
+		out[i] = view(r, rec)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Subscriptions []Subscription `json:"subscriptions"`
@@ -213,7 +228,7 @@ func (s *Service) lookup(w http.ResponseWriter, r *http.Request) *record {
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	if rec := s.lookup(w, r); rec != nil {
-		writeJSON(w, http.StatusOK, rec.public())
+		writeJSON(w, http.StatusOK, view(r, rec))
 	}
 }
 

@@ -3,7 +3,6 @@ package notify
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -135,28 +134,17 @@ func (c *Config) checkCallbackAuth() error {
 // secretBox is the box of WebhookSecretKeys or WebhookSecretKeysFile. Its
 // errors name the variable, never a key.
 func (c *WebhookConfig) secretBox() (*secretbox.Box, error) {
-	const keysVar, fileVar = config.Prefix + "_WEBHOOK_SECRET_KEYS", config.Prefix + "_WEBHOOK_SECRET_KEYS_FILE"
-	name, text := keysVar, strings.Join(c.WebhookSecretKeys, ",")
-	switch {
-	case c.WebhookSecretKeysFile != "" && len(c.WebhookSecretKeys) > 0:
-		return nil, fmt.Errorf("notify: %s and %s are both set: set one", keysVar, fileVar)
-	case c.WebhookSecretKeysFile != "":
-		b, err := os.ReadFile(c.WebhookSecretKeysFile)
-		if err != nil {
-			return nil, fmt.Errorf("notify: read %s: %w", fileVar, errors.Unwrap(err))
-		}
-		name, text = fileVar, string(b)
-	}
-	keys, err := secretbox.ParseKeys(text)
-	if errors.Is(err, secretbox.ErrNoKey) && name == fileVar {
-		return nil, fmt.Errorf("notify: %s holds no key", fileVar)
-	}
-	if errors.Is(err, secretbox.ErrNoKey) {
-		return nil, fmt.Errorf("notify: %s is not set (or %s): webhook signing secrets are encrypted at rest with it; "+
-			"make a key with: openssl rand -base64 32", fileVar, keysVar)
-	}
+	entries, from, err := config.KeyList("WEBHOOK_SECRET_KEYS", c.WebhookSecretKeys, c.WebhookSecretKeysFile)
 	if err != nil {
-		return nil, fmt.Errorf("notify: %s: %w", name, err)
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("notify: %s_WEBHOOK_SECRET_KEYS_FILE is not set (or %[1]s_WEBHOOK_SECRET_KEYS): webhook signing secrets are "+
+			"encrypted at rest with it; make a key with: openssl rand -base64 32", config.Prefix)
+	}
+	keys, err := secretbox.ParseKeys(strings.Join(entries, ","))
+	if err != nil {
+		return nil, fmt.Errorf("notify: %s: %w", from, err)
 	}
 	return secretbox.New(keys...)
 }

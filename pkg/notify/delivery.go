@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/redact"
 )
 
 // dispatcher runs the deliveries of one notify process. It watches the
@@ -475,7 +476,8 @@ func (s *Service) send(ctx context.Context, rec *record, h eventHead, body []byt
 	req.Header.Set(HeaderWebhookSignature, sig)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		a.Error = err.Error()
+		// Attempts are read with the read scope: the URL's query may hold a token.
+		a.Error = redact.Err(err).Error()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			a.Error = fmt.Sprintf("no answer within %s", s.cfg.WebhookTimeout)
 		}

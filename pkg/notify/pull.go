@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 
+	"github.com/vodpipe/vodpipe/pkg/config"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 
@@ -39,13 +39,9 @@ func newPuller(c PullConfig) (*puller, error) {
 	if c.PullAPIKeyFile == "" {
 		return nil, errors.New("notify: VODPIPE_PULL_API_ID is set but VODPIPE_PULL_API_KEY_FILE is not")
 	}
-	b, err := os.ReadFile(c.PullAPIKeyFile)
+	key, err := config.ReadSecretFile("PULL_API_KEY_FILE", c.PullAPIKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("notify: read VODPIPE_PULL_API_KEY_FILE: %w", err)
-	}
-	key := strings.TrimSpace(string(b))
-	if key == "" {
-		return nil, errors.New("notify: VODPIPE_PULL_API_KEY_FILE is empty")
+		return nil, fmt.Errorf("notify: %w", err)
 	}
 	u, err := url.Parse(c.PullEndpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {

@@ -118,11 +118,12 @@ func TestSecretsAtRestBucketHoldsNoClearSecret(t *testing.T) {
 	// Deliveries are signed with the secret the API answered (the hub verifies).
 	ev := e.publish(job.EventCompleted, "j1", job.CompletedData{FileID: "f1"})
 	testharness.WaitFor(t, 10*time.Second, "the signed delivery", func() bool { return r.receivedIDs()[ev.ID] == 1 })
-	// A read of the subscription or a rewrite of it (a failure count, a
-	// disable) keeps it sealed.
+	// A read of the subscription does not show it, and after the delivery
+	// (its bookkeeping rewrites the record) it is still sealed.
 	if got := in.subscription(t, sub.ID); got.Secret != "" {
 		t.Fatalf("GET shows the secret: %+v", got)
 	}
+	e.assertSealed(t, sub, keyID(t, e.cfg.WebhookSecretKeys[0]))
 	e.assertNoLeak(t, strings.TrimPrefix(sub.Secret, notify.SecretPrefix), e.cfg.WebhookSecretKeys[0])
 }
 
@@ -209,6 +210,12 @@ func TestSecretsAtRestMovedSecretDoesNotOpen(t *testing.T) {
 
 	e.setStoredSecret(b.ID, sealedB)
 	testharness.WaitFor(t, 10*time.Second, "b's delivery once its secret is back", func() bool { return rb.receivedIDs()[ev.ID] == 1 })
+	// Its one request is that one: none went out, whenever, while the
+	// record held a's sealed secret (the check above, made the moment a
+	// had its delivery, could miss a late one).
+	if n := rb.requests(ev.ID); n != 1 {
+		t.Fatalf("b got %d requests for the event, want the one signed with its own secret", n)
+	}
 }
 
 // TestSecretsAtRestUnknownKey: a record sealed under a key the config lacks

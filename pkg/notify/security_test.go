@@ -1,11 +1,14 @@
 package notify_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/notify"
 	"github.com/vodpipe/vodpipe/pkg/queue"
@@ -112,5 +115,29 @@ func TestSecurityForgedCallbackIsNotRecorded(t *testing.T) {
 	}
 	if evs := e.eventsOf(job.EventVODFileUpload); len(evs) != 1 {
 		t.Fatalf("%d vod.file_uploaded events, want 1", len(evs))
+	}
+}
+
+// A webhook URL's query holds the receiver's token: a read-only key sees
+// the subscription and its attempts with it redacted, the transport's error
+// included; the control key sees the URL whole.
+func TestSecurityReadScopeSeesRedactedWebhookURLs(t *testing.T) {
+	const hookToken = "HOOKTOKEN0123456789"
+	e := newEnv(t)
+	in := e.start()
+	sub := in.subscribe(t, "http://127.0.0.1:1/hook?token="+hookToken, []string{job.EventCompleted}, "")
+	e.publish(job.EventCompleted, "job-1", job.CompletedData{FileID: "f1"})
+	testharness.WaitFor(t, 10*time.Second, "a failed delivery attempt", func() bool { return len(in.attempts(t, sub.ID)) > 0 })
+	for _, path := range []string{"/v1/subscriptions", "/v1/subscriptions/" + sub.ID, "/v1/subscriptions/" + sub.ID + "/attempts"} {
+		var raw json.RawMessage
+		if code := in.callWith(t, "read-only-key-0000", http.MethodGet, path, nil, &raw); code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, code)
+		}
+		if strings.Contains(string(raw), hookToken) {
+			t.Errorf("GET %s with a read key shows the hook's token: %s", path, raw)
+		}
+	}
+	if got := in.subscription(t, sub.ID).URL; !strings.Contains(got, hookToken) {
+		t.Errorf("the control key sees %q, want the URL whole", got)
 	}
 }

@@ -71,8 +71,9 @@ type Replay struct {
 // secret sealed (pkg/secretbox) under a key NATS never sees, bound to the
 // subscription's key. Versions before sealing stored the secret in clear in
 // the same field; notify re-seals those at start (resealSecrets). One field
-// for both keeps a sealed secret intact through an older replica's rewrite
-// during a rolling upgrade (it drops fields it does not know).
+// for both keeps a sealed secret from being dropped by an older replica's
+// rewrite (it drops fields it does not know); such a replica would still
+// sign with the sealed text, so old replicas stop before new ones start.
 type record struct {
 	Subscription
 	StoredSecret string `json:"storedSecret"`

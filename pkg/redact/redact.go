@@ -3,7 +3,10 @@
 // the query, where signed URLs and callbacks carry their tokens.
 package redact
 
-import "net/url"
+import (
+	"errors"
+	"net/url"
+)
 
 // Mark replaces what was redacted.
 const Mark = "REDACTED"
@@ -27,4 +30,15 @@ func URL(raw string) string {
 	}
 	u.Fragment, u.RawFragment = "", ""
 	return u.String()
+}
+
+// Err drops the *url.Error wrapper of net/http and url.Parse errors, whose
+// text repeats the whole URL, query (a signed URL's or a webhook's token)
+// included; what went wrong stays.
+func Err(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -1,6 +1,10 @@
 package redact_test
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/vodpipe/vodpipe/pkg/redact"
@@ -16,10 +20,29 @@ func TestURL(t *testing.T) {
 		{"https://cdn.example.com/b.mp4", "https://cdn.example.com/b.mp4"},
 		{"file:///media/in/a.mp4", "file:///media/in/a.mp4"},
 		{"http://[::1%s3cret/", "REDACTED"},
+		{"http://h/%zz?sign=s3cret", "REDACTED"},
 		{"", ""},
 	} {
 		if got := redact.URL(tc.raw); got != tc.want {
 			t.Errorf("URL(%q) = %q, want %q", tc.raw, got, tc.want)
 		}
+	}
+}
+
+// A transport error names what went wrong, not the URL and its token.
+func TestErr(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:1/hook?token=s3cret", nil)
+	_, err := http.DefaultClient.Do(req)
+	if err == nil || !strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("the transport's error %v does not repeat the URL: nothing to check", err)
+	}
+	if got := redact.Err(err); strings.Contains(got.Error(), "s3cret") || !errors.Is(got, context.Canceled) {
+		t.Fatalf("Err = %v, want context.Canceled without the token", got)
+	}
+	plain := errors.New("plain")
+	if redact.Err(plain) != plain {
+		t.Fatal("an error without a URL changed")
 	}
 }

@@ -267,6 +267,12 @@ func (s *Signer) Serve(nc *nats.Conn, jobs Jobs, log *slog.Logger) (micro.Servic
 		return nil, errors.New("signer: Serve needs the jobs it signs for")
 	}
 	handle := micro.HandlerFunc(func(req micro.Request) {
+		if !strings.HasPrefix(req.Reply(), "_INBOX") {
+			// A requester chooses the reply subject: answering a KV key or
+			// the jobs subject would publish there with ingest's rights.
+			log.Warn("signature request refused: its reply subject is not an inbox")
+			return
+		}
 		var r Request
 		if err := json.Unmarshal(req.Data(), &r); err != nil {
 			_ = req.Error("400", CodeInvalid, nil)

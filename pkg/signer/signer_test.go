@@ -47,7 +47,8 @@ func TestSignatureServiceOverNATS(t *testing.T) {
 		"subApp":    {ID: "subApp", SubAppID: 1500009999},
 		"long":      {ID: "long", SourceContext: strings.Repeat("x", 251)},
 	}
-	svc, err := s.Serve(n.Connect(t), running, slog.New(slog.NewJSONHandler(&logs, nil)))
+	serving := n.Connect(t)
+	svc, err := s.Serve(serving, running, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +103,40 @@ func TestSignatureServiceOverNATS(t *testing.T) {
 	// The requests are spread over the service's endpoints; together they
 	// count every one (an endpoint counts a request once its handler has
 	// returned, which can be just after the client has its answer).
-	testharness.WaitFor(t, 5*time.Second, "the service's stats to count 9 requests", func() bool {
+	// A requester picks the reply subject: one that is not an inbox (the
+	// jobs subject, a KV key) gets no answer, so the service publishes
+	// nothing there with its rights.
+	watcher := n.Connect(t)
+	landed, err := watcher.SubscribeSync("vodpipe.jobs.submit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	requester := n.Connect(t)
+	if err := requester.PublishRequest(signer.Subject, "vodpipe.jobs.submit", []byte(`{"jobId":"j1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 5*time.Second, "the service's stats to count 10 requests", func() bool {
 		var requests int
 		for _, e := range svc.Stats().Endpoints {
 			requests += e.NumRequests
 		}
-		return requests >= 9
+		return requests >= 10
 	})
+	if err := serving.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if pending, _, err := landed.Pending(); err != nil || pending != 0 {
+		t.Fatalf("the service answered onto the jobs subject: %d messages (%v)", pending, err)
+	}
+	if !strings.Contains(logs.String(), "reply subject is not an inbox") {
+		t.Fatalf("the refusal is not logged: %s", logs.String())
+	}
 	for _, e := range svc.Stats().Endpoints {
 		if e.Subject != signer.Subject {
 			t.Errorf("endpoint %s on %q, want %q", e.Name, e.Subject, signer.Subject)

@@ -321,7 +321,8 @@ func (s *Stack) WorkerConfig(id string) worker.Config {
 // NATSConfig is how a client connects to the stack's NATS as role's user
 // (natsperm's permissions; a Publisher may only publish jobs).
 func (s *Stack) NATSConfig(role natsperm.Role) config.NATS {
-	return config.NATS{URL: s.NATSURL, User: string(role), PasswordFile: filepath.Join(s.users, string(role)+".password")}
+	return config.NATS{URL: s.NATSURL, User: string(role), PasswordFile: filepath.Join(s.users, string(role)+".password"),
+		InboxPrefix: role.Inbox()}
 }
 
 // AdminNATS is how tests and operators of a local stack connect to its NATS
@@ -330,19 +331,30 @@ func (s *Stack) AdminNATS() config.NATS {
 	return config.NATS{URL: s.NATSURL, User: natsembed.AdminUser, PasswordFile: filepath.Join(s.users, natsembed.AdminUser+".password")}
 }
 
-// writeUsers writes each NATS user's password to a file of its own, readable
-// by this user only, as a mounted secret would be; Close removes them.
+// writeUsers writes each NATS user's password to a file of its own, as a
+// mounted secret would be, in a folder made fresh for this start (0700, a
+// random name: a folder or file planted in the data folder beforehand is
+// never used); Close removes it.
 func (s *Stack) writeUsers(u natsembed.Users) error {
-	s.users = filepath.Join(s.opts.DataDir, "nats-users")
-	if err := os.MkdirAll(s.users, 0o700); err != nil {
+	if err := os.MkdirAll(s.opts.DataDir, 0o755); err != nil {
 		return err
 	}
+	dir, err := os.MkdirTemp(s.opts.DataDir, "nats-users-")
+	if err != nil {
+		return err
+	}
+	s.users = dir
 	files := map[string]string{natsembed.AdminUser: u.AdminPassword}
 	for r, pw := range u.Passwords {
 		files[string(r)] = pw
 	}
 	for name, pw := range files {
-		if err := os.WriteFile(filepath.Join(s.users, name+".password"), []byte(pw), 0o600); err != nil {
+		f, err := os.OpenFile(filepath.Join(dir, name+".password"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			_, err = f.WriteString(pw)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
 			return fmt.Errorf("stack: NATS user %s: %w", name, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/natsembed"
 	"github.com/vodpipe/vodpipe/pkg/natsperm"
 	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/stack"
 )
 
@@ -83,6 +85,13 @@ func TestGuardedStackRunsJobs(t *testing.T) {
 			defer mu.Unlock()
 			return err == nil && v.State == job.StateCompleted && hooks[id]
 		})
+	}
+	// The signature service reads a job that is not running through the
+	// status stream's leader before it refuses: a worker asking for a
+	// completed job gets job_not_active, not a timeout.
+	if _, err := signer.NewClient(connect(t, st.NATSConfig(natsperm.Worker)), 5*time.Second).Sign(t.Context(),
+		signer.Request{JobID: "guarded-api"}); !errors.Is(err, signer.ErrJobNotActive) {
+		t.Errorf("a signature for a completed job: %v, want job_not_active", err)
 	}
 	// The read paths of ingest and notify: job listing (a status watch),
 	// dead letters, readiness, subscriptions, attempts, and the event
@@ -180,3 +189,39 @@ func (l *violationLog) Fatalf(format string, v ...any)  { l.add(format, v...) }
 func (l *violationLog) Errorf(format string, v ...any)  { l.add(format, v...) }
 func (l *violationLog) Debugf(format string, v ...any)  { l.add(format, v...) }
 func (l *violationLog) Tracef(format string, v ...any)  { l.add(format, v...) }
+
+// A local user who plants a world-writable nats-users folder (or a
+// password file in it) in the data folder before `vodpipe up` starts reads
+// nothing: the passwords go into a folder made fresh, 0700, files 0600.
+func TestNATSPasswordsGoToAFreshPrivateFolder(t *testing.T) {
+	data := t.TempDir()
+	planted := filepath.Join(data, "nats-users")
+	if err := os.MkdirAll(planted, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(planted, "admin.password"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	st, err := stack.Start(t.Context(), stack.Options{DataDir: data, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	pw := st.AdminNATS().PasswordFile
+	dir := filepath.Dir(pw)
+	if dir == planted {
+		t.Fatalf("the passwords went into the planted folder %s", planted)
+	}
+	if b, _ := os.ReadFile(filepath.Join(planted, "admin.password")); len(b) != 0 {
+		t.Fatal("the admin password was written into the planted file")
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, pw: 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", path, fi.Mode().Perm(), want)
+		}
+	}
+}

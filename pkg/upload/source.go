@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/netguard"
+	"github.com/vodpipe/vodpipe/pkg/redact"
 )
 
 // Source errors, matched with errors.Is. All are permanent for the job.
@@ -111,7 +112,7 @@ func (s *Sources) checkDial(network, address string, c syscall.RawConn) error {
 func (s *Sources) Open(ctx context.Context, raw string) (Source, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSourceForbidden, withoutURL(err))
+		return nil, fmt.Errorf("%w: %v", ErrSourceForbidden, redact.Err(err))
 	}
 	switch u.Scheme {
 	case "file":
@@ -236,9 +237,9 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrSourceForbidden) {
-			return 0, "", fmt.Errorf("%w: %s", ErrSourceForbidden, redactURL(h.url))
+			return 0, "", fmt.Errorf("%w: %s", ErrSourceForbidden, redact.URL(h.url))
 		}
-		return 0, "", fmt.Errorf("upload: source %s: %w", redactURL(h.url), withoutURL(err))
+		return 0, "", fmt.Errorf("upload: source %s: %w", redact.URL(h.url), redact.Err(err))
 	}
 	defer resp.Body.Close()
 	validator := resp.Header.Get("ETag")
@@ -250,11 +251,11 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 		cr := resp.Header.Get("Content-Range")
 		i := strings.LastIndexByte(cr, '/')
 		if i < 0 {
-			return 0, "", fmt.Errorf("upload: source %s: bad Content-Range %q", redactURL(h.url), cr)
+			return 0, "", fmt.Errorf("upload: source %s: bad Content-Range %q", redact.URL(h.url), cr)
 		}
 		n, err := strconv.ParseInt(cr[i+1:], 10, 64)
 		if err != nil {
-			return 0, "", fmt.Errorf("upload: source %s: bad Content-Range %q", redactURL(h.url), cr)
+			return 0, "", fmt.Errorf("upload: source %s: bad Content-Range %q", redact.URL(h.url), cr)
 		}
 		return n, validator, nil
 	case http.StatusOK:
@@ -262,18 +263,18 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 			return 0, validator, nil // empty resource: some servers ignore Range then
 		}
 		if resp.ContentLength < 0 {
-			return 0, "", fmt.Errorf("%w: %s gives no length and no Range support", ErrSourceForbidden, redactURL(h.url))
+			return 0, "", fmt.Errorf("%w: %s gives no length and no Range support", ErrSourceForbidden, redact.URL(h.url))
 		}
-		return 0, "", fmt.Errorf("%w: %s does not support Range requests", ErrSourceForbidden, redactURL(h.url))
+		return 0, "", fmt.Errorf("%w: %s does not support Range requests", ErrSourceForbidden, redact.URL(h.url))
 	case http.StatusRequestedRangeNotSatisfiable:
 		return 0, validator, nil // empty resource
 	case http.StatusNotFound, http.StatusGone:
-		return 0, "", fmt.Errorf("%w: %s answered %d", ErrSourceNotFound, redactURL(h.url), resp.StatusCode)
+		return 0, "", fmt.Errorf("%w: %s answered %d", ErrSourceNotFound, redact.URL(h.url), resp.StatusCode)
 	case http.StatusUnauthorized, http.StatusForbidden:
 		// An expired or wrong signed URL: retrying the same URL cannot help.
-		return 0, "", fmt.Errorf("%w: %s answered %d", ErrSourceForbidden, redactURL(h.url), resp.StatusCode)
+		return 0, "", fmt.Errorf("%w: %s answered %d", ErrSourceForbidden, redact.URL(h.url), resp.StatusCode)
 	}
-	return 0, "", fmt.Errorf("upload: source %s answered %d", redactURL(h.url), resp.StatusCode)
+	return 0, "", fmt.Errorf("upload: source %s answered %d", redact.URL(h.url), resp.StatusCode)
 }
 
 // ReadAt fetches [off, off+len(p)) with one Range request.
@@ -292,13 +293,13 @@ func (h *httpSource) ReadAt(p []byte, off int64) (int, error) {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("upload: source %s: %w", redactURL(h.url), withoutURL(err))
+		return 0, fmt.Errorf("upload: source %s: %w", redact.URL(h.url), redact.Err(err))
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusNotFound, http.StatusGone:
-		return 0, fmt.Errorf("%w: %s answered %d during the upload", ErrSourceNotFound, redactURL(h.url), resp.StatusCode)
+		return 0, fmt.Errorf("%w: %s answered %d during the upload", ErrSourceNotFound, redact.URL(h.url), resp.StatusCode)
 	default:
 		return 0, fmt.Errorf("%w: range request answered %d", ErrSourceChanged, resp.StatusCode)
 	}
@@ -310,7 +311,7 @@ func (h *httpSource) ReadAt(p []byte, off int64) (int, error) {
 	want := int(end - off + 1)
 	n, err := io.ReadFull(resp.Body, p[:want])
 	if err != nil {
-		return n, fmt.Errorf("upload: source %s: %w", redactURL(h.url), err)
+		return n, fmt.Errorf("upload: source %s: %w", redact.URL(h.url), err)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -327,24 +328,4 @@ func (h *httpSource) Check(ctx context.Context) error {
 		return fmt.Errorf("%w: size %d → %d", ErrSourceChanged, h.size, size)
 	}
 	return nil
-}
-
-// redactURL drops the query, which may carry a signed-URL token.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	u.RawQuery, u.User = "", nil
-	return u.String()
-}
-
-// withoutURL drops the *url.Error wrapper of net/http and url.Parse errors:
-// its text repeats the whole URL, query (a signed-URL token) included.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

@@ -209,14 +209,7 @@ func (w *Worker) Queue() *queue.Queue { return w.q }
 func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		if err := w.ready(r.Context()); err != nil {
-			w.log.Warn("not ready", "err", err)
-			http.Error(rw, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = rw.Write([]byte("ok\n"))
-	})
+	mux.Handle("GET /readyz", httpserve.Ready(w.log, w.ready))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(w.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }

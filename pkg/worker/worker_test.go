@@ -216,6 +216,19 @@ func (e *env) events(typ, jobID string) []*job.Event {
 	return out
 }
 
+// waitEvents waits until at least n events of typ for the job are in the
+// stream and returns them: a job's status turns terminal just before its
+// worker publishes the event.
+func (e *env) waitEvents(typ, jobID string, n int) []*job.Event {
+	e.t.Helper()
+	var ev []*job.Event
+	testharness.WaitFor(e.t, 10*time.Second, typ+" of "+jobID, func() bool {
+		ev = e.events(typ, jobID)
+		return len(ev) >= n
+	})
+	return ev
+}
+
 func TestSmallAndMultipartJobsComplete(t *testing.T) {
 	for _, store := range []struct {
 		name  string
@@ -236,7 +249,7 @@ func TestSmallAndMultipartJobsComplete(t *testing.T) {
 			if s2.CoverURL == "" || s2.BytesDone != int64(len(big)) || s2.BytesTotal != int64(len(big)) {
 				t.Fatalf("status = %+v", s2)
 			}
-			ev := e.events(job.EventCompleted, "small-1")
+			ev := e.waitEvents(job.EventCompleted, "small-1", 1)
 			if len(ev) != 1 {
 				t.Fatalf("completed events = %d", len(ev))
 			}
@@ -303,7 +316,7 @@ func TestCommitRecordedInRedisCompletesWithoutRunning(t *testing.T) {
 	if s.FileID != "5285890799999" || s.MediaURL != "https://vod/recorded.mp4" || s.BytesTotal != int64(len(data)) {
 		t.Fatalf("status = %+v, want the recorded commit and %d bytes", s, len(data))
 	}
-	ev := e.events(job.EventCompleted, j.ID)
+	ev := e.waitEvents(job.EventCompleted, j.ID, 1)
 	if len(ev) != 1 {
 		t.Fatalf("job.completed events = %d, want 1", len(ev))
 	}
@@ -426,7 +439,7 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 	if got[""] != "invalid_message" {
 		t.Errorf("non-JSON message not dead-lettered: %+v", got)
 	}
-	if ev := e.events(job.EventFailed, "missing-1"); len(ev) != 1 {
+	if ev := e.waitEvents(job.EventFailed, "missing-1", 1); len(ev) != 1 {
 		t.Errorf("job.failed events = %d", len(ev))
 	}
 }

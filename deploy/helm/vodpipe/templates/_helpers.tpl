@@ -571,3 +571,17 @@ spec:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+A generated secret value (base64), kept across upgrades: the value already in
+the release's Secret .name under .key, else .fresh. lookup is empty under
+helm template (and GitOps renders): set the matching existingSecret there.
+*/}}
+{{- define "vodpipe.keptValue" -}}
+{{- $old := lookup "v1" "Secret" .root.Release.Namespace .name }}
+{{- if and $old $old.data (hasKey $old.data .key) }}
+{{- index $old.data .key }}
+{{- else }}
+{{- .fresh }}
+{{- end }}
+{{- end }}
