@@ -36,8 +36,8 @@ fuzz:
 	$(GO) test ./pkg/job -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./pkg/notify -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./pkg/checksum -run '^$$' -fuzz '^FuzzCombineCRC64$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/webhook -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/checksum -run '^$$' -fuzz '^FuzzCombineCRC64$$' -fuzztime $(FUZZTIME)
 
 ## lint: go vet and staticcheck (installed from the Go module proxy)
 lint:

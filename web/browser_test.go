@@ -18,12 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/ingest"
+	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/internal/testharness"
-	"github.com/vodpipe/vodpipe/pkg/config"
-	"github.com/vodpipe/vodpipe/pkg/ingest"
-	"github.com/vodpipe/vodpipe/pkg/notify"
-	"github.com/vodpipe/vodpipe/pkg/queue"
-	"github.com/vodpipe/vodpipe/pkg/signer"
+	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
@@ -133,8 +134,8 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 	open := signer.Allow{signer.Any}
 	minter := startIngest(t, n, signer.Policy{MaxValidity: time.Hour, Procedures: open, StorageRegions: open})
 	page := startIngest(t, n, policy)
-	c := ingest.NewClient(minter, backendKey)
-	tok, err := c.UploadToken(t.Context(), ingest.UploadTokenRequest{User: "alice", Procedure: "LongVideoPreset", TTLSeconds: 600})
+	c := client.NewClient(minter, backendKey)
+	tok, err := c.UploadToken(t.Context(), client.UploadTokenRequest{User: "alice", Procedure: "LongVideoPreset", TTLSeconds: 600})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,8 @@
 package main
 
 import (
+	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/service"
-	"github.com/vodpipe/vodpipe/pkg/ingest"
 )
 
 func main() { service.Main("ingest", ingest.New) }

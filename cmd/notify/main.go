@@ -5,8 +5,8 @@
 package main
 
 import (
+	"github.com/vodpipe/vodpipe/internal/notify"
 	"github.com/vodpipe/vodpipe/internal/service"
-	"github.com/vodpipe/vodpipe/pkg/notify"
 )
 
 func main() { service.Main("notify", notify.New) }

@@ -3,23 +3,6 @@
 // address with production bucket URLs (see pkg/vod.DialOverride).
 package main
 
-import (
-	"context"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/vodpipe/vodpipe/pkg/vodsim"
 
-	"github.com/vodpipe/vodpipe/pkg/vodsim"
-)
-
-func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := vodsim.ServeEnv(ctx, log)
-	stop()
-	if err != nil {
-		log.Error("vodsim failed", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { vodsim.Main() }

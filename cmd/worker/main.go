@@ -4,7 +4,7 @@ package main
 
 import (
 	"github.com/vodpipe/vodpipe/internal/service"
-	"github.com/vodpipe/vodpipe/pkg/worker"
+	"github.com/vodpipe/vodpipe/internal/worker"
 )
 
 func main() { service.Main("worker", worker.New) }

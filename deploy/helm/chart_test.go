@@ -714,19 +714,21 @@ func checkWiring(t *testing.T, r *release) {
 var codeWords = sync.OnceValue(func() map[string]bool {
 	names := map[string]bool{}
 	re := regexp.MustCompile(`"([a-z][a-z0-9_]*)"`)
-	_ = filepath.WalkDir("../../pkg", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-			names[m[1]] = true
-		}
-		return nil
-	})
+	for _, dir := range []string{"../../pkg", "../../internal"} {
+		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				names[m[1]] = true
+			}
+			return nil
+		})
+	}
 	return names
 })
 

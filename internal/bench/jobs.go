@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/child"
-	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/internal/stack"
+	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
-	"github.com/vodpipe/vodpipe/pkg/stack"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
-// P3's shape: the whole system in this process (pkg/stack), jobs submitted
+// P3's shape: the whole system in this process (internal/stack), jobs submitted
 // through ingest's HTTP API in batches.
 const (
 	p3Workers       = 2  // worker instances in the stack
@@ -65,7 +65,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	defer delivered.stop()
-	e := &p3Env{c: ingest.NewClient(st.IngestURL, st.APIKey), delivered: delivered, redisPID: rds.PID()}
+	e := &p3Env{c: client.NewClient(st.IngestURL, st.APIKey), delivered: delivered, redisPID: rds.PID()}
 
 	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
@@ -110,7 +110,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		Measured: fmt.Sprintf("%.0f jobs/s; p50 %s, p99 %s", m.rate, ms(m.p50), ms(m.p99)),
 		Baseline: fmt.Sprintf("target %.0f jobs/s", p3Target), Ratio: m.rate / p3Target,
 		Target: fmt.Sprintf("≥ %.0f jobs/s", p3Target), Verdict: verdict(m.rate >= p3Target),
-		Setup: fmt.Sprintf("the whole system in one process (pkg/stack: embedded NATS the services reach over loopback TCP, "+
+		Setup: fmt.Sprintf("the whole system in one process (internal/stack: embedded NATS the services reach over loopback TCP, "+
 			"vodsim in discard mode, ingest, %d workers × %d jobs at once, notify) with resume state and leases in a "+
 			"redis-server process, on this machine; %d jobs of %s random files submitted through ingest's HTTP API in "+
 			"batches of %d; a job's latency runs from the POST of its batch to the delivery of its job.completed webhook, "+
@@ -141,7 +141,7 @@ func p3Rounds(sz sizes) int {
 
 // p3Env is what every round of P3 uses.
 type p3Env struct {
-	c         *ingest.Client
+	c         *client.Client
 	delivered *webhooks
 	redisPID  int
 }

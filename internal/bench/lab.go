@@ -23,10 +23,10 @@ import (
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/natsembed"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/pkg/job"
-	"github.com/vodpipe/vodpipe/pkg/natsembed"
-	"github.com/vodpipe/vodpipe/pkg/queue"
-	"github.com/vodpipe/vodpipe/pkg/signer"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/vodpipe/vodpipe/pkg/checksum"
+	"github.com/vodpipe/vodpipe/internal/checksum"
 )
 
 // minimalCOS serves the three calls of cos-go-sdk-v5's multipart Upload

@@ -10,7 +10,7 @@ import (
 
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
-	"github.com/vodpipe/vodpipe/pkg/queue"
+	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 

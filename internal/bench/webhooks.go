@@ -11,8 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/notify"
 	"github.com/vodpipe/vodpipe/pkg/job"
-	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
 
 // webhooks is an application's webhook endpoint on loopback, subscribed at
@@ -74,7 +75,7 @@ func (w *webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "not subscribed yet", http.StatusServiceUnavailable)
 		return
 	}
-	if _, err := notify.Verify(*secret, r.Header, b, at, 0); err != nil {
+	if _, err := webhook.Verify(*secret, r.Header, b, at, 0); err != nil {
 		w.bad.Add(1)
 		http.Error(rw, err.Error(), http.StatusUnauthorized)
 		return

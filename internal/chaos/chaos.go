@@ -41,10 +41,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vodpipe/vodpipe/internal/child"
-	"github.com/vodpipe/vodpipe/pkg/ingest"
+	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
-	"github.com/vodpipe/vodpipe/pkg/notify"
-	"github.com/vodpipe/vodpipe/pkg/queue"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
@@ -307,10 +307,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	logf("%d worker processes ready", len(workers))
 
-	client := ingest.NewClient(sys.ingestURL, sys.apiKey)
+	api := client.NewClient(sys.ingestURL, sys.apiKey)
 	for i := 0; i < len(jobs); i += 50 {
 		batch := jobs[i:min(i+50, len(jobs))]
-		resp, err := client.SubmitBatch(ctx, batch)
+		resp, err := api.SubmitBatch(ctx, batch)
 		if err != nil {
 			return nil, fmt.Errorf("submit: %w", err)
 		}
@@ -330,7 +330,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		chaosErr = runFaults(cctx, rng, o, cl, rs, sys, ws, workers, rep, scheduled, logf)
 	})
 
-	states, waitErr := waitTerminal(ctx, client, jobs, logf)
+	states, waitErr := waitTerminal(ctx, api, jobs, logf)
 	// Jobs that finished before the NATS node and Redis came back would
 	// leave those faults untested: the run goes on until they have.
 	select {
@@ -911,8 +911,8 @@ func lastLine(s string) string {
 }
 
 // waitTerminal polls ingest until every job is terminal or ctx ends.
-func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf func(string, ...any)) (map[string]ingest.JobView, error) {
-	states := map[string]ingest.JobView{}
+func waitTerminal(ctx context.Context, c *client.Client, jobs []*job.Job, logf func(string, ...any)) (map[string]client.JobView, error) {
+	states := map[string]client.JobView{}
 	last := time.Now()
 	for {
 		done := 0
@@ -952,7 +952,7 @@ func waitTerminal(ctx context.Context, c *ingest.Client, jobs []*job.Job, logf f
 // callbackWait) while vodsim is still retrying the callback of a missing
 // vod.file_uploaded, so check never reports a callback that had attempts
 // left.
-func waitWebhooks(ctx context.Context, s *services, states map[string]ingest.JobView) {
+func waitWebhooks(ctx context.Context, s *services, states map[string]client.JobView) {
 	ctx, cancel := context.WithTimeout(ctx, callbackWait)
 	defer cancel()
 	soft := time.Now().Add(60 * time.Second)
@@ -1027,7 +1027,7 @@ func callbackState(events []vodsim.EventRecord, fileID string, attempts int) str
 }
 
 // check fills the report's figures and violations.
-func check(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView, s *services) {
+func check(rep *Report, o Options, jobs []*job.Job, states map[string]client.JobView, s *services) {
 	viol := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
@@ -1184,7 +1184,7 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 // are sent again per extra run (status' runs: the workers that started it;
 // a delivery that started nothing sent nothing). An injected fault costs
 // the one part it hit; vodsim counts both bytes and faults per object key.
-func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]ingest.JobView,
+func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]client.JobView,
 	traffic []vodsim.ObjectTraffic, simFiles []vodsim.File, simObjects []vodsim.Object, viol func(string, ...any)) {
 	type usage struct {
 		received int64

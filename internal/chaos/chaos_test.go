@@ -22,7 +22,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/service"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
-	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
 
 // TestMain lets this test binary play the services (`vodpipe notify`, ...):
@@ -78,7 +78,7 @@ func TestReceiverRefusesOnceAndTracksRedeliveries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.srv.Close()
-	secret := notify.NewSecret()
+	secret := webhook.NewSecret()
 	r.setSecret(secret)
 	deliver := func(webhookID, jobID string) int {
 		t.Helper()
@@ -91,14 +91,14 @@ func TestReceiverRefusesOnceAndTracksRedeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := time.Now()
-		sig, err := notify.Sign(secret, webhookID, now, body)
+		sig, err := webhook.Sign(secret, webhookID, now, body)
 		if err != nil {
 			t.Fatal(err)
 		}
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, r.URL, bytes.NewReader(body))
-		req.Header.Set(notify.HeaderWebhookID, webhookID)
-		req.Header.Set(notify.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
-		req.Header.Set(notify.HeaderWebhookSignature, sig)
+		req.Header.Set(webhook.HeaderID, webhookID)
+		req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(webhook.HeaderSignature, sig)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

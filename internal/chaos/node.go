@@ -38,7 +38,7 @@ type nodeSpec struct {
 // binary with a setting in the environment), and never returns then. Any
 // binary that runs Run must call it before anything else, because the nodes
 // are separate processes the run can SIGKILL: `vodpipe` calls it from an
-// init function of cmd/vodpipe, which also covers its test binary.
+// init function of internal/cli, which also covers its test binary.
 // Without the setting it returns at once.
 func MaybeRunNATSNode() {
 	v := os.Getenv(nodeEnv)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
-	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
 
 // receiver is the webhook endpoint of the run: it verifies every delivery's
@@ -59,7 +59,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	id, err := notify.Verify(r.secret, req.Header, body, time.Now(), 0)
+	id, err := webhook.Verify(r.secret, req.Header, body, time.Now(), 0)
 	if err != nil {
 		r.bad++
 		r.lastError = err.Error()

@@ -2,14 +2,13 @@ package service
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 
-	"github.com/vodpipe/vodpipe/pkg/ingest"
-	"github.com/vodpipe/vodpipe/pkg/notify"
+	"github.com/vodpipe/vodpipe/internal/ingest"
+	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/worker"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
-	"github.com/vodpipe/vodpipe/pkg/worker"
 )
 
 // IsRole reports whether name is a service one vodpipe binary can play
@@ -39,23 +38,7 @@ func role(name string) func(context.Context, io.Writer) int {
 	case "notify":
 		return func(ctx context.Context, stderr io.Writer) int { return Run(ctx, name, stderr, notify.New) }
 	case "vodsim":
-		return runVodsim
+		return vodsim.RunEnv
 	}
 	return nil
-}
-
-// runVodsim is vodsim's runner: its own configuration (VODPIPE_VODSIM_*),
-// with Run's exit codes.
-func runVodsim(ctx context.Context, stderr io.Writer) int {
-	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "vodsim")
-	err := vodsim.ServeEnv(ctx, log)
-	switch {
-	case errors.Is(err, vodsim.ErrBadConfig):
-		log.Error("invalid configuration", "err", err)
-		return ExitConfig
-	case err != nil:
-		log.Error("failed", "err", err)
-		return ExitFailed
-	}
-	return ExitOK
 }

@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/vodpipe/vodpipe/pkg/config"
+	"github.com/vodpipe/vodpipe/internal/config"
 )
 
 // Server is an opened service.

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vodpipe/vodpipe/pkg/config"
-	"github.com/vodpipe/vodpipe/pkg/natsembed"
+	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsembed"
 )
 
 // NATS is an embedded NATS server with JetStream.

@@ -52,8 +52,8 @@ import (
 
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
+	"github.com/vodpipe/vodpipe/internal/checksum"
 	"github.com/vodpipe/vodpipe/internal/testharness"
-	"github.com/vodpipe/vodpipe/pkg/checksum"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )

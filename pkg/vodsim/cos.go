@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vodpipe/vodpipe/pkg/checksum"
+	"github.com/vodpipe/vodpipe/internal/checksum"
 )
 
 // COS limits, as documented for the XML API.

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/vodpipe/vodpipe/pkg/config"
-	"github.com/vodpipe/vodpipe/pkg/redact"
+	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/redact"
 )
 
 // EnvPrefix starts every variable of vodsim's Config.
@@ -53,4 +57,29 @@ func ServeEnv(ctx context.Context, log *slog.Logger) error {
 	}
 	log.Info("vodsim stopped")
 	return nil
+}
+
+// RunEnv is ServeEnv for a process: JSON logs to stderr, and the exit code
+// the services use (0 stopped, 1 failed, 2 invalid configuration).
+func RunEnv(ctx context.Context, stderr io.Writer) int {
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "vodsim")
+	err := ServeEnv(ctx, log)
+	switch {
+	case errors.Is(err, ErrBadConfig):
+		log.Error("invalid configuration", "err", err)
+		return 2
+	case err != nil:
+		log.Error("failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// Main runs vodsim standalone until SIGTERM or Ctrl-C and exits with
+// RunEnv's code: cmd/vodsim's main.
+func Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := RunEnv(ctx, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vodpipe/vodpipe/pkg/checksum"
+	"github.com/vodpipe/vodpipe/internal/checksum"
 )
 
 // Object is a stored COS object. Bytes live in its pieces' files (a multipart

@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/chaos"
+)
+
+// The chaos run starts its NATS nodes as processes of this very binary;
+// such a process becomes a node here, before main (or a test's TestMain)
+// looks at its arguments.
+func init() { chaos.MaybeRunNATSNode() }
+
+// runChaos runs issue 10's chaos run and exits non-zero on any violation.
+func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o chaos.Options
+	fs.IntVar(&o.Jobs, "jobs", 200, "number of jobs")
+	fs.Int64Var(&o.MinSize, "min-size", 1<<10, "smallest job in bytes")
+	fs.Int64Var(&o.MaxSize, "max-size", 64<<20, "largest job in bytes")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Minute, "limit of the whole run")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed of sizes, mix and victims (0: from the clock)")
+	fs.DurationVar(&o.KillEvery, "kill-every", 3*time.Second, "pause between worker SIGKILLs")
+	fs.Int64Var(&o.Bandwidth, "bandwidth", 32<<20, "bytes per second vodsim reads, all uploads together (negative: unlimited)")
+	fs.Float64Var(&o.FaultRate, "fault-rate", 0.05, "fraction of vodsim requests failed (half errors, half resets)")
+	fs.StringVar(&o.Dir, "dir", "", "keep the run's files (logs of nodes, workers, Redis) in this folder")
+	quiet := fs.Bool("quiet", false, "print only the summary")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if o.MinSize <= 0 || o.MaxSize < o.MinSize || o.Jobs <= 0 {
+		fmt.Fprintln(stderr, "chaos: need --jobs > 0 and 0 < --min-size <= --max-size")
+		return 2
+	}
+	if !*quiet {
+		o.Log = stdout
+	}
+	rep, err := chaos.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "chaos: %s\n", oneLine(err))
+		return 1
+	}
+	rep.Print(stdout)
+	if len(rep.Violations) > 0 {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsperm"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/stack"
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+func startStack(t *testing.T, root string, bandwidth int64) *stack.Stack {
+	t.Helper()
+	st, err := stack.Start(t.Context(), stack.Options{
+		DataDir: t.TempDir(), SourceRoot: root, Workers: 1, JobsPerWorker: 2, PartSize: 1 << 20, Concurrency: 4,
+		LeaseTTL: 3 * time.Second, Queue: queue.Config{AckWait: 3 * time.Second},
+		Vodsim: func(c *vodsim.Config) { c.Faults.Bandwidth = bandwidth },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func stored(t *testing.T, st *stack.Stack, fileID string) []byte {
+	t.Helper()
+	for _, f := range st.Vodsim.Files() {
+		if f.FileID == fileID {
+			rc, err := st.Vodsim.OpenObject(f.Bucket, f.VideoKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			b, _ := io.ReadAll(rc)
+			return b
+		}
+	}
+	t.Fatalf("FileId %s unknown to vodsim", fileID)
+	return nil
+}
+
+func TestSubmitByAPIAndByCLIComplete(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 0)
+	files := map[string]int64{"a.mp4": 200 << 10, "sub/b.mov": 3<<20 + 5, "sub/c.mkv": 1 << 20, "notes.txt": 10}
+	for name, size := range files {
+		if err := writeSample(filepath.Join(root, name), size, uint64(size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// By the API.
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	v, created, err := c.Submit(t.Context(), &job.Job{Source: "file://" + filepath.Join(root, "a.mp4")}, "")
+	if err != nil || !created {
+		t.Fatalf("submit: %+v %v", v, err)
+	}
+	// By the CLI: walks the folder (skipping notes.txt), watches, prints JSON.
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json",
+		"--poll", "100ms", "--source-context", "cli", root}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("submit --watch exit %d\nstdout %s\nstderr %s", code, out.String(), errOut.String())
+	}
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if len(rows) != 3 {
+		t.Fatalf("rows = %+v (want the 3 video files)", rows)
+	}
+	for _, r := range rows {
+		rel, _ := filepath.Rel(root, r.File)
+		want, _ := os.ReadFile(filepath.Join(root, rel))
+		if r.Outcome != "completed" || r.FileID == "" || !bytes.Equal(stored(t, st, r.FileID), want) {
+			t.Fatalf("row %+v: not completed with the right bytes", r)
+		}
+	}
+	// The API job completed too, and `vodpipe status` shows it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, err = c.Get(t.Context(), v.ID)
+		if err == nil && v.State == job.StateCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API job: %+v %v", v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"status", "--api", st.IngestURL, "--api-key", st.APIKey, v.ID}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), v.FileID) {
+		t.Fatalf("status: %d %s", code, out.String())
+	}
+	// Submitting the same folder again makes no new jobs: ids derive from path, size and mtime.
+	out.Reset()
+	if code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--json", root}, &out, &errOut); code != 0 ||
+		strings.Count(out.String(), `"outcome": "duplicate"`) != 3 {
+		t.Fatalf("resubmit: %d %s", code, out.String())
+	}
+	if n := len(st.Vodsim.Files()); n != 4 {
+		t.Fatalf("vodsim files = %d, want 4", n)
+	}
+}
+
+func TestPauseResumeCancelThroughTheAPI(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 4<<20)
+	for _, n := range []string{"p.mp4", "c.mp4"} {
+		if err := writeSample(filepath.Join(root, n), 24<<20, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	for _, id := range []string{"p", "c"} {
+		if _, _, err := c.Submit(ctx, &job.Job{ID: id, Source: "file://" + filepath.Join(root, id+".mp4")}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState := func(id string, want job.State) client.JobView {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			v, err := c.Get(ctx, id)
+			if err == nil && v.State == want {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s: %+v %v, want %s", id, v, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitProgress := func(id string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			v, err := c.Get(ctx, id)
+			if err == nil && v.BytesDone >= 2<<20 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no progress on %s", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Both controls go out back to back once both jobs are under way: a
+	// pause lets the parts in flight finish, and waiting for it before
+	// cancelling c would leave c seconds alone on the link to finish first.
+	waitProgress("p")
+	waitProgress("c")
+	if _, err := c.Control(ctx, "p", "pause"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Control(ctx, "c", "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	waitState("p", job.StatePaused)
+	waitState("c", job.StateCanceled)
+	if _, err := c.Control(ctx, "p", "resume"); err != nil {
+		t.Fatal(err)
+	}
+	v := waitState("p", job.StateCompleted)
+	want, _ := os.ReadFile(filepath.Join(root, "p.mp4"))
+	if !bytes.Equal(stored(t, st, v.FileID), want) {
+		t.Fatal("resumed job stored different bytes")
+	}
+	if u := st.Vodsim.Uploads(); len(u) != 0 {
+		t.Fatalf("open multipart uploads after cancel: %d", len(u))
+	}
+	if _, err := c.Control(ctx, "c", "resume"); err == nil {
+		t.Fatal("resume of a canceled job accepted")
+	}
+}
+
+// TestSlowCommitAnswerStillNamesTheJob: VOD commits and calls back at once,
+// but its answer to the worker comes after notify's correlation wait (3 s),
+// as it would to a worker killed before it recorded the FileId. VOD's event
+// still names the job, found by the storage path recorded before the commit.
+func TestSlowCommitAnswerStillNamesTheJob(t *testing.T) {
+	root := t.TempDir()
+	st, err := stack.Start(t.Context(), stack.Options{
+		DataDir: t.TempDir(), SourceRoot: root, Workers: 1, JobsPerWorker: 1, PartSize: 1 << 20, Concurrency: 2,
+		LeaseTTL: 10 * time.Second, Queue: queue.Config{AckWait: 10 * time.Second},
+		Vodsim: func(c *vodsim.Config) {
+			c.Faults.Rules = []vodsim.FaultRule{{Op: vodsim.OpCommit, AnswerLatency: vodsim.Duration(4500 * time.Millisecond)}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := writeSample(filepath.Join(root, "slow.mp4"), 300<<10, 9); err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	v, _, err := c.Submit(t.Context(), &job.Job{ID: "slow-commit-1", Source: "file://" + filepath.Join(root, "slow.mp4")}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := jetStreamAt(t, st.AdminNATS())
+	events, err := js.Stream(t.Context(), queue.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev job.Event
+	testharness.WaitFor(t, 30*time.Second, "vod.file_uploaded of the job", func() bool {
+		m, err := events.GetLastMsgForSubject(t.Context(), queue.EventFilterSubject(job.EventVODFileUpload, v.ID))
+		return err == nil && json.Unmarshal(m.Data, &ev) == nil
+	})
+	testharness.WaitFor(t, 30*time.Second, "the job completed", func() bool {
+		v, err = c.Get(t.Context(), v.ID)
+		return err == nil && v.State == job.StateCompleted
+	})
+	var d job.FileUploadedData
+	if err := json.Unmarshal(ev.Data, &d); err != nil || ev.JobID != v.ID || d.FileID != v.FileID {
+		t.Fatalf("vod.file_uploaded %+v (%v): want job %s, FileId %s", ev, err, v.ID, v.FileID)
+	}
+	// Published once, naming the job: one vod.file_uploaded in the stream,
+	// none on the subject of events without a job.
+	info, err := events.Info(t.Context(), jetstream.WithSubjectFilter(queue.EventFilterSubject(job.EventVODFileUpload, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.State.Subjects) != 1 || info.State.Subjects[queue.EventFilterSubject(job.EventVODFileUpload, v.ID)] != 1 {
+		t.Fatalf("vod.file_uploaded subjects in the stream: %v, want one on the job's", info.State.Subjects)
+	}
+	// The job was found by the media URL, not by a FileId the worker
+	// recorded late: the commit's answer came after notify's 3 s wait.
+	resp, err := http.Get(st.NotifyURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := `vodpipe_notify_vod_events_total{outcome="published_by_media_url",source="callback"} 1` + "\n"; !bytes.Contains(body, []byte(want)) {
+		t.Fatalf("notify's metrics lack %s:\n%s", want, grepLines(body, "vod_events_total"))
+	}
+}
+
+// grepLines is the lines of b that contain s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for l := range strings.Lines(string(b)) {
+		if strings.Contains(l, s) {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestDeadLetterCommands: a bad message published straight onto NATS is
+// listed by `vodpipe dead-letters` with its job, code and reason, and
+// `vodpipe dead-letter SEQ` prints it with the message as received.
+func TestDeadLetterCommands(t *testing.T) {
+	st := startStack(t, t.TempDir(), 0)
+	js := jetStreamAt(t, st.NATSConfig(natsperm.Publisher)) // an outside publisher
+	bad := `{"id":"cli-bad-1","source":42}`
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: queue.JobsSubject, Data: []byte(bad),
+		Header: nats.Header{jetstream.MsgIDHeader: []string{"cli-bad-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	api := []string{"--api", st.IngestURL, "--api-key", st.APIKey}
+	var out, errOut bytes.Buffer
+	var seq string
+	testharness.WaitFor(t, 20*time.Second, "the dead letter listed", func() bool {
+		out.Reset()
+		if code := run(t.Context(), append([]string{"dead-letters"}, api...), &out, &errOut); code != 0 {
+			t.Fatalf("dead-letters exit %d: %s", code, errOut.String())
+		}
+		for l := range strings.Lines(out.String()) {
+			if f := strings.Fields(l); len(f) >= 5 && f[2] == "cli-bad-1" && f[3] == "invalid_message" {
+				seq = f[0]
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(out.String(), "source") {
+		t.Errorf("the listed reason does not name the bad field:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), append(append([]string{"dead-letter"}, api...), seq), &out, &errOut); code != 0 {
+		t.Fatalf("dead-letter %s exit %d: %s", seq, code, errOut.String())
+	}
+	var e job.DeadLetterEntry
+	var msg bytes.Buffer
+	if err := json.Unmarshal(out.Bytes(), &e); err != nil || e.JobID != "cli-bad-1" || json.Compact(&msg, e.Message) != nil || msg.String() != bad {
+		t.Fatalf("dead-letter %s: %v\n%s", seq, err, out.String())
+	}
+	if code := run(t.Context(), append(append([]string{"dead-letter"}, api...), "999999"), &out, &errOut); code != 3 {
+		t.Errorf("an unknown seq: exit %d, want 3", code)
+	}
+}
+
+// jetStreamAt is a JetStream context on a new connection made with cfg,
+// closed with the test.
+func jetStreamAt(t *testing.T, cfg config.NATS) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(testharness.ConnectWith(t, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}

@@ -1,0 +1,522 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// videoExtensions are the files `vodpipe submit` picks up when walking folders.
+var videoExtensions = map[string]bool{".mp4": true, ".mov": true, ".mkv": true, ".avi": true, ".flv": true,
+	".ts": true, ".webm": true, ".wmv": true, ".m4v": true, ".mpg": true, ".mpeg": true, ".3gp": true}
+
+// apiFlags are the flags of every command that talks to ingest.
+type apiFlags struct {
+	url, key string
+}
+
+func (a *apiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.url, "api", envOr("VODPIPE_API_URL", "http://127.0.0.1:8080"), "ingest API URL (VODPIPE_API_URL)")
+	fs.StringVar(&a.key, "api-key", os.Getenv("VODPIPE_API_KEY"), "API key (VODPIPE_API_KEY)")
+}
+
+func (a *apiFlags) client() *client.Client { return client.NewClient(a.url, a.key) }
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// item is one file or URL being submitted and watched.
+type item struct {
+	source  string
+	display string
+	id      string
+	size    int64
+	start   time.Time
+	end     time.Time
+	view    client.JobView
+	outcome string
+	bar     *mpb.Bar
+}
+
+func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var api apiFlags
+	api.register(fs)
+	var (
+		list          = fs.String("list", "", "file with one path or URL per line")
+		procedure     = fs.String("procedure", "", "task flow to run after upload")
+		region        = fs.String("storage-region", "", "storage region")
+		classID       = fs.Int64("class-id", 0, "media category id")
+		sourceContext = fs.String("source-context", "", "passthrough returned in VOD's event")
+		oneTime       = fs.Bool("one-time", false, "one-time upload signatures")
+		cover         = fs.String("cover", "", "cover image (path or URL) for every job")
+		batch         = fs.Int("batch", 500, "jobs per batch request")
+		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
+		asJSON        = fs.Bool("json", false, "print results as JSON (for scripts)")
+		poll          = fs.Duration("poll", 500*time.Millisecond, "how often --watch polls")
+	)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: vodpipe submit [flags] PATH|URL ...   (folders are walked for video files)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	sources, err := collectSources(fs.Args(), *list)
+	if err != nil {
+		fmt.Fprintln(stderr, "vodpipe submit:", err)
+		return 2
+	}
+	if len(sources) == 0 {
+		fmt.Fprintln(stderr, "vodpipe submit: nothing to submit (give files, folders, URLs or --list)")
+		return 2
+	}
+	coverURL := ""
+	if *cover != "" {
+		if coverURL, _, err = toSourceURL(*cover); err != nil {
+			fmt.Fprintln(stderr, "vodpipe submit: --cover:", err)
+			return 2
+		}
+	}
+	items := make([]*item, len(sources))
+	var jobs []*job.Job
+	for i, s := range sources {
+		items[i] = s
+		j := &job.Job{V: 1, ID: s.id, Source: s.source, Cover: coverURL, Procedure: *procedure, StorageRegion: *region,
+			ClassID: *classID, SourceContext: *sourceContext, OneTimeSignature: *oneTime}
+		jobs = append(jobs, j)
+	}
+	c := api.client()
+	failed := 0
+	for start := 0; start < len(jobs); start += *batch {
+		end := min(start+*batch, len(jobs))
+		resp, err := c.SubmitBatch(ctx, jobs[start:end])
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe submit:", err)
+			return 1
+		}
+		for _, it := range resp.Items {
+			x := items[start+it.Index]
+			switch it.Result {
+			case "queued", "duplicate":
+				x.outcome = it.Result
+			default:
+				x.outcome, failed = "refused: "+it.Error, failed+1
+			}
+		}
+	}
+	if !*watch {
+		return report(items, stdout, *asJSON, failed)
+	}
+	return watchJobs(ctx, c, items, stdout, stderr, *asJSON, *poll)
+}
+
+// collectSources expands arguments (files, folders, URLs) and a list file.
+func collectSources(args []string, list string) ([]*item, error) {
+	var raw []string
+	raw = append(raw, args...)
+	if list != "" {
+		f, err := os.Open(list)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+				raw = append(raw, line)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var out []*item
+	seen := map[string]bool{}
+	add := func(src, display string, size int64, idSeed string) {
+		if seen[src] {
+			return
+		}
+		seen[src] = true
+		h := sha256.Sum256([]byte(idSeed))
+		out = append(out, &item{source: src, display: display, size: size, id: "f-" + hex.EncodeToString(h[:10])})
+	}
+	for _, r := range raw {
+		if u, err := url.Parse(r); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+			add(r, r, 0, r)
+			continue
+		}
+		abs, err := filepath.Abs(strings.TrimPrefix(r, "file://"))
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			src, _, _ := toSourceURL(abs)
+			add(src, abs, st.Size(), fmt.Sprintf("%s|%d|%d", abs, st.Size(), st.ModTime().UnixNano()))
+			continue
+		}
+		err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !videoExtensions[strings.ToLower(filepath.Ext(p))] {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			src, _, _ := toSourceURL(p)
+			add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// toSourceURL turns a path into a file:// URL, leaving http(s) URLs alone.
+func toSourceURL(s string) (string, string, error) {
+	if u, err := url.Parse(s); err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "file") {
+		return s, s, nil
+	}
+	abs, err := filepath.Abs(s)
+	if err != nil {
+		return "", "", err
+	}
+	return (&url.URL{Scheme: "file", Path: abs}).String(), abs, nil
+}
+
+// watchJobs shows an overall bar and one bar per active job until all finish.
+func watchJobs(ctx context.Context, c *client.Client, items []*item, stdout, stderr io.Writer, asJSON bool, poll time.Duration) int {
+	var total int64
+	for _, it := range items {
+		total += it.size
+	}
+	p := mpb.NewWithContext(ctx, mpb.WithOutput(stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+	overall := p.AddBar(max(total, 1), mpb.PrependDecorators(
+		decor.Name("all ", decor.WCSyncSpaceR),
+		decor.CountersKibiByte("% .1f / % .1f"),
+	), mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+	var overallDone int64
+	pending := map[string]*item{}
+	for _, it := range items {
+		if !strings.HasPrefix(it.outcome, "refused") {
+			pending[it.id] = it
+			it.start = time.Now()
+		}
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			p.Shutdown()
+			fmt.Fprintln(stderr, "vodpipe submit: interrupted; jobs keep running (see `vodpipe jobs`)")
+			return report(items, stdout, asJSON, len(pending))
+		case <-tick.C:
+		}
+		var done int64
+		for _, it := range items {
+			if it.view.BytesTotal > 0 {
+				done += min(it.view.BytesDone, it.view.BytesTotal)
+			}
+		}
+		for id, it := range pending {
+			v, err := c.Get(ctx, id)
+			if err != nil {
+				continue
+			}
+			it.view = v
+			if v.BytesTotal > 0 && it.size == 0 {
+				it.size = v.BytesTotal
+				overall.SetTotal(overall.Current()+0, false)
+			}
+			if v.State == job.StateRunning && it.bar == nil {
+				it.bar = p.AddBar(max(v.BytesTotal, 1), mpb.BarRemoveOnComplete(),
+					mpb.PrependDecorators(decor.Name(shorten(it.display, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+					mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
+			}
+			if it.bar != nil {
+				it.bar.SetTotal(max(v.BytesTotal, 1), false)
+				it.bar.EwmaSetCurrent(v.BytesDone, poll)
+			}
+			if v.State.Terminal() || v.State == job.StatePaused {
+				// Server times: from submit to the final state.
+				it.start, it.end, it.outcome = v.CreatedAt, v.UpdatedAt, string(v.State)
+				if it.bar != nil {
+					it.bar.SetTotal(-1, true)
+				}
+				delete(pending, id)
+			}
+		}
+		var sum int64
+		for _, it := range items {
+			sum += min(it.view.BytesDone, max(it.view.BytesTotal, 0))
+		}
+		if sum > overallDone {
+			overall.EwmaIncrInt64(sum-overallDone, poll)
+			overallDone = sum
+		}
+		_ = done
+	}
+	overall.SetTotal(-1, true)
+	p.Wait()
+	failed := 0
+	for _, it := range items {
+		if it.outcome != string(job.StateCompleted) {
+			failed++
+		}
+	}
+	return report(items, stdout, asJSON, failed)
+}
+
+func shorten(s string, n int) string {
+	s = filepath.Base(s)
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// summary is one row of the final table (and of --json output).
+type summary struct {
+	File     string  `json:"file"`
+	JobID    string  `json:"jobId"`
+	FileID   string  `json:"fileId,omitempty"`
+	Size     int64   `json:"size"`
+	Seconds  float64 `json:"seconds,omitempty"`
+	MBps     float64 `json:"mbps,omitempty"`
+	Outcome  string  `json:"outcome"`
+	MediaURL string  `json:"mediaUrl,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+func report(items []*item, w io.Writer, asJSON bool, failed int) int {
+	rows := make([]summary, len(items))
+	for i, it := range items {
+		r := summary{File: it.display, JobID: it.id, FileID: it.view.FileID, Size: max(it.size, it.view.BytesTotal),
+			Outcome: it.outcome, MediaURL: it.view.MediaURL}
+		if it.view.Error != nil {
+			r.Error = it.view.Error.Code + ": " + it.view.Error.Message
+		}
+		if !it.end.IsZero() {
+			r.Seconds = it.end.Sub(it.start).Seconds()
+			if r.Seconds > 0 {
+				r.MBps = float64(r.Size) / r.Seconds / 1e6
+			}
+		}
+		rows[i] = r
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].File < rows[j].File })
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rows)
+	} else {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FILE\tJOB ID\tFILE ID\tSIZE\tTIME\tMB/s\tOUTCOME")
+		for _, r := range rows {
+			secs, mbps := "-", "-"
+			if r.Seconds > 0 {
+				secs, mbps = fmt.Sprintf("%.1fs", r.Seconds), fmt.Sprintf("%.1f", r.MBps)
+			}
+			out := r.Outcome
+			if r.Error != "" {
+				out += " (" + r.Error + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shorten(r.File, 40), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
+		}
+		_ = tw.Flush()
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// runJobCommand implements status, jobs, pause, resume and cancel.
+func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var api apiFlags
+	api.register(fs)
+	state := fs.String("state", "", "jobs: only jobs in this state")
+	limit := fs.Int("limit", 100, "jobs: page size")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := api.client()
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if cmd == "jobs" {
+		cursor := ""
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB ID\tSTATE\tPROGRESS\tFILE ID\tSOURCE")
+		for {
+			page, err := c.List(ctx, job.State(*state), *limit, cursor)
+			if err != nil {
+				fmt.Fprintln(stderr, "vodpipe jobs:", err)
+				return 1
+			}
+			for _, j := range page.Jobs {
+				prog := "-"
+				if j.BytesTotal > 0 {
+					prog = fmt.Sprintf("%d%%", j.BytesDone*100/j.BytesTotal)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j.ID, j.State, prog, orDash(j.FileID), j.Job.Source)
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+		_ = tw.Flush()
+		return 0
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "usage: vodpipe %s [flags] JOB_ID\n", cmd)
+		return 2
+	}
+	var v client.JobView
+	var err error
+	if cmd == "status" {
+		v, err = c.Get(ctx, fs.Arg(0))
+	} else {
+		v, err = c.Control(ctx, fs.Arg(0), cmd)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vodpipe %s: %v\n", cmd, err)
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status == 404 {
+			return 3
+		}
+		return 1
+	}
+	_ = enc.Encode(v)
+	return 0
+}
+
+// runDeadLetters lists the dead-letter stream through ingest's API
+// ("dead-letters") or prints one entry with its message ("dead-letter SEQ").
+func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var api apiFlags
+	api.register(fs)
+	after := fs.Uint64("after", 0, "dead-letters: start after this seq")
+	limit := fs.Int("limit", 100, "dead-letters: entries per request (every page is listed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := api.client()
+	if cmd == "dead-letter" {
+		if *after != 0 || *limit != 100 {
+			fmt.Fprintln(stderr, "vodpipe dead-letter: --after and --limit belong to dead-letters")
+			return 2
+		}
+		seq, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+		if fs.NArg() != 1 || err != nil {
+			fmt.Fprintln(stderr, "usage: vodpipe dead-letter [flags] SEQ (the SEQ column of vodpipe dead-letters)")
+			return 2
+		}
+		e, err := c.DeadLetter(ctx, seq)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe dead-letter:", err)
+			var ae *client.APIError
+			if errors.As(err, &ae) && ae.Status == 404 {
+				return 3
+			}
+			return 1
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(e)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tJOB ID\tCODE\tREASON")
+	for {
+		page, err := c.DeadLetters(ctx, *after, *limit)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe dead-letters:", err)
+			return 1
+		}
+		for _, e := range page.DeadLetters {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
+				orDash(oneLineText(e.JobID, 80)), oneLineText(e.Code, 40), oneLineText(e.Reason, 200))
+		}
+		if page.Next == 0 {
+			break
+		}
+		*after = page.Next
+	}
+	_ = tw.Flush()
+	return 0
+}
+
+// oneLineText is s on one line for a table cell, cut to at most n runes.
+// Job ids and reasons come from whoever published the message: control
+// characters (a terminal escape, a tab) are replaced, whitespace folded.
+func oneLineText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return '?'
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// `vodpipe up` reads the services' own variables: both keys of
+// VODPIPE_API_KEYS work at ingest and notify and no key is made, the signing
+// policy refuses a task flow outside it, VODPIPE_MAX_BODY bounds a body,
+// notify listens on VODPIPE_NOTIFY_HTTP_ADDR, the upload-token keys are
+// used, and vodsim serves TLS on VODPIPE_VODSIM_TLS_ADDR; the banner names
+// each address.
+func TestUpReadsTheServicesVariables(t *testing.T) {
+	const keyA, keyB = "first-key-0123456789", "second-key-0123456789"
+	notifyAddr, tlsAddr := freeAddr(t), freeAddr(t)
+	for k, v := range map[string]string{
+		"VODPIPE_API_KEYS":          "a:" + keyA + ",b:" + keyB,
+		"VODPIPE_SIGN_PROCEDURES":   "LongVideoPreset",
+		"VODPIPE_MAX_BODY":          "1024",
+		"VODPIPE_NOTIFY_HTTP_ADDR":  notifyAddr,
+		"VODPIPE_VODSIM_TLS_ADDR":   tlsAddr,
+		"VODPIPE_UPLOAD_TOKEN_KEYS": "upload-token-key-0123456789abcdef-0123",
+	} {
+		t.Setenv(k, v)
+	}
+	b := startUp(t, "-ingest-addr", "127.0.0.1:0", "-workers-addr", "127.0.0.1:0", "-vodsim-addr", "127.0.0.1:0", "-workers", "1")
+
+	for _, want := range []string{"from VODPIPE_API_KEYS (2; none made)", "signed with VODPIPE_UPLOAD_TOKEN_KEYS",
+		"notify API    http://" + notifyAddr, "vodsim TLS    https://" + tlsAddr, "MAP vod2.qcloud.com " + tlsAddr} {
+		if !strings.Contains(b.text, want) {
+			t.Errorf("banner lacks %q:\n%s", want, b.text)
+		}
+	}
+	ingestURL := b.field(t, `ingest API +(\S+)`)
+	tests := []struct {
+		name, method, url, key, body string
+		want                         int
+	}{
+		{"first key at ingest", "GET", ingestURL + "/v1/jobs", keyA, "", http.StatusOK},
+		{"second key at ingest", "GET", ingestURL + "/v1/jobs", keyB, "", http.StatusOK},
+		{"first key at notify", "GET", "http://" + notifyAddr + "/v1/subscriptions", keyA, "", http.StatusOK},
+		{"second key at notify", "GET", "http://" + notifyAddr + "/v1/subscriptions", keyB, "", http.StatusOK},
+		{"another key", "GET", ingestURL + "/v1/jobs", "not-a-configured-key", "", http.StatusUnauthorized},
+		{"task flow in the policy", "POST", ingestURL + "/v1/signatures", keyA, `{"procedure":"LongVideoPreset"}`, http.StatusOK},
+		{"task flow outside the policy", "POST", ingestURL + "/v1/signatures", keyA, `{"procedure":"SimpleAesEncryptPreset"}`, http.StatusForbidden},
+		{"body over VODPIPE_MAX_BODY", "POST", ingestURL + "/v1/jobs", keyA, `{"id":"big","source":"https://example.com/` + strings.Repeat("a", 2048) + `"}`, http.StatusRequestEntityTooLarge},
+		{"worker health", "GET", b.field(t, `workers .*?(http://\S+)/worker-1/`) + "/worker-1/healthz", "", "", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, tt.url, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tt.key)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("%s %s: %d, want %d: %s", tt.method, tt.url, resp.StatusCode, tt.want, body)
+			}
+		})
+	}
+
+	// vodsim answers over TLS as VOD does to a browser (the certificate is self-signed).
+	tc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "vod2.qcloud.com"}}}
+	resp, err := tc.Get("https://" + tlsAddr + "/vodsim/files")
+	if err != nil {
+		t.Fatalf("vodsim over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("vodsim over TLS: GET /vodsim/files: %d", resp.StatusCode)
+	}
+}
+
+// With no variable set, up makes its API key and upload-token key, says
+// so, and runs a job through the embedded vodsim with the key pair it shares
+// between ingest and vodsim.
+func TestUpRunsAJobOnItsOwnKeys(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "clip.mp4"), bytes.Repeat([]byte("clip"), 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startUp(t, "-ingest-addr", "127.0.0.1:0", "-notify-addr", "127.0.0.1:0", "-workers-addr", "", "-vodsim-addr", "127.0.0.1:0",
+		"-vodsim-tls-addr", "127.0.0.1:0", "-workers", "1", "-source-root", root)
+	for _, want := range []string{"(made at start, every scope: VODPIPE_API_KEYS is not set)", "tokens die with this process",
+		"(VODPIPE_WORKER_HTTP_ADDR empty: not served)", "/upload#token=ut1.", "--ignore-certificate-errors"} {
+		if !strings.Contains(b.text, want) {
+			t.Errorf("banner lacks %q:\n%s", want, b.text)
+		}
+	}
+	c := client.NewClient(b.field(t, `ingest API +(\S+)`), b.field(t, `API keys +(vp_\S+)`))
+	if _, _, err := c.Submit(t.Context(), &job.Job{ID: "up-clip", Source: "file://" + filepath.Join(root, "clip.mp4")}, ""); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 30*time.Second, "the job completed", func() bool {
+		v, err := c.Get(t.Context(), "up-clip")
+		return err == nil && v.State == job.StateCompleted
+	})
+}
+
+// upBanner is what a running `vodpipe up` printed before its first command hint.
+type upBanner struct{ text string }
+
+// field is the first submatch of re in the banner.
+func (b upBanner) field(t *testing.T, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(b.text)
+	if m == nil {
+		t.Fatalf("banner lacks %s:\n%s", re, b.text)
+	}
+	return m[1]
+}
+
+// startUp runs `vodpipe up` with args until the test ends and returns its banner.
+func startUp(t *testing.T, args ...string) upBanner {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- runUp(ctx, append([]string{"-data", t.TempDir()}, args...), pw, &stderr)
+		pw.Close()
+	}()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		for range lines { // drain until up has stopped
+		}
+		if c := <-code; c != 0 {
+			t.Errorf("vodpipe up exited %d:\n%s", c, stderr.String())
+		}
+	})
+	var banner strings.Builder
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("vodpipe up ended before its banner:\n%s\n%s", banner.String(), stderr.String())
+			}
+			banner.WriteString(l + "\n")
+			if l == "try:" {
+				return upBanner{banner.String()}
+			}
+		case <-deadline:
+			t.Fatalf("no banner within a minute:\n%s", stderr.String())
+		}
+	}
+}
+
+// freeAddr is a loopback address with a free port.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	p, err := testharness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(p)
+}

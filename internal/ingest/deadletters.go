@@ -1,0 +1,64 @@
+package ingest
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var fields []job.FieldError
+	limit, fields := queryLimit(q, fields)
+	var after uint64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			fields = append(fields, job.FieldError{Field: "after", Reason: "must be a dead letter's seq (a non-negative integer)"})
+		}
+		after = n
+	}
+	for k := range q {
+		if k != "limit" && k != "after" {
+			fields = append(fields, job.FieldError{Field: k, Reason: "unknown query parameter"})
+		}
+	}
+	if len(fields) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid_query", "invalid query parameters", fields)
+		return
+	}
+	page, next, err := s.q.DeadLetterPage(r.Context(), after, limit)
+	if err != nil {
+		s.log.Warn("list dead letters", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "dead-letter stream unavailable", nil)
+		return
+	}
+	if page == nil {
+		page = []job.DeadLetterEntry{} // an empty page is [], not null
+	}
+	writeJSON(w, http.StatusOK, client.DeadLetterList{DeadLetters: page, Next: next})
+}
+
+func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		writeError(w, http.StatusBadRequest, "invalid_path", "invalid dead letter",
+			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
+		return
+	}
+	e, err := s.q.DeadLetterAt(r.Context(), seq)
+	if errors.Is(err, queue.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no dead letter "+r.PathValue("seq"), nil)
+		return
+	}
+	if err != nil {
+		s.log.Warn("read dead letter", "seq", seq, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "dead-letter stream unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}

@@ -1,0 +1,391 @@
+// Package ingest is vodpipe's front door: the job HTTP API (submit one or a
+// batch, status, list, pause, resume, cancel), the signature service for
+// workers (NATS) and for end-user clients (HTTP), with API-key auth. It is the
+// only service that holds the Tencent SecretKey.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/vodpipe/vodpipe/internal/apikey"
+	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/httpserve"
+	"github.com/vodpipe/vodpipe/internal/natsperm"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/signer"
+)
+
+// QueueConfig is an alias so the queue's variables embed flat.
+type QueueConfig = queue.Config
+
+// Config is ingest's configuration (prefix VODPIPE_).
+type Config struct {
+	config.NATS
+	QueueConfig
+	config.Credentials
+	signer.Policy
+	UploadTokenConfig
+	PageConfig
+	httpserve.Config
+	httpserve.StreamConfig
+
+	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
+	// APIKeys are "key" or "name:key[:scope+scope]" entries (see internal/apikey);
+	// scopes: submit, read, control, sign (default: all).
+	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, key or name:key[:scope+scope],... (scopes submit, read, control, sign; default all)"`
+	// BatchMax bounds the jobs of one batch request.
+	BatchMax int `envconfig:"BATCH_MAX" default:"1000" desc:"most jobs in one POST /v1/jobs:batch"`
+	// MaxBody bounds a request body.
+	MaxBody int64 `envconfig:"MAX_BODY" default:"16777216" desc:"largest request body in bytes"`
+	// SignRate and SignBurst limit POST /v1/signatures per API key.
+	SignRate  float64 `envconfig:"SIGN_RATE" default:"10" desc:"signatures per second per API key over HTTP"`
+	SignBurst int     `envconfig:"SIGN_BURST" default:"20" desc:"burst of signatures per API key over HTTP"`
+	// SignGlobalRate and SignGlobalBurst limit POST /v1/signatures for all callers together.
+	SignGlobalRate  float64 `envconfig:"SIGN_GLOBAL_RATE" default:"200" desc:"signatures per second over HTTP, all callers together"`
+	SignGlobalBurst int     `envconfig:"SIGN_GLOBAL_BURST" default:"400" desc:"burst of signatures over HTTP, all callers together"`
+	// CORSOrigins may call POST /v1/signatures from a browser.
+	CORSOrigins []string `envconfig:"CORS_ORIGINS" desc:"browser origins allowed to call the signature endpoint"`
+}
+
+// Service is a running ingest.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	q       *queue.Queue
+	idem    jetstream.KeyValue
+	signer  *signer.Signer
+	sigSvc  micro.Service
+	keys    APIKeys
+	metrics *metrics
+
+	keyLimits   *limiters // per API key
+	tokenLimits *limiters // per upload token
+	globalLimit *rate.Limiter
+	tokenKeys   [][]byte
+	page        *pageEvents
+}
+
+// New connects to NATS, opens the queue and starts the signature micro service.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// A Config built by hand (tests, the stack) gets the tags' defaults.
+	orDefault(&cfg.BatchMax, 1000)
+	orDefault(&cfg.MaxBody, 16<<20)
+	orDefault(&cfg.SignRate, 10)
+	orDefault(&cfg.SignBurst, 20)
+	orDefault(&cfg.SignGlobalRate, 200)
+	orDefault(&cfg.SignGlobalBurst, 400)
+	orDefault(&cfg.UploadTokenSignRate, 1)
+	orDefault(&cfg.UploadTokenSignBurst, 10)
+	orDefault(&cfg.UploadTokenMaxTTL, time.Hour)
+	tokenKeys, err := cfg.UploadTokenConfig.keys()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.UploadPage && len(tokenKeys) == 0 {
+		return nil, errors.New("ingest: VODPIPE_UPLOAD_PAGE needs VODPIPE_UPLOAD_TOKEN_KEYS (or _FILE): the page signs only with upload tokens")
+	}
+	key, err := cfg.Credentials.Key()
+	if err != nil {
+		return nil, err
+	}
+	sg, err := signer.New(cfg.SecretID, key, cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: set VODPIPE_SECRET_ID and VODPIPE_SECRET_KEY (or _FILE): %w", err)
+	}
+	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), tokenKeys: tokenKeys,
+		keyLimits:   newLimiters(cfg.SignRate, cfg.SignBurst, maxTrackedCallers),
+		tokenLimits: newLimiters(cfg.UploadTokenSignRate, cfg.UploadTokenSignBurst, maxTrackedCallers),
+		globalLimit: rate.NewLimiter(rate.Limit(cfg.SignGlobalRate), cfg.SignGlobalBurst)}
+	opts, err := cfg.NATS.Options("vodpipe-ingest", nats.CustomInboxPrefix(natsperm.Ingest.Inbox()))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if s.nc, err = nats.Connect(cfg.NATS.URL, opts...); err != nil {
+		return nil, fmt.Errorf("ingest: connect NATS: %w", err)
+	}
+	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, log, func(ctx context.Context) (err error) {
+		if s.q, err = queue.Open(ctx, js, cfg.QueueConfig); err != nil {
+			return err
+		}
+		if s.idem, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "vodpipe_idempotency",
+			Description: "Idempotency-Key to job id", TTL: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage}); err != nil {
+			return fmt.Errorf("ingest: bucket vodpipe_idempotency: %w", err)
+		}
+		return nil
+	}); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
+	log.Info("signing policy", cfg.Policy.LogAttrs()...)
+	if cfg.UploadPage {
+		if s.page, err = startPageEvents(s.nc, s.metrics.pageEvts, log); err != nil {
+			s.nc.Close()
+			return nil, err
+		}
+	}
+	if s.sigSvc, err = sg.Serve(s.nc, s.q, log); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// orDefault sets *v to d unless it is positive.
+func orDefault[T ~int | ~int64 | ~float64](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// Close stops the signature service and the NATS connection.
+func (s *Service) Close() {
+	if s.sigSvc != nil {
+		_ = s.sigSvc.Stop()
+	}
+	if s.page != nil {
+		s.page.close()
+	}
+	_ = s.nc.Drain()
+}
+
+// Queue returns the opened queue.
+func (s *Service) Queue() *queue.Queue { return s.q }
+
+// Serve runs the HTTP API on cfg.HTTPAddr until ctx ends, then shuts down gracefully.
+func (s *Service) Serve(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	return s.ServeListener(ctx, l)
+}
+
+// ServeListener runs the HTTP API on l until ctx ends.
+func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
+	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/upload/events"))
+	s.log.Info("ingest listening", "addr", l.Addr().String())
+	return httpserve.Serve(ctx, srv, l, 15*time.Second)
+}
+
+// Handler is the HTTP API.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.scope != "" {
+			h = s.authorize(r.scope, r.tokens, h)
+		}
+		mux.Handle(r.method+" "+r.path, s.instrument(r.method+" "+r.path, h))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /readyz", httpserve.Ready(s.log, func(ctx context.Context) error {
+		if !s.nc.IsConnected() {
+			return errors.New("NATS not connected")
+		}
+		return s.q.Ready(ctx)
+	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+// route is one API route; Routes lists them for the OpenAPI check.
+type route struct {
+	method, path, scope string
+	handler             http.Handler
+	// tokens lets an end user's upload token in (besides keys with the scope).
+	tokens bool
+}
+
+// Routes returns "METHOD path" of every API route (what the OpenAPI document must describe).
+func (s *Service) Routes() []string {
+	var out []string
+	for _, r := range s.routes() {
+		out = append(out, r.method+" "+r.path)
+	}
+	return out
+}
+
+func (s *Service) routes() []route {
+	return []route{
+		{"POST", "/v1/jobs", ScopeSubmit, http.HandlerFunc(s.createJob), false},
+		{"POST", "/v1/jobs:batch", ScopeSubmit, http.HandlerFunc(s.createBatch), false},
+		{"GET", "/v1/jobs", ScopeRead, http.HandlerFunc(s.listJobs), false},
+		{"GET", "/v1/jobs/{id}", ScopeRead, http.HandlerFunc(s.getJob), false},
+		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob), false},
+		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob), false},
+		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob), false},
+		{"GET", "/v1/dead-letters", ScopeRead, http.HandlerFunc(s.listDeadLetters), false},
+		// The whole message is the publisher's, refused as it was (a source
+		// URL with credentials, say): control scope, not read.
+		{"GET", "/v1/dead-letters/{seq}", ScopeControl, http.HandlerFunc(s.getDeadLetter), false},
+		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature)), true},
+		{"POST", "/v1/upload-tokens", ScopeSign, http.HandlerFunc(s.createUploadToken), false},
+		{"GET", "/upload", "", s.pageOnly(http.HandlerFunc(s.uploadPage)), false},
+		{"GET", "/upload/vod-js-sdk-v6.js", "", s.pageOnly(http.HandlerFunc(s.uploadSDK)), false},
+		{"GET", "/upload/events", ScopeSign, s.pageOnly(http.HandlerFunc(s.uploadEvents)), true},
+		{"OPTIONS", "/v1/signatures", "", s.cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })), false},
+	}
+}
+
+// API scopes (see internal/apikey).
+const (
+	ScopeSubmit  = apikey.ScopeSubmit
+	ScopeRead    = apikey.ScopeRead
+	ScopeControl = apikey.ScopeControl
+	ScopeSign    = apikey.ScopeSign
+)
+
+// APIKeys are ingest's bearer keys (VODPIPE_API_KEYS, see internal/apikey).
+type APIKeys = apikey.Keys
+
+// caller is who made a request: an API key, or an end user holding an
+// upload token (allowed to sign only, with the token's policy).
+type caller struct {
+	apikey.Key
+	// Upload is set for an upload token: its user and policy.
+	Upload *uploadClaims
+}
+
+type ctxKey struct{}
+
+// authorize requires a bearer API key with the scope or, where tokens is
+// set, an end user's upload token.
+func (s *Service) authorize(scope string, tokens bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", nil)
+			return
+		}
+		var key *caller
+		if k, found := s.keys.Lookup(token); found {
+			key = &caller{Key: *k}
+		} else if c, err := s.verifyUploadToken(token, time.Now()); err == nil {
+			key = &caller{Key: apikey.Key{Name: "upload-token"}, Upload: c}
+		}
+		if key == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key or upload token is not valid", nil)
+			return
+		}
+		if key.Upload != nil && !tokens {
+			writeError(w, http.StatusForbidden, "forbidden", "an upload token may only get signatures and its user's events", nil)
+			return
+		}
+		if key.Upload == nil && !key.Allows(scope) {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("API key %q lacks the %q scope", key.Name, scope), nil)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, key)))
+	})
+}
+
+func keyFrom(r *http.Request) *caller {
+	k, _ := r.Context().Value(ctxKey{}).(*caller)
+	return k
+}
+
+// cors answers browsers from the configured origins.
+func (s *Service) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (slices.Contains(s.cfg.CORSOrigins, origin) || slices.Contains(s.cfg.CORSOrigins, "*")) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Vary", "Origin")
+			h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Max-Age", "600")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// metrics of ingest.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	jobs     *prometheus.CounterVec
+	sigs     *prometheus.CounterVec
+	pageEvts prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_requests_total",
+			Help: "HTTP requests by route and status."}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vodpipe_ingest_request_duration_seconds",
+			Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_jobs_total",
+			Help: "Jobs submitted, by outcome (queued, duplicate, invalid)."}, []string{"outcome"}),
+		sigs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_ingest_signatures_total",
+			Help: "Signatures over HTTP, by outcome."}, []string{"outcome"}),
+	}
+	m.pageEvts = prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_ingest_page_events_total",
+		Help: "vod.file_uploaded events received for the upload page's streams."})
+	m.reg.MustRegister(m.requests, m.latency, m.jobs, m.sigs, m.pageEvts, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Service) instrument(name string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.metrics.requests.WithLabelValues(name, fmt.Sprint(rec.status)).Inc()
+		s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	})
+}

@@ -1,0 +1,538 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/redact"
+	"github.com/vodpipe/vodpipe/internal/signer"
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/vod"
+)
+
+func writeError(w http.ResponseWriter, status int, code, msg string, fields []job.FieldError) {
+	writeJSON(w, status, client.ErrorBody{Error: client.ErrorDetail{Code: code, Message: msg, Fields: fields}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// readBody reads a body up to the limit.
+func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", s.cfg.MaxBody), nil)
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", "reading the body failed", nil)
+		return nil, false
+	}
+	return b, true
+}
+
+// decodeJob parses a submitted job strictly. The API lets clients omit v and
+// id: they are defaulted and the job validated again.
+func decodeJob(b []byte) (*job.Job, error) {
+	j, err := job.Decode(b)
+	var ve *job.ValidationError
+	if j == nil || !errors.As(err, &ve) {
+		return j, err
+	}
+	if j.V == 0 {
+		j.V = job.Version
+	}
+	if j.ID == "" {
+		j.ID = job.NewID()
+	}
+	if err := j.Validate(); err != nil {
+		return j, err
+	}
+	return j, nil
+}
+
+func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
+	if !jsonContent(w, r) {
+		return
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	idemKey := r.Header.Get("Idempotency-Key")
+	if idemKey != "" {
+		if len(idemKey) > 255 {
+			writeError(w, http.StatusBadRequest, "invalid_header", "Idempotency-Key is longer than 255 characters", nil)
+			return
+		}
+		if id, ok := s.idempotentJob(r, idemKey); ok {
+			st, _, err := s.q.Status(r.Context(), id)
+			if err == nil {
+				s.metrics.jobs.WithLabelValues("duplicate").Inc()
+				writeJSON(w, http.StatusOK, statusView(st))
+				return
+			}
+		}
+	}
+	j, err := decodeJob(b)
+	if err != nil {
+		s.invalidJob(w, err)
+		return
+	}
+	j.Normalize()
+	if idemKey != "" {
+		// The first request with this key claims it for its job id.
+		if id, claimed := s.claimIdempotency(r, idemKey, j.ID); !claimed {
+			j.ID = id
+		}
+	}
+	res := s.q.Submit(r.Context(), []*job.Job{j})[0]
+	if res.Err != nil {
+		s.log.Error("submit failed", "job_id", j.ID, "err", res.Err)
+		writeError(w, http.StatusServiceUnavailable, "queue_unavailable", "the job could not be queued; retry", nil)
+		return
+	}
+	if res.Duplicate {
+		s.metrics.jobs.WithLabelValues("duplicate").Inc()
+		writeJSON(w, http.StatusOK, statusView(res.Status))
+		return
+	}
+	s.metrics.jobs.WithLabelValues("queued").Inc()
+	w.Header().Set("Location", "/v1/jobs/"+j.ID)
+	writeJSON(w, http.StatusCreated, statusView(res.Status))
+}
+
+func idemKeyHash(r *http.Request, key string) string {
+	owner := ""
+	if k := keyFrom(r); k != nil {
+		owner = k.Name
+	}
+	h := sha256.Sum256([]byte(owner + "\x00" + key))
+	return hex.EncodeToString(h[:])
+}
+
+func (s *Service) idempotentJob(r *http.Request, key string) (string, bool) {
+	e, err := s.idem.Get(r.Context(), idemKeyHash(r, key))
+	if err != nil {
+		return "", false
+	}
+	return string(e.Value()), true
+}
+
+// claimIdempotency records key → jobID unless the key is taken; it returns the owning job id.
+func (s *Service) claimIdempotency(r *http.Request, key, jobID string) (string, bool) {
+	k := idemKeyHash(r, key)
+	if _, err := s.idem.Create(r.Context(), k, []byte(jobID)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			if id, ok := s.idempotentJob(r, key); ok {
+				return id, false
+			}
+		}
+	}
+	return jobID, true
+}
+
+func (s *Service) invalidJob(w http.ResponseWriter, err error) {
+	s.metrics.jobs.WithLabelValues("invalid").Inc()
+	var ve *job.ValidationError
+	if errors.As(err, &ve) {
+		writeError(w, http.StatusBadRequest, "invalid_job", ve.Error(), ve.Fields)
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid_job", err.Error(), nil)
+}
+
+func jsonContent(w http.ResponseWriter, r *http.Request, also ...string) bool {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || (err == nil && (mt == "application/json" || slices.Contains(also, mt))) {
+		return true
+	}
+	msg := "Content-Type must be application/json"
+	if len(also) > 0 {
+		msg += " or " + strings.Join(also, " or ")
+	}
+	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil)
+	return false
+}
+
+func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
+	if !jsonContent(w, r, "application/x-ndjson") {
+		return
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	raws, err := splitBatch(b, r.Header.Get("Content-Type"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_batch", err.Error(), nil)
+		return
+	}
+	if len(raws) == 0 {
+		writeError(w, http.StatusBadRequest, "invalid_batch", "the batch is empty", nil)
+		return
+	}
+	if len(raws) > s.cfg.BatchMax {
+		writeError(w, http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d jobs, at most %d per batch", len(raws), s.cfg.BatchMax), nil)
+		return
+	}
+	resp := client.BatchResponse{Items: make([]client.BatchItem, len(raws))}
+	var valid []*job.Job
+	var validIdx []int
+	for i, raw := range raws {
+		resp.Items[i].Index = i
+		j, err := decodeJob(raw)
+		if err != nil {
+			item := &resp.Items[i]
+			item.Result, item.Error = "invalid", err.Error()
+			var ve *job.ValidationError
+			if errors.As(err, &ve) {
+				item.Fields = ve.Fields
+			}
+			if j != nil {
+				item.ID = j.ID
+			}
+			resp.Invalid++
+			continue
+		}
+		j.Normalize()
+		valid = append(valid, j)
+		validIdx = append(validIdx, i)
+	}
+	for k, res := range s.q.Submit(r.Context(), valid) {
+		item := &resp.Items[validIdx[k]]
+		item.ID = res.Job.ID
+		switch {
+		case res.Err != nil:
+			item.Result, item.Error = "error", "not queued; retry this item"
+			resp.Failed++
+			s.log.Error("batch item failed", "job_id", res.Job.ID, "err", res.Err)
+		case res.Duplicate:
+			item.Result, item.State = "duplicate", res.Status.State
+			resp.Duplicate++
+		default:
+			item.Result, item.State = "queued", job.StateQueued
+			resp.Queued++
+		}
+	}
+	s.metrics.jobs.WithLabelValues("queued").Add(float64(resp.Queued))
+	s.metrics.jobs.WithLabelValues("duplicate").Add(float64(resp.Duplicate))
+	s.metrics.jobs.WithLabelValues("invalid").Add(float64(resp.Invalid))
+	status := http.StatusOK
+	if resp.Invalid+resp.Failed > 0 {
+		status = http.StatusMultiStatus
+	}
+	writeJSON(w, status, resp)
+}
+
+// splitBatch returns the raw job objects of a JSON array or NDJSON body.
+func splitBatch(b []byte, contentType string) ([]json.RawMessage, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	trimmed := bytes.TrimSpace(b)
+	if mt != "application/x-ndjson" && len(trimmed) > 0 && trimmed[0] == '[' {
+		var raws []json.RawMessage
+		if err := json.Unmarshal(trimmed, &raws); err != nil {
+			return nil, fmt.Errorf("the body is not a JSON array of jobs: %v", err)
+		}
+		return raws, nil
+	}
+	var raws []json.RawMessage
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64<<10), job.MaxMessageSize+1)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		raws = append(raws, append(json.RawMessage(nil), line...))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("NDJSON: %v", err)
+	}
+	return raws, nil
+}
+
+func statusView(s *job.Status) client.JobView {
+	return client.JobView{ID: s.Job.ID, State: s.State, Attempt: s.Attempt, Runs: s.Runs, BytesDone: s.BytesDone, BytesTotal: s.BytesTotal,
+		FileID: s.FileID, MediaURL: s.MediaURL, CoverURL: s.CoverURL, Error: s.Error, CreatedAt: s.CreatedAt,
+		UpdatedAt: s.UpdatedAt, Job: s.Job}
+}
+
+// viewFor is the job view answered to r's caller: a key with the control
+// scope sees the job's source and cover whole; any other sees them with
+// userinfo and query redacted, since they may carry signed-URL tokens.
+func viewFor(r *http.Request, st *job.Status) client.JobView {
+	v := statusView(st)
+	if k := keyFrom(r); k == nil || !k.Allows(ScopeControl) {
+		v.Job.Source, v.Job.Cover = redact.URL(v.Job.Source), redact.URL(v.Job.Cover)
+	}
+	return v
+}
+
+func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
+	st, _, err := s.q.Status(r.Context(), r.PathValue("id"))
+	if errors.Is(err, queue.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no job "+r.PathValue("id"), nil)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewFor(r, st))
+}
+
+// queryLimit is a list's page size: the query's limit (1..1000), 100 by
+// default; a bad one is added to fields.
+func queryLimit(q url.Values, fields []job.FieldError) (int, []job.FieldError) {
+	v := q.Get("limit")
+	if v == "" {
+		return 100, fields
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		fields = append(fields, job.FieldError{Field: "limit", Reason: "must be 1..1000"})
+	}
+	return n, fields
+}
+
+func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var fields []job.FieldError
+	state := job.State(q.Get("state"))
+	if state != "" && !state.Valid() {
+		fields = append(fields, job.FieldError{Field: "state", Reason: "unknown state"})
+	}
+	limit, fields := queryLimit(q, fields)
+	after := ""
+	if c := q.Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			fields = append(fields, job.FieldError{Field: "cursor", Reason: "not a cursor from this API"})
+		}
+		after = string(b)
+	}
+	for k := range q {
+		if k != "state" && k != "limit" && k != "cursor" {
+			fields = append(fields, job.FieldError{Field: k, Reason: "unknown query parameter"})
+		}
+	}
+	if len(fields) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid_query", "invalid query parameters", fields)
+		return
+	}
+	all, err := s.q.ListStatuses(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		return
+	}
+	// Order by creation, then id: a stable order for the cursor "createdAt|id".
+	sort.Slice(all, func(i, j int) bool { return cursorOf(all[i]) < cursorOf(all[j]) })
+	resp := client.ListResponse{Jobs: []client.JobView{}}
+	for _, st := range all {
+		if (state != "" && st.State != state) || (after != "" && cursorOf(st) <= after) {
+			continue
+		}
+		if len(resp.Jobs) == limit {
+			last := resp.Jobs[len(resp.Jobs)-1]
+			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorKey(last.CreatedAt, last.ID)))
+			break
+		}
+		resp.Jobs = append(resp.Jobs, viewFor(r, st))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func cursorOf(s *job.Status) string { return cursorKey(s.CreatedAt, s.Job.ID) }
+
+// cursorKey orders jobs by creation, then id.
+func cursorKey(created time.Time, id string) string {
+	return created.UTC().Format("20060102T150405.000000000") + "|" + id
+}
+
+func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id string) (*job.Status, error)) {
+	id := r.PathValue("id")
+	_, err := f(id)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no job "+id, nil)
+		return
+	case errors.Is(err, queue.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error(), nil)
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not change the job; retry", nil)
+		return
+	}
+	st, _, err := s.q.Status(r.Context(), id)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, statusView(st))
+}
+
+func (s *Service) pauseJob(w http.ResponseWriter, r *http.Request) {
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Pause(r.Context(), id) })
+}
+
+func (s *Service) resumeJob(w http.ResponseWriter, r *http.Request) {
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Resume(r.Context(), id) })
+}
+
+func (s *Service) cancelJob(w http.ResponseWriter, r *http.Request) {
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Cancel(r.Context(), id) })
+}
+
+func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
+	key := keyFrom(r)
+	if !s.allowSignature(w, key) {
+		return
+	}
+	var req client.SignatureRequest
+	if !s.decodeStrict(w, r, &req) {
+		return
+	}
+	sreq := signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
+		ClassID: req.ClassID, SubAppID: req.SubAppID, SourceContext: req.SourceContext, SessionContext: req.SessionContext,
+		OneTime: req.OneTime, Validity: time.Duration(req.ValiditySeconds) * time.Second}
+	if key.Upload != nil {
+		// An end user: the token's policy, chosen by the application's backend.
+		var bad []job.FieldError
+		if sreq, bad = tokenSignRequest(key.Upload, req); len(bad) > 0 {
+			s.metrics.sigs.WithLabelValues("policy_refused").Inc()
+			writeError(w, http.StatusForbidden, "policy_refused", "the upload token fixes the signature's policy", bad)
+			return
+		}
+	}
+	resp, err := s.signer.Sign(sreq)
+	if err != nil {
+		s.writeSignError(w, err)
+		return
+	}
+	s.metrics.sigs.WithLabelValues("signed").Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, client.SignatureResponse{Signature: resp.Signature, ExpireTime: resp.ExpireTime})
+}
+
+// allowSignature applies the signature rate limits: the caller's own (its
+// upload token, or its API key), then all callers' together, so a caller
+// over its own limit spends nothing of the others'.
+func (s *Service) allowSignature(w http.ResponseWriter, key *caller) bool {
+	now := time.Now()
+	var ok bool
+	who := "this API key"
+	if key.Upload != nil {
+		ok, who = s.tokenLimits.allow(key.Upload.ID, now), "this upload token"
+	} else {
+		ok = s.keyLimits.allow(key.Name, now)
+	}
+	if ok && !s.globalLimit.AllowN(now, 1) {
+		ok, who = false, "this service"
+	}
+	if !ok {
+		s.metrics.sigs.WithLabelValues("rate_limited").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many signature requests for "+who, nil)
+	}
+	return ok
+}
+
+// writeSignError answers a refused signature: 403 for the policy, 400 for
+// a malformed request, each naming the field.
+func (s *Service) writeSignError(w http.ResponseWriter, err error) {
+	var se *signer.Error
+	if errors.As(err, &se) && se.Code == signer.CodePolicy {
+		s.metrics.sigs.WithLabelValues("policy_refused").Inc()
+		var fields []job.FieldError
+		if se.Field != "" {
+			fields = []job.FieldError{{Field: se.Field, Reason: se.Message}}
+		}
+		writeError(w, http.StatusForbidden, "policy_refused", se.Message, fields)
+		return
+	}
+	s.metrics.sigs.WithLabelValues("invalid").Inc()
+	var fields []job.FieldError
+	for _, fe := range vodFieldErrors(err) {
+		fields = append(fields, job.FieldError{Field: fe.Field, Reason: fe.Reason})
+	}
+	writeError(w, http.StatusBadRequest, "invalid_request", "the signature request is not valid", fields)
+}
+
+// vodFieldErrors collects vod's field errors from an error tree.
+func vodFieldErrors(err error) []*vod.FieldError {
+	var out []*vod.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		if fe, ok := err.(*vod.FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if e := u.Unwrap(); e != nil {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+// decodeStrict reads a JSON body into v, refusing unknown fields; an empty body leaves v as it is.
+func (s *Service) decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
+	if !jsonContent(w, r) {
+		return false
+	}
+	b, ok := s.readBody(w, r)
+	if !ok {
+		return false
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var fields []job.FieldError
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			fields = []job.FieldError{{Field: te.Field, Reason: "wrong type: got a JSON " + te.Value}}
+		} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			fields = []job.FieldError{{Field: strings.Trim(f, `"`), Reason: "unknown field"}}
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+strings.TrimPrefix(err.Error(), "json: "), fields)
+		return false
+	}
+	return true
+}

@@ -1,0 +1,230 @@
+// Package natsperm holds the NATS permissions of vodpipe's users, one per
+// role: ingest, worker, notify and outside job publishers. They are the one
+// place the subjects each service publishes and subscribes to are written
+// down; natsembed runs them, and `vodpipe nats-config` prints them as a
+// nats-server configuration for operators.
+//
+// Ingest owns the shared job layout (the JOBS, EVENTS and DLQ streams, the
+// status, control, files and uploads buckets, the workers' consumer): its
+// user alone may create and update it. Worker and notify attach to it and
+// may only inspect it, because a user that may update a stream can reshape
+// it (its subjects or sources) to capture replies or copy in another bucket,
+// and the server does not check the updater's own rights against them. A
+// service may create and update only the streams and buckets it alone uses;
+// the outside publisher has no stream rights at all.
+package natsperm
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Role is a NATS user of vodpipe.
+type Role string
+
+// The roles. Publisher is an outside system that publishes jobs straight
+// onto NATS instead of calling ingest's API.
+const (
+	Ingest    Role = "ingest"
+	Worker    Role = "worker"
+	Notify    Role = "notify"
+	Publisher Role = "publisher"
+)
+
+// Roles lists every role, services first.
+func Roles() []Role { return []Role{Ingest, Worker, Notify, Publisher} }
+
+// Inbox is the inbox prefix the role's connections use (nats.CustomInboxPrefix,
+// the nats CLI's --inbox-prefix): replies to a role land under a prefix
+// only its user may subscribe to, so no other user can read its signatures,
+// KV reads or JetStream acks, nor those of clients on the default _INBOX.
+func (r Role) Inbox() string { return "_INBOX_" + string(r) }
+
+// Permissions are the subjects a role may publish to and subscribe to.
+// Everything else is refused by the server.
+type Permissions struct {
+	Publish   []string
+	Subscribe []string
+}
+
+// The JetStream layout vodpipe's services open (see internal/queue, internal/notify,
+// internal/ingest and internal/resume); a test checks these names against theirs.
+const (
+	jobsStream      = "VODPIPE_JOBS"
+	eventsStream    = "VODPIPE_EVENTS"
+	dlqStream       = "VODPIPE_DLQ"
+	attemptsStream  = "VODPIPE_NOTIFY_ATTEMPTS"
+	workerConsumer  = "workers"
+	statusBucket    = "vodpipe_status"
+	controlBucket   = "vodpipe_control"
+	filesBucket     = "vodpipe_files"
+	uploadsBucket   = "vodpipe_uploads"
+	idemBucket      = "vodpipe_idempotency"
+	resumeBucket    = "vodpipe_resume"
+	subsBucket      = "vodpipe_subscriptions"
+	vodEventsBucket = "vodpipe_vod_events"
+
+	// JobsSubject is where jobs are published.
+	JobsSubject = "vodpipe.jobs.submit"
+	// SignSubject is the signature service's subject.
+	SignSubject = "vodpipe.sign"
+	signService = "vodpipe-sign"
+	events      = "vodpipe.events"
+	dlq         = "vodpipe.dlq"
+	attempts    = "vodpipe.notify.attempts"
+)
+
+// For returns the permissions of a role.
+func For(r Role) (Permissions, error) {
+	var p perms
+	switch r {
+	case Ingest:
+		p.ownLayout()
+		p.sweepStrays()
+		p.pub(JobsSubject, events+".job.>", dlq+".>")
+		p.kv(idemBucket, admin, read, write)
+		p.kv(statusBucket, read, leaderRead, watch, write)
+		p.kv(controlBucket, read, write)
+		p.pub(api("STREAM.MSG.GET", dlqStream))
+		// The upload page's events: VOD's file events, as they are published.
+		p.sub(events + ".vod.file_uploaded.>")
+		// The signature service (a NATS micro service) and its discovery subjects.
+		p.sub(SignSubject, "$SRV.*", "$SRV.*."+signService, "$SRV.*."+signService+".*")
+		// Its answers: to workers' inboxes, and discovery's to default ones.
+		// Not "allow_responses", which would let a requester pick any reply
+		// subject (a KV key, the jobs subject) and have ingest publish there.
+		p.pub(Worker.Inbox()+".>", "_INBOX.>")
+	case Worker:
+		p.attachLayout()
+		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
+		p.pub(events+".job.>", dlq+".>", SignSubject)
+		p.kv(statusBucket, read, write)
+		p.kv(controlBucket, read, watch, write) // clears a done cancel or pause
+		p.kv(filesBucket, write)
+		p.kv(uploadsBucket, write)
+		// The resume state, when no Redis is configured.
+		p.kv(resumeBucket, admin, read, write)
+	case Notify:
+		p.attachLayout()
+		p.pub(events+".vod.>", events+".subscription.>")
+		p.consume(eventsStream)
+		p.pub(api("CONSUMER.LIST", eventsStream))
+		p.kv(filesBucket, read, watch, write)
+		p.kv(uploadsBucket, read)
+		p.kv(subsBucket, admin, read, watch, write)
+		p.kv(vodEventsBucket, admin, read, write)
+		p.pub(api("INFO"), api("STREAM.CREATE", attemptsStream), api("STREAM.UPDATE", attemptsStream), attempts+".>")
+		p.consume(attemptsStream)
+	case Publisher:
+		p.pub(JobsSubject)
+		p.sub(r.Inbox() + ".>")
+		return p.Permissions, nil
+	default:
+		return Permissions{}, fmt.Errorf("natsperm: unknown role %q", r)
+	}
+	p.sub(r.Inbox() + ".>")
+	return p.Permissions, nil
+}
+
+// perms builds a role's Permissions.
+type perms struct{ Permissions }
+
+func (p *perms) pub(s ...string) { p.Publish = appendNew(p.Publish, s...) }
+func (p *perms) sub(s ...string) { p.Subscribe = appendNew(p.Subscribe, s...) }
+
+// layoutStreams and layoutBuckets are the shared job layout ingest owns.
+var (
+	layoutStreams = []string{jobsStream, eventsStream, dlqStream}
+	layoutBuckets = []string{statusBucket, controlBucket, filesBucket, uploadsBucket}
+)
+
+// ownLayout is what queue.Open needs: create, update and inspect the job
+// streams and buckets, and create and inspect the workers' consumer.
+func (p *perms) ownLayout() {
+	for _, s := range layoutStreams {
+		p.pub(api("STREAM.CREATE", s), api("STREAM.UPDATE", s), api("STREAM.INFO", s))
+	}
+	for _, b := range layoutBuckets {
+		p.kv(b, admin)
+	}
+	p.pub(api("CONSUMER.INFO", jobsStream, workerConsumer), api("CONSUMER.CREATE", jobsStream, workerConsumer, ">"))
+}
+
+// attachLayout is what queue.Attach needs: inspect the job streams, buckets
+// and the workers' consumer, never create or change them.
+func (p *perms) attachLayout() {
+	for _, s := range layoutStreams {
+		p.pub(api("STREAM.INFO", s))
+	}
+	for _, b := range layoutBuckets {
+		p.pub(api("STREAM.INFO", "KV_"+b))
+	}
+	p.pub(api("CONSUMER.INFO", jobsStream, workerConsumer))
+}
+
+// sweepStrays is what the sweep of jobs passed by a consumer of an older
+// vodpipe needs (see queue.Open): read and delete single job messages.
+// Ingest opens the layout first in every deployment, so it alone sweeps.
+func (p *perms) sweepStrays() {
+	p.pub(api("STREAM.MSG.GET", jobsStream), api("STREAM.MSG.DELETE", jobsStream))
+}
+
+// consume is what a reader of a stream needs: create, inspect and delete
+// consumers of it (durable or ordered), pull from them and acknowledge.
+func (p *perms) consume(stream string) {
+	p.pub(api("STREAM.INFO", stream), api("CONSUMER.CREATE", stream), api("CONSUMER.CREATE", stream, ">"),
+		api("CONSUMER.INFO", stream, "*"), api("CONSUMER.DELETE", stream, "*"), api("CONSUMER.MSG.NEXT", stream, "*"),
+		"$JS.ACK."+stream+".>")
+}
+
+// kvRight is one kind of access to a key-value bucket.
+type kvRight int
+
+const (
+	admin      kvRight = iota // create, update and inspect the bucket's stream (the owner's right)
+	read                      // get keys
+	leaderRead                // get keys through the stream's leader
+	watch                     // watch keys (an ordered push consumer) and list them
+	write                     // put, create, update and delete keys
+)
+
+func (p *perms) kv(bucket string, rights ...kvRight) {
+	stream := "KV_" + bucket
+	for _, r := range rights {
+		switch r {
+		case admin:
+			// Account limits are read before a bucket is created.
+			p.pub(api("INFO"), api("STREAM.CREATE", stream), api("STREAM.UPDATE", stream), api("STREAM.INFO", stream))
+		case read:
+			p.pub(api("STREAM.INFO", stream), api("DIRECT.GET", stream, ">"))
+		case leaderRead:
+			// A direct get may come from any replica, a lagging one too; this
+			// read comes from the leader (the signature service's check of a
+			// job's state, queue.SigningJob).
+			p.pub(api("STREAM.MSG.GET", stream))
+		case watch:
+			p.pub(api("STREAM.INFO", stream), api("CONSUMER.CREATE", stream), api("CONSUMER.CREATE", stream, ">"),
+				api("CONSUMER.DELETE", stream, "*"), "$JS.FC."+stream+".>")
+		case write:
+			p.pub("$KV." + bucket + ".>")
+		}
+	}
+}
+
+// api is a JetStream API subject: $JS.API.<op>.<tokens...>.
+func api(op string, tokens ...string) string {
+	s := "$JS.API." + op
+	for _, t := range tokens {
+		s += "." + t
+	}
+	return s
+}
+
+func appendNew(list []string, s ...string) []string {
+	for _, x := range s {
+		if !slices.Contains(list, x) {
+			list = append(list, x)
+		}
+	}
+	return list
+}

@@ -1,0 +1,259 @@
+package natsperm_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsembed"
+	"github.com/vodpipe/vodpipe/internal/natsperm"
+	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/signer"
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// A guarded server refuses what each role may not do, as a permissions
+// violation reported by the server; what the role may do (the controls)
+// works on the same connection.
+func TestRefusals(t *testing.T) {
+	g := startGuarded(t)
+	status := "$KV." + queue.StatusBucket
+	subs := "$KV." + notify.SubscriptionsBucket
+	for _, tc := range []struct {
+		role natsperm.Role
+		// requests are subjects the role may not publish (or request) on.
+		requests []string
+		// subscriptions are subjects the role may not subscribe to.
+		subscriptions []string
+	}{
+		{natsperm.Publisher, []string{
+			signer.Subject,
+			"$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
+			"$JS.API.STREAM.INFO.KV_" + queue.StatusBucket,
+			"$JS.API.CONSUMER.CREATE.KV_" + queue.StatusBucket,
+			"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
+			"$JS.API.CONSUMER.CREATE.KV_" + notify.SubscriptionsBucket,
+			"$JS.API.STREAM.UPDATE." + queue.JobsStream,
+			"vodpipe.jobs.other",
+		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
+			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
+		{natsperm.Worker, []string{
+			queue.JobsSubject,
+			"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
+			"$JS.API.STREAM.UPDATE.KV_" + notify.SubscriptionsBucket,
+		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
+		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1"},
+			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
+		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
+			subs + ".sub-1"}, // no answering wherever a requester points (allow_responses)
+			[]string{subs + ".>"}},
+	} {
+		t.Run(string(tc.role), func(t *testing.T) {
+			nc, violations := g.connect(t, tc.role)
+			for _, subj := range tc.requests {
+				if err := nc.PublishRequest(subj, nc.NewRespInbox(), []byte("{}")); err != nil {
+					t.Fatal(err)
+				}
+				wantViolation(t, nc, violations, "Publish to \""+subj+"\"")
+			}
+			for _, subj := range tc.subscriptions {
+				sub, err := nc.SubscribeSync(subj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantViolation(t, nc, violations, "Subscription to \""+subj+"\"")
+				_ = sub.Unsubscribe()
+			}
+		})
+	}
+}
+
+// Worker and notify attach to the layout ingest owns, and may not reshape
+// it: an update of the JOBS or EVENTS stream that would make it capture
+// ingest's replies is refused by the server as a permissions violation, and
+// the stream keeps its subjects.
+func TestAttachedServicesCannotReshapeTheLayout(t *testing.T) {
+	g := startGuarded(t)
+	for _, role := range []natsperm.Role{natsperm.Worker, natsperm.Notify} {
+		for _, stream := range []string{queue.JobsStream, queue.EventsStream, "KV_" + queue.StatusBucket} {
+			t.Run(string(role)+"/"+stream, func(t *testing.T) {
+				nc, violations := g.connect(t, role)
+				js, err := jetstream.New(nc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := queue.Attach(t.Context(), js, queue.Config{}); err != nil {
+					t.Fatalf("%s cannot attach: %v", role, err)
+				}
+				st, err := js.Stream(t.Context(), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := st.CachedInfo().Config
+				want := slices.Clone(cfg.Subjects)
+				cfg.Subjects = append(cfg.Subjects, natsperm.Ingest.Inbox()+".>")
+				done := make(chan error, 1)
+				go func() {
+					// The refused request gets no answer: it ends at its deadline.
+					ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+					defer cancel()
+					_, err := js.UpdateStream(ctx, cfg)
+					done <- err
+				}()
+				wantViolation(t, nc, violations, "Publish to \"$JS.API.STREAM.UPDATE."+stream+"\"")
+				if err := <-done; err == nil {
+					t.Fatal("the update succeeded")
+				}
+				info, err := g.admin.Stream(t.Context(), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := info.CachedInfo().Config.Subjects; !slices.Equal(got, want) {
+					t.Fatalf("%s holds %v after the refused update, want %v", stream, got, want)
+				}
+			})
+		}
+	}
+}
+
+// Before ingest has created the layout, a worker's attach finds it missing
+// and reports it as not ready (WhenReady waits), instead of creating it.
+func TestAttachBeforeTheLayoutIsNotReady(t *testing.T) {
+	users := natsembed.NewUsers()
+	ns, err := natsembed.Start(filepath.Join(t.TempDir(), "nats"), "127.0.0.1", natsserver.RANDOM_PORT, natsembed.WithUsers(users))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	g := &guarded{ns: ns, users: users, dir: t.TempDir()}
+	nc, violations := g.connect(t, natsperm.Worker)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = queue.Attach(t.Context(), js, queue.Config{})
+	if !errors.Is(err, queue.ErrNotCreated) || !queue.NotReady(err) {
+		t.Fatalf("attach before ingest: %v, want ErrNotCreated, not ready", err)
+	}
+	// Violations come in order: the first must be this sentinel's, not one
+	// of attach's.
+	if err := nc.Publish(queue.JobsSubject, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	wantViolation(t, nc, violations, "Publish to \""+queue.JobsSubject+"\"")
+}
+
+// The publisher publishes a job and gets JetStream's ack; a worker's
+// signature service cannot serve: its subscription is refused, and a
+// request from a worker finds no responder.
+func TestPublisherPublishesAndWorkerCannotServeSignatures(t *testing.T) {
+	g := startGuarded(t)
+	pub, _ := g.connect(t, natsperm.Publisher)
+	js, err := jetstream.New(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := (&job.Job{V: 1, ID: "p-1", Source: "file:///x.mp4"}).Encode()
+	if _, err := js.PublishMsg(t.Context(), &nats.Msg{Subject: queue.JobsSubject, Data: b,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{"p-1"}}}); err != nil {
+		t.Fatalf("the publisher's job: %v", err)
+	}
+
+	wk, violations := g.connect(t, natsperm.Worker)
+	sg, err := signer.New("AKIDtest", "key", signer.Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := sg.Serve(wk, noJobs{}, nil)
+	if err == nil {
+		t.Cleanup(func() { _ = svc.Stop() })
+	}
+	wantViolation(t, wk, violations, "Subscription to \""+signer.Subject+"\"")
+	if _, err := signer.NewClient(wk, time.Second).Sign(t.Context(), signer.Request{}); !errors.Is(err, signer.ErrUnavailable) {
+		t.Fatalf("a worker's signature request answered by a worker's service: %v", err)
+	}
+}
+
+// noJobs is a signature service's view of jobs when none is running.
+type noJobs struct{}
+
+func (noJobs) SigningJob(context.Context, string) (*job.Job, error) { return nil, job.ErrNotActive }
+
+type guarded struct {
+	ns    *natsserver.Server
+	users natsembed.Users
+	dir   string
+	admin jetstream.JetStream
+}
+
+// startGuarded starts a server with natsperm's users and the job layout
+// opened by the admin user.
+func startGuarded(t *testing.T) *guarded {
+	t.Helper()
+	users := natsembed.NewUsers()
+	ns, err := natsembed.Start(filepath.Join(t.TempDir(), "nats"), "127.0.0.1", natsserver.RANDOM_PORT, natsembed.WithUsers(users))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	g := &guarded{ns: ns, users: users, dir: t.TempDir()}
+	admin, err := nats.Connect(ns.ClientURL(), nats.UserInfo(natsembed.AdminUser, users.AdminPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Open(t.Context(), js, queue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	g.admin = js
+	return g
+}
+
+// connect connects as role's user, with the role's inbox prefix as its
+// service would; violations receives the server's permission errors.
+func (g *guarded) connect(t *testing.T, role natsperm.Role) (*nats.Conn, <-chan error) {
+	t.Helper()
+	pw := filepath.Join(g.dir, string(role))
+	if err := os.WriteFile(pw, []byte(g.users.Passwords[role]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.NATS{URL: g.ns.ClientURL(), User: string(role), PasswordFile: pw}
+	errs := make(chan error, 64)
+	nc := testharness.ConnectWith(t, cfg, nats.CustomInboxPrefix(role.Inbox()),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	return nc, errs
+}
+
+// wantViolation waits for the server's permissions violation naming what.
+// The server sends it before the answer to the flush, so it is on its way
+// when Flush returns.
+func wantViolation(t *testing.T, nc *nats.Conn, errs <-chan error, what string) {
+	t.Helper()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), what) {
+			t.Fatalf("got %v, want a permissions violation for %s", err, what)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no permissions violation for %s", what)
+	}
+}

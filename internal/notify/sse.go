@@ -1,0 +1,153 @@
+package notify
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/httpserve"
+	"github.com/vodpipe/vodpipe/internal/queue"
+)
+
+// sseWriteTimeout bounds one write to an event-stream client; a client that
+// stops reading is dropped instead of holding a consumer forever.
+const sseWriteTimeout = 30 * time.Second
+
+// handleEvents serves GET /v1/events as server-sent events:
+//
+//	?type=job.*,vod.file_uploaded   event-type filters (default *)
+//	?jobId=…                        one job's events
+//	Last-Event-ID: <seq>            resume after that event (or ?lastEventId=)
+//
+// Each event's SSE id is its EVENTS stream sequence, so a client that
+// reconnects with Last-Event-ID gets every matching event after the last one
+// it saw, none twice, as long as the stream still holds them
+// (EVENTS_MAX_AGE). Without Last-Event-ID the stream starts with the next
+// event. Idle streams get a comment line every SSEHeartbeat.
+func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	types := []string{"*"}
+	if v := q.Get("type"); v != "" {
+		types = strings.Split(v, ",")
+		for _, t := range types {
+			if msg := checkTypePattern(strings.TrimSpace(t)); msg != "" {
+				writeError(w, &apiError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "type", Message: "type " + msg})
+				return
+			}
+		}
+		for i := range types {
+			types[i] = strings.TrimSpace(types[i])
+		}
+	}
+	jobID := q.Get("jobId")
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: time.Minute}
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = q.Get("lastEventId")
+	}
+	if last != "" {
+		seq, err := strconv.ParseUint(last, 10, 64)
+		if err != nil {
+			writeError(w, &apiError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "Last-Event-ID",
+				Message: "Last-Event-ID must be the id of an event of this stream (a sequence number)"})
+			return
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	}
+	filter := &record{Subscription: Subscription{EventTypes: types, JobID: jobID}}
+	cfg.FilterSubjects = filter.filterSubjects()
+
+	cons, err := s.js.OrderedConsumer(r.Context(), queue.EventsStream, cfg)
+	if err != nil {
+		s.writeInternal(w, r, err)
+		return
+	}
+	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
+	if err != nil {
+		s.writeInternal(w, r, err)
+		return
+	}
+	defer it.Stop()
+	msgs := make(chan jetstream.Msg)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	s.metrics.sseClients.Inc()
+	defer s.metrics.sseClients.Dec()
+	rc := http.NewResponseController(w)
+	httpserve.StartStream(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write([]byte("retry: 2000\n: vodpipe events\n\n")) {
+		return
+	}
+	beat := time.NewTicker(s.cfg.SSEHeartbeat)
+	defer beat.Stop()
+	var buf bytes.Buffer
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-beat.C:
+			if !write([]byte(": heartbeat\n\n")) {
+				return
+			}
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			hd, err := decodeHead(m.Data())
+			if err != nil || !filter.matches(hd) || strings.ContainsAny(hd.Type, "\r\n") {
+				continue
+			}
+			buf.Reset()
+			fmt.Fprintf(&buf, "id: %d\nevent: %s\ndata: ", meta.Sequence.Stream, hd.Type)
+			if bytes.ContainsAny(m.Data(), "\r\n") {
+				if json.Compact(&buf, m.Data()) != nil {
+					continue
+				}
+			} else {
+				buf.Write(m.Data())
+			}
+			buf.WriteString("\n\n")
+			if !write(buf.Bytes()) {
+				return
+			}
+			beat.Reset(s.cfg.SSEHeartbeat)
+		}
+	}
+}

@@ -1,0 +1,325 @@
+// Package queue holds vodpipe's JetStream layout: the JOBS work queue, the
+// EVENTS stream, the dead-letter stream, and the key-value buckets for job
+// status, job control and FileId → job lookups. Ingest owns the layout: it
+// creates it idempotently with Open, and a changed config updates what
+// exists. Worker and notify Attach to it and never change it.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// Names of the streams, buckets and consumer, and the subjects they hold.
+const (
+	JobsStream     = "VODPIPE_JOBS"
+	EventsStream   = "VODPIPE_EVENTS"
+	DLQStream      = "VODPIPE_DLQ"
+	StatusBucket   = "vodpipe_status"
+	ControlBucket  = "vodpipe_control"
+	FilesBucket    = "vodpipe_files"
+	UploadsBucket  = "vodpipe_uploads"
+	WorkerConsumer = "workers"
+
+	// JobsSubject is where jobs are published, by ingest or straight by publishers.
+	JobsSubject = "vodpipe.jobs.submit"
+	// jobsSubjects is what the JOBS stream holds.
+	jobsSubjects = "vodpipe.jobs.>"
+	// EventsPrefix prefixes event subjects: vodpipe.events.<type>.<job id>.
+	EventsPrefix = "vodpipe.events"
+	// DLQPrefix prefixes dead-letter subjects: vodpipe.dlq.<job id>.
+	DLQPrefix = "vodpipe.dlq"
+)
+
+// Config tunes the JetStream layout. Zero values take the defaults.
+type Config struct {
+	// Replicas of every stream and bucket (3 in a NATS cluster).
+	Replicas int `envconfig:"NATS_REPLICAS" default:"1" desc:"replicas of every JetStream stream and bucket"`
+	// DuplicateWindow is how long a job id is remembered to drop a repeated publish.
+	DuplicateWindow time.Duration `envconfig:"JOBS_DUPLICATE_WINDOW" default:"1h" desc:"how long a repeated job id is dropped by JetStream"`
+	// AckWait is how long a delivered job may go without an ack or in-progress signal.
+	AckWait time.Duration `envconfig:"JOBS_ACK_WAIT" default:"30s" desc:"redelivery timeout of a job without progress signals"`
+	// MaxDeliver bounds the runs of one job (job.Status.Runs): a worker
+	// dead-letters a job that many runs ended without an outcome (the
+	// consumer itself has no delivery bound).
+	MaxDeliver int `envconfig:"JOBS_MAX_DELIVER" default:"10" desc:"runs of a job (started, then died or failed transiently) before a worker dead-letters it (workers apply it; at least 1)"`
+	// MaxAckPending bounds jobs in flight across all workers.
+	MaxAckPending int `envconfig:"JOBS_MAX_ACK_PENDING" default:"1000" desc:"jobs in flight across all workers"`
+	// EventsMaxAge is how long events are kept for replay.
+	EventsMaxAge time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" desc:"how long job events are kept"`
+	// DLQMaxAge is how long dead letters are kept.
+	DLQMaxAge time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h" desc:"how long dead letters are kept"`
+	// JobsMaxBytes bounds the jobs stream, which API keys with submit scope
+	// fill: when full, new jobs are refused (never an old one dropped).
+	JobsMaxBytes int64 `envconfig:"JOBS_MAX_BYTES" default:"1073741824" desc:"bytes the jobs stream may hold; when full, submissions are refused (-1: no limit)"`
+	// EventsMaxBytes bounds the events stream, which VOD's callback and
+	// every job feed: when full, the oldest events go.
+	EventsMaxBytes int64 `envconfig:"EVENTS_MAX_BYTES" default:"2147483648" desc:"bytes the events stream may hold; when full, the oldest events go (-1: no limit)"`
+	// DLQMaxBytes bounds the dead letters, which bad submissions fill: when
+	// full, the oldest go.
+	DLQMaxBytes int64 `envconfig:"DLQ_MAX_BYTES" default:"536870912" desc:"bytes the dead-letter stream may hold; when full, the oldest go (-1: no limit)"`
+}
+
+func (c *Config) withDefaults() {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = time.Hour
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	if c.EventsMaxAge == 0 {
+		c.EventsMaxAge = 7 * 24 * time.Hour
+	}
+	if c.DLQMaxAge == 0 {
+		c.DLQMaxAge = 30 * 24 * time.Hour
+	}
+	if c.JobsMaxBytes == 0 {
+		c.JobsMaxBytes = 1 << 30
+	}
+	if c.EventsMaxBytes == 0 {
+		c.EventsMaxBytes = 2 << 30
+	}
+	if c.DLQMaxBytes == 0 {
+		c.DLQMaxBytes = 512 << 20
+	}
+}
+
+// Queue is an opened JetStream layout.
+type Queue struct {
+	js      jetstream.JetStream
+	cfg     Config
+	jobs    jetstream.Stream
+	events  jetstream.Stream
+	dlq     jetstream.Stream
+	status  jetstream.KeyValue
+	control jetstream.KeyValue
+	files   jetstream.KeyValue
+	uploads jetstream.KeyValue
+}
+
+// Open creates or updates the streams, buckets and the worker consumer. It is
+// the owner's call: ingest alone opens the layout this way (its NATS user
+// alone may create and update it); worker and notify Attach.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
+	q, err := newQueue(js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range q.streams() {
+		if *s.stream, err = js.CreateOrUpdateStream(ctx, s.cfg); err != nil {
+			return nil, fmt.Errorf("queue: stream %s: %w", s.cfg.Name, err)
+		}
+	}
+	for _, b := range q.buckets() {
+		if *b.kv, err = js.CreateOrUpdateKeyValue(ctx, b.cfg); err != nil {
+			return nil, fmt.Errorf("queue: bucket %s: %w", b.cfg.Bucket, err)
+		}
+	}
+	// A consumer made by an older vodpipe took only JobsSubject. Widening it
+	// does not move it back: messages on other subjects that it had passed
+	// would never be delivered, so they are dead-lettered here.
+	var narrowedAt uint64
+	if c, err := js.Consumer(ctx, JobsStream, WorkerConsumer); err == nil {
+		if ci := c.CachedInfo(); ci.Config.FilterSubject == JobsSubject {
+			narrowedAt = ci.Delivered.Stream
+		}
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, JobsStream, q.consumerConfig()); err != nil {
+		return nil, fmt.Errorf("queue: consumer %s: %w", WorkerConsumer, err)
+	}
+	if narrowedAt > 0 {
+		if err := q.sweepPassedStrays(ctx, narrowedAt); err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// ErrNotCreated reports that a stream, bucket or the workers' consumer of the
+// layout does not exist yet: ingest, which creates it, has not run. NotReady
+// counts it as not ready, so a worker or notify started before ingest waits.
+var ErrNotCreated = errors.New("queue: the JetStream layout is not created yet (ingest creates it)")
+
+// Attach looks up the layout Open created, and creates or changes nothing:
+// worker and notify attach, so their NATS users need no right to reshape a
+// shared stream. It fails with ErrNotCreated while a part is missing. The
+// ack wait is the consumer's own, as ingest set it; cfg's other values keep
+// their meaning for the caller (MaxDeliver, Replicas of its own buckets).
+func Attach(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
+	q, err := newQueue(js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range q.streams() {
+		if *s.stream, err = js.Stream(ctx, s.cfg.Name); err != nil {
+			return nil, lookupError("stream", s.cfg.Name, err)
+		}
+	}
+	for _, b := range q.buckets() {
+		if *b.kv, err = js.KeyValue(ctx, b.cfg.Bucket); err != nil {
+			return nil, lookupError("bucket", b.cfg.Bucket, err)
+		}
+	}
+	// Ingest creates the consumer last: once it is there, so is the rest.
+	c, err := js.Consumer(ctx, JobsStream, WorkerConsumer)
+	if err != nil {
+		return nil, lookupError("consumer", WorkerConsumer, err)
+	}
+	q.cfg.AckWait = c.CachedInfo().Config.AckWait
+	return q, nil
+}
+
+func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
+	cfg.withDefaults()
+	if cfg.MaxDeliver < 0 {
+		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
+	}
+	return &Queue{js: js, cfg: cfg}, nil
+}
+
+func lookupError(kind, name string, err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("%w: %s %s is missing", ErrNotCreated, kind, name)
+	}
+	return fmt.Errorf("queue: %s %s: %w", kind, name, err)
+}
+
+// layoutStream is a stream of the layout and the field it opens into.
+type layoutStream struct {
+	stream *jetstream.Stream
+	cfg    jetstream.StreamConfig
+}
+
+// layoutBucket is a bucket of the layout and the field it opens into.
+type layoutBucket struct {
+	kv  *jetstream.KeyValue
+	cfg jetstream.KeyValueConfig
+}
+
+func (q *Queue) streams() []layoutStream {
+	c := q.cfg
+	return []layoutStream{
+		{&q.jobs, jetstream.StreamConfig{
+			Name: JobsStream, Description: "vodpipe upload jobs (work queue)", Subjects: []string{jobsSubjects},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
+			Duplicates: c.DuplicateWindow, MaxMsgSize: 1 << 20, MaxBytes: c.JobsMaxBytes, Discard: jetstream.DiscardNew,
+		}},
+		{&q.events, jetstream.StreamConfig{
+			Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
+			MaxAge: c.EventsMaxAge, Duplicates: 2 * time.Minute, MaxBytes: c.EventsMaxBytes, Discard: jetstream.DiscardOld,
+		}},
+		{&q.dlq, jetstream.StreamConfig{
+			Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.DLQMaxAge,
+			MaxBytes: c.DLQMaxBytes, Discard: jetstream.DiscardOld,
+		}},
+	}
+}
+
+func (q *Queue) buckets() []layoutBucket {
+	bucket := func(name, desc string, ttl time.Duration) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{Bucket: name, Description: desc, Storage: jetstream.FileStorage,
+			Replicas: q.cfg.Replicas, History: 1, TTL: ttl}
+	}
+	return []layoutBucket{
+		{&q.status, bucket(StatusBucket, "vodpipe job status and progress", 0)},
+		{&q.control, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
+		{&q.files, bucket(FilesBucket, "vodpipe FileId to job id", 0)},
+		{&q.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
+	}
+}
+
+// sweepPassedStrays dead-letters and removes the messages up to stream
+// sequence upTo on subjects other than JobsSubject: those the workers'
+// consumer skipped while it took JobsSubject alone. Later ones reach a
+// worker, which dead-letters them itself.
+func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
+	info, err := q.jobs.Info(ctx, jetstream.WithSubjectFilter(jobsSubjects))
+	if err != nil {
+		return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
+	}
+	for subj := range info.State.Subjects {
+		if subj == JobsSubject {
+			continue
+		}
+		for seq := uint64(1); seq <= upTo; {
+			m, err := q.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
+			}
+			if m.Sequence > upTo {
+				break
+			}
+			j, _ := job.Decode(m.Data)
+			d := job.DeadLetter{Code: "invalid_message", StreamSeq: m.Sequence, Reason: WrongSubject(subj).Error(),
+				JobID: DeadLetterJobID(j, m.Header)}
+			if err := q.PublishDeadLetter(ctx, d, m.Data); err != nil {
+				return err
+			}
+			if err := q.jobs.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
+			}
+			seq = m.Sequence + 1
+		}
+	}
+	return nil
+}
+
+func (q *Queue) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable: WorkerConsumer, Description: "vodpipe workers share this consumer",
+		// No delivery bound here: the worker bounds deliveries itself and
+		// dead-letters a job out of them (worker.handle). A bound here would
+		// make JetStream stop delivering such a job, and dead-lettering it
+		// would hang on its one max-deliveries advisory reaching a worker:
+		// with every worker down at that moment, the job would stay in the
+		// queue for good, never run and never failed.
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: q.cfg.AckWait, MaxDeliver: -1,
+		MaxAckPending: q.cfg.MaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
+		// All the stream holds, not only JobsSubject: a job published on a
+		// mistyped subject (vodpipe.jobs.sumbit) is stored by the stream, so
+		// the workers must see it to dead-letter it; otherwise it would sit
+		// there, acknowledged to its publisher and never run.
+		FilterSubject: jobsSubjects, Replicas: q.cfg.Replicas,
+	}
+}
+
+// Config returns the effective configuration.
+func (q *Queue) Config() Config { return q.cfg }
+
+// JetStream returns the JetStream context.
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Consumer returns the shared worker consumer.
+func (q *Queue) Consumer(ctx context.Context) (jetstream.Consumer, error) {
+	return q.js.Consumer(ctx, JobsStream, WorkerConsumer)
+}
+
+// Ready checks that JetStream answers, for /readyz.
+func (q *Queue) Ready(ctx context.Context) error {
+	_, err := q.jobs.Info(ctx)
+	return err
+}
+
+// ErrNotFound is returned for an unknown job id or FileId.
+var ErrNotFound = errors.New("queue: not found")

@@ -1,0 +1,484 @@
+package queue_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+func openQueue(t *testing.T, cfg queue.Config) (*queue.Queue, *testharness.NATS) {
+	t.Helper()
+	n := testharness.StartNATS(t)
+	q, err := queue.Open(t.Context(), n.JetStream(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, n
+}
+
+func newJob(id string) *job.Job {
+	return &job.Job{V: 1, ID: id, Source: "file:///in/" + id + ".mp4"}
+}
+
+// TestOpenWidensTheWorkersFilter: a queue made by an older vodpipe, whose
+// worker consumer took only vodpipe.jobs.submit, is opened with the consumer
+// taking all the stream holds. A message on another subject that the old
+// consumer had passed is dead-lettered (widening does not move the consumer
+// back); one after it reaches a worker.
+func TestOpenWidensTheWorkersFilter(t *testing.T) {
+	_, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	js := n.JetStream(t)
+	c, err := js.Consumer(ctx, queue.JobsStream, queue.WorkerConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.CachedInfo().Config
+	old.FilterSubject = queue.JobsSubject
+	if _, err := js.UpdateConsumer(ctx, queue.JobsStream, old); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(subj, id string) {
+		t.Helper()
+		if _, err := js.Publish(ctx, subj, []byte(`{"v":1,"id":"`+id+`","source":"file:///in/a.mp4"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("vodpipe.jobs.sumbit", "passed-1")
+	publish(queue.JobsSubject, "good-1")
+	// The old consumer delivers good-1, passing passed-1 by.
+	msgs, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("vodpipe.jobs.sumbit", "later-1")
+	q, err := queue.Open(ctx, js, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 || dl[0].JobID != "passed-1" || !strings.Contains(dl[0].Reason, "vodpipe.jobs.sumbit") {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+	wc, err := q.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err = wc.Fetch(2, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range msgs.Messages() {
+		got = append(got, m.Subject()+" "+string(m.Data()))
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "later-1") {
+		t.Fatalf("the workers' consumer delivered %v, want only later-1", got)
+	}
+	if d, err := q.Depth(ctx); err != nil || d.Stranded != 0 {
+		t.Fatalf("depth = %+v, %v", d, err)
+	}
+	// Opening again sweeps nothing more.
+	if _, err := queue.Open(ctx, js, queue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if dl, _ := q.DeadLetters(ctx); len(dl) != 1 {
+		t.Fatalf("dead letters after a second open = %+v", dl)
+	}
+}
+
+func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	js := n.JetStream(t)
+	ctx := t.Context()
+	// A consumer as an older vodpipe made it, with JetStream bounding deliveries.
+	old := jetstream.ConsumerConfig{Durable: queue.WorkerConsumer, AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 10,
+		FilterSubject: "vodpipe.jobs.>"}
+	if _, err := js.UpdateConsumer(ctx, queue.JobsStream, old); err != nil {
+		t.Fatal(err)
+	}
+	// Opening again with a changed config updates, never fails.
+	q2, err := queue.Open(ctx, js, queue.Config{DuplicateWindow: 10 * time.Minute, AckWait: time.Minute, MaxDeliver: 5})
+	if err != nil {
+		t.Fatalf("reopen with changed config: %v", err)
+	}
+	s, err := js.Stream(ctx, queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(ctx)
+	if info.Config.Duplicates != 10*time.Minute || info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Storage != jetstream.FileStorage {
+		t.Fatalf("jobs stream config = %+v", info.Config)
+	}
+	c, err := q2.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, _ := c.Info(ctx)
+	// The worker bounds deliveries (q2.Config().MaxDeliver), never the consumer.
+	if ci.Config.AckWait != time.Minute || ci.Config.MaxDeliver != -1 || ci.Config.AckPolicy != jetstream.AckExplicitPolicy ||
+		q2.Config().MaxDeliver != 5 {
+		t.Fatalf("consumer config = %+v, queue config %+v", ci.Config, q2.Config())
+	}
+	_ = q
+}
+
+func TestPublishTwiceRunsOnce(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	r1, err := q.PublishJob(ctx, newJob("dup-1"))
+	if err != nil || r1.Duplicate {
+		t.Fatalf("first publish: %+v %v", r1, err)
+	}
+	r2, err := q.PublishJob(ctx, newJob("dup-1"))
+	if err != nil || !r2.Duplicate {
+		t.Fatalf("second publish not a duplicate: %+v %v", r2, err)
+	}
+	batch := q.PublishJobs(ctx, []*job.Job{newJob("b-1"), newJob("dup-1"), newJob("b-2")})
+	if batch[0].Duplicate || !batch[1].Duplicate || batch[2].Duplicate || batch[0].Err != nil {
+		t.Fatalf("batch = %+v", batch)
+	}
+	wantJobs(t, n, q, 3)
+}
+
+// wantJobs checks that the jobs stream holds want messages (exact once each
+// publish is acknowledged) and waits for the workers' consumer to count
+// them pending (that count follows the stream asynchronously).
+func wantJobs(t *testing.T, n *testharness.NATS, q *queue.Queue, want uint64) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := n.JetStream(t).Stream(ctx, queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := st.Info(ctx)
+	if err != nil || si.State.Msgs != want {
+		t.Fatalf("jobs stream holds %+v (%v), want %d messages", si.State, err, want)
+	}
+	c, err := q.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 5*time.Second, fmt.Sprintf("the consumer to count %d pending", want), func() bool {
+		ci, err := c.Info(ctx)
+		return err == nil && ci.NumPending == want
+	})
+}
+
+func TestStatusTransitionsAreEnforcedUnderConcurrency(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	j := newJob("st-1")
+	if _, created, err := q.CreateStatus(ctx, j); err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if s, created, err := q.CreateStatus(ctx, j); err != nil || created || s.State != job.StateQueued {
+		t.Fatalf("second create: %+v %v %v", s, created, err)
+	}
+	// Many concurrent progress updates: none is lost.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := q.UpdateStatus(ctx, j.ID, func(s *job.Status) error { s.BytesDone++; return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	s, _, err := q.Status(ctx, j.ID)
+	if err != nil || s.BytesDone != 20 {
+		t.Fatalf("bytesDone = %d, %v", s.BytesDone, err)
+	}
+	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Transition(ctx, j.ID, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
+		t.Fatalf("completed → running: %v", err)
+	}
+	if _, _, err := q.Status(ctx, "missing"); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+}
+
+func TestPauseResumeCancelControl(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	j := newJob("ctl-1")
+	if _, err := q.PublishJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.CreateStatus(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Pause(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlPause {
+		t.Fatalf("control = %q", c)
+	}
+	// A worker would mark it paused and ack: simulate the state change,
+	// after runs that count against the job's bound.
+	if _, err := q.Transition(ctx, j.ID, job.StatePaused, func(s *job.Status) { s.Runs = 4 }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Resume(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlNone {
+		t.Fatalf("control after resume = %q", c)
+	}
+	s, _, _ := q.Status(ctx, j.ID)
+	if s.State != job.StateQueued || s.Runs != 0 {
+		t.Fatalf("after resume: state %s, runs %d (a resume starts the count again)", s.State, s.Runs)
+	}
+	// Resume re-enqueued the job despite the duplicate window: two messages wait.
+	wantJobs(t, n, q, 2)
+	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+		t.Fatalf("resume of a queued job: %v", err)
+	}
+	if _, err := q.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlCancel {
+		t.Fatalf("control = %q", c)
+	}
+}
+
+func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if err := q.PublishDeadLetter(ctx, job.DeadLetter{Code: "invalid_message", Reason: "not JSON"}, []byte("\xff\x00garbage")); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 || string(dl[0].RawMessage) != "\xff\x00garbage" || dl[0].JobID != "" {
+		t.Fatalf("dead letters = %+v, %v", dl, err)
+	}
+}
+
+func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if _, err := q.PublishJob(ctx, newJob("old-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.CreateStatus(ctx, newJob("old-1")); err != nil {
+		t.Fatal(err)
+	}
+	res := q.Submit(ctx, []*job.Job{newJob("n-1"), newJob("old-1"), newJob("n-2"), newJob("n-1")})
+	dups := []bool{false, true, false, true}
+	for i, r := range res {
+		if r.Err != nil || r.Duplicate != dups[i] || r.Status == nil || r.Status.Job.ID != r.Job.ID {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	wantJobs(t, n, q, 3) // old-1 once, n-1, n-2
+	for _, id := range []string{"n-1", "n-2"} {
+		if s, _, err := q.Status(ctx, id); err != nil || s.State != job.StateQueued {
+			t.Fatalf("status %s = %+v %v", id, s, err)
+		}
+	}
+}
+
+// TestTransitionFromAKnownRevision: a transition written against the
+// revision its caller knows saves the read; when someone wrote in between
+// (progress, an operator's pause) it reads again, keeps their write and
+// checks the state machine on what is there now.
+func TestTransitionFromAKnownRevision(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	// Every read of a status is a direct get of its bucket: count them.
+	reads := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+queue.StatusBucket+".>")
+	if _, _, err := q.CreateStatus(ctx, newJob("k1")); err != nil {
+		t.Fatal(err)
+	}
+	st, rev, err := q.Status(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := reads()
+	st, rev2, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) { s.Worker = "w1" })
+	if err != nil || st.State != job.StateRunning || rev2 <= rev {
+		t.Fatalf("from the known revision: %+v rev %d→%d, %v", st, rev, rev2, err)
+	}
+	if got := reads() - before; got != 0 {
+		t.Fatalf("a transition from the current revision read the status %d times, want none", got)
+	}
+	// A write in between: the known revision is stale.
+	if _, err := q.UpdateStatus(ctx, "k1", func(s *job.Status) error { s.BytesDone = 42; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before = reads()
+	done, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reads() - before; got != 1 {
+		t.Fatalf("a transition from a stale revision read the status %d times, want once", got)
+	}
+	cur, _, err := q.Status(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.State != job.StateCompleted || cur.FileID != "f1" || cur.BytesDone != 42 || cur.Worker != "w1" || done.BytesDone != 42 {
+		t.Fatalf("after a stale revision: %+v", cur)
+	}
+	// The state machine is checked against the stored state, not the caller's copy.
+	if _, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
+		t.Fatalf("completed → running from a stale copy: %v, want ErrBadTransition", err)
+	}
+}
+
+// TestCompleteRecordsStatusAndFile: the completion writes the completed
+// status and the FileId → job mapping together; a FileId that cannot be a
+// key still gets its status written and the mapping's failure reported.
+func TestCompleteRecordsStatusAndFile(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	for _, id := range []string{"c1", "c2"} {
+		if _, _, err := q.CreateStatus(ctx, newJob(id)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Transition(ctx, id, job.StateRunning, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", func(s *job.Status) { s.FileID = "5285890781234" }); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := q.Status(ctx, "c1"); err != nil || st.State != job.StateCompleted || st.FileID != "5285890781234" {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	if id, err := q.JobForFile(ctx, "5285890781234"); err != nil || id != "c1" {
+		t.Fatalf("file → job = %q, %v", id, err)
+	}
+	if err := q.Complete(ctx, "c2", queue.Known{}, "not a key*", nil); err == nil {
+		t.Fatal("a FileId that is no valid key must be reported")
+	}
+	if st, _, _ := q.Status(ctx, "c2"); st.State != job.StateCompleted {
+		t.Fatalf("status = %+v, want completed anyway", st)
+	}
+	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", nil); !errors.Is(err, job.ErrBadTransition) {
+		t.Fatalf("completing twice: %v, want ErrBadTransition", err)
+	}
+}
+
+// TestDeadLetterOfAMessageAtTheSizeLimit: the job stream takes messages up
+// to 1 MiB, so a dead letter must hold one that size (base64 in a JSON
+// envelope would pass NATS's payload limit): it keeps the first part and
+// says so. Dead-lettering the same message for the same reason again (a
+// redelivery whose first failure record was cut short) adds no entry.
+func TestDeadLetterOfAMessageAtTheSizeLimit(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	raw := []byte(strings.Repeat("\xff", 1<<20-64)) // not JSON: stored as bytes
+	for attempt := 1; attempt <= 2; attempt++ {
+		d := job.DeadLetter{JobID: "huge-1", Code: "invalid_message", Reason: "too big", Attempt: attempt, StreamSeq: 7}
+		if err := q.PublishDeadLetter(ctx, d, raw); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	dl, err := q.DeadLetters(ctx)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("dead letters = %d, %v; want 1", len(dl), err)
+	}
+	if d := dl[0]; !d.Truncated || d.Size != len(raw) || len(d.RawMessage) == 0 || len(d.RawMessage) >= len(raw) ||
+		string(d.RawMessage) != string(raw[:len(d.RawMessage)]) {
+		t.Fatalf("dead letter: truncated %v, size %d, kept %d bytes", d.Truncated, d.Size, len(d.RawMessage))
+	}
+	// JSON under the size kept, which the envelope's escaping (< as \u003c)
+	// would blow past the limit: kept whole, as bytes.
+	angles := []byte(`{"v":1,"id":"angles-1","source":"` + strings.Repeat("<", 400<<10) + `"}`)
+	if err := q.PublishDeadLetter(ctx, job.DeadLetter{JobID: "angles-1", Code: "invalid_message", Reason: "bad", StreamSeq: 8}, angles); err != nil {
+		t.Fatal(err)
+	}
+	if dl, err = q.DeadLetters(ctx); err != nil || len(dl) != 2 {
+		t.Fatalf("dead letters = %d, %v; want 2", len(dl), err)
+	}
+	if d := dl[1]; d.Truncated || string(d.RawMessage) != string(angles) {
+		t.Fatalf("angles dead letter: truncated %v, kept %d of %d bytes", d.Truncated, len(d.RawMessage), len(angles))
+	}
+}
+
+func TestOpenRefusesANegativeMaxDeliver(t *testing.T) {
+	n := testharness.StartNATS(t)
+	_, err := queue.Open(t.Context(), n.JetStream(t), queue.Config{MaxDeliver: -1})
+	if err == nil || !strings.Contains(err.Error(), "VODPIPE_JOBS_MAX_DELIVER") {
+		t.Fatalf("open with MaxDeliver -1: %v", err)
+	}
+}
+
+// TestUploadRecordIsFoundByMediaURL: a storage path recorded before a commit
+// is found from the media URL VOD serves the file at, whatever its host or
+// query; other paths and URLs without a path are not found.
+func TestUploadRecordIsFoundByMediaURL(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	if err := q.RecordUpload(ctx, "/1400000000/ab12cd/f0.mp4", "up-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"http://1400000000.vod2.myqcloud.com/1400000000/ab12cd/f0.mp4", "https://cdn.example/1400000000/ab12cd/f0.mp4?t=1"} {
+		if id, err := q.JobForMediaURL(ctx, u); err != nil || id != "up-1" {
+			t.Errorf("%s: %q, %v", u, id, err)
+		}
+	}
+	for _, u := range []string{"http://h/1400000000/ab12cd/f1.mp4", "http://h/", "", "::"} {
+		if id, err := q.JobForMediaURL(ctx, u); !errors.Is(err, queue.ErrNotFound) {
+			t.Errorf("%q: %q, %v, want ErrNotFound", u, id, err)
+		}
+	}
+}
+
+// TestSigningJob: the signature service signs only for a job a worker may be
+// processing: running, or unfinished with a cancel pending.
+func TestSigningJob(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	for _, id := range []string{"queued", "running", "paused-cancel", "paused", "completed"} {
+		if _, _, err := q.CreateStatus(ctx, newJob(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move := func(id string, to ...job.State) {
+		t.Helper()
+		for _, s := range to {
+			if _, err := q.Transition(ctx, id, s, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	move("running", job.StateRunning)
+	move("paused-cancel", job.StatePaused)
+	move("paused", job.StatePaused)
+	move("completed", job.StateRunning, job.StateCompleted)
+	if err := q.SetControl(ctx, "paused-cancel", job.ControlCancel); err != nil {
+		t.Fatal(err)
+	}
+	for id, active := range map[string]bool{"running": true, "paused-cancel": true, "queued": false, "paused": false,
+		"completed": false, "unknown": false} {
+		j, err := q.SigningJob(ctx, id)
+		switch {
+		case active && (err != nil || j.ID != id):
+			t.Errorf("%s: job %v, err %v; want the job", id, j, err)
+		case !active && !errors.Is(err, job.ErrNotActive):
+			t.Errorf("%s: err = %v, want job.ErrNotActive", id, err)
+		}
+	}
+}

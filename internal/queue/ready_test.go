@@ -1,0 +1,202 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/natsembed"
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/testharness"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestWhenReadyWaitsForTheServer starts a service's setup before its NATS
+// server is up, as happens when pods start together: the setup fails as not
+// ready, is tried again, and succeeds once the server is there.
+func TestWhenReadyWaitsForTheServer(t *testing.T) {
+	port, err := child.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tries atomic.Int32
+	failed := make(chan error, 1)
+	done := make(chan error, 1)
+	var q *queue.Queue
+	go func() {
+		done <- queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: time.Minute, Backoff: 20 * time.Millisecond}, quietLog(),
+			func(ctx context.Context) (err error) {
+				tries.Add(1)
+				ctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				if q, err = queue.Open(ctx, js, queue.Config{}); err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+				}
+				return err
+			})
+	}()
+	first := <-failed
+	if !queue.NotReady(first) {
+		t.Fatalf("setup without a server failed with %v, which NotReady does not call not ready", first)
+	}
+	ns, err := natsembed.Start(t.TempDir(), "127.0.0.1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	if err := <-done; err != nil {
+		t.Fatalf("WhenReady after the server came up: %v", err)
+	}
+	if tries.Load() < 2 {
+		t.Fatalf("setup ran %d times; it failed once, so it must have run again", tries.Load())
+	}
+	if _, err := q.JetStream().Stream(t.Context(), queue.JobsStream); err != nil {
+		t.Fatalf("stream after WhenReady: %v", err)
+	}
+}
+
+// TestWhenReadyStopsAtAPermanentError does not retry an error that waiting
+// cannot fix: here another stream already holds the jobs subjects.
+func TestWhenReadyStopsAtAPermanentError(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"vodpipe.jobs.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	tries := 0
+	err := queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: time.Minute, Backoff: time.Millisecond}, quietLog(),
+		func(ctx context.Context) error {
+			tries++
+			_, err := queue.Open(ctx, js, queue.Config{})
+			return err
+		})
+	if err == nil {
+		t.Fatal("Open succeeded although another stream holds vodpipe.jobs.>")
+	}
+	if tries != 1 {
+		t.Fatalf("setup ran %d times for a permanent error (%v), want 1", tries, err)
+	}
+	if queue.NotReady(err) {
+		t.Fatalf("NotReady(%v) = true", err)
+	}
+}
+
+// TestWhenReadyGivesUpAfterItsWait ends with the last error, saying how long
+// it waited, when JetStream never becomes ready.
+func TestWhenReadyGivesUpAfterItsWait(t *testing.T) {
+	tries := 0
+	err := queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: time.Second, Backoff: 10 * time.Millisecond}, quietLog(),
+		func(context.Context) error {
+			tries++
+			return fmt.Errorf("open: %w", nats.ErrNoResponders)
+		})
+	if !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("err = %v, want the last setup error wrapped", err)
+	}
+	if !strings.Contains(err.Error(), "not ready after 1s") || !strings.Contains(err.Error(), "is JetStream enabled") {
+		t.Fatalf("err = %q, want it to say how long it waited and what to check", err)
+	}
+	if tries < 2 {
+		t.Fatalf("setup ran %d times in its wait, want it retried", tries)
+	}
+}
+
+// TestAttachWaitsForIngest attaches, as a worker does, before ingest has
+// created the layout: the attach is not ready, waits with a log line that
+// says what for, and succeeds once the layout is opened, taking the ack wait
+// of the consumer ingest made.
+func TestAttachWaitsForIngest(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	var logs syncLog
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	failed := make(chan error, 1)
+	done := make(chan error, 1)
+	var q *queue.Queue
+	go func() {
+		done <- queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: time.Minute, Backoff: 20 * time.Millisecond}, log,
+			func(ctx context.Context) (err error) {
+				if q, err = queue.Attach(ctx, js, queue.Config{}); err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+				}
+				return err
+			})
+	}()
+	if first := <-failed; !errors.Is(first, queue.ErrNotCreated) {
+		t.Fatalf("attach before the layout: %v, want ErrNotCreated", first)
+	}
+	if _, err := queue.Open(t.Context(), js, queue.Config{AckWait: 7 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WhenReady after ingest opened the layout: %v", err)
+	}
+	if !strings.Contains(logs.String(), "waiting for ingest to create the JetStream layout") {
+		t.Fatalf("no log line says what the attach waits for:\n%s", logs.String())
+	}
+	if got := q.Config().AckWait; got != 7*time.Second {
+		t.Fatalf("attached ack wait %s, want the consumer's 7s", got)
+	}
+}
+
+// TestWhenReadyNamesIngestWhenTheLayoutNeverCame ends, when no layout appears
+// in its wait, with an error that points at ingest.
+func TestWhenReadyNamesIngestWhenTheLayoutNeverCame(t *testing.T) {
+	js := testharness.StartNATS(t).JetStream(t)
+	err := queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: 200 * time.Millisecond, Backoff: 20 * time.Millisecond}, quietLog(),
+		func(ctx context.Context) error {
+			_, err := queue.Attach(ctx, js, queue.Config{})
+			return err
+		})
+	if !errors.Is(err, queue.ErrNotCreated) || !strings.Contains(err.Error(), "is ingest running?") {
+		t.Fatalf("err = %v, want ErrNotCreated and a hint at ingest", err)
+	}
+	if _, err := js.Stream(t.Context(), queue.JobsStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("attach created the jobs stream: %v", err)
+	}
+}
+
+// syncLog is a log buffer safe for the writer goroutine and the test.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

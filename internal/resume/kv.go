@@ -1,0 +1,394 @@
+package resume
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/upload"
+)
+
+// KV keeps job leases and resume state in a NATS JetStream key-value bucket,
+// for the single-process mode that runs without Redis. Every change is a
+// compare-and-set on the entry's revision, retried on conflict.
+//
+// A job has two entries:
+//
+//	lease.<job>  {"token","owner","expires"}: the holder, and the token counter,
+//	             which the entry keeps after a release
+//	state.<job>  {"fence","state"}: the resume state, and the token of the
+//	             newest lease that touched it
+//
+// A job id that is not a valid key token ([A-Za-z0-9_.-], no leading,
+// trailing or double dot) is replaced by "=" and its base64url encoding.
+//
+// Lease expiry is judged by this process's clock against the "expires" time
+// in the entry: fine for one process, or for processes on one host.
+//
+// A write checks the lease entry and then writes the state entry; another
+// worker can take the lease over between the two. So Acquire, before it
+// returns, raises the state entry's fence to the new token, and a write
+// requires the fence to be no newer than its own token, in the same
+// compare-and-set: a stale write either lands before the takeover completed or
+// fails with upload.ErrLeaseLost.
+//
+// The state entry holds every part record (about 100 bytes each), so the
+// server's max_payload bounds the parts of one upload: 1 MB, NATS's default,
+// is about 10 000 parts, COS's limit per multipart upload.
+type KV struct {
+	kv jetstream.KeyValue
+}
+
+var (
+	_ upload.Leaser      = (*KV)(nil)
+	_ upload.ResumeStore = (*KV)(nil)
+)
+
+// NewKV creates the bucket if it does not exist (or updates its configuration
+// if it does) with one revision per key, entries expiring DefaultStateTTL
+// after their last write and the given replicas (0 means 1; 3 in a NATS
+// cluster, like the queue's streams, so the loss of a node keeps the state),
+// and returns a KV on it.
+func NewKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*KV, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "vodpipe resume state and job leases",
+		History:     1,
+		TTL:         DefaultStateTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resume: key-value bucket %s: %w", bucket, err)
+	}
+	return WrapKV(kv), nil
+}
+
+// WrapKV returns a KV on a bucket the caller created. Its TTL is the state's
+// lifetime; one revision of history is enough.
+func WrapKV(kv jetstream.KeyValue) *KV { return &KV{kv: kv} }
+
+// leaseEntry is the value of lease.<job>. A released lease keeps its token
+// with an empty owner.
+type leaseEntry struct {
+	Token   int64     `json:"token"`
+	Owner   string    `json:"owner,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+func (e leaseEntry) held(now time.Time) bool { return e.Owner != "" && now.Before(e.Expires) }
+
+func (e leaseEntry) heldBy(l upload.Lease, now time.Time) bool {
+	return e.Token == l.Token && e.Owner == l.Owner && now.Before(e.Expires)
+}
+
+// stateEntry is the value of state.<job>. State is nil when there is none.
+type stateEntry struct {
+	Fence int64         `json:"fence"`
+	State *upload.State `json:"state,omitempty"`
+}
+
+// errConflict is a lost compare-and-set race: read again and retry.
+var errConflict = errors.New("resume: revision conflict")
+
+// Acquire takes the job's lease for ttl, or fails with upload.ErrLeaseHeld.
+func (k *KV) Acquire(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, error) {
+	if err := checkAcquire(jobID, owner, ttl); err != nil {
+		return upload.Lease{}, err
+	}
+	lk, sk := kvKeys(jobID)
+	for {
+		// The state's fence is read first: when the lease entry expired from the
+		// bucket but the state did not, the token must still pass the fence.
+		st, _, err := k.getState(ctx, sk)
+		if err != nil {
+			return upload.Lease{}, err
+		}
+		cur, rev, err := k.getLease(ctx, lk)
+		if err != nil {
+			return upload.Lease{}, err
+		}
+		now := time.Now()
+		if cur.held(now) {
+			return upload.Lease{}, upload.ErrLeaseHeld
+		}
+		l := upload.Lease{JobID: jobID, Token: max(cur.Token, st.Fence) + 1, Owner: owner, TTL: ttl}
+		err = k.put(ctx, lk, leaseEntry{Token: l.Token, Owner: owner, Expires: now.Add(ttl)}, rev)
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		if err != nil {
+			return upload.Lease{}, err
+		}
+		if err := k.raiseFence(ctx, sk, l.Token); err != nil {
+			// Do not leave the job locked for ttl by a lease nobody got.
+			_ = k.Release(context.WithoutCancel(ctx), l)
+			return upload.Lease{}, err
+		}
+		return l, nil
+	}
+}
+
+// Renew extends the lease by its TTL, or fails with upload.ErrLeaseLost.
+func (k *KV) Renew(ctx context.Context, l upload.Lease) error {
+	if err := checkLease(l); err != nil {
+		return err
+	}
+	lk, _ := kvKeys(l.JobID)
+	for {
+		cur, rev, err := k.getLease(ctx, lk)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if !cur.heldBy(l, now) {
+			return upload.ErrLeaseLost
+		}
+		cur.Expires = now.Add(l.TTL)
+		if err := k.put(ctx, lk, cur, rev); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+}
+
+// Release gives the lease up if it is still held with l; otherwise it does
+// nothing and returns nil.
+func (k *KV) Release(ctx context.Context, l upload.Lease) error {
+	if err := checkLease(l); err != nil {
+		return err
+	}
+	lk, _ := kvKeys(l.JobID)
+	for {
+		cur, rev, err := k.getLease(ctx, lk)
+		if err != nil {
+			return err
+		}
+		if cur.Token != l.Token || cur.Owner != l.Owner {
+			return nil
+		}
+		if err := k.put(ctx, lk, leaseEntry{Token: cur.Token}, rev); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+}
+
+// Load returns the job's state, or upload.ErrNoState.
+func (k *KV) Load(ctx context.Context, jobID string) (*upload.State, error) {
+	if jobID == "" {
+		return nil, fmt.Errorf("%w: empty job id", ErrInvalid)
+	}
+	_, sk := kvKeys(jobID)
+	st, _, err := k.getState(ctx, sk)
+	if err != nil {
+		return nil, err
+	}
+	if st.State == nil {
+		return nil, upload.ErrNoState
+	}
+	return st.State, nil
+}
+
+// SaveSession replaces the job's state with a new session and nothing else.
+func (k *KV) SaveSession(ctx context.Context, l upload.Lease, s upload.Session) error {
+	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		return &upload.State{Session: &s}, nil
+	})
+}
+
+// SetUploadID records the multipart UploadId of the current session, or fails
+// with upload.ErrNoState when there is no session.
+func (k *KV) SetUploadID(ctx context.Context, l upload.Lease, uploadID string) error {
+	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		if st == nil || st.Session == nil {
+			return nil, upload.ErrNoState
+		}
+		st.Session.UploadID = uploadID
+		return st, nil
+	})
+}
+
+// SavePart records one acknowledged part.
+func (k *KV) SavePart(ctx context.Context, l upload.Lease, p upload.PartRecord) error {
+	if err := checkPart(p); err != nil {
+		return err
+	}
+	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		if st == nil {
+			st = &upload.State{}
+		}
+		if st.Parts == nil {
+			st.Parts = make(map[int]upload.PartRecord)
+		}
+		st.Parts[p.Number] = p
+		return st, nil
+	})
+}
+
+// MarkVideoDone records that the video object is complete in COS.
+func (k *KV) MarkVideoDone(ctx context.Context, l upload.Lease) error {
+	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		if st == nil {
+			st = &upload.State{}
+		}
+		st.VideoDone = true
+		return st, nil
+	})
+}
+
+// MarkCoverDone records that the cover object is in COS.
+func (k *KV) MarkCoverDone(ctx context.Context, l upload.Lease) error {
+	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		if st == nil {
+			st = &upload.State{}
+		}
+		st.CoverDone = true
+		return st, nil
+	})
+}
+
+// SaveCommit records what CommitUploadUGC answered.
+func (k *KV) SaveCommit(ctx context.Context, l upload.Lease, fileID, mediaURL, coverURL string) error {
+	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		if st == nil {
+			st = &upload.State{}
+		}
+		st.FileID, st.MediaURL, st.CoverURL = fileID, mediaURL, coverURL
+		return st, nil
+	})
+}
+
+// Delete removes the job's state. The entry stays with its fence, so tokens
+// keep growing.
+func (k *KV) Delete(ctx context.Context, l upload.Lease) error {
+	return k.fenced(ctx, l, func(*upload.State) (*upload.State, error) { return nil, nil })
+}
+
+// fenced replaces the job's state with what change makes of it, if l still
+// holds the lease and no newer lease has touched the state.
+func (k *KV) fenced(ctx context.Context, l upload.Lease, change func(*upload.State) (*upload.State, error)) error {
+	if err := checkLease(l); err != nil {
+		return err
+	}
+	lk, sk := kvKeys(l.JobID)
+	for {
+		cur, _, err := k.getLease(ctx, lk)
+		if err != nil {
+			return err
+		}
+		if !cur.heldBy(l, time.Now()) {
+			return upload.ErrLeaseLost
+		}
+		st, rev, err := k.getState(ctx, sk)
+		if err != nil {
+			return err
+		}
+		if st.Fence > l.Token {
+			return upload.ErrLeaseLost
+		}
+		next, err := change(st.State)
+		if err != nil {
+			return err
+		}
+		err = k.put(ctx, sk, stateEntry{Fence: l.Token, State: next}, rev)
+		if !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+}
+
+// raiseFence sets the state entry's fence to token unless it is already there
+// or beyond, creating the entry if needed.
+func (k *KV) raiseFence(ctx context.Context, sk string, token int64) error {
+	for {
+		st, rev, err := k.getState(ctx, sk)
+		if err != nil {
+			return err
+		}
+		if st.Fence >= token {
+			return nil
+		}
+		st.Fence = token
+		if err := k.put(ctx, sk, st, rev); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+}
+
+// getLease reads lease.<job>; revision 0 means there is none.
+func (k *KV) getLease(ctx context.Context, key string) (leaseEntry, uint64, error) {
+	var e leaseEntry
+	rev, err := k.get(ctx, key, &e)
+	return e, rev, err
+}
+
+// getState reads state.<job>; revision 0 means there is none.
+func (k *KV) getState(ctx context.Context, key string) (stateEntry, uint64, error) {
+	var e stateEntry
+	rev, err := k.get(ctx, key, &e)
+	return e, rev, err
+}
+
+func (k *KV) get(ctx context.Context, key string, v any) (uint64, error) {
+	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("resume: get %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("resume: decode %s: %w: %w", key, upload.ErrBadState, err)
+	}
+	return e.Revision(), nil
+}
+
+// put writes v at key if the key is still at revision rev (0: absent), or
+// fails with errConflict.
+func (k *KV) put(ctx context.Context, key string, v any, rev uint64) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = k.kv.Create(ctx, key, b)
+	} else {
+		_, err = k.kv.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return errConflict
+	}
+	if err != nil {
+		return fmt.Errorf("resume: put %s: %w", key, err)
+	}
+	return nil
+}
+
+func kvKeys(jobID string) (lease, state string) {
+	id := escapeID(jobID, kvSafe)
+	return "lease." + id, "state." + id
+}
+
+// kvSafe reports whether id is a valid key token on its own.
+func kvSafe(id string) bool {
+	prevDot := true // a leading dot is as bad as a double one
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c == '.':
+			if prevDot {
+				return false
+			}
+			prevDot = true
+			continue
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+		prevDot = false
+	}
+	return !prevDot
+}

@@ -1,0 +1,806 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc64"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cos "github.com/tencentyun/cos-go-sdk-v5"
+
+	"github.com/vodpipe/vodpipe/internal/checksum"
+	"github.com/vodpipe/vodpipe/internal/signer"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/vod"
+)
+
+// run is one attempt at one job.
+type run struct {
+	u       *Uploader
+	j       *job.Job
+	l       Lease
+	st      *State
+	src     Source
+	cover   Source
+	control ControlFunc
+
+	auth     *cos.AuthorizationTransport
+	client   *cos.Client
+	credMu   sync.Mutex
+	credGen  int
+	issued   time.Time
+	expires  time.Time
+	stopOnce sync.Once
+	stop     chan struct{}
+	prog     *progress
+
+	// A signature that is not one-time is valid for any number of requests
+	// until it expires, so it serves every VOD call of the run until shortly
+	// before then (one signature request per job instead of one per call).
+	sigMu      sync.Mutex
+	sig        string
+	sigExpires time.Time
+}
+
+// sigReuseMargin is how long before its expiry a kept signature is replaced.
+const sigReuseMargin = time.Minute
+
+func (r *run) do(ctx context.Context) (*Result, error) {
+	size := r.src.Size()
+	r.prog = &progress{obs: r.u.obs, jobID: r.j.ID, total: size}
+	res := &Result{Size: size}
+	if err := r.openSession(ctx, size); err != nil {
+		return nil, err
+	}
+	defer r.stopRefresh()
+	if !r.st.VideoDone {
+		var err error
+		if err := r.checkControl(ctx); err != nil {
+			return nil, err
+		}
+		if size <= r.u.cfg.PartSize {
+			err = r.putVideo(ctx)
+		} else {
+			err = r.multipart(ctx, res)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := r.src.Check(ctx); err != nil {
+			return nil, sourceErr(err)
+		}
+		// A source of one part is simply sent again after a crash (the same
+		// key in the same VOD session), so only multipart records completion.
+		if size > r.u.cfg.PartSize {
+			if err := r.u.store.MarkVideoDone(ctx, r.l); err != nil {
+				return nil, err
+			}
+		}
+		r.st.VideoDone = true
+	} else {
+		res.Resumed = size
+		r.u.obs.BytesSkipped(size)
+		r.prog.add(size, false)
+	}
+	if r.cover != nil && !r.st.CoverDone {
+		if err := r.putCover(ctx); err != nil {
+			return nil, err
+		}
+		if err := r.u.store.MarkCoverDone(ctx, r.l); err != nil {
+			return nil, err
+		}
+		r.st.CoverDone = true
+	}
+	// The commit is the point of no return: a last look at the job's control.
+	if err := r.checkControl(ctx); err != nil {
+		return nil, err
+	}
+	r.recordUpload(ctx)
+	cm, err := r.commit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cr, ok := r.u.store.(CommitReleaser); ok {
+		if err := cr.SaveCommitRelease(ctx, r.l, cm.FileID, cm.MediaURL(), cm.CoverURL()); err != nil {
+			return nil, err
+		}
+		res.LeaseReleased = true
+	} else if err := r.u.store.SaveCommit(ctx, r.l, cm.FileID, cm.MediaURL(), cm.CoverURL()); err != nil {
+		return nil, err
+	}
+	res.FileID, res.MediaURL, res.CoverURL = cm.FileID, cm.MediaURL(), cm.CoverURL()
+	res.Sent = r.prog.sent
+	return res, nil
+}
+
+// recordUpload tells the CommitRecorder of the commit about to be made,
+// trying for up to recordUploadFor (a NATS cluster that lost a node elects
+// new leaders in a few seconds). It only helps VOD's event find its job, so
+// the commit goes ahead without it, and an error the recorder marks
+// permanent (a PermanentError: no retry can mend it) is not tried again.
+func (r *run) recordUpload(ctx context.Context) {
+	if r.u.commits == nil {
+		return
+	}
+	give := time.Now().Add(recordUploadFor)
+	b := backoff{next: 100 * time.Millisecond, max: 2 * time.Second}
+	for {
+		err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID)
+		if err == nil {
+			return
+		}
+		if _, perm := IsPermanent(err); perm || time.Now().Add(b.next).After(give) || !b.wait(ctx) {
+			r.u.log.Warn("recording the upload before its commit failed; committing without it",
+				"job_id", r.j.ID, "permanent", perm, "err", err)
+			return
+		}
+	}
+}
+
+// backoff is an exponential delay between tries: next doubles after each
+// wait, up to max.
+type backoff struct{ next, max time.Duration }
+
+// wait sleeps the current delay and doubles it; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(b.next):
+	}
+	b.next = min(2*b.next, b.max)
+	return true
+}
+
+// recordUploadFor bounds recordUpload's tries.
+const recordUploadFor = 10 * time.Second
+
+// checkControl stops the run when the job was paused, canceled or drained.
+func (r *run) checkControl(ctx context.Context) error {
+	if r.control == nil {
+		return nil
+	}
+	switch r.control() {
+	case job.ControlPause:
+		return ErrPaused
+	case ControlDrain:
+		return ErrDrained
+	case job.ControlCancel:
+		return r.u.cancel(ctx, r.l, r.st)
+	}
+	return nil
+}
+
+// signRequest is the policy of every signature of this job (the signature
+// service signs with the job's recorded policy whatever it is sent).
+func (r *run) signRequest() signer.Request { return signer.ForJob(r.j, 0) }
+
+// sign returns a fresh signature for a one-time job and otherwise the run's
+// kept signature while it is valid for sigReuseMargin more.
+func (r *run) sign(ctx context.Context) (string, error) {
+	req := r.signRequest()
+	if req.OneTime {
+		return r.u.signer.Sign(ctx, req)
+	}
+	r.sigMu.Lock()
+	defer r.sigMu.Unlock()
+	if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
+		return r.sig, nil
+	}
+	sig, err := r.u.signer.Sign(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	// Kept only if it really is reusable: the service may make every
+	// signature one-time (its policy), whatever the job asked for.
+	r.sig, r.sigExpires = "", time.Time{}
+	if p, perr := vod.ParseSignature(sig); perr == nil && !p.Params.OneTimeValid {
+		r.sig, r.sigExpires = sig, time.Unix(p.Params.ExpireTime, 0)
+	}
+	return sig, nil
+}
+
+// forgetSignature drops the kept signature (VOD refused it as used or expired).
+func (r *run) forgetSignature() {
+	r.sigMu.Lock()
+	r.sig, r.sigExpires = "", time.Time{}
+	r.sigMu.Unlock()
+}
+
+// withRenewal runs a VOD call; a "signature used" or "expired" answer gets one
+// renewal (the call asks for a fresh signature again), not a failure.
+func (r *run) withRenewal(ctx context.Context, call func() error) error {
+	err := call()
+	if errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
+		r.forgetSignature()
+		r.u.obs.SignatureRenewed()
+		err = call()
+	}
+	return vodErr(err)
+}
+
+// openSession resumes the stored VOD session or opens a new one.
+func (r *run) openSession(ctx context.Context, size int64) error {
+	s := r.st.Session
+	if s != nil && (s.Size != size || time.Since(s.Opened) > r.u.cfg.SessionMaxAge || (r.cover != nil && s.CoverKey == "")) {
+		s = nil // the source changed or the session is too old: start over
+	}
+	if s != nil {
+		err := r.applyResume(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, vod.ErrSessionExpired) {
+			return err
+		}
+		r.u.log.Info("vod session expired, starting over", "job_id", r.j.ID)
+	}
+	req := vod.ApplyRequest{VideoName: r.j.MediaName, VideoType: r.j.MediaType, VideoSize: &size}
+	if r.cover != nil {
+		n := r.cover.Size()
+		req.CoverName, req.CoverType, req.CoverSize = coverName(r.j.Cover)
+		req.CoverSize = &n
+	}
+	var a *vod.ApplyResponse
+	err := r.withRenewal(ctx, func() (err error) { a, err = r.u.vod.Apply(ctx, r.sign, req); return err })
+	if err != nil {
+		return fmt.Errorf("upload: apply: %w", err)
+	}
+	sess := Session{VodSessionKey: a.VodSessionKey, Opened: time.Now().UTC(), Bucket: a.Bucket(), Region: a.StorageRegionV5,
+		VideoKey: a.Video.Key(), CoverKey: a.Cover.Key(), PartSize: r.u.cfg.PartSize, Size: size}
+	if r.cover != nil {
+		sess.CoverSize = r.cover.Size()
+	}
+	if err := r.u.store.SaveSession(ctx, r.l, sess); err != nil {
+		return err
+	}
+	r.st = &State{Session: &sess, Parts: map[int]PartRecord{}}
+	r.setCreds(a)
+	return nil
+}
+
+func coverName(raw string) (string, string, *int64) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "cover", "jpg", nil
+	}
+	base := path.Base(u.Path)
+	ext := strings.ToLower(strings.TrimPrefix(path.Ext(base), "."))
+	if ext == "" {
+		ext = "jpg"
+	}
+	return strings.TrimSuffix(base, path.Ext(base)), ext, nil
+}
+
+// applyResume applies again with the session key: same objects, fresh credentials.
+func (r *run) applyResume(ctx context.Context) error {
+	var a *vod.ApplyResponse
+	err := r.withRenewal(ctx, func() (err error) {
+		a, err = r.u.vod.Apply(ctx, r.sign, vod.ApplyRequest{VodSessionKey: r.st.Session.VodSessionKey})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upload: resume apply: %w", err)
+	}
+	if a.Video.Key() != r.st.Session.VideoKey || a.Bucket() != r.st.Session.Bucket {
+		return fmt.Errorf("upload: resume apply: %w: session answered another object", vod.ErrSessionExpired)
+	}
+	r.setCreds(a)
+	return nil
+}
+
+// setCreds installs credentials, creating the COS client on first use and
+// starting the refresher.
+func (r *run) setCreds(a *vod.ApplyResponse) {
+	r.credMu.Lock()
+	defer r.credMu.Unlock()
+	tc := a.TempCertificate
+	issued := time.Unix(a.Timestamp, 0)
+	if a.Timestamp == 0 || issued.After(time.Now()) {
+		issued = time.Now()
+	}
+	r.issued, r.expires = issued, tc.Expires()
+	r.credGen++
+	if r.auth == nil {
+		r.auth = &cos.AuthorizationTransport{Transport: r.u.transport}
+		r.auth.SetCredential(tc.SecretID, tc.SecretKey, tc.Token)
+		u, _ := url.Parse(a.BucketURL(r.u.cfg.COSScheme))
+		r.client = cos.NewClient(&cos.BaseURL{BucketURL: u}, &http.Client{Transport: r.auth})
+		r.stop = make(chan struct{})
+		go r.refreshLoop()
+		return
+	}
+	r.auth.SetCredential(tc.SecretID, tc.SecretKey, tc.Token)
+}
+
+func (r *run) cosClient() *cos.Client {
+	r.credMu.Lock()
+	defer r.credMu.Unlock()
+	return r.client
+}
+
+func (r *run) stopRefresh() {
+	r.stopOnce.Do(func() {
+		if r.stop != nil {
+			close(r.stop)
+		}
+	})
+}
+
+// refreshLoop renews credentials before they expire, by applying again with the session key.
+func (r *run) refreshLoop() {
+	for {
+		r.credMu.Lock()
+		life := r.expires.Sub(r.issued)
+		at := r.issued.Add(time.Duration(float64(life) * r.u.cfg.RefreshAt))
+		gen := r.credGen
+		r.credMu.Unlock()
+		wait := max(time.Until(at), 50*time.Millisecond)
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := r.refresh(ctx, gen)
+		cancel()
+		if err != nil {
+			r.u.log.Warn("credential refresh failed", "job_id", r.j.ID, "err", err)
+			select {
+			case <-r.stop:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// refresh renews credentials unless someone already did since generation gen.
+func (r *run) refresh(ctx context.Context, gen int) error {
+	r.credMu.Lock()
+	current := r.credGen
+	r.credMu.Unlock()
+	if current != gen {
+		return nil
+	}
+	if err := r.applyResume(ctx); err != nil {
+		return err
+	}
+	r.u.obs.CredentialRefreshed()
+	return nil
+}
+
+func (r *run) generation() int {
+	r.credMu.Lock()
+	defer r.credMu.Unlock()
+	return r.credGen
+}
+
+// putVideo sends a small source in one PutObject.
+func (r *run) putVideo(ctx context.Context) error {
+	size := r.src.Size()
+	return r.retry(ctx, "put", func() error {
+		body, err := r.partBody(0, size)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		resp, err := r.cosClient().Object.Put(ctx, r.st.Session.VideoKey, body, &cos.ObjectPutOptions{
+			ObjectPutHeaderOptions: &cos.ObjectPutHeaderOptions{ContentLength: size}})
+		if err != nil {
+			return err
+		}
+		r.u.obs.PartUploaded(size, time.Since(start))
+		r.prog.add(size, true)
+		_ = resp
+		return nil
+	})
+}
+
+func (r *run) putCover(ctx context.Context) error {
+	size := r.cover.Size()
+	return r.retry(ctx, "cover", func() error {
+		buf := make([]byte, size)
+		if _, err := r.cover.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+			return sourceErr(err)
+		}
+		_, err := r.cosClient().Object.Put(ctx, r.st.Session.CoverKey, readOnly{bytes.NewReader(buf)},
+			&cos.ObjectPutOptions{ObjectPutHeaderOptions: &cos.ObjectPutHeaderOptions{ContentLength: size}})
+		return err
+	})
+}
+
+// partBody returns a fresh reader over [off, off+n) of the source: streamed
+// for files, one range request for HTTP sources. It hides Seek on purpose: a
+// seekable body makes the SDK retry by rewinding it while net/http may still
+// be reading the failed attempt's copy; our own retry makes a new reader.
+func (r *run) partBody(off, n int64) (io.Reader, error) {
+	if n == 0 {
+		return bytes.NewReader(nil), nil
+	}
+	if r.src.Streams() {
+		return readOnly{io.NewSectionReader(r.src, off, n)}, nil
+	}
+	buf := make([]byte, n)
+	if _, err := r.src.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return readOnly{bytes.NewReader(buf)}, nil
+}
+
+// readOnly exposes only Read.
+type readOnly struct{ r io.Reader }
+
+func (o readOnly) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func (r *run) partLen(n int) int64 {
+	ps := r.st.Session.PartSize
+	off := int64(n-1) * ps
+	return min(ps, r.src.Size()-off)
+}
+
+func (r *run) numParts() int {
+	ps := r.st.Session.PartSize
+	return int((r.src.Size() + ps - 1) / ps)
+}
+
+// multipart uploads the missing parts and completes the object.
+func (r *run) multipart(ctx context.Context, res *Result) error {
+	sess := r.st.Session
+	have := map[int]PartRecord{}
+	if sess.UploadID != "" {
+		listed, err := r.listParts(ctx, sess.UploadID)
+		switch {
+		case isNoSuchUpload(err):
+			// Completed by an earlier attempt that died before recording it, or aborted.
+			if done, herr := r.objectComplete(ctx); herr == nil && done {
+				res.Resumed = r.src.Size()
+				r.prog.add(r.src.Size(), false)
+				return nil
+			}
+			sess.UploadID = ""
+		case err != nil:
+			return fmt.Errorf("upload: list parts: %w", err)
+		default:
+			have = r.reconcile(listed)
+		}
+	}
+	if sess.UploadID == "" {
+		var init *cos.InitiateMultipartUploadResult
+		err := r.retry(ctx, "initiate", func() (err error) {
+			init, _, err = r.cosClient().Object.InitiateMultipartUpload(ctx, sess.VideoKey, nil)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("upload: initiate: %w", err)
+		}
+		if err := r.u.store.SetUploadID(ctx, r.l, init.UploadID); err != nil {
+			return err
+		}
+		sess.UploadID = init.UploadID
+	}
+	var skipped int64
+	for _, p := range have {
+		skipped += p.Size
+	}
+	res.Resumed = skipped
+	if skipped > 0 {
+		r.u.obs.BytesSkipped(skipped)
+		r.prog.add(skipped, false)
+	}
+	if err := r.sendParts(ctx, have); err != nil {
+		return err
+	}
+	if err := r.checkControl(ctx); err != nil {
+		return err
+	}
+	return r.complete(ctx, have)
+}
+
+// reconcile keeps the listed parts whose bytes are ours: COS is the truth,
+// and a part recorded neither here nor with a matching ETag is re-checked
+// against the source (MD5), so a worker that died between COS's answer and
+// its record loses nothing.
+func (r *run) reconcile(listed []cos.Object) map[int]PartRecord {
+	have := map[int]PartRecord{}
+	n := r.numParts()
+	for _, p := range listed {
+		if p.PartNumber < 1 || p.PartNumber > n || p.Size != r.partLen(p.PartNumber) {
+			continue
+		}
+		if rec, ok := r.st.Parts[p.PartNumber]; ok && rec.ETag == p.ETag && rec.Size == p.Size {
+			have[p.PartNumber] = rec
+			continue
+		}
+		body, err := r.partBody(int64(p.PartNumber-1)*r.st.Session.PartSize, p.Size)
+		if err != nil {
+			continue
+		}
+		md, crc := md5.New(), crc64.New(checksum.CRC64Table())
+		if _, err := io.Copy(io.MultiWriter(md, crc), body); err != nil {
+			continue
+		}
+		if `"`+hex.EncodeToString(md.Sum(nil))+`"` == p.ETag {
+			have[p.PartNumber] = PartRecord{Number: p.PartNumber, Size: p.Size, ETag: p.ETag, CRC64: crc.Sum64()}
+		}
+	}
+	return have
+}
+
+func (r *run) listParts(ctx context.Context, uploadID string) ([]cos.Object, error) {
+	var out []cos.Object
+	opt := &cos.ObjectListPartsOptions{MaxParts: "1000"}
+	for {
+		var lp *cos.ObjectListPartsResult
+		err := r.retry(ctx, "list_parts", func() (err error) {
+			lp, _, err = r.cosClient().Object.ListParts(ctx, r.st.Session.VideoKey, uploadID, opt)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lp.Parts...)
+		if !lp.IsTruncated {
+			return out, nil
+		}
+		opt.PartNumberMarker = lp.NextPartNumberMarker
+	}
+}
+
+func (r *run) objectComplete(ctx context.Context) (bool, error) {
+	resp, err := r.cosClient().Object.Head(ctx, r.st.Session.VideoKey, nil)
+	if err != nil {
+		return false, err
+	}
+	return resp.ContentLength == r.src.Size(), nil
+}
+
+// sendParts uploads every part not in have, Concurrency at a time, checking
+// the job's control at part boundaries.
+func (r *run) sendParts(ctx context.Context, have map[int]PartRecord) error {
+	var missing []int
+	for n := 1; n <= r.numParts(); n++ {
+		if _, ok := have[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mu sync.Mutex
+	var firstErr error
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel(err)
+		}
+		mu.Unlock()
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(r.u.cfg.Concurrency, max(len(missing), 1)) {
+		wg.Go(func() {
+			for n := range next {
+				rec, err := r.sendPart(ctx, n)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if err := r.u.store.SavePart(ctx, r.l, rec); err != nil {
+					fail(err)
+					continue
+				}
+				mu.Lock()
+				have[n] = rec
+				mu.Unlock()
+			}
+		})
+	}
+	// A pause, cancel or drain stops dispatching but lets parts in flight
+	// finish, so their bytes are kept; a failure cancels them.
+	var stopErr error
+dispatch:
+	for _, n := range missing {
+		if r.control != nil {
+			switch r.control() {
+			case job.ControlPause:
+				stopErr = ErrPaused
+			case job.ControlCancel:
+				stopErr = ErrCanceled
+			case ControlDrain:
+				stopErr = ErrDrained
+			}
+			if stopErr != nil {
+				break dispatch
+			}
+		}
+		select {
+		case next <- n:
+		case <-ctx.Done():
+			break dispatch
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if errors.Is(stopErr, ErrCanceled) {
+		return r.u.cancel(ctx, r.l, r.st)
+	}
+	return stopErr
+}
+
+// sendPart uploads one part, retrying transient failures, refreshing
+// credentials on credential errors and re-sending on a CRC mismatch.
+func (r *run) sendPart(ctx context.Context, n int) (PartRecord, error) {
+	size := r.partLen(n)
+	off := int64(n-1) * r.st.Session.PartSize
+	var rec PartRecord
+	err := r.retry(ctx, "part", func() error {
+		body, err := r.partBody(off, size)
+		if err != nil {
+			return sourceErr(err)
+		}
+		start := time.Now()
+		resp, err := r.cosClient().Object.UploadPart(ctx, r.st.Session.VideoKey, r.st.Session.UploadID, n, body,
+			&cos.ObjectUploadPartOptions{ContentLength: size})
+		if err != nil {
+			return err
+		}
+		crc, perr := strconv.ParseUint(resp.Header.Get("x-cos-hash-crc64ecma"), 10, 64)
+		if perr != nil {
+			return fmt.Errorf("upload: part %d: no CRC-64 in the answer", n)
+		}
+		rec = PartRecord{Number: n, Size: size, ETag: resp.Header.Get("ETag"), CRC64: crc}
+		r.u.obs.PartUploaded(size, time.Since(start))
+		r.prog.add(size, true)
+		return nil
+	})
+	return rec, err
+}
+
+// retry runs f until it succeeds, fails permanently, or uses its attempts.
+func (r *run) retry(ctx context.Context, op string, f func() error) error {
+	b := backoff{next: 100 * time.Millisecond, max: 5 * time.Second}
+	var err error
+	for attempt := 1; attempt <= r.u.cfg.PartAttempts; attempt++ {
+		gen := r.generation()
+		err = f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if _, perm := IsPermanent(err); perm || isNoSuchUpload(err) || errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		if attempt == r.u.cfg.PartAttempts {
+			break // no wait after the last attempt
+		}
+		r.u.obs.Retry(op)
+		if isCredentialError(err) {
+			if rerr := r.refresh(ctx, gen); rerr != nil {
+				return fmt.Errorf("upload: refresh credentials: %w", rerr)
+			}
+			continue
+		}
+		if !b.wait(ctx) {
+			return context.Cause(ctx)
+		}
+	}
+	return err
+}
+
+func cosErrorCode(err error) string {
+	var e *cos.ErrorResponse
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func isNoSuchUpload(err error) bool { return cosErrorCode(err) == "NoSuchUpload" }
+
+func isCredentialError(err error) bool {
+	switch cosErrorCode(err) {
+	case "ExpiredToken", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "TokenRefreshRequired":
+		return true
+	}
+	return false
+}
+
+// complete finishes the multipart upload and checks the whole object's CRC-64
+// against the one combined from the parts.
+func (r *run) complete(ctx context.Context, have map[int]PartRecord) error {
+	numbers := make([]int, 0, len(have))
+	for n := range have {
+		numbers = append(numbers, n)
+	}
+	sort.Ints(numbers)
+	parts := make([]cos.Object, len(numbers))
+	crcs := make([]checksum.PartCRC, len(numbers))
+	for i, n := range numbers {
+		p := have[n]
+		parts[i] = cos.Object{PartNumber: n, ETag: p.ETag}
+		crcs[i] = checksum.PartCRC{Size: p.Size, CRC: p.CRC64}
+	}
+	want := checksum.CombineParts(crcs)
+	var resp *cos.Response
+	err := r.retry(ctx, "complete", func() (err error) {
+		_, resp, err = r.cosClient().Object.CompleteMultipartUpload(ctx, r.st.Session.VideoKey, r.st.Session.UploadID,
+			&cos.CompleteMultipartUploadOptions{Parts: parts})
+		return err
+	})
+	if isNoSuchUpload(err) {
+		// An earlier Complete landed though its answer was lost.
+		if done, herr := r.objectComplete(ctx); herr == nil && done {
+			r.abortStale(ctx)
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("upload: complete: %w", err)
+	}
+	r.abortStale(ctx)
+	if got := resp.Header.Get("x-cos-hash-crc64ecma"); got != strconv.FormatUint(want, 10) {
+		// The stored object is not the source: start this object over.
+		r.st.Session.UploadID = ""
+		_ = r.u.store.SaveSession(ctx, r.l, *r.st.Session)
+		return fmt.Errorf("upload: whole-object CRC-64 %s, want %d", got, want)
+	}
+	return nil
+}
+
+// abortStale aborts the other multipart uploads of this object: an attempt
+// that died between InitiateMultipartUpload and recording its UploadId left
+// one that nobody else knows of. Best effort: a failure only leaves it to
+// COS's lifecycle rules.
+func (r *run) abortStale(ctx context.Context) {
+	key := r.st.Session.VideoKey
+	res, _, err := r.cosClient().Object.ListUploads(ctx, &cos.ObjectListUploadsOptions{Prefix: key})
+	if err != nil {
+		r.u.log.Warn("listing stale multipart uploads failed", "job_id", r.j.ID, "err", err)
+		return
+	}
+	for _, u := range res.Upload {
+		if u.Key != key || u.UploadID == r.st.Session.UploadID {
+			continue
+		}
+		if _, err := r.cosClient().Object.AbortMultipartUpload(ctx, key, u.UploadID); err != nil && !isNoSuchUpload(err) {
+			r.u.log.Warn("abort of a stale multipart upload failed", "job_id", r.j.ID, "err", err)
+		}
+	}
+}
+
+func (r *run) commit(ctx context.Context) (*vod.CommitResponse, error) {
+	var cm *vod.CommitResponse
+	err := r.withRenewal(ctx, func() (err error) {
+		cm, err = r.u.vod.Commit(ctx, r.sign, r.st.Session.VodSessionKey)
+		return err
+	})
+	if errors.Is(err, vod.ErrUploadIncomplete) || errors.Is(err, vod.ErrSessionExpired) {
+		// The objects or the session are gone: the next attempt starts over.
+		_ = r.u.store.SaveSession(ctx, r.l, Session{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upload: commit: %w", err)
+	}
+	return cm, nil
+}

@@ -1,0 +1,482 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/upload"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// handle runs one delivered job message to an outcome and acks accordingly.
+// Every outcome is written durably (status, events, dead letter) before the ack.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.Error("message without metadata", "err", err)
+		_ = msg.Term()
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	j, err := job.Decode(msg.Data())
+	if subj := msg.Subject(); subj != queue.JobsSubject {
+		w.invalid(ctx, msg, meta, j, queue.WrongSubject(subj))
+		return
+	}
+	if err != nil {
+		w.invalid(ctx, msg, meta, j, err)
+		return
+	}
+	j.Normalize()
+	log := w.log.With("job_id", j.ID, "attempt", attempt)
+
+	st, rev, err := w.q.Status(ctx, j.ID)
+	if errors.Is(err, queue.ErrNotFound) {
+		// Published straight onto NATS: this worker is the first to see it.
+		if st, _, err = w.q.CreateStatus(ctx, j); err == nil {
+			_ = w.q.Emit(ctx, job.EventQueued, j.ID, j)
+		}
+	}
+	if err != nil {
+		log.Warn("status unavailable, retrying later", "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	switch st.State {
+	case job.StateCompleted:
+		// A redelivery after commit: never a second FileId. Record the
+		// mapping and re-publish the completion (both idempotent: an earlier
+		// attempt may have lost either), then ack.
+		w.ackCompleted(ctx, msg, log, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal, "duplicate", func() error {
+			if st.FileID == "" {
+				return nil
+			}
+			return w.q.RecordFile(ctx, st.FileID, j.ID)
+		})
+		return
+	case job.StateFailed:
+		// Failed for good already: publish job.failed again (same id) in
+		// case the attempt that failed lost it, then ack.
+		if st.Error != nil {
+			if err := w.emitFailed(ctx, j, *st.Error, st.Attempt); err != nil {
+				retryLater(msg, log, "publish job.failed", err, 2*time.Second)
+				return
+			}
+		}
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return
+	case job.StateCanceled:
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return
+	}
+	if st.State == job.StatePaused {
+		if w.control(j.ID) == job.ControlCancel {
+			w.cancelPaused(ctx, msg, j)
+			return
+		}
+		// A stale copy of a paused job (resume publishes a fresh one): drop it.
+		_ = msg.Ack()
+		return
+	}
+
+	lease, loaded, err := w.acquire(ctx, j.ID)
+	if errors.Is(err, upload.ErrLeaseHeld) {
+		// Another worker runs this job now (e.g. a resume raced a running copy): look again later.
+		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
+		return
+	}
+	if err != nil {
+		log.Warn("lease unavailable", "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	stopKeepAlive := w.keepAlive(runCtx, msg, lease, cancelRun)
+	defer stopKeepAlive()
+	var released bool // the uploader gave the lease up with the commit record
+	defer func() {
+		if !w.crashed.Load() && !released {
+			_ = w.leaser.Release(context.WithoutCancel(ctx), lease)
+		}
+	}()
+	w.setRunning(j.ID, true)
+	defer w.setRunning(j.ID, false)
+	w.metrics.inFlight.Inc()
+	defer w.metrics.inFlight.Dec()
+	defer w.metrics.forget(j.ID)
+
+	// Out of runs: its workers kept dying on it (or failing it for a
+	// transient reason, which the run's end handles). The queue never gives
+	// up on a job (its consumer has no delivery bound), the worker does,
+	// here, so such a job is always dead-lettered and failed, even when
+	// every worker was down as its last run's delivery timed out. A job
+	// committed before still completes below; a pause or cancel asked for
+	// is carried out by the run, which stops at once.
+	if w.outOfRuns(st) && w.control(j.ID) == job.ControlNone {
+		// st was read before the lease: a hand-back or a resume may have
+		// lowered the count since. Read it again under the lease.
+		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
+			retryLater(msg, log, "read the status", err, backoff(attempt))
+			return
+		}
+		if w.outOfRuns(st) && !st.State.Terminal() {
+			if loaded == nil {
+				l := w.uploader.Load(ctx, j.ID)
+				loaded = &l
+			}
+			switch {
+			case loaded.Err != nil && !errors.Is(loaded.Err, upload.ErrBadState):
+				retryLater(msg, log, "read the resume state", loaded.Err, backoff(attempt))
+				return
+			case loaded.Err != nil || !loaded.Committed():
+				// An undecodable state cannot say it was committed either.
+				w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
+				return
+			}
+		}
+	}
+	// Committed before (a crash after the commit, or a copy of the job that
+	// took the lease the committing worker gave up with its commit record):
+	// nothing runs, so no running status and no job.started; the run below
+	// returns the recorded commit and finish completes the job.
+	if loaded == nil || !loaded.Committed() {
+		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
+			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
+			s.Runs++
+		})
+		if err != nil {
+			retryLater(msg, log, "mark running", err, min(backoff(attempt), 30*time.Second))
+			return
+		}
+		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
+	}
+	control := func() job.Control { return w.control(j.ID) }
+	var res *upload.Result
+	if loaded != nil {
+		res, err = w.uploader.RunLoaded(runCtx, j, lease, *loaded, control)
+	} else {
+		res, err = w.uploader.Run(runCtx, j, lease, control)
+	}
+	stopKeepAlive()
+	released = res != nil && res.LeaseReleased
+	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
+}
+
+// acquireLoader is a leaser that reads the job's resume state in the same
+// round trip as it takes the lease (resume.Redis).
+type acquireLoader interface {
+	AcquireLoad(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, upload.Loaded, error)
+}
+
+// acquire takes the job's lease, with its resume state when the leaser can
+// read both at once (loaded is nil otherwise: the uploader reads it).
+func (w *Worker) acquire(ctx context.Context, jobID string) (upload.Lease, *upload.Loaded, error) {
+	if al, ok := w.leaser.(acquireLoader); ok {
+		l, loaded, err := al.AcquireLoad(ctx, jobID, w.cfg.ID, w.cfg.LeaseTTL)
+		if err != nil {
+			return upload.Lease{}, nil, err
+		}
+		return l, &loaded, nil
+	}
+	l, err := w.leaser.Acquire(ctx, jobID, w.cfg.ID, w.cfg.LeaseTTL)
+	return l, nil, err
+}
+
+// keepAlive tells JetStream the job is in progress and renews the lease,
+// so a long upload is never redelivered while its worker lives. A lost lease
+// stops the run.
+func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l upload.Lease, stop context.CancelCauseFunc) func() {
+	every := min(w.q.Config().AckWait, w.cfg.LeaseTTL) / 3
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+				if err := w.leaser.Renew(ctx, l); errors.Is(err, upload.ErrLeaseLost) {
+					stop(err)
+					return
+				}
+			}
+		}
+	}()
+	var once bool
+	return func() {
+		if !once {
+			once = true
+			close(done)
+			<-finished
+		}
+	}
+}
+
+// finish records the outcome, then acks, naks or terminates the message.
+// running is the status the job was marked running with: the completion is
+// written against its revision, saving a read, unless progress was written
+// since (then it reads: a write against a stale revision would cost a failed
+// write on top).
+func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, running queue.Known, res *upload.Result, err error) {
+	log := w.log.With("job_id", j.ID, "attempt", meta.NumDelivered)
+	if w.crashed.Load() {
+		return // a crash records nothing: redelivery and lease expiry take over
+	}
+	ctx = context.WithoutCancel(ctx) // outcomes are written even during shutdown
+	switch {
+	case err == nil:
+		// Durable status (with the FileId) before the ack: a redelivery then finds it.
+		// The FileId → job mapping goes with it: VOD's callback is on its way to notify.
+		if w.metrics.wasFlushed(j.ID) {
+			running = queue.Known{}
+		}
+		if w.ackCompleted(ctx, msg, log, j, res.FileID, res.MediaURL, res.CoverURL, res.Size, "completed", func() error {
+			err := w.q.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
+				s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
+				s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
+			})
+			if errors.Is(err, job.ErrBadTransition) {
+				return nil // completed already (a redelivery raced this attempt)
+			}
+			return err
+		}) {
+			log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
+		}
+	case errors.Is(err, upload.ErrPaused):
+		_, _ = w.q.Transition(ctx, j.ID, job.StatePaused, nil)
+		_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
+		w.metrics.jobs.WithLabelValues("paused").Inc()
+		_ = msg.Ack()
+	case errors.Is(err, upload.ErrCanceled):
+		_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
+		_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
+		_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+		w.metrics.jobs.WithLabelValues("canceled").Inc()
+		_ = msg.Ack()
+	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
+		// Shutdown: state is saved; hand the job back so another worker resumes it at once.
+		// Not a failed run: it does not count against the job's runs.
+		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+			if s.Worker == w.cfg.ID {
+				s.Runs = max(s.Runs-1, 0)
+			}
+		})
+		w.metrics.jobs.WithLabelValues("handed_back").Inc()
+		log.Info("job handed back for shutdown")
+		_ = msg.Nak()
+	case errors.Is(err, upload.ErrLeaseLost):
+		w.metrics.jobs.WithLabelValues("lease_lost").Inc()
+		log.Warn("lease lost: another worker owns the job")
+		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
+	default:
+		code, perm := upload.IsPermanent(err)
+		if perm || w.outOfRuns(running.Status) {
+			if !perm {
+				code = "max_deliveries"
+			}
+			w.fail(ctx, msg, meta, j, code, err)
+			return
+		}
+		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+			s.Error = &job.Error{Code: "transient", Message: err.Error()}
+		})
+		w.metrics.jobs.WithLabelValues("retried").Inc()
+		delay := backoff(int(meta.NumDelivered))
+		log.Warn("job attempt failed, will retry", "err", err, "retry_in", delay)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// outOfRuns reports whether the job of status s has had every run
+// VODPIPE_JOBS_MAX_DELIVER allows: before a run it is not started, after a
+// transient failure it is not retried.
+func (w *Worker) outOfRuns(s *job.Status) bool {
+	return s != nil && s.Runs >= w.q.Config().MaxDeliver
+}
+
+// retryLater hands msg back for another delivery after delay, saying what could not be done.
+func retryLater(msg jetstream.Msg, log *slog.Logger, what string, err error, delay time.Duration) {
+	log.Warn("cannot "+what+", retrying", "err", err)
+	_ = msg.NakWithDelay(delay)
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// backoff grows per delivery: 1s, 2s, 4s ... capped at 2 minutes.
+func backoff(delivered int) time.Duration {
+	d := time.Second << min(delivered-1, 7)
+	return min(d, 2*time.Minute)
+}
+
+// fail records a permanent failure: dead letter, failed status, job.failed event, terminate.
+func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, code string, err error) {
+	jerr := job.Error{Code: code, Message: err.Error(), Permanent: true}
+	if derr := w.q.PublishDeadLetter(ctx, job.DeadLetter{JobID: j.ID, Code: code, Reason: err.Error(),
+		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
+		w.log.Error("dead letter failed, retrying later", "job_id", j.ID, "err", derr)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	// The failed status and job.failed before the message ends: a NATS
+	// failure here hands it back, and the redelivery finishes the record.
+	log := w.log.With("job_id", j.ID)
+	if _, serr := w.q.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
+		retryLater(msg, log, "record the failure", serr, 2*time.Second)
+		return
+	}
+	if eerr := w.emitFailed(ctx, j, jerr, int(meta.NumDelivered)); eerr != nil {
+		retryLater(msg, log, "publish job.failed", eerr, 2*time.Second)
+		return
+	}
+	w.metrics.jobs.WithLabelValues("failed").Inc()
+	w.log.Warn("job failed", "job_id", j.ID, "code", code, "err", err)
+	_ = msg.TermWithReason(code)
+}
+
+// invalid dead-letters a message that is not a valid job (or not on the
+// jobs subject). It publishes job.failed only for an id with no status: a
+// bad copy of a job that is known (queued, running, done) does not fail it.
+func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error) {
+	id := queue.DeadLetterJobID(j, msg.Headers())
+	jerr := job.Error{Code: "invalid_message", Message: err.Error(), Permanent: true}
+	if derr := w.q.PublishDeadLetter(ctx, job.DeadLetter{JobID: id, Code: jerr.Code, Reason: err.Error(),
+		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	known := false
+	if id != "" {
+		_, _, serr := w.q.Status(ctx, id)
+		known = serr == nil
+	}
+	if !known {
+		_ = w.q.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
+	}
+	w.metrics.jobs.WithLabelValues("invalid").Inc()
+	w.log.Warn("invalid job message dead-lettered", "job_id", id, "err", err)
+	_ = msg.TermWithReason("invalid_message")
+}
+
+// ackCompleted makes a completion durable (record), publishes job.completed
+// and acks, counting the job under outcome. The event goes before the ack: an
+// event lost to a NATS failure is published again by the redelivery (same
+// id, deduplicated). A failure of either hands the message back for a retry.
+func (w *Worker) ackCompleted(ctx context.Context, msg jetstream.Msg, log *slog.Logger, j *job.Job,
+	fileID, mediaURL, coverURL string, size int64, outcome string, record func() error) bool {
+	if err := record(); err != nil {
+		retryLater(msg, log, "record completion", err, time.Second)
+		return false
+	}
+	if err := w.emitCompleted(ctx, j, fileID, mediaURL, coverURL, size); err != nil {
+		retryLater(msg, log, "publish job.completed", err, time.Second)
+		return false
+	}
+	w.metrics.jobs.WithLabelValues(outcome).Inc()
+	_ = msg.Ack()
+	return true
+}
+
+// emitCompleted publishes job.completed with an id fixed by the job and its
+// FileId: a redelivery after the commit (an ack lost to a NATS failure)
+// publishes the same event again, which JetStream drops within its duplicate
+// window and which subscribers see with the same webhook-id after it.
+func (w *Worker) emitCompleted(ctx context.Context, j *job.Job, fileID, mediaURL, coverURL string, size int64) error {
+	return w.emitFixed(ctx, job.EventCompleted, j.ID, job.CompletedData{FileID: fileID, MediaURL: mediaURL, CoverURL: coverURL,
+		SourceContext: j.SourceContext, Bytes: size, Metadata: j.Metadata}, "ev-completed-", j.ID, fileID)
+}
+
+// emitFixed publishes an event whose id is prefix + a hash of the parts
+// that identify the outcome, so publishing it again is deduplicated.
+func (w *Worker) emitFixed(ctx context.Context, typ, jobID string, data any, prefix string, parts ...string) error {
+	e, err := job.NewEvent(typ, jobID, data)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	e.ID = prefix + hex.EncodeToString(sum[:12])
+	return w.q.PublishEvent(ctx, e)
+}
+
+// emitFailed publishes job.failed with an id fixed by the job and the
+// error code, so publishing it again (a redelivery finishing a failure
+// that lost its event) is deduplicated like job.completed.
+func (w *Worker) emitFailed(ctx context.Context, j *job.Job, jerr job.Error, attempt int) error {
+	return w.emitFixed(ctx, job.EventFailed, j.ID, job.FailedData{Error: jerr, Attempt: attempt, Metadata: j.Metadata},
+		"ev-failed-", j.ID, "failed", jerr.Code)
+}
+
+// flushProgress writes recent progress to job status and job.progress events, throttled.
+func (w *Worker) flushProgress(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for id, p := range w.metrics.takeProgress() {
+			if p[0] >= p[1] {
+				// Every byte is up: the completion, a moment away, records it
+				// (and a job of one PutObject never writes progress at all).
+				continue
+			}
+			if _, err := w.q.UpdateStatus(ctx, id, func(s *job.Status) error {
+				if s.State != job.StateRunning {
+					return errSkip // finished meanwhile: its final status says it all
+				}
+				s.BytesDone, s.BytesTotal = p[0], p[1]
+				return nil
+			}); err != nil {
+				continue
+			}
+			w.metrics.markFlushed(id)
+			data, _ := json.Marshal(job.ProgressData{BytesDone: p[0], BytesTotal: p[1]})
+			_ = w.q.Emit(ctx, job.EventProgress, id, json.RawMessage(data))
+		}
+	}
+}
+
+var errSkip = errors.New("skip")
+
+// cancelPaused cleans up a paused job that was canceled: abort the multipart
+// upload, delete the resume state, mark it canceled.
+func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job) {
+	lease, err := w.leaser.Acquire(ctx, j.ID, w.cfg.ID, w.cfg.LeaseTTL)
+	if err != nil {
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	defer func() { _ = w.leaser.Release(context.WithoutCancel(ctx), lease) }()
+	if err := w.uploader.Abort(ctx, lease); err != nil && !errors.Is(err, upload.ErrCanceled) {
+		w.log.Warn("cancel of paused job failed, retrying", "job_id", j.ID, "err", err)
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
+	_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
+	_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+	w.metrics.jobs.WithLabelValues("canceled").Inc()
+	_ = msg.Ack()
+}

@@ -1,0 +1,123 @@
+package client
+
+import (
+	"time"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// The bodies of ingest's API, as the client sends and receives them and as
+// ingest writes them (docs/openapi.json describes them).
+
+// BatchItem is the result of one job of a batch.
+type BatchItem struct {
+	Index  int              `json:"index"`
+	ID     string           `json:"id,omitempty"`
+	Result string           `json:"result"` // queued, duplicate, invalid, error
+	State  job.State        `json:"state,omitempty"`
+	Error  string           `json:"error,omitempty"`
+	Fields []job.FieldError `json:"fields,omitempty"`
+}
+
+// BatchResponse is the answer of POST /v1/jobs:batch.
+type BatchResponse struct {
+	Queued    int         `json:"queued"`
+	Duplicate int         `json:"duplicate"`
+	Invalid   int         `json:"invalid"`
+	Failed    int         `json:"failed"`
+	Items     []BatchItem `json:"items"`
+}
+
+// JobView is a job's status as the API shows it.
+type JobView struct {
+	ID         string     `json:"id"`
+	State      job.State  `json:"state"`
+	Attempt    int        `json:"attempt"`
+	Runs       int        `json:"runs,omitempty"`
+	BytesDone  int64      `json:"bytesDone"`
+	BytesTotal int64      `json:"bytesTotal"`
+	FileID     string     `json:"fileId,omitempty"`
+	MediaURL   string     `json:"mediaUrl,omitempty"`
+	CoverURL   string     `json:"coverUrl,omitempty"`
+	Error      *job.Error `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	UpdatedAt  time.Time  `json:"updatedAt"`
+	Job        job.Job    `json:"job"`
+}
+
+// ListResponse is a page of jobs.
+type ListResponse struct {
+	Jobs       []JobView `json:"jobs"`
+	NextCursor string    `json:"nextCursor,omitempty"`
+}
+
+// SignatureRequest is the body of POST /v1/signatures: the upload policy an
+// end-user client asks for.
+type SignatureRequest struct {
+	Procedure      string `json:"procedure,omitempty"`
+	StorageRegion  string `json:"storageRegion,omitempty"`
+	ClassID        int64  `json:"classId,omitempty"`
+	SubAppID       uint64 `json:"subAppId,omitempty"`
+	SourceContext  string `json:"sourceContext,omitempty"`
+	SessionContext string `json:"sessionContext,omitempty"`
+	OneTime        bool   `json:"oneTime,omitempty"`
+	// ValiditySeconds asks for a lifetime; the policy caps it.
+	ValiditySeconds int64 `json:"validitySeconds,omitempty"`
+}
+
+// SignatureResponse carries the signature.
+type SignatureResponse struct {
+	Signature  string `json:"signature"`
+	ExpireTime int64  `json:"expireTime"`
+}
+
+// DeadLetterList is a page of dead letters, oldest first. Their messages are
+// left out: a dead letter can hold up to 900 KiB, and the message as a
+// publisher sent it may hold what was refused in it (a URL with
+// credentials), so only GET /v1/dead-letters/{seq}, with the control scope,
+// returns one whole.
+type DeadLetterList struct {
+	DeadLetters []job.DeadLetterEntry `json:"deadLetters"`
+	// Next is the after of the following page; absent on the last one.
+	Next uint64 `json:"next,omitempty"`
+}
+
+// UploadTokenRequest is the body of POST /v1/upload-tokens: the end user the
+// application has authenticated and the policy of every signature the token
+// may get. The holder of the token chooses nothing of it.
+type UploadTokenRequest struct {
+	// User names the end user (1..64 letters, digits or _ . @ -).
+	User           string `json:"user"`
+	Procedure      string `json:"procedure,omitempty"`
+	StorageRegion  string `json:"storageRegion,omitempty"`
+	ClassID        int64  `json:"classId,omitempty"`
+	SubAppID       uint64 `json:"subAppId,omitempty"`
+	SourceContext  string `json:"sourceContext,omitempty"` // default "user=<user>"
+	SessionContext string `json:"sessionContext,omitempty"`
+	// OneTime makes every signature single-use (default true).
+	OneTime *bool `json:"oneTime,omitempty"`
+	// SignatureValiditySeconds is each signature's lifetime (default and cap: the signing policy's).
+	SignatureValiditySeconds int64 `json:"signatureValiditySeconds,omitempty"`
+	// TTLSeconds is the token's lifetime (default 1800, cap VODPIPE_UPLOAD_TOKEN_MAX_TTL).
+	TTLSeconds int64 `json:"ttlSeconds,omitempty"`
+}
+
+// UploadTokenResponse carries a minted token.
+type UploadTokenResponse struct {
+	Token     string    `json:"token"`
+	User      string    `json:"user"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// ErrorBody is the JSON body of every 4xx and 5xx answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong: a stable code, a message for people,
+// and for a request refused because of its content, the fields at fault.
+type ErrorDetail struct {
+	Code    string           `json:"code"`
+	Message string           `json:"message"`
+	Fields  []job.FieldError `json:"fields,omitempty"`
+}
