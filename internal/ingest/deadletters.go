@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -28,37 +29,37 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(fields) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid_query", "invalid query parameters", fields)
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
 		return
 	}
 	page, next, err := s.q.DeadLetterPage(r.Context(), after, limit)
 	if err != nil {
 		s.log.Warn("list dead letters", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "dead-letter stream unavailable", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "dead-letter stream unavailable", nil)
 		return
 	}
 	if page == nil {
 		page = []job.DeadLetterEntry{} // an empty page is [], not null
 	}
-	writeJSON(w, http.StatusOK, client.DeadLetterList{DeadLetters: page, Next: next})
+	httpapi.WriteJSON(w, http.StatusOK, client.DeadLetterList{DeadLetters: page, Next: next})
 }
 
 func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	if err != nil || seq == 0 {
-		writeError(w, http.StatusBadRequest, "invalid_path", "invalid dead letter",
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidPath, "invalid dead letter",
 			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
 		return
 	}
 	e, err := s.q.DeadLetterAt(r.Context(), seq)
 	if errors.Is(err, queue.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no dead letter "+r.PathValue("seq"), nil)
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no dead letter "+r.PathValue("seq"), nil)
 		return
 	}
 	if err != nil {
 		s.log.Warn("read dead letter", "seq", seq, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "dead-letter stream unavailable", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "dead-letter stream unavailable", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	httpapi.WriteJSON(w, http.StatusOK, e)
 }

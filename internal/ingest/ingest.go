@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
@@ -212,7 +212,7 @@ func (s *Service) Handler() http.Handler {
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return mux
 }
@@ -285,10 +285,8 @@ func (s *Service) authorize(scope string, tokens bool, next http.Handler) http.H
 			next.ServeHTTP(w, r)
 			return
 		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "an API key is required: Authorization: Bearer <key>", nil)
+		token, ok := httpapi.Bearer(w, r)
+		if !ok {
 			return
 		}
 		var key *caller
@@ -298,16 +296,15 @@ func (s *Service) authorize(scope string, tokens bool, next http.Handler) http.H
 			key = &caller{Key: apikey.Key{Name: "upload-token"}, Upload: c}
 		}
 		if key == nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="vodpipe", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "the API key or upload token is not valid", nil)
+			httpapi.RefuseToken(w, "API key or upload token")
 			return
 		}
 		if key.Upload != nil && !tokens {
-			writeError(w, http.StatusForbidden, "forbidden", "an upload token may only get signatures and its user's events", nil)
+			httpapi.Refuse(w, http.StatusForbidden, httpapi.CodeForbidden, "an upload token may only get signatures and its user's events", nil)
 			return
 		}
 		if key.Upload == nil && !key.Allows(scope) {
-			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("API key %q lacks the %q scope", key.Name, scope), nil)
+			httpapi.Write(w, httpapi.LacksScope(&key.Key, scope))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, key)))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
@@ -456,5 +457,60 @@ func TestDeadLettersThroughTheAPI(t *testing.T) {
 	}
 	if r := a.do("GET", "/v1/dead-letters", signKey, "", ""); r.status != http.StatusForbidden {
 		t.Errorf("a key without the read scope: %d", r.status)
+	}
+}
+
+// Every 4xx a field causes names it in fields, whatever refused it: the
+// JSON decoder, VOD's signature limits or the signing policy.
+func TestFieldRefusalsNameTheField(t *testing.T) {
+	a := startIngest(t)
+	for _, tc := range []struct {
+		body   string
+		status int
+		code   string
+		field  string
+	}{
+		{`{"sourceContext":"` + strings.Repeat("x", 251) + `"}`, 400, "invalid_request", "sourceContext"},
+		{`{"colour":"red"}`, 400, "unknown_field", "colour"},
+		{`{"classId":"seven"}`, 400, "invalid_field", "classId"},
+		{`{"oneTime":1}`, 400, "invalid_field", "oneTime"},
+		{`{"procedure":"NotAllowed"}`, 403, "policy_refused", "procedure"},
+	} {
+		r := a.do("POST", "/v1/signatures", signKey, "application/json", tc.body)
+		if r.status != tc.status || r.body["error"].(map[string]any)["code"] != tc.code || !slices.Equal(r.errorFields(), []string{tc.field}) {
+			t.Errorf("%.40s: %d %s, want %d %s naming %s", tc.body, r.status, r.raw, tc.status, tc.code, tc.field)
+		}
+	}
+}
+
+// The error codes docs/openapi.json lists are the table's, all of them.
+func TestOpenAPIListsEveryErrorCode(t *testing.T) {
+	b, err := os.ReadFile("../../docs/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Error struct {
+					Properties struct {
+						Error struct {
+							Properties struct {
+								Code struct {
+									Enum []string `json:"enum"`
+								} `json:"code"`
+							} `json:"properties"`
+						} `json:"error"`
+					} `json:"properties"`
+				} `json:"Error"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := doc.Components.Schemas.Error.Properties.Error.Properties.Code.Enum
+	if !slices.Equal(got, httpapi.Codes()) {
+		t.Fatalf("OpenAPI error codes = %v\nwant httpapi.Codes() = %v", got, httpapi.Codes())
 	}
 }

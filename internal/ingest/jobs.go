@@ -9,18 +9,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/redact"
 	"github.com/vodpipe/vodpipe/internal/signer"
@@ -28,33 +26,6 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
-
-func writeError(w http.ResponseWriter, status int, code, msg string, fields []job.FieldError) {
-	writeJSON(w, status, client.ErrorBody{Error: client.ErrorDetail{Code: code, Message: msg, Fields: fields}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-}
-
-// readBody reads a body up to the limit.
-func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", s.cfg.MaxBody), nil)
-		return nil, false
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_body", "reading the body failed", nil)
-		return nil, false
-	}
-	return b, true
-}
 
 // decodeJob parses a submitted job strictly. The API lets clients omit v and
 // id: they are defaulted and the job validated again.
@@ -77,24 +48,21 @@ func decodeJob(b []byte) (*job.Job, error) {
 }
 
 func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
-	if !jsonContent(w, r) {
-		return
-	}
-	b, ok := s.readBody(w, r)
+	b, ok := s.body(w, r)
 	if !ok {
 		return
 	}
 	idemKey := r.Header.Get("Idempotency-Key")
 	if idemKey != "" {
 		if len(idemKey) > 255 {
-			writeError(w, http.StatusBadRequest, "invalid_header", "Idempotency-Key is longer than 255 characters", nil)
+			httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidHeader, "Idempotency-Key is longer than 255 characters", nil)
 			return
 		}
 		if id, ok := s.idempotentJob(r, idemKey); ok {
 			st, _, err := s.q.Status(r.Context(), id)
 			if err == nil {
 				s.metrics.jobs.WithLabelValues("duplicate").Inc()
-				writeJSON(w, http.StatusOK, statusView(st))
+				httpapi.WriteJSON(w, http.StatusOK, statusView(st))
 				return
 			}
 		}
@@ -114,17 +82,17 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 	res := s.q.Submit(r.Context(), []*job.Job{j})[0]
 	if res.Err != nil {
 		s.log.Error("submit failed", "job_id", j.ID, "err", res.Err)
-		writeError(w, http.StatusServiceUnavailable, "queue_unavailable", "the job could not be queued; retry", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeQueueUnavailable, "the job could not be queued; retry", nil)
 		return
 	}
 	if res.Duplicate {
 		s.metrics.jobs.WithLabelValues("duplicate").Inc()
-		writeJSON(w, http.StatusOK, statusView(res.Status))
+		httpapi.WriteJSON(w, http.StatusOK, statusView(res.Status))
 		return
 	}
 	s.metrics.jobs.WithLabelValues("queued").Inc()
 	w.Header().Set("Location", "/v1/jobs/"+j.ID)
-	writeJSON(w, http.StatusCreated, statusView(res.Status))
+	httpapi.WriteJSON(w, http.StatusCreated, statusView(res.Status))
 }
 
 func idemKeyHash(r *http.Request, key string) string {
@@ -161,45 +129,28 @@ func (s *Service) invalidJob(w http.ResponseWriter, err error) {
 	s.metrics.jobs.WithLabelValues("invalid").Inc()
 	var ve *job.ValidationError
 	if errors.As(err, &ve) {
-		writeError(w, http.StatusBadRequest, "invalid_job", ve.Error(), ve.Fields)
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidJob, ve.Error(), ve.Fields)
 		return
 	}
-	writeError(w, http.StatusBadRequest, "invalid_job", err.Error(), nil)
-}
-
-func jsonContent(w http.ResponseWriter, r *http.Request, also ...string) bool {
-	ct := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if ct == "" || (err == nil && (mt == "application/json" || slices.Contains(also, mt))) {
-		return true
-	}
-	msg := "Content-Type must be application/json"
-	if len(also) > 0 {
-		msg += " or " + strings.Join(also, " or ")
-	}
-	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil)
-	return false
+	httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidJob, err.Error(), nil)
 }
 
 func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
-	if !jsonContent(w, r, "application/x-ndjson") {
-		return
-	}
-	b, ok := s.readBody(w, r)
+	b, ok := s.body(w, r, "application/x-ndjson")
 	if !ok {
 		return
 	}
 	raws, err := splitBatch(b, r.Header.Get("Content-Type"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_batch", err.Error(), nil)
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidBatch, err.Error(), nil)
 		return
 	}
 	if len(raws) == 0 {
-		writeError(w, http.StatusBadRequest, "invalid_batch", "the batch is empty", nil)
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidBatch, "the batch is empty", nil)
 		return
 	}
 	if len(raws) > s.cfg.BatchMax {
-		writeError(w, http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d jobs, at most %d per batch", len(raws), s.cfg.BatchMax), nil)
+		httpapi.Refuse(w, http.StatusRequestEntityTooLarge, httpapi.CodeBatchTooLarge, fmt.Sprintf("%d jobs, at most %d per batch", len(raws), s.cfg.BatchMax), nil)
 		return
 	}
 	resp := client.BatchResponse{Items: make([]client.BatchItem, len(raws))}
@@ -248,7 +199,7 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 	if resp.Invalid+resp.Failed > 0 {
 		status = http.StatusMultiStatus
 	}
-	writeJSON(w, status, resp)
+	httpapi.WriteJSON(w, status, resp)
 }
 
 // splitBatch returns the raw job objects of a JSON array or NDJSON body.
@@ -298,14 +249,14 @@ func viewFor(r *http.Request, st *job.Status) client.JobView {
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 	st, _, err := s.q.Status(r.Context(), r.PathValue("id"))
 	if errors.Is(err, queue.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no job "+r.PathValue("id"), nil)
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+r.PathValue("id"), nil)
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewFor(r, st))
+	httpapi.WriteJSON(w, http.StatusOK, viewFor(r, st))
 }
 
 // queryLimit is a list's page size: the query's limit (1..1000), 100 by
@@ -344,12 +295,12 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(fields) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid_query", "invalid query parameters", fields)
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
 		return
 	}
 	all, err := s.q.ListStatuses(r.Context())
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
 		return
 	}
 	// Order by creation, then id: a stable order for the cursor "createdAt|id".
@@ -366,7 +317,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Jobs = append(resp.Jobs, viewFor(r, st))
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 func cursorOf(s *job.Status) string { return cursorKey(s.CreatedAt, s.Job.ID) }
@@ -381,21 +332,21 @@ func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id stri
 	_, err := f(id)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "no job "+id, nil)
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+id, nil)
 		return
 	case errors.Is(err, queue.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", err.Error(), nil)
+		httpapi.Refuse(w, http.StatusConflict, httpapi.CodeConflict, err.Error(), nil)
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "could not change the job; retry", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "could not change the job; retry", nil)
 		return
 	}
 	st, _, err := s.q.Status(r.Context(), id)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "status store unavailable", nil)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, statusView(st))
+	httpapi.WriteJSON(w, http.StatusAccepted, statusView(st))
 }
 
 func (s *Service) pauseJob(w http.ResponseWriter, r *http.Request) {
@@ -416,7 +367,7 @@ func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req client.SignatureRequest
-	if !s.decodeStrict(w, r, &req) {
+	if !s.decode(w, r, &req) {
 		return
 	}
 	sreq := signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
@@ -427,7 +378,7 @@ func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 		var bad []job.FieldError
 		if sreq, bad = tokenSignRequest(key.Upload, req); len(bad) > 0 {
 			s.metrics.sigs.WithLabelValues("policy_refused").Inc()
-			writeError(w, http.StatusForbidden, "policy_refused", "the upload token fixes the signature's policy", bad)
+			httpapi.Refuse(w, http.StatusForbidden, httpapi.CodePolicyRefused, "the upload token fixes the signature's policy", bad)
 			return
 		}
 	}
@@ -438,7 +389,7 @@ func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.sigs.WithLabelValues("signed").Inc()
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, client.SignatureResponse{Signature: resp.Signature, ExpireTime: resp.ExpireTime})
+	httpapi.WriteJSON(w, http.StatusOK, client.SignatureResponse{Signature: resp.Signature, ExpireTime: resp.ExpireTime})
 }
 
 // allowSignature applies the signature rate limits: the caller's own (its
@@ -459,7 +410,7 @@ func (s *Service) allowSignature(w http.ResponseWriter, key *caller) bool {
 	if !ok {
 		s.metrics.sigs.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many signature requests for "+who, nil)
+		httpapi.Refuse(w, http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many signature requests for "+who, nil)
 	}
 	return ok
 }
@@ -474,7 +425,7 @@ func (s *Service) writeSignError(w http.ResponseWriter, err error) {
 		if se.Field != "" {
 			fields = []job.FieldError{{Field: se.Field, Reason: se.Message}}
 		}
-		writeError(w, http.StatusForbidden, "policy_refused", se.Message, fields)
+		httpapi.Refuse(w, http.StatusForbidden, httpapi.CodePolicyRefused, se.Message, fields)
 		return
 	}
 	s.metrics.sigs.WithLabelValues("invalid").Inc()
@@ -482,7 +433,7 @@ func (s *Service) writeSignError(w http.ResponseWriter, err error) {
 	for _, fe := range vodFieldErrors(err) {
 		fields = append(fields, job.FieldError{Field: fe.Field, Reason: fe.Reason})
 	}
-	writeError(w, http.StatusBadRequest, "invalid_request", "the signature request is not valid", fields)
+	httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "the signature request is not valid", fields)
 }
 
 // vodFieldErrors collects vod's field errors from an error tree.
@@ -509,29 +460,25 @@ func vodFieldErrors(err error) []*vod.FieldError {
 	return out
 }
 
-// decodeStrict reads a JSON body into v, refusing unknown fields; an empty body leaves v as it is.
-func (s *Service) decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
-	if !jsonContent(w, r) {
-		return false
+// body reads a request's body: a JSON Content-Type (or one of also), at
+// most MaxBody bytes.
+func (s *Service) body(w http.ResponseWriter, r *http.Request, also ...string) ([]byte, bool) {
+	if e := httpapi.JSONContent(r, also...); e != nil {
+		httpapi.Write(w, e)
+		return nil, false
 	}
-	b, ok := s.readBody(w, r)
-	if !ok {
-		return false
+	b, e := httpapi.ReadBody(w, r, s.cfg.MaxBody)
+	if e != nil {
+		httpapi.Write(w, e)
+		return nil, false
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return true
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var fields []job.FieldError
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			fields = []job.FieldError{{Field: te.Field, Reason: "wrong type: got a JSON " + te.Value}}
-		} else if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			fields = []job.FieldError{{Field: strings.Trim(f, `"`), Reason: "unknown field"}}
-		}
-		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+strings.TrimPrefix(err.Error(), "json: "), fields)
+	return b, true
+}
+
+// decode reads a JSON body into v strictly; an empty body leaves v as it is.
+func (s *Service) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if e := (httpapi.Body{Max: s.cfg.MaxBody, Optional: true}).Decode(w, r, v); e != nil {
+		httpapi.Write(w, e)
 		return false
 	}
 	return true

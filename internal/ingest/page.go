@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -40,7 +41,7 @@ var pageHTML, _ = pageFS.ReadFile("page/upload.html")
 func (s *Service) pageOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.UploadPage {
-			writeError(w, http.StatusNotFound, "not_found", "the upload page is off (VODPIPE_UPLOAD_PAGE)", nil)
+			httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "the upload page is off (VODPIPE_UPLOAD_PAGE)", nil)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -64,7 +65,7 @@ func (*Service) uploadPage(w http.ResponseWriter, _ *http.Request) {
 func (s *Service) uploadSDK(w http.ResponseWriter, r *http.Request) {
 	p := filepath.Join(s.cfg.WebDir, sdkPath)
 	if _, err := os.Stat(p); err != nil {
-		writeError(w, http.StatusNotFound, "sdk_not_installed", fmt.Sprintf("the web upload SDK is not installed: run `npm ci --prefix %s`", s.cfg.WebDir), nil)
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeSDKNotInstalled, fmt.Sprintf("the web upload SDK is not installed: run `npm ci --prefix %s`", s.cfg.WebDir), nil)
 		return
 	}
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
@@ -78,7 +79,7 @@ func (s *Service) uploadSDK(w http.ResponseWriter, r *http.Request) {
 func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
 	key := keyFrom(r)
 	if key.Upload == nil {
-		writeError(w, http.StatusForbidden, "forbidden", "the upload page's events are for upload tokens", nil)
+		httpapi.Refuse(w, http.StatusForbidden, httpapi.CodeForbidden, "the upload page's events are for upload tokens", nil)
 		return
 	}
 	// The server caps such streams (httpserve.Streams); an authorised one

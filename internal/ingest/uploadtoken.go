@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -140,11 +141,11 @@ func (s *Service) verifyUploadToken(tok string, now time.Time) (*uploadClaims, e
 // is handed out can be used.
 func (s *Service) createUploadToken(w http.ResponseWriter, r *http.Request) {
 	if len(s.tokenKeys) == 0 {
-		writeError(w, http.StatusNotImplemented, "upload_tokens_off", "upload tokens are off: set VODPIPE_UPLOAD_TOKEN_KEYS (or _FILE)", nil)
+		httpapi.Refuse(w, http.StatusNotImplemented, httpapi.CodeUploadTokensOff, "upload tokens are off: set VODPIPE_UPLOAD_TOKEN_KEYS (or _FILE)", nil)
 		return
 	}
 	var req client.UploadTokenRequest
-	if !s.decodeStrict(w, r, &req) {
+	if !s.decode(w, r, &req) {
 		return
 	}
 	var bad []job.FieldError
@@ -162,7 +163,7 @@ func (s *Service) createUploadToken(w http.ResponseWriter, r *http.Request) {
 		bad = append(bad, job.FieldError{Field: "signatureValiditySeconds", Reason: "must not be negative"})
 	}
 	if len(bad) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "the upload-token request is not valid", bad)
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "the upload-token request is not valid", bad)
 		return
 	}
 	now := time.Now()
@@ -183,12 +184,12 @@ func (s *Service) createUploadToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := s.issueUploadToken(c)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", "the token could not be made", nil)
+		httpapi.Refuse(w, http.StatusInternalServerError, httpapi.CodeInternal, "the token could not be made", nil)
 		return
 	}
 	s.metrics.sigs.WithLabelValues("token_minted").Inc()
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, client.UploadTokenResponse{Token: tok, User: req.User, ExpiresAt: time.Unix(c.Expires, 0).UTC()})
+	httpapi.WriteJSON(w, http.StatusCreated, client.UploadTokenResponse{Token: tok, User: req.User, ExpiresAt: time.Unix(c.Expires, 0).UTC()})
 }
 
 // tokenSignRequest is the signature a token's holder gets: the token's

@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"reflect"
@@ -11,13 +12,23 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/netguard"
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
 
-type errorAnswer struct {
-	Error struct {
-		Code, Message, Field string
+// errorAnswer is the one error shape of every API.
+type errorAnswer = client.ErrorBody
+
+// fieldOf is the field an answer names: the one of its fields, "" for
+// none; more than one is reported as such.
+func fieldOf(a errorAnswer) string {
+	switch len(a.Error.Fields) {
+	case 0:
+		return ""
+	case 1:
+		return a.Error.Fields[0].Field
 	}
+	return fmt.Sprintf("%d fields", len(a.Error.Fields))
 }
 
 func TestSubscriptionAPIRefusesBadRequests(t *testing.T) {
@@ -80,7 +91,7 @@ func TestSubscriptionAPIRefusesBadRequests(t *testing.T) {
 			}
 			var a errorAnswer
 			code := in.callWith(t, key, tc.method, tc.path, tc.body, &a)
-			if code != tc.status || (tc.code != "" && a.Error.Code != tc.code) || a.Error.Field != tc.field ||
+			if code != tc.status || (tc.code != "" && a.Error.Code != tc.code) || fieldOf(a) != tc.field ||
 				!strings.Contains(a.Error.Message, tc.inMessage) {
 				t.Fatalf("%d %+v; want %d code %q field %q message containing %q", code, a.Error, tc.status, tc.code, tc.field, tc.inMessage)
 			}
@@ -138,7 +149,7 @@ func TestSubscriptionRefusesPrivateURLUnlessAllowed(t *testing.T) {
 	in := e.start()
 	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://localhost/hook", "http://169.254.169.254/", "http://[::1]/", "http://10.0.0.1/"} {
 		var a errorAnswer
-		if code := in.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": u}, &a); code != 400 || a.Error.Field != "url" {
+		if code := in.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": u}, &a); code != 400 || fieldOf(a) != "url" {
 			t.Errorf("%s: %d %+v", u, code, a)
 		}
 	}
@@ -159,7 +170,7 @@ func TestSubscriptionRefusesPrivateURLUnlessAllowed(t *testing.T) {
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://169.254.0.23/",
 		"http://100.100.100.200/", "http://[fd00:ec2::254]/", "http://[fe80::1]/", "http://10.0.0.1/"} {
 		var a errorAnswer
-		if code := lax.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": u}, &a); code != 400 || a.Error.Field != "url" {
+		if code := lax.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": u}, &a); code != 400 || fieldOf(a) != "url" {
 			t.Errorf("%s with loopback allowed: %d %+v", u, code, a)
 		}
 	}

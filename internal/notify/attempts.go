@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/httpapi"
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // maxResponseSnippet bounds the part of a failed answer an attempt keeps.
@@ -63,8 +66,8 @@ func (s *Service) handleAttempts(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxAttemptsLimit {
-			writeError(w, &apiError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "limit",
-				Message: fmt.Sprintf("limit must be an integer from 1 to %d", maxAttemptsLimit)})
+			httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeInvalidParameter, Message: fmt.Sprintf("limit must be an integer from 1 to %d", maxAttemptsLimit),
+				Fields: []job.FieldError{{Field: "limit", Reason: fmt.Sprintf("limit must be an integer from 1 to %d", maxAttemptsLimit)}}})
 			return
 		}
 		limit = n
@@ -85,7 +88,7 @@ func (s *Service) handleAttempts(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, a)
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpapi.WriteJSON(w, http.StatusOK, struct {
 		Attempts []Attempt `json:"attempts"`
 	}{out})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -56,24 +57,24 @@ var errVODEventInvalid = errors.New("notify: VOD event invalid")
 // publishing failed, so that VOD delivers again.
 func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.CallbackAuth != CallbackAuthNone && (s.cfg.CallbackToken == "" || !tokenEqual(r.URL.Query().Get("token"), s.cfg.CallbackToken)) {
-		writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "bad_token", Message: "the callback token is missing or wrong"})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusUnauthorized, Code: httpapi.CodeBadToken, Message: "the callback token is missing or wrong"})
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, vod.MaxEventSize))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		s.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
-		writeError(w, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("a VOD event is at most %d bytes", vod.MaxEventSize)})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: httpapi.CodeBodyTooLarge, Message: fmt.Sprintf("a VOD event is at most %d bytes", vod.MaxEventSize)})
 		return
 	}
 	if err != nil {
-		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "bad_body", Message: "reading the body failed"})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeBadBody, Message: "reading the body failed"})
 		return
 	}
 	ev, err := vod.ParseEvent(body)
 	if err != nil {
 		s.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
-		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "bad_event", Message: err.Error()})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeBadEvent, Message: err.Error()})
 		return
 	}
 	// VOD hanging up does not stop the publication: its retry then finds it done.
@@ -82,11 +83,11 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	res, err := s.ingestVODEvent(ctx, ev, "callback")
 	switch {
 	case errors.Is(err, errVODEventInvalid):
-		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "bad_event", Message: err.Error()})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeBadEvent, Message: err.Error()})
 	case err != nil:
-		writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the event could not be recorded; deliver it again"})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable, Message: "the event could not be recorded; deliver it again"})
 	default:
-		writeJSON(w, http.StatusOK, res)
+		httpapi.WriteJSON(w, http.StatusOK, res)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/netguard"
@@ -178,19 +179,19 @@ func (s *Service) Registry() *prometheus.Registry { return s.metrics.reg }
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/vod/callback", s.handleCallback)
-	mux.Handle("POST /v1/subscriptions", s.authorize(ScopeControl, s.handleCreate))
-	mux.Handle("GET /v1/subscriptions", s.authorize(ScopeRead, s.handleList))
-	mux.Handle("GET /v1/subscriptions/{id}", s.authorize(ScopeRead, s.handleGet))
-	mux.Handle("DELETE /v1/subscriptions/{id}", s.authorize(ScopeControl, s.handleDelete))
-	mux.Handle("GET /v1/subscriptions/{id}/attempts", s.authorize(ScopeRead, s.handleAttempts))
-	mux.Handle("POST /v1/subscriptions/{id}/replay", s.authorize(ScopeControl, s.handleReplay))
-	mux.Handle("POST /v1/subscriptions/{id}/enable", s.authorize(ScopeControl, s.handleEnable))
-	mux.Handle("GET /v1/events", s.authorize(ScopeRead, s.handleEvents))
+	mux.Handle("POST /v1/subscriptions", httpapi.Authorize(s.keys, ScopeControl, s.handleCreate))
+	mux.Handle("GET /v1/subscriptions", httpapi.Authorize(s.keys, ScopeRead, s.handleList))
+	mux.Handle("GET /v1/subscriptions/{id}", httpapi.Authorize(s.keys, ScopeRead, s.handleGet))
+	mux.Handle("DELETE /v1/subscriptions/{id}", httpapi.Authorize(s.keys, ScopeControl, s.handleDelete))
+	mux.Handle("GET /v1/subscriptions/{id}/attempts", httpapi.Authorize(s.keys, ScopeRead, s.handleAttempts))
+	mux.Handle("POST /v1/subscriptions/{id}/replay", httpapi.Authorize(s.keys, ScopeControl, s.handleReplay))
+	mux.Handle("POST /v1/subscriptions/{id}/enable", httpapi.Authorize(s.keys, ScopeControl, s.handleEnable))
+	mux.Handle("GET /v1/events", httpapi.Authorize(s.keys, ScopeRead, s.handleEvents))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("GET /readyz", httpserve.Ready(s.log, s.ready))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no route " + r.Method + " " + r.URL.Path})
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
 	})
 	return mux
 }

@@ -11,8 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // sseWriteTimeout bounds one write to an event-stream client; a client that
@@ -37,7 +39,7 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		types = strings.Split(v, ",")
 		for _, t := range types {
 			if msg := checkTypePattern(strings.TrimSpace(t)); msg != "" {
-				writeError(w, &apiError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "type", Message: "type " + msg})
+				httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidParameter, "type", msg))
 				return
 			}
 		}
@@ -54,8 +56,8 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if last != "" {
 		seq, err := strconv.ParseUint(last, 10, 64)
 		if err != nil {
-			writeError(w, &apiError{Status: http.StatusBadRequest, Code: "invalid_parameter", Field: "Last-Event-ID",
-				Message: "Last-Event-ID must be the id of an event of this stream (a sequence number)"})
+			httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeInvalidParameter, Message: "Last-Event-ID must be the id of an event of this stream (a sequence number)",
+				Fields: []job.FieldError{{Field: "Last-Event-ID", Reason: "Last-Event-ID must be the id of an event of this stream (a sequence number)"}}})
 			return
 		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1

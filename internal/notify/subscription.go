@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/secretbox"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -160,32 +161,32 @@ const (
 
 // validate checks a create request and returns the record it describes;
 // the error names the first bad field.
-func (s *Service) validate(ctx context.Context, req createRequest) (*record, *apiError) {
+func (s *Service) validate(ctx context.Context, req createRequest) (*record, *httpapi.Error) {
 	if msg := checkWebhookURL(ctx, req.URL, s.guard, s.resolver); msg != "" {
-		return nil, fieldError("url", msg)
+		return nil, httpapi.Field(httpapi.CodeInvalidField, "url", msg)
 	}
 	types := []string{"*"}
 	if req.EventTypes != nil {
 		types = *req.EventTypes
 		if len(types) == 0 {
-			return nil, fieldError("eventTypes", `is empty; leave it out or use ["*"] for every event`)
+			return nil, httpapi.Field(httpapi.CodeInvalidField, "eventTypes", `is empty; leave it out or use ["*"] for every event`)
 		}
 		if len(types) > maxEventTypes {
-			return nil, fieldError("eventTypes", fmt.Sprintf("has %d entries, at most %d", len(types), maxEventTypes))
+			return nil, httpapi.Field(httpapi.CodeInvalidField, "eventTypes", fmt.Sprintf("has %d entries, at most %d", len(types), maxEventTypes))
 		}
 		for i, t := range types {
 			if msg := checkTypePattern(t); msg != "" {
-				return nil, fieldError(fmt.Sprintf("eventTypes[%d]", i), msg)
+				return nil, httpapi.Field(httpapi.CodeInvalidField, fmt.Sprintf("eventTypes[%d]", i), msg)
 			}
 		}
 	}
 	if req.JobID != "" {
 		if len(req.JobID) > job.MaxIDLen || strings.ContainsFunc(req.JobID, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			return nil, fieldError("jobId", fmt.Sprintf("must be a job id: at most %d characters, no spaces or control characters", job.MaxIDLen))
+			return nil, httpapi.Field(httpapi.CodeInvalidField, "jobId", fmt.Sprintf("must be a job id: at most %d characters, no spaces or control characters", job.MaxIDLen))
 		}
 	}
 	if len(req.Description) > maxDescriptionLen {
-		return nil, fieldError("description", fmt.Sprintf("is longer than %d characters", maxDescriptionLen))
+		return nil, httpapi.Field(httpapi.CodeInvalidField, "description", fmt.Sprintf("is longer than %d characters", maxDescriptionLen))
 	}
 	r := &record{Subscription: Subscription{
 		ID: "sub_" + randomID(), URL: req.URL, EventTypes: types, JobID: req.JobID, Description: req.Description,
