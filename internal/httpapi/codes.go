@@ -29,6 +29,7 @@ const (
 	CodeSubDisabled          = "subscription_disabled"  // the subscription is disabled
 	CodeSubNotFound          = "subscription_not_found" // no such subscription
 	CodeTooManyReplays       = "too_many_replays"       // too many replays in flight
+	CodeTooManyStreams       = "too_many_streams"       // too many event streams are open; retry later
 	CodeTooManySubscriptions = "too_many_subscriptions" // the subscription limit is reached
 	CodeUnauthenticated      = "unauthenticated"        // no API key, or one that is not valid
 	CodeUnavailable          = "unavailable"            // the message store cannot be reached now; retry
@@ -43,6 +44,6 @@ func Codes() []string {
 		CodeConflict, CodeForbidden, CodeInternal, CodeInvalidBatch, CodeInvalidField, CodeInvalidHeader,
 		CodeInvalidJob, CodeInvalidParameter, CodeInvalidPath, CodeInvalidQuery, CodeInvalidRequest, CodeNotFound,
 		CodePolicyRefused, CodeQueueUnavailable, CodeRateLimited, CodeSDKNotInstalled, CodeSubDisabled,
-		CodeSubNotFound, CodeTooManyReplays, CodeTooManySubscriptions, CodeUnauthenticated, CodeUnavailable,
+		CodeSubNotFound, CodeTooManyReplays, CodeTooManyStreams, CodeTooManySubscriptions, CodeUnauthenticated, CodeUnavailable,
 		CodeUnknownField, CodeUnsupportedMediaType, CodeUploadTokensOff}
 }

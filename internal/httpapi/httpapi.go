@@ -209,3 +209,8 @@ func KeyFrom(ctx context.Context) *apikey.Key {
 func Refuse(w http.ResponseWriter, status int, code, msg string, fields []job.FieldError) {
 	Write(w, &Error{Status: status, Code: code, Message: msg, Fields: fields})
 }
+
+// NoRoute answers a request no route matched: 404 naming the method and path.
+func NoRoute(w http.ResponseWriter, r *http.Request) {
+	Refuse(w, http.StatusNotFound, CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
+}

@@ -2,6 +2,9 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -131,5 +134,31 @@ func TestAuthorize(t *testing.T) {
 func TestKeyFromOutsideAuthorize(t *testing.T) {
 	if k := httpapi.KeyFrom(httptest.NewRequest(http.MethodGet, "/", nil).Context()); k != nil {
 		t.Fatalf("KeyFrom = %+v outside Authorize", k)
+	}
+}
+
+// Codes lists every constant of codes.go, once, sorted.
+func TestCodesListsEveryConstant(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "codes.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consts []string
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			for _, v := range s.(*ast.ValueSpec).Values {
+				if lit, ok := v.(*ast.BasicLit); ok {
+					consts = append(consts, strings.Trim(lit.Value, `"`))
+				}
+			}
+		}
+	}
+	slices.Sort(consts)
+	if len(consts) < 30 || !slices.Equal(consts, httpapi.Codes()) || !slices.IsSorted(httpapi.Codes()) {
+		t.Fatalf("constants %v\nCodes() %v", consts, httpapi.Codes())
 	}
 }

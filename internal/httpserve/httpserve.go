@@ -6,7 +6,6 @@ package httpserve
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -14,6 +13,11 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 )
 
 // Defaults of Config's zero fields.
@@ -125,8 +129,8 @@ func Streams(cfg StreamConfig, h http.Handler, paths ...string) http.Handler {
 			defer func() { <-slots }()
 		default:
 			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusServiceUnavailable, "too_many_streams",
-				"this server has as many event streams open as it allows; retry later")
+			httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeTooManyStreams,
+				"this server has as many event streams open as it allows; retry later", nil)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -163,16 +167,14 @@ func Ready(log *slog.Logger, check func(context.Context) error) http.Handler {
 	})
 }
 
-// writeError answers in the error shape of vodpipe's APIs.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+// Probes registers what every service serves beside its API: GET /healthz
+// (the process answers), GET /readyz (Ready with check; nil is always
+// ready) and GET /metrics (metrics in the Prometheus text format).
+func Probes(mux *http.ServeMux, log *slog.Logger, check func(context.Context) error, metrics prometheus.Gatherer) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if check == nil {
+		check = func(context.Context) error { return nil }
 	}
-	e.Error.Code, e.Error.Message = code, msg
-	_ = json.NewEncoder(w).Encode(e)
+	mux.Handle("GET /readyz", Ready(log, check))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 }

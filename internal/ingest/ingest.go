@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
@@ -203,17 +202,13 @@ func (s *Service) Handler() http.Handler {
 		}
 		mux.Handle(r.method+" "+r.path, s.instrument(r.method+" "+r.path, h))
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.Handle("GET /readyz", httpserve.Ready(s.log, func(ctx context.Context) error {
+	httpserve.Probes(mux, s.log, func(ctx context.Context) error {
 		if !s.nc.IsConnected() {
 			return errors.New("NATS not connected")
 		}
 		return s.q.Ready(ctx)
-	}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
-	})
+	}, s.metrics.reg)
+	mux.HandleFunc("/", httpapi.NoRoute)
 	return mux
 }
 

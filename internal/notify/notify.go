@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
@@ -187,12 +186,8 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("POST /v1/subscriptions/{id}/replay", httpapi.Authorize(s.keys, ScopeControl, s.handleReplay))
 	mux.Handle("POST /v1/subscriptions/{id}/enable", httpapi.Authorize(s.keys, ScopeControl, s.handleEnable))
 	mux.Handle("GET /v1/events", httpapi.Authorize(s.keys, ScopeRead, s.handleEvents))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.Handle("GET /readyz", httpserve.Ready(s.log, s.ready))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.Write(w, &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
-	})
+	httpserve.Probes(mux, s.log, s.ready, s.metrics.reg)
+	mux.HandleFunc("/", httpapi.NoRoute)
 	return mux
 }
 

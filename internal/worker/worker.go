@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vodpipe/vodpipe/internal/config"
@@ -208,9 +207,7 @@ func (w *Worker) Queue() *queue.Queue { return w.q }
 // Handler serves /healthz, /readyz and /metrics.
 func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
-	mux.Handle("GET /readyz", httpserve.Ready(w.log, w.ready))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(w.metrics.reg, promhttp.HandlerOpts{}))
+	httpserve.Probes(mux, w.log, w.ready, w.metrics.reg)
 	return mux
 }
 

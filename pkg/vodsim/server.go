@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -164,9 +163,7 @@ func (s *Server) BucketHost(region string) string {
 func (s *Server) Handler() http.Handler {
 	vodMux := http.NewServeMux()
 	vodMux.HandleFunc("POST /v3/index.php", s.serveVOD)
-	vodMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	vodMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	vodMux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	httpserve.Probes(vodMux, s.log, nil, s.metrics.reg)
 	s.adminRoutes(vodMux)
 	return withCORS(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
