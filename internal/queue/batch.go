@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -50,8 +49,7 @@ func (q *Queue) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			continue
 		}
 		if err := awaitAck(ctx, f); err != nil {
-			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164) {
+			if lostRace(err) {
 				out[i].Duplicate = true
 				if old, _, gerr := q.Status(ctx, jobs[i].ID); gerr == nil {
 					out[i].Status = old

@@ -13,9 +13,6 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
-// ErrConflict is returned when a job's state does not allow the request.
-var ErrConflict = errors.New("queue: job state does not allow this")
-
 // Pause asks for a job to stop at a part boundary. A queued job is paused at
 // once when a worker picks it up; a running one at its next part boundary.
 func (q *Queue) Pause(ctx context.Context, jobID string) (*job.Status, error) {
@@ -26,15 +23,15 @@ func (q *Queue) Pause(ctx context.Context, jobID string) (*job.Status, error) {
 	if s.State != job.StateQueued && s.State != job.StateRunning {
 		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
 	}
-	if err := q.SetControl(ctx, jobID, job.ControlPause); err != nil {
-		return nil, err
+	if err := q.setControlUnlessCanceled(ctx, jobID, job.ControlPause); err != nil {
+		return s, err
 	}
 	return s, nil
 }
 
 // Resume re-enqueues a paused job; it continues from its recorded offset.
 func (q *Queue) Resume(ctx context.Context, jobID string) (*job.Status, error) {
-	if err := q.SetControl(ctx, jobID, job.ControlNone); err != nil {
+	if err := q.setControlUnlessCanceled(ctx, jobID, job.ControlNone); err != nil {
 		return nil, err
 	}
 	s, err := q.Transition(ctx, jobID, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
@@ -86,4 +83,41 @@ func (q *Queue) Cancel(ctx context.Context, jobID string) (*job.Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// setControlUnlessCanceled records a pause (or clears one, for a resume)
+// unless a cancel is pending: an accepted cancel is never overwritten by a
+// later pause or resume, which answer ErrConflict instead. The write is a
+// compare-and-set on the key's revision, so a cancel that lands between the
+// read and the write is not lost either.
+func (q *Queue) setControlUnlessCanceled(ctx context.Context, jobID string, c job.Control) error {
+	for attempt := 0; ; attempt++ {
+		var rev uint64
+		e, err := q.control.Get(ctx, jobID)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("queue: control %s: %w", jobID, err)
+		case job.Control(e.Value()) == job.ControlCancel:
+			return fmt.Errorf("%w: job %s has a cancel pending", ErrConflict, jobID)
+		default:
+			rev = e.Revision()
+		}
+		switch {
+		case c == job.ControlNone && rev == 0:
+			return nil
+		case c == job.ControlNone:
+			err = q.control.Delete(ctx, jobID, jetstream.LastRevision(rev))
+		case rev == 0:
+			_, err = q.control.Create(ctx, jobID, []byte(c))
+		default:
+			_, err = q.control.Update(ctx, jobID, []byte(c), rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !lostRace(err) || attempt >= 20 {
+			return fmt.Errorf("queue: set control %s: %w", jobID, err)
+		}
+	}
 }

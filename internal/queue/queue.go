@@ -150,11 +150,6 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 	return q, nil
 }
 
-// ErrNotCreated reports that a stream, bucket or the workers' consumer of the
-// layout does not exist yet: ingest, which creates it, has not run. NotReady
-// counts it as not ready, so a worker or notify started before ingest waits.
-var ErrNotCreated = errors.New("queue: the JetStream layout is not created yet (ingest creates it)")
-
 // Attach looks up the layout Open created, and creates or changes nothing:
 // worker and notify attach, so their NATS users need no right to reshape a
 // shared stream. It fails with ErrNotCreated while a part is missing. The
@@ -320,6 +315,3 @@ func (q *Queue) Ready(ctx context.Context) error {
 	_, err := q.jobs.Info(ctx)
 	return err
 }
-
-// ErrNotFound is returned for an unknown job id or FileId.
-var ErrNotFound = errors.New("queue: not found")

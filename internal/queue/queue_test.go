@@ -261,6 +261,36 @@ func TestPauseResumeCancelControl(t *testing.T) {
 	}
 }
 
+// An accepted cancel is never lost to a later pause or resume: both
+// answer ErrConflict and the cancel stays, for a queued and a paused job.
+func TestAcceptedCancelIsNeverOverwritten(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	for _, paused := range []bool{false, true} {
+		j := newJob(fmt.Sprintf("cancel-first-%v", paused))
+		if _, _, err := q.CreateStatus(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		if paused {
+			if _, err := q.Transition(ctx, j.ID, job.StatePaused, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := q.Cancel(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Pause(ctx, j.ID); !paused && !errors.Is(err, queue.ErrConflict) {
+			t.Fatalf("pause after cancel of a queued job: %v, want ErrConflict", err)
+		}
+		if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+			t.Fatalf("resume after cancel (paused %v): %v, want ErrConflict", paused, err)
+		}
+		if c, _ := q.Control(ctx, j.ID); c != job.ControlCancel {
+			t.Fatalf("control after pause and resume (paused %v) = %q, want the cancel", paused, c)
+		}
+	}
+}
+
 func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()

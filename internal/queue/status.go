@@ -102,8 +102,7 @@ func (q *Queue) updateStatus(ctx context.Context, jobID string, known Known, f f
 		if err == nil {
 			return s, rev, nil
 		}
-		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
-		if !conflict || attempt >= 20 {
+		if !lostRace(err) || attempt >= 20 {
 			return nil, 0, fmt.Errorf("queue: update status %s: %w", jobID, err)
 		}
 	}
@@ -128,6 +127,26 @@ func (q *Queue) TransitionFrom(ctx context.Context, jobID string, known Known, t
 		}
 		return nil
 	})
+}
+
+// TransitionIf is Transition applied only while ok holds for the job's
+// current status (read again on every compare-and-set retry); when it does
+// not, nothing is written and the error is ErrConflict.
+func (q *Queue) TransitionIf(ctx context.Context, jobID string, ok func(*job.Status) bool, to job.State, f func(*job.Status)) (*job.Status, error) {
+	s, _, err := q.updateStatus(ctx, jobID, Known{}, func(s *job.Status) error {
+		if !ok(s) {
+			return fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
+		}
+		if err := job.CheckTransition(s.State, to); err != nil {
+			return err
+		}
+		s.State = to
+		if f != nil {
+			f(s)
+		}
+		return nil
+	})
+	return s, err
 }
 
 // ListStatuses returns every job status (for the API's listing; bounded by the bucket).

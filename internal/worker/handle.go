@@ -262,10 +262,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			log.Info("job completed", "file_id", res.FileID, "bytes", res.Size, "resumed_bytes", res.Resumed, "sent_bytes", res.Sent)
 		}
 	case errors.Is(err, upload.ErrPaused):
-		_, _ = w.q.Transition(ctx, j.ID, job.StatePaused, nil)
-		_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
-		w.metrics.jobs.WithLabelValues("paused").Inc()
-		_ = msg.Ack()
+		w.pause(ctx, msg, log, j)
 	case errors.Is(err, upload.ErrCanceled):
 		_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
 		_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
@@ -275,11 +272,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
 		// Shutdown: state is saved; hand the job back so another worker resumes it at once.
 		// Not a failed run: it does not count against the job's runs.
-		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
-			if s.Worker == w.cfg.ID {
-				s.Runs = max(s.Runs-1, 0)
-			}
-		})
+		w.handBack(ctx, j)
 		w.metrics.jobs.WithLabelValues("handed_back").Inc()
 		log.Info("job handed back for shutdown")
 		_ = msg.Nak()
@@ -479,4 +472,49 @@ func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job
 	_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
 	w.metrics.jobs.WithLabelValues("canceled").Inc()
 	_ = msg.Ack()
+}
+
+// pause records a run stopped by a pause. The run saw the pause through
+// this worker's watch of the control bucket, which can lag behind a resume
+// accepted since: the key itself is read first, and a job no longer to be
+// paused is handed back to run (or to be canceled) at once. The status
+// turns paused only from the running status this worker wrote: a resume
+// that requeued the job in between wins, and its copy runs the job.
+func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger, j *job.Job) {
+	c, err := w.q.Control(ctx, j.ID)
+	if err != nil {
+		retryLater(msg, log, "read the control", err, 2*time.Second)
+		return
+	}
+	if c != job.ControlPause {
+		w.setControl(j.ID, c)
+		log.Info("pause withdrawn before it took effect: running the job again", "control", c)
+		w.handBack(ctx, j)
+		w.metrics.jobs.WithLabelValues("handed_back").Inc()
+		_ = msg.Nak()
+		return
+	}
+	mine := func(s *job.Status) bool { return s.State == job.StateRunning && s.Worker == w.cfg.ID }
+	if _, err := w.q.TransitionIf(ctx, j.ID, mine, job.StatePaused, nil); err != nil {
+		if errors.Is(err, queue.ErrConflict) {
+			log.Info("pause overtaken: the job was requeued or taken over meanwhile")
+			_ = msg.Ack()
+			return
+		}
+		retryLater(msg, log, "record the pause", err, 2*time.Second)
+		return
+	}
+	_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
+	w.metrics.jobs.WithLabelValues("paused").Inc()
+	_ = msg.Ack()
+}
+
+// handBack puts a job this worker ran back to queued without counting the
+// run against it (a shutdown, a withdrawn pause).
+func (w *Worker) handBack(ctx context.Context, j *job.Job) {
+	_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+		if s.Worker == w.cfg.ID {
+			s.Runs = max(s.Runs-1, 0)
+		}
+	})
 }

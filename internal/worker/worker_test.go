@@ -103,6 +103,13 @@ func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...f
 // startWorker runs a worker until the test ends or the returned stop is called.
 func (e *env) startWorker(id string) (stop func()) {
 	e.t.Helper()
+	_, stop = e.runWorker(id)
+	return stop
+}
+
+// runWorker is startWorker that also returns the worker.
+func (e *env) runWorker(id string) (*worker.Worker, func()) {
+	e.t.Helper()
 	cfg := e.cfg
 	cfg.ID = id
 	log := slog.New(slog.NewJSONHandler(e.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -114,9 +121,9 @@ func (e *env) startWorker(id string) (stop func()) {
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); w.Close(); close(done) }()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop := func() { once.Do(func() { cancel(); <-done }) }
 	e.t.Cleanup(stop)
-	return stop
+	return w, stop
 }
 
 // source writes a deterministic random file under the source root.
@@ -570,6 +577,25 @@ func TestCancelInTheMiddleAbortsTheMultipartUpload(t *testing.T) {
 	keys, _ := e.redis.Client(t).Keys(t.Context(), "*cancel-1*state*").Result()
 	if len(keys) != 0 {
 		t.Fatalf("resume state left: %v", keys)
+	}
+}
+
+// A worker whose view of the control bucket still holds a pause that a
+// resume has since withdrawn (its watch lags) does not pause the job: it
+// reads the key before pausing, and the job runs to completion.
+func TestWithdrawnPauseIsNotCarriedOut(t *testing.T) {
+	e := newEnv(t, false)
+	w, _ := e.runWorker("w1")
+	src, data := e.source("withdrawn.mp4", 3<<20+17)
+	w.SetControlView("withdrawn-1", job.ControlPause)
+	e.submit(&job.Job{ID: "withdrawn-1", Source: src})
+	s := e.waitState("withdrawn-1", job.StateCompleted, 30*time.Second)
+	e.storedEquals(s, data)
+	if n := len(e.events(job.EventPaused, "withdrawn-1")); n != 0 {
+		t.Fatalf("job.paused events = %d for a pause the bucket no longer held", n)
+	}
+	if !strings.Contains(e.logBuf.String(), "pause withdrawn") {
+		t.Fatalf("the run did not stop for the stale pause, so the test proves nothing; logs:\n%s", e.logBuf.String())
 	}
 }
 
