@@ -52,11 +52,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
-	switch st.State {
-	case job.StateCompleted:
-		// A redelivery after commit: never a second FileId. Record the
-		// mapping and re-publish the completion (both idempotent: an earlier
-		// attempt may have lost either), then ack.
+	switch decideDelivery(st, w.control(j.ID)) {
+	case deliveryCompleted:
+		// Record the mapping and re-publish the completion (both idempotent:
+		// an earlier attempt may have lost either), then ack.
 		w.ackCompleted(ctx, msg, log, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal, "duplicate", func() error {
 			if st.FileID == "" {
 				return nil
@@ -64,9 +63,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return w.q.RecordFile(ctx, st.FileID, j.ID)
 		})
 		return
-	case job.StateFailed:
-		// Failed for good already: publish job.failed again (same id) in
-		// case the attempt that failed lost it, then ack.
+	case deliveryFailed:
 		if st.Error != nil {
 			if err := w.emitFailed(ctx, j, *st.Error, st.Attempt); err != nil {
 				retryLater(msg, log, "publish job.failed", err, 2*time.Second)
@@ -76,17 +73,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.metrics.jobs.WithLabelValues("duplicate").Inc()
 		_ = msg.Ack()
 		return
-	case job.StateCanceled:
+	case deliveryDone:
 		w.metrics.jobs.WithLabelValues("duplicate").Inc()
 		_ = msg.Ack()
 		return
-	}
-	if st.State == job.StatePaused {
-		if w.control(j.ID) == job.ControlCancel {
-			w.cancelPaused(ctx, msg, j)
-			return
-		}
-		// A stale copy of a paused job (resume publishes a fresh one): drop it.
+	case deliveryCancelPaused:
+		w.cancelPaused(ctx, msg, j)
+		return
+	case deliveryStale:
 		_ = msg.Ack()
 		return
 	}
@@ -122,37 +116,41 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	// transient reason, which the run's end handles). The queue never gives
 	// up on a job (its consumer has no delivery bound), the worker does,
 	// here, so such a job is always dead-lettered and failed, even when
-	// every worker was down as its last run's delivery timed out. A job
-	// committed before still completes below; a pause or cancel asked for
-	// is carried out by the run, which stops at once.
-	if w.outOfRuns(st) && w.control(j.ID) == job.ControlNone {
+	// every worker was down as its last run's delivery timed out.
+	runs := runsLeft
+	if w.outOfRuns(st) {
+		runs = runsOut
+	}
+	decision := decideUnderLease(runs, w.control(j.ID), loaded)
+	if decision == leaseReadAgain {
 		// st was read before the lease: a hand-back or a resume may have
 		// lowered the count since. Read it again under the lease.
 		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
 			retryLater(msg, log, "read the status", err, backoff(attempt))
 			return
 		}
+		runs = runsLeft
 		if w.outOfRuns(st) && !st.State.Terminal() {
+			runs = runsOutReread
 			if loaded == nil {
 				l := w.uploader.Load(ctx, j.ID)
 				loaded = &l
 			}
-			switch {
-			case loaded.Err != nil && !errors.Is(loaded.Err, upload.ErrBadState):
-				retryLater(msg, log, "read the resume state", loaded.Err, backoff(attempt))
-				return
-			case loaded.Err != nil || !loaded.Committed():
-				// An undecodable state cannot say it was committed either.
-				w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
-				return
-			}
 		}
+		decision = decideUnderLease(runs, w.control(j.ID), loaded)
 	}
-	// Committed before (a crash after the commit, or a copy of the job that
-	// took the lease the committing worker gave up with its commit record):
-	// nothing runs, so no running status and no job.started; the run below
-	// returns the recorded commit and finish completes the job.
-	if loaded == nil || !loaded.Committed() {
+	switch decision {
+	case leaseRetryLoad:
+		err := errors.New("not read")
+		if loaded != nil {
+			err = loaded.Err
+		}
+		retryLater(msg, log, "read the resume state", err, backoff(attempt))
+		return
+	case leaseExhausted:
+		w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
+		return
+	case leaseRun:
 		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
 			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
 			s.Runs++
@@ -162,6 +160,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
+	case leaseFinishCommitted:
+		// Committed before (a crash after the commit, or a copy of the job
+		// that took the lease the committing worker gave up with its commit
+		// record): the run below returns the recorded commit.
 	}
 	control := func() job.Control { return w.control(j.ID) }
 	var res *upload.Result
