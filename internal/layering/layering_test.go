@@ -214,3 +214,14 @@ func TestGraphIsRead(t *testing.T) {
 		t.Fatalf("vodsim's outside imports not followed: %v", d)
 	}
 }
+
+// The upload core talks to VOD, COS and a source; what signs for it, and
+// NATS under that, come in through its Signer interface.
+func TestUploadCoreNeedsNoNATS(t *testing.T) {
+	g, _ := load(t)
+	for d := range g.deps("internal/upload") {
+		if strings.HasPrefix(d, "github.com/nats-io/") || slices.Contains(services, d) {
+			t.Errorf("internal/upload reaches %s", d)
+		}
+	}
+}

@@ -88,6 +88,19 @@ var (
 // Error implements error.
 func (e *Error) Error() string { return "signer: " + e.Code + ": " + e.Message }
 
+// SignRefusal is the job error code of a refusal that no retry changes (the
+// policy, a malformed request), "" for others: how the uploader tells them
+// apart without importing this package.
+func (e *Error) SignRefusal() string {
+	switch e.Code {
+	case CodePolicy:
+		return "policy_refused"
+	case CodeInvalid:
+		return "signature_request_invalid"
+	}
+	return ""
+}
+
 // Is maps codes to sentinels.
 func (e *Error) Is(target error) bool {
 	switch e.Code {
@@ -353,6 +366,12 @@ func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
 		timeout = 5 * time.Second
 	}
 	return &Client{nc: nc, timeout: timeout}
+}
+
+// SignJob returns a fresh signature for job j, with its policy (ForJob):
+// the uploader's signer (upload.Signer).
+func (c *Client) SignJob(ctx context.Context, j *job.Job) (string, error) {
+	return c.Sign(ctx, ForJob(j, 0))
 }
 
 // Sign returns a fresh signature for r. Transport failures wrap ErrUnavailable.

@@ -21,7 +21,6 @@ import (
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
 	"github.com/vodpipe/vodpipe/internal/checksum"
-	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -183,23 +182,18 @@ func (r *run) checkControl(ctx context.Context) error {
 	return nil
 }
 
-// signRequest is the policy of every signature of this job (the signature
-// service signs with the job's recorded policy whatever it is sent).
-func (r *run) signRequest() signer.Request { return signer.ForJob(r.j, 0) }
-
 // sign returns a fresh signature for a one-time job and otherwise the run's
 // kept signature while it is valid for sigReuseMargin more.
 func (r *run) sign(ctx context.Context) (string, error) {
-	req := r.signRequest()
-	if req.OneTime {
-		return r.u.signer.Sign(ctx, req)
+	if r.j.OneTimeSignature {
+		return r.u.signer.SignJob(ctx, r.j)
 	}
 	r.sigMu.Lock()
 	defer r.sigMu.Unlock()
 	if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
 		return r.sig, nil
 	}
-	sig, err := r.u.signer.Sign(ctx, req)
+	sig, err := r.u.signer.SignJob(ctx, r.j)
 	if err != nil {
 		return "", err
 	}

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -55,9 +54,11 @@ func IsPermanent(err error) (string, bool) {
 	return "", false
 }
 
-// Signer gives a fresh upload signature per call.
+// Signer gives a fresh upload signature for a job per call, with the job's
+// policy (signer.Client, over NATS; the signature service signs with the
+// job's recorded policy whatever it is sent).
 type Signer interface {
-	Sign(ctx context.Context, r signer.Request) (string, error)
+	SignJob(ctx context.Context, j *job.Job) (string, error)
 }
 
 // SourceOpener opens a job's source or cover.
@@ -276,6 +277,10 @@ func sourceErr(err error) error {
 	return err
 }
 
+// signRefusal is a signer's error that says whether it is a refusal no
+// retry changes, and its job error code (signer.Error).
+type signRefusal interface{ SignRefusal() string }
+
 // vodErr classifies a VOD answer: refusals of the request itself are permanent.
 func vodErr(err error) error {
 	for _, p := range []struct {
@@ -285,12 +290,14 @@ func vodErr(err error) error {
 		{vod.ErrInvalidParameter, "vod_invalid_parameter"},
 		{vod.ErrRegionNotAllowed, "vod_region_not_allowed"},
 		{vod.ErrProcedureNotFound, "vod_procedure_not_found"},
-		{signer.ErrPolicy, "policy_refused"},
-		{signer.ErrInvalid, "signature_request_invalid"},
 	} {
 		if errors.Is(err, p.target) {
 			return permanent(p.code, err)
 		}
+	}
+	var refused signRefusal
+	if errors.As(err, &refused) && refused.SignRefusal() != "" {
+		return permanent(refused.SignRefusal(), err)
 	}
 	return err
 }

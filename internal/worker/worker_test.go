@@ -681,3 +681,16 @@ func TestUploadIsRecordedBeforeItsCommit(t *testing.T) {
 		t.Fatalf("another path: %v, want ErrNotFound", err)
 	}
 }
+
+// A signature the policy refuses fails the job at once, for good, with the
+// refusal's code: no retry changes the policy.
+func TestSignatureRefusalFailsTheJob(t *testing.T) {
+	e := newEnvPolicy(t, false, signer.Policy{MaxValidity: time.Hour})
+	e.startWorker("w1")
+	src, _ := e.source("refused.mp4", 1000)
+	e.submit(&job.Job{ID: "refused-1", Source: src, Procedure: "NotAllowed"})
+	s := e.waitState("refused-1", job.StateFailed, 30*time.Second)
+	if s.Error == nil || s.Error.Code != "policy_refused" || !s.Error.Permanent || s.Runs != 1 {
+		t.Fatalf("status = %+v (error %+v), want failed once with policy_refused", s, s.Error)
+	}
+}
