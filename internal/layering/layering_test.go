@@ -7,6 +7,7 @@ import (
 	"go/build"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -222,6 +223,27 @@ func TestUploadCoreNeedsNoNATS(t *testing.T) {
 	for d := range g.deps("internal/upload") {
 		if strings.HasPrefix(d, "github.com/nats-io/") || slices.Contains(services, d) {
 			t.Errorf("internal/upload reaches %s", d)
+		}
+	}
+}
+
+// docs/architecture.md names every package, and every package it names in
+// backquotes exists.
+func TestArchitectureDocNamesEveryPackage(t *testing.T) {
+	g, root := load(t)
+	b, err := os.ReadFile(filepath.Join(root, "docs", "architecture.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for p := range g {
+		if (strings.HasPrefix(p, "internal/") || strings.HasPrefix(p, "pkg/")) && !strings.Contains(doc, "`"+p+"`") {
+			t.Errorf("docs/architecture.md does not name %s", p)
+		}
+	}
+	for _, m := range regexp.MustCompile("`((?:internal|pkg)/[a-z]+)`").FindAllStringSubmatch(doc, -1) {
+		if _, ok := g[m[1]]; !ok && m[1] != "internal/layering" {
+			t.Errorf("docs/architecture.md names %s, which is not a package", m[1])
 		}
 	}
 }
