@@ -57,6 +57,9 @@ var backends = []struct {
 		var n atomic.Int64
 		return func(*testing.T) store { return NewRedis(c, WithPrefix(fmt.Sprintf("t%d", n.Add(1)))) }
 	}},
+	{"memory", func(*testing.T) func(*testing.T) store {
+		return func(*testing.T) store { return NewMemory() }
+	}},
 	{"kv", func(*testing.T) func(*testing.T) store {
 		return func(t *testing.T) store {
 			kv, err := NewKV(t.Context(), testharness.StartNATS(t).JetStream(t), "resume", 1)

@@ -71,13 +71,12 @@ type (
 type Worker struct {
 	cfg      Config
 	log      *slog.Logger
-	nc       *nats.Conn
 	q        *queue.Queue
-	rdb      redis.UniversalClient
 	leaser   upload.Leaser
 	uploader *upload.Uploader
 	metrics  *metrics
-	sources  *upload.Sources
+	checks   []func(context.Context) error
+	closers  []func()
 
 	controlMu sync.Mutex
 	controls  map[string]job.Control
@@ -91,11 +90,129 @@ type Worker struct {
 	crashStop context.CancelFunc
 }
 
-// New connects to NATS (and Redis when configured) and prepares the worker.
+// Store is where a worker keeps leases and resume state: resume.Redis,
+// resume.KV or resume.Memory.
+type Store interface {
+	upload.Leaser
+	upload.ResumeStore
+}
+
+// Deps are what a worker works with. New builds them from the
+// environment's Config; Compose takes them as given (tests, one process).
+type Deps struct {
+	Queue   *queue.Queue
+	Store   Store
+	Signer  upload.Signer
+	VOD     *vod.Client
+	Sources upload.SourceOpener
+	// COSTransport carries COS requests; default http.DefaultTransport.
+	COSTransport http.RoundTripper
+	// Checks are what /readyz asks besides the queue (the NATS connection, Redis).
+	Checks []func(context.Context) error
+	// Closers are run by Close, in order (connections New opened).
+	Closers []func()
+}
+
+// New connects to NATS (and Redis when configured), builds the worker's
+// Deps from cfg and composes it.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
+	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	opts, err := cfg.NATS.Options("vodpipe-worker "+cfg.ID, nats.CustomInboxPrefix(natsperm.Worker.Inbox()))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("worker: connect NATS: %w", err)
+	}
+	d := Deps{Checks: []func(context.Context) error{func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("NATS not connected")
+		}
+		return nil
+	}}}
+	fail := func(err error) (*Worker, error) {
+		for _, c := range d.Closers {
+			c()
+		}
+		nc.Close()
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(err)
+	}
+	// A NATS cluster that is forming or electing leaders (a node just
+	// restarted) answers with timeouts for a while, and a worker started
+	// before ingest finds no layout yet: both are waited for. Without Redis
+	// the resume bucket, the worker's own, is JetStream setup too.
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, log.With("worker", cfg.ID), func(ctx context.Context) (err error) {
+		if d.Queue, err = queue.Attach(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
+			return err
+		}
+		kv, err := resume.NewKV(ctx, js, "vodpipe_resume", cfg.QueueConfig.Replicas)
+		if err == nil {
+			d.Store = kv
+		}
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+	if cfg.Redis.Enabled() {
+		rdb, err := redisClient(cfg.Redis)
+		if err != nil {
+			return fail(err)
+		}
+		d.Closers = append(d.Closers, func() { _ = rdb.Close() })
+		d.Checks = append(d.Checks, func(ctx context.Context) error {
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return nil
+		})
+		d.Store = resume.NewRedis(rdb)
+	}
+	sources, err := upload.NewSources(cfg.SourcesConfig)
+	if err != nil {
+		return fail(err)
+	}
+	d.Sources = sources
+	d.Closers = append(d.Closers, func() { _ = sources.Close() })
+	// Every part in flight may hold a connection to the bucket, every job one to VOD.
+	perHost := cfg.Jobs * max(cfg.Concurrency, 4)
+	t := vod.NewTransport(perHost)
+	if cfg.COSDialAddr != "" {
+		t = vod.DialOverride(cfg.COSDialAddr, perHost)
+	}
+	d.COSTransport = t
+	d.VOD = vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(&http.Client{Transport: t}))
+	d.Signer = signer.NewClient(nc, cfg.SignTimeout)
+	d.Closers = append(d.Closers, nc.Close)
+	return Compose(cfg, log, d), nil
+}
+
+// Compose makes a worker of cfg (its defaults applied) and the Deps given.
+// Close runs d.Closers.
+func Compose(cfg Config, log *slog.Logger, d Deps) *Worker {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("worker", cfg.ID)
+	w := &Worker{cfg: cfg, log: log, q: d.Queue, leaser: d.Store, checks: d.Checks, closers: d.Closers,
+		controls: map[string]job.Control{}, metrics: newMetrics(), running: map[string]bool{}}
+	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
+		VOD: d.VOD, Signer: d.Signer, Sources: d.Sources, Store: d.Store,
+		COSTransport: d.COSTransport, Observer: w.metrics, Commits: uploadRecorder{d.Queue}, Log: log,
+	})
+	return w
+}
+
+// withDefaults fills cfg's zero fields.
+func (cfg Config) withDefaults() Config {
 	if cfg.ID == "" {
 		host, _ := os.Hostname()
 		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -109,71 +226,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 25 * time.Second
 	}
-	w := &Worker{cfg: cfg, log: log.With("worker", cfg.ID), controls: map[string]job.Control{}, metrics: newMetrics(),
-		running: map[string]bool{}}
-	opts, err := cfg.NATS.Options("vodpipe-worker "+cfg.ID, nats.CustomInboxPrefix(natsperm.Worker.Inbox()))
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	nc, err := nats.Connect(cfg.NATS.URL, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("worker: connect NATS: %w", err)
-	}
-	w.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	var store interface {
-		upload.Leaser
-		upload.ResumeStore
-	}
-	// A NATS cluster that is forming or electing leaders (a node just
-	// restarted) answers with timeouts for a while, and a worker started
-	// before ingest finds no layout yet: both are waited for. Without Redis
-	// the resume bucket, the worker's own, is JetStream setup too.
-	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, w.log, func(ctx context.Context) (err error) {
-		if w.q, err = queue.Attach(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
-			return err
-		}
-		kv, err := resume.NewKV(ctx, js, "vodpipe_resume", cfg.QueueConfig.Replicas)
-		if err == nil {
-			store = kv
-		}
-		return err
-	}); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	if cfg.Redis.Enabled() {
-		rdb, err := redisClient(cfg.Redis)
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		w.rdb = rdb
-		store = resume.NewRedis(rdb)
-	}
-	w.leaser = store
-	if w.sources, err = upload.NewSources(cfg.SourcesConfig); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	// Every part in flight may hold a connection to the bucket, every job one to VOD.
-	perHost := cfg.Jobs * max(cfg.Concurrency, 4)
-	t := vod.NewTransport(perHost)
-	if cfg.COSDialAddr != "" {
-		t = vod.DialOverride(cfg.COSDialAddr, perHost)
-	}
-	var transport http.RoundTripper = t
-	vodHTTP := &http.Client{Transport: t}
-	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
-		VOD:    vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(vodHTTP)),
-		Signer: signer.NewClient(nc, cfg.SignTimeout), Sources: w.sources, Store: store,
-		COSTransport: transport, Observer: w.metrics, Commits: uploadRecorder{w.q}, Log: w.log,
-	})
-	return w, nil
+	return cfg
 }
 
 func redisClient(c config.Redis) (redis.UniversalClient, error) {
@@ -192,13 +245,11 @@ func redisClient(c config.Redis) (redis.UniversalClient, error) {
 	return redis.NewUniversalClient(o), nil
 }
 
-// Close releases connections.
+// Close releases what New opened (Deps.Closers).
 func (w *Worker) Close() {
-	if w.rdb != nil {
-		_ = w.rdb.Close()
+	for _, c := range w.closers {
+		c()
 	}
-	_ = w.sources.Close()
-	w.nc.Close()
 }
 
 // Queue exposes the opened queue (for tests and the all-in-one binary).
@@ -212,16 +263,13 @@ func (w *Worker) Handler() http.Handler {
 }
 
 func (w *Worker) ready(ctx context.Context) error {
-	if !w.nc.IsConnected() {
-		return errors.New("NATS not connected")
+	for _, check := range w.checks {
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
 	if err := w.q.Ready(ctx); err != nil {
 		return fmt.Errorf("JetStream: %w", err)
-	}
-	if w.rdb != nil {
-		if err := w.rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
 	}
 	return nil
 }

@@ -694,3 +694,36 @@ func TestSignatureRefusalFailsTheJob(t *testing.T) {
 		t.Fatalf("status = %+v (error %+v), want failed once with policy_refused", s, s.Error)
 	}
 }
+
+// A worker composed of given parts (the queue, an in-memory resume store,
+// the signature service's client, a VOD client, the sources) runs a job
+// like one New builds from the environment.
+func TestComposedWorkerWithMemoryStore(t *testing.T) {
+	e := newEnv(t, false)
+	src, data := e.source("composed.mp4", 2<<20+5)
+	sources, err := upload.NewSources(e.cfg.SourcesConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sources.Close() })
+	cfg := e.cfg
+	cfg.ID = "composed"
+	store := resume.NewMemory()
+	w := worker.Compose(cfg, slog.New(slog.NewJSONHandler(e.logBuf, nil)), worker.Deps{
+		Queue: e.q, Store: store, Signer: signer.NewClient(e.nats.Connect(t), 5*time.Second),
+		VOD:          e.sim.VODClient(),
+		Sources:      sources,
+		COSTransport: vod.DialOverride(e.sim.Addr, 8),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.submit(&job.Job{ID: "composed-1", Source: src})
+	s := e.waitState("composed-1", job.StateCompleted, 30*time.Second)
+	e.storedEquals(s, data)
+	// The lease went back to the store it came from.
+	if _, err := store.Acquire(t.Context(), "composed-1", "probe", time.Minute); err != nil {
+		t.Fatalf("lease of the completed job in the memory store: %v, want it free", err)
+	}
+}
