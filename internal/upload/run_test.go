@@ -1,0 +1,278 @@
+package upload_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/resume"
+	"github.com/vodpipe/vodpipe/internal/signer"
+	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/internal/upload"
+	"github.com/vodpipe/vodpipe/pkg/job"
+	"github.com/vodpipe/vodpipe/pkg/vod"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
+)
+
+// localSigner signs in this process with the signature service's own code
+// (no NATS): the upload core's Signer for tests of the core alone.
+type localSigner struct {
+	s     *signer.Signer
+	calls atomic.Int32
+}
+
+func (l *localSigner) SignJob(_ context.Context, j *job.Job) (string, error) {
+	l.calls.Add(1)
+	r, err := l.s.Sign(signer.ForJob(j, 0))
+	return r.Signature, err
+}
+
+// core is the upload core with real parts around it: vodsim, an in-memory
+// resume store, the signing code, file sources.
+type core struct {
+	t      *testing.T
+	sim    *testharness.Vodsim
+	store  *resume.Memory
+	signer *localSigner
+	up     *upload.Uploader
+	root   string
+	leases map[string]upload.Lease
+}
+
+func newCore(t *testing.T, policy signer.Policy, simMod ...func(*vodsim.Config)) *core {
+	t.Helper()
+	c := &core{t: t, sim: testharness.StartVodsim(t, simMod...), store: resume.NewMemory(), root: t.TempDir(),
+		leases: map[string]upload.Lease{}}
+	if policy.MaxValidity == 0 {
+		policy.MaxValidity = time.Hour
+	}
+	s, err := signer.New(testharness.VodsimSecretID, testharness.VodsimSecretKey, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.signer = &localSigner{s: s}
+	sources, err := upload.NewSources(upload.SourcesConfig{Root: c.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sources.Close() })
+	c.up = upload.New(upload.Config{PartSize: 1 << 20, Concurrency: 2, COSScheme: "http"}, upload.Deps{
+		VOD: c.sim.VODClient(), Signer: c.signer, Sources: sources, Store: c.store,
+		COSTransport: vod.DialOverride(c.sim.Addr, 8),
+	})
+	return c
+}
+
+// source writes size random bytes under the root and returns the job for them.
+func (c *core) source(id string, size int) (*job.Job, []byte) {
+	c.t.Helper()
+	data := make([]byte, size)
+	r := rand.New(rand.NewPCG(uint64(size), 7))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	path := filepath.Join(c.root, id+".mp4")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	j := &job.Job{V: job.Version, ID: id, Source: "file://" + path}
+	j.Normalize()
+	return j, data
+}
+
+// lease takes the job's lease until the test ends or the next lease of the
+// job: as a worker does, each run gets one.
+func (c *core) lease(jobID string) upload.Lease {
+	c.t.Helper()
+	if l, ok := c.leases[jobID]; ok {
+		_ = c.store.Release(c.t.Context(), l)
+	}
+	l, err := c.store.Acquire(c.t.Context(), jobID, "core-test", time.Minute)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.leases[jobID] = l
+	return l
+}
+
+// stored checks that vodsim holds data under the FileId.
+func (c *core) stored(fileID string, data []byte) {
+	c.t.Helper()
+	for _, f := range c.sim.Files() {
+		if f.FileID != fileID {
+			continue
+		}
+		rc, err := c.sim.OpenObject(f.Bucket, f.VideoKey)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		defer rc.Close()
+		got, _ := io.ReadAll(rc)
+		if sha256.Sum256(got) != sha256.Sum256(data) {
+			c.t.Fatalf("stored %d bytes differ from the %d-byte source", len(got), len(data))
+		}
+		return
+	}
+	c.t.Fatalf("FileId %s not issued by vodsim", fileID)
+}
+
+func none() job.Control { return job.ControlNone }
+
+func TestCoreUploadsInPartsAndCommits(t *testing.T) {
+	c := newCore(t, signer.Policy{})
+	j, data := c.source("parts-1", 3<<20+123)
+	res, err := c.up.Run(t.Context(), j, c.lease(j.ID), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FileID == "" || res.Size != int64(len(data)) || res.Sent != int64(len(data)) || res.Resumed != 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	c.stored(res.FileID, data)
+	st, err := c.store.Load(t.Context(), j.ID)
+	if err != nil || st.FileID != res.FileID || len(st.Parts) != 4 || !st.VideoDone {
+		t.Fatalf("resume state = %+v, %v; want the commit, 4 parts and the video done", st, err)
+	}
+	// Run again: the state says committed, so nothing is sent and the same FileId comes back.
+	again, err := c.up.Run(t.Context(), j, c.lease(j.ID), none)
+	if err != nil || !again.AlreadyCommitted || again.FileID != res.FileID || again.Sent != 0 {
+		t.Fatalf("second run = %+v, %v; want the recorded commit and nothing sent", again, err)
+	}
+	if n := len(c.sim.Files()); n != 1 {
+		t.Fatalf("vodsim files = %d, want 1", n)
+	}
+}
+
+// A pause stops at a part boundary with the parts so far recorded; the next
+// run, under a new lease, sends only what is missing, with a fresh
+// signature when the job's signatures are one-time.
+func TestCoreResumesWhereItPaused(t *testing.T) {
+	c := newCore(t, signer.Policy{ForceOneTime: true})
+	j, data := c.source("resume-1", 6<<20+5)
+	var checks atomic.Int32
+	pauseSoon := func() job.Control {
+		if checks.Add(1) > 3 {
+			return job.ControlPause
+		}
+		return job.ControlNone
+	}
+	if _, err := c.up.Run(t.Context(), j, c.lease(j.ID), pauseSoon); !errors.Is(err, upload.ErrPaused) {
+		t.Fatalf("run with a pause: %v, want ErrPaused", err)
+	}
+	st, err := c.store.Load(t.Context(), j.ID)
+	if err != nil || len(st.Parts) == 0 || len(st.Parts) >= 7 || st.Session == nil || st.Session.UploadID == "" {
+		t.Fatalf("state after the pause = %+v, %v; want some of 7 parts and the multipart upload", st, err)
+	}
+	done := int64(len(st.Parts)) << 20
+	signed := c.signer.calls.Load()
+	res, err := c.up.Run(t.Context(), j, c.lease(j.ID), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stored(res.FileID, data)
+	if res.Resumed < done || res.Sent > int64(len(data))-done+2<<20 {
+		t.Fatalf("resumed %d, sent %d of %d; %d were recorded", res.Resumed, res.Sent, len(data), done)
+	}
+	if c.signer.calls.Load() == signed {
+		t.Fatal("the resume reused a spent one-time signature")
+	}
+	for _, u := range c.sim.SignatureUses() {
+		if u.OneTime && u.Uses > 1 {
+			t.Fatalf("a one-time signature was used %d times", u.Uses)
+		}
+	}
+}
+
+// Parts COS holds but the state lost (a write that did not land before a
+// crash) are found with ListParts and not sent again; a part the state
+// records but COS does not have is sent again.
+func TestCoreReconcilesWithListParts(t *testing.T) {
+	c := newCore(t, signer.Policy{})
+	j, data := c.source("reconcile-1", 8<<20)
+	var checks atomic.Int32
+	pauseSoon := func() job.Control {
+		if checks.Add(1) > 6 {
+			return job.ControlPause
+		}
+		return job.ControlNone
+	}
+	l := c.lease(j.ID)
+	if _, err := c.up.Run(t.Context(), j, l, pauseSoon); !errors.Is(err, upload.ErrPaused) {
+		t.Fatalf("run with a pause: %v", err)
+	}
+	st, err := c.store.Load(t.Context(), j.ID)
+	if err != nil || len(st.Parts) < 4 {
+		t.Fatalf("state after the pause = %+v, %v; want 4 parts or more, for the resend to tell", st, err)
+	}
+	// Forget every recorded part but the first: COS still has them.
+	kept := st.Parts[1]
+	session := *st.Session
+	l = c.lease(j.ID)
+	if err := c.store.SaveSession(t.Context(), l, session); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.store.SavePart(t.Context(), l, kept); err != nil {
+		t.Fatal(err)
+	}
+	inCOS := int64(len(st.Parts)) << 20
+	res, err := c.up.Run(t.Context(), j, l, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stored(res.FileID, data)
+	if res.Sent > int64(len(data))-inCOS+2<<20 {
+		t.Fatalf("sent %d bytes; COS held %d of %d already", res.Sent, inCOS, len(data))
+	}
+}
+
+// Bytes COS stored differently from what was sent (its CRC-64 differs)
+// are never committed: with every part corrupted, the run fails and no file
+// exists.
+func TestCoreNeverCommitsCorruptedParts(t *testing.T) {
+	c := newCore(t, signer.Policy{})
+	if err := c.sim.SetFaults(vodsim.FaultConfig{Rules: []vodsim.FaultRule{{Op: vodsim.OpUploadPart, CorruptRate: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := c.source("crc-1", 2<<20+9)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	res, err := c.up.Run(ctx, j, c.lease(j.ID), none)
+	if err == nil {
+		t.Fatalf("run with every part corrupted = %+v, want an error", res)
+	}
+	if !strings.Contains(strings.ToLower(err.Error()), "crc64") {
+		t.Fatalf("run: %v, want the CRC-64 check's refusal", err)
+	}
+	if files := c.sim.Files(); len(files) != 0 {
+		t.Fatalf("vodsim files = %+v, want none", files)
+	}
+}
+
+// Temporary credentials that expire during an upload are renewed: a
+// credential lifetime shorter than the upload still commits.
+func TestCoreRenewsExpiringCredentials(t *testing.T) {
+	c := newCore(t, signer.Policy{}, func(cfg *vodsim.Config) {
+		cfg.Faults = vodsim.FaultConfig{Bandwidth: 2 << 20, CredentialLifetime: vodsim.Duration(2 * time.Second)}
+	})
+	j, data := c.source("renew-1", 6<<20)
+	res, err := c.up.Run(t.Context(), j, c.lease(j.ID), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stored(res.FileID, data)
+	applies := 0
+	for _, s := range c.sim.Sessions() {
+		applies += s.Applies
+	}
+	if applies < 2 {
+		t.Fatalf("applies = %d for a 3-second upload with 2-second credentials, want a renewal", applies)
+	}
+}
