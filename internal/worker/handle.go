@@ -52,36 +52,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
-	switch decideDelivery(st, w.control(j.ID)) {
-	case deliveryCompleted:
-		// Record the mapping and re-publish the completion (both idempotent:
-		// an earlier attempt may have lost either), then ack.
-		w.ackCompleted(ctx, msg, log, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal, "duplicate", func() error {
-			if st.FileID == "" {
-				return nil
-			}
-			return w.q.RecordFile(ctx, st.FileID, j.ID)
-		})
-		return
-	case deliveryFailed:
-		if st.Error != nil {
-			if err := w.emitFailed(ctx, j, *st.Error, st.Attempt); err != nil {
-				retryLater(msg, log, "publish job.failed", err, 2*time.Second)
-				return
-			}
-		}
-		w.metrics.jobs.WithLabelValues("duplicate").Inc()
-		_ = msg.Ack()
-		return
-	case deliveryDone:
-		w.metrics.jobs.WithLabelValues("duplicate").Inc()
-		_ = msg.Ack()
-		return
-	case deliveryCancelPaused:
-		w.cancelPaused(ctx, msg, j)
-		return
-	case deliveryStale:
-		_ = msg.Ack()
+	if w.settle(ctx, msg, log, j, st) {
 		return
 	}
 
@@ -112,11 +83,76 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
 
+	st, rev, ok := w.prepare(ctx, msg, meta, log, j, queue.Known{Status: st, Rev: rev}, &loaded)
+	if !ok {
+		return
+	}
+	control := func() job.Control { return w.control(j.ID) }
+	var res *upload.Result
+	if loaded != nil {
+		res, err = w.uploader.RunLoaded(runCtx, j, lease, *loaded, control)
+	} else {
+		res, err = w.uploader.Run(runCtx, j, lease, control)
+	}
+	stopKeepAlive()
+	released = res != nil && res.LeaseReleased
+	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
+}
+
+// settle carries out decideDelivery for a job that is not to run (finished,
+// paused): it reports whether it took care of the message.
+func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, log *slog.Logger, j *job.Job, st *job.Status) bool {
+	switch decideDelivery(st, w.control(j.ID)) {
+	case deliveryCompleted:
+		// Record the mapping and re-publish the completion (both idempotent:
+		// an earlier attempt may have lost either), then ack.
+		w.ackCompleted(ctx, msg, log, j, st.FileID, st.MediaURL, st.CoverURL, st.BytesTotal, "duplicate", func() error {
+			if st.FileID == "" {
+				return nil
+			}
+			return w.q.RecordFile(ctx, st.FileID, j.ID)
+		})
+		return true
+	case deliveryFailed:
+		if st.Error != nil {
+			if err := w.emitFailed(ctx, j, *st.Error, st.Attempt); err != nil {
+				retryLater(msg, log, "publish job.failed", err, 2*time.Second)
+				return true
+			}
+		}
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return true
+	case deliveryDone:
+		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		_ = msg.Ack()
+		return true
+	case deliveryCancelPaused:
+		w.cancelPaused(ctx, msg, j)
+		return true
+	case deliveryStale:
+		_ = msg.Ack()
+		return true
+	}
+
+	return false
+}
+
+// prepare carries out decideUnderLease for a leased job: it marks the job
+// running (or leaves a committed one as it is) and returns the status the
+// run starts from, or ok false when it took care of the message instead.
+// loadedp is the resume state read with the lease, which it may read.
+func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, j *job.Job,
+	known queue.Known, loadedp **upload.Loaded) (*job.Status, uint64, bool) {
 	// Out of runs: its workers kept dying on it (or failing it for a
 	// transient reason, which the run's end handles). The queue never gives
 	// up on a job (its consumer has no delivery bound), the worker does,
 	// here, so such a job is always dead-lettered and failed, even when
 	// every worker was down as its last run's delivery timed out.
+	st, rev := known.Status, known.Rev
+	attempt := int(meta.NumDelivered)
+	loaded := *loadedp
+	defer func() { *loadedp = loaded }()
 	runs := runsLeft
 	if w.outOfRuns(st) {
 		runs = runsOut
@@ -125,9 +161,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if decision == leaseReadAgain {
 		// st was read before the lease: a hand-back or a resume may have
 		// lowered the count since. Read it again under the lease.
+		var err error
 		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
 			retryLater(msg, log, "read the status", err, backoff(attempt))
-			return
+			return nil, 0, false
 		}
 		runs = runsLeft
 		if w.outOfRuns(st) && !st.State.Terminal() {
@@ -146,18 +183,19 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			err = loaded.Err
 		}
 		retryLater(msg, log, "read the resume state", err, backoff(attempt))
-		return
+		return nil, 0, false
 	case leaseExhausted:
 		w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
-		return
+		return nil, 0, false
 	case leaseRun:
+		var err error
 		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
 			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
 			s.Runs++
 		})
 		if err != nil {
 			retryLater(msg, log, "mark running", err, min(backoff(attempt), 30*time.Second))
-			return
+			return nil, 0, false
 		}
 		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
 	case leaseFinishCommitted:
@@ -165,16 +203,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// that took the lease the committing worker gave up with its commit
 		// record): the run below returns the recorded commit.
 	}
-	control := func() job.Control { return w.control(j.ID) }
-	var res *upload.Result
-	if loaded != nil {
-		res, err = w.uploader.RunLoaded(runCtx, j, lease, *loaded, control)
-	} else {
-		res, err = w.uploader.Run(runCtx, j, lease, control)
-	}
-	stopKeepAlive()
-	released = res != nil && res.LeaseReleased
-	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
+	return st, rev, true
 }
 
 // acquireLoader is a leaser that reads the job's resume state in the same
