@@ -1,0 +1,114 @@
+package chaos
+
+// The faults of a chaos run, injected on a schedule while jobs run.
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/child"
+)
+
+// runFaults kills a random worker every KillEvery and restarts it; with
+// the first kill it also SIGKILLs one NATS node and restarts it on its
+// store KillEvery later, with the second it restarts Redis, with the next
+// ones it SIGKILLs and restarts notify and then ingest (crashedServices),
+// and then it closes scheduled. Like a process supervisor it also restarts a worker
+// that ended by itself. It runs until ctx ends, and restarts the NATS node
+// on its way out if it is still down, so the checks meet a whole cluster.
+func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rs *child.Redis, sys *services, ws *workerSetup,
+	workers []*child.WorkerProcess, rep *Report, scheduled chan<- struct{}, logf func(string, ...any)) (err error) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	nextKill := time.Now().Add(o.KillEvery)
+	var natsBack time.Time // when the killed NATS node is restarted
+	down := -1             // the killed NATS node
+	step := 0
+	defer func() {
+		if down >= 0 && err == nil {
+			if err = cl.start(down); err == nil {
+				rep.NATSRestarts++
+				logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for i, w := range workers {
+			if !w.Exited() {
+				continue
+			}
+			rep.WorkerExits++
+			logf("worker %s ended by itself (%v): %s; restarted", w.ID, w.Cmd.ProcessState, lastLine(w.LogTail(512)))
+			nw, err := ws.startWorker(w.ID)
+			if err != nil {
+				return err
+			}
+			workers[i] = nw
+		}
+		if down >= 0 && time.Now().After(natsBack) {
+			if err := cl.start(down); err != nil {
+				return err
+			}
+			rep.NATSRestarts++
+			logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
+			down = -1
+		}
+		if step >= len(crashedServices())+2 && down < 0 && scheduled != nil {
+			close(scheduled) // the NATS node, Redis and the services went down and came back
+			scheduled = nil
+		}
+		if time.Now().Before(nextKill) {
+			continue
+		}
+		nextKill = time.Now().Add(o.KillEvery)
+		step++
+		i := rng.IntN(len(workers))
+		workers[i].Kill()
+		rep.WorkerKills++
+		w, err := ws.startWorker(workers[i].ID)
+		if err != nil {
+			return err
+		}
+		workers[i] = w
+		logf("SIGKILL worker %s, restarted", w.ID)
+
+		switch step {
+		case 1:
+			down = rng.IntN(len(cl.nodes))
+			cl.kill(down)
+			natsBack = time.Now().Add(o.KillEvery)
+			logf("SIGKILL NATS node %s", cl.nodes[down].spec.Name)
+		case 2:
+			if err := rs.Restart(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			rep.RedisRestarts++
+			logf("redis-server restarted (append-only file kept)")
+		default:
+			if crash := crashedServices(); step-3 < len(crash) {
+				if err := sys.crash(crash[step-3]); err != nil {
+					return err
+				}
+				rep.ServiceCrashes = append(rep.ServiceCrashes, crash[step-3])
+				logf("SIGKILL %s, restarted", crash[step-3])
+			}
+		}
+	}
+}
+
+// crashedServices are the services the fault loop SIGKILLs and restarts,
+// one at each kill after the NATS node's and Redis's.
+func crashedServices() []string { return []string{"notify", "ingest"} }
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
