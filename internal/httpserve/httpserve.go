@@ -17,44 +17,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 )
 
-// Defaults of Config's zero fields.
-const (
-	DefaultReadTimeout    = time.Minute
-	DefaultWriteTimeout   = time.Minute
-	DefaultIdleTimeout    = 2 * time.Minute
-	DefaultMaxHeaderBytes = 64 << 10
-	DefaultMaxStreams     = 256
-	readHeaderTimeout     = 10 * time.Second
-)
+// readHeaderTimeout bounds the time to read a request's headers.
+const readHeaderTimeout = 10 * time.Second
 
 // Config are a server's limits; a zero field takes its default.
 type Config struct {
-	ReadTimeout    time.Duration `envconfig:"HTTP_READ_TIMEOUT" desc:"time to read one request, headers and body (default 1m; event streams excepted)"`
-	WriteTimeout   time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" desc:"time to write one response (default 1m; event streams excepted)"`
-	IdleTimeout    time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" desc:"how long an idle keep-alive connection is kept (default 2m)"`
-	MaxHeaderBytes int           `envconfig:"HTTP_MAX_HEADER_BYTES" desc:"largest request header accepted, in bytes (default 65536)"`
+	ReadTimeout    time.Duration `envconfig:"HTTP_READ_TIMEOUT" default:"1m" desc:"time to read one request, headers and body (event streams excepted)"`
+	WriteTimeout   time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" default:"1m" desc:"time to write one response (event streams excepted)"`
+	IdleTimeout    time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" default:"2m" desc:"how long an idle keep-alive connection is kept"`
+	MaxHeaderBytes int           `envconfig:"HTTP_MAX_HEADER_BYTES" default:"65536" desc:"largest request header accepted, in bytes"`
 }
 
 // StreamConfig caps a server's event streams; zero takes the default.
 type StreamConfig struct {
-	MaxStreams int `envconfig:"SSE_MAX_STREAMS" desc:"concurrent server-sent event streams per process; more are answered 503 (default 256)"`
+	MaxStreams int `envconfig:"SSE_MAX_STREAMS" default:"256" desc:"concurrent server-sent event streams per process; more are answered 503"`
 }
 
 func (c Config) withDefaults() Config {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&c.ReadTimeout, DefaultReadTimeout)
-	def(&c.WriteTimeout, DefaultWriteTimeout)
-	def(&c.IdleTimeout, DefaultIdleTimeout)
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
+	// A negative limit takes the default too.
+	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = max(c.ReadTimeout, 0), max(c.WriteTimeout, 0), max(c.IdleTimeout, 0)
+	c.MaxHeaderBytes = max(c.MaxHeaderBytes, 0)
+	defaults.Fill(&c)
 	return c
 }
 
@@ -114,11 +101,9 @@ func (l *limits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // has authorised its caller and calls StartStream, so a refused or
 // unauthenticated request is timed like any other.
 func Streams(cfg StreamConfig, h http.Handler, paths ...string) http.Handler {
-	n := cfg.MaxStreams
-	if n <= 0 {
-		n = DefaultMaxStreams
-	}
-	slots := make(chan struct{}, n)
+	cfg.MaxStreams = max(cfg.MaxStreams, 0) // negative: the default
+	defaults.Fill(&cfg)
+	slots := make(chan struct{}, cfg.MaxStreams)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !slices.Contains(paths, r.URL.Path) {
 			h.ServeHTTP(w, r)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
@@ -87,15 +88,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	// A Config built by hand (tests, the stack) gets the tags' defaults.
-	orDefault(&cfg.BatchMax, 1000)
-	orDefault(&cfg.MaxBody, 16<<20)
-	orDefault(&cfg.SignRate, 10)
-	orDefault(&cfg.SignBurst, 20)
-	orDefault(&cfg.SignGlobalRate, 200)
-	orDefault(&cfg.SignGlobalBurst, 400)
-	orDefault(&cfg.UploadTokenSignRate, 1)
-	orDefault(&cfg.UploadTokenSignBurst, 10)
-	orDefault(&cfg.UploadTokenMaxTTL, time.Hour)
+	defaults.Fill(&cfg)
 	tokenKeys, err := cfg.UploadTokenConfig.keys()
 	if err != nil {
 		return nil, err
@@ -153,13 +146,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// orDefault sets *v to d unless it is positive.
-func orDefault[T ~int | ~int64 | ~float64](v *T, d T) {
-	if *v <= 0 {
-		*v = d
-	}
 }
 
 // Close stops the signature service and the NATS connection.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/netguard"
 	"github.com/vodpipe/vodpipe/internal/queue"
@@ -149,57 +150,13 @@ func (c *WebhookConfig) secretBox() (*secretbox.Box, error) {
 	return secretbox.New(keys...)
 }
 
+// withDefaults fills c's unset fields (zero or negative) from their default
+// tags; a negative correlation wait means none.
 func (c *Config) withDefaults() {
-	if c.CallbackAuth == "" {
-		c.CallbackAuth = CallbackAuthToken
-	}
-	if c.MaxBody <= 0 {
-		c.MaxBody = 64 << 10
-	}
-	switch {
-	case c.CorrelationWait == 0:
-		c.CorrelationWait = 3 * time.Second
-	case c.CorrelationWait < 0: // no wait
+	noWait := c.CorrelationWait < 0
+	defaults.Fill(c, defaults.NegativeUnset)
+	if noWait {
 		c.CorrelationWait = 0
-	}
-	if c.VODDedupeTTL <= 0 {
-		c.VODDedupeTTL = 7 * 24 * time.Hour
-	}
-	if c.SSEHeartbeat <= 0 {
-		c.SSEHeartbeat = 15 * time.Second
-	}
-	if c.BacklogInterval <= 0 {
-		c.BacklogInterval = 15 * time.Second
-	}
-	if c.PullEndpoint == "" {
-		c.PullEndpoint = "https://vod.tencentcloudapi.com"
-	}
-	if c.PullInterval <= 0 {
-		c.PullInterval = time.Second
-	}
-	if c.WebhookTimeout <= 0 {
-		c.WebhookTimeout = 15 * time.Second
-	}
-	if len(c.WebhookSchedule) == 0 {
-		c.WebhookSchedule = DefaultSchedule()
-	}
-	if c.WebhookDisableAfter <= 0 {
-		c.WebhookDisableAfter = 5
-	}
-	if c.WebhookConcurrency <= 0 {
-		c.WebhookConcurrency = 16
-	}
-	if c.WebhookMaxInFlight <= 0 {
-		c.WebhookMaxInFlight = 1000
-	}
-	if c.WebhookMaxSubscriptions <= 0 {
-		c.WebhookMaxSubscriptions = 1000
-	}
-	if c.AttemptsMaxAge <= 0 {
-		c.AttemptsMaxAge = 7 * 24 * time.Hour
-	}
-	if c.AttemptsPerSubscription <= 0 {
-		c.AttemptsPerSubscription = 1000
 	}
 }
 
@@ -217,8 +174,11 @@ type Schedule []time.Duration
 
 // DefaultSchedule spans about 28 hours over 8 attempts: at once, then after
 // 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h.
+// It is the default of WebhookSchedule's tag.
 func DefaultSchedule() Schedule {
-	return Schedule{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+	var c Config
+	defaults.Fill(&c)
+	return c.WebhookSchedule
 }
 
 // Decode implements envconfig.Decoder: comma-separated Go durations.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -66,38 +67,8 @@ type Config struct {
 	DLQMaxBytes int64 `envconfig:"DLQ_MAX_BYTES" default:"536870912" desc:"bytes the dead-letter stream may hold; when full, the oldest go (-1: no limit)"`
 }
 
-func (c *Config) withDefaults() {
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = time.Hour
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = 10
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 1000
-	}
-	if c.EventsMaxAge == 0 {
-		c.EventsMaxAge = 7 * 24 * time.Hour
-	}
-	if c.DLQMaxAge == 0 {
-		c.DLQMaxAge = 30 * 24 * time.Hour
-	}
-	if c.JobsMaxBytes == 0 {
-		c.JobsMaxBytes = 1 << 30
-	}
-	if c.EventsMaxBytes == 0 {
-		c.EventsMaxBytes = 2 << 30
-	}
-	if c.DLQMaxBytes == 0 {
-		c.DLQMaxBytes = 512 << 20
-	}
-}
+// withDefaults fills c's zero fields from their default tags.
+func (c *Config) withDefaults() { defaults.Fill(c) }
 
 // Queue is an opened JetStream layout.
 type Queue struct {

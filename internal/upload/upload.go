@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -98,28 +99,23 @@ type Config struct {
 	SessionMaxAge time.Duration `envconfig:"SESSION_MAX_AGE" default:"23h" desc:"age after which a VOD session is not resumed"`
 }
 
+// withDefaults fills c's zero fields from their default tags, and the
+// fields out of their range too.
 func (c *Config) withDefaults() {
+	// Under COS's least part size, or out of range: the default.
 	if c.PartSize < 1<<20 {
-		c.PartSize = 8 << 20
+		c.PartSize = 0
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+	if c.Concurrency < 0 {
+		c.Concurrency = 0
 	}
-	if c.PartAttempts <= 0 {
-		c.PartAttempts = 6
+	if c.PartAttempts < 0 {
+		c.PartAttempts = 0
 	}
-	if c.COSScheme == "" {
-		c.COSScheme = "https"
+	if c.RefreshAt < 0 || c.RefreshAt >= 1 {
+		c.RefreshAt = 0
 	}
-	if c.RefreshAt <= 0 || c.RefreshAt >= 1 {
-		c.RefreshAt = 0.8
-	}
-	if c.MaxCoverSize <= 0 {
-		c.MaxCoverSize = 10 << 20
-	}
-	if c.SessionMaxAge <= 0 {
-		c.SessionMaxAge = 23 * time.Hour
-	}
+	defaults.Fill(c)
 }
 
 // Uploader runs uploads. It is safe for concurrent use by many jobs.

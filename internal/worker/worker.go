@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
@@ -217,15 +218,7 @@ func (cfg Config) withDefaults() Config {
 		host, _ := os.Hostname()
 		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	if cfg.Jobs <= 0 {
-		cfg.Jobs = 2
-	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 30 * time.Second
-	}
-	if cfg.ShutdownGrace <= 0 {
-		cfg.ShutdownGrace = 25 * time.Second
-	}
+	defaults.Fill(&cfg)
 	return cfg
 }
 
