@@ -20,6 +20,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/ingest"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/notify"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
@@ -115,7 +116,7 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 		c.CallbackURL = notifyURL + "/v1/vod/callback?token=browser-callback-token"
 	})
 	tlsAddr := sim.StartTLS(t)
-	ncfg := notify.Config{NATS: config.NATS{URL: n.URL}, CorrelationWait: -1, CallbackToken: "browser-callback-token",
+	ncfg := notify.Config{NATS: natsconf.NATS{URL: n.URL}, CorrelationWait: -1, CallbackToken: "browser-callback-token",
 		WebhookConfig: notify.WebhookConfig{WebhookSecretKeys: []string{strings.Repeat("ab", 32)}}}
 	if err := ncfg.APIKeys.Decode("page:" + notifyKey + ":read"); err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 func startIngest(t *testing.T, n *testharness.NATS, policy signer.Policy) string {
 	t.Helper()
 	cfg := ingest.Config{
-		NATS:        config.NATS{URL: n.URL},
+		NATS:        natsconf.NATS{URL: n.URL},
 		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
 		Policy:      policy, SignRate: 100, SignBurst: 100, BatchMax: 10, MaxBody: 1 << 20,
 		UploadTokenConfig: ingest.UploadTokenConfig{UploadTokenKeys: []string{pageTokenKey}, UploadTokenSignRate: 100, UploadTokenSignBurst: 100},

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/stack"
@@ -313,7 +313,7 @@ func TestDeadLetterCommands(t *testing.T) {
 
 // jetStreamAt is a JetStream context on a new connection made with cfg,
 // closed with the test.
-func jetStreamAt(t *testing.T, cfg config.NATS) jetstream.JetStream {
+func jetStreamAt(t *testing.T, cfg natsconf.NATS) jetstream.JetStream {
 	t.Helper()
 	js, err := jetstream.New(testharness.ConnectWith(t, cfg))
 	if err != nil {

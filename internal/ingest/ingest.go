@@ -26,6 +26,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
@@ -36,7 +37,7 @@ type QueueConfig = queue.Config
 
 // Config is ingest's configuration (prefix VODPIPE_).
 type Config struct {
-	config.NATS
+	natsconf.NATS
 	QueueConfig
 	config.Credentials
 	signer.Policy

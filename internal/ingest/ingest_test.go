@@ -18,6 +18,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/ingest"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/internal/testharness"
@@ -54,7 +55,7 @@ func startIngestB(t testing.TB, mod ...func(*ingest.Config)) *api {
 		t.Fatal(err)
 	}
 	cfg := ingest.Config{
-		NATS: config.NATS{URL: n.URL}, QueueConfig: ingest.QueueConfig{MaxAckPending: 100000},
+		NATS: natsconf.NATS{URL: n.URL}, QueueConfig: ingest.QueueConfig{MaxAckPending: 100000},
 		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
 		Policy: signer.Policy{Procedures: []string{"LongVideoPreset"}, StorageRegions: []string{"ap-guangzhou", "ap-chongqing"},
 			MaxValidity: time.Hour},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/ingest"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -63,12 +64,12 @@ func TestUploadPageIsOffByDefault(t *testing.T) {
 	}
 	// The page cannot be switched on without a key to verify its tokens.
 	creds := config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey}
-	if _, err := ingest.New(t.Context(), ingest.Config{NATS: config.NATS{URL: a.nats.URL}, PageConfig: ingest.PageConfig{UploadPage: true},
+	if _, err := ingest.New(t.Context(), ingest.Config{NATS: natsconf.NATS{URL: a.nats.URL}, PageConfig: ingest.PageConfig{UploadPage: true},
 		Credentials: creds}, nil); err == nil || !strings.Contains(err.Error(), "UPLOAD_TOKEN_KEYS") {
 		t.Errorf("page without token keys: %v", err)
 	}
 	// A short key is refused, and the error does not carry it.
-	_, err := ingest.New(t.Context(), ingest.Config{NATS: config.NATS{URL: a.nats.URL}, Credentials: creds,
+	_, err := ingest.New(t.Context(), ingest.Config{NATS: natsconf.NATS{URL: a.nats.URL}, Credentials: creds,
 		UploadTokenConfig: ingest.UploadTokenConfig{UploadTokenKeys: []string{"short-secret"}}}, nil)
 	if err == nil || strings.Contains(err.Error(), "short-secret") {
 		t.Errorf("short token key: %v", err)

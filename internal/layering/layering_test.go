@@ -247,3 +247,13 @@ func TestArchitectureDocNamesEveryPackage(t *testing.T) {
 		}
 	}
 }
+
+// vodsim is an emulator others run in their own tests: it needs no NATS.
+func TestVodsimNeedsNoNATS(t *testing.T) {
+	g, _ := load(t)
+	for d := range g.deps("pkg/vodsim") {
+		if strings.HasPrefix(d, "github.com/nats-io/") {
+			t.Errorf("pkg/vodsim reaches %s", d)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsembed"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/notify"
@@ -233,7 +233,7 @@ func (g *guarded) connect(t *testing.T, role natsperm.Role) (*nats.Conn, <-chan 
 	if err := os.WriteFile(pw, []byte(g.users.Passwords[role]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.NATS{URL: g.ns.ClientURL(), User: string(role), PasswordFile: pw}
+	cfg := natsconf.NATS{URL: g.ns.ClientURL(), User: string(role), PasswordFile: pw}
 	errs := make(chan error, 64)
 	nc := testharness.ConnectWith(t, cfg, nats.CustomInboxPrefix(role.Inbox()),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))

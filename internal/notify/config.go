@@ -10,6 +10,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/netguard"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/secretbox"
@@ -23,7 +24,7 @@ type QueueConfig = queue.Config
 // separate key pair of its own (PullConfig), meant to be a sub-account key
 // that may call only vod:PullEvents and vod:ConfirmEvents.
 type Config struct {
-	config.NATS
+	natsconf.NATS
 	QueueConfig
 	PullConfig
 	WebhookConfig

@@ -17,7 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/notify"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/testharness"
@@ -49,7 +49,7 @@ func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
 		t.Fatal(err)
 	}
 	e.cfg = notify.Config{
-		NATS:     config.NATS{URL: e.nats.URL},
+		NATS:     natsconf.NATS{URL: e.nats.URL},
 		HTTPAddr: "127.0.0.1:0",
 		APIKeys:  keys,
 		WebhookConfig: notify.WebhookConfig{

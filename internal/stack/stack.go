@@ -27,6 +27,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/ingest"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsembed"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/notify"
@@ -320,15 +321,15 @@ func (s *Stack) WorkerConfig(id string) worker.Config {
 
 // NATSConfig is how a client connects to the stack's NATS as role's user
 // (natsperm's permissions; a Publisher may only publish jobs).
-func (s *Stack) NATSConfig(role natsperm.Role) config.NATS {
-	return config.NATS{URL: s.NATSURL, User: string(role), PasswordFile: filepath.Join(s.users, string(role)+".password"),
+func (s *Stack) NATSConfig(role natsperm.Role) natsconf.NATS {
+	return natsconf.NATS{URL: s.NATSURL, User: string(role), PasswordFile: filepath.Join(s.users, string(role)+".password"),
 		InboxPrefix: role.Inbox()}
 }
 
 // AdminNATS is how tests and operators of a local stack connect to its NATS
 // with every right, to inspect streams and buckets. No service uses it.
-func (s *Stack) AdminNATS() config.NATS {
-	return config.NATS{URL: s.NATSURL, User: natsembed.AdminUser, PasswordFile: filepath.Join(s.users, natsembed.AdminUser+".password")}
+func (s *Stack) AdminNATS() natsconf.NATS {
+	return natsconf.NATS{URL: s.NATSURL, User: natsembed.AdminUser, PasswordFile: filepath.Join(s.users, natsembed.AdminUser+".password")}
 }
 
 // writeUsers writes each NATS user's password to a file of its own, as a

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsembed"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
@@ -160,7 +160,7 @@ func subscribe(t *testing.T, st *stack.Stack, url string) string {
 	return sub.ID
 }
 
-func connect(t *testing.T, cfg config.NATS) *nats.Conn { return testharness.ConnectWith(t, cfg) }
+func connect(t *testing.T, cfg natsconf.NATS) *nats.Conn { return testharness.ConnectWith(t, cfg) }
 
 // violationLog keeps the server's permission violations.
 type violationLog struct {

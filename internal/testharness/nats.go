@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsembed"
 )
 
@@ -127,7 +127,7 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // ConnectWith connects as a service would with cfg (its user, its TLS),
 // plus extra options; the connection is closed at cleanup.
-func ConnectWith(t testing.TB, cfg config.NATS, extra ...nats.Option) *nats.Conn {
+func ConnectWith(t testing.TB, cfg natsconf.NATS, extra ...nats.Option) *nats.Conn {
 	t.Helper()
 	opts, err := cfg.Options(t.Name(), extra...)
 	if err != nil {

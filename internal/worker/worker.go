@@ -24,6 +24,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/resume"
@@ -36,7 +37,7 @@ import (
 // Config is the worker's whole configuration (prefix VODPIPE_). It has no
 // Tencent SecretId/SecretKey: workers get signatures from the signature service.
 type Config struct {
-	config.NATS
+	natsconf.NATS
 	config.Redis
 	QueueConfig
 	UploadConfig

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/resume"
 	"github.com/vodpipe/vodpipe/internal/signer"
@@ -79,7 +80,7 @@ func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...f
 		t.Fatal(err)
 	}
 	e.cfg = worker.Config{
-		NATS:          config.NATS{URL: e.nats.URL},
+		NATS:          natsconf.NATS{URL: e.nats.URL},
 		QueueConfig:   queue.Config{AckWait: 3 * time.Second, MaxDeliver: 6},
 		UploadConfig:  upload.Config{PartSize: 1 << 20, Concurrency: 4, COSScheme: "http"},
 		SourcesConfig: upload.SourcesConfig{Root: e.root},

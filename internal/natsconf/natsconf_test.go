@@ -1,4 +1,4 @@
-package config
+package natsconf
 
 import (
 	"crypto/ecdsa"
