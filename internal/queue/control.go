@@ -23,22 +23,36 @@ func (q *Queue) Pause(ctx context.Context, jobID string) (*job.Status, error) {
 	if s.State != job.StateQueued && s.State != job.StateRunning {
 		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
 	}
-	if err := q.setControlUnlessCanceled(ctx, jobID, job.ControlPause); err != nil {
+	if _, err := q.setControlUnlessCanceled(ctx, jobID, job.ControlPause); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
 // Resume re-enqueues a paused job; it continues from its recorded offset.
+// A pause asked for and not yet carried out (the job is queued or running)
+// is withdrawn instead, and the job goes on. A job neither paused nor with
+// a pause pending is a conflict.
 func (q *Queue) Resume(ctx context.Context, jobID string) (*job.Status, error) {
-	if err := q.setControlUnlessCanceled(ctx, jobID, job.ControlNone); err != nil {
+	prev, err := q.setControlUnlessCanceled(ctx, jobID, job.ControlNone)
+	if err != nil {
 		return nil, err
 	}
-	s, err := q.Transition(ctx, jobID, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
-	if err != nil {
-		if errors.Is(err, job.ErrBadTransition) {
-			return s, fmt.Errorf("%w: %v", ErrConflict, err)
+	paused := func(s *job.Status) bool { return s.State == job.StatePaused }
+	s, err := q.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
+	switch {
+	case errors.Is(err, ErrConflict) && prev == job.ControlPause:
+		// Withdrawn before a worker carried it out. A worker that read
+		// the pause just before reads the key again once it has paused
+		// the job, and requeues it (see worker.pause).
+		s, _, err := q.Status(ctx, jobID)
+		if err != nil {
+			return nil, err
 		}
+		return s, q.Emit(ctx, job.EventResumed, jobID, struct{}{})
+	case errors.Is(err, job.ErrBadTransition):
+		return s, fmt.Errorf("%w: %v", ErrConflict, err)
+	case err != nil:
 		return s, err
 	}
 	if err := q.requeue(ctx, s, "resume"); err != nil {
@@ -85,27 +99,28 @@ func (q *Queue) Cancel(ctx context.Context, jobID string) (*job.Status, error) {
 	return s, nil
 }
 
-// setControlUnlessCanceled records a pause (or clears one, for a resume)
-// unless a cancel is pending: an accepted cancel is never overwritten by a
+// setControlUnlessCanceled records a pause (or clears one, for a resume),
+// returning the control it replaced, unless a cancel is pending: an accepted cancel is never overwritten by a
 // later pause or resume, which answer ErrConflict instead. The write is a
 // compare-and-set on the key's revision, so a cancel that lands between the
 // read and the write is not lost either.
-func (q *Queue) setControlUnlessCanceled(ctx context.Context, jobID string, c job.Control) error {
+func (q *Queue) setControlUnlessCanceled(ctx context.Context, jobID string, c job.Control) (prev job.Control, err error) {
 	for attempt := 0; ; attempt++ {
 		var rev uint64
+		prev = job.ControlNone
 		e, err := q.control.Get(ctx, jobID)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
-			return fmt.Errorf("queue: control %s: %w", jobID, err)
+			return prev, fmt.Errorf("queue: control %s: %w", jobID, err)
 		case job.Control(e.Value()) == job.ControlCancel:
-			return fmt.Errorf("%w: job %s has a cancel pending", ErrConflict, jobID)
+			return job.ControlCancel, fmt.Errorf("%w: job %s has a cancel pending", ErrConflict, jobID)
 		default:
-			rev = e.Revision()
+			rev, prev = e.Revision(), job.Control(e.Value())
 		}
 		switch {
 		case c == job.ControlNone && rev == 0:
-			return nil
+			return prev, nil
 		case c == job.ControlNone:
 			err = q.control.Delete(ctx, jobID, jetstream.LastRevision(rev))
 		case rev == 0:
@@ -114,10 +129,10 @@ func (q *Queue) setControlUnlessCanceled(ctx context.Context, jobID string, c jo
 			_, err = q.control.Update(ctx, jobID, []byte(c), rev)
 		}
 		if err == nil {
-			return nil
+			return prev, nil
 		}
 		if !lostRace(err) || attempt >= 20 {
-			return fmt.Errorf("queue: set control %s: %w", jobID, err)
+			return prev, fmt.Errorf("queue: set control %s: %w", jobID, err)
 		}
 	}
 }

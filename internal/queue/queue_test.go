@@ -512,3 +512,42 @@ func TestSigningJob(t *testing.T) {
 		}
 	}
 }
+
+// A resume of a job whose pause no worker has carried out yet withdraws the
+// pause and is accepted: the job goes on, queued, without a second copy.
+func TestResumeWithdrawsAPendingPause(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	j := newJob("withdraw-1")
+	if _, err := q.PublishJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.CreateStatus(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Pause(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	s, err := q.Resume(ctx, j.ID)
+	if err != nil || s.State != job.StateQueued {
+		t.Fatalf("resume with a pause pending = %+v, %v; want accepted, the job queued", s, err)
+	}
+	if c, _ := q.Control(ctx, j.ID); c != job.ControlNone {
+		t.Fatalf("control after the resume = %q, want none", c)
+	}
+	wantJobs(t, n, q, 1)
+	// With nothing pending a resume of a queued job is still a conflict.
+	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+		t.Fatalf("second resume: %v, want ErrConflict", err)
+	}
+	// A running job is never turned queued by a resume.
+	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+		t.Fatalf("resume of a running job: %v, want ErrConflict", err)
+	}
+	if st, _, _ := q.Status(ctx, j.ID); st.State != job.StateRunning {
+		t.Fatalf("state after resuming a running job = %s", st.State)
+	}
+}

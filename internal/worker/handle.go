@@ -535,6 +535,26 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 		retryLater(msg, log, "record the pause", err, 2*time.Second)
 		return
 	}
+	// A resume that withdrew the pause between the read above and the
+	// transition saw the job running and left it to this worker: look again.
+	if c, err := w.q.Control(ctx, j.ID); err == nil && c == job.ControlNone {
+		isPaused := func(s *job.Status) bool { return s.State == job.StatePaused }
+		_, err := w.q.TransitionIf(ctx, j.ID, isPaused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
+		switch {
+		case err == nil:
+			w.setControl(j.ID, c)
+			log.Info("pause withdrawn as it took effect: running the job again")
+			w.metrics.jobs.WithLabelValues("handed_back").Inc()
+			_ = msg.Nak()
+			return
+		case errors.Is(err, queue.ErrConflict):
+			// The resume found it paused and requeued it: its copy runs it.
+			_ = msg.Ack()
+			return
+		default:
+			log.Warn("pause withdrawn as it took effect, but the job could not be requeued", "err", err)
+		}
+	}
 	_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
 	w.metrics.jobs.WithLabelValues("paused").Inc()
 	_ = msg.Ack()
