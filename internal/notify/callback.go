@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -60,15 +59,12 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		httpapi.Write(w, &httpapi.Error{Status: http.StatusUnauthorized, Code: httpapi.CodeBadToken, Message: "the callback token is missing or wrong"})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, vod.MaxEventSize))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		s.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
-		httpapi.Write(w, &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: httpapi.CodeBodyTooLarge, Message: fmt.Sprintf("a VOD event is at most %d bytes", vod.MaxEventSize)})
-		return
-	}
-	if err != nil {
-		httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeBadBody, Message: "reading the body failed"})
+	body, e := httpapi.ReadBody(w, r, vod.MaxEventSize)
+	if e != nil {
+		if e.Code == httpapi.CodeBodyTooLarge {
+			s.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
+		}
+		httpapi.Write(w, e)
 		return
 	}
 	ev, err := vod.ParseEvent(body)

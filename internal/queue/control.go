@@ -42,13 +42,10 @@ func (q *Queue) Resume(ctx context.Context, jobID string) (*job.Status, error) {
 	s, err := q.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
 	switch {
 	case errors.Is(err, ErrConflict) && prev == job.ControlPause:
-		// Withdrawn before a worker carried it out. A worker that read
-		// the pause just before reads the key again once it has paused
-		// the job, and requeues it (see worker.pause).
-		s, _, err := q.Status(ctx, jobID)
-		if err != nil {
-			return nil, err
-		}
+		// Withdrawn before a worker carried it out (s is the status the
+		// refused transition read). A worker that read the pause just
+		// before reads the key again once it has paused the job, and
+		// requeues it (see worker.pause).
 		return s, q.Emit(ctx, job.EventResumed, jobID, struct{}{})
 	case errors.Is(err, job.ErrBadTransition):
 		return s, fmt.Errorf("%w: %v", ErrConflict, err)

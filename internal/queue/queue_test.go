@@ -29,6 +29,23 @@ func newJob(id string) *job.Job {
 	return &job.Job{V: 1, ID: id, Source: "file:///in/" + id + ".mp4"}
 }
 
+// pausedSoon submits a job (its message and its queued status) and asks
+// for a pause that no worker has carried out.
+func pausedSoon(t *testing.T, q *queue.Queue, id string) *job.Job {
+	t.Helper()
+	j := newJob(id)
+	if _, err := q.PublishJob(t.Context(), j); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.CreateStatus(t.Context(), j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Pause(t.Context(), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
 // TestOpenWidensTheWorkersFilter: a queue made by an older vodpipe, whose
 // worker consumer took only vodpipe.jobs.submit, is opened with the consumer
 // taking all the stream holds. A message on another subject that the old
@@ -220,16 +237,7 @@ func TestStatusTransitionsAreEnforcedUnderConcurrency(t *testing.T) {
 func TestPauseResumeCancelControl(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	j := newJob("ctl-1")
-	if _, err := q.PublishJob(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := q.CreateStatus(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Pause(ctx, j.ID); err != nil {
-		t.Fatal(err)
-	}
+	j := pausedSoon(t, q, "ctl-1")
 	if c, _ := q.Control(ctx, j.ID); c != job.ControlPause {
 		t.Fatalf("control = %q", c)
 	}
@@ -518,16 +526,7 @@ func TestSigningJob(t *testing.T) {
 func TestResumeWithdrawsAPendingPause(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	j := newJob("withdraw-1")
-	if _, err := q.PublishJob(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := q.CreateStatus(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Pause(ctx, j.ID); err != nil {
-		t.Fatal(err)
-	}
+	j := pausedSoon(t, q, "withdraw-1")
 	s, err := q.Resume(ctx, j.ID)
 	if err != nil || s.State != job.StateQueued {
 		t.Fatalf("resume with a pause pending = %+v, %v; want accepted, the job queued", s, err)

@@ -131,7 +131,8 @@ func (q *Queue) TransitionFrom(ctx context.Context, jobID string, known Known, t
 
 // TransitionIf is Transition applied only while ok holds for the job's
 // current status (read again on every compare-and-set retry); when it does
-// not, nothing is written and the error is ErrConflict.
+// not, nothing is written, the error is ErrConflict and the status returned
+// is the one read.
 func (q *Queue) TransitionIf(ctx context.Context, jobID string, ok func(*job.Status) bool, to job.State, f func(*job.Status)) (*job.Status, error) {
 	s, _, err := q.updateStatus(ctx, jobID, Known{}, func(s *job.Status) error {
 		if !ok(s) {

@@ -40,6 +40,7 @@ import (
 // server's max_payload bounds the parts of one upload: 1 MB, NATS's default,
 // is about 10 000 parts, COS's limit per multipart upload.
 type KV struct {
+	writes
 	kv jetstream.KeyValue
 }
 
@@ -70,7 +71,11 @@ func NewKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas 
 
 // WrapKV returns a KV on a bucket the caller created. Its TTL is the state's
 // lifetime; one revision of history is enough.
-func WrapKV(kv jetstream.KeyValue) *KV { return &KV{kv: kv} }
+func WrapKV(kv jetstream.KeyValue) *KV {
+	k := &KV{kv: kv}
+	k.writes = writes{k}
+	return k
+}
 
 // leaseEntry is the value of lease.<job>. A released lease keeps its token
 // with an empty owner.
@@ -192,84 +197,9 @@ func (k *KV) Load(ctx context.Context, jobID string) (*upload.State, error) {
 	return st.State, nil
 }
 
-// SaveSession replaces the job's state with a new session and nothing else.
-func (k *KV) SaveSession(ctx context.Context, l upload.Lease, s upload.Session) error {
-	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
-		return &upload.State{Session: &s}, nil
-	})
-}
-
-// SetUploadID records the multipart UploadId of the current session, or fails
-// with upload.ErrNoState when there is no session.
-func (k *KV) SetUploadID(ctx context.Context, l upload.Lease, uploadID string) error {
-	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
-		if st == nil || st.Session == nil {
-			return nil, upload.ErrNoState
-		}
-		st.Session.UploadID = uploadID
-		return st, nil
-	})
-}
-
-// SavePart records one acknowledged part.
-func (k *KV) SavePart(ctx context.Context, l upload.Lease, p upload.PartRecord) error {
-	if err := checkPart(p); err != nil {
-		return err
-	}
-	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
-		if st == nil {
-			st = &upload.State{}
-		}
-		if st.Parts == nil {
-			st.Parts = make(map[int]upload.PartRecord)
-		}
-		st.Parts[p.Number] = p
-		return st, nil
-	})
-}
-
-// MarkVideoDone records that the video object is complete in COS.
-func (k *KV) MarkVideoDone(ctx context.Context, l upload.Lease) error {
-	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
-		if st == nil {
-			st = &upload.State{}
-		}
-		st.VideoDone = true
-		return st, nil
-	})
-}
-
-// MarkCoverDone records that the cover object is in COS.
-func (k *KV) MarkCoverDone(ctx context.Context, l upload.Lease) error {
-	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
-		if st == nil {
-			st = &upload.State{}
-		}
-		st.CoverDone = true
-		return st, nil
-	})
-}
-
-// SaveCommit records what CommitUploadUGC answered.
-func (k *KV) SaveCommit(ctx context.Context, l upload.Lease, fileID, mediaURL, coverURL string) error {
-	return k.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
-		if st == nil {
-			st = &upload.State{}
-		}
-		st.FileID, st.MediaURL, st.CoverURL = fileID, mediaURL, coverURL
-		return st, nil
-	})
-}
-
-// Delete removes the job's state. The entry stays with its fence, so tokens
-// keep growing.
-func (k *KV) Delete(ctx context.Context, l upload.Lease) error {
-	return k.fenced(ctx, l, func(*upload.State) (*upload.State, error) { return nil, nil })
-}
-
 // fenced replaces the job's state with what change makes of it, if l still
 // holds the lease and no newer lease has touched the state.
-func (k *KV) fenced(ctx context.Context, l upload.Lease, change func(*upload.State) (*upload.State, error)) error {
+func (k *KV) fenced(ctx context.Context, l upload.Lease, change change) error {
 	if err := checkLease(l); err != nil {
 		return err
 	}

@@ -18,9 +18,9 @@ import (
 // with fencing tokens that only grow, writes refused to a lease that lost the
 // job, and state read back as a copy.
 type Memory struct {
+	writes
 	mu   sync.Mutex
 	jobs map[string]*memJob
-	now  func() time.Time
 }
 
 // memJob is one job's lease, fence and state.
@@ -31,7 +31,11 @@ type memJob struct {
 }
 
 // NewMemory returns an empty in-memory store.
-func NewMemory() *Memory { return &Memory{jobs: make(map[string]*memJob), now: time.Now} }
+func NewMemory() *Memory {
+	m := &Memory{jobs: make(map[string]*memJob)}
+	m.writes = writes{m}
+	return m
+}
 
 func (m *Memory) job(id string) *memJob {
 	j := m.jobs[id]
@@ -49,7 +53,7 @@ func (m *Memory) Acquire(_ context.Context, jobID, owner string, ttl time.Durati
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	j, now := m.job(jobID), m.now()
+	j, now := m.job(jobID), time.Now()
 	if j.lease.held(now) {
 		return upload.Lease{}, upload.ErrLeaseHeld
 	}
@@ -66,7 +70,7 @@ func (m *Memory) Renew(_ context.Context, l upload.Lease) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	j, now := m.job(l.JobID), m.now()
+	j, now := m.job(l.JobID), time.Now()
 	if !j.lease.heldBy(l, now) {
 		return upload.ErrLeaseLost
 	}
@@ -107,87 +111,16 @@ func (m *Memory) Load(_ context.Context, jobID string) (*upload.State, error) {
 	return &st, nil
 }
 
-// SaveSession replaces the job's state with a new session and nothing else.
-func (m *Memory) SaveSession(ctx context.Context, l upload.Lease, s upload.Session) error {
-	return m.fenced(l, func(*upload.State) (*upload.State, error) { return &upload.State{Session: &s}, nil })
-}
-
-// SetUploadID records the multipart UploadId of the current session, or
-// fails with upload.ErrNoState when there is no session.
-func (m *Memory) SetUploadID(_ context.Context, l upload.Lease, uploadID string) error {
-	return m.fenced(l, func(st *upload.State) (*upload.State, error) {
-		if st == nil || st.Session == nil {
-			return nil, upload.ErrNoState
-		}
-		st.Session.UploadID = uploadID
-		return st, nil
-	})
-}
-
-// SavePart records one acknowledged part.
-func (m *Memory) SavePart(_ context.Context, l upload.Lease, p upload.PartRecord) error {
-	if err := checkPart(p); err != nil {
-		return err
-	}
-	return m.fenced(l, func(st *upload.State) (*upload.State, error) {
-		st = orEmpty(st)
-		if st.Parts == nil {
-			st.Parts = make(map[int]upload.PartRecord)
-		}
-		st.Parts[p.Number] = p
-		return st, nil
-	})
-}
-
-// MarkVideoDone records that the video object is complete in COS.
-func (m *Memory) MarkVideoDone(_ context.Context, l upload.Lease) error {
-	return m.fenced(l, func(st *upload.State) (*upload.State, error) {
-		st = orEmpty(st)
-		st.VideoDone = true
-		return st, nil
-	})
-}
-
-// MarkCoverDone records that the cover object is in COS.
-func (m *Memory) MarkCoverDone(_ context.Context, l upload.Lease) error {
-	return m.fenced(l, func(st *upload.State) (*upload.State, error) {
-		st = orEmpty(st)
-		st.CoverDone = true
-		return st, nil
-	})
-}
-
-// SaveCommit records what CommitUploadUGC answered.
-func (m *Memory) SaveCommit(_ context.Context, l upload.Lease, fileID, mediaURL, coverURL string) error {
-	return m.fenced(l, func(st *upload.State) (*upload.State, error) {
-		st = orEmpty(st)
-		st.FileID, st.MediaURL, st.CoverURL = fileID, mediaURL, coverURL
-		return st, nil
-	})
-}
-
-// Delete removes the job's state; its fence stays, so tokens keep growing.
-func (m *Memory) Delete(_ context.Context, l upload.Lease) error {
-	return m.fenced(l, func(*upload.State) (*upload.State, error) { return nil, nil })
-}
-
-func orEmpty(st *upload.State) *upload.State {
-	if st == nil {
-		return &upload.State{}
-	}
-	return st
-}
-
 // fenced replaces the job's state with what change makes of a copy of it,
 // if l still holds the lease and no newer lease has touched the state.
-func (m *Memory) fenced(l upload.Lease, change func(*upload.State) (*upload.State, error)) error {
+func (m *Memory) fenced(_ context.Context, l upload.Lease, change change) error {
 	if err := checkLease(l); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j := m.job(l.JobID)
-	if !j.lease.heldBy(l, m.now()) || j.fence > l.Token {
+	if !j.lease.heldBy(l, time.Now()) || j.fence > l.Token {
 		return upload.ErrLeaseLost
 	}
 	var cur *upload.State

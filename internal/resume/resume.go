@@ -10,6 +10,7 @@
 package resume
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -72,4 +73,88 @@ func escapeID(id string, safe func(string) bool) string {
 		return id
 	}
 	return "=" + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// change is one write to a job's resume state: what it makes of the state
+// as it is (nil when there is none); nil deletes it.
+type change func(*upload.State) (*upload.State, error)
+
+// fencer applies a change to a job's state if the lease still holds the
+// job and no newer lease has touched the state (KV, Memory).
+type fencer interface {
+	fenced(ctx context.Context, l upload.Lease, c change) error
+}
+
+// writes are upload.ResumeStore's writes, the same for every fencer.
+type writes struct{ f fencer }
+
+func orEmpty(st *upload.State) *upload.State {
+	if st == nil {
+		return &upload.State{}
+	}
+	return st
+}
+
+// SaveSession replaces the job's state with a new session and nothing else.
+func (w writes) SaveSession(ctx context.Context, l upload.Lease, s upload.Session) error {
+	return w.f.fenced(ctx, l, func(*upload.State) (*upload.State, error) { return &upload.State{Session: &s}, nil })
+}
+
+// SetUploadID records the multipart UploadId of the current session, or
+// fails with upload.ErrNoState when there is no session.
+func (w writes) SetUploadID(ctx context.Context, l upload.Lease, uploadID string) error {
+	return w.f.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		if st == nil || st.Session == nil {
+			return nil, upload.ErrNoState
+		}
+		st.Session.UploadID = uploadID
+		return st, nil
+	})
+}
+
+// SavePart records one acknowledged part.
+func (w writes) SavePart(ctx context.Context, l upload.Lease, p upload.PartRecord) error {
+	if err := checkPart(p); err != nil {
+		return err
+	}
+	return w.f.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		st = orEmpty(st)
+		if st.Parts == nil {
+			st.Parts = make(map[int]upload.PartRecord)
+		}
+		st.Parts[p.Number] = p
+		return st, nil
+	})
+}
+
+// MarkVideoDone records that the video object is complete in COS.
+func (w writes) MarkVideoDone(ctx context.Context, l upload.Lease) error {
+	return w.f.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		st = orEmpty(st)
+		st.VideoDone = true
+		return st, nil
+	})
+}
+
+// MarkCoverDone records that the cover object is in COS.
+func (w writes) MarkCoverDone(ctx context.Context, l upload.Lease) error {
+	return w.f.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		st = orEmpty(st)
+		st.CoverDone = true
+		return st, nil
+	})
+}
+
+// SaveCommit records what CommitUploadUGC answered.
+func (w writes) SaveCommit(ctx context.Context, l upload.Lease, fileID, mediaURL, coverURL string) error {
+	return w.f.fenced(ctx, l, func(st *upload.State) (*upload.State, error) {
+		st = orEmpty(st)
+		st.FileID, st.MediaURL, st.CoverURL = fileID, mediaURL, coverURL
+		return st, nil
+	})
+}
+
+// Delete removes the job's state. The fence stays, so tokens keep growing.
+func (w writes) Delete(ctx context.Context, l upload.Lease) error {
+	return w.f.fenced(ctx, l, func(*upload.State) (*upload.State, error) { return nil, nil })
 }

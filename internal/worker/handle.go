@@ -83,7 +83,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	defer w.metrics.inFlight.Dec()
 	defer w.metrics.forget(j.ID)
 
-	st, rev, ok := w.prepare(ctx, msg, meta, log, j, queue.Known{Status: st, Rev: rev}, &loaded)
+	st, rev, loaded, ok := w.prepare(ctx, msg, meta, log, j, queue.Known{Status: st, Rev: rev}, loaded)
 	if !ok {
 		return
 	}
@@ -141,9 +141,10 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, log *slog.Logger
 // prepare carries out decideUnderLease for a leased job: it marks the job
 // running (or leaves a committed one as it is) and returns the status the
 // run starts from, or ok false when it took care of the message instead.
-// loadedp is the resume state read with the lease, which it may read.
+// loaded is the resume state read with the lease (nil: not read); the one
+// returned is it, or the state prepare read when it had to.
 func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, j *job.Job,
-	known queue.Known, loadedp **upload.Loaded) (*job.Status, uint64, bool) {
+	known queue.Known, loaded *upload.Loaded) (*job.Status, uint64, *upload.Loaded, bool) {
 	// Out of runs: its workers kept dying on it (or failing it for a
 	// transient reason, which the run's end handles). The queue never gives
 	// up on a job (its consumer has no delivery bound), the worker does,
@@ -151,8 +152,6 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 	// every worker was down as its last run's delivery timed out.
 	st, rev := known.Status, known.Rev
 	attempt := int(meta.NumDelivered)
-	loaded := *loadedp
-	defer func() { *loadedp = loaded }()
 	runs := runsLeft
 	if w.outOfRuns(st) {
 		runs = runsOut
@@ -164,7 +163,7 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		var err error
 		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
 			retryLater(msg, log, "read the status", err, backoff(attempt))
-			return nil, 0, false
+			return nil, 0, nil, false
 		}
 		runs = runsLeft
 		if w.outOfRuns(st) && !st.State.Terminal() {
@@ -183,10 +182,10 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 			err = loaded.Err
 		}
 		retryLater(msg, log, "read the resume state", err, backoff(attempt))
-		return nil, 0, false
+		return nil, 0, nil, false
 	case leaseExhausted:
 		w.fail(ctx, msg, meta, j, "max_deliveries", fmt.Errorf("no worker finished the job in %d runs", st.Runs))
-		return nil, 0, false
+		return nil, 0, nil, false
 	case leaseRun:
 		var err error
 		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
@@ -195,7 +194,7 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		})
 		if err != nil {
 			retryLater(msg, log, "mark running", err, min(backoff(attempt), 30*time.Second))
-			return nil, 0, false
+			return nil, 0, nil, false
 		}
 		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
 	case leaseFinishCommitted:
@@ -203,7 +202,7 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		// that took the lease the committing worker gave up with its commit
 		// record): the run below returns the recorded commit.
 	}
-	return st, rev, true
+	return st, rev, loaded, true
 }
 
 // acquireLoader is a leaser that reads the job's resume state in the same
