@@ -92,7 +92,7 @@ func (r *runner) newLab(ctx context.Context, name string, c labConfig) (l *lab, 
 	if l.signer, err = signer.New(secretID, secretKey, signer.Policy{MaxValidity: 2 * time.Hour, Procedures: signer.Allow{signer.Any}, StorageRegions: signer.Allow{signer.Any}}); err != nil {
 		return nil, err
 	}
-	if l.svc, err = l.signer.Serve(l.nc, l.q, nil); err != nil {
+	if l.svc, err = l.signer.Serve(l.nc, l.q.Statuses, nil); err != nil {
 		return nil, err
 	}
 	if l.sim, err = vodsim.New(vodsim.Config{Apps: vodsim.Apps{secretID: secretKey}, Discard: true}, slog.New(slog.DiscardHandler)); err != nil {
@@ -155,10 +155,10 @@ func (l *lab) submit(ctx context.Context, jobs ...*job.Job) error {
 	for _, j := range jobs {
 		j.V = 1
 		j.Normalize()
-		if _, _, err := l.q.CreateStatus(ctx, j); err != nil {
+		if _, _, err := l.q.Statuses.Create(ctx, j); err != nil {
 			return err
 		}
-		if _, err := l.q.PublishJob(ctx, j); err != nil {
+		if _, err := l.q.Jobs.Publish(ctx, j); err != nil {
 			return err
 		}
 	}

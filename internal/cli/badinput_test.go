@@ -171,7 +171,7 @@ func TestBadInputCorpus(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	var dl []job.DeadLetter
 	for {
-		dl, err = q.DeadLetters(ctx)
+		dl, err = q.DeadLetters.All(ctx)
 		if err == nil && len(dl) >= len(httpIDs)+len(natsSeqs) {
 			break
 		}

@@ -32,7 +32,7 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
 		return
 	}
-	page, next, err := s.q.DeadLetterPage(r.Context(), after, limit)
+	page, next, err := s.q.DeadLetters.Page(r.Context(), after, limit)
 	if err != nil {
 		s.log.Warn("list dead letters", "err", err)
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "dead-letter stream unavailable", nil)
@@ -51,7 +51,7 @@ func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
 		return
 	}
-	e, err := s.q.DeadLetterAt(r.Context(), seq)
+	e, err := s.q.DeadLetters.At(r.Context(), seq)
 	if errors.Is(err, queue.ErrNotFound) {
 		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no dead letter "+r.PathValue("seq"), nil)
 		return

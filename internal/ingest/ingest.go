@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 			return nil, err
 		}
 	}
-	if s.sigSvc, err = sg.Serve(s.nc, s.q, log); err != nil {
+	if s.sigSvc, err = sg.Serve(s.nc, s.q.Statuses, log); err != nil {
 		s.nc.Close()
 		return nil, err
 	}

@@ -260,7 +260,7 @@ func TestGetListAndControlErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.UpdateStatus(t.Context(), "l-3", func(s *job.Status) error { s.Runs = 2; return nil }); err != nil {
+	if _, err := q.Statuses.Update(t.Context(), "l-3", func(s *job.Status) error { s.Runs = 2; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if r := a.do("GET", "/v1/jobs/l-3", readerKey, "", ""); r.status != 200 || r.body["runs"] != 2.0 {
@@ -376,7 +376,7 @@ func TestDeadLettersThroughTheAPI(t *testing.T) {
 	}
 	for i := range 5 {
 		d := job.DeadLetter{JobID: fmt.Sprintf("bad-%d", i), Code: "invalid_message", Reason: fmt.Sprintf("reason %d", i), Attempt: 1, StreamSeq: uint64(100 + i)}
-		if err := q.PublishDeadLetter(t.Context(), d, []byte(fmt.Sprintf(`{"id":"bad-%d","source":42}`, i))); err != nil {
+		if err := q.DeadLetters.Publish(t.Context(), d, []byte(fmt.Sprintf(`{"id":"bad-%d","source":42}`, i))); err != nil {
 			t.Fatal(err)
 		}
 	}

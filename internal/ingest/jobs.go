@@ -59,7 +59,7 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if id, ok := s.idempotentJob(r, idemKey); ok {
-			st, _, err := s.q.Status(r.Context(), id)
+			st, _, err := s.q.Statuses.Get(r.Context(), id)
 			if err == nil {
 				s.metrics.jobs.WithLabelValues("duplicate").Inc()
 				httpapi.WriteJSON(w, http.StatusOK, statusView(st))
@@ -79,7 +79,7 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 			j.ID = id
 		}
 	}
-	res := s.q.Submit(r.Context(), []*job.Job{j})[0]
+	res := s.q.Jobs.Submit(r.Context(), []*job.Job{j})[0]
 	if res.Err != nil {
 		s.log.Error("submit failed", "job_id", j.ID, "err", res.Err)
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeQueueUnavailable, "the job could not be queued; retry", nil)
@@ -176,7 +176,7 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 		valid = append(valid, j)
 		validIdx = append(validIdx, i)
 	}
-	for k, res := range s.q.Submit(r.Context(), valid) {
+	for k, res := range s.q.Jobs.Submit(r.Context(), valid) {
 		item := &resp.Items[validIdx[k]]
 		item.ID = res.Job.ID
 		switch {
@@ -247,7 +247,7 @@ func viewFor(r *http.Request, st *job.Status) client.JobView {
 }
 
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
-	st, _, err := s.q.Status(r.Context(), r.PathValue("id"))
+	st, _, err := s.q.Statuses.Get(r.Context(), r.PathValue("id"))
 	if errors.Is(err, queue.ErrNotFound) {
 		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+r.PathValue("id"), nil)
 		return
@@ -298,7 +298,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
 		return
 	}
-	all, err := s.q.ListStatuses(r.Context())
+	all, err := s.q.Statuses.List(r.Context())
 	if err != nil {
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
 		return
@@ -341,7 +341,7 @@ func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id stri
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "could not change the job; retry", nil)
 		return
 	}
-	st, _, err := s.q.Status(r.Context(), id)
+	st, _, err := s.q.Statuses.Get(r.Context(), id)
 	if err != nil {
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
 		return
@@ -350,15 +350,15 @@ func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id stri
 }
 
 func (s *Service) pauseJob(w http.ResponseWriter, r *http.Request) {
-	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Pause(r.Context(), id) })
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Control.Pause(r.Context(), id) })
 }
 
 func (s *Service) resumeJob(w http.ResponseWriter, r *http.Request) {
-	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Resume(r.Context(), id) })
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Control.Resume(r.Context(), id) })
 }
 
 func (s *Service) cancelJob(w http.ResponseWriter, r *http.Request) {
-	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Cancel(r.Context(), id) })
+	s.control(w, r, func(id string) (*job.Status, error) { return s.q.Control.Cancel(r.Context(), id) })
 }
 
 func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {

@@ -188,7 +188,7 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		return VODResult{}, err
 	}
 	e := &job.Event{ID: eventID, Type: typ, Time: time.Now().UTC(), JobID: jobID, Data: b}
-	dup, err := s.q.PublishEventOnce(ctx, e)
+	dup, err := s.q.Events.PublishOnce(ctx, e)
 	if err != nil {
 		s.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
 		s.log.Error("publish VOD event", "type", typ, "file_id", fileID, "err", err)
@@ -242,12 +242,12 @@ func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait b
 		id, err = s.files.Wait(wctx, fileID)
 		cancel()
 	} else {
-		id, err = s.q.JobForFile(ctx, fileID)
+		id, err = s.q.Files.JobFor(ctx, fileID)
 	}
 	if errors.Is(err, queue.ErrNotFound) && mediaURL != "" {
-		if id, err = s.q.JobForMediaURL(ctx, mediaURL); err == nil {
+		if id, err = s.q.Files.JobForMediaURL(ctx, mediaURL); err == nil {
 			byURL = true
-			if rerr := s.q.RecordFile(ctx, fileID, id); rerr != nil {
+			if rerr := s.q.Files.Record(ctx, fileID, id); rerr != nil {
 				s.log.Warn("record FileId of a job found by its media URL", "file_id", fileID, "job_id", id, "err", rerr)
 			}
 			s.log.Info("VOD event correlated by its media URL: the worker has not recorded the FileId", "file_id", fileID, "job_id", id)

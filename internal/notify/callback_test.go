@@ -73,7 +73,7 @@ func TestVodsimCallbackBecomesFileUploadedWithJob(t *testing.T) {
 	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = in.url + "/v1/vod/callback?token=cb-token-1" })
 
 	cm := commitUpload(t, v, vod.SignatureParams{Procedure: "LongVideoPreset", SourceContext: "job=cb-1"})
-	if err := e.q.RecordFile(t.Context(), cm.FileID, "cb-1"); err != nil { // right after the commit, as the worker does
+	if err := e.q.Files.Record(t.Context(), cm.FileID, "cb-1"); err != nil { // right after the commit, as the worker does
 		t.Fatal(err)
 	}
 	var evs []job.Event
@@ -111,7 +111,7 @@ func TestCallbackFindsTheJobOfAWorkerThatDiedAfterItsCommit(t *testing.T) {
 	v := testharness.StartVodsim(t, func(c *vodsim.Config) { c.CallbackURL = in.url + "/v1/vod/callback?token=" + testCallbackToken })
 
 	cm := commitUploadAfter(t, v, vod.SignatureParams{SourceContext: "job=died-1"}, func(path string) {
-		if err := e.q.RecordUpload(t.Context(), path, "died-1"); err != nil {
+		if err := e.q.Files.RecordUpload(t.Context(), path, "died-1"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -124,7 +124,7 @@ func TestCallbackFindsTheJobOfAWorkerThatDiedAfterItsCommit(t *testing.T) {
 	if evs[0].JobID != "died-1" || d.FileID != cm.FileID {
 		t.Fatalf("event %+v, data %+v: want job died-1 and FileId %s", evs[0], d, cm.FileID)
 	}
-	if id, err := e.q.JobForFile(t.Context(), cm.FileID); err != nil || id != "died-1" {
+	if id, err := e.q.Files.JobFor(t.Context(), cm.FileID); err != nil || id != "died-1" {
 		t.Fatalf("FileId → job after the event: %q, %v", id, err)
 	}
 
@@ -184,7 +184,7 @@ func TestCallbackCorrelatesDedupesAndRefuses(t *testing.T) {
 		}
 	})
 	t.Run("mapping recorded after the callback arrived", func(t *testing.T) {
-		time.AfterFunc(150*time.Millisecond, func() { _ = e.q.RecordFile(ctx, "late-1", "job-late") })
+		time.AfterFunc(150*time.Millisecond, func() { _ = e.q.Files.Record(ctx, "late-1", "job-late") })
 		code, res, _ := postCallback(t, in, "?token=tok-abc", fileUploadBody("late-1"))
 		if code != 200 || res.JobID != "job-late" || res.Duplicate {
 			t.Fatalf("%d %+v", code, res)
@@ -208,7 +208,7 @@ func TestCallbackCorrelatesDedupesAndRefuses(t *testing.T) {
 		}
 	})
 	t.Run("procedure state changes", func(t *testing.T) {
-		if err := e.q.RecordFile(ctx, "proc-file", "job-proc"); err != nil {
+		if err := e.q.Files.Record(ctx, "proc-file", "job-proc"); err != nil {
 			t.Fatal(err)
 		}
 		body := `{"EventType":"ProcedureStateChanged","ProcedureStateChangeEvent":{"TaskId":"t-1","Status":"FINISH","ErrCode":0,"FileId":"proc-file","MediaProcessResultSet":[]}}`
@@ -268,7 +268,7 @@ func TestPullModePublishesThenConfirms(t *testing.T) {
 		c.CorrelationWait = 300 * time.Millisecond // for the upload no job made
 	})
 	known := commitUpload(t, v, vod.SignatureParams{Procedure: "LongVideoPreset", SourceContext: "pull"})
-	if err := e.q.RecordFile(t.Context(), known.FileID, "pull-1"); err != nil {
+	if err := e.q.Files.Record(t.Context(), known.FileID, "pull-1"); err != nil {
 		t.Fatal(err)
 	}
 	stranger := commitUpload(t, v, vod.SignatureParams{})

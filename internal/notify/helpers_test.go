@@ -200,7 +200,7 @@ func (e *env) publish(typ, jobID string, data any) *job.Event {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.q.PublishEvent(e.t.Context(), ev); err != nil {
+	if err := e.q.Events.Publish(e.t.Context(), ev); err != nil {
 		e.t.Fatal(err)
 	}
 	return ev

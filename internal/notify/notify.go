@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	// arrives before its worker recorded the mapping.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBG = stop
-	s.files = s.q.WatchFiles(bg, s.log.Warn)
+	s.files = s.q.Files.Watch(bg, s.log.Warn)
 	return s, nil
 }
 

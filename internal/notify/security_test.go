@@ -97,7 +97,7 @@ func TestSecurityCallbackNeedsATokenByDefault(t *testing.T) {
 func TestSecurityForgedCallbackIsNotRecorded(t *testing.T) {
 	e := newEnv(t)
 	in := e.start()
-	if err := e.q.RecordFile(t.Context(), "forged-1", "job-forged"); err != nil {
+	if err := e.q.Files.Record(t.Context(), "forged-1", "job-forged"); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"", "?token=", "?token=wrong", "?token=" + testCallbackToken[:len(testCallbackToken)-1],

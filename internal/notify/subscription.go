@@ -442,7 +442,7 @@ func (s *Service) disable(ctx context.Context, id, reason string, lastStatus int
 	s.log.Warn("subscription disabled", "subscription", id, "reason", reason, "last_status", lastStatus)
 	data, _ := json.Marshal(SubscriptionDisabledData{SubscriptionID: id, Reason: reason, LastStatus: lastStatus, DisabledAt: now})
 	e := &job.Event{ID: fmt.Sprintf("ev-disabled-%s-%d", id, now.UnixNano()), Type: EventSubscriptionDisabled, Time: now, Data: data}
-	if _, err := s.q.PublishEventOnce(ctx, e); err != nil {
+	if _, err := s.q.Events.PublishOnce(ctx, e); err != nil {
 		s.log.Error("publish subscription.disabled", "subscription", id, "err", err)
 	}
 }

@@ -4,26 +4,89 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
+// Control is the control bucket: an operator's pending instruction for a
+// job (pause, cancel), and the pause, resume and cancel requests that set
+// it, move the job's status and requeue it.
+type Control struct {
+	kv       jetstream.KeyValue
+	statuses *Statuses
+	jobs     *Jobs
+	events   *Events
+}
+
+// Get returns the operator's instruction for a job.
+func (ctl *Control) Get(ctx context.Context, jobID string) (job.Control, error) {
+	e, err := ctl.kv.Get(ctx, jobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return job.ControlNone, nil
+	}
+	if err != nil {
+		return job.ControlNone, fmt.Errorf("queue: control %s: %w", jobID, err)
+	}
+	return job.Control(e.Value()), nil
+}
+
+// Set records an instruction; ControlNone clears it.
+func (ctl *Control) Set(ctx context.Context, jobID string, c job.Control) error {
+	var err error
+	if c == job.ControlNone {
+		err = ctl.kv.Delete(ctx, jobID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+	} else {
+		_, err = ctl.kv.Put(ctx, jobID, []byte(c))
+	}
+	if err != nil {
+		return fmt.Errorf("queue: set control %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// Watch calls f for every control change until ctx ends.
+func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control)) error {
+	w, err := ctl.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil {
+				continue
+			}
+			c := job.Control(e.Value())
+			if e.Operation() != jetstream.KeyValuePut {
+				c = job.ControlNone
+			}
+			f(e.Key(), c)
+		}
+	}
+}
+
 // Pause asks for a job to stop at a part boundary. A queued job is paused at
 // once when a worker picks it up; a running one at its next part boundary.
-func (q *Queue) Pause(ctx context.Context, jobID string) (*job.Status, error) {
-	s, _, err := q.Status(ctx, jobID)
+func (ctl *Control) Pause(ctx context.Context, jobID string) (*job.Status, error) {
+	s, _, err := ctl.statuses.Get(ctx, jobID)
 	if err != nil {
 		return nil, err
 	}
 	if s.State != job.StateQueued && s.State != job.StateRunning {
 		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
 	}
-	if _, err := q.setControlUnlessCanceled(ctx, jobID, job.ControlPause); err != nil {
+	if _, err := ctl.setUnlessCanceled(ctx, jobID, job.ControlPause); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -33,63 +96,48 @@ func (q *Queue) Pause(ctx context.Context, jobID string) (*job.Status, error) {
 // A pause asked for and not yet carried out (the job is queued or running)
 // is withdrawn instead, and the job goes on. A job neither paused nor with
 // a pause pending is a conflict.
-func (q *Queue) Resume(ctx context.Context, jobID string) (*job.Status, error) {
-	prev, err := q.setControlUnlessCanceled(ctx, jobID, job.ControlNone)
+func (ctl *Control) Resume(ctx context.Context, jobID string) (*job.Status, error) {
+	prev, err := ctl.setUnlessCanceled(ctx, jobID, job.ControlNone)
 	if err != nil {
 		return nil, err
 	}
 	paused := func(s *job.Status) bool { return s.State == job.StatePaused }
-	s, err := q.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
+	s, err := ctl.statuses.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
 	switch {
 	case errors.Is(err, ErrConflict) && prev == job.ControlPause:
 		// Withdrawn before a worker carried it out (s is the status the
 		// refused transition read). A worker that read the pause just
 		// before reads the key again once it has paused the job, and
 		// requeues it (see worker.pause).
-		return s, q.Emit(ctx, job.EventResumed, jobID, struct{}{})
+		return s, ctl.events.Emit(ctx, job.EventResumed, jobID, struct{}{})
 	case errors.Is(err, job.ErrBadTransition):
 		return s, fmt.Errorf("%w: %v", ErrConflict, err)
 	case err != nil:
 		return s, err
 	}
-	if err := q.requeue(ctx, s, "resume"); err != nil {
+	if err := ctl.jobs.requeue(ctx, s, "resume"); err != nil {
 		return nil, err
 	}
-	return s, q.Emit(ctx, job.EventResumed, jobID, struct{}{})
-}
-
-// requeue publishes the job again so a worker picks it up. It takes a new
-// message id: the original one is still in the duplicate window.
-func (q *Queue) requeue(ctx context.Context, s *job.Status, why string) error {
-	b, err := s.Job.Encode()
-	if err != nil {
-		return err
-	}
-	msgID := s.Job.ID + "." + why + "." + strconv.FormatInt(time.Now().UnixNano(), 10)
-	if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{
-		jetstream.MsgIDHeader: []string{msgID}, HeaderResumeOf: []string{s.Job.ID}}}); err != nil {
-		return fmt.Errorf("queue: %s %s: %w", why, s.Job.ID, err)
-	}
-	return nil
+	return s, ctl.events.Emit(ctx, job.EventResumed, jobID, struct{}{})
 }
 
 // Cancel asks for a job to stop and clean up. A paused or queued job is
 // canceled when a worker sees it, or at once when paused (nothing runs it).
-func (q *Queue) Cancel(ctx context.Context, jobID string) (*job.Status, error) {
-	s, _, err := q.Status(ctx, jobID)
+func (ctl *Control) Cancel(ctx context.Context, jobID string) (*job.Status, error) {
+	s, _, err := ctl.statuses.Get(ctx, jobID)
 	if err != nil {
 		return nil, err
 	}
 	if s.State.Terminal() {
 		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
 	}
-	if err := q.SetControl(ctx, jobID, job.ControlCancel); err != nil {
+	if err := ctl.Set(ctx, jobID, job.ControlCancel); err != nil {
 		return nil, err
 	}
 	if s.State == job.StatePaused {
 		// No worker holds a paused job: hand it to one, which sees the cancel,
 		// aborts the multipart upload and deletes the resume state.
-		if err := q.requeue(ctx, s, "cancel"); err != nil {
+		if err := ctl.jobs.requeue(ctx, s, "cancel"); err != nil {
 			return nil, err
 		}
 	}
@@ -101,11 +149,11 @@ func (q *Queue) Cancel(ctx context.Context, jobID string) (*job.Status, error) {
 // later pause or resume, which answer ErrConflict instead. The write is a
 // compare-and-set on the key's revision, so a cancel that lands between the
 // read and the write is not lost either.
-func (q *Queue) setControlUnlessCanceled(ctx context.Context, jobID string, c job.Control) (prev job.Control, err error) {
+func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.Control) (prev job.Control, err error) {
 	for attempt := 0; ; attempt++ {
 		var rev uint64
 		prev = job.ControlNone
-		e, err := q.control.Get(ctx, jobID)
+		e, err := ctl.kv.Get(ctx, jobID)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
@@ -119,11 +167,11 @@ func (q *Queue) setControlUnlessCanceled(ctx context.Context, jobID string, c jo
 		case c == job.ControlNone && rev == 0:
 			return prev, nil
 		case c == job.ControlNone:
-			err = q.control.Delete(ctx, jobID, jetstream.LastRevision(rev))
+			err = ctl.kv.Delete(ctx, jobID, jetstream.LastRevision(rev))
 		case rev == 0:
-			_, err = q.control.Create(ctx, jobID, []byte(c))
+			_, err = ctl.kv.Create(ctx, jobID, []byte(c))
 		default:
-			_, err = q.control.Update(ctx, jobID, []byte(c), rev)
+			_, err = ctl.kv.Update(ctx, jobID, []byte(c), rev)
 		}
 		if err == nil {
 			return prev, nil

@@ -18,7 +18,7 @@ import (
 // (the files stream keeps one consumer), and each gets its own job.
 func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 	_, js, q := openInternal(t)
-	fw := q.WatchFiles(t.Context(), t.Logf)
+	fw := q.Files.Watch(t.Context(), t.Logf)
 	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
 	stream, err := js.Stream(t.Context(), "KV_"+FilesBucket)
 	if err != nil {
@@ -33,7 +33,7 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 	}
 
 	// Recorded before the wait: found by the lookup (or the watcher's memory).
-	if err := q.RecordFile(t.Context(), "file-early", "job-early"); err != nil {
+	if err := q.Files.Record(t.Context(), "file-early", "job-early"); err != nil {
 		t.Fatal(err)
 	}
 	if id, err := fw.Wait(t.Context(), "file-early"); err != nil || id != "job-early" {
@@ -60,7 +60,7 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 		t.Fatalf("files stream has %d consumers while %d callbacks wait, want the shared one", c, waiters)
 	}
 	for i := range waiters {
-		if err := q.RecordFile(t.Context(), fmt.Sprintf("file-%d", i), fmt.Sprintf("job-%d", i)); err != nil {
+		if err := q.Files.Record(t.Context(), fmt.Sprintf("file-%d", i), fmt.Sprintf("job-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,12 +91,12 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 // in time even for a wait much shorter than the watcher's grace.
 func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 	n, _, q := openInternal(t)
-	if err := q.RecordFile(t.Context(), "file-before", "job-before"); err != nil {
+	if err := q.Files.Record(t.Context(), "file-before", "job-before"); err != nil {
 		t.Fatal(err)
 	}
 	// Every direct get of the files bucket is a request on this subject: count them.
 	lookups := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+FilesBucket+".>")
-	fw := q.WatchFiles(t.Context(), t.Logf)
+	fw := q.Files.Watch(t.Context(), t.Logf)
 	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Millisecond)
@@ -133,7 +133,7 @@ func TestFileWatchLooksUpOnlyWhatItCannotHaveSeen(t *testing.T) {
 		return len(fw.waiters) == waiters
 	})
 	for i := range waiters {
-		if err := q.RecordFile(t.Context(), fmt.Sprintf("file-live-%d", i), fmt.Sprintf("job-live-%d", i)); err != nil {
+		if err := q.Files.Record(t.Context(), fmt.Sprintf("file-live-%d", i), fmt.Sprintf("job-live-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,7 +165,7 @@ func openInternal(t *testing.T) (*testharness.NATS, jetstream.JetStream, *Queue)
 func TestFileWatchStopsWithItsContext(t *testing.T) {
 	_, js, q := openInternal(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	fw := q.WatchFiles(ctx, t.Logf)
+	fw := q.Files.Watch(ctx, t.Logf)
 	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
 	select {
 	case <-fw.Done():

@@ -40,20 +40,20 @@ type Depth struct {
 // out, those acknowledged in between are gone from the second read). A job
 // that is busy now is therefore never counted as stranded.
 func (q *Queue) Depth(ctx context.Context) (Depth, error) {
-	before, err := q.jobs.Info(ctx)
+	before, err := q.Jobs.stream.Info(ctx)
 	if err != nil {
 		return Depth{}, err
 	}
-	c, err := q.Consumer(ctx)
+	c, err := q.Jobs.Consumer(ctx)
 	if err != nil {
 		return Depth{}, err
 	}
 	ci := c.CachedInfo() // fetched by Consumer just now
-	after, err := q.jobs.Info(ctx)
+	after, err := q.Jobs.stream.Info(ctx)
 	if err != nil {
 		return Depth{}, err
 	}
-	di, err := q.dlq.Info(ctx)
+	di, err := q.DeadLetters.stream.Info(ctx)
 	if err != nil {
 		return Depth{}, err
 	}

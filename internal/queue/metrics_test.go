@@ -22,13 +22,13 @@ import (
 func TestDepthCountsStrandedJobs(t *testing.T) {
 	q, n := openQueue(t, queue.Config{AckWait: 200 * time.Millisecond})
 	ctx := t.Context()
-	c, _ := q.Consumer(ctx)
+	c, _ := q.Jobs.Consumer(ctx)
 	bounded := c.CachedInfo().Config
 	bounded.MaxDeliver = 2
 	if _, err := n.JetStream(t).UpdateConsumer(ctx, queue.JobsStream, bounded); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.PublishJob(ctx, newJob("doomed-1")); err != nil {
+	if _, err := q.Jobs.Publish(ctx, newJob("doomed-1")); err != nil {
 		t.Fatal(err)
 	}
 	// Its two deliveries go to a worker that never acks; JetStream gives it
@@ -43,7 +43,7 @@ func TestDepthCountsStrandedJobs(t *testing.T) {
 		d, err := q.Depth(ctx)
 		return err == nil && d.Stranded == 1
 	})
-	if _, err := q.PublishJob(ctx, newJob("waiting-1")); err != nil {
+	if _, err := q.Jobs.Publish(ctx, newJob("waiting-1")); err != nil {
 		t.Fatal(err)
 	}
 	d, err := q.Depth(ctx)
@@ -89,10 +89,10 @@ vodpipe_queue_up 1
 func TestDepthCountsDeliveredJobsInFlight(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	if _, err := q.PublishJob(ctx, newJob("running-1")); err != nil {
+	if _, err := q.Jobs.Publish(ctx, newJob("running-1")); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := q.Consumer(ctx)
+	c, _ := q.Jobs.Consumer(ctx)
 	msgs, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestDeadLetteredCountsEveryDeadLetter(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	for _, id := range []string{"dl-1", "dl-2"} {
-		if err := q.PublishDeadLetter(ctx, job.DeadLetter{JobID: id, Code: "invalid_message", Reason: "test", Attempt: 1}, []byte(`{}`)); err != nil {
+		if err := q.DeadLetters.Publish(ctx, job.DeadLetter{JobID: id, Code: "invalid_message", Reason: "test", Attempt: 1}, []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 	}

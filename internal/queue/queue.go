@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,17 +71,26 @@ type Config struct {
 // withDefaults fills c's zero fields from their default tags.
 func (c *Config) withDefaults() { defaults.Fill(c) }
 
-// Queue is an opened JetStream layout.
+// Queue is an opened JetStream layout: one part per concept, each with its
+// stream or buckets. The parts call each other where one concept's
+// operation spans another (a submit writes a status, a resume publishes the
+// job again), never through the Queue.
 type Queue struct {
-	js      jetstream.JetStream
-	cfg     Config
-	jobs    jetstream.Stream
-	events  jetstream.Stream
-	dlq     jetstream.Stream
-	status  jetstream.KeyValue
-	control jetstream.KeyValue
-	files   jetstream.KeyValue
-	uploads jetstream.KeyValue
+	// Jobs is the JOBS work queue: publish, submit, the workers' consumer.
+	Jobs *Jobs
+	// Statuses is the status bucket and the job state machine's transitions.
+	Statuses *Statuses
+	// Control is the control bucket: pause, resume and cancel requests.
+	Control *Control
+	// Events is the EVENTS stream.
+	Events *Events
+	// DeadLetters is the dead-letter stream.
+	DeadLetters *DeadLetters
+	// Files maps FileIds and committed media paths to jobs.
+	Files *Files
+
+	js  jetstream.JetStream
+	cfg Config
 }
 
 // Open creates or updates the streams, buckets and the worker consumer. It is
@@ -155,7 +165,12 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 	if cfg.MaxDeliver < 0 {
 		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
 	}
-	return &Queue{js: js, cfg: cfg}, nil
+	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{},
+		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{}}
+	q.Jobs.statuses = q.Statuses
+	q.Statuses.control, q.Statuses.files = q.Control, q.Files
+	q.Control.statuses, q.Control.jobs, q.Control.events = q.Statuses, q.Jobs, q.Events
+	return q, nil
 }
 
 func lookupError(kind, name string, err error) error {
@@ -181,17 +196,17 @@ type layoutBucket struct {
 func (q *Queue) streams() []layoutStream {
 	c := q.cfg
 	return []layoutStream{
-		{&q.jobs, jetstream.StreamConfig{
+		{&q.Jobs.stream, jetstream.StreamConfig{
 			Name: JobsStream, Description: "vodpipe upload jobs (work queue)", Subjects: []string{jobsSubjects},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
 			Duplicates: c.DuplicateWindow, MaxMsgSize: 1 << 20, MaxBytes: c.JobsMaxBytes, Discard: jetstream.DiscardNew,
 		}},
-		{&q.events, jetstream.StreamConfig{
+		{&q.Events.stream, jetstream.StreamConfig{
 			Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
 			MaxAge: c.EventsMaxAge, Duplicates: 2 * time.Minute, MaxBytes: c.EventsMaxBytes, Discard: jetstream.DiscardOld,
 		}},
-		{&q.dlq, jetstream.StreamConfig{
+		{&q.DeadLetters.stream, jetstream.StreamConfig{
 			Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.DLQMaxAge,
 			MaxBytes: c.DLQMaxBytes, Discard: jetstream.DiscardOld,
@@ -205,10 +220,10 @@ func (q *Queue) buckets() []layoutBucket {
 			Replicas: q.cfg.Replicas, History: 1, TTL: ttl}
 	}
 	return []layoutBucket{
-		{&q.status, bucket(StatusBucket, "vodpipe job status and progress", 0)},
-		{&q.control, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
-		{&q.files, bucket(FilesBucket, "vodpipe FileId to job id", 0)},
-		{&q.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
+		{&q.Statuses.kv, bucket(StatusBucket, "vodpipe job status and progress", 0)},
+		{&q.Control.kv, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
+		{&q.Files.files, bucket(FilesBucket, "vodpipe FileId to job id", 0)},
+		{&q.Files.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
 	}
 }
 
@@ -217,7 +232,7 @@ func (q *Queue) buckets() []layoutBucket {
 // consumer skipped while it took JobsSubject alone. Later ones reach a
 // worker, which dead-letters them itself.
 func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
-	info, err := q.jobs.Info(ctx, jetstream.WithSubjectFilter(jobsSubjects))
+	info, err := q.Jobs.stream.Info(ctx, jetstream.WithSubjectFilter(jobsSubjects))
 	if err != nil {
 		return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
 	}
@@ -226,7 +241,7 @@ func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
 			continue
 		}
 		for seq := uint64(1); seq <= upTo; {
-			m, err := q.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+			m, err := q.Jobs.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				break
 			}
@@ -239,10 +254,10 @@ func (q *Queue) sweepPassedStrays(ctx context.Context, upTo uint64) error {
 			j, _ := job.Decode(m.Data)
 			d := job.DeadLetter{Code: "invalid_message", StreamSeq: m.Sequence, Reason: WrongSubject(subj).Error(),
 				JobID: DeadLetterJobID(j, m.Header)}
-			if err := q.PublishDeadLetter(ctx, d, m.Data); err != nil {
+			if err := q.DeadLetters.Publish(ctx, d, m.Data); err != nil {
 				return err
 			}
-			if err := q.jobs.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err := q.Jobs.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return fmt.Errorf("queue: sweep %s: %w", JobsStream, err)
 			}
 			seq = m.Sequence + 1
@@ -276,13 +291,22 @@ func (q *Queue) Config() Config { return q.cfg }
 // JetStream returns the JetStream context.
 func (q *Queue) JetStream() jetstream.JetStream { return q.js }
 
-// Consumer returns the shared worker consumer.
-func (q *Queue) Consumer(ctx context.Context) (jetstream.Consumer, error) {
-	return q.js.Consumer(ctx, JobsStream, WorkerConsumer)
-}
-
 // Ready checks that JetStream answers, for /readyz.
 func (q *Queue) Ready(ctx context.Context) error {
-	_, err := q.jobs.Info(ctx)
+	_, err := q.Jobs.stream.Info(ctx)
 	return err
+}
+
+// subjectToken makes s usable as one subject token.
+func subjectToken(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.' || r == '*' || r == '>' || r <= ' ' || r > '~':
+			return '_'
+		}
+		return r
+	}, s)
 }

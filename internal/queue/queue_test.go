@@ -34,13 +34,13 @@ func newJob(id string) *job.Job {
 func pausedSoon(t *testing.T, q *queue.Queue, id string) *job.Job {
 	t.Helper()
 	j := newJob(id)
-	if _, err := q.PublishJob(t.Context(), j); err != nil {
+	if _, err := q.Jobs.Publish(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := q.CreateStatus(t.Context(), j); err != nil {
+	if _, _, err := q.Statuses.Create(t.Context(), j); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Pause(t.Context(), j.ID); err != nil {
+	if _, err := q.Control.Pause(t.Context(), j.ID); err != nil {
 		t.Fatal(err)
 	}
 	return j
@@ -87,11 +87,11 @@ func TestOpenWidensTheWorkersFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := q.DeadLetters(ctx)
+	dl, err := q.DeadLetters.All(ctx)
 	if err != nil || len(dl) != 1 || dl[0].JobID != "passed-1" || !strings.Contains(dl[0].Reason, "vodpipe.jobs.sumbit") {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
-	wc, err := q.Consumer(ctx)
+	wc, err := q.Jobs.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestOpenWidensTheWorkersFilter(t *testing.T) {
 	if _, err := queue.Open(ctx, js, queue.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	if dl, _ := q.DeadLetters(ctx); len(dl) != 1 {
+	if dl, _ := q.DeadLetters.All(ctx); len(dl) != 1 {
 		t.Fatalf("dead letters after a second open = %+v", dl)
 	}
 }
@@ -141,7 +141,7 @@ func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
 	if info.Config.Duplicates != 10*time.Minute || info.Config.Retention != jetstream.WorkQueuePolicy || info.Config.Storage != jetstream.FileStorage {
 		t.Fatalf("jobs stream config = %+v", info.Config)
 	}
-	c, err := q2.Consumer(ctx)
+	c, err := q2.Jobs.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,15 +157,15 @@ func TestOpenIsIdempotentAndUpdatesConfig(t *testing.T) {
 func TestPublishTwiceRunsOnce(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	r1, err := q.PublishJob(ctx, newJob("dup-1"))
+	r1, err := q.Jobs.Publish(ctx, newJob("dup-1"))
 	if err != nil || r1.Duplicate {
 		t.Fatalf("first publish: %+v %v", r1, err)
 	}
-	r2, err := q.PublishJob(ctx, newJob("dup-1"))
+	r2, err := q.Jobs.Publish(ctx, newJob("dup-1"))
 	if err != nil || !r2.Duplicate {
 		t.Fatalf("second publish not a duplicate: %+v %v", r2, err)
 	}
-	batch := q.PublishJobs(ctx, []*job.Job{newJob("b-1"), newJob("dup-1"), newJob("b-2")})
+	batch := q.Jobs.PublishBatch(ctx, []*job.Job{newJob("b-1"), newJob("dup-1"), newJob("b-2")})
 	if batch[0].Duplicate || !batch[1].Duplicate || batch[2].Duplicate || batch[0].Err != nil {
 		t.Fatalf("batch = %+v", batch)
 	}
@@ -186,7 +186,7 @@ func wantJobs(t *testing.T, n *testharness.NATS, q *queue.Queue, want uint64) {
 	if err != nil || si.State.Msgs != want {
 		t.Fatalf("jobs stream holds %+v (%v), want %d messages", si.State, err, want)
 	}
-	c, err := q.Consumer(ctx)
+	c, err := q.Jobs.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,36 +200,36 @@ func TestStatusTransitionsAreEnforcedUnderConcurrency(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	j := newJob("st-1")
-	if _, created, err := q.CreateStatus(ctx, j); err != nil || !created {
+	if _, created, err := q.Statuses.Create(ctx, j); err != nil || !created {
 		t.Fatal(created, err)
 	}
-	if s, created, err := q.CreateStatus(ctx, j); err != nil || created || s.State != job.StateQueued {
+	if s, created, err := q.Statuses.Create(ctx, j); err != nil || created || s.State != job.StateQueued {
 		t.Fatalf("second create: %+v %v %v", s, created, err)
 	}
 	// Many concurrent progress updates: none is lost.
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if _, err := q.UpdateStatus(ctx, j.ID, func(s *job.Status) error { s.BytesDone++; return nil }); err != nil {
+			if _, err := q.Statuses.Update(ctx, j.ID, func(s *job.Status) error { s.BytesDone++; return nil }); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	s, _, err := q.Status(ctx, j.ID)
+	s, _, err := q.Statuses.Get(ctx, j.ID)
 	if err != nil || s.BytesDone != 20 {
 		t.Fatalf("bytesDone = %d, %v", s.BytesDone, err)
 	}
-	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Transition(ctx, j.ID, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" }); err != nil {
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
 		t.Fatalf("completed → running: %v", err)
 	}
-	if _, _, err := q.Status(ctx, "missing"); !errors.Is(err, queue.ErrNotFound) {
+	if _, _, err := q.Statuses.Get(ctx, "missing"); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("missing: %v", err)
 	}
 }
@@ -238,33 +238,33 @@ func TestPauseResumeCancelControl(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	j := pausedSoon(t, q, "ctl-1")
-	if c, _ := q.Control(ctx, j.ID); c != job.ControlPause {
+	if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlPause {
 		t.Fatalf("control = %q", c)
 	}
 	// A worker would mark it paused and ack: simulate the state change,
 	// after runs that count against the job's bound.
-	if _, err := q.Transition(ctx, j.ID, job.StatePaused, func(s *job.Status) { s.Runs = 4 }); err != nil {
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StatePaused, func(s *job.Status) { s.Runs = 4 }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Resume(ctx, j.ID); err != nil {
+	if _, err := q.Control.Resume(ctx, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := q.Control(ctx, j.ID); c != job.ControlNone {
+	if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlNone {
 		t.Fatalf("control after resume = %q", c)
 	}
-	s, _, _ := q.Status(ctx, j.ID)
+	s, _, _ := q.Statuses.Get(ctx, j.ID)
 	if s.State != job.StateQueued || s.Runs != 0 {
 		t.Fatalf("after resume: state %s, runs %d (a resume starts the count again)", s.State, s.Runs)
 	}
 	// Resume re-enqueued the job despite the duplicate window: two messages wait.
 	wantJobs(t, n, q, 2)
-	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+	if _, err := q.Control.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
 		t.Fatalf("resume of a queued job: %v", err)
 	}
-	if _, err := q.Cancel(ctx, j.ID); err != nil {
+	if _, err := q.Control.Cancel(ctx, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := q.Control(ctx, j.ID); c != job.ControlCancel {
+	if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlCancel {
 		t.Fatalf("control = %q", c)
 	}
 }
@@ -276,24 +276,24 @@ func TestAcceptedCancelIsNeverOverwritten(t *testing.T) {
 	ctx := t.Context()
 	for _, paused := range []bool{false, true} {
 		j := newJob(fmt.Sprintf("cancel-first-%v", paused))
-		if _, _, err := q.CreateStatus(ctx, j); err != nil {
+		if _, _, err := q.Statuses.Create(ctx, j); err != nil {
 			t.Fatal(err)
 		}
 		if paused {
-			if _, err := q.Transition(ctx, j.ID, job.StatePaused, nil); err != nil {
+			if _, err := q.Statuses.Transition(ctx, j.ID, job.StatePaused, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := q.Cancel(ctx, j.ID); err != nil {
+		if _, err := q.Control.Cancel(ctx, j.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := q.Pause(ctx, j.ID); !paused && !errors.Is(err, queue.ErrConflict) {
+		if _, err := q.Control.Pause(ctx, j.ID); !paused && !errors.Is(err, queue.ErrConflict) {
 			t.Fatalf("pause after cancel of a queued job: %v, want ErrConflict", err)
 		}
-		if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+		if _, err := q.Control.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
 			t.Fatalf("resume after cancel (paused %v): %v, want ErrConflict", paused, err)
 		}
-		if c, _ := q.Control(ctx, j.ID); c != job.ControlCancel {
+		if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlCancel {
 			t.Fatalf("control after pause and resume (paused %v) = %q, want the cancel", paused, c)
 		}
 	}
@@ -302,10 +302,10 @@ func TestAcceptedCancelIsNeverOverwritten(t *testing.T) {
 func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	if err := q.PublishDeadLetter(ctx, job.DeadLetter{Code: "invalid_message", Reason: "not JSON"}, []byte("\xff\x00garbage")); err != nil {
+	if err := q.DeadLetters.Publish(ctx, job.DeadLetter{Code: "invalid_message", Reason: "not JSON"}, []byte("\xff\x00garbage")); err != nil {
 		t.Fatal(err)
 	}
-	dl, err := q.DeadLetters(ctx)
+	dl, err := q.DeadLetters.All(ctx)
 	if err != nil || len(dl) != 1 || string(dl[0].RawMessage) != "\xff\x00garbage" || dl[0].JobID != "" {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
@@ -314,13 +314,13 @@ func TestDeadLetterKeepsNonJSONMessages(t *testing.T) {
 func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	if _, err := q.PublishJob(ctx, newJob("old-1")); err != nil {
+	if _, err := q.Jobs.Publish(ctx, newJob("old-1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := q.CreateStatus(ctx, newJob("old-1")); err != nil {
+	if _, _, err := q.Statuses.Create(ctx, newJob("old-1")); err != nil {
 		t.Fatal(err)
 	}
-	res := q.Submit(ctx, []*job.Job{newJob("n-1"), newJob("old-1"), newJob("n-2"), newJob("n-1")})
+	res := q.Jobs.Submit(ctx, []*job.Job{newJob("n-1"), newJob("old-1"), newJob("n-2"), newJob("n-1")})
 	dups := []bool{false, true, false, true}
 	for i, r := range res {
 		if r.Err != nil || r.Duplicate != dups[i] || r.Status == nil || r.Status.Job.ID != r.Job.ID {
@@ -329,7 +329,7 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 	}
 	wantJobs(t, n, q, 3) // old-1 once, n-1, n-2
 	for _, id := range []string{"n-1", "n-2"} {
-		if s, _, err := q.Status(ctx, id); err != nil || s.State != job.StateQueued {
+		if s, _, err := q.Statuses.Get(ctx, id); err != nil || s.State != job.StateQueued {
 			t.Fatalf("status %s = %+v %v", id, s, err)
 		}
 	}
@@ -344,15 +344,15 @@ func TestTransitionFromAKnownRevision(t *testing.T) {
 	ctx := t.Context()
 	// Every read of a status is a direct get of its bucket: count them.
 	reads := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+queue.StatusBucket+".>")
-	if _, _, err := q.CreateStatus(ctx, newJob("k1")); err != nil {
+	if _, _, err := q.Statuses.Create(ctx, newJob("k1")); err != nil {
 		t.Fatal(err)
 	}
-	st, rev, err := q.Status(ctx, "k1")
+	st, rev, err := q.Statuses.Get(ctx, "k1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := reads()
-	st, rev2, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) { s.Worker = "w1" })
+	st, rev2, err := q.Statuses.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) { s.Worker = "w1" })
 	if err != nil || st.State != job.StateRunning || rev2 <= rev {
 		t.Fatalf("from the known revision: %+v rev %d→%d, %v", st, rev, rev2, err)
 	}
@@ -360,18 +360,18 @@ func TestTransitionFromAKnownRevision(t *testing.T) {
 		t.Fatalf("a transition from the current revision read the status %d times, want none", got)
 	}
 	// A write in between: the known revision is stale.
-	if _, err := q.UpdateStatus(ctx, "k1", func(s *job.Status) error { s.BytesDone = 42; return nil }); err != nil {
+	if _, err := q.Statuses.Update(ctx, "k1", func(s *job.Status) error { s.BytesDone = 42; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	before = reads()
-	done, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" })
+	done, _, err := q.Statuses.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateCompleted, func(s *job.Status) { s.FileID = "f1" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := reads() - before; got != 1 {
 		t.Fatalf("a transition from a stale revision read the status %d times, want once", got)
 	}
-	cur, _, err := q.Status(ctx, "k1")
+	cur, _, err := q.Statuses.Get(ctx, "k1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestTransitionFromAKnownRevision(t *testing.T) {
 		t.Fatalf("after a stale revision: %+v", cur)
 	}
 	// The state machine is checked against the stored state, not the caller's copy.
-	if _, _, err := q.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
+	if _, _, err := q.Statuses.TransitionFrom(ctx, "k1", queue.Known{Status: st, Rev: rev2}, job.StateRunning, nil); !errors.Is(err, job.ErrBadTransition) {
 		t.Fatalf("completed → running from a stale copy: %v, want ErrBadTransition", err)
 	}
 }
@@ -391,29 +391,29 @@ func TestCompleteRecordsStatusAndFile(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	for _, id := range []string{"c1", "c2"} {
-		if _, _, err := q.CreateStatus(ctx, newJob(id)); err != nil {
+		if _, _, err := q.Statuses.Create(ctx, newJob(id)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := q.Transition(ctx, id, job.StateRunning, nil); err != nil {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", func(s *job.Status) { s.FileID = "5285890781234" }); err != nil {
+	if err := q.Statuses.Complete(ctx, "c1", queue.Known{}, "5285890781234", func(s *job.Status) { s.FileID = "5285890781234" }); err != nil {
 		t.Fatal(err)
 	}
-	if st, _, err := q.Status(ctx, "c1"); err != nil || st.State != job.StateCompleted || st.FileID != "5285890781234" {
+	if st, _, err := q.Statuses.Get(ctx, "c1"); err != nil || st.State != job.StateCompleted || st.FileID != "5285890781234" {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
-	if id, err := q.JobForFile(ctx, "5285890781234"); err != nil || id != "c1" {
+	if id, err := q.Files.JobFor(ctx, "5285890781234"); err != nil || id != "c1" {
 		t.Fatalf("file → job = %q, %v", id, err)
 	}
-	if err := q.Complete(ctx, "c2", queue.Known{}, "not a key*", nil); err == nil {
+	if err := q.Statuses.Complete(ctx, "c2", queue.Known{}, "not a key*", nil); err == nil {
 		t.Fatal("a FileId that is no valid key must be reported")
 	}
-	if st, _, _ := q.Status(ctx, "c2"); st.State != job.StateCompleted {
+	if st, _, _ := q.Statuses.Get(ctx, "c2"); st.State != job.StateCompleted {
 		t.Fatalf("status = %+v, want completed anyway", st)
 	}
-	if err := q.Complete(ctx, "c1", queue.Known{}, "5285890781234", nil); !errors.Is(err, job.ErrBadTransition) {
+	if err := q.Statuses.Complete(ctx, "c1", queue.Known{}, "5285890781234", nil); !errors.Is(err, job.ErrBadTransition) {
 		t.Fatalf("completing twice: %v, want ErrBadTransition", err)
 	}
 }
@@ -429,11 +429,11 @@ func TestDeadLetterOfAMessageAtTheSizeLimit(t *testing.T) {
 	raw := []byte(strings.Repeat("\xff", 1<<20-64)) // not JSON: stored as bytes
 	for attempt := 1; attempt <= 2; attempt++ {
 		d := job.DeadLetter{JobID: "huge-1", Code: "invalid_message", Reason: "too big", Attempt: attempt, StreamSeq: 7}
-		if err := q.PublishDeadLetter(ctx, d, raw); err != nil {
+		if err := q.DeadLetters.Publish(ctx, d, raw); err != nil {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
-	dl, err := q.DeadLetters(ctx)
+	dl, err := q.DeadLetters.All(ctx)
 	if err != nil || len(dl) != 1 {
 		t.Fatalf("dead letters = %d, %v; want 1", len(dl), err)
 	}
@@ -444,10 +444,10 @@ func TestDeadLetterOfAMessageAtTheSizeLimit(t *testing.T) {
 	// JSON under the size kept, which the envelope's escaping (< as \u003c)
 	// would blow past the limit: kept whole, as bytes.
 	angles := []byte(`{"v":1,"id":"angles-1","source":"` + strings.Repeat("<", 400<<10) + `"}`)
-	if err := q.PublishDeadLetter(ctx, job.DeadLetter{JobID: "angles-1", Code: "invalid_message", Reason: "bad", StreamSeq: 8}, angles); err != nil {
+	if err := q.DeadLetters.Publish(ctx, job.DeadLetter{JobID: "angles-1", Code: "invalid_message", Reason: "bad", StreamSeq: 8}, angles); err != nil {
 		t.Fatal(err)
 	}
-	if dl, err = q.DeadLetters(ctx); err != nil || len(dl) != 2 {
+	if dl, err = q.DeadLetters.All(ctx); err != nil || len(dl) != 2 {
 		t.Fatalf("dead letters = %d, %v; want 2", len(dl), err)
 	}
 	if d := dl[1]; d.Truncated || string(d.RawMessage) != string(angles) {
@@ -469,16 +469,16 @@ func TestOpenRefusesANegativeMaxDeliver(t *testing.T) {
 func TestUploadRecordIsFoundByMediaURL(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	if err := q.RecordUpload(ctx, "/1400000000/ab12cd/f0.mp4", "up-1"); err != nil {
+	if err := q.Files.RecordUpload(ctx, "/1400000000/ab12cd/f0.mp4", "up-1"); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range []string{"http://1400000000.vod2.myqcloud.com/1400000000/ab12cd/f0.mp4", "https://cdn.example/1400000000/ab12cd/f0.mp4?t=1"} {
-		if id, err := q.JobForMediaURL(ctx, u); err != nil || id != "up-1" {
+		if id, err := q.Files.JobForMediaURL(ctx, u); err != nil || id != "up-1" {
 			t.Errorf("%s: %q, %v", u, id, err)
 		}
 	}
 	for _, u := range []string{"http://h/1400000000/ab12cd/f1.mp4", "http://h/", "", "::"} {
-		if id, err := q.JobForMediaURL(ctx, u); !errors.Is(err, queue.ErrNotFound) {
+		if id, err := q.Files.JobForMediaURL(ctx, u); !errors.Is(err, queue.ErrNotFound) {
 			t.Errorf("%q: %q, %v, want ErrNotFound", u, id, err)
 		}
 	}
@@ -490,14 +490,14 @@ func TestSigningJob(t *testing.T) {
 	q, _ := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	for _, id := range []string{"queued", "running", "paused-cancel", "paused", "completed"} {
-		if _, _, err := q.CreateStatus(ctx, newJob(id)); err != nil {
+		if _, _, err := q.Statuses.Create(ctx, newJob(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	move := func(id string, to ...job.State) {
 		t.Helper()
 		for _, s := range to {
-			if _, err := q.Transition(ctx, id, s, nil); err != nil {
+			if _, err := q.Statuses.Transition(ctx, id, s, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -506,12 +506,12 @@ func TestSigningJob(t *testing.T) {
 	move("paused-cancel", job.StatePaused)
 	move("paused", job.StatePaused)
 	move("completed", job.StateRunning, job.StateCompleted)
-	if err := q.SetControl(ctx, "paused-cancel", job.ControlCancel); err != nil {
+	if err := q.Control.Set(ctx, "paused-cancel", job.ControlCancel); err != nil {
 		t.Fatal(err)
 	}
 	for id, active := range map[string]bool{"running": true, "paused-cancel": true, "queued": false, "paused": false,
 		"completed": false, "unknown": false} {
-		j, err := q.SigningJob(ctx, id)
+		j, err := q.Statuses.SigningJob(ctx, id)
 		switch {
 		case active && (err != nil || j.ID != id):
 			t.Errorf("%s: job %v, err %v; want the job", id, j, err)
@@ -527,26 +527,26 @@ func TestResumeWithdrawsAPendingPause(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	j := pausedSoon(t, q, "withdraw-1")
-	s, err := q.Resume(ctx, j.ID)
+	s, err := q.Control.Resume(ctx, j.ID)
 	if err != nil || s.State != job.StateQueued {
 		t.Fatalf("resume with a pause pending = %+v, %v; want accepted, the job queued", s, err)
 	}
-	if c, _ := q.Control(ctx, j.ID); c != job.ControlNone {
+	if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlNone {
 		t.Fatalf("control after the resume = %q, want none", c)
 	}
 	wantJobs(t, n, q, 1)
 	// With nothing pending a resume of a queued job is still a conflict.
-	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+	if _, err := q.Control.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
 		t.Fatalf("second resume: %v, want ErrConflict", err)
 	}
 	// A running job is never turned queued by a resume.
-	if _, err := q.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
+	if _, err := q.Control.Resume(ctx, j.ID); !errors.Is(err, queue.ErrConflict) {
 		t.Fatalf("resume of a running job: %v, want ErrConflict", err)
 	}
-	if st, _, _ := q.Status(ctx, j.ID); st.State != job.StateRunning {
+	if st, _, _ := q.Statuses.Get(ctx, j.ID); st.State != job.StateRunning {
 		t.Fatalf("state after resuming a running job = %s", st.State)
 	}
 }

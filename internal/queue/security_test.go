@@ -46,7 +46,7 @@ func TestSecurityStreamsHaveByteLimits(t *testing.T) {
 	for i := range 1000 {
 		j := newJob(fmt.Sprintf("flood-%04d", i))
 		j.Source = "https://cdn.example.com/" + strings.Repeat("x", 400) + ".mp4"
-		if _, err := q.PublishJob(ctx, j); err != nil {
+		if _, err := q.Jobs.Publish(ctx, j); err != nil {
 			break
 		}
 		accepted++
@@ -64,7 +64,7 @@ func TestSecurityStreamsHaveByteLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := q.PublishEvent(ctx, ev); err != nil {
+		if err := q.Events.Publish(ctx, ev); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
 	}

@@ -30,7 +30,7 @@ func diedOn(t *testing.T, e *env, bound int, runs map[string]int) {
 		t.Fatal(err)
 	}
 	e.q = q
-	c, err := q.Consumer(ctx)
+	c, err := q.Jobs.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func diedOn(t *testing.T, e *env, bound int, runs map[string]int) {
 				continue // the delivery that starts nothing
 			}
 			left--
-			if _, err := q.UpdateStatus(ctx, j.ID, func(s *job.Status) error {
+			if _, err := q.Statuses.Update(ctx, j.ID, func(s *job.Status) error {
 				s.State, s.Runs, s.Worker = job.StateRunning, s.Runs+1, "w-dead"
 				return nil
 			}); err != nil {
@@ -116,7 +116,7 @@ func TestJobOutOfRunsFailsWithNoWorkerUpAtTheTime(t *testing.T) {
 		t.Fatalf("survivor runs = %d, want 3 (its last one completed)", done.Runs)
 	}
 	e.storedEquals(done, data2)
-	dl, err := e.q.DeadLetters(t.Context())
+	dl, err := e.q.DeadLetters.All(t.Context())
 	if err != nil || len(dl) != 2 {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
@@ -125,7 +125,7 @@ func TestJobOutOfRunsFailsWithNoWorkerUpAtTheTime(t *testing.T) {
 			t.Fatalf("dead letter = %+v", d)
 		}
 	}
-	c, _ := e.q.Consumer(t.Context())
+	c, _ := e.q.Jobs.Consumer(t.Context())
 	testharness.WaitFor(t, 10*time.Second, "the messages gone from the queue", func() bool {
 		ci, err := c.Info(t.Context())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
@@ -172,7 +172,7 @@ func TestJobOutOfRunsButCommittedCompletes(t *testing.T) {
 	if s.FileID != "5285890788888" {
 		t.Fatalf("status = %+v, want the recorded commit", s)
 	}
-	if dl, err := e.q.DeadLetters(t.Context()); err != nil || len(dl) != 0 {
+	if dl, err := e.q.DeadLetters.All(t.Context()); err != nil || len(dl) != 0 {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
 }

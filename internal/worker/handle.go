@@ -40,11 +40,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	j.Normalize()
 	log := w.log.With("job_id", j.ID, "attempt", attempt)
 
-	st, rev, err := w.q.Status(ctx, j.ID)
+	st, rev, err := w.q.Statuses.Get(ctx, j.ID)
 	if errors.Is(err, queue.ErrNotFound) {
 		// Published straight onto NATS: this worker is the first to see it.
-		if st, _, err = w.q.CreateStatus(ctx, j); err == nil {
-			_ = w.q.Emit(ctx, job.EventQueued, j.ID, j)
+		if st, _, err = w.q.Statuses.Create(ctx, j); err == nil {
+			_ = w.q.Events.Emit(ctx, job.EventQueued, j.ID, j)
 		}
 	}
 	if err != nil {
@@ -110,7 +110,7 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, log *slog.Logger
 			if st.FileID == "" {
 				return nil
 			}
-			return w.q.RecordFile(ctx, st.FileID, j.ID)
+			return w.q.Files.Record(ctx, st.FileID, j.ID)
 		})
 		return true
 	case deliveryFailed:
@@ -161,7 +161,7 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		// st was read before the lease: a hand-back or a resume may have
 		// lowered the count since. Read it again under the lease.
 		var err error
-		if st, rev, err = w.q.Status(ctx, j.ID); err != nil {
+		if st, rev, err = w.q.Statuses.Get(ctx, j.ID); err != nil {
 			retryLater(msg, log, "read the status", err, backoff(attempt))
 			return nil, 0, nil, false
 		}
@@ -188,7 +188,7 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		return nil, 0, nil, false
 	case leaseRun:
 		var err error
-		st, rev, err = w.q.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
+		st, rev, err = w.q.Statuses.TransitionFrom(ctx, j.ID, queue.Known{Status: st, Rev: rev}, job.StateRunning, func(s *job.Status) {
 			s.Attempt, s.Worker, s.Error = attempt, w.cfg.ID, nil
 			s.Runs++
 		})
@@ -196,7 +196,7 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 			retryLater(msg, log, "mark running", err, min(backoff(attempt), 30*time.Second))
 			return nil, 0, nil, false
 		}
-		_ = w.q.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
+		_ = w.q.Events.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
 	case leaseFinishCommitted:
 		// Committed before (a crash after the commit, or a copy of the job
 		// that took the lease the committing worker gave up with its commit
@@ -280,7 +280,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			running = queue.Known{}
 		}
 		if w.ackCompleted(ctx, msg, log, j, res.FileID, res.MediaURL, res.CoverURL, res.Size, "completed", func() error {
-			err := w.q.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
+			err := w.q.Statuses.Complete(ctx, j.ID, running, res.FileID, func(s *job.Status) {
 				s.FileID, s.MediaURL, s.CoverURL = res.FileID, res.MediaURL, res.CoverURL
 				s.BytesDone, s.BytesTotal = max(res.Size, s.BytesTotal), max(res.Size, s.BytesTotal)
 			})
@@ -294,9 +294,9 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	case errors.Is(err, upload.ErrPaused):
 		w.pause(ctx, msg, log, j)
 	case errors.Is(err, upload.ErrCanceled):
-		_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
-		_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
-		_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil)
+		_ = w.q.Control.Set(ctx, j.ID, job.ControlNone)
+		_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
 		w.metrics.jobs.WithLabelValues("canceled").Inc()
 		_ = msg.Ack()
 	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
@@ -319,7 +319,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			w.fail(ctx, msg, meta, j, code, err)
 			return
 		}
-		_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
 			s.Error = &job.Error{Code: "transient", Message: err.Error()}
 		})
 		w.metrics.jobs.WithLabelValues("retried").Inc()
@@ -355,7 +355,7 @@ func backoff(delivered int) time.Duration {
 // fail records a permanent failure: dead letter, failed status, job.failed event, terminate.
 func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, code string, err error) {
 	jerr := job.Error{Code: code, Message: err.Error(), Permanent: true}
-	if derr := w.q.PublishDeadLetter(ctx, job.DeadLetter{JobID: j.ID, Code: code, Reason: err.Error(),
+	if derr := w.q.DeadLetters.Publish(ctx, job.DeadLetter{JobID: j.ID, Code: code, Reason: err.Error(),
 		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
 		w.log.Error("dead letter failed, retrying later", "job_id", j.ID, "err", derr)
 		_ = msg.NakWithDelay(2 * time.Second)
@@ -364,7 +364,7 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 	// The failed status and job.failed before the message ends: a NATS
 	// failure here hands it back, and the redelivery finishes the record.
 	log := w.log.With("job_id", j.ID)
-	if _, serr := w.q.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
+	if _, serr := w.q.Statuses.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) { s.Error = &jerr }); serr != nil && !errors.Is(serr, job.ErrBadTransition) {
 		retryLater(msg, log, "record the failure", serr, 2*time.Second)
 		return
 	}
@@ -383,18 +383,18 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, err error) {
 	id := queue.DeadLetterJobID(j, msg.Headers())
 	jerr := job.Error{Code: "invalid_message", Message: err.Error(), Permanent: true}
-	if derr := w.q.PublishDeadLetter(ctx, job.DeadLetter{JobID: id, Code: jerr.Code, Reason: err.Error(),
+	if derr := w.q.DeadLetters.Publish(ctx, job.DeadLetter{JobID: id, Code: jerr.Code, Reason: err.Error(),
 		Attempt: int(meta.NumDelivered), StreamSeq: meta.Sequence.Stream}, msg.Data()); derr != nil {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
 	known := false
 	if id != "" {
-		_, _, serr := w.q.Status(ctx, id)
+		_, _, serr := w.q.Statuses.Get(ctx, id)
 		known = serr == nil
 	}
 	if !known {
-		_ = w.q.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
+		_ = w.q.Events.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
 	}
 	w.metrics.jobs.WithLabelValues("invalid").Inc()
 	w.log.Warn("invalid job message dead-lettered", "job_id", id, "err", err)
@@ -438,7 +438,7 @@ func (w *Worker) emitFixed(ctx context.Context, typ, jobID string, data any, pre
 	}
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	e.ID = prefix + hex.EncodeToString(sum[:12])
-	return w.q.PublishEvent(ctx, e)
+	return w.q.Events.Publish(ctx, e)
 }
 
 // emitFailed publishes job.failed with an id fixed by the job and the
@@ -465,7 +465,7 @@ func (w *Worker) flushProgress(ctx context.Context) {
 				// (and a job of one PutObject never writes progress at all).
 				continue
 			}
-			if _, err := w.q.UpdateStatus(ctx, id, func(s *job.Status) error {
+			if _, err := w.q.Statuses.Update(ctx, id, func(s *job.Status) error {
 				if s.State != job.StateRunning {
 					return errSkip // finished meanwhile: its final status says it all
 				}
@@ -476,7 +476,7 @@ func (w *Worker) flushProgress(ctx context.Context) {
 			}
 			w.metrics.markFlushed(id)
 			data, _ := json.Marshal(job.ProgressData{BytesDone: p[0], BytesTotal: p[1]})
-			_ = w.q.Emit(ctx, job.EventProgress, id, json.RawMessage(data))
+			_ = w.q.Events.Emit(ctx, job.EventProgress, id, json.RawMessage(data))
 		}
 	}
 }
@@ -497,9 +497,9 @@ func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
-	_, _ = w.q.Transition(ctx, j.ID, job.StateCanceled, nil)
-	_ = w.q.SetControl(ctx, j.ID, job.ControlNone)
-	_ = w.q.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+	_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil)
+	_ = w.q.Control.Set(ctx, j.ID, job.ControlNone)
+	_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
 	w.metrics.jobs.WithLabelValues("canceled").Inc()
 	_ = msg.Ack()
 }
@@ -511,7 +511,7 @@ func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job
 // turns paused only from the running status this worker wrote: a resume
 // that requeued the job in between wins, and its copy runs the job.
 func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger, j *job.Job) {
-	c, err := w.q.Control(ctx, j.ID)
+	c, err := w.q.Control.Get(ctx, j.ID)
 	if err != nil {
 		retryLater(msg, log, "read the control", err, 2*time.Second)
 		return
@@ -525,7 +525,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 		return
 	}
 	mine := func(s *job.Status) bool { return s.State == job.StateRunning && s.Worker == w.cfg.ID }
-	if _, err := w.q.TransitionIf(ctx, j.ID, mine, job.StatePaused, nil); err != nil {
+	if _, err := w.q.Statuses.TransitionIf(ctx, j.ID, mine, job.StatePaused, nil); err != nil {
 		if errors.Is(err, queue.ErrConflict) {
 			log.Info("pause overtaken: the job was requeued or taken over meanwhile")
 			_ = msg.Ack()
@@ -536,9 +536,9 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 	}
 	// A resume that withdrew the pause between the read above and the
 	// transition saw the job running and left it to this worker: look again.
-	if c, err := w.q.Control(ctx, j.ID); err == nil && c == job.ControlNone {
+	if c, err := w.q.Control.Get(ctx, j.ID); err == nil && c == job.ControlNone {
 		isPaused := func(s *job.Status) bool { return s.State == job.StatePaused }
-		_, err := w.q.TransitionIf(ctx, j.ID, isPaused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
+		_, err := w.q.Statuses.TransitionIf(ctx, j.ID, isPaused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
 		switch {
 		case err == nil:
 			w.setControl(j.ID, c)
@@ -554,7 +554,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 			log.Warn("pause withdrawn as it took effect, but the job could not be requeued", "err", err)
 		}
 	}
-	_ = w.q.Emit(ctx, job.EventPaused, j.ID, struct{}{})
+	_ = w.q.Events.Emit(ctx, job.EventPaused, j.ID, struct{}{})
 	w.metrics.jobs.WithLabelValues("paused").Inc()
 	_ = msg.Ack()
 }
@@ -562,7 +562,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 // handBack puts a job this worker ran back to queued without counting the
 // run against it (a shutdown, a withdrawn pause).
 func (w *Worker) handBack(ctx context.Context, j *job.Job) {
-	_, _ = w.q.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+	_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
 		if s.Worker == w.cfg.ID {
 			s.Runs = max(s.Runs-1, 0)
 		}

@@ -128,7 +128,7 @@ func TestSIGTERMDrainsAndHandsTheJobBack(t *testing.T) {
 	}
 	// Handed back, not failed, not waiting for a redelivery timeout, and
 	// not counted as a run against the job's bound.
-	s, _, err := e.q.Status(t.Context(), "term-1")
+	s, _, err := e.q.Statuses.Get(t.Context(), "term-1")
 	if err != nil || s.State != job.StateQueued || s.Runs != 0 {
 		t.Fatalf("status after SIGTERM = %+v, %v", s, err)
 	}

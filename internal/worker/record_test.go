@@ -26,11 +26,11 @@ func TestUploadRecordOnAClosedConnectionIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := uploadRecorder{q}
+	rec := uploadRecorder{q.Files}
 	if err := rec.RecordUpload(t.Context(), "/app/video/a.mp4", "job-a"); err != nil {
 		t.Fatalf("record on an open connection: %v", err)
 	}
-	if id, err := q.JobForMediaURL(t.Context(), "http://play.example/app/video/a.mp4"); err != nil || id != "job-a" {
+	if id, err := q.Files.JobForMediaURL(t.Context(), "http://play.example/app/video/a.mp4"); err != nil || id != "job-a" {
 		t.Fatalf("recorded job: %q, %v", id, err)
 	}
 

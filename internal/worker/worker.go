@@ -208,7 +208,7 @@ func Compose(cfg Config, log *slog.Logger, d Deps) *Worker {
 		controls: map[string]job.Control{}, metrics: newMetrics(), running: map[string]bool{}}
 	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
 		VOD: d.VOD, Signer: d.Signer, Sources: d.Sources, Store: d.Store,
-		COSTransport: d.COSTransport, Observer: w.metrics, Commits: uploadRecorder{d.Queue}, Log: log,
+		COSTransport: d.COSTransport, Observer: w.metrics, Commits: uploadRecorder{d.Queue.Files}, Log: log,
 	})
 	return w
 }
@@ -278,7 +278,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// setup does: a worker started while a NATS node is down is not lost.
 	var cons jetstream.Consumer
 	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, w.log, func(ctx context.Context) (err error) {
-		cons, err = w.q.Consumer(ctx)
+		cons, err = w.q.Jobs.Consumer(ctx)
 		return err
 	}); err != nil {
 		return err
@@ -286,7 +286,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go func() {
-		if err := w.q.WatchControl(bg, w.setControl); err != nil {
+		if err := w.q.Control.Watch(bg, w.setControl); err != nil {
 			w.log.Error("control watch stopped", "err", err)
 		}
 	}()
@@ -442,10 +442,10 @@ func (w *Worker) control(jobID string) job.Control {
 // error is marked permanent and the uploader commits at once instead of
 // trying for seconds. A connection that is reconnecting (the server is
 // down, a cluster is electing) is not closed: its errors are tried again.
-type uploadRecorder struct{ q *queue.Queue }
+type uploadRecorder struct{ files *queue.Files }
 
 func (u uploadRecorder) RecordUpload(ctx context.Context, storagePath, jobID string) error {
-	err := u.q.RecordUpload(ctx, storagePath, jobID)
+	err := u.files.RecordUpload(ctx, storagePath, jobID)
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 		return &upload.PermanentError{Code: "record_refused", Err: err}
 	}

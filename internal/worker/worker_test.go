@@ -93,7 +93,7 @@ func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...f
 	if e.q, err = queue.Open(ctx, e.nats.JetStream(t), e.cfg.QueueConfig); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := s.Serve(e.nats.Connect(t), e.q, nil)
+	svc, err := s.Serve(e.nats.Connect(t), e.q.Statuses, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +147,10 @@ func (e *env) submit(j *job.Job) {
 	e.t.Helper()
 	j.V = 1
 	j.Normalize()
-	if _, _, err := e.q.CreateStatus(e.t.Context(), j); err != nil {
+	if _, _, err := e.q.Statuses.Create(e.t.Context(), j); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.q.PublishJob(e.t.Context(), j); err != nil {
+	if _, err := e.q.Jobs.Publish(e.t.Context(), j); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -160,7 +160,7 @@ func (e *env) waitState(id string, want job.State, within time.Duration) *job.St
 	e.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		s, _, err := e.q.Status(e.t.Context(), id)
+		s, _, err := e.q.Statuses.Get(e.t.Context(), id)
 		if err == nil && s.State == want {
 			return s
 		}
@@ -261,7 +261,7 @@ func TestSmallAndMultipartJobsComplete(t *testing.T) {
 			if len(ev) != 1 {
 				t.Fatalf("completed events = %d", len(ev))
 			}
-			if jid, err := e.q.JobForFile(t.Context(), s2.FileID); err != nil || jid != "big-1" {
+			if jid, err := e.q.Files.JobFor(t.Context(), s2.FileID); err != nil || jid != "big-1" {
 				t.Fatalf("file → job = %q, %v", jid, err)
 			}
 			if len(e.sim.Uploads()) != 0 {
@@ -338,7 +338,7 @@ func TestCommitRecordedInRedisCompletesWithoutRunning(t *testing.T) {
 	if n := len(e.sim.Sessions()); n != 0 {
 		t.Fatalf("vodsim sessions = %d, want no ApplyUploadUGC", n)
 	}
-	if jid, err := e.q.JobForFile(t.Context(), s.FileID); err != nil || jid != j.ID {
+	if jid, err := e.q.Files.JobFor(t.Context(), s.FileID); err != nil || jid != j.ID {
 		t.Fatalf("file → job = %q, %v", jid, err)
 	}
 }
@@ -349,7 +349,7 @@ func TestPublishedTwiceAndRedeliveredAfterCommitMakeOneFile(t *testing.T) {
 	src, _ := e.source("twice.mp4", 2<<20+7)
 	j := &job.Job{ID: "twice-1", Source: src}
 	e.submit(j)
-	if r, err := e.q.PublishJob(t.Context(), j); err != nil || !r.Duplicate {
+	if r, err := e.q.Jobs.Publish(t.Context(), j); err != nil || !r.Duplicate {
 		t.Fatalf("second publish: %+v %v", r, err)
 	}
 	s := e.waitState(j.ID, job.StateCompleted, 30*time.Second)
@@ -362,7 +362,7 @@ func TestPublishedTwiceAndRedeliveredAfterCommitMakeOneFile(t *testing.T) {
 	}
 	// The redelivery is handled (acked) without an upload; its job.completed
 	// carries the same event id, so JetStream keeps one and subscribers see one.
-	cons, err := e.q.Consumer(t.Context())
+	cons, err := e.q.Jobs.Consumer(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +426,7 @@ func TestPermanentFailuresAreDeadLettered(t *testing.T) {
 	var dl []job.DeadLetter
 	testharness.WaitFor(t, 20*time.Second, "6 dead letters", func() bool {
 		var err error
-		dl, err = e.q.DeadLetters(ctx)
+		dl, err = e.q.DeadLetters.All(ctx)
 		return err == nil && len(dl) == 6
 	})
 	got := map[string]string{}
@@ -471,12 +471,12 @@ func TestStrayCopyOnAWrongSubjectLeavesItsJobAlone(t *testing.T) {
 	}
 	// Both copies are gone from the queue once the worker has handled them
 	// (dead letter, then the event it would send, then the removal).
-	c := must(e.q.Consumer(ctx))
+	c := must(e.q.Jobs.Consumer(ctx))
 	testharness.WaitFor(t, 20*time.Second, "the copies handled", func() bool {
 		ci, err := c.Info(ctx)
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream >= 3
 	})
-	dl, err := e.q.DeadLetters(ctx)
+	dl, err := e.q.DeadLetters.All(ctx)
 	if err != nil || len(dl) != 2 {
 		t.Fatalf("dead letters = %+v, %v", dl, err)
 	}
@@ -565,7 +565,7 @@ func TestCancelInTheMiddleAbortsTheMultipartUpload(t *testing.T) {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 2
 	})
-	if _, err := e.q.Cancel(t.Context(), "cancel-1"); err != nil {
+	if _, err := e.q.Control.Cancel(t.Context(), "cancel-1"); err != nil {
 		t.Fatal(err)
 	}
 	e.waitState("cancel-1", job.StateCanceled, 20*time.Second)
@@ -610,7 +610,7 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 3
 	})
-	if _, err := e.q.Pause(t.Context(), "pause-1"); err != nil {
+	if _, err := e.q.Control.Pause(t.Context(), "pause-1"); err != nil {
 		t.Fatal(err)
 	}
 	e.waitState("pause-1", job.StatePaused, 20*time.Second)
@@ -620,7 +620,7 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 	}
 	partsAtPause := len(u[0].Parts)
 	received := e.sim.BytesReceived()
-	if _, err := e.q.Resume(t.Context(), "pause-1"); err != nil {
+	if _, err := e.q.Control.Resume(t.Context(), "pause-1"); err != nil {
 		t.Fatal(err)
 	}
 	s := e.waitState("pause-1", job.StateCompleted, 60*time.Second)
@@ -663,7 +663,7 @@ func TestUploadIsRecordedBeforeItsCommit(t *testing.T) {
 			return false
 		}
 		key = ss[0].VideoKey
-		id, err := e.q.JobForMediaURL(t.Context(), "http://any.host/"+key)
+		id, err := e.q.Files.JobForMediaURL(t.Context(), "http://any.host/"+key)
 		return err == nil && id == j.ID
 	})
 	if n := len(e.sim.Files()); n != 0 {
@@ -675,10 +675,10 @@ func TestUploadIsRecordedBeforeItsCommit(t *testing.T) {
 		t.Fatalf("vodsim files %+v, job %+v, recorded key %s", f, s, key)
 	}
 	// The URL VOD's event carries finds the job.
-	if id, err := e.q.JobForMediaURL(t.Context(), f[0].MediaURL); err != nil || id != j.ID {
+	if id, err := e.q.Files.JobForMediaURL(t.Context(), f[0].MediaURL); err != nil || id != j.ID {
 		t.Fatalf("job for the file's MediaUrl %s: %q, %v", f[0].MediaURL, id, err)
 	}
-	if _, err := e.q.JobForMediaURL(t.Context(), "http://media.example/other/key.mp4"); !errors.Is(err, queue.ErrNotFound) {
+	if _, err := e.q.Files.JobForMediaURL(t.Context(), "http://media.example/other/key.mp4"); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("another path: %v, want ErrNotFound", err)
 	}
 }

@@ -2,62 +2,93 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
-// EventFilterSubject is the subject filter on the EVENTS stream that holds
-// the events of one type pattern, optionally of one job. eventType is an
-// exact type ("job.completed"), a namespace wildcard ("job.*") or "*" for
-// every type; jobID "" means every job (and events of no job).
-//
-// A job id is mapped to its subject token as EventSubject does, so two job
-// ids that differ only in characters a subject cannot hold ('.', '*', '>',
-// spaces) share a subject: filter on the envelope's jobId as well.
-func EventFilterSubject(eventType, jobID string) string {
-	jobTok := "*"
-	if jobID != "" {
-		jobTok = subjectToken(jobID)
-	}
-	if eventType == "*" {
-		if jobID == "" {
-			return EventsPrefix + ".>"
-		}
-		return EventsPrefix + ".*.*." + jobTok
-	}
-	return EventsPrefix + "." + eventType + "." + jobTok
+// Files maps what VOD's events name to the job that uploaded it: FileIds
+// (recorded at the commit) and media storage paths (recorded just before
+// it, for a worker that dies in between).
+type Files struct {
+	files   jetstream.KeyValue
+	uploads jetstream.KeyValue
 }
 
-// PublishEventOnce is PublishEvent that also reports whether JetStream
-// dropped the event as a duplicate of one with the same id published within
-// the stream's duplicate window.
-func (q *Queue) PublishEventOnce(ctx context.Context, e *job.Event) (duplicate bool, err error) {
-	b, err := encodeEvent(e)
-	if err != nil {
-		return false, err
+// Record maps a FileId to the job that uploaded it.
+func (f *Files) Record(ctx context.Context, fileID, jobID string) error {
+	if _, err := f.files.Put(ctx, fileID, []byte(jobID)); err != nil {
+		return fmt.Errorf("queue: record file %s: %w", fileID, err)
 	}
-	ack, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: EventSubject(e), Data: b,
-		Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}})
-	if err != nil {
-		return false, fmt.Errorf("queue: publish event %s: %w", e.Type, err)
+	return nil
+}
+
+// uploadsTTL is how long UploadsBucket keeps a record: VOD's event comes
+// seconds after the commit, and the FileId → job mapping, recorded at the
+// latest when the job's next run finds the commit, takes over long before.
+const uploadsTTL = 24 * time.Hour
+
+// RecordUpload maps the storage path of a media file about to be committed
+// (ApplyUploadUGC's video storagePath) to its job. Written before the commit,
+// it correlates VOD's event with the job when the worker did not live to
+// record the FileId (see JobForMediaURL).
+func (f *Files) RecordUpload(ctx context.Context, storagePath, jobID string) error {
+	if _, err := f.uploads.Put(ctx, uploadKey(storagePath), []byte(jobID)); err != nil {
+		return fmt.Errorf("queue: record upload of job %s: %w", jobID, err)
 	}
-	return ack.Duplicate, nil
+	return nil
+}
+
+// JobForMediaURL returns the job that committed the media file at a VOD
+// media URL, found by the URL's path (VOD serves a file at its storage path
+// on the play domain), or ErrNotFound.
+func (f *Files) JobForMediaURL(ctx context.Context, mediaURL string) (string, error) {
+	u, err := url.Parse(mediaURL)
+	if err != nil || strings.Trim(u.Path, "/") == "" {
+		return "", fmt.Errorf("%w: media URL %q has no path", ErrNotFound, mediaURL)
+	}
+	e, err := f.uploads.Get(ctx, uploadKey(u.Path))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("%w: upload %s", ErrNotFound, u.Path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue: look up upload %s: %w", u.Path, err)
+	}
+	return string(e.Value()), nil
+}
+
+// uploadKey is the bucket key of a storage path: its hex SHA-256, with or
+// without the leading slash (ApplyUploadUGC's path has one, a key may not).
+func uploadKey(storagePath string) string {
+	sum := sha256.Sum256([]byte(strings.TrimLeft(storagePath, "/")))
+	return hex.EncodeToString(sum[:])
+}
+
+// JobFor returns the job that uploaded a FileId, or ErrNotFound.
+func (f *Files) JobFor(ctx context.Context, fileID string) (string, error) {
+	e, err := f.files.Get(ctx, fileID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
 }
 
 // FileWatch waits for FileId → job mappings. One watcher on the files
 // bucket serves every waiter, so a burst of VOD callbacks that arrive before
 // their workers record the mapping costs one consumer, not one per callback.
 type FileWatch struct {
-	q     *Queue
+	files *Files
 	log   func(msg string, args ...any)
 	grace time.Duration // see lookupAfter
 	done  chan struct{} // closed when the watcher's goroutine has returned
@@ -74,13 +105,13 @@ type FileWatch struct {
 // recentFiles bounds FileWatch's memory of mappings it saw.
 const recentFiles = 20000
 
-// WatchFiles starts the shared watcher; it runs until ctx ends and is
+// Watch starts the shared watcher; it runs until ctx ends and is
 // re-established when it stops. logf receives its failures (may be nil).
-func (q *Queue) WatchFiles(ctx context.Context, logf func(msg string, args ...any)) *FileWatch {
+func (f *Files) Watch(ctx context.Context, logf func(msg string, args ...any)) *FileWatch {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	fw := &FileWatch{q: q, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}, grace: lookupGrace,
+	fw := &FileWatch{files: f, log: logf, waiters: map[string][]chan string{}, recent: map[string]string{}, grace: lookupGrace,
 		done: make(chan struct{})}
 	go fw.run(ctx)
 	return fw
@@ -94,7 +125,7 @@ func (fw *FileWatch) Done() <-chan struct{} { return fw.done }
 func (fw *FileWatch) run(ctx context.Context) {
 	defer close(fw.done)
 	for ctx.Err() == nil {
-		w, err := fw.q.files.WatchAll(ctx, jetstream.UpdatesOnly())
+		w, err := fw.files.files.WatchAll(ctx, jetstream.UpdatesOnly())
 		if err != nil {
 			if ctx.Err() == nil {
 				fw.log("files watch unavailable, retrying", "err", err)
@@ -174,7 +205,7 @@ func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
 	}
 	fw.mu.Unlock()
 	if !live {
-		return fw.q.WaitJobForFile(ctx, fileID) // a watch of its own meanwhile
+		return fw.files.WaitJobFor(ctx, fileID) // a watch of its own meanwhile
 	}
 	defer fw.forget(fileID, ch)
 	// A mapping recorded while the watcher runs arrives through it, usually
@@ -193,7 +224,7 @@ func (fw *FileWatch) Wait(ctx context.Context, fileID string) (string, error) {
 	// once, but bounded so it cannot outlast the caller's wait for long; a
 	// lookup that ran out of time leaves the watcher to answer.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
-	id, found, err := fw.q.lookupFile(lctx, fileID)
+	id, found, err := fw.files.lookupFile(lctx, fileID)
 	timedOut := lctx.Err() != nil
 	cancel()
 	if found || err != nil && !timedOut {
@@ -229,7 +260,7 @@ func (fw *FileWatch) lookupAfter(ctx context.Context) time.Duration {
 // watcher stopped (then the waiter looks again on its own).
 func (fw *FileWatch) delivered(ctx context.Context, fileID, jobID string) (string, error) {
 	if jobID == "" {
-		return fw.q.WaitJobForFile(ctx, fileID)
+		return fw.files.WaitJobFor(ctx, fileID)
 	}
 	return jobID, nil
 }
@@ -247,8 +278,8 @@ func (fw *FileWatch) forget(fileID string, ch chan string) {
 
 // lookupFile is the first step of a wait: the mapping if it is there
 // (found), ErrNotFound if the wait is already over, or a store failure.
-func (q *Queue) lookupFile(ctx context.Context, fileID string) (id string, found bool, err error) {
-	id, err = q.JobForFile(ctx, fileID)
+func (f *Files) lookupFile(ctx context.Context, fileID string) (id string, found bool, err error) {
+	id, err = f.JobFor(ctx, fileID)
 	switch {
 	case err == nil:
 		return id, true, nil
@@ -260,18 +291,18 @@ func (q *Queue) lookupFile(ctx context.Context, fileID string) (id string, found
 	return "", false, nil
 }
 
-// WaitJobForFile returns the job that uploaded a FileId, waiting until the
+// WaitJobFor returns the job that uploaded a FileId, waiting until the
 // mapping is recorded or ctx ends (then it returns ErrNotFound). It watches
 // the key rather than polling, so a mapping recorded a moment after the
 // call is seen at once.
-func (q *Queue) WaitJobForFile(ctx context.Context, fileID string) (string, error) {
-	if id, found, err := q.lookupFile(ctx, fileID); found || err != nil {
+func (f *Files) WaitJobFor(ctx context.Context, fileID string) (string, error) {
+	if id, found, err := f.lookupFile(ctx, fileID); found || err != nil {
 		return id, err
 	}
 	if strings.ContainsAny(fileID, "*> ") {
 		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
 	}
-	w, err := q.files.Watch(ctx, fileID)
+	w, err := f.files.Watch(ctx, fileID)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)

@@ -1,0 +1,169 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// DeadLetters is the dead-letter stream: messages and jobs that failed for
+// good, each with the reason, under vodpipe.dlq.<job id>.
+type DeadLetters struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// WrongSubject is why a message published on subj, under the stream's
+// subjects but not JobsSubject, is dead-lettered instead of run.
+func WrongSubject(subj string) error {
+	return fmt.Errorf("published on %s: jobs are published on %s (publish it there with a new Nats-Msg-Id: "+
+		"this copy spent its one for the stream's duplicate window)", subj, JobsSubject)
+}
+
+// DeadLetterJobID is the job id a dead letter is filed under: the message's
+// job id when it has one (j may be a job that failed validation), otherwise
+// the publisher's Nats-Msg-Id, so the dead letter names something.
+func DeadLetterJobID(j *job.Job, h nats.Header) string {
+	if j != nil && j.ID != "" {
+		return j.ID
+	}
+	return h.Get(jetstream.MsgIDHeader)
+}
+
+// A dead letter over deadLetterMax (well within NATS's 1 MiB payload limit)
+// keeps only the first deadLetterKeep bytes of its message, base64-encoded.
+const (
+	deadLetterMax  = 900 << 10
+	deadLetterKeep = 512 << 10
+)
+
+// Publish records a dead letter under vodpipe.dlq.<job id>.
+func (dl *DeadLetters) Publish(ctx context.Context, d job.DeadLetter, raw []byte) error {
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	if json.Valid(raw) {
+		d.Message = raw
+	} else {
+		d.RawMessage = raw
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if len(b) > deadLetterMax {
+		// Too big in its envelope: a message near the job stream's limit
+		// (base64 adds a third), JSON that grew (json escapes <, > and &
+		// six-fold), or a reason quoting a huge field. Keep the bytes, cut
+		// short.
+		d.Message, d.RawMessage = nil, raw[:min(len(raw), deadLetterKeep)]
+		if d.Truncated = len(raw) > deadLetterKeep; d.Truncated {
+			d.Size = len(raw)
+		}
+		if len(d.Reason) > 4<<10 {
+			d.Reason = strings.ToValidUTF8(d.Reason[:4<<10], "") + " …"
+		}
+		if b, err = json.Marshal(d); err != nil {
+			return err
+		}
+	}
+	subj := DLQPrefix + "." + subjectToken(d.JobID)
+	// One entry per message and reason: a delivery that dead-letters the
+	// message again (its failed status could not be written) adds none.
+	msgID := fmt.Sprintf("dlq-%s-%d-%s", subjectToken(d.JobID), d.StreamSeq, d.Code)
+	if d.StreamSeq == 0 {
+		msgID += fmt.Sprintf("-%d", d.Attempt)
+	}
+	if _, err := dl.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}}); err != nil {
+		return fmt.Errorf("queue: dead letter: %w", err)
+	}
+	return nil
+}
+
+// All lists every dead letter with its message, oldest first (for
+// tests and operators).
+func (dl *DeadLetters) All(ctx context.Context) ([]job.DeadLetter, error) {
+	var out []job.DeadLetter
+	for after := uint64(0); ; {
+		page, next, err := dl.page(ctx, after, 100, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			out = append(out, e.DeadLetter)
+		}
+		if next == 0 {
+			return out, nil
+		}
+		after = next
+	}
+}
+
+// Page lists up to limit dead letters with a sequence above after,
+// oldest first, without their messages (entries can be 900 KiB each; see
+// At). next is the after of the following page: the last seq of
+// a full page (the following page may then be empty), 0 on a page that is
+// not full. Sequences that expired or were removed are skipped by the
+// server. An entry that is not a dead letter is listed with code
+// "undecodable" rather than hiding the rest.
+func (dl *DeadLetters) Page(ctx context.Context, after uint64, limit int) (page []job.DeadLetterEntry, next uint64, err error) {
+	return dl.page(ctx, after, limit, false)
+}
+
+// page is Page, keeping each entry's message when
+// messages is set.
+func (dl *DeadLetters) page(ctx context.Context, after uint64, limit int, messages bool) (page []job.DeadLetterEntry, next uint64, err error) {
+	if limit < 1 || after == math.MaxUint64 {
+		return nil, 0, nil
+	}
+	for seq := after + 1; len(page) < limit; {
+		m, err := dl.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(DLQPrefix+".>"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return page, 0, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("queue: read dead letter after %d: %w", seq-1, err)
+		}
+		e := decodeDeadLetter(m)
+		if !messages {
+			e.Message, e.RawMessage = nil, nil
+		}
+		page = append(page, e)
+		seq = m.Sequence + 1
+	}
+	return page, page[len(page)-1].Seq, nil
+}
+
+// At returns the dead letter at sequence seq, with its message,
+// or ErrNotFound.
+func (dl *DeadLetters) At(ctx context.Context, seq uint64) (job.DeadLetterEntry, error) {
+	m, err := dl.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return job.DeadLetterEntry{}, fmt.Errorf("%w: dead letter %d", ErrNotFound, seq)
+	}
+	if err != nil {
+		return job.DeadLetterEntry{}, fmt.Errorf("queue: read dead letter %d: %w", seq, err)
+	}
+	return decodeDeadLetter(m), nil
+}
+
+// decodeDeadLetter decodes a dead-letter stream entry. One that is not a
+// dead letter (written by something else) keeps its bytes as RawMessage
+// under code "undecodable".
+func decodeDeadLetter(m *jetstream.RawStreamMsg) job.DeadLetterEntry {
+	e := job.DeadLetterEntry{Seq: m.Sequence}
+	if err := json.Unmarshal(m.Data, &e.DeadLetter); err != nil {
+		e.DeadLetter = job.DeadLetter{Code: "undecodable", Reason: "not a vodpipe dead letter: " + err.Error(),
+			Time: m.Time, RawMessage: m.Data}
+	}
+	return e
+}

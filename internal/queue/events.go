@@ -1,0 +1,84 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// Events is the EVENTS stream: job and VOD events under
+// vodpipe.events.<type>.<job id>, deduplicated by event id.
+type Events struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// EventSubject is the subject of an event: vodpipe.events.<type>.<job id>,
+// "none" standing for events of no job; dots in a job id become '_'.
+func EventSubject(e *job.Event) string {
+	id := "none"
+	if e.JobID != "" {
+		id = subjectToken(e.JobID)
+	}
+	return EventsPrefix + "." + e.Type + "." + id
+}
+
+// EventFilterSubject is the subject filter on the EVENTS stream that holds
+// the events of one type pattern, optionally of one job. eventType is an
+// exact type ("job.completed"), a namespace wildcard ("job.*") or "*" for
+// every type; jobID "" means every job (and events of no job).
+//
+// A job id is mapped to its subject token as EventSubject does, so two job
+// ids that differ only in characters a subject cannot hold ('.', '*', '>',
+// spaces) share a subject: filter on the envelope's jobId as well.
+func EventFilterSubject(eventType, jobID string) string {
+	jobTok := "*"
+	if jobID != "" {
+		jobTok = subjectToken(jobID)
+	}
+	if eventType == "*" {
+		if jobID == "" {
+			return EventsPrefix + ".>"
+		}
+		return EventsPrefix + ".*.*." + jobTok
+	}
+	return EventsPrefix + "." + eventType + "." + jobTok
+}
+
+func encodeEvent(e *job.Event) ([]byte, error) { return json.Marshal(e) }
+
+// Publish stores an event in the EVENTS stream (deduplicated by event id).
+func (ev *Events) Publish(ctx context.Context, e *job.Event) error {
+	_, err := ev.PublishOnce(ctx, e)
+	return err
+}
+
+// PublishOnce is Publish that also reports whether JetStream
+// dropped the event as a duplicate of one with the same id published within
+// the stream's duplicate window.
+func (ev *Events) PublishOnce(ctx context.Context, e *job.Event) (duplicate bool, err error) {
+	b, err := encodeEvent(e)
+	if err != nil {
+		return false, err
+	}
+	ack, err := ev.js.PublishMsg(ctx, &nats.Msg{Subject: EventSubject(e), Data: b,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}})
+	if err != nil {
+		return false, fmt.Errorf("queue: publish event %s: %w", e.Type, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// Emit builds and publishes an event.
+func (ev *Events) Emit(ctx context.Context, typ, jobID string, data any) error {
+	e, err := job.NewEvent(typ, jobID, data)
+	if err != nil {
+		return err
+	}
+	return ev.Publish(ctx, e)
+}

@@ -1,0 +1,200 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// Jobs is the JOBS work queue: jobs are published on JobsSubject with
+// Nats-Msg-Id = job id, and the workers share one consumer of it.
+type Jobs struct {
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	statuses *Statuses
+}
+
+// Consumer returns the shared worker consumer.
+func (j *Jobs) Consumer(ctx context.Context) (jetstream.Consumer, error) {
+	return j.js.Consumer(ctx, JobsStream, WorkerConsumer)
+}
+
+// Header names on job messages.
+const (
+	// HeaderResumeOf marks a job re-enqueued by Resume (its Nats-Msg-Id differs from the job id).
+	HeaderResumeOf = "Vodpipe-Resume-Of"
+)
+
+// PublishResult tells whether JetStream stored a job or dropped it as a duplicate.
+type PublishResult struct {
+	JobID     string
+	Duplicate bool
+	Err       error
+}
+
+// Publish puts one job on the queue with Nats-Msg-Id = job id, so a job
+// published twice within the duplicate window runs once.
+func (jq *Jobs) Publish(ctx context.Context, j *job.Job) (PublishResult, error) {
+	b, err := j.Encode()
+	if err != nil {
+		return PublishResult{JobID: j.ID}, err
+	}
+	ack, err := jq.js.PublishMsg(ctx, &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}})
+	if err != nil {
+		return PublishResult{JobID: j.ID}, fmt.Errorf("queue: publish job %s: %w", j.ID, err)
+	}
+	return PublishResult{JobID: j.ID, Duplicate: ack.Duplicate}, nil
+}
+
+// PublishBatch publishes a batch asynchronously and waits for every
+// acknowledgement; each result says stored, duplicate or failed.
+func (jq *Jobs) PublishBatch(ctx context.Context, jobs []*job.Job) []PublishResult {
+	out := make([]PublishResult, len(jobs))
+	futures := make([]jetstream.PubAckFuture, len(jobs))
+	for i, j := range jobs {
+		out[i].JobID = j.ID
+		b, err := j.Encode()
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		futures[i], err = jq.js.PublishMsgAsync(&nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}})
+		if err != nil {
+			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			out[i].Duplicate = ack.Duplicate
+		case err := <-f.Err():
+			out[i].Err = fmt.Errorf("queue: publish job %s: %w", out[i].JobID, err)
+		case <-ctx.Done():
+			out[i].Err = ctx.Err()
+		}
+	}
+	return out
+}
+
+// SubmitResult is the outcome of submitting one job of a batch.
+type SubmitResult struct {
+	Job *job.Job
+	// Status is the job's status: the new one, or the existing one of a duplicate.
+	Status    *job.Status
+	Duplicate bool
+	Err       error
+}
+
+// Submit records statuses, publishes the jobs and their job.queued events
+// for a batch, all asynchronously with one wait per stage, so a batch costs a
+// few round trips instead of three per job. A job whose id already has a
+// status is a duplicate: it is not published again.
+func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
+	out := make([]SubmitResult, len(jobs))
+	now := time.Now().UTC()
+	// Stage 1: create statuses; the first submit of an id wins.
+	statusFutures := make([]jetstream.PubAckFuture, len(jobs))
+	for i, j := range jobs {
+		out[i].Job = j
+		st := &job.Status{Job: *j, State: job.StateQueued, CreatedAt: now, UpdatedAt: now}
+		out[i].Status = st
+		b, err := job.MarshalStatus(st)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + j.ID, Data: b, Header: nats.Header{}}
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		if statusFutures[i], err = jq.js.PublishMsgAsync(m); err != nil {
+			out[i].Err = fmt.Errorf("queue: status %s: %w", j.ID, err)
+		}
+	}
+	for i, f := range statusFutures {
+		if f == nil {
+			continue
+		}
+		if err := awaitAck(ctx, f); err != nil {
+			if lostRace(err) {
+				out[i].Duplicate = true
+				if old, _, gerr := jq.statuses.Get(ctx, jobs[i].ID); gerr == nil {
+					out[i].Status = old
+				}
+				continue
+			}
+			out[i].Err = fmt.Errorf("queue: status %s: %w", jobs[i].ID, err)
+		}
+	}
+	// Stage 2: publish the new jobs and their job.queued events.
+	type pending struct {
+		i          int
+		jobF, evtF jetstream.PubAckFuture
+	}
+	var ps []pending
+	for i, j := range jobs {
+		if out[i].Err != nil || out[i].Duplicate {
+			continue
+		}
+		b, err := j.Encode()
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		p := pending{i: i}
+		if p.jobF, err = jq.js.PublishMsgAsync(&nats.Msg{Subject: JobsSubject, Data: b,
+			Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}); err != nil {
+			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
+			continue
+		}
+		if e, err := job.NewEvent(job.EventQueued, j.ID, j); err == nil {
+			if eb, err := encodeEvent(e); err == nil {
+				p.evtF, _ = jq.js.PublishMsgAsync(&nats.Msg{Subject: EventSubject(e), Data: eb,
+					Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}})
+			}
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		if err := awaitAck(ctx, p.jobF); err != nil {
+			out[p.i].Err = fmt.Errorf("queue: publish job %s: %w", jobs[p.i].ID, err)
+		}
+		if p.evtF != nil {
+			_ = awaitAck(ctx, p.evtF)
+		}
+	}
+	return out
+}
+
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// requeue publishes the job again so a worker picks it up. It takes a new
+// message id: the original one is still in the duplicate window.
+func (jq *Jobs) requeue(ctx context.Context, s *job.Status, why string) error {
+	b, err := s.Job.Encode()
+	if err != nil {
+		return err
+	}
+	msgID := s.Job.ID + "." + why + "." + strconv.FormatInt(time.Now().UnixNano(), 10)
+	if _, err := jq.js.PublishMsg(ctx, &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{
+		jetstream.MsgIDHeader: []string{msgID}, HeaderResumeOf: []string{s.Job.ID}}}); err != nil {
+		return fmt.Errorf("queue: %s %s: %w", why, s.Job.ID, err)
+	}
+	return nil
+}
