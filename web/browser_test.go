@@ -22,6 +22,8 @@ import (
 	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/internal/testharness"
@@ -116,8 +118,9 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 		c.CallbackURL = notifyURL + "/v1/vod/callback?token=browser-callback-token"
 	})
 	tlsAddr := sim.StartTLS(t)
-	ncfg := notify.Config{NATS: natsconf.NATS{URL: n.URL}, CorrelationWait: -1, CallbackToken: "browser-callback-token",
-		WebhookConfig: notify.WebhookConfig{WebhookSecretKeys: []string{strings.Repeat("ab", 32)}}}
+	ncfg := notify.Config{NATS: natsconf.NATS{URL: n.URL},
+		IntakeConfig: intake.Config{CorrelationWait: -1, CallbackToken: "browser-callback-token"},
+		FanoutConfig: fanout.Config{WebhookConfig: fanout.WebhookConfig{WebhookSecretKeys: []string{strings.Repeat("ab", 32)}}}}
 	if err := ncfg.APIKeys.Decode("page:" + notifyKey + ":read"); err != nil {
 		t.Fatal(err)
 	}

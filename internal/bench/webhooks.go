@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
@@ -54,7 +54,7 @@ func subscribeWebhooks(ctx context.Context, notifyURL, apiKey string) (*webhooks
 		return nil, fmt.Errorf("subscribe at notify: %w", err)
 	}
 	defer resp.Body.Close()
-	var sub notify.Subscription
+	var sub fanout.Subscription
 	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || resp.StatusCode != http.StatusCreated || sub.Secret == "" {
 		w.stop()
 		return nil, fmt.Errorf("subscribe at notify: %s (%v)", resp.Status, err)

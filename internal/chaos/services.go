@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/child"
-	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -345,7 +345,7 @@ func (s *services) subscribeOnce(ctx context.Context, url string) (secret string
 	if resp.StatusCode/100 != 2 {
 		return "", resp.StatusCode == http.StatusServiceUnavailable, fmt.Errorf("create subscription: %s: %s", resp.Status, b)
 	}
-	var sub notify.Subscription
+	var sub fanout.Subscription
 	if err := json.Unmarshal(b, &sub); err != nil {
 		return "", false, err
 	}

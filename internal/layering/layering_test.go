@@ -25,12 +25,28 @@ var light = []string{"pkg/client", "pkg/job", "pkg/vod", "pkg/webhook"}
 
 // services are the packages of the running services and what only they use;
 // public packages never reach them.
-var services = []string{"internal/ingest", "internal/worker", "internal/notify", "internal/queue",
+var services = []string{"internal/ingest", "internal/worker", "internal/notify", "internal/notify/intake",
+	"internal/notify/fanout", "internal/queue",
 	"internal/signer", "internal/resume", "internal/upload", "internal/stack", "internal/natsembed",
 	"internal/natsperm", "internal/cli", "internal/chaos", "internal/bench", "internal/service"}
 
-// apart are the services that never import one another.
+// apart are the services that never import one another; the packages
+// under a service's directory are part of it.
 var apart = []string{"internal/ingest", "internal/worker", "internal/notify"}
+
+// parts are a service's packages that never import each other: notify's
+// intake and fan-out meet only in the package that composes them.
+var parts = [][]string{{"internal/notify/intake", "internal/notify/fanout"}}
+
+// serviceOf is the service of apart that p is or is under, or "".
+func serviceOf(p string) string {
+	for _, s := range apart {
+		if p == s || strings.HasPrefix(p, s+"/") {
+			return s
+		}
+	}
+	return ""
+}
 
 // composers put services together; no service imports them.
 var composers = []string{"internal/stack", "internal/cli", "internal/chaos", "internal/bench", "internal/service"}
@@ -151,13 +167,29 @@ func TestPublicPackagesReachNoService(t *testing.T) {
 
 func TestServicesStayApart(t *testing.T) {
 	g, _ := load(t)
-	for _, s := range apart {
-		for d := range g.deps(s) {
-			if slices.Contains(apart, d) {
-				t.Errorf("service %s imports service %s", s, d)
+	for p := range g {
+		s := serviceOf(p)
+		if s == "" {
+			continue
+		}
+		for d := range g.deps(p) {
+			if o := serviceOf(d); o != "" && o != s {
+				t.Errorf("service %s imports service %s (through %s)", s, d, p)
 			}
 			if slices.Contains(composers, d) {
-				t.Errorf("service %s imports %s, which composes services", s, d)
+				t.Errorf("service %s imports %s, which composes services", p, d)
+			}
+		}
+	}
+	for _, group := range parts {
+		for _, p := range group {
+			if _, ok := g[p]; !ok {
+				t.Errorf("%s is gone: update parts", p)
+			}
+			for d := range g.deps(p) {
+				if d != p && slices.Contains(group, d) {
+					t.Errorf("%s imports %s: they meet only in the package that composes them", p, d)
+				}
 			}
 		}
 	}

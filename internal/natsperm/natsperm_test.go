@@ -17,7 +17,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsembed"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
-	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/internal/testharness"
@@ -30,7 +30,7 @@ import (
 func TestRefusals(t *testing.T) {
 	g := startGuarded(t)
 	status := "$KV." + queue.StatusBucket
-	subs := "$KV." + notify.SubscriptionsBucket
+	subs := "$KV." + fanout.SubscriptionsBucket
 	for _, tc := range []struct {
 		role natsperm.Role
 		// requests are subjects the role may not publish (or request) on.
@@ -43,20 +43,20 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
 			"$JS.API.STREAM.INFO.KV_" + queue.StatusBucket,
 			"$JS.API.CONSUMER.CREATE.KV_" + queue.StatusBucket,
-			"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
-			"$JS.API.CONSUMER.CREATE.KV_" + notify.SubscriptionsBucket,
+			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
+			"$JS.API.CONSUMER.CREATE.KV_" + fanout.SubscriptionsBucket,
 			"$JS.API.STREAM.UPDATE." + queue.JobsStream,
 			"vodpipe.jobs.other",
 		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
 			queue.JobsSubject,
-			"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
-			"$JS.API.STREAM.UPDATE.KV_" + notify.SubscriptionsBucket,
+			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
+			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1"},
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
-		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + notify.SubscriptionsBucket + "." + subs + ".sub-1",
+		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			subs + ".sub-1"}, // no answering wherever a requester points (allow_responses)
 			[]string{subs + ".>"}},
 	} {

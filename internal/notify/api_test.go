@@ -12,6 +12,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/netguard"
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
@@ -103,11 +104,11 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	e := newEnv(t)
 	in := e.start()
 	created := in.subscribe(t, "http://127.0.0.1:9/hook?x=1", []string{"job.*", "job.completed", "vod.file_uploaded"}, "job-7")
-	if !strings.HasPrefix(created.ID, "sub_") || !strings.HasPrefix(created.Secret, webhook.SecretPrefix) || created.Status != notify.StatusActive {
+	if !strings.HasPrefix(created.ID, "sub_") || !strings.HasPrefix(created.Secret, webhook.SecretPrefix) || created.Status != fanout.StatusActive {
 		t.Fatalf("created = %+v", created)
 	}
 	// Omitted eventTypes means every event.
-	var all notify.Subscription
+	var all fanout.Subscription
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions", map[string]any{"url": "http://127.0.0.1:9/all"}, &all); code != 201 ||
 		!reflect.DeepEqual(all.EventTypes, []string{"*"}) {
 		t.Fatalf("default filters: %d %+v", code, all)
@@ -116,7 +117,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if got.Secret != "" || got.URL != created.URL || got.JobID != "job-7" || len(got.EventTypes) != 3 {
 		t.Fatalf("get = %+v (the secret is shown only at creation)", got)
 	}
-	var list struct{ Subscriptions []notify.Subscription }
+	var list struct{ Subscriptions []fanout.Subscription }
 	if code := in.callWith(t, "read-only-key-0000", http.MethodGet, "/v1/subscriptions", nil, &list); code != 200 ||
 		len(list.Subscriptions) != 2 || list.Subscriptions[0].ID != created.ID || list.Subscriptions[0].Secret != "" {
 		t.Fatalf("list: %d %+v", code, list)
@@ -188,7 +189,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	if len(cfg.APIKeys) != 2 || cfg.APIKeys[0].Name != "ops" || len(cfg.APIKeys[1].Scopes) != 4 {
 		t.Fatalf("keys = %+v", cfg.APIKeys)
 	}
-	if !reflect.DeepEqual(cfg.WebhookSchedule, notify.Schedule{time.Second, time.Minute}) || cfg.WebhookTimeout != 15*time.Second ||
+	if !reflect.DeepEqual(cfg.WebhookSchedule, fanout.Schedule{time.Second, time.Minute}) || cfg.WebhookTimeout != 15*time.Second ||
 		cfg.HTTPAddr != ":8081" || cfg.PullEndpoint != "https://vod.tencentcloudapi.com" || cfg.PullAPIID != "AKIDpull" {
 		t.Fatalf("config = %+v", cfg)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -49,7 +51,7 @@ func commitUploadAfter(t *testing.T, v *testharness.Vodsim, p vod.SignatureParam
 }
 
 // postCallback sends a body to /v1/vod/callback as VOD would.
-func postCallback(t *testing.T, in *instance, query string, body []byte) (int, notify.VODResult, errorAnswer) {
+func postCallback(t *testing.T, in *instance, query string, body []byte) (int, intake.VODResult, errorAnswer) {
 	t.Helper()
 	resp, err := http.Post(in.url+"/v1/vod/callback"+query, "application/json", bytes.NewReader(body))
 	if err != nil {
@@ -58,7 +60,7 @@ func postCallback(t *testing.T, in *instance, query string, body []byte) (int, n
 	defer resp.Body.Close()
 	var raw json.RawMessage
 	_ = json.NewDecoder(resp.Body).Decode(&raw)
-	var res notify.VODResult
+	var res intake.VODResult
 	var ea errorAnswer
 	_ = json.Unmarshal(raw, &res)
 	_ = json.Unmarshal(raw, &ea)
@@ -231,7 +233,7 @@ func TestCallbackCorrelatesDedupesAndRefuses(t *testing.T) {
 	if byType[job.EventVODFileUpload] != 2 || byType[job.EventVODProcedure] != 2 || len(byType) != 2 {
 		t.Fatalf("events on the stream: %v", byType)
 	}
-	var pd notify.ProcedureChangedData
+	var pd intake.ProcedureChangedData
 	for _, ev := range e.eventsOf(job.EventVODProcedure) {
 		if err := json.Unmarshal(ev.Data, &pd); err != nil || pd.TaskID != "t-1" || pd.FileID != "proc-file" || len(pd.Event) == 0 {
 			t.Fatalf("procedure data %s: %v", ev.Data, err)
@@ -326,7 +328,7 @@ func TestPullModeNeedsItsKeyFile(t *testing.T) {
 			c.PullAPIID, c.PullAPIKeyFile, c.PullEndpoint = "AKIDx", pullKeyFile(t, "k"), "vod.tencentcloudapi.com"
 		},
 	} {
-		cfg := notify.Config{WebhookConfig: notify.WebhookConfig{WebhookSecretKeys: []string{newSealKey()}}}
+		cfg := notify.Config{FanoutConfig: fanout.Config{WebhookConfig: fanout.WebhookConfig{WebhookSecretKeys: []string{newSealKey()}}}}
 		mod(&cfg)
 		if _, err := notify.New(t.Context(), cfg, nil); err == nil || !strings.Contains(err.Error(), "PULL_") {
 			t.Errorf("%s: err = %v", name, err)

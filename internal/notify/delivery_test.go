@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -43,20 +45,20 @@ func TestWebhookFailingFirstAttemptsGetsEventAfterwards(t *testing.T) {
 	if n := r.requests(ev.ID); n != 4 {
 		t.Fatalf("%d requests for the event, want 4 (3 failed + 1)", n)
 	}
-	var atts []notify.Attempt
+	var atts []fanout.Attempt
 	testharness.WaitFor(t, 5*time.Second, "4 attempt records", func() bool { atts = in.attempts(t, sub.ID); return len(atts) == 4 })
-	wantOutcomes := []string{notify.OutcomeDelivered, notify.OutcomeRetry, notify.OutcomeRetry, notify.OutcomeRetry} // newest first
+	wantOutcomes := []string{fanout.OutcomeDelivered, fanout.OutcomeRetry, fanout.OutcomeRetry, fanout.OutcomeRetry} // newest first
 	wantStatus := []int{200, 429, 503, 500}
 	for i, a := range atts {
 		if a.EventID != ev.ID || a.Outcome != wantOutcomes[i] || a.Status != wantStatus[i] || a.Attempt != 4-i {
 			t.Errorf("attempt %d = %+v, want outcome %s status %d attempt %d", i, a, wantOutcomes[i], wantStatus[i], 4-i)
 		}
-		if a.Outcome == notify.OutcomeRetry && a.NextAttemptAt == nil {
+		if a.Outcome == fanout.OutcomeRetry && a.NextAttemptAt == nil {
 			t.Errorf("attempt %d has no nextAttemptAt", i)
 		}
 	}
 	// The filters of ?eventId= and ?outcome= apply.
-	var only struct{ Attempts []notify.Attempt }
+	var only struct{ Attempts []fanout.Attempt }
 	in.call(t, http.MethodGet, "/v1/subscriptions/"+sub.ID+"/attempts?outcome=delivered&limit=5", nil, &only)
 	if len(only.Attempts) != 1 || only.Attempts[0].Status != 200 {
 		t.Fatalf("delivered attempts = %+v", only.Attempts)
@@ -131,8 +133,8 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 	watcher.setSecret(w.Secret)
 
 	first := e.publish(job.EventQueued, "j1", map[string]string{"id": "j1"})
-	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == notify.StatusDisabled })
-	if s := in.subscription(t, sub.ID); s.DisabledReason != notify.DisabledGone || s.DisabledAt == nil {
+	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == fanout.StatusDisabled })
+	if s := in.subscription(t, sub.ID); s.DisabledReason != fanout.DisabledGone || s.DisabledAt == nil {
 		t.Fatalf("subscription = %+v", s)
 	}
 	if n := gone.requests(first.ID); n != 1 {
@@ -140,7 +142,7 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 	}
 	testharness.WaitFor(t, 10*time.Second, "subscription.disabled at the watcher", func() bool { return len(watcher.received()) == 1 })
 	d := watcher.received()[0].Ev
-	if d.Type != notify.EventSubscriptionDisabled || !strings.Contains(string(d.Data), sub.ID) || strings.Contains(string(d.Data), h.srv.URL) {
+	if d.Type != fanout.EventSubscriptionDisabled || !strings.Contains(string(d.Data), sub.ID) || strings.Contains(string(d.Data), h.srv.URL) {
 		t.Fatalf("disabled event = %s %s", d.Type, d.Data)
 	}
 
@@ -151,8 +153,8 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 		t.Fatalf("disabled subscription was called %d times", n)
 	}
 	isGone.Store(false)
-	var s notify.Subscription
-	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/enable", nil, &s); code != http.StatusOK || s.Status != notify.StatusActive {
+	var s fanout.Subscription
+	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/enable", nil, &s); code != http.StatusOK || s.Status != fanout.StatusActive {
 		t.Fatalf("enable: %d %+v", code, s)
 	}
 	testharness.WaitFor(t, 10*time.Second, "the event published while disabled", func() bool { return gone.receivedIDs()[second.ID] == 1 })
@@ -193,10 +195,10 @@ func TestExhaustedEventIsTerminated(t *testing.T) {
 // failingSubscription is a notify instance with one retry per event and a
 // subscription for every event at an endpoint answering 502, disabled after
 // disableAfter exhausted events.
-func failingSubscription(t *testing.T, disableAfter int) (*env, *instance, *receiver, notify.Subscription) {
+func failingSubscription(t *testing.T, disableAfter int) (*env, *instance, *receiver, fanout.Subscription) {
 	t.Helper()
 	e := newEnv(t, func(c *notify.Config) {
-		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond}
+		c.WebhookSchedule = fanout.Schedule{10 * time.Millisecond}
 		c.WebhookDisableAfter = disableAfter
 	})
 	in := e.start()
@@ -213,12 +215,12 @@ func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
 
 	a := e.publish(job.EventQueued, "j1", nil)
 	testharness.WaitFor(t, 10*time.Second, "the first event to exhaust", func() bool { return in.subscription(t, sub.ID).ConsecutiveFailures == 1 })
-	if s := in.subscription(t, sub.ID); s.Status != notify.StatusActive {
+	if s := in.subscription(t, sub.ID); s.Status != fanout.StatusActive {
 		t.Fatalf("disabled after one exhausted event: %+v", s)
 	}
 	b := e.publish(job.EventQueued, "j2", nil)
-	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == notify.StatusDisabled })
-	if s := in.subscription(t, sub.ID); s.DisabledReason != notify.DisabledFailing {
+	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == fanout.StatusDisabled })
+	if s := in.subscription(t, sub.ID); s.DisabledReason != fanout.DisabledFailing {
 		t.Fatalf("subscription = %+v", s)
 	}
 	for _, ev := range []*job.Event{a, b} {
@@ -228,7 +230,7 @@ func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
 	}
 	var disabled []job.Event
 	testharness.WaitFor(t, 5*time.Second, "subscription.disabled on the stream", func() bool {
-		disabled = e.eventsOf(notify.EventSubscriptionDisabled)
+		disabled = e.eventsOf(fanout.EventSubscriptionDisabled)
 		return len(disabled) == 1
 	})
 	if !strings.Contains(string(disabled[0].Data), `"reason":"failing"`) || !strings.Contains(string(disabled[0].Data), `"lastStatus":502`) {
@@ -237,7 +239,7 @@ func TestWebhookRepeatedFailureDisablesSubscription(t *testing.T) {
 	atts := in.attempts(t, sub.ID)
 	exhausted := 0
 	for _, at := range atts {
-		if at.Outcome == notify.OutcomeExhausted {
+		if at.Outcome == fanout.OutcomeExhausted {
 			exhausted++
 		}
 	}
@@ -299,7 +301,7 @@ func TestWebhookInstanceStoppedMidDeliveryLosesNothing(t *testing.T) {
 	if got[interrupted] != 1 {
 		t.Errorf("interrupted event %s delivered %d times after the restart", interrupted, got[interrupted])
 	}
-	if s := second.subscription(t, sub.ID); s.Status != notify.StatusActive {
+	if s := second.subscription(t, sub.ID); s.Status != fanout.StatusActive {
 		t.Fatalf("subscription = %+v", s)
 	}
 }
@@ -325,7 +327,7 @@ func TestWebhookReplayResendsTimeRange(t *testing.T) {
 	testharness.WaitFor(t, 10*time.Second, "the live deliveries", func() bool { return len(r.received()) == 3 })
 
 	var rp struct {
-		notify.Replay
+		fanout.Replay
 		Pending uint64
 	}
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"since": since, "until": until}, &rp); code != http.StatusAccepted {
@@ -388,7 +390,7 @@ func TestWebhookFanoutFiftySubscribers(t *testing.T) {
 		}
 	}
 	published = append(published, e.publish(job.EventVODFileUpload, "", job.FileUploadedData{FileID: "orphan"}),
-		e.publish(job.EventVODProcedure, "alpha", notify.ProcedureChangedData{TaskID: "t1"}))
+		e.publish(job.EventVODProcedure, "alpha", intake.ProcedureChangedData{TaskID: "t1"}))
 
 	expected := func(s sub) map[string]bool {
 		out := map[string]bool{}
@@ -477,7 +479,7 @@ func TestWebhookInstanceKilledMidDeliveryLosesNothing(t *testing.T) {
 	if got := r.receivedIDs(); got[interrupted] == 0 {
 		t.Fatalf("interrupted event %s lost", interrupted)
 	}
-	if s := second.subscription(t, sub.ID); s.Status != notify.StatusActive {
+	if s := second.subscription(t, sub.ID); s.Status != fanout.StatusActive {
 		t.Fatalf("subscription = %+v", s)
 	}
 }
@@ -490,7 +492,7 @@ func TestWebhookInstanceKilledMidDeliveryLosesNothing(t *testing.T) {
 func TestWebhookLastAttemptKilledIsCountedExhausted(t *testing.T) {
 	e := newEnv(t, func(c *notify.Config) {
 		c.WebhookTimeout = time.Second
-		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond} // 2 attempts
+		c.WebhookSchedule = fanout.Schedule{10 * time.Millisecond} // 2 attempts
 	})
 	first := e.start()
 	h := newHub(t)
@@ -525,7 +527,7 @@ func TestWebhookLastAttemptKilledIsCountedExhausted(t *testing.T) {
 	if len(atts) != 2 {
 		t.Fatalf("attempts = %+v, want the first one's retry and the exhaustion", atts)
 	}
-	if last := atts[0]; last.Outcome != notify.OutcomeExhausted || last.EventID != ev.ID || last.Error == "" {
+	if last := atts[0]; last.Outcome != fanout.OutcomeExhausted || last.EventID != ev.ID || last.Error == "" {
 		t.Fatalf("last attempt = %+v", last)
 	}
 }
@@ -538,7 +540,7 @@ func TestWebhookLastAttemptKilledIsCountedExhausted(t *testing.T) {
 func TestWebhookLastAttemptFinishesThroughAGracefulStop(t *testing.T) {
 	e := newEnv(t, func(c *notify.Config) {
 		c.WebhookTimeout = 5 * time.Second
-		c.WebhookSchedule = notify.Schedule{10 * time.Millisecond} // 2 attempts
+		c.WebhookSchedule = fanout.Schedule{10 * time.Millisecond} // 2 attempts
 	})
 	first := e.start()
 	h := newHub(t)
@@ -567,7 +569,7 @@ func TestWebhookLastAttemptFinishesThroughAGracefulStop(t *testing.T) {
 	first.stop() // graceful: returns once the instance has stopped
 	second := e.start()
 	atts := second.attempts(t, sub.ID) // newest first
-	if len(atts) != 2 || atts[0].Outcome != notify.OutcomeDelivered || atts[0].EventID != ev.ID || atts[0].Attempt != 2 {
+	if len(atts) != 2 || atts[0].Outcome != fanout.OutcomeDelivered || atts[0].EventID != ev.ID || atts[0].Attempt != 2 {
 		t.Fatalf("attempts = %+v, want the retry and then the last attempt delivered", atts)
 	}
 	if n := r.requests(ev.ID); n != 2 {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -52,17 +54,18 @@ func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
 		NATS:     natsconf.NATS{URL: e.nats.URL},
 		HTTPAddr: "127.0.0.1:0",
 		APIKeys:  keys,
-		WebhookConfig: notify.WebhookConfig{
-			WebhookAllowPrivate: true,
-			WebhookTimeout:      2 * time.Second,
-			WebhookSchedule:     notify.Schedule{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond},
-			WebhookConcurrency:  8,
-			WebhookSecretKeys:   []string{newSealKey()},
+		FanoutConfig: fanout.Config{
+			WebhookConfig: fanout.WebhookConfig{
+				WebhookAllowPrivate: true,
+				WebhookTimeout:      2 * time.Second,
+				WebhookSchedule:     fanout.Schedule{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond},
+				WebhookConcurrency:  8,
+				WebhookSecretKeys:   []string{newSealKey()},
+			},
+			SSEHeartbeat:    time.Second,
+			BacklogInterval: 100 * time.Millisecond,
 		},
-		CallbackToken:   testCallbackToken,
-		CorrelationWait: 2 * time.Second,
-		SSEHeartbeat:    time.Second,
-		BacklogInterval: 100 * time.Millisecond,
+		IntakeConfig: intake.Config{CallbackToken: testCallbackToken, CorrelationWait: 2 * time.Second},
 	}
 	for _, m := range mod {
 		m(&e.cfg)
@@ -162,31 +165,31 @@ func (in *instance) callWith(t testing.TB, key, method, path string, body any, o
 }
 
 // subscribe creates a subscription and returns it with its secret.
-func (in *instance) subscribe(t testing.TB, url string, types []string, jobID string) notify.Subscription {
+func (in *instance) subscribe(t testing.TB, url string, types []string, jobID string) fanout.Subscription {
 	t.Helper()
 	req := map[string]any{"url": url, "eventTypes": types}
 	if jobID != "" {
 		req["jobId"] = jobID
 	}
-	var s notify.Subscription
+	var s fanout.Subscription
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions", req, &s); code != http.StatusCreated || s.Secret == "" {
 		t.Fatalf("create subscription: %d %+v", code, s)
 	}
 	return s
 }
 
-func (in *instance) subscription(t testing.TB, id string) notify.Subscription {
+func (in *instance) subscription(t testing.TB, id string) fanout.Subscription {
 	t.Helper()
-	var s notify.Subscription
+	var s fanout.Subscription
 	if code := in.call(t, http.MethodGet, "/v1/subscriptions/"+id, nil, &s); code != http.StatusOK {
 		t.Fatalf("get subscription %s: %d", id, code)
 	}
 	return s
 }
 
-func (in *instance) attempts(t testing.TB, id string) []notify.Attempt {
+func (in *instance) attempts(t testing.TB, id string) []fanout.Attempt {
 	t.Helper()
-	var a struct{ Attempts []notify.Attempt }
+	var a struct{ Attempts []fanout.Attempt }
 	if code := in.call(t, http.MethodGet, "/v1/subscriptions/"+id+"/attempts", nil, &a); code != http.StatusOK {
 		t.Fatalf("attempts %s: %d", id, code)
 	}

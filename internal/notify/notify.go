@@ -1,11 +1,11 @@
-// Package notify is vodpipe's event service. It receives VOD's NewFileUpload
-// and ProcedureStateChanged events (normal callbacks on POST
-// /v1/vod/callback, or pulled with PullEvents/ConfirmEvents), correlates
-// them to jobs by FileId and publishes them on the EVENTS stream; and it fans
-// every event out to subscribers: Standard Webhooks signed webhooks with
-// retries (one durable JetStream consumer per subscription), a server-sent
-// event stream resumable by stream sequence, and the NATS subjects the
-// events already live on.
+// Package notify is vodpipe's event service, composed of its two jobs: the
+// intake (package intake) receives VOD's NewFileUpload and
+// ProcedureStateChanged events, by callback or by pull, correlates them to
+// jobs and publishes them on the EVENTS stream; the fan-out (package
+// fanout) delivers every event to subscribers: signed webhooks with
+// retries, a server-sent event stream, and the NATS subjects the events
+// already live on. This package connects them to NATS, serves their HTTP
+// API with the probes, and runs them.
 package notify
 
 import (
@@ -25,66 +25,49 @@ import (
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
-	"github.com/vodpipe/vodpipe/internal/netguard"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/queue"
-	"github.com/vodpipe/vodpipe/internal/secretbox"
 )
 
-// Service is one notify process. Several may run against the same NATS:
-// they share subscriptions (a key-value bucket) and delivery work (one
-// durable consumer per subscription).
+// Service is one notify process: the intake and the fan-out on one NATS
+// connection and one HTTP server. Several may run against the same NATS.
 type Service struct {
-	cfg      Config
-	log      *slog.Logger
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	q        *queue.Queue
-	files    *queue.FileWatch
-	stopBG   context.CancelFunc
-	subs     jetstream.KeyValue
-	vodSeen  jetstream.KeyValue
-	attempts jetstream.Stream
-	keys     APIKeys
-	box      *secretbox.Box // seals the webhook signing secrets in subs
-	metrics  *metrics
-	client   *http.Client
-	guard    *netguard.Guard
-	resolver netguard.Resolver
-	puller   *puller
-	disp     *dispatcher
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	q      *queue.Queue
+	files  *queue.FileWatch
+	stopBG context.CancelFunc
+	reg    *prometheus.Registry
+	intake *intake.Intake
+	fanout *fanout.Fanout
 
 	runMu   sync.Mutex
 	running bool
 }
 
-// New connects to NATS and opens the streams and buckets notify uses.
+// New connects to NATS, attaches to the queue and opens the streams and
+// buckets notify uses.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.withDefaults()
-	if err := cfg.checkCallbackAuth(); err != nil {
+	s := &Service{cfg: cfg, log: log, reg: newRegistry()}
+	var err error
+	if s.intake, err = intake.New(cfg.IntakeConfig, s.reg, log); err != nil {
 		return nil, err
 	}
-	box, err := cfg.secretBox()
-	if err != nil {
+	if s.fanout, err = fanout.New(cfg.FanoutConfig, cfg.APIKeys, s.reg, log); err != nil {
 		return nil, err
 	}
-	guard := netguard.New(cfg.WebhookAllowCIDRs.Or(cfg.WebhookAllowPrivate))
-	s := &Service{cfg: cfg, log: log, keys: cfg.APIKeys, box: box, metrics: newMetrics(),
-		client: newWebhookClient(guard), guard: guard, resolver: net.DefaultResolver}
-	if len(s.keys) == 0 {
+	if len(cfg.APIKeys) == 0 {
 		log.Warn("no API keys configured (VODPIPE_API_KEYS): the subscription and event APIs refuse every request")
 	}
-	if cfg.CallbackAuth == CallbackAuthNone {
+	if cfg.CallbackAuth == intake.CallbackAuthNone {
 		log.Warn("VODPIPE_CALLBACK_AUTH=none: anyone who can reach /v1/vod/callback can publish VOD events")
-	}
-	if cfg.PullAPIID != "" {
-		p, err := newPuller(cfg.PullConfig)
-		if err != nil {
-			return nil, err
-		}
-		s.puller = p
 	}
 	opts, err := cfg.NATS.Options("vodpipe-notify", nats.CustomInboxPrefix(natsperm.Notify.Inbox()))
 	if err != nil {
@@ -95,53 +78,33 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, fmt.Errorf("notify: connect NATS: %w", err)
 	}
 	s.nc = nc
-	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, s.log, s.open); err != nil {
+	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, s.log, s.attach); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	if err := s.resealSecrets(ctx); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	s.disp = newDispatcher(s)
 	// One watcher of the FileId → job mappings serves every VOD callback that
 	// arrives before its worker recorded the mapping.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBG = stop
 	s.files = s.q.Files.Watch(bg, s.log.Warn)
+	if err = s.intake.Open(ctx, s.js, s.q, s.files); err == nil {
+		err = s.fanout.Open(ctx, nc, s.js, s.q)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
-func (s *Service) open(ctx context.Context) error {
+// attach attaches to the shared layout, which is ingest's.
+func (s *Service) attach(ctx context.Context) error {
 	var err error
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return err
 	}
-	// The shared layout is ingest's; notify attaches to it and creates its own buckets and stream.
-	if s.q, err = queue.Attach(ctx, s.js, s.cfg.QueueConfig); err != nil {
-		return err
-	}
-	replicas := s.q.Config().Replicas
-	if s.subs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: SubscriptionsBucket, Description: "vodpipe webhook subscriptions", History: 1,
-		Storage: jetstream.FileStorage, Replicas: replicas,
-	}); err != nil {
-		return fmt.Errorf("notify: bucket %s: %w", SubscriptionsBucket, err)
-	}
-	if s.vodSeen, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: VODEventsBucket, Description: "VOD events already published (dedupe of VOD's repeated deliveries)",
-		History: 1, TTL: s.cfg.VODDedupeTTL, Storage: jetstream.FileStorage, Replicas: replicas,
-	}); err != nil {
-		return fmt.Errorf("notify: bucket %s: %w", VODEventsBucket, err)
-	}
-	if s.attempts, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: AttemptsStream, Description: "vodpipe webhook delivery attempts", Subjects: []string{attemptsPrefix + ".>"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: replicas,
-		MaxAge: s.cfg.AttemptsMaxAge, MaxMsgsPerSubject: s.cfg.AttemptsPerSubscription, Discard: jetstream.DiscardOld,
-	}); err != nil {
-		return fmt.Errorf("notify: stream %s: %w", AttemptsStream, err)
-	}
-	return nil
+	s.q, err = queue.Attach(ctx, s.js, s.cfg.QueueConfig)
+	return err
 }
 
 // Close releases the NATS connection. Stop Run first.
@@ -161,32 +124,20 @@ func (s *Service) Close() {
 func (s *Service) Queue() *queue.Queue { return s.q }
 
 // Registry exposes notify's Prometheus registry.
-func (s *Service) Registry() *prometheus.Registry { return s.metrics.reg }
+func (s *Service) Registry() *prometheus.Registry { return s.reg }
 
-// Handler serves notify's HTTP API:
+// Handler serves notify's HTTP API: VOD's callback (the intake's), the
+// subscription API and the event stream (the fan-out's, see
+// fanout.Fanout.Routes), and the probes:
 //
 //	POST   /v1/vod/callback                   VOD normal callback (optional ?token=)
-//	POST   /v1/subscriptions                  create a webhook subscription (control)
-//	GET    /v1/subscriptions                  list (read)
-//	GET    /v1/subscriptions/{id}             one (read)
-//	DELETE /v1/subscriptions/{id}             delete (control)
-//	GET    /v1/subscriptions/{id}/attempts    delivery attempts, newest first (read)
-//	POST   /v1/subscriptions/{id}/replay      re-send events from a time range (control)
-//	POST   /v1/subscriptions/{id}/enable      re-enable a disabled subscription (control)
-//	GET    /v1/events                         server-sent events (read)
+//	…      /v1/subscriptions…, /v1/events     see fanout.Fanout.Routes
 //	GET    /healthz, /readyz, /metrics
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/vod/callback", s.handleCallback)
-	mux.Handle("POST /v1/subscriptions", httpapi.Authorize(s.keys, ScopeControl, s.handleCreate))
-	mux.Handle("GET /v1/subscriptions", httpapi.Authorize(s.keys, ScopeRead, s.handleList))
-	mux.Handle("GET /v1/subscriptions/{id}", httpapi.Authorize(s.keys, ScopeRead, s.handleGet))
-	mux.Handle("DELETE /v1/subscriptions/{id}", httpapi.Authorize(s.keys, ScopeControl, s.handleDelete))
-	mux.Handle("GET /v1/subscriptions/{id}/attempts", httpapi.Authorize(s.keys, ScopeRead, s.handleAttempts))
-	mux.Handle("POST /v1/subscriptions/{id}/replay", httpapi.Authorize(s.keys, ScopeControl, s.handleReplay))
-	mux.Handle("POST /v1/subscriptions/{id}/enable", httpapi.Authorize(s.keys, ScopeControl, s.handleEnable))
-	mux.Handle("GET /v1/events", httpapi.Authorize(s.keys, ScopeRead, s.handleEvents))
-	httpserve.Probes(mux, s.log, s.ready, s.metrics.reg)
+	mux.HandleFunc("POST /v1/vod/callback", s.intake.HandleCallback)
+	s.fanout.Routes(mux)
+	httpserve.Probes(mux, s.log, s.ready, s.reg)
 	mux.HandleFunc("/", httpapi.NoRoute)
 	return mux
 }
@@ -198,10 +149,7 @@ func (s *Service) ready(ctx context.Context) error {
 	if err := s.q.Ready(ctx); err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
-	if _, err := s.subs.Status(ctx); err != nil {
-		return fmt.Errorf("subscriptions bucket: %w", err)
-	}
-	return nil
+	return s.fanout.Ready(ctx)
 }
 
 // Run delivers webhooks (and pulls VOD events in pull mode) until ctx ends.
@@ -218,11 +166,10 @@ func (s *Service) Run(ctx context.Context) error {
 	s.runMu.Unlock()
 
 	var wg sync.WaitGroup
-	if s.puller != nil {
-		wg.Go(func() { s.runPull(ctx) })
+	if s.intake.Pulls() {
+		wg.Go(func() { s.intake.RunPull(ctx) })
 	}
-	wg.Go(func() { s.refreshBacklog(ctx) })
-	err := s.disp.run(ctx)
+	err := s.fanout.Run(ctx)
 	wg.Wait()
 	s.log.Info("notify stopped")
 	return err
@@ -247,7 +194,7 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	srv.RegisterOnShutdown(stopStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
-	s.log.Info("notify started", "http", l.Addr().String(), "pull", s.puller != nil)
+	s.log.Info("notify started", "http", l.Addr().String(), "pull", s.intake.Pulls())
 	err := s.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

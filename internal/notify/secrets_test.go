@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/secretbox"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -41,7 +43,7 @@ func keyID(t *testing.T, key string) string {
 // subsBucket opens the subscriptions bucket as any NATS client could.
 func (e *env) subsBucket() jetstream.KeyValue {
 	e.t.Helper()
-	kv, err := e.nats.JetStream(e.t).KeyValue(e.t.Context(), notify.SubscriptionsBucket)
+	kv, err := e.nats.JetStream(e.t).KeyValue(e.t.Context(), fanout.SubscriptionsBucket)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -84,7 +86,7 @@ func (e *env) setStoredSecret(id, stored string) {
 
 // assertSealed checks that a subscription's record holds its secret sealed
 // under the key of keyID, and nothing of the secret in clear.
-func (e *env) assertSealed(t *testing.T, sub notify.Subscription, keyID string) {
+func (e *env) assertSealed(t *testing.T, sub fanout.Subscription, keyID string) {
 	t.Helper()
 	raw, stored := e.rawRecord(sub.ID)
 	key := strings.TrimPrefix(sub.Secret, webhook.SecretPrefix)
@@ -205,7 +207,7 @@ func TestSecretsAtRestMovedSecretDoesNotOpen(t *testing.T) {
 	if n := rb.requests(ev.ID); n != 0 {
 		t.Fatalf("b got %d requests signed with a secret that is not its own", n)
 	}
-	if got := in.subscription(t, b.ID); got.Status != notify.StatusActive {
+	if got := in.subscription(t, b.ID); got.Status != fanout.StatusActive {
 		t.Fatalf("b = %+v, want active", got)
 	}
 
@@ -282,8 +284,8 @@ func TestSecretsAtRestKeyConfigRefused(t *testing.T) {
 		{"file bad", nil, write("bad", good+"\n"+short+"\n"), "VODPIPE_WEBHOOK_SECRET_KEYS_FILE: key 2", short},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := notify.Config{CallbackAuth: notify.CallbackAuthNone,
-				WebhookConfig: notify.WebhookConfig{WebhookSecretKeys: tc.keys, WebhookSecretKeysFile: tc.file}}
+			cfg := notify.Config{IntakeConfig: intake.Config{CallbackAuth: intake.CallbackAuthNone},
+				FanoutConfig: fanout.Config{WebhookConfig: fanout.WebhookConfig{WebhookSecretKeys: tc.keys, WebhookSecretKeysFile: tc.file}}}
 			_, err := notify.New(t.Context(), cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, want an error with %q", err, tc.want)

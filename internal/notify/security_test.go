@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -66,11 +67,11 @@ func TestSecurityCallbackNeedsATokenByDefault(t *testing.T) {
 		want string
 	}{
 		"no token":           {func(c *notify.Config) { c.CallbackToken = "" }, "VODPIPE_CALLBACK_AUTH=none"},
-		"auth token, none":   {func(c *notify.Config) { c.CallbackToken, c.CallbackAuth = "", notify.CallbackAuthToken }, "VODPIPE_CALLBACK_TOKEN is not set"},
+		"auth token, none":   {func(c *notify.Config) { c.CallbackToken, c.CallbackAuth = "", intake.CallbackAuthToken }, "VODPIPE_CALLBACK_TOKEN is not set"},
 		"unknown auth value": {func(c *notify.Config) { c.CallbackAuth = "off" }, "must be token or none"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := notify.Config{CallbackToken: testCallbackToken}
+			cfg := notify.Config{IntakeConfig: intake.Config{CallbackToken: testCallbackToken}}
 			tc.mod(&cfg)
 			_, err := notify.New(t.Context(), cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -80,7 +81,7 @@ func TestSecurityCallbackNeedsATokenByDefault(t *testing.T) {
 	}
 
 	t.Run("open when the operator says so", func(t *testing.T) {
-		e := newEnv(t, func(c *notify.Config) { c.CallbackToken, c.CallbackAuth = "", notify.CallbackAuthNone })
+		e := newEnv(t, func(c *notify.Config) { c.CallbackToken, c.CallbackAuth = "", intake.CallbackAuthNone })
 		in := e.start()
 		if code, res, ea := postCallback(t, in, "", fileUploadBody("open-1")); code != http.StatusOK || res.EventID == "" {
 			t.Fatalf("callback with auth none: %d %+v %+v", code, res, ea)

@@ -7,6 +7,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/internal/upload"
 	"github.com/vodpipe/vodpipe/internal/worker"
@@ -77,8 +78,8 @@ func localConfigs(o Options) Configs {
 		},
 		Notify: notify.Config{
 			QueueConfig: o.Queue,
-			WebhookConfig: notify.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second,
-				WebhookSchedule: notify.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}},
+			FanoutConfig: fanout.Config{WebhookConfig: fanout.WebhookConfig{WebhookAllowPrivate: true, WebhookTimeout: 5 * time.Second,
+				WebhookSchedule: fanout.Schedule{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second}}},
 			HTTPAddr: "127.0.0.1:0",
 		},
 		Vodsim: vodsim.Config{Addr: "127.0.0.1:0"},

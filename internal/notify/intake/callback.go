@@ -1,4 +1,4 @@
-package notify
+package intake
 
 import (
 	"bytes"
@@ -46,7 +46,7 @@ type VODResult struct {
 // errVODEventInvalid marks an event that will never be publishable.
 var errVODEventInvalid = errors.New("notify: VOD event invalid")
 
-// handleCallback serves POST /v1/vod/callback, VOD's normal callback. VOD
+// HandleCallback serves POST /v1/vod/callback, VOD's normal callback. VOD
 // does not sign these requests: the configured callback URL must carry
 // CallbackToken as ?token=, unless CallbackAuth is none. A call without it
 // is refused before its body is read, so a forged event is never recorded
@@ -54,29 +54,29 @@ var errVODEventInvalid = errors.New("notify: VOD event invalid")
 // is durably on the EVENTS stream (or known to be a repeat), 400 for a body
 // that is not a VOD event (VOD's retries would not fix it), and 503 when
 // publishing failed, so that VOD delivers again.
-func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.CallbackAuth != CallbackAuthNone && (s.cfg.CallbackToken == "" || !tokenEqual(r.URL.Query().Get("token"), s.cfg.CallbackToken)) {
+func (in *Intake) HandleCallback(w http.ResponseWriter, r *http.Request) {
+	if in.cfg.CallbackAuth != CallbackAuthNone && (in.cfg.CallbackToken == "" || !tokenEqual(r.URL.Query().Get("token"), in.cfg.CallbackToken)) {
 		httpapi.Write(w, &httpapi.Error{Status: http.StatusUnauthorized, Code: httpapi.CodeBadToken, Message: "the callback token is missing or wrong"})
 		return
 	}
 	body, e := httpapi.ReadBody(w, r, vod.MaxEventSize)
 	if e != nil {
 		if e.Code == httpapi.CodeBodyTooLarge {
-			s.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
+			in.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
 		}
 		httpapi.Write(w, e)
 		return
 	}
 	ev, err := vod.ParseEvent(body)
 	if err != nil {
-		s.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
+		in.metrics.vodEvents.WithLabelValues("callback", vodInvalid).Inc()
 		httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeBadEvent, Message: err.Error()})
 		return
 	}
 	// VOD hanging up does not stop the publication: its retry then finds it done.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CorrelationWait+15*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), in.cfg.CorrelationWait+15*time.Second)
 	defer cancel()
-	res, err := s.ingestVODEvent(ctx, ev, "callback")
+	res, err := in.ingestVODEvent(ctx, ev, "callback")
 	switch {
 	case errors.Is(err, errVODEventInvalid):
 		httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeBadEvent, Message: err.Error()})
@@ -124,7 +124,7 @@ type procedureEvent struct {
 // published without a job id: an upload vodpipe did not make, such as a
 // browser upload, or one whose path record could not be written or has
 // expired.
-func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source string) (VODResult, error) {
+func (in *Intake) ingestVODEvent(ctx context.Context, ev *vod.Event, source string) (VODResult, error) {
 	var (
 		typ, fileID string
 		mediaURL    string // NewFileUpload: the file's URL, the fallback to find its job
@@ -136,7 +136,7 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 	case vod.EventTypeNewFileUpload:
 		f, ok := ev.FileUpload()
 		if !ok || f.FileID == "" {
-			s.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
+			in.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
 			return VODResult{}, fmt.Errorf("%w: FileUploadEvent.FileId missing", errVODEventInvalid)
 		}
 		typ, fileID, mediaURL, wait = job.EventVODFileUpload, f.FileID, f.MediaURL, true
@@ -148,11 +148,11 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		var raw bytes.Buffer
 		if len(ev.ProcedureStateChangeEvent) == 0 || json.Unmarshal(ev.ProcedureStateChangeEvent, &p) != nil ||
 			json.Compact(&raw, ev.ProcedureStateChangeEvent) != nil {
-			s.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
+			in.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
 			return VODResult{}, fmt.Errorf("%w: ProcedureStateChangeEvent missing or not an object", errVODEventInvalid)
 		}
 		if p.TaskID == "" {
-			s.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
+			in.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
 			return VODResult{}, fmt.Errorf("%w: ProcedureStateChangeEvent.TaskId missing", errVODEventInvalid)
 		}
 		typ, fileID = job.EventVODProcedure, p.FileID
@@ -161,26 +161,26 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		sum := sha256.Sum256(raw.Bytes())
 		identity = []string{ev.EventType, p.TaskID, hex.EncodeToString(sum[:])}
 	default:
-		s.metrics.vodEvents.WithLabelValues(source, vodIgnored).Inc()
+		in.metrics.vodEvents.WithLabelValues(source, vodIgnored).Inc()
 		return VODResult{Ignored: true, EventType: ev.EventType}, nil
 	}
 
 	key := vodEventKey(identity)
 	eventID := "vod-" + key[:24]
-	if e, err := s.vodSeen.Get(ctx, key); err == nil {
+	if e, err := in.seen.Get(ctx, key); err == nil {
 		var seen VODResult
 		_ = json.Unmarshal(e.Value(), &seen)
 		seen.Duplicate = true
-		s.metrics.vodEvents.WithLabelValues(source, vodDuplicate).Inc()
+		in.metrics.vodEvents.WithLabelValues(source, vodDuplicate).Inc()
 		return seen, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		s.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
+		in.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
 		return VODResult{}, fmt.Errorf("notify: dedupe lookup: %w", err)
 	}
 
-	jobID, byURL, err := s.correlate(ctx, fileID, mediaURL, wait)
+	jobID, byURL, err := in.correlate(ctx, fileID, mediaURL, wait)
 	if err != nil {
-		s.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
+		in.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
 		return VODResult{}, err
 	}
 	b, err := json.Marshal(data)
@@ -188,17 +188,17 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 		return VODResult{}, err
 	}
 	e := &job.Event{ID: eventID, Type: typ, Time: time.Now().UTC(), JobID: jobID, Data: b}
-	dup, err := s.q.Events.PublishOnce(ctx, e)
+	dup, err := in.events.PublishOnce(ctx, e)
 	if err != nil {
-		s.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
-		s.log.Error("publish VOD event", "type", typ, "file_id", fileID, "err", err)
+		in.metrics.vodEvents.WithLabelValues(source, vodError).Inc()
+		in.log.Error("publish VOD event", "type", typ, "file_id", fileID, "err", err)
 		return VODResult{}, err
 	}
 	res := VODResult{EventID: eventID, Type: typ, JobID: jobID}
 	marker, _ := json.Marshal(res)
-	if _, err := s.vodSeen.Put(ctx, key, marker); err != nil {
+	if _, err := in.seen.Put(ctx, key, marker); err != nil {
 		// Published already; a repeat is dropped by the stream or re-sent with the same id.
-		s.log.Warn("record VOD event marker", "event", eventID, "err", err)
+		in.log.Warn("record VOD event marker", "event", eventID, "err", err)
 	}
 	res.Duplicate = dup
 	outcome := vodPublished
@@ -210,8 +210,8 @@ func (s *Service) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 	case byURL:
 		outcome = vodByMediaURL
 	}
-	s.metrics.vodEvents.WithLabelValues(source, outcome).Inc()
-	s.log.Info("VOD event", "source", source, "type", typ, "file_id", fileID, "job_id", jobID, "event", eventID, "outcome", outcome)
+	in.metrics.vodEvents.WithLabelValues(source, outcome).Inc()
+	in.log.Info("VOD event", "source", source, "type", typ, "file_id", fileID, "job_id", jobID, "event", eventID, "outcome", outcome)
 	return res, nil
 }
 
@@ -233,24 +233,24 @@ func vodEventKey(identity []string) string {
 // is "" without error; a store failure is an error, so the event is
 // delivered again rather than published uncorrelated. byURL says the job
 // was found by the media URL.
-func (s *Service) correlate(ctx context.Context, fileID, mediaURL string, wait bool) (id string, byURL bool, err error) {
+func (in *Intake) correlate(ctx context.Context, fileID, mediaURL string, wait bool) (id string, byURL bool, err error) {
 	if fileID == "" {
 		return "", false, nil
 	}
-	if wait && s.cfg.CorrelationWait > 0 {
-		wctx, cancel := context.WithTimeout(ctx, s.cfg.CorrelationWait)
-		id, err = s.files.Wait(wctx, fileID)
+	if wait && in.cfg.CorrelationWait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, in.cfg.CorrelationWait)
+		id, err = in.watch.Wait(wctx, fileID)
 		cancel()
 	} else {
-		id, err = s.q.Files.JobFor(ctx, fileID)
+		id, err = in.files.JobFor(ctx, fileID)
 	}
 	if errors.Is(err, queue.ErrNotFound) && mediaURL != "" {
-		if id, err = s.q.Files.JobForMediaURL(ctx, mediaURL); err == nil {
+		if id, err = in.files.JobForMediaURL(ctx, mediaURL); err == nil {
 			byURL = true
-			if rerr := s.q.Files.Record(ctx, fileID, id); rerr != nil {
-				s.log.Warn("record FileId of a job found by its media URL", "file_id", fileID, "job_id", id, "err", rerr)
+			if rerr := in.files.Record(ctx, fileID, id); rerr != nil {
+				in.log.Warn("record FileId of a job found by its media URL", "file_id", fileID, "job_id", id, "err", rerr)
 			}
-			s.log.Info("VOD event correlated by its media URL: the worker has not recorded the FileId", "file_id", fileID, "job_id", id)
+			in.log.Info("VOD event correlated by its media URL: the worker has not recorded the FileId", "file_id", fileID, "job_id", id)
 		}
 	}
 	if errors.Is(err, queue.ErrNotFound) {

@@ -1,4 +1,4 @@
-package notify
+package fanout
 
 import (
 	"encoding/json"
@@ -23,19 +23,6 @@ var EventTypes = []string{
 	job.EventCanceled, job.EventFailed, job.EventCompleted,
 	job.EventVODFileUpload, job.EventVODProcedure,
 	EventSubscriptionDisabled,
-}
-
-// ProcedureChangedData is the data of vod.procedure_changed, from VOD's
-// ProcedureStateChanged event. Event is VOD's ProcedureStateChangeEvent as
-// received, for the fields vodpipe does not lift out.
-type ProcedureChangedData struct {
-	TaskID         string          `json:"taskId"`
-	Status         string          `json:"status,omitempty"`
-	FileID         string          `json:"fileId,omitempty"`
-	ErrCode        int64           `json:"errCode,omitempty"`
-	Message        string          `json:"message,omitempty"`
-	SessionContext string          `json:"sessionContext,omitempty"`
-	Event          json.RawMessage `json:"event"`
 }
 
 // SubscriptionDisabledData is the data of subscription.disabled. It names

@@ -1,4 +1,4 @@
-package notify
+package fanout
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func attemptsSubject(subID string) string { return attemptsPrefix + "." + subID 
 
 // recordAttempt appends an attempt to the subscription's log. The log is
 // for people; a lost record never holds up a delivery.
-func (s *Service) recordAttempt(ctx context.Context, a Attempt) {
+func (s *Fanout) recordAttempt(ctx context.Context, a Attempt) {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return
@@ -57,7 +57,7 @@ const maxAttemptsLimit = 1000
 
 // handleAttempts lists a subscription's delivery attempts, newest first:
 // ?limit= (default 100), ?eventId= and ?outcome= filter.
-func (s *Service) handleAttempts(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleAttempts(w http.ResponseWriter, r *http.Request) {
 	rec := s.lookup(w, r)
 	if rec == nil {
 		return
@@ -95,7 +95,7 @@ func (s *Service) handleAttempts(w http.ResponseWriter, r *http.Request) {
 
 // readAttempts reads a subscription's whole log (bounded by
 // AttemptsPerSubscription), oldest first.
-func (s *Service) readAttempts(ctx context.Context, subID string) ([]Attempt, error) {
+func (s *Fanout) readAttempts(ctx context.Context, subID string) ([]Attempt, error) {
 	cons, err := s.attempts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{attemptsSubject(subID)}, DeliverPolicy: jetstream.DeliverAllPolicy,
 		InactiveThreshold: 30 * time.Second,

@@ -1,4 +1,4 @@
-package notify
+package fanout
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 // consumer, which every replica shares, so JetStream spreads the events
 // over the replicas and redelivers whatever one of them did not finish.
 type dispatcher struct {
-	s *Service
+	s *Fanout
 
 	mu      sync.Mutex
 	ctx     context.Context    // of run; runners derive from it
@@ -46,7 +46,7 @@ type runner struct {
 // disabled, or its replay is over.
 var errStopRunner = errors.New("notify: runner stops")
 
-func newDispatcher(s *Service) *dispatcher {
+func newDispatcher(s *Fanout) *dispatcher {
 	return &dispatcher{s: s, ctx: context.Background(), records: map[string]*record{}, revs: map[string]uint64{}, runners: map[string]*runner{}}
 }
 
@@ -451,7 +451,7 @@ func (d *dispatcher) termConfirmed(ctx context.Context, msg jetstream.Msg, reaso
 
 // send makes one signed attempt. The webhook-id is the event id on every
 // attempt and replay; the timestamp and signature are fresh each time.
-func (s *Service) send(ctx context.Context, rec *record, h eventHead, body []byte, n int) Attempt {
+func (s *Fanout) send(ctx context.Context, rec *record, h eventHead, body []byte, n int) Attempt {
 	start := time.Now()
 	a := Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n, Time: start.UTC()}
 	defer func() {
@@ -497,7 +497,7 @@ func (s *Service) send(ctx context.Context, rec *record, h eventHead, body []byt
 }
 
 // resetFailures clears the consecutive-failure count after a success.
-func (s *Service) resetFailures(ctx context.Context, id string) {
+func (s *Fanout) resetFailures(ctx context.Context, id string) {
 	_, err := s.updateRecord(ctx, id, func(r *record) error {
 		if r.ConsecutiveFailures == 0 {
 			return errUnchanged
@@ -512,7 +512,7 @@ func (s *Service) resetFailures(ctx context.Context, id string) {
 
 // countExhausted counts an event whose attempts all failed, and disables
 // the subscription after WebhookDisableAfter in a row.
-func (s *Service) countExhausted(ctx context.Context, id string, lastStatus int) {
+func (s *Fanout) countExhausted(ctx context.Context, id string, lastStatus int) {
 	r, err := s.updateRecord(ctx, id, func(r *record) error {
 		r.ConsecutiveFailures++
 		return nil
@@ -554,7 +554,7 @@ func (d *dispatcher) watchReplay(ctx context.Context, r *runner, cons jetstream.
 	}
 }
 
-func (s *Service) finishReplay(ctx context.Context, subID string, rp *Replay) {
+func (s *Fanout) finishReplay(ctx context.Context, subID string, rp *Replay) {
 	_, err := s.updateRecord(ctx, subID, func(rec *record) error {
 		for i := range rec.Replays {
 			if rec.Replays[i].ID == rp.ID {
@@ -576,7 +576,7 @@ func (s *Service) finishReplay(ctx context.Context, subID string, rp *Replay) {
 
 // refreshBacklog updates the per-subscription backlog gauges from the
 // consumers, listed in one paged request rather than one per subscription.
-func (s *Service) refreshBacklog(ctx context.Context) {
+func (s *Fanout) refreshBacklog(ctx context.Context) {
 	t := time.NewTicker(s.cfg.BacklogInterval)
 	defer t.Stop()
 	seen := map[string]bool{}

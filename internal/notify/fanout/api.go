@@ -1,4 +1,4 @@
-package notify
+package fanout
 
 import (
 	"context"
@@ -18,7 +18,7 @@ var errUnavailable = &httpapi.Error{Status: http.StatusServiceUnavailable, Code:
 	Message: "notify cannot reach its message store right now; retry later"}
 
 // writeInternal logs err and answers errUnavailable.
-func (s *Service) writeInternal(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Fanout) writeInternal(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	httpapi.Write(w, errUnavailable)
 }
@@ -36,7 +36,7 @@ func view(r *http.Request, rec *record) Subscription {
 	return out
 }
 
-func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
 	if e := s.decode(w, r, &req); e != nil {
 		httpapi.Write(w, e)
@@ -68,7 +68,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusCreated, out)
 }
 
-func (s *Service) countSubscriptions(ctx context.Context) (int, error) {
+func (s *Fanout) countSubscriptions(ctx context.Context) (int, error) {
 	keys, err := s.subs.ListKeys(ctx)
 	if err != nil {
 		return 0, err
@@ -80,7 +80,7 @@ func (s *Service) countSubscriptions(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleList(w http.ResponseWriter, r *http.Request) {
 	recs, err := s.listRecords(r.Context())
 	if err != nil {
 		s.writeInternal(w, r, err)
@@ -96,7 +96,7 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 // lookup answers 404 or 503 itself when the subscription cannot be read.
-func (s *Service) lookup(w http.ResponseWriter, r *http.Request) *record {
+func (s *Fanout) lookup(w http.ResponseWriter, r *http.Request) *record {
 	rec, _, err := s.getRecord(r.Context(), r.PathValue("id"))
 	switch {
 	case errors.Is(err, errNotFound):
@@ -109,13 +109,13 @@ func (s *Service) lookup(w http.ResponseWriter, r *http.Request) *record {
 	return rec
 }
 
-func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleGet(w http.ResponseWriter, r *http.Request) {
 	if rec := s.lookup(w, r); rec != nil {
 		httpapi.WriteJSON(w, http.StatusOK, view(r, rec))
 	}
 }
 
-func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleDelete(w http.ResponseWriter, r *http.Request) {
 	rec := s.lookup(w, r)
 	if rec == nil {
 		return
@@ -130,7 +130,7 @@ func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
 
 // handleEnable re-enables a disabled subscription; delivery resumes where
 // its consumer stopped.
-func (s *Service) handleEnable(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleEnable(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.updateRecord(r.Context(), r.PathValue("id"), func(rec *record) error {
 		if rec.Status == StatusActive {
 			return errUnchanged
@@ -158,7 +158,7 @@ type replayRequest struct {
 // handleReplay starts a replay: a consumer of its own from Since, which
 // re-sends (same webhook-id, new signature) the subscription's events stored
 // up to Until (default: now) and is removed when done.
-func (s *Service) handleReplay(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 	rec := s.lookup(w, r)
 	if rec == nil {
 		return
@@ -227,6 +227,6 @@ func (s *Service) handleReplay(w http.ResponseWriter, r *http.Request) {
 }
 
 // decode reads a request's JSON body strictly (httpapi.Body).
-func (s *Service) decode(w http.ResponseWriter, r *http.Request, v any) *httpapi.Error {
+func (s *Fanout) decode(w http.ResponseWriter, r *http.Request, v any) *httpapi.Error {
 	return httpapi.Body{Max: s.cfg.MaxBody}.Decode(w, r, v)
 }

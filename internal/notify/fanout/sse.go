@@ -1,4 +1,4 @@
-package notify
+package fanout
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ const sseWriteTimeout = 30 * time.Second
 // it saw, none twice, as long as the stream still holds them
 // (EVENTS_MAX_AGE). Without Last-Event-ID the stream starts with the next
 // event. Idle streams get a comment line every SSEHeartbeat.
-func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	types := []string{"*"}
 	if v := q.Get("type"); v != "" {

@@ -1,4 +1,4 @@
-package notify
+package fanout
 
 import (
 	"cmp"
@@ -25,8 +25,6 @@ import (
 const (
 	// SubscriptionsBucket holds one record per subscription, shared by all replicas.
 	SubscriptionsBucket = "vodpipe_subscriptions"
-	// VODEventsBucket remembers VOD events already published, to drop VOD's repeats.
-	VODEventsBucket = "vodpipe_vod_events"
 	// AttemptsStream logs delivery attempts under vodpipe.notify.attempts.<subscription id>.
 	AttemptsStream = "VODPIPE_NOTIFY_ATTEMPTS"
 	attemptsPrefix = "vodpipe.notify.attempts"
@@ -118,7 +116,7 @@ func consumerName(subID string, rp *Replay) string {
 // delivery state: its position in the EVENTS stream, what is being
 // delivered, and each event's delivery count. Every notify replica builds
 // the same config and consumes from it, so they share the work.
-func (s *Service) consumerConfig(r *record, rp *Replay) jetstream.ConsumerConfig {
+func (s *Fanout) consumerConfig(r *record, rp *Replay) jetstream.ConsumerConfig {
 	start := r.CreatedAt
 	desc := "vodpipe notify: webhook subscription " + r.ID
 	if rp != nil {
@@ -133,7 +131,7 @@ func (s *Service) consumerConfig(r *record, rp *Replay) jetstream.ConsumerConfig
 		// last attempt's process died). A bound here would drop that event
 		// without a record.
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.ackWait(), MaxDeliver: -1,
-		MaxAckPending: s.cfg.WebhookMaxInFlight, Replicas: s.cfg.Replicas,
+		MaxAckPending: s.cfg.WebhookMaxInFlight, Replicas: s.replicas,
 		Metadata: map[string]string{"vodpipe_subscription": r.ID},
 	}
 	if subj := r.filterSubjects(); len(subj) == 1 {
@@ -161,7 +159,7 @@ const (
 
 // validate checks a create request and returns the record it describes;
 // the error names the first bad field.
-func (s *Service) validate(ctx context.Context, req createRequest) (*record, *httpapi.Error) {
+func (s *Fanout) validate(ctx context.Context, req createRequest) (*record, *httpapi.Error) {
 	if msg := checkWebhookURL(ctx, req.URL, s.guard, s.resolver); msg != "" {
 		return nil, httpapi.Field(httpapi.CodeInvalidField, "url", msg)
 	}
@@ -223,7 +221,7 @@ var errNotFound = errors.New("notify: subscription not found")
 var errUnchanged = errors.New("notify: unchanged")
 
 // getRecord reads one subscription with its revision.
-func (s *Service) getRecord(ctx context.Context, id string) (*record, uint64, error) {
+func (s *Fanout) getRecord(ctx context.Context, id string) (*record, uint64, error) {
 	if !validID(id) {
 		return nil, 0, errNotFound
 	}
@@ -246,7 +244,7 @@ func (s *Service) getRecord(ctx context.Context, id string) (*record, uint64, er
 // secret. A secret that does not open (sealed under a key missing from the
 // config, or moved from another record) leaves the record without one and
 // sealErr set: its deliveries wait for a replica that can open it.
-func (s *Service) decodeRecord(key string, b []byte) (*record, error) {
+func (s *Fanout) decodeRecord(key string, b []byte) (*record, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("notify: subscription record: %w", err)
@@ -265,7 +263,7 @@ func (s *Service) decodeRecord(key string, b []byte) (*record, error) {
 }
 
 // seal stores the record's secret sealed under the first key.
-func (s *Service) seal(r *record) {
+func (s *Fanout) seal(r *record) {
 	r.StoredSecret = s.box.Seal([]byte(r.secret), []byte(r.ID))
 }
 
@@ -284,7 +282,7 @@ func needsReseal(r *record, sealKeyID string) bool {
 // Replicas starting together go through updateRecord's revision check, so
 // each record is rewritten once. Failures are logged: a record left over is
 // re-sealed at the next start or its next write.
-func (s *Service) resealSecrets(ctx context.Context) error {
+func (s *Fanout) resealSecrets(ctx context.Context) error {
 	recs, err := s.listRecords(ctx)
 	if err != nil {
 		return fmt.Errorf("notify: re-seal webhook secrets: %w", err)
@@ -322,7 +320,7 @@ func (s *Service) resealSecrets(ctx context.Context) error {
 // updateRecord applies f to a subscription with optimistic concurrency,
 // retrying when another replica wrote in between. f returns errUnchanged
 // to write nothing.
-func (s *Service) updateRecord(ctx context.Context, id string, f func(*record) error) (*record, error) {
+func (s *Fanout) updateRecord(ctx context.Context, id string, f func(*record) error) (*record, error) {
 	for attempt := 0; ; attempt++ {
 		r, rev, err := s.getRecord(ctx, id)
 		if err != nil {
@@ -350,7 +348,7 @@ func (s *Service) updateRecord(ctx context.Context, id string, f func(*record) e
 }
 
 // listRecords reads every subscription, oldest first.
-func (s *Service) listRecords(ctx context.Context) ([]*record, error) {
+func (s *Fanout) listRecords(ctx context.Context) ([]*record, error) {
 	w, err := s.subs.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
@@ -385,7 +383,7 @@ func sortRecords(rs []*record) {
 
 // createSubscription creates the consumer, then the record: a replica that
 // sees the record finds its consumer, which starts at the creation time.
-func (s *Service) createSubscription(ctx context.Context, r *record) error {
+func (s *Fanout) createSubscription(ctx context.Context, r *record) error {
 	if _, err := s.js.CreateConsumer(ctx, queue.EventsStream, s.consumerConfig(r, nil)); err != nil {
 		return fmt.Errorf("notify: create consumer: %w", err)
 	}
@@ -402,7 +400,7 @@ func (s *Service) createSubscription(ctx context.Context, r *record) error {
 
 // deleteSubscription removes the record (replicas stop delivering), then
 // the consumers and the attempt log.
-func (s *Service) deleteSubscription(ctx context.Context, r *record) error {
+func (s *Fanout) deleteSubscription(ctx context.Context, r *record) error {
 	if err := s.subs.Delete(ctx, r.ID); err != nil {
 		return fmt.Errorf("notify: delete subscription: %w", err)
 	}
@@ -423,7 +421,7 @@ func (s *Service) deleteSubscription(ctx context.Context, r *record) error {
 
 // disable marks a subscription disabled and, when this call is the one
 // that did it, publishes subscription.disabled.
-func (s *Service) disable(ctx context.Context, id, reason string, lastStatus int) {
+func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int) {
 	now := time.Now().UTC()
 	rec, err := s.updateRecord(ctx, id, func(r *record) error {
 		if r.Status != StatusActive {
@@ -442,7 +440,7 @@ func (s *Service) disable(ctx context.Context, id, reason string, lastStatus int
 	s.log.Warn("subscription disabled", "subscription", id, "reason", reason, "last_status", lastStatus)
 	data, _ := json.Marshal(SubscriptionDisabledData{SubscriptionID: id, Reason: reason, LastStatus: lastStatus, DisabledAt: now})
 	e := &job.Event{ID: fmt.Sprintf("ev-disabled-%s-%d", id, now.UnixNano()), Type: EventSubscriptionDisabled, Time: now, Data: data}
-	if _, err := s.q.Events.PublishOnce(ctx, e); err != nil {
+	if _, err := s.events.PublishOnce(ctx, e); err != nil {
 		s.log.Error("publish subscription.disabled", "subscription", id, "err", err)
 	}
 }

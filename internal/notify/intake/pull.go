@@ -1,4 +1,4 @@
-package notify
+package intake
 
 import (
 	"context"
@@ -102,48 +102,48 @@ func (p *puller) confirm(ctx context.Context, handles []string) error {
 	return nil
 }
 
-// runPull polls VOD until ctx ends: pull, publish each event, confirm the
+// RunPull polls VOD until ctx ends: pull, publish each event, confirm the
 // ones that are published (or can never be). An event that failed to
 // publish stays unconfirmed, and VOD hands it out again.
-func (s *Service) runPull(ctx context.Context) {
+func (in *Intake) RunPull(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		evs, err := s.puller.pull(ctx)
+		evs, err := in.puller.pull(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			s.metrics.pulls.WithLabelValues("PullEvents", "error").Inc()
-			s.log.Warn("PullEvents failed", "err", err, "retry_in", backoff)
+			in.metrics.pulls.WithLabelValues("PullEvents", "error").Inc()
+			in.log.Warn("PullEvents failed", "err", err, "retry_in", backoff)
 			sleepCtx(ctx, backoff)
 			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
 		backoff = time.Second
-		s.metrics.pulls.WithLabelValues("PullEvents", "ok").Inc()
+		in.metrics.pulls.WithLabelValues("PullEvents", "ok").Inc()
 		if len(evs) == 0 {
-			sleepCtx(ctx, s.puller.interval)
+			sleepCtx(ctx, in.puller.interval)
 			continue
 		}
-		handles := s.ingestPulled(ctx, evs)
+		handles := in.ingestPulled(ctx, evs)
 		if len(handles) > 0 {
-			if err := s.puller.confirm(ctx, handles); err != nil {
+			if err := in.puller.confirm(ctx, handles); err != nil {
 				// The events come back and are recognised as repeats.
-				s.metrics.pulls.WithLabelValues("ConfirmEvents", "error").Inc()
-				s.log.Warn("ConfirmEvents failed", "err", err)
+				in.metrics.pulls.WithLabelValues("ConfirmEvents", "error").Inc()
+				in.log.Warn("ConfirmEvents failed", "err", err)
 			} else {
-				s.metrics.pulls.WithLabelValues("ConfirmEvents", "ok").Inc()
+				in.metrics.pulls.WithLabelValues("ConfirmEvents", "ok").Inc()
 			}
 		}
 		if len(handles) < len(evs) {
-			sleepCtx(ctx, s.puller.interval)
+			sleepCtx(ctx, in.puller.interval)
 		}
 	}
 }
 
 // ingestPulled publishes pulled events concurrently (each may wait for its
 // job mapping) and returns the handles to confirm.
-func (s *Service) ingestPulled(ctx context.Context, evs []vod.Event) []string {
+func (in *Intake) ingestPulled(ctx context.Context, evs []vod.Event) []string {
 	var mu sync.Mutex
 	var handles []string
 	var wg sync.WaitGroup
@@ -152,7 +152,7 @@ func (s *Service) ingestPulled(ctx context.Context, evs []vod.Event) []string {
 			continue
 		}
 		wg.Go(func() {
-			ok := s.ingestPulledOne(ctx, e)
+			ok := in.ingestPulledOne(ctx, e)
 			if ok {
 				mu.Lock()
 				handles = append(handles, e.EventHandle)
@@ -165,7 +165,7 @@ func (s *Service) ingestPulled(ctx context.Context, evs []vod.Event) []string {
 }
 
 // ingestPulledOne reports whether the event may be confirmed.
-func (s *Service) ingestPulledOne(ctx context.Context, e vod.Event) bool {
+func (in *Intake) ingestPulledOne(ctx context.Context, e vod.Event) bool {
 	// Validated as a callback body is, so both modes accept the same events.
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -173,14 +173,14 @@ func (s *Service) ingestPulledOne(ctx context.Context, e vod.Event) bool {
 	}
 	ev, err := vod.ParseEvent(b)
 	if err == nil {
-		_, err = s.ingestVODEvent(ctx, ev, "pull")
+		_, err = in.ingestVODEvent(ctx, ev, "pull")
 	} else {
-		s.metrics.vodEvents.WithLabelValues("pull", vodInvalid).Inc()
+		in.metrics.vodEvents.WithLabelValues("pull", vodInvalid).Inc()
 		err = fmt.Errorf("%w: %v", errVODEventInvalid, err)
 	}
 	if errors.Is(err, errVODEventInvalid) {
 		// It will never publish; confirming it stops it coming back.
-		s.log.Error("confirming a VOD event that cannot be published", "handle", e.EventHandle, "type", e.EventType, "err", err)
+		in.log.Error("confirming a VOD event that cannot be published", "handle", e.EventHandle, "type", e.EventType, "err", err)
 		return true
 	}
 	return err == nil
