@@ -49,9 +49,12 @@ func (ctl *Control) Set(ctx context.Context, jobID string, c job.Control) error 
 	return nil
 }
 
-// Watch calls f for every control change until ctx ends.
-func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control)) error {
-	w, err := ctl.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+// Watch calls f with every job's current control, then calls loaded
+// once, then calls f for every change until ctx ends. A watcher that
+// took only changes would never learn of a pause or a cancel accepted
+// before it started, and would run such a job to its end.
+func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control), loaded func()) error {
+	w, err := ctl.kv.WatchAll(ctx)
 	if err != nil {
 		return err
 	}
@@ -64,7 +67,8 @@ func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Contro
 			if !ok {
 				return nil
 			}
-			if e == nil {
+			if e == nil { // the current values are all in
+				loaded()
 				continue
 			}
 			c := job.Control(e.Value())

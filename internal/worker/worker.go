@@ -285,11 +285,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
+	// No job is taken before the view of the control bucket holds every
+	// pause and cancel accepted so far: one accepted before this worker
+	// started is carried out like one accepted after.
+	loaded, watchErr := make(chan struct{}), make(chan error, 1)
 	go func() {
-		if err := w.q.Control.Watch(bg, w.setControl); err != nil {
+		err := w.q.Control.Watch(bg, w.setControl, sync.OnceFunc(func() { close(loaded) }))
+		if err != nil {
 			w.log.Error("control watch stopped", "err", err)
 		}
+		watchErr <- err
 	}()
+	select {
+	case <-loaded:
+	case err := <-watchErr:
+		if err == nil {
+			err = errors.New("the watch ended before the current values were in")
+		}
+		return fmt.Errorf("worker: watch the control bucket: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
 	go w.flushProgress(bg)
 
 	// Jobs keep running past ctx's end, until drained or the grace period ends.
