@@ -123,16 +123,7 @@ func (ss *Statuses) Transition(ctx context.Context, jobID string, to job.State, 
 // TransitionFrom is Transition starting from a status the caller knows
 // (see Known); it returns the new status and its revision.
 func (ss *Statuses) TransitionFrom(ctx context.Context, jobID string, known Known, to job.State, f func(*job.Status)) (*job.Status, uint64, error) {
-	return ss.updateStatus(ctx, jobID, known, func(s *job.Status) error {
-		if err := job.CheckTransition(s.State, to); err != nil {
-			return err
-		}
-		s.State = to
-		if f != nil {
-			f(s)
-		}
-		return nil
-	})
+	return ss.updateStatus(ctx, jobID, known, transition(to, f))
 }
 
 // TransitionIf is Transition applied only while ok holds for the job's
@@ -140,10 +131,20 @@ func (ss *Statuses) TransitionFrom(ctx context.Context, jobID string, known Know
 // not, nothing is written, the error is ErrConflict and the status returned
 // is the one read.
 func (ss *Statuses) TransitionIf(ctx context.Context, jobID string, ok func(*job.Status) bool, to job.State, f func(*job.Status)) (*job.Status, error) {
+	move := transition(to, f)
 	s, _, err := ss.updateStatus(ctx, jobID, Known{}, func(s *job.Status) error {
 		if !ok(s) {
 			return fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
 		}
+		return move(s)
+	})
+	return s, err
+}
+
+// transition is the update that moves a status to `to` through the state
+// machine, then applies f (may be nil).
+func transition(to job.State, f func(*job.Status)) func(*job.Status) error {
+	return func(s *job.Status) error {
 		if err := job.CheckTransition(s.State, to); err != nil {
 			return err
 		}
@@ -152,8 +153,7 @@ func (ss *Statuses) TransitionIf(ctx context.Context, jobID string, ok func(*job
 			f(s)
 		}
 		return nil
-	})
-	return s, err
+	}
 }
 
 // List returns every job status (for the API's listing; bounded by the bucket).

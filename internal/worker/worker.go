@@ -285,26 +285,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	// No job is taken before the view of the control bucket holds every
-	// pause and cancel accepted so far: one accepted before this worker
-	// started is carried out like one accepted after.
-	loaded, watchErr := make(chan struct{}), make(chan error, 1)
-	go func() {
-		err := w.q.Control.Watch(bg, w.setControl, sync.OnceFunc(func() { close(loaded) }))
-		if err != nil {
-			w.log.Error("control watch stopped", "err", err)
-		}
-		watchErr <- err
-	}()
-	select {
-	case <-loaded:
-	case err := <-watchErr:
-		if err == nil {
-			err = errors.New("the watch ended before the current values were in")
-		}
-		return fmt.Errorf("worker: watch the control bucket: %w", err)
-	case <-ctx.Done():
-		return nil
+	if err := w.watchControl(ctx, bg); err != nil || ctx.Err() != nil {
+		return err
 	}
 	go w.flushProgress(bg)
 
@@ -426,6 +408,32 @@ func (w *Worker) draining() bool {
 	w.drainMu.Lock()
 	defer w.drainMu.Unlock()
 	return w.drain
+}
+
+// watchControl keeps this worker's view of the control bucket until bg
+// ends, and returns once the view holds every pause and cancel accepted so
+// far (or ctx ends first): no job is taken before that, so a request
+// accepted while no worker ran is carried out like one accepted after.
+func (w *Worker) watchControl(ctx, bg context.Context) error {
+	loaded, watchErr := make(chan struct{}), make(chan error, 1)
+	go func() {
+		err := w.q.Control.Watch(bg, w.setControl, sync.OnceFunc(func() { close(loaded) }))
+		if err != nil {
+			w.log.Error("control watch stopped", "err", err)
+		}
+		watchErr <- err
+	}()
+	select {
+	case <-loaded:
+		return nil
+	case err := <-watchErr:
+		if err == nil {
+			err = errors.New("the watch ended before the current values were in")
+		}
+		return fmt.Errorf("worker: watch the control bucket: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 func (w *Worker) setControl(jobID string, c job.Control) {
