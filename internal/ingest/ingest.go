@@ -66,15 +66,17 @@ type Config struct {
 
 // Service is a running ingest.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	nc      *nats.Conn
-	q       *queue.Queue
-	idem    jetstream.KeyValue
-	signer  *signer.Signer
-	sigSvc  micro.Service
-	keys    APIKeys
-	metrics *metrics
+	cfg Config
+	log *slog.Logger
+	nc  *nats.Conn
+	q   *queue.Queue
+	// stopReindex ends a reindex of old statuses in the background.
+	stopReindex context.CancelFunc
+	idem        jetstream.KeyValue
+	signer      *signer.Signer
+	sigSvc      micro.Service
+	keys        APIKeys
+	metrics     *metrics
 
 	keyLimits   *limiters // per API key
 	tokenLimits *limiters // per upload token
@@ -135,6 +137,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
+	if s.q.NeedsReindex() {
+		s.reindex(ctx)
+	}
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
 		if s.page, err = startPageEvents(s.nc, s.metrics.pageEvts, log); err != nil {
@@ -149,8 +154,27 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	return s, nil
 }
 
+// reindex gives the statuses of a deployment older than the job index
+// their entries, in the background: listings show them as they are done.
+func (s *Service) reindex(ctx context.Context) {
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopReindex = stop
+	go func() {
+		s.log.Info("indexing the statuses stored before the job index existed")
+		n, err := s.q.Statuses.Reindex(bg)
+		if err != nil && bg.Err() == nil {
+			s.log.Error("job index: reindex stopped (restart ingest to finish it)", "indexed", n, "err", err)
+			return
+		}
+		s.log.Info("job index: statuses indexed", "indexed", n)
+	}()
+}
+
 // Close stops the signature service and the NATS connection.
 func (s *Service) Close() {
+	if s.stopReindex != nil {
+		s.stopReindex()
+	}
 	if s.sigSvc != nil {
 		_ = s.sigSvc.Stop()
 	}

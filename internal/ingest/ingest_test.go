@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -287,6 +288,15 @@ func TestGetListAndControlErrors(t *testing.T) {
 	}
 	if strings.Join(ids, ",") != "l-0,l-1,l-2,l-3,l-4" {
 		t.Fatalf("paged ids = %v", ids)
+	}
+	// A cursor belongs to its listing: another filter's, a forged or an
+	// overflowing one is refused, naming the cursor.
+	first := a.do("GET", "/v1/jobs?state=queued&limit=2", readerKey, "", "")
+	for _, c := range []string{first.body["nextCursor"].(string) + "&state=running",
+		base64.RawURLEncoding.EncodeToString([]byte(":18446744073709551615")), "not-base64!", "cXVldWVk"} {
+		if r := a.do("GET", "/v1/jobs?limit=2&cursor="+c, readerKey, "", ""); r.status != 400 || strings.Join(r.errorFields(), ",") != "cursor" {
+			t.Fatalf("cursor %q: %d %s", c, r.status, r.raw)
+		}
 	}
 	if r := a.do("GET", "/v1/jobs?state=bogus&size=3", readerKey, "", ""); r.status != 400 || strings.Join(r.errorFields(), ",") != "size,state" {
 		t.Fatalf("bad query: %d %s", r.status, r.raw)

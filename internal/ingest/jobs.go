@@ -9,11 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -281,13 +282,12 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 		fields = append(fields, job.FieldError{Field: "state", Reason: "unknown state"})
 	}
 	limit, fields := queryLimit(q, fields)
-	after := ""
+	var after uint64
 	if c := q.Get("cursor"); c != "" {
-		b, err := base64.RawURLEncoding.DecodeString(c)
-		if err != nil {
-			fields = append(fields, job.FieldError{Field: "cursor", Reason: "not a cursor from this API"})
+		var ok bool
+		if after, ok = decodeCursor(c, state); !ok {
+			fields = append(fields, job.FieldError{Field: "cursor", Reason: "not a cursor of this listing (cursors belong to one state filter)"})
 		}
-		after = string(b)
 	}
 	for k := range q {
 		if k != "state" && k != "limit" && k != "cursor" {
@@ -298,33 +298,39 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
 		return
 	}
-	all, err := s.q.Statuses.List(r.Context())
+	page, err := s.q.Statuses.Page(r.Context(), state, after, limit)
 	if err != nil {
+		s.log.Error("list jobs", "err", err)
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
 		return
 	}
-	// Order by creation, then id: a stable order for the cursor "createdAt|id".
-	sort.Slice(all, func(i, j int) bool { return cursorOf(all[i]) < cursorOf(all[j]) })
-	resp := client.ListResponse{Jobs: []client.JobView{}}
-	for _, st := range all {
-		if (state != "" && st.State != state) || (after != "" && cursorOf(st) <= after) {
-			continue
-		}
-		if len(resp.Jobs) == limit {
-			last := resp.Jobs[len(resp.Jobs)-1]
-			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(cursorKey(last.CreatedAt, last.ID)))
-			break
-		}
+	resp := client.ListResponse{Jobs: make([]client.JobView, 0, len(page.Statuses))}
+	for _, st := range page.Statuses {
 		resp.Jobs = append(resp.Jobs, viewFor(r, st))
+	}
+	if page.Next != 0 {
+		resp.NextCursor = encodeCursor(page.Next, state)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
-func cursorOf(s *job.Status) string { return cursorKey(s.CreatedAt, s.Job.ID) }
+// A cursor is the job index's sequence of the last entry a page read, with
+// the state filter it belongs to ("" for none): "<state>:<seq>", base64url.
+func encodeCursor(seq uint64, state job.State) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(string(state) + ":" + strconv.FormatUint(seq, 10)))
+}
 
-// cursorKey orders jobs by creation, then id.
-func cursorKey(created time.Time, id string) string {
-	return created.UTC().Format("20060102T150405.000000000") + "|" + id
+func decodeCursor(c string, state job.State) (uint64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, false
+	}
+	st, seq, ok := strings.Cut(string(b), ":")
+	if !ok || job.State(st) != state {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	return n, err == nil && n > 0 && n < math.MaxUint64
 }
 
 func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id string) (*job.Status, error)) {

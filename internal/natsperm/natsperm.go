@@ -53,6 +53,7 @@ const (
 	jobsStream      = "VODPIPE_JOBS"
 	eventsStream    = "VODPIPE_EVENTS"
 	dlqStream       = "VODPIPE_DLQ"
+	indexStream     = "VODPIPE_INDEX"
 	attemptsStream  = "VODPIPE_NOTIFY_ATTEMPTS"
 	workerConsumer  = "workers"
 	statusBucket    = "vodpipe_status"
@@ -71,6 +72,7 @@ const (
 	signService = "vodpipe-sign"
 	events      = "vodpipe.events"
 	dlq         = "vodpipe.dlq"
+	index       = "vodpipe.index"
 	attempts    = "vodpipe.notify.attempts"
 )
 
@@ -84,6 +86,9 @@ func For(r Role) (Permissions, error) {
 		p.pub(JobsSubject, events+".job.>", dlq+".>")
 		p.kv(idemBucket, admin, read, write)
 		p.kv(statusBucket, read, leaderRead, watch, write)
+		p.indexWrite()
+		// Listings: pages of the index, and their statuses in one read.
+		p.pub(api("DIRECT.GET", indexStream), api("DIRECT.GET", "KV_"+statusBucket))
 		p.kv(controlBucket, read, write)
 		p.pub(api("STREAM.MSG.GET", dlqStream))
 		// The upload page's events: VOD's file events, as they are published.
@@ -99,6 +104,7 @@ func For(r Role) (Permissions, error) {
 		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
 		p.pub(events+".job.>", dlq+".>", SignSubject)
 		p.kv(statusBucket, read, write)
+		p.indexWrite()
 		p.kv(controlBucket, read, watch, write) // clears a done cancel or pause
 		p.kv(filesBucket, write)
 		p.kv(uploadsBucket, write)
@@ -134,7 +140,7 @@ func (p *perms) sub(s ...string) { p.Subscribe = appendNew(p.Subscribe, s...) }
 
 // layoutStreams and layoutBuckets are the shared job layout ingest owns.
 var (
-	layoutStreams = []string{jobsStream, eventsStream, dlqStream}
+	layoutStreams = []string{jobsStream, eventsStream, dlqStream, indexStream}
 	layoutBuckets = []string{statusBucket, controlBucket, filesBucket, uploadsBucket}
 )
 
@@ -167,6 +173,12 @@ func (p *perms) attachLayout() {
 // Ingest opens the layout first in every deployment, so it alone sweeps.
 func (p *perms) sweepStrays() {
 	p.pub(api("STREAM.MSG.GET", jobsStream), api("STREAM.MSG.DELETE", jobsStream))
+}
+
+// indexWrite is what a writer of job statuses needs: add the job index's
+// entries a status points at, delete those it left (see queue's index.go).
+func (p *perms) indexWrite() {
+	p.pub(index+".>", api("STREAM.MSG.DELETE", indexStream))
 }
 
 // consume is what a reader of a stream needs: create, inspect and delete

@@ -47,6 +47,8 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.CONSUMER.CREATE.KV_" + fanout.SubscriptionsBucket,
 			"$JS.API.STREAM.UPDATE." + queue.JobsStream,
 			"vodpipe.jobs.other",
+			queue.IndexPrefix + ".state.completed",
+			"$JS.API.DIRECT.GET." + queue.IndexStream,
 		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
@@ -54,7 +56,8 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
-		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1"},
+		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
+			queue.IndexPrefix + ".state.completed", "$JS.API.STREAM.MSG.DELETE." + queue.IndexStream},
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
 		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			subs + ".sub-1"}, // no answering wherever a requester points (allow_responses)

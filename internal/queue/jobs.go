@@ -18,6 +18,7 @@ type Jobs struct {
 	js       jetstream.JetStream
 	stream   jetstream.Stream
 	statuses *Statuses
+	index    *Index
 }
 
 // Consumer returns the shared worker consumer.
@@ -101,12 +102,19 @@ type SubmitResult struct {
 func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	out := make([]SubmitResult, len(jobs))
 	now := time.Now().UTC()
+	for i, j := range jobs {
+		out[i].Job = j
+		out[i].Status = &job.Status{Job: *j, State: job.StateQueued, CreatedAt: now, UpdatedAt: now}
+	}
+	// Stage 0: the jobs' index entries, written before their statuses (see index.go).
+	made := jq.indexBatch(ctx, out)
 	// Stage 1: create statuses; the first submit of an id wins.
 	statusFutures := make([]jetstream.PubAckFuture, len(jobs))
 	for i, j := range jobs {
-		out[i].Job = j
-		st := &job.Status{Job: *j, State: job.StateQueued, CreatedAt: now, UpdatedAt: now}
-		out[i].Status = st
+		if out[i].Err != nil {
+			continue
+		}
+		st := out[i].Status
 		b, err := job.MarshalStatus(st)
 		if err != nil {
 			out[i].Err = err
@@ -124,6 +132,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 		if err := awaitAck(ctx, f); err != nil {
 			if lostRace(err) {
+				made[i].remove(ctx, jq.index)
 				out[i].Duplicate = true
 				if old, _, gerr := jq.statuses.Get(ctx, jobs[i].ID); gerr == nil {
 					out[i].Status = old
@@ -171,6 +180,47 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 	}
 	return out
+}
+
+// indexBatch writes the index entries of a batch of new statuses (by
+// creation, and queued) asynchronously with one wait, and points the
+// statuses at them; a job whose entries could not be written gets its Err.
+func (jq *Jobs) indexBatch(ctx context.Context, out []SubmitResult) []madeEntries {
+	made := make([]madeEntries, len(out))
+	futures := make([][2]jetstream.PubAckFuture, len(out))
+	for i, r := range out {
+		for k, subj := range []string{indexCreated, indexSubject(job.StateQueued)} {
+			f, err := jq.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: []byte(r.Job.ID)})
+			if err != nil {
+				out[i].Err = fmt.Errorf("queue: index %s: %w", r.Job.ID, err)
+				break
+			}
+			futures[i][k] = f
+		}
+	}
+	for i, fs := range futures {
+		for k, f := range fs {
+			if f == nil {
+				continue
+			}
+			select {
+			case ack := <-f.Ok():
+				if k == 0 {
+					made[i].log, out[i].Status.LogSeq = ack.Sequence, ack.Sequence
+				} else {
+					made[i].state, out[i].Status.IndexSeq = ack.Sequence, ack.Sequence
+				}
+			case err := <-f.Err():
+				out[i].Err = fmt.Errorf("queue: index %s: %w", out[i].Job.ID, err)
+			case <-ctx.Done():
+				out[i].Err = ctx.Err()
+			}
+		}
+		if out[i].Err != nil {
+			made[i].remove(ctx, jq.index)
+		}
+	}
+	return made
 }
 
 func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {

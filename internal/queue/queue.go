@@ -88,10 +88,17 @@ type Queue struct {
 	DeadLetters *DeadLetters
 	// Files maps FileIds and committed media paths to jobs.
 	Files *Files
+	// Index lists jobs a page at a time and counts them by state.
+	Index *Index
 
-	js  jetstream.JetStream
-	cfg Config
+	js           jetstream.JetStream
+	cfg          Config
+	needsReindex bool
 }
+
+// NeedsReindex reports whether Open found statuses without their job index
+// entries, written before the index existed: they need Statuses.Reindex.
+func (q *Queue) NeedsReindex() bool { return q.needsReindex }
 
 // Open creates or updates the streams, buckets and the worker consumer. It is
 // the owner's call: ingest alone opens the layout this way (its NATS user
@@ -109,6 +116,15 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 	for _, b := range q.buckets() {
 		if *b.kv, err = js.CreateOrUpdateKeyValue(ctx, b.cfg); err != nil {
 			return nil, fmt.Errorf("queue: bucket %s: %w", b.cfg.Bucket, err)
+		}
+	}
+	// Every status has its entry by creation, written before it; fewer
+	// entries than statuses means statuses written before the job index
+	// existed (or a reindex of them cut short): they need their entries
+	// (Statuses.Reindex, which ingest runs).
+	if counts, err := q.Index.Counts(ctx); err == nil {
+		if st, err := q.Statuses.kv.Status(ctx); err == nil && st.Values() > counts[""] {
+			q.needsReindex = true
 		}
 	}
 	// A consumer made by an older vodpipe took only JobsSubject. Widening it
@@ -166,9 +182,9 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
 	}
 	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{},
-		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{}}
-	q.Jobs.statuses = q.Statuses
-	q.Statuses.control, q.Statuses.files = q.Control, q.Files
+		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{}, Index: &Index{js: js}}
+	q.Jobs.statuses, q.Jobs.index = q.Statuses, q.Index
+	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
 	q.Control.statuses, q.Control.jobs, q.Control.events = q.Statuses, q.Jobs, q.Events
 	return q, nil
 }
@@ -210,6 +226,11 @@ func (q *Queue) streams() []layoutStream {
 			Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.DLQMaxAge,
 			MaxBytes: c.DLQMaxBytes, Discard: jetstream.DiscardOld,
+		}},
+		{&q.Index.stream, jetstream.StreamConfig{
+			Name: IndexStream, Description: "vodpipe job index: jobs by creation and by state (see internal/queue/index.go)",
+			Subjects: []string{IndexPrefix + ".>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			Replicas: c.Replicas, AllowDirect: true, Discard: jetstream.DiscardOld,
 		}},
 	}
 }

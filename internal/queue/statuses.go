@@ -18,6 +18,7 @@ import (
 type Statuses struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
+	index   *Index
 	control *Control
 	files   *Files
 }
@@ -43,12 +44,17 @@ func (ss *Statuses) Get(ctx context.Context, jobID string) (*job.Status, uint64,
 func (ss *Statuses) Create(ctx context.Context, j *job.Job) (st *job.Status, created bool, err error) {
 	now := time.Now().UTC()
 	s := &job.Status{Job: *j, State: job.StateQueued, CreatedAt: now, UpdatedAt: now}
+	made, err := ss.indexEntries(ctx, j.ID, s, "")
+	if err != nil {
+		return nil, false, err
+	}
 	b, err := job.MarshalStatus(s)
 	if err != nil {
 		return nil, false, err
 	}
 	if _, err := ss.kv.Create(ctx, j.ID, b); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
+			made.remove(ctx, ss.index)
 			old, _, gerr := ss.Get(ctx, j.ID)
 			return old, false, gerr
 		}
@@ -63,6 +69,112 @@ func (ss *Statuses) Create(ctx context.Context, j *job.Job) (st *job.Status, cre
 func (ss *Statuses) Update(ctx context.Context, jobID string, f func(*job.Status) error) (*job.Status, error) {
 	s, _, err := ss.updateStatus(ctx, jobID, Known{}, f)
 	return s, err
+}
+
+// madeEntries are the index entries a status write made before it wrote.
+type madeEntries struct{ log, state uint64 }
+
+// remove deletes them: the write they were made for lost.
+func (m madeEntries) remove(ctx context.Context, ix *Index) {
+	ix.remove(ctx, m.log)
+	ix.remove(ctx, m.state)
+}
+
+// indexEntries writes the index entries s needs before s is written: its
+// entry by creation when it has none, and its entry in its state when the
+// state changed from was (or it has none). s is pointed at them.
+func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Status, was job.State) (madeEntries, error) {
+	var made madeEntries
+	var err error
+	if s.LogSeq == 0 {
+		if made.log, err = ss.index.add(ctx, indexCreated, jobID); err != nil {
+			return madeEntries{}, err
+		}
+		s.LogSeq = made.log
+	}
+	if s.State != "" && (s.State != was || s.IndexSeq == 0) {
+		if made.state, err = ss.index.add(ctx, indexSubject(s.State), jobID); err != nil {
+			made.remove(ctx, ss.index)
+			return madeEntries{}, err
+		}
+		s.IndexSeq = made.state
+	}
+	return made, nil
+}
+
+// Page lists up to limit jobs after the cursor after (0: from the start):
+// every job by creation when state is "", otherwise the jobs in state by
+// when they entered it. Its cost is the page's, whatever the number of
+// jobs stored: a read of index entries and one of their statuses, again
+// only for entries that turn out stale.
+func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, limit int) (Page, error) {
+	subject := indexSubject(state)
+	var page Page
+	for len(page.Statuses) < limit {
+		entries, more, err := ss.index.entries(ctx, subject, after, limit-len(page.Statuses))
+		if err != nil {
+			return Page{}, err
+		}
+		if len(entries) == 0 {
+			return page, nil
+		}
+		ids := make([]string, len(entries))
+		for i, e := range entries {
+			ids[i] = e.jobID
+		}
+		statuses, err := ss.many(ctx, ids)
+		if err != nil {
+			return Page{}, err
+		}
+		for _, e := range entries {
+			after = e.seq
+			s := statuses[e.jobID]
+			if s == nil {
+				continue // its status is being created, or the entry is a crash's stray
+			}
+			at := s.IndexSeq
+			if state == "" {
+				at = s.LogSeq
+			}
+			if at == e.seq && (state == "" || s.State == state) {
+				page.Statuses = append(page.Statuses, s)
+			} else if e.seq < at {
+				// The status moved past it (entries are written before
+				// the status that points at them): a stray.
+				ss.index.remove(ctx, e.seq)
+			}
+		}
+		if !more {
+			return page, nil
+		}
+	}
+	page.Next = after
+	return page, nil
+}
+
+// many reads the statuses of ids in one request; a missing or deleted one
+// is absent from the map.
+func (ss *Statuses) many(ctx context.Context, ids []string) (map[string]*job.Status, error) {
+	subjects := make([]string, len(ids))
+	for i, id := range ids {
+		subjects[i] = "$KV." + StatusBucket + "." + id
+	}
+	msgs, _, err := directBatch(ctx, ss.js.Conn(), "KV_"+StatusBucket, map[string]any{"multi_last": subjects, "batch": len(ids)})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*job.Status, len(msgs))
+	for _, m := range msgs {
+		if op := m.Header.Get("KV-Operation"); op != "" || len(m.Data) == 0 {
+			continue // deleted or purged
+		}
+		s, err := job.UnmarshalStatus(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out[s.Job.ID] = s
+	}
+	return out, nil
 }
 
 // Known is a job status its holder read or wrote at revision Rev. Passed to
@@ -92,8 +204,14 @@ func (ss *Statuses) updateStatus(ctx context.Context, jobID string, known Known,
 		if err != nil {
 			return nil, 0, err
 		}
+		was := s.State
 		if err := f(s); err != nil {
 			return s, rev, err
+		}
+		left := s.IndexSeq
+		made, err := ss.indexEntries(ctx, jobID, s, was)
+		if err != nil {
+			return nil, 0, err
 		}
 		s.UpdatedAt = time.Now().UTC()
 		b, err := job.MarshalStatus(s)
@@ -106,7 +224,13 @@ func (ss *Statuses) updateStatus(ctx context.Context, jobID string, known Known,
 			rev, err = ss.kv.Update(ctx, jobID, b, rev)
 		}
 		if err == nil {
+			if made.state != 0 && left != 0 {
+				ss.index.remove(ctx, left) // the entry of the state it left
+			}
 			return s, rev, nil
+		}
+		if lostRace(err) {
+			made.remove(ctx, ss.index)
 		}
 		if !lostRace(err) || attempt >= 20 {
 			return nil, 0, fmt.Errorf("queue: update status %s: %w", jobID, err)
@@ -156,29 +280,35 @@ func transition(to job.State, f func(*job.Status)) func(*job.Status) error {
 	}
 }
 
-// List returns every job status (for the API's listing; bounded by the bucket).
-// It reads the bucket in one pass (a watcher replaying the latest values)
-// rather than listing keys and fetching each.
-func (ss *Statuses) List(ctx context.Context) ([]*job.Status, error) {
+// Reindex gives every status written before the job index existed its
+// index entries (by creation in the order met, and in its state): the
+// upgrade of a deployment whose statuses predate the index. It reads the
+// bucket in one pass and writes only the statuses that need it; running it
+// again, or from two ingest replicas at once, is harmless. It returns how
+// many statuses it indexed.
+func (ss *Statuses) Reindex(ctx context.Context) (int, error) {
 	w, err := ss.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer w.Stop()
-	var out []*job.Status
+	defer func() { _ = w.Stop() }()
+	n := 0
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return n, ctx.Err()
 		case e := <-w.Updates():
 			if e == nil { // the replay of current values is done
-				return out, nil
+				return n, nil
 			}
 			s, err := job.UnmarshalStatus(e.Value())
-			if err != nil {
-				return nil, err
+			if err != nil || s.LogSeq != 0 && s.IndexSeq != 0 {
+				continue
 			}
-			out = append(out, s)
+			if _, _, err := ss.updateStatus(ctx, e.Key(), Known{Status: s, Rev: e.Revision()}, func(*job.Status) error { return nil }); err != nil {
+				return n, err
+			}
+			n++
 		}
 	}
 }

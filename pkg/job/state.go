@@ -105,6 +105,10 @@ type Status struct {
 	Worker     string    `json:"worker,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
+	// LogSeq and IndexSeq are the sequences of the job's entries in the
+	// job index (internal/queue): by creation, and in its current state.
+	LogSeq   uint64 `json:"logSeq,omitempty"`
+	IndexSeq uint64 `json:"indexSeq,omitempty"`
 }
 
 // MarshalStatus encodes a status.

@@ -1,0 +1,174 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// The job index: a stream that lists jobs a page at a time, so that a
+// listing costs the page it answers, not the jobs stored (the status
+// bucket alone can only be read whole).
+//
+// Two kinds of entries, each a message whose payload is a job id:
+//   - vodpipe.index.created, one per job, written when its status is
+//     created: the stream's sequence orders jobs by creation;
+//   - vodpipe.index.state.<state>, one per job and state it entered,
+//     written each time its state changes.
+//
+// A status records the sequences of its two current entries (LogSeq,
+// IndexSeq), and an entry counts only while its status points at it. An
+// entry is written before the status that points at it, so a job is never
+// missing from its state's list; the entry it leaves is deleted after the
+// status moved on. A write that loses its compare-and-set deletes the entry
+// it made, and a crash between the two writes leaves at most a stray entry,
+// which listings skip (the status does not point at it) and delete. So
+// listings are correct under concurrent transitions and from any number of
+// ingest replicas: the status decides, the index only finds candidates.
+//
+// Reads are JetStream batched direct gets: a page of entries after a
+// sequence on one subject is one request, the statuses of the page one
+// more (a multi-subject last-message get on the status bucket's stream).
+// Counts per state are the stream's message counts per subject, one
+// request for all states.
+const (
+	IndexStream  = "VODPIPE_INDEX"
+	IndexPrefix  = "vodpipe.index"
+	indexCreated = IndexPrefix + ".created"
+	indexState   = IndexPrefix + ".state."
+)
+
+// Index is the job index stream.
+type Index struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// indexSubject is the subject of the entries of jobs in state st, or of
+// every job by creation when st is "".
+func indexSubject(st job.State) string {
+	if st == "" {
+		return indexCreated
+	}
+	return indexState + string(st)
+}
+
+// add writes an entry and returns its sequence.
+func (ix *Index) add(ctx context.Context, subject, jobID string) (uint64, error) {
+	ack, err := ix.js.Publish(ctx, subject, []byte(jobID))
+	if err != nil {
+		return 0, fmt.Errorf("queue: index %s: %w", jobID, err)
+	}
+	return ack.Sequence, nil
+}
+
+// remove deletes an entry the index no longer needs (best effort: a stray
+// entry is skipped by listings).
+func (ix *Index) remove(ctx context.Context, seq uint64) {
+	if seq == 0 {
+		return
+	}
+	_ = ix.stream.DeleteMsg(context.WithoutCancel(ctx), seq)
+}
+
+// indexEntry is one entry read back.
+type indexEntry struct {
+	seq   uint64
+	jobID string
+}
+
+// entries reads up to n entries on subject after sequence after, oldest
+// first; more says whether the stream holds others beyond them.
+func (ix *Index) entries(ctx context.Context, subject string, after uint64, n int) (out []indexEntry, more bool, err error) {
+	req := map[string]any{"seq": after + 1, "next_by_subj": subject, "batch": n}
+	msgs, pending, err := directBatch(ctx, ix.js.Conn(), IndexStream, req)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, m := range msgs {
+		seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		out = append(out, indexEntry{seq: seq, jobID: string(m.Data)})
+	}
+	return out, pending > 0, nil
+}
+
+// Counts returns how many jobs are in each state, and in all (key ""),
+// from the index's message counts per subject: one request, whatever the
+// number of jobs. An entry that a crash left behind counts until a listing
+// meets and deletes it.
+func (ix *Index) Counts(ctx context.Context) (map[job.State]uint64, error) {
+	info, err := ix.stream.Info(ctx, jetstream.WithSubjectFilter(IndexPrefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("queue: index counts: %w", err)
+	}
+	out := map[job.State]uint64{}
+	for subj, n := range info.State.Subjects {
+		switch {
+		case subj == indexCreated:
+			out[""] = n
+		case strings.HasPrefix(subj, indexState):
+			out[job.State(strings.TrimPrefix(subj, indexState))] = n
+		}
+	}
+	return out, nil
+}
+
+// directBatch sends a batched direct get to stream and collects the
+// messages until the end-of-batch marker; pending is what the stream holds
+// beyond them. A batch that finds nothing is empty, not an error.
+func directBatch(ctx context.Context, nc *nats.Conn, stream string, req any) (msgs []*nats.Msg, pending uint64, err error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	inbox := nc.NewInbox()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+		return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, ctx.Err())
+		case m := <-ch:
+			switch m.Header.Get("Status") {
+			case "":
+				msgs = append(msgs, m)
+			case "204": // end of batch
+				pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				return msgs, pending, nil
+			case "404": // nothing at all
+				return nil, 0, nil
+			case "503":
+				return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, nats.ErrNoResponders)
+			default:
+				return nil, 0, fmt.Errorf("queue: direct get %s: %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+			}
+		}
+	}
+}
+
+// Page is one page of a job listing.
+type Page struct {
+	Statuses []*job.Status
+	// Next is the cursor of the following page, 0 when this one is the last.
+	Next uint64
+}

@@ -1,0 +1,282 @@
+package queue_test
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// listAll pages through a listing and returns the ids in order.
+func listAll(t *testing.T, q *queue.Queue, state job.State, limit int) []string {
+	t.Helper()
+	var ids []string
+	var after uint64
+	for range 10000 {
+		p, err := q.Statuses.Page(t.Context(), state, after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Statuses) > limit {
+			t.Fatalf("page of %d for limit %d", len(p.Statuses), limit)
+		}
+		for _, s := range p.Statuses {
+			if state != "" && s.State != state {
+				t.Fatalf("listing of %s holds %s, %s", state, s.Job.ID, s.State)
+			}
+			ids = append(ids, s.Job.ID)
+		}
+		if p.Next == 0 {
+			return ids
+		}
+		after = p.Next
+	}
+	t.Fatal("listing never ended")
+	return nil
+}
+
+func submitN(t *testing.T, q *queue.Queue, prefix string, n int) []string {
+	t.Helper()
+	var jobs []*job.Job
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%04d", prefix, i)
+		jobs = append(jobs, &job.Job{V: 1, ID: id, Source: "https://example.com/" + id + ".mp4"})
+		ids = append(ids, id)
+	}
+	for _, r := range q.Jobs.Submit(t.Context(), jobs) {
+		if r.Err != nil || r.Duplicate {
+			t.Fatalf("submit %s: %v (duplicate %v)", r.Job.ID, r.Err, r.Duplicate)
+		}
+	}
+	return ids
+}
+
+// TestPagesListEveryJobOnceInOrder: pages of every size list every job
+// once, by creation, and a state filter lists exactly the jobs in that
+// state, whatever pages they fall on.
+func TestPagesListEveryJobOnceInOrder(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	ids := submitN(t, q, "page", 25)
+	// Two more created one by one (the worker's path for jobs published on NATS).
+	for _, id := range []string{"page-one-a", "page-one-b"} {
+		if _, err := q.Statuses.Update(ctx, id, func(s *job.Status) error {
+			s.Job, s.State = job.Job{V: 1, ID: id}, job.StateQueued
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	running := map[string]bool{}
+	for _, id := range ids[3:9] {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
+			t.Fatal(err)
+		}
+		running[id] = true
+	}
+	for _, limit := range []int{1, 2, 7, 27, 100} {
+		if got := listAll(t, q, "", limit); !slices.Equal(got, ids) {
+			t.Fatalf("limit %d: listed %v, want %v", limit, got, ids)
+		}
+		gotRunning := listAll(t, q, job.StateRunning, limit)
+		if len(gotRunning) != len(running) {
+			t.Fatalf("limit %d: running %v, want %d", limit, gotRunning, len(running))
+		}
+		if got := listAll(t, q, job.StateQueued, limit); len(got) != len(ids)-len(running) {
+			t.Fatalf("limit %d: queued %d, want %d", limit, len(got), len(ids)-len(running))
+		}
+		if got := listAll(t, q, job.StateFailed, limit); len(got) != 0 {
+			t.Fatalf("failed: %v", got)
+		}
+	}
+	counts, err := q.Index.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[""] != uint64(len(ids)) || counts[job.StateRunning] != uint64(len(running)) ||
+		counts[job.StateQueued] != uint64(len(ids)-len(running)) {
+		t.Fatalf("counts %v", counts)
+	}
+	// A duplicate submit leaves no entry behind.
+	for _, r := range q.Jobs.Submit(ctx, []*job.Job{{V: 1, ID: ids[0], Source: "https://example.com/x.mp4"}}) {
+		if !r.Duplicate {
+			t.Fatalf("resubmit of %s not a duplicate", ids[0])
+		}
+	}
+	if _, created, err := q.Statuses.Create(ctx, &job.Job{V: 1, ID: ids[1]}); err != nil || created {
+		t.Fatalf("Create of an existing job: created %v, %v", created, err)
+	}
+	if after, _ := q.Index.Counts(ctx); after[""] != counts[""] || after[job.StateQueued] != counts[job.StateQueued] {
+		t.Fatalf("counts after duplicates %v, before %v", after, counts)
+	}
+}
+
+// TestListingDuringConcurrentTransitions: jobs moving through their states
+// while a listing pages through them are each listed at least once by a
+// listing of all jobs, and once the moves are over every state's listing
+// and count is exact: the compare-and-set losers' entries are gone.
+func TestListingDuringConcurrentTransitions(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	ids := submitN(t, q, "moving", 60)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i, id := range ids {
+				if i%4 == w {
+					continue // three movers per job, racing
+				}
+				for _, to := range []job.State{job.StateRunning, job.StatePaused, job.StateQueued, job.StateRunning, job.StateCompleted} {
+					_, err := q.Statuses.Update(ctx, id, func(s *job.Status) error {
+						if job.CheckTransition(s.State, to) != nil {
+							return errSkip
+						}
+						s.State = to
+						return nil
+					})
+					if err != nil && err != errSkip {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	seen := map[string]int{}
+	for range 5 {
+		for _, id := range listAll(t, q, "", 7) {
+			seen[id]++
+		}
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if seen[id] < 5 {
+			t.Fatalf("%s listed %d times in 5 listings of all jobs", id, seen[id])
+		}
+	}
+	byState := map[job.State]int{}
+	for _, id := range ids {
+		s, _, err := q.Statuses.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byState[s.State]++
+	}
+	for _, st := range []job.State{job.StateQueued, job.StateRunning, job.StatePaused, job.StateCompleted} {
+		if got := listAll(t, q, st, 9); len(got) != byState[st] {
+			t.Fatalf("%s listed %d, statuses say %d", st, len(got), byState[st])
+		}
+	}
+	counts, err := q.Index.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for st, n := range byState {
+		if counts[st] != uint64(n) {
+			t.Fatalf("count of %s = %d, statuses say %d (counts %v)", st, counts[st], n, counts)
+		}
+	}
+}
+
+var errSkip = fmt.Errorf("skip")
+
+// TestReindexListsStatusesOlderThanTheIndex: statuses written before the
+// job index existed (as an older vodpipe wrote them, straight into the
+// bucket) are found by Open and listed once Reindex has run.
+func TestReindexListsStatusesOlderThanTheIndex(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	js := n.JetStream(t)
+	kv, err := js.KeyValue(ctx, queue.StatusBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 12 {
+		id := fmt.Sprintf("old-%02d", i)
+		b, _ := job.MarshalStatus(&job.Status{Job: job.Job{V: 1, ID: id}, State: job.StateCompleted})
+		if _, err := kv.Put(ctx, id, b); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if q.NeedsReindex() {
+		t.Fatal("the first Open saw statuses that were written after it")
+	}
+	if got := listAll(t, q, "", 5); len(got) != 0 {
+		t.Fatalf("listed before reindex: %v", got)
+	}
+	q2, err := queue.Open(ctx, js, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q2.NeedsReindex() {
+		t.Fatal("Open did not see the statuses without index entries")
+	}
+	if n, err := q2.Statuses.Reindex(ctx); err != nil || n != len(ids) {
+		t.Fatalf("Reindex = %d, %v", n, err)
+	}
+	if n, err := q2.Statuses.Reindex(ctx); err != nil || n != 0 {
+		t.Fatalf("second Reindex = %d, %v; want nothing left to do", n, err)
+	}
+	if got := listAll(t, q2, job.StateCompleted, 5); !slices.Equal(got, ids) {
+		t.Fatalf("completed after reindex %v, want %v", got, ids)
+	}
+	q3, err := queue.Open(ctx, js, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q3.NeedsReindex() {
+		t.Fatal("Open after the reindex still wants one")
+	}
+}
+
+// TestStrayIndexEntriesAreSkippedAndDeleted: an entry that a status moved
+// past (a crash between the status write and the delete leaves one) is not
+// listed, and the listing that meets it deletes it.
+func TestStrayIndexEntriesAreSkippedAndDeleted(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	ids := submitN(t, q, "stray", 3)
+	js := n.JetStream(t)
+	// A stray "running" entry for stray-0, older than its status's next entry.
+	if _, err := js.Publish(ctx, queue.IndexPrefix+".state.running", []byte(ids[0])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, ids[0], job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, ids[0], job.StateCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An entry of a job that has no status at all (its creation crashed).
+	if _, err := js.Publish(ctx, queue.IndexPrefix+".state.running", []byte("no-such-job")); err != nil {
+		t.Fatal(err)
+	}
+	if got := listAll(t, q, job.StateRunning, 10); len(got) != 0 {
+		t.Fatalf("running lists %v", got)
+	}
+	s, err := js.Stream(ctx, queue.IndexStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(queue.IndexPrefix+".state.running"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stray older than the status's entry is gone; the orphan stays
+	// (its status may be on its way) but is never listed.
+	if got := info.State.Subjects[queue.IndexPrefix+".state.running"]; got != 1 {
+		t.Fatalf("running entries left: %d, want the orphan only", got)
+	}
+	if got := listAll(t, q, job.StateCompleted, 10); !slices.Equal(got, ids[:1]) {
+		t.Fatalf("completed lists %v", got)
+	}
+}
