@@ -1,4 +1,4 @@
-// Package bench measures vodpipe's performance figures P1..P6 side by side in
+// Package bench measures vodpipe's performance figures P1..P7 side by side in
 // one run, each against a baseline measured in that same run, for the
 // `vodpipe bench` command:
 //
@@ -12,7 +12,9 @@
 //     bytes of its parts in flight;
 //   - P5: bytes sent again after a worker process is SIGKILLed half way;
 //   - P6: 1, 2 and 4 worker processes against a vodsim that limits each
-//     request's bandwidth: the speed-up.
+//     request's bandwidth: the speed-up;
+//   - P7: GET /v1/jobs latency (p50, p99; all jobs and a state filter) and
+//     the ingest process's RSS at 10,000, 100,000 and 1,000,000 jobs stored.
 //
 // Everything runs on loopback with its own embedded NATS server, vodsim and
 // signature service per measurement; every measurement is bounded in time.
@@ -32,7 +34,7 @@ import (
 )
 
 // IDs are the measurements, in the order they run.
-var IDs = []string{"P1", "P2", "P3", "P4", "P5", "P6"}
+var IDs = []string{"P1", "P2", "P3", "P4", "P5", "P6", "P7"}
 
 // Options configure a run.
 type Options struct {
@@ -126,7 +128,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	}
 	r := &runner{o: o, sz: sizesFor(o.Quick), dir: dir, src: src}
 	measures := map[string]func(context.Context) ([]Result, error){
-		"P1": r.p1, "P2": r.p2, "P3": r.p3, "P4": r.p4, "P5": r.p5, "P6": r.p6,
+		"P1": r.p1, "P2": r.p2, "P3": r.p3, "P4": r.p4, "P5": r.p5, "P6": r.p6, "P7": r.p7,
 	}
 	var out []Result
 	var first error
@@ -163,6 +165,7 @@ var whatOf = map[string]string{
 	"P4": "worker peak RSS vs parts in flight × part size",
 	"P5": "bytes re-sent after SIGKILL at 50 %",
 	"P6": "worker processes vs per-request bandwidth limit",
+	"P7": "job listing latency and ingest RSS vs jobs stored",
 }
 
 // sizes are the dimensions of a run: the issue's, or a quick smoke run's.
@@ -179,6 +182,7 @@ type sizes struct {
 	scaleSize   int64 // P6: size of each
 	scalePart   int64 // P6: part size
 	scaleBW     int64 // P6: bytes per second of each request body
+	listLevels  []int // P7: jobs stored at each measurement
 	timeout     time.Duration
 }
 
@@ -186,11 +190,11 @@ func sizesFor(quick bool) sizes {
 	if quick {
 		return sizes{upload: 48 << 20, rounds: 1, partSize: 8 << 20, concurrency: 4, jobs: 60, jobSize: 64 << 10,
 			big: 96 << 20, resume: 48 << 20, scaleJobs: 8, scaleSize: 3 << 20, scalePart: 1 << 20, scaleBW: 8 << 20,
-			timeout: 90 * time.Second}
+			listLevels: []int{2000, 10000}, timeout: 90 * time.Second}
 	}
 	return sizes{upload: 1 << 30, rounds: 5, partSize: 8 << 20, concurrency: 4, jobs: 1000, jobSize: 64 << 10,
 		big: 4 << 30, resume: 1 << 30, scaleJobs: 8, scaleSize: 32 << 20, scalePart: 8 << 20, scaleBW: 16 << 20,
-		timeout: 6 * time.Minute}
+		listLevels: []int{10_000, 100_000, 1_000_000}, timeout: 6 * time.Minute}
 }
 
 // runner carries what the measurements share.

@@ -89,7 +89,7 @@ type indexEntry struct {
 // first; more says whether the stream holds others beyond them.
 func (ix *Index) entries(ctx context.Context, subject string, after uint64, n int) (out []indexEntry, more bool, err error) {
 	req := map[string]any{"seq": after + 1, "next_by_subj": subject, "batch": n}
-	msgs, pending, err := directBatch(ctx, ix.js.Conn(), IndexStream, req)
+	msgs, pending, err := directBatch(ctx, ix.js.Conn(), IndexStream, req, n)
 	if err != nil {
 		return nil, false, err
 	}
@@ -121,16 +121,18 @@ func (ix *Index) Counts(ctx context.Context) (map[job.State]uint64, error) {
 	return out, nil
 }
 
-// directBatch sends a batched direct get to stream and collects the
-// messages until the end-of-batch marker; pending is what the stream holds
-// beyond them. A batch that finds nothing is empty, not an error.
-func directBatch(ctx context.Context, nc *nats.Conn, stream string, req any) (msgs []*nats.Msg, pending uint64, err error) {
+// directBatch sends a batched direct get of up to n messages to stream and
+// collects them until the end-of-batch marker; pending is what the stream
+// holds beyond them. A batch that finds nothing is empty, not an error.
+func directBatch(ctx context.Context, nc *nats.Conn, stream string, req any, n int) (msgs []*nats.Msg, pending uint64, err error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, 0, err
 	}
 	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, 64)
+	// Room for the whole batch and its end marker: a full channel drops
+	// messages (a slow consumer), the marker among them.
+	ch := make(chan *nats.Msg, n+2)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, err)

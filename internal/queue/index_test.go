@@ -280,3 +280,18 @@ func TestStrayIndexEntriesAreSkippedAndDeleted(t *testing.T) {
 		t.Fatalf("completed lists %v", got)
 	}
 }
+
+// TestPagesOfTheLargestSize: a page of 1,000 (the API's largest) arrives
+// whole: every message of a batched read is kept, none dropped as a slow
+// consumer's, and so is the batch's end marker.
+func TestPagesOfTheLargestSize(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ids := submitN(t, q, "big", 2100)
+	p, err := q.Statuses.Page(t.Context(), "", 0, 1000)
+	if err != nil || len(p.Statuses) != 1000 || p.Next == 0 {
+		t.Fatalf("first page: %d statuses, next %d, %v", len(p.Statuses), p.Next, err)
+	}
+	if got := listAll(t, q, job.StateQueued, 1000); !slices.Equal(got, ids) {
+		t.Fatalf("queued listing of %d, want %d", len(got), len(ids))
+	}
+}

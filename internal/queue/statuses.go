@@ -159,7 +159,7 @@ func (ss *Statuses) many(ctx context.Context, ids []string) (map[string]*job.Sta
 	for i, id := range ids {
 		subjects[i] = "$KV." + StatusBucket + "." + id
 	}
-	msgs, _, err := directBatch(ctx, ss.js.Conn(), "KV_"+StatusBucket, map[string]any{"multi_last": subjects, "batch": len(ids)})
+	msgs, _, err := directBatch(ctx, ss.js.Conn(), "KV_"+StatusBucket, map[string]any{"multi_last": subjects, "batch": len(ids)}, len(ids))
 	if err != nil {
 		return nil, err
 	}
