@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // Depth is how many jobs the work queue holds, by what will become of them.
@@ -79,6 +81,7 @@ type Collector struct {
 	jobs    *prometheus.Desc
 	dead    *prometheus.Desc
 	written *prometheus.Desc
+	stored  *prometheus.Desc
 	up      *prometheus.Desc
 }
 
@@ -91,6 +94,9 @@ func NewCollector(q *Queue) *Collector {
 		dead: prometheus.NewDesc("vodpipe_queue_dead_letters", "Entries in the dead-letter stream VODPIPE_DLQ.", nil, nil),
 		written: prometheus.NewDesc("vodpipe_queue_dead_lettered_total",
 			"Dead letters ever written to VODPIPE_DLQ (its last sequence; it does not fall as entries expire).", nil, nil),
+		stored: prometheus.NewDesc("vodpipe_jobs_stored",
+			"Jobs stored, by state (queued, running, paused, completed, failed, canceled; all: every job), from the job index: one read whatever their number.",
+			[]string{"state"}, nil),
 		up: prometheus.NewDesc("vodpipe_queue_up", "1 if the last scrape read the queue's depth from JetStream.", nil, nil),
 	}
 }
@@ -100,6 +106,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.jobs
 	ch <- c.dead
 	ch <- c.written
+	ch <- c.stored
 	ch <- c.up
 }
 
@@ -118,4 +125,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(d.DeadLetters))
 	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(d.DeadLettered))
+	if counts, err := c.q.Index.Counts(ctx); err == nil {
+		for _, st := range []job.State{job.StateQueued, job.StateRunning, job.StatePaused, job.StateCompleted, job.StateFailed, job.StateCanceled} {
+			ch <- prometheus.MustNewConstMetric(c.stored, prometheus.GaugeValue, float64(counts[st]), string(st))
+		}
+		ch <- prometheus.MustNewConstMetric(c.stored, prometheus.GaugeValue, float64(counts[""]), "all")
+	}
 }

@@ -148,3 +148,28 @@ vodpipe_queue_dead_lettered_total 2
 		t.Fatal(err)
 	}
 }
+
+// TestJobsStoredByState: the collector exports the index's counts by state.
+func TestJobsStoredByState(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ids := submitN(t, q, "stored", 5)
+	if _, err := q.Statuses.Transition(t.Context(), ids[0], job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(queue.NewCollector(q))
+	want := `
+# HELP vodpipe_jobs_stored Jobs stored, by state (queued, running, paused, completed, failed, canceled; all: every job), from the job index: one read whatever their number.
+# TYPE vodpipe_jobs_stored gauge
+vodpipe_jobs_stored{state="all"} 5
+vodpipe_jobs_stored{state="canceled"} 0
+vodpipe_jobs_stored{state="completed"} 0
+vodpipe_jobs_stored{state="failed"} 0
+vodpipe_jobs_stored{state="paused"} 0
+vodpipe_jobs_stored{state="queued"} 4
+vodpipe_jobs_stored{state="running"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vodpipe_jobs_stored"); err != nil {
+		t.Fatal(err)
+	}
+}
