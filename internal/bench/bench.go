@@ -141,7 +141,11 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		}
 		r.logf("%s: starting", id)
 		start := time.Now()
-		mctx, cancel := context.WithTimeout(ctx, r.sz.timeout)
+		timeout := r.sz.timeout
+		if id == "P7" {
+			timeout = r.sz.listTimeout // storing a million jobs takes minutes
+		}
+		mctx, cancel := context.WithTimeout(ctx, timeout)
 		rows, err := measures[id](mctx)
 		cancel()
 		if err != nil {
@@ -183,6 +187,7 @@ type sizes struct {
 	scalePart   int64 // P6: part size
 	scaleBW     int64 // P6: bytes per second of each request body
 	listLevels  []int // P7: jobs stored at each measurement
+	listTimeout time.Duration
 	timeout     time.Duration
 }
 
@@ -190,11 +195,11 @@ func sizesFor(quick bool) sizes {
 	if quick {
 		return sizes{upload: 48 << 20, rounds: 1, partSize: 8 << 20, concurrency: 4, jobs: 60, jobSize: 64 << 10,
 			big: 96 << 20, resume: 48 << 20, scaleJobs: 8, scaleSize: 3 << 20, scalePart: 1 << 20, scaleBW: 8 << 20,
-			listLevels: []int{2000, 10000}, timeout: 90 * time.Second}
+			listLevels: []int{2000, 10000}, listTimeout: 90 * time.Second, timeout: 90 * time.Second}
 	}
 	return sizes{upload: 1 << 30, rounds: 5, partSize: 8 << 20, concurrency: 4, jobs: 1000, jobSize: 64 << 10,
 		big: 4 << 30, resume: 1 << 30, scaleJobs: 8, scaleSize: 32 << 20, scalePart: 8 << 20, scaleBW: 16 << 20,
-		listLevels: []int{10_000, 100_000, 1_000_000}, timeout: 6 * time.Minute}
+		listLevels: []int{10_000, 100_000, 1_000_000}, listTimeout: 30 * time.Minute, timeout: 6 * time.Minute}
 }
 
 // runner carries what the measurements share.

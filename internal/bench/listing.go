@@ -91,16 +91,20 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 			return out, err
 		}
 		rss, hwm := processRSS(in.Cmd.Process.Pid)
+		storage, err := storedBytes(ctx, l)
+		if err != nil {
+			return out, err
+		}
 		verdict := Met
 		if all[1] > p7PageP99 || running[1] > p7FilteredP99 || hwm > p7MaxRSS {
 			verdict = Missed
 		}
-		r.logf("P7: %d jobs: page p50 %s p99 %s; running p50 %s p99 %s; ingest RSS %s (peak %s)",
-			level, all[0], all[1], running[0], running[1], mib(rss), mib(hwm))
+		r.logf("P7: %d jobs: page p50 %s p99 %s; running p50 %s p99 %s; ingest RSS %s (peak %s); JetStream %s",
+			level, all[0], all[1], running[0], running[1], mib(rss), mib(hwm), storage)
 		out = append(out, Result{
 			ID: fmt.Sprintf("P7 %s", countWord(level)), What: fmt.Sprintf("GET /v1/jobs?limit=%d at %d jobs stored", p7Page, level),
-			Measured: fmt.Sprintf("p99 %s (p50 %s); state=running p99 %s (p50 %s); ingest RSS %s, peak %s",
-				ms1(all[1]), ms1(all[0]), ms1(running[1]), ms1(running[0]), mib(rss), mib(hwm)),
+			Measured: fmt.Sprintf("p99 %s (p50 %s); state=running p99 %s (p50 %s); ingest RSS %s, peak %s; JetStream %s",
+				ms1(all[1]), ms1(all[0]), ms1(running[1]), ms1(running[0]), mib(rss), mib(hwm), storage),
 			Ratio:   math.NaN(),
 			Target:  fmt.Sprintf("p99 ≤ %s, filtered ≤ %s, RSS < %s", ms1(p7PageP99), ms1(p7FilteredP99), mib(p7MaxRSS)),
 			Verdict: verdict,
@@ -109,6 +113,20 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 		})
 	}
 	return out, nil
+}
+
+// storedBytes says what the job layout's streams hold on disk: the status
+// bucket, the index, the queued job messages and the events.
+func storedBytes(ctx context.Context, l *lab) (string, error) {
+	var parts []string
+	for _, name := range []string{"KV_" + queue.StatusBucket, queue.IndexStream, queue.JobsStream, queue.EventsStream} {
+		st, err := l.q.JetStream().Stream(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", name, mib(int64(st.CachedInfo().State.Bytes))))
+	}
+	return strings.Join(parts, ", "), nil
 }
 
 // startIngest starts an ingest process on l's NATS and returns it, its
