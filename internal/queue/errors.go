@@ -30,6 +30,14 @@ const (
 	errCodeWrongLastSeqConst jetstream.ErrorCode = 10164
 )
 
+// Status codes of JetStream's direct-get replies (a NATS "Status" header)
+// that a batched read tells apart.
+const (
+	statusEndOfBatch   = "204" // the batch is complete; Nats-Num-Pending says what is left
+	statusNotFound     = "404" // nothing matched the request
+	statusNoResponders = "503" // no server answers for the stream
+)
+
 // lostRace reports whether err is a compare-and-set write that lost to
 // another writer (a key created or updated since it was read).
 func lostRace(err error) bool {

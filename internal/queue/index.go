@@ -154,12 +154,12 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, req any, n i
 			switch m.Header.Get("Status") {
 			case "":
 				msgs = append(msgs, m)
-			case "204": // end of batch
+			case statusEndOfBatch:
 				pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 				return msgs, pending, nil
-			case "404": // nothing at all
+			case statusNotFound:
 				return nil, 0, nil
-			case "503":
+			case statusNoResponders:
 				return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, nats.ErrNoResponders)
 			default:
 				return nil, 0, fmt.Errorf("queue: direct get %s: %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
