@@ -70,13 +70,13 @@ type Service struct {
 	log *slog.Logger
 	nc  *nats.Conn
 	q   *queue.Queue
-	// stopReindex ends a reindex of old statuses in the background.
-	stopReindex context.CancelFunc
-	idem        jetstream.KeyValue
-	signer      *signer.Signer
-	sigSvc      micro.Service
-	keys        APIKeys
-	metrics     *metrics
+	// stopBG ends the background work on the job index (reindex, sweep).
+	stopBG  context.CancelFunc
+	idem    jetstream.KeyValue
+	signer  *signer.Signer
+	sigSvc  micro.Service
+	keys    APIKeys
+	metrics *metrics
 
 	keyLimits   *limiters // per API key
 	tokenLimits *limiters // per upload token
@@ -137,9 +137,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBG = stop
 	if s.q.NeedsReindex() {
-		s.reindex(ctx)
+		go s.reindex(bg)
 	}
+	go s.sweepIndex(bg, time.Hour)
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
 		if s.page, err = startPageEvents(s.nc, s.metrics.pageEvts, log); err != nil {
@@ -155,25 +158,41 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 }
 
 // reindex gives the statuses of a deployment older than the job index
-// their entries, in the background: listings show them as they are done.
+// their entries (run in the background: listings show them as they are done).
 func (s *Service) reindex(ctx context.Context) {
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopReindex = stop
-	go func() {
-		s.log.Info("indexing the statuses stored before the job index existed")
-		n, err := s.q.Statuses.Reindex(bg)
-		if err != nil && bg.Err() == nil {
-			s.log.Error("job index: reindex stopped (restart ingest to finish it)", "indexed", n, "err", err)
-			return
+	s.log.Info("indexing the statuses stored before the job index existed")
+	n, err := s.q.Statuses.Reindex(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("job index: reindex stopped (restart ingest to finish it)", "indexed", n, "err", err)
+		return
+	}
+	s.log.Info("job index: statuses indexed", "indexed", n)
+}
+
+// sweepIndex deletes the index entries of expired jobs now and every
+// interval until ctx ends (every replica sweeps; a second sweep finds
+// nothing left).
+func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := s.q.Statuses.SweepIndex(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("job index: sweep of expired jobs failed; next try in an interval", "err", err)
+		} else if n > 0 {
+			s.log.Info("job index: entries of expired jobs deleted", "deleted", n)
 		}
-		s.log.Info("job index: statuses indexed", "indexed", n)
-	}()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Close stops the signature service and the NATS connection.
 func (s *Service) Close() {
-	if s.stopReindex != nil {
-		s.stopReindex()
+	if s.stopBG != nil {
+		s.stopBG()
 	}
 	if s.sigSvc != nil {
 		_ = s.sigSvc.Stop()

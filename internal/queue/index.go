@@ -61,9 +61,13 @@ func indexSubject(st job.State) string {
 	return indexState + string(st)
 }
 
-// add writes an entry and returns its sequence.
-func (ix *Index) add(ctx context.Context, subject, jobID string) (uint64, error) {
-	ack, err := ix.js.Publish(ctx, subject, []byte(jobID))
+// add writes an entry and returns its sequence; ttl > 0 has it expire.
+func (ix *Index) add(ctx context.Context, subject, jobID string, ttl time.Duration) (uint64, error) {
+	var opts []jetstream.PublishOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	ack, err := ix.js.Publish(ctx, subject, []byte(jobID), opts...)
 	if err != nil {
 		return 0, fmt.Errorf("queue: index %s: %w", jobID, err)
 	}
@@ -83,6 +87,7 @@ func (ix *Index) remove(ctx context.Context, seq uint64) {
 type indexEntry struct {
 	seq   uint64
 	jobID string
+	time  time.Time // when it was written
 }
 
 // entries reads up to n entries on subject after sequence after, oldest
@@ -95,7 +100,8 @@ func (ix *Index) entries(ctx context.Context, subject string, after uint64, n in
 	}
 	for _, m := range msgs {
 		seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		out = append(out, indexEntry{seq: seq, jobID: string(m.Data)})
+		at, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		out = append(out, indexEntry{seq: seq, jobID: string(m.Data), time: at})
 	}
 	return out, pending > 0, nil
 }

@@ -1,14 +1,17 @@
 package queue_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -293,5 +296,49 @@ func TestPagesOfTheLargestSize(t *testing.T) {
 	}
 	if got := listAll(t, q, job.StateQueued, 1000); !slices.Equal(got, ids) {
 		t.Fatalf("queued listing of %d, want %d", len(got), len(ids))
+	}
+}
+
+// TestFinishedStatusesExpireWithTheirIndexEntries: a finished job's status
+// expires after the retention, the listings stop showing it, and the sweep
+// deletes its entry by creation; unfinished jobs stay, however old.
+func TestFinishedStatusesExpireWithTheirIndexEntries(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{StatusRetention: 2 * time.Second})
+	ctx := t.Context()
+	ids := submitN(t, q, "ret", 3)
+	for _, id := range ids[:2] {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Statuses.Transition(ctx, ids[0], job.StateCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the completed status to expire", func() bool {
+		_, _, err := q.Statuses.Get(ctx, ids[0])
+		return errors.Is(err, queue.ErrNotFound)
+	})
+	if got := listAll(t, q, "", 10); !slices.Equal(got, ids[1:]) {
+		t.Fatalf("listed %v after the expiry, want %v", got, ids[1:])
+	}
+	if got := listAll(t, q, job.StateCompleted, 10); len(got) != 0 {
+		t.Fatalf("completed lists %v", got)
+	}
+	n, err := q.Statuses.SweepIndex(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("SweepIndex = %d, %v; want the expired job's entry", n, err)
+	}
+	if counts, _ := q.Index.Counts(ctx); counts[""] != 2 {
+		t.Fatalf("counts after the sweep: %v", counts)
+	}
+	// The running and queued jobs are older than the retention and stay.
+	for _, id := range ids[1:] {
+		if _, _, err := q.Statuses.Get(ctx, id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	// The id is free again: a new job.
+	if _, created, err := q.Statuses.Create(ctx, &job.Job{V: 1, ID: ids[0]}); err != nil || !created {
+		t.Fatalf("Create after expiry: created %v, %v", created, err)
 	}
 }

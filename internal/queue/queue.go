@@ -63,6 +63,14 @@ type Config struct {
 	// EventsMaxBytes bounds the events stream, which VOD's callback and
 	// every job feed: when full, the oldest events go.
 	EventsMaxBytes int64 `envconfig:"EVENTS_MAX_BYTES" default:"2147483648" desc:"bytes the events stream may hold; when full, the oldest events go (-1: no limit)"`
+	// StatusRetention is how long a finished job's status is kept (with its
+	// FileId mapping and its entries in the job index). It outlasts every
+	// window that reads it: the Idempotency-Key (24 h), the jobs' duplicate
+	// window, a job message redelivered or copied late (it finds the job
+	// finished and does not run it again), the events kept for replay
+	// (EventsMaxAge) and VOD's task-flow events for the file. After it, the
+	// same job id is a new job.
+	StatusRetention time.Duration `envconfig:"STATUS_RETENTION" default:"720h" desc:"how long a finished (completed, failed, canceled) job's status, FileId mapping and index entries are kept; after it, a job with the same id is a new job (-1s: forever)"`
 	// DLQMaxBytes bounds the dead letters, which bad submissions fill: when
 	// full, the oldest go.
 	DLQMaxBytes int64 `envconfig:"DLQ_MAX_BYTES" default:"536870912" desc:"bytes the dead-letter stream may hold; when full, the oldest go (-1: no limit)"`
@@ -185,6 +193,7 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{}, Index: &Index{js: js}}
 	q.Jobs.statuses, q.Jobs.index = q.Statuses, q.Index
 	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
+	q.Statuses.retention = max(cfg.StatusRetention, 0)
 	q.Control.statuses, q.Control.jobs, q.Control.events = q.Statuses, q.Jobs, q.Events
 	return q, nil
 }
@@ -230,7 +239,7 @@ func (q *Queue) streams() []layoutStream {
 		{&q.Index.stream, jetstream.StreamConfig{
 			Name: IndexStream, Description: "vodpipe job index: jobs by creation and by state (see internal/queue/index.go)",
 			Subjects: []string{IndexPrefix + ".>"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			Replicas: c.Replicas, AllowDirect: true, Discard: jetstream.DiscardOld,
+			Replicas: c.Replicas, AllowDirect: true, Discard: jetstream.DiscardOld, AllowMsgTTL: true,
 		}},
 	}
 }
@@ -240,10 +249,15 @@ func (q *Queue) buckets() []layoutBucket {
 		return jetstream.KeyValueConfig{Bucket: name, Description: desc, Storage: jetstream.FileStorage,
 			Replicas: q.cfg.Replicas, History: 1, TTL: ttl}
 	}
+	retention := max(q.cfg.StatusRetention, 0)
+	status := bucket(StatusBucket, "vodpipe job status and progress", 0)
+	// Finished statuses carry a TTL of their own (Statuses.put): the bucket
+	// allows per-key TTLs, and marks a key that expired for a minute.
+	status.LimitMarkerTTL = time.Minute
 	return []layoutBucket{
-		{&q.Statuses.kv, bucket(StatusBucket, "vodpipe job status and progress", 0)},
+		{&q.Statuses.kv, status},
 		{&q.Control.kv, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
-		{&q.Files.files, bucket(FilesBucket, "vodpipe FileId to job id", 0)},
+		{&q.Files.files, bucket(FilesBucket, "vodpipe FileId to job id", retention)},
 		{&q.Files.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -21,6 +23,8 @@ type Statuses struct {
 	index   *Index
 	control *Control
 	files   *Files
+	// retention is how long a finished status is kept (0: forever).
+	retention time.Duration
 }
 
 // Get returns a job's status and its revision, or ErrNotFound.
@@ -71,6 +75,26 @@ func (ss *Statuses) Update(ctx context.Context, jobID string, f func(*job.Status
 	return s, err
 }
 
+// put writes a status over revision rev (0: a new key). A finished job's
+// status expires after the retention: it is written with a TTL of its own.
+func (ss *Statuses) put(ctx context.Context, jobID string, b []byte, rev uint64, finished bool) (uint64, error) {
+	switch {
+	case (!finished || ss.retention <= 0) && rev == 0:
+		return ss.kv.Create(ctx, jobID, b)
+	case !finished || ss.retention <= 0:
+		return ss.kv.Update(ctx, jobID, b, rev)
+	case rev == 0: // Create also takes the place of a key deleted or expired
+		return ss.kv.Create(ctx, jobID, b, jetstream.KeyTTL(ss.retention))
+	}
+	m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + jobID, Data: b, Header: nats.Header{}}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	ack, err := ss.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(ss.retention))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
 // madeEntries are the index entries a status write made before it wrote.
 type madeEntries struct{ log, state uint64 }
 
@@ -87,13 +111,18 @@ func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Statu
 	var made madeEntries
 	var err error
 	if s.LogSeq == 0 {
-		if made.log, err = ss.index.add(ctx, indexCreated, jobID); err != nil {
+		if made.log, err = ss.index.add(ctx, indexCreated, jobID, 0); err != nil {
 			return madeEntries{}, err
 		}
 		s.LogSeq = made.log
 	}
 	if s.State != "" && (s.State != was || s.IndexSeq == 0) {
-		if made.state, err = ss.index.add(ctx, indexSubject(s.State), jobID); err != nil {
+		// A finished job's entry expires a minute after its status (put).
+		var ttl time.Duration
+		if s.State.Terminal() && ss.retention > 0 {
+			ttl = ss.retention + time.Minute
+		}
+		if made.state, err = ss.index.add(ctx, indexSubject(s.State), jobID, ttl); err != nil {
 			made.remove(ctx, ss.index)
 			return madeEntries{}, err
 		}
@@ -218,11 +247,7 @@ func (ss *Statuses) updateStatus(ctx context.Context, jobID string, known Known,
 		if err != nil {
 			return nil, 0, err
 		}
-		if rev == 0 {
-			rev, err = ss.kv.Create(ctx, jobID, b)
-		} else {
-			rev, err = ss.kv.Update(ctx, jobID, b, rev)
-		}
+		rev, err = ss.put(ctx, jobID, b, rev, s.State.Terminal())
 		if err == nil {
 			if made.state != 0 && left != 0 {
 				ss.index.remove(ctx, left) // the entry of the state it left
@@ -277,6 +302,50 @@ func transition(to job.State, f func(*job.Status)) func(*job.Status) error {
 			f(s)
 		}
 		return nil
+	}
+}
+
+// SweepIndex deletes the entries by creation of jobs whose status expired
+// (see Config.StatusRetention): the entries older than the retention, oldest
+// first, whose status is gone. It stops at the first entry younger than the
+// retention, so its cost is the expired jobs' and the old jobs still kept
+// (paused or running for longer than the retention). Ingest runs it from
+// time to time; it returns how many entries it deleted.
+func (ss *Statuses) SweepIndex(ctx context.Context) (int, error) {
+	if ss.retention <= 0 {
+		return 0, nil
+	}
+	cutoff := time.Now().Add(-ss.retention)
+	deleted := 0
+	for after := uint64(0); ; {
+		entries, more, err := ss.index.entries(ctx, indexCreated, after, 500)
+		if err != nil || len(entries) == 0 {
+			return deleted, err
+		}
+		ids := make([]string, 0, len(entries))
+		for _, e := range entries {
+			if e.time.After(cutoff) {
+				break
+			}
+			ids = append(ids, e.jobID)
+		}
+		if len(ids) == 0 {
+			return deleted, nil
+		}
+		statuses, err := ss.many(ctx, ids)
+		if err != nil {
+			return deleted, err
+		}
+		for _, e := range entries[:len(ids)] {
+			if s := statuses[e.jobID]; s == nil || s.LogSeq != e.seq {
+				ss.index.remove(ctx, e.seq)
+				deleted++
+			}
+		}
+		if len(ids) < len(entries) || !more {
+			return deleted, nil
+		}
+		after = entries[len(entries)-1].seq
 	}
 }
 

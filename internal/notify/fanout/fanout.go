@@ -66,6 +66,7 @@ type WebhookConfig struct {
 	// AttemptsMaxAge and AttemptsPerSubscription bound the delivery-attempt log.
 	AttemptsMaxAge          time.Duration `envconfig:"WEBHOOK_ATTEMPTS_MAX_AGE" default:"168h" desc:"how long delivery attempts are kept"`
 	AttemptsPerSubscription int64         `envconfig:"WEBHOOK_ATTEMPTS_PER_SUBSCRIPTION" default:"1000" desc:"delivery attempts kept per subscription"`
+	AttemptsMaxBytes        int64         `envconfig:"WEBHOOK_ATTEMPTS_MAX_BYTES" default:"268435456" desc:"bytes the delivery-attempt log may hold; when full, the oldest attempts go"`
 	// WebhookSecretKeys encrypt the signing secrets in the subscriptions
 	// bucket, so that NATS never holds them in clear: the first seals, every
 	// one opens, so a key is rotated by putting a new one first.
@@ -198,7 +199,8 @@ func (f *Fanout) Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 	if f.attempts, err = f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: AttemptsStream, Description: "vodpipe webhook delivery attempts", Subjects: []string{attemptsPrefix + ".>"},
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: f.replicas,
-		MaxAge: f.cfg.AttemptsMaxAge, MaxMsgsPerSubject: f.cfg.AttemptsPerSubscription, Discard: jetstream.DiscardOld,
+		MaxAge: f.cfg.AttemptsMaxAge, MaxMsgsPerSubject: f.cfg.AttemptsPerSubscription, MaxBytes: f.cfg.AttemptsMaxBytes,
+		Discard: jetstream.DiscardOld,
 	}); err != nil {
 		return fmt.Errorf("notify: stream %s: %w", AttemptsStream, err)
 	}

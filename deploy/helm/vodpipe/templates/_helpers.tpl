@@ -165,6 +165,7 @@ VODPIPE_JOBS_MAX_DELIVER: {{ .Values.jetstream.maxDeliver | int | quote }}
 VODPIPE_JOBS_MAX_ACK_PENDING: {{ .Values.jetstream.maxAckPending | int | quote }}
 VODPIPE_EVENTS_MAX_AGE: {{ .Values.jetstream.eventsMaxAge | quote }}
 VODPIPE_DLQ_MAX_AGE: {{ .Values.jetstream.dlqMaxAge | quote }}
+VODPIPE_STATUS_RETENTION: {{ .Values.jetstream.statusRetention | quote }}
 {{- end }}
 
 {{- define "vodpipe.env.ingest" -}}
