@@ -342,3 +342,27 @@ func TestFinishedStatusesExpireWithTheirIndexEntries(t *testing.T) {
 		t.Fatalf("Create after expiry: created %v, %v", created, err)
 	}
 }
+
+// TestOpenUpgradesALayoutWithoutTTLs: a status bucket and an index made
+// before retention (no per-key TTLs allowed) are updated in place by Open.
+func TestOpenUpgradesALayoutWithoutTTLs(t *testing.T) {
+	n := testharness.StartNATS(t)
+	ctx := t.Context()
+	js := n.JetStream(t)
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: queue.StatusBucket, History: 1,
+		Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: queue.IndexStream, Subjects: []string{queue.IndexPrefix + ".>"},
+		Storage: jetstream.FileStorage, AllowDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Open(ctx, js, queue.Config{StatusRetention: time.Hour})
+	if err != nil {
+		t.Fatalf("Open over an older layout: %v", err)
+	}
+	ids := submitN(t, q, "upgraded", 1)
+	if _, err := q.Statuses.Transition(ctx, ids[0], job.StateCanceled, nil); err != nil {
+		t.Fatalf("a finished status with a TTL on the upgraded bucket: %v", err)
+	}
+}
