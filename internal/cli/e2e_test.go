@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,12 +74,24 @@ func TestSubmitByAPIAndByCLIComplete(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("submit: %+v %v", v, err)
 	}
-	// By the CLI: walks the folder (skipping notes.txt), watches, prints JSON.
+	// By the CLI: walks the folder (skipping notes.txt), watches over
+	// notify's event stream, prints JSON. Through a proxy that counts what
+	// reaches ingest: one batch, and no request per job while watching.
+	var requests atomic.Int64
+	target, _ := url.Parse(st.IngestURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
 	var out, errOut bytes.Buffer
-	code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json",
-		"--poll", "100ms", "--source-context", "cli", root}, &out, &errOut)
+	code := run(t.Context(), []string{"submit", "--api", proxy.URL, "--api-key", st.APIKey, "--watch", "--json",
+		"--events", st.NotifyURL, "--source-context", "cli", root}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("submit --watch exit %d\nstdout %s\nstderr %s", code, out.String(), errOut.String())
+	}
+	if n := requests.Load(); n != 1 {
+		t.Fatalf("submit --watch --events sent %d requests to ingest, want the one batch", n)
 	}
 	var rows []summary
 	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
@@ -113,6 +129,24 @@ func TestSubmitByAPIAndByCLIComplete(t *testing.T) {
 	if code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--json", root}, &out, &errOut); code != 0 ||
 		strings.Count(out.String(), `"outcome": "duplicate"`) != 3 {
 		t.Fatalf("resubmit: %d %s", code, out.String())
+	}
+	// Watching a re-run ends at once with every job's outcome, over the
+	// event stream and by polling alike.
+	for _, how := range [][]string{{"--events", st.NotifyURL}, {"--poll", "100ms"}} {
+		out.Reset()
+		args := append([]string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json"}, how...)
+		if code := run(t.Context(), append(args, root), &out, &errOut); code != 0 {
+			t.Fatalf("rerun %v: exit %d\n%s\n%s", how, code, out.String(), errOut.String())
+		}
+		var again []summary
+		if err := json.Unmarshal(out.Bytes(), &again); err != nil || len(again) != 3 {
+			t.Fatalf("rerun %v: %v %s", how, err, out.String())
+		}
+		for _, r := range again {
+			if r.Outcome != "completed" || r.FileID == "" {
+				t.Fatalf("rerun %v: row %+v", how, r)
+			}
+		}
 	}
 	if n := len(st.Vodsim.Files()); n != 4 {
 		t.Fatalf("vodsim files = %d, want 4", n)

@@ -79,6 +79,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cover         = fs.String("cover", "", "cover image (path or URL) for every job")
 		batch         = fs.Int("batch", 500, "jobs per batch request")
 		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
+		eventsURL     = fs.String("events", envOr("VODPIPE_NOTIFY_URL", ""), "notify's URL: --watch follows the jobs over its event stream (env VODPIPE_NOTIFY_URL); without it, --watch polls each job")
 		asJSON        = fs.Bool("json", false, "print results as JSON (for scripts)")
 		poll          = fs.Duration("poll", 500*time.Millisecond, "how often --watch polls")
 	)
@@ -114,6 +115,20 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		jobs = append(jobs, j)
 	}
 	c := api.client()
+	// The event stream is opened before the first job is submitted, so no
+	// job's event can come before it.
+	var events *client.Client
+	var es *client.EventStream
+	if *watch && *eventsURL != "" {
+		events = client.NewClient(*eventsURL, api.key)
+		if es, err = events.Events(ctx, watchTypes, ""); err != nil {
+			fmt.Fprintln(stderr, "vodpipe submit: --events:", err)
+			return 1
+		}
+		defer func() { _ = es.Close() }()
+	} else if *watch {
+		fmt.Fprintln(stderr, "vodpipe submit: polling each job: give --events (notify's URL, or VODPIPE_NOTIFY_URL) to follow one event stream instead")
+	}
 	failed := 0
 	for start := 0; start < len(jobs); start += *batch {
 		end := min(start+*batch, len(jobs))
@@ -126,7 +141,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			x := items[start+it.Index]
 			switch it.Result {
 			case "queued", "duplicate":
-				x.outcome = it.Result
+				x.outcome, x.view.State = it.Result, it.State
 			default:
 				x.outcome, failed = "refused: "+it.Error, failed+1
 			}
@@ -134,6 +149,9 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if !*watch {
 		return report(items, stdout, *asJSON, failed)
+	}
+	if es != nil {
+		return watchEvents(ctx, c, events, es, items, stdout, stderr, *asJSON)
 	}
 	return watchJobs(ctx, c, items, stdout, stderr, *asJSON, *poll)
 }
