@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -354,4 +355,51 @@ func jetStreamAt(t *testing.T, cfg natsconf.NATS) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
+}
+
+// TestSubmitStreamsItsBatches: `submit --list` sends its batches as it
+// reads the list (three requests for 1,200 sources in batches of 500) and
+// prints one JSON array of every row; run again, every job is a duplicate.
+func TestSubmitStreamsItsBatches(t *testing.T) {
+	st, err := stack.Start(t.Context(), stack.Options{DataDir: t.TempDir(), SourceRoot: t.TempDir(), Workers: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	list := filepath.Join(t.TempDir(), "urls.txt")
+	var b strings.Builder
+	b.WriteString("# a comment, then 1,200 sources\n")
+	for i := range 1200 {
+		fmt.Fprintf(&b, "https://media.example.com/library/%04d.mp4\n", i)
+	}
+	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var requests atomic.Int64
+	target, _ := url.Parse(st.IngestURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	for _, want := range []string{"queued", "duplicate"} {
+		requests.Store(0)
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), []string{"submit", "--api", proxy.URL, "--api-key", st.APIKey, "--list", list,
+			"--batch", "500", "--json"}, &out, &errOut); code != 0 {
+			t.Fatalf("submit: exit %d\n%s", code, errOut.String())
+		}
+		var rows []summary
+		if err := json.Unmarshal(out.Bytes(), &rows); err != nil || len(rows) != 1200 {
+			t.Fatalf("%d rows, %v", len(rows), err)
+		}
+		for _, r := range rows {
+			if r.Outcome != want {
+				t.Fatalf("row %+v, want %s", r, want)
+			}
+		}
+		if n := requests.Load(); n != 3 {
+			t.Fatalf("%d requests for 1,200 sources in batches of 500", n)
+		}
+	}
 }

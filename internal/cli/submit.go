@@ -90,43 +90,47 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	sources, err := collectSources(fs.Args(), *list)
-	if err != nil {
-		fmt.Fprintln(stderr, "vodpipe submit:", err)
-		return 2
-	}
-	if len(sources) == 0 {
-		fmt.Fprintln(stderr, "vodpipe submit: nothing to submit (give files, folders, URLs or --list)")
-		return 2
-	}
 	coverURL := ""
 	if *cover != "" {
+		var err error
 		if coverURL, _, err = toSourceURL(*cover); err != nil {
 			fmt.Fprintln(stderr, "vodpipe submit: --cover:", err)
 			return 2
 		}
 	}
-	items := make([]*item, len(sources))
-	var jobs []*job.Job
-	for i, s := range sources {
-		items[i] = s
-		j := &job.Job{V: 1, ID: s.id, Source: s.source, Cover: coverURL, Procedure: *procedure, StorageRegion: *region,
+	newJob := func(it *item) *job.Job {
+		return &job.Job{V: 1, ID: it.id, Source: it.source, Cover: coverURL, Procedure: *procedure, StorageRegion: *region,
 			ClassID: *classID, SourceContext: *sourceContext, OneTimeSignature: *oneTime}
-		jobs = append(jobs, j)
 	}
 	c := api.client()
+	if !*watch {
+		return submitStream(ctx, c, fs.Args(), *list, newJob, *batch, stdout, stderr, *asJSON)
+	}
+	items, err := collectSources(fs.Args(), *list)
+	if err != nil {
+		fmt.Fprintln(stderr, "vodpipe submit:", err)
+		return 2
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(stderr, "vodpipe submit: nothing to submit (give files, folders, URLs or --list)")
+		return 2
+	}
+	jobs := make([]*job.Job, len(items))
+	for i, it := range items {
+		jobs[i] = newJob(it)
+	}
 	// The event stream is opened before the first job is submitted, so no
 	// job's event can come before it.
 	var events *client.Client
 	var es *client.EventStream
-	if *watch && *eventsURL != "" {
+	if *eventsURL != "" {
 		events = client.NewClient(*eventsURL, api.key)
 		if es, err = events.Events(ctx, watchTypes, ""); err != nil {
 			fmt.Fprintln(stderr, "vodpipe submit: --events:", err)
 			return 1
 		}
 		defer func() { _ = es.Close() }()
-	} else if *watch {
+	} else {
 		fmt.Fprintln(stderr, "vodpipe submit: polling each job: give --events (notify's URL, or VODPIPE_NOTIFY_URL) to follow one event stream instead")
 	}
 	failed := 0
@@ -137,18 +141,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "vodpipe submit:", err)
 			return 1
 		}
-		for _, it := range resp.Items {
-			x := items[start+it.Index]
-			switch it.Result {
-			case "queued", "duplicate":
-				x.outcome, x.view.State = it.Result, it.State
-			default:
-				x.outcome, failed = "refused: "+it.Error, failed+1
-			}
-		}
-	}
-	if !*watch {
-		return report(items, stdout, *asJSON, failed)
+		failed += recordBatch(items[start:end], resp)
 	}
 	if es != nil {
 		return watchEvents(ctx, c, events, es, items, stdout, stderr, *asJSON)
@@ -156,55 +149,153 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return watchJobs(ctx, c, items, stdout, stderr, *asJSON, *poll)
 }
 
-// collectSources expands arguments (files, folders, URLs) and a list file.
-func collectSources(args []string, list string) ([]*item, error) {
-	var raw []string
-	raw = append(raw, args...)
-	if list != "" {
-		f, err := os.Open(list)
+// recordBatch records a batch's answer on its items and returns how many
+// were refused.
+func recordBatch(items []*item, resp client.BatchResponse) (refused int) {
+	for _, r := range resp.Items {
+		x := items[r.Index]
+		switch r.Result {
+		case "queued", "duplicate":
+			x.outcome, x.view.State = r.Result, r.State
+		default:
+			x.outcome, refused = "refused: "+r.Error, refused+1
+		}
+	}
+	return refused
+}
+
+// errSubmit marks a failure of the API (exit 1), as against a bad source (exit 2).
+type errSubmit struct{ error }
+
+// submitStream submits the sources in batches as the walk finds them and
+// prints each batch's rows as it is answered: memory stays flat in the
+// number of sources (a million files is a walk, not a list). Run again, it
+// answers "duplicate" for every job the first run created.
+func submitStream(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
+	batchSize int, stdout, stderr io.Writer, asJSON bool) int {
+	rows := &rowWriter{w: stdout, json: asJSON}
+	var batch []*item
+	n, refused := 0, 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		jobs := make([]*job.Job, len(batch))
+		for i, it := range batch {
+			jobs[i] = newJob(it)
+		}
+		resp, err := c.SubmitBatch(ctx, jobs)
 		if err != nil {
-			return nil, err
+			return errSubmit{err}
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
-				raw = append(raw, line)
-			}
+		refused += recordBatch(batch, resp)
+		for _, it := range batch {
+			rows.add(rowOf(it))
 		}
-		if err := sc.Err(); err != nil {
-			return nil, err
-		}
+		rows.flush()
+		batch = batch[:0]
+		return nil
 	}
-	var out []*item
-	seen := map[string]bool{}
-	add := func(src, display string, size int64, idSeed string) {
-		if seen[src] {
-			return
+	err := walkSources(args, list, func(it *item) error {
+		n++
+		if batch = append(batch, it); len(batch) >= max(batchSize, 1) {
+			return flush()
 		}
-		seen[src] = true
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	rows.close()
+	var se errSubmit
+	switch {
+	case errors.As(err, &se):
+		fmt.Fprintln(stderr, "vodpipe submit:", se.error)
+		return 1
+	case err != nil:
+		fmt.Fprintln(stderr, "vodpipe submit:", err)
+		return 2
+	case n == 0:
+		fmt.Fprintln(stderr, "vodpipe submit: nothing to submit (give files, folders, URLs or --list)")
+		return 2
+	case refused > 0:
+		return 1
+	}
+	return 0
+}
+
+// rowWriter prints summary rows as they come: a table flushed per batch,
+// or one JSON array written an element at a time.
+type rowWriter struct {
+	w    io.Writer
+	json bool
+	tw   *tabwriter.Writer
+	n    int
+}
+
+func (r *rowWriter) add(row summary) {
+	if r.json {
+		b, _ := json.MarshalIndent(row, "  ", "  ")
+		sep := ",\n  "
+		if r.n == 0 {
+			sep = "[\n  "
+		}
+		fmt.Fprintf(r.w, "%s%s", sep, b)
+	} else {
+		if r.tw == nil {
+			r.tw = tabwriter.NewWriter(r.w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(r.tw, "FILE\tJOB ID\tFILE ID\tSIZE\tTIME\tMB/s\tOUTCOME")
+		}
+		writeRow(r.tw, row)
+	}
+	r.n++
+}
+
+func (r *rowWriter) flush() {
+	if r.tw != nil {
+		_ = r.tw.Flush()
+	}
+}
+
+func (r *rowWriter) close() {
+	switch {
+	case r.json && r.n > 0:
+		fmt.Fprint(r.w, "\n]\n")
+	case r.json:
+		fmt.Fprint(r.w, "[]\n")
+	default:
+		r.flush()
+	}
+}
+
+// walkSources calls f with each source of the arguments (files, folders,
+// URLs) and of a list file, in order, as it finds them: folders are walked
+// and the list is read a line at a time, so memory does not grow with the
+// number of sources. A job id derives from a file's path, size and
+// modification time (from a URL itself), so a second run finds the jobs of
+// the first.
+func walkSources(args []string, list string, f func(*item) error) error {
+	add := func(src, display string, size int64, idSeed string) error {
 		h := sha256.Sum256([]byte(idSeed))
-		out = append(out, &item{source: src, display: display, size: size, id: "f-" + hex.EncodeToString(h[:10])})
+		return f(&item{source: src, display: display, size: size, id: "f-" + hex.EncodeToString(h[:10])})
 	}
-	for _, r := range raw {
+	one := func(r string) error {
 		if u, err := url.Parse(r); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
-			add(r, r, 0, r)
-			continue
+			return add(r, r, 0, r)
 		}
 		abs, err := filepath.Abs(strings.TrimPrefix(r, "file://"))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		st, err := os.Stat(abs)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !st.IsDir() {
 			src, _, _ := toSourceURL(abs)
-			add(src, abs, st.Size(), fmt.Sprintf("%s|%d|%d", abs, st.Size(), st.ModTime().UnixNano()))
-			continue
+			return add(src, abs, st.Size(), fmt.Sprintf("%s|%d|%d", abs, st.Size(), st.ModTime().UnixNano()))
 		}
-		err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+		return filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !videoExtensions[strings.ToLower(filepath.Ext(p))] {
 				return err
 			}
@@ -213,14 +304,46 @@ func collectSources(args []string, list string) ([]*item, error) {
 				return err
 			}
 			src, _, _ := toSourceURL(p)
-			add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
-			return nil
+			return add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
 		})
-		if err != nil {
-			return nil, err
+	}
+	for _, r := range args {
+		if err := one(r); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	if list == "" {
+		return nil
+	}
+	lf, err := os.Open(list)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	sc := bufio.NewScanner(lf)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+			if err := one(line); err != nil {
+				return err
+			}
+		}
+	}
+	return sc.Err()
+}
+
+// collectSources is walkSources into a slice, less repeats (for --watch,
+// which follows every job to its end).
+func collectSources(args []string, list string) ([]*item, error) {
+	var out []*item
+	seen := map[string]bool{}
+	err := walkSources(args, list, func(it *item) error {
+		if !seen[it.source] {
+			seen[it.source] = true
+			out = append(out, it)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // toSourceURL turns a path into a file:// URL, leaving http(s) URLs alone.
@@ -340,21 +463,39 @@ type summary struct {
 	Error    string  `json:"error,omitempty"`
 }
 
+// rowOf is an item's summary row.
+func rowOf(it *item) summary {
+	r := summary{File: it.display, JobID: it.id, FileID: it.view.FileID, Size: max(it.size, it.view.BytesTotal),
+		Outcome: it.outcome, MediaURL: it.view.MediaURL}
+	if it.view.Error != nil {
+		r.Error = it.view.Error.Code + ": " + it.view.Error.Message
+	}
+	if !it.end.IsZero() {
+		r.Seconds = it.end.Sub(it.start).Seconds()
+		if r.Seconds > 0 {
+			r.MBps = float64(r.Size) / r.Seconds / 1e6
+		}
+	}
+	return r
+}
+
+// writeRow writes one row of the summary table.
+func writeRow(tw io.Writer, r summary) {
+	secs, mbps := "-", "-"
+	if r.Seconds > 0 {
+		secs, mbps = fmt.Sprintf("%.1fs", r.Seconds), fmt.Sprintf("%.1f", r.MBps)
+	}
+	out := r.Outcome
+	if r.Error != "" {
+		out += " (" + r.Error + ")"
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shorten(r.File, 40), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
+}
+
 func report(items []*item, w io.Writer, asJSON bool, failed int) int {
 	rows := make([]summary, len(items))
 	for i, it := range items {
-		r := summary{File: it.display, JobID: it.id, FileID: it.view.FileID, Size: max(it.size, it.view.BytesTotal),
-			Outcome: it.outcome, MediaURL: it.view.MediaURL}
-		if it.view.Error != nil {
-			r.Error = it.view.Error.Code + ": " + it.view.Error.Message
-		}
-		if !it.end.IsZero() {
-			r.Seconds = it.end.Sub(it.start).Seconds()
-			if r.Seconds > 0 {
-				r.MBps = float64(r.Size) / r.Seconds / 1e6
-			}
-		}
-		rows[i] = r
+		rows[i] = rowOf(it)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].File < rows[j].File })
 	if asJSON {
@@ -365,15 +506,7 @@ func report(items []*item, w io.Writer, asJSON bool, failed int) int {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "FILE\tJOB ID\tFILE ID\tSIZE\tTIME\tMB/s\tOUTCOME")
 		for _, r := range rows {
-			secs, mbps := "-", "-"
-			if r.Seconds > 0 {
-				secs, mbps = fmt.Sprintf("%.1fs", r.Seconds), fmt.Sprintf("%.1f", r.MBps)
-			}
-			out := r.Outcome
-			if r.Error != "" {
-				out += " (" + r.Error + ")"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shorten(r.File, 40), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
+			writeRow(tw, r)
 		}
 		_ = tw.Flush()
 	}
