@@ -78,15 +78,9 @@ func TestSubmitByAPIAndByCLIComplete(t *testing.T) {
 	// By the CLI: walks the folder (skipping notes.txt), watches over
 	// notify's event stream, prints JSON. Through a proxy that counts what
 	// reaches ingest: one batch, and no request per job while watching.
-	var requests atomic.Int64
-	target, _ := url.Parse(st.IngestURL)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
+	proxy, requests := countingProxy(t, st.IngestURL)
 	var out, errOut bytes.Buffer
-	code := run(t.Context(), []string{"submit", "--api", proxy.URL, "--api-key", st.APIKey, "--watch", "--json",
+	code := run(t.Context(), []string{"submit", "--api", proxy, "--api-key", st.APIKey, "--watch", "--json",
 		"--events", st.NotifyURL, "--source-context", "cli", root}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("submit --watch exit %d\nstdout %s\nstderr %s", code, out.String(), errOut.String())
@@ -375,17 +369,11 @@ func TestSubmitStreamsItsBatches(t *testing.T) {
 	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var requests atomic.Int64
-	target, _ := url.Parse(st.IngestURL)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
+	proxy, requests := countingProxy(t, st.IngestURL)
 	for _, want := range []string{"queued", "duplicate"} {
 		requests.Store(0)
 		var out, errOut bytes.Buffer
-		if code := run(t.Context(), []string{"submit", "--api", proxy.URL, "--api-key", st.APIKey, "--list", list,
+		if code := run(t.Context(), []string{"submit", "--api", proxy, "--api-key", st.APIKey, "--list", list,
 			"--batch", "500", "--json"}, &out, &errOut); code != 0 {
 			t.Fatalf("submit: exit %d\n%s", code, errOut.String())
 		}
@@ -402,4 +390,21 @@ func TestSubmitStreamsItsBatches(t *testing.T) {
 			t.Fatalf("%d requests for 1,200 sources in batches of 500", n)
 		}
 	}
+}
+
+// countingProxy forwards to target and counts the requests it forwarded.
+func countingProxy(t *testing.T, target string) (string, *atomic.Int64) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(u)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	return proxy.URL, &n
 }

@@ -431,6 +431,12 @@ func watchJobs(ctx context.Context, c *client.Client, items []*item, stdout, std
 		}
 		_ = done
 	}
+	return endWatch(p, overall, items, stdout, asJSON)
+}
+
+// endWatch completes the bars and prints the summary; every job not
+// completed counts as failed.
+func endWatch(p *mpb.Progress, overall *mpb.Bar, items []*item, stdout io.Writer, asJSON bool) int {
 	overall.SetTotal(-1, true)
 	p.Wait()
 	failed := 0

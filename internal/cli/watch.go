@@ -145,15 +145,7 @@ func watchEvents(ctx context.Context, api, events *client.Client, es *client.Eve
 			finish(it, pending, job.StatePaused)
 		}
 	}
-	overall.SetTotal(-1, true)
-	p.Wait()
-	failed := 0
-	for _, it := range items {
-		if it.outcome != string(job.StateCompleted) {
-			failed++
-		}
-	}
-	return report(items, stdout, asJSON, failed)
+	return endWatch(p, overall, items, stdout, asJSON)
 }
 
 // finish records a job's end (seen now: start and end on this clock) and
