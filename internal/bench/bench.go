@@ -87,7 +87,10 @@ type Result struct {
 	Verdict Verdict
 	// Setup says how the figure was measured (sizes, concurrency, limits).
 	Setup string
-	Err   error
+	// Samples are figures of the row as numbers, for plots (P7: jobs,
+	// p50_ms, p99_ms, filtered_p50_ms, filtered_p99_ms).
+	Samples map[string]float64
+	Err     error
 }
 
 // Check validates a list of measurement ids.

@@ -110,6 +110,8 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 			Verdict: verdict,
 			Setup: fmt.Sprintf("%d requests of each kind from random cursors, one at a time, to an ingest process over loopback; "+
 				"jobs stored with the batched submit, %d of them moved to running", p7Requests, p7Running),
+			Samples: map[string]float64{"jobs": float64(level), "p50_ms": msOf(all[0]), "p99_ms": msOf(all[1]),
+				"filtered_p50_ms": msOf(running[0]), "filtered_p99_ms": msOf(running[1])},
 		})
 	}
 	return out, nil
@@ -209,6 +211,8 @@ func processRSS(pid int) (rss, hwm int64) {
 	}
 	return rss, hwm
 }
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // ms1 is a duration in milliseconds with a tenth, for latencies of a few ms.
 func ms1(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }

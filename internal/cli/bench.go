@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
@@ -88,7 +89,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	printBenchTable(stdout, results)
 	fmt.Fprintf(stdout, "\nwall time %s\n", wall)
 	if *write != "" {
-		doc := benchMarkdown(results, bench.ReadMachine(), benchCommand(args), started, wall, *quick)
+		plot := ""
+		if svg := p7Plot(results); svg != "" {
+			path := strings.TrimSuffix(*write, filepath.Ext(*write)) + "-p7.svg"
+			if err := os.WriteFile(path, []byte(svg), 0o644); err != nil {
+				fmt.Fprintln(stderr, "vodpipe bench:", err)
+				return 1
+			}
+			plot = filepath.Base(path)
+		}
+		doc := benchMarkdown(results, bench.ReadMachine(), benchCommand(args), started, wall, *quick, plot)
 		if err := os.WriteFile(*write, []byte(doc), 0o644); err != nil {
 			fmt.Fprintln(stderr, "vodpipe bench:", err)
 			return 1
@@ -156,7 +166,8 @@ func benchCommand(args []string) string {
 }
 
 // benchMarkdown is BENCHMARKS.md: when, where and how, the table, and how each figure was measured.
-func benchMarkdown(results []bench.Result, m bench.Machine, command string, at time.Time, wall time.Duration, quick bool) string {
+// plot, when set, is the file of P7's plot, shown under the table.
+func benchMarkdown(results []bench.Result, m bench.Machine, command string, at time.Time, wall time.Duration, quick bool, plot string) string {
 	var b strings.Builder
 	b.WriteString("# vodpipe benchmarks\n\n")
 	b.WriteString("Written by `vodpipe bench` (internal/cli/bench.go, internal/bench): every figure measured side by side " +
@@ -175,6 +186,9 @@ func benchMarkdown(results []bench.Result, m bench.Machine, command string, at t
 			cells[i] = strings.ReplaceAll(c, "|", `\|`)
 		}
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	if plot != "" {
+		fmt.Fprintf(&b, "\n![P7: listing latency against jobs stored; a flat line is the goal](%s)\n", plot)
 	}
 	b.WriteString("\n## How each figure was measured\n\n")
 	seen := map[string]bool{}

@@ -18,7 +18,8 @@ import (
 var watchTypes = []string{job.EventStarted, job.EventProgress, job.EventCompleted, job.EventFailed,
 	job.EventCanceled, job.EventPaused}
 
-// followEvents reads the event stream into a channel until ctx ends,
+// followEvents reads the event stream into a channel until ctx ends (then
+// it closes the channel),
 // opening it again after the last event seen when the connection breaks
 // (so nothing is missed while the events are kept). The first stream is
 // opened by the caller before the jobs are submitted, so no job's event
@@ -67,7 +68,16 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 // run) is read once.
 func watchEvents(ctx context.Context, api, events *client.Client, es *client.EventStream, items []*item,
 	stdout, stderr io.Writer, asJSON bool) int {
-	stream := followEvents(ctx, events, es, stderr)
+	// The follower ends with the watch: it writes nothing and reconnects
+	// nothing once this returns.
+	fctx, stop := context.WithCancel(ctx)
+	stream := followEvents(fctx, events, es, stderr)
+	defer func() {
+		stop()
+		_ = es.Close() // the first stream is the caller's ctx's; later ones end with fctx
+		for range stream {
+		}
+	}()
 	var total int64
 	pending := map[string]*item{}
 	for _, it := range items {
