@@ -8,6 +8,8 @@
 //     COS's per-byte work (MD5 and CRC-64) and discards the bytes;
 //   - P3: many small jobs end to end through the whole stack in one process:
 //     jobs per second and latency percentiles;
+//   - P3b: the same files through a bare loop of ApplyUploadUGC, PutObject
+//     and CommitUploadUGC with P3's concurrency: P3's share of its jobs/s;
 //   - P4: a worker process's peak RSS uploading a large source, against the
 //     bytes of its parts in flight;
 //   - P5: bytes sent again after a worker process is SIGKILLed half way;
@@ -34,7 +36,7 @@ import (
 )
 
 // IDs are the measurements, in the order they run.
-var IDs = []string{"P1", "P2", "P3", "P4", "P5", "P6", "P7"}
+var IDs = []string{"P1", "P2", "P3", "P3b", "P4", "P5", "P6", "P7"}
 
 // Options configure a run.
 type Options struct {
@@ -131,7 +133,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	}
 	r := &runner{o: o, sz: sizesFor(o.Quick), dir: dir, src: src}
 	measures := map[string]func(context.Context) ([]Result, error){
-		"P1": r.p1, "P2": r.p2, "P3": r.p3, "P4": r.p4, "P5": r.p5, "P6": r.p6, "P7": r.p7,
+		"P1": r.p1, "P2": r.p2, "P3": r.p3, "P3b": r.p3b, "P4": r.p4, "P5": r.p5, "P6": r.p6, "P7": r.p7,
 	}
 	var out []Result
 	var first error
@@ -166,13 +168,14 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 
 // whatOf names each measurement for a row that has nothing else.
 var whatOf = map[string]string{
-	"P1": "worker upload vs raw cos-go-sdk-v5 Object.Upload",
-	"P2": "vodsim multipart vs minimal MD5+CRC-64 handler",
-	"P3": "small jobs end to end, all in one process",
-	"P4": "worker peak RSS vs parts in flight × part size",
-	"P5": "bytes re-sent after SIGKILL at 50 %",
-	"P6": "worker processes vs per-request bandwidth limit",
-	"P7": "job listing latency and ingest RSS vs jobs stored",
+	"P1":  "worker upload vs raw cos-go-sdk-v5 Object.Upload",
+	"P2":  "vodsim multipart vs minimal MD5+CRC-64 handler",
+	"P3":  "small jobs end to end, all in one process",
+	"P3b": "P3 against a bare upload loop",
+	"P4":  "worker peak RSS vs parts in flight × part size",
+	"P5":  "bytes re-sent after SIGKILL at 50 %",
+	"P6":  "worker processes vs per-request bandwidth limit",
+	"P7":  "job listing latency and ingest RSS vs jobs stored",
 }
 
 // sizes are the dimensions of a run: the issue's, or a quick smoke run's.
@@ -207,10 +210,12 @@ func sizesFor(quick bool) sizes {
 
 // runner carries what the measurements share.
 type runner struct {
-	o   Options
-	sz  sizes
-	dir string
-	src *sources
+	// p3Rate is P3's median jobs/s once P3 ran (P3b's ratio).
+	p3Rate float64
+	o      Options
+	sz     sizes
+	dir    string
+	src    *sources
 }
 
 func (r *runner) logf(format string, args ...any) {

@@ -100,6 +100,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	// The median round by rate, the lower middle as median() takes it.
 	slices.SortFunc(rounds, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
 	m := rounds[(len(rounds)-1)/2]
+	r.p3Rate = m.rate
 	spread := make([]string, len(rounds))
 	for i, x := range rounds {
 		spread[i] = fmt.Sprintf("%.0f", x.rate)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,7 +37,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	var ids []string
 	for id := range strings.SplitSeq(*only, ",") {
-		if id = strings.ToUpper(strings.TrimSpace(id)); id != "" {
+		if id = strings.TrimSpace(id); id != "" {
+			// Ids are taken in any case: p3b is P3b.
+			if i := slices.IndexFunc(bench.IDs, func(known string) bool { return strings.EqualFold(known, id) }); i >= 0 {
+				id = bench.IDs[i]
+			}
 			ids = append(ids, id)
 		}
 	}
