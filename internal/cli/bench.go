@@ -202,7 +202,11 @@ func benchMarkdown(results []bench.Result, m bench.Machine, command string, at t
 			continue
 		}
 		seen[r.Setup] = true
-		id, _, _ := strings.Cut(r.ID, " ") // P6 ×1, ×2, ×4 share one setup
+		id := r.ID
+		// P6 ×1, ×2, ×4 share one setup, and so do P7 10k, 100k, 1M.
+		if head, tail, ok := strings.Cut(r.ID, " "); ok && (strings.HasPrefix(tail, "×") || tail[0] >= '0' && tail[0] <= '9') {
+			id = head
+		}
 		fmt.Fprintf(&b, "- **%s**: %s.\n", id, r.Setup)
 	}
 	b.WriteString("\n`make bench` runs `go run ./cmd/vodpipe bench --write BENCHMARKS.md`, then the Go benchmarks " +
