@@ -133,6 +133,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			SourceContext: "demo-user=42;file=" + f.name, OneTimeSignature: i%2 == 0,
 			Metadata: json.RawMessage(fmt.Sprintf(`{"demo":true,"index":%d}`, i))})
 	}
+	// The jobs are followed over notify's event stream, opened before they are submitted.
+	events := client.NewClient(st.NotifyURL, st.APIKey)
+	es, err := events.Events(ctx, watchTypes, "")
+	if err != nil {
+		fmt.Fprintln(stderr, "vodpipe demo: event stream:", err)
+		return 1
+	}
+	defer func() { _ = es.Close() }()
 	resp, err := c.SubmitBatch(ctx, jobs)
 	if err != nil || resp.Queued+resp.Duplicate != len(jobs) {
 		fmt.Fprintln(stderr, "vodpipe demo: submit:", err, resp.Items)
@@ -148,7 +156,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// a drain, then start a fresh worker; the job resumes from its recorded parts.
 	go crashHalfway(ctx, st, c, items[len(items)-1].id, stdout)
 
-	code := watchJobs(ctx, c, items, stdout, stderr, false, 300*time.Millisecond)
+	code := watchEvents(ctx, c, events, es, items, stdout, stderr, false)
 	received := st.Vodsim.BytesReceived()
 
 	// Every job's job.completed and VOD's vod.file_uploaded arrive as signed webhooks.

@@ -160,7 +160,8 @@ over TLS, and the COS buckets over http as the page is; a throwaway profile keep
     '%[4]s'
 `, c.Ingest.WebDir, st.VodsimTLSAddr, st.VodsimAddr, pageURL)
 	}
-	fmt.Fprintf(w, "try:\n  VODPIPE_API_URL=%s VODPIPE_API_KEY=%s go run ./cmd/vodpipe submit --watch %s\n", st.IngestURL, apiKey, c.Worker.Root)
+	fmt.Fprintf(w, "try:\n  VODPIPE_API_URL=%s VODPIPE_API_KEY=%s VODPIPE_NOTIFY_URL=%s go run ./cmd/vodpipe submit --watch %s\n",
+		st.IngestURL, apiKey, st.NotifyURL, c.Worker.Root)
 }
 
 // uploadPage is the page's link and its banner line. With a key made at
