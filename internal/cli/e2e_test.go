@@ -408,3 +408,43 @@ func countingProxy(t *testing.T, target string) (string, *atomic.Int64) {
 	t.Cleanup(proxy.Close)
 	return proxy.URL, &n
 }
+
+// TestJobsShowsCountsAndOnePage: `vodpipe jobs` starts with the counts by
+// state, shows one page and how to get the next; --all shows every job.
+func TestJobsShowsCountsAndOnePage(t *testing.T) {
+	st, err := stack.Start(t.Context(), stack.Options{DataDir: t.TempDir(), SourceRoot: t.TempDir(), Workers: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	var jobs []*job.Job
+	for i := range 250 {
+		jobs = append(jobs, &job.Job{V: 1, ID: fmt.Sprintf("j-%03d", i), Source: fmt.Sprintf("https://media.example.com/%03d.mp4", i)})
+	}
+	if _, err := client.NewClient(st.IngestURL, st.APIKey).SubmitBatch(t.Context(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	jobsOut := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), append([]string{"jobs", "--api", st.IngestURL, "--api-key", st.APIKey}, args...), &out, &errOut); code != 0 {
+			t.Fatalf("jobs %v: exit %d\n%s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	first := jobsOut("--limit", "100")
+	if !strings.HasPrefix(first, "250 jobs: ") || !strings.Contains(first, " queued, ") || strings.Count(first, "\nj-") != 100 {
+		t.Fatalf("first page:\n%s", first)
+	}
+	_, more, ok := strings.Cut(first, "more: vodpipe jobs --cursor ")
+	if !ok {
+		t.Fatalf("no hint for the next page:\n%s", first)
+	}
+	cursor, _, _ := strings.Cut(more, " ")
+	if second := jobsOut("--limit", "100", "--cursor", cursor); !strings.Contains(second, "\nj-100 ") || strings.Count(second, "\nj-") != 100 {
+		t.Fatalf("second page:\n%s", second)
+	}
+	if every := jobsOut("--all", "--limit", "100"); strings.Count(every, "\nj-") != 250 || strings.Contains(every, "more:") {
+		t.Fatalf("--all:\n%s", every)
+	}
+}

@@ -549,6 +549,8 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 	api.register(fs)
 	state := fs.String("state", "", "jobs: only jobs in this state")
 	limit := fs.Int("limit", 100, "jobs: page size")
+	all := fs.Bool("all", false, "jobs: every page, not only the first (a library of millions is a long listing)")
+	after := fs.String("cursor", "", "jobs: the page after this cursor (printed under a page that has more)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -556,7 +558,17 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if cmd == "jobs" {
-		cursor := ""
+		// The counts first: one read, however many jobs there are.
+		if n, err := c.Counts(ctx); err == nil {
+			parts := make([]string, 0, len(n.States))
+			for _, st := range job.States() {
+				parts = append(parts, fmt.Sprintf("%d %s", n.States[st], st))
+			}
+			fmt.Fprintf(stdout, "%d jobs: %s\n", n.All, strings.Join(parts, ", "))
+		} else {
+			fmt.Fprintln(stderr, "vodpipe jobs: counts:", err)
+		}
+		cursor := *after
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB ID\tSTATE\tPROGRESS\tFILE ID\tSOURCE")
 		for {
@@ -574,6 +586,15 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 			}
 			if page.NextCursor == "" {
 				break
+			}
+			if !*all {
+				_ = tw.Flush()
+				more := "vodpipe jobs --cursor " + page.NextCursor
+				if *state != "" {
+					more += " --state " + *state
+				}
+				fmt.Fprintf(stdout, "more: %s (or --all)\n", more)
+				return 0
 			}
 			cursor = page.NextCursor
 		}

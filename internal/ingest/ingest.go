@@ -264,6 +264,7 @@ func (s *Service) routes() []route {
 		{"POST", "/v1/jobs", ScopeSubmit, http.HandlerFunc(s.createJob), false},
 		{"POST", "/v1/jobs:batch", ScopeSubmit, http.HandlerFunc(s.createBatch), false},
 		{"GET", "/v1/jobs", ScopeRead, http.HandlerFunc(s.listJobs), false},
+		{"GET", "/v1/jobs:counts", ScopeRead, http.HandlerFunc(s.countJobs), false},
 		{"GET", "/v1/jobs/{id}", ScopeRead, http.HandlerFunc(s.getJob), false},
 		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob), false},
 		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob), false},

@@ -289,6 +289,14 @@ func TestGetListAndControlErrors(t *testing.T) {
 	if strings.Join(ids, ",") != "l-0,l-1,l-2,l-3,l-4" {
 		t.Fatalf("paged ids = %v", ids)
 	}
+	// Counts by state, in one read.
+	if r := a.do("GET", "/v1/jobs:counts", readerKey, "", ""); r.status != 200 || r.body["all"] != 5.0 ||
+		r.body["states"].(map[string]any)["queued"] != 5.0 || r.body["states"].(map[string]any)["running"] != 0.0 {
+		t.Fatalf("counts: %d %s", r.status, r.raw)
+	}
+	if r := a.do("GET", "/v1/jobs:counts?state=queued", readerKey, "", ""); r.status != 400 || strings.Join(r.errorFields(), ",") != "state" {
+		t.Fatalf("counts with a query: %d %s", r.status, r.raw)
+	}
 	// A cursor belongs to its listing: another filter's, a forged or an
 	// overflowing one is refused, naming the cursor.
 	first := a.do("GET", "/v1/jobs?state=queued&limit=2", readerKey, "", "")

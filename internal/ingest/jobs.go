@@ -314,6 +314,30 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
+// countJobs answers GET /v1/jobs:counts: the jobs stored by state, and all,
+// from the job index in one read whatever their number.
+func (s *Service) countJobs(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Query()) > 0 {
+		var fields []job.FieldError
+		for k := range r.URL.Query() {
+			fields = append(fields, job.FieldError{Field: k, Reason: "unknown query parameter"})
+		}
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
+		return
+	}
+	counts, err := s.q.Index.Counts(r.Context())
+	if err != nil {
+		s.log.Error("count jobs", "err", err)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "status store unavailable", nil)
+		return
+	}
+	resp := client.CountsResponse{All: counts[""], States: map[job.State]uint64{}}
+	for _, st := range job.States() {
+		resp.States[st] = counts[st]
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
 // A cursor is the job index's sequence of the last entry a page read, with
 // the state filter it belongs to ("" for none): "<state>:<seq>", base64url.
 func encodeCursor(seq uint64, state job.State) string {

@@ -126,7 +126,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(d.DeadLetters))
 	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(d.DeadLettered))
 	if counts, err := c.q.Index.Counts(ctx); err == nil {
-		for _, st := range []job.State{job.StateQueued, job.StateRunning, job.StatePaused, job.StateCompleted, job.StateFailed, job.StateCanceled} {
+		for _, st := range job.States() {
 			ch <- prometheus.MustNewConstMetric(c.stored, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
 		ch <- prometheus.MustNewConstMetric(c.stored, prometheus.GaugeValue, float64(counts[""]), "all")

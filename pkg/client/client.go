@@ -135,6 +135,13 @@ func (c *Client) List(ctx context.Context, state job.State, limit int, cursor st
 	return out, err
 }
 
+// Counts returns how many jobs are stored, in all and by state.
+func (c *Client) Counts(ctx context.Context) (CountsResponse, error) {
+	var out CountsResponse
+	_, err := c.do(ctx, http.MethodGet, "/v1/jobs:counts", "", nil, &out)
+	return out, err
+}
+
 // DeadLetters lists a page of dead letters after sequence after (0: from
 // the oldest), without their messages.
 func (c *Client) DeadLetters(ctx context.Context, after uint64, limit int) (DeadLetterList, error) {

@@ -51,6 +51,13 @@ type ListResponse struct {
 	NextCursor string    `json:"nextCursor,omitempty"`
 }
 
+// CountsResponse is the answer of GET /v1/jobs:counts: the jobs stored, in
+// all and by state.
+type CountsResponse struct {
+	All    uint64               `json:"all"`
+	States map[job.State]uint64 `json:"states"`
+}
+
 // SignatureRequest is the body of POST /v1/signatures: the upload policy an
 // end-user client asks for.
 type SignatureRequest struct {

@@ -20,6 +20,11 @@ const (
 	StateCanceled  State = "canceled"
 )
 
+// States lists every job state, in the order a job meets them.
+func States() []State {
+	return []State{StateQueued, StateRunning, StatePaused, StateCompleted, StateFailed, StateCanceled}
+}
+
 // transitions is the job state machine, written down once: from → allowed to.
 var transitions = map[State][]State{
 	"":             {StateQueued, StateFailed},
