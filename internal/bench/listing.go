@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -90,7 +89,10 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 		if err != nil {
 			return out, err
 		}
-		rss, hwm := processRSS(in.Cmd.Process.Pid)
+		rss, hwm, err := in.RSS()
+		if err != nil {
+			return out, err
+		}
 		storage, err := storedBytes(ctx, l)
 		if err != nil {
 			return out, err
@@ -194,28 +196,10 @@ func listLatencies(ctx context.Context, base, key string, state job.State, lastS
 	return [2]time.Duration{took[len(took)/2], took[len(took)*99/100]}, nil
 }
 
-// processRSS is a process's resident set size now and at its peak (VmRSS,
-// VmHWM), in bytes; 0 where /proc does not tell.
-func processRSS(pid int) (rss, hwm int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		for name, dst := range map[string]*int64{"VmRSS:": &rss, "VmHWM:": &hwm} {
-			if v, ok := strings.CutPrefix(line, name); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				*dst = kb << 10
-			}
-		}
-	}
-	return rss, hwm
-}
-
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // ms1 is a duration in milliseconds with a tenth, for latencies of a few ms.
-func ms1(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+func ms1(d time.Duration) string { return fmt.Sprintf("%.1f ms", msOf(d)) }
 
 // countWord is 10k, 100k, 1M.
 func countWord(n int) string {

@@ -297,6 +297,13 @@ func TestGetListAndControlErrors(t *testing.T) {
 	if r := a.do("GET", "/v1/jobs:counts?state=queued", readerKey, "", ""); r.status != 400 || strings.Join(r.errorFields(), ",") != "state" {
 		t.Fatalf("counts with a query: %d %s", r.status, r.raw)
 	}
+	// Counts are the read scope's: no key, and a key that may only sign, are refused.
+	if r := a.do("GET", "/v1/jobs:counts", "", "", ""); r.status != 401 {
+		t.Fatalf("counts without a key: %d %s", r.status, r.raw)
+	}
+	if r := a.do("GET", "/v1/jobs:counts", signKey, "", ""); r.status != 403 {
+		t.Fatalf("counts with a sign-only key: %d %s", r.status, r.raw)
+	}
 	// A cursor belongs to its listing: another filter's, a forged or an
 	// overflowing one is refused, naming the cursor.
 	first := a.do("GET", "/v1/jobs?state=queued&limit=2", readerKey, "", "")
