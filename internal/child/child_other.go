@@ -15,4 +15,6 @@ func SysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: t
 func (p *Process) PeakRSS() (int64, error) { return 0, errors.New("peak RSS needs Linux's /proc") }
 
 // RSS needs Linux's /proc.
-func (p *Process) RSS() (now, peak int64, err error) { return 0, 0, errors.New("RSS needs Linux's /proc") }
+func (p *Process) RSS() (now, peak int64, err error) {
+	return 0, 0, errors.New("RSS needs Linux's /proc")
+}
