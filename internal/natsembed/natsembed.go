@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -72,29 +73,36 @@ func NewUsers() Users {
 	return u
 }
 
-// WithUsers runs the server with users: each role's user holds natsperm's
-// permissions for it, the admin every right; nobody else may connect.
+// WithUsers runs the server with users in natsperm's accounts: each role's
+// user in its account with natsperm's permissions, the admin with every
+// right in the shared account; nobody else may connect. It loads the very
+// configuration `vodpipe nats-config` prints, the passwords given as its
+// variables.
 func WithUsers(u Users) Option {
 	return func(st *settings) error {
-		o := st.opts
 		if u.AdminPassword == "" {
 			return errors.New("natsembed: the admin user has no password")
 		}
-		o.Users = []*natsserver.User{{Username: AdminUser, Password: u.AdminPassword}}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s: %q\n", adminPasswordVar, u.AdminPassword)
 		for _, r := range natsperm.Roles() {
 			pw := u.Passwords[r]
 			if pw == "" {
 				return fmt.Errorf("natsembed: user %s has no password", r)
 			}
-			p, err := natsperm.For(r)
-			if err != nil {
-				return err
-			}
-			o.Users = append(o.Users, &natsserver.User{Username: string(r), Password: pw, Permissions: serverPermissions(p)})
+			fmt.Fprintf(&b, "%s: %q\n", natsperm.PasswordVar(r), pw)
+		}
+		if err := natsperm.WriteServerConfig(&b, natsperm.ConfigUser{Name: AdminUser, PasswordVar: adminPasswordVar}); err != nil {
+			return err
+		}
+		if err := st.opts.ProcessConfigString(b.String()); err != nil {
+			return fmt.Errorf("natsembed: accounts: %w", err)
 		}
 		return nil
 	}
 }
+
+const adminPasswordVar = "VODPIPE_NATS_ADMIN_PASSWORD"
 
 // WithOptions lets f adjust the server's options (tests: a token, TLS).
 func WithOptions(f func(*natsserver.Options)) Option {
@@ -105,14 +113,6 @@ func WithOptions(f func(*natsserver.Options)) Option {
 // permission violations) to l.
 func WithLogger(l natsserver.Logger) Option {
 	return func(st *settings) error { st.opts.NoLog, st.logger = false, l; return nil }
-}
-
-// serverPermissions is p in the server's terms.
-func serverPermissions(p natsperm.Permissions) *natsserver.Permissions {
-	return &natsserver.Permissions{
-		Publish:   &natsserver.SubjectPermission{Allow: p.Publish},
-		Subscribe: &natsserver.SubjectPermission{Allow: p.Subscribe},
-	}
 }
 
 func randomPassword() string {

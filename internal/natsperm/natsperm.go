@@ -78,6 +78,11 @@ const (
 
 // For returns the permissions of a role.
 func For(r Role) (Permissions, error) {
+	p, err := build(r)
+	return p.Permissions, err
+}
+
+func build(r Role) (perms, error) {
 	var p perms
 	switch r {
 	case Ingest:
@@ -95,21 +100,25 @@ func For(r Role) (Permissions, error) {
 		p.sub(events + ".vod.file_uploaded.>")
 		// The signature service (a NATS micro service) and its discovery subjects.
 		p.sub(SignSubject, "$SRV.*", "$SRV.*."+signService, "$SRV.*."+signService+".*")
-		// Its answers: to workers' inboxes, and discovery's to default ones.
-		// Not "allow_responses", which would let a requester pick any reply
-		// subject (a KV key, the jobs subject) and have ingest publish there.
-		p.pub(Worker.Inbox()+".>", "_INBOX.>")
+		// Its answers: to workers' requests, which come from the workers'
+		// account with a reply subject the server maps (_R_.), and
+		// discovery's to default inboxes. Not "allow_responses", which would
+		// let a requester in this account pick any reply subject (a KV key,
+		// the jobs subject) and have ingest publish there.
+		p.pub("_R_.>", "_INBOX.>")
 	case Worker:
 		p.attachLayout()
 		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
 		p.pub(events+".job.>", dlq+".>", SignSubject)
 		p.kv(statusBucket, read, write)
 		p.indexWrite()
-		p.kv(controlBucket, read, watch, write) // clears a done cancel or pause
+		// Follows the controls without a consumer (queue.Control.Watch) and
+		// clears a done cancel or pause.
+		p.kv(controlBucket, read, follow, write)
 		p.kv(filesBucket, write)
 		p.kv(uploadsBucket, write)
-		// The resume state, when no Redis is configured.
-		p.kv(resumeBucket, admin, read, write)
+		// The resume state, when no Redis is configured (ingest creates the bucket).
+		p.kv(resumeBucket, read, write)
 	case Notify:
 		p.attachLayout()
 		p.pub(events+".vod.>", events+".subscription.>")
@@ -124,16 +133,21 @@ func For(r Role) (Permissions, error) {
 	case Publisher:
 		p.pub(JobsSubject)
 		p.sub(r.Inbox() + ".>")
-		return p.Permissions, nil
+		return p, nil
 	default:
-		return Permissions{}, fmt.Errorf("natsperm: unknown role %q", r)
+		return perms{}, fmt.Errorf("natsperm: unknown role %q", r)
 	}
 	p.sub(r.Inbox() + ".>")
-	return p.Permissions, nil
+	return p, nil
 }
 
 // perms builds a role's Permissions.
-type perms struct{ Permissions }
+type perms struct {
+	Permissions
+	// push: the role watches a bucket, whose push consumer delivers on
+	// the role's inbox.
+	push bool
+}
 
 func (p *perms) pub(s ...string) { p.Publish = appendNew(p.Publish, s...) }
 func (p *perms) sub(s ...string) { p.Subscribe = appendNew(p.Subscribe, s...) }
@@ -141,7 +155,7 @@ func (p *perms) sub(s ...string) { p.Subscribe = appendNew(p.Subscribe, s...) }
 // layoutStreams and layoutBuckets are the shared job layout ingest owns.
 var (
 	layoutStreams = []string{jobsStream, eventsStream, dlqStream, indexStream}
-	layoutBuckets = []string{statusBucket, controlBucket, filesBucket, uploadsBucket}
+	layoutBuckets = []string{statusBucket, controlBucket, filesBucket, uploadsBucket, resumeBucket}
 )
 
 // ownLayout is what queue.Open needs: create, update and inspect the job
@@ -197,6 +211,7 @@ const (
 	read                      // get keys
 	leaderRead                // get keys through the stream's leader
 	watch                     // watch keys (an ordered push consumer) and list them
+	follow                    // read every key (batched direct gets) and follow changes (a subscription), no consumer
 	write                     // put, create, update and delete keys
 )
 
@@ -215,8 +230,12 @@ func (p *perms) kv(bucket string, rights ...kvRight) {
 			// job's state, queue.SigningJob).
 			p.pub(api("STREAM.MSG.GET", stream))
 		case watch:
+			p.push = true
 			p.pub(api("STREAM.INFO", stream), api("CONSUMER.CREATE", stream), api("CONSUMER.CREATE", stream, ">"),
 				api("CONSUMER.DELETE", stream, "*"), "$JS.FC."+stream+".>")
+		case follow:
+			p.pub(api("DIRECT.GET", stream))
+			p.sub("$KV." + bucket + ".>")
 		case write:
 			p.pub("$KV." + bucket + ".>")
 		}

@@ -53,6 +53,13 @@ func TestRefusals(t *testing.T) {
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
 			queue.JobsSubject,
+			// No consumer of its own (a push consumer delivers wherever it is
+			// told), and no stream to create or reshape.
+			"$JS.API.CONSUMER.CREATE.KV_" + queue.ControlBucket,
+			"$JS.API.CONSUMER.CREATE.KV_" + queue.ControlBucket + ".c1.>",
+			"$JS.API.CONSUMER.CREATE." + queue.JobsStream + ".c1.>",
+			"$JS.API.STREAM.CREATE.KV_" + queue.ResumeBucket,
+			"$JS.API.STREAM.UPDATE.KV_" + queue.ResumeBucket,
 			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
@@ -80,6 +87,77 @@ func TestRefusals(t *testing.T) {
 				_ = sub.Unsubscribe()
 			}
 		})
+	}
+}
+
+// JetStream answers a request on the reply subject its sender named, and
+// the server checks that subject against nobody's rights: in one shared
+// account a publisher could name a status key and have JetStream's publish
+// acknowledgement overwrite that job's status, and a worker could have a
+// value it stored re-published as a job. With each role in its own
+// account the server maps every reply back into the sender's account, so
+// none of these lands: the status key stays absent, and the jobs stream
+// holds only the job published after them (whose acknowledgement also
+// tells that the ones before it were processed).
+func TestRepliesStayInTheirAccount(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	const victim = "victim-1"
+	jobMsg, _ := (&job.Job{V: 1, ID: "injected", Source: "file:///x.mp4"}).Encode()
+
+	// The publisher's job, its acknowledgement pointed at a status key.
+	pub, _ := g.connect(t, natsperm.Publisher)
+	if err := pub.PublishRequest(queue.JobsSubject, "$KV."+queue.StatusBucket+"."+victim, jobMsg); err != nil {
+		t.Fatal(err)
+	}
+	// A worker stores a job as a status value (it may write statuses),
+	// then reads it back with its answer pointed at the jobs subject.
+	wk, _ := g.connect(t, natsperm.Worker)
+	if _, err := wk.Request("$KV."+queue.StatusBucket+".stored", jobMsg, 5*time.Second); err != nil {
+		t.Fatalf("the worker's status write: %v", err)
+	}
+	get := "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + ".$KV." + queue.StatusBucket + ".stored"
+	if err := wk.PublishRequest(get, queue.JobsSubject, nil); err != nil {
+		t.Fatal(err)
+	}
+	// notify stores a FileId record and reads it back the same way.
+	nf, _ := g.connect(t, natsperm.Notify)
+	if _, err := nf.Request("$KV."+queue.FilesBucket+".f1", jobMsg, 5*time.Second); err != nil {
+		t.Fatalf("notify's files write: %v", err)
+	}
+	getFile := "$JS.API.DIRECT.GET.KV_" + queue.FilesBucket + ".$KV." + queue.FilesBucket + ".f1"
+	if err := nf.PublishRequest(getFile, queue.JobsSubject, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Each connection's requests are handled in order: an answered
+	// request after the forged ones means those were handled too.
+	for nc, subj := range map[*nats.Conn]string{wk: get, nf: getFile} {
+		if _, err := nc.Request(subj, nil, 5*time.Second); err != nil {
+			t.Fatalf("a direct get after the forged one: %v", err)
+		}
+	}
+	pjs, err := jetstream.New(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := pjs.Publish(ctx, queue.JobsSubject, jobMsg)
+	if err != nil {
+		t.Fatalf("the publisher's own job: %v", err)
+	}
+
+	kv, err := g.admin.KeyValue(ctx, queue.StatusBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, victim); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("status %s after the forged reply: %v, %v; want none", victim, e, err)
+	}
+	st, err := g.admin.Stream(ctx, queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 2 || ack.Sequence != 2 {
+		t.Errorf("the jobs stream holds %d messages (the last at %d), want 2: the publisher's two jobs, nothing re-published", n, ack.Sequence)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -14,6 +15,7 @@ import (
 // job (pause, cancel), and the pause, resume and cancel requests that set
 // it, move the job's status and requeue it.
 type Control struct {
+	nc       *nats.Conn
 	kv       jetstream.KeyValue
 	statuses *Statuses
 	jobs     *Jobs
@@ -52,32 +54,16 @@ func (ctl *Control) Set(ctx context.Context, jobID string, c job.Control) error 
 // Watch calls f with every job's current control, then calls loaded
 // once, then calls f for every change until ctx ends. A watcher that
 // took only changes would never learn of a pause or a cancel accepted
-// before it started, and would run such a job to its end.
+// before it started, and would run such a job to its end. It creates no
+// consumer (see follow), so a worker's NATS user needs no right to.
 func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control), loaded func()) error {
-	w, err := ctl.kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil { // the current values are all in
-				loaded()
-				continue
-			}
-			c := job.Control(e.Value())
-			if e.Operation() != jetstream.KeyValuePut {
-				c = job.ControlNone
-			}
-			f(e.Key(), c)
+	return follow(ctx, ctl.nc, ControlBucket, func(c kvChange) {
+		ctrl := job.Control(c.value)
+		if c.deleted {
+			ctrl = job.ControlNone
 		}
-	}
+		f(c.key, ctrl)
+	}, loaded)
 }
 
 // Pause asks for a job to stop at a part boundary. A queued job is paused at

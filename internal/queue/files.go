@@ -36,6 +36,11 @@ func (f *Files) Record(ctx context.Context, fileID, jobID string) error {
 // latest when the job's next run finds the commit, takes over long before.
 const uploadsTTL = 24 * time.Hour
 
+// ResumeTTL is how long a worker's resume state outlives its last write in
+// ResumeBucket: as long as VOD lets an upload resume (resume.DefaultStateTTL
+// is the same for Redis).
+const ResumeTTL = 24 * time.Hour
+
 // RecordUpload maps the storage path of a media file about to be committed
 // (ApplyUploadUGC's video storagePath) to its job. Written before the commit,
 // it correlates VOD's event with the job when the worker did not live to

@@ -25,6 +25,9 @@ const (
 	DLQStream      = "VODPIPE_DLQ"
 	StatusBucket   = "vodpipe_status"
 	ControlBucket  = "vodpipe_control"
+	// ResumeBucket holds the workers' resume state and leases when they
+	// keep them in NATS (no Redis; internal/resume's KV works on it).
+	ResumeBucket = "vodpipe_resume"
 	FilesBucket    = "vodpipe_files"
 	UploadsBucket  = "vodpipe_uploads"
 	WorkerConsumer = "workers"
@@ -98,6 +101,10 @@ type Queue struct {
 	Files *Files
 	// Index lists jobs a page at a time and counts them by state.
 	Index *Index
+	// Resume is the workers' resume bucket (ResumeBucket). Ingest creates
+	// it with the rest of the layout, so no worker needs the right to
+	// create or reshape a stream.
+	Resume jetstream.KeyValue
 
 	js           jetstream.JetStream
 	cfg          Config
@@ -159,7 +166,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 // worker and notify attach, so their NATS users need no right to reshape a
 // shared stream. It fails with ErrNotCreated while a part is missing. The
 // ack wait is the consumer's own, as ingest set it; cfg's other values keep
-// their meaning for the caller (MaxDeliver, Replicas of its own buckets).
+// their meaning for the caller (MaxDeliver).
 func Attach(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
 	q, err := newQueue(js, cfg)
 	if err != nil {
@@ -189,7 +196,7 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 	if cfg.MaxDeliver < 0 {
 		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
 	}
-	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{},
+	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{nc: js.Conn()},
 		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{}, Index: &Index{js: js}}
 	q.Jobs.statuses, q.Jobs.index = q.Statuses, q.Index
 	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
@@ -259,6 +266,7 @@ func (q *Queue) buckets() []layoutBucket {
 		{&q.Control.kv, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
 		{&q.Files.files, bucket(FilesBucket, "vodpipe FileId to job id", retention)},
 		{&q.Files.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
+		{&q.Resume, bucket(ResumeBucket, "vodpipe resume state and job leases", ResumeTTL)},
 	}
 }
 

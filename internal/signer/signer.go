@@ -267,6 +267,10 @@ func (s *Signer) Sign(r Request) (Response, error) {
 	return Response{Signature: sig, ExpireTime: p.ExpireTime}, nil
 }
 
+// ServiceReplyPrefix starts the reply subjects the server maps a request
+// from another account onto (a service import's responses).
+const ServiceReplyPrefix = "_R_."
+
 // Serve registers the signature micro service on nc (queue group, so several
 // ingest replicas share the load) and returns it; Stop it on shutdown. It
 // signs only for a job jobs says a worker may be processing, with that job's
@@ -280,9 +284,11 @@ func (s *Signer) Serve(nc *nats.Conn, jobs Jobs, log *slog.Logger) (micro.Servic
 		return nil, errors.New("signer: Serve needs the jobs it signs for")
 	}
 	handle := micro.HandlerFunc(func(req micro.Request) {
-		if !strings.HasPrefix(req.Reply(), "_INBOX") {
+		if !strings.HasPrefix(req.Reply(), "_INBOX") && !strings.HasPrefix(req.Reply(), ServiceReplyPrefix) {
 			// A requester chooses the reply subject: answering a KV key or
-			// the jobs subject would publish there with ingest's rights.
+			// the jobs subject would publish there with ingest's rights. A
+			// worker's request comes from its own account, its reply
+			// subject mapped by the server (ServiceReplyPrefix).
 			log.Warn("signature request refused: its reply subject is not an inbox")
 			return
 		}

@@ -150,18 +150,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	// A NATS cluster that is forming or electing leaders (a node just
 	// restarted) answers with timeouts for a while, and a worker started
 	// before ingest finds no layout yet: both are waited for. Without Redis
-	// the resume bucket, the worker's own, is JetStream setup too.
+	// the resume state is in the layout's resume bucket.
 	if err := queue.WhenReady(ctx, queue.ReadyPolicy{}, log.With("worker", cfg.ID), func(ctx context.Context) (err error) {
-		if d.Queue, err = queue.Attach(ctx, js, cfg.QueueConfig); err != nil || cfg.Redis.Enabled() {
-			return err
-		}
-		kv, err := resume.NewKV(ctx, js, "vodpipe_resume", cfg.QueueConfig.Replicas)
-		if err == nil {
-			d.Store = kv
-		}
+		d.Queue, err = queue.Attach(ctx, js, cfg.QueueConfig)
 		return err
 	}); err != nil {
 		return fail(err)
+	}
+	if !cfg.Redis.Enabled() {
+		d.Store = resume.WrapKV(d.Queue.Resume)
 	}
 	if cfg.Redis.Enabled() {
 		rdb, err := redisClient(cfg.Redis)
