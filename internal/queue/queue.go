@@ -20,14 +20,14 @@ import (
 
 // Names of the streams, buckets and consumer, and the subjects they hold.
 const (
-	JobsStream     = "VODPIPE_JOBS"
-	EventsStream   = "VODPIPE_EVENTS"
-	DLQStream      = "VODPIPE_DLQ"
-	StatusBucket   = "vodpipe_status"
-	ControlBucket  = "vodpipe_control"
+	JobsStream    = "VODPIPE_JOBS"
+	EventsStream  = "VODPIPE_EVENTS"
+	DLQStream     = "VODPIPE_DLQ"
+	StatusBucket  = "vodpipe_status"
+	ControlBucket = "vodpipe_control"
 	// ResumeBucket holds the workers' resume state and leases when they
 	// keep them in NATS (no Redis; internal/resume's KV works on it).
-	ResumeBucket = "vodpipe_resume"
+	ResumeBucket   = "vodpipe_resume"
 	FilesBucket    = "vodpipe_files"
 	UploadsBucket  = "vodpipe_uploads"
 	WorkerConsumer = "workers"
