@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -103,7 +104,12 @@ func startPage(t *testing.T, policy signer.Policy) *pageEnv {
 	t.Helper()
 	n := testharness.StartNATS(t)
 	// The layout is ingest's to create; notify, started first here, attaches to it.
-	if _, err := queue.Open(t.Context(), n.JetStream(t), queue.Config{}); err != nil {
+	js := n.JetStream(t)
+	if _, err := queue.Open(t.Context(), js, queue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	// ingest's layout broker, which makes notify's consumers and streams.
+	if _, err := queue.ServeLayout(js.Conn(), js, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	// notify receives vodsim's NewFileUpload callbacks and publishes them;

@@ -136,6 +136,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		s.nc.Close()
 		return nil, err
 	}
+	// notify's consumers and streams: made here, after a check, because
+	// notify's NATS user may create none (see queue.Layout).
+	if _, err := queue.ServeLayout(s.nc, js, log); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
 	s.metrics.reg.MustRegister(queue.NewCollector(s.q))
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBG = stop

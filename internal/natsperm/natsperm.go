@@ -67,6 +67,8 @@ const (
 
 	// JobsSubject is where jobs are published.
 	JobsSubject = "vodpipe.jobs.submit"
+	// LayoutSubject is ingest's layout broker's (queue.LayoutSubject).
+	LayoutSubject = "vodpipe.layout"
 	// SignSubject is the signature service's subject.
 	SignSubject = "vodpipe.sign"
 	signService = "vodpipe-sign"
@@ -91,6 +93,7 @@ func build(r Role) (perms, error) {
 		p.pub(JobsSubject, events+".job.>", dlq+".>")
 		p.kv(idemBucket, admin, read, write)
 		p.kv(statusBucket, read, leaderRead, watch, write)
+		p.layoutBroker()
 		p.indexWrite()
 		// Listings: pages of the index, and their statuses in one read.
 		p.pub(api("DIRECT.GET", indexStream), api("DIRECT.GET", "KV_"+statusBucket))
@@ -122,14 +125,21 @@ func build(r Role) (perms, error) {
 	case Notify:
 		p.attachLayout()
 		p.pub(events+".vod.>", events+".subscription.>")
-		p.consume(eventsStream)
-		p.pub(api("CONSUMER.LIST", eventsStream))
-		p.kv(filesBucket, read, watch, write)
+		// Its consumers of the events stream and its own streams come from
+		// ingest's layout broker (queue.Layout): it may use, list and delete
+		// them, never create one.
+		p.pub(LayoutSubject)
+		p.pub(api("STREAM.INFO", eventsStream), api("CONSUMER.INFO", eventsStream, "*"), api("CONSUMER.DELETE", eventsStream, "*"),
+			api("CONSUMER.MSG.NEXT", eventsStream, "*"), "$JS.ACK."+eventsStream+".>", api("CONSUMER.LIST", eventsStream))
+		// Buckets followed by subscription and batched reads, not watched:
+		// a watch is a consumer (see queue.Follow).
+		p.kv(filesBucket, read, changes, write)
 		p.kv(uploadsBucket, read)
-		p.kv(subsBucket, admin, read, watch, write)
-		p.kv(vodEventsBucket, admin, read, write)
-		p.pub(api("INFO"), api("STREAM.CREATE", attemptsStream), api("STREAM.UPDATE", attemptsStream), attempts+".>")
-		p.consume(attemptsStream)
+		p.kv(subsBucket, read, follow, write)
+		p.kv(vodEventsBucket, read, write)
+		// The attempt log: written, read with batched direct gets, purged
+		// with its subscription.
+		p.pub(api("STREAM.INFO", attemptsStream), api("STREAM.PURGE", attemptsStream), api("DIRECT.GET", attemptsStream), attempts+".>")
 	case Publisher:
 		p.pub(JobsSubject)
 		p.sub(r.Inbox() + ".>")
@@ -182,6 +192,17 @@ func (p *perms) attachLayout() {
 	p.pub(api("CONSUMER.INFO", jobsStream, workerConsumer))
 }
 
+// layoutBroker is what ingest's layout broker needs (queue.ServeLayout):
+// answer notify's requests, and make notify's pull consumers of the
+// events stream and its own streams and buckets.
+func (p *perms) layoutBroker() {
+	p.sub(LayoutSubject)
+	p.pub(api("CONSUMER.CREATE", eventsStream), api("CONSUMER.CREATE", eventsStream, ">"), api("CONSUMER.INFO", eventsStream, "*"),
+		api("STREAM.CREATE", attemptsStream), api("STREAM.UPDATE", attemptsStream), api("STREAM.INFO", attemptsStream))
+	p.kv(subsBucket, admin)
+	p.kv(vodEventsBucket, admin)
+}
+
 // sweepStrays is what the sweep of jobs passed by a consumer of an older
 // vodpipe needs (see queue.Open): read and delete single job messages.
 // Ingest opens the layout first in every deployment, so it alone sweeps.
@@ -212,6 +233,7 @@ const (
 	leaderRead                // get keys through the stream's leader
 	watch                     // watch keys (an ordered push consumer) and list them
 	follow                    // read every key (batched direct gets) and follow changes (a subscription), no consumer
+	changes                   // follow changes only (a subscription), no consumer
 	write                     // put, create, update and delete keys
 )
 
@@ -235,6 +257,8 @@ func (p *perms) kv(bucket string, rights ...kvRight) {
 				api("CONSUMER.DELETE", stream, "*"), "$JS.FC."+stream+".>")
 		case follow:
 			p.pub(api("DIRECT.GET", stream))
+			p.sub("$KV." + bucket + ".>")
+		case changes:
 			p.sub("$KV." + bucket + ".>")
 		case write:
 			p.pub("$KV." + bucket + ".>")

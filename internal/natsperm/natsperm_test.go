@@ -3,6 +3,7 @@ package natsperm_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,6 +50,7 @@ func TestRefusals(t *testing.T) {
 			"vodpipe.jobs.other",
 			queue.IndexPrefix + ".state.completed",
 			"$JS.API.DIRECT.GET." + queue.IndexStream,
+			queue.LayoutSubject,
 		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
@@ -60,10 +62,16 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.CONSUMER.CREATE." + queue.JobsStream + ".c1.>",
 			"$JS.API.STREAM.CREATE.KV_" + queue.ResumeBucket,
 			"$JS.API.STREAM.UPDATE.KV_" + queue.ResumeBucket,
+			queue.LayoutSubject,
 			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
+			// Its consumers and streams come from ingest's layout broker.
+			"$JS.API.CONSUMER.CREATE." + queue.EventsStream, "$JS.API.CONSUMER.CREATE." + queue.EventsStream + ".c1.>",
+			"$JS.API.CONSUMER.DURABLE.CREATE." + queue.EventsStream + ".c1", "$JS.API.CONSUMER.CREATE.KV_" + queue.FilesBucket,
+			"$JS.API.STREAM.CREATE." + fanout.AttemptsStream, "$JS.API.STREAM.UPDATE." + fanout.AttemptsStream,
+			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
 			queue.IndexPrefix + ".state.completed", "$JS.API.STREAM.MSG.DELETE." + queue.IndexStream},
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
 		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
@@ -158,6 +166,81 @@ func TestRepliesStayInTheirAccount(t *testing.T) {
 	}
 	if n := st.CachedInfo().State.Msgs; n != 2 || ack.Sequence != 2 {
 		t.Errorf("the jobs stream holds %d messages (the last at %d), want 2: the publisher's two jobs, nothing re-published", n, ack.Sequence)
+	}
+}
+
+// notify's consumers and streams are made by ingest's layout broker, which
+// refuses what could deliver or capture outside them: a push consumer (its
+// deliver subject is not checked by the server), a consumer of other
+// subjects than events, notify's attempt log with another subject or with
+// sources, and a bucket that is not notify's. What it allows works.
+func TestLayoutBrokerRefusesWhatReachesOutside(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	in, _ := g.connect(t, natsperm.Ingest)
+	ijs, err := jetstream.New(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.ServeLayout(in, ijs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	nf, _ := g.connect(t, natsperm.Notify)
+	njs, err := jetstream.New(nf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := queue.NewLayout(njs)
+	events := queue.EventsPrefix + ".>"
+	attempts := jetstream.StreamConfig{Name: fanout.AttemptsStream, Subjects: []string{queue.AttemptsPrefix + ".>"}}
+	for name, ask := range map[string]func() error{
+		"push consumer": func() error {
+			_, err := layout.Consumer(ctx, jetstream.ConsumerConfig{Durable: "push", FilterSubject: events, DeliverSubject: queue.JobsSubject})
+			return err
+		},
+		"consumer of jobs": func() error {
+			_, err := layout.Consumer(ctx, jetstream.ConsumerConfig{Durable: "jobs", FilterSubject: queue.JobsSubject})
+			return err
+		},
+		"attempt log capturing replies": func() error {
+			c := attempts
+			c.Subjects = append(c.Subjects, "_R_.>")
+			_, err := layout.Stream(ctx, c)
+			return err
+		},
+		"attempt log sourcing statuses": func() error {
+			c := attempts
+			c.Sources = []*jetstream.StreamSource{{Name: "KV_" + queue.StatusBucket}}
+			_, err := layout.Stream(ctx, c)
+			return err
+		},
+		"the status bucket": func() error {
+			_, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: queue.StatusBucket})
+			return err
+		},
+	} {
+		if err := ask(); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("%s: %v, want a refusal", name, err)
+		}
+	}
+	for _, name := range []string{"push", "jobs"} {
+		if _, err := g.admin.Consumer(ctx, queue.EventsStream, name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Errorf("consumer %s exists after its refusal: %v", name, err)
+		}
+	}
+	if _, err := g.admin.Stream(ctx, fanout.AttemptsStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the attempt log exists after its refusals: %v", err)
+	}
+	// The controls: what notify needs.
+	c, err := layout.Consumer(ctx, jetstream.ConsumerConfig{Durable: "pull", FilterSubject: events, AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil || c.CachedInfo().Config.DeliverSubject != "" {
+		t.Fatalf("a pull consumer of events: %v", err)
+	}
+	if _, err := layout.Stream(ctx, attempts); err != nil {
+		t.Fatalf("the attempt log: %v", err)
+	}
+	if _, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: fanout.SubscriptionsBucket}); err != nil {
+		t.Fatalf("the subscriptions bucket: %v", err)
 	}
 }
 

@@ -71,7 +71,12 @@ func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
 		m(&e.cfg)
 	}
 	var err error
-	if e.q, err = queue.Open(t.Context(), e.nats.JetStream(t), queue.Config{}); err != nil {
+	js := e.nats.JetStream(t)
+	if e.q, err = queue.Open(t.Context(), js, queue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	// ingest's layout broker, which makes notify's consumers and streams.
+	if _, err := queue.ServeLayout(js.Conn(), js, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -87,9 +87,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBG = stop
 	s.files = s.q.Files.Watch(bg, s.log.Warn)
-	if err = s.intake.Open(ctx, s.js, s.q, s.files); err == nil {
-		err = s.fanout.Open(ctx, nc, s.js, s.q)
-	}
+	// Their streams come from ingest's layout broker, which may not answer
+	// yet (ingest starting): waited for like the layout.
+	err = queue.WhenReady(ctx, queue.ReadyPolicy{}, s.log, func(ctx context.Context) error {
+		if err := s.intake.Open(ctx, s.js, s.q, s.files); err != nil {
+			return err
+		}
+		return s.fanout.Open(ctx, nc, s.js, s.q)
+	})
 	if err != nil {
 		s.Close()
 		return nil, err

@@ -57,12 +57,12 @@ func (ctl *Control) Set(ctx context.Context, jobID string, c job.Control) error 
 // before it started, and would run such a job to its end. It creates no
 // consumer (see follow), so a worker's NATS user needs no right to.
 func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control), loaded func()) error {
-	return follow(ctx, ctl.nc, ControlBucket, func(c kvChange) {
-		ctrl := job.Control(c.value)
-		if c.deleted {
+	return Follow(ctx, ctl.nc, ControlBucket, func(c KVChange) {
+		ctrl := job.Control(c.Value)
+		if c.Deleted {
 			ctrl = job.ControlNone
 		}
-		f(c.key, ctrl)
+		f(c.Key, ctrl)
 	}, loaded)
 }
 

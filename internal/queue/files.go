@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -19,6 +20,7 @@ import (
 // (recorded at the commit) and media storage paths (recorded just before
 // it, for a worker that dies in between).
 type Files struct {
+	nc      *nats.Conn
 	files   jetstream.KeyValue
 	uploads jetstream.KeyValue
 }
@@ -129,8 +131,15 @@ func (fw *FileWatch) Done() <-chan struct{} { return fw.done }
 
 func (fw *FileWatch) run(ctx context.Context) {
 	defer close(fw.done)
+	nc := fw.files.nc
 	for ctx.Err() == nil {
-		w, err := fw.files.files.WatchAll(ctx, jetstream.UpdatesOnly())
+		// A subscription to the bucket's subjects, not a key-value watch:
+		// no consumer (see follow). New mappings are all it needs.
+		sub, err := changes(nc, FilesBucket, ">", func(c KVChange) {
+			if !c.Deleted {
+				fw.deliver(c.Key, string(c.Value))
+			}
+		})
 		if err != nil {
 			if ctx.Err() == nil {
 				fw.log("files watch unavailable, retrying", "err", err)
@@ -144,13 +153,28 @@ func (fw *FileWatch) run(ctx context.Context) {
 		fw.mu.Lock()
 		fw.live = true
 		fw.mu.Unlock()
-		for e := range w.Updates() {
-			if e != nil && e.Operation() == jetstream.KeyValuePut {
-				fw.deliver(e.Key(), string(e.Value()))
+		// Mappings recorded while the connection was down never reach the
+		// subscription: after a reconnect, or when the connection closes,
+		// the waiters look again on their own.
+		reconnects := nc.Stats().Reconnects
+		tick := time.NewTicker(followInterval)
+		for stop := false; !stop; {
+			select {
+			case <-ctx.Done():
+				stop = true
+			case <-tick.C:
+				stop = nc.IsClosed() || nc.Stats().Reconnects != reconnects
 			}
 		}
+		tick.Stop()
+		_ = sub.Unsubscribe()
 		fw.lost()
-		_ = w.Stop()
+		if nc.IsClosed() && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
 	}
 }
 
@@ -307,25 +331,28 @@ func (f *Files) WaitJobFor(ctx context.Context, fileID string) (string, error) {
 	if strings.ContainsAny(fileID, "*> ") {
 		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
 	}
-	w, err := f.files.Watch(ctx, fileID)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
+	got := make(chan string, 1)
+	sub, err := changes(f.nc, FilesBucket, fileID, func(c KVChange) {
+		if !c.Deleted {
+			select {
+			case got <- string(c.Value):
+			default:
+			}
 		}
+	})
+	if err != nil {
 		return "", fmt.Errorf("queue: watch file %s: %w", fileID, err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
-			}
-			if e != nil && e.Operation() == jetstream.KeyValuePut {
-				return string(e.Value()), nil
-			}
-		case <-ctx.Done():
-			return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
-		}
+	defer func() { _ = sub.Unsubscribe() }()
+	// Subscribed first, then looked up again: a mapping recorded between
+	// the first lookup and the subscription is found by this one.
+	if id, found, err := f.lookupFile(ctx, fileID); found || err != nil {
+		return id, err
+	}
+	select {
+	case id := <-got:
+		return id, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
 	}
 }

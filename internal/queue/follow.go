@@ -21,11 +21,11 @@ import (
 // is a message on $KV.<bucket>.<key>, to which they subscribe, and the
 // current values come from batched direct gets.
 
-// kvChange is one key's value, or its deletion.
-type kvChange struct {
-	key     string
-	value   []byte
-	deleted bool
+// KVChange is one key's value, or its deletion.
+type KVChange struct {
+	Key     string
+	Value   []byte
+	Deleted bool
 }
 
 // followInterval is how often a follower checks whether its connection
@@ -33,21 +33,19 @@ type kvChange struct {
 // current values again.
 const followInterval = 2 * time.Second
 
-// follow calls apply with every key's current value in bucket, then calls
+// Follow calls apply with every key's current value in bucket, then calls
 // loaded, then calls apply with every change until ctx ends. Changes made
 // while it reads the current values are applied after them, in the order
 // published, so the view ends at the latest value of each key. After a
 // reconnect it reads the current values again. apply is never called
 // concurrently. It returns an error only if the first read fails.
-func follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(kvChange), loaded func()) error {
-	prefix := "$KV." + bucket + "."
+func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func()) error {
 	var (
 		mu        sync.Mutex
 		buffering = true
-		buffer    []kvChange
+		buffer    []KVChange
 	)
-	sub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
-		c := kvChange{key: strings.TrimPrefix(m.Subject, prefix), value: m.Data, deleted: deletion(m.Header)}
+	sub, err := changes(nc, bucket, ">", func(c KVChange) {
 		mu.Lock()
 		defer mu.Unlock()
 		if buffering {
@@ -57,18 +55,14 @@ func follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(kvChan
 		apply(c)
 	})
 	if err != nil {
-		return fmt.Errorf("queue: follow %s: %w", bucket, err)
+		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// A follower's view must be whole: never drop a change for a slow apply.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return fmt.Errorf("queue: follow %s: %w", bucket, err)
-	}
 	load := func() error {
 		mu.Lock()
 		buffering, buffer = true, nil
 		mu.Unlock()
-		current, err := scanBucket(ctx, nc, bucket)
+		current, err := ReadBucket(ctx, nc, bucket)
 		mu.Lock()
 		defer mu.Unlock()
 		if err == nil {
@@ -105,31 +99,66 @@ func follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(kvChan
 	}
 }
 
+// changes subscribes to the changes of key (">" for every key) in bucket
+// and calls apply for each, in order, from the subscription's goroutine.
+// It never drops one for a slow apply. The subscription is in place when
+// it returns (the server has it), so a change published after that is seen.
+func changes(nc *nats.Conn, bucket, key string, apply func(KVChange)) (*nats.Subscription, error) {
+	prefix := "$KV." + bucket + "."
+	sub, err := nc.Subscribe(prefix+key, func(m *nats.Msg) {
+		apply(KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header)})
+	})
+	if err == nil {
+		err = sub.SetPendingLimits(-1, -1)
+	}
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+		return nil, fmt.Errorf("queue: follow %s: %w", bucket, err)
+	}
+	return sub, nil
+}
+
 // deletion tells whether a key-value message deletes or purges its key.
 func deletion(h nats.Header) bool {
 	op := h.Get("KV-Operation")
 	return op == "DEL" || op == "PURGE"
 }
 
-// scanBucket reads every key's current value (and deletion marker) in
-// bucket, a batch at a time, in the order written.
-func scanBucket(ctx context.Context, nc *nats.Conn, bucket string) ([]kvChange, error) {
-	const batch = 256
+// ReadBucket reads every key's current value (and deletion marker) in
+// bucket, a batch at a time, in the order written. It needs no consumer.
+func ReadBucket(ctx context.Context, nc *nats.Conn, bucket string) ([]KVChange, error) {
 	prefix := "$KV." + bucket + "."
-	var out []kvChange
+	var out []KVChange
+	err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
+		out = append(out, KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)})
+	})
+	return out, err
+}
+
+// Scan calls fn with every message of stream on subjects matching filter,
+// oldest first, read with batched direct gets (no consumer: the stream
+// must allow direct gets). The message's own subject and sequence are in
+// its Nats-Subject and Nats-Sequence headers.
+func Scan(ctx context.Context, nc *nats.Conn, stream, filter string, fn func(*nats.Msg)) error {
+	const batch = 256
 	for seq := uint64(1); ; {
-		msgs, pending, err := directBatch(ctx, nc, "KV_"+bucket, map[string]any{"seq": seq, "batch": batch, "next_by_subj": prefix + ">"}, batch)
+		msgs, pending, err := directBatch(ctx, nc, stream, map[string]any{"seq": seq, "batch": batch, "next_by_subj": filter}, batch)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, m := range msgs {
-			out = append(out, kvChange{key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), value: m.Data, deleted: deletion(m.Header)})
+			fn(m)
 			if s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
 				seq = s + 1
 			}
 		}
 		if len(msgs) == 0 || pending == 0 {
-			return out, nil
+			return nil
 		}
 	}
 }

@@ -197,7 +197,7 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
 	}
 	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{nc: js.Conn()},
-		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{}, Index: &Index{js: js}}
+		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{nc: js.Conn()}, Index: &Index{js: js}}
 	q.Jobs.statuses, q.Jobs.index = q.Statuses, q.Index
 	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
 	q.Statuses.retention = max(cfg.StatusRetention, 0)

@@ -201,7 +201,7 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rp := Replay{ID: "rp_" + randomID(), Since: req.Since.UTC(), Until: until, UpToSeq: info.State.LastSeq, CreatedAt: now}
-	cons, err := s.js.CreateConsumer(r.Context(), queue.EventsStream, s.consumerConfig(rec, &rp))
+	cons, err := s.layout.Consumer(r.Context(), s.consumerConfig(rec, &rp))
 	if err != nil {
 		s.writeInternal(w, r, err)
 		return

@@ -9,9 +9,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
+	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -94,40 +95,15 @@ func (s *Fanout) handleAttempts(w http.ResponseWriter, r *http.Request) {
 }
 
 // readAttempts reads a subscription's whole log (bounded by
-// AttemptsPerSubscription), oldest first.
+// AttemptsPerSubscription), oldest first, with batched direct gets: no
+// consumer (notify's user may create none of this stream).
 func (s *Fanout) readAttempts(ctx context.Context, subID string) ([]Attempt, error) {
-	cons, err := s.attempts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{attemptsSubject(subID)}, DeliverPolicy: jetstream.DeliverAllPolicy,
-		InactiveThreshold: 30 * time.Second,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = s.attempts.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
-	pending := cons.CachedInfo().NumPending
 	var out []Attempt
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return nil, err
+	err := queue.Scan(ctx, s.nc, AttemptsStream, attemptsSubject(subID), func(m *nats.Msg) {
+		var a Attempt
+		if json.Unmarshal(m.Data, &a) == nil {
+			out = append(out, a)
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			var a Attempt
-			if json.Unmarshal(m.Data(), &a) == nil {
-				out = append(out, a)
-			}
-			if meta, err := m.Metadata(); err == nil {
-				pending = meta.NumPending
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return nil, err
-		}
-		if got == 0 {
-			break
-		}
-	}
-	return out, nil
+	})
+	return out, err
 }

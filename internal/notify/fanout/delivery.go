@@ -29,7 +29,7 @@ type dispatcher struct {
 	mu      sync.Mutex
 	ctx     context.Context    // of run; runners derive from it
 	records map[string]*record // subscription id → latest record
-	revs    map[string]uint64  // subscription id → revision of the latest record or deletion seen
+	orders  map[string]uint64  // subscription id → order of the latest record or deletion seen
 	runners map[string]*runner // consumer name → its runner
 	wg      sync.WaitGroup
 }
@@ -47,7 +47,7 @@ type runner struct {
 var errStopRunner = errors.New("notify: runner stops")
 
 func newDispatcher(s *Fanout) *dispatcher {
-	return &dispatcher{s: s, ctx: context.Background(), records: map[string]*record{}, revs: map[string]uint64{}, runners: map[string]*runner{}}
+	return &dispatcher{s: s, ctx: context.Background(), records: map[string]*record{}, orders: map[string]uint64{}, runners: map[string]*runner{}}
 }
 
 // run follows the subscriptions bucket until ctx ends, then stops every runner.
@@ -72,50 +72,35 @@ func (d *dispatcher) run(ctx context.Context) error {
 	return nil
 }
 
+// watch follows the subscriptions bucket (by subscription and batched
+// reads: notify's user may create no consumer of it) until ctx ends.
 func (d *dispatcher) watch(ctx context.Context) error {
-	w, err := d.s.subs.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watcher closed")
-			}
-			if e != nil {
-				d.apply(e)
-			}
-		case <-ctx.Done():
-			return nil
-		}
-	}
+	return queue.Follow(ctx, d.s.nc, SubscriptionsBucket, d.apply, func() {})
 }
 
 // apply brings the runners of one subscription in line with a change of the bucket.
-func (d *dispatcher) apply(e jetstream.KeyValueEntry) {
+func (d *dispatcher) apply(e queue.KVChange) {
 	var rec *record
-	if e.Operation() == jetstream.KeyValuePut {
-		r, err := d.s.decodeRecord(e.Key(), e.Value())
+	if !e.Deleted {
+		r, err := d.s.decodeRecord(e.Key, e.Value)
 		if err != nil {
-			d.s.log.Warn("skipping unreadable subscription", "key", e.Key(), "err", err)
+			d.s.log.Warn("skipping unreadable subscription", "key", e.Key, "err", err)
 			return
 		}
 		if r.sealErr != nil {
-			d.s.log.Error("webhook signing secret does not open: not delivering", "subscription", e.Key(), "err", r.sealErr)
+			d.s.log.Error("webhook signing secret does not open: not delivering", "subscription", e.Key, "err", r.sealErr)
 		}
 		rec = r
 	}
-	d.set(e.Key(), rec, e.Revision())
+	d.set(e.Key, rec, rec.order())
 }
 
 // set records what this process knows of a subscription (nil: deleted) at
-// a revision, unless it already knows a later one, and starts and stops
+// an order (record.order), unless it already knows a later one, and starts and stops
 // runners to match. The watch calls it for every change; a replica that
 // disabled a subscription calls it at once, so that its own deliveries stop
 // before the watch catches up.
-func (d *dispatcher) set(id string, rec *record, rev uint64) {
+func (d *dispatcher) set(id string, rec *record, order uint64) {
 	want := map[string]*Replay{}
 	// A record whose secret does not open runs nothing: its events wait in
 	// its consumer for a replica that has the key.
@@ -128,10 +113,12 @@ func (d *dispatcher) set(id string, rec *record, rev uint64) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if rev <= d.revs[id] {
+	// An equal order is applied again: the same write seen twice changes
+	// nothing, and a record rewritten by hand (its version kept) is taken.
+	if order < d.orders[id] {
 		return
 	}
-	d.revs[id] = rev
+	d.orders[id] = order
 	ctx := d.ctx
 	old := d.records[id]
 	if rec == nil {
@@ -255,7 +242,7 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 			return nil, err
 		}
 		d.s.log.Warn("consumer of a subscription missing: re-creating it from the subscription's start", "subscription", rec.ID)
-		return d.s.js.CreateConsumer(ctx, queue.EventsStream, want)
+		return d.s.layout.Consumer(ctx, want)
 	}
 	if err != nil {
 		return nil, err
@@ -263,7 +250,7 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 	have := cons.CachedInfo().Config
 	if have.AckWait != want.AckWait || have.MaxDeliver != want.MaxDeliver || have.MaxAckPending != want.MaxAckPending {
 		have.AckWait, have.MaxDeliver, have.MaxAckPending = want.AckWait, want.MaxDeliver, want.MaxAckPending
-		return d.s.js.UpdateConsumer(ctx, queue.EventsStream, have)
+		return d.s.layout.Consumer(ctx, have)
 	}
 	return cons, nil
 }

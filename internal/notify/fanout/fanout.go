@@ -157,6 +157,7 @@ type Fanout struct {
 	log      *slog.Logger
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	layout   *queue.Layout // ingest's broker: notify's consumers and streams
 	events   *queue.Events
 	replicas int
 	subs     jetstream.KeyValue
@@ -185,22 +186,24 @@ func New(cfg Config, keys apikey.Keys, reg prometheus.Registerer, log *slog.Logg
 	return f, nil
 }
 
-// Open points the fan-out at the queue's events, creates its subscriptions
-// bucket and attempts stream, and re-seals secrets stored under an older key.
+// Open points the fan-out at the queue's events, has ingest's layout broker
+// create its subscriptions bucket and attempts stream (notify's NATS user
+// may create neither), and re-seals secrets stored under an older key.
 func (f *Fanout) Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, q *queue.Queue) error {
 	f.nc, f.js, f.events, f.replicas = nc, js, q.Events, q.Config().Replicas
+	f.layout = queue.NewLayout(js)
 	var err error
-	if f.subs, err = f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if f.subs, err = f.layout.Bucket(ctx, jetstream.KeyValueConfig{
 		Bucket: SubscriptionsBucket, Description: "vodpipe webhook subscriptions", History: 1,
 		Storage: jetstream.FileStorage, Replicas: f.replicas,
 	}); err != nil {
 		return fmt.Errorf("notify: bucket %s: %w", SubscriptionsBucket, err)
 	}
-	if f.attempts, err = f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if f.attempts, err = f.layout.Stream(ctx, jetstream.StreamConfig{
 		Name: AttemptsStream, Description: "vodpipe webhook delivery attempts", Subjects: []string{attemptsPrefix + ".>"},
 		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: f.replicas,
 		MaxAge: f.cfg.AttemptsMaxAge, MaxMsgsPerSubject: f.cfg.AttemptsPerSubscription, MaxBytes: f.cfg.AttemptsMaxBytes,
-		Discard: jetstream.DiscardOld,
+		Discard: jetstream.DiscardOld, AllowDirect: true,
 	}); err != nil {
 		return fmt.Errorf("notify: stream %s: %w", AttemptsStream, err)
 	}

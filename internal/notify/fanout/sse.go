@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -48,7 +49,12 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	jobID := q.Get("jobId")
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: time.Minute}
+	// A pull consumer of this stream's own, made by ingest's layout broker
+	// (notify's user may create none), removed when the stream ends or,
+	// should this process die, a minute after its last pull.
+	cfg := jetstream.ConsumerConfig{Name: "sse_" + randomID(), Description: "vodpipe notify: an event stream client",
+		DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute, MemoryStorage: true, Replicas: 1}
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
 		last = q.Get("lastEventId")
@@ -63,13 +69,18 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
 	}
 	filter := &record{Subscription: Subscription{EventTypes: types, JobID: jobID}}
-	cfg.FilterSubjects = filter.filterSubjects()
+	if subj := filter.filterSubjects(); len(subj) == 1 {
+		cfg.FilterSubject = subj[0]
+	} else {
+		cfg.FilterSubjects = subj
+	}
 
-	cons, err := s.js.OrderedConsumer(r.Context(), queue.EventsStream, cfg)
+	cons, err := s.layout.Consumer(r.Context(), cfg)
 	if err != nil {
 		s.writeInternal(w, r, err)
 		return
 	}
+	defer func() { _ = s.js.DeleteConsumer(context.WithoutCancel(r.Context()), queue.EventsStream, cfg.Name) }()
 	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		s.writeInternal(w, r, err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -24,10 +25,11 @@ import (
 // Names of notify's JetStream bucket and stream.
 const (
 	// SubscriptionsBucket holds one record per subscription, shared by all replicas.
-	SubscriptionsBucket = "vodpipe_subscriptions"
+	// (ingest's layout broker creates it: see queue.Layout).
+	SubscriptionsBucket = queue.SubscriptionsBucket
 	// AttemptsStream logs delivery attempts under vodpipe.notify.attempts.<subscription id>.
-	AttemptsStream = "VODPIPE_NOTIFY_ATTEMPTS"
-	attemptsPrefix = "vodpipe.notify.attempts"
+	AttemptsStream = queue.AttemptsStream
+	attemptsPrefix = queue.AttemptsPrefix
 	// consumerPrefix names a subscription's durable consumer on the EVENTS stream.
 	consumerPrefix = "notify_"
 )
@@ -77,9 +79,24 @@ type Replay struct {
 type record struct {
 	Subscription
 	StoredSecret string `json:"storedSecret"`
-	secret       string // opened, in memory only; "" when it does not open
-	sealErr      error  // why it does not open (names a key id at most)
-	rev          uint64 // the bucket's revision it was read at or written as
+	// Version counts the record's writes (1 at creation). Writes are
+	// compare-and-set, so it grows with each; replicas follow the bucket
+	// by subscription, whose messages carry no revision, and order a
+	// subscription's records by it (see dispatcher.set).
+	Version uint64 `json:"version,omitempty"`
+	secret  string // opened, in memory only; "" when it does not open
+	sealErr error  // why it does not open (names a key id at most)
+	rev     uint64 // the bucket's revision it was read at or written as
+}
+
+// order places the record among its subscription's records: later writes
+// have a greater order, and a deletion (final: ids are never reused) the
+// greatest.
+func (r *record) order() uint64 {
+	if r == nil {
+		return math.MaxUint64
+	}
+	return r.Version + 1 // records written before Version count as 1
 }
 
 // public is the subscription as the API shows it after creation: no secret.
@@ -332,6 +349,7 @@ func (s *Fanout) updateRecord(ctx context.Context, id string, f func(*record) er
 		if needsReseal(r, s.box.KeyID()) {
 			s.seal(r)
 		}
+		r.Version++
 		b, err := json.Marshal(r)
 		if err != nil {
 			return nil, err
@@ -349,32 +367,24 @@ func (s *Fanout) updateRecord(ctx context.Context, id string, f func(*record) er
 
 // listRecords reads every subscription, oldest first.
 func (s *Fanout) listRecords(ctx context.Context) ([]*record, error) {
-	w, err := s.subs.WatchAll(ctx, jetstream.IgnoreDeletes())
+	entries, err := queue.ReadBucket(ctx, s.nc, SubscriptionsBucket)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("notify: read subscriptions: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
 	var out []*record
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("notify: subscription watch closed")
-			}
-			if e == nil {
-				sortRecords(out)
-				return out, nil
-			}
-			r, err := s.decodeRecord(e.Key(), e.Value())
-			if err != nil {
-				s.log.Warn("skipping unreadable subscription", "key", e.Key(), "err", err)
-				continue
-			}
-			out = append(out, r)
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	for _, e := range entries {
+		if e.Deleted {
+			continue
 		}
+		r, err := s.decodeRecord(e.Key, e.Value)
+		if err != nil {
+			s.log.Warn("skipping unreadable subscription", "key", e.Key, "err", err)
+			continue
+		}
+		out = append(out, r)
 	}
+	sortRecords(out)
+	return out, nil
 }
 
 func sortRecords(rs []*record) {
@@ -384,9 +394,10 @@ func sortRecords(rs []*record) {
 // createSubscription creates the consumer, then the record: a replica that
 // sees the record finds its consumer, which starts at the creation time.
 func (s *Fanout) createSubscription(ctx context.Context, r *record) error {
-	if _, err := s.js.CreateConsumer(ctx, queue.EventsStream, s.consumerConfig(r, nil)); err != nil {
+	if _, err := s.layout.Consumer(ctx, s.consumerConfig(r, nil)); err != nil {
 		return fmt.Errorf("notify: create consumer: %w", err)
 	}
+	r.Version = 1
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -436,7 +447,7 @@ func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int)
 		}
 		return
 	}
-	s.disp.set(id, rec, rec.rev) // stop this replica's deliveries now, before its own event below
+	s.disp.set(id, rec, rec.order()) // stop this replica's deliveries now, before its own event below
 	s.log.Warn("subscription disabled", "subscription", id, "reason", reason, "last_status", lastStatus)
 	data, _ := json.Marshal(SubscriptionDisabledData{SubscriptionID: id, Reason: reason, LastStatus: lastStatus, DisabledAt: now})
 	e := &job.Event{ID: fmt.Sprintf("ev-disabled-%s-%d", id, now.UnixNano()), Type: EventSubscriptionDisabled, Time: now, Data: data}

@@ -21,7 +21,8 @@ import (
 )
 
 // VODEventsBucket remembers VOD events already published, to drop VOD's repeats.
-const VODEventsBucket = "vodpipe_vod_events"
+// (ingest's layout broker creates it: see queue.Layout).
+const VODEventsBucket = queue.VODEventsBucket
 
 // Config is the intake's part of notify's configuration (prefix VODPIPE_).
 type Config struct {
@@ -121,7 +122,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Intake, erro
 func (in *Intake) Open(ctx context.Context, js jetstream.JetStream, q *queue.Queue, watch *queue.FileWatch) error {
 	in.events, in.files, in.watch = q.Events, q.Files, watch
 	var err error
-	if in.seen, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if in.seen, err = queue.NewLayout(js).Bucket(ctx, jetstream.KeyValueConfig{
 		Bucket: VODEventsBucket, Description: "VOD events already published (dedupe of VOD's repeated deliveries)",
 		History: 1, TTL: in.cfg.VODDedupeTTL, Storage: jetstream.FileStorage, Replicas: q.Config().Replicas,
 	}); err != nil {
