@@ -158,8 +158,9 @@ func TestSecretsAtRestRotation(t *testing.T) {
 	e.assertNoLeak(t, strings.TrimPrefix(sub.Secret, webhook.SecretPrefix), oldKey, newKey)
 }
 
-// TestSecretsAtRestLegacyClearSecretIsMigrated: a record an older version
-// wrote with its secret in clear is sealed at start and still signs.
+// TestSecretsAtRestLegacyClearSecretIsMigrated: with the migration switch
+// on, a record an older version wrote with its secret in clear is sealed
+// at start and still signs.
 func TestSecretsAtRestLegacyClearSecretIsMigrated(t *testing.T) {
 	e := newEnv(t)
 	in := e.start()
@@ -170,11 +171,45 @@ func TestSecretsAtRestLegacyClearSecretIsMigrated(t *testing.T) {
 	in.stop()
 	e.setStoredSecret(sub.ID, sub.Secret) // as versions before sealing stored it
 
+	e.cfg.MigrateClearSecrets = true
 	e.start()
 	e.assertSealed(t, sub, keyID(t, e.cfg.WebhookSecretKeys[0]))
 	ev := e.publish(job.EventCompleted, "j1", job.CompletedData{FileID: "f1"})
 	testharness.WaitFor(t, 10*time.Second, "the delivery after migration", func() bool { return r.receivedIDs()[ev.ID] == 1 })
 	e.assertNoLeak(t, strings.TrimPrefix(sub.Secret, webhook.SecretPrefix))
+}
+
+// TestSecretsAtRestClearSecretRefusedByDefault: a secret in clear planted
+// in the subscriptions bucket (by whoever may write it) signs nothing
+// unless the migration switch is on: the subscription's events wait, the
+// log names the record and the switch, and the record is left as it is.
+func TestSecretsAtRestClearSecretRefusedByDefault(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	h := newHub(t)
+	ra, rb := h.receiver("sealed"), h.receiver("planted")
+	a := in.subscribe(t, h.url(ra), []string{job.EventCompleted}, "")
+	b := in.subscribe(t, h.url(rb), []string{job.EventCompleted}, "")
+	ra.setSecret(a.Secret)
+	const planted = webhook.SecretPrefix + "cGxhbnRlZC1ieS1hbi1hdHRhY2tlci0zMmJ5dGVzISE="
+	rb.setSecret(planted)
+	in.stop()
+	e.setStoredSecret(b.ID, planted)
+
+	in = e.start()
+	testharness.WaitFor(t, 5*time.Second, "the log to name the record stored in clear", func() bool {
+		l := e.log.String()
+		return strings.Contains(l, "stored in clear") && strings.Contains(l, b.ID) && strings.Contains(l, "VODPIPE_WEBHOOK_MIGRATE_CLEAR_SECRETS")
+	})
+	ev := e.publish(job.EventCompleted, "j1", job.CompletedData{FileID: "f1"})
+	testharness.WaitFor(t, 10*time.Second, "the sealed subscription's delivery", func() bool { return ra.receivedIDs()[ev.ID] == 1 })
+	if n := rb.requests(ev.ID); n != 0 {
+		t.Fatalf("the planted subscription got %d requests signed with the planted secret", n)
+	}
+	if _, stored := e.rawRecord(b.ID); stored != planted {
+		t.Fatalf("the planted record was rewritten: %q", stored)
+	}
+	e.assertNoLeak(t, strings.TrimPrefix(planted, webhook.SecretPrefix))
 }
 
 // TestSecretsAtRestMovedSecretDoesNotOpen: a sealed secret copied into

@@ -72,6 +72,12 @@ type WebhookConfig struct {
 	// one opens, so a key is rotated by putting a new one first.
 	WebhookSecretKeys     []string `envconfig:"WEBHOOK_SECRET_KEYS" desc:"keys that encrypt webhook signing secrets at rest (AES-256-GCM), comma-separated, each 32 bytes in base64 or hex (openssl rand -base64 32): the first seals, all open, records sealed under another are re-sealed at start; required (prefer WEBHOOK_SECRET_KEYS_FILE)"`
 	WebhookSecretKeysFile string   `envconfig:"WEBHOOK_SECRET_KEYS_FILE" desc:"file holding the webhook secret keys, one per line or comma-separated, e.g. a mounted Kubernetes secret"`
+	// MigrateClearSecrets accepts secrets stored in clear, as versions
+	// before sealing wrote them, and seals them at start. Off, such a
+	// record is one whose secret does not open: whoever may write the
+	// subscriptions bucket could otherwise plant a subscription with a
+	// secret of their own and have every event signed for them.
+	MigrateClearSecrets bool `envconfig:"WEBHOOK_MIGRATE_CLEAR_SECRETS" desc:"accept webhook signing secrets stored in clear by a version before sealing, and seal them at start: on for the first start after such an upgrade only (off, such a subscription delivers nothing)"`
 }
 
 // SecretBox is the box of WebhookSecretKeys or WebhookSecretKeysFile. Its

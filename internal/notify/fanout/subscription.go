@@ -267,6 +267,10 @@ func (s *Fanout) decodeRecord(key string, b []byte) (*record, error) {
 		return nil, fmt.Errorf("notify: subscription record: %w", err)
 	}
 	if strings.HasPrefix(r.StoredSecret, webhook.SecretPrefix) { // in clear, from a version before sealing
+		if !s.cfg.MigrateClearSecrets {
+			r.sealErr = fmt.Errorf("notify: signing secret of subscription %s is stored in clear: refused (VODPIPE_WEBHOOK_MIGRATE_CLEAR_SECRETS=true seals it at start, for an upgrade from a version before sealing)", key)
+			return &r, nil
+		}
 		r.secret = r.StoredSecret
 		return &r, nil
 	}
