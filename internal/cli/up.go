@@ -14,6 +14,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/stack"
 	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // runUp runs the whole system in this process until interrupted. It is
@@ -164,23 +165,32 @@ over TLS, and the COS buckets over http as the page is; a throwaway profile keep
 		st.IngestURL, apiKey, st.NotifyURL, c.Worker.Root)
 }
 
-// uploadPage is the page's link and its banner line. With a key made at
-// start, the link carries a token minted as an application's backend would;
-// with the operator's keys, the line says how to mint one.
+// uploadPage is the page's link and its banner line. The link carries a
+// token minted as an application's backend would: through the API with the
+// key made at start, or in process when the operator's own keys are set
+// (up holds none of them).
 func uploadPage(ctx context.Context, st *stack.Stack, c *stack.Configs) (link, line string) {
 	link = st.IngestURL + "/upload#token=<token>"
-	switch {
-	case !c.Ingest.UploadPage:
+	if !c.Ingest.UploadPage {
 		return link, "off (VODPIPE_UPLOAD_PAGE=false)"
-	case st.APIKey == "":
-		return link, link + "   (mint a token with a key of sign scope: curl -X POST " + st.IngestURL +
-			`/v1/upload-tokens -H "Authorization: Bearer $KEY" -d '{"user":"demo"}')`
 	}
 	ttl := c.Ingest.UploadTokenMaxTTL
 	if ttl <= 0 {
 		ttl = time.Hour
 	}
-	tok, err := client.NewClient(st.IngestURL, st.APIKey).UploadToken(ctx, client.UploadTokenRequest{User: "demo", TTLSeconds: int64(ttl / time.Second)})
+	req := client.UploadTokenRequest{User: "demo", TTLSeconds: int64(ttl / time.Second)}
+	var (
+		tok client.UploadTokenResponse
+		err error
+	)
+	if st.APIKey != "" {
+		tok, err = client.NewClient(st.IngestURL, st.APIKey).UploadToken(ctx, req)
+	} else {
+		var bad []job.FieldError
+		if tok, bad, err = st.Ingest.MintUploadToken("vodpipe-up", req); err == nil && len(bad) > 0 {
+			err = fmt.Errorf("%s: %s", bad[0].Field, bad[0].Reason)
+		}
+	}
 	if err != nil {
 		return link, fmt.Sprintf("%s   (no upload token: %v)", link, err)
 	}

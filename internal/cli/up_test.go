@@ -24,8 +24,9 @@ import (
 // VODPIPE_API_KEYS work at ingest and notify and no key is made, the signing
 // policy refuses a task flow outside it, VODPIPE_MAX_BODY bounds a body,
 // notify listens on VODPIPE_NOTIFY_HTTP_ADDR, the upload-token keys are
-// used, and vodsim serves TLS on VODPIPE_VODSIM_TLS_ADDR; the banner names
-// each address.
+// used (the banner's upload page link carries a token signed with them),
+// and vodsim serves TLS on VODPIPE_VODSIM_TLS_ADDR; the banner names each
+// address.
 func TestUpReadsTheServicesVariables(t *testing.T) {
 	const keyA, keyB = "first-key-0123456789", "second-key-0123456789"
 	notifyAddr, tlsAddr := freeAddr(t), freeAddr(t)
@@ -48,10 +49,14 @@ func TestUpReadsTheServicesVariables(t *testing.T) {
 		}
 	}
 	ingestURL := b.field(t, `ingest API +(\S+)`)
+	// up holds none of the operator's keys, and still prints a working
+	// link to its upload page: a token minted in process.
+	pageToken := b.field(t, `/upload#token=(ut1\.\S+)`)
 	tests := []struct {
 		name, method, url, key, body string
 		want                         int
 	}{
+		{"the upload page's token", "POST", ingestURL + "/v1/signatures", pageToken, `{}`, http.StatusOK},
 		{"first key at ingest", "GET", ingestURL + "/v1/jobs", keyA, "", http.StatusOK},
 		{"second key at ingest", "GET", ingestURL + "/v1/jobs", keyB, "", http.StatusOK},
 		{"first key at notify", "GET", "http://" + notifyAddr + "/v1/subscriptions", keyA, "", http.StatusOK},

@@ -148,6 +148,31 @@ func (s *Service) createUploadToken(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
+	resp, bad, err := s.MintUploadToken(keyFrom(r).Name, req)
+	switch {
+	case len(bad) > 0:
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "the upload-token request is not valid", bad)
+	case errors.Is(err, errTokenNotMade):
+		httpapi.Refuse(w, http.StatusInternalServerError, httpapi.CodeInternal, "the token could not be made", nil)
+	case err != nil:
+		s.writeSignError(w, err)
+	default:
+		w.Header().Set("Cache-Control", "no-store")
+		httpapi.WriteJSON(w, http.StatusCreated, resp)
+	}
+}
+
+var errTokenNotMade = errors.New("ingest: the upload token could not be made")
+
+// MintUploadToken mints an upload token for req's end user, as
+// POST /v1/upload-tokens does for an API key of sign scope named issuer:
+// the field refusals of the request, or an error (a policy refusal from a
+// trial signature, or upload tokens off), or the token. `vodpipe up` mints
+// its page's link with it.
+func (s *Service) MintUploadToken(issuer string, req client.UploadTokenRequest) (client.UploadTokenResponse, []job.FieldError, error) {
+	if len(s.tokenKeys) == 0 {
+		return client.UploadTokenResponse{}, nil, errors.New("ingest: upload tokens are off: set VODPIPE_UPLOAD_TOKEN_KEYS (or _FILE)")
+	}
 	var bad []job.FieldError
 	if !userPattern.MatchString(req.User) {
 		bad = append(bad, job.FieldError{Field: "user", Reason: "required: 1..64 letters, digits or _ . @ -"})
@@ -163,11 +188,10 @@ func (s *Service) createUploadToken(w http.ResponseWriter, r *http.Request) {
 		bad = append(bad, job.FieldError{Field: "signatureValiditySeconds", Reason: "must not be negative"})
 	}
 	if len(bad) > 0 {
-		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "the upload-token request is not valid", bad)
-		return
+		return client.UploadTokenResponse{}, bad, nil
 	}
 	now := time.Now()
-	c := &uploadClaims{ID: randomID(), User: req.User, Issuer: keyFrom(r).Name, Expires: now.Add(ttl).Unix(),
+	c := &uploadClaims{ID: randomID(), User: req.User, Issuer: issuer, Expires: now.Add(ttl).Unix(),
 		Validity: req.SignatureValiditySeconds, OneTime: req.OneTime == nil || *req.OneTime}
 	if c.Validity == 0 {
 		c.Validity = int64(s.cfg.MaxValidity / time.Second)
@@ -179,17 +203,14 @@ func (s *Service) createUploadToken(w http.ResponseWriter, r *http.Request) {
 	}
 	// A trial signature checks the whole policy (allow-lists, lengths) now.
 	if _, err := s.signer.Sign(c.request()); err != nil {
-		s.writeSignError(w, err)
-		return
+		return client.UploadTokenResponse{}, nil, err
 	}
 	tok, err := s.issueUploadToken(c)
 	if err != nil {
-		httpapi.Refuse(w, http.StatusInternalServerError, httpapi.CodeInternal, "the token could not be made", nil)
-		return
+		return client.UploadTokenResponse{}, nil, errTokenNotMade
 	}
 	s.metrics.sigs.WithLabelValues("token_minted").Inc()
-	w.Header().Set("Cache-Control", "no-store")
-	httpapi.WriteJSON(w, http.StatusCreated, client.UploadTokenResponse{Token: tok, User: req.User, ExpiresAt: time.Unix(c.Expires, 0).UTC()})
+	return client.UploadTokenResponse{Token: tok, User: req.User, ExpiresAt: time.Unix(c.Expires, 0).UTC()}, nil, nil
 }
 
 // tokenSignRequest is the signature a token's holder gets: the token's
