@@ -13,10 +13,11 @@ import (
 	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
-// TestFileWatchServesManyWaitersWithOneConsumer: VOD callbacks that arrive
+// TestFileWatchServesManyWaitersWithOneSubscription: VOD callbacks that arrive
 // before their workers record the FileId all wait on the one shared watcher
-// (the files stream keeps one consumer), and each gets its own job.
-func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
+// (one subscription, no consumer of the files stream), and each gets its
+// own job.
+func TestFileWatchServesManyWaitersWithOneSubscription(t *testing.T) {
 	_, js, q := openInternal(t)
 	fw := q.Files.Watch(t.Context(), t.Logf)
 	testharness.WaitFor(t, 10*time.Second, "shared watcher live", fw.Live)
@@ -31,6 +32,8 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 		}
 		return info.State.Consumers
 	}
+
+	subs := js.Conn().NumSubscriptions()
 
 	// Recorded before the wait: found by the lookup (or the watcher's memory).
 	if err := q.Files.Record(t.Context(), "file-early", "job-early"); err != nil {
@@ -56,8 +59,11 @@ func TestFileWatchServesManyWaitersWithOneConsumer(t *testing.T) {
 		defer fw.mu.Unlock()
 		return len(fw.waiters) == waiters
 	})
-	if c := consumers(); c != 1 {
-		t.Fatalf("files stream has %d consumers while %d callbacks wait, want the shared one", c, waiters)
+	if c := consumers(); c != 0 {
+		t.Fatalf("files stream has %d consumers while %d callbacks wait, want none (one subscription serves them)", c, waiters)
+	}
+	if n := js.Conn().NumSubscriptions(); n != subs {
+		t.Fatalf("%d subscriptions while %d callbacks wait, %d before: want the shared one alone", n, waiters, subs)
 	}
 	for i := range waiters {
 		if err := q.Files.Record(t.Context(), fmt.Sprintf("file-%d", i), fmt.Sprintf("job-%d", i)); err != nil {

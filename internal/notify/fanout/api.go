@@ -68,14 +68,18 @@ func (s *Fanout) handleCreate(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusCreated, out)
 }
 
+// countSubscriptions counts the stored subscriptions with batched reads
+// (listing keys would take a consumer, which notify may not create).
 func (s *Fanout) countSubscriptions(ctx context.Context) (int, error) {
-	keys, err := s.subs.ListKeys(ctx)
+	entries, err := queue.ReadBucket(ctx, s.nc, SubscriptionsBucket)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for range keys.Keys() {
-		n++
+	for _, e := range entries {
+		if !e.Deleted {
+			n++
+		}
 	}
 	return n, nil
 }
