@@ -14,7 +14,7 @@ test-short:
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 
 ## test-security: the attacks of the security model, each asserting its refusal (a part of `make test`)
-SECURITY_TESTS ?= Security|UploadPage|UploadToken|UploadEvents|Minting|Forged|RateLimits|LimitersStay|Refusals|PublisherPublishes|ServerConfigLoads|GuardedStack|SigningJob|SignatureServiceOverNATS|PolicyIs|SlowClients|StreamsAreCapped|LoadNeverShows|CheckHost|Dialer|CheckDial|AllowListRefuses|CheckWebhookURL|DialGuard
+SECURITY_TESTS ?= Security|UploadPage|UploadToken|UploadEvents|Minting|Forged|RateLimits|LimitersStay|Refusals|PublisherPublishes|ServerConfigLoads|GuardedStack|SigningJob|SignatureServiceOverNATS|PolicyIs|SlowClients|StreamsAreCapped|LoadNeverShows|CheckHost|Dialer|CheckDial|AllowListRefuses|CheckWebhookURL|DialGuard|RepliesStayInTheirAccount|LayoutBrokerRefuses|ClearSecretRefusedByDefault|AttachedServicesCannotReshape
 test-security:
 	$(GO) test -race -count=1 -run '$(SECURITY_TESTS)' ./pkg/... ./internal/...
 
