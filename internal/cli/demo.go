@@ -156,7 +156,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// a drain, then start a fresh worker; the job resumes from its recorded parts.
 	go crashHalfway(ctx, st, c, items[len(items)-1].id, stdout)
 
-	code := watchEvents(ctx, c, events, es, items, stdout, stderr, false)
+	code := watchEvents(ctx, events, es, items, stdout, stderr, false)
 	received := st.Vodsim.BytesReceived()
 
 	// Every job's job.completed and VOD's vod.file_uploaded arrive as signed webhooks.

@@ -126,12 +126,17 @@ func TestSubmitByAPIAndByCLIComplete(t *testing.T) {
 		t.Fatalf("resubmit: %d %s", code, out.String())
 	}
 	// Watching a re-run ends at once with every job's outcome, over the
-	// event stream and by polling alike.
+	// event stream and by polling alike; over the event stream with the one
+	// batch, whose answer carries each duplicate's job (no read per file).
 	for _, how := range [][]string{{"--events", st.NotifyURL}, {"--poll", "100ms"}} {
 		out.Reset()
-		args := append([]string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json"}, how...)
+		requests.Store(0)
+		args := append([]string{"submit", "--api", proxy, "--api-key", st.APIKey, "--watch", "--json"}, how...)
 		if code := run(t.Context(), append(args, root), &out, &errOut); code != 0 {
 			t.Fatalf("rerun %v: exit %d\n%s\n%s", how, code, out.String(), errOut.String())
+		}
+		if n := requests.Load(); how[0] == "--events" && n != 1 {
+			t.Fatalf("rerun %v sent %d requests to ingest, want the one batch", how, n)
 		}
 		var again []summary
 		if err := json.Unmarshal(out.Bytes(), &again); err != nil || len(again) != 3 {

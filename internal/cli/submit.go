@@ -144,7 +144,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		failed += recordBatch(items[start:end], resp)
 	}
 	if es != nil {
-		return watchEvents(ctx, c, events, es, items, stdout, stderr, *asJSON)
+		return watchEvents(ctx, events, es, items, stdout, stderr, *asJSON)
 	}
 	return watchJobs(ctx, c, items, stdout, stderr, *asJSON, *poll)
 }
@@ -157,6 +157,9 @@ func recordBatch(items []*item, resp client.BatchResponse) (refused int) {
 		switch r.Result {
 		case "queued", "duplicate":
 			x.outcome, x.view.State = r.Result, r.State
+			if r.Job != nil {
+				x.view = *r.Job
+			}
 		default:
 			x.outcome, refused = "refused: "+r.Error, refused+1
 		}

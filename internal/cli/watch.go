@@ -66,7 +66,7 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 // submitted ends (completed, failed, canceled or paused); then the summary.
 // A job already finished when it was submitted (a duplicate from an earlier
 // run) is read once.
-func watchEvents(ctx context.Context, api, events *client.Client, es *client.EventStream, items []*item,
+func watchEvents(ctx context.Context, events *client.Client, es *client.EventStream, items []*item,
 	stdout, stderr io.Writer, asJSON bool) int {
 	// The follower ends with the watch: it writes nothing and reconnects
 	// nothing once this returns.
@@ -84,9 +84,7 @@ func watchEvents(ctx context.Context, api, events *client.Client, es *client.Eve
 		total += it.size
 		switch {
 		case it.outcome == "duplicate" && (it.view.State.Terminal() || it.view.State == job.StatePaused):
-			if v, err := api.Get(ctx, it.id); err == nil {
-				it.view = v
-			}
+			// The batch's answer carried its view: no read.
 			it.outcome = string(it.view.State)
 		case it.outcome == "queued" || it.outcome == "duplicate":
 			pending[it.id] = it

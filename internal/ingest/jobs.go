@@ -186,7 +186,8 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 			resp.Failed++
 			s.log.Error("batch item failed", "job_id", res.Job.ID, "err", res.Err)
 		case res.Duplicate:
-			item.Result, item.State = "duplicate", res.Status.State
+			v := viewFor(r, res.Status)
+			item.Result, item.State, item.Job = "duplicate", res.Status.State, &v
 			resp.Duplicate++
 		default:
 			item.Result, item.State = "queued", job.StateQueued

@@ -106,12 +106,18 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		out[i].Job = j
 		out[i].Status = &job.Status{Job: *j, State: job.StateQueued, CreatedAt: now, UpdatedAt: now}
 	}
+	// Stage -1: the statuses the batch's ids already have, in one read per
+	// thousand: a job submitted again (a run of `vodpipe submit` repeated
+	// over a library) costs that share of a read, not index entries
+	// written and deleted again and a refused create. A status created
+	// after this read still loses the create below.
+	jq.markDuplicates(ctx, out)
 	// Stage 0: the jobs' index entries, written before their statuses (see index.go).
 	made := jq.indexBatch(ctx, out)
 	// Stage 1: create statuses; the first submit of an id wins.
 	statusFutures := make([]jetstream.PubAckFuture, len(jobs))
 	for i, j := range jobs {
-		if out[i].Err != nil {
+		if out[i].Err != nil || out[i].Duplicate {
 			continue
 		}
 		st := out[i].Status
@@ -182,13 +188,40 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	return out
 }
 
+// markDuplicates marks the results whose job already has a status as
+// duplicates, with that status. A failed read marks nothing: the creates
+// find the duplicates then.
+func (jq *Jobs) markDuplicates(ctx context.Context, out []SubmitResult) {
+	const chunk = 1000 // under the server's bound of a multi-subject read (1024)
+	for start := 0; start < len(out); start += chunk {
+		part := out[start:min(start+chunk, len(out))]
+		ids := make([]string, len(part))
+		for i, r := range part {
+			ids[i] = r.Job.ID
+		}
+		have, err := jq.statuses.many(ctx, ids)
+		if err != nil {
+			continue
+		}
+		for i := range part {
+			if s := have[part[i].Job.ID]; s != nil {
+				part[i].Status, part[i].Duplicate = s, true
+			}
+		}
+	}
+}
+
 // indexBatch writes the index entries of a batch of new statuses (by
 // creation, and queued) asynchronously with one wait, and points the
 // statuses at them; a job whose entries could not be written gets its Err.
+// Duplicates already known get none.
 func (jq *Jobs) indexBatch(ctx context.Context, out []SubmitResult) []madeEntries {
 	made := make([]madeEntries, len(out))
 	futures := make([][2]jetstream.PubAckFuture, len(out))
 	for i, r := range out {
+		if r.Duplicate {
+			continue
+		}
 		for k, subj := range []string{indexCreated, indexSubject(job.StateQueued)} {
 			f, err := jq.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: []byte(r.Job.ID)})
 			if err != nil {

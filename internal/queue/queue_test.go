@@ -335,6 +335,47 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 	}
 }
 
+// TestResubmittedBatchCostsOneReadPerThousand: submitting again jobs that
+// already have statuses (a library's submit run repeated) writes nothing:
+// no index entry made and deleted again, no refused status create, no
+// job; it costs one batched status read per thousand jobs, and each job
+// comes back a duplicate with its status.
+func TestResubmittedBatchCostsOneReadPerThousand(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	var jobs []*job.Job
+	for i := range 1500 {
+		jobs = append(jobs, newJob(fmt.Sprintf("again-%04d", i)))
+	}
+	for _, r := range q.Jobs.Submit(ctx, jobs) {
+		if r.Err != nil || r.Duplicate {
+			t.Fatalf("first submit of %s: %+v", r.Job.ID, r)
+		}
+	}
+	if _, err := q.Statuses.Transition(ctx, "again-0007", job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	indexWrites := n.CountMessages(t, queue.IndexPrefix+".>")
+	indexDeletes := n.CountMessages(t, "$JS.API.STREAM.MSG.DELETE."+queue.IndexStream)
+	statusWrites := n.CountMessages(t, "$KV."+queue.StatusBucket+".>")
+	batchReads := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+queue.StatusBucket)
+	jobsPublished := n.CountMessages(t, queue.JobsSubject)
+	for _, r := range q.Jobs.Submit(ctx, jobs) {
+		if r.Err != nil || !r.Duplicate || r.Status == nil || r.Status.Job.ID != r.Job.ID {
+			t.Fatalf("second submit of %s: %+v", r.Job.ID, r)
+		}
+		if want := job.StateQueued; r.Job.ID == "again-0007" && r.Status.State != job.StateRunning || r.Job.ID != "again-0007" && r.Status.State != want {
+			t.Fatalf("second submit of %s: status %s", r.Job.ID, r.Status.State)
+		}
+	}
+	if w, d, s, j := indexWrites(), indexDeletes(), statusWrites(), jobsPublished(); w+d+s+j != 0 {
+		t.Fatalf("the second submit wrote %d index entries, deleted %d, wrote %d statuses and published %d jobs; want none", w, d, s, j)
+	}
+	if r := batchReads(); r != 2 {
+		t.Fatalf("the second submit read statuses in %d batches, want 2 (1500 jobs, a thousand a read)", r)
+	}
+}
+
 // TestTransitionFromAKnownRevision: a transition written against the
 // revision its caller knows saves the read; when someone wrote in between
 // (progress, an operator's pause) it reads again, keeps their write and

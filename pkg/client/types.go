@@ -17,6 +17,9 @@ type BatchItem struct {
 	State  job.State        `json:"state,omitempty"`
 	Error  string           `json:"error,omitempty"`
 	Fields []job.FieldError `json:"fields,omitempty"`
+	// Job is the existing job of a duplicate, as GET /v1/jobs/{id} shows
+	// it: a repeated run over a library needs no read per file.
+	Job *JobView `json:"job,omitempty"`
 }
 
 // BatchResponse is the answer of POST /v1/jobs:batch.
