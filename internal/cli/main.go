@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runJobCommand(ctx, args[0], args[1:], stdout, stderr)
 	case "dead-letters", "dead-letter":
 		return runDeadLetters(ctx, args[0], args[1:], stdout, stderr)
+	case "version", "--version":
+		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -83,7 +85,8 @@ commands:
   dead-letters  list dead letters (job, code, reason); dead-letter SEQ shows one with its message
   sign    make an upload signature, or decode one with --decode
   config  list every environment variable of every service (Markdown)
-  nats-config  print the nats-server users of ingest, worker, notify and publishers, least privilege each
+  nats-config  print the nats-server accounts and users of ingest, worker, notify and publishers
+  version print this binary's version (--output json for a JSON object)
   help    this text
 `)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/stack"
+	"github.com/vodpipe/vodpipe/internal/version"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -148,6 +149,12 @@ func TestNoSecretOrSignatureLeaks(t *testing.T) {
 	rec := httptest.NewRecorder()
 	st.WorkerHandler(0).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	texts = append(texts, rec.Body.String())
+	// Both name the build they run.
+	for svc, body := range map[string]string{"ingest": string(b), "worker": rec.Body.String()} {
+		if !regexp.MustCompile(`vodpipe_build_info\{[^}]*service="` + svc + `",version="` + regexp.QuoteMeta(version.Release) + `"\} 1`).MatchString(body) {
+			t.Errorf("%s /metrics lacks vodpipe_build_info naming it and release %s", svc, version.Release)
+		}
+	}
 	texts = append(texts, logs.String())
 
 	all := strings.Join(texts, "\n")

@@ -19,7 +19,10 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"golang.org/x/time/rate"
+
+	"github.com/vodpipe/vodpipe/internal/version"
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
 	"github.com/vodpipe/vodpipe/internal/config"
@@ -388,7 +391,7 @@ func newMetrics() *metrics {
 	}
 	m.pageEvts = prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_ingest_page_events_total",
 		Help: "vod.file_uploaded events received for the upload page's streams."})
-	m.reg.MustRegister(m.requests, m.latency, m.jobs, m.sigs, m.pageEvts, collectors.NewGoCollector(),
+	m.reg.MustRegister(m.requests, m.latency, m.jobs, m.sigs, m.pageEvts, version.Collector("ingest"), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

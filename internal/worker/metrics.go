@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vodpipe/vodpipe/internal/version"
 )
 
 // metrics are the worker's Prometheus metrics; it is the upload.Observer too.
@@ -53,7 +55,7 @@ func newMetrics() *metrics {
 		m.jobs.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.retries, m.renewals, m.refreshes,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector("worker"))
 	return m
 }
 

@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/vodpipe/vodpipe/internal/version"
+)
+
+// runVersion prints the binary's version: one line, or JSON.
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	output := fs.String("output", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	in := version.Get()
+	switch *output {
+	case "text":
+		fmt.Fprintln(stdout, in.String())
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(in)
+	default:
+		fmt.Fprintf(stderr, "vodpipe version: --output is text or json, not %q\n", *output)
+		return 2
+	}
+	return 0
+}
