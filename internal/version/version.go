@@ -66,7 +66,7 @@ func (in Info) String() string {
 func Collector(service string) prometheus.Collector {
 	in := Get()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "vodpipe_build_info",
-		Help: "The running vodpipe: 1, labelled with its version, commit, Go version and service.",
+		Help:        "The running vodpipe: 1, labelled with its version, commit, Go version and service.",
 		ConstLabels: prometheus.Labels{"version": in.Version, "commit": in.Commit, "goversion": in.GoVersion, "service": service}})
 	g.Set(1)
 	return g
