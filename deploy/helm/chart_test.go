@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +113,31 @@ type release struct {
 	scaledObjects   map[string]*scaledObject
 	serviceMonitors map[string]*serviceMonitor
 	rules           map[string]*prometheusRule
+	ingresses       map[string]*networkingv1.Ingress
+	httpRoutes      map[string]*httpRoute
+}
+
+// httpRoute is the part of the Gateway API's gateway.networking.k8s.io/v1
+// HTTPRoute the chart sets.
+type httpRoute struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ParentRefs []map[string]string `json:"parentRefs"`
+		Hostnames  []string            `json:"hostnames"`
+		Rules      []struct {
+			Matches []struct {
+				Path struct {
+					Type  string `json:"type"`
+					Value string `json:"value"`
+				} `json:"path"`
+			} `json:"matches"`
+			BackendRefs []struct {
+				Name string `json:"name"`
+				Port int32  `json:"port"`
+			} `json:"backendRefs"`
+		} `json:"rules"`
+	} `json:"spec"`
 }
 
 // scaledObject is the part of KEDA's keda.sh/v1alpha1 ScaledObject the chart sets.
@@ -184,6 +210,7 @@ func render(t *testing.T, args ...string) *release {
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		netpols: map[string]*networkingv1.NetworkPolicy{}, scaledObjects: map[string]*scaledObject{},
 		serviceMonitors: map[string]*serviceMonitor{}, rules: map[string]*prometheusRule{},
+		ingresses: map[string]*networkingv1.Ingress{}, httpRoutes: map[string]*httpRoute{},
 	}
 	for _, doc := range docSeparator.Split(out, -1) {
 		var tm metav1.TypeMeta
@@ -223,6 +250,10 @@ func render(t *testing.T, args ...string) *release {
 			err = decodeInto(doc, r.serviceMonitors)
 		case "monitoring.coreos.com/v1/PrometheusRule":
 			err = decodeInto(doc, r.rules)
+		case "networking.k8s.io/v1/Ingress":
+			err = decodeInto(doc, r.ingresses)
+		case "gateway.networking.k8s.io/v1/HTTPRoute":
+			err = decodeInto(doc, r.httpRoutes)
 		default:
 			t.Fatalf("the chart renders %s, which this test does not know: add it here", gvk)
 		}
@@ -1059,6 +1090,9 @@ func TestTemplateRefusesInconsistentValues(t *testing.T) {
 		{"pull mode without a key", []string{"--set", "notify.pull.enabled=true"}, "notify.pull.enabled needs"},
 		{"signing key unknown to vodsim", []string{"--set", "vodsim.enabled=true", "--set", "tencent.secretId=AKIDreal", "--set", "tencent.secretKey=real"}, "must be one of vodsim.apps"},
 		{"sources volume without root", []string{"--set", "worker.sources.volume.emptyDir.medium=Memory"}, "worker.sources.volume needs worker.sources.root"},
+		{"exposed without a host", []string{"--set", "expose.ingress.enabled=true"}, "expose.host is required"},
+		{"exposing metrics", []string{"--set", "expose.httpRoute.enabled=true", "--set", "expose.host=v.example.com", "--set", "expose.ingestPaths={/v1/,/metrics}"}, "would route /metrics from outside"},
+		{"exposing everything", []string{"--set", "expose.ingress.enabled=true", "--set", "expose.host=v.example.com", "--set", "expose.ingestPaths={/}"}, "would route everything from outside"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1219,4 +1253,46 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// TestChartExposesTheAPIAndTheCallback: with expose.host and an Ingress and an
+// HTTPRoute on, the outside reaches ingest's API and upload page and notify's
+// VOD callback, on their Services' ports, with TLS from the named secret; the
+// probes and /metrics are not routed. Off by default.
+func TestChartExposesTheAPIAndTheCallback(t *testing.T) {
+	if r := render(t, "-f", natsUsersValues); len(r.ingresses)+len(r.httpRoutes) != 0 {
+		t.Fatalf("exposed by default: %v %v", keys(r.ingresses), keys(r.httpRoutes))
+	}
+	r := render(t, "-f", natsUsersValues, "--set", "expose.host=vod.example.com", "--set", "expose.ingress.enabled=true",
+		"--set", "expose.ingress.className=nginx", "--set", "expose.ingress.tlsSecretName=vod-tls",
+		"--set", "expose.httpRoute.enabled=true", "--set", "expose.httpRoute.parentRefs[0].name=public")
+	want := map[string]string{"/v1/": "vodpipe-ingest:8080", "/upload": "vodpipe-ingest:8080", "/v1/vod/callback": "vodpipe-notify:8081"}
+	ing := r.ingresses["vodpipe"]
+	if ing == nil || len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != "vod.example.com" || *ing.Spec.IngressClassName != "nginx" ||
+		len(ing.Spec.TLS) != 1 || ing.Spec.TLS[0].SecretName != "vod-tls" {
+		t.Fatalf("Ingress = %+v", ing)
+	}
+	got := map[string]string{}
+	for _, p := range ing.Spec.Rules[0].HTTP.Paths {
+		got[p.Path] = fmt.Sprintf("%s:%d", p.Backend.Service.Name, p.Backend.Service.Port.Number)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Ingress routes %v, want %v", got, want)
+	}
+	hr := r.httpRoutes["vodpipe"]
+	if hr == nil || !slices.Equal(hr.Spec.Hostnames, []string{"vod.example.com"}) || len(hr.Spec.ParentRefs) != 1 || hr.Spec.ParentRefs[0]["name"] != "public" {
+		t.Fatalf("HTTPRoute = %+v", hr)
+	}
+	got = map[string]string{}
+	for _, rule := range hr.Spec.Rules {
+		got[rule.Matches[0].Path.Value] = fmt.Sprintf("%s:%d", rule.BackendRefs[0].Name, rule.BackendRefs[0].Port)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("HTTPRoute routes %v, want %v", got, want)
+	}
+	for _, svc := range []string{"vodpipe-ingest", "vodpipe-notify"} {
+		if r.services[svc] == nil {
+			t.Errorf("a route points at %s, which the chart does not render", svc)
+		}
+	}
 }
