@@ -11,6 +11,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/notify"
+	"github.com/vodpipe/vodpipe/internal/service"
 	"github.com/vodpipe/vodpipe/internal/worker"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
@@ -25,6 +26,7 @@ var configSections = []struct {
 	{"worker (cmd/worker)", config.Prefix, &worker.Config{}},
 	{"notify (cmd/notify)", config.Prefix, &notify.Config{}},
 	{"vodsim (cmd/vodsim)", vodsim.EnvPrefix, &vodsim.Config{}},
+	{"logs (ingest, worker and notify)", config.Prefix, &service.LogConfig{}},
 }
 
 const configRow = `{{range .}}| ` + "`{{usage_key .}}`" + ` | {{usage_default .}} | {{usage_description .}} |

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
+	"github.com/vodpipe/vodpipe/internal/service"
 	"github.com/vodpipe/vodpipe/internal/stack"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -69,7 +71,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	applyUpDefaults(cfgs, stderr)
 
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Logged as the services log: VODPIPE_LOG_LEVEL and VODPIPE_LOG_FORMAT.
+	var lc service.LogConfig
+	err = config.Load(&lc)
+	var log *slog.Logger
+	if err == nil {
+		log, err = lc.Logger(stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "vodpipe up:", err)
+		return 2
+	}
 	st, err := stack.Start(ctx, stack.Options{Configs: cfgs, DataDir: *dataDir, Workers: *workers, Log: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe up:", err)

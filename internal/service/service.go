@@ -34,9 +34,22 @@ const (
 )
 
 // Run loads the configuration, opens the service and serves it until ctx
-// ends, logging JSON lines to stderr; it returns the process's exit code.
+// ends, logging to stderr as LogConfig says (JSON lines by default); it
+// returns the process's exit code.
 func Run[C any, S Server](ctx context.Context, name string, stderr io.Writer, open Opener[C, S]) int {
 	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", name)
+	var lc LogConfig
+	err := config.Load(&lc)
+	if err == nil {
+		var l *slog.Logger
+		if l, err = lc.Logger(stderr); err == nil {
+			log = l.With("service", name)
+		}
+	}
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return ExitConfig
+	}
 	var cfg C
 	if err := config.Load(&cfg); err != nil {
 		log.Error("invalid configuration", "err", err)

@@ -124,3 +124,45 @@ func TestRunRoleRefusesABadEnvironment(t *testing.T) {
 		t.Error("IsRole: vodsim is a role, chaos is not")
 	}
 }
+
+// VODPIPE_LOG_LEVEL and VODPIPE_LOG_FORMAT set how a service logs: text
+// lines at warn and above write no info line; a level or format it does not
+// know is a configuration error naming the variable.
+func TestRunLogsAsTheEnvironmentSays(t *testing.T) {
+	open := func(_ context.Context, _ testConfig, log *slog.Logger) (*fakeServer, error) {
+		log.Info("an info line")
+		log.Warn("a warn line")
+		return &fakeServer{}, nil
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	t.Run("text at warn", func(t *testing.T) {
+		t.Setenv("VODPIPE_LOG_LEVEL", "warn")
+		t.Setenv("VODPIPE_LOG_FORMAT", "text")
+		var stderr bytes.Buffer
+		if got := service.Run(ctx, "test", &stderr, open); got != service.ExitOK {
+			t.Fatalf("exit %d: %s", got, stderr.String())
+		}
+		if s := stderr.String(); strings.Contains(s, "an info line") || !strings.Contains(s, `level=WARN msg="a warn line" service=test`) {
+			t.Fatalf("log = %q", s)
+		}
+	})
+	t.Run("json by default", func(t *testing.T) {
+		var stderr bytes.Buffer
+		if got := service.Run(ctx, "test", &stderr, open); got != service.ExitOK {
+			t.Fatalf("exit %d: %s", got, stderr.String())
+		}
+		if s := stderr.String(); !strings.Contains(s, `"msg":"an info line"`) || !strings.Contains(s, `"service":"test"`) {
+			t.Fatalf("log = %q", s)
+		}
+	})
+	for v, val := range map[string]string{"VODPIPE_LOG_LEVEL": "loud", "VODPIPE_LOG_FORMAT": "xml"} {
+		t.Run("bad "+v, func(t *testing.T) {
+			t.Setenv(v, val)
+			var stderr bytes.Buffer
+			if got := service.Run(ctx, "test", &stderr, open); got != service.ExitConfig || !strings.Contains(stderr.String(), v) {
+				t.Fatalf("exit %d, log %q: want a configuration error naming %s", got, stderr.String(), v)
+			}
+		})
+	}
+}
