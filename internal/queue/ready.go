@@ -9,13 +9,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/retry"
 )
 
 // ReadyPolicy bounds how long a service waits for JetStream at start.
 type ReadyPolicy struct {
 	// Wait is the whole time allowed; 0 means one minute.
 	Wait time.Duration
-	// Backoff is the pause between tries; 0 means one second.
+	// Backoff is the pause between tries (± half, retry.Jitter); 0 means one second.
 	Backoff time.Duration
 }
 
@@ -57,10 +59,9 @@ func WhenReady(ctx context.Context, p ReadyPolicy, log *slog.Logger, setup func(
 		} else {
 			log.Warn("JetStream not ready, retrying", "attempt", attempt, "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		// The pause ± half: replicas started together do not all ask again together.
+		if !retry.Sleep(ctx, retry.Policy{Initial: p.Backoff, Max: p.Backoff}.Delay(1)) {
 			return err
-		case <-time.After(p.Backoff):
 		}
 	}
 }

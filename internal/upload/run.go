@@ -21,6 +21,7 @@ import (
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
 	"github.com/vodpipe/vodpipe/internal/checksum"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
@@ -134,33 +135,19 @@ func (r *run) recordUpload(ctx context.Context) {
 		return
 	}
 	give := time.Now().Add(recordUploadFor)
-	b := backoff{next: 100 * time.Millisecond, max: 2 * time.Second}
+	b := retry.Request.New()
 	for {
 		err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID)
 		if err == nil {
 			return
 		}
-		if _, perm := IsPermanent(err); perm || time.Now().Add(b.next).After(give) || !b.wait(ctx) {
+		d := b.NextBackOff()
+		if _, perm := IsPermanent(err); perm || time.Now().Add(d).After(give) || !retry.Sleep(ctx, d) {
 			r.u.log.Warn("recording the upload before its commit failed; committing without it",
 				"job_id", r.j.ID, "permanent", perm, "err", err)
 			return
 		}
 	}
-}
-
-// backoff is an exponential delay between tries: next doubles after each
-// wait, up to max.
-type backoff struct{ next, max time.Duration }
-
-// wait sleeps the current delay and doubles it; false if ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(b.next):
-	}
-	b.next = min(2*b.next, b.max)
-	return true
 }
 
 // recordUploadFor bounds recordUpload's tries.
@@ -671,7 +658,7 @@ func (r *run) sendPart(ctx context.Context, n int) (PartRecord, error) {
 
 // retry runs f until it succeeds, fails permanently, or uses its attempts.
 func (r *run) retry(ctx context.Context, op string, f func() error) error {
-	b := backoff{next: 100 * time.Millisecond, max: 5 * time.Second}
+	b := retry.Part.New()
 	var err error
 	for attempt := 1; attempt <= r.u.cfg.PartAttempts; attempt++ {
 		gen := r.generation()
@@ -695,7 +682,7 @@ func (r *run) retry(ctx context.Context, op string, f func() error) error {
 			}
 			continue
 		}
-		if !b.wait(ctx) {
+		if !retry.Sleep(ctx, b.NextBackOff()) {
 			return context.Cause(ctx)
 		}
 	}

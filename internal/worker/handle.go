@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/upload"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -346,11 +347,9 @@ func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// backoff grows per delivery: 1s, 2s, 4s ... capped at 2 minutes.
-func backoff(delivered int) time.Duration {
-	d := time.Second << min(delivered-1, 7)
-	return min(d, 2*time.Minute)
-}
+// backoff grows per delivery: about 1s, 2s, 4s ... up to 2 minutes, each
+// ± half (retry.Run), so jobs that failed together do not come back together.
+func backoff(delivered int) time.Duration { return retry.Run.Delay(delivered) }
 
 // fail records a permanent failure: dead letter, failed status, job.failed event, terminate.
 func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, j *job.Job, code string, err error) {

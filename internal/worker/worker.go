@@ -28,6 +28,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/resume"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/internal/upload"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -187,7 +188,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		t = vod.DialOverride(cfg.COSDialAddr, perHost)
 	}
 	d.COSTransport = t
-	d.VOD = vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(&http.Client{Transport: t}))
+	d.VOD = vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(&http.Client{Transport: t}), vod.WithBackoff(retry.VOD.Delay))
 	d.Signer = signer.NewClient(nc, cfg.SignTimeout)
 	d.Closers = append(d.Closers, nc.Close)
 	return Compose(cfg, log, d), nil
@@ -342,7 +343,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			if err != nil && ctx.Err() == nil {
 				w.log.Warn("fetch failed", "err", err)
-				sleepCtx(ctx, time.Second)
+				retry.Sleep(ctx, retry.Restart.Delay(1))
 			}
 		}
 	})
@@ -471,13 +472,6 @@ func (u uploadRecorder) RecordUpload(ctx context.Context, storagePath, jobID str
 		return &upload.PermanentError{Code: "record_refused", Err: err}
 	}
 	return err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
 
 // Serve runs the worker and its HTTP endpoints until ctx ends.

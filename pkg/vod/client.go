@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -35,6 +36,7 @@ type Client struct {
 	httpClient *http.Client
 	attempts   int
 	backoff    time.Duration
+	delay      func(failures int) time.Duration // nil: backoff doubled per failure, ± half
 	timeout    time.Duration
 }
 
@@ -55,6 +57,14 @@ func WithHTTPClient(h *http.Client) ClientOption { return func(c *Client) { c.ht
 // WithRetry sets how many attempts a transient failure gets and the first back-off (doubled per attempt).
 func WithRetry(attempts int, backoff time.Duration) ClientOption {
 	return func(c *Client) { c.attempts, c.backoff = max(attempts, 1), backoff }
+}
+
+// WithBackoff sets the delay before the next attempt after n failures
+// (n ≥ 1), for a caller with a retry policy of its own; by default it is
+// WithRetry's back-off doubled per failure, each ± half at random, so that
+// clients that failed together do not retry together.
+func WithBackoff(delay func(failures int) time.Duration) ClientOption {
+	return func(c *Client) { c.delay = delay }
 }
 
 // WithTimeout bounds each attempt.
@@ -206,17 +216,26 @@ type answer struct {
 	Data      any    `json:"data"`
 }
 
+// nextDelay is the wait after n failures.
+func (c *Client) nextDelay(n int) time.Duration {
+	if c.delay != nil {
+		return c.delay(n)
+	}
+	d := c.backoff << min(n-1, 20)
+	return d/2 + rand.N(d+1) // d ± half
+}
+
 func (c *Client) call(ctx context.Context, action string, sign SignatureFunc, body func(sig string) any, out any) error {
 	var last error
-	delay := c.backoff
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		if attempt > 1 {
+			t := time.NewTimer(c.nextDelay(attempt - 1))
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return errors.Join(ctx.Err(), last)
-			case <-time.After(delay):
+			case <-t.C:
 			}
-			delay *= 2
 		}
 		sig, err := sign(ctx)
 		if err != nil {

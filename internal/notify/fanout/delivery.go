@@ -15,6 +15,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/redact"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
 
@@ -63,10 +64,11 @@ func (d *dispatcher) run(ctx context.Context) error {
 		d.mu.Unlock()
 		d.wg.Wait()
 	}()
+	restart := retry.Restart.New()
 	for ctx.Err() == nil {
 		if err := d.watch(ctx); err != nil && ctx.Err() == nil {
 			d.s.log.Warn("subscription watch failed, restarting", "err", err)
-			sleepCtx(ctx, time.Second)
+			retry.Sleep(ctx, restart.NextBackOff())
 		}
 	}
 	return nil
@@ -203,6 +205,7 @@ func (d *dispatcher) runConsumer(ctx context.Context, r *runner) {
 	if r.replay != nil {
 		log = log.With("replay", r.replay.ID)
 	}
+	restart := retry.Restart.New()
 	for ctx.Err() == nil {
 		rec := d.record(r.subID)
 		if rec == nil {
@@ -216,7 +219,7 @@ func (d *dispatcher) runConsumer(ctx context.Context, r *runner) {
 			return
 		}
 		log.Warn("delivery loop failed, restarting", "err", err)
-		sleepCtx(ctx, time.Second)
+		retry.Sleep(ctx, restart.NextBackOff())
 	}
 }
 
@@ -392,7 +395,9 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		d.termConfirmed(ctx, msg, "webhook attempts exhausted")
 	default:
 		a.Outcome = OutcomeRetry
-		delay := d.s.cfg.WebhookSchedule.delay(n)
+		// ± 10 %: the events that failed together (their endpoint was down)
+		// come back spread, not all at the same instant.
+		delay := retry.Around(d.s.cfg.WebhookSchedule.delay(n), 0.1)
 		next := time.Now().Add(delay).UTC()
 		a.NextAttemptAt = &next
 		_ = msg.NakWithDelay(delay)
@@ -597,12 +602,5 @@ func (s *Fanout) refreshBacklog(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }

@@ -52,7 +52,7 @@ type WebhookConfig struct {
 	WebhookTimeout time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" desc:"timeout of one webhook delivery attempt"`
 	// WebhookSchedule are the delays before the 2nd, 3rd, … attempt; its
 	// length + 1 is the number of attempts. The default spans about a day.
-	WebhookSchedule Schedule `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,10h" desc:"delays before each retry of a webhook delivery, comma-separated"`
+	WebhookSchedule Schedule `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,10h" desc:"delays before each retry of a webhook delivery, comma-separated (each ± 10 % at random)"`
 	// WebhookDisableAfter disables a subscription after this many events in
 	// a row exhausted every attempt.
 	WebhookDisableAfter int `envconfig:"WEBHOOK_DISABLE_AFTER" default:"5" desc:"consecutive events that exhausted every attempt before a subscription is disabled"`

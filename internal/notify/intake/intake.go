@@ -171,10 +171,3 @@ type ProcedureChangedData struct {
 	SessionContext string          `json:"sessionContext,omitempty"`
 	Event          json.RawMessage `json:"event"`
 }
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}

@@ -16,6 +16,7 @@ import (
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 
@@ -106,7 +107,7 @@ func (p *puller) confirm(ctx context.Context, handles []string) error {
 // ones that are published (or can never be). An event that failed to
 // publish stays unconfirmed, and VOD hands it out again.
 func (in *Intake) RunPull(ctx context.Context) {
-	backoff := time.Second
+	backoff := retry.Restart.New()
 	for ctx.Err() == nil {
 		evs, err := in.puller.pull(ctx)
 		if err != nil {
@@ -114,15 +115,15 @@ func (in *Intake) RunPull(ctx context.Context) {
 				return
 			}
 			in.metrics.pulls.WithLabelValues("PullEvents", "error").Inc()
-			in.log.Warn("PullEvents failed", "err", err, "retry_in", backoff)
-			sleepCtx(ctx, backoff)
-			backoff = min(2*backoff, 30*time.Second)
+			d := backoff.NextBackOff()
+			in.log.Warn("PullEvents failed", "err", err, "retry_in", d)
+			retry.Sleep(ctx, d)
 			continue
 		}
-		backoff = time.Second
+		backoff.Reset()
 		in.metrics.pulls.WithLabelValues("PullEvents", "ok").Inc()
 		if len(evs) == 0 {
-			sleepCtx(ctx, in.puller.interval)
+			retry.Sleep(ctx, in.puller.interval)
 			continue
 		}
 		handles := in.ingestPulled(ctx, evs)
@@ -136,7 +137,7 @@ func (in *Intake) RunPull(ctx context.Context) {
 			}
 		}
 		if len(handles) < len(evs) {
-			sleepCtx(ctx, in.puller.interval)
+			retry.Sleep(ctx, in.puller.interval)
 		}
 	}
 }
