@@ -117,6 +117,46 @@ func TestGuardedStackRunsJobs(t *testing.T) {
 	if v := violations.String(); v != "" {
 		t.Fatalf("the server refused services under their users:\n%s", v)
 	}
+	checkEventsMatchTheSchema(t, st, job.EventQueued, job.EventStarted, job.EventCompleted)
+}
+
+// checkEventsMatchTheSchema reads every event the stack published and
+// validates each against docs/events.schema.json; the run must have
+// published each of types.
+func checkEventsMatchTheSchema(t *testing.T, st *stack.Stack, types ...string) {
+	t.Helper()
+	_, schema := testharness.Schemas(t)
+	js, err := jetstream.New(connect(t, st.AdminNATS()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(t.Context(), queue.EventsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range info.NumPending {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testharness.Valid(t, schema, m.Data()); err != nil {
+			t.Errorf("event on %s does not match docs/events.schema.json: %v\n%s", m.Subject(), err, m.Data())
+		}
+		var e job.Event
+		if json.Unmarshal(m.Data(), &e) == nil {
+			seen[e.Type]++
+		}
+	}
+	for _, typ := range types {
+		if seen[typ] == 0 {
+			t.Errorf("no %s event among %v", typ, seen)
+		}
+	}
 }
 
 // get makes an authorized GET, with header pairs.
