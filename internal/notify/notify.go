@@ -140,12 +140,18 @@ func (s *Service) Registry() *prometheus.Registry { return s.reg }
 //	GET    /healthz, /readyz, /metrics
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/vod/callback", s.intake.HandleCallback)
+	mux.HandleFunc(callbackRoute, s.intake.HandleCallback)
 	s.fanout.Routes(mux)
 	httpserve.Probes(mux, s.log, s.ready, s.reg)
 	mux.HandleFunc("/", httpapi.NoRoute)
 	return mux
 }
+
+const callbackRoute = "POST /v1/vod/callback"
+
+// Routes lists the API routes Handler serves, as "METHOD /path" (the
+// probes aside): what docs/notify-openapi.json describes.
+func (s *Service) Routes() []string { return append([]string{callbackRoute}, s.fanout.RouteList()...) }
 
 func (s *Service) ready(ctx context.Context) error {
 	if !s.nc.IsConnected() {

@@ -227,14 +227,38 @@ func (f *Fanout) Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 //	POST   /v1/subscriptions/{id}/enable      re-enable a disabled subscription (control)
 //	GET    /v1/events                         server-sent events (read)
 func (f *Fanout) Routes(mux *http.ServeMux) {
-	mux.Handle("POST /v1/subscriptions", httpapi.Authorize(f.keys, ScopeControl, f.handleCreate))
-	mux.Handle("GET /v1/subscriptions", httpapi.Authorize(f.keys, ScopeRead, f.handleList))
-	mux.Handle("GET /v1/subscriptions/{id}", httpapi.Authorize(f.keys, ScopeRead, f.handleGet))
-	mux.Handle("DELETE /v1/subscriptions/{id}", httpapi.Authorize(f.keys, ScopeControl, f.handleDelete))
-	mux.Handle("GET /v1/subscriptions/{id}/attempts", httpapi.Authorize(f.keys, ScopeRead, f.handleAttempts))
-	mux.Handle("POST /v1/subscriptions/{id}/replay", httpapi.Authorize(f.keys, ScopeControl, f.handleReplay))
-	mux.Handle("POST /v1/subscriptions/{id}/enable", httpapi.Authorize(f.keys, ScopeControl, f.handleEnable))
-	mux.Handle("GET /v1/events", httpapi.Authorize(f.keys, ScopeRead, f.handleEvents))
+	for _, r := range f.routes() {
+		mux.Handle(r.pattern, httpapi.Authorize(f.keys, r.scope, r.handle))
+	}
+}
+
+// RouteList is what Routes serves, as "METHOD /path" (docs/notify-openapi.json
+// describes exactly these, with the VOD callback).
+func (f *Fanout) RouteList() []string {
+	var out []string
+	for _, r := range f.routes() {
+		out = append(out, r.pattern)
+	}
+	return out
+}
+
+type route struct {
+	pattern string
+	scope   string
+	handle  http.HandlerFunc
+}
+
+func (f *Fanout) routes() []route {
+	return []route{
+		{"POST /v1/subscriptions", ScopeControl, f.handleCreate},
+		{"GET /v1/subscriptions", ScopeRead, f.handleList},
+		{"GET /v1/subscriptions/{id}", ScopeRead, f.handleGet},
+		{"DELETE /v1/subscriptions/{id}", ScopeControl, f.handleDelete},
+		{"GET /v1/subscriptions/{id}/attempts", ScopeRead, f.handleAttempts},
+		{"POST /v1/subscriptions/{id}/replay", ScopeControl, f.handleReplay},
+		{"POST /v1/subscriptions/{id}/enable", ScopeControl, f.handleEnable},
+		{"GET /v1/events", ScopeRead, f.handleEvents},
+	}
 }
 
 // Ready checks that the subscriptions bucket answers, for /readyz.
