@@ -118,6 +118,22 @@ func TestGuardedStackRunsJobs(t *testing.T) {
 		t.Fatalf("the server refused services under their users:\n%s", v)
 	}
 	checkEventsMatchTheSchema(t, st, job.EventQueued, job.EventStarted, job.EventCompleted)
+
+	// The worker's histograms saw the two runs: their time, their wait in
+	// the queue, and VOD's and COS's requests by action and status.
+	rec := httptest.NewRecorder()
+	st.WorkerHandler(0).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, series := range []string{
+		`vodpipe_worker_job_duration_seconds_count{outcome="completed"} 2`,
+		`vodpipe_worker_queue_wait_seconds_count 2`,
+		`vodpipe_worker_vod_request_duration_seconds_count{action="ApplyUploadUGC",code="200"} 2`,
+		`vodpipe_worker_vod_request_duration_seconds_count{action="CommitUploadUGC",code="200"} 2`,
+		`vodpipe_worker_cos_request_duration_seconds_count{code="200",operation="PutObject"} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), series+"\n") {
+			t.Errorf("worker /metrics lacks %s", series)
+		}
+	}
 }
 
 // checkEventsMatchTheSchema reads every event the stack published and

@@ -28,6 +28,17 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	// The run's duration, by the outcome count notes.
+	start, outcome := time.Now(), ""
+	ctx = context.WithValue(ctx, outcomeKey{}, &outcome)
+	defer func() {
+		if outcome != "" {
+			w.metrics.runTime.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+		}
+	}()
+	if meta.NumDelivered == 1 {
+		w.metrics.queueWait.Observe(start.Sub(meta.Timestamp).Seconds())
+	}
 	attempt := int(meta.NumDelivered)
 	j, err := job.Decode(msg.Data())
 	if subj := msg.Subject(); subj != queue.JobsSubject {
@@ -121,11 +132,11 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, log *slog.Logger
 				return true
 			}
 		}
-		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		w.count(ctx, "duplicate")
 		_ = msg.Ack()
 		return true
 	case deliveryDone:
-		w.metrics.jobs.WithLabelValues("duplicate").Inc()
+		w.count(ctx, "duplicate")
 		_ = msg.Ack()
 		return true
 	case deliveryCancelPaused:
@@ -298,17 +309,17 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil)
 		_ = w.q.Control.Set(ctx, j.ID, job.ControlNone)
 		_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
-		w.metrics.jobs.WithLabelValues("canceled").Inc()
+		w.count(ctx, "canceled")
 		_ = msg.Ack()
 	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
 		// Shutdown: state is saved; hand the job back so another worker resumes it at once.
 		// Not a failed run: it does not count against the job's runs.
 		w.handBack(ctx, j)
-		w.metrics.jobs.WithLabelValues("handed_back").Inc()
+		w.count(ctx, "handed_back")
 		log.Info("job handed back for shutdown")
 		_ = msg.Nak()
 	case errors.Is(err, upload.ErrLeaseLost):
-		w.metrics.jobs.WithLabelValues("lease_lost").Inc()
+		w.count(ctx, "lease_lost")
 		log.Warn("lease lost: another worker owns the job")
 		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
 	default:
@@ -323,7 +334,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
 			s.Error = &job.Error{Code: "transient", Message: err.Error()}
 		})
-		w.metrics.jobs.WithLabelValues("retried").Inc()
+		w.count(ctx, "retried")
 		delay := backoff(int(meta.NumDelivered))
 		log.Warn("job attempt failed, will retry", "err", err, "retry_in", delay)
 		_ = msg.NakWithDelay(delay)
@@ -371,7 +382,7 @@ func (w *Worker) fail(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 		retryLater(msg, log, "publish job.failed", eerr, 2*time.Second)
 		return
 	}
-	w.metrics.jobs.WithLabelValues("failed").Inc()
+	w.count(ctx, "failed")
 	w.log.Warn("job failed", "job_id", j.ID, "code", code, "err", err)
 	_ = msg.TermWithReason(code)
 }
@@ -395,7 +406,7 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 	if !known {
 		_ = w.q.Events.Emit(ctx, job.EventFailed, id, job.FailedData{Error: jerr, Attempt: int(meta.NumDelivered)})
 	}
-	w.metrics.jobs.WithLabelValues("invalid").Inc()
+	w.count(ctx, "invalid")
 	w.log.Warn("invalid job message dead-lettered", "job_id", id, "err", err)
 	_ = msg.TermWithReason("invalid_message")
 }
@@ -414,7 +425,7 @@ func (w *Worker) ackCompleted(ctx context.Context, msg jetstream.Msg, log *slog.
 		retryLater(msg, log, "publish job.completed", err, time.Second)
 		return false
 	}
-	w.metrics.jobs.WithLabelValues(outcome).Inc()
+	w.count(ctx, outcome)
 	_ = msg.Ack()
 	return true
 }
@@ -499,7 +510,7 @@ func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job
 	_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil)
 	_ = w.q.Control.Set(ctx, j.ID, job.ControlNone)
 	_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
-	w.metrics.jobs.WithLabelValues("canceled").Inc()
+	w.count(ctx, "canceled")
 	_ = msg.Ack()
 }
 
@@ -519,7 +530,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 		w.setControl(j.ID, c)
 		log.Info("pause withdrawn before it took effect: running the job again", "control", c)
 		w.handBack(ctx, j)
-		w.metrics.jobs.WithLabelValues("handed_back").Inc()
+		w.count(ctx, "handed_back")
 		_ = msg.Nak()
 		return
 	}
@@ -542,7 +553,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 		case err == nil:
 			w.setControl(j.ID, c)
 			log.Info("pause withdrawn as it took effect: running the job again")
-			w.metrics.jobs.WithLabelValues("handed_back").Inc()
+			w.count(ctx, "handed_back")
 			_ = msg.Nak()
 			return
 		case errors.Is(err, queue.ErrConflict):
@@ -554,7 +565,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 		}
 	}
 	_ = w.q.Events.Emit(ctx, job.EventPaused, j.ID, struct{}{})
-	w.metrics.jobs.WithLabelValues("paused").Inc()
+	w.count(ctx, "paused")
 	_ = msg.Ack()
 }
 

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ type metrics struct {
 	bytes       prometheus.Counter
 	skipped     prometheus.Counter
 	partLatency prometheus.Histogram
+	runTime     *prometheus.HistogramVec
+	queueWait   prometheus.Histogram
 	retries     *prometheus.CounterVec
 	renewals    prometheus.Counter
 	refreshes   prometheus.Counter
@@ -41,6 +44,11 @@ func newMetrics() *metrics {
 			Help: "Bytes not sent again thanks to resume."}),
 		partLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vodpipe_worker_part_duration_seconds",
 			Help: "Time to upload one part.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		runTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vodpipe_worker_job_duration_seconds",
+			Help:    "Time of one run of a job, from taking its message to its outcome, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16)}, []string{"outcome"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vodpipe_worker_queue_wait_seconds",
+			Help: "Time a job waited in the queue before a worker first took it.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 20)}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vodpipe_worker_retries_total",
 			Help: "Retried operations, by operation."}, []string{"op"}),
 		renewals: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_signature_renewals_total",
@@ -54,9 +62,21 @@ func newMetrics() *metrics {
 	for _, o := range jobOutcomes {
 		m.jobs.WithLabelValues(o)
 	}
-	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.retries, m.renewals, m.refreshes,
+	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.runTime, m.queueWait, m.retries, m.renewals, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector("worker"))
 	return m
+}
+
+// outcomeKey holds, in a run's context, where count writes the run's outcome.
+type outcomeKey struct{}
+
+// count counts a job's outcome and notes it for the run's duration (see
+// Worker.handle).
+func (w *Worker) count(ctx context.Context, outcome string) {
+	w.metrics.jobs.WithLabelValues(outcome).Inc()
+	if p, ok := ctx.Value(outcomeKey{}).(*string); ok {
+		*p = outcome
+	}
 }
 
 // jobOutcomes are the outcome labels of vodpipe_worker_jobs_total.

@@ -114,6 +114,8 @@ type Deps struct {
 	Checks []func(context.Context) error
 	// Closers are run by Close, in order (connections New opened).
 	Closers []func()
+	// Collectors are metrics of the parts that the worker's /metrics exports too.
+	Collectors []prometheus.Collector
 }
 
 // New connects to NATS (and Redis when configured), builds the worker's
@@ -187,8 +189,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	if cfg.COSDialAddr != "" {
 		t = vod.DialOverride(cfg.COSDialAddr, perHost)
 	}
-	d.COSTransport = t
-	d.VOD = vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(&http.Client{Transport: t}), vod.WithBackoff(retry.VOD.Delay))
+	// Both timed by VOD action and COS operation (requests.go).
+	timed := newRequestMetrics()
+	d.Collectors = append(d.Collectors, timed)
+	d.COSTransport = timed.wrap(t)
+	d.VOD = vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(&http.Client{Transport: d.COSTransport}), vod.WithBackoff(retry.VOD.Delay))
 	d.Signer = signer.NewClient(nc, cfg.SignTimeout)
 	d.Closers = append(d.Closers, nc.Close)
 	return Compose(cfg, log, d), nil
@@ -204,6 +209,7 @@ func Compose(cfg Config, log *slog.Logger, d Deps) *Worker {
 	log = log.With("worker", cfg.ID)
 	w := &Worker{cfg: cfg, log: log, q: d.Queue, leaser: d.Store, checks: d.Checks, closers: d.Closers,
 		controls: map[string]job.Control{}, metrics: newMetrics(), running: map[string]bool{}}
+	w.metrics.reg.MustRegister(d.Collectors...)
 	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
 		VOD: d.VOD, Signer: d.Signer, Sources: d.Sources, Store: d.Store,
 		COSTransport: d.COSTransport, Observer: w.metrics, Commits: uploadRecorder{d.Queue.Files}, Log: log,

@@ -1,0 +1,83 @@
+package worker
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// requestMetrics time the worker's requests to VOD and COS, by VOD action
+// or COS operation and by HTTP status ("error" when no answer came): the
+// histograms an operator reads when uploads slow down or VOD throttles.
+type requestMetrics struct {
+	vod, cos *prometheus.HistogramVec
+}
+
+func newRequestMetrics() *requestMetrics {
+	buckets := prometheus.ExponentialBuckets(0.005, 2, 14) // 5 ms .. 41 s
+	return &requestMetrics{
+		vod: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vodpipe_worker_vod_request_duration_seconds",
+			Help: "Time of a request to VOD's client-upload API, by action and HTTP status.", Buckets: buckets}, []string{"action", "code"}),
+		cos: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vodpipe_worker_cos_request_duration_seconds",
+			Help: "Time of a request to COS, by operation and HTTP status.", Buckets: buckets}, []string{"operation", "code"}),
+	}
+}
+
+// Describe and Collect make it one prometheus.Collector.
+func (m *requestMetrics) Describe(ch chan<- *prometheus.Desc) { m.vod.Describe(ch); m.cos.Describe(ch) }
+func (m *requestMetrics) Collect(ch chan<- prometheus.Metric)  { m.vod.Collect(ch); m.cos.Collect(ch) }
+
+// wrap returns a transport that times every request next carries.
+func (m *requestMetrics) wrap(next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return timedTransport{next: next, m: m}
+}
+
+type timedTransport struct {
+	next http.RoundTripper
+	m    *requestMetrics
+}
+
+func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+	}
+	d := time.Since(start).Seconds()
+	if action := r.URL.Query().Get("Action"); action != "" {
+		t.m.vod.WithLabelValues(action, code).Observe(d)
+	} else {
+		t.m.cos.WithLabelValues(cosOperation(r), code).Observe(d)
+	}
+	return resp, err
+}
+
+// cosOperation names the COS API operation of a request, as COS's
+// documentation does, from its method and query.
+func cosOperation(r *http.Request) string {
+	q := r.URL.Query()
+	_, uploads := q["uploads"]
+	switch {
+	case r.Method == http.MethodPut && q.Has("partNumber"):
+		return "UploadPart"
+	case r.Method == http.MethodPut:
+		return "PutObject"
+	case r.Method == http.MethodPost && uploads:
+		return "InitiateMultipartUpload"
+	case r.Method == http.MethodPost && q.Has("uploadId"):
+		return "CompleteMultipartUpload"
+	case r.Method == http.MethodDelete && q.Has("uploadId"):
+		return "AbortMultipartUpload"
+	case r.Method == http.MethodGet && q.Has("uploadId"):
+		return "ListParts"
+	case r.Method == http.MethodHead:
+		return "HeadObject"
+	}
+	return r.Method
+}
