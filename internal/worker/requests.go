@@ -27,7 +27,7 @@ func newRequestMetrics() *requestMetrics {
 
 // Describe and Collect make it one prometheus.Collector.
 func (m *requestMetrics) Describe(ch chan<- *prometheus.Desc) { m.vod.Describe(ch); m.cos.Describe(ch) }
-func (m *requestMetrics) Collect(ch chan<- prometheus.Metric)  { m.vod.Collect(ch); m.cos.Collect(ch) }
+func (m *requestMetrics) Collect(ch chan<- prometheus.Metric) { m.vod.Collect(ch); m.cos.Collect(ch) }
 
 // wrap returns a transport that times every request next carries.
 func (m *requestMetrics) wrap(next http.RoundTripper) http.RoundTripper {
