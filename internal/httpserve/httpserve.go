@@ -7,6 +7,7 @@ package httpserve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -156,10 +157,50 @@ func Ready(log *slog.Logger, check func(context.Context) error) http.Handler {
 // (the process answers), GET /readyz (Ready with check; nil is always
 // ready) and GET /metrics (metrics in the Prometheus text format).
 func Probes(mux *http.ServeMux, log *slog.Logger, check func(context.Context) error, metrics prometheus.Gatherer) {
+	Health(mux, log, check)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+}
+
+// Health registers GET /healthz and GET /readyz (Ready with check; nil is
+// always ready).
+func Health(mux *http.ServeMux, log *slog.Logger, check func(context.Context) error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if check == nil {
 		check = func(context.Context) error { return nil }
 	}
 	mux.Handle("GET /readyz", Ready(log, check))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+}
+
+// APIProbes registers a service's probes on its API mux: every one, or,
+// when the service has an admin listener (admin true), the health probes
+// alone, /metrics being the admin listener's (AdminHandler).
+func APIProbes(mux *http.ServeMux, log *slog.Logger, check func(context.Context) error, metrics prometheus.Gatherer, admin bool) {
+	if admin {
+		Health(mux, log, check)
+		return
+	}
+	Probes(mux, log, check, metrics)
+}
+
+// AdminHandler is what an admin listener serves: the probes and /metrics,
+// nothing of the API.
+func AdminHandler(log *slog.Logger, check func(context.Context) error, metrics prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	Probes(mux, log, check, metrics)
+	return mux
+}
+
+// ServeAdmin serves h on addr until ctx ends, as Serve does; with addr
+// empty it does nothing and returns nil when ctx ends.
+func ServeAdmin(ctx context.Context, cfg Config, addr string, h http.Handler, log *slog.Logger) error {
+	if addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	log.Info("admin listener (metrics, probes)", "addr", l.Addr().String())
+	return Serve(ctx, New(cfg, h), l, 5*time.Second)
 }

@@ -50,6 +50,9 @@ type Config struct {
 	httpserve.StreamConfig
 
 	HTTPAddr string `envconfig:"INGEST_HTTP_ADDR" default:":8080" desc:"listen address of the ingest HTTP API"`
+	// AdminAddr, when set, serves /metrics (and the probes) on a listener of
+	// its own, and the API's address serves no /metrics.
+	AdminAddr string `envconfig:"INGEST_ADMIN_ADDR" desc:"listen address of an admin listener for /metrics and the probes (empty: /metrics on the API's address)"`
 	// APIKeys are "key" or "name:key[:scope+scope]" entries (see internal/apikey);
 	// scopes: submit, read, control, sign (default: all).
 	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, key or name:key[:scope+scope],... (scopes submit, read, control, sign; default all)"`
@@ -224,11 +227,31 @@ func (s *Service) Serve(ctx context.Context) error {
 	return s.ServeListener(ctx, l)
 }
 
-// ServeListener runs the HTTP API on l until ctx ends.
+// ServeListener runs the HTTP API on l (and the admin listener, when
+// configured) until ctx ends.
 func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/upload/events"))
 	s.log.Info("ingest listening", "addr", l.Addr().String())
-	return httpserve.Serve(ctx, srv, l, 15*time.Second)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	admin := make(chan error, 1)
+	go func() {
+		err := httpserve.ServeAdmin(ctx, s.cfg.Config, s.cfg.AdminAddr, httpserve.AdminHandler(s.log, s.ready, s.metrics.reg), s.log)
+		if err != nil {
+			stop() // no admin listener (its address taken): the service stops, its error said
+		}
+		admin <- err
+	}()
+	err := httpserve.Serve(ctx, srv, l, 15*time.Second)
+	stop()
+	return errors.Join(err, <-admin)
+}
+
+func (s *Service) ready(ctx context.Context) error {
+	if !s.nc.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	return s.q.Ready(ctx)
 }
 
 // Handler is the HTTP API.
@@ -241,12 +264,7 @@ func (s *Service) Handler() http.Handler {
 		}
 		mux.Handle(r.method+" "+r.path, s.instrument(r.method+" "+r.path, h))
 	}
-	httpserve.Probes(mux, s.log, func(ctx context.Context) error {
-		if !s.nc.IsConnected() {
-			return errors.New("NATS not connected")
-		}
-		return s.q.Ready(ctx)
-	}, s.metrics.reg)
+	httpserve.APIProbes(mux, s.log, s.ready, s.metrics.reg, s.cfg.AdminAddr != "")
 	mux.HandleFunc("/", httpapi.NoRoute)
 	return mux
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -538,5 +539,73 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	got := doc.Components.Schemas.Error.Properties.Error.Properties.Code.Enum
 	if !slices.Equal(got, httpapi.Codes()) {
 		t.Fatalf("OpenAPI error codes = %v\nwant httpapi.Codes() = %v", got, httpapi.Codes())
+	}
+}
+
+// With VODPIPE_INGEST_ADMIN_ADDR, /metrics is served there and not on the
+// API's address (which the chart's Ingress may publish); the probes answer
+// on both. An admin address that cannot be listened on stops the service
+// with its error instead of serving without metrics.
+func TestMetricsOnTheAdminListener(t *testing.T) {
+	p, err := testharness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminURL := "http://127.0.0.1:" + strconv.Itoa(p)
+	a := startIngest(t, func(c *ingest.Config) { c.AdminAddr = "127.0.0.1:" + strconv.Itoa(p) })
+	if r := a.do("GET", "/metrics", adminKey, "", ""); r.status != http.StatusNotFound {
+		t.Errorf("GET /metrics on the API's address: %d, want 404", r.status)
+	}
+	if r := a.do("GET", "/readyz", "", "", ""); r.status != http.StatusOK {
+		t.Errorf("GET /readyz on the API's address: %d", r.status)
+	}
+	var body []byte
+	testharness.WaitFor(t, 5*time.Second, "the admin listener's /metrics", func() bool {
+		resp, err := http.Get(adminURL + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK
+	})
+	if !strings.Contains(string(body), "vodpipe_build_info{") {
+		t.Fatalf("admin /metrics lacks vodpipe_build_info:\n%s", body)
+	}
+	if resp, err := http.Get(adminURL + "/v1/jobs"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("the admin listener serves the API: GET /v1/jobs %d", resp.StatusCode)
+		}
+	}
+
+	// Its address taken: ServeListener returns the listen error.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	b := startIngestB(t)
+	_ = b // a running ingest for its NATS; a second service on that NATS:
+	s, err := ingest.New(t.Context(), ingest.Config{NATS: natsconf.NATS{URL: b.nats.URL},
+		Credentials: config.Credentials{SecretID: testharness.VodsimSecretID, SecretKey: testharness.VodsimSecretKey},
+		AdminAddr:   taken.Addr().String()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.ServeListener(t.Context(), l) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "admin listener") {
+			t.Fatalf("ServeListener with its admin address taken: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ingest kept serving without its admin listener")
 	}
 }

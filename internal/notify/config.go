@@ -31,6 +31,9 @@ type Config struct {
 
 	// HTTPAddr serves the callback, subscription, SSE, health and metrics endpoints.
 	HTTPAddr string `envconfig:"NOTIFY_HTTP_ADDR" default:":8081" desc:"listen address of notify's HTTP API"`
+	// AdminAddr, when set, serves /metrics (and the probes) on a listener of
+	// its own, and the API's address serves no /metrics.
+	AdminAddr string `envconfig:"NOTIFY_ADMIN_ADDR" desc:"listen address of an admin listener for /metrics and the probes (empty: /metrics on the API's address)"`
 	// APIKeys protect the subscription and event APIs (not the VOD callback).
 	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, key or name:key[:scope+scope],...; notify needs read (GET) or control (changes)"`
 }

@@ -142,7 +142,7 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(callbackRoute, s.intake.HandleCallback)
 	s.fanout.Routes(mux)
-	httpserve.Probes(mux, s.log, s.ready, s.reg)
+	httpserve.APIProbes(mux, s.log, s.ready, s.reg, s.cfg.AdminAddr != "")
 	mux.HandleFunc("/", httpapi.NoRoute)
 	return mux
 }
@@ -205,6 +205,16 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	srv.RegisterOnShutdown(stopStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
+	ctx, stopAdmin := context.WithCancel(ctx)
+	defer stopAdmin()
+	admin := make(chan error, 1)
+	go func() {
+		err := httpserve.ServeAdmin(ctx, s.cfg.Config, s.cfg.AdminAddr, httpserve.AdminHandler(s.log, s.ready, s.reg), s.log)
+		if err != nil {
+			stopAdmin() // no admin listener (its address taken): the service stops, its error said
+		}
+		admin <- err
+	}()
 	s.log.Info("notify started", "http", l.Addr().String(), "pull", s.intake.Pulls())
 	err := s.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -213,5 +223,6 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	if serr := <-serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
-	return err
+	stopAdmin()
+	return errors.Join(err, <-admin)
 }
