@@ -216,14 +216,6 @@ func (p *perms) indexWrite() {
 	p.pub(index+".>", api("STREAM.MSG.DELETE", indexStream))
 }
 
-// consume is what a reader of a stream needs: create, inspect and delete
-// consumers of it (durable or ordered), pull from them and acknowledge.
-func (p *perms) consume(stream string) {
-	p.pub(api("STREAM.INFO", stream), api("CONSUMER.CREATE", stream), api("CONSUMER.CREATE", stream, ">"),
-		api("CONSUMER.INFO", stream, "*"), api("CONSUMER.DELETE", stream, "*"), api("CONSUMER.MSG.NEXT", stream, "*"),
-		"$JS.ACK."+stream+".>")
-}
-
 // kvRight is one kind of access to a key-value bucket.
 type kvRight int
 

@@ -196,7 +196,7 @@ func TestSecretsAtRestClearSecretRefusedByDefault(t *testing.T) {
 	in.stop()
 	e.setStoredSecret(b.ID, planted)
 
-	in = e.start()
+	e.start()
 	testharness.WaitFor(t, 5*time.Second, "the log to name the record stored in clear", func() bool {
 		l := e.log.String()
 		return strings.Contains(l, "stored in clear") && strings.Contains(l, b.ID) && strings.Contains(l, "VODPIPE_WEBHOOK_MIGRATE_CLEAR_SECRETS")
