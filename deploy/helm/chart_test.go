@@ -622,8 +622,8 @@ func checkPods(t *testing.T, r *release) {
 			if !strings.HasPrefix(where, "Deployment ") {
 				continue
 			}
-			if len(c.Ports) != 1 || c.Ports[0].Name != "http" {
-				t.Errorf("%s/%s: ports %+v, want one named http", where, c.Name, c.Ports)
+			if len(c.Ports) < 1 || c.Ports[0].Name != "http" || len(c.Ports) > 2 || len(c.Ports) == 2 && c.Ports[1].Name != "metrics" {
+				t.Errorf("%s/%s: ports %+v, want one named http (and the admin listener's, metrics)", where, c.Name, c.Ports)
 			}
 			for _, p := range []struct {
 				probe *corev1.Probe
@@ -696,8 +696,8 @@ func checkWiring(t *testing.T, r *release) {
 		for _, d := range r.deployments {
 			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 				matched = true
-				if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].TargetPort.String() != "http" {
-					t.Errorf("Service %s: ports %+v, want one targeting http", n, s.Spec.Ports)
+				if !servicePortsOK(s, d) {
+					t.Errorf("Service %s: ports %+v, want http targeting http (an API) and metrics targeting where the pods serve /metrics", n, s.Spec.Ports)
 				}
 			}
 		}
@@ -734,10 +734,35 @@ func checkWiring(t *testing.T, r *release) {
 		if count != len(r.services) {
 			t.Errorf("ServiceMonitor %s selects %d of %d Services", n, count, len(r.services))
 		}
-		if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" || sm.Spec.Endpoints[0].Path != "/metrics" {
 			t.Errorf("ServiceMonitor %s endpoints %+v", n, sm.Spec.Endpoints)
 		}
 	}
+}
+
+// servicePortsOK: a Service names the port /metrics is on "metrics", and
+// targets there the container port that serves it (the admin listener's when
+// the pods have one); a Service of an API also has "http", targeting http.
+func servicePortsOK(s *corev1.Service, d *appsv1.Deployment) bool {
+	byName := map[string]corev1.ServicePort{}
+	for _, p := range s.Spec.Ports {
+		byName[p.Name] = p
+	}
+	m, ok := byName["metrics"]
+	if !ok {
+		return false
+	}
+	want := "http"
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		if p.Name == "metrics" {
+			want = "metrics"
+		}
+	}
+	if m.TargetPort.String() != want {
+		return false
+	}
+	h, api := byName["http"]
+	return len(s.Spec.Ports) == 1 || api && h.TargetPort.String() == "http" && len(s.Spec.Ports) == 2
 }
 
 // codeWords is every lower-case string literal of the services' code
@@ -1293,6 +1318,48 @@ func TestChartExposesTheAPIAndTheCallback(t *testing.T) {
 	for _, svc := range []string{"vodpipe-ingest", "vodpipe-notify"} {
 		if r.services[svc] == nil {
 			t.Errorf("a route points at %s, which the chart does not render", svc)
+		}
+	}
+}
+
+// TestChartAdminListener: with metrics.adminPort, ingest and notify get the
+// admin listener's address, a container port and a Service port named
+// metrics on it, the ServiceMonitor scrapes that, and the NetworkPolicies let
+// metricsFrom reach it; without it, metrics is the http port.
+func TestChartAdminListener(t *testing.T) {
+	r := render(t, "-f", natsUsersValues, "--set", "metrics.adminPort=9090", "--set", "metrics.serviceMonitor.enabled=true",
+		"--set", "networkPolicy.enabled=true")
+	for _, c := range []string{"ingest", "notify"} {
+		cm := r.configMaps["vodpipe-"+c]
+		if cm == nil || cm.Data["VODPIPE_"+strings.ToUpper(c)+"_ADMIN_ADDR"] != ":9090" {
+			t.Errorf("%s: admin address not set: %v", c, cm)
+		}
+		svc := r.services["vodpipe-"+c]
+		found := false
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "metrics" && p.Port == 9090 && p.TargetPort.String() == "metrics" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("Service vodpipe-%s ports %+v: no metrics port 9090", c, svc.Spec.Ports)
+		}
+		np := r.netpols["vodpipe-"+c]
+		allowed := false
+		for _, rule := range np.Spec.Ingress {
+			for _, p := range rule.Ports {
+				if p.Port != nil && p.Port.String() == "metrics" {
+					allowed = true
+				}
+			}
+		}
+		if !allowed {
+			t.Errorf("NetworkPolicy vodpipe-%s does not let the metrics port in", c)
+		}
+	}
+	if cm := r.configMaps["vodpipe-ingest"]; cm != nil {
+		if _, ok := render(t, "-f", natsUsersValues).configMaps["vodpipe-ingest"].Data["VODPIPE_INGEST_ADMIN_ADDR"]; ok {
+			t.Error("an admin address without metrics.adminPort")
 		}
 	}
 }

@@ -171,6 +171,9 @@ VODPIPE_STATUS_RETENTION: {{ .Values.jetstream.statusRetention | quote }}
 {{- define "vodpipe.env.ingest" -}}
 {{ include "vodpipe.env.common" . }}
 VODPIPE_INGEST_HTTP_ADDR: {{ printf ":%d" (.Values.ingest.port | int) | quote }}
+{{- with .Values.metrics.adminPort }}
+VODPIPE_INGEST_ADMIN_ADDR: {{ printf ":%d" (. | int) | quote }}
+{{- end }}
 VODPIPE_SIGN_MAX_VALIDITY: {{ .Values.ingest.signing.maxValidity | quote }}
 VODPIPE_SIGN_FORCE_ONE_TIME: {{ .Values.ingest.signing.forceOneTime | toString | quote }}
 {{- with .Values.ingest.signing.procedures }}
@@ -237,6 +240,9 @@ VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
 {{- $n := .Values.notify.envNames }}
 {{ include "vodpipe.env.common" . }}
 {{ $n.httpAddr }}: {{ printf ":%d" (.Values.notify.port | int) | quote }}
+{{- with .Values.metrics.adminPort }}
+VODPIPE_NOTIFY_ADMIN_ADDR: {{ printf ":%d" (. | int) | quote }}
+{{- end }}
 {{ $n.webhookAllowPrivate }}: {{ .Values.notify.webhookAllowPrivate | toString | quote }}
 {{ $n.callbackAuth }}: {{ .Values.notify.callbackAuth | quote }}
 {{- with .Values.notify.webhookAllowCIDRs }}
@@ -584,5 +590,25 @@ helm template (and GitOps renders): set the matching existingSecret there.
 {{- index $old.data .key }}
 {{- else }}
 {{- .fresh }}
+{{- end }}
+{{- end }}
+
+{{/* vodpipe.metricsPort: (dict "root" $ "port" <service port> "admin" <bool>) -> the
+     Service port named metrics: where the pods serve /metrics (the admin port of ingest
+     and notify when metrics.adminPort is set, else the http port). */}}
+{{- define "vodpipe.metricsPort" -}}
+{{- $admin := and .admin (gt (.root.Values.metrics.adminPort | int) 0) }}
+- name: metrics
+  port: {{ ternary (.root.Values.metrics.adminPort | int) .port $admin }}
+  targetPort: {{ ternary "metrics" "http" $admin }}
+  protocol: TCP
+{{- end }}
+
+{{/* vodpipe.adminContainerPort: the container port of the admin listener, when set. */}}
+{{- define "vodpipe.adminContainerPort" -}}
+{{- with .Values.metrics.adminPort }}
+- name: metrics
+  containerPort: {{ . }}
+  protocol: TCP
 {{- end }}
 {{- end }}
