@@ -7,6 +7,7 @@ package helm_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -1360,6 +1361,72 @@ func TestChartAdminListener(t *testing.T) {
 	if cm := r.configMaps["vodpipe-ingest"]; cm != nil {
 		if _, ok := render(t, "-f", natsUsersValues).configMaps["vodpipe-ingest"].Data["VODPIPE_INGEST_ADMIN_ADDR"]; ok {
 			t.Error("an admin address without metrics.adminPort")
+		}
+	}
+}
+
+// TestChartShipsTheDashboard: metrics.dashboard renders the Grafana dashboard
+// in a ConfigMap the sidecar loader picks up, and every series a panel
+// queries is one a service exports (a histogram's _bucket, _count and _sum
+// of one it defines), with label values the services set. Off by default.
+func TestChartShipsTheDashboard(t *testing.T) {
+	if cm := render(t, "-f", natsUsersValues).configMaps["vodpipe-dashboard"]; cm != nil {
+		t.Fatal("a dashboard by default")
+	}
+	r := render(t, "-f", natsUsersValues, "--set", "metrics.dashboard.enabled=true")
+	cm := r.configMaps["vodpipe-dashboard"]
+	if cm == nil || cm.Labels["grafana_dashboard"] != "1" {
+		t.Fatalf("dashboard ConfigMap = %+v", cm)
+	}
+	var dash struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal([]byte(cm.Data["vodpipe.json"]), &dash); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	if dash.UID == "" || len(dash.Panels) < 10 {
+		t.Fatalf("dashboard uid %q with %d panels", dash.UID, len(dash.Panels))
+	}
+	metricRe := regexp.MustCompile(`\bvodpipe_[a-z0-9_]+`)
+	labelValueRe := regexp.MustCompile(`\b(outcome|state)=~?"([^"]+)"`)
+	queried := map[string]bool{}
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q queries nothing", p.Title)
+		}
+		for _, tg := range p.Targets {
+			if !strings.Contains(tg.Expr, `namespace="$namespace"`) {
+				t.Errorf("panel %q: %q is not scoped to the chosen namespace", p.Title, tg.Expr)
+			}
+			for _, m := range metricRe.FindAllString(tg.Expr, -1) {
+				base := m
+				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+					if b, ok := strings.CutSuffix(m, suffix); ok && codeWords()[b] {
+						base = b
+					}
+				}
+				if !codeWords()[base] {
+					t.Errorf("panel %q: metric %s is not exported by any service", p.Title, m)
+				}
+				queried[base] = true
+			}
+			for _, lv := range labelValueRe.FindAllStringSubmatch(tg.Expr, -1) {
+				if !codeWords()[lv[2]] {
+					t.Errorf("panel %q: label value %s=%q is not one the services set", p.Title, lv[1], lv[2])
+				}
+			}
+		}
+	}
+	for _, m := range []string{"vodpipe_jobs_stored", "vodpipe_worker_job_duration_seconds", "vodpipe_worker_vod_request_duration_seconds",
+		"vodpipe_worker_cos_request_duration_seconds", "vodpipe_notify_deliveries_total", "vodpipe_build_info"} {
+		if !queried[m] {
+			t.Errorf("the dashboard shows no %s", m)
 		}
 	}
 }
