@@ -19,9 +19,13 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"golang.org/x/time/rate"
 
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/internal/version"
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
@@ -68,6 +72,9 @@ type Config struct {
 	SignGlobalBurst int     `envconfig:"SIGN_GLOBAL_BURST" default:"400" desc:"burst of signatures over HTTP, all callers together"`
 	// CORSOrigins may call POST /v1/signatures from a browser.
 	CORSOrigins []string `envconfig:"CORS_ORIGINS" desc:"browser origins allowed to call the signature endpoint"`
+	// TracerProvider takes the spans (tests, the stack); nil: the one the
+	// OTEL_* environment asks for (off by default; see internal/tracing).
+	TracerProvider trace.TracerProvider `ignored:"true"`
 }
 
 // Service is a running ingest.
@@ -89,6 +96,8 @@ type Service struct {
 	globalLimit *rate.Limiter
 	tokenKeys   [][]byte
 	page        *pageEvents
+	tracer      trace.Tracer
+	stopTracing func(context.Context) error
 }
 
 // New connects to NATS, opens the queue and starts the signature micro service.
@@ -102,6 +111,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	tp, stopTracing := cfg.TracerProvider, func(context.Context) error { return nil }
+	if tp == nil {
+		if tp, stopTracing, err = tracing.Setup(ctx, "ingest"); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.UploadPage && len(tokenKeys) == 0 {
 		return nil, errors.New("ingest: VODPIPE_UPLOAD_PAGE needs VODPIPE_UPLOAD_TOKEN_KEYS (or _FILE): the page signs only with upload tokens")
 	}
@@ -114,6 +129,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, fmt.Errorf("ingest: set VODPIPE_SECRET_ID and VODPIPE_SECRET_KEY (or _FILE): %w", err)
 	}
 	s := &Service{cfg: cfg, log: log, signer: sg, keys: cfg.APIKeys, metrics: newMetrics(), tokenKeys: tokenKeys,
+		tracer: tp.Tracer(tracing.Name), stopTracing: stopTracing,
 		keyLimits:   newLimiters(cfg.SignRate, cfg.SignBurst, maxTrackedCallers),
 		tokenLimits: newLimiters(cfg.UploadTokenSignRate, cfg.UploadTokenSignBurst, maxTrackedCallers),
 		globalLimit: rate.NewLimiter(rate.Limit(cfg.SignGlobalRate), cfg.SignGlobalBurst)}
@@ -205,6 +221,11 @@ func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
 func (s *Service) Close() {
 	if s.stopBG != nil {
 		s.stopBG()
+	}
+	if s.stopTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.stopTracing(ctx) // flushes the spans still buffered
+		cancel()
 	}
 	if s.sigSvc != nil {
 		_ = s.sigSvc.Stop()
@@ -434,7 +455,15 @@ func (s *Service) instrument(name string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
+		// The request's span, a child of the caller's traceparent: the jobs
+		// it submits carry it on (tracing.Inject in the queue).
+		ctx, span := s.tracer.Start(tracing.ExtractHTTP(r.Context(), r.Header), name, trace.WithSpanKind(trace.SpanKindServer))
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		span.SetAttributes(attribute.Int("http.response.status_code", rec.status))
+		if rec.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(rec.status))
+		}
+		span.End()
 		s.metrics.requests.WithLabelValues(name, fmt.Sprint(rec.status)).Inc()
 		s.metrics.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})

@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vodpipe/vodpipe/internal/apikey"
 	"github.com/vodpipe/vodpipe/internal/defaults"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
@@ -36,6 +38,9 @@ type Config struct {
 	AdminAddr string `envconfig:"NOTIFY_ADMIN_ADDR" desc:"listen address of an admin listener for /metrics and the probes (empty: /metrics on the API's address)"`
 	// APIKeys protect the subscription and event APIs (not the VOD callback).
 	APIKeys APIKeys `envconfig:"API_KEYS" desc:"API keys, key or name:key[:scope+scope],...; notify needs read (GET) or control (changes)"`
+	// TracerProvider takes the spans (tests, the stack); nil: the one the
+	// OTEL_* environment asks for (off by default; see internal/tracing).
+	TracerProvider trace.TracerProvider `ignored:"true"`
 }
 
 // withDefaults fills c's unset fields (zero or negative) from their default

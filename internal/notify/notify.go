@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
@@ -28,21 +29,24 @@ import (
 	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/internal/notify/intake"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/tracing"
 )
 
 // Service is one notify process: the intake and the fan-out on one NATS
 // connection and one HTTP server. Several may run against the same NATS.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	q      *queue.Queue
-	files  *queue.FileWatch
-	stopBG context.CancelFunc
-	reg    *prometheus.Registry
-	intake *intake.Intake
-	fanout *fanout.Fanout
+	cfg         Config
+	log         *slog.Logger
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	q           *queue.Queue
+	files       *queue.FileWatch
+	stopBG      context.CancelFunc
+	reg         *prometheus.Registry
+	intake      *intake.Intake
+	fanout      *fanout.Fanout
+	tracer      trace.Tracer
+	stopTracing func(context.Context) error
 
 	runMu   sync.Mutex
 	running bool
@@ -55,14 +59,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.withDefaults()
-	s := &Service{cfg: cfg, log: log, reg: newRegistry()}
+	s := &Service{cfg: cfg, log: log, reg: newRegistry(), stopTracing: func(context.Context) error { return nil }}
 	var err error
+	tp := cfg.TracerProvider
+	if tp == nil {
+		if tp, s.stopTracing, err = tracing.Setup(ctx, "notify"); err != nil {
+			return nil, err
+		}
+	}
+	s.tracer = tp.Tracer(tracing.Name)
 	if s.intake, err = intake.New(cfg.IntakeConfig, s.reg, log); err != nil {
 		return nil, err
 	}
 	if s.fanout, err = fanout.New(cfg.FanoutConfig, cfg.APIKeys, s.reg, log); err != nil {
 		return nil, err
 	}
+	s.fanout.Trace(s.tracer)
 	if len(cfg.APIKeys) == 0 {
 		log.Warn("no API keys configured (VODPIPE_API_KEYS): the subscription and event APIs refuse every request")
 	}
@@ -116,6 +128,9 @@ func (s *Service) attach(ctx context.Context) error {
 func (s *Service) Close() {
 	s.stopBG()
 	s.nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = s.stopTracing(ctx) // flushes the spans still buffered
+	cancel()
 	// The files watcher ends with its subscription; bounded, so a wedged
 	// watcher cannot hold up a shutdown.
 	select {
@@ -140,7 +155,12 @@ func (s *Service) Registry() *prometheus.Registry { return s.reg }
 //	GET    /healthz, /readyz, /metrics
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(callbackRoute, s.intake.HandleCallback)
+	mux.HandleFunc(callbackRoute, func(w http.ResponseWriter, r *http.Request) {
+		// VOD's callback: its span is the parent of the events published from it.
+		ctx, span := s.tracer.Start(tracing.ExtractHTTP(r.Context(), r.Header), "vod callback", trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		s.intake.HandleCallback(w, r.WithContext(ctx))
+	})
 	s.fanout.Routes(mux)
 	httpserve.APIProbes(mux, s.log, s.ready, s.reg, s.cfg.AdminAddr != "")
 	mux.HandleFunc("/", httpapi.NoRoute)

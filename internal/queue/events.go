@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -66,8 +67,9 @@ func (ev *Events) PublishOnce(ctx context.Context, e *job.Event) (duplicate bool
 	if err != nil {
 		return false, err
 	}
-	ack, err := ev.js.PublishMsg(ctx, &nats.Msg{Subject: EventSubject(e), Data: b,
-		Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}})
+	m := &nats.Msg{Subject: EventSubject(e), Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}}
+	tracing.Inject(ctx, m) // notify's delivery of it continues the trace
+	ack, err := ev.js.PublishMsg(ctx, m)
 	if err != nil {
 		return false, fmt.Errorf("queue: publish event %s: %w", e.Type, err)
 	}

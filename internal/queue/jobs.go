@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -46,7 +47,9 @@ func (jq *Jobs) Publish(ctx context.Context, j *job.Job) (PublishResult, error) 
 	if err != nil {
 		return PublishResult{JobID: j.ID}, err
 	}
-	ack, err := jq.js.PublishMsg(ctx, &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}})
+	m := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}
+	tracing.Inject(ctx, m)
+	ack, err := jq.js.PublishMsg(ctx, m)
 	if err != nil {
 		return PublishResult{JobID: j.ID}, fmt.Errorf("queue: publish job %s: %w", j.ID, err)
 	}
@@ -65,7 +68,9 @@ func (jq *Jobs) PublishBatch(ctx context.Context, jobs []*job.Job) []PublishResu
 			out[i].Err = err
 			continue
 		}
-		futures[i], err = jq.js.PublishMsgAsync(&nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}})
+		m := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}
+		tracing.Inject(ctx, m)
+		futures[i], err = jq.js.PublishMsgAsync(m)
 		if err != nil {
 			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
 		}
@@ -164,15 +169,17 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			continue
 		}
 		p := pending{i: i}
-		if p.jobF, err = jq.js.PublishMsgAsync(&nats.Msg{Subject: JobsSubject, Data: b,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}); err != nil {
+		jm := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}
+		tracing.Inject(ctx, jm)
+		if p.jobF, err = jq.js.PublishMsgAsync(jm); err != nil {
 			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
 			continue
 		}
 		if e, err := job.NewEvent(job.EventQueued, j.ID, j); err == nil {
 			if eb, err := encodeEvent(e); err == nil {
-				p.evtF, _ = jq.js.PublishMsgAsync(&nats.Msg{Subject: EventSubject(e), Data: eb,
-					Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}})
+				em := &nats.Msg{Subject: EventSubject(e), Data: eb, Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}}
+				tracing.Inject(ctx, em)
+				p.evtF, _ = jq.js.PublishMsgAsync(em)
 			}
 		}
 		ps = append(ps, p)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -77,7 +78,10 @@ func (ss *Statuses) Update(ctx context.Context, jobID string, f func(*job.Status
 
 // put writes a status over revision rev (0: a new key). A finished job's
 // status expires after the retention: it is written with a TTL of its own.
-func (ss *Statuses) put(ctx context.Context, jobID string, b []byte, rev uint64, finished bool) (uint64, error) {
+func (ss *Statuses) put(ctx context.Context, jobID string, b []byte, rev uint64, finished bool) (rev2 uint64, err error) {
+	// A span under the caller's (a worker's job), when it has one.
+	ctx, span := tracing.Start(ctx, "status write")
+	defer func() { tracing.End(span, err) }()
 	switch {
 	case (!finished || ss.retention <= 0) && rev == 0:
 		return ss.kv.Create(ctx, jobID, b)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
@@ -82,6 +83,9 @@ type Options struct {
 	// as a local system against vodsim may.
 	Policy *signer.Policy
 	Log    *slog.Logger
+	// TracerProvider takes every service's spans (tests: an in-memory
+	// exporter); nil: each service's from the OTEL_* environment.
+	TracerProvider trace.TracerProvider
 }
 
 // Stack is a running system. Its NATS server is guarded as production's
@@ -267,6 +271,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 // fill makes what the configs leave to the stack: the app's key pair, an
 // API key, an upload-token key and a callback token, each only when unset.
 func (s *Stack) fill(c *Configs) error {
+	if tp := s.opts.TracerProvider; tp != nil {
+		c.Ingest.TracerProvider, c.Notify.TracerProvider, c.Worker.TracerProvider = tp, tp, tp
+	}
 	if c.Ingest.SecretID == "" && c.Ingest.SecretKey == "" && c.Ingest.SecretKeyFile == "" {
 		c.Ingest.Credentials = config.Credentials{SecretID: "AKIDvodpipe" + randomHex(12), SecretKey: randomHex(24)}
 	}

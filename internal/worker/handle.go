@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/retry"
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/internal/upload"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -28,6 +31,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	// The run's span, a child of the span that published the job (its
+	// traceparent header): VOD's and COS's requests and the status writes
+	// below are its children, and so is notify's delivery of the events.
+	ctx, span := w.tracer.Start(tracing.Extract(ctx, msg.Headers()), "job", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.Int("vodpipe.attempt", int(meta.NumDelivered))))
+	defer span.End()
 	// The run's duration, by the outcome count notes.
 	start, outcome := time.Now(), ""
 	ctx = context.WithValue(ctx, outcomeKey{}, &outcome)
@@ -50,6 +59,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	j.Normalize()
+	span.SetAttributes(attribute.String("vodpipe.job_id", j.ID))
 	log := w.log.With("job_id", j.ID, "attempt", attempt)
 
 	st, rev, err := w.q.Statuses.Get(ctx, j.ID)

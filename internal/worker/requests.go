@@ -6,6 +6,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vodpipe/vodpipe/internal/tracing"
 )
 
 // requestMetrics time the worker's requests to VOD and COS, by VOD action
@@ -43,18 +47,24 @@ type timedTransport struct {
 }
 
 func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	action, hist := r.URL.Query().Get("Action"), t.m.vod
+	name := "vod " + action
+	if action == "" {
+		action, hist = cosOperation(r), t.m.cos
+		name = "cos " + action
+	}
+	// A client span under the job's, when the request's context has one.
+	_, span := tracing.Start(r.Context(), name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.URL.Host)))
 	start := time.Now()
 	resp, err := t.next.RoundTrip(r)
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
+		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 	}
-	d := time.Since(start).Seconds()
-	if action := r.URL.Query().Get("Action"); action != "" {
-		t.m.vod.WithLabelValues(action, code).Observe(d)
-	} else {
-		t.m.cos.WithLabelValues(cosOperation(r), code).Observe(d)
-	}
+	hist.WithLabelValues(action, code).Observe(time.Since(start).Seconds())
+	tracing.End(span, err)
 	return resp, err
 }
 

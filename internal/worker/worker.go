@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/defaults"
@@ -30,6 +32,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/resume"
 	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/signer"
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/internal/upload"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -62,6 +65,9 @@ type Config struct {
 	SignTimeout time.Duration `envconfig:"SIGN_TIMEOUT" default:"5s" desc:"timeout of one signature request"`
 	// ID names this worker in leases and status; default hostname-pid.
 	ID string `envconfig:"WORKER_ID" desc:"worker name in leases and status (default hostname-pid)"`
+	// TracerProvider takes the spans (tests, the stack); nil: the one the
+	// OTEL_* environment asks for (off by default; see internal/tracing).
+	TracerProvider trace.TracerProvider `ignored:"true"`
 }
 
 // QueueConfig and UploadConfig are aliases so both embed (flat variable names) without a name clash.
@@ -74,6 +80,7 @@ type (
 type Worker struct {
 	cfg      Config
 	log      *slog.Logger
+	tracer   trace.Tracer
 	q        *queue.Queue
 	leaser   upload.Leaser
 	uploader *upload.Uploader
@@ -196,6 +203,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	d.VOD = vod.NewClient(vod.WithEndpoint(cfg.VODEndpoint), vod.WithHTTPClient(&http.Client{Transport: d.COSTransport}), vod.WithBackoff(retry.VOD.Delay))
 	d.Signer = signer.NewClient(nc, cfg.SignTimeout)
 	d.Closers = append(d.Closers, nc.Close)
+	if cfg.TracerProvider == nil {
+		tp, stop, err := tracing.Setup(ctx, "worker")
+		if err != nil {
+			return fail(err)
+		}
+		cfg.TracerProvider = tp
+		d.Closers = append(d.Closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = stop(ctx) // flushes the spans still buffered
+			cancel()
+		})
+	}
 	return Compose(cfg, log, d), nil
 }
 
@@ -210,6 +229,11 @@ func Compose(cfg Config, log *slog.Logger, d Deps) *Worker {
 	w := &Worker{cfg: cfg, log: log, q: d.Queue, leaser: d.Store, checks: d.Checks, closers: d.Closers,
 		controls: map[string]job.Control{}, metrics: newMetrics(), running: map[string]bool{}}
 	w.metrics.reg.MustRegister(d.Collectors...)
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	w.tracer = tp.Tracer(tracing.Name)
 	w.uploader = upload.New(cfg.UploadConfig, upload.Deps{
 		VOD: d.VOD, Signer: d.Signer, Sources: d.Sources, Store: d.Store,
 		COSTransport: d.COSTransport, Observer: w.metrics, Commits: uploadRecorder{d.Queue.Files}, Log: log,

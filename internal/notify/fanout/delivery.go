@@ -12,10 +12,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/redact"
 	"github.com/vodpipe/vodpipe/internal/retry"
+	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
 
@@ -344,6 +347,13 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		return
 	}
 	n := int(meta.NumDelivered)
+	if d.s.tracer != nil {
+		var span trace.Span
+		ctx, span = d.s.tracer.Start(tracing.Extract(ctx, msg.Headers()), "webhook delivery", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("vodpipe.subscription", rec.ID), attribute.String("vodpipe.event_type", h.Type),
+				attribute.String("vodpipe.event_id", h.ID), attribute.Int("vodpipe.attempt", n)))
+		defer span.End()
+	}
 	last := n >= d.s.cfg.maxDeliver()
 	if last {
 		// The last attempt is made, recorded and settled even when this
@@ -467,6 +477,7 @@ func (s *Fanout) send(ctx context.Context, rec *record, h eventHead, body []byte
 	req.Header.Set(webhook.HeaderID, h.ID)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
 	req.Header.Set(webhook.HeaderSignature, sig)
+	tracing.InjectHTTP(ctx, req.Header) // traceparent: the receiver may continue the trace
 	resp, err := s.client.Do(req)
 	if err != nil {
 		// Attempts are read with the read scope: the URL's query may hold a token.

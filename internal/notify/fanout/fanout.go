@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vodpipe/vodpipe/internal/apikey"
 	"github.com/vodpipe/vodpipe/internal/config"
@@ -164,6 +165,7 @@ type Fanout struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	layout   *queue.Layout // ingest's broker: notify's consumers and streams
+	tracer   trace.Tracer
 	events   *queue.Events
 	replicas int
 	subs     jetstream.KeyValue
@@ -191,6 +193,10 @@ func New(cfg Config, keys apikey.Keys, reg prometheus.Registerer, log *slog.Logg
 	f.disp = newDispatcher(f)
 	return f, nil
 }
+
+// Trace makes the fan-out's deliveries spans of tracer (each a child of
+// the span that published its event).
+func (f *Fanout) Trace(tracer trace.Tracer) { f.tracer = tracer }
 
 // Open points the fan-out at the queue's events, has ingest's layout broker
 // create its subscriptions bucket and attempts stream (notify's NATS user
