@@ -303,7 +303,9 @@ func grepLines(b []byte, s string) string {
 
 // TestDeadLetterCommands: a bad message published straight onto NATS is
 // listed by `vodpipe dead-letters` with its job, code and reason, and
-// `vodpipe dead-letter SEQ` prints it with the message as received.
+// `vodpipe dead-letter SEQ` prints it with the message as received; it
+// cannot be requeued. A job that failed for good is requeued by
+// `vodpipe dead-letters requeue SEQ` and completes.
 func TestDeadLetterCommands(t *testing.T) {
 	st := startStack(t, t.TempDir(), 0)
 	js := jetStreamAt(t, st.NATSConfig(natsperm.Publisher)) // an outside publisher
@@ -342,6 +344,51 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	if code := run(t.Context(), append(append([]string{"dead-letter"}, api...), "999999"), &out, &errOut); code != 3 {
 		t.Errorf("an unknown seq: exit %d, want 3", code)
+	}
+	// Its message is no job: it cannot be requeued, and says why.
+	errOut.Reset()
+	if code := run(t.Context(), append(append([]string{"dead-letters"}, api...), "requeue", seq), &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "source") {
+		t.Errorf("requeue of a message that is no job: exit %d: %s", code, errOut.String())
+	}
+
+	// A job that failed for good (its source was missing) runs again once
+	// its dead letter is requeued, and completes; the dead letter is gone.
+	root := st.WorkerConfig("x").Root
+	src := filepath.Join(root, "late.mp4")
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	if _, _, err := c.Submit(t.Context(), &job.Job{ID: "cli-late-1", Source: "file://" + src}, ""); err != nil {
+		t.Fatal(err)
+	}
+	var lateSeq string
+	testharness.WaitFor(t, 20*time.Second, "the failed job's dead letter", func() bool {
+		out.Reset()
+		run(t.Context(), append([]string{"dead-letters"}, api...), &out, &errOut)
+		for l := range strings.Lines(out.String()) {
+			if f := strings.Fields(l); len(f) >= 5 && f[2] == "cli-late-1" {
+				lateSeq = f[0]
+				return true
+			}
+		}
+		return false
+	})
+	if v, err := c.Get(t.Context(), "cli-late-1"); err != nil || v.State != job.StateFailed {
+		t.Fatalf("the job before its requeue: %+v %v", v, err)
+	}
+	if err := writeSample(src, 300<<10, 7); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run(t.Context(), append(append([]string{"dead-letters"}, api...), "requeue", lateSeq), &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "job cli-late-1 requeued (queued)") {
+		t.Fatalf("requeue: exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	testharness.WaitFor(t, 20*time.Second, "the requeued job completed", func() bool {
+		v, err := c.Get(t.Context(), "cli-late-1")
+		return err == nil && v.State == job.StateCompleted && v.FileID != ""
+	})
+	if code := run(t.Context(), append(append([]string{"dead-letters"}, api...), "requeue", lateSeq), &out, &errOut); code != 3 {
+		t.Errorf("a second requeue of the same dead letter: exit %d, want 3 (gone)", code)
 	}
 }
 

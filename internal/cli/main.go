@@ -82,7 +82,8 @@ commands:
   status  show one job          jobs    list jobs
   pause   pause a job           resume  resume a paused job
   cancel  cancel a job
-  dead-letters  list dead letters (job, code, reason); dead-letter SEQ shows one with its message
+  dead-letters  list dead letters (job, code, reason); dead-letter SEQ shows one with its message;
+          dead-letters requeue SEQ runs its job again
   sign    make an upload signature, or decode one with --decode
   config  list every environment variable of every service (Markdown)
   nats-config  print the nats-server accounts and users of ingest, worker, notify and publishers

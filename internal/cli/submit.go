@@ -640,6 +640,24 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		return 2
 	}
 	c := api.client()
+	if cmd == "dead-letters" && fs.Arg(0) == "requeue" {
+		seq, err := strconv.ParseUint(fs.Arg(1), 10, 64)
+		if fs.NArg() != 2 || err != nil {
+			fmt.Fprintln(stderr, "usage: vodpipe dead-letters [flags] requeue SEQ (the SEQ column of vodpipe dead-letters)")
+			return 2
+		}
+		v, err := c.RequeueDeadLetter(ctx, seq)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe dead-letters requeue:", err)
+			var ae *client.APIError
+			if errors.As(err, &ae) && ae.Status == 404 {
+				return 3
+			}
+			return 1
+		}
+		fmt.Fprintf(stdout, "job %s requeued (%s)\n", v.ID, v.State)
+		return 0
+	}
 	if cmd == "dead-letter" {
 		if *after != 0 || *limit != 100 {
 			fmt.Fprintln(stderr, "vodpipe dead-letter: --after and --limit belong to dead-letters")

@@ -63,3 +63,33 @@ func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, e)
 }
+
+// requeueDeadLetter runs a dead-lettered job again (queue.DeadLetters.Requeue)
+// and answers its job: 200, or 404 for no such dead letter, 409 when the
+// job is not failed, 422 when the message is no job.
+func (s *Service) requeueDeadLetter(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidPath, "invalid dead letter",
+			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
+		return
+	}
+	st, err := s.q.DeadLetters.Requeue(r.Context(), seq)
+	var ve *job.ValidationError
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no dead letter "+r.PathValue("seq"), nil)
+	case errors.As(err, &ve):
+		httpapi.Refuse(w, http.StatusUnprocessableEntity, httpapi.CodeInvalidJob, "the dead letter's message is not a valid job: it cannot run again", ve.Fields)
+	case errors.Is(err, queue.ErrNotAJob):
+		httpapi.Refuse(w, http.StatusUnprocessableEntity, httpapi.CodeInvalidJob, err.Error(), nil)
+	case errors.Is(err, queue.ErrConflict):
+		httpapi.Refuse(w, http.StatusConflict, httpapi.CodeConflict, err.Error(), nil)
+	case err != nil:
+		s.log.Warn("requeue dead letter", "seq", seq, "err", err)
+		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the job could not be requeued; try again", nil)
+	default:
+		s.log.Info("dead letter requeued", "seq", seq, "job_id", st.Job.ID)
+		httpapi.WriteJSON(w, http.StatusOK, viewFor(r, st))
+	}
+}

@@ -321,6 +321,7 @@ func (s *Service) routes() []route {
 		// The whole message is the publisher's, refused as it was (a source
 		// URL with credentials, say): control scope, not read.
 		{"GET", "/v1/dead-letters/{seq}", ScopeControl, http.HandlerFunc(s.getDeadLetter), false},
+		{"POST", "/v1/dead-letters/{seq}/requeue", ScopeControl, http.HandlerFunc(s.requeueDeadLetter), false},
 		{"POST", "/v1/signatures", ScopeSign, s.cors(http.HandlerFunc(s.createSignature)), true},
 		{"POST", "/v1/upload-tokens", ScopeSign, http.HandlerFunc(s.createUploadToken), false},
 		{"GET", "/upload", "", s.pageOnly(http.HandlerFunc(s.uploadPage)), false},

@@ -98,7 +98,7 @@ func build(r Role) (perms, error) {
 		// Listings: pages of the index, and their statuses in one read.
 		p.pub(api("DIRECT.GET", indexStream), api("DIRECT.GET", "KV_"+statusBucket))
 		p.kv(controlBucket, read, write)
-		p.pub(api("STREAM.MSG.GET", dlqStream))
+		p.pub(api("STREAM.MSG.GET", dlqStream), api("STREAM.MSG.DELETE", dlqStream)) // read; remove one requeued
 		// The upload page's events: VOD's file events, as they are published.
 		p.sub(events + ".vod.file_uploaded.>")
 		// The signature service (a NATS micro service) and its discovery subjects.

@@ -18,8 +18,65 @@ import (
 // DeadLetters is the dead-letter stream: messages and jobs that failed for
 // good, each with the reason, under vodpipe.dlq.<job id>.
 type DeadLetters struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	statuses *Statuses
+	jobs     *Jobs
+	events   *Events
+}
+
+// ErrNotAJob is a dead letter whose message is no job to run again: not
+// JSON, cut short, or refused by the job decoder (it wraps the
+// *job.ValidationError then).
+var ErrNotAJob = errors.New("queue: the dead letter's message is not a job")
+
+// Requeue runs a dead-lettered job again: its message as received, under
+// its own id. A job that failed goes back to queued (its runs and error
+// cleared); one without a status (it failed before it had one, or its
+// status expired) gets one. The message is published with a fresh
+// message id (the original may still be in the duplicate window), a
+// job.queued event says so, and the dead letter is removed. A job in any
+// other state is ErrConflict: it is not the dead letter's to run.
+func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, error) {
+	e, err := dl.At(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.Message) == 0 || e.Truncated {
+		return nil, fmt.Errorf("%w: it was not JSON, or was cut short", ErrNotAJob)
+	}
+	j, err := job.Decode(e.Message)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAJob, err)
+	}
+	j.Normalize()
+	var s *job.Status
+	if _, _, err = dl.statuses.Get(ctx, j.ID); errors.Is(err, ErrNotFound) {
+		var created bool
+		if s, created, err = dl.statuses.Create(ctx, j); err != nil {
+			return nil, err
+		}
+		if !created {
+			return s, fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, s.State)
+		}
+	} else {
+		failed := func(s *job.Status) bool { return s.State == job.StateFailed }
+		s, err = dl.statuses.TransitionIf(ctx, j.ID, failed, job.StateQueued, func(s *job.Status) { s.Error, s.Runs, s.Attempt = nil, 0, 0 })
+		if errors.Is(err, ErrConflict) && s != nil {
+			return s, fmt.Errorf("%w: job %s is %s, not failed", ErrConflict, j.ID, s.State)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := dl.jobs.requeue(ctx, s, "requeue"); err != nil {
+		return nil, err
+	}
+	_ = dl.events.Emit(ctx, job.EventQueued, j.ID, j)
+	if err := dl.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return s, fmt.Errorf("queue: remove dead letter %d: %w", seq, err)
+	}
+	return s, nil
 }
 
 // WrongSubject is why a message published on subj, under the stream's

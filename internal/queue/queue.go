@@ -202,6 +202,7 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
 	q.Statuses.retention = max(cfg.StatusRetention, 0)
 	q.Control.statuses, q.Control.jobs, q.Control.events = q.Statuses, q.Jobs, q.Events
+	q.DeadLetters.statuses, q.DeadLetters.jobs, q.DeadLetters.events = q.Statuses, q.Jobs, q.Events
 	return q, nil
 }
 

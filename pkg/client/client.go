@@ -168,6 +168,14 @@ func (c *Client) DeadLetter(ctx context.Context, seq uint64) (job.DeadLetterEntr
 	return out, err
 }
 
+// RequeueDeadLetter runs a dead-lettered job again (its message as
+// received, under its id) and returns the job, queued.
+func (c *Client) RequeueDeadLetter(ctx context.Context, seq uint64) (JobView, error) {
+	var v JobView
+	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf("/v1/dead-letters/%d/requeue", seq), "", nil, &v)
+	return v, err
+}
+
 // Control pauses, resumes or cancels a job (action "pause", "resume", "cancel").
 func (c *Client) Control(ctx context.Context, id, action string) (JobView, error) {
 	var v JobView

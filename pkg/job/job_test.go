@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -95,6 +96,7 @@ func TestStateMachine(t *testing.T) {
 		{"", StateQueued}, {StateQueued, StateRunning}, {StateRunning, StateCompleted},
 		{StateRunning, StateQueued}, {StateRunning, StatePaused}, {StatePaused, StateQueued},
 		{StateQueued, StateCanceled}, {StateRunning, StateFailed}, {StatePaused, StateCanceled},
+		{StateFailed, StateQueued}, // a dead letter requeued
 	}
 	for _, c := range allowed {
 		if err := CheckTransition(c.from, c.to); err != nil {
@@ -102,18 +104,22 @@ func TestStateMachine(t *testing.T) {
 		}
 	}
 	refused := []struct{ from, to State }{
-		{StateCompleted, StateQueued}, {StateCompleted, StateRunning}, {StateFailed, StateQueued},
-		{StateCanceled, StateRunning}, {StatePaused, StateRunning}, {StatePaused, StateCompleted}, {"", StateRunning},
+		{StateCompleted, StateQueued}, {StateCompleted, StateRunning}, {StateFailed, StateRunning}, {StateFailed, StateCompleted},
+		{StateCanceled, StateRunning}, {StateCanceled, StateQueued}, {StatePaused, StateRunning}, {StatePaused, StateCompleted}, {"", StateRunning},
 	}
 	for _, c := range refused {
 		if err := CheckTransition(c.from, c.to); !errors.Is(err, ErrBadTransition) {
 			t.Errorf("%s → %s allowed", c.from, c.to)
 		}
 	}
-	for _, s := range []State{StateCompleted, StateFailed, StateCanceled} {
+	for _, s := range []State{StateCompleted, StateCanceled} {
 		if !s.Terminal() || len(transitions[s]) != 0 {
 			t.Errorf("%s should be terminal with no way out", s)
 		}
+	}
+	// Failed is terminal too, but for a retry: requeued as a new run.
+	if !StateFailed.Terminal() || !slices.Equal(transitions[StateFailed], []State{StateQueued}) {
+		t.Errorf("failed should be terminal, with requeue its one way out: %v", transitions[StateFailed])
 	}
 }
 

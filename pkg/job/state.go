@@ -32,7 +32,7 @@ var transitions = map[State][]State{
 	StateRunning:   {StateQueued, StatePaused, StateCanceled, StateFailed, StateCompleted, StateRunning},
 	StatePaused:    {StateQueued, StateCanceled},
 	StateCompleted: {},
-	StateFailed:    {},
+	StateFailed:    {StateQueued}, // a retry: a dead letter requeued
 	StateCanceled:  {},
 }
 
