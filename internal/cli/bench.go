@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -14,13 +13,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/vodpipe/vodpipe/internal/bench"
 )
 
 // runBench measures P1..P6 side by side (internal/bench), prints the table
 // and, with --write, records it with the date, machine and command.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	only := fs.String("only", "", "run only these measurements, comma-separated (e.g. P1,P3); default all of "+strings.Join(bench.IDs, ","))
 	quick := fs.Bool("quick", false, "small sizes: a smoke run of seconds whose figures mean little")
@@ -28,8 +29,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dir := fs.String("dir", "", "folder for sources and data (default: a temporary one, removed at the end)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (P2 and P3 run inside it) to this file; P3's host reference is labelled bench=host-reference (go tool pprof -tagignore bench=host-reference leaves it out)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of this process (P2 and P3 run inside it) to this file at the end")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vodpipe bench: unexpected arguments %q\n", fs.Args())

@@ -2,10 +2,11 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vodpipe/vodpipe/internal/chaos"
 )
@@ -17,7 +18,7 @@ func init() { chaos.MaybeRunNATSNode() }
 
 // runChaos runs issue 10's chaos run and exits non-zero on any violation.
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("chaos", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o chaos.Options
 	fs.IntVar(&o.Jobs, "jobs", 200, "number of jobs")
@@ -30,8 +31,8 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Float64Var(&o.FaultRate, "fault-rate", 0.05, "fraction of vodsim requests failed (half errors, half resets)")
 	fs.StringVar(&o.Dir, "dir", "", "keep the run's files (logs of nodes, workers, Redis) in this folder")
 	quiet := fs.Bool("quiet", false, "print only the summary")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))

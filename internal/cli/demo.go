@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/stack"
@@ -42,14 +43,14 @@ var demoFiles = []struct {
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The crash goroutine and the progress report both print: one lock for both.
 	stdout = &syncWriter{w: stdout}
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keep := fs.String("dir", "", "keep sample media and data in this folder (default: a temporary one)")
 	faults := fs.Bool("faults", true, "inject COS errors and connection resets into vodsim")
 	verbose := fs.Bool("v", false, "log every component's messages to stderr")
 	bandwidth := fs.Int64("bandwidth", 24<<20, "vodsim's bandwidth limit in bytes per second (0: none)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	dir := *keep
 	if dir == "" {

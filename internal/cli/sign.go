@@ -3,12 +3,13 @@ package cli
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -23,7 +24,7 @@ var numericParams = map[string]bool{
 // runSign implements `vodpipe sign`: make an upload signature from the
 // environment's keys, or decode one with --decode.
 func runSign(args []string, stdout, stderr io.Writer, now func() time.Time) int {
-	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("sign", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: vodpipe sign [flags]            print an upload signature (VODPIPE_SECRET_ID, VODPIPE_SECRET_KEY)")
@@ -43,8 +44,8 @@ func runSign(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 		taskPriority   = fs.String("task-priority", "", "task-flow priority, -10..10")
 		taskNotifyMode = fs.String("task-notify-mode", "", "task-flow notify mode: Finish, Change or None")
 	)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vodpipe sign: unexpected argument %q\n", fs.Arg(0))

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,6 +19,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -37,7 +38,7 @@ type apiFlags struct {
 	url, key string
 }
 
-func (a *apiFlags) register(fs *flag.FlagSet) {
+func (a *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&a.url, "api", envOr("VODPIPE_API_URL", "http://127.0.0.1:8080"), "ingest API URL (VODPIPE_API_URL)")
 	fs.StringVar(&a.key, "api-key", os.Getenv("VODPIPE_API_KEY"), "API key (VODPIPE_API_KEY)")
 }
@@ -65,7 +66,7 @@ type item struct {
 }
 
 func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("submit", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var api apiFlags
 	api.register(fs)
@@ -87,8 +88,8 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "usage: vodpipe submit [flags] PATH|URL ...   (folders are walked for video files)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	coverURL := ""
 	if *cover != "" {
@@ -546,7 +547,7 @@ func humanBytes(n int64) string {
 
 // runJobCommand implements status, jobs, pause, resume and cancel.
 func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var api apiFlags
 	api.register(fs)
@@ -554,8 +555,8 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 	limit := fs.Int("limit", 100, "jobs: page size")
 	all := fs.Bool("all", false, "jobs: every page, not only the first (a library of millions is a long listing)")
 	after := fs.String("cursor", "", "jobs: the page after this cursor (printed under a page that has more)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	c := api.client()
 	enc := json.NewEncoder(stdout)
@@ -630,14 +631,14 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 // runDeadLetters lists the dead-letter stream through ingest's API
 // ("dead-letters") or prints one entry with its message ("dead-letter SEQ").
 func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var api apiFlags
 	api.register(fs)
 	after := fs.Uint64("after", 0, "dead-letters: start after this seq")
 	limit := fs.Int("limit", 100, "dead-letters: entries per request (every page is listed)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	c := api.client()
 	if cmd == "dead-letters" && fs.Arg(0) == "requeue" {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vodpipe/vodpipe/internal/config"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
@@ -23,7 +24,7 @@ import (
 // configured like the services it runs: each reads its own variables
 // (stack.LoadConfigs), and up's flags override where they listen.
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("up", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", "vodpipe-data", "folder for NATS's store and vodsim's objects")
 	workers := fs.Int("workers", 2, "worker instances (each runs VODPIPE_WORKER_JOBS jobs)")
@@ -50,8 +51,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for i, s := range settings {
 		settings[i].val = fs.String(s.flag, s.def, s.usage+" (else $"+s.env+")")
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfgs, err := stack.LoadConfigs()
 	if err != nil {
@@ -59,7 +60,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
 	for _, s := range settings {
 		if _, set := os.LookupEnv(s.env); given[s.flag] || !set {
 			*s.dst(cfgs) = *s.val

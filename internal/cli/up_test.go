@@ -40,7 +40,7 @@ func TestUpReadsTheServicesVariables(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	b := startUp(t, "-ingest-addr", "127.0.0.1:0", "-workers-addr", "127.0.0.1:0", "-vodsim-addr", "127.0.0.1:0", "-workers", "1")
+	b := startUp(t, "--ingest-addr", "127.0.0.1:0", "--workers-addr", "127.0.0.1:0", "--vodsim-addr", "127.0.0.1:0", "--workers", "1")
 
 	for _, want := range []string{"from VODPIPE_API_KEYS (2; none made)", "signed with VODPIPE_UPLOAD_TOKEN_KEYS",
 		"notify API    http://" + notifyAddr, "vodsim TLS    https://" + tlsAddr, "MAP vod2.qcloud.com " + tlsAddr} {
@@ -107,8 +107,8 @@ func TestUpRunsAJobOnItsOwnKeys(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "clip.mp4"), bytes.Repeat([]byte("clip"), 64<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := startUp(t, "-ingest-addr", "127.0.0.1:0", "-notify-addr", "127.0.0.1:0", "-workers-addr", "", "-vodsim-addr", "127.0.0.1:0",
-		"-vodsim-tls-addr", "127.0.0.1:0", "-workers", "1", "-source-root", root)
+	b := startUp(t, "--ingest-addr", "127.0.0.1:0", "--notify-addr", "127.0.0.1:0", "--workers-addr", "", "--vodsim-addr", "127.0.0.1:0",
+		"--vodsim-tls-addr", "127.0.0.1:0", "--workers", "1", "--source-root", root)
 	for _, want := range []string{"(made at start, every scope: VODPIPE_API_KEYS is not set)", "tokens die with this process",
 		"(VODPIPE_WORKER_HTTP_ADDR empty: not served)", "/upload#token=ut1.", "--ignore-certificate-errors"} {
 		if !strings.Contains(b.text, want) {
@@ -146,7 +146,7 @@ func startUp(t *testing.T, args ...string) upBanner {
 	var stderr lockedBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- runUp(ctx, append([]string{"-data", t.TempDir()}, args...), pw, &stderr)
+		code <- runUp(ctx, append([]string{"--data", t.TempDir()}, args...), pw, &stderr)
 		pw.Close()
 	}()
 	lines := make(chan string)

@@ -2,23 +2,21 @@ package cli
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vodpipe/vodpipe/internal/version"
 )
 
 // runVersion prints the binary's version: one line, or JSON.
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	output := fs.String("output", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	in := version.Get()
 	switch *output {
