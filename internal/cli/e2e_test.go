@@ -334,6 +334,14 @@ func TestDeadLetterCommands(t *testing.T) {
 		t.Errorf("the listed reason does not name the bad field:\n%s", out.String())
 	}
 	out.Reset()
+	var listed struct {
+		DeadLetters []job.DeadLetterEntry `json:"deadLetters"`
+	}
+	if code := run(t.Context(), append([]string{"dead-letters", "-o", "json"}, api...), &out, &errOut); code != 0 ||
+		json.Unmarshal(out.Bytes(), &listed) != nil || len(listed.DeadLetters) == 0 || listed.DeadLetters[0].JobID != "cli-bad-1" {
+		t.Errorf("dead-letters -o json: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
 	if code := run(t.Context(), append(append([]string{"dead-letter"}, api...), seq), &out, &errOut); code != 0 {
 		t.Fatalf("dead-letter %s exit %d: %s", seq, code, errOut.String())
 	}
@@ -498,5 +506,32 @@ func TestJobsShowsCountsAndOnePage(t *testing.T) {
 	}
 	if every := jobsOut("--all", "--limit", "100"); strings.Count(every, "\nj-") != 250 || strings.Contains(every, "more:") {
 		t.Fatalf("--all:\n%s", every)
+	}
+	// The same as JSON, for scripts: the counts, a page and its cursor; with
+	// --all every job. Flags after the command's own, -o for --output.
+	var page struct {
+		Counts struct {
+			All int `json:"all"`
+		} `json:"counts"`
+		Jobs       []client.JobView `json:"jobs"`
+		NextCursor string           `json:"nextCursor"`
+	}
+	if err := json.Unmarshal([]byte(jobsOut("--limit", "100", "-o", "json")), &page); err != nil || page.Counts.All != 250 ||
+		len(page.Jobs) != 100 || page.NextCursor == "" {
+		t.Fatalf("jobs -o json: %v, %d counted, %d listed, cursor %q", err, page.Counts.All, len(page.Jobs), page.NextCursor)
+	}
+	first1 := page.Jobs[0].ID
+	page.NextCursor, page.Jobs = "", nil
+	if err := json.Unmarshal([]byte(jobsOut("--output", "json", "--all")), &page); err != nil || len(page.Jobs) != 250 || page.NextCursor != "" {
+		t.Fatalf("jobs --output json --all: %v, %d listed", err, len(page.Jobs))
+	}
+	// One job as a table; the listing's flags are not status's.
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"status", first1, "--output", "table", "--api", st.IngestURL, "--api-key", st.APIKey}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "STATE") || !strings.Contains(out.String(), first1) {
+		t.Fatalf("status --output table: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if code := run(t.Context(), []string{"status", first1, "--state", "queued"}, &out, &errOut); code != 2 {
+		t.Errorf("status --state: exit %d, want 2 (a flag of jobs only)", code)
 	}
 }

@@ -551,16 +551,31 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 	fs.SetOutput(stderr)
 	var api apiFlags
 	api.register(fs)
-	state := fs.String("state", "", "jobs: only jobs in this state")
-	limit := fs.Int("limit", 100, "jobs: page size")
-	all := fs.Bool("all", false, "jobs: every page, not only the first (a library of millions is a long listing)")
-	after := fs.String("cursor", "", "jobs: the page after this cursor (printed under a page that has more)")
+	// Each command shows only its own flags: the listing's belong to jobs.
+	state, limit, all, after := new(string), new(int), new(bool), new(string)
+	*limit = 100
+	defOutput := "json"
+	if cmd == "jobs" {
+		state = fs.String("state", "", "only jobs in this state")
+		limit = fs.Int("limit", 100, "page size")
+		all = fs.Bool("all", false, "every page, not only the first (a library of millions is a long listing)")
+		after = fs.String("cursor", "", "the page after this cursor (printed under a page that has more)")
+		defOutput = "table"
+	}
+	output := fs.StringP("output", "o", defOutput, "table or json")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, *output)
+		return 2
 	}
 	c := api.client()
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
+	if cmd == "jobs" && *output == "json" {
+		return listJobsJSON(ctx, c, job.State(*state), *limit, *after, *all, stdout, stderr)
+	}
 	if cmd == "jobs" {
 		// The counts first: one read, however many jobs there are.
 		if n, err := c.Counts(ctx); err == nil {
@@ -624,7 +639,59 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 		}
 		return 1
 	}
+	if *output == "table" {
+		writeJobTable(stdout, v)
+		return 0
+	}
 	_ = enc.Encode(v)
+	return 0
+}
+
+// writeJobTable prints one job as a two-column table.
+func writeJobTable(w io.Writer, v client.JobView) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	prog := "-"
+	if v.BytesTotal > 0 {
+		prog = fmt.Sprintf("%d%% (%s of %s)", v.BytesDone*100/v.BytesTotal, humanBytes(v.BytesDone), humanBytes(v.BytesTotal))
+	}
+	errText := "-"
+	if v.Error != nil {
+		errText = v.Error.Code + ": " + oneLineText(v.Error.Message, 200)
+	}
+	for _, row := range [][2]string{{"JOB ID", v.ID}, {"STATE", string(v.State)}, {"PROGRESS", prog}, {"FILE ID", orDash(v.FileID)},
+		{"MEDIA URL", orDash(v.MediaURL)}, {"COVER URL", orDash(v.CoverURL)}, {"SOURCE", v.Job.Source}, {"RUNS", fmt.Sprint(v.Runs)},
+		{"ERROR", errText}, {"CREATED", v.CreatedAt.UTC().Format(time.RFC3339)}, {"UPDATED", v.UpdatedAt.UTC().Format(time.RFC3339)}} {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	_ = tw.Flush()
+}
+
+// listJobsJSON prints the counts and a page of jobs (every page with all)
+// as one JSON object: {"counts", "jobs", "nextCursor"}.
+func listJobsJSON(ctx context.Context, c *client.Client, state job.State, limit int, cursor string, all bool, stdout, stderr io.Writer) int {
+	out := struct {
+		Counts     *client.CountsResponse `json:"counts,omitempty"`
+		Jobs       []client.JobView       `json:"jobs"`
+		NextCursor string                 `json:"nextCursor,omitempty"`
+	}{Jobs: []client.JobView{}}
+	if n, err := c.Counts(ctx); err == nil {
+		out.Counts = &n
+	}
+	for {
+		page, err := c.List(ctx, state, limit, cursor)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe jobs:", err)
+			return 1
+		}
+		out.Jobs = append(out.Jobs, page.Jobs...)
+		cursor, out.NextCursor = page.NextCursor, page.NextCursor
+		if cursor == "" || !all {
+			break
+		}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
 	return 0
 }
 
@@ -637,8 +704,17 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 	api.register(fs)
 	after := fs.Uint64("after", 0, "dead-letters: start after this seq")
 	limit := fs.Int("limit", 100, "dead-letters: entries per request (every page is listed)")
+	defOutput := "table"
+	if cmd == "dead-letter" {
+		defOutput = "json"
+	}
+	output := fs.StringP("output", "o", defOutput, "table or json")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, *output)
+		return 2
 	}
 	c := api.client()
 	if cmd == "dead-letters" && fs.Arg(0) == "requeue" {
@@ -678,9 +754,37 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 			}
 			return 1
 		}
+		if *output == "table" {
+			tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "SEQ\t%d\nTIME\t%s\nJOB ID\t%s\nCODE\t%s\nREASON\t%s\nMESSAGE\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
+				orDash(oneLineText(e.JobID, 80)), oneLineText(e.Code, 40), oneLineText(e.Reason, 200), oneLineText(string(e.Message), 400))
+			_ = tw.Flush()
+			return 0
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(e)
+		return 0
+	}
+	if *output == "json" {
+		var all []job.DeadLetterEntry
+		for {
+			page, err := c.DeadLetters(ctx, *after, *limit)
+			if err != nil {
+				fmt.Fprintln(stderr, "vodpipe dead-letters:", err)
+				return 1
+			}
+			all = append(all, page.DeadLetters...)
+			if page.Next == 0 {
+				break
+			}
+			*after = page.Next
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			DeadLetters []job.DeadLetterEntry `json:"deadLetters"`
+		}{append([]job.DeadLetterEntry{}, all...)})
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
