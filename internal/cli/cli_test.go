@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -25,12 +27,31 @@ func TestCommandLineConventions(t *testing.T) {
 	}
 	// A flag after the argument: the dead letter is asked of this server.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer k" {
+			http.Error(w, `{"error":{"code":"unauthorized","message":"no key"}}`, http.StatusUnauthorized)
+			return
+		}
 		http.Error(w, `{"error":{"code":"not_found","message":"no dead letter"}}`, http.StatusNotFound)
 	}))
 	defer srv.Close()
 	var out, errOut bytes.Buffer
 	if code := run(t.Context(), []string{"dead-letter", "7", "--api", srv.URL, "--api-key", "k"}, &out, &errOut); code != 3 {
 		t.Errorf("dead-letter 7 --api ...: exit %d, want 3 (its server's 404): %s", code, errOut.String())
+	}
+	// The key from a file (a mounted secret), trimmed; a file that cannot
+	// be read, or a key given both ways, is a usage error.
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(t.Context(), []string{"dead-letter", "7", "--api", srv.URL, "--api-key-file", keyFile}, &out, &errOut); code != 3 {
+		t.Errorf("--api-key-file: exit %d, want 3 (the key sent): %s", code, errOut.String())
+	}
+	for _, args := range [][]string{{"--api-key-file", keyFile + ".missing"}, {"--api-key-file", keyFile, "--api-key", "k"}} {
+		errOut.Reset()
+		if code := run(t.Context(), append([]string{"dead-letter", "7", "--api", srv.URL}, args...), &out, &errOut); code != 2 {
+			t.Errorf("dead-letter %v: exit %d, want 2: %s", args, code, errOut.String())
+		}
 	}
 	for _, args := range [][]string{{"nosuch"}, {"version", "--nosuch"}, {}} {
 		errOut.Reset()

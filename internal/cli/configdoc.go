@@ -27,6 +27,16 @@ var configSections = []struct {
 	{"notify (cmd/notify)", config.Prefix, &notify.Config{}},
 	{"vodsim (cmd/vodsim)", vodsim.EnvPrefix, &vodsim.Config{}},
 	{"logs (ingest, worker and notify)", config.Prefix, &service.LogConfig{}},
+	{"the command line (submit, jobs, status, pause, resume, cancel, dead-letters)", config.Prefix, &cliEnv{}},
+}
+
+// cliEnv documents the variables the CLI's commands read (each has a flag
+// too); the commands read them themselves.
+type cliEnv struct {
+	APIURL     string `envconfig:"API_URL" default:"http://127.0.0.1:8080" desc:"ingest API URL (--api)"`
+	APIKey     string `envconfig:"API_KEY" desc:"API key (--api-key)"`
+	APIKeyFile string `envconfig:"API_KEY_FILE" desc:"file holding the API key, e.g. a mounted secret (--api-key-file)"`
+	NotifyURL  string `envconfig:"NOTIFY_URL" desc:"notify URL: submit --watch follows its event stream (--events)"`
 }
 
 const configRow = `{{range .}}| ` + "`{{usage_key .}}`" + ` | {{usage_default .}} | {{usage_description .}} |

@@ -35,15 +35,34 @@ var videoExtensions = map[string]bool{".mp4": true, ".mov": true, ".mkv": true, 
 
 // apiFlags are the flags of every command that talks to ingest.
 type apiFlags struct {
-	url, key string
+	url, key, keyFile string
 }
 
 func (a *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&a.url, "api", envOr("VODPIPE_API_URL", "http://127.0.0.1:8080"), "ingest API URL (VODPIPE_API_URL)")
 	fs.StringVar(&a.key, "api-key", os.Getenv("VODPIPE_API_KEY"), "API key (VODPIPE_API_KEY)")
+	fs.StringVar(&a.keyFile, "api-key-file", os.Getenv("VODPIPE_API_KEY_FILE"),
+		"file holding the API key (VODPIPE_API_KEY_FILE), e.g. a mounted secret; keeps the key out of the command line")
 }
 
-func (a *apiFlags) client() *client.Client { return client.NewClient(a.url, a.key) }
+// client is the API client; false (a message on stderr, never the key)
+// when the key file cannot be read or both ways of giving the key are used.
+func (a *apiFlags) client(stderr io.Writer) (*client.Client, bool) {
+	key := a.key
+	if a.keyFile != "" {
+		if a.key != "" {
+			fmt.Fprintln(stderr, "vodpipe: give the API key one way: --api-key (VODPIPE_API_KEY) or --api-key-file (VODPIPE_API_KEY_FILE)")
+			return nil, false
+		}
+		b, err := os.ReadFile(a.keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe: --api-key-file:", err)
+			return nil, false
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	return client.NewClient(a.url, key), true
+}
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -103,7 +122,10 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return &job.Job{V: 1, ID: it.id, Source: it.source, Cover: coverURL, Procedure: *procedure, StorageRegion: *region,
 			ClassID: *classID, SourceContext: *sourceContext, OneTimeSignature: *oneTime}
 	}
-	c := api.client()
+	c, ok := api.client(stderr)
+	if !ok {
+		return 2
+	}
 	if !*watch {
 		return submitStream(ctx, c, fs.Args(), *list, newJob, *batch, stdout, stderr, *asJSON)
 	}
@@ -570,7 +592,10 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 		fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, *output)
 		return 2
 	}
-	c := api.client()
+	c, ok := api.client(stderr)
+	if !ok {
+		return 2
+	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if cmd == "jobs" && *output == "json" {
@@ -716,7 +741,10 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, *output)
 		return 2
 	}
-	c := api.client()
+	c, ok := api.client(stderr)
+	if !ok {
+		return 2
+	}
 	if cmd == "dead-letters" && fs.Arg(0) == "requeue" {
 		seq, err := strconv.ParseUint(fs.Arg(1), 10, 64)
 		if fs.NArg() != 2 || err != nil {
