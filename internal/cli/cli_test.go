@@ -16,7 +16,8 @@ import (
 // a usage error (2), and shell completion is generated.
 func TestCommandLineConventions(t *testing.T) {
 	for _, cmd := range []string{"demo", "up", "submit", "status", "jobs", "pause", "resume", "cancel", "dead-letters",
-		"dead-letter", "sign", "bench", "chaos", "version", "config", "nats-config", "ingest", "worker", "notify", "vodsim", "help"} {
+		"dead-letter", "sign", "bench", "chaos", "version", "config", "nats-config", "ingest", "worker", "notify", "vodsim", "help",
+		"subscriptions", "events"} {
 		var out, errOut bytes.Buffer
 		if code := run(t.Context(), []string{cmd, "--help"}, &out, &errOut); code != 0 || out.Len()+errOut.Len() == 0 {
 			t.Errorf("vodpipe %s --help: exit %d, %d bytes of help", cmd, code, out.Len()+errOut.Len())

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -533,5 +535,87 @@ func TestJobsShowsCountsAndOnePage(t *testing.T) {
 	}
 	if code := run(t.Context(), []string{"status", first1, "--state", "queued"}, &out, &errOut); code != 2 {
 		t.Errorf("status --state: exit %d, want 2 (a flag of jobs only)", code)
+	}
+}
+
+// TestNotifyCommands: `vodpipe subscriptions` creates a webhook (its secret
+// shown once), lists it, shows its delivery attempts once a job completed,
+// replays its events and deletes it; `vodpipe events` prints the event
+// stream from a given id as JSON lines until stopped.
+func TestNotifyCommands(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 0)
+	var mu sync.Mutex
+	delivered := 0
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		delivered++
+		mu.Unlock()
+	}))
+	t.Cleanup(rcv.Close)
+	nf := []string{"--notify", st.NotifyURL, "--api-key", st.APIKey}
+	cli := func(args ...string) (string, int) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), append(args, nf...), &out, &errOut)
+		return out.String() + errOut.String(), code
+	}
+	out, code := cli("subscriptions", "create", rcv.URL, "--type", "job.completed", "-o", "json")
+	var sub client.Subscription
+	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil || !strings.HasPrefix(sub.Secret, "whsec_") {
+		t.Fatalf("subscriptions create: exit %d\n%s", code, out)
+	}
+	if out, code := cli("subscriptions", "list"); code != 0 || !strings.Contains(out, sub.ID) || strings.Contains(out, "whsec_") {
+		t.Fatalf("subscriptions list: exit %d\n%s", code, out)
+	}
+	src := filepath.Join(root, "hooked.mp4")
+	if err := writeSample(src, 100<<10, 3); err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	if _, _, err := c.Submit(t.Context(), &job.Job{ID: "hooked-1", Source: "file://" + src}, ""); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 30*time.Second, "the webhook delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return delivered > 0
+	})
+	var attempts struct {
+		Attempts []client.Attempt `json:"attempts"`
+	}
+	testharness.WaitFor(t, 10*time.Second, "the delivery's attempt recorded", func() bool {
+		out, code := cli("subscriptions", "attempts", sub.ID, "-o", "json")
+		return code == 0 && json.Unmarshal([]byte(out), &attempts) == nil && len(attempts.Attempts) > 0
+	})
+	if a := attempts.Attempts[0]; a.Outcome != "delivered" || a.JobID != "hooked-1" {
+		t.Errorf("attempt = %+v", a)
+	}
+	if out, code := cli("subscriptions", "replay", sub.ID, "--since", "1h"); code != 0 || !strings.Contains(out, "replay rp_") {
+		t.Errorf("subscriptions replay: exit %d\n%s", code, out)
+	}
+	// The event stream from its start, until stopped.
+	ctx, cancel := context.WithCancel(t.Context())
+	var lines lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"events", "--type", "job.completed", "--after", "0"}, nf...), &lines, io.Discard)
+	}()
+	testharness.WaitFor(t, 10*time.Second, "vodpipe events printing job.completed", func() bool {
+		return strings.Contains(lines.String(), `"jobId":"hooked-1"`)
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("events: exit %d", code)
+	}
+	var e job.Event
+	if first, _, _ := strings.Cut(lines.String(), "\n"); json.Unmarshal([]byte(first), &e) != nil || e.Type != job.EventCompleted {
+		t.Errorf("events printed %q, want JSON events", lines.String())
+	}
+	if out, code := cli("subscriptions", "delete", sub.ID); code != 0 {
+		t.Fatalf("subscriptions delete: exit %d\n%s", code, out)
+	}
+	if out, code := cli("subscriptions", "attempts", sub.ID); code != 3 {
+		t.Errorf("attempts of a deleted subscription: exit %d, want 3\n%s", code, out)
 	}
 }

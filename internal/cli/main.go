@@ -92,6 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		own("bench", "measure throughput, memory and resume (P1..P7), write BENCHMARKS.md", func(a []string) int { return runBench(ctx, a, stdout, stderr) }),
 		own("chaos", "crash, fault and restart everything under load, then check nothing was lost", func(a []string) int { return runChaos(ctx, a, stdout, stderr) }),
 		own("version", "print this binary's version (--output json for a JSON object)", func(a []string) int { return runVersion(a, stdout, stderr) }),
+		own("subscriptions", "webhook subscriptions: list, create URL, delete ID, attempts ID, replay ID --since T",
+			func(a []string) int { return runSubscriptions(ctx, a, stdout, stderr) }),
+		own("events", "follow notify's event stream, one JSON event per line (--type job.*, --after ID)",
+			func(a []string) int { return runEvents(ctx, a, stdout, stderr) }),
 		plain("config", "list every environment variable of every service (Markdown)", func() int { return runConfigDoc(stdout) }),
 		plain("nats-config", "print the nats-server accounts and users of ingest, worker, notify and publishers",
 			func() int { return runNATSConfig(stdout, stderr) }),
@@ -123,6 +127,8 @@ commands:
   sign    make an upload signature, or decode one with --decode
   config  list every environment variable of every service (Markdown)
   nats-config  print the nats-server accounts and users of ingest, worker, notify and publishers
+  subscriptions  webhook subscriptions: list, create URL, delete ID, attempts ID, replay ID --since T
+  events  follow notify's event stream, one JSON event per line
   version print this binary's version (--output json for a JSON object)
   completion  shell completion (bash, zsh, fish, powershell)
   help    this text, or a command's

@@ -24,7 +24,7 @@ var watchTypes = []string{job.EventStarted, job.EventProgress, job.EventComplete
 // (so nothing is missed while the events are kept). The first stream is
 // opened by the caller before the jobs are submitted, so no job's event
 // can come before it.
-func followEvents(ctx context.Context, c *client.Client, es *client.EventStream, stderr io.Writer) <-chan *job.Event {
+func followEvents(ctx context.Context, c *client.Client, es *client.EventStream, types []string, stderr io.Writer) <-chan *job.Event {
 	out := make(chan *job.Event, 256)
 	go func() {
 		defer close(out)
@@ -43,7 +43,7 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 			if ctx.Err() != nil {
 				return
 			}
-			fmt.Fprintf(stderr, "vodpipe submit: event stream broke (%v); reconnecting after event %s\n", err, es.LastID)
+			fmt.Fprintf(stderr, "vodpipe: event stream broke (%v); reconnecting after event %s\n", err, es.LastID)
 			last := es.LastID
 			for {
 				select {
@@ -51,7 +51,7 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 					return
 				case <-time.After(time.Second):
 				}
-				if es, err = c.Events(ctx, watchTypes, last); err == nil {
+				if es, err = c.Events(ctx, types, last); err == nil {
 					break
 				}
 				fmt.Fprintf(stderr, "vodpipe submit: event stream: %v; trying again\n", err)
@@ -71,7 +71,7 @@ func watchEvents(ctx context.Context, events *client.Client, es *client.EventStr
 	// The follower ends with the watch: it writes nothing and reconnects
 	// nothing once this returns.
 	fctx, stop := context.WithCancel(ctx)
-	stream := followEvents(fctx, events, es, stderr)
+	stream := followEvents(fctx, events, es, watchTypes, stderr)
 	defer func() {
 		stop()
 		_ = es.Close() // the first stream is the caller's ctx's; later ones end with fctx

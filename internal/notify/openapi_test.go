@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vodpipe/vodpipe/internal/notify/fanout"
+	"github.com/vodpipe/vodpipe/pkg/client"
 )
 
 // The routes notify serves are exactly the ones docs/notify-openapi.json
@@ -52,6 +56,36 @@ func TestRoutesMatchNotifyOpenAPI(t *testing.T) {
 		in.call(t, method, path, nil, &body)
 		if strings.HasPrefix(body.Error.Message, "no such route") {
 			t.Errorf("%s: %s", r, body.Error.Message)
+		}
+	}
+}
+
+// The API client's notify types (pkg/client, which imports no service)
+// have the JSON fields of what notify answers.
+func TestClientTypesMatchNotifyAnswers(t *testing.T) {
+	fields := func(v any) []string {
+		var out []string
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			if name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+				out = append(out, name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		served, client any
+		extra          []string // the client's fields notify sets in one answer only
+	}{
+		{fanout.Subscription{}, client.Subscription{}, nil},
+		{fanout.Attempt{}, client.Attempt{}, nil},
+		{fanout.Replay{}, client.Replay{}, []string{"pending"}},
+	} {
+		want := append(fields(tc.served), tc.extra...)
+		slices.Sort(want)
+		if got := fields(tc.client); !slices.Equal(got, want) {
+			t.Errorf("%T has %v, %T answers %v", tc.client, got, tc.served, want)
 		}
 	}
 }
