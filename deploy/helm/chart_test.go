@@ -629,7 +629,7 @@ func checkPods(t *testing.T, r *release) {
 			for _, p := range []struct {
 				probe *corev1.Probe
 				path  string
-			}{{c.LivenessProbe, "/healthz"}, {c.ReadinessProbe, "/readyz"}} {
+			}{{c.LivenessProbe, "/healthz"}, {c.ReadinessProbe, "/readyz"}, {c.StartupProbe, "/healthz"}} {
 				if probe, path := p.probe, p.path; probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "http" {
 					t.Errorf("%s/%s: want an HTTP probe on http %s, got %+v", where, c.Name, path, probe)
 				}
@@ -1428,5 +1428,15 @@ func TestChartShipsTheDashboard(t *testing.T) {
 		if !queried[m] {
 			t.Errorf("the dashboard shows no %s", m)
 		}
+	}
+}
+
+// TestChartRendersExtraObjects: extraObjects are rendered with the release,
+// their strings through tpl.
+func TestChartRendersExtraObjects(t *testing.T) {
+	r := render(t, "-f", natsUsersValues, "--set-json",
+		`extraObjects=[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"{{ .Release.Name }}-extra"},"data":{"k":"v"}}]`)
+	if cm := r.configMaps["vodpipe-extra"]; cm == nil || cm.Data["k"] != "v" {
+		t.Fatalf("extra ConfigMap = %+v", cm)
 	}
 }

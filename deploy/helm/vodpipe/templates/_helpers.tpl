@@ -436,6 +436,13 @@ readinessProbe:
     path: /readyz
     port: http
   {{- toYaml .Values.probes.readiness | nindent 2 }}
+# A service waits for JetStream and ingest's layout at start (up to a
+# minute): the liveness probe takes over once it answers.
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  {{- toYaml .Values.probes.startup | nindent 2 }}
 {{- end }}
 
 {{/* vodpipe.scheduling: (dict "root" $ "component" "ingest" "c" .Values.ingest) */}}
