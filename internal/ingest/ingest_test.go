@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,7 +113,20 @@ func (a *api) do(method, path, key, contentType, body string, headers ...string)
 	raw, _ := io.ReadAll(resp.Body)
 	r := reply{status: resp.StatusCode, header: resp.Header, raw: raw}
 	_ = json.Unmarshal(raw, &r.body)
+	// Every answer of the API tests is checked against docs/openapi.json.
+	ingestOpenAPI(a.t).CheckResponse(a.t, method, path, resp.StatusCode, resp.Header.Get("Content-Type"), raw)
 	return r
+}
+
+var ingestOpenAPIOnce struct {
+	sync.Once
+	o *testharness.OpenAPI
+}
+
+// ingestOpenAPI is docs/openapi.json, loaded once for the package's tests.
+func ingestOpenAPI(t testing.TB) *testharness.OpenAPI {
+	ingestOpenAPIOnce.Do(func() { ingestOpenAPIOnce.o = testharness.LoadOpenAPI(t, "openapi.json") })
+	return ingestOpenAPIOnce.o
 }
 
 func (r reply) errorFields() []string {

@@ -161,6 +161,8 @@ func (in *instance) callWith(t testing.TB, key, method, path string, body any, o
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every answer of the API tests is checked against docs/notify-openapi.json.
+	notifyOpenAPI(t).CheckResponse(t, method, path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s %s: answer %s: %v", method, path, b, err)
@@ -415,4 +417,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+var notifyOpenAPIOnce struct {
+	sync.Once
+	o *testharness.OpenAPI
+}
+
+// notifyOpenAPI is docs/notify-openapi.json, loaded once for the package's tests.
+func notifyOpenAPI(t testing.TB) *testharness.OpenAPI {
+	notifyOpenAPIOnce.Do(func() { notifyOpenAPIOnce.o = testharness.LoadOpenAPI(t, "notify-openapi.json") })
+	return notifyOpenAPIOnce.o
 }
