@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,7 +36,7 @@ func TestWebhookFailingFirstAttemptsGetsEventAfterwards(t *testing.T) {
 	sub := in.subscribe(t, h.url(r), []string{"job.completed"}, "")
 	r.setSecret(sub.Secret)
 
-	e.publish(job.EventStarted, "j1", job.StartedData{Attempt: 1}) // not asked for
+	e.publish(job.EventStarted, "j1", nil) // not asked for
 	ev := e.publish(job.EventCompleted, "j1", job.CompletedData{FileID: "f1", MediaURL: "http://m/1.mp4"})
 	testharness.WaitFor(t, 10*time.Second, "the delivery after 3 failures", func() bool { return len(r.received()) == 1 })
 
@@ -132,7 +133,7 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 	w := in.subscribe(t, h.url(watcher), []string{"subscription.*"}, "")
 	watcher.setSecret(w.Secret)
 
-	first := e.publish(job.EventQueued, "j1", map[string]string{"id": "j1"})
+	first := e.publish(job.EventQueued, "j1", nil)
 	testharness.WaitFor(t, 10*time.Second, "the subscription to be disabled", func() bool { return in.subscription(t, sub.ID).Status == fanout.StatusDisabled })
 	if s := in.subscription(t, sub.ID); s.DisabledReason != fanout.DisabledGone || s.DisabledAt == nil {
 		t.Fatalf("subscription = %+v", s)
@@ -147,7 +148,7 @@ func TestWebhookGoneDisablesSubscriptionUntilEnabled(t *testing.T) {
 	}
 
 	// Disabled: events wait in its consumer. Enabled again, they arrive.
-	second := e.publish(job.EventStarted, "j1", job.StartedData{Attempt: 1})
+	second := e.publish(job.EventStarted, "j1", nil)
 	time.Sleep(200 * time.Millisecond) // a disabled subscription must not be called; give it the chance to be wrong
 	if n := gone.requests(second.ID); n != 0 {
 		t.Fatalf("disabled subscription was called %d times", n)
@@ -318,8 +319,8 @@ func TestWebhookReplayResendsTimeRange(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // stream timestamps must differ around the range's bounds
 	since := time.Now()
 	time.Sleep(20 * time.Millisecond)
-	b := e.publish(job.EventFailed, "b", job.FailedData{Attempt: 1})
-	e.publish(job.EventStarted, "b", job.StartedData{}) // not asked for
+	b := e.publish(job.EventFailed, "b", nil)
+	e.publish(job.EventStarted, "b", nil) // not asked for
 	time.Sleep(20 * time.Millisecond)
 	until := time.Now()
 	time.Sleep(20 * time.Millisecond)
@@ -386,11 +387,11 @@ func TestWebhookFanoutFiftySubscribers(t *testing.T) {
 	var published []*job.Event
 	for _, j := range jobs {
 		for _, typ := range []string{job.EventQueued, job.EventStarted, job.EventProgress, job.EventCompleted, job.EventFailed, job.EventVODFileUpload} {
-			published = append(published, e.publish(typ, j, map[string]string{"job": j}))
+			published = append(published, e.publish(typ, j, nil))
 		}
 	}
 	published = append(published, e.publish(job.EventVODFileUpload, "", job.FileUploadedData{FileID: "orphan"}),
-		e.publish(job.EventVODProcedure, "alpha", intake.ProcedureChangedData{TaskID: "t1"}))
+		e.publish(job.EventVODProcedure, "alpha", intake.ProcedureChangedData{TaskID: "t1", Event: json.RawMessage(`{}`)}))
 
 	expected := func(s sub) map[string]bool {
 		out := map[string]bool{}

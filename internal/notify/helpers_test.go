@@ -206,6 +206,9 @@ func (in *instance) attempts(t testing.TB, id string) []fanout.Attempt {
 // publish stores an event and returns it.
 func (e *env) publish(typ, jobID string, data any) *job.Event {
 	e.t.Helper()
+	if data == nil {
+		data = sampleData(typ, jobID)
+	}
 	ev, err := job.NewEvent(typ, jobID, data)
 	if err != nil {
 		e.t.Fatal(err)
@@ -332,6 +335,11 @@ func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
 	if err := json.Unmarshal(body, &d.Ev); err != nil || d.Ev.ID != id {
 		h.t.Errorf("receiver %s: body %s does not match webhook-id %s", name, body, id)
 	}
+	// Every event a test sees delivered is one docs/events.schema.json describes.
+	if _, events := testharness.Schemas(h.t); testharness.Valid(h.t, events, body) != nil {
+		h.t.Errorf("receiver %s: the delivered event does not match docs/events.schema.json: %v\n%s", name,
+			testharness.Valid(h.t, events, body), body)
+	}
 	r.mu.Lock()
 	n := 1
 	for _, g := range r.got {
@@ -428,4 +436,26 @@ var notifyOpenAPIOnce struct {
 func notifyOpenAPI(t testing.TB) *testharness.OpenAPI {
 	notifyOpenAPIOnce.Do(func() { notifyOpenAPIOnce.o = testharness.LoadOpenAPI(t, "notify-openapi.json") })
 	return notifyOpenAPIOnce.o
+}
+
+// sampleData is a valid data of an event of typ (docs/events.schema.json):
+// what tests that care only about delivery publish.
+func sampleData(typ, jobID string) any {
+	switch typ {
+	case job.EventQueued:
+		return &job.Job{V: 1, ID: jobID, Source: "file:///media/" + jobID + ".mp4"}
+	case job.EventStarted:
+		return job.StartedData{Attempt: 1, Worker: "w-1"}
+	case job.EventProgress:
+		return job.ProgressData{BytesDone: 1, BytesTotal: 2}
+	case job.EventCompleted:
+		return job.CompletedData{FileID: "f-" + jobID, MediaURL: "https://media.example/" + jobID, Bytes: 1}
+	case job.EventFailed:
+		return job.FailedData{Error: job.Error{Code: "source_not_found", Message: "gone", Permanent: true}, Attempt: 1}
+	case job.EventVODFileUpload:
+		return job.FileUploadedData{FileID: "f-" + jobID, MediaURL: "https://media.example/" + jobID}
+	case job.EventVODProcedure:
+		return intake.ProcedureChangedData{TaskID: "t-" + jobID, Event: json.RawMessage(`{}`)}
+	}
+	return struct{}{}
 }
