@@ -17,7 +17,7 @@ import (
 )
 
 // configSections are the services whose environment variables `vodpipe
-// config` documents; docs/operations.md's table is this output, kept in sync by a test.
+// config` documents; docs/configuration.md's table is this output, kept in sync by a test.
 var configSections = []struct {
 	name, prefix string
 	spec         any

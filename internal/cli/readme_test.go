@@ -14,17 +14,17 @@ const (
 	configEnd   = "<!-- config:end -->"
 )
 
-// The configuration table of docs/operations.md is `vodpipe config`'s output. Run with
+// The configuration table of docs/configuration.md is `vodpipe config`'s output. Run with
 // VODPIPE_UPDATE_README=1 to rewrite it.
 func TestREADMEConfigTableInSync(t *testing.T) {
-	b, err := os.ReadFile("../../docs/operations.md")
+	b, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	i, j := strings.Index(s, configBegin), strings.Index(s, configEnd)
 	if i < 0 || j < i {
-		t.Fatal("docs/operations.md lacks the config markers")
+		t.Fatal("docs/configuration.md lacks the config markers")
 	}
 	md, err := configMarkdown()
 	if err != nil {
@@ -35,12 +35,12 @@ func TestREADMEConfigTableInSync(t *testing.T) {
 		return
 	}
 	if os.Getenv("VODPIPE_UPDATE_README") == "1" {
-		if err := os.WriteFile("../../docs/operations.md", []byte(want), 0o644); err != nil {
+		if err := os.WriteFile("../../docs/configuration.md", []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Fatal("the configuration table of docs/operations.md is stale: run VODPIPE_UPDATE_README=1 go test ./internal/cli -run READMEConfig")
+	t.Fatal("the configuration table of docs/configuration.md is stale: run VODPIPE_UPDATE_README=1 go test ./internal/cli -run READMEConfig")
 }
 
 // Only ingest is given the Tencent keys: no other service's config has a field for them.

@@ -1,5 +1,5 @@
 // Package config holds one envconfig struct per service. Every variable has the
-// prefix VODPIPE_; the configuration table of docs/operations.md is generated from these structs.
+// prefix VODPIPE_; the configuration table of docs/configuration.md is generated from these structs.
 package config
 
 import (
