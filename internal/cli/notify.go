@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -45,8 +44,7 @@ func runSubscriptions(ctx context.Context, args []string, stdout, stderr io.Writ
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *nf.output != "table" && *nf.output != "json" {
-		fmt.Fprintf(stderr, "vodpipe subscriptions: --output is table or json, not %q\n", *nf.output)
+	if !outputOK(stderr, "subscriptions", *nf.output) {
 		return 2
 	}
 	c, ok := nf.api.client(stderr)
@@ -127,12 +125,7 @@ func runSubscriptions(ctx context.Context, args []string, stdout, stderr io.Writ
 		out = r
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vodpipe subscriptions %s: %v\n", sub, err)
-		var ae *client.APIError
-		if errors.As(err, &ae) && ae.Status == 404 {
-			return 3
-		}
-		return 1
+		return apiFailed(stderr, "vodpipe subscriptions "+sub+":", err)
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

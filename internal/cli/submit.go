@@ -588,8 +588,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, *output)
+	if !outputOK(stderr, cmd, *output) {
 		return 2
 	}
 	c, ok := api.client(stderr)
@@ -657,12 +656,7 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 		v, err = c.Control(ctx, fs.Arg(0), cmd)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vodpipe %s: %v\n", cmd, err)
-		var ae *client.APIError
-		if errors.As(err, &ae) && ae.Status == 404 {
-			return 3
-		}
-		return 1
+		return apiFailed(stderr, "vodpipe "+cmd+":", err)
 	}
 	if *output == "table" {
 		writeJobTable(stdout, v)
@@ -737,8 +731,7 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, *output)
+	if !outputOK(stderr, cmd, *output) {
 		return 2
 	}
 	c, ok := api.client(stderr)
@@ -753,12 +746,7 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		}
 		v, err := c.RequeueDeadLetter(ctx, seq)
 		if err != nil {
-			fmt.Fprintln(stderr, "vodpipe dead-letters requeue:", err)
-			var ae *client.APIError
-			if errors.As(err, &ae) && ae.Status == 404 {
-				return 3
-			}
-			return 1
+			return apiFailed(stderr, "vodpipe dead-letters requeue:", err)
 		}
 		fmt.Fprintf(stdout, "job %s requeued (%s)\n", v.ID, v.State)
 		return 0
@@ -775,12 +763,7 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		}
 		e, err := c.DeadLetter(ctx, seq)
 		if err != nil {
-			fmt.Fprintln(stderr, "vodpipe dead-letter:", err)
-			var ae *client.APIError
-			if errors.As(err, &ae) && ae.Status == 404 {
-				return 3
-			}
-			return 1
+			return apiFailed(stderr, "vodpipe dead-letter:", err)
 		}
 		if *output == "table" {
 			tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -794,29 +777,12 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		_ = enc.Encode(e)
 		return 0
 	}
-	if *output == "json" {
-		var all []job.DeadLetterEntry
-		for {
-			page, err := c.DeadLetters(ctx, *after, *limit)
-			if err != nil {
-				fmt.Fprintln(stderr, "vodpipe dead-letters:", err)
-				return 1
-			}
-			all = append(all, page.DeadLetters...)
-			if page.Next == 0 {
-				break
-			}
-			*after = page.Next
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(struct {
-			DeadLetters []job.DeadLetterEntry `json:"deadLetters"`
-		}{append([]job.DeadLetterEntry{}, all...)})
-		return 0
-	}
+	// Every page, as a table or in one JSON object.
+	all := []job.DeadLetterEntry{}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tJOB ID\tCODE\tREASON")
+	if *output == "table" {
+		fmt.Fprintln(tw, "SEQ\tTIME\tJOB ID\tCODE\tREASON")
+	}
 	for {
 		page, err := c.DeadLetters(ctx, *after, *limit)
 		if err != nil {
@@ -824,6 +790,10 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 			return 1
 		}
 		for _, e := range page.DeadLetters {
+			if *output == "json" {
+				all = append(all, e)
+				continue
+			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
 				orDash(oneLineText(e.JobID, 80)), oneLineText(e.Code, 40), oneLineText(e.Reason, 200))
 		}
@@ -832,8 +802,36 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		}
 		*after = page.Next
 	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			DeadLetters []job.DeadLetterEntry `json:"deadLetters"`
+		}{all})
+		return 0
+	}
 	_ = tw.Flush()
 	return 0
+}
+
+// apiFailed reports a failed API call and returns the exit code: 3 when
+// what was asked for is not there (404), else 1.
+func apiFailed(stderr io.Writer, args ...any) int {
+	fmt.Fprintln(stderr, args...)
+	var ae *client.APIError
+	if err, ok := args[len(args)-1].(error); ok && errors.As(err, &ae) && ae.Status == 404 {
+		return 3
+	}
+	return 1
+}
+
+// outputOK checks an --output value, reporting a bad one.
+func outputOK(stderr io.Writer, cmd, output string) bool {
+	if output == "table" || output == "json" {
+		return true
+	}
+	fmt.Fprintf(stderr, "vodpipe %s: --output is table or json, not %q\n", cmd, output)
+	return false
 }
 
 // oneLineText is s on one line for a table cell, cut to at most n runes.

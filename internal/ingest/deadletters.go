@@ -45,10 +45,8 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {
-	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil || seq == 0 {
-		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidPath, "invalid dead letter",
-			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
+	seq, ok := pathSeq(w, r)
+	if !ok {
 		return
 	}
 	e, err := s.q.DeadLetters.At(r.Context(), seq)
@@ -68,10 +66,8 @@ func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 // and answers its job: 200, or 404 for no such dead letter, 409 when the
 // job is not failed, 422 when the message is no job.
 func (s *Service) requeueDeadLetter(w http.ResponseWriter, r *http.Request) {
-	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil || seq == 0 {
-		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidPath, "invalid dead letter",
-			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
+	seq, ok := pathSeq(w, r)
+	if !ok {
 		return
 	}
 	st, err := s.q.DeadLetters.Requeue(r.Context(), seq)
@@ -92,4 +88,16 @@ func (s *Service) requeueDeadLetter(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("dead letter requeued", "seq", seq, "job_id", st.Job.ID)
 		httpapi.WriteJSON(w, http.StatusOK, viewFor(r, st))
 	}
+}
+
+// pathSeq is the dead letter's seq in the path; false once it has answered
+// 400 for one that is not a positive integer.
+func pathSeq(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidPath, "invalid dead letter",
+			[]job.FieldError{{Field: "seq", Reason: "must be a dead letter's seq (a positive integer)"}})
+		return 0, false
+	}
+	return seq, true
 }

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +40,8 @@ type api struct {
 	url  string
 	svc  *ingest.Service
 	nats *testharness.NATS
+	// openapi checks every answer against docs/openapi.json.
+	openapi *testharness.OpenAPI
 }
 
 func startIngest(t *testing.T, mod ...func(*ingest.Config)) *api {
@@ -80,7 +81,7 @@ func startIngestB(t testing.TB, mod ...func(*ingest.Config)) *api {
 	done := make(chan struct{})
 	go func() { _ = s.ServeListener(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; s.Close() })
-	return &api{url: "http://" + l.Addr().String(), svc: s, nats: n}
+	return &api{url: "http://" + l.Addr().String(), svc: s, nats: n, openapi: testharness.LoadOpenAPI(t, "openapi.json")}
 }
 
 type reply struct {
@@ -114,19 +115,8 @@ func (a *api) do(method, path, key, contentType, body string, headers ...string)
 	r := reply{status: resp.StatusCode, header: resp.Header, raw: raw}
 	_ = json.Unmarshal(raw, &r.body)
 	// Every answer of the API tests is checked against docs/openapi.json.
-	ingestOpenAPI(a.t).CheckResponse(a.t, method, path, resp.StatusCode, resp.Header.Get("Content-Type"), raw)
+	a.openapi.CheckResponse(a.t, method, path, resp.StatusCode, resp.Header.Get("Content-Type"), raw)
 	return r
-}
-
-var ingestOpenAPIOnce struct {
-	sync.Once
-	o *testharness.OpenAPI
-}
-
-// ingestOpenAPI is docs/openapi.json, loaded once for the package's tests.
-func ingestOpenAPI(t testing.TB) *testharness.OpenAPI {
-	ingestOpenAPIOnce.Do(func() { ingestOpenAPIOnce.o = testharness.LoadOpenAPI(t, "openapi.json") })
-	return ingestOpenAPIOnce.o
 }
 
 func (r reply) errorFields() []string {
@@ -380,29 +370,11 @@ func TestSignaturesPolicyRateLimitAndCORS(t *testing.T) {
 // The routes served are exactly the ones docs/openapi.json describes.
 func TestRoutesMatchOpenAPI(t *testing.T) {
 	a := startIngest(t)
-	b, err := os.ReadFile("../../docs/openapi.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var documented []string
-	for p, ops := range doc.Paths {
-		for m := range ops {
-			documented = append(documented, strings.ToUpper(m)+" "+p)
-		}
-	}
-	served := a.svc.Routes()
-	sort.Strings(documented)
+	documented, served := a.openapi.Routes(), a.svc.Routes()
 	sort.Strings(served)
 	if strings.Join(documented, "\n") != strings.Join(served, "\n") {
 		t.Fatalf("OpenAPI paths:\n%s\n\nserved routes:\n%s", strings.Join(documented, "\n"), strings.Join(served, "\n"))
 	}
-	_ = job.Version
 }
 
 // TestDeadLettersThroughTheAPI: the dead-letter stream read page by page

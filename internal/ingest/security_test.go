@@ -17,6 +17,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/testharness"
+	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 )
 
@@ -279,5 +280,36 @@ func TestUploadEventsShowOnlyTheTokensOwn(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"alice-1", "alice-2"}) {
 		t.Fatalf("alice's page saw %v, want alice-1 and alice-2 only", got)
+	}
+}
+
+// TestSecurityRequeueNeedsTheControlScope: running a dead letter's job
+// again is the control scope's: a read key, a sign key (an application's
+// backend) and no key are refused, and the dead letter stays; the control
+// key requeues it, once.
+func TestSecurityRequeueNeedsTheControlScope(t *testing.T) {
+	a := startIngest(t)
+	msg := []byte(`{"v":1,"id":"dl-sec-1","source":"file:///media/a.mp4"}`)
+	if err := a.svc.Queue().DeadLetters.Publish(t.Context(), job.DeadLetter{JobID: "dl-sec-1", Code: "source_not_found", Reason: "gone"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	page, _, err := a.svc.Queue().DeadLetters.Page(t.Context(), 0, 10)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("dead letters: %v %v", page, err)
+	}
+	path := fmt.Sprintf("/v1/dead-letters/%d/requeue", page[0].Seq)
+	for key, want := range map[string]int{readerKey: http.StatusForbidden, signKey: http.StatusForbidden, "": http.StatusUnauthorized} {
+		if r := a.do("POST", path, key, "", ""); r.status != want {
+			t.Errorf("requeue with key %q: %d %s, want %d", key, r.status, r.raw, want)
+		}
+	}
+	if r := a.do("GET", fmt.Sprintf("/v1/dead-letters/%d", page[0].Seq), adminKey, "", ""); r.status != http.StatusOK {
+		t.Fatalf("the dead letter after the refused requeues: %d", r.status)
+	}
+	if r := a.do("POST", path, adminKey, "", ""); r.status != http.StatusOK || r.body["state"] != "queued" {
+		t.Fatalf("requeue with the control key: %d %s", r.status, r.raw)
+	}
+	if r := a.do("POST", path, adminKey, "", ""); r.status != http.StatusNotFound {
+		t.Errorf("a second requeue: %d, want 404 (the dead letter is gone)", r.status)
 	}
 }

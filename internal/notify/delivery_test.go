@@ -327,10 +327,7 @@ func TestWebhookReplayResendsTimeRange(t *testing.T) {
 	c := e.publish(job.EventCompleted, "c", job.CompletedData{FileID: "fc"})
 	testharness.WaitFor(t, 10*time.Second, "the live deliveries", func() bool { return len(r.received()) == 3 })
 
-	var rp struct {
-		fanout.Replay
-		Pending uint64
-	}
+	var rp fanout.Replay // with Pending, set in the answer that starts one
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"since": since, "until": until}, &rp); code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/notify"
@@ -92,6 +93,8 @@ type instance struct {
 	svc  *notify.Service
 	url  string
 	stop func()
+	// openapi checks every answer against docs/notify-openapi.json.
+	openapi *testharness.OpenAPI
 }
 
 // start runs a notify instance until the test ends or stop is called.
@@ -116,7 +119,7 @@ func (e *env) start() *instance {
 		svc.Close()
 	}()
 	var once sync.Once
-	in := &instance{svc: svc, url: "http://" + l.Addr().String()}
+	in := &instance{svc: svc, url: "http://" + l.Addr().String(), openapi: testharness.LoadOpenAPI(e.t, "notify-openapi.json")}
 	in.stop = func() { once.Do(func() { cancel(); <-done }) }
 	e.t.Cleanup(in.stop)
 	return in
@@ -162,7 +165,7 @@ func (in *instance) callWith(t testing.TB, key, method, path string, body any, o
 		t.Fatal(err)
 	}
 	// Every answer of the API tests is checked against docs/notify-openapi.json.
-	notifyOpenAPI(t).CheckResponse(t, method, path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	in.openapi.CheckResponse(t, method, path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s %s: answer %s: %v", method, path, b, err)
@@ -264,10 +267,11 @@ func (e *env) eventsOf(typ string) []job.Event {
 // hub is one HTTP server standing in for many webhook receivers, each at
 // /r/<name>. Every delivery's signature is checked with its receiver's secret.
 type hub struct {
-	t   testing.TB
-	srv *httptest.Server
-	mu  sync.Mutex
-	rs  map[string]*receiver
+	t      testing.TB
+	srv    *httptest.Server
+	mu     sync.Mutex
+	rs     map[string]*receiver
+	events *jsonschema.Schema // docs/events.schema.json: every delivery is checked
 }
 
 // receiver records what one endpoint got; answer decides each reply.
@@ -288,7 +292,8 @@ type delivery struct {
 }
 
 func newHub(t testing.TB) *hub {
-	h := &hub{t: t, rs: map[string]*receiver{}}
+	_, events := testharness.Schemas(t)
+	h := &hub{t: t, rs: map[string]*receiver{}, events: events}
 	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(h.srv.Close)
 	return h
@@ -336,9 +341,8 @@ func (h *hub) serve(w http.ResponseWriter, req *http.Request) {
 		h.t.Errorf("receiver %s: body %s does not match webhook-id %s", name, body, id)
 	}
 	// Every event a test sees delivered is one docs/events.schema.json describes.
-	if _, events := testharness.Schemas(h.t); testharness.Valid(h.t, events, body) != nil {
-		h.t.Errorf("receiver %s: the delivered event does not match docs/events.schema.json: %v\n%s", name,
-			testharness.Valid(h.t, events, body), body)
+	if err := testharness.Valid(h.t, h.events, body); err != nil {
+		h.t.Errorf("receiver %s: the delivered event does not match docs/events.schema.json: %v\n%s", name, err, body)
 	}
 	r.mu.Lock()
 	n := 1
@@ -425,17 +429,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-var notifyOpenAPIOnce struct {
-	sync.Once
-	o *testharness.OpenAPI
-}
-
-// notifyOpenAPI is docs/notify-openapi.json, loaded once for the package's tests.
-func notifyOpenAPI(t testing.TB) *testharness.OpenAPI {
-	notifyOpenAPIOnce.Do(func() { notifyOpenAPIOnce.o = testharness.LoadOpenAPI(t, "notify-openapi.json") })
-	return notifyOpenAPIOnce.o
 }
 
 // sampleData is a valid data of an event of typ (docs/events.schema.json):

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,28 +37,10 @@ type openAPIRoute struct {
 // LoadOpenAPI loads docs/<file> and the JSON Schema documents beside it.
 func LoadOpenAPI(t testing.TB, file string) *OpenAPI {
 	t.Helper()
-	_, here, _, _ := runtime.Caller(0)
-	docs := filepath.Join(filepath.Dir(here), "..", "..", "docs")
-	const base = "https://github.com/vodpipe/vodpipe/docs/"
-	c := jsonschema.NewCompiler()
-	o := &OpenAPI{name: file, base: base + file, c: c, compiled: map[string]*jsonschema.Schema{}}
-	for _, f := range []string{file, "job.schema.json", "events.schema.json"} {
-		b, err := os.ReadFile(filepath.Join(docs, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := c.AddResource(base+f, doc); err != nil {
-			t.Fatal(err)
-		}
-		if f == file {
-			if err := json.Unmarshal(b, &o.doc); err != nil {
-				t.Fatal(err)
-			}
-		}
+	c, raw := docsCompiler(t, file)
+	o := &OpenAPI{name: file, base: docsBase + file, c: c, compiled: map[string]*jsonschema.Schema{}}
+	if err := json.Unmarshal(raw[file], &o.doc); err != nil {
+		t.Fatal(err)
 	}
 	paths, _ := o.doc["paths"].(map[string]any)
 	for tmpl, ops := range paths {
@@ -72,6 +52,16 @@ func LoadOpenAPI(t testing.TB, file string) *OpenAPI {
 		}
 	}
 	return o
+}
+
+// Routes lists the operations the document describes, as "METHOD /path".
+func (o *OpenAPI) Routes() []string {
+	var out []string
+	for _, r := range o.routes {
+		out = append(out, r.method+" "+r.template)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // CheckResponse checks one answer; a route the document does not describe

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -47,10 +48,12 @@ type timedTransport struct {
 }
 
 func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	action, hist := r.URL.Query().Get("Action"), t.m.vod
+	// One parse of the query per request (every part is one).
+	q := r.URL.Query()
+	action, hist := q.Get("Action"), t.m.vod
 	name := "vod " + action
 	if action == "" {
-		action, hist = cosOperation(r), t.m.cos
+		action, hist = cosOperation(r.Method, q), t.m.cos
 		name = "cos " + action
 	}
 	// A client span under the job's, when the request's context has one.
@@ -70,24 +73,22 @@ func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // cosOperation names the COS API operation of a request, as COS's
 // documentation does, from its method and query.
-func cosOperation(r *http.Request) string {
-	q := r.URL.Query()
-	_, uploads := q["uploads"]
+func cosOperation(method string, q url.Values) string {
 	switch {
-	case r.Method == http.MethodPut && q.Has("partNumber"):
+	case method == http.MethodPut && q.Has("partNumber"):
 		return "UploadPart"
-	case r.Method == http.MethodPut:
+	case method == http.MethodPut:
 		return "PutObject"
-	case r.Method == http.MethodPost && uploads:
+	case method == http.MethodPost && q.Has("uploads"):
 		return "InitiateMultipartUpload"
-	case r.Method == http.MethodPost && q.Has("uploadId"):
+	case method == http.MethodPost && q.Has("uploadId"):
 		return "CompleteMultipartUpload"
-	case r.Method == http.MethodDelete && q.Has("uploadId"):
+	case method == http.MethodDelete && q.Has("uploadId"):
 		return "AbortMultipartUpload"
-	case r.Method == http.MethodGet && q.Has("uploadId"):
+	case method == http.MethodGet && q.Has("uploadId"):
 		return "ListParts"
-	case r.Method == http.MethodHead:
+	case method == http.MethodHead:
 		return "HeadObject"
 	}
-	return r.Method
+	return method
 }

@@ -222,12 +222,10 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("replay started", "subscription", rec.ID, "replay", rp.ID, "since", rp.Since, "until", rp.Until)
-	httpapi.WriteJSON(w, http.StatusAccepted, struct {
-		Replay
-		// Pending counts stored events from Since that match the subscription's
-		// filters, an upper bound of what will be re-sent.
-		Pending uint64 `json:"pending"`
-	}{rp, cons.CachedInfo().NumPending})
+	// Pending counts stored events from Since that match the subscription's
+	// filters, an upper bound of what will be re-sent.
+	rp.Pending = cons.CachedInfo().NumPending
+	httpapi.WriteJSON(w, http.StatusAccepted, rp)
 }
 
 // decode reads a request's JSON body strictly (httpapi.Body).

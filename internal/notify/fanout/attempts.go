@@ -13,6 +13,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -20,22 +21,7 @@ import (
 const maxResponseSnippet = 512
 
 // Attempt is one delivery attempt of one event to one subscription.
-type Attempt struct {
-	SubscriptionID string  `json:"subscriptionId"`
-	EventID        string  `json:"eventId"`
-	EventType      string  `json:"eventType"`
-	JobID          string  `json:"jobId,omitempty"`
-	ReplayID       string  `json:"replayId,omitempty"`
-	Attempt        int     `json:"attempt"`
-	Outcome        string  `json:"outcome"`
-	Status         int     `json:"status,omitempty"`
-	Error          string  `json:"error,omitempty"`
-	Response       string  `json:"response,omitempty"`
-	DurationMS     float64 `json:"durationMs"`
-	// Time is when the attempt started.
-	Time          time.Time  `json:"time"`
-	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
-}
+type Attempt = client.Attempt
 
 func attemptsSubject(subID string) string { return attemptsPrefix + "." + subID }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/secretbox"
+	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/webhook"
 )
@@ -41,33 +42,12 @@ const (
 )
 
 // Subscription is a webhook endpoint and the events it wants, as the API shows it.
-type Subscription struct {
-	ID          string   `json:"id"`
-	URL         string   `json:"url"`
-	EventTypes  []string `json:"eventTypes"`
-	JobID       string   `json:"jobId,omitempty"`
-	Description string   `json:"description,omitempty"`
-	// Secret is the signing secret, shown once: in the answer that created it.
-	Secret         string     `json:"secret,omitempty"`
-	Status         string     `json:"status"`
-	DisabledReason string     `json:"disabledReason,omitempty"`
-	DisabledAt     *time.Time `json:"disabledAt,omitempty"`
-	CreatedAt      time.Time  `json:"createdAt"`
-	// ConsecutiveFailures counts events in a row that exhausted every attempt.
-	ConsecutiveFailures int      `json:"consecutiveFailures"`
-	Replays             []Replay `json:"replays,omitempty"`
-}
+type Subscription = client.Subscription
 
 // Replay is a re-send of a subscription's events stored between Since and
-// Until, running on a consumer of its own.
-type Replay struct {
-	ID    string    `json:"id"`
-	Since time.Time `json:"since"`
-	Until time.Time `json:"until"`
-	// UpToSeq is the EVENTS stream's last sequence when the replay was asked for.
-	UpToSeq   uint64    `json:"upToSeq"`
-	CreatedAt time.Time `json:"createdAt"`
-}
+// Until, running on a consumer of its own (its Pending is set in the
+// answer that started it only).
+type Replay = client.Replay
 
 // record is what the bucket stores: the subscription with its signing
 // secret sealed (internal/secretbox) under a key NATS never sees, bound to the
