@@ -90,6 +90,8 @@ func (s *Service) requeueDeadLetter(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func formatSeq(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
 // pathSeq is the dead letter's seq in the path; false once it has answered
 // 400 for one that is not a positive integer.
 func pathSeq(w http.ResponseWriter, r *http.Request) (uint64, bool) {

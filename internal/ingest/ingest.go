@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,6 +26,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/vodpipe/vodpipe/internal/ingest/console"
 	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/internal/version"
 
@@ -42,6 +44,9 @@ import (
 // QueueConfig is an alias so the queue's variables embed flat.
 type QueueConfig = queue.Config
 
+// ConsoleConfig is an alias so the console's variables embed flat.
+type ConsoleConfig = console.Config
+
 // Config is ingest's configuration (prefix VODPIPE_).
 type Config struct {
 	natsconf.NATS
@@ -50,6 +55,7 @@ type Config struct {
 	signer.Policy
 	UploadTokenConfig
 	PageConfig
+	ConsoleConfig
 	httpserve.Config
 	httpserve.StreamConfig
 
@@ -96,8 +102,14 @@ type Service struct {
 	globalLimit *rate.Limiter
 	tokenKeys   [][]byte
 	page        *pageEvents
+	live        *live
 	tracer      trace.Tracer
 	stopTracing func(context.Context) error
+	// console is the operations console (nil when VODPIPE_CONSOLE is off).
+	console *console.Console
+	// api is the API handler the console calls in process.
+	api     http.Handler
+	apiOnce sync.Once
 }
 
 // New connects to NATS, opens the queue and starts the signature micro service.
@@ -178,6 +190,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 			return nil, err
 		}
 	}
+	if s.live, err = startLive(bg, s.nc, log); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	if cfg.Console {
+		api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.apiOnce.Do(func() { s.api = s.apiMux() })
+			s.api.ServeHTTP(w, r)
+		})
+		// Sessions are sealed under a key derived from the SecretKey, which
+		// every ingest replica holds.
+		if s.console, err = console.New(cfg.ConsoleConfig, cfg.APIKeys, []byte(key), api, s.live, log.With("component", "console")); err != nil {
+			s.nc.Close()
+			return nil, err
+		}
+	}
 	if s.sigSvc, err = sg.Serve(s.nc, s.q.Statuses, log); err != nil {
 		s.nc.Close()
 		return nil, err
@@ -233,6 +261,9 @@ func (s *Service) Close() {
 	if s.page != nil {
 		s.page.close()
 	}
+	if s.live != nil {
+		s.live.close()
+	}
 	_ = s.nc.Drain()
 }
 
@@ -275,8 +306,17 @@ func (s *Service) ready(ctx context.Context) error {
 	return s.q.Ready(ctx)
 }
 
-// Handler is the HTTP API.
+// Handler is the HTTP API, with the console when it is on.
 func (s *Service) Handler() http.Handler {
+	mux := s.apiMux()
+	if s.console != nil {
+		s.console.Register(mux)
+	}
+	return mux
+}
+
+// apiMux is the HTTP API alone.
+func (s *Service) apiMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, r := range s.routes() {
 		h := r.handler
@@ -317,6 +357,9 @@ func (s *Service) routes() []route {
 		{"POST", "/v1/jobs/{id}/pause", ScopeControl, http.HandlerFunc(s.pauseJob), false},
 		{"POST", "/v1/jobs/{id}/resume", ScopeControl, http.HandlerFunc(s.resumeJob), false},
 		{"POST", "/v1/jobs/{id}/cancel", ScopeControl, http.HandlerFunc(s.cancelJob), false},
+		{"POST", "/v1/jobs/{id}/retry", ScopeControl, http.HandlerFunc(s.retryJob), false},
+		{"GET", "/v1/jobs/{id}/events", ScopeRead, http.HandlerFunc(s.jobEvents), false},
+		{"GET", "/v1/stats", ScopeRead, http.HandlerFunc(s.stats), false},
 		{"GET", "/v1/dead-letters", ScopeRead, http.HandlerFunc(s.listDeadLetters), false},
 		// The whole message is the publisher's, refused as it was (a source
 		// URL with credentials, say): control scope, not read.

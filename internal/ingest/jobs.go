@@ -233,7 +233,7 @@ func splitBatch(b []byte, contentType string) ([]json.RawMessage, error) {
 
 func statusView(s *job.Status) client.JobView {
 	return client.JobView{ID: s.Job.ID, State: s.State, Attempt: s.Attempt, Runs: s.Runs, BytesDone: s.BytesDone, BytesTotal: s.BytesTotal,
-		FileID: s.FileID, MediaURL: s.MediaURL, CoverURL: s.CoverURL, Error: s.Error, CreatedAt: s.CreatedAt,
+		FileID: s.FileID, MediaURL: s.MediaURL, CoverURL: s.CoverURL, Error: s.Error, Worker: s.Worker, CreatedAt: s.CreatedAt,
 		UpdatedAt: s.UpdatedAt, Job: s.Job}
 }
 
@@ -318,12 +318,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 // countJobs answers GET /v1/jobs:counts: the jobs stored by state, and all,
 // from the job index in one read whatever their number.
 func (s *Service) countJobs(w http.ResponseWriter, r *http.Request) {
-	if len(r.URL.Query()) > 0 {
-		var fields []job.FieldError
-		for k := range r.URL.Query() {
-			fields = append(fields, job.FieldError{Field: k, Reason: "unknown query parameter"})
-		}
-		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidQuery, "invalid query parameters", fields)
+	if refuseQuery(w, r) {
 		return
 	}
 	counts, err := s.q.Index.Counts(r.Context())

@@ -99,8 +99,11 @@ func build(r Role) (perms, error) {
 		p.pub(api("DIRECT.GET", indexStream), api("DIRECT.GET", "KV_"+statusBucket))
 		p.kv(controlBucket, read, write)
 		p.pub(api("STREAM.MSG.GET", dlqStream), api("STREAM.MSG.DELETE", dlqStream)) // read; remove one requeued
-		// The upload page's events: VOD's file events, as they are published.
-		p.sub(events + ".vod.file_uploaded.>")
+		// The upload page's events (VOD's file events) and the console's
+		// (every event, while a console is open), as they are published.
+		p.sub(events + ".>")
+		// A job's timeline in the console: batched direct gets on its subjects.
+		p.pub(api("DIRECT.GET", eventsStream))
 		// The signature service (a NATS micro service) and its discovery subjects.
 		p.sub(SignSubject, "$SRV.*", "$SRV.*."+signService, "$SRV.*."+signService+".*")
 		// Its answers: to workers' requests, which come from the workers'
@@ -130,7 +133,9 @@ func build(r Role) (perms, error) {
 		// them, never create one.
 		p.pub(LayoutSubject)
 		p.pub(api("STREAM.INFO", eventsStream), api("CONSUMER.INFO", eventsStream, "*"), api("CONSUMER.DELETE", eventsStream, "*"),
-			api("CONSUMER.MSG.NEXT", eventsStream, "*"), "$JS.ACK."+eventsStream+".>", api("CONSUMER.LIST", eventsStream))
+			api("CONSUMER.MSG.NEXT", eventsStream, "*"), "$JS.ACK."+eventsStream+".>", api("CONSUMER.LIST", eventsStream),
+			// One stored event, for a one-event replay.
+			api("DIRECT.GET", eventsStream))
 		// Buckets followed by subscription and batched reads, not watched:
 		// a watch is a consumer (see queue.Follow).
 		p.kv(filesBucket, read, changes, write)

@@ -577,3 +577,98 @@ func TestWebhookLastAttemptFinishesThroughAGracefulStop(t *testing.T) {
 		t.Fatalf("consecutive failures = %d after a delivered last attempt", f)
 	}
 }
+
+// TestWebhookReplayOfOneEvent: an attempt names its event's sequence, and a
+// replay of that sequence re-sends that event alone (same webhook-id), is
+// recorded as a replayed attempt, and ends; a sequence of no event the
+// subscription takes is refused.
+func TestWebhookReplayOfOneEvent(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	h := newHub(t)
+	r := h.receiver("one")
+	sub := in.subscribe(t, h.url(r), []string{"job.completed"}, "")
+	r.setSecret(sub.Secret)
+	a := e.publish(job.EventCompleted, "a", job.CompletedData{FileID: "fa"})
+	other := e.publish(job.EventStarted, "a", nil) // not the subscription's
+	b := e.publish(job.EventCompleted, "b", job.CompletedData{FileID: "fb"})
+	testharness.WaitFor(t, 10*time.Second, "the live deliveries", func() bool { return len(r.received()) == 2 })
+	var seqA uint64
+	for _, at := range in.attempts(t, sub.ID) {
+		if at.EventID == a.ID {
+			seqA = at.EventSeq
+		}
+	}
+	if seqA == 0 {
+		t.Fatal("the attempt of event a names no eventSeq")
+	}
+	var rp fanout.Replay
+	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"eventSeq": seqA}, &rp); code != http.StatusAccepted ||
+		rp.EventSeq != seqA || rp.JobID != "a" {
+		t.Fatalf("replay of one event: %d %+v", code, rp)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the replay to finish", func() bool { return len(in.subscription(t, sub.ID).Replays) == 0 })
+	got := r.receivedIDs()
+	if got[a.ID] != 2 || got[b.ID] != 1 {
+		t.Fatalf("deliveries: a %d, b %d; want 2 and 1", got[a.ID], got[b.ID])
+	}
+	replayed := 0
+	for _, at := range in.attempts(t, sub.ID) {
+		if at.ReplayID == rp.ID {
+			replayed++
+			if at.EventID != a.ID || at.EventSeq != seqA {
+				t.Fatalf("replayed attempt of %s (%d)", at.EventID, at.EventSeq)
+			}
+		}
+	}
+	if replayed != 1 {
+		t.Fatalf("%d attempts of the replay, want 1", replayed)
+	}
+	// The event after a in the stream is job.started of a (published right
+	// after it), which the subscription does not take.
+	if evs := e.events(); len(evs) < 2 || evs[0].ID != a.ID || evs[1].ID != other.ID {
+		t.Fatalf("the stream does not hold job.started of a after a: %v", evs)
+	}
+	for _, body := range []map[string]any{{"eventSeq": seqA + 1}, {"eventSeq": 999999}, {"eventSeq": seqA, "since": time.Now()}} {
+		if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", body, nil); code != http.StatusBadRequest {
+			t.Errorf("replay %v: %d, want 400", body, code)
+		}
+	}
+}
+
+// TestWebhookDisableHoldsDeliveriesUntilEnabled: a disabled subscription
+// is sent nothing, with the reason naming the key; enabled again, it gets
+// what was published meanwhile. A read key may not disable.
+func TestWebhookDisableHoldsDeliveriesUntilEnabled(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	h := newHub(t)
+	r := h.receiver("paused")
+	sub := in.subscribe(t, h.url(r), []string{"job.completed"}, "")
+	r.setSecret(sub.Secret)
+	if code := in.callWith(t, "read-only-key-0000", http.MethodPost, "/v1/subscriptions/"+sub.ID+"/disable", nil, nil); code != http.StatusForbidden {
+		t.Fatalf("disable with a read key: %d", code)
+	}
+	var s fanout.Subscription
+	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/disable", nil, &s); code != http.StatusOK ||
+		s.Status != fanout.StatusDisabled || !strings.HasPrefix(s.DisabledReason, "disabled by ") {
+		t.Fatalf("disable: %d %+v", code, s)
+	}
+	ev := e.publish(job.EventCompleted, "held", job.CompletedData{FileID: "f"})
+	// Delivered elsewhere: a second subscription proves the event went out
+	// while the disabled one got nothing.
+	r2 := h.receiver("witness")
+	sub2 := in.subscribe(t, h.url(r2), []string{"job.completed"}, "")
+	r2.setSecret(sub2.Secret)
+	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub2.ID+"/replay", map[string]any{"since": time.Now().Add(-time.Minute)}, nil); code != http.StatusAccepted {
+		t.Fatalf("witness replay: %d", code)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the witness to get the event", func() bool { return r2.receivedIDs()[ev.ID] > 0 })
+	if n := r.receivedIDs()[ev.ID]; n != 0 {
+		t.Fatalf("the disabled subscription got the event %d times", n)
+	}
+	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/enable", nil, &s); code != http.StatusOK || s.Status != fanout.StatusActive {
+		t.Fatalf("enable: %d %+v", code, s)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the held event after enabling", func() bool { return r.receivedIDs()[ev.ID] == 1 })
+}

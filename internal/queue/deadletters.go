@@ -224,3 +224,20 @@ func decodeDeadLetter(m *jetstream.RawStreamMsg) job.DeadLetterEntry {
 	}
 	return e
 }
+
+// LastOf returns the newest dead letter of a job (with its message), or
+// ErrNotFound: one read of the last entry on the job's subject.
+func (dl *DeadLetters) LastOf(ctx context.Context, jobID string) (job.DeadLetterEntry, error) {
+	m, err := dl.stream.GetLastMsgForSubject(ctx, DLQPrefix+"."+subjectToken(jobID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return job.DeadLetterEntry{}, fmt.Errorf("%w: no dead letter of job %s", ErrNotFound, jobID)
+	}
+	if err != nil {
+		return job.DeadLetterEntry{}, fmt.Errorf("queue: read the dead letter of job %s: %w", jobID, err)
+	}
+	e := decodeDeadLetter(m)
+	if e.JobID != jobID { // another id mapped to the same subject token
+		return job.DeadLetterEntry{}, fmt.Errorf("%w: no dead letter of job %s", ErrNotFound, jobID)
+	}
+	return e, nil
+}

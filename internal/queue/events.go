@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,4 +84,25 @@ func (ev *Events) Emit(ctx context.Context, typ, jobID string, data any) error {
 		return err
 	}
 	return ev.Publish(ctx, e)
+}
+
+// ForJob reads the events of one job stored from since on, oldest first,
+// with batched direct gets on the job's subjects (no consumer). It reads at
+// most max events; more is reported as truncated. since is the job's
+// creation: its events cannot be older, and the server starts its search
+// there instead of at the stream's first message.
+func (ev *Events) ForJob(ctx context.Context, jobID string, since time.Time, max int) (events []job.Event, truncated bool, err error) {
+	err = ScanSince(ctx, ev.js.Conn(), EventsStream, EventFilterSubject("*", jobID), since.Add(-time.Second), func(m *nats.Msg) bool {
+		var e job.Event
+		if json.Unmarshal(m.Data, &e) != nil || e.JobID != jobID {
+			return true // another job's id that maps to the same subject token
+		}
+		if len(events) == max {
+			truncated = true
+			return false
+		}
+		events = append(events, e)
+		return true
+	})
+	return events, truncated, err
 }

@@ -145,20 +145,38 @@ func ReadBucket(ctx context.Context, nc *nats.Conn, bucket string) ([]KVChange, 
 // must allow direct gets). The message's own subject and sequence are in
 // its Nats-Subject and Nats-Sequence headers.
 func Scan(ctx context.Context, nc *nats.Conn, stream, filter string, fn func(*nats.Msg)) error {
+	return scan(ctx, nc, stream, filter, map[string]any{"seq": 1}, func(m *nats.Msg) bool { fn(m); return true })
+}
+
+// ScanSince is Scan from the first message stored at or after since; fn
+// returns false to stop.
+func ScanSince(ctx context.Context, nc *nats.Conn, stream, filter string, since time.Time, fn func(*nats.Msg) bool) error {
+	return scan(ctx, nc, stream, filter, map[string]any{"start_time": since.UTC()}, fn)
+}
+
+// scan reads from start (a direct get's "seq" or "start_time"), a batch at
+// a time, until the stream has no more or fn returns false.
+func scan(ctx context.Context, nc *nats.Conn, stream, filter string, start map[string]any, fn func(*nats.Msg) bool) error {
 	const batch = 256
-	for seq := uint64(1); ; {
-		msgs, pending, err := directBatch(ctx, nc, stream, map[string]any{"seq": seq, "batch": batch, "next_by_subj": filter}, batch)
+	req := start
+	for {
+		req["batch"], req["next_by_subj"] = batch, filter
+		msgs, pending, err := directBatch(ctx, nc, stream, req, batch)
 		if err != nil {
 			return err
 		}
+		var next uint64
 		for _, m := range msgs {
-			fn(m)
+			if !fn(m) {
+				return nil
+			}
 			if s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
-				seq = s + 1
+				next = s + 1
 			}
 		}
-		if len(msgs) == 0 || pending == 0 {
+		if len(msgs) == 0 || pending == 0 || next == 0 {
 			return nil
 		}
+		req = map[string]any{"seq": next}
 	}
 }

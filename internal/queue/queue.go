@@ -238,6 +238,8 @@ func (q *Queue) streams() []layoutStream {
 			Name: EventsStream, Description: "vodpipe job and VOD events", Subjects: []string{EventsPrefix + ".>"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
 			MaxAge: c.EventsMaxAge, Duplicates: 2 * time.Minute, MaxBytes: c.EventsMaxBytes, Discard: jetstream.DiscardOld,
+			// A job's timeline is read with batched direct gets (Events.ForJob).
+			AllowDirect: true,
 		}},
 		{&q.DeadLetters.stream, jetstream.StreamConfig{
 			Name: DLQStream, Description: "vodpipe dead letters: jobs that failed for good, with the reason", Subjects: []string{DLQPrefix + ".>"},

@@ -234,6 +234,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.cfgs = c
 
 	c.Ingest.NATS = s.NATSConfig(natsperm.Ingest)
+	if c.Ingest.NotifyURL == "" {
+		c.Ingest.NotifyURL = s.NotifyURL // the console's webhook pages
+	}
 	if s.Ingest, err = ingest.New(bg, c.Ingest, o.Log.With("service", "ingest")); err != nil {
 		return nil, err
 	}

@@ -26,6 +26,14 @@ func NewClient(base, apiKey string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), key: apiKey, http: &http.Client{Timeout: 60 * time.Second}}
 }
 
+// WithHTTPClient returns a copy of c that sends its requests with hc (a
+// custom transport, timeouts).
+func (c *Client) WithHTTPClient(hc *http.Client) *Client {
+	cp := *c
+	cp.http = hc
+	return &cp
+}
+
 // APIError is an error answer of the API.
 type APIError struct {
 	Status  int
@@ -142,6 +150,20 @@ func (c *Client) Counts(ctx context.Context) (CountsResponse, error) {
 	return out, err
 }
 
+// JobEvents returns a job's stored events, oldest first.
+func (c *Client) JobEvents(ctx context.Context, id string) (JobEventsResponse, error) {
+	var out JobEventsResponse
+	_, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/events", "", nil, &out)
+	return out, err
+}
+
+// Stats returns the queue's depth and the last hour's throughput.
+func (c *Client) Stats(ctx context.Context) (StatsResponse, error) {
+	var out StatsResponse
+	_, err := c.do(ctx, http.MethodGet, "/v1/stats", "", nil, &out)
+	return out, err
+}
+
 // DeadLetters lists a page of dead letters after sequence after (0: from
 // the oldest), without their messages.
 func (c *Client) DeadLetters(ctx context.Context, after uint64, limit int) (DeadLetterList, error) {
@@ -176,7 +198,8 @@ func (c *Client) RequeueDeadLetter(ctx context.Context, seq uint64) (JobView, er
 	return v, err
 }
 
-// Control pauses, resumes or cancels a job (action "pause", "resume", "cancel").
+// Control pauses, resumes, cancels or retries a job (action "pause",
+// "resume", "cancel", "retry": a failed job runs again from its dead letter).
 func (c *Client) Control(ctx context.Context, id, action string) (JobView, error) {
 	var v JobView
 	_, err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/"+action, "", nil, &v)

@@ -27,6 +27,19 @@ type Subscription struct {
 	CreatedAt           time.Time  `json:"createdAt"`
 	ConsecutiveFailures int        `json:"consecutiveFailures"`
 	Replays             []Replay   `json:"replays,omitempty"`
+	// Backlog is what waits for delivery, as of its last refresh
+	// (VODPIPE_NOTIFY_BACKLOG_INTERVAL); absent until the first.
+	Backlog *Backlog `json:"backlog,omitempty"`
+}
+
+// Backlog is a subscription's delivery backlog.
+type Backlog struct {
+	// Pending events are stored and not yet sent.
+	Pending uint64 `json:"pending"`
+	// InFlight events are being sent or wait for a retry.
+	InFlight uint64 `json:"inFlight"`
+	// At is when it was read.
+	At time.Time `json:"at"`
 }
 
 // SubscriptionRequest creates a subscription.
@@ -46,23 +59,31 @@ type Replay struct {
 	CreatedAt time.Time `json:"createdAt"`
 	// Pending bounds the events it will send (in the answer that started it).
 	Pending uint64 `json:"pending,omitempty"`
+	// EventSeq, EventType and JobID are set on a replay of one event: its
+	// sequence in the events stream (an attempt's eventSeq), its type and job.
+	EventSeq  uint64 `json:"eventSeq,omitempty"`
+	EventType string `json:"eventType,omitempty"`
+	JobID     string `json:"jobId,omitempty"`
 }
 
 // Attempt is one delivery attempt of an event to a subscription.
 type Attempt struct {
-	SubscriptionID string     `json:"subscriptionId"`
-	EventID        string     `json:"eventId"`
-	EventType      string     `json:"eventType"`
-	JobID          string     `json:"jobId,omitempty"`
-	ReplayID       string     `json:"replayId,omitempty"`
-	Attempt        int        `json:"attempt"`
-	Outcome        string     `json:"outcome"`
-	Status         int        `json:"status,omitempty"`
-	Error          string     `json:"error,omitempty"`
-	Response       string     `json:"response,omitempty"`
-	DurationMS     float64    `json:"durationMs"`
-	Time           time.Time  `json:"time"`
-	NextAttemptAt  *time.Time `json:"nextAttemptAt,omitempty"`
+	SubscriptionID string `json:"subscriptionId"`
+	EventID        string `json:"eventId"`
+	EventType      string `json:"eventType"`
+	// EventSeq is the event's sequence in the events stream: replay it
+	// alone with ReplayEvent.
+	EventSeq      uint64     `json:"eventSeq,omitempty"`
+	JobID         string     `json:"jobId,omitempty"`
+	ReplayID      string     `json:"replayId,omitempty"`
+	Attempt       int        `json:"attempt"`
+	Outcome       string     `json:"outcome"`
+	Status        int        `json:"status,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Response      string     `json:"response,omitempty"`
+	DurationMS    float64    `json:"durationMs"`
+	Time          time.Time  `json:"time"`
+	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
 }
 
 // Subscriptions lists the subscriptions, oldest first.
@@ -113,5 +134,40 @@ func (c *Client) ReplaySubscription(ctx context.Context, id string, since, until
 	}
 	var out Replay
 	_, err = c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/replay", "application/json", b, &out)
+	return out, err
+}
+
+// ReplayEvent re-sends one stored event to the subscription: the event at
+// seq in the events stream (an Attempt's EventSeq).
+func (c *Client) ReplayEvent(ctx context.Context, id string, seq uint64) (Replay, error) {
+	b, err := json.Marshal(map[string]any{"eventSeq": seq})
+	if err != nil {
+		return Replay{}, err
+	}
+	var out Replay
+	_, err = c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/replay", "application/json", b, &out)
+	return out, err
+}
+
+// EnableSubscription re-enables a disabled subscription; delivery resumes
+// where it stopped.
+func (c *Client) EnableSubscription(ctx context.Context, id string) (Subscription, error) {
+	var out Subscription
+	_, err := c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/enable", "", nil, &out)
+	return out, err
+}
+
+// DisableSubscription stops a subscription's deliveries until it is
+// enabled again; its events wait, stored.
+func (c *Client) DisableSubscription(ctx context.Context, id string) (Subscription, error) {
+	var out Subscription
+	_, err := c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(id)+"/disable", "", nil, &out)
+	return out, err
+}
+
+// Subscription returns one subscription.
+func (c *Client) Subscription(ctx context.Context, id string) (Subscription, error) {
+	var out Subscription
+	_, err := c.do(ctx, http.MethodGet, "/v1/subscriptions/"+url.PathEscape(id), "", nil, &out)
 	return out, err
 }

@@ -43,9 +43,11 @@ type JobView struct {
 	MediaURL   string     `json:"mediaUrl,omitempty"`
 	CoverURL   string     `json:"coverUrl,omitempty"`
 	Error      *job.Error `json:"error,omitempty"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	UpdatedAt  time.Time  `json:"updatedAt"`
-	Job        job.Job    `json:"job"`
+	// Worker is the worker that runs or ran the job last.
+	Worker    string    `json:"worker,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	Job       job.Job   `json:"job"`
 }
 
 // ListResponse is a page of jobs.
@@ -59,6 +61,47 @@ type ListResponse struct {
 type CountsResponse struct {
 	All    uint64               `json:"all"`
 	States map[job.State]uint64 `json:"states"`
+}
+
+// JobEventsResponse is the answer of GET /v1/jobs/{id}/events: the job's
+// events still stored, oldest first.
+type JobEventsResponse struct {
+	Events []job.Event `json:"events"`
+	// Truncated is set when the job has more events than one answer holds
+	// (the first ones are answered).
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// StatsResponse is the answer of GET /v1/stats: the pipeline at a glance.
+type StatsResponse struct {
+	Queue QueueDepth `json:"queue"`
+	// Throughput is the last hour, a minute each, oldest first; the last
+	// is the current minute, still counting.
+	Throughput []ThroughputMinute `json:"throughput"`
+	// CountedSince is from when Throughput's counts are whole: this ingest
+	// replica's start, or earlier once it has read the hour's events back.
+	CountedSince time.Time `json:"countedSince"`
+}
+
+// QueueDepth is the work queue's depth.
+type QueueDepth struct {
+	// Pending jobs wait for their first delivery to a worker.
+	Pending uint64 `json:"pending"`
+	// InFlight jobs are with a worker (or wait for their redelivery).
+	InFlight uint64 `json:"inFlight"`
+	// Stranded jobs are held but will not be delivered (see docs/operations.md).
+	Stranded uint64 `json:"stranded"`
+	// DeadLetters is the number of dead letters stored.
+	DeadLetters uint64 `json:"deadLetters"`
+}
+
+// ThroughputMinute is one minute of the pipeline's outcomes.
+type ThroughputMinute struct {
+	Start     time.Time `json:"start"`
+	Completed uint64    `json:"completed"`
+	Failed    uint64    `json:"failed"`
+	// Bytes are the completed jobs' bytes.
+	Bytes int64 `json:"bytes"`
 }
 
 // SignatureRequest is the body of POST /v1/signatures: the upload policy an

@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/redact"
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // errUnavailable answers a failure of NATS or JetStream; its detail, which
@@ -28,8 +31,11 @@ var errSubNotFound = &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.C
 // view is a subscription as the caller may see it: a key without the
 // control scope sees its URL with the credentials and query (where
 // receivers keep their tokens) redacted.
-func view(r *http.Request, rec *record) Subscription {
+func (s *Fanout) view(r *http.Request, rec *record) Subscription {
 	out := rec.public()
+	if b, ok := s.backlogs.Load(rec.ID); ok {
+		out.Backlog = b.(*Backlog)
+	}
 	if key := httpapi.KeyFrom(r.Context()); key == nil || !key.Allows(ScopeControl) {
 		out.URL = redact.URL(out.URL)
 	}
@@ -92,7 +98,7 @@ func (s *Fanout) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Subscription, len(recs))
 	for i, rec := range recs {
-		out[i] = view(r, rec)
+		out[i] = s.view(r, rec)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, struct {
 		Subscriptions []Subscription `json:"subscriptions"`
@@ -115,7 +121,7 @@ func (s *Fanout) lookup(w http.ResponseWriter, r *http.Request) *record {
 
 func (s *Fanout) handleGet(w http.ResponseWriter, r *http.Request) {
 	if rec := s.lookup(w, r); rec != nil {
-		httpapi.WriteJSON(w, http.StatusOK, view(r, rec))
+		httpapi.WriteJSON(w, http.StatusOK, s.view(r, rec))
 	}
 }
 
@@ -150,13 +156,35 @@ func (s *Fanout) handleEnable(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, rec.public())
+	httpapi.WriteJSON(w, http.StatusOK, s.view(r, rec))
 }
 
-// replayRequest is the body of POST /v1/subscriptions/{id}/replay.
+// handleDisable stops a subscription's deliveries (an operator's pause):
+// its events wait in the stream until it is enabled again.
+func (s *Fanout) handleDisable(w http.ResponseWriter, r *http.Request) {
+	rec := s.lookup(w, r)
+	if rec == nil {
+		return
+	}
+	who := "an operator"
+	if k := httpapi.KeyFrom(r.Context()); k != nil && k.Name != "" {
+		who = k.Name
+	}
+	if err := s.disable(r.Context(), rec.ID, "disabled by "+who, 0); err != nil {
+		s.writeInternal(w, r, err)
+		return
+	}
+	if rec = s.lookup(w, r); rec != nil {
+		httpapi.WriteJSON(w, http.StatusOK, s.view(r, rec))
+	}
+}
+
+// replayRequest is the body of POST /v1/subscriptions/{id}/replay: a time
+// range, or one event by its sequence (an attempt's eventSeq).
 type replayRequest struct {
-	Since *time.Time `json:"since"`
-	Until *time.Time `json:"until"`
+	Since    *time.Time `json:"since"`
+	Until    *time.Time `json:"until"`
+	EventSeq *uint64    `json:"eventSeq"`
 }
 
 // handleReplay starts a replay: a consumer of its own from Since, which
@@ -173,6 +201,19 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UTC()
+	var one *job.Event
+	if req.EventSeq != nil {
+		if req.Since != nil || req.Until != nil {
+			httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidField, "eventSeq", "replays one event: since and until do not go with it"))
+			return
+		}
+		var e *httpapi.Error
+		if one, e = s.storedEvent(r, rec, *req.EventSeq); e != nil {
+			httpapi.Write(w, e)
+			return
+		}
+		req.Since, req.Until = &one.Time, &now
+	}
 	switch {
 	case req.Since == nil:
 		httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidField, "since", "is required (RFC 3339 time)"))
@@ -205,6 +246,9 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rp := Replay{ID: "rp_" + randomID(), Since: req.Since.UTC(), Until: until, UpToSeq: info.State.LastSeq, CreatedAt: now}
+	if one != nil {
+		rp.UpToSeq, rp.EventSeq, rp.EventType, rp.JobID = *req.EventSeq, *req.EventSeq, one.Type, one.JobID
+	}
 	cons, err := s.layout.Consumer(r.Context(), s.consumerConfig(rec, &rp))
 	if err != nil {
 		s.writeInternal(w, r, err)
@@ -231,4 +275,30 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 // decode reads a request's JSON body strictly (httpapi.Body).
 func (s *Fanout) decode(w http.ResponseWriter, r *http.Request, v any) *httpapi.Error {
 	return httpapi.Body{Max: s.cfg.MaxBody}.Decode(w, r, v)
+}
+
+// storedEvent reads the event a one-event replay names: stored, and one the
+// subscription takes.
+func (s *Fanout) storedEvent(r *http.Request, rec *record, seq uint64) (*job.Event, *httpapi.Error) {
+	notOne := httpapi.Field(httpapi.CodeInvalidField, "eventSeq", fmt.Sprintf("no stored event of this subscription at %d", seq))
+	if seq == 0 {
+		return nil, notOne
+	}
+	var m *jetstream.RawStreamMsg
+	stream, err := s.js.Stream(r.Context(), queue.EventsStream)
+	if err == nil {
+		m, err = stream.GetMsg(r.Context(), seq)
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, notOne
+	}
+	if err != nil {
+		s.log.Warn("replay: read the event", "seq", seq, "err", err)
+		return nil, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable, Message: "the event stream is unavailable"}
+	}
+	h, err := decodeHead(m.Data)
+	if err != nil || !rec.matches(h) {
+		return nil, notOne
+	}
+	return &job.Event{ID: h.ID, Type: h.Type, JobID: h.JobID, Time: m.Time.UTC()}, nil
 }

@@ -384,6 +384,7 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 			return
 		}
 	}
+	a.EventSeq = meta.Sequence.Stream
 	if r.replay != nil {
 		a.ReplayID = r.replay.ID
 	}
@@ -598,6 +599,7 @@ func (s *Fanout) refreshBacklog(ctx context.Context) {
 				}
 				s.metrics.backlog.WithLabelValues(id).Set(float64(ci.NumPending))
 				s.metrics.inFlight.WithLabelValues(id).Set(float64(ci.NumAckPending))
+				s.backlogs.Store(id, &Backlog{Pending: ci.NumPending, InFlight: uint64(ci.NumAckPending), At: time.Now().UTC()})
 				now[id] = true
 			}
 		}
@@ -605,6 +607,7 @@ func (s *Fanout) refreshBacklog(ctx context.Context) {
 			if !now[id] {
 				s.metrics.backlog.DeleteLabelValues(id)
 				s.metrics.inFlight.DeleteLabelValues(id)
+				s.backlogs.Delete(id)
 			}
 		}
 		seen = now

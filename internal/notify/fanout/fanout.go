@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -177,6 +178,8 @@ type Fanout struct {
 	guard    *netguard.Guard
 	resolver netguard.Resolver
 	disp     *dispatcher
+	// backlogs are the subscriptions' backlogs as refreshBacklog last read them.
+	backlogs sync.Map // subscription id → *Backlog
 }
 
 // New checks cfg and returns a fan-out, not yet open: its configuration
@@ -263,6 +266,7 @@ func (f *Fanout) routes() []route {
 		{"GET /v1/subscriptions/{id}/attempts", ScopeRead, f.handleAttempts},
 		{"POST /v1/subscriptions/{id}/replay", ScopeControl, f.handleReplay},
 		{"POST /v1/subscriptions/{id}/enable", ScopeControl, f.handleEnable},
+		{"POST /v1/subscriptions/{id}/disable", ScopeControl, f.handleDisable},
 		{"GET /v1/events", ScopeRead, f.handleEvents},
 	}
 }

@@ -49,6 +49,9 @@ type Subscription = client.Subscription
 // answer that started it only).
 type Replay = client.Replay
 
+// Backlog is a subscription's delivery backlog (pkg/client's type).
+type Backlog = client.Backlog
+
 // record is what the bucket stores: the subscription with its signing
 // secret sealed (internal/secretbox) under a key NATS never sees, bound to the
 // subscription's key. Versions before sealing stored the secret in clear in
@@ -131,7 +134,13 @@ func (s *Fanout) consumerConfig(r *record, rp *Replay) jetstream.ConsumerConfig 
 		MaxAckPending: s.cfg.WebhookMaxInFlight, Replicas: s.replicas,
 		Metadata: map[string]string{"vodpipe_subscription": r.ID},
 	}
-	if subj := r.filterSubjects(); len(subj) == 1 {
+	subj := r.filterSubjects()
+	if rp != nil && rp.EventSeq > 0 {
+		// One event: from its sequence, on its own subject.
+		c.DeliverPolicy, c.OptStartTime, c.OptStartSeq = jetstream.DeliverByStartSequencePolicy, nil, rp.EventSeq
+		subj = []string{queue.EventSubject(&job.Event{Type: rp.EventType, JobID: rp.JobID})}
+	}
+	if len(subj) == 1 {
 		c.FilterSubject = subj[0]
 	} else {
 		c.FilterSubjects = subj
@@ -415,8 +424,9 @@ func (s *Fanout) deleteSubscription(ctx context.Context, r *record) error {
 }
 
 // disable marks a subscription disabled and, when this call is the one
-// that did it, publishes subscription.disabled.
-func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int) {
+// that did it, publishes subscription.disabled. The error is the record's
+// update's (none when it was disabled already).
+func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int) error {
 	now := time.Now().UTC()
 	rec, err := s.updateRecord(ctx, id, func(r *record) error {
 		if r.Status != StatusActive {
@@ -426,10 +436,11 @@ func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int)
 		return nil
 	})
 	if err != nil {
-		if !errors.Is(err, errUnchanged) && !errors.Is(err, errNotFound) {
-			s.log.Error("disable subscription", "subscription", id, "err", err)
+		if errors.Is(err, errUnchanged) || errors.Is(err, errNotFound) {
+			return nil
 		}
-		return
+		s.log.Error("disable subscription", "subscription", id, "err", err)
+		return err
 	}
 	s.disp.set(id, rec, rec.order()) // stop this replica's deliveries now, before its own event below
 	s.log.Warn("subscription disabled", "subscription", id, "reason", reason, "last_status", lastStatus)
@@ -438,4 +449,5 @@ func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int)
 	if _, err := s.events.PublishOnce(ctx, e); err != nil {
 		s.log.Error("publish subscription.disabled", "subscription", id, "err", err)
 	}
+	return nil
 }
