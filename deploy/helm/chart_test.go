@@ -1440,3 +1440,31 @@ func TestChartRendersExtraObjects(t *testing.T) {
 		t.Fatalf("extra ConfigMap = %+v", cm)
 	}
 }
+
+// TestChartConsoleReachesNotify: ingest's console is on by default and is
+// given notify's Service URL; with the API's peers restricted, notify's
+// NetworkPolicy still lets ingest's pods in (the console's webhook pages).
+func TestChartConsoleReachesNotify(t *testing.T) {
+	r := render(t, "-f", natsUsersValues, "--set", "networkPolicy.enabled=true",
+		"--set-json", `networkPolicy.apiFrom=[{"namespaceSelector":{"matchLabels":{"team":"media"}}}]`)
+	cm := r.configMaps["vodpipe-ingest"]
+	if cm == nil || cm.Data["VODPIPE_CONSOLE"] != "true" || cm.Data["VODPIPE_NOTIFY_URL"] != "http://vodpipe-notify:8081" {
+		t.Fatalf("ingest's console configuration: %v", cm)
+	}
+	np := r.netpols["vodpipe-notify"]
+	ingestIn := false
+	for _, rule := range np.Spec.Ingress {
+		for _, from := range rule.From {
+			if from.PodSelector != nil && from.PodSelector.MatchLabels["app.kubernetes.io/component"] == "ingest" {
+				ingestIn = true
+			}
+		}
+	}
+	if !ingestIn {
+		t.Errorf("notify's NetworkPolicy does not let ingest in: %+v", np.Spec.Ingress)
+	}
+	off := render(t, "-f", natsUsersValues, "--set", "ingest.console.enabled=false")
+	if v := off.configMaps["vodpipe-ingest"].Data["VODPIPE_CONSOLE"]; v != "false" {
+		t.Errorf("console off: VODPIPE_CONSOLE=%q", v)
+	}
+}

@@ -115,6 +115,12 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 			Samples: map[string]float64{"jobs": float64(level), "p50_ms": msOf(all[0]), "p99_ms": msOf(all[1]),
 				"filtered_p50_ms": msOf(running[0]), "filtered_p99_ms": msOf(running[1])},
 		})
+		cons, err := consolePages(ctx, base, key, level, rng)
+		if err != nil {
+			return out, fmt.Errorf("console pages: %w", err)
+		}
+		r.logf("P7: %d jobs: %s", level, cons.Measured)
+		out = append(out, cons)
 	}
 	return out, nil
 }

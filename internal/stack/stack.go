@@ -74,6 +74,9 @@ type Options struct {
 	LeaseTTL time.Duration
 	// APIKey is the key the stack's ingest accepts (every scope); random when empty.
 	APIKey string
+	// APIKeys, when set, are the stack's keys instead (VODPIPE_API_KEYS's
+	// syntax: name:key[:scope+scope],...), for ingest and notify.
+	APIKeys string
 	// NATS adjusts the embedded NATS server (tests: a logger that sees
 	// permission violations).
 	NATS []natsembed.Option
@@ -292,6 +295,11 @@ func (s *Stack) fill(c *Configs) error {
 			c.Vodsim.Apps = vodsim.Apps{}
 		}
 		c.Vodsim.Apps[c.Ingest.SecretID] = key
+	}
+	if s.opts.APIKeys != "" && len(c.Ingest.APIKeys) == 0 {
+		if err := c.Ingest.APIKeys.Decode(s.opts.APIKeys); err != nil {
+			return fmt.Errorf("stack: API keys: %w", err)
+		}
 	}
 	if len(c.Ingest.APIKeys) == 0 && len(c.Notify.APIKeys) == 0 {
 		s.APIKey = s.opts.APIKey

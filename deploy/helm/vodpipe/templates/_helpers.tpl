@@ -194,6 +194,12 @@ VODPIPE_SIGN_SUB_APP_IDS: {{ join "," $ids | quote }}
 {{- end }}
 VODPIPE_UPLOAD_TOKEN_MAX_TTL: {{ .Values.ingest.uploadTokens.maxTTL | quote }}
 VODPIPE_UPLOAD_PAGE: {{ .Values.ingest.uploadPage | toString | quote }}
+VODPIPE_CONSOLE: {{ .Values.ingest.console.enabled | toString | quote }}
+VODPIPE_CONSOLE_SESSION_TTL: {{ .Values.ingest.console.sessionTTL | quote }}
+{{- if .Values.notify.enabled }}
+{{- /* The console's webhook pages call notify's API, in the cluster. */}}
+VODPIPE_NOTIFY_URL: {{ printf "http://%s:%d" (include "vodpipe.componentName" (dict "root" . "component" "notify")) (.Values.notify.service.port | int) | quote }}
+{{- end }}
 {{- with .Values.ingest.corsOrigins }}
 VODPIPE_CORS_ORIGINS: {{ join "," . | quote }}
 {{- end }}
