@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -400,5 +401,41 @@ func TestConsoleLiveEventsCarryProgressNotTheJob(t *testing.T) {
 	}
 	if !strings.Contains(seen["job.progress"], `"bytesDone":5`) {
 		t.Fatalf("job.progress: %q", seen["job.progress"])
+	}
+}
+
+// TestStatsReadsTheHourBackAtStart: an ingest replica started after jobs
+// completed counts them from the events stream, says its counts are whole
+// for the hour, and then counts new ones once.
+func TestStatsReadsTheHourBackAtStart(t *testing.T) {
+	a := startIngest(t)
+	ev := a.svc.Queue().Events
+	emit := func(id string) {
+		if err := ev.Emit(t.Context(), job.EventCompleted, id, job.CompletedData{FileID: "f-" + id, Bytes: 500}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emit("early-1")
+	emit("early-2")
+	b := startIngest(t, func(c *ingest.Config) { c.NATS.URL = a.nats.URL })
+	stats := func() (done uint64, bytes int64, since time.Time) {
+		r := b.do("GET", "/v1/stats", readerKey, "", "")
+		var s client.StatsResponse
+		if r.status != http.StatusOK || json.Unmarshal(r.raw, &s) != nil {
+			t.Fatalf("stats: %d %s", r.status, r.raw)
+		}
+		for _, m := range s.Throughput {
+			done, bytes = done+m.Completed, bytes+m.Bytes
+		}
+		return done, bytes, s.CountedSince
+	}
+	testharness.WaitFor(t, 10*time.Second, "the earlier jobs read back", func() bool {
+		done, bytes, since := stats()
+		return done == 2 && bytes == 1000 && time.Since(since) > 59*time.Minute
+	})
+	emit("late-1")
+	testharness.WaitFor(t, 10*time.Second, "the new job counted", func() bool { done, _, _ := stats(); return done == 3 })
+	if done, bytes, _ := stats(); done != 3 || bytes != 1500 {
+		t.Fatalf("after the new job: %d jobs, %d bytes; want 3 and 1500", done, bytes)
 	}
 }

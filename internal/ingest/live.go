@@ -78,36 +78,43 @@ func (l *live) close() {
 }
 
 // backfill counts the outcomes stored in the hour before the subscriptions
-// started (those after, the subscriptions count).
+// started (those after, the subscriptions count). When it reads the whole
+// hour, the counts are whole from its start; cut short by backfillMax,
+// the minutes after the last event it read lack some, and the counts are
+// whole only from the subscriptions' start.
 func (l *live) backfill(ctx context.Context, until time.Time) {
 	since := until.Add(-throughputMinutes * time.Minute).Truncate(time.Minute)
-	from := since
+	whole := true
 	for _, t := range []string{job.EventCompleted, job.EventFailed} {
-		n, reached := 0, since
+		n := 0
 		err := queue.ScanSince(ctx, l.nc, queue.EventsStream, queue.EventFilterSubject(t, ""), since, func(m *nats.Msg) bool {
 			at, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-			if err != nil || !at.Before(until) {
-				return err != nil
+			if err != nil {
+				return true // not a stored message's header: skip it
+			}
+			if !at.Before(until) {
+				return false
 			}
 			if n++; n > backfillMax {
+				whole = false
 				return false
 			}
 			l.count(m.Data, at)
-			reached = at
 			return true
 		})
-		if err != nil && ctx.Err() == nil {
-			l.log.Warn("console throughput: could not read the last hour's events back; counting from now", "err", err)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.log.Warn("console throughput: could not read the last hour's events back; counting from now", "err", err)
+			}
 			return
 		}
-		if n > backfillMax && reached.After(from) {
-			from = reached // the minutes before are whole, those after not
-		}
+	}
+	if !whole {
+		l.log.Info("console throughput: more events in the last hour than read back; counts are whole from now", "read", backfillMax)
+		return
 	}
 	l.mu.Lock()
-	if from.Before(l.counted) {
-		l.counted = from
-	}
+	l.counted = since
 	l.mu.Unlock()
 }
 

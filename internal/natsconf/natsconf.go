@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -30,6 +31,12 @@ type NATS struct {
 	TLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA certificates (PEM) that verify the NATS server (optional)"`
 	TLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate (PEM) presented to NATS, with NATS_TLS_KEY (optional)"`
 	TLSKey       string `envconfig:"NATS_TLS_KEY" desc:"private key (PEM) of NATS_TLS_CERT"`
+	// PingInterval is how often the client asks the server for a pong; two
+	// unanswered and the connection counts as lost, and the client moves to
+	// another server of the URL list. A server gone silent (a partition, a
+	// half-open connection) is left in about three intervals (NATS's own
+	// default, 2 minutes, would take six).
+	PingInterval time.Duration `envconfig:"NATS_PING_INTERVAL" default:"10s" desc:"how often the NATS client checks that the server answers (a silent server is left after about three)"`
 	// InboxPrefix is where replies to this connection land, when its user
 	// may subscribe only to inboxes of its own (natsperm.Role.Inbox).
 	InboxPrefix string `ignored:"true"`
@@ -41,6 +48,9 @@ type NATS struct {
 // an error naming the variable, never the file's content.
 func (n NATS) Options(name string, extra ...nats.Option) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	if n.PingInterval > 0 {
+		opts = append(opts, nats.PingInterval(n.PingInterval), nats.MaxPingsOutstanding(2))
+	}
 	if n.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(n.InboxPrefix))
 	}
