@@ -50,7 +50,7 @@ func TestStartServicesFailsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s, err := startServices(t.Context(), exe, dir, n.URL, o)
+	s, err := startServices(t.Context(), exe, dir, n.URL, n.URL, o)
 	if err == nil {
 		s.close()
 		t.Fatal("services started on a single server with streams at 3 replicas")

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/netfault"
 )
 
 // nodeEnv carries a NATS node's settings (JSON) to the re-executed binary.
@@ -61,7 +62,9 @@ func runNode(v string) error {
 		ServerName: spec.Name, Host: "127.0.0.1", Port: spec.Port,
 		JetStream: true, StoreDir: spec.StoreDir, NoSigs: true, NoLog: false, Logtime: true,
 		MaxPayload: 8 << 20, JetStreamMaxMemory: 256 << 20, JetStreamMaxStore: 8 << 30,
-		Cluster: natsserver.ClusterOpts{Name: "vodpipe-chaos", Host: "127.0.0.1", Port: spec.ClusterPort},
+		// Clients keep to the URL list they were given (the proxies):
+		// the nodes' own addresses are not advertised to them.
+		Cluster: natsserver.ClusterOpts{Name: "vodpipe-chaos", Host: "127.0.0.1", Port: spec.ClusterPort, NoAdvertise: true},
 		Routes:  natsserver.RoutesFromStr(strings.Join(spec.Routes, ",")),
 	}
 	ns, err := natsserver.NewServer(opts)
@@ -88,11 +91,42 @@ type natsNode struct {
 	proc *child.Process
 }
 
-// cluster is three NATS node processes routed to each other on loopback.
+// cluster is three NATS node processes routed to each other on loopback,
+// each path through a netfault proxy: clients reach node i through
+// clients[i], and node i reaches node j's routes through routes[i][j].
 type cluster struct {
-	exe   string
-	nodes []*natsNode
+	exe     string
+	nodes   []*natsNode
+	clients []*netfault.Proxy
+	routes  [][]*netfault.Proxy
 }
+
+// proxies are every client and route proxy.
+func (c *cluster) proxies() []*netfault.Proxy {
+	out := append([]*netfault.Proxy(nil), c.clients...)
+	for i := range c.routes {
+		for j, p := range c.routes[i] {
+			if j != i {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// nodeProxies are node k's paths: its clients', and its routes both ways.
+func (c *cluster) nodeProxies(k int) []*netfault.Proxy {
+	out := []*netfault.Proxy{c.clients[k]}
+	for j := range c.nodes {
+		if j != k {
+			out = append(out, c.routes[k][j], c.routes[j][k])
+		}
+	}
+	return out
+}
+
+// ServicesURL is the URL list the services use: every node's client proxy.
+func (c *cluster) ServicesURL() string { return proxiedURL(c.clients) }
 
 // startCluster starts three nodes with their stores under dir.
 func startCluster(exe, dir string) (*cluster, error) {
@@ -109,12 +143,29 @@ func startCluster(exe, dir string) (*cluster, error) {
 		}
 		ports, cports = append(ports, p), append(cports, cp)
 	}
+	c.routes = make([][]*netfault.Proxy, 3)
+	for i := range 3 {
+		p, err := netfault.Listen(fmt.Sprintf("nats-n%d-clients", i+1), child.Loopback(ports[i]))
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		c.clients = append(c.clients, p)
+		c.routes[i] = make([]*netfault.Proxy, 3)
+	}
 	for i := range 3 {
 		var routes []string
 		for j := range 3 {
-			if j != i {
-				routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(cports[j]))
+			if j == i {
+				continue
 			}
+			p, err := netfault.Listen(fmt.Sprintf("nats-route-n%d-n%d", i+1, j+1), child.Loopback(cports[j]))
+			if err != nil {
+				c.stop()
+				return nil, err
+			}
+			c.routes[i][j] = p
+			routes = append(routes, "nats://"+p.Addr())
 		}
 		name := fmt.Sprintf("n%d", i+1)
 		c.nodes = append(c.nodes, &natsNode{
@@ -164,6 +215,11 @@ func (c *cluster) stop() {
 	for _, n := range c.nodes {
 		if n.proc != nil {
 			n.proc.Stop(5 * time.Second)
+		}
+	}
+	for _, p := range c.proxies() {
+		if p != nil {
+			_ = p.Close()
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/netfault"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -108,6 +109,8 @@ type Report struct {
 	WorkerKills, NATSRestarts, RedisRestarts, WorkerExits int
 	// ServiceCrashes lists the services SIGKILLed and restarted.
 	ServiceCrashes []string
+	// NetworkFaults lists the network faults held, with the traffic they met.
+	NetworkFaults []string
 	// InjectedFaults counts vodsim's injected faults; FaultKinds by kind
 	// (error, reset, lost_answer: carried out, then the answer lost).
 	InjectedFaults int
@@ -152,6 +155,9 @@ func (r *Report) Print(w io.Writer) {
 		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults,
 		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
 	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
+	for _, f := range r.NetworkFaults {
+		fmt.Fprintf(w, "  network:    %s\n", f)
+	}
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
 	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
@@ -260,14 +266,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer func() { _ = rs.Stop() }()
 	logf("redis-server up on %s (append-only)", rs.Addr)
 
-	sys, err := startServices(ctx, exe, dir, natsURL, o)
+	sys, err := startServices(ctx, exe, dir, natsURL, cl.ServicesURL(), o)
 	if err != nil {
 		return nil, err
 	}
 	defer sys.close()
 	logf("vodsim %s, ingest %s, notify %s", sys.simAddr, sys.ingestURL, sys.notifyURL)
 
-	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: natsURL, redisAddr: rs.Addr, simAddr: sys.simAddr,
+	// Every path between the services and what they use goes through a
+	// proxy that the network faults act on (the driver's own do not).
+	netw := &network{receiver: sys.recvProxy}
+	defer netw.close()
+	if netw.redis, err = netfault.Listen("redis", rs.Addr); err != nil {
+		return nil, err
+	}
+	if netw.vodsim, err = netfault.Listen("vodsim", sys.simAddr); err != nil {
+		return nil, err
+	}
+	logf("network: services reach NATS at %s, Redis at %s, vodsim at %s, the receiver at %s (proxies)",
+		cl.ServicesURL(), netw.redis.Addr(), netw.vodsim.Addr(), netw.receiver.Addr())
+
+	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: cl.ServicesURL(), redisAddr: netw.redis.Addr(), simAddr: netw.vodsim.Addr(),
 		partSize: o.PartSize, concurrency: o.Concurrency, jobs: o.JobsPerWorker, ackWait: o.AckWait}
 	workers := make([]*child.WorkerProcess, o.Workers)
 	defer func() {
@@ -311,6 +330,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer close(faultsEnded)
 		chaosErr = runFaults(cctx, rng, o, cl, rs, sys, ws, workers, rep, scheduled, logf)
 	})
+	netDone := make(chan struct{})
+	first, tracks := netSchedule(rng, o, cl, netw)
+	chaosWG.Go(func() {
+		defer close(netDone)
+		runNetwork(cctx, first, tracks, api, rep, logf)
+	})
 
 	states, waitErr := waitTerminal(ctx, api, jobs, logf)
 	// Jobs that finished before the NATS node and Redis came back would
@@ -318,6 +343,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	select {
 	case <-scheduled:
 	case <-faultsEnded:
+	case <-ctx.Done():
+	}
+	select { // and the network's schedule
+	case <-netDone:
 	case <-ctx.Done():
 	}
 	stopChaos()

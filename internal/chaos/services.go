@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/netfault"
 	"github.com/vodpipe/vodpipe/internal/notify/fanout"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -41,6 +42,8 @@ type services struct {
 	procs                         []*serviceProcess
 	vodEventsBefore               map[string]int // notify's VOD event counts read before its crash
 	recv                          *receiver
+	// recvProxy stands between notify and the receiver (network faults).
+	recvProxy *netfault.Proxy
 }
 
 // serviceProcess is one service's process, and how to start it again.
@@ -60,7 +63,11 @@ const callbackAttempts = 11
 // startServices starts vodsim, ingest and notify as processes of exe (the
 // vodpipe binary, re-executed with the role), each on a free loopback port
 // with its log in dir, and the webhook receiver subscribed through notify.
-func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ *services, err error) {
+//
+// The driver's own connection uses driverURL (the nodes themselves); the
+// services use servicesURL (through the network's proxies).
+func startServices(ctx context.Context, exe, dir, driverURL, servicesURL string, o Options) (_ *services, err error) {
+	natsURL := servicesURL
 	// s stays set on every return, so a failed start stops what it started
 	// (the returns below hand back nil for the caller, not for this defer).
 	s := &services{apiKey: "vp_chaos_" + fmt.Sprint(o.Seed), natsURL: natsURL, callbackAttempts: callbackAttempts, exe: exe, dir: dir}
@@ -71,7 +78,7 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 	}()
 	// The driver's own connection to the cluster, for its checks (it
 	// reconnects to another node while one is down).
-	if s.nc, err = nats.Connect(natsURL, nats.MaxReconnects(-1)); err != nil {
+	if s.nc, err = nats.Connect(driverURL, nats.MaxReconnects(-1)); err != nil {
 		return nil, err
 	}
 	if s.js, err = jetstream.New(s.nc); err != nil {
@@ -136,7 +143,11 @@ func startServices(ctx context.Context, exe, dir, natsURL string, o Options) (_ 
 	if s.recv, err = startReceiver(); err != nil {
 		return nil, err
 	}
-	secret, err := s.subscribe(ctx, s.recv.URL)
+	// notify delivers to the receiver through a proxy of the network.
+	if s.recvProxy, err = netfault.Listen("webhook-receiver", strings.TrimSuffix(strings.TrimPrefix(s.recv.URL, "http://"), "/hook")); err != nil {
+		return nil, err
+	}
+	secret, err := s.subscribe(ctx, "http://"+s.recvProxy.Addr()+"/hook")
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +315,9 @@ func (s *services) close() {
 	}
 	if s.nc != nil {
 		s.nc.Close()
+	}
+	if s.recvProxy != nil {
+		_ = s.recvProxy.Close()
 	}
 }
 

@@ -8,9 +8,10 @@ import (
 	"testing"
 )
 
-// TestChaosShortRun is the shortened chaos run: about 40 small jobs with
-// worker kills, one NATS node restart and one Redis restart, all real
-// processes (this test binary re-executed as nodes and workers).
+// TestChaosShortRun is the shortened chaos run: 60 small jobs with worker
+// kills, one NATS node restart and one Redis restart, and every network
+// fault, all real processes (this test binary re-executed as nodes and
+// workers). 60 jobs keep it busy through the network schedule.
 func TestChaosShortRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos run: real processes, about a minute")
@@ -20,13 +21,13 @@ func TestChaosShortRun(t *testing.T) {
 	// only caps it. Under -race on a slow CI machine the start alone (a
 	// 3-node cluster forming, services waiting for JetStream) can take half
 	// of that, so the cap leaves room.
-	code := runChaos(t.Context(), []string{"--jobs", "40", "--max-size", "4194304", "--duration", "4m",
+	code := runChaos(t.Context(), []string{"--jobs", "60", "--max-size", "4194304", "--duration", "4m",
 		"--kill-every", "2s", "--bandwidth", "2097152", "--seed", "10", "--dir", t.TempDir()}, &stdout, &stderr)
 	t.Logf("\n%s", stdout.String())
 	if code != 0 {
 		t.Fatalf("chaos exit %d\nstderr:\n%s", code, stderr.String())
 	}
-	for _, want := range []string{"committed:  40 of 40", "1 NATS node restarts, 1 Redis restarts", "crashed:    notify, ingest", "OK:"} {
+	for _, want := range []string{"committed:  60 of 60", "partitioned from its peers", "Redis connections silent", "vodsim link limited", "1 NATS node restarts, 1 Redis restarts", "crashed:    notify, ingest", "OK:"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q", want)
 		}
@@ -56,7 +57,7 @@ func TestChaosShortRun(t *testing.T) {
 	named, _ := strconv.Atoi(m[1])
 	none, _ := strconv.Atoi(m[2])
 	repeats, _ := strconv.Atoi(m[3])
-	if named+repeats < 38 || none != 0 {
-		t.Errorf("summary's vod events line %q: want at least 38 published naming their job or repeated, none naming no job", m[0])
+	if named+repeats < 58 || none != 0 {
+		t.Errorf("summary's vod events line %q: want at least 58 published naming their job or repeated, none naming no job", m[0])
 	}
 }

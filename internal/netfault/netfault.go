@@ -45,9 +45,10 @@ type Proxy struct {
 	down    *rate.Limiter // target → client
 
 	// Chunks counts the chunks forwarded; Held those that waited out a
-	// stall, Delayed those that waited for latency: evidence that a fault
-	// met traffic.
-	Chunks, Held, Delayed, Refused atomic.Int64
+	// stall, Delayed those that waited for latency, Throttled those the
+	// bandwidth limit slowed, Refused the connections a cut turned away:
+	// evidence that a fault met traffic.
+	Chunks, Held, Delayed, Throttled, Refused atomic.Int64
 	closed                         atomic.Bool
 }
 
@@ -223,11 +224,18 @@ func (p *Proxy) forward(dst net.Conn, b []byte, up bool) bool {
 			}
 		}
 		if lim != nil {
+			slowed := false
 			for rest := len(b); rest > 0; {
 				n := min(rest, lim.Burst())
 				r := lim.ReserveN(time.Now(), n)
-				time.Sleep(r.Delay())
+				if d := r.Delay(); d > 0 {
+					slowed = true
+					time.Sleep(d)
+				}
 				rest -= n
+			}
+			if slowed {
+				p.Throttled.Add(1)
 			}
 		}
 		_, err := dst.Write(b)

@@ -49,7 +49,14 @@ type layoutResponse struct {
 	// Name is the consumer's, when one was asked for.
 	Name  string `json:"name,omitempty"`
 	Error string `json:"error,omitempty"`
+	// NotReady says the error is JetStream's "not yet" (a timeout, no
+	// leader, no quorum): asking again later may succeed.
+	NotReady bool `json:"notReady,omitempty"`
 }
+
+// ErrLayoutNotReady is the broker's answer when JetStream could not carry
+// out the request yet (NotReady holds for it: a service starting waits).
+var ErrLayoutNotReady = errors.New("queue: JetStream not ready for the layout request")
 
 // ErrLayoutRefused is a request the broker does not carry out.
 var ErrLayoutRefused = errors.New("queue: layout request refused")
@@ -130,7 +137,7 @@ func ServeLayout(nc *nats.Conn, js jetstream.JetStream, log *slog.Logger) (*nats
 			}
 		}
 		if err != nil {
-			resp.Error = err.Error()
+			resp.Error, resp.NotReady = err.Error(), NotReady(err)
 		}
 		b, _ := json.Marshal(resp)
 		_ = m.Respond(b)
@@ -189,6 +196,9 @@ func (l *Layout) ask(ctx context.Context, r layoutRequest) (string, error) {
 	var resp layoutResponse
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
 		return "", fmt.Errorf("queue: ingest's layout answer: %w", err)
+	}
+	if resp.Error != "" && resp.NotReady {
+		return "", fmt.Errorf("queue: ingest's layout broker: %w: %s", ErrLayoutNotReady, resp.Error)
 	}
 	if resp.Error != "" {
 		return "", fmt.Errorf("queue: ingest's layout broker: %s", resp.Error)

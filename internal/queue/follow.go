@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/internal/retry"
 )
 
 // A bucket followed without a consumer. A key-value watch is a push
@@ -38,7 +40,8 @@ const followInterval = 2 * time.Second
 // while it reads the current values are applied after them, in the order
 // published, so the view ends at the latest value of each key. After a
 // reconnect it reads the current values again. apply is never called
-// concurrently. It returns an error only if the first read fails.
+// concurrently. It returns an error only if the first read fails for good
+// (or ctx ends before it succeeds).
 func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func()) error {
 	var (
 		mu        sync.Mutex
@@ -79,8 +82,17 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		return err
 	}
 	reconnects := nc.Stats().Reconnects
-	if err := load(); err != nil {
-		return err
+	// The first read is tried again while JetStream is not ready (a stream
+	// leader being elected, a node cut off): a service starting meanwhile
+	// waits rather than ending.
+	for b := retry.Request.New(); ; {
+		err := load()
+		if err == nil {
+			break
+		}
+		if !NotReady(err) || !retry.Sleep(ctx, b.NextBackOff()) {
+			return err
+		}
 	}
 	loaded()
 	tick := time.NewTicker(followInterval)

@@ -78,7 +78,7 @@ const (
 func NotReady(err error) bool {
 	if errors.Is(err, ErrNotCreated) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) {
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, ErrLayoutNotReady) {
 		return true
 	}
 	// A server without JetStream answers 503 too, but waiting will not change it.

@@ -200,3 +200,86 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestWhenReadyWaitsOutTheLayoutBrokersNotYet: ingest's layout broker
+// answers "not ready" when JetStream could not carry the request out yet (a
+// timeout in a partition, no leader); notify's setup waits and asks again
+// instead of ending, while a refusal still ends it. The broker here is a
+// subscription answering as the broker does, on a real server.
+func TestWhenReadyWaitsOutTheLayoutBrokersNotYet(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: queue.SubscriptionsBucket}); err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	answers := []string{`{"error":"context deadline exceeded","notReady":true}`, `{}`}
+	sub, err := js.Conn().Subscribe(queue.LayoutSubject, func(m *nats.Msg) {
+		i := min(int(asked.Add(1))-1, len(answers)-1)
+		_ = m.Respond([]byte(answers[i]))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := queue.NewLayout(js)
+	err = queue.WhenReady(t.Context(), queue.ReadyPolicy{Wait: 10 * time.Second, Backoff: 50 * time.Millisecond}, quietLog(),
+		func(ctx context.Context) error {
+			_, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: queue.SubscriptionsBucket})
+			return err
+		})
+	if err != nil || asked.Load() != 2 {
+		t.Fatalf("setup: %v after %d requests, want success at the second", err, asked.Load())
+	}
+	_ = sub.Unsubscribe()
+	if _, err := js.Conn().Subscribe(queue.LayoutSubject, func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"error":"queue: layout request refused: a push consumer"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = layout.Bucket(t.Context(), jetstream.KeyValueConfig{Bucket: queue.SubscriptionsBucket})
+	if err == nil || queue.NotReady(err) || errors.Is(err, queue.ErrLayoutNotReady) {
+		t.Fatalf("a refusal: %v, want an error that is not 'not ready'", err)
+	}
+}
+
+// TestFollowWaitsForTheBucket: a follower whose first read finds JetStream
+// not ready (here the bucket is not there yet: nothing answers its direct
+// gets) tries again instead of failing, and loads once the bucket is there;
+// a service starting in a partition waits the same way.
+func TestFollowWaitsForTheBucket(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]string{}
+	loaded, failed := make(chan struct{}), make(chan error, 1)
+	go func() {
+		err := queue.Follow(ctx, js.Conn(), "late_bucket", func(c queue.KVChange) {
+			mu.Lock()
+			seen[c.Key] = string(c.Value)
+			mu.Unlock()
+		}, func() { close(loaded) })
+		failed <- err
+	}()
+	select {
+	case err := <-failed:
+		t.Fatalf("Follow ended before the bucket existed: %v", err)
+	case <-time.After(500 * time.Millisecond): // it is trying again, not ended
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "late_bucket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-loaded:
+	case err := <-failed:
+		t.Fatalf("Follow ended: %v", err)
+	case <-ctx.Done():
+		t.Fatal("Follow never loaded the bucket")
+	}
+	testharness.WaitFor(t, 5*time.Second, "the key", func() bool { mu.Lock(); defer mu.Unlock(); return seen["a"] == "1" })
+}

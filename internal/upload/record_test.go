@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -30,16 +31,23 @@ func recordRun(c CommitRecorder) *run {
 }
 
 // A transient failure of the storage-path record is tried again until the
-// record is made; a permanent one is given up at once.
+// record is made; one that lasts ends the run before its commit, with an
+// error that is not permanent (the job runs again); a permanent one is
+// given up at once, and the commit goes ahead.
 func TestRecordUploadRetriesOnlyWhatCanSucceed(t *testing.T) {
 	transient := &recorder{failures: 2, err: errors.New("nats: timeout")}
-	recordRun(transient).recordUpload(t.Context())
-	if transient.calls != 3 {
-		t.Fatalf("transient failures: %d calls, want 3 (two failures, then the record)", transient.calls)
+	if err := recordRun(transient).recordUpload(t.Context()); err != nil || transient.calls != 3 {
+		t.Fatalf("transient failures: %v after %d calls, want success at the third", err, transient.calls)
+	}
+	lasting := &recorder{failures: 1 << 30, err: errors.New("nats: timeout")}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	err := recordRun(lasting).recordUpload(ctx)
+	if _, perm := IsPermanent(err); err == nil || perm || lasting.calls < 2 {
+		t.Fatalf("a record failing throughout: %v after %d calls, want a transient error (no commit)", err, lasting.calls)
 	}
 	perm := &recorder{failures: 100, err: &PermanentError{Code: "record_refused", Err: errors.New("closed")}}
-	recordRun(perm).recordUpload(t.Context())
-	if perm.calls != 1 {
-		t.Fatalf("permanent failure: %d calls, want 1", perm.calls)
+	if err := recordRun(perm).recordUpload(t.Context()); err != nil || perm.calls != 1 {
+		t.Fatalf("permanent failure: %v after %d calls, want the commit to go ahead after 1", err, perm.calls)
 	}
 }

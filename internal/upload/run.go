@@ -107,7 +107,9 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err := r.checkControl(ctx); err != nil {
 		return nil, err
 	}
-	r.recordUpload(ctx)
+	if err := r.recordUpload(ctx); err != nil {
+		return nil, err
+	}
 	cm, err := r.commit(ctx)
 	if err != nil {
 		return nil, err
@@ -127,25 +129,31 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 
 // recordUpload tells the CommitRecorder of the commit about to be made,
 // trying for up to recordUploadFor (a NATS cluster that lost a node elects
-// new leaders in a few seconds). It only helps VOD's event find its job, so
-// the commit goes ahead without it, and an error the recorder marks
-// permanent (a PermanentError: no retry can mend it) is not tried again.
-func (r *run) recordUpload(ctx context.Context) {
+// new leaders in a few seconds). Without the record, VOD's event for the
+// file may find no job (when the worker dies before it records the FileId,
+// or records it after the event's wait): so a record that keeps failing
+// ends the run before the commit, with an error the job is run again for,
+// rather than committing a file whose event may be published naming no
+// job. An error the recorder marks permanent (a PermanentError: no retry
+// can mend it) is not tried again, and the commit goes ahead without it.
+func (r *run) recordUpload(ctx context.Context) error {
 	if r.u.commits == nil {
-		return
+		return nil
 	}
 	give := time.Now().Add(recordUploadFor)
 	b := retry.Request.New()
 	for {
 		err := r.u.commits.RecordUpload(ctx, r.st.Session.VideoKey, r.j.ID)
 		if err == nil {
-			return
+			return nil
+		}
+		if _, perm := IsPermanent(err); perm {
+			r.u.log.Warn("recording the upload before its commit was refused; committing without it", "job_id", r.j.ID, "err", err)
+			return nil
 		}
 		d := b.NextBackOff()
-		if _, perm := IsPermanent(err); perm || time.Now().Add(d).After(give) || !retry.Sleep(ctx, d) {
-			r.u.log.Warn("recording the upload before its commit failed; committing without it",
-				"job_id", r.j.ID, "permanent", perm, "err", err)
-			return
+		if time.Now().Add(d).After(give) || !retry.Sleep(ctx, d) {
+			return fmt.Errorf("upload: record the upload before its commit (the job runs again, the commit not yet made): %w", err)
 		}
 	}
 }
