@@ -49,7 +49,7 @@ type Proxy struct {
 	// bandwidth limit slowed, Refused the connections a cut turned away:
 	// evidence that a fault met traffic.
 	Chunks, Held, Delayed, Throttled, Refused atomic.Int64
-	closed                         atomic.Bool
+	closed                                    atomic.Bool
 }
 
 // Listen starts a proxy to target on a free loopback port.
