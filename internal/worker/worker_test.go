@@ -614,6 +614,11 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitState("pause-1", job.StatePaused, 20*time.Second)
+	// The pause has taken effect once job.paused is out: the worker looks at
+	// the control once more after its paused status, and a resume landing in
+	// between is carried out as a pause withdrawn (no job.paused), which is
+	// not what this test is about.
+	testharness.WaitFor(t, 10*time.Second, "job.paused", func() bool { return len(e.events(job.EventPaused, "pause-1")) == 1 })
 	u := e.sim.Uploads()
 	if len(u) != 1 {
 		t.Fatalf("paused job's multipart upload: %+v", u)
