@@ -108,6 +108,7 @@ func (ev *Events) ForJob(ctx context.Context, jobID string, since time.Time, max
 	}
 	var all []stored
 	for _, t := range jobEventTypes {
+		n := 0 // of this type: each type is read up to max+1, so the oldest max of all are among them
 		err := ScanSince(ctx, ev.js.Conn(), EventsStream, EventFilterSubject(t, jobID), since.Add(-time.Second), func(m *nats.Msg) bool {
 			var e job.Event
 			if json.Unmarshal(m.Data, &e) != nil || e.JobID != jobID {
@@ -115,7 +116,8 @@ func (ev *Events) ForJob(ctx context.Context, jobID string, since time.Time, max
 			}
 			seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 			all = append(all, stored{seq, e})
-			return len(all) <= max
+			n++
+			return n <= max
 		})
 		if err != nil {
 			return nil, false, err

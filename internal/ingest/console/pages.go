@@ -371,11 +371,21 @@ type deadLetterData struct {
 	Message string
 }
 
+// seqOf is the dead letter's number in the path; false once it has
+// answered 400 for one that is not a positive integer.
+func (c *Console) seqOf(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		c.fail(w, r, http.StatusBadRequest, "A dead letter's number is a positive integer.")
+		return 0, false
+	}
+	return seq, true
+}
+
 func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
 	o := operatorFrom(r.Context())
-	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, "A dead letter's number is a positive integer.")
+	seq, ok := c.seqOf(w, r)
+	if !ok {
 		return
 	}
 	e, err := c.ingest(o).DeadLetter(r.Context(), seq)
@@ -395,9 +405,8 @@ func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) requeue(w http.ResponseWriter, r *http.Request) {
 	o := operatorFrom(r.Context())
-	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, "A dead letter's number is a positive integer.")
+	seq, ok := c.seqOf(w, r)
+	if !ok {
 		return
 	}
 	v, err := c.ingest(o).RequeueDeadLetter(r.Context(), seq)
