@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,7 +27,9 @@ type Redis struct {
 	Addr string
 	Dir  string
 	bin  string
+	pre  []string // arguments before args: a sentinel's configuration file
 	args []string
+	log  string // the log's file name in Dir (redis.log)
 	proc *Process
 }
 
@@ -34,6 +37,12 @@ type Redis struct {
 // arguments (e.g. "--save", "", "--appendonly", "no") and waits until it
 // answers PING. The caller stops it.
 func StartRedis(ctx context.Context, dir string, extra ...string) (*Redis, error) {
+	return startRedis(ctx, dir, nil, "", extra...)
+}
+
+// startRedis is StartRedis with arguments before the rest (pre) and the
+// log's file name (empty: redis.log).
+func startRedis(ctx context.Context, dir string, pre []string, log string, extra ...string) (*Redis, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New(RedisInstallHint)
@@ -46,7 +55,7 @@ func StartRedis(ctx context.Context, dir string, extra ...string) (*Redis, error
 		if err != nil {
 			return nil, err
 		}
-		r := &Redis{Addr: Loopback(port), Dir: dir, bin: bin,
+		r := &Redis{Addr: Loopback(port), Dir: dir, bin: bin, pre: pre, log: log,
 			args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 				"--daemonize", "no", "--loglevel", "warning"}, extra...)}
 		if lastErr = r.start(ctx); lastErr == nil || !errors.Is(lastErr, errExitedAtStart) {
@@ -60,7 +69,11 @@ var errExitedAtStart = errors.New("redis-server exited at start")
 
 // start starts redis-server with r's arguments and waits for PING.
 func (r *Redis) start(ctx context.Context) error {
-	p, err := Start(exec.Command(r.bin, r.args...), filepath.Join(r.Dir, "redis.log"))
+	log := r.log
+	if log == "" {
+		log = "redis.log"
+	}
+	p, err := Start(exec.Command(r.bin, append(slices.Clone(r.pre), r.args...)...), filepath.Join(r.Dir, log))
 	if err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}

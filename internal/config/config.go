@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
@@ -120,6 +121,26 @@ type Redis struct {
 	MasterName string   `envconfig:"REDIS_MASTER_NAME" desc:"Sentinel master name"`
 	Password   string   `envconfig:"REDIS_PASSWORD" desc:"Redis password (with REDIS_ADDRS)"`
 	TLS        bool     `envconfig:"REDIS_TLS" desc:"use TLS to Redis (with REDIS_ADDRS)"`
+	// WaitReplicas is resume.WithReplicas's count: see Replicas.
+	WaitReplicas string `envconfig:"REDIS_WAIT_REPLICAS" default:"auto" desc:"replicas that must hold a lease, a session and the state before a commit (Redis WAIT), so a failover costs a re-sent part, never a second file: a number, or auto (1 with Sentinel, else 0)"`
+}
+
+// Replicas is how many replicas a lease, a session and the state before a
+// commit must reach: WaitReplicas, where auto (or empty) is 1 with Sentinel
+// (MasterName: a primary that fails over to a replica) and 0 otherwise.
+func (r Redis) Replicas() (int, error) {
+	switch r.WaitReplicas {
+	case "", "auto":
+		if r.MasterName != "" {
+			return 1, nil
+		}
+		return 0, nil
+	}
+	n, err := strconv.Atoi(r.WaitReplicas)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("config: REDIS_WAIT_REPLICAS %q: want auto or a number of replicas (0 or more)", r.WaitReplicas)
+	}
+	return n, nil
 }
 
 // Enabled reports whether Redis is configured.

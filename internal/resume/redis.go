@@ -3,6 +3,7 @@ package resume
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,18 +35,37 @@ type Redis struct {
 	c        redis.UniversalClient
 	prefix   string
 	stateTTL time.Duration
+	// replicas is how many replicas must hold a lease, a session and the
+	// state before a commit (WAIT), within replicaWait; 0: none.
+	replicas    int
+	replicaWait time.Duration
 
-	acquire *redis.Script
-	acqLoad *redis.Script
-	renew   *redis.Script
-	release *redis.Script
-	write   *redis.Script
+	acquire *script
+	acqLoad *script
+	renew   *script
+	release *script
+	write   *script
 }
 
+// script is a Lua script with its source, which a pipeline sends when the
+// server does not know the script yet.
+type script struct {
+	*redis.Script
+	src string
+}
+
+func newScript(src string) *script { return &script{redis.NewScript(src), src} }
+
 var (
-	_ upload.Leaser      = (*Redis)(nil)
-	_ upload.ResumeStore = (*Redis)(nil)
+	_ upload.Leaser        = (*Redis)(nil)
+	_ upload.ResumeStore   = (*Redis)(nil)
+	_ upload.CommitBarrier = (*Redis)(nil)
 )
+
+// ErrNotReplicated is wrapped by the error of a write that fewer replicas
+// than WithReplicas asks for acknowledged in time: it stands on the primary
+// but a failover could lose it, so the worker does not go on on it.
+var ErrNotReplicated = errors.New("resume: write not acknowledged by enough Redis replicas")
 
 // Option configures Redis.
 type Option func(*Redis)
@@ -66,17 +86,37 @@ func WithStateTTL(ttl time.Duration) Option {
 	}
 }
 
+// WithReplicas makes the writes a failover must not lose wait (Redis WAIT)
+// until n replicas hold them, for up to wait each: taking a lease, saving a
+// session and the barrier before a commit (BeforeCommit). Redis replicates
+// asynchronously, so without it a primary that dies right after answering
+// can take a lease or a session with it, and the next worker starts a second
+// VOD session while the first commits its own: two files. With it a lost
+// write costs at most a re-sent part. A write short of replicas fails with
+// ErrNotReplicated (the job runs again). n ≤ 0: no waiting.
+func WithReplicas(n int, wait time.Duration) Option {
+	return func(r *Redis) {
+		r.replicas, r.replicaWait = max(n, 0), wait
+		if r.replicaWait <= 0 {
+			r.replicaWait = DefaultReplicaWait
+		}
+	}
+}
+
+// DefaultReplicaWait bounds each WAIT of WithReplicas.
+const DefaultReplicaWait = 2 * time.Second
+
 // NewRedis returns a Redis on c. The caller keeps ownership of c.
 func NewRedis(c redis.UniversalClient, opts ...Option) *Redis {
 	r := &Redis{
 		c:        c,
 		prefix:   DefaultPrefix,
 		stateTTL: DefaultStateTTL,
-		acquire:  redis.NewScript(acquireLua),
-		acqLoad:  redis.NewScript(acquireLoadLua),
-		renew:    redis.NewScript(renewLua),
-		release:  redis.NewScript(releaseLua),
-		write:    redis.NewScript(writeLua),
+		acquire:  newScript(acquireLua),
+		acqLoad:  newScript(acquireLoadLua),
+		renew:    newScript(renewLua),
+		release:  newScript(releaseLua),
+		write:    newScript(writeLua),
 	}
 	for _, o := range opts {
 		o(r)
@@ -178,8 +218,12 @@ func (r *Redis) Acquire(ctx context.Context, jobID, owner string, ttl time.Durat
 		return upload.Lease{}, err
 	}
 	k := r.keys(jobID)
-	token, err := r.acquire.Run(ctx, r.c, []string{k.fence, k.lease, k.state},
-		owner, ms(ttl), ms(r.fenceTTL(ttl)), ms(r.stateTTL)).Int64()
+	cmd, werr := r.durable(ctx, r.acquire, []string{k.fence, k.lease, k.state},
+		owner, ms(ttl), ms(r.fenceTTL(ttl)), ms(r.stateTTL))
+	token, err := cmd.Int64()
+	if err == nil && token != 0 {
+		err = werr // a lease taken but not replicated: it expires unused
+	}
 	if err != nil {
 		return upload.Lease{}, fmt.Errorf("resume: acquire lease of job %s: %w", jobID, err)
 	}
@@ -197,8 +241,12 @@ func (r *Redis) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.D
 		return upload.Lease{}, upload.Loaded{}, err
 	}
 	k := r.keys(jobID)
-	res, err := r.acqLoad.Run(ctx, r.c, []string{k.fence, k.lease, k.state},
-		owner, ms(ttl), ms(r.fenceTTL(ttl)), ms(r.stateTTL)).Slice()
+	cmd, werr := r.durable(ctx, r.acqLoad, []string{k.fence, k.lease, k.state},
+		owner, ms(ttl), ms(r.fenceTTL(ttl)), ms(r.stateTTL))
+	res, err := cmd.Slice()
+	if err == nil && werr != nil && len(res) > 0 && res[0] != int64(0) {
+		err = werr // a lease taken but not replicated: it expires unused
+	}
 	if err != nil {
 		return upload.Lease{}, upload.Loaded{}, fmt.Errorf("resume: acquire lease of job %s: %w", jobID, err)
 	}
@@ -298,7 +346,7 @@ func (r *Redis) SaveSession(ctx context.Context, l upload.Lease, s upload.Sessio
 	if err != nil {
 		return err
 	}
-	return r.fenced(ctx, l, "replace", fieldSession, b)
+	return r.fencedDurable(ctx, l, true, "replace", fieldSession, b)
 }
 
 // SetUploadID records the multipart UploadId of the current session, or fails
@@ -358,14 +406,119 @@ func (r *Redis) Delete(ctx context.Context, l upload.Lease) error {
 	return r.fenced(ctx, l, "delete")
 }
 
+// BeforeCommit checks that the lease is still l and, with WithReplicas,
+// waits until the replicas hold everything written so far: the lease and
+// the session the commit is about to close. A failover after it keeps both,
+// so whoever runs the job next commits the same VOD session again (the
+// same file). It renews the lease as Renew does.
+func (r *Redis) BeforeCommit(ctx context.Context, l upload.Lease) error {
+	if err := checkLease(l); err != nil {
+		return err
+	}
+	k := r.keys(l.JobID)
+	cmd, werr := r.durable(ctx, r.renew, []string{k.lease, k.fence, k.state},
+		leaseValue(l), ms(l.TTL), ms(r.fenceTTL(l.TTL)), ms(r.stateTTL))
+	ok, err := cmd.Int64()
+	switch {
+	case err != nil:
+		return fmt.Errorf("resume: check lease of job %s before its commit: %w", l.JobID, err)
+	case ok != 1:
+		return upload.ErrLeaseLost
+	case werr != nil:
+		return fmt.Errorf("resume: before the commit of job %s: %w", l.JobID, werr)
+	}
+	return nil
+}
+
+// durable runs s like Script.Run and, with WithReplicas, WAITs on the same
+// connection (WAIT counts the replicas holding the connection's own
+// writes, and everything the primary had before them). The error is the
+// replication's (ErrNotReplicated, or WAIT's own); the script's is in cmd.
+func (r *Redis) durable(ctx context.Context, s *script, keys []string, args ...any) (*redis.Cmd, error) {
+	if r.replicas == 0 {
+		return s.Run(ctx, r.c, keys, args...), nil
+	}
+	for try := 0; ; try++ {
+		node, err := r.primaryFor(ctx, keys[0])
+		if err != nil {
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(err)
+			return cmd, nil
+		}
+		pipe := node.Pipeline()
+		var cmd *redis.Cmd
+		if try == 0 {
+			cmd = s.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			cmd = s.Eval(ctx, pipe, keys, args...)
+		}
+		wait := pipe.Do(ctx, "wait", r.replicas, ms(r.replicaWait))
+		_, _ = pipe.Exec(ctx)
+		err = cmd.Err()
+		if try < 3 && (redis.HasErrorPrefix(err, "NOSCRIPT") || r.moved(ctx, err)) {
+			continue
+		}
+		if err != nil {
+			return cmd, nil
+		}
+		n, err := wait.Int64()
+		if err != nil {
+			return cmd, fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+		}
+		if n < int64(r.replicas) {
+			return cmd, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, n, r.replicas, r.replicaWait)
+		}
+		return cmd, nil
+	}
+}
+
+// primaryFor is the client of the primary that holds key: r.c itself, but
+// for a Cluster the node of the key's slot, so that the script and its WAIT
+// share one connection.
+func (r *Redis) primaryFor(ctx context.Context, key string) (redis.Cmdable, error) {
+	cc, ok := r.c.(*redis.ClusterClient)
+	if !ok {
+		return r.c, nil
+	}
+	return cc.MasterForKey(ctx, key)
+}
+
+// moved reports whether err is a Cluster redirection (the slot moved, or is
+// moving, to another node) and, for a Cluster, reloads the slot map so that
+// the next try goes to the slot's node.
+func (r *Redis) moved(ctx context.Context, err error) bool {
+	if !redis.HasErrorPrefix(err, "MOVED") && !redis.HasErrorPrefix(err, "ASK") && !redis.HasErrorPrefix(err, "TRYAGAIN") {
+		return false
+	}
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
+	return true
+}
+
 // fenced runs writeLua for l.
 func (r *Redis) fenced(ctx context.Context, l upload.Lease, mode string, pairs ...any) error {
+	return r.fencedDurable(ctx, l, false, mode, pairs...)
+}
+
+// fencedDurable runs writeLua for l, with WithReplicas's WAIT when durable.
+func (r *Redis) fencedDurable(ctx context.Context, l upload.Lease, durable bool, mode string, pairs ...any) error {
 	if err := checkLease(l); err != nil {
 		return err
 	}
 	k := r.keys(l.JobID)
 	args := append([]any{leaseValue(l), ms(r.fenceTTL(l.TTL)), ms(r.stateTTL), mode}, pairs...)
-	res, err := r.write.Run(ctx, r.c, []string{k.lease, k.fence, k.state}, args...).Int64()
+	var cmd *redis.Cmd
+	var werr error
+	if durable {
+		cmd, werr = r.durable(ctx, r.write, []string{k.lease, k.fence, k.state}, args...)
+	} else {
+		cmd = r.write.Run(ctx, r.c, []string{k.lease, k.fence, k.state}, args...)
+	}
+	res, err := cmd.Int64()
+	if err == nil && res == 1 && werr != nil {
+		err = werr
+	}
 	if err != nil {
 		return fmt.Errorf("resume: write state of job %s: %w", l.JobID, err)
 	}

@@ -110,6 +110,11 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err := r.recordUpload(ctx); err != nil {
 		return nil, err
 	}
+	if b, ok := r.u.store.(CommitBarrier); ok {
+		if err := b.BeforeCommit(ctx, r.l); err != nil {
+			return nil, err
+		}
+	}
 	cm, err := r.commit(ctx)
 	if err != nil {
 		return nil, err

@@ -104,3 +104,14 @@ type ResumeStore interface {
 type CommitReleaser interface {
 	SaveCommitRelease(ctx context.Context, l Lease, fileID, mediaURL, coverURL string) error
 }
+
+// CommitBarrier is a ResumeStore that can make sure, right before the
+// commit, that the lease is still the caller's and that what the store
+// holds of the job (lease, session) survives the loss of its primary
+// (resume.Redis with replicas: WAIT). A failover after it finds the lease
+// held and the session to resume, so a second worker commits the same VOD
+// session (the same file), never a second one. An error stops the run
+// before the commit; the job runs again.
+type CommitBarrier interface {
+	BeforeCommit(ctx context.Context, l Lease) error
+}

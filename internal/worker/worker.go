@@ -175,6 +175,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		if err != nil {
 			return fail(err)
 		}
+		replicas, err := cfg.Redis.Replicas()
+		if err != nil {
+			_ = rdb.Close()
+			return fail(err)
+		}
 		d.Closers = append(d.Closers, func() { _ = rdb.Close() })
 		d.Checks = append(d.Checks, func(ctx context.Context) error {
 			if err := rdb.Ping(ctx).Err(); err != nil {
@@ -182,7 +187,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 			}
 			return nil
 		})
-		d.Store = resume.NewRedis(rdb)
+		d.Store = resume.NewRedis(rdb, resume.WithReplicas(replicas, 0))
 	}
 	sources, err := upload.NewSources(cfg.SourcesConfig)
 	if err != nil {

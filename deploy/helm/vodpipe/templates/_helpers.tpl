@@ -239,6 +239,9 @@ VODPIPE_REDIS_TLS: {{ .tls | toString | quote }}
 {{- if .masterName }}
 VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
 {{- end }}
+{{- with .waitReplicas }}
+VODPIPE_REDIS_WAIT_REPLICAS: {{ . | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
