@@ -21,11 +21,15 @@ import (
 // network holds the proxies outside the NATS cluster (the cluster's own,
 // on its client and route paths, are in cluster).
 type network struct {
-	redis, vodsim, receiver *netfault.Proxy
+	vodsim, receiver *netfault.Proxy
+	// redis has a proxy per Redis data node; redisPrimary names the one
+	// the sentinels name as primary.
+	redis        []*netfault.Proxy
+	redisPrimary func(context.Context) (int, error)
 }
 
 func (n *network) close() {
-	for _, p := range []*netfault.Proxy{n.redis, n.vodsim, n.receiver} {
+	for _, p := range append([]*netfault.Proxy{n.vodsim, n.receiver}, n.redis...) {
 		if p != nil {
 			_ = p.Close()
 		}
@@ -42,6 +46,8 @@ type netPhase struct {
 	// flowing waits, before the fault, until traffic crosses the proxies
 	// (deliveries to the receiver come in bursts as jobs complete).
 	flowing bool
+	// pick, when set, chooses the proxies as the phase begins.
+	pick func(context.Context) ([]*netfault.Proxy, error)
 }
 
 // partitionHold is how long a NATS node is cut off: longer than the
@@ -59,24 +65,33 @@ const partitionHold = 12 * time.Second
 // The slow link is a quarter of vodsim's own limit (at most 4 MiB/s), so
 // that it is the link that holds the uploads back.
 func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netPhase, tracks [][]netPhase) {
-	all := append([]*netfault.Proxy{n.redis, n.vodsim, n.receiver}, cl.proxies()...)
+	all := append(append([]*netfault.Proxy{n.vodsim, n.receiver}, n.redis...), cl.proxies()...)
 	k := rng.IntN(len(cl.nodes))
 	slow := int64(4 << 20)
 	if o.Bandwidth > 0 {
 		slow = min(slow, o.Bandwidth/4)
 	}
-	first = netPhase{"latency 30 ms ± 20 ms on every path", all, netfault.Faults{Latency: 30 * time.Millisecond, Jitter: 20 * time.Millisecond}, 5 * time.Second, false}
+	first = netPhase{name: "latency 30 ms ± 20 ms on every path", proxies: all, faults: netfault.Faults{Latency: 30 * time.Millisecond, Jitter: 20 * time.Millisecond}, hold: 5 * time.Second}
+	primary := func(ctx context.Context) ([]*netfault.Proxy, error) {
+		// The primary of the moment: after the fault loop's failover, the promoted replica.
+		i, err := n.redisPrimary(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return n.redis[i : i+1], nil
+	}
 	tracks = [][]netPhase{
 		{
-			{fmt.Sprintf("NATS node %s partitioned from its peers and clients", cl.nodes[k].spec.Name), cl.nodeProxies(k),
-				netfault.Faults{Stall: true}, partitionHold, false},
+			{name: fmt.Sprintf("NATS node %s partitioned from its peers and clients", cl.nodes[k].spec.Name), proxies: cl.nodeProxies(k),
+				faults: netfault.Faults{Stall: true}, hold: partitionHold},
 			// After the partition: deliveries come as jobs complete, which takes a while.
-			{"webhook receiver silent (half-open)", []*netfault.Proxy{n.receiver}, netfault.Faults{Stall: true}, 4 * time.Second, true},
+			{name: "webhook receiver silent (half-open)", proxies: []*netfault.Proxy{n.receiver}, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second, flowing: true},
 		},
 		{
-			{"Redis connections silent (half-open)", []*netfault.Proxy{n.redis}, netfault.Faults{Stall: true}, 4 * time.Second, false},
-			{"vodsim connections silent (half-open)", []*netfault.Proxy{n.vodsim}, netfault.Faults{Stall: true}, 4 * time.Second, false},
-			{fmt.Sprintf("vodsim link limited to %s/s", mib(slow)), []*netfault.Proxy{n.vodsim}, netfault.Faults{Bandwidth: slow}, 4 * time.Second, false},
+			// Longer than the sentinels' patience: they fail the silent primary over.
+			{name: "Redis primary silent (half-open) to workers, replica and sentinels", pick: primary, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second},
+			{name: "vodsim connections silent (half-open)", proxies: []*netfault.Proxy{n.vodsim}, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second},
+			{name: fmt.Sprintf("vodsim link limited to %s/s", mib(slow)), proxies: []*netfault.Proxy{n.vodsim}, faults: netfault.Faults{Bandwidth: slow}, hold: 4 * time.Second},
 		},
 	}
 	return first, tracks
@@ -117,6 +132,14 @@ func runNetwork(ctx context.Context, first netPhase, tracks [][]netPhase, api *c
 
 // runPhase holds one phase and records it; false when the run ended.
 func runPhase(ctx context.Context, ph netPhase, api *client.Client, record func(violation, held string), logf func(string, ...any)) bool {
+	if ph.pick != nil {
+		ps, err := ph.pick(ctx)
+		if err != nil {
+			record(fmt.Sprintf("network fault %q: %v", ph.name, err), "")
+			return false
+		}
+		ph.proxies = ps
+	}
 	if ph.flowing {
 		seen, until := forwarded(ph.proxies), time.Now().Add(30*time.Second)
 		for forwarded(ph.proxies) == seen && time.Now().Before(until) && retry.Sleep(ctx, 50*time.Millisecond) {

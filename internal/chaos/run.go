@@ -1,9 +1,11 @@
 // Package chaos is vodpipe's chaos run (`vodpipe chaos`): real processes for
-// the three nodes of a NATS cluster, redis-server, vodsim (injecting errors,
-// connection resets and lost answers), ingest, notify and the workers, with
-// a webhook receiver (the application) in the driving process. While jobs of
-// many sizes run, it SIGKILLs workers and restarts them, kills one NATS node
-// and restarts it, restarts Redis, and SIGKILLs and restarts notify and
+// the three nodes of a NATS cluster, Redis with Sentinel (a primary, a
+// replica, three sentinels), vodsim (injecting errors, connection resets
+// and lost answers), ingest, notify and the workers, with a webhook
+// receiver (the application) in the driving process. While jobs of many
+// sizes run, it SIGKILLs workers and restarts them, kills one NATS node
+// and restarts it, SIGKILLs the Redis primary (the sentinels fail over),
+// and SIGKILLs and restarts notify and
 // ingest; the webhook receiver refuses the first delivery of one
 // job.completed in ten. Then it checks that every one of those faults
 // happened, that every stream and bucket is at 3 replicas, that every job
@@ -104,9 +106,12 @@ func (o *Options) defaults() {
 // Report is what a run found.
 type Report struct {
 	Jobs, Committed, Failed int
-	// WorkerKills, NATSRestarts and RedisRestarts count the faults caused;
+	// WorkerKills, NATSRestarts and RedisFailovers (the primary SIGKILLed,
+	// a replica promoted by the sentinels) count the faults caused;
 	// WorkerExits the workers that ended by themselves (and were restarted).
-	WorkerKills, NATSRestarts, RedisRestarts, WorkerExits int
+	WorkerKills, NATSRestarts, RedisFailovers, WorkerExits int
+	// RedisFailover says how the failover went.
+	RedisFailover string
 	// ServiceCrashes lists the services SIGKILLed and restarted.
 	ServiceCrashes []string
 	// NetworkFaults lists the network faults held, with the traffic they met.
@@ -150,11 +155,14 @@ type Report struct {
 
 // Print writes the report as the run's summary.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis restarts, %d injected vodsim faults "+
+	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis failovers, %d injected vodsim faults "+
 		"(%d errors, %d resets, %d answers lost after the work was done)\n",
-		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisRestarts, r.InjectedFaults,
+		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisFailovers, r.InjectedFaults,
 		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
 	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
+	if r.RedisFailover != "" {
+		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFailover)
+	}
 	for _, f := range r.NetworkFaults {
 		fmt.Fprintf(w, "  network:    %s\n", f)
 	}
@@ -254,17 +262,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	logf("NATS cluster of 3 up: %s", natsURL)
 
-	rdir := filepath.Join(dir, "redis")
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
-		return nil, err
-	}
-	// Append-only with every write synced, as production runs it, so a restart keeps the resume state.
-	rs, err := child.StartRedis(ctx, rdir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	// Redis is a primary, a replica and three sentinels; the data nodes are
+	// known by their proxies' addresses (the sentinels, the replica and the
+	// workers all reach them through the network's faults), the sentinels
+	// directly.
+	netw := &network{}
+	defer netw.close()
+	rg, err := child.StartSentinel(ctx, filepath.Join(dir, "redis"), child.SentinelOptions{
+		DownAfter: redisDownAfter,
+		// Append-only with every write synced, as production runs it.
+		Extra: []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"},
+		Announce: func(i int, addr string) (string, error) {
+			p, err := netfault.Listen(fmt.Sprintf("redis-%d", i), addr)
+			if err != nil {
+				return "", err
+			}
+			netw.redis = append(netw.redis, p)
+			return p.Addr(), nil
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = rs.Stop() }()
-	logf("redis-server up on %s (append-only)", rs.Addr)
+	defer rg.Stop()
+	netw.redisPrimary = func(ctx context.Context) (int, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return rg.WaitPrimary(ctx, -1) // not in the middle of a failover
+	}
+	logf("redis: primary %s, replica %s (append-only, through proxies), sentinels %s", rg.Announced[0], rg.Announced[1], strings.Join(rg.Addrs(), ","))
 
 	sys, err := startServices(ctx, exe, dir, natsURL, cl.ServicesURL(), o)
 	if err != nil {
@@ -275,18 +301,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	// Every path between the services and what they use goes through a
 	// proxy that the network faults act on (the driver's own do not).
-	netw := &network{receiver: sys.recvProxy}
-	defer netw.close()
-	if netw.redis, err = netfault.Listen("redis", rs.Addr); err != nil {
-		return nil, err
-	}
+	netw.receiver = sys.recvProxy
 	if netw.vodsim, err = netfault.Listen("vodsim", sys.simAddr); err != nil {
 		return nil, err
 	}
-	logf("network: services reach NATS at %s, Redis at %s, vodsim at %s, the receiver at %s (proxies)",
-		cl.ServicesURL(), netw.redis.Addr(), netw.vodsim.Addr(), netw.receiver.Addr())
+	logf("network: services reach NATS at %s, vodsim at %s, the receiver at %s (proxies)",
+		cl.ServicesURL(), netw.vodsim.Addr(), netw.receiver.Addr())
 
-	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: cl.ServicesURL(), redisAddr: netw.redis.Addr(), simAddr: netw.vodsim.Addr(),
+	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: cl.ServicesURL(), sentinels: rg.Addrs(), simAddr: netw.vodsim.Addr(),
 		partSize: o.PartSize, concurrency: o.Concurrency, jobs: o.JobsPerWorker, ackWait: o.AckWait}
 	workers := make([]*child.WorkerProcess, o.Workers)
 	defer func() {
@@ -328,7 +350,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	scheduled, faultsEnded := make(chan struct{}), make(chan struct{})
 	chaosWG.Go(func() {
 		defer close(faultsEnded)
-		chaosErr = runFaults(cctx, rng, o, cl, rs, sys, ws, workers, rep, scheduled, logf)
+		chaosErr = runFaults(cctx, rng, o, cl, rg, sys, ws, workers, rep, scheduled, logf)
 	})
 	netDone := make(chan struct{})
 	first, tracks := netSchedule(rng, o, cl, netw)

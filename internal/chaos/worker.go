@@ -9,17 +9,17 @@ import (
 
 // workerSetup is what every worker process of the run gets.
 type workerSetup struct {
-	exe, dir, root     string
-	natsURL, redisAddr string
-	simAddr            string
-	partSize           int64
-	concurrency, jobs  int
-	ackWait            time.Duration
+	exe, dir, root    string
+	natsURL, simAddr  string
+	sentinels         []string // Redis through its sentinels
+	partSize          int64
+	concurrency, jobs int
+	ackWait           time.Duration
 }
 
 // startWorker starts worker id (a restart reuses the id, as a supervisor would).
 func (s *workerSetup) startWorker(id string) (*child.WorkerProcess, error) {
-	return child.Worker{ID: id, NATSURL: s.natsURL, RedisURL: "redis://" + s.redisAddr + "/0", Replicas: 3,
+	return child.Worker{ID: id, NATSURL: s.natsURL, RedisSentinels: s.sentinels, RedisMaster: child.SentinelMaster, Replicas: 3,
 		SimAddr: s.simAddr, SourceRoot: s.root, Jobs: s.jobs, PartSize: s.partSize,
 		Concurrency: s.concurrency, AckWait: s.ackWait, ShutdownGrace: 5 * time.Second,
 	}.Start([]string{s.exe, "worker"}, filepath.Join(s.dir, "worker-"+id+".log"))

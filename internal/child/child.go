@@ -124,6 +124,9 @@ type Worker struct {
 	ID, NATSURL, SimAddr, SourceRoot, HTTPAddr string
 	// RedisURL keeps resume state in Redis; empty: a JetStream key-value bucket.
 	RedisURL string
+	// RedisSentinels (with RedisMaster) keep it in a Redis that fails over, instead.
+	RedisSentinels []string
+	RedisMaster    string
 	// Replicas of streams and buckets; 0 leaves the default.
 	Replicas               int
 	Jobs, Concurrency      int
@@ -151,6 +154,9 @@ func (w Worker) Env() []string {
 	)
 	if w.RedisURL != "" {
 		env = append(env, "VODPIPE_REDIS_URL="+w.RedisURL)
+	}
+	if len(w.RedisSentinels) > 0 {
+		env = append(env, "VODPIPE_REDIS_ADDRS="+strings.Join(w.RedisSentinels, ","), "VODPIPE_REDIS_MASTER_NAME="+w.RedisMaster)
 	}
 	if w.Replicas > 0 {
 		env = append(env, "VODPIPE_NATS_REPLICAS="+strconv.Itoa(w.Replicas))

@@ -171,6 +171,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 		d.Store = resume.WrapKV(d.Queue.Resume)
 	}
 	if cfg.Redis.Enabled() {
+		// go-redis logs what it does on its own (a Sentinel failover
+		// followed, a pool's dial failing) through a process-wide logger:
+		// into the worker's JSON log, not plain lines on stderr.
+		redis.SetLogger(redisLogger{log})
 		rdb, err := redisClient(cfg.Redis)
 		if err != nil {
 			return fail(err)
@@ -270,6 +274,13 @@ func redisClient(c config.Redis) (redis.UniversalClient, error) {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return redis.NewUniversalClient(o), nil
+}
+
+// redisLogger writes go-redis's own log lines as warnings of log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg_redis", fmt.Sprintf(format, v...))
 }
 
 // Close releases what New opened (Deps.Closers).
