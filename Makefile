@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test test-short test-security bench chaos lint build fmt fuzz clean
+.PHONY: test test-short test-security bench chaos chaos-cluster lint build fmt fuzz clean
 
 ## test: unit and integration tests, race detector on (needs redis-server on PATH)
 test:
@@ -23,9 +23,14 @@ bench:
 	$(GO) run ./cmd/vodpipe bench --write BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
-## chaos: issue 10's chaos run, 200 jobs on real processes with kills (needs redis-server; under 10 minutes)
+## chaos: the chaos run, 200 jobs on real processes with kills, network faults and a Redis
+## Sentinel failover (needs redis-server; under 10 minutes)
 chaos:
 	$(GO) run ./cmd/vodpipe chaos
+
+## chaos-cluster: the same run on a Redis Cluster whose slots move to other nodes mid-run
+chaos-cluster:
+	$(GO) run ./cmd/vodpipe chaos --redis cluster
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each; CI runs it before the tests).
 ## An execution count (Nx), not a duration: Go 1.26's fuzz coordinator can report a spurious

@@ -242,10 +242,10 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]client.Job
 	rep.Received = sim.received
 	rep.Resent = rep.Received - rep.Bytes
 	perDisruption := int64(o.JobsPerWorker*o.Concurrency) * o.PartSize
-	rep.ResentBound = int64(rep.WorkerKills+rep.NATSRestarts+rep.RedisFailovers)*perDisruption + int64(rep.InjectedFaults)*o.PartSize
+	rep.ResentBound = int64(rep.WorkerKills+rep.NATSRestarts+rep.RedisFaults)*perDisruption + int64(rep.InjectedFaults)*o.PartSize
 	if rep.Resent > rep.ResentBound {
 		viol("%s re-sent, more than the %s that %d disruptions and %d injected faults may cost", mib(rep.Resent), mib(rep.ResentBound),
-			rep.WorkerKills+rep.NATSRestarts+rep.RedisFailovers, rep.InjectedFaults)
+			rep.WorkerKills+rep.NATSRestarts+rep.RedisFaults, rep.InjectedFaults)
 	}
 	checkResentPerJob(rep, o, jobs, states, sim.traffic, simFiles, simObjects, viol)
 }
@@ -257,8 +257,8 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 	if rep.WorkerKills == 0 {
 		viol("no worker was killed")
 	}
-	if rep.NATSRestarts != 1 || rep.RedisFailovers != 1 {
-		viol("%d NATS node restarts and %d Redis failovers, want 1 of each", rep.NATSRestarts, rep.RedisFailovers)
+	if rep.NATSRestarts != 1 || rep.RedisFaults != 1 {
+		viol("%d NATS node restarts and %d Redis failovers, want 1 of each", rep.NATSRestarts, rep.RedisFaults)
 	}
 	if want := crashedServices(); !slices.Equal(rep.ServiceCrashes, want) {
 		viol("services crashed: %v, want %v", rep.ServiceCrashes, want)

@@ -4,7 +4,6 @@ package chaos
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -14,14 +13,13 @@ import (
 
 // runFaults kills a random worker every KillEvery and restarts it; with
 // the first kill it also SIGKILLs one NATS node and restarts it on its
-// store KillEvery later, with the second it SIGKILLs the Redis primary,
-// waits for the sentinels to promote the replica and starts the old
-// primary again as the new one's replica, with the next
+// store KillEvery later, with the second it strikes Redis (redisSetup's
+// fault: a failover or a reshard), with the next
 // ones it SIGKILLs and restarts notify and then ingest (crashedServices),
 // and then it closes scheduled. Like a process supervisor it also restarts a worker
 // that ended by itself. It runs until ctx ends, and restarts the NATS node
 // on its way out if it is still down, so the checks meet a whole cluster.
-func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rg *child.Sentinel, sys *services, ws *workerSetup,
+func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *redisSetup, sys *services, ws *workerSetup,
 	workers []*child.WorkerProcess, rep *Report, scheduled chan<- struct{}, logf func(string, ...any)) (err error) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -89,7 +87,7 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rg *
 			natsBack = time.Now().Add(o.KillEvery)
 			logf("SIGKILL NATS node %s", cl.nodes[down].spec.Name)
 		case 2:
-			if err := redisFailover(context.WithoutCancel(ctx), rg, rep, logf); err != nil {
+			if err := rd.fault(context.WithoutCancel(ctx), rep, logf); err != nil {
 				return err
 			}
 		default:
@@ -102,38 +100,6 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rg *
 			}
 		}
 	}
-}
-
-// redisDownAfter is how long the sentinels wait on a silent Redis primary
-// before they fail it over: shorter than the network's 4 s Redis stall, so
-// that fault is a failover too.
-const redisDownAfter = 2 * time.Second
-
-// redisFailover SIGKILLs the Redis primary, waits until the sentinels have
-// promoted the replica (that one answers as primary) and starts the old
-// primary again as its replica.
-func redisFailover(ctx context.Context, rg *child.Sentinel, rep *Report, logf func(string, ...any)) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	start := time.Now()
-	old, err := rg.KillPrimary(ctx)
-	if err != nil {
-		return fmt.Errorf("redis failover: %w", err)
-	}
-	logf("SIGKILL Redis primary %s", rg.Announced[old])
-	now, err := rg.WaitPrimary(ctx, old)
-	if err != nil {
-		return fmt.Errorf("redis failover: %w", err)
-	}
-	took := time.Since(start)
-	if err := rg.Rejoin(ctx, old); err != nil {
-		return fmt.Errorf("redis failover: %w", err)
-	}
-	rep.RedisFailovers++
-	rep.RedisFailover = fmt.Sprintf("primary %s SIGKILLed, replica %s promoted by the sentinels in %s, the old primary back as its replica",
-		rg.Announced[old], rg.Announced[now], took.Round(100*time.Millisecond))
-	logf("redis: %s", rep.RedisFailover)
-	return nil
 }
 
 // crashedServices are the services the fault loop SIGKILLs and restarts,

@@ -22,10 +22,11 @@ import (
 // on its client and route paths, are in cluster).
 type network struct {
 	vodsim, receiver *netfault.Proxy
-	// redis has a proxy per Redis data node; redisPrimary names the one
-	// the sentinels name as primary.
-	redis        []*netfault.Proxy
-	redisPrimary func(context.Context) (int, error)
+	// redis has a proxy per Redis data node; redisTarget names the one
+	// the Redis stall silences (with Sentinel, the primary of the moment).
+	redis       []*netfault.Proxy
+	redisTarget func(context.Context) (int, error)
+	redisStall  string // the stall's name
 }
 
 func (n *network) close() {
@@ -72,9 +73,9 @@ func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netP
 		slow = min(slow, o.Bandwidth/4)
 	}
 	first = netPhase{name: "latency 30 ms ± 20 ms on every path", proxies: all, faults: netfault.Faults{Latency: 30 * time.Millisecond, Jitter: 20 * time.Millisecond}, hold: 5 * time.Second}
-	primary := func(ctx context.Context) ([]*netfault.Proxy, error) {
-		// The primary of the moment: after the fault loop's failover, the promoted replica.
-		i, err := n.redisPrimary(ctx)
+	redisTarget := func(ctx context.Context) ([]*netfault.Proxy, error) {
+		// With Sentinel the primary of the moment: after the fault loop's failover, the promoted replica.
+		i, err := n.redisTarget(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -88,8 +89,8 @@ func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netP
 			{name: "webhook receiver silent (half-open)", proxies: []*netfault.Proxy{n.receiver}, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second, flowing: true},
 		},
 		{
-			// Longer than the sentinels' patience: they fail the silent primary over.
-			{name: "Redis primary silent (half-open) to workers, replica and sentinels", pick: primary, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second},
+			// With Sentinel, longer than the sentinels' patience: they fail the silent primary over.
+			{name: n.redisStall, pick: redisTarget, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second},
 			{name: "vodsim connections silent (half-open)", proxies: []*netfault.Proxy{n.vodsim}, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second},
 			{name: fmt.Sprintf("vodsim link limited to %s/s", mib(slow)), proxies: []*netfault.Proxy{n.vodsim}, faults: netfault.Faults{Bandwidth: slow}, hold: 4 * time.Second},
 		},

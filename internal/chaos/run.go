@@ -58,6 +58,10 @@ type Options struct {
 	Concurrency            int
 	// AckWait is the job ack wait and lease TTL: how soon a killed worker's job is redelivered (5 s).
 	AckWait time.Duration
+	// Redis is "sentinel" (a primary, a replica, three sentinels; the
+	// primary is SIGKILLed mid-run) or "cluster" (three primaries; the
+	// slots of the jobs move to other nodes mid-run). Default sentinel.
+	Redis string
 	// Dir holds the run's files; a temporary folder (removed at the end) when empty.
 	Dir string
 	// Log receives progress lines; nil: none.
@@ -98,6 +102,9 @@ func (o *Options) defaults() {
 	if o.AckWait == 0 {
 		o.AckWait = 5 * time.Second
 	}
+	if o.Redis == "" {
+		o.Redis = RedisSentinel
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -106,12 +113,13 @@ func (o *Options) defaults() {
 // Report is what a run found.
 type Report struct {
 	Jobs, Committed, Failed int
-	// WorkerKills, NATSRestarts and RedisFailovers (the primary SIGKILLed,
-	// a replica promoted by the sentinels) count the faults caused;
-	// WorkerExits the workers that ended by themselves (and were restarted).
-	WorkerKills, NATSRestarts, RedisFailovers, WorkerExits int
-	// RedisFailover says how the failover went.
-	RedisFailover string
+	// WorkerKills, NATSRestarts and RedisFaults (with Sentinel the primary
+	// SIGKILLed and a replica promoted; with Cluster the slots of the jobs
+	// moved to other nodes) count the faults caused; WorkerExits the
+	// workers that ended by themselves (and were restarted).
+	WorkerKills, NATSRestarts, RedisFaults, WorkerExits int
+	// RedisFault says how the Redis fault went.
+	RedisFault string
 	// ServiceCrashes lists the services SIGKILLed and restarted.
 	ServiceCrashes []string
 	// NetworkFaults lists the network faults held, with the traffic they met.
@@ -155,13 +163,13 @@ type Report struct {
 
 // Print writes the report as the run's summary.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis failovers, %d injected vodsim faults "+
+	fmt.Fprintf(w, "chaos: %d jobs in %s; %d worker kills, %d NATS node restarts, %d Redis faults, %d injected vodsim faults "+
 		"(%d errors, %d resets, %d answers lost after the work was done)\n",
-		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisFailovers, r.InjectedFaults,
+		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisFaults, r.InjectedFaults,
 		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
 	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
-	if r.RedisFailover != "" {
-		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFailover)
+	if r.RedisFault != "" {
+		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFault)
 	}
 	for _, f := range r.NetworkFaults {
 		fmt.Fprintf(w, "  network:    %s\n", f)
@@ -262,35 +270,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	logf("NATS cluster of 3 up: %s", natsURL)
 
-	// Redis is a primary, a replica and three sentinels; the data nodes are
-	// known by their proxies' addresses (the sentinels, the replica and the
-	// workers all reach them through the network's faults), the sentinels
-	// directly.
 	netw := &network{}
 	defer netw.close()
-	rg, err := child.StartSentinel(ctx, filepath.Join(dir, "redis"), child.SentinelOptions{
-		DownAfter: redisDownAfter,
-		// Append-only with every write synced, as production runs it.
-		Extra: []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"},
-		Announce: func(i int, addr string) (string, error) {
-			p, err := netfault.Listen(fmt.Sprintf("redis-%d", i), addr)
-			if err != nil {
-				return "", err
-			}
-			netw.redis = append(netw.redis, p)
-			return p.Addr(), nil
-		},
-	})
+	rd, err := startRedis(ctx, o.Redis, filepath.Join(dir, "redis"), jobs, netw, logf)
 	if err != nil {
 		return nil, err
 	}
-	defer rg.Stop()
-	netw.redisPrimary = func(ctx context.Context) (int, error) {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		return rg.WaitPrimary(ctx, -1) // not in the middle of a failover
-	}
-	logf("redis: primary %s, replica %s (append-only, through proxies), sentinels %s", rg.Announced[0], rg.Announced[1], strings.Join(rg.Addrs(), ","))
+	defer rd.stop()
 
 	sys, err := startServices(ctx, exe, dir, natsURL, cl.ServicesURL(), o)
 	if err != nil {
@@ -308,7 +294,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	logf("network: services reach NATS at %s, vodsim at %s, the receiver at %s (proxies)",
 		cl.ServicesURL(), netw.vodsim.Addr(), netw.receiver.Addr())
 
-	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: cl.ServicesURL(), sentinels: rg.Addrs(), simAddr: netw.vodsim.Addr(),
+	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: cl.ServicesURL(), redisAddrs: rd.addrs, redisMaster: rd.master, simAddr: netw.vodsim.Addr(),
 		partSize: o.PartSize, concurrency: o.Concurrency, jobs: o.JobsPerWorker, ackWait: o.AckWait}
 	workers := make([]*child.WorkerProcess, o.Workers)
 	defer func() {
@@ -350,7 +336,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	scheduled, faultsEnded := make(chan struct{}), make(chan struct{})
 	chaosWG.Go(func() {
 		defer close(faultsEnded)
-		chaosErr = runFaults(cctx, rng, o, cl, rg, sys, ws, workers, rep, scheduled, logf)
+		chaosErr = runFaults(cctx, rng, o, cl, rd, sys, ws, workers, rep, scheduled, logf)
 	})
 	netDone := make(chan struct{})
 	first, tracks := netSchedule(rng, o, cl, netw)

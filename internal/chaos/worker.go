@@ -11,7 +11,8 @@ import (
 type workerSetup struct {
 	exe, dir, root    string
 	natsURL, simAddr  string
-	sentinels         []string // Redis through its sentinels
+	redisAddrs        []string // sentinels (with redisMaster) or cluster nodes
+	redisMaster       string
 	partSize          int64
 	concurrency, jobs int
 	ackWait           time.Duration
@@ -19,7 +20,7 @@ type workerSetup struct {
 
 // startWorker starts worker id (a restart reuses the id, as a supervisor would).
 func (s *workerSetup) startWorker(id string) (*child.WorkerProcess, error) {
-	return child.Worker{ID: id, NATSURL: s.natsURL, RedisSentinels: s.sentinels, RedisMaster: child.SentinelMaster, Replicas: 3,
+	return child.Worker{ID: id, NATSURL: s.natsURL, RedisAddrs: s.redisAddrs, RedisMaster: s.redisMaster, Replicas: 3,
 		SimAddr: s.simAddr, SourceRoot: s.root, Jobs: s.jobs, PartSize: s.partSize,
 		Concurrency: s.concurrency, AckWait: s.ackWait, ShutdownGrace: 5 * time.Second,
 	}.Start([]string{s.exe, "worker"}, filepath.Join(s.dir, "worker-"+id+".log"))

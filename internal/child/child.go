@@ -124,9 +124,10 @@ type Worker struct {
 	ID, NATSURL, SimAddr, SourceRoot, HTTPAddr string
 	// RedisURL keeps resume state in Redis; empty: a JetStream key-value bucket.
 	RedisURL string
-	// RedisSentinels (with RedisMaster) keep it in a Redis that fails over, instead.
-	RedisSentinels []string
-	RedisMaster    string
+	// RedisAddrs keep it in a Redis Cluster (its nodes) or, with
+	// RedisMaster, in a Redis with Sentinel (the sentinels), instead.
+	RedisAddrs  []string
+	RedisMaster string
 	// Replicas of streams and buckets; 0 leaves the default.
 	Replicas               int
 	Jobs, Concurrency      int
@@ -155,8 +156,11 @@ func (w Worker) Env() []string {
 	if w.RedisURL != "" {
 		env = append(env, "VODPIPE_REDIS_URL="+w.RedisURL)
 	}
-	if len(w.RedisSentinels) > 0 {
-		env = append(env, "VODPIPE_REDIS_ADDRS="+strings.Join(w.RedisSentinels, ","), "VODPIPE_REDIS_MASTER_NAME="+w.RedisMaster)
+	if len(w.RedisAddrs) > 0 {
+		env = append(env, "VODPIPE_REDIS_ADDRS="+strings.Join(w.RedisAddrs, ","))
+	}
+	if w.RedisMaster != "" {
+		env = append(env, "VODPIPE_REDIS_MASTER_NAME="+w.RedisMaster)
 	}
 	if w.Replicas > 0 {
 		env = append(env, "VODPIPE_NATS_REPLICAS="+strconv.Itoa(w.Replicas))

@@ -29,6 +29,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.KillEvery, "kill-every", 3*time.Second, "pause between worker SIGKILLs")
 	fs.Int64Var(&o.Bandwidth, "bandwidth", 32<<20, "bytes per second vodsim reads, all uploads together (negative: unlimited)")
 	fs.Float64Var(&o.FaultRate, "fault-rate", 0.05, "fraction of vodsim requests failed (half errors, half resets)")
+	fs.StringVar(&o.Redis, "redis", "sentinel", "Redis of the run: sentinel (the primary is killed mid-run) or cluster (the jobs' slots move mid-run)")
 	fs.StringVar(&o.Dir, "dir", "", "keep the run's files (logs of nodes, workers, Redis) in this folder")
 	quiet := fs.Bool("quiet", false, "print only the summary")
 	if code, ok := parseFlags(fs, args); !ok {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/upload"
 )
 
@@ -170,7 +171,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`
 
 	// writeLua is every state write, fenced by the lease value. Modes:
-	// replace (drop the hash, then set the pairs), update (set the pairs),
+	// replace (set the pairs, then drop every other field), update (set the pairs),
 	// session (set the pairs if the hash has a session), release (update,
 	// then give the lease up) and delete.
 	// KEYS: lease, fence, state. ARGV: lease value, fence TTL ms, state TTL ms,
@@ -187,12 +188,19 @@ local mode = ARGV[4]
 if mode == 'delete' then
   redis.call('DEL', KEYS[3])
 else
-  if mode == 'replace' then
-    redis.call('DEL', KEYS[3])
-  elseif mode == 'session' and redis.call('HEXISTS', KEYS[3], 'session') == 0 then
+  if mode == 'session' and redis.call('HEXISTS', KEYS[3], 'session') == 0 then
     return -1
   end
   redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+  if mode == 'replace' then
+    -- The other fields go after the new ones are in: the key never stops
+    -- existing mid-script, which a slot being migrated would refuse.
+    local keep = {}
+    for i = 5, #ARGV, 2 do keep[ARGV[i]] = true end
+    for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+      if not keep[f] then redis.call('HDEL', KEYS[3], f) end
+    end
+  end
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
   if mode == 'release' then redis.call('DEL', KEYS[1]) end
 end
@@ -455,7 +463,14 @@ func (r *Redis) durable(ctx context.Context, s *script, keys []string, args ...a
 		wait := pipe.Do(ctx, "wait", r.replicas, ms(r.replicaWait))
 		_, _ = pipe.Exec(ctx)
 		err = cmd.Err()
-		if try < 3 && (redis.HasErrorPrefix(err, "NOSCRIPT") || r.moved(ctx, err)) {
+		if try < 3 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			continue
+		}
+		if try < 20 && r.moved(ctx, err) {
+			// A slot being migrated: the keys settle within moments.
+			if !retry.Sleep(ctx, time.Duration(try+1)*10*time.Millisecond) {
+				return cmd, nil
+			}
 			continue
 		}
 		if err != nil {

@@ -1,0 +1,270 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ClusterOptions shape a Redis Cluster.
+type ClusterOptions struct {
+	// Primaries is the number of nodes, each owning an equal share of the
+	// 16384 slots (3).
+	Primaries int
+	// Announce gives the address node i is known by (to the other nodes'
+	// redirections and to clients), e.g. a proxy in front of it; nil: its
+	// own. The cluster bus between nodes is not proxied.
+	Announce func(i int, addr string) (string, error)
+	// Extra are more redis-server arguments.
+	Extra []string
+}
+
+// Cluster is a Redis Cluster of child processes, primaries only.
+type Cluster struct {
+	Nodes []*Redis
+	// Announced is the address each node is known by; IDs their node ids.
+	Announced, IDs []string
+}
+
+// clusterSlots is the number of hash slots of a Redis Cluster.
+const clusterSlots = 16384
+
+// StartCluster starts the nodes in dir (a folder each), gives each an equal
+// range of slots, introduces them and waits until every node sees the
+// cluster whole. The caller stops it.
+func StartCluster(ctx context.Context, dir string, o ClusterOptions) (_ *Cluster, err error) {
+	if o.Primaries == 0 {
+		o.Primaries = 3
+	}
+	c := &Cluster{}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	for i := range o.Primaries {
+		ndir := filepath.Join(dir, fmt.Sprintf("redis-%d", i))
+		if err := os.MkdirAll(ndir, 0o755); err != nil {
+			return nil, err
+		}
+		bus, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		// The announced port is known only once the node has one: it is set
+		// at runtime, and kept in the arguments for a restart.
+		r, err := StartRedis(ctx, ndir, append([]string{"--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+			"--cluster-port", strconv.Itoa(bus), "--cluster-announce-ip", "127.0.0.1", "--cluster-announce-bus-port", strconv.Itoa(bus)},
+			o.Extra...)...)
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, r)
+		addr := r.Addr
+		if o.Announce != nil {
+			if addr, err = o.Announce(i, r.Addr); err != nil {
+				return nil, err
+			}
+		}
+		c.Announced = append(c.Announced, addr)
+		_, port, _ := net.SplitHostPort(addr)
+		r.args = append(r.args, "--cluster-announce-port", port)
+		if err := r.do(ctx, "CONFIG", "SET", "cluster-announce-port", port); err != nil {
+			return nil, err
+		}
+		id, err := r.str(ctx, "CLUSTER", "MYID")
+		if err != nil {
+			return nil, err
+		}
+		c.IDs = append(c.IDs, id)
+		lo, hi := i*clusterSlots/o.Primaries, (i+1)*clusterSlots/o.Primaries-1
+		if err := r.do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi); err != nil {
+			return nil, err
+		}
+	}
+	for i := 1; i < len(c.Nodes); i++ {
+		host, port, _ := net.SplitHostPort(c.Nodes[0].Addr)
+		if err := c.Nodes[i].do(ctx, "CLUSTER", "MEET", host, port, busPort(c.Nodes[0])); err != nil {
+			return nil, err
+		}
+	}
+	return c, c.waitWhole(ctx)
+}
+
+// busPort is the node's cluster bus port, from its arguments.
+func busPort(r *Redis) string {
+	for i, a := range r.args {
+		if a == "--cluster-port" && i+1 < len(r.args) {
+			return r.args[i+1]
+		}
+	}
+	return ""
+}
+
+// waitWhole waits until every node answers cluster_state:ok and knows
+// every other node and every slot's owner as the others do.
+func (c *Cluster) waitWhole(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := c.whole(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis cluster not whole: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) whole(ctx context.Context) error {
+	var first string
+	for i, n := range c.Nodes {
+		info, err := n.str(ctx, "CLUSTER", "INFO")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r\n", len(c.Nodes))) {
+			return fmt.Errorf("node %d: not ok or not every node known yet", i)
+		}
+		owners, err := c.owners(ctx, i)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			first = owners
+		} else if owners != first {
+			return fmt.Errorf("node %d sees other slot owners than node 0", i)
+		}
+	}
+	return nil
+}
+
+// owners is node i's view of the slot ranges and their owners.
+func (c *Cluster) owners(ctx context.Context, i int) (string, error) {
+	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[i].Addr, MaxRetries: -1})
+	defer cl.Close()
+	slots, err := cl.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, s := range slots {
+		if len(s.Nodes) > 0 {
+			fmt.Fprintf(&b, "%d-%d:%s;", s.Start, s.End, s.Nodes[0].ID)
+		}
+	}
+	return b.String(), nil
+}
+
+// Addrs are the nodes' announced addresses (VODPIPE_REDIS_ADDRS).
+func (c *Cluster) Addrs() []string { return c.Announced }
+
+// SlotOf is the hash slot of key, asked of node 0.
+func (c *Cluster) SlotOf(ctx context.Context, key string) (int, error) {
+	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr, MaxRetries: -1})
+	defer cl.Close()
+	n, err := cl.ClusterKeySlot(ctx, key).Result()
+	return int(n), err
+}
+
+// Owner is the node that owns slot, as node 0 sees it.
+func (c *Cluster) Owner(ctx context.Context, slot int) (int, error) {
+	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr, MaxRetries: -1})
+	defer cl.Close()
+	slots, err := cl.ClusterSlots(ctx).Result()
+	if err != nil {
+		return -1, err
+	}
+	for _, s := range slots {
+		if int(s.Start) <= slot && slot <= int(s.End) && len(s.Nodes) > 0 {
+			for i, id := range c.IDs {
+				if id == s.Nodes[0].ID {
+					return i, nil
+				}
+			}
+		}
+	}
+	return -1, fmt.Errorf("slot %d has no known owner", slot)
+}
+
+// MoveSlot moves slot from node from to node to while clients use it, as
+// `redis-cli --cluster reshard` does: the target imports, the source
+// migrates, the keys go over in batches with MIGRATE (clients meanwhile
+// get ASK for keys already moved, TRYAGAIN for a command whose keys are
+// split), then every node learns the new owner. It returns the number of
+// keys moved.
+func (c *Cluster) MoveSlot(ctx context.Context, slot, from, to int) (int, error) {
+	src, dst := c.Nodes[from], c.Nodes[to]
+	if err := dst.do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", c.IDs[from]); err != nil {
+		return 0, fmt.Errorf("importing: %w", err)
+	}
+	if err := src.do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", c.IDs[to]); err != nil {
+		return 0, fmt.Errorf("migrating: %w", err)
+	}
+	cl := redis.NewClient(&redis.Options{Addr: src.Addr, MaxRetries: -1})
+	defer cl.Close()
+	host, port, _ := net.SplitHostPort(dst.Addr)
+	moved := 0
+	for {
+		keys, err := cl.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		if err != nil {
+			return moved, err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "REPLACE", "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := cl.Do(ctx, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return moved, fmt.Errorf("migrate: %w", err)
+		}
+		moved += len(keys)
+	}
+	// The target first, so that it answers for the slot before the source
+	// starts redirecting there (the order redis-cli uses).
+	for _, i := range append([]int{to, from}, c.others(from, to)...) {
+		if err := c.Nodes[i].do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", c.IDs[to]); err != nil {
+			return moved, fmt.Errorf("setslot node on %d: %w", i, err)
+		}
+	}
+	return moved, nil
+}
+
+func (c *Cluster) others(a, b int) []int {
+	var o []int
+	for i := range c.Nodes {
+		if i != a && i != b {
+			o = append(o, i)
+		}
+	}
+	return o
+}
+
+// Stop stops every node.
+func (c *Cluster) Stop() {
+	for _, r := range c.Nodes {
+		if r.proc != nil && !r.proc.Exited() {
+			_ = r.Stop()
+		}
+	}
+}
+
+// str runs one command on r and returns its answer as a string.
+func (r *Redis) str(ctx context.Context, args ...any) (string, error) {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer c.Close()
+	return c.Do(ctx, args...).Text()
+}
