@@ -159,7 +159,7 @@ func TestCheckFaultsFailsARunWithoutItsFaults(t *testing.T) {
 	viol := func(format string, args ...any) { got = append(got, fmt.Sprintf(format, args...)) }
 	checkFaults(&Report{RedisFaults: 1, WorkerExits: 1}, o, s, viol)
 	all := strings.Join(got, "\n")
-	for _, want := range []string{"no worker was killed", "0 NATS node restarts and 1 Redis failovers, want 1 of each",
+	for _, want := range []string{"no worker was killed", "0 NATS node restarts and 1 Redis faults, want 1 of each", "out of space refused no body",
 		"vodsim injected no fault", "1 worker processes ended by themselves", "services ended by themselves: quitter (exit status 3: giving up)", "1 streams or buckets at 1 replicas, want 3: SINGLE",
 		"no stream at 3 replicas", "services crashed: [], want [notify ingest]"} {
 		if !strings.Contains(all, want) {
@@ -167,7 +167,7 @@ func TestCheckFaultsFailsARunWithoutItsFaults(t *testing.T) {
 		}
 	}
 	got = nil
-	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisFaults: 1, ServiceCrashes: crashedServices()}, Options{}, &services{js: n.JetStream(t)}, viol)
+	checkFaults(&Report{WorkerKills: 1, NATSRestarts: 1, RedisFaults: 1, StorageRefused: 1, ServiceCrashes: crashedServices()}, Options{}, &services{js: n.JetStream(t)}, viol)
 	if len(got) != 2 { // the single-replica stream, and so none at 3
 		t.Errorf("a run with its faults: violations %q, want only the replica ones", got)
 	}

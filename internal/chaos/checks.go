@@ -258,7 +258,10 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 		viol("no worker was killed")
 	}
 	if rep.NATSRestarts != 1 || rep.RedisFaults != 1 {
-		viol("%d NATS node restarts and %d Redis failovers, want 1 of each", rep.NATSRestarts, rep.RedisFaults)
+		viol("%d NATS node restarts and %d Redis faults, want 1 of each", rep.NATSRestarts, rep.RedisFaults)
+	}
+	if rep.StorageRefused == 0 {
+		viol("vodsim's store out of space refused no body: the fault tested nothing")
 	}
 	if want := crashedServices(); !slices.Equal(rep.ServiceCrashes, want) {
 		viol("services crashed: %v, want %v", rep.ServiceCrashes, want)

@@ -4,11 +4,14 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/retry"
+	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
 
 // runFaults kills a random worker every KillEvery and restarts it; with
@@ -61,7 +64,7 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *
 			logf("NATS node %s restarted on its store", cl.nodes[down].spec.Name)
 			down = -1
 		}
-		if step >= len(crashedServices())+2 && down < 0 && scheduled != nil {
+		if step >= len(crashedServices())+3 && down < 0 && scheduled != nil {
 			close(scheduled) // the NATS node, Redis and the services went down and came back
 			scheduled = nil
 		}
@@ -97,9 +100,52 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *
 				}
 				rep.ServiceCrashes = append(rep.ServiceCrashes, crash[step-3])
 				logf("SIGKILL %s, restarted", crash[step-3])
+			} else if step-3 == len(crash) {
+				if err := storageFull(ctx, sys, rep, logf); err != nil {
+					return err
+				}
 			}
 		}
 	}
+}
+
+// storageFullHold is how long vodsim's store is out of space.
+const storageFullHold = 4 * time.Second
+
+// storageFull makes vodsim's store out of space for storageFullHold (held
+// up to three times as long until a body is refused), then gives the space
+// back. Jobs refused wait, their runs not used up, and resume.
+func storageFull(ctx context.Context, sys *services, rep *Report, logf func(string, ...any)) error {
+	before, err := sys.simStorageRefusals()
+	if err != nil {
+		return err
+	}
+	if err := sys.simFaults(func(f *vodsim.FaultConfig) { f.StorageFull = true }); err != nil {
+		return err
+	}
+	logf("vodsim storage full, for %s", storageFullHold)
+	start := time.Now()
+	refused := 0
+	for {
+		if !retry.Sleep(ctx, 100*time.Millisecond) {
+			break
+		}
+		n, err := sys.simStorageRefusals()
+		if err == nil {
+			refused = n - before
+		}
+		if held := time.Since(start); held >= 3*storageFullHold || held >= storageFullHold && refused > 0 {
+			break
+		}
+	}
+	if err := sys.simFaults(func(f *vodsim.FaultConfig) { f.StorageFull = false }); err != nil {
+		return err
+	}
+	held := time.Since(start).Round(100 * time.Millisecond)
+	rep.StorageRefused = refused
+	rep.StorageFull = fmt.Sprintf("vodsim's store out of space for %s: %d bodies refused (507), their jobs waited and resumed", held, refused)
+	logf("vodsim storage back after %s (%d bodies refused)", held, refused)
+	return nil
 }
 
 // crashedServices are the services the fault loop SIGKILLs and restarts,

@@ -118,8 +118,11 @@ type Report struct {
 	// moved to other nodes) count the faults caused; WorkerExits the
 	// workers that ended by themselves (and were restarted).
 	WorkerKills, NATSRestarts, RedisFaults, WorkerExits int
-	// RedisFault says how the Redis fault went.
-	RedisFault string
+	// RedisFault says how the Redis fault went; StorageFull how long
+	// vodsim's store was out of space and what it refused.
+	RedisFault, StorageFull string
+	// StorageRefused counts the bodies vodsim refused while out of space.
+	StorageRefused int
 	// ServiceCrashes lists the services SIGKILLed and restarted.
 	ServiceCrashes []string
 	// NetworkFaults lists the network faults held, with the traffic they met.
@@ -170,6 +173,9 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
 	if r.RedisFault != "" {
 		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFault)
+	}
+	if r.StorageFull != "" {
+		fmt.Fprintf(w, "  disk:       %s\n", r.StorageFull)
 	}
 	for _, f := range r.NetworkFaults {
 		fmt.Fprintf(w, "  network:    %s\n", f)

@@ -432,3 +432,40 @@ func (s *services) inEventsStream(jobID string) string {
 	}
 	return fmt.Sprintf("in %s at seq %d, %s", queue.EventsStream, m.Sequence, m.Time.Format(time.RFC3339Nano))
 }
+
+// simFaults changes vodsim's fault injection in force with f.
+func (s *services) simFaults(f func(*vodsim.FaultConfig)) error {
+	var cfg vodsim.FaultConfig
+	if err := s.simGet("/vodsim/faults", &cfg); err != nil {
+		return err
+	}
+	f(&cfg)
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+s.simAddr+"/vodsim/faults", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("vodsim faults: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("vodsim faults: %s", resp.Status)
+	}
+	return nil
+}
+
+// simStorageRefusals counts vodsim's answers of a full store (507 InsufficientStorage).
+func (s *services) simStorageRefusals() (int, error) {
+	fams, err := metricFamilies("http://" + s.simAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	return sumByLabel(fams["vodsim_requests_total"], "code")["InsufficientStorage"], nil
+}

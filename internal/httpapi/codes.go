@@ -25,6 +25,7 @@ const (
 	CodeQueueUnavailable     = "queue_unavailable"
 	CodeRateLimited          = "rate_limited"
 	CodeSDKNotInstalled      = "sdk_not_installed"
+	CodeStorageFull          = "storage_full"
 	CodeSubDisabled          = "subscription_disabled"
 	CodeSubNotFound          = "subscription_not_found"
 	CodeTooManyReplays       = "too_many_replays"
@@ -69,6 +70,7 @@ func Catalog() []CodeInfo {
 		{CodeQueueUnavailable, "the job queue cannot take the job now; retry"},
 		{CodeRateLimited, "too many requests; Retry-After says when to try again"},
 		{CodeSDKNotInstalled, "the upload page's web SDK is missing from the install"},
+		{CodeStorageFull, "NATS JetStream storage is full: the job was not queued; Retry-After says when to try again"},
 		{CodeSubDisabled, "the subscription is disabled"},
 		{CodeSubNotFound, "no such subscription"},
 		{CodeTooManyReplays, "too many replays in flight"},

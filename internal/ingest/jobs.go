@@ -61,7 +61,9 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 		}
 		if id, ok := s.idempotentJob(r, idemKey); ok {
 			st, _, err := s.q.Statuses.Get(r.Context(), id)
-			if err == nil {
+			// A job marked not queued goes through Submit, which publishes
+			// it (its first submit could not: storage full).
+			if err == nil && (st.Error == nil || st.Error.Code != queue.CodeNotQueued) {
 				s.metrics.jobs.WithLabelValues("duplicate").Inc()
 				httpapi.WriteJSON(w, http.StatusOK, statusView(st))
 				return
@@ -83,6 +85,11 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 	res := s.q.Jobs.Submit(r.Context(), []*job.Job{j})[0]
 	if res.Err != nil {
 		s.log.Error("submit failed", "job_id", j.ID, "err", res.Err)
+		if errors.Is(res.Err, queue.ErrStorageFull) {
+			w.Header().Set("Retry-After", storageRetryAfter)
+			httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeStorageFull, storageFullMessage, nil)
+			return
+		}
 		httpapi.Refuse(w, http.StatusServiceUnavailable, httpapi.CodeQueueUnavailable, "the job could not be queued; retry", nil)
 		return
 	}
@@ -177,12 +184,17 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 		valid = append(valid, j)
 		validIdx = append(validIdx, i)
 	}
+	full := 0 // items refused for want of storage
 	for k, res := range s.q.Jobs.Submit(r.Context(), valid) {
 		item := &resp.Items[validIdx[k]]
 		item.ID = res.Job.ID
 		switch {
 		case res.Err != nil:
 			item.Result, item.Error = "error", "not queued; retry this item"
+			if errors.Is(res.Err, queue.ErrStorageFull) {
+				item.Error = "not queued: " + storageFullMessage
+				full++
+			}
 			resp.Failed++
 			s.log.Error("batch item failed", "job_id", res.Job.ID, "err", res.Err)
 		case res.Duplicate:
@@ -201,8 +213,22 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 	if resp.Invalid+resp.Failed > 0 {
 		status = http.StatusMultiStatus
 	}
+	if full > 0 {
+		w.Header().Set("Retry-After", storageRetryAfter)
+		if full == len(raws) {
+			status = http.StatusServiceUnavailable // nothing taken, all for want of storage
+		}
+	}
 	httpapi.WriteJSON(w, status, resp)
 }
+
+// storageFullMessage is the reason of a job refused because JetStream's
+// storage is full, and storageRetryAfter when to try again (seconds).
+const (
+	storageFullMessage = "NATS JetStream storage is full (the jobs stream's byte limit, VODPIPE_JOBS_MAX_BYTES, or the server's storage limit); " +
+		"space returns as workers finish jobs: retry later"
+	storageRetryAfter = "30"
+)
 
 // splitBatch returns the raw job objects of a JSON array or NDJSON body.
 func splitBatch(b []byte, contentType string) ([]json.RawMessage, error) {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -141,7 +142,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		if f == nil {
 			continue
 		}
-		if err := awaitAck(ctx, f); err != nil {
+		if err := storageFull(awaitAck(ctx, f)); err != nil {
 			if lostRace(err) {
 				made[i].remove(ctx, jq.index)
 				out[i].Duplicate = true
@@ -153,14 +154,37 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			out[i].Err = fmt.Errorf("queue: status %s: %w", jobs[i].ID, err)
 		}
 	}
-	// Stage 2: publish the new jobs and their job.queued events.
+	// Stage 2: publish the new jobs and their job.queued events, and again
+	// the job of a duplicate marked not queued (CodeNotQueued): a submit
+	// that created the status but could not publish the job (storage full)
+	// is mended by the client's retry. (Other duplicates cost no publish: a
+	// library submitted again costs its reads only.)
 	type pending struct {
 		i          int
+		dup        bool
 		jobF, evtF jetstream.PubAckFuture
 	}
 	var ps []pending
 	for i, j := range jobs {
-		if out[i].Err != nil || out[i].Duplicate {
+		if out[i].Err != nil {
+			continue
+		}
+		if out[i].Duplicate {
+			if !notQueued(out[i].Status) {
+				continue
+			}
+			p := pending{i: i, dup: true}
+			b, err := out[i].Status.Job.Encode()
+			if err != nil {
+				continue
+			}
+			jm := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{out[i].Status.Job.ID}}}
+			tracing.Inject(ctx, jm)
+			if p.jobF, err = jq.js.PublishMsgAsync(jm); err != nil {
+				out[i].Err, out[i].Duplicate = fmt.Errorf("queue: publish job %s again: %w", j.ID, err), false
+				continue
+			}
+			ps = append(ps, p)
 			continue
 		}
 		b, err := j.Encode()
@@ -185,14 +209,55 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		ps = append(ps, p)
 	}
 	for _, p := range ps {
-		if err := awaitAck(ctx, p.jobF); err != nil {
+		err := storageFull(awaitAck(ctx, p.jobF))
+		switch {
+		case err != nil && p.dup:
+			out[p.i].Err, out[p.i].Duplicate = fmt.Errorf("queue: publish job %s again: %w", jobs[p.i].ID, err), false
+		case err != nil:
 			out[p.i].Err = fmt.Errorf("queue: publish job %s: %w", jobs[p.i].ID, err)
+			jq.markNotQueued(ctx, jobs[p.i].ID, err)
+		case p.dup:
+			if st, err := jq.statuses.Update(ctx, jobs[p.i].ID, func(s *job.Status) error {
+				if s.Error != nil && s.Error.Code == CodeNotQueued {
+					s.Error = nil
+				}
+				return nil
+			}); err == nil {
+				out[p.i].Status = st
+			}
 		}
 		if p.evtF != nil {
 			_ = awaitAck(ctx, p.evtF)
 		}
 	}
 	return out
+}
+
+// CodeNotQueued is the error code of a status whose job could not be
+// published: it stays queued with this error until the job is submitted
+// again (which publishes it) or, if it never is, for people to see.
+const CodeNotQueued = "not_queued"
+
+// notQueued reports whether st is queued, never run, and marked not queued.
+func notQueued(st *job.Status) bool {
+	return st != nil && st.State == job.StateQueued && st.Runs == 0 && st.Error != nil && st.Error.Code == CodeNotQueued
+}
+
+// markNotQueued marks the status of a job whose publication failed, so that
+// listings and the console show why it waits (best effort: with the whole
+// store full the mark cannot be written either, and the client's 503 is
+// all there is).
+func (jq *Jobs) markNotQueued(ctx context.Context, jobID string, cause error) {
+	msg := "the job could not be queued; submit it again"
+	if errors.Is(cause, ErrStorageFull) {
+		msg = "NATS JetStream storage was full when the job was submitted: it is not queued; submit it again"
+	}
+	_, _ = jq.statuses.Update(ctx, jobID, func(s *job.Status) error {
+		if s.State == job.StateQueued && s.Runs == 0 {
+			s.Error = &job.Error{Code: CodeNotQueued, Message: msg}
+		}
+		return nil
+	})
 }
 
 // markDuplicates marks the results whose job already has a status as
@@ -251,7 +316,7 @@ func (jq *Jobs) indexBatch(ctx context.Context, out []SubmitResult) []madeEntrie
 					made[i].state, out[i].Status.IndexSeq = ack.Sequence, ack.Sequence
 				}
 			case err := <-f.Err():
-				out[i].Err = fmt.Errorf("queue: index %s: %w", out[i].Job.ID, err)
+				out[i].Err = fmt.Errorf("queue: index %s: %w", out[i].Job.ID, storageFull(err))
 			case <-ctx.Done():
 				out[i].Err = ctx.Err()
 			}

@@ -685,6 +685,9 @@ func (r *run) retry(ctx context.Context, op string, f func() error) error {
 		if _, perm := IsPermanent(err); perm || isNoSuchUpload(err) || errors.Is(err, ErrLeaseLost) {
 			return err
 		}
+		if isStorageFull(err) {
+			return fmt.Errorf("%w: %w", ErrStorageFull, err)
+		}
 		if attempt == r.u.cfg.PartAttempts {
 			break // no wait after the last attempt
 		}
@@ -711,6 +714,12 @@ func cosErrorCode(err error) string {
 }
 
 func isNoSuchUpload(err error) bool { return cosErrorCode(err) == "NoSuchUpload" }
+
+// isStorageFull reports a store out of space: 507, whatever the code.
+func isStorageFull(err error) bool {
+	var e *cos.ErrorResponse
+	return errors.As(err, &e) && e.Response != nil && e.Response.StatusCode == http.StatusInsufficientStorage
+}
 
 func isCredentialError(err error) bool {
 	switch cosErrorCode(err) {

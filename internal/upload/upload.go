@@ -26,6 +26,10 @@ var (
 	// ErrDrained means the worker is shutting down: the job stopped at a part
 	// boundary with its state saved, for another worker to resume.
 	ErrDrained = errors.New("upload: drained for shutdown")
+	// ErrStorageFull means the storage refused a body for want of space
+	// (507 InsufficientStorage): trying the part again at once would not
+	// help, and the job waits for space without using up its runs.
+	ErrStorageFull = errors.New("upload: the storage is full")
 )
 
 // ControlDrain is the control a shutting-down worker gives its jobs.

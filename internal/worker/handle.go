@@ -332,6 +332,19 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		w.count(ctx, "lease_lost")
 		log.Warn("lease lost: another worker owns the job")
 		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
+	case errors.Is(err, upload.ErrStorageFull):
+		// Not the job's fault and not a run used up: it waits, its parts
+		// saved, and resumes when space returns, however long that takes.
+		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
+			if s.Worker == w.cfg.ID {
+				s.Runs = max(s.Runs-1, 0)
+			}
+			s.Error = &job.Error{Code: "storage_full", Message: "the storage is full; the job resumes when space returns: " + err.Error()}
+		})
+		w.count(ctx, "storage_full")
+		delay := retry.Around(w.cfg.StorageFullWait, 0.5)
+		log.Warn("storage full: job waits for space", "err", err, "retry_in", delay)
+		_ = msg.NakWithDelay(delay)
 	default:
 		code, perm := upload.IsPermanent(err)
 		if perm || w.outOfRuns(running.Status) {

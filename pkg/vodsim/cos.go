@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/checksum"
@@ -276,6 +277,9 @@ func (s *Server) readBody(r *http.Request, cr *cosRequest, limit int64, name str
 	if r.ContentLength > limit {
 		return written{}, cosErr(http.StatusBadRequest, "EntityTooLarge", "body of %d bytes exceeds %d", r.ContentLength, limit)
 	}
+	if s.faults.storageFull() {
+		return written{}, errStorageFull()
+	}
 	body := &countingReader{r: s.faults.throttle(r.Context(), r.Body), n: &s.received}
 	wr, err := s.blobs.write(body, r.ContentLength, name)
 	s.mu.Lock()
@@ -284,6 +288,9 @@ func (s *Server) readBody(r *http.Request, cr *cosRequest, limit int64, name str
 	if err != nil {
 		if errors.Is(err, errBodyShort) {
 			return written{}, cosErr(http.StatusBadRequest, "IncompleteBody", "the body is shorter than Content-Length")
+		}
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return written{}, errStorageFull()
 		}
 		return written{}, cosErr(http.StatusBadRequest, "RequestTimeout", "reading the body failed: %v", err)
 	}
@@ -296,6 +303,14 @@ func (s *Server) readBody(r *http.Request, cr *cosRequest, limit int64, name str
 		}
 	}
 	return wr, nil
+}
+
+// errStorageFull is the answer of a store out of space. COS documents no
+// such error (its storage does not fill up); vodsim answers what an
+// S3-compatible store whose disks are full does (MinIO: 507
+// XMinioStorageFull), under a plain code.
+func errStorageFull() *cosError {
+	return cosErr(http.StatusInsufficientStorage, "InsufficientStorage", "the storage is full: no space left to store the body")
 }
 
 func setChecksumHeaders(w http.ResponseWriter, etag string, crc uint64) {

@@ -41,6 +41,12 @@ type FaultConfig struct {
 	Bandwidth int64 `json:"bandwidth,omitempty"`
 	// CredentialLifetime, when set, overrides the lifetime of newly issued temporary credentials.
 	CredentialLifetime Duration `json:"credentialLifetime,omitempty"`
+	// StorageFull makes the store out of space: every request that stores
+	// bytes (PutObject, UploadPart) is answered 507 InsufficientStorage
+	// before its body is read, as a disk that filled up would be; reads,
+	// lists, completes and aborts still work. Set it back to false and
+	// space has returned.
+	StorageFull bool `json:"storageFull,omitempty"`
 }
 
 // FaultRule injects faults into one operation (or "*" for all).
@@ -220,6 +226,13 @@ func (f *faults) decide(op string) decision {
 		}
 	}
 	return d
+}
+
+// storageFull reports whether the store is out of space (FaultConfig.StorageFull).
+func (f *faults) storageFull() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cfg.StorageFull
 }
 
 func (f *faults) credentialLifetime(def time.Duration) time.Duration {
