@@ -171,6 +171,7 @@ func (r *Report) Print(w io.Writer) {
 		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisFaults, r.InjectedFaults,
 		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
 	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
+	fmt.Fprintf(w, "  clocks:     vodsim (VOD and COS) %s off ingest's and the workers' all run long\n", TencentClockOffset)
 	if r.RedisFault != "" {
 		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFault)
 	}

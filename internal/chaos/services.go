@@ -54,6 +54,12 @@ type serviceProcess struct {
 	*child.Process
 }
 
+// TencentClockOffset is how far vodsim's clock (VOD's and COS's) is off
+// every other process of the run: minutes, within what VOD tolerates of a
+// signature's time (the signatures come 3 minutes from its future), so
+// workers sign COS requests in Tencent's time, not their own.
+const TencentClockOffset = -3 * time.Minute
+
 // callbackAttempts: vodsim's callbacks get 11 attempts (about 3.5 minutes of
 // back-off from 200 ms; waitWebhooks waits for them): a NATS node restart
 // can refuse notify's intake for a while, and VOD itself keeps retrying a
@@ -116,7 +122,8 @@ func startServices(ctx context.Context, exe, dir, driverURL, servicesURL string,
 		{"vodsim", "http://" + s.simAddr + "/healthz", []string{
 			"VODPIPE_VODSIM_ADDR=" + s.simAddr, "VODPIPE_VODSIM_APPS=" + secretID + ":" + secretKey, "VODPIPE_VODSIM_DISCARD=true",
 			"VODPIPE_VODSIM_CALLBACK_URL=" + s.notifyURL + "/v1/vod/callback?token=" + callbackToken,
-			"VODPIPE_VODSIM_CALLBACK_ATTEMPTS=" + strconv.Itoa(callbackAttempts), "VODPIPE_VODSIM_FAULTS=" + string(fj)}},
+			"VODPIPE_VODSIM_CALLBACK_ATTEMPTS=" + strconv.Itoa(callbackAttempts), "VODPIPE_VODSIM_FAULTS=" + string(fj),
+			"VODPIPE_VODSIM_CLOCK_OFFSET=" + TencentClockOffset.String()}},
 		{"notify", s.notifyURL + "/readyz", append([]string{"VODPIPE_NOTIFY_HTTP_ADDR=" + child.Loopback(ports[2]),
 			"VODPIPE_CALLBACK_TOKEN=" + callbackToken, "VODPIPE_WEBHOOK_SECRET_KEYS=" + webhookSecretKey,
 			"VODPIPE_WEBHOOK_ALLOW_PRIVATE=true", "VODPIPE_WEBHOOK_TIMEOUT=5s",

@@ -27,7 +27,7 @@ func TestChaosShortRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("chaos exit %d\nstderr:\n%s", code, stderr.String())
 	}
-	for _, want := range []string{"committed:  60 of 60", "partitioned from its peers", "Redis primary silent", "vodsim link limited", "1 NATS node restarts, 1 Redis faults", "replica 127.0.0.1:", "crashed:    notify, ingest", "bodies refused (507)", "OK:"} {
+	for _, want := range []string{"committed:  60 of 60", "partitioned from its peers", "Redis primary silent", "vodsim link limited", "1 NATS node restarts, 1 Redis faults", "replica 127.0.0.1:", "crashed:    notify, ingest", "bodies refused (507)", "clocks:     vodsim (VOD and COS) -3m0s off", "OK:"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q", want)
 		}

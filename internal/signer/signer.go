@@ -192,8 +192,15 @@ type Signer struct {
 	now       func() time.Time
 }
 
+// Option configures a Signer.
+type Option func(*Signer)
+
+// WithClock makes the signer read the time from now (a clock of its own,
+// as a machine whose clock is off has: the clock-skew tests).
+func WithClock(now func() time.Time) Option { return func(s *Signer) { s.now = now } }
+
 // New returns a Signer. secretKey never leaves it.
-func New(secretID, secretKey string, p Policy) (*Signer, error) {
+func New(secretID, secretKey string, p Policy, opts ...Option) (*Signer, error) {
 	if secretID == "" || secretKey == "" {
 		return nil, fmt.Errorf("signer: %w", vod.ErrMissingSecretKey)
 	}
@@ -203,7 +210,11 @@ func New(secretID, secretKey string, p Policy) (*Signer, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return &Signer{secretID: secretID, secretKey: secretKey, policy: p, now: time.Now}, nil
+	s := &Signer{secretID: secretID, secretKey: secretKey, policy: p, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Check refuses a request outside the policy, before anything is signed,

@@ -36,7 +36,7 @@ type run struct {
 	cover   Source
 	control ControlFunc
 
-	auth     *cos.AuthorizationTransport
+	auth     *cosSigner
 	client   *cos.Client
 	credMu   sync.Mutex
 	credGen  int
@@ -52,6 +52,7 @@ type run struct {
 	sigMu      sync.Mutex
 	sig        string
 	sigExpires time.Time
+	sigAt      time.Time // currentTimeStamp of the last signature minted
 }
 
 // sigReuseMargin is how long before its expiry a kept signature is replaced.
@@ -185,12 +186,9 @@ func (r *run) checkControl(ctx context.Context) error {
 // sign returns a fresh signature for a one-time job and otherwise the run's
 // kept signature while it is valid for sigReuseMargin more.
 func (r *run) sign(ctx context.Context) (string, error) {
-	if r.j.OneTimeSignature {
-		return r.u.signer.SignJob(ctx, r.j)
-	}
 	r.sigMu.Lock()
 	defer r.sigMu.Unlock()
-	if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
+	if !r.j.OneTimeSignature && r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
 		return r.sig, nil
 	}
 	sig, err := r.u.signer.SignJob(ctx, r.j)
@@ -200,8 +198,11 @@ func (r *run) sign(ctx context.Context) (string, error) {
 	// Kept only if it really is reusable: the service may make every
 	// signature one-time (its policy), whatever the job asked for.
 	r.sig, r.sigExpires = "", time.Time{}
-	if p, perr := vod.ParseSignature(sig); perr == nil && !p.Params.OneTimeValid {
-		r.sig, r.sigExpires = sig, time.Unix(p.Params.ExpireTime, 0)
+	if p, perr := vod.ParseSignature(sig); perr == nil {
+		r.sigAt = time.Unix(p.Params.CurrentTimeStamp, 0)
+		if !p.Params.OneTimeValid && !r.j.OneTimeSignature {
+			r.sig, r.sigExpires = sig, time.Unix(p.Params.ExpireTime, 0)
+		}
 	}
 	return sig, nil
 }
@@ -222,7 +223,11 @@ func (r *run) withRenewal(ctx context.Context, call func() error) error {
 		r.u.obs.SignatureRenewed()
 		err = call()
 	}
-	return vodErr(err)
+	// A fresh signature refused for its times: a clock is off.
+	r.sigMu.Lock()
+	at := r.sigAt
+	r.sigMu.Unlock()
+	return vodErr(clockErr(err, at))
 }
 
 // openSession resumes the stored VOD session or opens a new one.
@@ -301,14 +306,18 @@ func (r *run) setCreds(a *vod.ApplyResponse) {
 	r.credMu.Lock()
 	defer r.credMu.Unlock()
 	tc := a.TempCertificate
-	issued := time.Unix(a.Timestamp, 0)
-	if a.Timestamp == 0 || issued.After(time.Now()) {
-		issued = time.Now()
+	// Both ends in VOD's time (its timestamp and the expiry it set), the
+	// schedule in the local one: a clock off by minutes renews on time.
+	now, server := time.Now(), time.Unix(a.Timestamp, 0)
+	if a.Timestamp == 0 {
+		server = r.u.clock.now()
+	} else {
+		r.u.clock.learn(server)
 	}
-	r.issued, r.expires = issued, tc.Expires()
+	r.issued, r.expires = now, now.Add(tc.Expires().Sub(server))
 	r.credGen++
 	if r.auth == nil {
-		r.auth = &cos.AuthorizationTransport{Transport: r.u.transport}
+		r.auth = &cosSigner{clock: r.u.clock, next: r.u.transport}
 		r.auth.SetCredential(tc.SecretID, tc.SecretKey, tc.Token)
 		u, _ := url.Parse(a.BucketURL(r.u.cfg.COSScheme))
 		r.client = cos.NewClient(&cos.BaseURL{BucketURL: u}, &http.Client{Transport: r.auth})
@@ -687,6 +696,9 @@ func (r *run) retry(ctx context.Context, op string, f func() error) error {
 		}
 		if isStorageFull(err) {
 			return fmt.Errorf("%w: %w", ErrStorageFull, err)
+		}
+		if cerr := r.u.clock.cosClockErr(err); cerr != err {
+			return cerr
 		}
 		if attempt == r.u.cfg.PartAttempts {
 			break // no wait after the last attempt

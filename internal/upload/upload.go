@@ -133,6 +133,7 @@ type Uploader struct {
 	obs       Observer
 	commits   CommitRecorder
 	log       *slog.Logger
+	clock     *serverClock // Tencent's time, learned from VOD's answers
 }
 
 // CommitRecorder learns of each commit just before it is made: it maps the
@@ -162,7 +163,7 @@ type Deps struct {
 func New(cfg Config, d Deps) *Uploader {
 	cfg.withDefaults()
 	u := &Uploader{cfg: cfg, vod: d.VOD, signer: d.Signer, sources: d.Sources, store: d.Store,
-		transport: d.COSTransport, obs: d.Observer, commits: d.Commits, log: d.Log}
+		transport: d.COSTransport, obs: d.Observer, commits: d.Commits, log: d.Log, clock: &serverClock{}}
 	if u.transport == nil {
 		u.transport = http.DefaultTransport
 	}

@@ -70,12 +70,18 @@ func newEnv(t testing.TB, useRedis bool, simMod ...func(*vodsim.Config)) *env {
 // newEnvPolicy is newEnv with the signature service's policy given.
 func newEnvPolicy(t testing.TB, useRedis bool, policy signer.Policy, simMod ...func(*vodsim.Config)) *env {
 	t.Helper()
+	return newEnvSigner(t, useRedis, policy, nil, simMod...)
+}
+
+// newEnvSigner is newEnvPolicy with options for the signature service.
+func newEnvSigner(t testing.TB, useRedis bool, policy signer.Policy, opts []signer.Option, simMod ...func(*vodsim.Config)) *env {
+	t.Helper()
 	e := &env{t: t, nats: testharness.StartNATS(t), sim: testharness.StartVodsim(t, simMod...), root: t.TempDir(), logBuf: &syncBuffer{}}
 	if useRedis {
 		e.redis = testharness.StartRedis(t)
 	}
 	ctx := t.Context()
-	s, err := signer.New(testharness.VodsimSecretID, testharness.VodsimSecretKey, policy)
+	s, err := signer.New(testharness.VodsimSecretID, testharness.VodsimSecretKey, policy, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

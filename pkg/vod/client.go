@@ -297,14 +297,23 @@ func (c *Client) once(ctx context.Context, action string, body any, out any) err
 		// The data of a refusal need not have the shape of a success's: the envelope alone decides.
 		var e answer
 		if json.Unmarshal(raw, &e) == nil && e.Code != CodeOK {
-			return &APIError{Action: action, Code: e.Code, Message: e.Message, RequestID: e.RequestID}
+			return &APIError{Action: action, Code: e.Code, Message: e.Message, RequestID: e.RequestID, ServerTime: serverTime(resp)}
 		}
 		return fmt.Errorf("vod %s: %w: %v", action, ErrUnexpectedResponse, err)
 	}
 	if a.Code != CodeOK {
-		return &APIError{Action: action, Code: a.Code, Message: a.Message, RequestID: a.RequestID}
+		return &APIError{Action: action, Code: a.Code, Message: a.Message, RequestID: a.RequestID, ServerTime: serverTime(resp)}
 	}
 	return nil
+}
+
+// serverTime is the answer's Date, or zero.
+func serverTime(resp *http.Response) time.Time {
+	t, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // DialOverride returns a transport that connects every request to addr while

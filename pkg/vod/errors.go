@@ -3,6 +3,7 @@ package vod
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Errors of signature handling, locally and as answered by VOD. Match with errors.Is.
@@ -101,6 +102,10 @@ type APIError struct {
 	Code      Code
 	Message   string
 	RequestID string
+	// ServerTime is VOD's clock when it answered (its Date header; zero
+	// when it sent none): a refusal of a signature's times is told
+	// against it.
+	ServerTime time.Time
 }
 
 // Error implements error.

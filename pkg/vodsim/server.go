@@ -166,6 +166,10 @@ func (s *Server) Handler() http.Handler {
 	httpserve.Probes(vodMux, s.log, nil, s.metrics.reg)
 	s.adminRoutes(vodMux)
 	return withCORS(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The Date of every answer is vodsim's own clock (ClockOffset
+		// included), as a server's Date is its own: clients learn the
+		// server's time from it.
+		w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
