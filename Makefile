@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test test-short test-security bench chaos chaos-cluster lint build fmt fuzz clean
+.PHONY: test test-short test-security bench chaos chaos-cluster soak lint build fmt fuzz clean
 
 ## test: unit and integration tests, race detector on (needs redis-server on PATH)
 test:
@@ -31,6 +31,12 @@ chaos:
 ## chaos-cluster: the same run on a Redis Cluster whose slots move to other nodes mid-run
 chaos-cluster:
 	$(GO) run ./cmd/vodpipe chaos --redis cluster
+
+## soak: 30 minutes of jobs and repeating faults; fails if a service's goroutines, heap, open
+## files, RSS or JetStream consumers grow, or latency drifts (plot: chaos-soak.svg)
+SOAK ?= 30m
+soak:
+	$(GO) run ./cmd/vodpipe chaos --soak $(SOAK)
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each; CI runs it before the tests).
 ## An execution count (Nx), not a duration: Go 1.26's fuzz coordinator can report a spurious

@@ -257,13 +257,18 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 	if rep.WorkerKills == 0 {
 		viol("no worker was killed")
 	}
-	if rep.NATSRestarts != 1 || rep.RedisFaults != 1 {
+	if o.Soak > 0 {
+		if rep.NATSRestarts < 1 || rep.RedisFaults < 1 || len(rep.ServiceCrashes) > 0 {
+			viol("%d NATS node restarts, %d Redis faults and services crashed %v: a soak wants the first two repeated and no service crashed",
+				rep.NATSRestarts, rep.RedisFaults, rep.ServiceCrashes)
+		}
+	} else if rep.NATSRestarts != 1 || rep.RedisFaults != 1 {
 		viol("%d NATS node restarts and %d Redis faults, want 1 of each", rep.NATSRestarts, rep.RedisFaults)
 	}
 	if rep.StorageRefused == 0 {
 		viol("vodsim's store out of space refused no body: the fault tested nothing")
 	}
-	if want := crashedServices(); !slices.Equal(rep.ServiceCrashes, want) {
+	if want := crashedServices(); o.Soak == 0 && !slices.Equal(rep.ServiceCrashes, want) {
 		viol("services crashed: %v, want %v", rep.ServiceCrashes, want)
 	}
 	if rep.InjectedFaults == 0 && o.FaultRate > 0 {

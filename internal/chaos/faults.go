@@ -74,6 +74,9 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *
 		nextKill = time.Now().Add(o.KillEvery)
 		step++
 		i := rng.IntN(len(workers))
+		if o.Soak > 0 && len(workers) > 1 {
+			i = 1 + rng.IntN(len(workers)-1) // w1 lives all along: its series are whole
+		}
 		workers[i].Kill()
 		rep.WorkerKills++
 		w, err := ws.startWorker(workers[i].ID)
@@ -83,7 +86,7 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *
 		workers[i] = w
 		logf("SIGKILL worker %s, restarted", w.ID)
 
-		switch step {
+		switch faultAt(step, o) {
 		case 1:
 			down = rng.IntN(len(cl.nodes))
 			cl.kill(down)
@@ -93,20 +96,41 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *
 			if err := rd.fault(context.WithoutCancel(ctx), rep, logf); err != nil {
 				return err
 			}
+		case 0:
 		default:
-			if crash := crashedServices(); step-3 < len(crash) {
-				if err := sys.crash(crash[step-3]); err != nil {
+			k := faultAt(step, o) - 3
+			if crash := crashedServices(); k < len(crash) {
+				if err := sys.crash(crash[k]); err != nil {
 					return err
 				}
-				rep.ServiceCrashes = append(rep.ServiceCrashes, crash[step-3])
-				logf("SIGKILL %s, restarted", crash[step-3])
-			} else if step-3 == len(crash) {
+				rep.ServiceCrashes = append(rep.ServiceCrashes, crash[k])
+				logf("SIGKILL %s, restarted", crash[k])
+			} else if k == len(crash) {
 				if err := storageFull(ctx, sys, rep, logf); err != nil {
 					return err
 				}
 			}
 		}
 	}
+}
+
+// faultAt is the fault that goes with the step-th worker kill: 1 a NATS
+// node, 2 Redis, 3 and 4 notify and ingest crashed, 5 the store full, then
+// nothing (0). A soak repeats the NATS node, Redis and the full store every
+// ten kills and crashes no service (their series are sampled whole).
+func faultAt(step int, o Options) int {
+	if o.Soak == 0 {
+		return step
+	}
+	switch step % 10 {
+	case 1:
+		return 1
+	case 4:
+		return 2
+	case 7:
+		return 3 + len(crashedServices())
+	}
+	return 0
 }
 
 // storageFullHold is how long vodsim's store is out of space.

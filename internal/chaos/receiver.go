@@ -27,6 +27,7 @@ type receiver struct {
 	uploaded  map[string]map[string]int // job id → webhook id → deliveries of vod.file_uploaded
 	orphans   map[string]bool           // webhook ids of vod.file_uploaded events naming no job
 	distinct  int                       // distinct job.completed webhook ids seen
+	firstDone map[string]time.Time      // job id → first job.completed delivery (a refused one included)
 	bad       int                       // deliveries that failed verification
 	srv       *http.Server
 	URL       string
@@ -39,7 +40,7 @@ func startReceiver() (*receiver, error) {
 		return nil, err
 	}
 	r := &receiver{ids: map[string]map[string]int{}, refused: map[string]string{}, bodies: map[string][]string{},
-		uploaded: map[string]map[string]int{}, orphans: map[string]bool{}, URL: "http://" + ln.Addr().String() + "/hook"}
+		uploaded: map[string]map[string]int{}, orphans: map[string]bool{}, firstDone: map[string]time.Time{}, URL: "http://" + ln.Addr().String() + "/hook"}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -81,6 +82,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.ids[e.JobID] = m
 		}
 		first := m[id] == 0
+		if _, seen := r.firstDone[e.JobID]; !seen {
+			r.firstDone[e.JobID] = time.Now()
+		}
 		if first {
 			r.bodies[e.JobID] = append(r.bodies[e.JobID], string(body))
 			r.distinct++
@@ -154,6 +158,20 @@ func (r *receiver) events(jobID string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.bodies[jobID]...)
+}
+
+// doneAt is when the first job.completed of each job in ids arrived
+// (absent: none yet).
+func (r *receiver) doneAt(ids []string) map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		if t, ok := r.firstDone[id]; ok {
+			out[id] = t
+		}
+	}
+	return out
 }
 
 func (r *receiver) close() { _ = r.srv.Close() }

@@ -58,6 +58,14 @@ type Options struct {
 	Concurrency            int
 	// AckWait is the job ack wait and lease TTL: how soon a killed worker's job is redelivered (5 s).
 	AckWait time.Duration
+	// Soak, when set, makes the run a soak of that length: jobs submitted
+	// all along (a few in flight), the faults repeating, the services'
+	// goroutines, heap, open files, RSS, JetStream's consumers and the
+	// jobs' latency sampled; growth or drift fails it (soak.go). ingest,
+	// notify and worker w1 are never killed, so their series are whole.
+	Soak time.Duration
+	// SoakPlot is where the soak's SVG goes ("" none).
+	SoakPlot string
 	// Redis is "sentinel" (a primary, a replica, three sentinels; the
 	// primary is SIGKILLed mid-run) or "cluster" (three primaries; the
 	// slots of the jobs move to other nodes mid-run). Default sentinel.
@@ -81,9 +89,12 @@ func (o *Options) defaults() {
 	}
 	defInt(&o.Jobs, 200)
 	def(&o.MinSize, 1<<10)
+	if o.Soak > 0 {
+		def(&o.MaxSize, 1<<20) // thousands of jobs: small ones
+	}
 	def(&o.MaxSize, 64<<20)
 	if o.Duration == 0 {
-		o.Duration = 10 * time.Minute
+		o.Duration = 10*time.Minute + o.Soak
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(time.Now().UnixNano())
@@ -156,6 +167,8 @@ type Report struct {
 	// and counts as a duplicate; one counted between that read and the
 	// SIGKILL is missing. The checks count events at the receiver.)
 	VODEvents map[string]int
+	// Soak is the soak's findings (nil for a plain run).
+	Soak *SoakReport
 	// Violations lists every check that failed; empty means the run passed.
 	Violations []string
 	// Evidence is what the workers logged about the first jobs named in a violation.
@@ -181,6 +194,7 @@ func (r *Report) Print(w io.Writer) {
 	for _, f := range r.NetworkFaults {
 		fmt.Fprintf(w, "  network:    %s\n", f)
 	}
+	printSoak(w, r.Soak)
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
 	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
@@ -261,7 +275,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	logf("seed %d, folder %s", o.Seed, dir)
 
 	root := filepath.Join(dir, "src")
-	jobs, err := makeJobs(root, rng, o)
+	var jobs []*job.Job
+	var pool []string
+	if o.Soak > 0 {
+		pool, err = soakSources(root, rng, o)
+	} else {
+		jobs, err = makeJobs(root, rng, o)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +344,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	logf("%d worker processes ready", len(workers))
 
 	api := client.NewClient(sys.ingestURL, sys.apiKey)
-	for i := 0; i < len(jobs); i += 50 {
+	for i := 0; i < len(jobs); i += 50 { // a soak submits as it goes
 		batch := jobs[i:min(i+50, len(jobs))]
 		resp, err := api.SubmitBatch(ctx, batch)
 		if err != nil {
@@ -346,12 +366,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		chaosErr = runFaults(cctx, rng, o, cl, rd, sys, ws, workers, rep, scheduled, logf)
 	})
 	netDone := make(chan struct{})
-	first, tracks := netSchedule(rng, o, cl, netw)
 	chaosWG.Go(func() {
 		defer close(netDone)
-		runNetwork(cctx, first, tracks, api, rep, logf)
+		netRng := rand.New(rand.NewPCG(o.Seed, 0x7e7)) // rng is the fault loop's
+		for {
+			first, tracks := netSchedule(netRng, o, cl, netw)
+			runNetwork(cctx, first, tracks, api, rep, logf)
+			if o.Soak == 0 || cctx.Err() != nil { // a soak repeats the schedule all along
+				return
+			}
+		}
 	})
 
+	var samples []soakSample
+	var soakErr error
+	if o.Soak > 0 {
+		soakRng := rand.New(rand.NewPCG(o.Seed, 0x50a4))
+		jobs, samples, soakErr = runSoak(ctx, o, soakRng, api, pool, sys, workers[0].Addr, logf)
+		logf("soak over: %d jobs submitted; faults stop, the last jobs finish", len(jobs))
+		stopChaos()
+	}
 	states, waitErr := waitTerminal(ctx, api, jobs, logf)
 	// Jobs that finished before the NATS node and Redis came back would
 	// leave those faults untested: the run goes on until they have.
@@ -366,6 +400,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	stopChaos()
 	chaosWG.Wait()
+	if o.Soak > 0 {
+		rep.Jobs = len(jobs)
+		if soakErr != nil {
+			rep.Violations = append(rep.Violations, "soak: "+soakErr.Error())
+		}
+		rep.Soak = analyseSoak(samples, len(jobs), o, rep)
+	}
 	if chaosErr != nil {
 		rep.Violations = append(rep.Violations, "fault injection: "+chaosErr.Error())
 	}

@@ -23,13 +23,15 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var o chaos.Options
 	fs.IntVar(&o.Jobs, "jobs", 200, "number of jobs")
 	fs.Int64Var(&o.MinSize, "min-size", 1<<10, "smallest job in bytes")
-	fs.Int64Var(&o.MaxSize, "max-size", 64<<20, "largest job in bytes")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Minute, "limit of the whole run")
+	fs.Int64Var(&o.MaxSize, "max-size", 0, "largest job in bytes (default 64 MiB; 1 MiB in a soak)")
+	fs.DurationVar(&o.Duration, "duration", 0, "limit of the whole run (default 10m, plus the soak's length)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of sizes, mix and victims (0: from the clock)")
 	fs.DurationVar(&o.KillEvery, "kill-every", 3*time.Second, "pause between worker SIGKILLs")
 	fs.Int64Var(&o.Bandwidth, "bandwidth", 32<<20, "bytes per second vodsim reads, all uploads together (negative: unlimited)")
 	fs.Float64Var(&o.FaultRate, "fault-rate", 0.05, "fraction of vodsim requests failed (half errors, half resets)")
 	fs.StringVar(&o.Redis, "redis", "sentinel", "Redis of the run: sentinel (the primary is killed mid-run) or cluster (the jobs' slots move mid-run)")
+	fs.DurationVar(&o.Soak, "soak", 0, "run a soak this long instead: jobs all along, faults repeating, services' goroutines, heap, open files, RSS, JetStream consumers and job latency sampled (fails on growth or drift)")
+	fs.StringVar(&o.SoakPlot, "soak-plot", "chaos-soak.svg", "where the soak's plot of every sampled series goes")
 	fs.StringVar(&o.Dir, "dir", "", "keep the run's files (logs of nodes, workers, Redis) in this folder")
 	quiet := fs.Bool("quiet", false, "print only the summary")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -39,7 +41,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if o.MinSize <= 0 || o.MaxSize < o.MinSize || o.Jobs <= 0 {
+	if o.MinSize <= 0 || (o.MaxSize != 0 && o.MaxSize < o.MinSize) || o.Jobs <= 0 {
 		fmt.Fprintln(stderr, "chaos: need --jobs > 0 and 0 < --min-size <= --max-size")
 		return 2
 	}

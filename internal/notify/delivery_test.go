@@ -593,15 +593,16 @@ func TestWebhookReplayOfOneEvent(t *testing.T) {
 	other := e.publish(job.EventStarted, "a", nil) // not the subscription's
 	b := e.publish(job.EventCompleted, "b", job.CompletedData{FileID: "fb"})
 	testharness.WaitFor(t, 10*time.Second, "the live deliveries", func() bool { return len(r.received()) == 2 })
+	// The attempt is recorded once the answer is in: it may trail the delivery.
 	var seqA uint64
-	for _, at := range in.attempts(t, sub.ID) {
-		if at.EventID == a.ID {
-			seqA = at.EventSeq
+	testharness.WaitFor(t, 10*time.Second, "the attempt of event a, naming its eventSeq", func() bool {
+		for _, at := range in.attempts(t, sub.ID) {
+			if at.EventID == a.ID {
+				seqA = at.EventSeq
+			}
 		}
-	}
-	if seqA == 0 {
-		t.Fatal("the attempt of event a names no eventSeq")
-	}
+		return seqA != 0
+	})
 	var rp fanout.Replay
 	if code := in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"eventSeq": seqA}, &rp); code != http.StatusAccepted ||
 		rp.EventSeq != seqA || rp.JobID != "a" {

@@ -71,7 +71,7 @@ func (jq *Jobs) PublishBatch(ctx context.Context, jobs []*job.Job) []PublishResu
 		}
 		m := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}
 		tracing.Inject(ctx, m)
-		futures[i], err = jq.js.PublishMsgAsync(m)
+		futures[i], err = jq.publishAsync(ctx, m)
 		if err != nil {
 			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
 		}
@@ -134,7 +134,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 		m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + j.ID, Data: b, Header: nats.Header{}}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-		if statusFutures[i], err = jq.js.PublishMsgAsync(m); err != nil {
+		if statusFutures[i], err = jq.publishAsync(ctx, m); err != nil {
 			out[i].Err = fmt.Errorf("queue: status %s: %w", j.ID, err)
 		}
 	}
@@ -180,7 +180,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			}
 			jm := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{out[i].Status.Job.ID}}}
 			tracing.Inject(ctx, jm)
-			if p.jobF, err = jq.js.PublishMsgAsync(jm); err != nil {
+			if p.jobF, err = jq.publishAsync(ctx, jm); err != nil {
 				out[i].Err, out[i].Duplicate = fmt.Errorf("queue: publish job %s again: %w", j.ID, err), false
 				continue
 			}
@@ -195,7 +195,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		p := pending{i: i}
 		jm := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID}}}
 		tracing.Inject(ctx, jm)
-		if p.jobF, err = jq.js.PublishMsgAsync(jm); err != nil {
+		if p.jobF, err = jq.publishAsync(ctx, jm); err != nil {
 			out[i].Err = fmt.Errorf("queue: publish job %s: %w", j.ID, err)
 			continue
 		}
@@ -203,7 +203,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			if eb, err := encodeEvent(e); err == nil {
 				em := &nats.Msg{Subject: EventSubject(e), Data: eb, Header: nats.Header{jetstream.MsgIDHeader: []string{e.ID}}}
 				tracing.Inject(ctx, em)
-				p.evtF, _ = jq.js.PublishMsgAsync(em)
+				p.evtF, _ = jq.publishAsync(ctx, em)
 			}
 		}
 		ps = append(ps, p)
@@ -295,7 +295,7 @@ func (jq *Jobs) indexBatch(ctx context.Context, out []SubmitResult) []madeEntrie
 			continue
 		}
 		for k, subj := range []string{indexCreated, indexSubject(job.StateQueued)} {
-			f, err := jq.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: []byte(r.Job.ID)})
+			f, err := jq.publishAsync(ctx, &nats.Msg{Subject: subj, Data: []byte(r.Job.ID)})
 			if err != nil {
 				out[i].Err = fmt.Errorf("queue: index %s: %w", r.Job.ID, err)
 				break
@@ -326,6 +326,27 @@ func (jq *Jobs) indexBatch(ctx context.Context, out []SubmitResult) []madeEntrie
 		}
 	}
 	return made
+}
+
+// publishAsync is PublishMsgAsync that waits out a stall: with more
+// messages awaiting their acknowledgement than the connection allows (a
+// batch of thousands, a slow server), it waits for the outstanding ones
+// (up to 10 s) and tries again, rather than failing jobs that would have
+// gone through a moment later.
+func (jq *Jobs) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAckFuture, error) {
+	give := time.Now().Add(10 * time.Second)
+	for {
+		f, err := jq.js.PublishMsgAsync(m)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) || time.Now().After(give) {
+			return f, err
+		}
+		select {
+		case <-jq.js.PublishAsyncComplete():
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 }
 
 func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {

@@ -1,0 +1,351 @@
+package chaos
+
+// The soak (`vodpipe chaos --soak 30m`): jobs submitted all along, a few in
+// flight at any time, the faults repeating, and the services' goroutines,
+// heap, open files and RSS, JetStream's consumers and the jobs' latency
+// sampled over the run. It fails when a series grows without bound (its
+// last third well above its first, past warm-up) or latency drifts upward,
+// and plots every series into an SVG.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// SoakReport is what the soak sampled.
+type SoakReport struct {
+	// Series are the sampled values by name ("ingest goroutines", ...),
+	// each at the times of Times (seconds since the soak began).
+	Times  []float64
+	Series map[string][]float64
+	// Submitted counts the soak's jobs.
+	Submitted int
+	// Plot is the SVG's path ("" when none was written).
+	Plot string
+	// Lines summarise each series: first third, last third, verdict.
+	Lines []string
+}
+
+// soakSample is one sampling of every series.
+type soakSample struct {
+	at     float64
+	values map[string]float64
+}
+
+// soakSources writes the pool of sources the soak's jobs share (vodsim
+// keeps no bytes, and a job's file is matched by its name, the job id).
+func soakSources(root string, rng *rand.Rand, o Options) ([]string, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	lo, hi := math.Log(float64(o.MinSize)), math.Log(float64(o.MaxSize))
+	paths := make([]string, 32)
+	for i := range paths {
+		paths[i] = filepath.Join(root, fmt.Sprintf("pool-%02d.mp4", i))
+		if err := writeRandom(paths[i], int64(math.Exp(lo+rng.Float64()*(hi-lo))), rng); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+// runSoak submits jobs for o.Soak, keeping about inFlight unfinished, and
+// samples the series every interval. It returns every job submitted and
+// the samples (analyseSoak judges them).
+func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client, pool []string, sys *services,
+	workerAddr string, logf func(string, ...any)) ([]*job.Job, []soakSample, error) {
+	inFlight := o.Workers * o.JobsPerWorker * 4
+	interval := max(o.Soak/120, 5*time.Second)
+	prefix := fmt.Sprintf("soak-%x-", o.Seed&0xffffff)
+	var jobs []*job.Job
+	submitted := map[string]time.Time{}
+	start := time.Now()
+	nextSample := start
+	var samples []soakSample
+	var latencies []float64 // of jobs done since the last sample (seconds)
+	done := map[string]bool{}
+	for time.Since(start) < o.Soak {
+		// Jobs done since the last look, and their latency.
+		var open []string
+		for _, j := range jobs {
+			if !done[j.ID] {
+				open = append(open, j.ID)
+			}
+		}
+		for id, at := range sys.recv.doneAt(open) {
+			done[id] = true
+			latencies = append(latencies, at.Sub(submitted[id]).Seconds())
+		}
+		if n := len(jobs) - len(done); n < inFlight {
+			batch := make([]*job.Job, 0, inFlight-n)
+			for range inFlight - n {
+				id := fmt.Sprintf("%s%05d", prefix, len(jobs)+len(batch))
+				j := &job.Job{V: 1, ID: id, Source: "file://" + pool[rng.IntN(len(pool))], MediaName: id}
+				if rng.IntN(5) == 0 {
+					j.OneTimeSignature = true
+				}
+				batch = append(batch, j)
+			}
+			resp, err := api.SubmitBatch(ctx, batch)
+			if err == nil && resp.Queued+resp.Duplicate == len(batch) {
+				now := time.Now()
+				for _, j := range batch {
+					submitted[j.ID] = now
+				}
+				jobs = append(jobs, batch...)
+			} else if ctx.Err() != nil {
+				return jobs, samples, ctx.Err()
+			}
+			// A refused batch (ingest restarting, NATS electing) is made again next round.
+		}
+		if time.Now().After(nextSample) {
+			s := soakSample{at: time.Since(start).Seconds(), values: sampleServices(ctx, sys, workerAddr)}
+			if len(latencies) > 0 {
+				slices.Sort(latencies)
+				s.values["job latency p50 (s)"] = latencies[len(latencies)/2]
+				s.values["job latency p90 (s)"] = latencies[len(latencies)*9/10]
+				latencies = latencies[:0]
+			}
+			samples = append(samples, s)
+			logf("soak: %d jobs submitted, %d done; %s", len(jobs), len(done), brief(s.values))
+			nextSample = nextSample.Add(interval)
+		}
+		select {
+		case <-ctx.Done():
+			return jobs, samples, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return jobs, samples, nil
+}
+
+// sampleServices reads the series of ingest, notify and the worker that is
+// never killed (Go's and the process's collectors) and JetStream's
+// consumers. A service that does not answer leaves its values out.
+func sampleServices(ctx context.Context, sys *services, workerAddr string) map[string]float64 {
+	out := map[string]float64{}
+	for _, svc := range []struct{ name, url string }{
+		{"ingest", sys.ingestURL}, {"notify", sys.notifyURL}, {"worker w1", "http://" + workerAddr},
+	} {
+		fams, err := metricFamilies(svc.url + "/metrics")
+		if err != nil {
+			continue
+		}
+		for _, m := range []struct{ metric, name string }{
+			{"go_goroutines", "goroutines"}, {"go_memstats_heap_inuse_bytes", "heap (MiB)"},
+			{"process_open_fds", "open files"}, {"process_resident_memory_bytes", "RSS (MiB)"},
+		} {
+			f, ok := fams[m.metric]
+			if !ok || len(f.GetMetric()) == 0 {
+				continue
+			}
+			v := f.GetMetric()[0].GetGauge().GetValue()
+			if strings.HasSuffix(m.name, "(MiB)") {
+				v /= 1 << 20
+			}
+			out[svc.name+" "+m.name] = v
+		}
+	}
+	if n, err := countConsumers(ctx, sys.js); err == nil {
+		out["JetStream consumers"] = float64(n)
+	}
+	return out
+}
+
+// countConsumers counts the consumers of every stream.
+func countConsumers(ctx context.Context, js jetstream.JetStream) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n := 0
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		cs := s.ConsumerNames(ctx)
+		for range cs.Name() {
+			n++
+		}
+		if err := cs.Err(); err != nil {
+			return 0, err
+		}
+	}
+	return n, names.Err()
+}
+
+func brief(v map[string]float64) string {
+	var parts []string
+	for _, k := range []string{"ingest goroutines", "notify goroutines", "worker w1 goroutines", "JetStream consumers", "job latency p50 (s)"} {
+		if x, ok := v[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.4g", k, x))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// growthFloor is, per kind of series, how much a series may rise from its
+// first third to its last before it counts as growing (besides half again
+// its first value): noise a healthy process shows.
+func growthFloor(name string) float64 {
+	switch {
+	case strings.HasSuffix(name, "goroutines"):
+		return 50
+	case strings.HasSuffix(name, "(MiB)"):
+		return 32
+	case strings.HasSuffix(name, "open files"):
+		return 20
+	case strings.HasSuffix(name, "consumers"):
+		return 4
+	case strings.Contains(name, "latency"):
+		return 2 // seconds
+	}
+	return 0
+}
+
+// trend is a series' median over its first and its last third, warm-up
+// (the first fifth) left out.
+func trend(vs []float64) (first, last float64, ok bool) {
+	vs = vs[len(vs)/5:]
+	if len(vs) < 6 {
+		return 0, 0, false
+	}
+	third := len(vs) / 3
+	return median(vs[:third]), median(vs[len(vs)-third:]), true
+}
+
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// grows reports whether a series with these thirds grows without bound.
+func grows(name string, first, last float64) bool {
+	return last > first*1.5 && last-first > growthFloor(name)
+}
+
+// analyseSoak turns the samples into series, judges each and plots them.
+func analyseSoak(samples []soakSample, submitted int, o Options, rep *Report) *SoakReport {
+	sr := &SoakReport{Series: map[string][]float64{}, Submitted: submitted}
+	names := map[string]bool{}
+	for _, s := range samples {
+		for k := range s.values {
+			names[k] = true
+		}
+	}
+	for _, s := range samples {
+		sr.Times = append(sr.Times, s.at)
+		for k := range names {
+			v, ok := s.values[k]
+			if !ok {
+				v = math.NaN() // not answered then
+			}
+			sr.Series[k] = append(sr.Series[k], v)
+		}
+	}
+	keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range names {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, k := range keys {
+		vs := slices.DeleteFunc(slices.Clone(sr.Series[k]), math.IsNaN)
+		first, last, ok := trend(vs)
+		if !ok {
+			rep.Violations = append(rep.Violations, fmt.Sprintf("soak: %q has %d samples, too few to judge: run longer", k, len(vs)))
+			continue
+		}
+		verdict := "flat"
+		if grows(k, first, last) {
+			verdict = "GROWS"
+			what := "grows without bound"
+			if strings.Contains(k, "latency") {
+				what = "drifts upward"
+			}
+			rep.Violations = append(rep.Violations, fmt.Sprintf("soak: %s %s: %.4g over the first third, %.4g over the last", k, what, first, last))
+		}
+		sr.Lines = append(sr.Lines, fmt.Sprintf("%-34s %10.4g → %-10.4g %s", k, first, last, verdict))
+	}
+	if o.SoakPlot != "" {
+		if err := writeSoakSVG(o.SoakPlot, sr, keys); err != nil {
+			rep.Violations = append(rep.Violations, "soak: plot: "+err.Error())
+		} else {
+			sr.Plot = o.SoakPlot
+		}
+	}
+	return sr
+}
+
+// printSoak writes the soak's section of the report.
+func printSoak(w io.Writer, sr *SoakReport) {
+	if sr == nil {
+		return
+	}
+	span := 0.0
+	if len(sr.Times) > 0 {
+		span = sr.Times[len(sr.Times)-1]
+	}
+	fmt.Fprintf(w, "  soak:       %d jobs submitted over %s, %d samples (median of the first third → of the last, warm-up left out)\n",
+		sr.Submitted, (time.Duration(span) * time.Second).Round(time.Second), len(sr.Times))
+	for _, l := range sr.Lines {
+		fmt.Fprintf(w, "              %s\n", l)
+	}
+	if sr.Plot != "" {
+		fmt.Fprintf(w, "              plotted into %s\n", sr.Plot)
+	}
+}
+
+// writeSoakSVG plots every series against time, one small chart each.
+func writeSoakSVG(path string, sr *SoakReport, keys []string) error {
+	const cw, ch, cols = 360, 150, 3
+	rows := (len(keys) + cols - 1) / cols
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", cols*cw, rows*ch+24)
+	fmt.Fprintf(&b, `<text x="8" y="16" font-size="13">vodpipe chaos --soak: %d jobs, %d samples</text>`+"\n", sr.Submitted, len(sr.Times))
+	tmax := 1.0
+	if len(sr.Times) > 0 {
+		tmax = max(sr.Times[len(sr.Times)-1], 1)
+	}
+	for i, k := range keys {
+		x0, y0 := float64(i%cols*cw), float64(24+i/cols*ch)
+		vs := sr.Series[k]
+		hi := 0.0
+		for _, v := range vs {
+			if !math.IsNaN(v) {
+				hi = max(hi, v)
+			}
+		}
+		hi = max(hi*1.1, 1)
+		const px, py, pw, ph = 40, 18, cw - 56, ch - 44
+		fmt.Fprintf(&b, `<g transform="translate(%.0f,%.0f)"><text x="%d" y="12">%s</text>`, x0, y0, px, k)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#ccc"/>`, px, py, pw, ph)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%.3g</text><text x="%d" y="%d" text-anchor="end">0</text>`, px-4, py+8, hi, px-4, py+ph)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">0 s</text><text x="%d" y="%d" text-anchor="end">%.0f s</text>`, px, py+ph+14, px+pw, py+ph+14, tmax)
+		var pts []string
+		for j, v := range vs {
+			if math.IsNaN(v) || j >= len(sr.Times) {
+				continue
+			}
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px+sr.Times[j]/tmax*pw, py+ph-v/hi*ph))
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="#2563eb" stroke-width="1.5" points="%s"/></g>`+"\n", strings.Join(pts, " "))
+	}
+	b.WriteString("</svg>\n")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
