@@ -133,11 +133,15 @@ func faultAt(step int, o Options) int {
 	return 0
 }
 
-// storageFullHold is how long vodsim's store is out of space.
-const storageFullHold = 4 * time.Second
+// storageFullHold is how long vodsim's store is out of space, at least;
+// storageFullMaxHold at most, while no body is refused.
+const (
+	storageFullHold    = 4 * time.Second
+	storageFullMaxHold = 30 * time.Second
+)
 
 // storageFull makes vodsim's store out of space for storageFullHold (held
-// up to three times as long until a body is refused), then gives the space
+// up to storageFullMaxHold until a body is refused), then gives the space
 // back. Jobs refused wait, their runs not used up, and resume.
 func storageFull(ctx context.Context, sys *services, rep *Report, logf func(string, ...any)) error {
 	before, err := sys.simStorageRefusals()
@@ -158,7 +162,8 @@ func storageFull(ctx context.Context, sys *services, rep *Report, logf func(stri
 		if err == nil {
 			refused = n - before
 		}
-		if held := time.Since(start); held >= 3*storageFullHold || held >= storageFullHold && refused > 0 {
+		// Held until a body is refused: the vodsim link may be silent meanwhile (the network's faults).
+		if held := time.Since(start); held >= storageFullMaxHold || held >= storageFullHold && refused > 0 {
 			break
 		}
 	}

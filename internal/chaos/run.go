@@ -24,12 +24,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/internal/netfault"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -167,6 +169,10 @@ type Report struct {
 	// and counts as a duplicate; one counted between that read and the
 	// SIGKILL is missing. The checks count events at the receiver.)
 	VODEvents map[string]int
+	// Latency is, for a plain run, the p50, p90 and longest time from the
+	// submission (of all jobs at once) to a job's first job.completed
+	// webhook.
+	Latency [3]time.Duration
 	// Soak is the soak's findings (nil for a plain run).
 	Soak *SoakReport
 	// Violations lists every check that failed; empty means the run passed.
@@ -195,6 +201,10 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  network:    %s\n", f)
 	}
 	printSoak(w, r.Soak)
+	if r.Latency[2] > 0 {
+		fmt.Fprintf(w, "  latency:    p50 %s, p90 %s, longest %s (all submitted at once → the job's first job.completed webhook)\n",
+			r.Latency[0].Round(100*time.Millisecond), r.Latency[1].Round(100*time.Millisecond), r.Latency[2].Round(100*time.Millisecond))
+	}
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
 	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
@@ -354,6 +364,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("submit: %d of %d queued: %+v", resp.Queued, len(batch), resp.Items)
 		}
 	}
+	submittedAt := time.Now()
 	logf("%d jobs submitted", len(jobs))
 
 	rep := &Report{Jobs: len(jobs)}
@@ -370,8 +381,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer close(netDone)
 		netRng := rand.New(rand.NewPCG(o.Seed, 0x7e7)) // rng is the fault loop's
 		for {
+			for o.Soak > 0 && cctx.Err() == nil { // a soak's jobs start after the network's loop
+				if n, err := activeJobs(cctx, api); err == nil && n > 0 {
+					break
+				}
+				retry.Sleep(cctx, 500*time.Millisecond)
+			}
 			first, tracks := netSchedule(netRng, o, cl, netw)
-			runNetwork(cctx, first, tracks, api, rep, logf)
+			runNetwork(cctx, first, tracks, o.Soak > 0, api, rep, logf)
 			if o.Soak == 0 || cctx.Err() != nil { // a soak repeats the schedule all along
 				return
 			}
@@ -421,6 +438,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := sys.waitNotifyIdle(ctx); err != nil {
 		rep.Violations = append(rep.Violations, err.Error())
 	}
+	if o.Soak == 0 {
+		rep.Latency = latencyOf(jobs, sys.recv, submittedAt)
+	}
 	check(rep, o, jobs, states, sys)
 	rep.Elapsed = time.Since(start)
 	if rep.Elapsed > o.Duration {
@@ -428,6 +448,24 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Evidence = evidence(dir, rep.suspects)
 	return rep, nil
+}
+
+// latencyOf is the p50, p90 and longest time from at to each job's first
+// job.completed webhook (jobs without one left out).
+func latencyOf(jobs []*job.Job, recv *receiver, at time.Time) [3]time.Duration {
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	var ds []time.Duration
+	for _, t := range recv.doneAt(ids) {
+		ds = append(ds, t.Sub(at))
+	}
+	if len(ds) == 0 {
+		return [3]time.Duration{}
+	}
+	slices.Sort(ds)
+	return [3]time.Duration{ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1]}
 }
 
 // makeJobs writes the sources and describes the jobs: sizes log-uniform

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -72,11 +73,45 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 	prefix := fmt.Sprintf("soak-%x-", o.Seed&0xffffff)
 	var jobs []*job.Job
 	submitted := map[string]time.Time{}
-	start := time.Now()
-	nextSample := start
-	var samples []soakSample
-	var latencies []float64 // of jobs done since the last sample (seconds)
 	done := map[string]bool{}
+	start := time.Now()
+
+	// The sampler has a goroutine of its own: a submission that waits on a
+	// fault (ingest restarting, a NATS election) must not hold it up.
+	var mu sync.Mutex
+	var latencies []float64 // of jobs done since the last sample (seconds)
+	var samples []soakSample
+	sctx, stopSampling := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			s := soakSample{at: time.Since(start).Seconds(), values: sampleServices(sctx, sys, workerAddr)}
+			mu.Lock()
+			if len(latencies) > 0 {
+				slices.Sort(latencies)
+				s.values["job latency p50 (s)"] = latencies[len(latencies)/2]
+				s.values["job latency p90 (s)"] = latencies[len(latencies)*9/10]
+				latencies = latencies[:0]
+			}
+			samples = append(samples, s)
+			mu.Unlock()
+			logf("soak: %s", brief(s.values))
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	finish := func(err error) ([]*job.Job, []soakSample, error) {
+		stopSampling()
+		wg.Wait()
+		logf("soak: %d jobs submitted, %d done", len(jobs), len(done))
+		return jobs, samples, err
+	}
+
 	for time.Since(start) < o.Soak {
 		// Jobs done since the last look, and their latency.
 		var open []string
@@ -85,10 +120,13 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 				open = append(open, j.ID)
 			}
 		}
-		for id, at := range sys.recv.doneAt(open) {
+		finished := sys.recv.doneAt(open)
+		mu.Lock()
+		for id, at := range finished {
 			done[id] = true
 			latencies = append(latencies, at.Sub(submitted[id]).Seconds())
 		}
+		mu.Unlock()
 		if n := len(jobs) - len(done); n < inFlight {
 			batch := make([]*job.Job, 0, inFlight-n)
 			for range inFlight - n {
@@ -107,29 +145,17 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 				}
 				jobs = append(jobs, batch...)
 			} else if ctx.Err() != nil {
-				return jobs, samples, ctx.Err()
+				return finish(ctx.Err())
 			}
 			// A refused batch (ingest restarting, NATS electing) is made again next round.
 		}
-		if time.Now().After(nextSample) {
-			s := soakSample{at: time.Since(start).Seconds(), values: sampleServices(ctx, sys, workerAddr)}
-			if len(latencies) > 0 {
-				slices.Sort(latencies)
-				s.values["job latency p50 (s)"] = latencies[len(latencies)/2]
-				s.values["job latency p90 (s)"] = latencies[len(latencies)*9/10]
-				latencies = latencies[:0]
-			}
-			samples = append(samples, s)
-			logf("soak: %d jobs submitted, %d done; %s", len(jobs), len(done), brief(s.values))
-			nextSample = nextSample.Add(interval)
-		}
 		select {
 		case <-ctx.Done():
-			return jobs, samples, ctx.Err()
+			return finish(ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return jobs, samples, nil
+	return finish(nil)
 }
 
 // sampleServices reads the series of ingest, notify and the worker that is

@@ -133,6 +133,8 @@ type Worker struct {
 	Jobs, Concurrency      int
 	PartSize               int64
 	AckWait, ShutdownGrace time.Duration
+	// Settings holds more VODPIPE_*=... variables.
+	Settings []string
 }
 
 // Env is the worker's environment: this process's, less every VODPIPE_*
@@ -165,7 +167,7 @@ func (w Worker) Env() []string {
 	if w.Replicas > 0 {
 		env = append(env, "VODPIPE_NATS_REPLICAS="+strconv.Itoa(w.Replicas))
 	}
-	return env
+	return append(env, w.Settings...)
 }
 
 // WorkerProcess is a started `vodpipe worker` process.
