@@ -171,7 +171,7 @@ func storageFull(ctx context.Context, sys *services, rep *Report, logf func(stri
 		return err
 	}
 	held := time.Since(start).Round(100 * time.Millisecond)
-	rep.StorageRefused = refused
+	rep.StorageRefused += refused // a soak fills the store again and again
 	rep.StorageFull = fmt.Sprintf("vodsim's store out of space for %s: %d bodies refused (507), their jobs waited and resumed", held, refused)
 	logf("vodsim storage back after %s (%d bodies refused)", held, refused)
 	return nil

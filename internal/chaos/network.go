@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,9 @@ type netPhase struct {
 	flowing bool
 	// pick, when set, chooses the proxies as the phase begins.
 	pick func(context.Context) ([]*netfault.Proxy, error)
+	// kind names the fault whatever its target (a soak wants each kind to
+	// have met traffic at least once); the name when empty.
+	kind string
 }
 
 // partitionHold is how long a NATS node is cut off: longer than the
@@ -84,7 +88,7 @@ func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netP
 	tracks = [][]netPhase{
 		{
 			{name: fmt.Sprintf("NATS node %s partitioned from its peers and clients", cl.nodes[k].spec.Name), proxies: cl.nodeProxies(k),
-				faults: netfault.Faults{Stall: true}, hold: partitionHold},
+				faults: netfault.Faults{Stall: true}, hold: partitionHold, kind: "NATS node partitioned"},
 			// After the partition: deliveries come as jobs complete, which takes a while.
 			{name: "webhook receiver silent (half-open)", proxies: []*netfault.Proxy{n.receiver}, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second, flowing: true},
 		},
@@ -107,12 +111,17 @@ func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netP
 // In a soak (soak set) every phase waits for traffic before it begins
 // (jobs come and go, a few at a time), and the soak's end cutting a phase
 // short is no violation.
-func runNetwork(ctx context.Context, first netPhase, tracks [][]netPhase, soak bool, api *client.Client, rep *Report, logf func(string, ...any)) {
+//
+// met, when not nil (a soak), takes the kinds of fault that met traffic: a
+// soak's phase that meets none (jobs come in bursts there) is no violation
+// by itself; the soak wants every kind met at least once.
+func runNetwork(ctx context.Context, first netPhase, tracks [][]netPhase, met *metKinds, api *client.Client, rep *Report, logf func(string, ...any)) {
 	var mu sync.Mutex
+	soak := met != nil
 	record := func(violation, held string) {
 		mu.Lock()
 		defer mu.Unlock()
-		if violation != "" && !(soak && ctx.Err() != nil) {
+		if violation != "" && !(soak && (ctx.Err() != nil || strings.Contains(violation, " met no traffic"))) {
 			rep.Violations = append(rep.Violations, violation)
 		}
 		if held != "" {
@@ -127,14 +136,14 @@ func runNetwork(ctx context.Context, first netPhase, tracks [][]netPhase, soak b
 			}
 		}
 	}
-	if !runPhase(ctx, first, api, record, logf) {
+	if !runPhase(ctx, first, api, record, met, logf) {
 		return
 	}
 	var wg sync.WaitGroup
 	for _, track := range tracks {
 		wg.Go(func() {
 			for _, ph := range track {
-				if !runPhase(ctx, ph, api, record, logf) {
+				if !runPhase(ctx, ph, api, record, met, logf) {
 					return
 				}
 			}
@@ -144,7 +153,7 @@ func runNetwork(ctx context.Context, first netPhase, tracks [][]netPhase, soak b
 }
 
 // runPhase holds one phase and records it; false when the run ended.
-func runPhase(ctx context.Context, ph netPhase, api *client.Client, record func(violation, held string), logf func(string, ...any)) bool {
+func runPhase(ctx context.Context, ph netPhase, api *client.Client, record func(violation, held string), kinds *metKinds, logf func(string, ...any)) bool {
 	if ph.pick != nil {
 		ps, err := ph.pick(ctx)
 		if err != nil {
@@ -198,6 +207,9 @@ func runPhase(ctx context.Context, ph netPhase, api *client.Client, record func(
 	case got == 0:
 		violation = fmt.Sprintf("network fault %q met no traffic in %s", ph.name, held)
 	}
+	if got > 0 && active > 0 {
+		kinds.add(ph)
+	}
 	record(violation, fmt.Sprintf("%s (%s, %d chunks held, delayed or slowed, %d jobs running at its start)", ph.name, held, got, active))
 	logf("network: %s healed after %s (%d chunks held, delayed or slowed, %d jobs running at its start)", ph.name, held, got, active)
 	select {
@@ -206,6 +218,42 @@ func runPhase(ctx context.Context, ph netPhase, api *client.Client, record func(
 	case <-time.After(time.Second):
 		return true
 	}
+}
+
+// metKinds are the kinds of fault that met traffic with jobs running.
+type metKinds struct {
+	mu    sync.Mutex
+	kinds map[string]bool
+}
+
+func (m *metKinds) add(ph netPhase) {
+	if m == nil {
+		return
+	}
+	k := ph.kind
+	if k == "" {
+		k = ph.name
+	}
+	m.mu.Lock()
+	m.kinds[k] = true
+	m.mu.Unlock()
+}
+
+// missing are the kinds of the schedule that never met traffic.
+func (m *metKinds) missing(first netPhase, tracks [][]netPhase) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, ph := range append([]netPhase{first}, slices.Concat(tracks...)...) {
+		k := ph.kind
+		if k == "" {
+			k = ph.name
+		}
+		if !m.kinds[k] && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // traffic is the chunks the proxies held, delayed or slowed so far.

@@ -377,6 +377,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		chaosErr = runFaults(cctx, rng, o, cl, rd, sys, ws, workers, rep, scheduled, logf)
 	})
 	netDone := make(chan struct{})
+	var met *metKinds
+	if o.Soak > 0 {
+		met = &metKinds{kinds: map[string]bool{}}
+	}
 	chaosWG.Go(func() {
 		defer close(netDone)
 		netRng := rand.New(rand.NewPCG(o.Seed, 0x7e7)) // rng is the fault loop's
@@ -388,7 +392,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				retry.Sleep(cctx, 500*time.Millisecond)
 			}
 			first, tracks := netSchedule(netRng, o, cl, netw)
-			runNetwork(cctx, first, tracks, o.Soak > 0, api, rep, logf)
+			runNetwork(cctx, first, tracks, met, api, rep, logf)
 			if o.Soak == 0 || cctx.Err() != nil { // a soak repeats the schedule all along
 				return
 			}
@@ -396,10 +400,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	})
 
 	var samples []soakSample
+	var soakSubmitted map[string]time.Time
+	var soakStart time.Time
 	var soakErr error
 	if o.Soak > 0 {
 		soakRng := rand.New(rand.NewPCG(o.Seed, 0x50a4))
-		jobs, samples, soakErr = runSoak(ctx, o, soakRng, api, pool, sys, workers[0].Addr, logf)
+		soakStart = time.Now()
+		jobs, soakSubmitted, samples, soakErr = runSoak(ctx, o, soakRng, api, pool, sys, workers[0].Addr, logf)
 		logf("soak over: %d jobs submitted; faults stop, the last jobs finish", len(jobs))
 		stopChaos()
 	}
@@ -422,7 +429,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if soakErr != nil {
 			rep.Violations = append(rep.Violations, "soak: "+soakErr.Error())
 		}
-		rep.Soak = analyseSoak(samples, len(jobs), o, rep)
+		first, tracks := netSchedule(rand.New(rand.NewPCG(1, 1)), o, cl, netw)
+		for _, k := range met.missing(first, tracks) {
+			rep.Violations = append(rep.Violations, fmt.Sprintf("soak: network fault %q never met traffic with jobs running", k))
+		}
 	}
 	if chaosErr != nil {
 		rep.Violations = append(rep.Violations, "fault injection: "+chaosErr.Error())
@@ -440,6 +450,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.Soak == 0 {
 		rep.Latency = latencyOf(jobs, sys.recv, submittedAt)
+	} else {
+		// Judged once every job is in: each sample's latency is that of
+		// the jobs submitted in the window before it.
+		rep.Soak = analyseSoak(withLatency(samples, sys.recv, soakSubmitted), latencies(sys.recv, soakSubmitted, soakStart), len(jobs), o, rep)
 	}
 	check(rep, o, jobs, states, sys)
 	rep.Elapsed = time.Since(start)

@@ -42,8 +42,45 @@ type SoakReport struct {
 
 // soakSample is one sampling of every series.
 type soakSample struct {
-	at     float64
+	at     float64   // seconds since the soak began
+	when   time.Time // the same, on the clock
 	values map[string]float64
+}
+
+// latencyWindow is how far back from a sample the jobs whose latency it
+// gives were submitted: many jobs, faults of every kind among them.
+const latencyWindow = 30 * time.Second
+
+// withLatency adds to each sample the p50 and p90 latency (submission to
+// first job.completed webhook) of the jobs submitted in the latencyWindow
+// before it; jobs with no webhook count as still running at the end.
+func withLatency(samples []soakSample, recv *receiver, submitted map[string]time.Time) []soakSample {
+	ids := make([]string, 0, len(submitted))
+	for id := range submitted {
+		ids = append(ids, id)
+	}
+	done := recv.doneAt(ids)
+	end := time.Now()
+	for _, s := range samples {
+		var ls []float64
+		for id, at := range submitted {
+			if at.After(s.when) || at.Before(s.when.Add(-latencyWindow)) {
+				continue
+			}
+			d, ok := done[id]
+			if !ok {
+				d = end
+			}
+			ls = append(ls, d.Sub(at).Seconds())
+		}
+		if len(ls) < 5 {
+			continue
+		}
+		slices.Sort(ls)
+		s.values["job latency p50 (s)"] = ls[len(ls)/2]
+		s.values["job latency p90 (s)"] = ls[len(ls)*9/10]
+	}
+	return samples
 }
 
 // soakSources writes the pool of sources the soak's jobs share (vodsim
@@ -64,10 +101,11 @@ func soakSources(root string, rng *rand.Rand, o Options) ([]string, error) {
 }
 
 // runSoak submits jobs for o.Soak, keeping about inFlight unfinished, and
-// samples the series every interval. It returns every job submitted and
-// the samples (analyseSoak judges them).
+// samples the services every interval. It returns every job submitted,
+// when, and the samples (withLatency adds the jobs' latency, analyseSoak
+// judges them).
 func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client, pool []string, sys *services,
-	workerAddr string, logf func(string, ...any)) ([]*job.Job, []soakSample, error) {
+	workerAddr string, logf func(string, ...any)) ([]*job.Job, map[string]time.Time, []soakSample, error) {
 	inFlight := o.Workers * o.JobsPerWorker * 4
 	interval := max(o.Soak/120, 5*time.Second)
 	prefix := fmt.Sprintf("soak-%x-", o.Seed&0xffffff)
@@ -79,7 +117,6 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 	// The sampler has a goroutine of its own: a submission that waits on a
 	// fault (ingest restarting, a NATS election) must not hold it up.
 	var mu sync.Mutex
-	var latencies []float64 // of jobs done since the last sample (seconds)
 	var samples []soakSample
 	sctx, stopSampling := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -87,14 +124,8 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
-			s := soakSample{at: time.Since(start).Seconds(), values: sampleServices(sctx, sys, workerAddr)}
+			s := soakSample{at: time.Since(start).Seconds(), when: time.Now(), values: sampleServices(sctx, sys, workerAddr)}
 			mu.Lock()
-			if len(latencies) > 0 {
-				slices.Sort(latencies)
-				s.values["job latency p50 (s)"] = latencies[len(latencies)/2]
-				s.values["job latency p90 (s)"] = latencies[len(latencies)*9/10]
-				latencies = latencies[:0]
-			}
 			samples = append(samples, s)
 			mu.Unlock()
 			logf("soak: %s", brief(s.values))
@@ -105,28 +136,24 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 			}
 		}
 	})
-	finish := func(err error) ([]*job.Job, []soakSample, error) {
+	finish := func(err error) ([]*job.Job, map[string]time.Time, []soakSample, error) {
 		stopSampling()
 		wg.Wait()
 		logf("soak: %d jobs submitted, %d done", len(jobs), len(done))
-		return jobs, samples, err
+		return jobs, submitted, samples, err
 	}
 
 	for time.Since(start) < o.Soak {
-		// Jobs done since the last look, and their latency.
+		// Jobs done since the last look.
 		var open []string
 		for _, j := range jobs {
 			if !done[j.ID] {
 				open = append(open, j.ID)
 			}
 		}
-		finished := sys.recv.doneAt(open)
-		mu.Lock()
-		for id, at := range finished {
+		for id := range sys.recv.doneAt(open) {
 			done[id] = true
-			latencies = append(latencies, at.Sub(submitted[id]).Seconds())
 		}
-		mu.Unlock()
 		if n := len(jobs) - len(done); n < inFlight {
 			batch := make([]*job.Job, 0, inFlight-n)
 			for range inFlight - n {
@@ -237,7 +264,7 @@ func growthFloor(name string) float64 {
 	case strings.HasSuffix(name, "consumers"):
 		return 4
 	case strings.Contains(name, "latency"):
-		return 2 // seconds
+		return 5 // seconds: a fault cycle's stall moves a window's p50 by a few
 	}
 	return 0
 }
@@ -264,8 +291,55 @@ func grows(name string, first, last float64) bool {
 	return last > first*1.5 && last-first > growthFloor(name)
 }
 
-// analyseSoak turns the samples into series, judges each and plots them.
-func analyseSoak(samples []soakSample, submitted int, o Options, rep *Report) *SoakReport {
+// jobLatency is one job's submission (seconds since the soak began) and
+// latency (seconds to its first job.completed webhook).
+type jobLatency struct{ at, latency float64 }
+
+// latencies are the soak's jobs' latencies, in submission order; a job
+// with no webhook counts as running until now.
+func latencies(recv *receiver, submitted map[string]time.Time, start time.Time) []jobLatency {
+	ids := make([]string, 0, len(submitted))
+	for id := range submitted {
+		ids = append(ids, id)
+	}
+	done := recv.doneAt(ids)
+	now := time.Now()
+	out := make([]jobLatency, 0, len(ids))
+	for id, at := range submitted {
+		d, ok := done[id]
+		if !ok {
+			d = now
+		}
+		out = append(out, jobLatency{at.Sub(start).Seconds(), d.Sub(at).Seconds()})
+	}
+	slices.SortFunc(out, func(a, b jobLatency) int { return int(math.Copysign(1, a.at-b.at)) })
+	return out
+}
+
+// latencyThirds is the p50 and p90 latency of the jobs submitted in the
+// first and in the last third of the soak, warm-up (the first fifth) left
+// out: many jobs each, whatever faults each met, rather than the windows'
+// p50s, which swing with every fault cycle's stall.
+func latencyThirds(js []jobLatency, quantile float64) (first, last float64, ok bool) {
+	js = js[len(js)/5:]
+	if len(js) < 30 {
+		return 0, 0, false
+	}
+	q := func(part []jobLatency) float64 {
+		ls := make([]float64, len(part))
+		for i, j := range part {
+			ls[i] = j.latency
+		}
+		slices.Sort(ls)
+		return ls[int(float64(len(ls)-1)*quantile)]
+	}
+	third := len(js) / 3
+	return q(js[:third]), q(js[len(js)-third:]), true
+}
+
+// analyseSoak turns the samples into series, judges each (latency by the
+// jobs of each third when given) and plots them.
+func analyseSoak(samples []soakSample, jobs []jobLatency, submitted int, o Options, rep *Report) *SoakReport {
 	sr := &SoakReport{Series: map[string][]float64{}, Submitted: submitted}
 	names := map[string]bool{}
 	for _, s := range samples {
@@ -293,6 +367,9 @@ func analyseSoak(samples []soakSample, submitted int, o Options, rep *Report) *S
 	for _, k := range keys {
 		vs := slices.DeleteFunc(slices.Clone(sr.Series[k]), math.IsNaN)
 		first, last, ok := trend(vs)
+		if q, isLatency := map[string]float64{"job latency p50 (s)": 0.5, "job latency p90 (s)": 0.9}[k]; isLatency && len(jobs) > 0 {
+			first, last, ok = latencyThirds(jobs, q)
+		}
 		if !ok {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("soak: %q has %d samples, too few to judge: run longer", k, len(vs)))
 			continue
@@ -327,7 +404,7 @@ func printSoak(w io.Writer, sr *SoakReport) {
 	if len(sr.Times) > 0 {
 		span = sr.Times[len(sr.Times)-1]
 	}
-	fmt.Fprintf(w, "  soak:       %d jobs submitted over %s, %d samples (median of the first third → of the last, warm-up left out)\n",
+	fmt.Fprintf(w, "  soak:       %d jobs submitted over %s, %d samples (median of the first third → of the last, warm-up left out; latency: of the jobs submitted in each third)\n",
 		sr.Submitted, (time.Duration(span) * time.Second).Round(time.Second), len(sr.Times))
 	for _, l := range sr.Lines {
 		fmt.Fprintf(w, "              %s\n", l)
