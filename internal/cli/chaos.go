@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
 	"github.com/vodpipe/vodpipe/internal/chaos"
@@ -48,6 +49,9 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if !*quiet {
 		o.Log = stdout
 	}
+	// The run's own Redis probes dial nodes it has just killed: go-redis
+	// would print each failed dial on stderr.
+	redis.SetLogger(discardRedisLog{})
 	rep, err := chaos.Run(ctx, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "chaos: %s\n", oneLine(err))
@@ -59,3 +63,8 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	return 0
 }
+
+// discardRedisLog drops go-redis's own log lines.
+type discardRedisLog struct{}
+
+func (discardRedisLog) Printf(context.Context, string, ...any) {}
