@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -154,17 +155,28 @@ func (c *Cluster) whole(ctx context.Context) error {
 func (c *Cluster) owners(ctx context.Context, i int) (string, error) {
 	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[i].Addr, MaxRetries: -1})
 	defer cl.Close()
-	slots, err := cl.ClusterSlots(ctx).Result()
+	shards, err := cl.ClusterShards(ctx).Result()
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	for _, s := range slots {
-		if len(s.Nodes) > 0 {
-			fmt.Fprintf(&b, "%d-%d:%s;", s.Start, s.End, s.Nodes[0].ID)
+	var parts []string
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			parts = append(parts, fmt.Sprintf("%d-%d:%s", r.Start, r.End, primaryOf(sh)))
 		}
 	}
-	return b.String(), nil
+	slices.Sort(parts) // shards come in no set order
+	return strings.Join(parts, ";"), nil
+}
+
+// primaryOf is the id of the shard's primary.
+func primaryOf(sh redis.ClusterShard) string {
+	for _, n := range sh.Nodes {
+		if n.Role == "master" {
+			return n.ID
+		}
+	}
+	return ""
 }
 
 // Addrs are the nodes' announced addresses (VODPIPE_REDIS_ADDRS).
@@ -182,14 +194,14 @@ func (c *Cluster) SlotOf(ctx context.Context, key string) (int, error) {
 func (c *Cluster) Owner(ctx context.Context, slot int) (int, error) {
 	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr, MaxRetries: -1})
 	defer cl.Close()
-	slots, err := cl.ClusterSlots(ctx).Result()
+	shards, err := cl.ClusterShards(ctx).Result()
 	if err != nil {
 		return -1, err
 	}
-	for _, s := range slots {
-		if int(s.Start) <= slot && slot <= int(s.End) && len(s.Nodes) > 0 {
-			for i, id := range c.IDs {
-				if id == s.Nodes[0].ID {
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if int(r.Start) <= slot && slot <= int(r.End) {
+				if i := slices.Index(c.IDs, primaryOf(sh)); i >= 0 {
 					return i, nil
 				}
 			}

@@ -29,7 +29,7 @@ func (c *serverClock) learn(server time.Time) {
 		return
 	}
 	// Whole seconds: the middle of the second is the best guess.
-	off := server.Add(500 * time.Millisecond).Sub(time.Now())
+	off := time.Until(server.Add(500 * time.Millisecond))
 	c.mu.Lock()
 	c.offset, c.known = off, true
 	c.mu.Unlock()
