@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/resume"
 	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/tracing"
 	"github.com/vodpipe/vodpipe/internal/upload"
@@ -332,18 +333,23 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		w.count(ctx, "lease_lost")
 		log.Warn("lease lost: another worker owns the job")
 		_ = msg.NakWithDelay(w.cfg.LeaseTTL)
-	case errors.Is(err, upload.ErrStorageFull):
+	case errors.Is(err, upload.ErrStorageFull), errors.Is(err, resume.ErrNotReplicated):
 		// Not the job's fault and not a run used up: it waits, its parts
-		// saved, and resumes when space returns, however long that takes.
+		// saved, and resumes when space returns (or a Redis replica, for a
+		// commit that must not be lost to a failover), however long that takes.
+		code, what := "storage_full", "the storage is full; the job resumes when space returns: "
+		if errors.Is(err, resume.ErrNotReplicated) {
+			code, what = "redis_no_replica", "Redis has no replica to hold the job's state; the job resumes when one is back: "
+		}
 		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateQueued, func(s *job.Status) {
 			if s.Worker == w.cfg.ID {
 				s.Runs = max(s.Runs-1, 0)
 			}
-			s.Error = &job.Error{Code: "storage_full", Message: "the storage is full; the job resumes when space returns: " + err.Error()}
+			s.Error = &job.Error{Code: code, Message: what + err.Error()}
 		})
-		w.count(ctx, "storage_full")
+		w.count(ctx, code)
 		delay := retry.Around(w.cfg.StorageFullWait, 0.5)
-		log.Warn("storage full: job waits for space", "err", err, "retry_in", delay)
+		log.Warn("job waits", "code", code, "err", err, "retry_in", delay)
 		_ = msg.NakWithDelay(delay)
 	default:
 		code, perm := upload.IsPermanent(err)

@@ -2,12 +2,14 @@ package worker_test
 
 import (
 	"bufio"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
@@ -90,5 +92,57 @@ func TestStorageFullJobWaitsWithoutUsingRunsAndResumes(t *testing.T) {
 	}
 	if s.Runs > 2 {
 		t.Fatalf("completed after %d runs; waits for space must not count", s.Runs)
+	}
+}
+
+// With a commit that must survive a failover (VODPIPE_REDIS_WAIT_REPLICAS
+// 1), a replica that goes away mid-upload holds the job back at its commit:
+// it waits, queued with the reason and no run used, and completes once a
+// replica is back, with one file.
+func TestCommitWaitsForARedisReplica(t *testing.T) {
+	e := newEnv(t, true, func(c *vodsim.Config) { c.Faults = vodsim.FaultConfig{Bandwidth: 2 << 20} })
+	host, port, _ := net.SplitHostPort(e.redis.Addr)
+	// A replica syncs at once, not after the primary's 5 s wait for more of them.
+	if err := e.redis.Client(t).ConfigSet(t.Context(), "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	replica, err := testharness.RunRedis(t.TempDir(), "--save", "", "--appendonly", "no", "--replicaof", host, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = replica.Stop() })
+	e.cfg.Redis.WaitReplicas = "1"
+	e.cfg.StorageFullWait = 200 * time.Millisecond
+	e.startWorker("w1")
+	src, data := e.source("replica.mp4", 4<<20)
+	e.submit(&job.Job{ID: "replica", Source: src})
+	deadline := time.Now().Add(30 * time.Second)
+	for e.sim.BytesReceived() < 1<<20 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = replica.Stop() // the primary stands alone
+	testharness.WaitFor(t, 30*time.Second, "the job held back for want of a replica", func() bool {
+		st, _, err := e.q.Statuses.Get(t.Context(), "replica")
+		return err == nil && st.State == job.StateQueued && st.Error != nil && st.Error.Code == "redis_no_replica"
+	})
+	st, _, _ := e.q.Statuses.Get(t.Context(), "replica")
+	if st.Runs != 0 {
+		t.Fatalf("%d runs counted while waiting for a replica", st.Runs)
+	}
+	if len(e.sim.Files()) != 0 {
+		t.Fatal("committed without a replica")
+	}
+	replica, err = testharness.RunRedis(t.TempDir(), "--save", "", "--appendonly", "no", "--replicaof", host, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = replica.Stop() })
+	s := e.waitState("replica", job.StateCompleted, 60*time.Second)
+	e.storedEquals(s, data)
+	if n := len(e.sim.Files()); n != 1 {
+		t.Fatalf("%d files, want 1", n)
 	}
 }

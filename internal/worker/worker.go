@@ -62,8 +62,9 @@ type Config struct {
 	// ShutdownGrace is how long parts in flight may finish after SIGTERM.
 	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"25s" desc:"time parts in flight get to finish after SIGTERM"`
 	// StorageFullWait is how long a job waits when the storage answered it
-	// is full, before it tries again (± half); waits use up no run.
-	StorageFullWait time.Duration `envconfig:"STORAGE_FULL_WAIT" default:"30s" desc:"wait before a job the storage refused for want of space tries again (± half; uses up no run)"`
+	// is full (or Redis had no replica for its commit), before it tries
+	// again (± half); waits use up no run.
+	StorageFullWait time.Duration `envconfig:"STORAGE_FULL_WAIT" default:"30s" desc:"wait before a job the storage refused for want of space (or Redis without a replica held back) tries again (± half; uses up no run)"`
 	// SignTimeout bounds one request to the signature service.
 	SignTimeout time.Duration `envconfig:"SIGN_TIMEOUT" default:"5s" desc:"timeout of one signature request"`
 	// ID names this worker in leases and status; default hostname-pid.
