@@ -49,15 +49,39 @@ func waitTerminal(ctx context.Context, c *client.Client, jobs []*job.Job, logf f
 			return states, nil
 		}
 		if time.Since(last) > 10*time.Second {
-			logf("%d of %d jobs terminal", done, len(jobs))
+			logf("%d of %d jobs terminal; still going: %s", done, len(jobs), notTerminal(jobs, states, 5))
 			last = time.Now()
 		}
 		select {
 		case <-ctx.Done():
-			return states, fmt.Errorf("%d of %d jobs not terminal when the run's time was up", len(jobs)-done, len(jobs))
+			return states, fmt.Errorf("%d of %d jobs not terminal when the run's time was up: %s", len(jobs)-done, len(jobs), notTerminal(jobs, states, 10))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// notTerminal names up to n jobs not terminal, with their state and error.
+func notTerminal(jobs []*job.Job, states map[string]client.JobView, n int) string {
+	var out []string
+	for _, j := range jobs {
+		v, ok := states[j.ID]
+		if ok && v.State.Terminal() {
+			continue
+		}
+		if len(out) == n {
+			out = append(out, "...")
+			break
+		}
+		what := "never read"
+		if ok {
+			what = string(v.State)
+			if v.Error != nil {
+				what += " (" + v.Error.Code + ": " + v.Error.Message + ")"
+			}
+		}
+		out = append(out, j.ID+" "+what)
+	}
+	return strings.Join(out, "; ")
 }
 
 // waitWebhooks waits until the receiver has a job.completed and a
