@@ -215,6 +215,21 @@ func (g *Sentinel) Rejoin(ctx context.Context, i int) error {
 	return n.start(ctx)
 }
 
+// Heal starts again, as replicas of the current primary, the nodes that
+// are down; it returns how many it started.
+func (g *Sentinel) Heal(ctx context.Context) (int, error) {
+	n := 0
+	for i, node := range g.Nodes {
+		if node.proc != nil && node.proc.Exited() {
+			if err := g.Rejoin(ctx, i); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
 // follow makes node i a replica of node p.
 func (g *Sentinel) follow(ctx context.Context, i, p int) error {
 	host, port, _ := net.SplitHostPort(g.Announced[p])

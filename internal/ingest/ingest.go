@@ -183,6 +183,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		go s.reindex(bg)
 	}
 	go s.sweepIndex(bg, time.Hour)
+	go s.republish(bg, 5*time.Second)
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
 		if s.page, err = startPageEvents(s.nc, s.metrics.pageEvts, log); err != nil {
@@ -241,6 +242,27 @@ func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// republish publishes again, every interval, the jobs whose status was
+// created but whose message JetStream did not confirm (a NATS election, a
+// full store): a job answered with an error may have a status that says
+// queued, and it is queued for real as soon as JetStream takes it.
+func (s *Service) republish(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.q.Jobs.RepublishUnconfirmed(ctx); n > 0 {
+			s.log.Info("jobs published again after a failed submit", "published", n)
+		} else if err != nil && ctx.Err() == nil {
+			s.log.Warn("jobs not yet published again after a failed submit", "err", err)
 		}
 	}
 }

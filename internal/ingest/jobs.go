@@ -225,8 +225,8 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 // storageFullMessage is the reason of a job refused because JetStream's
 // storage is full, and storageRetryAfter when to try again (seconds).
 const (
-	storageFullMessage = "NATS JetStream storage is full (the jobs stream's byte limit, VODPIPE_JOBS_MAX_BYTES, or the server's storage limit); " +
-		"space returns as workers finish jobs: retry later"
+	storageFullMessage = "NATS JetStream storage is full (the jobs stream's byte limit, VODPIPE_JOBS_MAX_BYTES, or the server's storage limit): " +
+		"the job is not queued yet; space returns as workers finish jobs: submit it again later (meanwhile ingest retries it while it runs)"
 	storageRetryAfter = "30"
 )
 

@@ -10,14 +10,16 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/ingest"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
 // A full jobs stream (its byte limit reached, as a backlog larger than
 // VODPIPE_JOBS_MAX_BYTES would) refuses a job with 503 storage_full, a
 // reason and Retry-After; the refused job's status says it is not queued;
 // every job accepted before stays in the stream; once workers have taken
-// jobs off, the same job submitted again is queued (its message published,
-// the mark cleared), and a batch is taken again.
+// jobs off, ingest publishes the refused job by itself (its status was
+// written: it is not left queued for ever) and clears the mark, the same
+// job submitted again is a duplicate, and a batch is taken again.
 func TestStorageFullRefusesWithReasonAndResumesWhenSpaceReturns(t *testing.T) {
 	const limit = 16 << 10
 	a := startIngest(t, func(c *ingest.Config) { c.QueueConfig.JobsMaxBytes = limit })
@@ -88,13 +90,19 @@ func TestStorageFullRefusesWithReasonAndResumesWhenSpaceReturns(t *testing.T) {
 	if ids := take(len(accepted)); strings.Join(ids, ",") != strings.Join(accepted, ",") {
 		t.Fatalf("jobs in the stream: %v\nwant the %d accepted: %v", ids, len(accepted), accepted)
 	}
-	// Space is back: the refused job submitted again is queued for real.
+	// Space is back: ingest publishes the refused job by itself (its status
+	// was written), and its mark goes.
+	if ids := take(1); ids[0] != refused {
+		t.Fatalf("stream holds %v, want %s", ids, refused)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the not_queued mark cleared", func() bool {
+		got := a.do("GET", "/v1/jobs/"+refused, adminKey, "", "")
+		return got.body["state"] == "queued" && got.body["error"] == nil
+	})
+	// Submitted again, it is a duplicate: queued, no second message.
 	r = a.do("POST", "/v1/jobs", adminKey, "application/json", body(refused))
 	if r.status != 200 || r.body["state"] != "queued" || r.body["error"] != nil {
 		t.Fatalf("the refused job again: %d %s; want 200 queued without error", r.status, r.raw)
-	}
-	if ids := take(1); ids[0] != refused {
-		t.Fatalf("stream holds %v, want %s", ids, refused)
 	}
 	if rb := a.do("POST", "/v1/jobs:batch", adminKey, "application/x-ndjson", body("batch-1")+"\n"+body("batch-2")+"\n"); rb.status != 200 {
 		t.Fatalf("batch once space returned: %d %s", rb.status, rb.raw)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +22,70 @@ type Jobs struct {
 	stream   jetstream.Stream
 	statuses *Statuses
 	index    *Index
+
+	// unconfirmed are the jobs whose status this process created but whose
+	// message it could not publish (a timeout, a store refusing it): a
+	// second submit publishes them again, and RepublishUnconfirmed tries
+	// until JetStream takes them (their id is their message id, so one
+	// that was stored after all is not stored twice in the duplicate
+	// window).
+	mu          sync.Mutex
+	unconfirmed map[string]*job.Job
+}
+
+// RepublishUnconfirmed publishes again the jobs whose status was created
+// but whose message was not confirmed, and clears their not_queued mark;
+// it returns how many JetStream took. Ingest calls it every few seconds.
+func (jq *Jobs) RepublishUnconfirmed(ctx context.Context) (int, error) {
+	jq.mu.Lock()
+	pending := make([]*job.Job, 0, len(jq.unconfirmed))
+	for _, j := range jq.unconfirmed {
+		pending = append(pending, j)
+	}
+	jq.mu.Unlock()
+	if len(pending) == 0 {
+		return 0, nil
+	}
+	taken := 0
+	var last error
+	for i, r := range jq.PublishBatch(ctx, pending) {
+		if r.Err != nil {
+			last = r.Err
+			continue
+		}
+		taken++
+		jq.confirmed(pending[i].ID)
+		_, _ = jq.statuses.Update(ctx, pending[i].ID, func(s *job.Status) error {
+			if s.Error != nil && s.Error.Code == CodeNotQueued {
+				s.Error = nil
+			}
+			return nil
+		})
+	}
+	return taken, last
+}
+
+// unconfirmedJob records j as created but not confirmed published.
+func (jq *Jobs) unconfirmedJob(j *job.Job) {
+	jq.mu.Lock()
+	defer jq.mu.Unlock()
+	if jq.unconfirmed == nil {
+		jq.unconfirmed = map[string]*job.Job{}
+	}
+	jq.unconfirmed[j.ID] = j
+}
+
+func (jq *Jobs) confirmed(id string) {
+	jq.mu.Lock()
+	delete(jq.unconfirmed, id)
+	jq.mu.Unlock()
+}
+
+func (jq *Jobs) isUnconfirmed(id string) bool {
+	jq.mu.Lock()
+	defer jq.mu.Unlock()
+	_, ok := jq.unconfirmed[id]
+	return ok
 }
 
 // Consumer returns the shared worker consumer.
@@ -170,7 +235,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			continue
 		}
 		if out[i].Duplicate {
-			if !notQueued(out[i].Status) {
+			if !notQueued(out[i].Status) && !(jq.isUnconfirmed(j.ID) && out[i].Status != nil && out[i].Status.State == job.StateQueued) {
 				continue
 			}
 			p := pending{i: i, dup: true}
@@ -215,8 +280,10 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			out[p.i].Err, out[p.i].Duplicate = fmt.Errorf("queue: publish job %s again: %w", jobs[p.i].ID, err), false
 		case err != nil:
 			out[p.i].Err = fmt.Errorf("queue: publish job %s: %w", jobs[p.i].ID, err)
+			jq.unconfirmedJob(jobs[p.i])
 			jq.markNotQueued(ctx, jobs[p.i].ID, err)
 		case p.dup:
+			jq.confirmed(jobs[p.i].ID)
 			if st, err := jq.statuses.Update(ctx, jobs[p.i].ID, func(s *job.Status) error {
 				if s.Error != nil && s.Error.Code == CodeNotQueued {
 					s.Error = nil
@@ -248,9 +315,9 @@ func notQueued(st *job.Status) bool {
 // store full the mark cannot be written either, and the client's 503 is
 // all there is).
 func (jq *Jobs) markNotQueued(ctx context.Context, jobID string, cause error) {
-	msg := "the job could not be queued; submit it again"
+	msg := "the job could not be queued yet; submit it again (ingest retries it while it runs)"
 	if errors.Is(cause, ErrStorageFull) {
-		msg = "NATS JetStream storage was full when the job was submitted: it is not queued; submit it again"
+		msg = "NATS JetStream storage was full when the job was submitted: it is not queued yet; submit it again (ingest retries it while it runs)"
 	}
 	_, _ = jq.statuses.Update(ctx, jobID, func(s *job.Status) error {
 		if s.State == job.StateQueued && s.Runs == 0 {
