@@ -31,6 +31,9 @@ func runFaults(ctx context.Context, rng *rand.Rand, o Options, cl *cluster, rd *
 	down := -1             // the killed NATS node
 	step := 0
 	defer func() {
+		if herr := rd.heal(context.WithoutCancel(ctx)); herr != nil && err == nil {
+			err = fmt.Errorf("redis: start again what is down: %w", herr)
+		}
 		if down >= 0 && err == nil {
 			if err = cl.start(down); err == nil {
 				rep.NATSRestarts++

@@ -34,7 +34,10 @@ type redisSetup struct {
 	addrs  []string // VODPIPE_REDIS_ADDRS
 	master string   // VODPIPE_REDIS_MASTER_NAME (Sentinel)
 	fault  func(ctx context.Context, rep *Report, logf func(string, ...any)) error
-	stop   func()
+	// heal starts again the nodes that are down (a failover the run's end
+	// cut short): the checks, and the last jobs' commits, meet a whole group.
+	heal func(ctx context.Context) error
+	stop func()
 }
 
 // startRedis starts Redis in mode with a proxy in n for every data node.
@@ -65,6 +68,15 @@ func startRedis(ctx context.Context, mode, dir string, jobs []*job.Job, n *netwo
 		return &redisSetup{addrs: rg.Addrs(), master: child.SentinelMaster, stop: rg.Stop,
 			fault: func(ctx context.Context, rep *Report, logf func(string, ...any)) error {
 				return redisFailover(ctx, rg, rep, logf)
+			},
+			heal: func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				n, err := rg.Heal(ctx)
+				if n > 0 {
+					logf("redis: %d node(s) down at the end started again as replicas", n)
+				}
+				return err
 			}}, nil
 	case RedisCluster:
 		rc, err := child.StartCluster(ctx, dir, child.ClusterOptions{Extra: aof, Announce: announce})
@@ -74,7 +86,7 @@ func startRedis(ctx context.Context, mode, dir string, jobs []*job.Job, n *netwo
 		n.redisTarget = func(context.Context) (int, error) { return 0, nil }
 		n.redisStall = "Redis Cluster node 0 silent (half-open) to workers"
 		logf("redis: cluster of %s (append-only, through proxies)", strings.Join(rc.Addrs(), ","))
-		return &redisSetup{addrs: rc.Addrs(), stop: rc.Stop,
+		return &redisSetup{addrs: rc.Addrs(), stop: rc.Stop, heal: func(context.Context) error { return nil },
 			fault: func(ctx context.Context, rep *Report, logf func(string, ...any)) error {
 				return redisReshard(ctx, rc, jobs, rep, logf)
 			}}, nil

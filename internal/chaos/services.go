@@ -134,14 +134,21 @@ func startServices(ctx context.Context, exe, dir, driverURL, servicesURL string,
 			"VODPIPE_SIGN_PROCEDURES=*", "VODPIPE_SIGN_STORAGE_REGIONS=*", "VODPIPE_SIGN_CLASS_IDS=*", "VODPIPE_SIGN_SUB_APP_IDS=*"},
 			queueEnv...)},
 	}
-	// All start at once, as pods of a rollout do: notify, launched before
-	// ingest, waits for ingest to create the layout it attaches to.
+	// vodsim stands for Tencent, which is up before vodpipe is: it starts
+	// first and is waited for. The services start at once, as pods of a
+	// rollout do: notify, launched before ingest, waits for ingest to
+	// create the layout it attaches to.
 	for _, st := range start {
 		sp := &serviceProcess{name: st.role, env: st.env, ready: st.ready}
 		if err := s.launch(sp); err != nil {
 			return nil, err
 		}
 		s.procs = append(s.procs, sp)
+		if st.role == "vodsim" {
+			if err := sp.WaitHTTPReady(ctx, sp.ready, time.Minute); err != nil {
+				return nil, fmt.Errorf("vodsim: %w\n%s", err, sp.LogTail(2048))
+			}
+		}
 	}
 	if err := s.waitReady(ctx); err != nil {
 		return nil, err
