@@ -189,7 +189,9 @@ func (r *Report) Print(w io.Writer) {
 		"(%d errors, %d resets, %d answers lost after the work was done)\n",
 		r.Jobs, r.Elapsed.Round(time.Second), r.WorkerKills, r.NATSRestarts, r.RedisFaults, r.InjectedFaults,
 		r.FaultKinds["error"], r.FaultKinds["reset"], r.FaultKinds["lost_answer"])
-	fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
+	if len(r.ServiceCrashes) > 0 {
+		fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
+	}
 	fmt.Fprintf(w, "  clocks:     vodsim (VOD and COS) %s off ingest's and the workers' all run long\n", TencentClockOffset)
 	if r.RedisFault != "" {
 		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFault)
