@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,35 +50,23 @@ func StartCluster(ctx context.Context, dir string, o ClusterOptions) (_ *Cluster
 		}
 	}()
 	for i := range o.Primaries {
-		ndir := filepath.Join(dir, fmt.Sprintf("redis-%d", i))
-		if err := os.MkdirAll(ndir, 0o755); err != nil {
-			return nil, err
-		}
 		bus, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
 		// The announced port is known only once the node has one: it is set
 		// at runtime, and kept in the arguments for a restart.
-		r, err := StartRedis(ctx, ndir, append([]string{"--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+		r, addr, err := startAnnounced(ctx, dir, i, append([]string{"--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
 			"--cluster-port", strconv.Itoa(bus), "--cluster-announce-ip", "127.0.0.1", "--cluster-announce-bus-port", strconv.Itoa(bus)},
-			o.Extra...)...)
+			o.Extra...), o.Announce,
+			func(_, port string) []string { return []string{"cluster-announce-port", port} })
+		if r != nil {
+			c.Nodes = append(c.Nodes, r)
+		}
 		if err != nil {
 			return nil, err
 		}
-		c.Nodes = append(c.Nodes, r)
-		addr := r.Addr
-		if o.Announce != nil {
-			if addr, err = o.Announce(i, r.Addr); err != nil {
-				return nil, err
-			}
-		}
 		c.Announced = append(c.Announced, addr)
-		_, port, _ := net.SplitHostPort(addr)
-		r.args = append(r.args, "--cluster-announce-port", port)
-		if err := r.do(ctx, "CONFIG", "SET", "cluster-announce-port", port); err != nil {
-			return nil, err
-		}
 		id, err := r.str(ctx, "CLUSTER", "MYID")
 		if err != nil {
 			return nil, err

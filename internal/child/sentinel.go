@@ -14,6 +14,43 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// startAnnounced starts data node i of a group in dir/redis-<i> with args
+// and makes it announce its address (announce's, or its own): settings
+// gives the settings that say so, set at once and kept in its arguments so
+// that a restart announces the same. The node is returned with the error
+// of a later step, for the caller to stop.
+func startAnnounced(ctx context.Context, dir string, i int, args []string, announce func(int, string) (string, error),
+	settings func(host, port string) []string) (*Redis, string, error) {
+	ndir := filepath.Join(dir, fmt.Sprintf("redis-%d", i))
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		return nil, "", err
+	}
+	r, err := StartRedis(ctx, ndir, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	addr := r.Addr
+	if announce != nil {
+		if addr, err = announce(i, r.Addr); err != nil {
+			return r, "", err
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return r, "", err
+	}
+	set := []any{"CONFIG", "SET"}
+	for k, v := range settings(host, port) {
+		if k%2 == 0 {
+			r.args = append(r.args, "--"+v)
+		} else {
+			r.args = append(r.args, v)
+		}
+		set = append(set, v)
+	}
+	return r, addr, r.do(ctx, set...)
+}
+
 // SentinelMaster is the name the sentinels of StartSentinel watch the
 // primary under (VODPIPE_REDIS_MASTER_NAME).
 const SentinelMaster = "vodpipe"
@@ -65,32 +102,18 @@ func StartSentinel(ctx context.Context, dir string, o SentinelOptions) (_ *Senti
 		}
 	}()
 	for i := range 1 + o.Replicas {
-		ndir := filepath.Join(dir, fmt.Sprintf("redis-%d", i))
-		if err := os.MkdirAll(ndir, 0o755); err != nil {
-			return nil, err
-		}
 		// A replica syncs at once, not after the primary's 5 s wait for more of them.
-		r, err := StartRedis(ctx, ndir, append([]string{"--repl-diskless-sync-delay", "0"}, o.Extra...)...)
+		r, addr, err := startAnnounced(ctx, dir, i, append([]string{"--repl-diskless-sync-delay", "0"}, o.Extra...), o.Announce,
+			func(host, port string) []string {
+				return []string{"replica-announce-ip", host, "replica-announce-port", port}
+			})
+		if r != nil {
+			g.Nodes = append(g.Nodes, r)
+		}
 		if err != nil {
 			return nil, err
-		}
-		g.Nodes = append(g.Nodes, r)
-		addr := r.Addr
-		if o.Announce != nil {
-			if addr, err = o.Announce(i, r.Addr); err != nil {
-				return nil, err
-			}
 		}
 		g.Announced = append(g.Announced, addr)
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, err
-		}
-		// Kept in the arguments, so a restart announces the same address.
-		r.args = append(r.args, "--replica-announce-ip", host, "--replica-announce-port", port)
-		if err := r.do(ctx, "CONFIG", "SET", "replica-announce-ip", host, "replica-announce-port", port); err != nil {
-			return nil, err
-		}
 		if i > 0 {
 			if err := g.follow(ctx, i, 0); err != nil {
 				return nil, err

@@ -227,42 +227,42 @@ func (s *Service) reindex(ctx context.Context) {
 }
 
 // sweepIndex deletes the index entries of expired jobs now and every
-// interval until ctx ends (every replica sweeps; a second sweep finds
-// nothing left).
+// interval after, until ctx ends (every replica sweeps; a second sweep
+// finds nothing left).
 func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	every(ctx, interval, func() {
 		if n, err := s.q.Statuses.SweepIndex(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("job index: sweep of expired jobs failed; next try in an interval", "err", err)
 		} else if n > 0 {
 			s.log.Info("job index: entries of expired jobs deleted", "deleted", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
-// republish publishes again, every interval, the jobs whose status was
-// created but whose message JetStream did not confirm (a NATS election, a
-// full store): a job answered with an error may have a status that says
-// queued, and it is queued for real as soon as JetStream takes it.
+// republish publishes again, now and every interval after, the jobs whose
+// status was created but whose message JetStream did not confirm (a NATS
+// election, a full store): a job answered with an error may have a status
+// that says queued, and it is queued for real as soon as JetStream takes it.
 func (s *Service) republish(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		if n, err := s.q.Jobs.RepublishUnconfirmed(ctx); n > 0 {
 			s.log.Info("jobs published again after a failed submit", "published", n)
 		} else if err != nil && ctx.Err() == nil {
 			s.log.Warn("jobs not yet published again after a failed submit", "err", err)
+		}
+	})
+}
+
+// every runs f now and every interval after, until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		f()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -77,6 +77,9 @@ func TestStorageFullRefusesWithReasonAndResumesWhenSpaceReturns(t *testing.T) {
 			got := 0
 			for m := range b.Messages() {
 				got++
+				if strings.Contains(string(m.Data()), "evil.example") {
+					t.Errorf("a job message carries the other submitter's source: %s", m.Data())
+				}
 				ids = append(ids, strings.Split(strings.Split(string(m.Data()), `"id":"`)[1], `"`)[0])
 				if err := m.DoubleAck(ctx); err != nil {
 					t.Fatal(err)
@@ -91,8 +94,15 @@ func TestStorageFullRefusesWithReasonAndResumesWhenSpaceReturns(t *testing.T) {
 	if ids := take(len(accepted)); strings.Join(ids, ",") != strings.Join(accepted, ",") {
 		t.Fatalf("jobs in the stream: %v\nwant the %d accepted: %v", ids, len(accepted), accepted)
 	}
-	// Space is back: ingest publishes the refused jobs by itself (their
-	// statuses were written: none is left queued for ever), and the marks go.
+	// Space is back. Another submitter reuses the refused job's id with a
+	// source of its own: it gets the duplicate, and what goes out is the job
+	// first submitted, never its body.
+	evil := fmt.Sprintf(`{"v":1,"id":%q,"source":"https://evil.example/other.mp4"}`, refused)
+	if r := a.do("POST", "/v1/jobs", adminKey, "application/json", evil); r.status != 200 || strings.Contains(string(r.raw), "evil.example") {
+		t.Fatalf("another body under the refused id: %d %s; want the duplicate, the first job", r.status, r.raw)
+	}
+	// Ingest publishes the refused jobs by itself too (their statuses were
+	// written: none is left queued for ever), once each, and the marks go.
 	ids := take(3)
 	slices.Sort(ids)
 	if want := []string{"batch-1", "batch-2", refused}; !slices.Equal(ids, want) {
