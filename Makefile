@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: test test-short test-security bench chaos chaos-cluster soak lint build fmt fuzz clean
+.PHONY: test test-short test-security bench chaos chaos-cluster soak upgrade lint build fmt fuzz clean
 
 ## test: unit and integration tests, race detector on (needs redis-server on PATH)
 test:
@@ -37,6 +37,11 @@ chaos-cluster:
 SOAK ?= 30m
 soak:
 	$(GO) run ./cmd/vodpipe chaos --soak $(SOAK)
+
+## upgrade: a rolling upgrade from the previous version (CHANGELOG.md names its commit; built
+## with git worktree) to this tree while jobs flow, one process at a time, then back
+upgrade:
+	$(GO) run ./cmd/vodpipe chaos --upgrade
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each; CI runs it before the tests).
 ## An execution count (Nx), not a duration: Go 1.26's fuzz coordinator can report a spurious

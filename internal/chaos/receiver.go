@@ -174,4 +174,11 @@ func (r *receiver) doneAt(ids []string) map[string]time.Time {
 	return out
 }
 
+// doneCount is the number of jobs with a job.completed.
+func (r *receiver) doneCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.firstDone)
+}
+
 func (r *receiver) close() { _ = r.srv.Close() }

@@ -32,6 +32,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/internal/netfault"
 	"github.com/vodpipe/vodpipe/internal/retry"
+	"github.com/vodpipe/vodpipe/internal/version"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -72,6 +73,11 @@ type Options struct {
 	// primary is SIGKILLed mid-run) or "cluster" (three primaries; the
 	// slots of the jobs move to other nodes mid-run). Default sentinel.
 	Redis string
+	// Previous, when set, makes the run a rolling upgrade (upgrade.go):
+	// ingest, notify and the workers start on this version, are replaced by
+	// this build one at a time while jobs flow, then go back to it. The
+	// run's own faults are left out but vodsim's.
+	Previous *Previous
 	// Dir holds the run's files; a temporary folder (removed at the end) when empty.
 	Dir string
 	// Log receives progress lines; nil: none.
@@ -138,6 +144,14 @@ type Report struct {
 	StorageRefused int
 	// ServiceCrashes lists the services SIGKILLed and restarted.
 	ServiceCrashes []string
+	// Upgrade lists an upgrade run's steps; Replacements counts the
+	// workers it replaced (each interrupts the parts it had in flight).
+	Upgrade      []string
+	Replacements int
+	// HandedBack counts an upgrade run's jobs delivered more than once: a
+	// replaced worker handed them back and another (of either version)
+	// resumed them.
+	HandedBack int
 	// NetworkFaults lists the network faults held, with the traffic they met.
 	NetworkFaults []string
 	// InjectedFaults counts vodsim's injected faults; FaultKinds by kind
@@ -192,6 +206,12 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.ServiceCrashes) > 0 {
 		fmt.Fprintf(w, "  crashed:    %s (SIGKILL, restarted at once)\n", strings.Join(r.ServiceCrashes, ", "))
 	}
+	for _, u := range r.Upgrade {
+		fmt.Fprintf(w, "  upgrade:    %s (SIGTERM, the other version started, ready)\n", u)
+	}
+	if len(r.Upgrade) > 0 {
+		fmt.Fprintf(w, "  handed on:  %d jobs handed back by a replaced worker and resumed by another\n", r.HandedBack)
+	}
 	fmt.Fprintf(w, "  clocks:     vodsim (VOD and COS) %s off ingest's and the workers' all run long\n", TencentClockOffset)
 	if r.RedisFault != "" {
 		fmt.Fprintf(w, "  redis:      %s\n", r.RedisFault)
@@ -204,8 +224,12 @@ func (r *Report) Print(w io.Writer) {
 	}
 	printSoak(w, r.Soak)
 	if r.Latency[2] > 0 {
-		fmt.Fprintf(w, "  latency:    p50 %s, p90 %s, longest %s (all submitted at once → the job's first job.completed webhook)\n",
-			r.Latency[0].Round(100*time.Millisecond), r.Latency[1].Round(100*time.Millisecond), r.Latency[2].Round(100*time.Millisecond))
+		how := "all submitted at once"
+		if len(r.Upgrade) > 0 {
+			how = "submitted all along"
+		}
+		fmt.Fprintf(w, "  latency:    p50 %s, p90 %s, longest %s (%s → the job's first job.completed webhook)\n",
+			r.Latency[0].Round(100*time.Millisecond), r.Latency[1].Round(100*time.Millisecond), r.Latency[2].Round(100*time.Millisecond), how)
 	}
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
@@ -289,7 +313,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	root := filepath.Join(dir, "src")
 	var jobs []*job.Job
 	var pool []string
-	if o.Soak > 0 {
+	if o.Soak > 0 || o.Previous != nil {
 		pool, err = soakSources(root, rng, o)
 	} else {
 		jobs, err = makeJobs(root, rng, o)
@@ -333,7 +357,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	logf("network: services reach NATS at %s, vodsim at %s, the receiver at %s (proxies)",
 		cl.ServicesURL(), netw.vodsim.Addr(), netw.receiver.Addr())
 
-	ws := &workerSetup{exe: exe, dir: dir, root: root, natsURL: cl.ServicesURL(), redisAddrs: rd.addrs, redisMaster: rd.master, simAddr: netw.vodsim.Addr(),
+	wexe := exe
+	if o.Previous != nil {
+		wexe = o.Previous.Exe
+	}
+	ws := &workerSetup{exe: wexe, dir: dir, root: root, natsURL: cl.ServicesURL(), redisAddrs: rd.addrs, redisMaster: rd.master, simAddr: netw.vodsim.Addr(),
 		partSize: o.PartSize, concurrency: o.Concurrency, jobs: o.JobsPerWorker, ackWait: o.AckWait}
 	workers := make([]*child.WorkerProcess, o.Workers)
 	defer func() {
@@ -376,6 +404,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	scheduled, faultsEnded := make(chan struct{}), make(chan struct{})
 	chaosWG.Go(func() {
 		defer close(faultsEnded)
+		if o.Previous != nil {
+			cur := buildSide{exe: exe, version: version.Release, commit: version.Get().Commit}
+			chaosErr = runUpgrade(cctx, o, cur, sys, ws, workers, rep, logf)
+			return
+		}
 		chaosErr = runFaults(cctx, rng, o, cl, rd, sys, ws, workers, rep, scheduled, logf)
 	})
 	netDone := make(chan struct{})
@@ -385,6 +418,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	chaosWG.Go(func() {
 		defer close(netDone)
+		if o.Previous != nil { // an upgrade run's only faults are the steps and vodsim's
+			return
+		}
 		netRng := rand.New(rand.NewPCG(o.Seed, 0x7e7)) // rng is the fault loop's
 		for {
 			for o.Soak > 0 && cctx.Err() == nil { // a soak's jobs start after the network's loop
@@ -405,12 +441,31 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var soakSubmitted map[string]time.Time
 	var soakStart time.Time
 	var soakErr error
-	if o.Soak > 0 {
-		soakRng := rand.New(rand.NewPCG(o.Seed, 0x50a4))
+	inFlight := o.Workers * o.JobsPerWorker * 4
+	var fed *feeder // an upgrade run's
+	switch {
+	case o.Soak > 0:
+		f := newFeeder(api, sys.recv, root, pool, rand.New(rand.NewPCG(o.Seed, 0x50a4)), fmt.Sprintf("soak-%x-", o.Seed&0xffffff), inFlight)
 		soakStart = time.Now()
-		jobs, soakSubmitted, samples, soakErr = runSoak(ctx, o, soakRng, api, pool, sys, workers[0].Addr, logf)
+		jobs, soakSubmitted, samples, soakErr = runSoak(ctx, o, f, sys, workers[0].Addr, logf)
 		logf("soak over: %d jobs submitted; faults stop, the last jobs finish", len(jobs))
 		stopChaos()
+	case o.Previous != nil:
+		fed = newFeeder(api, sys.recv, root, pool, rand.New(rand.NewPCG(o.Seed, 0x50a4)), fmt.Sprintf("upgrade-%x-", o.Seed&0xffffff), inFlight)
+		soakErr = fed.feed(ctx, func() bool {
+			select {
+			case <-faultsEnded:
+				return true
+			default:
+				return false
+			}
+		})
+		jobs = fed.jobs
+		if chaosErr != nil { // a step failed (faultsEnded is closed): waiting for the jobs would wait out the bound
+			logf("upgrade failed: %v", chaosErr)
+			cancel()
+		}
+		logf("upgrade over: %d jobs submitted; the last jobs finish", len(jobs))
 	}
 	states, waitErr := waitTerminal(ctx, api, jobs, logf)
 	// Jobs that finished before the NATS node and Redis came back would
@@ -426,6 +481,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	stopChaos()
 	chaosWG.Wait()
+	if o.Previous != nil {
+		rep.Jobs = len(jobs)
+		if soakErr != nil {
+			rep.Violations = append(rep.Violations, "upgrade: submitting jobs: "+soakErr.Error())
+		}
+	}
 	if o.Soak > 0 {
 		rep.Jobs = len(jobs)
 		if soakErr != nil {
@@ -436,7 +497,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("soak: network fault %q never met traffic with jobs running", k))
 		}
 	}
-	if chaosErr != nil {
+	if chaosErr != nil && o.Previous != nil {
+		rep.Violations = append(rep.Violations, chaosErr.Error()) // it names the step
+	} else if chaosErr != nil {
 		rep.Violations = append(rep.Violations, "fault injection: "+chaosErr.Error())
 	}
 	if waitErr != nil {
@@ -450,8 +513,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := sys.waitNotifyIdle(ctx); err != nil {
 		rep.Violations = append(rep.Violations, err.Error())
 	}
-	if o.Soak == 0 {
-		rep.Latency = latencyOf(jobs, sys.recv, submittedAt)
+	if o.Previous != nil {
+		rep.Latency = latencyOf(fed.submitted, sys.recv)
+	} else if o.Soak == 0 {
+		at := make(map[string]time.Time, len(jobs))
+		for _, j := range jobs {
+			at[j.ID] = submittedAt
+		}
+		rep.Latency = latencyOf(at, sys.recv)
 	} else {
 		// Judged once every job is in: each sample's latency is that of
 		// the jobs submitted in the window before it.
@@ -466,16 +535,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// latencyOf is the p50, p90 and longest time from at to each job's first
-// job.completed webhook (jobs without one left out).
-func latencyOf(jobs []*job.Job, recv *receiver, at time.Time) [3]time.Duration {
-	ids := make([]string, len(jobs))
-	for i, j := range jobs {
-		ids[i] = j.ID
+// latencyOf is the p50, p90 and longest time from each job's submission
+// (submitted: by job id) to its first job.completed webhook (jobs without
+// one left out).
+func latencyOf(submitted map[string]time.Time, recv *receiver) [3]time.Duration {
+	ids := make([]string, 0, len(submitted))
+	for id := range submitted {
+		ids = append(ids, id)
 	}
 	var ds []time.Duration
-	for _, t := range recv.doneAt(ids) {
-		ds = append(ds, t.Sub(at))
+	for id, t := range recv.doneAt(ids) {
+		ds = append(ds, t.Sub(submitted[id]))
 	}
 	if len(ds) == 0 {
 		return [3]time.Duration{}

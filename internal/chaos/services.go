@@ -40,7 +40,7 @@ type services struct {
 	nc                            *nats.Conn
 	mu                            sync.Mutex // procs and vodEventsBefore: the fault loop restarts services
 	procs                         []*serviceProcess
-	vodEventsBefore               map[string]int // notify's VOD event counts read before its crash
+	vodEventsBefore               map[string]int // notify's VOD event counts read before its crashes and replacements
 	recv                          *receiver
 	// recvProxy stands between notify and the receiver (network faults).
 	recvProxy *netfault.Proxy
@@ -49,6 +49,7 @@ type services struct {
 // serviceProcess is one service's process, and how to start it again.
 type serviceProcess struct {
 	name  string
+	exe   string // the vodpipe binary it runs ("": the services' own)
 	env   []string
 	ready string // the URL that answers 200 once it serves
 	*child.Process
@@ -72,6 +73,9 @@ const callbackAttempts = 11
 //
 // The driver's own connection uses driverURL (the nodes themselves); the
 // services use servicesURL (through the network's proxies).
+//
+// ingest and notify run exe, or the previous version's binary in an
+// upgrade run (vodsim, standing for Tencent, is always this one's).
 func startServices(ctx context.Context, exe, dir, driverURL, servicesURL string, o Options) (_ *services, err error) {
 	natsURL := servicesURL
 	// s stays set on every return, so a failed start stops what it started
@@ -140,6 +144,9 @@ func startServices(ctx context.Context, exe, dir, driverURL, servicesURL string,
 	// create the layout it attaches to.
 	for _, st := range start {
 		sp := &serviceProcess{name: st.role, env: st.env, ready: st.ready}
+		if o.Previous != nil && st.role != "vodsim" {
+			sp.exe = o.Previous.Exe
+		}
 		if err := s.launch(sp); err != nil {
 			return nil, err
 		}
@@ -196,7 +203,11 @@ func (s *services) waitReady(ctx context.Context) error {
 
 // launch starts (or starts again) the process of sp, its output appended to its log.
 func (s *services) launch(sp *serviceProcess) error {
-	cmd := exec.Command(s.exe, sp.name)
+	exe := s.exe
+	if sp.exe != "" {
+		exe = sp.exe
+	}
+	cmd := exec.Command(exe, sp.name)
 	cmd.Env = append(child.EnvWithout("VODPIPE_"), sp.env...)
 	p, err := child.Start(cmd, filepath.Join(s.dir, sp.name+".log"))
 	if err != nil {
@@ -211,20 +222,56 @@ func (s *services) launch(sp *serviceProcess) error {
 func (s *services) crash(role string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sp, err := s.ending(role)
+	if err != nil {
+		return err
+	}
+	sp.Kill()
+	return s.launch(sp)
+}
+
+// replace stops the service named role as a rollout does (SIGTERM, a grace
+// period), starts exe in its place on the same address and waits until it
+// is ready.
+func (s *services) replace(ctx context.Context, role, exe string) error {
+	s.mu.Lock()
+	sp, err := s.ending(role)
+	if err == nil {
+		sp.Stop(30 * time.Second)
+		sp.exe = exe
+		err = s.launch(sp)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := sp.WaitHTTPReady(ctx, sp.ready, time.Minute); err != nil {
+		return fmt.Errorf("%s: %w\n%s", role, err, sp.LogTail(2048))
+	}
+	return nil
+}
+
+// ending is the process of the service named role, about to end: notify's
+// counters start again at 0 in its next process, so what they say is kept.
+// s.mu is held.
+func (s *services) ending(role string) (*serviceProcess, error) {
 	for _, sp := range s.procs {
 		if sp.name != role {
 			continue
 		}
 		if role == "notify" {
-			// Its counters start again at 0: keep what they said.
 			if m, err := s.vodEvents(); err == nil {
-				s.vodEventsBefore = m
+				if s.vodEventsBefore == nil {
+					s.vodEventsBefore = map[string]int{}
+				}
+				for k, v := range m {
+					s.vodEventsBefore[k] += v
+				}
 			}
 		}
-		sp.Kill()
-		return s.launch(sp)
+		return sp, nil
 	}
-	return fmt.Errorf("no service %s", role)
+	return nil, fmt.Errorf("no service %s", role)
 }
 
 // exited names the services whose process ended by itself, with the last

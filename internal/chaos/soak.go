@@ -83,10 +83,14 @@ func withLatency(samples []soakSample, recv *receiver, submitted map[string]time
 	return samples
 }
 
-// soakSources writes the pool of sources the soak's jobs share (vodsim
-// keeps no bytes, and a job's file is matched by its name, the job id).
+// soakSources writes the pool of sources (and the cover) the jobs of a soak
+// or an upgrade run share (vodsim keeps no bytes, and a job's file is
+// matched by its name, the job id).
 func soakSources(root string, rng *rand.Rand, o Options) ([]string, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeRandom(filepath.Join(root, "cover.jpg"), 16<<10, rng); err != nil {
 		return nil, err
 	}
 	lo, hi := math.Log(float64(o.MinSize)), math.Log(float64(o.MaxSize))
@@ -104,14 +108,9 @@ func soakSources(root string, rng *rand.Rand, o Options) ([]string, error) {
 // samples the services every interval. It returns every job submitted,
 // when, and the samples (withLatency adds the jobs' latency, analyseSoak
 // judges them).
-func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client, pool []string, sys *services,
+func runSoak(ctx context.Context, o Options, f *feeder, sys *services,
 	workerAddr string, logf func(string, ...any)) ([]*job.Job, map[string]time.Time, []soakSample, error) {
-	inFlight := o.Workers * o.JobsPerWorker * 4
 	interval := max(o.Soak/120, 5*time.Second)
-	prefix := fmt.Sprintf("soak-%x-", o.Seed&0xffffff)
-	var jobs []*job.Job
-	submitted := map[string]time.Time{}
-	done := map[string]bool{}
 	start := time.Now()
 
 	// The sampler has a goroutine of its own: a submission that waits on a
@@ -136,53 +135,87 @@ func runSoak(ctx context.Context, o Options, rng *rand.Rand, api *client.Client,
 			}
 		}
 	})
-	finish := func(err error) ([]*job.Job, map[string]time.Time, []soakSample, error) {
-		stopSampling()
-		wg.Wait()
-		logf("soak: %d jobs submitted, %d done", len(jobs), len(done))
-		return jobs, submitted, samples, err
-	}
+	err := f.feed(ctx, func() bool { return time.Since(start) >= o.Soak })
+	stopSampling()
+	wg.Wait()
+	logf("soak: %d jobs submitted, %d done", len(f.jobs), len(f.done))
+	return f.jobs, f.submitted, samples, err
+}
 
-	for time.Since(start) < o.Soak {
-		// Jobs done since the last look.
-		var open []string
-		for _, j := range jobs {
-			if !done[j.ID] {
+// feeder submits jobs all along (a soak's, an upgrade run's), from a pool
+// of sources, keeping about inFlight of them unfinished: every 4th with a
+// cover, every 3rd with a task flow, one in five with one-time signatures.
+type feeder struct {
+	api       *client.Client
+	recv      *receiver
+	pool      []string
+	cover     string
+	rng       *rand.Rand
+	prefix    string
+	inFlight  int
+	jobs      []*job.Job
+	submitted map[string]time.Time
+	done      map[string]bool
+}
+
+func newFeeder(api *client.Client, recv *receiver, root string, pool []string, rng *rand.Rand, prefix string, inFlight int) *feeder {
+	return &feeder{api: api, recv: recv, pool: pool, cover: filepath.Join(root, "cover.jpg"), rng: rng, prefix: prefix,
+		inFlight: inFlight, submitted: map[string]time.Time{}, done: map[string]bool{}}
+}
+
+// feed tops the unfinished jobs up to inFlight every 200 ms until stop
+// says so. A refused batch (ingest restarting, NATS electing) is made
+// again next round.
+func (f *feeder) feed(ctx context.Context, stop func() bool) error {
+	for !stop() {
+		var open []string // jobs done since the last look
+		for _, j := range f.jobs {
+			if !f.done[j.ID] {
 				open = append(open, j.ID)
 			}
 		}
-		for id := range sys.recv.doneAt(open) {
-			done[id] = true
+		for id := range f.recv.doneAt(open) {
+			f.done[id] = true
 		}
-		if n := len(jobs) - len(done); n < inFlight {
-			batch := make([]*job.Job, 0, inFlight-n)
-			for range inFlight - n {
-				id := fmt.Sprintf("%s%05d", prefix, len(jobs)+len(batch))
-				j := &job.Job{V: 1, ID: id, Source: "file://" + pool[rng.IntN(len(pool))], MediaName: id}
-				if rng.IntN(5) == 0 {
-					j.OneTimeSignature = true
-				}
-				batch = append(batch, j)
+		if n := len(f.jobs) - len(f.done); n < f.inFlight {
+			batch := make([]*job.Job, 0, f.inFlight-n)
+			for range f.inFlight - n {
+				batch = append(batch, f.next(len(f.jobs)+len(batch)))
 			}
-			resp, err := api.SubmitBatch(ctx, batch)
+			resp, err := f.api.SubmitBatch(ctx, batch)
 			if err == nil && resp.Queued+resp.Duplicate == len(batch) {
 				now := time.Now()
 				for _, j := range batch {
-					submitted[j.ID] = now
+					f.submitted[j.ID] = now
 				}
-				jobs = append(jobs, batch...)
+				f.jobs = append(f.jobs, batch...)
 			} else if ctx.Err() != nil {
-				return finish(ctx.Err())
+				return ctx.Err()
 			}
-			// A refused batch (ingest restarting, NATS electing) is made again next round.
 		}
 		select {
 		case <-ctx.Done():
-			return finish(ctx.Err())
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return finish(nil)
+	return nil
+}
+
+// next is the n-th job.
+func (f *feeder) next(n int) *job.Job {
+	id := fmt.Sprintf("%s%05d", f.prefix, n)
+	j := &job.Job{V: 1, ID: id, Source: "file://" + f.pool[f.rng.IntN(len(f.pool))], MediaName: id}
+	if n%4 == 1 {
+		j.Cover = "file://" + f.cover
+	}
+	if n%3 == 2 {
+		j.Procedure = "LongVideoPreset"
+	}
+	if f.rng.IntN(5) == 0 {
+		j.OneTimeSignature = true
+	}
+	return j
 }
 
 // sampleServices reads the series of ingest, notify and the worker that is

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,6 +35,9 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.Redis, "redis", "sentinel", "Redis of the run: sentinel (the primary is killed mid-run) or cluster (the jobs' slots move mid-run)")
 	fs.DurationVar(&o.Soak, "soak", 0, "run a soak this long instead: jobs all along, faults repeating, services' goroutines, heap, open files, RSS, JetStream consumers and job latency sampled (fails on growth or drift)")
 	fs.StringVar(&o.SoakPlot, "soak-plot", "chaos-soak.svg", "where the soak's plot of every sampled series goes")
+	upgrade := fs.Bool("upgrade", false, "run a rolling upgrade instead: build the previous version (the commit CHANGELOG.md names, git worktree), "+
+		"start every service on it and replace each with this build while jobs flow, then back")
+	from := fs.String("from", "", "with --upgrade: the released version to start from (default: the one before this)")
 	fs.StringVar(&o.Dir, "dir", "", "keep the run's files (logs of nodes, workers, Redis) in this folder")
 	quiet := fs.Bool("quiet", false, "print only the summary")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -46,8 +51,29 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "chaos: need --jobs > 0 and 0 < --min-size <= --max-size")
 		return 2
 	}
+	if *upgrade && o.Soak > 0 {
+		fmt.Fprintln(stderr, "chaos: --upgrade and --soak are separate runs")
+		return 2
+	}
 	if !*quiet {
 		o.Log = stdout
+	}
+	if *upgrade {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		logf := func(format string, args ...any) {
+			if o.Log != nil {
+				fmt.Fprintf(o.Log, format+"\n", args...)
+			}
+		}
+		prev, err := chaos.BuildPrevious(ctx, ".", filepath.Join(cache, "vodpipe", "previous"), *from, logf)
+		if err != nil {
+			fmt.Fprintf(stderr, "chaos: %s\n", oneLine(err))
+			return 1
+		}
+		o.Previous = &prev
 	}
 	// The run's own Redis probes dial nodes it has just killed: go-redis
 	// would print each failed dial on stderr.

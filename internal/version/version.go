@@ -13,7 +13,7 @@ import (
 )
 
 // Release is this tree's version, the newest entry of CHANGELOG.md.
-const Release = "0.9.0"
+const Release = "0.10.0"
 
 // Info is one binary's version.
 type Info struct {

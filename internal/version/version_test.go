@@ -3,6 +3,7 @@ package version_test
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,6 +26,39 @@ func TestReleaseIsTheNewestChangelogEntry(t *testing.T) {
 	}
 	if m[1] != version.Release {
 		t.Fatalf("CHANGELOG.md's newest entry is %s, version.Release is %s", m[1], version.Release)
+	}
+	// Every heading is one Entries reads, and the upgrade run finds the
+	// version before this one, with the commit it is built from.
+	if n, all := strings.Count(string(b), "\n## "), version.Entries(b); len(all) != n {
+		t.Fatalf("CHANGELOG.md has %d headings, Entries reads %d: %+v", n, len(all), all)
+	}
+	prev, err := version.Previous(b, version.Release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prev.Version == version.Release || len(prev.Commit) < 7 {
+		t.Fatalf("previous release %+v", prev)
+	}
+}
+
+// The changelog's headings: the newest released one before the given
+// release is the previous version; an unreleased entry has no commit.
+func TestPreviousRelease(t *testing.T) {
+	const log = "# Changelog\n\n## 0.10.0 — unreleased (main)\n\n- x\n\n## 0.9.0 — 2026-12-06 (commit 124ab8c)\n\n" +
+		"- y\n\n## 0.8.0 — 2026-12-05 (commit 244c07c)\n"
+	all := version.Entries([]byte(log))
+	want := []version.Entry{{"0.10.0", "unreleased", ""}, {"0.9.0", "2026-12-06", "124ab8c"}, {"0.8.0", "2026-12-05", "244c07c"}}
+	if !slices.Equal(all, want) {
+		t.Fatalf("entries %+v, want %+v", all, want)
+	}
+	for release, prev := range map[string]string{"0.10.0": "0.9.0", "0.9.0": "0.8.0"} {
+		got, err := version.Previous([]byte(log), release)
+		if err != nil || got.Version != prev {
+			t.Fatalf("Previous(%s) = %+v, %v; want %s", release, got, err, prev)
+		}
+	}
+	if _, err := version.Previous([]byte(log), "0.8.0"); err == nil {
+		t.Fatal("no version before 0.8.0, yet Previous found one")
 	}
 }
 
