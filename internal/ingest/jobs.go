@@ -61,9 +61,10 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 		}
 		if id, ok := s.idempotentJob(r, idemKey); ok {
 			st, _, err := s.q.Statuses.Get(r.Context(), id)
-			// A job marked not queued goes through Submit, which publishes
-			// it (its first submit could not: storage full).
-			if err == nil && (st.Error == nil || st.Error.Code != queue.CodeNotQueued) {
+			// A job that may have no message (its first submit could not
+			// publish it: storage full, or an ingest that died in between)
+			// goes through Submit, which publishes it again.
+			if err == nil && !s.q.Jobs.MayBeUnpublished(st) {
 				s.metrics.jobs.WithLabelValues("duplicate").Inc()
 				httpapi.WriteJSON(w, http.StatusOK, statusView(st))
 				return

@@ -31,6 +31,23 @@ type Jobs struct {
 	// window).
 	mu          sync.Mutex
 	unconfirmed map[string]*job.Job
+
+	// republishWindow: see Config.RepublishWindow.
+	republishWindow time.Duration
+}
+
+// MayBeUnpublished reports whether the job of st may have no message:
+// its status says it could not be published (CodeNotQueued), this process
+// could not confirm its message, or it was created within the republish
+// window and is still queued, never run (an ingest may have died between
+// the status and the message). Submitting such a job again publishes its
+// stored job again, which JetStream drops if the first one was stored.
+func (jq *Jobs) MayBeUnpublished(st *job.Status) bool {
+	if st == nil || st.State != job.StateQueued {
+		return false
+	}
+	return notQueued(st) || jq.isUnconfirmed(st.Job.ID) ||
+		st.Runs == 0 && time.Since(st.CreatedAt) < jq.republishWindow
 }
 
 // RepublishUnconfirmed publishes again the jobs whose status was created
@@ -220,10 +237,11 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 	}
 	// Stage 2: publish the new jobs and their job.queued events, and again
-	// the job of a duplicate marked not queued (CodeNotQueued): a submit
-	// that created the status but could not publish the job (storage full)
-	// is mended by the client's retry. (Other duplicates cost no publish: a
-	// library submitted again costs its reads only.)
+	// the job of a duplicate that may have no message (MayBeUnpublished: a
+	// submit that created the status but could not publish the job, storage
+	// full or its ingest dead in between, is mended by the client's retry).
+	// Other duplicates cost no publish: a library submitted again costs its
+	// reads only.
 	type pending struct {
 		i          int
 		dup        bool
@@ -235,7 +253,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			continue
 		}
 		if out[i].Duplicate {
-			if !notQueued(out[i].Status) && !(jq.isUnconfirmed(j.ID) && out[i].Status != nil && out[i].Status.State == job.StateQueued) {
+			if !jq.MayBeUnpublished(out[i].Status) {
 				continue
 			}
 			p := pending{i: i, dup: true}
@@ -282,6 +300,8 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			out[p.i].Err = fmt.Errorf("queue: publish job %s: %w", jobs[p.i].ID, err)
 			jq.unconfirmedJob(jobs[p.i])
 			jq.markNotQueued(ctx, jobs[p.i].ID, err)
+		case p.dup && !notQueued(out[p.i].Status):
+			jq.confirmed(jobs[p.i].ID)
 		case p.dup:
 			jq.confirmed(jobs[p.i].ID)
 			if st, err := jq.statuses.Update(ctx, jobs[p.i].ID, func(s *job.Status) error {

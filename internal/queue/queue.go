@@ -48,6 +48,14 @@ type Config struct {
 	Replicas int `envconfig:"NATS_REPLICAS" default:"1" desc:"replicas of every JetStream stream and bucket"`
 	// DuplicateWindow is how long a job id is remembered to drop a repeated publish.
 	DuplicateWindow time.Duration `envconfig:"JOBS_DUPLICATE_WINDOW" default:"1h" desc:"how long a repeated job id is dropped by JetStream"`
+	// RepublishWindow: a job submitted again this soon after its status
+	// was created, still queued and never run, has its message published
+	// again (JetStream drops it as a duplicate if it was stored). It mends
+	// a submit whose ingest died between writing the status and publishing
+	// the job: the client's retry publishes it. Later resubmissions (a
+	// library submitted again) cost their reads only. At most half the
+	// duplicate window.
+	RepublishWindow time.Duration `envconfig:"JOBS_REPUBLISH_WINDOW" default:"5m" desc:"a job submitted again this soon after its first submit, still queued and never run, is published again (deduplicated by JetStream): a retry mends a submit whose ingest died before publishing; at most half of VODPIPE_JOBS_DUPLICATE_WINDOW (-1s: off)"`
 	// AckWait is how long a delivered job may go without an ack or in-progress signal.
 	AckWait time.Duration `envconfig:"JOBS_ACK_WAIT" default:"30s" desc:"redelivery timeout of a job without progress signals"`
 	// MaxDeliver bounds the runs of one job (job.Status.Runs): a worker
@@ -199,6 +207,7 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{nc: js.Conn()},
 		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{nc: js.Conn()}, Index: &Index{js: js}}
 	q.Jobs.statuses, q.Jobs.index = q.Statuses, q.Index
+	q.Jobs.republishWindow = min(cfg.RepublishWindow, cfg.DuplicateWindow/2)
 	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
 	q.Statuses.retention = max(cfg.StatusRetention, 0)
 	q.Control.statuses, q.Control.jobs, q.Control.events = q.Statuses, q.Jobs, q.Events

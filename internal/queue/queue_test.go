@@ -336,12 +336,12 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 }
 
 // TestResubmittedBatchCostsOneReadPerThousand: submitting again jobs that
-// already have statuses (a library's submit run repeated) writes nothing:
-// no index entry made and deleted again, no refused status create, no
-// job; it costs one batched status read per thousand jobs, and each job
-// comes back a duplicate with its status.
+// already have statuses (a library's submit run repeated, past the
+// republish window) writes nothing: no index entry made and deleted again,
+// no refused status create, no job; it costs one batched status read per
+// thousand jobs, and each job comes back a duplicate with its status.
 func TestResubmittedBatchCostsOneReadPerThousand(t *testing.T) {
-	q, n := openQueue(t, queue.Config{})
+	q, n := openQueue(t, queue.Config{RepublishWindow: time.Nanosecond})
 	ctx := t.Context()
 	var jobs []*job.Job
 	for i := range 1500 {
@@ -373,6 +373,64 @@ func TestResubmittedBatchCostsOneReadPerThousand(t *testing.T) {
 	}
 	if r := batchReads(); r != 2 {
 		t.Fatalf("the second submit read statuses in %d batches, want 2 (1500 jobs, a thousand a read)", r)
+	}
+}
+
+// TestRetryMendsASubmitWhoseIngestDied: an ingest that died between a
+// job's status and its message (the status alone stored) left the job
+// queued with nothing to run it; the client's retry, within the republish
+// window, publishes the stored job (once: JetStream drops a second copy),
+// with or without a new process. A job past the window, or one that ran,
+// is not published again.
+func TestRetryMendsASubmitWhoseIngestDied(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	// What a dead ingest left: statuses without messages.
+	for _, id := range []string{"orphan", "old-orphan", "ran"} {
+		if _, _, err := q.Statuses.Create(ctx, newJob(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Statuses.Update(ctx, "old-orphan", func(s *job.Status) error {
+		s.CreatedAt = time.Now().Add(-6 * time.Minute) // past the 5-minute window
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Update(ctx, "ran", func(s *job.Status) error { s.Runs = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	wantJobs(t, n, q, 0)
+	// The retry reaches a new ingest process (a queue opened anew).
+	q2, err := queue.Open(ctx, n.JetStream(t), queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry := newJob("orphan")
+	retry.Source = "file:///in/someone-elses.mp4" // the stored job is published, not the retry's body
+	for i, jobs := range [][]*job.Job{{retry, newJob("old-orphan"), newJob("ran")}, {newJob("orphan")}} {
+		for _, r := range q2.Jobs.Submit(ctx, jobs) {
+			if r.Err != nil || !r.Duplicate || r.Status == nil || r.Status.State != job.StateQueued {
+				t.Fatalf("submit %d of %s: %+v", i+1, r.Job.ID, r)
+			}
+		}
+		wantJobs(t, n, q2, 1) // orphan's, once
+	}
+	c, err := q2.Jobs.Consumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := job.Decode(m.Data())
+	if err != nil || got.ID != "orphan" || got.Source != newJob("orphan").Source {
+		t.Fatalf("published %+v (%v), want the stored job orphan", got, err)
+	}
+	if !q2.Jobs.MayBeUnpublished(&job.Status{Job: *newJob("x"), State: job.StateQueued, CreatedAt: time.Now()}) ||
+		q2.Jobs.MayBeUnpublished(&job.Status{Job: *newJob("x"), State: job.StateRunning, CreatedAt: time.Now()}) {
+		t.Fatal("MayBeUnpublished: a fresh queued job may be unpublished, a running one may not")
 	}
 }
 
