@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,31 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
+
+// lockedBuffer is a log the services write to from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// linesNaming is the last n lines that contain s.
+func (l *lockedBuffer) linesNaming(s string, n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-n):], "")
+}
 
 // consoleResult is what e2e/console.mjs prints.
 type consoleResult struct {
@@ -52,7 +78,10 @@ const (
 func TestConsoleInTheBrowser(t *testing.T) {
 	requireBrowser(t)
 	root := t.TempDir()
+	// The services' log, for a failure to show what they did with the jobs.
+	logs := &lockedBuffer{}
 	st, err := stack.Start(t.Context(), stack.Options{
+		Log:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		DataDir: t.TempDir(), SourceRoot: root, Workers: 1, JobsPerWorker: 2, PartSize: 1 << 20, Concurrency: 1,
 		APIKeys: "ops:" + consoleAdminKey + ",viewer:" + consoleReadKey + ":read",
 		// Slow enough for the bar to be watched and the job paused mid-way;
@@ -125,7 +154,8 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		t.Fatalf("browser output: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
 	if !r.OK {
-		t.Fatalf("in the console, after %v: %s\npage:\n%s", r.Steps, r.Error, r.Page)
+		t.Fatalf("in the console, after %v: %s\npage:\n%s\nthe services' log lines of the jobs:\n%s", r.Steps, r.Error, r.Page,
+			logs.linesNaming("console-", 80))
 	}
 	t.Logf("steps: %v; bar %v; attempts %v", r.Steps, r.Progress, r.Attempts)
 

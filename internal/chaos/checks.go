@@ -230,13 +230,12 @@ func check(rep *Report, o Options, jobs []*job.Job, states map[string]client.Job
 		}
 	}
 	if o.Previous != nil {
-		for _, v := range states {
-			if v.Attempt > 1 {
-				rep.HandedBack++
-			}
+		starts, err := s.jobStarts()
+		if err != nil {
+			viol("read the job.started events: %v", err)
 		}
-		if rep.HandedBack == 0 {
-			viol("no job was handed back by a replaced worker: resuming across versions went untested")
+		if rep.AcrossVersions = acrossVersions(starts, rep.runs); rep.AcrossVersions == 0 && err == nil {
+			viol("no job was started by workers of both versions: resuming across versions went untested")
 		}
 	}
 	if len(notDone) > 0 {
@@ -345,8 +344,10 @@ func checkFaults(rep *Report, o Options, s *services, viol func(string, ...any))
 // A kill (or a NATS or Redis failure that ended an attempt) interrupts one
 // attempt of each job its worker ran, and the job's next delivery resumes
 // from the recorded parts: at most its parts in flight (Concurrency parts)
-// are sent again per extra run (status' runs: the workers that started it;
-// a delivery that started nothing sent nothing). An injected fault costs
+// are sent again per extra run or delivery (status' runs: the workers that
+// started it; its attempt: the deliveries, counting the waits and
+// hand-backs that use no run; a delivery that started nothing sent
+// nothing). An injected fault costs
 // the one part it hit; vodsim counts both bytes and faults per object key.
 func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[string]client.JobView,
 	traffic []vodsim.ObjectTraffic, simFiles []vodsim.File, simObjects []vodsim.Object, viol func(string, ...any)) {
@@ -382,12 +383,12 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 			continue
 		}
 		resent := u.received - size[j.ID]
-		extra := max(states[j.ID].Runs-1, 0)
-		if o.Previous != nil {
-			// A worker replaced in an upgrade hands its jobs back (their
-			// next delivery uses no run) after its parts in flight.
-			extra = max(extra, states[j.ID].Attempt-1)
-		}
+		// Runs leave out the interruptions that use no run: a job that
+		// waited (a full store, no Redis replica for its commit) or that
+		// a worker handed back (an upgrade's SIGTERM). Each is a delivery,
+		// so the deliveries bound them too (one that started nothing sent
+		// nothing).
+		extra := max(states[j.ID].Runs-1, states[j.ID].Attempt-1, 0)
 		bound := int64(extra)*perAttempt + int64(u.faults)*o.PartSize
 		if resent > 0 && extra > 0 {
 			rep.Interrupted++

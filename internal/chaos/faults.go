@@ -175,7 +175,12 @@ func storageFull(ctx context.Context, sys *services, rep *Report, logf func(stri
 	}
 	held := time.Since(start).Round(100 * time.Millisecond)
 	rep.StorageRefused += refused // a soak fills the store again and again
+	rep.StorageFulls++
 	rep.StorageFull = fmt.Sprintf("vodsim's store out of space for %s: %d bodies refused (507), their jobs waited and resumed", held, refused)
+	if rep.StorageFulls > 1 {
+		rep.StorageFull = fmt.Sprintf("vodsim's store out of space %d times, the last for %s; %d bodies refused (507) in all, their jobs waited and resumed",
+			rep.StorageFulls, held, rep.StorageRefused)
+	}
 	logf("vodsim storage back after %s (%d bodies refused)", held, refused)
 	return nil
 }

@@ -14,6 +14,10 @@
 // vod.file_uploaded naming its job arrived once, that killed work was
 // re-sent only within the parts in flight, and that the run kept within its
 // time.
+//
+// The same machinery runs the soak (soak.go: jobs all along, faults
+// repeating, the services sampled) and the rolling upgrade (upgrade.go:
+// the previous release's processes replaced one at a time and back).
 package chaos
 
 import (
@@ -140,18 +144,19 @@ type Report struct {
 	// RedisFault says how the Redis fault went; StorageFull how long
 	// vodsim's store was out of space and what it refused.
 	RedisFault, StorageFull string
-	// StorageRefused counts the bodies vodsim refused while out of space.
-	StorageRefused int
+	// StorageRefused counts the bodies vodsim refused while out of space,
+	// StorageFulls the times it was.
+	StorageRefused, StorageFulls int
 	// ServiceCrashes lists the services SIGKILLed and restarted.
 	ServiceCrashes []string
 	// Upgrade lists an upgrade run's steps; Replacements counts the
 	// workers it replaced (each interrupts the parts it had in flight).
 	Upgrade      []string
 	Replacements int
-	// HandedBack counts an upgrade run's jobs delivered more than once: a
-	// replaced worker handed them back and another (of either version)
-	// resumed them.
-	HandedBack int
+	// AcrossVersions counts an upgrade run's jobs that workers of both
+	// versions started (job.started events against the times each worker
+	// id switched version): handed back by one version, resumed by the other.
+	AcrossVersions int
 	// NetworkFaults lists the network faults held, with the traffic they met.
 	NetworkFaults []string
 	// InjectedFaults counts vodsim's injected faults; FaultKinds by kind
@@ -194,7 +199,8 @@ type Report struct {
 	// Evidence is what the workers logged about the first jobs named in a violation.
 	Evidence string
 
-	suspects []string // job ids named in violations
+	suspects []string   // job ids named in violations
+	runs     workerRuns // an upgrade run's: which version each worker ran when
 }
 
 // Print writes the report as the run's summary.
@@ -210,7 +216,7 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  upgrade:    %s (SIGTERM, the other version started, ready)\n", u)
 	}
 	if len(r.Upgrade) > 0 {
-		fmt.Fprintf(w, "  handed on:  %d jobs handed back by a replaced worker and resumed by another\n", r.HandedBack)
+		fmt.Fprintf(w, "  versions:   %d jobs started by a worker of one version and run again, from its resume state, by one of the other\n", r.AcrossVersions)
 	}
 	fmt.Fprintf(w, "  clocks:     vodsim (VOD and COS) %s off ingest's and the workers' all run long\n", TencentClockOffset)
 	if r.RedisFault != "" {
@@ -440,19 +446,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var samples []soakSample
 	var soakSubmitted map[string]time.Time
 	var soakStart time.Time
-	var soakErr error
+	var feedErr error
 	inFlight := o.Workers * o.JobsPerWorker * 4
 	var fed *feeder // an upgrade run's
 	switch {
 	case o.Soak > 0:
 		f := newFeeder(api, sys.recv, root, pool, rand.New(rand.NewPCG(o.Seed, 0x50a4)), fmt.Sprintf("soak-%x-", o.Seed&0xffffff), inFlight)
 		soakStart = time.Now()
-		jobs, soakSubmitted, samples, soakErr = runSoak(ctx, o, f, sys, workers[0].Addr, logf)
+		jobs, soakSubmitted, samples, feedErr = runSoak(ctx, o, f, sys, workers[0].Addr, logf)
 		logf("soak over: %d jobs submitted; faults stop, the last jobs finish", len(jobs))
 		stopChaos()
 	case o.Previous != nil:
 		fed = newFeeder(api, sys.recv, root, pool, rand.New(rand.NewPCG(o.Seed, 0x50a4)), fmt.Sprintf("upgrade-%x-", o.Seed&0xffffff), inFlight)
-		soakErr = fed.feed(ctx, func() bool {
+		feedErr = fed.feed(ctx, func() bool {
 			select {
 			case <-faultsEnded:
 				return true
@@ -461,9 +467,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		})
 		jobs = fed.jobs
-		if chaosErr != nil { // a step failed (faultsEnded is closed): waiting for the jobs would wait out the bound
-			logf("upgrade failed: %v", chaosErr)
-			cancel()
+		select {
+		case <-faultsEnded: // chaosErr is written
+			if chaosErr != nil { // a step failed: waiting for the jobs would wait out the bound
+				logf("upgrade failed: %v", chaosErr)
+				cancel()
+			}
+		default:
 		}
 		logf("upgrade over: %d jobs submitted; the last jobs finish", len(jobs))
 	}
@@ -483,14 +493,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	chaosWG.Wait()
 	if o.Previous != nil {
 		rep.Jobs = len(jobs)
-		if soakErr != nil {
-			rep.Violations = append(rep.Violations, "upgrade: submitting jobs: "+soakErr.Error())
+		if feedErr != nil {
+			rep.Violations = append(rep.Violations, "upgrade: submitting jobs: "+feedErr.Error())
 		}
 	}
 	if o.Soak > 0 {
 		rep.Jobs = len(jobs)
-		if soakErr != nil {
-			rep.Violations = append(rep.Violations, "soak: "+soakErr.Error())
+		if feedErr != nil {
+			rep.Violations = append(rep.Violations, "soak: "+feedErr.Error())
 		}
 		first, tracks := netSchedule(rand.New(rand.NewPCG(1, 1)), o, cl, netw)
 		for _, k := range met.missing(first, tracks) {

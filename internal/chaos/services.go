@@ -494,6 +494,49 @@ func (s *services) inEventsStream(jobID string) string {
 	return fmt.Sprintf("in %s at seq %d, %s", queue.EventsStream, m.Sequence, m.Time.Format(time.RFC3339Nano))
 }
 
+// jobStarts reads every job.started event of the run.
+func (s *services) jobStarts() ([]jobStart, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := s.js.OrderedConsumer(ctx, queue.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{queue.EventFilterSubject(job.EventStarted, "")}})
+	if err != nil {
+		return nil, err
+	}
+	var out []jobStart
+	for {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.NumPending == 0 {
+			return out, nil
+		}
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			e, err := job.DecodeEvent(m.Data())
+			if err != nil {
+				continue
+			}
+			var d job.StartedData
+			if json.Unmarshal(e.Data, &d) == nil {
+				out = append(out, jobStart{job: e.JobID, worker: d.Worker, at: e.Time})
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, errors.New("job.started events pending, none fetched")
+		}
+	}
+}
+
 // simFaults changes vodsim's fault injection in force with f.
 func (s *services) simFaults(f func(*vodsim.FaultConfig)) error {
 	var cfg vodsim.FaultConfig

@@ -78,7 +78,8 @@ func BuildPrevious(ctx context.Context, dir, cache, from string, logf func(strin
 	if err != nil {
 		return Previous{}, err
 	}
-	_ = os.Remove(wt) // git worktree add makes it
+	_ = os.Remove(wt)                          // git worktree add makes it
+	_, _ = git(ctx, repo, "worktree", "prune") // a run killed while building left its worktree's record
 	if _, err := git(ctx, repo, "worktree", "add", "--detach", wt, commit); err != nil {
 		return Previous{}, fmt.Errorf("previous version %s: %w", e.Version, err)
 	}
@@ -87,7 +88,7 @@ func BuildPrevious(ctx context.Context, dir, cache, from string, logf func(strin
 		_ = os.RemoveAll(wt)
 	}()
 	logf("previous version %s: building commit %s in a worktree", p.Version, commit[:12])
-	tmp := p.Exe + ".building"
+	tmp := fmt.Sprintf("%s.building-%d", p.Exe, os.Getpid()) // two runs at once build apart
 	build := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/vodpipe")
 	build.Dir = wt
 	if out, err := build.CombinedOutput(); err != nil {
@@ -175,6 +176,10 @@ func runUpgrade(ctx context.Context, o Options, cur buildSide, sys *services, ws
 			return err
 		}
 	}
+	start := time.Now()
+	for _, w := range workers {
+		rep.runs.add(w.ID, start.Add(-time.Hour), prev.version) // since before the run
+	}
 	logf("upgrade: every process runs %s; %d steps to %s and back", prev, len(plan), cur)
 	perStep := 3 * o.Workers * o.JobsPerWorker
 	mark := sys.recv.doneCount()
@@ -206,8 +211,12 @@ func runUpgrade(ctx context.Context, o Options, cur buildSide, sys *services, ws
 		start := time.Now()
 		var err error
 		if wi := slices.IndexFunc(workers, func(w *child.WorkerProcess) bool { return w.ID == st.name }); wi >= 0 {
-			err = ws.replace(ctx, workers, wi, st.to.exe)
-			rep.Replacements++
+			var at time.Time
+			at, err = ws.replace(ctx, workers, wi, st.to.exe)
+			if !at.IsZero() {
+				rep.Replacements++
+				rep.runs.add(st.name, at, st.to.version)
+			}
 		} else {
 			err = sys.replace(ctx, st.name, st.to.exe)
 		}
@@ -226,6 +235,62 @@ func runUpgrade(ctx context.Context, o Options, cur buildSide, sys *services, ws
 		logf("upgrade step %d of %d: %s", i+1, len(plan), line)
 	}
 	return flow() // the last step too is followed by completed jobs
+}
+
+// workerRuns is which version each worker id ran since when, in order.
+type workerRuns map[string][]versionSince
+
+type versionSince struct {
+	since   time.Time
+	version string
+}
+
+func (r *workerRuns) add(worker string, since time.Time, version string) {
+	if *r == nil {
+		*r = workerRuns{}
+	}
+	(*r)[worker] = append((*r)[worker], versionSince{since, version})
+}
+
+// versionAt is the version worker ran at t ("" before any).
+func (r workerRuns) versionAt(worker string, t time.Time) string {
+	v := ""
+	for _, s := range r[worker] {
+		if !t.Before(s.since) {
+			v = s.version
+		}
+	}
+	return v
+}
+
+// jobStart is one job.started event: a worker began running a job.
+type jobStart struct {
+	job, worker string
+	at          time.Time
+}
+
+// acrossVersions counts the jobs that workers of both versions started: a
+// job handed back (or cut short) under one version and run again, from the
+// resume state it left, under the other.
+func acrossVersions(starts []jobStart, runs workerRuns) int {
+	seen := map[string]map[string]bool{}
+	for _, s := range starts {
+		v := runs.versionAt(s.worker, s.at)
+		if v == "" {
+			continue
+		}
+		if seen[s.job] == nil {
+			seen[s.job] = map[string]bool{}
+		}
+		seen[s.job][v] = true
+	}
+	n := 0
+	for _, vs := range seen {
+		if len(vs) > 1 {
+			n++
+		}
+	}
+	return n
 }
 
 // checkBuild reads vodpipe_build_info from a process's metrics and checks

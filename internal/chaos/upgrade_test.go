@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -126,8 +127,8 @@ func TestCheckBuildTellsTheVersions(t *testing.T) {
 	}
 }
 
-// An upgrade run fails unless it took every step and handed a job from
-// one version to the other.
+// An upgrade run fails unless it took every step (check() holds it to a
+// job run by both versions: TestJobsAcrossVersions).
 func TestCheckFaultsOfAnUpgradeRun(t *testing.T) {
 	n := testharness.StartNATS(t)
 	o := Options{Seed: 1, Previous: &Previous{Version: "0.0.1"}}
@@ -146,5 +147,34 @@ func TestCheckFaultsOfAnUpgradeRun(t *testing.T) {
 	}
 	if got := upgradeOrder(3); strings.Join(got, ",") != "ingest,w1,w2,w3,notify" {
 		t.Fatalf("upgrade order %v", got)
+	}
+}
+
+// A job counts as run across versions when workers of both versions
+// started it, each start judged by the version its worker ran then.
+func TestJobsAcrossVersions(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	var runs workerRuns
+	for _, w := range []string{"w1", "w2"} {
+		runs.add(w, at(0), "0.9.0")
+	}
+	runs.add("w1", at(10), "0.10.0") // w1 upgraded at 10 s
+	runs.add("w1", at(30), "0.9.0")  // and back at 30 s
+	starts := []jobStart{
+		{"a", "w1", at(5)}, {"a", "w2", at(12)}, // both old: w2 not upgraded
+		{"b", "w2", at(8)}, {"b", "w1", at(11)}, // old, then new: across
+		{"c", "w1", at(20)}, {"c", "w1", at(31)}, // w1 new, w1 old again: across
+		{"d", "w1", at(10)},                     // new at the switch, alone
+		{"e", "w3", at(12)}, {"e", "w1", at(2)}, // an unknown worker is not judged
+	}
+	if n := acrossVersions(starts, runs); n != 2 {
+		t.Fatalf("%d jobs across versions, want 2 (b and c)", n)
+	}
+	if v := runs.versionAt("w1", at(10)); v != "0.10.0" {
+		t.Fatalf("w1 at its switch runs %q, want the new version", v)
+	}
+	if v := runs.versionAt("w1", t0.Add(-time.Second)); v != "" {
+		t.Fatalf("w1 before the run: %q", v)
 	}
 }

@@ -39,17 +39,19 @@ func (s *workerSetup) startWorker(id string) (*child.WorkerProcess, error) {
 
 // replace stops worker i as a rollout does (SIGTERM: its parts in flight
 // finish, its jobs go back to the queue), starts exe in its place and waits
-// until it is ready.
-func (s *workerSetup) replace(ctx context.Context, workers []*child.WorkerProcess, i int, exe string) error {
+// until it is ready. It returns when the old process had ended (zero if it
+// started nothing): whatever the worker id does from then on is exe's.
+func (s *workerSetup) replace(ctx context.Context, workers []*child.WorkerProcess, i int, exe string) (time.Time, error) {
 	workers[i].Stop(30 * time.Second)
+	at := time.Now()
 	if s.exeOf == nil {
 		s.exeOf = map[string]string{}
 	}
 	s.exeOf[workers[i].ID] = exe
 	w, err := s.startWorker(workers[i].ID)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	workers[i] = w
-	return w.WaitReady(ctx)
+	return at, w.WaitReady(ctx)
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vodpipe/vodpipe/internal/ingest"
+
 	"github.com/vodpipe/vodpipe/internal/queue"
 )
 
@@ -54,5 +56,35 @@ func TestSecurityReadScopeSeesRedactedURLs(t *testing.T) {
 		if r.status != http.StatusOK || !strings.Contains(string(r.raw), `"source":"`+source+`"`) {
 			t.Errorf("control scope, %s: %d %s: want the source whole", path, r.status, r.raw)
 		}
+	}
+}
+
+// A submitter that reuses another job's id gets the duplicate answer, and
+// in it that job's source and cover redacted: the signed-URL tokens of
+// someone else's job are for the control scope only.
+func TestSecurityDuplicateSubmitShowsNoOneElsesToken(t *testing.T) {
+	const pubKey = "publisher-key-0123456789"
+	a := startIngest(t, func(c *ingest.Config) {
+		if err := c.APIKeys.Decode("admin:" + adminKey + ",pub:" + pubKey + ":submit"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	const secret = "SIGNED-TOKEN-0123456789"
+	if r := a.do(http.MethodPost, "/v1/jobs", adminKey, "application/json",
+		`{"id":"theirs-1","source":"https://cdn.example.com/in/v.mp4?sign=`+secret+`","cover":"https://cdn.example.com/c.jpg?sign=`+secret+`"}`); r.status != http.StatusCreated {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	mine := `{"id":"theirs-1","source":"https://cdn.example.com/in/mine.mp4"}`
+	for _, req := range []struct{ path, ctype, body string }{
+		{"/v1/jobs", "application/json", mine},
+		{"/v1/jobs:batch", "application/json", `[` + mine + `]`},
+	} {
+		r := a.do(http.MethodPost, req.path, pubKey, req.ctype, req.body)
+		if r.status >= 300 || strings.Contains(string(r.raw), secret) || !strings.Contains(string(r.raw), "v.mp4?REDACTED") {
+			t.Errorf("%s by another submitter: %d %s; want the duplicate with the token hidden", req.path, r.status, r.raw)
+		}
+	}
+	if r := a.do(http.MethodPost, "/v1/jobs", adminKey, "application/json", mine); !strings.Contains(string(r.raw), secret) {
+		t.Errorf("the control scope's duplicate: %s; want the source whole", r.raw)
 	}
 }

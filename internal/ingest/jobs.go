@@ -66,7 +66,7 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 			// goes through Submit, which publishes it again.
 			if err == nil && !s.q.Jobs.MayBeUnpublished(st) {
 				s.metrics.jobs.WithLabelValues("duplicate").Inc()
-				httpapi.WriteJSON(w, http.StatusOK, statusView(st))
+				httpapi.WriteJSON(w, http.StatusOK, viewFor(r, st))
 				return
 			}
 		}
@@ -95,8 +95,10 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if res.Duplicate {
+		// The job stored may be someone else's (the same id): its URLs are
+		// shown whole to the control scope only, as in every listing.
 		s.metrics.jobs.WithLabelValues("duplicate").Inc()
-		httpapi.WriteJSON(w, http.StatusOK, statusView(res.Status))
+		httpapi.WriteJSON(w, http.StatusOK, viewFor(r, res.Status))
 		return
 	}
 	s.metrics.jobs.WithLabelValues("queued").Inc()

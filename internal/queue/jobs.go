@@ -39,15 +39,18 @@ type Jobs struct {
 // MayBeUnpublished reports whether the job of st may have no message:
 // its status says it could not be published (CodeNotQueued), this process
 // could not confirm its message, or it was created within the republish
-// window and is still queued, never run (an ingest may have died between
-// the status and the message). Submitting such a job again publishes its
+// window and is still queued, never delivered (an ingest may have died
+// between the status and the message; a job handed back by a worker has
+// its runs lowered again, but not its attempts). The window is at most
+// half the duplicate window: ingest's clock and NATS's may differ by
+// that much before a copy gets past JetStream's deduplication. Submitting such a job again publishes its
 // stored job again, which JetStream drops if the first one was stored.
 func (jq *Jobs) MayBeUnpublished(st *job.Status) bool {
 	if st == nil || st.State != job.StateQueued {
 		return false
 	}
 	return notQueued(st) || jq.isUnconfirmed(st.Job.ID) ||
-		st.Runs == 0 && time.Since(st.CreatedAt) < jq.republishWindow
+		st.Attempt == 0 && st.Runs == 0 && time.Since(st.CreatedAt) < jq.republishWindow
 }
 
 // RepublishUnconfirmed publishes again the jobs whose status was created

@@ -380,8 +380,8 @@ func TestResubmittedBatchCostsOneReadPerThousand(t *testing.T) {
 // job's status and its message (the status alone stored) left the job
 // queued with nothing to run it; the client's retry, within the republish
 // window, publishes the stored job (once: JetStream drops a second copy),
-// with or without a new process. A job past the window, or one that ran,
-// is not published again.
+// with or without a new process. A job past the window, or one delivered
+// before (its message exists), is not published again.
 func TestRetryMendsASubmitWhoseIngestDied(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
@@ -397,7 +397,8 @@ func TestRetryMendsASubmitWhoseIngestDied(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Statuses.Update(ctx, "ran", func(s *job.Status) error { s.Runs = 1; return nil }); err != nil {
+	// A job a worker handed back: queued again, its run not counted, its delivery counted.
+	if _, err := q.Statuses.Update(ctx, "ran", func(s *job.Status) error { s.Attempt = 1; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	wantJobs(t, n, q, 0)

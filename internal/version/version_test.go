@@ -29,15 +29,23 @@ func TestReleaseIsTheNewestChangelogEntry(t *testing.T) {
 	}
 	// Every heading is one Entries reads, and the upgrade run finds the
 	// version before this one, with the commit it is built from.
-	if n, all := strings.Count(string(b), "\n## "), version.Entries(b); len(all) != n {
+	all := version.Entries(b)
+	if n := strings.Count(string(b), "\n## "); len(all) != n {
 		t.Fatalf("CHANGELOG.md has %d headings, Entries reads %d: %+v", n, len(all), all)
+	}
+	// Only the newest entry may be unreleased; every other names its
+	// commit (a malformed one would make the upgrade run skip a release).
+	for i, e := range all {
+		if i > 0 && e.Commit == "" || i == 0 && e.Commit == "" && e.Date != "unreleased" {
+			t.Fatalf("CHANGELOG.md entry %s (%s) names no commit", e.Version, e.Date)
+		}
 	}
 	prev, err := version.Previous(b, version.Release)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if prev.Version == version.Release || len(prev.Commit) < 7 {
-		t.Fatalf("previous release %+v", prev)
+	if len(all) < 2 || prev != all[1] {
+		t.Fatalf("previous release %+v, want the entry after %s: %+v", prev, version.Release, all)
 	}
 }
 
