@@ -54,6 +54,7 @@ fuzz:
 	$(GO) test ./pkg/vod -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/webhook -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/checksum -run '^$$' -fuzz '^FuzzCombineCRC64$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/checksum -run '^$$' -fuzz '^FuzzUpdate$$' -fuzztime $(FUZZTIME)
 
 ## lint: go vet and staticcheck (installed from the Go module proxy)
 lint:

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cos "github.com/tencentyun/cos-go-sdk-v5"
@@ -321,6 +321,10 @@ func (r *run) setCreds(a *vod.ApplyResponse) {
 		r.auth.SetCredential(tc.SecretID, tc.SecretKey, tc.Token)
 		u, _ := url.Parse(a.BucketURL(r.u.cfg.COSScheme))
 		r.client = cos.NewClient(&cos.BaseURL{BucketURL: u}, &http.Client{Transport: r.auth})
+		// The SDK's CRC-64 check of what it sends runs Go's table method,
+		// a third of a core at 600 MB/s: summed makes the same check with
+		// the carry-less fold instead.
+		r.client.Conf.EnableCRC = false
 		r.stop = make(chan struct{})
 		go r.refreshLoop()
 		return
@@ -400,14 +404,17 @@ func (r *run) putVideo(ctx context.Context) error {
 			return err
 		}
 		start := time.Now()
-		resp, err := r.cosClient().Object.Put(ctx, r.st.Session.VideoKey, body, &cos.ObjectPutOptions{
+		sent := &summed{r: body}
+		resp, err := r.cosClient().Object.Put(ctx, r.st.Session.VideoKey, sent, &cos.ObjectPutOptions{
 			ObjectPutHeaderOptions: &cos.ObjectPutHeaderOptions{ContentLength: size}})
 		if err != nil {
 			return err
 		}
+		if _, err := sent.verify(resp, "put"); err != nil {
+			return err
+		}
 		r.u.obs.PartUploaded(size, time.Since(start))
 		r.prog.add(size, true)
-		_ = resp
 		return nil
 	})
 }
@@ -419,8 +426,13 @@ func (r *run) putCover(ctx context.Context) error {
 		if _, err := r.cover.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 			return sourceErr(err)
 		}
-		_, err := r.cosClient().Object.Put(ctx, r.st.Session.CoverKey, readOnly{bytes.NewReader(buf)},
+		sent := &summed{r: bytes.NewReader(buf)}
+		resp, err := r.cosClient().Object.Put(ctx, r.st.Session.CoverKey, sent,
 			&cos.ObjectPutOptions{ObjectPutHeaderOptions: &cos.ObjectPutHeaderOptions{ContentLength: size}})
+		if err != nil {
+			return err
+		}
+		_, err = sent.verify(resp, "cover")
 		return err
 	})
 }
@@ -447,6 +459,41 @@ func (r *run) partBody(off, n int64) (io.Reader, error) {
 type readOnly struct{ r io.Reader }
 
 func (o readOnly) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+// summed is a body that keeps the CRC-64/ECMA of what net/http read of it,
+// to check against COS's x-cos-hash-crc64ecma answer as cos-go-sdk-v5 would
+// (Conf.EnableCRC), with checksum.Update. Like readOnly it exposes only Read.
+// The CRC is atomic: the transport's writer goroutine may still be in Read
+// when an early answer (an error) comes back.
+type summed struct {
+	r   io.Reader
+	crc atomic.Uint64
+}
+
+func (s *summed) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.crc.Store(checksum.Update(s.crc.Load(), p[:n]))
+	}
+	return n, err
+}
+
+// ErrCRCMismatch is a body COS answered with another CRC-64 than the one of
+// what was sent: damaged on the way, it is sent again.
+var ErrCRCMismatch = errors.New("CRC-64 mismatch")
+
+// verify returns COS's CRC-64 of what it stored when it is the one of what
+// was sent; otherwise the body was damaged on the way, an error to send again.
+func (s *summed) verify(resp *cos.Response, what string) (uint64, error) {
+	got, err := strconv.ParseUint(resp.Header.Get("x-cos-hash-crc64ecma"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("upload: %s: no CRC-64 in the answer", what)
+	}
+	if sent := s.crc.Load(); got != sent {
+		return 0, fmt.Errorf("upload: %s: %w: COS stored CRC-64 %d, %d was sent", what, ErrCRCMismatch, got, sent)
+	}
+	return got, nil
+}
 
 func (r *run) partLen(n int) int64 {
 	ps := r.st.Session.PartSize
@@ -531,7 +578,7 @@ func (r *run) reconcile(listed []cos.Object) map[int]PartRecord {
 		if err != nil {
 			continue
 		}
-		md, crc := md5.New(), crc64.New(checksum.CRC64Table())
+		md, crc := md5.New(), checksum.NewCRC64()
 		if _, err := io.Copy(io.MultiWriter(md, crc), body); err != nil {
 			continue
 		}
@@ -661,14 +708,15 @@ func (r *run) sendPart(ctx context.Context, n int) (PartRecord, error) {
 			return sourceErr(err)
 		}
 		start := time.Now()
-		resp, err := r.cosClient().Object.UploadPart(ctx, r.st.Session.VideoKey, r.st.Session.UploadID, n, body,
+		sent := &summed{r: body}
+		resp, err := r.cosClient().Object.UploadPart(ctx, r.st.Session.VideoKey, r.st.Session.UploadID, n, sent,
 			&cos.ObjectUploadPartOptions{ContentLength: size})
 		if err != nil {
 			return err
 		}
-		crc, perr := strconv.ParseUint(resp.Header.Get("x-cos-hash-crc64ecma"), 10, 64)
-		if perr != nil {
-			return fmt.Errorf("upload: part %d: no CRC-64 in the answer", n)
+		crc, err := sent.verify(resp, fmt.Sprintf("part %d", n))
+		if err != nil {
+			return err
 		}
 		rec = PartRecord{Number: n, Size: size, ETag: resp.Header.Get("ETag"), CRC64: crc}
 		r.u.obs.PartUploaded(size, time.Since(start))

@@ -182,23 +182,41 @@ func (e *env) waitState(id string, want job.State, within time.Duration) *job.St
 
 func (e *env) storedEquals(s *job.Status, want []byte) {
 	e.t.Helper()
-	var file *vodsim.File
+	file := e.file(s)
+	e.objectEquals(file.Bucket, file.VideoKey, want)
+}
+
+// coverEquals checks the cover vodsim stored for the job's file.
+func (e *env) coverEquals(s *job.Status, want []byte) {
+	e.t.Helper()
+	file := e.file(s)
+	if file.CoverKey == "" {
+		e.t.Fatalf("FileId %s has no cover", s.FileID)
+	}
+	e.objectEquals(file.Bucket, file.CoverKey, want)
+}
+
+func (e *env) file(s *job.Status) vodsim.File {
+	e.t.Helper()
 	for _, f := range e.sim.Files() {
 		if f.FileID == s.FileID {
-			file = &f
+			return f
 		}
 	}
-	if file == nil {
-		e.t.Fatalf("FileId %s not issued by vodsim", s.FileID)
-	}
-	rc, err := e.sim.OpenObject(file.Bucket, file.VideoKey)
+	e.t.Fatalf("FileId %s not issued by vodsim", s.FileID)
+	return vodsim.File{}
+}
+
+func (e *env) objectEquals(bucket, key string, want []byte) {
+	e.t.Helper()
+	rc, err := e.sim.OpenObject(bucket, key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer rc.Close()
 	got, _ := io.ReadAll(rc)
 	if sha256.Sum256(got) != sha256.Sum256(want) {
-		e.t.Fatalf("stored %d bytes differ from the %d-byte source", len(got), len(want))
+		e.t.Fatalf("stored %d bytes of %s differ from the %d-byte source", len(got), key, len(want))
 	}
 }
 
