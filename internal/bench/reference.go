@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -28,11 +29,31 @@ const (
 // document, refClients clients complete per second over d. Its goroutines
 // carry the profiler label bench=host-reference, so a CPU profile of a run
 // can leave it out (go tool pprof -tagignore bench=host-reference).
+// It runs at Go's default GC target, whatever the process's (vodpipe sets
+// its own, service.DefaultGOGC): the yardstick of the host is a plain Go
+// program's.
 func hostReference(ctx context.Context, d time.Duration) (rate float64, err error) {
-	pprof.Do(ctx, pprof.Labels("bench", "host-reference"), func(ctx context.Context) {
-		rate, err = runReference(ctx, d)
+	atGoDefaultGC(func() {
+		pprof.Do(ctx, pprof.Labels("bench", "host-reference"), func(ctx context.Context) {
+			rate, err = runReference(ctx, d)
+		})
 	})
 	return rate, err
+}
+
+// atGoDefaultGC runs f with the garbage collector at Go's default target
+// (GOGC=100), then puts the process's back.
+func atGoDefaultGC(f func()) {
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	f()
+}
+
+// gcPercent is the process's GC target.
+func gcPercent() int {
+	was := debug.SetGCPercent(100)
+	debug.SetGCPercent(was)
+	return was
 }
 
 func runReference(ctx context.Context, d time.Duration) (float64, error) {

@@ -23,6 +23,7 @@ import (
 // Main runs the command named by os.Args until it ends or SIGINT/SIGTERM
 // stops it, and exits with its code.
 func Main() {
+	service.TuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
