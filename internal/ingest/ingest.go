@@ -183,6 +183,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		go s.reindex(bg)
 	}
 	go s.sweepIndex(bg, time.Hour)
+	go s.sweepStrays(bg, time.Minute, strayBudget)
 	go s.republish(bg, 5*time.Second)
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
@@ -235,6 +236,26 @@ func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
 			s.log.Warn("job index: sweep of expired jobs failed; next try in an interval", "err", err)
 		} else if n > 0 {
 			s.log.Info("job index: entries of expired jobs deleted", "deleted", n)
+		}
+	})
+}
+
+// strayBudget is how many index entries sweepStrays reads a round: about
+// a thousand a subject, a few milliseconds of work.
+const strayBudget = 7000
+
+// sweepStrays deletes, now and every interval after, the index entries a
+// crash left (see queue.Statuses.SweepStrays), reading at most budget
+// entries a round and going on where the last round stopped, so that the
+// per-state counts of `vodpipe jobs`, the metrics and the console come back
+// to the truth within rounds, whatever the number of jobs.
+func (s *Service) sweepStrays(ctx context.Context, interval time.Duration, budget int) {
+	var cur queue.StrayCursor
+	every(ctx, interval, func() {
+		if n, err := s.q.Statuses.SweepStrays(ctx, &cur, budget, queue.StrayGrace); err != nil && ctx.Err() == nil {
+			s.log.Warn("job index: sweep of stray entries failed; next try in an interval", "err", err)
+		} else if n > 0 {
+			s.log.Info("job index: stray entries deleted", "deleted", n)
 		}
 	})
 }

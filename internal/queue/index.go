@@ -30,7 +30,8 @@ import (
 // missing from its state's list; the entry it leaves is deleted after the
 // status moved on. A write that loses its compare-and-set deletes the entry
 // it made, and a crash between the two writes leaves at most a stray entry,
-// which listings skip (the status does not point at it) and delete. So
+// which listings skip (the status does not point at it) and delete, and
+// ingest's sweep deletes once it is older than StrayGrace. So
 // listings are correct under concurrent transitions and from any number of
 // ingest replicas: the status decides, the index only finds candidates.
 //
@@ -109,7 +110,8 @@ func (ix *Index) entries(ctx context.Context, subject string, after uint64, n in
 // Counts returns how many jobs are in each state, and in all (key ""),
 // from the index's message counts per subject: one request, whatever the
 // number of jobs. An entry that a crash left behind counts until a listing
-// meets and deletes it.
+// meets and deletes it, or ingest's sweep does (Statuses.SweepStrays, within
+// minutes of StrayGrace).
 func (ix *Index) Counts(ctx context.Context) (map[job.State]uint64, error) {
 	info, err := ix.stream.Info(ctx, jetstream.WithSubjectFilter(IndexPrefix+".>"))
 	if err != nil {

@@ -366,3 +366,72 @@ func TestOpenUpgradesALayoutWithoutTTLs(t *testing.T) {
 		t.Fatalf("a finished status with a TTL on the upgraded bucket: %v", err)
 	}
 }
+
+// TestCountsDropCrashStraysAfterTheSweep: entries a crash left (a worker
+// that died between its "running" entry and the status, an ingest between
+// a job's entries and its status's creation) inflate the per-state counts
+// until SweepStrays, which deletes them once older than its grace, keeps
+// every entry a status points at and entries younger than the grace, and
+// does so within its budget a call, going on where it stopped.
+func TestCountsDropCrashStraysAfterTheSweep(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	ids := submitN(t, q, "sweep", 6)
+	for _, id := range ids[:3] {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js := n.JetStream(t)
+	stray := func(subject, id string) {
+		t.Helper()
+		if _, err := js.Publish(ctx, queue.IndexPrefix+subject, []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A worker that died between the entry and the status: sweep-0004 is
+	// queued, its "running" entry points nowhere; a lost removal: a second
+	// "running" entry of sweep-0000; an ingest that died before the status.
+	stray(".state.running", ids[4])
+	stray(".state.running", ids[0])
+	stray(".created", "never-created")
+	stray(".state.queued", "never-created")
+	counts := func() map[job.State]uint64 {
+		t.Helper()
+		c, err := q.Index.Counts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := counts(); c[job.StateRunning] != 5 || c[""] != 7 || c[job.StateQueued] != 4 {
+		t.Fatalf("counts with the strays = %v, want running 5, queued 4, all 7", c)
+	}
+	// Within the grace nothing goes: a status write may be on its way.
+	var cur queue.StrayCursor
+	if got, err := q.Statuses.SweepStrays(ctx, &cur, 1000, time.Hour); err != nil || got != 0 {
+		t.Fatalf("sweep within the grace deleted %d (%v), want 0", got, err)
+	}
+	// A budget of one entry a subject: the sweep takes several calls, each
+	// going on from the last.
+	deleted := 0
+	for range 20 {
+		got, err := q.Statuses.SweepStrays(ctx, &cur, 7, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted += got
+		if c := counts(); c[job.StateRunning] == 3 && c[""] == 6 && c[job.StateQueued] == 3 {
+			break
+		}
+	}
+	if c := counts(); c[job.StateRunning] != 3 || c[""] != 6 || c[job.StateQueued] != 3 || deleted != 4 {
+		t.Fatalf("counts after the sweeps = %v (%d deleted), want running 3, queued 3, all 6 (4 deleted)", c, deleted)
+	}
+	if got := listAll(t, q, job.StateRunning, 10); !slices.Equal(got, ids[:3]) {
+		t.Fatalf("running lists %v, want %v", got, ids[:3])
+	}
+	if got := listAll(t, q, "", 10); !slices.Equal(got, ids) {
+		t.Fatalf("all lists %v, want %v", got, ids)
+	}
+}

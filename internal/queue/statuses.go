@@ -461,3 +461,78 @@ func (ss *Statuses) Complete(ctx context.Context, jobID string, known Known, fil
 	}
 	return err
 }
+
+// StrayGrace is how old an index entry must be before a sweep may judge it
+// a crash's stray: an entry is written before the status that points at
+// it, and a status write still in flight that long has long timed out.
+const StrayGrace = 10 * time.Minute
+
+// StrayCursor is where SweepStrays goes on from on each subject of the
+// index; its zero value starts from the oldest entries.
+type StrayCursor struct{ after map[string]uint64 }
+
+// SweepStrays deletes index entries that no status points at and that are
+// older than grace: those a process left when it died between writing an
+// entry and the status (an ingest before a status's creation, a worker
+// before a transition), and those whose removal after a transition was
+// lost. Listings skip such entries, but per-state counts (Counts) include
+// them until they go, so a worker crash left "running" one higher. It reads
+// at most budget entries, going on from cur on every subject in turn and
+// starting a subject over at its oldest entry when it meets its end or an
+// entry younger than grace, so its cost per call is bounded whatever the
+// number of jobs, and every stray goes within a few rounds of all entries.
+// It returns how many entries it deleted.
+func (ss *Statuses) SweepStrays(ctx context.Context, cur *StrayCursor, budget int, grace time.Duration) (int, error) {
+	if cur.after == nil {
+		cur.after = map[string]uint64{}
+	}
+	subjects := []job.State{""}
+	subjects = append(subjects, job.States()...)
+	cutoff := time.Now().Add(-grace)
+	deleted := 0
+	per := max(budget/len(subjects), 1)
+	for _, state := range subjects {
+		subject := indexSubject(state)
+		for left := per; left > 0; {
+			entries, more, err := ss.index.entries(ctx, subject, cur.after[subject], min(left, 500))
+			if err != nil {
+				return deleted, err
+			}
+			left -= len(entries)
+			ids := make([]string, 0, len(entries))
+			for _, e := range entries {
+				if e.time.After(cutoff) {
+					break
+				}
+				ids = append(ids, e.jobID)
+			}
+			if len(ids) > 0 {
+				statuses, err := ss.many(ctx, ids)
+				if err != nil {
+					return deleted, err
+				}
+				for _, e := range entries[:len(ids)] {
+					if s := statuses[e.jobID]; s == nil || !pointsAt(s, state, e.seq) {
+						ss.index.remove(ctx, e.seq)
+						deleted++
+					}
+					cur.after[subject] = e.seq
+				}
+			}
+			if len(ids) < len(entries) || !more || len(entries) == 0 {
+				cur.after[subject] = 0 // the end, or the young entries: start over next time
+				break
+			}
+		}
+	}
+	return deleted, nil
+}
+
+// pointsAt reports whether s points at the entry seq of the subject of
+// state ("" the entries by creation).
+func pointsAt(s *job.Status, state job.State, seq uint64) bool {
+	if state == "" {
+		return s.LogSeq == seq
+	}
+	return s.State == state && s.IndexSeq == seq
+}
