@@ -65,9 +65,10 @@ type lastWrite struct {
 	rev   uint64
 }
 
-// maxWritten bounds KV.written: a job's entry goes with its last writer,
-// and one left by a writer that gave up early costs only a read later.
-const maxWritten = 4096
+// maxWritten bounds KV.written: a job's entry goes with its lease
+// (Release) or its state (Delete), and one left by a worker that never
+// released costs only a read later, when the map starts over.
+const maxWritten = 1024
 
 var (
 	_ upload.Leaser      = (*KV)(nil)
@@ -191,6 +192,7 @@ func (k *KV) Release(ctx context.Context, l upload.Lease) error {
 	if err := checkLease(l); err != nil {
 		return err
 	}
+	k.forgetWritten(l.JobID)
 	lk, _ := kvKeys(l.JobID)
 	for {
 		cur, rev, err := k.getLease(ctx, lk)
@@ -282,6 +284,16 @@ func (k *KV) lockWritten(jobID string) *lastWrite {
 	k.mu.Unlock()
 	w.mu.Lock()
 	return w
+}
+
+// forgetWritten drops the job's last write unless a write is under way:
+// the lease that wrote it is given up.
+func (k *KV) forgetWritten(jobID string) {
+	k.mu.Lock()
+	if w := k.written[jobID]; w != nil && w.users == 0 {
+		delete(k.written, jobID)
+	}
+	k.mu.Unlock()
 }
 
 // unlockWritten ends the caller's write; a job whose state is gone

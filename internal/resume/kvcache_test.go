@@ -74,6 +74,9 @@ func TestKVWritesFromItsLastWriteStillSeeOtherWriters(t *testing.T) {
 	if err := b.Release(ctx, lb); err != nil {
 		t.Fatal(err)
 	}
+	if got := b.cachedRev("job"); got != 0 {
+		t.Fatalf("a released lease's last write is kept at revision %d", got)
+	}
 	lb2, err := b.Acquire(ctx, "job", "b", time.Minute)
 	if err != nil {
 		t.Fatal(err)
