@@ -377,15 +377,17 @@ func TestCountsDropCrashStraysAfterTheSweep(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
 	ids := submitN(t, q, "sweep", 6)
-	for _, id := range ids[:3] {
-		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
 	js := n.JetStream(t)
 	stray := func(subject, id string) {
 		t.Helper()
 		if _, err := js.Publish(ctx, queue.IndexPrefix+subject, []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A removal lost before sweep-0001's transition: its status moves past it.
+	stray(".state.running", ids[1])
+	for _, id := range ids[:3] {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -404,8 +406,8 @@ func TestCountsDropCrashStraysAfterTheSweep(t *testing.T) {
 		}
 		return c
 	}
-	if c := counts(); c[job.StateRunning] != 5 || c[""] != 7 || c[job.StateQueued] != 4 {
-		t.Fatalf("counts with the strays = %v, want running 5, queued 4, all 7", c)
+	if c := counts(); c[job.StateRunning] != 6 || c[""] != 7 || c[job.StateQueued] != 4 {
+		t.Fatalf("counts with the strays = %v, want running 6, queued 4, all 7", c)
 	}
 	// Within the grace nothing goes: a status write may be on its way.
 	var cur queue.StrayCursor
@@ -425,8 +427,8 @@ func TestCountsDropCrashStraysAfterTheSweep(t *testing.T) {
 			break
 		}
 	}
-	if c := counts(); c[job.StateRunning] != 3 || c[""] != 6 || c[job.StateQueued] != 3 || deleted != 4 {
-		t.Fatalf("counts after the sweeps = %v (%d deleted), want running 3, queued 3, all 6 (4 deleted)", c, deleted)
+	if c := counts(); c[job.StateRunning] != 3 || c[""] != 6 || c[job.StateQueued] != 3 || deleted != 5 {
+		t.Fatalf("counts after the sweeps = %v (%d deleted), want running 3, queued 3, all 6 (5 deleted)", c, deleted)
 	}
 	if got := listAll(t, q, job.StateRunning, 10); !slices.Equal(got, ids[:3]) {
 		t.Fatalf("running lists %v, want %v", got, ids[:3])

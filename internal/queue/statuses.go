@@ -512,7 +512,11 @@ func (ss *Statuses) SweepStrays(ctx context.Context, cur *StrayCursor, budget in
 					return deleted, err
 				}
 				for _, e := range entries[:len(ids)] {
-					if s := statuses[e.jobID]; s == nil || !pointsAt(s, state, e.seq) {
+					stray, err := ss.isStray(ctx, statuses[e.jobID], state, e)
+					if err != nil {
+						return deleted, err
+					}
+					if stray {
 						ss.index.remove(ctx, e.seq)
 						deleted++
 					}
@@ -528,11 +532,40 @@ func (ss *Statuses) SweepStrays(ctx context.Context, cur *StrayCursor, budget in
 	return deleted, nil
 }
 
+// isStray judges an aged entry e of state's subject given its job's status
+// s as a batched read found it (nil: none). An entry the status has moved
+// past is stale (entries are written before the status that points at
+// them, so a status only moves forward). One the status does not point at
+// yet, or of a job with no status, may only look so to a replica that has
+// not seen the latest write: the stream's leader decides.
+func (ss *Statuses) isStray(ctx context.Context, s *job.Status, state job.State, e indexEntry) (bool, error) {
+	if s != nil && e.seq < entryOf(s, state) {
+		return true, nil
+	}
+	if s != nil && pointsAt(s, state, e.seq) {
+		return false, nil
+	}
+	s, err := ss.statusFromLeader(ctx, e.jobID)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !pointsAt(s, state, e.seq), nil
+}
+
+// entryOf is the sequence of the entry s points at on state's subject ("":
+// the entries by creation; otherwise its current state's entry).
+func entryOf(s *job.Status, state job.State) uint64 {
+	if state == "" {
+		return s.LogSeq
+	}
+	return s.IndexSeq
+}
+
 // pointsAt reports whether s points at the entry seq of the subject of
 // state ("" the entries by creation).
 func pointsAt(s *job.Status, state job.State, seq uint64) bool {
-	if state == "" {
-		return s.LogSeq == seq
-	}
-	return s.State == state && s.IndexSeq == seq
+	return entryOf(s, state) == seq && (state == "" || s.State == state)
 }
