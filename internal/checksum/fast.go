@@ -15,8 +15,15 @@ import (
 // P1 limit). Short inputs, and CPUs without the instruction, take the table.
 func Update(crc uint64, p []byte) uint64 {
 	if haveCLMUL && len(p) >= clmulMin {
-		n := len(p) &^ (foldBlock - 1)
-		lo, hi := foldCLMUL(^crc, p[:n], &foldConsts)
+		var n int
+		var lo, hi uint64
+		if haveVPCLMUL && len(p) >= 2*wideBlock {
+			n = len(p) &^ (wideBlock - 1)
+			lo, hi = foldVPCLMUL(^crc, p[:n], &foldConsts)
+		} else {
+			n = len(p) &^ (foldBlock - 1)
+			lo, hi = foldCLMUL(^crc, p[:n], &foldConsts)
+		}
 		var x [16]byte
 		binary.LittleEndian.PutUint64(x[:8], lo)
 		binary.LittleEndian.PutUint64(x[8:], hi)
@@ -41,8 +48,10 @@ func (d *crcDigest) BlockSize() int              { return 1 }
 func (d *crcDigest) Sum(in []byte) []byte        { return binary.BigEndian.AppendUint64(in, d.crc) }
 
 const (
-	// foldBlock is what the folding loop takes per round: 8 lanes of 16 bytes.
+	// foldBlock is what the folding loop takes per round: 8 lanes of 16
+	// bytes; wideBlock the 256-bit form's, 8 lanes of 32 bytes.
 	foldBlock = 128
+	wideBlock = 256
 	// clmulMin is the shortest input worth the setup of the fold.
 	clmulMin = 2 * foldBlock
 	// ecmaPoly is CRC-64/ECMA's polynomial without its x^64 term, bit i the
@@ -56,10 +65,12 @@ const (
 // modulo P to Xh·(x^(d+63) mod P)·x + Xl·(x^(d-1) mod P)·x, and a carry-less
 // product of two reflected 64-bit values reads as their product times x. So
 // each pair is (x^(d+63) mod P, x^(d-1) mod P): d = 1024 for the 8 lanes'
-// rounds, d = 128 to fold one lane into the next.
-var foldConsts = [4]uint64{
+// rounds, d = 128 to fold one lane into the next, d = 2048 for the rounds of
+// the 256-bit form.
+var foldConsts = [6]uint64{
 	reflectedXPowMod(1024 + 63), reflectedXPowMod(1024 - 1),
 	reflectedXPowMod(128 + 63), reflectedXPowMod(128 - 1),
+	reflectedXPowMod(2048 + 63), reflectedXPowMod(2048 - 1),
 }
 
 // reflectedXPowMod returns x^n mod P, bit-reflected into 64 bits.

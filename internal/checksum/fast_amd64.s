@@ -1,6 +1,6 @@
 #include "textflag.h"
 
-// func foldCLMUL(crc uint64, p []byte, k *[4]uint64) (lo, hi uint64)
+// func foldCLMUL(crc uint64, p []byte, k *[6]uint64) (lo, hi uint64)
 //
 // Eight 16-byte lanes X0..X7 take p 128 bytes a round; each round moves a
 // lane 1024 bits on: X = clmul(X.lo, K.lo) ^ clmul(X.hi, K.hi) ^ next 16
@@ -122,4 +122,155 @@ reduce:
 	MOVQ   X7, BX
 	MOVQ   AX, lo+40(FP)
 	MOVQ   BX, hi+48(FP)
+	RET
+
+// func foldVPCLMUL(crc uint64, p []byte, k *[6]uint64) (lo, hi uint64)
+//
+// foldCLMUL 256 bytes a round: eight 32-byte lanes Y0..Y7, each two
+// 16-byte lanes of the fold, moved 2048 bits on a round with k[4:6] in
+// both halves; then the sixteen 16-byte lanes, in the order of p, are
+// folded into one with k[2:4]. p is a multiple of 256 bytes, at least 256.
+// Needs AVX2 and VPCLMULQDQ.
+TEXT ·foldVPCLMUL(SB), NOSPLIT, $0-56
+	MOVQ crc+0(FP), AX
+	MOVQ p_base+8(FP), SI
+	MOVQ p_len+16(FP), CX
+	MOVQ k+32(FP), DX
+	VMOVDQU 0(SI), Y0
+	VMOVDQU 32(SI), Y1
+	VMOVDQU 64(SI), Y2
+	VMOVDQU 96(SI), Y3
+	VMOVDQU 128(SI), Y4
+	VMOVDQU 160(SI), Y5
+	VMOVDQU 192(SI), Y6
+	VMOVDQU 224(SI), Y7
+	VMOVQ AX, X8
+	VPXOR Y8, Y0, Y0
+	ADDQ  $256, SI
+	SUBQ  $256, CX
+	VBROADCASTI128 32(DX), Y15
+
+vloop:
+	CMPQ CX, $256
+	JB   vreduce
+	VPCLMULQDQ $0x00, Y15, Y0, Y8
+	VPCLMULQDQ $0x11, Y15, Y0, Y0
+	VPXOR      0(SI), Y0, Y0
+	VPXOR      Y8, Y0, Y0
+	VPCLMULQDQ $0x00, Y15, Y1, Y8
+	VPCLMULQDQ $0x11, Y15, Y1, Y1
+	VPXOR      32(SI), Y1, Y1
+	VPXOR      Y8, Y1, Y1
+	VPCLMULQDQ $0x00, Y15, Y2, Y8
+	VPCLMULQDQ $0x11, Y15, Y2, Y2
+	VPXOR      64(SI), Y2, Y2
+	VPXOR      Y8, Y2, Y2
+	VPCLMULQDQ $0x00, Y15, Y3, Y8
+	VPCLMULQDQ $0x11, Y15, Y3, Y3
+	VPXOR      96(SI), Y3, Y3
+	VPXOR      Y8, Y3, Y3
+	VPCLMULQDQ $0x00, Y15, Y4, Y8
+	VPCLMULQDQ $0x11, Y15, Y4, Y4
+	VPXOR      128(SI), Y4, Y4
+	VPXOR      Y8, Y4, Y4
+	VPCLMULQDQ $0x00, Y15, Y5, Y8
+	VPCLMULQDQ $0x11, Y15, Y5, Y5
+	VPXOR      160(SI), Y5, Y5
+	VPXOR      Y8, Y5, Y5
+	VPCLMULQDQ $0x00, Y15, Y6, Y8
+	VPCLMULQDQ $0x11, Y15, Y6, Y6
+	VPXOR      192(SI), Y6, Y6
+	VPXOR      Y8, Y6, Y6
+	VPCLMULQDQ $0x00, Y15, Y7, Y8
+	VPCLMULQDQ $0x11, Y15, Y7, Y7
+	VPXOR      224(SI), Y7, Y7
+	VPXOR      Y8, Y7, Y7
+	ADDQ $256, SI
+	SUBQ $256, CX
+	JMP  vloop
+
+vreduce:
+	VMOVDQU 16(DX), X14
+	// X13 is the fold so far, the low half of Y0 to start with.
+	VMOVDQA X0, X13
+	VEXTRACTI128 $1, Y0, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X1, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y1, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X2, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y2, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X3, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y3, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X4, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y4, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X5, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y5, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X6, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y6, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVDQA X7, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VEXTRACTI128 $1, Y7, X9
+	VPCLMULQDQ $0x00, X14, X13, X8
+	VPCLMULQDQ $0x11, X14, X13, X13
+	VPXOR      X8, X13, X13
+	VPXOR      X9, X13, X13
+	VMOVQ   X13, AX
+	VPEXTRQ $1, X13, BX
+	MOVQ    AX, lo+40(FP)
+	MOVQ    BX, hi+48(FP)
+	VZEROUPPER
 	RET

@@ -13,13 +13,29 @@ func TestUpdateMatchesTheTable(t *testing.T) {
 	if !haveCLMUL {
 		t.Log("this CPU has no carry-less multiply: Update is the table's")
 	}
+	eachForm(t, matchesTheTable)
+}
+
+// eachForm runs f with the fold's 256-bit form, where the CPU has it, and
+// with the 128-bit form alone.
+func eachForm(t *testing.T, f func(*testing.T)) {
+	if haveVPCLMUL {
+		t.Run("256-bit", f)
+		defer setWide(true)
+		setWide(false)
+	}
+	t.Run("128-bit", f)
+}
+
+func matchesTheTable(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	buf := make([]byte, 70_000)
 	for i := range buf {
 		buf[i] = byte(rng.Uint32())
 	}
 	tab := crc64.MakeTable(crc64.ECMA)
-	lengths := []int{0, 1, 15, 16, 127, 128, 129, 255, 256, 257, 383, 384, 385, 1000, 4096, 32768, 65536, 69_000}
+	lengths := []int{0, 1, 15, 16, 127, 128, 129, 255, 256, 257, 383, 384, 385, 511, 512, 513, 767, 768, 769,
+		1000, 4096, 32768, 65536, 69_000}
 	for range 200 {
 		lengths = append(lengths, rng.IntN(20_000))
 	}
@@ -67,10 +83,16 @@ func BenchmarkCRC64(b *testing.B) {
 			crc64.Update(0, tab, p)
 		}
 	})
-	b.Run("clmul", func(b *testing.B) {
+	fold := func(b *testing.B) {
 		b.SetBytes(int64(len(p)))
 		for b.Loop() {
 			Update(0, p)
 		}
-	})
+	}
+	if haveVPCLMUL {
+		b.Run("vpclmul", fold)
+		defer setWide(true)
+		setWide(false)
+	}
+	b.Run("clmul", fold)
 }
