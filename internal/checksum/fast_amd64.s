@@ -1,16 +1,59 @@
 #include "textflag.h"
 
+// A lane X moved d bits on: X = clmul(X.lo, K.lo) ^ clmul(X.hi, K.hi) ^ next,
+// with K the pair of foldConsts for d (see fast.go). X8 and X9 (Y8) are
+// scratch registers of the macros.
+
+// FOLD folds lane r (XMM) with K in X15 and the 16 bytes at off(SI).
+#define FOLD(r, off) \
+	MOVOA     r, X8;          \
+	PCLMULQDQ $0x00, X15, X8; \
+	PCLMULQDQ $0x11, X15, r;  \
+	MOVOU     off(SI), X9;    \
+	PXOR      X8, r;          \
+	PXOR      X9, r
+
+// FOLDINTO folds lane a 128 bits on into lane b, with K in X15.
+#define FOLDINTO(a, b) \
+	MOVOA     a, X8;          \
+	PCLMULQDQ $0x00, X15, X8; \
+	PCLMULQDQ $0x11, X15, a;  \
+	PXOR      X8, b;          \
+	PXOR      a, b
+
+// VFOLD folds the two lanes of r (YMM) with K in both halves of Y15 and
+// the 32 bytes at off(SI).
+#define VFOLD(r, off) \
+	VPCLMULQDQ $0x00, Y15, r, Y8; \
+	VPCLMULQDQ $0x11, Y15, r, r;  \
+	VPXOR      off(SI), r, r;     \
+	VPXOR      Y8, r, r
+
+// VACC folds the accumulator X13 128 bits on onto lane X9, with K in X14.
+#define VACC \
+	VPCLMULQDQ $0x00, X14, X13, X8;  \
+	VPCLMULQDQ $0x11, X14, X13, X13; \
+	VPXOR      X8, X13, X13;         \
+	VPXOR      X9, X13, X13
+
+// VACCY folds the accumulator on onto both lanes of y, low then high: xl
+// is y's low half.
+#define VACCY(y, xl) \
+	VMOVDQA      xl, X9; \
+	VACC;                \
+	VEXTRACTI128 $1, y, X9; \
+	VACC
+
 // func foldCLMUL(crc uint64, p []byte, k *[6]uint64) (lo, hi uint64)
 //
-// Eight 16-byte lanes X0..X7 take p 128 bytes a round; each round moves a
-// lane 1024 bits on: X = clmul(X.lo, K.lo) ^ clmul(X.hi, K.hi) ^ next 16
-// bytes, with K = k[0:2]. Then each lane is folded 128 bits into the next
-// with k[2:4], and X7 is returned. See foldConsts in fast.go.
+// Eight 16-byte lanes X0..X7 take p 128 bytes a round, each moved 1024
+// bits on a round with k[0:2]; then each lane is folded 128 bits into the
+// next with k[2:4], and X7 is returned.
 TEXT ·foldCLMUL(SB), NOSPLIT, $0-56
-	MOVQ crc+0(FP), AX
-	MOVQ p_base+8(FP), SI
-	MOVQ p_len+16(FP), CX
-	MOVQ k+32(FP), DX
+	MOVQ  crc+0(FP), AX
+	MOVQ  p_base+8(FP), SI
+	MOVQ  p_len+16(FP), CX
+	MOVQ  k+32(FP), DX
 	MOVOU 0(SI), X0
 	MOVOU 16(SI), X1
 	MOVOU 32(SI), X2
@@ -19,104 +62,36 @@ TEXT ·foldCLMUL(SB), NOSPLIT, $0-56
 	MOVOU 80(SI), X5
 	MOVOU 96(SI), X6
 	MOVOU 112(SI), X7
-	MOVQ AX, X8
-	PXOR X8, X0
-	ADDQ $128, SI
-	SUBQ $128, CX
+	MOVQ  AX, X8
+	PXOR  X8, X0
+	ADDQ  $128, SI
+	SUBQ  $128, CX
 	MOVOU 0(DX), X15
 
 loop:
 	CMPQ CX, $128
 	JB   reduce
-	MOVOA X0, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X0
-	MOVOU 0(SI), X9
-	PXOR X8, X0
-	PXOR X9, X0
-	MOVOA X1, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X1
-	MOVOU 16(SI), X9
-	PXOR X8, X1
-	PXOR X9, X1
-	MOVOA X2, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X2
-	MOVOU 32(SI), X9
-	PXOR X8, X2
-	PXOR X9, X2
-	MOVOA X3, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X3
-	MOVOU 48(SI), X9
-	PXOR X8, X3
-	PXOR X9, X3
-	MOVOA X4, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X4
-	MOVOU 64(SI), X9
-	PXOR X8, X4
-	PXOR X9, X4
-	MOVOA X5, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X5
-	MOVOU 80(SI), X9
-	PXOR X8, X5
-	PXOR X9, X5
-	MOVOA X6, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X6
-	MOVOU 96(SI), X9
-	PXOR X8, X6
-	PXOR X9, X6
-	MOVOA X7, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X7
-	MOVOU 112(SI), X9
-	PXOR X8, X7
-	PXOR X9, X7
+	FOLD(X0, 0)
+	FOLD(X1, 16)
+	FOLD(X2, 32)
+	FOLD(X3, 48)
+	FOLD(X4, 64)
+	FOLD(X5, 80)
+	FOLD(X6, 96)
+	FOLD(X7, 112)
 	ADDQ $128, SI
 	SUBQ $128, CX
 	JMP  loop
 
 reduce:
 	MOVOU 16(DX), X15
-	MOVOA X0, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X0
-	PXOR X8, X1
-	PXOR X0, X1
-	MOVOA X1, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X1
-	PXOR X8, X2
-	PXOR X1, X2
-	MOVOA X2, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X2
-	PXOR X8, X3
-	PXOR X2, X3
-	MOVOA X3, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X3
-	PXOR X8, X4
-	PXOR X3, X4
-	MOVOA X4, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X4
-	PXOR X8, X5
-	PXOR X4, X5
-	MOVOA X5, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X5
-	PXOR X8, X6
-	PXOR X5, X6
-	MOVOA X6, X8
-	PCLMULQDQ $0x00, X15, X8
-	PCLMULQDQ $0x11, X15, X6
-	PXOR X8, X7
-	PXOR X6, X7
+	FOLDINTO(X0, X1)
+	FOLDINTO(X1, X2)
+	FOLDINTO(X2, X3)
+	FOLDINTO(X3, X4)
+	FOLDINTO(X4, X5)
+	FOLDINTO(X5, X6)
+	FOLDINTO(X6, X7)
 	MOVQ   X7, AX
 	PSRLDQ $8, X7
 	MOVQ   X7, BX
@@ -132,142 +107,52 @@ reduce:
 // folded into one with k[2:4]. p is a multiple of 256 bytes, at least 256.
 // Needs AVX2 and VPCLMULQDQ.
 TEXT ·foldVPCLMUL(SB), NOSPLIT, $0-56
-	MOVQ crc+0(FP), AX
-	MOVQ p_base+8(FP), SI
-	MOVQ p_len+16(FP), CX
-	MOVQ k+32(FP), DX
-	VMOVDQU 0(SI), Y0
-	VMOVDQU 32(SI), Y1
-	VMOVDQU 64(SI), Y2
-	VMOVDQU 96(SI), Y3
-	VMOVDQU 128(SI), Y4
-	VMOVDQU 160(SI), Y5
-	VMOVDQU 192(SI), Y6
-	VMOVDQU 224(SI), Y7
-	VMOVQ AX, X8
-	VPXOR Y8, Y0, Y0
-	ADDQ  $256, SI
-	SUBQ  $256, CX
+	MOVQ           crc+0(FP), AX
+	MOVQ           p_base+8(FP), SI
+	MOVQ           p_len+16(FP), CX
+	MOVQ           k+32(FP), DX
+	VMOVDQU        0(SI), Y0
+	VMOVDQU        32(SI), Y1
+	VMOVDQU        64(SI), Y2
+	VMOVDQU        96(SI), Y3
+	VMOVDQU        128(SI), Y4
+	VMOVDQU        160(SI), Y5
+	VMOVDQU        192(SI), Y6
+	VMOVDQU        224(SI), Y7
+	VMOVQ          AX, X8
+	VPXOR          Y8, Y0, Y0
+	ADDQ           $256, SI
+	SUBQ           $256, CX
 	VBROADCASTI128 32(DX), Y15
 
 vloop:
 	CMPQ CX, $256
 	JB   vreduce
-	VPCLMULQDQ $0x00, Y15, Y0, Y8
-	VPCLMULQDQ $0x11, Y15, Y0, Y0
-	VPXOR      0(SI), Y0, Y0
-	VPXOR      Y8, Y0, Y0
-	VPCLMULQDQ $0x00, Y15, Y1, Y8
-	VPCLMULQDQ $0x11, Y15, Y1, Y1
-	VPXOR      32(SI), Y1, Y1
-	VPXOR      Y8, Y1, Y1
-	VPCLMULQDQ $0x00, Y15, Y2, Y8
-	VPCLMULQDQ $0x11, Y15, Y2, Y2
-	VPXOR      64(SI), Y2, Y2
-	VPXOR      Y8, Y2, Y2
-	VPCLMULQDQ $0x00, Y15, Y3, Y8
-	VPCLMULQDQ $0x11, Y15, Y3, Y3
-	VPXOR      96(SI), Y3, Y3
-	VPXOR      Y8, Y3, Y3
-	VPCLMULQDQ $0x00, Y15, Y4, Y8
-	VPCLMULQDQ $0x11, Y15, Y4, Y4
-	VPXOR      128(SI), Y4, Y4
-	VPXOR      Y8, Y4, Y4
-	VPCLMULQDQ $0x00, Y15, Y5, Y8
-	VPCLMULQDQ $0x11, Y15, Y5, Y5
-	VPXOR      160(SI), Y5, Y5
-	VPXOR      Y8, Y5, Y5
-	VPCLMULQDQ $0x00, Y15, Y6, Y8
-	VPCLMULQDQ $0x11, Y15, Y6, Y6
-	VPXOR      192(SI), Y6, Y6
-	VPXOR      Y8, Y6, Y6
-	VPCLMULQDQ $0x00, Y15, Y7, Y8
-	VPCLMULQDQ $0x11, Y15, Y7, Y7
-	VPXOR      224(SI), Y7, Y7
-	VPXOR      Y8, Y7, Y7
+	VFOLD(Y0, 0)
+	VFOLD(Y1, 32)
+	VFOLD(Y2, 64)
+	VFOLD(Y3, 96)
+	VFOLD(Y4, 128)
+	VFOLD(Y5, 160)
+	VFOLD(Y6, 192)
+	VFOLD(Y7, 224)
 	ADDQ $256, SI
 	SUBQ $256, CX
 	JMP  vloop
 
 vreduce:
 	VMOVDQU 16(DX), X14
-	// X13 is the fold so far, the low half of Y0 to start with.
-	VMOVDQA X0, X13
+	// X13, the fold so far, starts as Y0's low lane.
+	VMOVDQA      X0, X13
 	VEXTRACTI128 $1, Y0, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X1, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y1, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X2, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y2, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X3, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y3, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X4, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y4, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X5, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y5, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X6, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y6, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VMOVDQA X7, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
-	VEXTRACTI128 $1, Y7, X9
-	VPCLMULQDQ $0x00, X14, X13, X8
-	VPCLMULQDQ $0x11, X14, X13, X13
-	VPXOR      X8, X13, X13
-	VPXOR      X9, X13, X13
+	VACC
+	VACCY(Y1, X1)
+	VACCY(Y2, X2)
+	VACCY(Y3, X3)
+	VACCY(Y4, X4)
+	VACCY(Y5, X5)
+	VACCY(Y6, X6)
+	VACCY(Y7, X7)
 	VMOVQ   X13, AX
 	VPEXTRQ $1, X13, BX
 	MOVQ    AX, lo+40(FP)
