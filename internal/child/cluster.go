@@ -178,20 +178,12 @@ func (c *Cluster) SlotOf(ctx context.Context, key string) (int, error) {
 
 // Owner is the node that owns slot, as node 0 sees it.
 func (c *Cluster) Owner(ctx context.Context, slot int) (int, error) {
-	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[0].Addr, MaxRetries: -1})
-	defer cl.Close()
-	shards, err := cl.ClusterShards(ctx).Result()
+	id, err := c.ownerSeenBy(ctx, 0, slot)
 	if err != nil {
 		return -1, err
 	}
-	for _, sh := range shards {
-		for _, r := range sh.Slots {
-			if int(r.Start) <= slot && slot <= int(r.End) {
-				if i := slices.Index(c.IDs, primaryOf(sh)); i >= 0 {
-					return i, nil
-				}
-			}
-		}
+	if i := slices.Index(c.IDs, id); i >= 0 {
+		return i, nil
 	}
 	return -1, fmt.Errorf("slot %d has no known owner", slot)
 }
@@ -231,6 +223,14 @@ func (c *Cluster) MoveSlot(ctx context.Context, slot, from, to int) (int, error)
 		}
 		moved += len(keys)
 	}
+	// The target's config epoch first becomes the cluster's greatest, so
+	// that its claim wins over a gossip message the source sent before it
+	// let the slot go (with an older epoch winning, the target handed the
+	// slot back to a source that redirected to the target: MOVED both ways
+	// for good, as one chaos-cluster run found).
+	if err := dst.do(ctx, "CLUSTER", "BUMPEPOCH"); err != nil {
+		return moved, fmt.Errorf("bumpepoch: %w", err)
+	}
 	// The target first, so that it answers for the slot before the source
 	// starts redirecting there (the order redis-cli uses).
 	for _, i := range append([]int{to, from}, c.others(from, to)...) {
@@ -238,7 +238,53 @@ func (c *Cluster) MoveSlot(ctx context.Context, slot, from, to int) (int, error)
 			return moved, fmt.Errorf("setslot node on %d: %w", i, err)
 		}
 	}
-	return moved, nil
+	return moved, c.settle(ctx, slot, to)
+}
+
+// settle waits until every node sees node to own slot, telling a node that
+// does not again (as `redis-cli --cluster fix` would).
+func (c *Cluster) settle(ctx context.Context, slot, to int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		agreed := true
+		for i := range c.Nodes {
+			owner, err := c.ownerSeenBy(ctx, i, slot)
+			if err != nil {
+				return fmt.Errorf("slot %d: %w", slot, err)
+			}
+			if owner != c.IDs[to] {
+				agreed = false
+				_ = c.Nodes[i].do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", c.IDs[to])
+			}
+		}
+		if agreed {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("slot %d: the nodes do not agree on its owner: %w", slot, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ownerSeenBy is the id of the node that node i sees own slot.
+func (c *Cluster) ownerSeenBy(ctx context.Context, i, slot int) (string, error) {
+	cl := redis.NewClient(&redis.Options{Addr: c.Nodes[i].Addr, MaxRetries: -1})
+	defer cl.Close()
+	shards, err := cl.ClusterShards(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if int(r.Start) <= slot && slot <= int(r.End) {
+				return primaryOf(sh), nil
+			}
+		}
+	}
+	return "", nil
 }
 
 func (c *Cluster) others(a, b int) []int {
