@@ -231,11 +231,17 @@ func (s *Service) reindex(ctx context.Context) {
 // interval after, until ctx ends (every replica sweeps; a second sweep
 // finds nothing left).
 func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
+	s.sweep(ctx, interval, "expired jobs", s.q.Statuses.SweepIndex)
+}
+
+// sweep runs f now and every interval after until ctx ends, logging what
+// it deleted (what names the entries) or why it failed.
+func (s *Service) sweep(ctx context.Context, interval time.Duration, what string, f func(context.Context) (int, error)) {
 	every(ctx, interval, func() {
-		if n, err := s.q.Statuses.SweepIndex(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("job index: sweep of expired jobs failed; next try in an interval", "err", err)
+		if n, err := f(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("job index: sweep of "+what+" failed; next try in an interval", "err", err)
 		} else if n > 0 {
-			s.log.Info("job index: entries of expired jobs deleted", "deleted", n)
+			s.log.Info("job index: entries of "+what+" deleted", "deleted", n)
 		}
 	})
 }
@@ -251,12 +257,8 @@ const strayBudget = 7000
 // to the truth within rounds, whatever the number of jobs.
 func (s *Service) sweepStrays(ctx context.Context, interval time.Duration, budget int) {
 	var cur queue.StrayCursor
-	every(ctx, interval, func() {
-		if n, err := s.q.Statuses.SweepStrays(ctx, &cur, budget, queue.StrayGrace); err != nil && ctx.Err() == nil {
-			s.log.Warn("job index: sweep of stray entries failed; next try in an interval", "err", err)
-		} else if n > 0 {
-			s.log.Info("job index: stray entries deleted", "deleted", n)
-		}
+	s.sweep(ctx, interval, "crash strays", func(ctx context.Context) (int, error) {
+		return s.q.Statuses.SweepStrays(ctx, &cur, budget, queue.StrayGrace)
 	})
 }
 

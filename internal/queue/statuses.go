@@ -165,13 +165,9 @@ func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, lim
 			if s == nil {
 				continue // its status is being created, or the entry is a crash's stray
 			}
-			at := s.IndexSeq
-			if state == "" {
-				at = s.LogSeq
-			}
-			if at == e.seq && (state == "" || s.State == state) {
+			if pointsAt(s, state, e.seq) {
 				page.Statuses = append(page.Statuses, s)
-			} else if e.seq < at {
+			} else if e.seq < entryOf(s, state) {
 				// The status moved past it (entries are written before
 				// the status that points at them): a stray.
 				ss.index.remove(ctx, e.seq)
@@ -544,6 +540,9 @@ func (ss *Statuses) isStray(ctx context.Context, s *job.Status, state job.State,
 	}
 	if s != nil && pointsAt(s, state, e.seq) {
 		return false, nil
+	}
+	if s == nil && ss.retention > 0 && e.time.Before(time.Now().Add(-ss.retention)) {
+		return true, nil // an expired job's: no status to ask the leader for
 	}
 	s, err := ss.statusFromLeader(ctx, e.jobID)
 	if errors.Is(err, ErrNotFound) {

@@ -60,8 +60,7 @@ type KV struct {
 type lastWrite struct {
 	mu    sync.Mutex
 	users int
-	token int64      // the lease that wrote it
-	entry stateEntry // valid when rev > 0
+	entry stateEntry // valid when rev > 0; its fence is the lease that wrote it
 	rev   uint64
 }
 
@@ -242,7 +241,7 @@ func (k *KV) fenced(ctx context.Context, l upload.Lease, change change) error {
 			return upload.ErrLeaseLost
 		}
 		st, rev := w.entry, w.rev
-		if rev == 0 || w.token != l.Token {
+		if rev == 0 || st.Fence != l.Token {
 			if st, rev, err = k.getState(ctx, sk); err != nil {
 				return err
 			}
@@ -260,7 +259,7 @@ func (k *KV) fenced(ctx context.Context, l upload.Lease, change change) error {
 		entry := stateEntry{Fence: l.Token, State: next}
 		rev, err = k.putRev(ctx, sk, entry, rev)
 		if err == nil {
-			w.entry, w.rev, w.token = entry, rev, l.Token
+			w.entry, w.rev = entry, rev
 			return nil
 		}
 		if !errors.Is(err, errConflict) {
