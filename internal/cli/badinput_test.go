@@ -18,6 +18,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/stack"
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -209,7 +210,14 @@ func TestBadInputCorpus(t *testing.T) {
 		if got[id].Code != code {
 			t.Errorf("HTTP job %s: dead letter %+v, want %s", id, got[id], code)
 		}
-		if v, err := c.Get(ctx, id); err != nil || v.State != job.StateFailed || v.Error == nil || v.Error.Code != code {
+		// The dead letter comes before the failed status (a crash between
+		// them is finished by the redelivery): wait until the run is over.
+		var v client.JobView
+		testharness.WaitFor(t, 20*time.Second, "job "+id+" out of running", func() bool {
+			v, err = c.Get(ctx, id)
+			return err != nil || v.State != job.StateRunning
+		})
+		if err != nil || v.State != job.StateFailed || v.Error == nil || v.Error.Code != code {
 			t.Errorf("HTTP job %s: %+v %v", id, v, err)
 		}
 	}

@@ -370,6 +370,8 @@ func TestDeadLetterCommands(t *testing.T) {
 	if _, _, err := c.Submit(t.Context(), &job.Job{ID: "cli-late-1", Source: "file://" + src}, ""); err != nil {
 		t.Fatal(err)
 	}
+	// The worker files the dead letter before the failed status (a crash
+	// between them is finished by the redelivery), so the test waits for both.
 	var lateSeq string
 	testharness.WaitFor(t, 20*time.Second, "the failed job's dead letter", func() bool {
 		out.Reset()
@@ -382,9 +384,13 @@ func TestDeadLetterCommands(t *testing.T) {
 		}
 		return false
 	})
-	if v, err := c.Get(t.Context(), "cli-late-1"); err != nil || v.State != job.StateFailed {
-		t.Fatalf("the job before its requeue: %+v %v", v, err)
-	}
+	testharness.WaitFor(t, 20*time.Second, "the job's failed status", func() bool {
+		v, err := c.Get(t.Context(), "cli-late-1")
+		if err == nil && v.State != job.StateRunning && v.State != job.StateFailed {
+			t.Fatalf("the job before its requeue: %+v", v)
+		}
+		return err == nil && v.State == job.StateFailed
+	})
 	if err := writeSample(src, 300<<10, 7); err != nil {
 		t.Fatal(err)
 	}
