@@ -128,11 +128,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var jobs []*job.Job
 	for i, f := range demoFiles {
 		p := filepath.Join(media, f.name)
-		items[i] = &item{source: "file://" + p, display: p, id: fmt.Sprintf("demo-%d-%s", i+1, f.name[:len(f.name)-len(filepath.Ext(f.name))]), size: f.size}
+		id := fmt.Sprintf("demo-%d-%s", i+1, f.name[:len(f.name)-len(filepath.Ext(f.name))])
+		items[i] = &item{source: "file://" + p, display: p, id: id, key: keyOf(id), size: f.size}
 		jobs = append(jobs, &job.Job{V: 1, ID: items[i].id, Source: items[i].source,
 			Cover: "file://" + filepath.Join(media, "covers", f.name+".jpg"), Procedure: "LongVideoPreset",
 			SourceContext: "demo-user=42;file=" + f.name, OneTimeSignature: i%2 == 0,
-			Metadata: json.RawMessage(fmt.Sprintf(`{"demo":true,"index":%d}`, i))})
+			Metadata: demoMetadata(i, p)})
 	}
 	// The jobs are followed over notify's event stream, opened before they are submitted.
 	events := client.NewClient(st.NotifyURL, st.APIKey)
@@ -142,28 +143,33 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer func() { _ = es.Close() }()
-	resp, err := c.SubmitBatch(ctx, jobs)
-	if err != nil || resp.Queued+resp.Duplicate != len(jobs) {
-		fmt.Fprintln(stderr, "vodpipe demo: submit:", err, resp.Items)
-		return 1
-	}
-	for _, it := range items {
-		it.outcome = "queued"
-	}
-	fmt.Fprintf(stdout, "vodpipe demo: submitted %d jobs (%s), covers and task flow LongVideoPreset; faults injected: %v\n",
-		len(jobs), humanBytes(total), *faults)
-
-	// Crash one upload half way: stop the worker running the largest job without
-	// a drain, then start a fresh worker; the job resumes from its recorded parts.
-	go crashHalfway(ctx, st, c, items[len(items)-1].id, stdout)
-
-	code := watchEvents(ctx, events, es, items, stdout, stderr, false)
+	code := watchStream(ctx, "vodpipe demo", events, es, func(ctx context.Context, w *watcher) (int, error) {
+		w.add(items)
+		resp, err := c.SubmitBatch(ctx, jobs)
+		if err != nil {
+			w.drop(items)
+			return 0, errSubmit{err}
+		}
+		if w.answered(items, resp) > 0 {
+			return len(items), errSubmit{fmt.Errorf("submit: %v", resp.Items)}
+		}
+		fmt.Fprintf(stdout, "vodpipe demo: submitted %d jobs (%s), covers and task flow LongVideoPreset; faults injected: %v\n",
+			len(jobs), humanBytes(total), *faults)
+		// Crash one upload half way: stop the worker running the largest job without
+		// a drain, then start a fresh worker; the job resumes from its recorded parts.
+		go crashHalfway(ctx, st, c, items[len(items)-1].id, stdout)
+		return len(items), nil
+	}, stdout, stderr, false)
 	received := st.Vodsim.BytesReceived()
 
 	// Every job's job.completed and VOD's vod.file_uploaded arrive as signed webhooks.
 	want := map[string]string{}
 	for _, it := range items {
-		want[it.id] = it.view.FileID
+		if v, err := c.Get(ctx, it.id); err == nil {
+			want[it.id] = v.FileID
+		} else {
+			want[it.id] = ""
+		}
 	}
 	missing := rcv.waitFor(ctx, want, 20*time.Second)
 	fmt.Fprintf(stdout, "\nvodsim received %s for %s of media (re-sent after faults and the crash: %s)\n",
@@ -383,4 +389,15 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// demoMetadata is a demo job's metadata: its place, and its file (which
+// the watch shows, as it does for jobs `vodpipe submit` makes).
+func demoMetadata(i int, file string) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Demo  bool   `json:"demo"`
+		Index int    `json:"index"`
+		File  string `json:"file"`
+	}{true, i, file})
+	return b
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/vodpipe/vodpipe/internal/redact"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -75,6 +75,7 @@ func envOr(k, def string) string {
 type item struct {
 	source  string
 	display string
+	key     jobKey
 	id      string
 	size    int64
 	start   time.Time
@@ -120,7 +121,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	newJob := func(it *item) *job.Job {
 		return &job.Job{V: 1, ID: it.id, Source: it.source, Cover: coverURL, Procedure: *procedure, StorageRegion: *region,
-			ClassID: *classID, SourceContext: *sourceContext, OneTimeSignature: *oneTime}
+			ClassID: *classID, SourceContext: *sourceContext, OneTimeSignature: *oneTime, Metadata: fileMetadata(it.display)}
 	}
 	c, ok := api.client(stderr)
 	if !ok {
@@ -129,6 +130,22 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !*watch {
 		return submitStream(ctx, c, fs.Args(), *list, newJob, *batch, stdout, stderr, *asJSON)
 	}
+	// Over the event stream, opened before the first job is submitted so
+	// no job's event can come before it, the walk is streamed as without
+	// --watch.
+	if *eventsURL != "" {
+		events := client.NewClient(*eventsURL, api.key)
+		es, err := events.Events(ctx, watchTypes, "")
+		if err != nil {
+			fmt.Fprintln(stderr, "vodpipe submit: --events:", err)
+			return 1
+		}
+		defer func() { _ = es.Close() }()
+		return watchStream(ctx, "vodpipe submit", events, es, func(ctx context.Context, w *watcher) (int, error) {
+			return w.submitAll(ctx, c, fs.Args(), *list, newJob, *batch)
+		}, stdout, stderr, *asJSON)
+	}
+	fmt.Fprintln(stderr, "vodpipe submit: polling each job: give --events (notify's URL, or VODPIPE_NOTIFY_URL) to follow one event stream instead")
 	items, err := collectSources(fs.Args(), *list)
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe submit:", err)
@@ -142,20 +159,6 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	for i, it := range items {
 		jobs[i] = newJob(it)
 	}
-	// The event stream is opened before the first job is submitted, so no
-	// job's event can come before it.
-	var events *client.Client
-	var es *client.EventStream
-	if *eventsURL != "" {
-		events = client.NewClient(*eventsURL, api.key)
-		if es, err = events.Events(ctx, watchTypes, ""); err != nil {
-			fmt.Fprintln(stderr, "vodpipe submit: --events:", err)
-			return 1
-		}
-		defer func() { _ = es.Close() }()
-	} else {
-		fmt.Fprintln(stderr, "vodpipe submit: polling each job: give --events (notify's URL, or VODPIPE_NOTIFY_URL) to follow one event stream instead")
-	}
 	failed := 0
 	for start := 0; start < len(jobs); start += *batch {
 		end := min(start+*batch, len(jobs))
@@ -165,9 +168,6 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return 1
 		}
 		failed += recordBatch(items[start:end], resp)
-	}
-	if es != nil {
-		return watchEvents(ctx, events, es, items, stdout, stderr, *asJSON)
 	}
 	return watchJobs(ctx, c, items, stdout, stderr, *asJSON, *poll)
 }
@@ -250,13 +250,15 @@ func submitStream(ctx context.Context, c *client.Client, args []string, list str
 	return 0
 }
 
-// rowWriter prints summary rows as they come: a table flushed per batch,
-// or one JSON array written an element at a time.
+// rowWriter prints summary rows as they come: a table flushed per batch
+// (or, fixed, in columns of set widths, which stay aligned however few
+// rows each flush has), or one JSON array written an element at a time.
 type rowWriter struct {
-	w    io.Writer
-	json bool
-	tw   *tabwriter.Writer
-	n    int
+	w     io.Writer
+	json  bool
+	fixed bool
+	tw    *tabwriter.Writer
+	n     int
 }
 
 func (r *rowWriter) add(row summary) {
@@ -267,6 +269,11 @@ func (r *rowWriter) add(row summary) {
 			sep = "[\n  "
 		}
 		fmt.Fprintf(r.w, "%s%s", sep, b)
+	} else if r.fixed {
+		if r.n == 0 {
+			fmt.Fprintf(r.w, fixedRow, "FILE", "JOB ID", "FILE ID", "SIZE", "TIME", "MB/s", "OUTCOME")
+		}
+		writeRowAs(r.w, fixedRow, row)
 	} else {
 		if r.tw == nil {
 			r.tw = tabwriter.NewWriter(r.w, 2, 4, 2, ' ', 0)
@@ -303,7 +310,8 @@ func (r *rowWriter) close() {
 func walkSources(args []string, list string, f func(*item) error) error {
 	add := func(src, display string, size int64, idSeed string) error {
 		h := sha256.Sum256([]byte(idSeed))
-		return f(&item{source: src, display: display, size: size, id: "f-" + hex.EncodeToString(h[:10])})
+		k := jobKey(h[:10])
+		return f(&item{source: src, display: display, size: size, key: k, id: k.id()})
 	}
 	one := func(r string) error {
 		if u, err := url.Parse(r); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
@@ -370,6 +378,19 @@ func collectSources(args []string, list string) ([]*item, error) {
 		return nil
 	})
 	return out, err
+}
+
+// fileMetadata is the metadata submit gives a job: the file (or URL, less
+// its userinfo and query) it was made from, which the job's events carry
+// so that `submit --watch` need not keep a list of files.
+func fileMetadata(display string) json.RawMessage {
+	if u, err := url.Parse(display); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		display = redact.URL(display)
+	}
+	b, _ := json.Marshal(struct {
+		File string `json:"file"`
+	}{display})
+	return b
 }
 
 // toSourceURL turns a path into a file:// URL, leaving http(s) URLs alone.
@@ -511,8 +532,16 @@ func rowOf(it *item) summary {
 	return r
 }
 
+// fixedRow is a row of the table in columns of set widths.
+const fixedRow = "%-28s  %-22s  %-20s  %10s  %7s  %6s  %s\n"
+
 // writeRow writes one row of the summary table.
 func writeRow(tw io.Writer, r summary) {
+	writeRowAs(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r)
+}
+
+// writeRowAs writes one row in format (seven strings).
+func writeRowAs(w io.Writer, format string, r summary) {
 	secs, mbps := "-", "-"
 	if r.Seconds > 0 {
 		secs, mbps = fmt.Sprintf("%.1fs", r.Seconds), fmt.Sprintf("%.1f", r.MBps)
@@ -521,7 +550,11 @@ func writeRow(tw io.Writer, r summary) {
 	if r.Error != "" {
 		out += " (" + r.Error + ")"
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shorten(r.File, 40), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
+	name := 40
+	if format == fixedRow {
+		name = 28
+	}
+	fmt.Fprintf(w, format, shorten(r.File, name), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
 }
 
 func report(items []*item, w io.Writer, asJSON bool, failed int) int {

@@ -1,10 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -61,15 +67,393 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 	return out
 }
 
-// watchEvents shows an overall bar and one bar per running job, driven by
-// the jobs' events over one stream (no request per job), until every job
-// submitted ends (completed, failed, canceled or paused); then the summary.
-// A job already finished when it was submitted (a duplicate from an earlier
-// run) is read once.
-func watchEvents(ctx context.Context, events *client.Client, es *client.EventStream, items []*item,
+// jobKey stands for a job id in the watch, which keeps one per job not yet
+// ended, with no string: for an id submit made (walkSources: "f-" and
+// twenty hex digits) the ten bytes of hash it is made of, for any other
+// the first ten bytes of its SHA-256.
+type jobKey [10]byte
+
+func (k jobKey) id() string { return "f-" + hex.EncodeToString(k[:]) }
+
+func keyOf(id string) (k jobKey) {
+	if len(id) == 2+2*len(k) && id[:2] == "f-" {
+		if _, err := hex.Decode(k[:], []byte(id[2:])); err == nil {
+			return k
+		}
+	}
+	h := sha256.Sum256([]byte(id))
+	return jobKey(h[:10])
+}
+
+// running is a job the watch saw start: its bar, and what the overall bar
+// counts for it.
+type running struct {
+	name  string
+	size  int64 // bytes the overall bar counts for the job
+	done  int64 // of them, done
+	start time.Time
+	bar   *mpb.Bar
+}
+
+// watcher is what `submit --watch` keeps while it follows its jobs over the
+// event stream: a key and a size per job submitted and not yet started or
+// ended (about 30 bytes each: a million pending jobs are some 30 MiB, not
+// a record per file), a bar per job running, and the counts. A job's row
+// is printed as it ends and then forgotten; the file it names comes from
+// the job's metadata, which submit sets ({"file": ...}) and the job's
+// events carry.
+type watcher struct {
+	mu       sync.Mutex
+	pending  map[jobKey]int64
+	active   map[jobKey]*running
+	p        *mpb.Progress
+	overall  *mpb.Bar
+	total    int64 // the overall bar's total
+	rows     *rowWriter
+	buf      bytes.Buffer // rows not yet printed
+	out      io.Writer    // where rows go
+	outcomes map[string]int
+	jobs     int // submitted (or refused)
+	bytes    int64
+}
+
+func newWatcher(p *mpb.Progress, out io.Writer, asJSON bool) *watcher {
+	w := &watcher{pending: map[jobKey]int64{}, active: map[jobKey]*running{}, p: p, out: out, outcomes: map[string]int{}}
+	w.rows = &rowWriter{w: &w.buf, json: asJSON, fixed: true}
+	w.overall = p.AddBar(1, mpb.PrependDecorators(
+		decor.Name("all ", decor.WCSyncSpaceR),
+		decor.CountersKibiByte("% .1f / % .1f"),
+	), mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+	return w
+}
+
+// open is how many jobs submitted have not ended.
+func (w *watcher) open() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending) + len(w.active)
+}
+
+// grow moves the overall bar's total by d.
+func (w *watcher) grow(d int64) {
+	if d != 0 {
+		w.total += d
+		w.overall.SetTotal(max(w.total, 1), false)
+	}
+}
+
+// add records a batch before it is submitted: its jobs' events may come
+// before the batch's answer. A job already followed (a file listed twice)
+// counts once.
+func (w *watcher) add(items []*item) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, it := range items {
+		if _, ok := w.active[it.key]; ok {
+			continue
+		}
+		if _, ok := w.pending[it.key]; ok {
+			continue
+		}
+		w.pending[it.key] = it.size
+		w.jobs++
+		w.grow(it.size)
+	}
+}
+
+// drop forgets a batch that could not be submitted.
+func (w *watcher) drop(items []*item) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, it := range items {
+		if size, ok := w.pending[it.key]; ok {
+			delete(w.pending, it.key)
+			w.jobs--
+			w.grow(-size)
+		}
+	}
+}
+
+// answered takes a batch's answer: a refused job ends with its reason, a
+// duplicate that already ended (an earlier run's) ends with the state the
+// answer carries, one running gets its bar; queued ones wait for events.
+func (w *watcher) answered(items []*item, resp client.BatchResponse) (refused int) {
+	refused = recordBatch(items, resp)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, it := range items {
+		size, pending := w.pending[it.key]
+		switch {
+		case !pending:
+			// Ended already (its events came first), or counted once before.
+		case it.outcome != "queued" && it.outcome != "duplicate":
+			delete(w.pending, it.key)
+			w.grow(-size)
+			w.end(it.outcome, rowOf(it))
+		case it.view.State.Terminal() || it.view.State == job.StatePaused:
+			// The answer carried its view: no read.
+			delete(w.pending, it.key)
+			it.outcome = string(it.view.State)
+			if it.view.State == job.StateCompleted {
+				w.grow(max(it.view.BytesTotal, size) - size)
+				w.overall.IncrInt64(max(it.view.BytesTotal, size))
+				w.bytes += max(it.view.BytesTotal, size)
+			} else {
+				w.grow(-size)
+			}
+			w.end(string(it.view.State), rowOf(it))
+		case it.view.State == job.StateRunning:
+			w.start(it.key, it.display, time.Now())
+		}
+	}
+	return refused
+}
+
+// start gives a pending job its bar.
+func (w *watcher) start(k jobKey, name string, at time.Time) *running {
+	size, ok := w.pending[k]
+	if !ok {
+		return nil
+	}
+	delete(w.pending, k)
+	r := &running{name: name, size: size, start: at}
+	if name == "" {
+		name = "(a job)"
+	}
+	r.bar = w.p.AddBar(max(size, 1), mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(decor.Name(shorten(name, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+		mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
+	w.active[k] = r
+	return r
+}
+
+// end counts a job's outcome and queues its row.
+func (w *watcher) end(outcome string, row summary) {
+	w.outcomes[outcome]++
+	w.rows.add(row)
+}
+
+// fileOf is the "file" of a job's metadata (set by submit), or "".
+func fileOf(meta json.RawMessage) string {
+	var m struct {
+		File string `json:"file"`
+	}
+	if len(meta) > 0 {
+		_ = json.Unmarshal(meta, &m)
+	}
+	return m.File
+}
+
+// event takes one event of the stream; events of other jobs are ignored.
+func (w *watcher) event(e *job.Event) {
+	if e.JobID == "" {
+		return
+	}
+	k := keyOf(e.JobID)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.active[k]
+	if r == nil {
+		if _, ok := w.pending[k]; !ok {
+			return // not one of ours, or ended
+		}
+	}
+	switch e.Type {
+	case job.EventStarted:
+		var d job.StartedData
+		_ = json.Unmarshal(e.Data, &d)
+		if r == nil {
+			w.start(k, fileOf(d.Metadata), time.Now())
+		}
+	case job.EventProgress:
+		var d job.ProgressData
+		if json.Unmarshal(e.Data, &d) != nil {
+			return
+		}
+		if r == nil { // started before this watch opened its stream
+			r = w.start(k, "", time.Now())
+		}
+		if d.BytesTotal > r.size {
+			w.grow(d.BytesTotal - r.size)
+			r.size = d.BytesTotal
+		}
+		r.bar.SetTotal(max(d.BytesTotal, 1), false)
+		r.bar.SetCurrent(d.BytesDone)
+		if n := min(d.BytesDone, r.size); n > r.done {
+			w.overall.IncrInt64(n - r.done)
+			r.done = n
+		}
+	case job.EventCompleted:
+		var d job.CompletedData
+		_ = json.Unmarshal(e.Data, &d)
+		row := w.finish(e.JobID, k, r, job.StateCompleted, fileOf(d.Metadata))
+		row.FileID, row.MediaURL, row.Size = d.FileID, d.MediaURL, d.Bytes
+		if r != nil && row.Seconds > 0 {
+			row.MBps = float64(row.Size) / row.Seconds / 1e6
+		}
+		w.end(row.Outcome, row)
+	case job.EventFailed:
+		var d job.FailedData
+		_ = json.Unmarshal(e.Data, &d)
+		row := w.finish(e.JobID, k, r, job.StateFailed, fileOf(d.Metadata))
+		row.Error = d.Error.Code + ": " + d.Error.Message
+		w.end(row.Outcome, row)
+	case job.EventCanceled, job.EventPaused:
+		var d job.StoppedData
+		_ = json.Unmarshal(e.Data, &d)
+		st := job.StateCanceled
+		if e.Type == job.EventPaused {
+			st = job.StatePaused
+		}
+		row := w.finish(e.JobID, k, r, st, fileOf(d.Metadata))
+		w.end(row.Outcome, row)
+	}
+}
+
+// finish ends a job's bar and its share of the overall bar (the rest of a
+// completed job counts as done, of any other as never coming) and returns
+// the start of its row.
+func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file string) summary {
+	size, done := w.pending[k], int64(0)
+	delete(w.pending, k)
+	delete(w.active, k)
+	row := summary{JobID: id, File: file, Outcome: string(st)}
+	if r != nil {
+		size, done = r.size, r.done
+		if row.File == "" {
+			row.File = r.name
+		}
+		row.Seconds = time.Since(r.start).Seconds()
+		r.bar.SetTotal(-1, true)
+	}
+	row.Size = size
+	if st == job.StateCompleted {
+		w.overall.IncrInt64(size - done)
+		w.bytes += size
+	} else {
+		w.grow(done - size)
+	}
+	return row
+}
+
+// flush prints the rows queued since the last flush.
+func (w *watcher) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rows.flush()
+	if w.buf.Len() > 0 {
+		_, _ = w.out.Write(w.buf.Bytes())
+		w.buf.Reset()
+	}
+}
+
+// summary is the last line: how many jobs ended how, and the bytes.
+func (w *watcher) summaryLine(elapsed time.Duration) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := fmt.Sprintf("%d jobs:", w.jobs)
+	sep := " "
+	for _, o := range []string{string(job.StateCompleted), string(job.StateFailed), string(job.StateCanceled), string(job.StatePaused)} {
+		if n := w.outcomes[o]; n > 0 {
+			s += fmt.Sprintf("%s%d %s", sep, n, o)
+			sep = ", "
+		}
+	}
+	refused := 0
+	for o, n := range w.outcomes {
+		if len(o) > 7 && o[:7] == "refused" {
+			refused += n
+		}
+	}
+	if refused > 0 {
+		s += fmt.Sprintf("%s%d refused", sep, refused)
+		sep = ", "
+	}
+	if n := len(w.pending) + len(w.active); n > 0 {
+		s += fmt.Sprintf("%s%d not ended", sep, n)
+	}
+	secs := elapsed.Seconds()
+	s += fmt.Sprintf("; %s uploaded in %s", humanBytes(w.bytes), elapsed.Round(time.Second))
+	if secs > 0 && w.bytes > 0 {
+		s += fmt.Sprintf(" (%s/s)", humanBytes(int64(float64(w.bytes)/secs)))
+	}
+	return s
+}
+
+// allCompleted reports whether every job submitted completed.
+func (w *watcher) allCompleted() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.jobs > 0 && w.outcomes[string(job.StateCompleted)] == w.jobs
+}
+
+// submitAll walks the sources and submits them in batches, each recorded
+// before it is sent; it returns the walk's or the API's error (errSubmit)
+// and how many sources it found.
+func (w *watcher) submitAll(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
+	batchSize int) (int, error) {
+	var batch []*item
+	n := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		jobs := make([]*job.Job, len(batch))
+		for i, it := range batch {
+			jobs[i] = newJob(it)
+		}
+		w.add(batch)
+		resp, err := c.SubmitBatch(ctx, jobs)
+		if err != nil {
+			w.drop(batch)
+			return errSubmit{err}
+		}
+		w.answered(batch, resp)
+		batch = batch[:0]
+		return nil
+	}
+	err := walkSources(args, list, func(it *item) error {
+		n++
+		if batch = append(batch, it); len(batch) >= max(batchSize, 1) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return n, err
+}
+
+// rowsOut is where the rows go: stdout, or above the bars when both
+// stdout and stderr are the terminal (a table written past the bars would
+// tear them).
+func rowsOut(p *mpb.Progress, stdout, stderr io.Writer, asJSON bool) io.Writer {
+	if !asJSON && isTerminal(stdout) && isTerminal(stderr) {
+		return p
+	}
+	return stdout
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// watchStream runs submit, which submits jobs (recording each batch with
+// the watcher before sending it), and follows the jobs over the event
+// stream (es, opened before the first batch, so no job's event can come
+// before it): an overall bar, a bar per running job,
+// a row per job as it ends, a summary line at the end. Memory holds a key
+// per job not ended (see watcher), never the list of files. Interrupted,
+// it says so; the jobs keep running and a second run finds them
+// (duplicates).
+func watchStream(ctx context.Context, cmd string, events *client.Client, es *client.EventStream, submit func(context.Context, *watcher) (int, error),
 	stdout, stderr io.Writer, asJSON bool) int {
-	// The follower ends with the watch: it writes nothing and reconnects
-	// nothing once this returns.
 	fctx, stop := context.WithCancel(ctx)
 	stream := followEvents(fctx, events, es, watchTypes, stderr)
 	defer func() {
@@ -78,90 +462,73 @@ func watchEvents(ctx context.Context, events *client.Client, es *client.EventStr
 		for range stream {
 		}
 	}()
-	var total int64
-	pending := map[string]*item{}
-	for _, it := range items {
-		total += it.size
-		switch {
-		case it.outcome == "duplicate" && (it.view.State.Terminal() || it.view.State == job.StatePaused):
-			// The batch's answer carried its view: no read.
-			it.outcome = string(it.view.State)
-		case it.outcome == "queued" || it.outcome == "duplicate":
-			pending[it.id] = it
-			it.start = time.Now()
-		}
-	}
+	began := time.Now()
 	p := mpb.NewWithContext(ctx, mpb.WithOutput(stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
-	overall := p.AddBar(max(total, 1), mpb.PrependDecorators(
-		decor.Name("all ", decor.WCSyncSpaceR),
-		decor.CountersKibiByte("% .1f / % .1f"),
-	), mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
-	done := map[string]int64{} // bytes done per job, for the overall bar
-	advance := func(it *item, bytes int64) {
-		if d := bytes - done[it.id]; d > 0 {
-			overall.IncrInt64(d)
-			done[it.id] = bytes
-		}
+	w := newWatcher(p, rowsOut(p, stdout, stderr, asJSON), asJSON)
+	type walked struct {
+		n   int
+		err error
 	}
-	for len(pending) > 0 {
+	walkDone := make(chan walked, 1)
+	go func() {
+		n, err := submit(ctx, w)
+		walkDone <- walked{n, err}
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var wk *walked
+	for wk == nil || w.open() > 0 {
 		var e *job.Event
 		select {
 		case <-ctx.Done():
 		case e = <-stream: // nil once ctx ended
+		case r := <-walkDone:
+			wk = &r
+			continue
+		case <-tick.C:
+			w.flush()
+			continue
 		}
 		if e == nil {
+			if wk == nil { // the walk stops on ctx; its batch is recorded or dropped
+				r := <-walkDone
+				wk = &r
+			}
+			w.closeRows()
 			p.Shutdown()
-			fmt.Fprintln(stderr, "vodpipe submit: interrupted; jobs keep running (see `vodpipe jobs`)")
-			return report(items, stdout, asJSON, len(pending))
+			fmt.Fprintln(stderr, cmd+": interrupted; jobs keep running (see `vodpipe jobs`); run it again to follow them")
+			fmt.Fprintln(stderr, cmd+":", w.summaryLine(time.Since(began)))
+			return 1
 		}
-		it := pending[e.JobID]
-		if it == nil {
-			continue // another job's event
-		}
-		switch e.Type {
-		case job.EventStarted:
-			if it.bar == nil {
-				it.bar = p.AddBar(max(it.size, 1), mpb.BarRemoveOnComplete(),
-					mpb.PrependDecorators(decor.Name(shorten(it.display, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
-					mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
-			}
-		case job.EventProgress:
-			var d job.ProgressData
-			if json.Unmarshal(e.Data, &d) == nil {
-				it.view.BytesDone, it.view.BytesTotal = d.BytesDone, d.BytesTotal
-				if it.bar != nil {
-					it.bar.SetTotal(max(d.BytesTotal, 1), false)
-					it.bar.SetCurrent(d.BytesDone)
-				}
-				advance(it, d.BytesDone)
-			}
-		case job.EventCompleted:
-			var d job.CompletedData
-			_ = json.Unmarshal(e.Data, &d)
-			it.view.FileID, it.view.MediaURL, it.view.BytesTotal, it.view.BytesDone = d.FileID, d.MediaURL, d.Bytes, d.Bytes
-			advance(it, max(d.Bytes, it.size))
-			finish(it, pending, job.StateCompleted)
-		case job.EventFailed:
-			var d job.FailedData
-			if json.Unmarshal(e.Data, &d) == nil {
-				it.view.Error = &d.Error
-			}
-			finish(it, pending, job.StateFailed)
-		case job.EventCanceled:
-			finish(it, pending, job.StateCanceled)
-		case job.EventPaused:
-			finish(it, pending, job.StatePaused)
-		}
+		w.event(e)
 	}
-	return endWatch(p, overall, items, stdout, asJSON)
+	w.closeRows()
+	w.overall.SetTotal(-1, true)
+	p.Wait()
+	var se errSubmit
+	switch {
+	case errors.As(wk.err, &se):
+		fmt.Fprintln(stderr, cmd+":", se.error)
+	case wk.err != nil:
+		fmt.Fprintln(stderr, cmd+":", wk.err)
+	case wk.n == 0:
+		fmt.Fprintln(stderr, cmd+": nothing to submit (give files, folders, URLs or --list)")
+		return 2
+	}
+	fmt.Fprintln(stderr, cmd+":", w.summaryLine(time.Since(began)))
+	switch {
+	case wk.err != nil && !errors.As(wk.err, &se):
+		return 2
+	case wk.err != nil || !w.allCompleted():
+		return 1
+	}
+	return 0
 }
 
-// finish records a job's end (seen now: start and end on this clock) and
-// takes it off the bars.
-func finish(it *item, pending map[string]*item, st job.State) {
-	it.outcome, it.view.State, it.end = string(st), st, time.Now()
-	if it.bar != nil {
-		it.bar.SetTotal(-1, true)
-	}
-	delete(pending, it.id)
+// closeRows ends the rows (the JSON array's bracket) and prints what is left.
+func (w *watcher) closeRows() {
+	w.mu.Lock()
+	w.rows.close()
+	w.mu.Unlock()
+	w.flush()
 }

@@ -219,6 +219,20 @@ type Loaded struct {
 // nothing left to upload or commit, only the recorded result to return.
 func (l Loaded) Committed() bool { return l.State != nil && l.State.FileID != "" }
 
+// Recorded is how many bytes of the video the state's recorded parts
+// hold: what a run resumes from when its session still holds. Zero for l
+// nil, without a state, or for a video sent in one PUT.
+func (l *Loaded) Recorded() int64 {
+	if l == nil || l.State == nil {
+		return 0
+	}
+	var n int64
+	for _, p := range l.State.Parts {
+		n += p.Size
+	}
+	return n
+}
+
 // RunLoaded is Run with the state already read under lease l.
 func (u *Uploader) RunLoaded(ctx context.Context, j *job.Job, l Lease, loaded Loaded, control ControlFunc) (*Result, error) {
 	if loaded.Err != nil {

@@ -219,7 +219,8 @@ func (w *Worker) prepare(ctx context.Context, msg jetstream.Msg, meta *jetstream
 			retryLater(msg, log, "mark running", err, min(backoff(attempt), 30*time.Second))
 			return nil, 0, nil, false
 		}
-		_ = w.q.Events.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID})
+		_ = w.q.Events.Emit(ctx, job.EventStarted, j.ID, job.StartedData{Attempt: attempt, Worker: w.cfg.ID,
+			BytesResumed: loaded.Recorded(), Metadata: j.Metadata})
 	case leaseFinishCommitted:
 		// Committed before (a crash after the commit, or a copy of the job
 		// that took the lease the committing worker gave up with its commit
@@ -319,7 +320,7 @@ func (w *Worker) finish(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	case errors.Is(err, upload.ErrCanceled):
 		_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil)
 		_ = w.q.Control.Set(ctx, j.ID, job.ControlNone)
-		_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+		_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, job.StoppedData{Metadata: j.Metadata})
 		w.count(ctx, "canceled")
 		_ = msg.Ack()
 	case errors.Is(err, upload.ErrDrained) || (w.draining() && ctx.Err() == nil && isContextErr(err)):
@@ -538,7 +539,7 @@ func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job
 	}
 	_, _ = w.q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil)
 	_ = w.q.Control.Set(ctx, j.ID, job.ControlNone)
-	_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, struct{}{})
+	_ = w.q.Events.Emit(ctx, job.EventCanceled, j.ID, job.StoppedData{Metadata: j.Metadata})
 	w.count(ctx, "canceled")
 	_ = msg.Ack()
 }
@@ -593,7 +594,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 			log.Warn("pause withdrawn as it took effect, but the job could not be requeued", "err", err)
 		}
 	}
-	_ = w.q.Events.Emit(ctx, job.EventPaused, j.ID, struct{}{})
+	_ = w.q.Events.Emit(ctx, job.EventPaused, j.ID, job.StoppedData{Metadata: j.Metadata})
 	w.count(ctx, "paused")
 	_ = msg.Ack()
 }

@@ -42,8 +42,18 @@ type ProgressData struct {
 type StartedData struct {
 	Attempt int    `json:"attempt"`
 	Worker  string `json:"worker"`
-	// BytesResumed counts bytes that an earlier attempt already uploaded.
+	// BytesResumed counts bytes that an earlier attempt already uploaded
+	// (the parts its resume state records).
 	BytesResumed int64 `json:"bytesResumed"`
+	// Metadata is the job's, passed through (as in job.completed and
+	// job.failed): a follower learns what a job is as it starts.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+}
+
+// StoppedData is the data of job.paused and job.canceled.
+type StoppedData struct {
+	// Metadata is the job's, passed through.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // CompletedData is the data of job.completed.

@@ -96,7 +96,9 @@ func TestEventSchemaDescribesTheGoTypes(t *testing.T) {
 		typ, def string
 		data     any
 	}{
-		{job.EventStarted, "started", job.StartedData{Attempt: 2, Worker: "w-1", BytesResumed: 5}},
+		{job.EventStarted, "started", job.StartedData{Attempt: 2, Worker: "w-1", BytesResumed: 5, Metadata: json.RawMessage(`{"k":1}`)}},
+		{job.EventPaused, "stopped", job.StoppedData{Metadata: json.RawMessage(`{"k":1}`)}},
+		{job.EventCanceled, "stopped", job.StoppedData{}},
 		{job.EventProgress, "progress", job.ProgressData{BytesDone: 1, BytesTotal: 2}},
 		{job.EventCompleted, "completed", job.CompletedData{FileID: "f", MediaURL: "https://m", CoverURL: "https://c", SourceContext: "s", Bytes: 3, Metadata: json.RawMessage(`{"k":1}`)}},
 		{job.EventFailed, "failed", job.FailedData{Error: job.Error{Code: "c", Message: "m", Permanent: true}, Attempt: 1, Metadata: json.RawMessage(`{"k":1}`)}},

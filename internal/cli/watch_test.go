@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vbauerster/mpb/v8"
+
+	"github.com/vodpipe/vodpipe/pkg/client"
+	"github.com/vodpipe/vodpipe/pkg/job"
+)
+
+// pendingBytes is the heap one pending job of the watch holds, measured
+// over n jobs added in batches of 500 the way submit adds them.
+func pendingBytes(tb testing.TB, n int) (perJob float64, w *watcher) {
+	tb.Helper()
+	p := mpb.New(mpb.WithOutput(io.Discard))
+	tb.Cleanup(p.Shutdown)
+	var buf bytes.Buffer
+	w = newWatcher(p, &buf, true)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	batch := make([]*item, 0, 500)
+	for i := range n {
+		display := fmt.Sprintf("/library/show-%04d/episode-%06d.mp4", i/1000, i)
+		id := fmt.Sprintf("%s|%d|%d", display, 1<<20, i)
+		k := keyOf(id) // any ten bytes: a hash, as walkSources makes them
+		batch = append(batch, &item{source: "file://" + display, display: display, key: k, id: k.id(), size: 1 << 20})
+		if len(batch) == cap(batch) {
+			w.add(batch)
+			batch = batch[:0]
+		}
+	}
+	w.add(batch)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(w)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n), w
+}
+
+// TestWatchKeepsAKeyPerPendingJob: what `submit --watch` keeps per job it
+// follows is a key and a size, not the file's record: 200,000 pending jobs
+// hold under 64 bytes each (a record per file held about 1.5 KB), and a
+// job's event ends it and lets it go.
+func TestWatchKeepsAKeyPerPendingJob(t *testing.T) {
+	const n = 200_000
+	per, w := pendingBytes(t, n)
+	if per > 64 {
+		t.Errorf("%.0f bytes held per pending job, want at most 64", per)
+	}
+	t.Logf("%.1f bytes per pending job", per)
+	if w.open() != n {
+		t.Fatalf("%d jobs open, want %d", w.open(), n)
+	}
+	// One of them starts and completes: its row names the file its
+	// metadata carries, and it is no longer held.
+	display := "/library/show-0000/episode-000007.mp4"
+	k := keyOf(fmt.Sprintf("%s|%d|%d", display, 1<<20, 7))
+	meta := fileMetadata(display)
+	for _, e := range []struct {
+		typ  string
+		data any
+	}{
+		{job.EventStarted, job.StartedData{Attempt: 1, Worker: "w", Metadata: meta}},
+		{job.EventProgress, job.ProgressData{BytesDone: 1 << 19, BytesTotal: 1 << 20}},
+		{job.EventCompleted, job.CompletedData{FileID: "fid-7", MediaURL: "https://m/7", Bytes: 1 << 20, Metadata: meta}},
+	} {
+		ev, err := job.NewEvent(e.typ, k.id(), e.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.event(ev)
+	}
+	// Another job's events change nothing.
+	other, _ := job.NewEvent(job.EventCompleted, "someone-elses", job.CompletedData{FileID: "x"})
+	w.event(other)
+	if w.open() != n-1 {
+		t.Fatalf("%d jobs open after one completed, want %d", w.open(), n-1)
+	}
+	w.closeRows()
+	var rows []summary
+	if err := json.Unmarshal(w.out.(*bytes.Buffer).Bytes(), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("rows: %v %s", err, w.out.(*bytes.Buffer).String())
+	}
+	if r := rows[0]; r.File != display || r.JobID != k.id() || r.FileID != "fid-7" || r.Outcome != "completed" || r.Size != 1<<20 {
+		t.Fatalf("row %+v", r)
+	}
+}
+
+// BenchmarkWatchPendingJob reports the heap a pending job of `submit
+// --watch` holds (bytes/job) at a million jobs.
+func BenchmarkWatchPendingJob(b *testing.B) {
+	for b.Loop() {
+		per, _ := pendingBytes(b, 1_000_000)
+		b.ReportMetric(per, "bytes/job")
+	}
+}
+
+// TestWatchFollowsManyBatches: `submit --watch` over the event stream
+// sends the walk's batches as it goes (six batches of two here), follows
+// jobs whose events may come before their batch's answer, prints a row
+// per job with the file from the job's metadata, and ends with a summary.
+func TestWatchFollowsManyBatches(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 0)
+	for i := range 12 {
+		if err := writeSample(filepath.Join(root, fmt.Sprintf("d%d/clip-%02d.mp4", i%3, i)), int64(64<<10+i), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy, requests := countingProxy(t, st.IngestURL)
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if code := run(ctx, []string{"submit", "--api", proxy, "--api-key", st.APIKey, "--watch", "--json", "--batch", "2",
+		"--events", st.NotifyURL, root}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	if n := requests.Load(); n != 6 {
+		t.Errorf("%d requests to ingest, want the 6 batches", n)
+	}
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil || len(rows) != 12 {
+		t.Fatalf("rows: %v\n%s", err, out.String())
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if r.Outcome != "completed" || r.FileID == "" || !strings.HasPrefix(r.File, root) || seen[r.File] {
+			t.Errorf("row %+v", r)
+		}
+		seen[r.File] = true
+		v, err := client.NewClient(st.IngestURL, st.APIKey).Get(t.Context(), r.JobID)
+		if err != nil || v.FileID != r.FileID || v.Job.Source != "file://"+r.File {
+			t.Errorf("row %+v: the job says %+v %v", r, v, err)
+		}
+	}
+	if !strings.Contains(errOut.String(), "12 jobs: 12 completed") {
+		t.Errorf("no summary line:\n%s", errOut.String())
+	}
+}
