@@ -629,7 +629,7 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 	e.startWorker("w1")
 	const size = 16 << 20
 	src, data := e.source("pause.mp4", size)
-	e.submit(&job.Job{ID: "pause-1", Source: src})
+	e.submit(&job.Job{ID: "pause-1", Source: src, Metadata: json.RawMessage(`{"file":"pause.mp4"}`)})
 	testharness.WaitFor(t, 20*time.Second, "parts in vodsim", func() bool {
 		u := e.sim.Uploads()
 		return len(u) == 1 && len(u[0].Parts) >= 3
@@ -662,6 +662,22 @@ func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 	}
 	if ev := e.events(job.EventPaused, "pause-1"); len(ev) != 1 {
 		t.Fatalf("paused events = %d", len(ev))
+	}
+	// The run after the resume says where it starts from, and every
+	// job.started and job.paused carries the job's metadata.
+	started := e.events(job.EventStarted, "pause-1")
+	if len(started) != 2 {
+		t.Fatalf("started events = %d, want 2", len(started))
+	}
+	var first, second job.StartedData
+	if json.Unmarshal(started[0].Data, &first) != nil || json.Unmarshal(started[1].Data, &second) != nil ||
+		first.BytesResumed != 0 || second.BytesResumed <= 0 || second.BytesResumed > int64(partsAtPause)<<20 {
+		t.Fatalf("bytesResumed %d then %d, want 0 then the parts recorded of the %d at the pause", first.BytesResumed, second.BytesResumed, partsAtPause)
+	}
+	for _, ev := range append(started, e.events(job.EventPaused, "pause-1")...) {
+		if !strings.Contains(string(ev.Data), `"metadata":{"file":"pause.mp4"}`) {
+			t.Errorf("%s without the job's metadata: %s", ev.Type, ev.Data)
+		}
 	}
 	// A 4-second upload reports progress, throttled: more than none, far fewer than its 16 parts' writes.
 	if n := len(e.events(job.EventProgress, "pause-1")); n == 0 || n > 40 {
