@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"net/http"
 	"strconv"
@@ -66,7 +65,7 @@ func (m *minimalCOS) part(w http.ResponseWriter, r *http.Request, uploadID, numb
 	if err != nil {
 		return err
 	}
-	h, c := md5.New(), crc64.New(checksum.CRC64Table())
+	h, c := md5.New(), checksum.NewCRC64()
 	size, err := io.Copy(io.MultiWriter(h, c), r.Body)
 	if err != nil {
 		return err

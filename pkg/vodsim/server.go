@@ -63,7 +63,9 @@ type Server struct {
 	uploads    map[string]*Upload
 	files      map[string]*File
 	sigUses    map[string]*SignatureUse
-	events     []*EventRecord
+	// sigUsesKept is how many signatures the last scan for expired ones kept.
+	sigUsesKept int
+	events      []*EventRecord
 }
 
 // ErrBadConfig is returned for a configuration vodsim cannot run with.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc64"
 	"io"
 	"os"
 	"path/filepath"
@@ -86,7 +85,7 @@ var errBodyShort = errors.New("vodsim: body shorter than Content-Length")
 // write streams r (exactly want bytes; want < 0 means until EOF) into a new blob.
 func (s *blobStore) write(r io.Reader, want int64, name string) (written, error) {
 	md := md5.New()
-	crc := crc64.New(checksum.CRC64Table())
+	crc := checksum.NewCRC64()
 	var w io.Writer
 	var f *os.File
 	if s.discard {

@@ -267,9 +267,13 @@ func (s *Server) useSignature(sig, action string) (*vod.Signature, *vodError) {
 	return parsed, nil
 }
 
-// gcSignaturesLocked forgets expired signatures: they are refused as expired anyway.
+// gcSignaturesLocked forgets expired signatures: they are refused as
+// expired anyway. It scans when the record has doubled since the last
+// scan left it (10,000 at least), so a call costs O(1) amortised however
+// many signatures are still valid (it scanned them all on every call once
+// 10,000 were).
 func (s *Server) gcSignaturesLocked() {
-	if len(s.sigUses) < 10000 {
+	if len(s.sigUses) < max(10000, 2*s.sigUsesKept) {
 		return
 	}
 	now := s.now()
@@ -278,6 +282,7 @@ func (s *Server) gcSignaturesLocked() {
 			delete(s.sigUses, h)
 		}
 	}
+	s.sigUsesKept = len(s.sigUses)
 }
 
 func (s *Server) apply(req applyRequest) (any, *vodError) {
