@@ -10,9 +10,11 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vbauerster/mpb/v8"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -144,5 +146,58 @@ func TestWatchFollowsManyBatches(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "12 jobs: 12 completed") {
 		t.Errorf("no summary line:\n%s", errOut.String())
+	}
+}
+
+// TestWatchInterruptedThenRunAgain: a `submit --watch` interrupted while
+// its jobs run says so and exits 1, the jobs go on; the same command run
+// again creates no job twice and follows them all to their end.
+func TestWatchInterruptedThenRunAgain(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 4<<20) // vodsim takes 4 MiB/s: the jobs last seconds
+	for i := range 6 {
+		if err := writeSample(filepath.Join(root, fmt.Sprintf("clip-%d.mp4", i)), 2<<20+int64(i), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	if err := walkSources([]string{root}, "", func(it *item) error { ids = append(ids, it.id); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	args := []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json", "--events", st.NotifyURL, root}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	var out, errOut bytes.Buffer
+	go func() { done <- run(ctx, args, &out, &errOut) }()
+	// Interrupted once a job has completed and before all have.
+	testharness.WaitFor(t, 60*time.Second, "a job completed", func() bool {
+		v, err := c.Get(t.Context(), ids[0])
+		return err == nil && v.State == job.StateCompleted
+	})
+	cancel()
+	if code := <-done; code != 1 || !strings.Contains(errOut.String(), "interrupted; jobs keep running") {
+		t.Fatalf("interrupted: exit %d\n%s", code, errOut.String())
+	}
+	var first []summary
+	if err := json.Unmarshal(out.Bytes(), &first); err != nil || len(first) >= len(ids) {
+		t.Fatalf("the interrupted run's rows (want fewer than %d): %v\n%s", len(ids), err, out.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(t.Context(), args, &out, &errOut); code != 0 {
+		t.Fatalf("run again: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	var again []summary
+	if err := json.Unmarshal(out.Bytes(), &again); err != nil || len(again) != len(ids) {
+		t.Fatalf("run again: %v\n%s", err, out.String())
+	}
+	for _, r := range again {
+		if r.Outcome != "completed" || r.FileID == "" {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if n := len(st.Vodsim.Files()); n != len(ids) {
+		t.Errorf("vodsim holds %d files for %d sources: a job ran twice", n, len(ids))
 	}
 }
