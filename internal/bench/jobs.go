@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
 	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/internal/stack"
 	"github.com/vodpipe/vodpipe/pkg/client"
@@ -65,7 +67,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	defer delivered.stop()
-	e := &p3Env{c: client.NewClient(st.IngestURL, st.APIKey), delivered: delivered, redisPID: rds.PID()}
+	e := &p3Env{c: client.NewClient(st.IngestURL, st.APIKey), delivered: delivered, redisPID: rds.PID(), nats: st.NATS}
 
 	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
@@ -89,9 +91,9 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		rr.reference = (before + after) / 2
 		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
 			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
-			"host reference %.0f req/s, %.1f of them per job; last delivered: %s)",
+			"host reference %.0f req/s, %.1f of them per job; NATS messages per job: %.1f in, %.1f out; last delivered: %s)",
 			i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
-			us(rr.cpuPerJob), us(rr.redisPerJob), rr.reference, rr.reference/rr.rate, rr.slowest)
+			us(rr.cpuPerJob), us(rr.redisPerJob), rr.reference, rr.reference/rr.rate, rr.natsIn, rr.natsOut, rr.slowest)
 		rounds = append(rounds, rr)
 	}
 	if n := delivered.invalid(); n > 0 {
@@ -121,10 +123,12 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
 			"follows this machine's speed; the host reference, %.0f loopback HTTP POSTs of a 1 KiB JSON body per second "+
 			"with %d clients and no vodpipe code, measured right before and after that round, was %.1f times its jobs/s, so on this "+
-			"machine P3 reaches %.0f jobs/s when that reference reaches about %.0f req/s)",
+			"machine P3 reaches %.0f jobs/s when that reference reaches about %.0f req/s; the NATS server took in %.1f "+
+			"messages per job (publishes and requests of ingest, the workers and notify) and sent out %.1f)",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
 			p3Warm(paths), len(rounds), strings.Join(spread, ", "), m.submitRate, m.busy, runtime.NumCPU(),
-			us(m.cpuPerJob), us(m.redisPerJob), m.reference, refClients, m.reference/m.rate, p3Target, p3Target*m.reference/m.rate),
+			us(m.cpuPerJob), us(m.redisPerJob), m.reference, refClients, m.reference/m.rate, p3Target, p3Target*m.reference/m.rate,
+			m.natsIn, m.natsOut),
 	}}, nil
 }
 
@@ -145,6 +149,7 @@ type p3Env struct {
 	c         *client.Client
 	delivered *webhooks
 	redisPID  int
+	nats      *natsserver.Server // messages in and out per job, from its counters
 }
 
 // p3Round is one round's figures.
@@ -153,6 +158,7 @@ type p3Round struct {
 	reference                      float64       // host reference around the round (mean of before and after), req/s
 	cpuPerJob, redisPerJob         time.Duration // CPU time per job: this process, redis-server
 	slowest                        string        // the last job delivered, with its times
+	natsIn, natsOut                float64       // NATS messages per job into and out of the server
 	p50, p99, commitP50, commitP99 time.Duration
 }
 
@@ -162,6 +168,7 @@ func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Rou
 	submitted := make(map[string]time.Time, len(paths))
 	ids := make([]string, 0, len(paths))
 	start, cpu0, rcpu0 := time.Now(), cpuTime(), processCPU(e.redisPID)
+	in0, out0 := e.natsMsgs()
 	for from := 0; from < len(paths); from += p3Batch {
 		batch := make([]*job.Job, 0, p3Batch)
 		for i := from; i < min(from+p3Batch, len(paths)); i++ {
@@ -187,6 +194,7 @@ func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Rou
 	}
 	commits := e.delivered.committedAt(ids)
 	cpu, rcpu := cpuTime()-cpu0, processCPU(e.redisPID)-rcpu0
+	in1, out1 := e.natsMsgs()
 	busy := float64(cpu) / float64(time.Since(start))
 	toCommit, _ := latencies(submitted, commits)
 	toWebhook, last := latencies(submitted, deliveries)
@@ -197,12 +205,24 @@ func (e *p3Env) round(ctx context.Context, prefix string, paths []string) (p3Rou
 				commits[id].Sub(submitted[id]).Round(time.Millisecond), at.Sub(submitted[id]).Round(time.Millisecond))
 		}
 	}
-	return p3Round{slowest: slow,
+	return p3Round{slowest: slow, natsIn: float64(in1-in0) / float64(len(ids)), natsOut: float64(out1-out0) / float64(len(ids)),
 		rate: float64(len(ids)) / last.Sub(start).Seconds(), submitRate: submitRate, busy: busy,
 		cpuPerJob: cpu / time.Duration(len(ids)), redisPerJob: rcpu / time.Duration(len(ids)),
 		p50: percentile(toWebhook, 50), p99: percentile(toWebhook, 99),
 		commitP50: percentile(toCommit, 50), commitP99: percentile(toCommit, 99),
 	}, nil
+}
+
+// natsMsgs is how many messages the NATS server has taken in and sent out.
+func (e *p3Env) natsMsgs() (in, out int64) {
+	if e.nats == nil {
+		return 0, 0
+	}
+	v, err := e.nats.Varz(nil)
+	if err != nil {
+		return 0, 0
+	}
+	return v.InMsgs, v.OutMsgs
 }
 
 // latencies are the sorted times from each job's start to its end, and the last end.
