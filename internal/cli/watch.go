@@ -286,8 +286,8 @@ func (w *watcher) event(e *job.Event) {
 	case job.EventCompleted:
 		var d job.CompletedData
 		_ = json.Unmarshal(e.Data, &d)
-		row := w.finish(e.JobID, k, r, job.StateCompleted, fileOf(d.Metadata))
-		row.FileID, row.MediaURL, row.Size = d.FileID, d.MediaURL, d.Bytes
+		row := w.finish(e.JobID, k, r, job.StateCompleted, fileOf(d.Metadata), d.Bytes)
+		row.FileID, row.MediaURL = d.FileID, d.MediaURL
 		if r != nil && row.Seconds > 0 {
 			row.MBps = float64(row.Size) / row.Seconds / 1e6
 		}
@@ -295,7 +295,7 @@ func (w *watcher) event(e *job.Event) {
 	case job.EventFailed:
 		var d job.FailedData
 		_ = json.Unmarshal(e.Data, &d)
-		row := w.finish(e.JobID, k, r, job.StateFailed, fileOf(d.Metadata))
+		row := w.finish(e.JobID, k, r, job.StateFailed, fileOf(d.Metadata), 0)
 		row.Error = d.Error.Code + ": " + d.Error.Message
 		w.end(row.Outcome, row)
 	case job.EventCanceled, job.EventPaused:
@@ -305,15 +305,16 @@ func (w *watcher) event(e *job.Event) {
 		if e.Type == job.EventPaused {
 			st = job.StatePaused
 		}
-		row := w.finish(e.JobID, k, r, st, fileOf(d.Metadata))
+		row := w.finish(e.JobID, k, r, st, fileOf(d.Metadata), 0)
 		w.end(row.Outcome, row)
 	}
 }
 
 // finish ends a job's bar and its share of the overall bar (the rest of a
-// completed job counts as done, of any other as never coming) and returns
-// the start of its row.
-func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file string) summary {
+// completed job, of sent bytes in all when its event says more than the
+// walk found, counts as done; of any other as never coming) and returns the
+// start of its row.
+func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file string, sent int64) summary {
 	size, done := w.pending[k], int64(0)
 	delete(w.pending, k)
 	delete(w.active, k)
@@ -328,6 +329,10 @@ func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file str
 	}
 	row.Size = size
 	if st == job.StateCompleted {
+		if sent > size {
+			w.grow(sent - size)
+			row.Size, size = sent, sent
+		}
 		w.overall.IncrInt64(size - done)
 		w.bytes += size
 	} else {
@@ -336,14 +341,16 @@ func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file str
 	return row
 }
 
-// flush prints the rows queued since the last flush.
+// flush prints the rows queued since the last flush, outside the lock:
+// above the bars a write waits for their next refresh.
 func (w *watcher) flush() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.rows.flush()
-	if w.buf.Len() > 0 {
-		_, _ = w.out.Write(w.buf.Bytes())
-		w.buf.Reset()
+	b := bytes.Clone(w.buf.Bytes())
+	w.buf.Reset()
+	w.mu.Unlock()
+	if len(b) > 0 {
+		_, _ = w.out.Write(b)
 	}
 }
 

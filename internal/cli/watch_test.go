@@ -201,3 +201,34 @@ func TestWatchInterruptedThenRunAgain(t *testing.T) {
 		t.Errorf("vodsim holds %d files for %d sources: a job ran twice", n, len(ids))
 	}
 }
+
+// TestWatchCountsWhatCompletedJobsSent: a URL's size is unknown to the
+// walk (0); its job's completion says how much was sent, and the row and
+// the summary count that. A failed job's bytes leave the overall total.
+func TestWatchCountsWhatCompletedJobsSent(t *testing.T) {
+	p := mpb.New(mpb.WithOutput(io.Discard))
+	defer p.Shutdown()
+	var out bytes.Buffer
+	w := newWatcher(p, &out, true)
+	url, file := keyOf("https://media.example/a.mp4"), keyOf("/m/b.mp4")
+	w.add([]*item{{key: url, id: url.id(), display: "https://media.example/a.mp4"}, {key: file, id: file.id(), display: "/m/b.mp4", size: 700}})
+	if w.total != 700 {
+		t.Fatalf("overall total %d, want 700", w.total)
+	}
+	done, _ := job.NewEvent(job.EventCompleted, url.id(), job.CompletedData{FileID: "f1", Bytes: 5000})
+	w.event(done)
+	failed, _ := job.NewEvent(job.EventFailed, file.id(), job.FailedData{Error: job.Error{Code: "source_missing", Message: "gone"}})
+	w.event(failed)
+	if w.open() != 0 || w.total != 5000 || w.bytes != 5000 {
+		t.Fatalf("open %d, total %d, bytes %d; want 0, 5000, 5000", w.open(), w.total, w.bytes)
+	}
+	w.closeRows()
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil || len(rows) != 2 || rows[0].Size != 5000 ||
+		rows[1].Outcome != "failed" || !strings.Contains(rows[1].Error, "source_missing") {
+		t.Fatalf("rows %+v %v", rows, err)
+	}
+	if s := w.summaryLine(time.Second); !strings.Contains(s, "2 jobs: 1 completed, 1 failed") || !strings.Contains(s, "4.9 KiB uploaded") {
+		t.Fatalf("summary %q", s)
+	}
+}
