@@ -200,38 +200,14 @@ type errSubmit struct{ error }
 func submitStream(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
 	batchSize int, stdout, stderr io.Writer, asJSON bool) int {
 	rows := &rowWriter{w: stdout, json: asJSON}
-	var batch []*item
-	n, refused := 0, 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		jobs := make([]*job.Job, len(batch))
-		for i, it := range batch {
-			jobs[i] = newJob(it)
-		}
-		resp, err := c.SubmitBatch(ctx, jobs)
-		if err != nil {
-			return errSubmit{err}
-		}
+	refused := 0
+	n, err := submitWalk(ctx, c, args, list, newJob, batchSize, batchHooks{answered: func(batch []*item, resp client.BatchResponse) {
 		refused += recordBatch(batch, resp)
 		for _, it := range batch {
 			rows.add(rowOf(it))
 		}
 		rows.flush()
-		batch = batch[:0]
-		return nil
-	}
-	err := walkSources(args, list, func(it *item) error {
-		n++
-		if batch = append(batch, it); len(batch) >= max(batchSize, 1) {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+	}})
 	rows.close()
 	var se errSubmit
 	switch {
@@ -248,6 +224,56 @@ func submitStream(ctx context.Context, c *client.Client, args []string, list str
 		return 1
 	}
 	return 0
+}
+
+// batchHooks are what a streamed submit does around each batch it sends.
+type batchHooks struct {
+	before   func([]*item) // before it is sent (nil: nothing)
+	failed   func([]*item) // it could not be sent (nil: nothing)
+	answered func([]*item, client.BatchResponse)
+}
+
+// submitWalk walks the sources and submits them in batches of batchSize as
+// the walk finds them, so memory holds one batch however many sources
+// there are; it returns how many it found and the walk's error or the
+// API's (errSubmit).
+func submitWalk(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
+	batchSize int, h batchHooks) (int, error) {
+	var batch []*item
+	n := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		jobs := make([]*job.Job, len(batch))
+		for i, it := range batch {
+			jobs[i] = newJob(it)
+		}
+		if h.before != nil {
+			h.before(batch)
+		}
+		resp, err := c.SubmitBatch(ctx, jobs)
+		if err != nil {
+			if h.failed != nil {
+				h.failed(batch)
+			}
+			return errSubmit{err}
+		}
+		h.answered(batch, resp)
+		batch = batch[:0]
+		return nil
+	}
+	err := walkSources(args, list, func(it *item) error {
+		n++
+		if batch = append(batch, it); len(batch) >= max(batchSize, 1) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return n, err
 }
 
 // rowWriter prints summary rows as they come: a table flushed per batch

@@ -395,41 +395,13 @@ func (w *watcher) allCompleted() bool {
 }
 
 // submitAll walks the sources and submits them in batches, each recorded
-// before it is sent; it returns the walk's or the API's error (errSubmit)
-// and how many sources it found.
+// before it is sent (its jobs' events may come before its answer); it
+// returns how many sources it found and the walk's or the API's error
+// (errSubmit).
 func (w *watcher) submitAll(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
 	batchSize int) (int, error) {
-	var batch []*item
-	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		jobs := make([]*job.Job, len(batch))
-		for i, it := range batch {
-			jobs[i] = newJob(it)
-		}
-		w.add(batch)
-		resp, err := c.SubmitBatch(ctx, jobs)
-		if err != nil {
-			w.drop(batch)
-			return errSubmit{err}
-		}
-		w.answered(batch, resp)
-		batch = batch[:0]
-		return nil
-	}
-	err := walkSources(args, list, func(it *item) error {
-		n++
-		if batch = append(batch, it); len(batch) >= max(batchSize, 1) {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	return n, err
+	return submitWalk(ctx, c, args, list, newJob, batchSize, batchHooks{before: w.add, failed: w.drop,
+		answered: func(b []*item, resp client.BatchResponse) { w.answered(b, resp) }})
 }
 
 // rowsOut is where the rows go: stdout, or above the bars when both
@@ -498,8 +470,7 @@ func watchStream(ctx context.Context, cmd string, events *client.Client, es *cli
 		}
 		if e == nil {
 			if wk == nil { // the walk stops on ctx; its batch is recorded or dropped
-				r := <-walkDone
-				wk = &r
+				<-walkDone
 			}
 			w.closeRows()
 			p.Shutdown()
