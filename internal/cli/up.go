@@ -27,7 +27,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("up", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", "vodpipe-data", "folder for NATS's store and vodsim's objects")
-	workers := fs.Int("workers", 2, "worker instances (each runs VODPIPE_WORKER_JOBS jobs)")
+	workers := fs.Int("workers", 2, "worker instances (each runs VODPIPE_WORKER_JOBS jobs); 0 runs none: jobs wait queued")
 	// Each setting is its flag when given, else its variable when set, else
 	// the flag's default: loopback, where a service's default is every interface.
 	settings := []struct {
@@ -53,6 +53,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *workers < 0 {
+		fmt.Fprintln(stderr, "vodpipe up: --workers: a number of workers, 0 or more (0: none, jobs wait queued)")
+		return 2
 	}
 	cfgs, err := stack.LoadConfigs()
 	if err != nil {
@@ -83,7 +87,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vodpipe up:", err)
 		return 2
 	}
-	st, err := stack.Start(ctx, stack.Options{Configs: cfgs, DataDir: *dataDir, Workers: *workers, Log: log})
+	st, err := stack.Start(ctx, stack.Options{Configs: cfgs, DataDir: *dataDir, Workers: *workers, NoWorkers: *workers == 0, Log: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe up:", err)
 		return 1
@@ -133,7 +137,9 @@ func printBanner(ctx context.Context, w io.Writer, st *stack.Stack, c *stack.Con
 	}
 	pageURL, page := uploadPage(ctx, st, c)
 	wk := "(VODPIPE_WORKER_HTTP_ADDR empty: not served)"
-	if st.WorkersURL != "" {
+	if workers == 0 {
+		wk = "none run here (--workers 0): jobs wait queued for workers started elsewhere"
+	} else if st.WorkersURL != "" {
 		wk = st.WorkersURL + "/worker-1/healthz ... /worker-N/ (healthz, readyz, metrics)"
 	}
 	vod := "http://" + st.VodsimAddr + "   (VOD endpoint; COS buckets dial here)"

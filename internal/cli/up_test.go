@@ -192,3 +192,27 @@ func freeAddr(t *testing.T) string {
 	}
 	return "127.0.0.1:" + strconv.Itoa(p)
 }
+
+// TestUpWithNoWorkers: `vodpipe up --workers 0` runs no worker (it ran
+// two, the stack's default): the banner says jobs wait queued, and the
+// workers' health address serves no worker. A negative count is refused.
+func TestUpWithNoWorkers(t *testing.T) {
+	addr := freeAddr(t)
+	b := startUp(t, "--ingest-addr", "127.0.0.1:0", "--notify-addr", "127.0.0.1:0", "--workers-addr", addr, "--vodsim-addr", "127.0.0.1:0",
+		"--vodsim-tls-addr", "", "--workers", "0", "--source-root", t.TempDir())
+	if !strings.Contains(b.text, "none run here (--workers 0): jobs wait queued") {
+		t.Errorf("banner:\n%s", b.text)
+	}
+	resp, err := http.Get("http://" + addr + "/worker-1/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("worker-1's health: %s, want 404 (no worker)", resp.Status)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"up", "--workers", "-1"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--workers") {
+		t.Errorf("--workers -1: exit %d: %s", code, errOut.String())
+	}
+}

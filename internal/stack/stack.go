@@ -55,8 +55,12 @@ type Options struct {
 	RefusePrivateSources bool
 	// RedisURL keeps resume state in Redis; empty uses a JetStream key-value bucket.
 	RedisURL string
-	// Workers is the number of worker instances (each runs JobsPerWorker jobs).
-	Workers       int
+	// Workers is the number of worker instances (each runs JobsPerWorker
+	// jobs); 0 means 2, unless NoWorkers.
+	Workers int
+	// NoWorkers starts no worker: jobs wait queued (`vodpipe up --workers 0`,
+	// to fill the queue or to run workers elsewhere).
+	NoWorkers     bool
 	JobsPerWorker int
 	// PartSize and Concurrency tune uploads.
 	PartSize    int64
@@ -257,6 +261,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.goServe("notify", func() error { return s.Notify.ServeListener(bg, nl) })
 
 	for i := range o.Workers {
+		if o.NoWorkers {
+			break
+		}
 		if err := s.AddWorker(fmt.Sprintf("worker-%d", i+1)); err != nil {
 			return nil, err
 		}
