@@ -23,11 +23,32 @@ import (
 // Main runs the command named by os.Args until it ends or SIGINT/SIGTERM
 // stops it, and exits with its code.
 func Main() {
-	service.TuneGC(os.Getenv)
+	if runsServices(os.Args[1:]) {
+		service.TuneGC(os.Getenv)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// runsServices reports whether the command args names runs vodpipe's
+// services in this process (a role, demo, up, bench, chaos), which take
+// the services' GC target (service.TuneGC). The client commands keep Go's
+// default: their live heap is what they follow (a key per job for
+// `submit --watch`), and at the services' target the heap could grow to
+// five times that.
+func runsServices(args []string) bool {
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			switch a {
+			case "ingest", "worker", "notify", "vodsim", "demo", "up", "bench", "chaos":
+				return true
+			}
+			return false
+		}
+	}
+	return false
 }
 
 // run runs the command args names (cobra: commands, --help, completion)

@@ -106,6 +106,7 @@ type watcher struct {
 	mu       sync.Mutex
 	pending  map[jobKey]int64
 	active   map[jobKey]*running
+	bars     int // of the running, how many have a bar
 	p        *mpb.Progress
 	overall  *mpb.Bar
 	total    int64 // the overall bar's total
@@ -209,7 +210,14 @@ func (w *watcher) answered(items []*item, resp client.BatchResponse) (refused in
 	return refused
 }
 
-// start gives a pending job its bar.
+// maxBars bounds the bars of running jobs on screen: a job whose run
+// failed for a moment waits for its retry without an event saying so, and
+// keeps its place among the running until it ends; past maxBars a job
+// counts in the overall bar only.
+const maxBars = 24
+
+// start moves a pending job among the running, with a bar while there are
+// fewer than maxBars.
 func (w *watcher) start(k jobKey, name string, at time.Time) *running {
 	size, ok := w.pending[k]
 	if !ok {
@@ -220,9 +228,12 @@ func (w *watcher) start(k jobKey, name string, at time.Time) *running {
 	if name == "" {
 		name = "(a job)"
 	}
-	r.bar = w.p.AddBar(max(size, 1), mpb.BarRemoveOnComplete(),
-		mpb.PrependDecorators(decor.Name(shorten(name, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
-		mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
+	if w.bars < maxBars {
+		w.bars++
+		r.bar = w.p.AddBar(max(size, 1), mpb.BarRemoveOnComplete(),
+			mpb.PrependDecorators(decor.Name(shorten(name, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+			mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
+	}
 	w.active[k] = r
 	return r
 }
@@ -277,8 +288,10 @@ func (w *watcher) event(e *job.Event) {
 			w.grow(d.BytesTotal - r.size)
 			r.size = d.BytesTotal
 		}
-		r.bar.SetTotal(max(d.BytesTotal, 1), false)
-		r.bar.SetCurrent(d.BytesDone)
+		if r.bar != nil {
+			r.bar.SetTotal(max(d.BytesTotal, 1), false)
+			r.bar.SetCurrent(d.BytesDone)
+		}
 		if n := min(d.BytesDone, r.size); n > r.done {
 			w.overall.IncrInt64(n - r.done)
 			r.done = n
@@ -325,7 +338,10 @@ func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file str
 			row.File = r.name
 		}
 		row.Seconds = time.Since(r.start).Seconds()
-		r.bar.SetTotal(-1, true)
+		if r.bar != nil {
+			r.bar.SetTotal(-1, true)
+			w.bars--
+		}
 	}
 	row.Size = size
 	if st == job.StateCompleted {

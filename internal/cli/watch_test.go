@@ -232,3 +232,49 @@ func TestWatchCountsWhatCompletedJobsSent(t *testing.T) {
 		t.Fatalf("summary %q", s)
 	}
 }
+
+// TestWatchBoundsItsBars: however many jobs have started and not ended
+// (runs that failed for a moment wait for their retry without an event),
+// at most maxBars have a bar; a bar freed by a job's end goes to the next
+// job that starts.
+func TestWatchBoundsItsBars(t *testing.T) {
+	p := mpb.New(mpb.WithOutput(io.Discard))
+	defer p.Shutdown()
+	w := newWatcher(p, io.Discard, true)
+	var items []*item
+	for i := range 3 * maxBars {
+		k := keyOf(fmt.Sprint("job-", i))
+		items = append(items, &item{key: k, id: k.id(), size: 100})
+	}
+	w.add(items)
+	emit := func(typ string, it *item, data any) {
+		e, err := job.NewEvent(typ, it.id, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.event(e)
+	}
+	for _, it := range items[:2*maxBars] {
+		emit(job.EventStarted, it, job.StartedData{Attempt: 1})
+		emit(job.EventProgress, it, job.ProgressData{BytesDone: 50, BytesTotal: 100})
+	}
+	if len(w.active) != 2*maxBars || w.bars != maxBars {
+		t.Fatalf("%d running, %d bars; want %d, %d", len(w.active), w.bars, 2*maxBars, maxBars)
+	}
+	emit(job.EventCompleted, items[0], job.CompletedData{FileID: "f", Bytes: 100})
+	emit(job.EventStarted, items[2*maxBars], job.StartedData{Attempt: 1})
+	if w.bars != maxBars || w.active[items[2*maxBars].key].bar == nil {
+		t.Fatalf("%d bars after one ended and another started; the new one has a bar: %v", w.bars, w.active[items[2*maxBars].key].bar != nil)
+	}
+}
+
+// TestOnlyServiceCommandsTakeTheServicesGC: the services' GC target is for
+// commands that run services, wherever the flags are.
+func TestOnlyServiceCommandsTakeTheServicesGC(t *testing.T) {
+	for args, want := range map[string]bool{"up": true, "--help worker": true, "bench --only P3": true, "chaos": true,
+		"submit --watch /m": false, "jobs": false, "--api x submit": false, "": false} {
+		if got := runsServices(strings.Fields(args)); got != want {
+			t.Errorf("runsServices(%q) = %v, want %v", args, got, want)
+		}
+	}
+}
