@@ -48,6 +48,9 @@ type netPhase struct {
 	// flowing waits, before the fault, until traffic crosses the proxies
 	// (deliveries to the receiver come in bursts as jobs complete).
 	flowing bool
+	// patience, when set, is how long the fault is held on at most while it
+	// meets no traffic (else three times hold).
+	patience time.Duration
 	// pick, when set, chooses the proxies as the phase begins.
 	pick func(context.Context) ([]*netfault.Proxy, error)
 	// kind names the fault whatever its target (a soak wants each kind to
@@ -89,8 +92,11 @@ func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netP
 		{
 			{name: fmt.Sprintf("NATS node %s partitioned from its peers and clients", cl.nodes[k].spec.Name), proxies: cl.nodeProxies(k),
 				faults: netfault.Faults{Stall: true}, hold: partitionHold, kind: "NATS node partitioned"},
-			// After the partition: deliveries come as jobs complete, which takes a while.
-			{name: "webhook receiver silent (half-open)", proxies: []*netfault.Proxy{n.receiver}, faults: netfault.Faults{Stall: true}, hold: 4 * time.Second, flowing: true},
+			// After the partition: deliveries come as jobs complete, which takes a while
+			// (after a partition and an ingest kill the jobs may all wait out their
+			// retries' backoff for a dozen seconds), hence its patience.
+			{name: "webhook receiver silent (half-open)", proxies: []*netfault.Proxy{n.receiver}, faults: netfault.Faults{Stall: true},
+				hold: 4 * time.Second, flowing: true, patience: 30 * time.Second},
 		},
 		{
 			// With Sentinel, longer than the sentinels' patience: they fail the silent primary over.
@@ -102,11 +108,20 @@ func netSchedule(rng *rand.Rand, o Options, cl *cluster, n *network) (first netP
 	return first, tracks
 }
 
+// longest is how long a phase is held on at most while it waits for
+// traffic: its patience when set, else three times its hold.
+func (ph netPhase) longest() time.Duration {
+	if ph.patience > 0 {
+		return ph.patience
+	}
+	return 3 * ph.hold
+}
+
 // runNetwork runs the first phase, then the tracks side by side, each a
 // phase after the other with a pause between. Each phase must start with
 // jobs running and hold, delay or slow traffic on its proxies (it is held
-// on, up to three times as long, until it does), else it tested nothing:
-// a violation.
+// on, up to three times as long or its patience, until it does), else it
+// tested nothing: a violation.
 //
 // In a soak (soak set) every phase waits for traffic before it begins
 // (jobs come and go, a few at a time), and the soak's end cutting a phase
@@ -189,7 +204,7 @@ func runPhase(ctx context.Context, ph netPhase, api *client.Client, record func(
 		case <-time.After(100 * time.Millisecond):
 		}
 		held := time.Since(start)
-		if ctx.Err() != nil || held >= 3*ph.hold || held >= ph.hold && met() > before {
+		if ctx.Err() != nil || held >= ph.longest() || held >= ph.hold && met() > before {
 			break
 		}
 	}
