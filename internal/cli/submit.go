@@ -24,6 +24,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/redact"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
@@ -98,7 +99,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		sourceContext = fs.String("source-context", "", "passthrough returned in VOD's event")
 		oneTime       = fs.Bool("one-time", false, "one-time upload signatures")
 		cover         = fs.String("cover", "", "cover image (path or URL) for every job")
-		batch         = fs.Int("batch", 500, "jobs per batch request")
+		batch         = fs.Int("batch", 1000, "jobs per batch request (halved while ingest's VODPIPE_BATCH_MAX refuses it)")
 		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
 		eventsURL     = fs.String("events", envOr("VODPIPE_NOTIFY_URL", ""), "notify's URL: --watch follows the jobs over its event stream (env VODPIPE_NOTIFY_URL); without it, --watch polls each job")
 		asJSON        = fs.Bool("json", false, "print results as JSON (for scripts)")
@@ -240,32 +241,49 @@ type batchHooks struct {
 func submitWalk(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
 	batchSize int, h batchHooks) (int, error) {
 	var batch []*item
-	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		jobs := make([]*job.Job, len(batch))
-		for i, it := range batch {
+	n, size := 0, max(batchSize, 1)
+	// send submits b; an ingest whose VODPIPE_BATCH_MAX is under the
+	// batch's size refuses it whole (413, batch_too_large): it is sent
+	// again in halves, and later batches take the smaller size.
+	var send func(b []*item) error
+	send = func(b []*item) error {
+		jobs := make([]*job.Job, len(b))
+		for i, it := range b {
 			jobs[i] = newJob(it)
 		}
 		if h.before != nil {
-			h.before(batch)
+			h.before(b)
 		}
 		resp, err := c.SubmitBatch(ctx, jobs)
 		if err != nil {
 			if h.failed != nil {
-				h.failed(batch)
+				h.failed(b)
+			}
+			var ae *client.APIError
+			if errors.As(err, &ae) && ae.Code == httpapi.CodeBatchTooLarge && len(b) > 1 {
+				half := len(b) / 2
+				size = min(size, half)
+				if err := send(b[:half]); err != nil {
+					return err
+				}
+				return send(b[half:])
 			}
 			return errSubmit{err}
 		}
-		h.answered(batch, resp)
-		batch = batch[:0]
+		h.answered(b, resp)
 		return nil
+	}
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := send(batch)
+		batch = batch[:0]
+		return err
 	}
 	err := walkSources(args, list, func(it *item) error {
 		n++
-		if batch = append(batch, it); len(batch) >= max(batchSize, 1) {
+		if batch = append(batch, it); len(batch) >= size {
 			return flush()
 		}
 		return nil

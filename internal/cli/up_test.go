@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -214,5 +216,43 @@ func TestUpWithNoWorkers(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run(t.Context(), []string{"up", "--workers", "-1"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--workers") {
 		t.Errorf("--workers -1: exit %d: %s", code, errOut.String())
+	}
+}
+
+// TestSubmitHalvesABatchIngestRefuses: an ingest that takes at most 100
+// jobs a batch (VODPIPE_BATCH_MAX) refuses submit's default batch of 1000
+// whole; submit sends it again in halves, keeps the smaller size, and
+// every source is queued once.
+func TestSubmitHalvesABatchIngestRefuses(t *testing.T) {
+	t.Setenv("VODPIPE_BATCH_MAX", "100")
+	b := startUp(t, "--ingest-addr", "127.0.0.1:0", "--notify-addr", "127.0.0.1:0", "--workers-addr", "", "--vodsim-addr", "127.0.0.1:0",
+		"--vodsim-tls-addr", "", "--workers", "0", "--source-root", t.TempDir())
+	list := filepath.Join(t.TempDir(), "list.txt")
+	var lines strings.Builder
+	for i := range 250 {
+		fmt.Fprintf(&lines, "https://media.example.com/halves/%03d.mp4\n", i)
+	}
+	if err := os.WriteFile(list, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxy, requests := countingProxy(t, b.field(t, `ingest API +(\S+)`))
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"submit", "--api", proxy, "--api-key", b.field(t, `API keys +(vp_\S+)`), "--json", "--list", list},
+		&out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil || len(rows) != 250 {
+		t.Fatalf("%d rows: %v", len(rows), err)
+	}
+	for _, r := range rows {
+		if r.Outcome != "queued" {
+			t.Fatalf("row %+v", r)
+		}
+	}
+	// 250 refused whole, then 125 refused, then batches of at most 62:
+	// the halves of 125 (62, 63 → 31, 32) and the rest.
+	if n := requests.Load(); n < 5 || n > 12 {
+		t.Errorf("%d requests for 250 sources under a limit of 100", n)
 	}
 }
