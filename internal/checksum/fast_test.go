@@ -11,7 +11,7 @@ import (
 // registers and in pieces.
 func TestUpdateMatchesTheTable(t *testing.T) {
 	if !haveCLMUL {
-		t.Log("this CPU has no carry-less multiply: Update is the table's")
+		t.Skip("this CPU has no carry-less multiply: Update is the table's, nothing to compare")
 	}
 	eachForm(t, matchesTheTable)
 }
@@ -62,7 +62,15 @@ func matchesTheTable(t *testing.T) {
 }
 
 func FuzzUpdate(f *testing.F) {
-	f.Add(uint64(0), make([]byte, 300))
+	// Seeds at the folds' edges: under the fold's least, one 128-byte
+	// round and one 256-byte round, and a tail past each.
+	for i, n := range []int{255, 256, 257, 383, 511, 512, 513, 1000} {
+		p := make([]byte, n)
+		for j := range p {
+			p[j] = byte(j*31 + i)
+		}
+		f.Add(uint64(i)*0x9E3779B97F4A7C15, p)
+	}
 	tab := crc64.MakeTable(crc64.ECMA)
 	f.Fuzz(func(t *testing.T, init uint64, p []byte) {
 		if got, want := Update(init, p), crc64.Update(init, tab, p); got != want {

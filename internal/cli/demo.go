@@ -136,14 +136,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			Metadata: demoMetadata(i, p)})
 	}
 	// The jobs are followed over notify's event stream, opened before they are submitted.
-	events := client.NewClient(st.NotifyURL, st.APIKey)
-	es, err := events.Events(ctx, watchTypes, "")
-	if err != nil {
-		fmt.Fprintln(stderr, "vodpipe demo: event stream:", err)
-		return 1
-	}
-	defer func() { _ = es.Close() }()
-	code := watchStream(ctx, "vodpipe demo", events, es, func(ctx context.Context, w *watcher) (int, error) {
+	code := watchStream(ctx, "vodpipe demo", client.NewClient(st.NotifyURL, st.APIKey), func(ctx context.Context, w *watcher) (int, error) {
 		w.add(items)
 		resp, err := c.SubmitBatch(ctx, jobs)
 		if err != nil {
@@ -165,11 +158,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Every job's job.completed and VOD's vod.file_uploaded arrive as signed webhooks.
 	want := map[string]string{}
 	for _, it := range items {
-		if v, err := c.Get(ctx, it.id); err == nil {
-			want[it.id] = v.FileID
-		} else {
-			want[it.id] = ""
-		}
+		v, _ := c.Get(ctx, it.id) // not found: no FileId, reported missing below
+		want[it.id] = v.FileID
 	}
 	missing := rcv.waitFor(ctx, want, 20*time.Second)
 	fmt.Fprintf(stdout, "\nvodsim received %s for %s of media (re-sent after faults and the crash: %s)\n",

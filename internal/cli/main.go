@@ -23,32 +23,10 @@ import (
 // Main runs the command named by os.Args until it ends or SIGINT/SIGTERM
 // stops it, and exits with its code.
 func Main() {
-	if runsServices(os.Args[1:]) {
-		service.TuneGC(os.Getenv)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := runServing(ctx, os.Args[1:], os.Stdout, os.Stderr, func() { service.TuneGC(os.Getenv) })
 	stop()
 	os.Exit(code)
-}
-
-// runsServices reports whether the command args names runs vodpipe's
-// services in this process (a role, demo, up, bench, chaos), which take
-// the services' GC target (service.TuneGC). The client commands keep Go's
-// default: their live heap is what they follow (a key per job for
-// `submit --watch`), and at the services' target the heap could grow to
-// five times that.
-func runsServices(args []string) bool {
-	for _, a := range args {
-		if !strings.HasPrefix(a, "-") {
-			switch a {
-			case "ingest", "worker", "notify", "vodsim", "demo", "up", "bench", "chaos":
-				return true
-			}
-			return false
-		}
-	}
-	return false
 }
 
 // run runs the command args names (cobra: commands, --help, completion)
@@ -56,6 +34,16 @@ func runsServices(args []string) bool {
 // line"): 0 done, 1 failed, 2 a usage error (an unknown command or flag, a
 // missing argument), 3 not found (dead-letter, status of an unknown job).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runServing(ctx, args, stdout, stderr, nil)
+}
+
+// runServing is run, calling serving (when not nil) first in the commands
+// that run vodpipe's services in this process (a role, demo, up, bench,
+// chaos): Main tunes the GC for them there (service.TuneGC). The client
+// commands keep Go's default: their live heap is what they follow (a key
+// per job for `submit --watch`), and at the services' target the heap
+// could grow to five times that.
+func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, serving func()) int {
 	code := 0
 	root := &cobra.Command{
 		Use:   "vodpipe",
@@ -88,18 +76,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
 			RunE: func(*cobra.Command, []string) error { code = f(); return nil }}
 	}
+	// serves marks a command that runs services: serving first.
+	serves := func(c *cobra.Command) *cobra.Command {
+		run := c.RunE
+		c.RunE = func(cmd *cobra.Command, a []string) error {
+			if serving != nil {
+				serving()
+			}
+			return run(cmd, a)
+		}
+		return c
+	}
 	for _, r := range []struct{ name, what string }{{"ingest", "jobs API and signature service"}, {"worker", "one worker"},
 		{"notify", "webhooks, event stream and VOD's callback"}, {"vodsim", "the VOD and COS emulator"}} {
 		// One binary plays every service (benchmarks and chaos runs start them so).
-		root.AddCommand(plain(r.name, "run "+r.what+", configured by the environment (as cmd/"+r.name+")",
-			func() int { return service.RunRole(ctx, r.name, stderr) }))
+		root.AddCommand(serves(plain(r.name, "run "+r.what+", configured by the environment (as cmd/"+r.name+")",
+			func() int { return service.RunRole(ctx, r.name, stderr) })))
 	}
 	jobCmd := func(name, short string) *cobra.Command {
 		return own(name+" ID", short, func(a []string) int { return runJobCommand(ctx, name, a, stdout, stderr) })
 	}
 	root.AddCommand(
-		own("demo", "run the pipeline end to end on embedded defaults", func(a []string) int { return runDemo(ctx, a, stdout, stderr) }),
-		own("up", "run the whole system in this process until Ctrl-C", func(a []string) int { return runUp(ctx, a, stdout, stderr) }),
+		serves(own("demo", "run the pipeline end to end on embedded defaults", func(a []string) int { return runDemo(ctx, a, stdout, stderr) })),
+		serves(own("up", "run the whole system in this process until Ctrl-C", func(a []string) int { return runUp(ctx, a, stdout, stderr) })),
 		own("submit SOURCE...", "submit files, folders or URLs as jobs (--watch shows progress bars)",
 			func(a []string) int { return runSubmit(ctx, a, stdout, stderr) }),
 		jobCmd("status", "show one job"),
@@ -111,8 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			func(a []string) int { return runDeadLetters(ctx, "dead-letters", a, stdout, stderr) }),
 		own("dead-letter SEQ", "show one dead letter with its message", func(a []string) int { return runDeadLetters(ctx, "dead-letter", a, stdout, stderr) }),
 		own("sign", "make an upload signature, or decode one with --decode", func(a []string) int { return runSign(a, stdout, stderr, time.Now) }),
-		own("bench", "measure throughput, memory and resume (P1..P7), write BENCHMARKS.md", func(a []string) int { return runBench(ctx, a, stdout, stderr) }),
-		own("chaos", "crash, fault and restart everything under load, then check nothing was lost", func(a []string) int { return runChaos(ctx, a, stdout, stderr) }),
+		serves(own("bench", "measure throughput, memory and resume (P1..P7), write BENCHMARKS.md", func(a []string) int { return runBench(ctx, a, stdout, stderr) })),
+		serves(own("chaos", "crash, fault and restart everything under load, then check nothing was lost", func(a []string) int { return runChaos(ctx, a, stdout, stderr) })),
 		own("version", "print this binary's version (--output json for a JSON object)", func(a []string) int { return runVersion(a, stdout, stderr) }),
 		own("subscriptions", "webhook subscriptions: list, create URL, delete ID, attempts ID, replay ID --since T",
 			func(a []string) int { return runSubscriptions(ctx, a, stdout, stderr) }),

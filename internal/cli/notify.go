@@ -171,7 +171,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	enc := json.NewEncoder(stdout)
-	for e := range followEvents(ctx, c, es, *types, stderr) {
+	for e := range followEvents(ctx, "vodpipe events", c, es, *types, stderr) {
 		if err := enc.Encode(e); err != nil {
 			return 1
 		}

@@ -22,7 +22,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/redact"
@@ -131,44 +130,19 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !*watch {
 		return submitStream(ctx, c, fs.Args(), *list, newJob, *batch, stdout, stderr, *asJSON)
 	}
-	// Over the event stream, opened before the first job is submitted so
-	// no job's event can come before it, the walk is streamed as without
-	// --watch.
 	if *eventsURL != "" {
-		events := client.NewClient(*eventsURL, api.key)
-		es, err := events.Events(ctx, watchTypes, "")
-		if err != nil {
-			fmt.Fprintln(stderr, "vodpipe submit: --events:", err)
-			return 1
-		}
-		defer func() { _ = es.Close() }()
-		return watchStream(ctx, "vodpipe submit", events, es, func(ctx context.Context, w *watcher) (int, error) {
+		return watchStream(ctx, "vodpipe submit", client.NewClient(*eventsURL, api.key), func(ctx context.Context, w *watcher) (int, error) {
 			return w.submitAll(ctx, c, fs.Args(), *list, newJob, *batch)
 		}, stdout, stderr, *asJSON)
 	}
 	fmt.Fprintln(stderr, "vodpipe submit: polling each job: give --events (notify's URL, or VODPIPE_NOTIFY_URL) to follow one event stream instead")
-	items, err := collectSources(fs.Args(), *list)
-	if err != nil {
-		fmt.Fprintln(stderr, "vodpipe submit:", err)
-		return 2
-	}
-	if len(items) == 0 {
-		fmt.Fprintln(stderr, "vodpipe submit: nothing to submit (give files, folders, URLs or --list)")
-		return 2
-	}
-	jobs := make([]*job.Job, len(items))
-	for i, it := range items {
-		jobs[i] = newJob(it)
-	}
-	failed := 0
-	for start := 0; start < len(jobs); start += *batch {
-		end := min(start+*batch, len(jobs))
-		resp, err := c.SubmitBatch(ctx, jobs[start:end])
-		if err != nil {
-			fmt.Fprintln(stderr, "vodpipe submit:", err)
-			return 1
-		}
-		failed += recordBatch(items[start:end], resp)
+	var items []*item
+	n, err := submitWalk(ctx, c, fs.Args(), *list, newJob, *batch, batchHooks{answered: func(b []*item, resp client.BatchResponse) {
+		recordBatch(b, resp)
+		items = append(items, b...)
+	}})
+	if code, ok := walkOutcome(stderr, "vodpipe submit", n, err); !ok {
+		return code
 	}
 	return watchJobs(ctx, c, items, stdout, stderr, *asJSON, *poll)
 }
@@ -210,21 +184,32 @@ func submitStream(ctx context.Context, c *client.Client, args []string, list str
 		rows.flush()
 	}})
 	rows.close()
-	var se errSubmit
-	switch {
-	case errors.As(err, &se):
-		fmt.Fprintln(stderr, "vodpipe submit:", se.error)
-		return 1
-	case err != nil:
-		fmt.Fprintln(stderr, "vodpipe submit:", err)
-		return 2
-	case n == 0:
-		fmt.Fprintln(stderr, "vodpipe submit: nothing to submit (give files, folders, URLs or --list)")
-		return 2
-	case refused > 0:
+	if code, ok := walkOutcome(stderr, "vodpipe submit", n, err); !ok {
+		return code
+	}
+	if refused > 0 {
 		return 1
 	}
 	return 0
+}
+
+// walkOutcome reports how a submit's walk ended: the API failed (exit 1),
+// a source was bad (2), there was nothing to submit (2); ok when it
+// submitted every source it found.
+func walkOutcome(stderr io.Writer, cmd string, n int, err error) (code int, ok bool) {
+	var se errSubmit
+	switch {
+	case errors.As(err, &se):
+		fmt.Fprintln(stderr, cmd+":", se.error)
+		return 1, false
+	case err != nil:
+		fmt.Fprintln(stderr, cmd+":", err)
+		return 2, false
+	case n == 0:
+		fmt.Fprintln(stderr, cmd+": nothing to submit (give files, folders, URLs or --list)")
+		return 2, false
+	}
+	return 0, true
 }
 
 // batchHooks are what a streamed submit does around each batch it sends.
@@ -317,7 +302,7 @@ func (r *rowWriter) add(row summary) {
 		if r.n == 0 {
 			fmt.Fprintf(r.w, fixedRow, "FILE", "JOB ID", "FILE ID", "SIZE", "TIME", "MB/s", "OUTCOME")
 		}
-		writeRowAs(r.w, fixedRow, row)
+		writeRowAs(r.w, fixedRow, 28, row)
 	} else {
 		if r.tw == nil {
 			r.tw = tabwriter.NewWriter(r.w, 2, 4, 2, ' ', 0)
@@ -409,20 +394,8 @@ func walkSources(args []string, list string, f func(*item) error) error {
 	return sc.Err()
 }
 
-// collectSources is walkSources into a slice, less repeats (for --watch,
-// which follows every job to its end).
-func collectSources(args []string, list string) ([]*item, error) {
-	var out []*item
-	seen := map[string]bool{}
-	err := walkSources(args, list, func(it *item) error {
-		if !seen[it.source] {
-			seen[it.source] = true
-			out = append(out, it)
-		}
-		return nil
-	})
-	return out, err
-}
+// maxMetadataFile bounds the file name fileMetadata keeps (its end).
+const maxMetadataFile = 1024
 
 // fileMetadata is the metadata submit gives a job: the file (or URL, less
 // its userinfo and query) it was made from, which the job's events carry
@@ -430,6 +403,11 @@ func collectSources(args []string, list string) ([]*item, error) {
 func fileMetadata(display string) json.RawMessage {
 	if u, err := url.Parse(display); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		display = redact.URL(display)
+	}
+	if len(display) > maxMetadataFile {
+		// Well inside the job's metadata bound (job.MaxMetadataSize): a
+		// name too long for it must not cost the job.
+		display = "…" + display[len(display)-maxMetadataFile:]
 	}
 	b, _ := json.Marshal(struct {
 		File string `json:"file"`
@@ -455,11 +433,8 @@ func watchJobs(ctx context.Context, c *client.Client, items []*item, stdout, std
 	for _, it := range items {
 		total += it.size
 	}
-	p := mpb.NewWithContext(ctx, mpb.WithOutput(stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
-	overall := p.AddBar(max(total, 1), mpb.PrependDecorators(
-		decor.Name("all ", decor.WCSyncSpaceR),
-		decor.CountersKibiByte("% .1f / % .1f"),
-	), mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+	p := newProgress(ctx, stderr)
+	overall := overallBar(p, total)
 	var overallDone int64
 	pending := map[string]*item{}
 	for _, it := range items {
@@ -478,26 +453,18 @@ func watchJobs(ctx context.Context, c *client.Client, items []*item, stdout, std
 			return report(items, stdout, asJSON, len(pending))
 		case <-tick.C:
 		}
-		var done int64
-		for _, it := range items {
-			if it.view.BytesTotal > 0 {
-				done += min(it.view.BytesDone, it.view.BytesTotal)
-			}
-		}
 		for id, it := range pending {
 			v, err := c.Get(ctx, id)
 			if err != nil {
 				continue
 			}
 			it.view = v
-			if v.BytesTotal > 0 && it.size == 0 {
-				it.size = v.BytesTotal
-				overall.SetTotal(overall.Current()+0, false)
+			if v.BytesTotal > 0 && it.size == 0 { // a URL: its size is known once it runs
+				it.size, total = v.BytesTotal, total+v.BytesTotal
+				overall.SetTotal(max(total, 1), false)
 			}
 			if v.State == job.StateRunning && it.bar == nil {
-				it.bar = p.AddBar(max(v.BytesTotal, 1), mpb.BarRemoveOnComplete(),
-					mpb.PrependDecorators(decor.Name(shorten(it.display, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
-					mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
+				it.bar = jobBar(p, v.BytesTotal, it.display)
 			}
 			if it.bar != nil {
 				it.bar.SetTotal(max(v.BytesTotal, 1), false)
@@ -520,7 +487,6 @@ func watchJobs(ctx context.Context, c *client.Client, items []*item, stdout, std
 			overall.EwmaIncrInt64(sum-overallDone, poll)
 			overallDone = sum
 		}
-		_ = done
 	}
 	return endWatch(p, overall, items, stdout, asJSON)
 }
@@ -581,11 +547,12 @@ const fixedRow = "%-28s  %-22s  %-20s  %10s  %7s  %6s  %s\n"
 
 // writeRow writes one row of the summary table.
 func writeRow(tw io.Writer, r summary) {
-	writeRowAs(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r)
+	writeRowAs(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", 40, r)
 }
 
-// writeRowAs writes one row in format (seven strings).
-func writeRowAs(w io.Writer, format string, r summary) {
+// writeRowAs writes one row in format (seven strings), its file's name
+// shortened to name characters.
+func writeRowAs(w io.Writer, format string, name int, r summary) {
 	secs, mbps := "-", "-"
 	if r.Seconds > 0 {
 		secs, mbps = fmt.Sprintf("%.1fs", r.Seconds), fmt.Sprintf("%.1f", r.MBps)
@@ -593,10 +560,6 @@ func writeRowAs(w io.Writer, format string, r summary) {
 	out := r.Outcome
 	if r.Error != "" {
 		out += " (" + r.Error + ")"
-	}
-	name := 40
-	if format == fixedRow {
-		name = 28
 	}
 	fmt.Fprintf(w, format, shorten(r.File, name), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,13 +24,11 @@ import (
 var watchTypes = []string{job.EventStarted, job.EventProgress, job.EventCompleted, job.EventFailed,
 	job.EventCanceled, job.EventPaused}
 
-// followEvents reads the event stream into a channel until ctx ends (then
-// it closes the channel),
-// opening it again after the last event seen when the connection breaks
-// (so nothing is missed while the events are kept). The first stream is
-// opened by the caller before the jobs are submitted, so no job's event
-// can come before it.
-func followEvents(ctx context.Context, c *client.Client, es *client.EventStream, types []string, stderr io.Writer) <-chan *job.Event {
+// followEvents reads the event stream es into a channel until ctx ends
+// (then it closes the stream it reads and the channel), opening it again
+// after the last event seen when the connection breaks (so nothing is
+// missed while the events are kept).
+func followEvents(ctx context.Context, cmd string, c *client.Client, es *client.EventStream, types []string, stderr io.Writer) <-chan *job.Event {
 	out := make(chan *job.Event, 256)
 	go func() {
 		defer close(out)
@@ -50,7 +47,7 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 			if ctx.Err() != nil {
 				return
 			}
-			fmt.Fprintf(stderr, "vodpipe: event stream broke (%v); reconnecting after event %s\n", err, es.LastID)
+			fmt.Fprintf(stderr, "%s: event stream broke (%v); reconnecting after event %s\n", cmd, err, es.LastID)
 			last := es.LastID
 			for {
 				select {
@@ -61,7 +58,7 @@ func followEvents(ctx context.Context, c *client.Client, es *client.EventStream,
 				if es, err = c.Events(ctx, types, last); err == nil {
 					break
 				}
-				fmt.Fprintf(stderr, "vodpipe submit: event stream: %v; trying again\n", err)
+				fmt.Fprintf(stderr, "%s: event stream: %v; trying again\n", cmd, err)
 			}
 		}
 	}()
@@ -123,11 +120,28 @@ type watcher struct {
 func newWatcher(p *mpb.Progress, out io.Writer, asJSON bool) *watcher {
 	w := &watcher{pending: map[jobKey]int64{}, active: map[jobKey]*running{}, p: p, out: out, outcomes: map[string]int{}}
 	w.rows = &rowWriter{w: &w.buf, json: asJSON, fixed: true}
-	w.overall = p.AddBar(1, mpb.PrependDecorators(
+	w.overall = overallBar(p, 0)
+	return w
+}
+
+// newProgress is the bars' container of a watch, drawn on stderr.
+func newProgress(ctx context.Context, stderr io.Writer) *mpb.Progress {
+	return mpb.NewWithContext(ctx, mpb.WithOutput(stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+}
+
+// overallBar is the bar of every job's bytes, total bytes to begin with.
+func overallBar(p *mpb.Progress, total int64) *mpb.Bar {
+	return p.AddBar(max(total, 1), mpb.PrependDecorators(
 		decor.Name("all ", decor.WCSyncSpaceR),
 		decor.CountersKibiByte("% .1f / % .1f"),
 	), mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
-	return w
+}
+
+// jobBar is a running job's bar, removed when it completes.
+func jobBar(p *mpb.Progress, size int64, name string) *mpb.Bar {
+	return p.AddBar(max(size, 1), mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(decor.Name(shorten(name, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+		mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
 }
 
 // open is how many jobs submitted have not ended.
@@ -198,9 +212,10 @@ func (w *watcher) answered(items []*item, resp client.BatchResponse) (refused in
 			delete(w.pending, it.key)
 			it.outcome = string(it.view.State)
 			if it.view.State == job.StateCompleted {
-				w.grow(max(it.view.BytesTotal, size) - size)
-				w.overall.IncrInt64(max(it.view.BytesTotal, size))
-				w.bytes += max(it.view.BytesTotal, size)
+				sent := max(it.view.BytesTotal, size)
+				w.grow(sent - size)
+				w.overall.IncrInt64(sent)
+				w.bytes += sent
 			} else {
 				w.grow(-size)
 			}
@@ -232,9 +247,7 @@ func (w *watcher) start(k jobKey, name string, at time.Time) *running {
 	}
 	if w.bars < maxBars {
 		w.bars++
-		r.bar = w.p.AddBar(max(size, 1), mpb.BarRemoveOnComplete(),
-			mpb.PrependDecorators(decor.Name(shorten(name, 28), decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
-			mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30)))
+		r.bar = jobBar(w.p, size, name)
 	}
 	w.active[k] = r
 	return r
@@ -439,26 +452,33 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// watchStream runs submit, which submits jobs (recording each batch with
-// the watcher before sending it), and follows the jobs over the event
-// stream (es, opened before the first batch, so no job's event can come
-// before it): an overall bar, a bar per running job,
+// watchStream opens the event stream of events (notify), then runs submit,
+// which submits jobs (recording each batch with the watcher before sending
+// it), and follows the jobs over the stream (opened before the first
+// batch, so no job's event can come before it): an overall bar, a bar per running job,
 // a row per job as it ends, a summary line at the end. Memory holds a key
 // per job not ended (see watcher), never the list of files. Interrupted,
 // it says so; the jobs keep running and a second run finds them
 // (duplicates).
-func watchStream(ctx context.Context, cmd string, events *client.Client, es *client.EventStream, submit func(context.Context, *watcher) (int, error),
+func watchStream(ctx context.Context, cmd string, events *client.Client, submit func(context.Context, *watcher) (int, error),
 	stdout, stderr io.Writer, asJSON bool) int {
+	// The follower's streams end with fctx: nothing is written or
+	// reconnected once this returns.
 	fctx, stop := context.WithCancel(ctx)
-	stream := followEvents(fctx, events, es, watchTypes, stderr)
+	defer stop()
+	es, err := events.Events(fctx, watchTypes, "")
+	if err != nil {
+		fmt.Fprintln(stderr, cmd+": event stream:", err)
+		return 1
+	}
+	stream := followEvents(fctx, cmd, events, es, watchTypes, stderr)
 	defer func() {
 		stop()
-		_ = es.Close() // the first stream is the caller's ctx's; later ones end with fctx
 		for range stream {
 		}
 	}()
 	began := time.Now()
-	p := mpb.NewWithContext(ctx, mpb.WithOutput(stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+	p := newProgress(ctx, stderr)
 	w := newWatcher(p, rowsOut(p, stdout, stderr, asJSON), asJSON)
 	type walked struct {
 		n   int
@@ -499,21 +519,15 @@ func watchStream(ctx context.Context, cmd string, events *client.Client, es *cli
 	w.closeRows()
 	w.overall.SetTotal(-1, true)
 	p.Wait()
-	var se errSubmit
-	switch {
-	case errors.As(wk.err, &se):
-		fmt.Fprintln(stderr, cmd+":", se.error)
-	case wk.err != nil:
-		fmt.Fprintln(stderr, cmd+":", wk.err)
-	case wk.n == 0:
-		fmt.Fprintln(stderr, cmd+": nothing to submit (give files, folders, URLs or --list)")
-		return 2
+	code, ok := walkOutcome(stderr, cmd, wk.n, wk.err)
+	if wk.n == 0 && !ok {
+		return code
 	}
 	fmt.Fprintln(stderr, cmd+":", w.summaryLine(time.Since(began)))
 	switch {
-	case wk.err != nil && !errors.As(wk.err, &se):
-		return 2
-	case wk.err != nil || !w.allCompleted():
+	case !ok:
+		return code
+	case !w.allCompleted():
 		return 1
 	}
 	return 0

@@ -268,13 +268,38 @@ func TestWatchBoundsItsBars(t *testing.T) {
 	}
 }
 
-// TestOnlyServiceCommandsTakeTheServicesGC: the services' GC target is for
-// commands that run services, wherever the flags are.
+// TestOnlyServiceCommandsTakeTheServicesGC: Main's hook for the services'
+// GC target runs in the commands that run services, not in the client
+// commands.
 func TestOnlyServiceCommandsTakeTheServicesGC(t *testing.T) {
-	for args, want := range map[string]bool{"up": true, "--help worker": true, "bench --only P3": true, "chaos": true,
-		"submit --watch /m": false, "jobs": false, "--api x submit": false, "": false} {
-		if got := runsServices(strings.Fields(args)); got != want {
-			t.Errorf("runsServices(%q) = %v, want %v", args, got, want)
+	for args, want := range map[string]bool{"up --help": true, "demo --help": true, "bench --help": true, "chaos --help": true,
+		"submit --help": false, "jobs --help": false, "version": false, "config": false} {
+		called := false
+		runServing(t.Context(), strings.Fields(args), io.Discard, io.Discard, func() { called = true })
+		if called != want {
+			t.Errorf("%q: the services' GC hook called %v, want %v", args, called, want)
 		}
+	}
+}
+
+// TestFileMetadataKeepsTheJobValid: the file submit names in a job's
+// metadata is a URL less its query and userinfo, and a name too long for
+// the job's metadata bound keeps its end instead of costing the job.
+func TestFileMetadataKeepsTheJobValid(t *testing.T) {
+	if got := string(fileMetadata("https://user:pw@media.example/a.mp4?sig=secret")); strings.Contains(got, "secret") || strings.Contains(got, "pw") {
+		t.Errorf("metadata %s shows the URL's credentials", got)
+	}
+	long := "/media/" + strings.Repeat("&", 2000) + "/clip.mp4" // a path can hold it; JSON writes each as \u0026
+	src, _, err := toSourceURL(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &job.Job{V: 1, ID: "f-long", Source: src, Metadata: fileMetadata(long)}
+	j.Normalize()
+	if err := j.Validate(); err != nil {
+		t.Fatalf("a job of a long name: %v", err)
+	}
+	if f := fileOf(j.Metadata); !strings.HasSuffix(f, "/clip.mp4") {
+		t.Errorf("file %q lost the name's end", f)
 	}
 }

@@ -1,9 +1,6 @@
 package service
 
-import (
-	"runtime/debug"
-	"strconv"
-)
+import "runtime/debug"
 
 // DefaultGOGC is the garbage collector's target a vodpipe process runs
 // with when the GOGC environment variable does not set one. A service keeps
@@ -16,19 +13,11 @@ import (
 // heap under it.
 const DefaultGOGC = 400
 
-// TuneGC sets the collector's target to DefaultGOGC unless GOGC is set
-// (getenv reads the environment) and returns the target in force, -1 when
-// GOGC=off.
-func TuneGC(getenv func(string) string) int {
-	if v := getenv("GOGC"); v != "" {
-		if v == "off" {
-			return -1
-		}
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-		return 100 // what the runtime makes of a GOGC it cannot read
+// TuneGC sets the collector's target to DefaultGOGC unless the GOGC
+// variable (getenv reads the environment) sets one, which the runtime has
+// taken already.
+func TuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(DefaultGOGC)
 	}
-	debug.SetGCPercent(DefaultGOGC)
-	return DefaultGOGC
 }

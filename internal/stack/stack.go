@@ -147,7 +147,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if o.Workers <= 0 {
+	if o.NoWorkers {
+		o.Workers = 0
+	} else if o.Workers <= 0 {
 		o.Workers = 2
 	}
 	if o.JobsPerWorker <= 0 {
@@ -261,9 +263,6 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.goServe("notify", func() error { return s.Notify.ServeListener(bg, nl) })
 
 	for i := range o.Workers {
-		if o.NoWorkers {
-			break
-		}
 		if err := s.AddWorker(fmt.Sprintf("worker-%d", i+1)); err != nil {
 			return nil, err
 		}

@@ -446,23 +446,19 @@ func (r *run) partBody(off, n int64) (io.Reader, error) {
 		return bytes.NewReader(nil), nil
 	}
 	if r.src.Streams() {
-		return readOnly{io.NewSectionReader(r.src, off, n)}, nil
+		return io.NewSectionReader(r.src, off, n), nil
 	}
 	buf := make([]byte, n)
 	if _, err := r.src.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	return readOnly{bytes.NewReader(buf)}, nil
+	return bytes.NewReader(buf), nil
 }
-
-// readOnly exposes only Read.
-type readOnly struct{ r io.Reader }
-
-func (o readOnly) Read(p []byte) (int, error) { return o.r.Read(p) }
 
 // summed is a body that keeps the CRC-64/ECMA of what net/http read of it,
 // to check against COS's x-cos-hash-crc64ecma answer as cos-go-sdk-v5 would
-// (Conf.EnableCRC), with checksum.Update. Like readOnly it exposes only Read.
+// (Conf.EnableCRC), with checksum.Update. It exposes only Read: the SDK
+// seeks a body it can to retry it, and a retry here is the run's own.
 // The CRC is atomic: the transport's writer goroutine may still be in Read
 // when an early answer (an error) comes back.
 type summed struct {

@@ -220,8 +220,9 @@ type Loaded struct {
 func (l Loaded) Committed() bool { return l.State != nil && l.State.FileID != "" }
 
 // Recorded is how many bytes of the video the state's recorded parts
-// hold: what a run resumes from when its session still holds. Zero for l
-// nil, without a state, or for a video sent in one PUT.
+// hold: what a run resumes from when its session still holds (the run may
+// yet start over: its Result.Resumed says what it kept). Zero for l nil,
+// without a state, or for a video sent in one PUT.
 func (l *Loaded) Recorded() int64 {
 	if l == nil || l.State == nil {
 		return 0

@@ -43,7 +43,8 @@ type StartedData struct {
 	Attempt int    `json:"attempt"`
 	Worker  string `json:"worker"`
 	// BytesResumed counts bytes that an earlier attempt already uploaded
-	// (the parts its resume state records).
+	// (the parts its resume state records; should VOD's session have
+	// expired meanwhile, the run starts over and sends them again).
 	BytesResumed int64 `json:"bytesResumed"`
 	// Metadata is the job's, passed through (as in job.completed and
 	// job.failed): a follower learns what a job is as it starts.
