@@ -46,6 +46,8 @@ type Redis struct {
 	renew   *script
 	release *script
 	write   *script
+	// sessionCommit is SaveSessionBeforeCommit's.
+	sessionCommit *script
 }
 
 // script is a Lua script with its source, which a pipeline sends when the
@@ -61,6 +63,8 @@ var (
 	_ upload.Leaser        = (*Redis)(nil)
 	_ upload.ResumeStore   = (*Redis)(nil)
 	_ upload.CommitBarrier = (*Redis)(nil)
+
+	_ upload.SessionCommitBarrier = (*Redis)(nil)
 )
 
 // ErrNotReplicated is wrapped by the error of a write that fewer replicas
@@ -110,14 +114,15 @@ const DefaultReplicaWait = 2 * time.Second
 // NewRedis returns a Redis on c. The caller keeps ownership of c.
 func NewRedis(c redis.UniversalClient, opts ...Option) *Redis {
 	r := &Redis{
-		c:        c,
-		prefix:   DefaultPrefix,
-		stateTTL: DefaultStateTTL,
-		acquire:  newScript(acquireLua),
-		acqLoad:  newScript(acquireLoadLua),
-		renew:    newScript(renewLua),
-		release:  newScript(releaseLua),
-		write:    newScript(writeLua),
+		c:             c,
+		prefix:        DefaultPrefix,
+		stateTTL:      DefaultStateTTL,
+		acquire:       newScript(acquireLua),
+		acqLoad:       newScript(acquireLoadLua),
+		renew:         newScript(renewLua),
+		release:       newScript(releaseLua),
+		write:         newScript(writeLua),
+		sessionCommit: newScript(sessionCommitLua),
 	}
 	for _, o := range opts {
 		o(r)
@@ -159,6 +164,21 @@ return {token, redis.call('HGETALL', KEYS[3])}`
 	// Returns 1, or 0 when the lease is lost.
 	renewLua = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1`
+
+	// sessionCommitLua is the barrier before a commit (renewLua) with the
+	// session recorded as writeLua's replace does, in one script.
+	// KEYS: lease, fence, state. ARGV: lease value, lease TTL ms, fence TTL
+	// ms, state TTL ms, session. Returns 1, or 0 when the lease is lost.
+	sessionCommitLua = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[3], 'session', ARGV[5])
+for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if f ~= 'session' then redis.call('HDEL', KEYS[3], f) end
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
@@ -430,6 +450,31 @@ func (r *Redis) BeforeCommit(ctx context.Context, l upload.Lease) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("resume: check lease of job %s before its commit: %w", l.JobID, err)
+	case ok != 1:
+		return upload.ErrLeaseLost
+	case werr != nil:
+		return fmt.Errorf("resume: before the commit of job %s: %w", l.JobID, werr)
+	}
+	return nil
+}
+
+// SaveSessionBeforeCommit is SaveSession and BeforeCommit in one round
+// trip (upload.SessionCommitBarrier), WAIT included with WithReplicas.
+func (r *Redis) SaveSessionBeforeCommit(ctx context.Context, l upload.Lease, s upload.Session) error {
+	if err := checkLease(l); err != nil {
+		return err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	k := r.keys(l.JobID)
+	cmd, werr := r.durable(ctx, r.sessionCommit, []string{k.lease, k.fence, k.state},
+		leaseValue(l), ms(l.TTL), ms(r.fenceTTL(l.TTL)), ms(r.stateTTL), b)
+	ok, err := cmd.Int64()
+	switch {
+	case err != nil:
+		return fmt.Errorf("resume: record the session of job %s before its commit: %w", l.JobID, err)
 	case ok != 1:
 		return upload.ErrLeaseLost
 	case werr != nil:

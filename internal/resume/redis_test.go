@@ -234,6 +234,7 @@ func TestRedisOneRoundTripScripts(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("AcquireLoad", func(t *testing.T) { testAcquireLoad(t, c) })
 			t.Run("SaveCommitRelease", func(t *testing.T) { testSaveCommitRelease(t, c) })
+			t.Run("SaveSessionBeforeCommit", func(t *testing.T) { testSaveSessionBeforeCommit(t, c) })
 		})
 	}
 }
@@ -337,5 +338,53 @@ func testSaveCommitRelease(t *testing.T, c redis.UniversalClient) {
 	}
 	if got := mustLoad(t, s, "job-cr"); got.FileID != "5285890781234" {
 		t.Fatalf("FileId after a stale write = %q", got.FileID)
+	}
+}
+
+// SaveSessionBeforeCommit records a session as SaveSession does (what an
+// earlier session recorded goes) and renews the lease as BeforeCommit does,
+// in one script; a holder whose lease is gone changes nothing.
+func testSaveSessionBeforeCommit(t *testing.T, c redis.UniversalClient) {
+	ctx := t.Context()
+	s := NewRedis(c)
+	l, err := s.Acquire(ctx, "job-sc", "w1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range []error{s.SaveSession(ctx, l, session(1)), s.SavePart(ctx, l, part(1)), s.MarkVideoDone(ctx, l)} {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	k := s.keys("job-sc")
+	// The lease about to run out: the barrier gives it its TTL again.
+	if err := c.PExpire(ctx, k.lease, time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSessionBeforeCommit(ctx, l, session(2)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := c.PTTL(ctx, k.lease).Val(); ttl < 30*time.Second {
+		t.Fatalf("lease TTL after the barrier = %v, want it renewed to about a minute", ttl)
+	}
+	// What SaveSession alone leaves, on a twin job.
+	twin, err := s.Acquire(ctx, "job-sc-twin", "w1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSession(ctx, twin, session(2)); err != nil {
+		t.Fatal(err)
+	}
+	want := mustLoad(t, s, "job-sc-twin")
+	if got := mustLoad(t, s, "job-sc"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state after the barrier:\n got %+v\nwant %+v (the new session alone)", got, want)
+	}
+	other := l
+	other.Owner, other.Token = "w2", l.Token+1
+	if err := s.SaveSessionBeforeCommit(ctx, other, session(3)); !errors.Is(err, upload.ErrLeaseLost) {
+		t.Fatalf("barrier under someone else's lease = %v, want ErrLeaseLost", err)
+	}
+	if got := mustLoad(t, s, "job-sc"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state after a refused barrier = %+v, want it unchanged", got)
 	}
 }

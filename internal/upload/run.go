@@ -53,6 +53,11 @@ type run struct {
 	sig        string
 	sigExpires time.Time
 	sigAt      time.Time // currentTimeStamp of the last signature minted
+
+	// unsaved is a session opened but not recorded yet: a run of one part
+	// and no cover records it with the barrier before the commit
+	// (sessionBeforeCommit).
+	unsaved bool
 }
 
 // sigReuseMargin is how long before its expiry a kept signature is replaced.
@@ -111,10 +116,8 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err := r.recordUpload(ctx); err != nil {
 		return nil, err
 	}
-	if b, ok := r.u.store.(CommitBarrier); ok {
-		if err := b.BeforeCommit(ctx, r.l); err != nil {
-			return nil, err
-		}
+	if err := r.beforeCommit(ctx); err != nil {
+		return nil, err
 	}
 	cm, err := r.commit(ctx)
 	if err != nil {
@@ -131,6 +134,29 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	res.FileID, res.MediaURL, res.CoverURL = cm.FileID, cm.MediaURL(), cm.CoverURL()
 	res.Sent = r.prog.sent
 	return res, nil
+}
+
+// beforeCommit records a session not recorded yet and runs the store's
+// barrier (CommitBarrier): in one step when the store can
+// (SessionCommitBarrier).
+func (r *run) beforeCommit(ctx context.Context) error {
+	if r.unsaved {
+		if sb, ok := r.u.store.(SessionCommitBarrier); ok {
+			if err := sb.SaveSessionBeforeCommit(ctx, r.l, *r.st.Session); err != nil {
+				return err
+			}
+			r.unsaved = false
+			return nil
+		}
+		if err := r.u.store.SaveSession(ctx, r.l, *r.st.Session); err != nil {
+			return err
+		}
+		r.unsaved = false
+	}
+	if b, ok := r.u.store.(CommitBarrier); ok {
+		return b.BeforeCommit(ctx, r.l)
+	}
+	return nil
 }
 
 // recordUpload tells the CommitRecorder of the commit about to be made,
@@ -262,8 +288,14 @@ func (r *run) openSession(ctx context.Context, size int64) error {
 	if r.cover != nil {
 		sess.CoverSize = r.cover.Size()
 	}
-	if err := r.u.store.SaveSession(ctx, r.l, sess); err != nil {
-		return err
+	// One part and no cover: nothing to resume but the session itself,
+	// which the barrier before the commit records (a crash before then
+	// sends the part again in a new session; this one is never committed).
+	r.unsaved = size <= r.u.cfg.PartSize && r.cover == nil
+	if !r.unsaved {
+		if err := r.u.store.SaveSession(ctx, r.l, sess); err != nil {
+			return err
+		}
 	}
 	r.st = &State{Session: &sess, Parts: map[int]PartRecord{}}
 	r.setCreds(a)

@@ -37,13 +37,14 @@ func (l *localSigner) SignJob(_ context.Context, j *job.Job) (string, error) {
 // core is the upload core with real parts around it: vodsim, an in-memory
 // resume store, the signing code, file sources.
 type core struct {
-	t      *testing.T
-	sim    *testharness.Vodsim
-	store  *resume.Memory
-	signer *localSigner
-	up     *upload.Uploader
-	root   string
-	leases map[string]upload.Lease
+	t       *testing.T
+	sim     *testharness.Vodsim
+	store   *resume.Memory
+	signer  *localSigner
+	up      *upload.Uploader
+	sources *upload.Sources
+	root    string
+	leases  map[string]upload.Lease
 }
 
 func newCore(t *testing.T, policy signer.Policy, simMod ...func(*vodsim.Config)) *core {
@@ -63,11 +64,17 @@ func newCore(t *testing.T, policy signer.Policy, simMod ...func(*vodsim.Config))
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sources.Close() })
-	c.up = upload.New(upload.Config{PartSize: 1 << 20, Concurrency: 2, COSScheme: "http"}, upload.Deps{
-		VOD: c.sim.VODClient(), Signer: c.signer, Sources: sources, Store: c.store,
+	c.sources = sources
+	c.up = c.uploader(c.store)
+	return c
+}
+
+// uploader is the core's uploader with store as its resume store.
+func (c *core) uploader(store upload.ResumeStore) *upload.Uploader {
+	return upload.New(upload.Config{PartSize: 1 << 20, Concurrency: 2, COSScheme: "http"}, upload.Deps{
+		VOD: c.sim.VODClient(), Signer: c.signer, Sources: c.sources, Store: store,
 		COSTransport: vod.DialOverride(c.sim.Addr, 8),
 	})
-	return c
 }
 
 // source writes size random bytes under the root and returns the job for them.
@@ -124,6 +131,70 @@ func (c *core) stored(fileID string, data []byte) {
 }
 
 func none() job.Control { return job.ControlNone }
+
+// barrierStore is the in-memory store with resume.Redis's one-step barrier
+// (upload.SessionCommitBarrier), counting the session writes of each kind;
+// fail makes the next barrier fail, as a worker that dies right before it.
+type barrierStore struct {
+	*resume.Memory
+	saves, barriers atomic.Int32
+	fail            atomic.Bool
+}
+
+func (s *barrierStore) SaveSession(ctx context.Context, l upload.Lease, sess upload.Session) error {
+	s.saves.Add(1)
+	return s.Memory.SaveSession(ctx, l, sess)
+}
+
+func (s *barrierStore) SaveSessionBeforeCommit(ctx context.Context, l upload.Lease, sess upload.Session) error {
+	s.barriers.Add(1)
+	if s.fail.Swap(false) {
+		return errors.New("the worker died")
+	}
+	return s.Memory.SaveSession(ctx, l, sess)
+}
+
+// A source of one part and no cover records its VOD session once, with the
+// barrier before the commit: nothing is written between ApplyUploadUGC and
+// then, and a run that stops before the barrier leaves no session, so the
+// next one opens its own and only that one is committed. A source of
+// several parts records its session right after ApplyUploadUGC, as before.
+func TestCoreOnePartRecordsItsSessionWithTheBarrier(t *testing.T) {
+	c := newCore(t, signer.Policy{})
+	store := &barrierStore{Memory: c.store}
+	up := c.uploader(store)
+	ctx := t.Context()
+	j, data := c.source("one-part", 300<<10)
+	store.fail.Store(true)
+	if _, err := up.Run(ctx, j, c.lease(j.ID), none); err == nil {
+		t.Fatal("the run went on past a failed barrier")
+	}
+	if st, err := c.store.Load(ctx, j.ID); !errors.Is(err, upload.ErrNoState) {
+		t.Fatalf("state after a run stopped before the barrier = %+v, %v; want none", st, err)
+	}
+	res, err := up.Run(ctx, j, c.lease(j.ID), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, b := store.saves.Load(), store.barriers.Load(); s != 0 || b != 2 {
+		t.Fatalf("session writes: %d SaveSession, %d SaveSessionBeforeCommit; want 0 and 2 (one a run)", s, b)
+	}
+	c.stored(res.FileID, data)
+	if n := len(c.sim.Files()); n != 1 {
+		t.Fatalf("vodsim files = %d, want 1", n)
+	}
+	if st, err := c.store.Load(ctx, j.ID); err != nil || st.Session == nil || st.FileID != res.FileID {
+		t.Fatalf("state after the commit = %+v, %v; want the session and the FileId", st, err)
+	}
+
+	multi, _ := c.source("parts", 2<<20+1)
+	if _, err := up.Run(ctx, multi, c.lease(multi.ID), none); err != nil {
+		t.Fatal(err)
+	}
+	if s, b := store.saves.Load(), store.barriers.Load(); s != 1 || b != 2 {
+		t.Fatalf("session writes of a multipart run: %d SaveSession, %d barriers in all; want 1 and still 2", s, b)
+	}
+}
 
 func TestCoreUploadsInPartsAndCommits(t *testing.T) {
 	c := newCore(t, signer.Policy{})

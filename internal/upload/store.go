@@ -115,3 +115,13 @@ type CommitReleaser interface {
 type CommitBarrier interface {
 	BeforeCommit(ctx context.Context, l Lease) error
 }
+
+// SessionCommitBarrier is a CommitBarrier that records a session in the
+// same step (resume.Redis: one round trip for both). A run of one part and
+// no cover records its session only there, right before the commit: until
+// then a crash costs only the part, sent again in a new VOD session, and
+// nothing can commit the first. What it writes and when it refuses are
+// SaveSession's and BeforeCommit's.
+type SessionCommitBarrier interface {
+	SaveSessionBeforeCommit(ctx context.Context, l Lease, s Session) error
+}
