@@ -364,7 +364,7 @@ type guarded struct {
 
 // startGuarded starts a server with natsperm's users and the job layout
 // opened by the admin user.
-func startGuarded(t *testing.T) *guarded {
+func startGuarded(t testing.TB) *guarded {
 	t.Helper()
 	users := natsembed.NewUsers()
 	ns, err := natsembed.Start(filepath.Join(t.TempDir(), "nats"), "127.0.0.1", natsserver.RANDOM_PORT, natsembed.WithUsers(users))
@@ -391,7 +391,7 @@ func startGuarded(t *testing.T) *guarded {
 
 // connect connects as role's user, with the role's inbox prefix as its
 // service would; violations receives the server's permission errors.
-func (g *guarded) connect(t *testing.T, role natsperm.Role) (*nats.Conn, <-chan error) {
+func (g *guarded) connect(t testing.TB, role natsperm.Role) (*nats.Conn, <-chan error) {
 	t.Helper()
 	pw := filepath.Join(g.dir, string(role))
 	if err := os.WriteFile(pw, []byte(g.users.Passwords[role]), 0o600); err != nil {
