@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vbauerster/mpb/v8"
+	"golang.org/x/time/rate"
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/redact"
@@ -99,6 +100,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		oneTime       = fs.Bool("one-time", false, "one-time upload signatures")
 		cover         = fs.String("cover", "", "cover image (path or URL) for every job")
 		batch         = fs.Int("batch", 1000, "jobs per batch request (halved while ingest's VODPIPE_BATCH_MAX refuses it)")
+		batchRate     = fs.Float64("rate", defaultBatchRate, "most batch requests a second (0: as fast as ingest answers)")
 		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
 		eventsURL     = fs.String("events", envOr("VODPIPE_NOTIFY_URL", ""), "notify's URL: --watch follows the jobs over its event stream (env VODPIPE_NOTIFY_URL); without it, --watch polls each job")
 		asJSON        = fs.Bool("json", false, "print results as JSON (for scripts)")
@@ -111,6 +113,11 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	if *batchRate < 0 {
+		fmt.Fprintln(stderr, "vodpipe submit: --rate must not be negative")
+		return 2
+	}
+	bt := batching{size: *batch, pace: pacer(*batchRate)}
 	coverURL := ""
 	if *cover != "" {
 		var err error
@@ -128,16 +135,16 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	if !*watch {
-		return submitStream(ctx, c, fs.Args(), *list, newJob, *batch, stdout, stderr, *asJSON)
+		return submitStream(ctx, c, fs.Args(), *list, newJob, bt, stdout, stderr, *asJSON)
 	}
 	if *eventsURL != "" {
 		return watchStream(ctx, "vodpipe submit", client.NewClient(*eventsURL, api.key), func(ctx context.Context, w *watcher) (int, error) {
-			return w.submitAll(ctx, c, fs.Args(), *list, newJob, *batch)
+			return w.submitAll(ctx, c, fs.Args(), *list, newJob, bt)
 		}, stdout, stderr, *asJSON)
 	}
 	fmt.Fprintln(stderr, "vodpipe submit: polling each job: give --events (notify's URL, or VODPIPE_NOTIFY_URL) to follow one event stream instead")
 	var items []*item
-	n, err := submitWalk(ctx, c, fs.Args(), *list, newJob, *batch, batchHooks{answered: func(b []*item, resp client.BatchResponse) {
+	n, err := submitWalk(ctx, c, fs.Args(), *list, newJob, bt, batchHooks{answered: func(b []*item, resp client.BatchResponse) {
 		recordBatch(b, resp)
 		items = append(items, b...)
 	}})
@@ -173,10 +180,10 @@ type errSubmit struct{ error }
 // number of sources (a million files is a walk, not a list). Run again, it
 // answers "duplicate" for every job the first run created.
 func submitStream(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
-	batchSize int, stdout, stderr io.Writer, asJSON bool) int {
+	bt batching, stdout, stderr io.Writer, asJSON bool) int {
 	rows := &rowWriter{w: stdout, json: asJSON}
 	refused := 0
-	n, err := submitWalk(ctx, c, args, list, newJob, batchSize, batchHooks{answered: func(batch []*item, resp client.BatchResponse) {
+	n, err := submitWalk(ctx, c, args, list, newJob, bt, batchHooks{answered: func(batch []*item, resp client.BatchResponse) {
 		refused += recordBatch(batch, resp)
 		for _, it := range batch {
 			rows.add(rowOf(it))
@@ -219,14 +226,34 @@ type batchHooks struct {
 	answered func([]*item, client.BatchResponse)
 }
 
-// submitWalk walks the sources and submits them in batches of batchSize as
-// the walk finds them, so memory holds one batch however many sources
-// there are; it returns how many it found and the walk's error or the
-// API's (errSubmit).
+// defaultBatchRate is how many batch requests a second submit sends at
+// most: 8,000 jobs a second in batches of 1,000, more than workers take
+// them, in fewer requests than a poll of each job would cost.
+const defaultBatchRate = 8
+
+// batching is how submit sends its jobs: size jobs a request, each request
+// after pace (nil: at once).
+type batching struct {
+	size int
+	pace func(context.Context) error
+}
+
+// pacer returns a pace of at most perSecond requests a second, nil for 0.
+func pacer(perSecond float64) func(context.Context) error {
+	if perSecond <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), 1).Wait
+}
+
+// submitWalk walks the sources and submits them in batches (bt) as the
+// walk finds them, so memory holds one batch however many sources there
+// are; it returns how many it found and the walk's error or the API's
+// (errSubmit).
 func submitWalk(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
-	batchSize int, h batchHooks) (int, error) {
+	bt batching, h batchHooks) (int, error) {
 	var batch []*item
-	n, size := 0, max(batchSize, 1)
+	n, size := 0, max(bt.size, 1)
 	// send submits b; an ingest whose VODPIPE_BATCH_MAX is under the
 	// batch's size refuses it whole (413, batch_too_large): it is sent
 	// again in halves, and later batches take the smaller size.
@@ -235,6 +262,11 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 		jobs := make([]*job.Job, len(b))
 		for i, it := range b {
 			jobs[i] = newJob(it)
+		}
+		if bt.pace != nil {
+			if err := bt.pace(ctx); err != nil {
+				return errSubmit{err}
+			}
 		}
 		if h.before != nil {
 			h.before(b)

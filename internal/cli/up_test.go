@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,11 +223,12 @@ func TestUpWithNoWorkers(t *testing.T) {
 	}
 }
 
-// TestSubmitHalvesABatchIngestRefuses: an ingest that takes at most 100
-// jobs a batch (VODPIPE_BATCH_MAX) refuses submit's default batch of 1000
+// TestSubmitHalvesAndPacesBatches: an ingest that takes at most 100 jobs
+// a batch (VODPIPE_BATCH_MAX) refuses submit's default batch of 1000
 // whole; submit sends it again in halves, keeps the smaller size, and
-// every source is queued once.
-func TestSubmitHalvesABatchIngestRefuses(t *testing.T) {
+// every source is queued once; every request, halves included, waits for
+// submit's pace (--rate).
+func TestSubmitHalvesAndPacesBatches(t *testing.T) {
 	t.Setenv("VODPIPE_BATCH_MAX", "100")
 	b := startUp(t, "--ingest-addr", "127.0.0.1:0", "--notify-addr", "127.0.0.1:0", "--workers-addr", "", "--vodsim-addr", "127.0.0.1:0",
 		"--vodsim-tls-addr", "", "--workers", "0", "--source-root", t.TempDir())
@@ -254,5 +259,44 @@ func TestSubmitHalvesABatchIngestRefuses(t *testing.T) {
 	// too, their halves (62, 63, 62, 63) taken: 7 requests.
 	if n := requests.Load(); n != 7 {
 		t.Errorf("%d requests for 250 sources under a limit of 100, want 7", n)
+	}
+
+	// Each of those requests waits for the pace (--rate), the halves sent
+	// again too: the log of a paced walk alternates pace and request.
+	var (
+		mu  sync.Mutex
+		log []string
+	)
+	note := func(s string) {
+		mu.Lock()
+		log = append(log, s)
+		mu.Unlock()
+	}
+	target, err := url.Parse(b.field(t, `ingest API +(\S+)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	logged := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		note("request")
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(logged.Close)
+	c := client.NewClient(logged.URL, b.field(t, `API keys +(vp_\S+)`))
+	bt := batching{size: 1000, pace: func(ctx context.Context) error { note("pace"); return nil }}
+	newJob := func(it *item) *job.Job { return &job.Job{V: 1, ID: it.id + "-paced", Source: it.source} }
+	n, err := submitWalk(t.Context(), c, nil, list, newJob, bt, batchHooks{answered: func([]*item, client.BatchResponse) {}})
+	if err != nil || n != 250 {
+		t.Fatalf("paced walk: %d sources, %v", n, err)
+	}
+	if want := strings.Repeat("pace request ", 7); strings.Join(log, " ")+" " != want {
+		t.Errorf("paced walk: %v, want pace before each of 7 requests", log)
+	}
+	if pacer(0) != nil || pacer(defaultBatchRate) == nil {
+		t.Error("pacer: want none for 0 and one for the default rate")
+	}
+	errOut.Reset()
+	if code := run(t.Context(), []string{"submit", "--api", logged.URL, "--rate", "-1", "x.mp4"}, io.Discard, &errOut); code != 2 {
+		t.Errorf("--rate -1: exit %d (%s), want a usage error", code, errOut.String())
 	}
 }

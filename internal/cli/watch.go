@@ -428,8 +428,8 @@ func (w *watcher) allCompleted() bool {
 // returns how many sources it found and the walk's or the API's error
 // (errSubmit).
 func (w *watcher) submitAll(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
-	batchSize int) (int, error) {
-	return submitWalk(ctx, c, args, list, newJob, batchSize, batchHooks{before: w.add, failed: w.drop,
+	bt batching) (int, error) {
+	return submitWalk(ctx, c, args, list, newJob, bt, batchHooks{before: w.add, failed: w.drop,
 		answered: func(b []*item, resp client.BatchResponse) { w.answered(b, resp) }})
 }
 
