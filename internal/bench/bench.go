@@ -51,6 +51,10 @@ type Options struct {
 	Progress io.Writer
 	// Dir holds sources and data; a temporary folder, removed at the end, when empty.
 	Dir string
+	// NoHostReference leaves out the host reference around P3's rounds, so
+	// that a CPU profile of the process holds P3 alone (the reference's
+	// goroutines carry a profiler label, its garbage collection cannot).
+	NoHostReference bool
 }
 
 // Verdict tells whether a figure met its target.

@@ -76,7 +76,13 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	for i := range p3Rounds(r.sz) {
 		// The host's speed around the round (the mean of a second right
 		// before and a second right after it), from a workload of no vodpipe code.
-		before, err := hostReference(ctx, time.Second)
+		reference := func() (float64, error) {
+			if r.o.NoHostReference {
+				return 0, nil
+			}
+			return hostReference(ctx, time.Second)
+		}
+		before, err := reference()
 		if err != nil {
 			return nil, err
 		}
@@ -84,16 +90,16 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		after, err := hostReference(ctx, time.Second)
+		after, err := reference()
 		if err != nil {
 			return nil, err
 		}
 		rr.reference = (before + after) / 2
 		r.logf("P3: round %d: %d jobs: %.0f jobs/s, p50 %s, p99 %s to webhook delivered; p50 %s, p99 %s to committed "+
 			"(ingest accepted %.0f jobs/s; %.1f of %d CPUs busy in this process; CPU per job %s here, %s in redis-server; "+
-			"host reference %.0f req/s, %.1f of them per job; NATS messages per job: %.1f in, %.1f out; last delivered: %s)",
+			"%s; NATS messages per job: %.1f in, %.1f out; last delivered: %s)",
 			i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
-			us(rr.cpuPerJob), us(rr.redisPerJob), rr.reference, rr.reference/rr.rate, rr.natsIn, rr.natsOut, rr.slowest)
+			us(rr.cpuPerJob), us(rr.redisPerJob), rr.referenceText(), rr.natsIn, rr.natsOut, rr.slowest)
 		rounds = append(rounds, rr)
 	}
 	if n := delivered.invalid(); n > 0 {
@@ -121,15 +127,31 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"that job.completed event: p50 %s, p99 %s); throughput from the first POST to the last delivery; after a "+
 			"warm-up round of %d jobs, the median of %d rounds (jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; "+
 			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
-			"follows this machine's speed; the host reference, %.0f loopback HTTP POSTs of a 1 KiB JSON body per second "+
-			"with %d clients and no vodpipe code, measured right before and after that round, was %.1f times its jobs/s, so on this "+
-			"machine P3 reaches %.0f jobs/s when that reference reaches about %.0f req/s; the NATS server took in %.1f "+
+			"follows this machine's speed; %s; the NATS server took in %.1f "+
 			"messages per job (publishes and requests of ingest, the workers and notify) and sent out %.1f)",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
 			p3Warm(paths), len(rounds), strings.Join(spread, ", "), m.submitRate, m.busy, runtime.NumCPU(),
-			us(m.cpuPerJob), us(m.redisPerJob), m.reference, refClients, m.reference/m.rate, p3Target, p3Target*m.reference/m.rate,
-			m.natsIn, m.natsOut),
+			us(m.cpuPerJob), us(m.redisPerJob), m.referenceSetup(), m.natsIn, m.natsOut),
 	}}, nil
+}
+
+// referenceText is the round's host reference as its progress line gives it.
+func (x p3Round) referenceText() string {
+	if x.reference == 0 {
+		return "host reference not measured (--cpuprofile)"
+	}
+	return fmt.Sprintf("host reference %.0f req/s, %.1f of them per job", x.reference, x.reference/x.rate)
+}
+
+// referenceSetup is the round's host reference as P3's setup tells it.
+func (x p3Round) referenceSetup() string {
+	if x.reference == 0 {
+		return "the host reference was not measured (a CPU profile was taken: it would have held the reference's garbage collection)"
+	}
+	return fmt.Sprintf("the host reference, %.0f loopback HTTP POSTs of a 1 KiB JSON body per second "+
+		"with %d clients and no vodpipe code, measured right before and after that round, was %.1f times its jobs/s, so on this "+
+		"machine P3 reaches %.0f jobs/s when that reference reaches about %.0f req/s",
+		x.reference, refClients, x.reference/x.rate, p3Target, p3Target*x.reference/x.rate)
 }
 
 // p3Warm is the size of the warm-up round.

@@ -27,8 +27,9 @@ const (
 // hostReference is how many loopback HTTP/1.1 keep-alive POSTs of a 1 KiB
 // JSON body, each decoded by the handler and answered with a small JSON
 // document, refClients clients complete per second over d. Its goroutines
-// carry the profiler label bench=host-reference, so a CPU profile of a run
-// can leave it out (go tool pprof -tagignore bench=host-reference).
+// carry the profiler label bench=host-reference (go tool pprof -tagignore
+// bench=host-reference leaves them out), but its garbage collection cannot:
+// `vodpipe bench --cpuprofile` measures no reference (Options.NoHostReference).
 // It runs at Go's default GC target, whatever the process's (vodpipe sets
 // its own, service.DefaultGOGC): the yardstick of the host is a plain Go
 // program's.
