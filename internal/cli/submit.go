@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -113,8 +114,8 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *batchRate < 0 {
-		fmt.Fprintln(stderr, "vodpipe submit: --rate must not be negative")
+	if math.IsNaN(*batchRate) || *batchRate < 0 {
+		fmt.Fprintln(stderr, "vodpipe submit: --rate must be a number of requests a second, 0 or more")
 		return 2
 	}
 	bt := batching{size: *batch, pace: pacer(*batchRate)}

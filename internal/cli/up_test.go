@@ -295,8 +295,11 @@ func TestSubmitHalvesAndPacesBatches(t *testing.T) {
 	if pacer(0) != nil || pacer(defaultBatchRate) == nil {
 		t.Error("pacer: want none for 0 and one for the default rate")
 	}
-	errOut.Reset()
-	if code := run(t.Context(), []string{"submit", "--api", logged.URL, "--rate", "-1", "x.mp4"}, io.Discard, &errOut); code != 2 {
-		t.Errorf("--rate -1: exit %d (%s), want a usage error", code, errOut.String())
+	for _, bad := range []string{"-1", "NaN"} {
+		errOut.Reset()
+		if code := run(t.Context(), []string{"submit", "--api", logged.URL, "--rate", bad, "x.mp4"}, io.Discard, &errOut); code != 2 ||
+			!strings.Contains(errOut.String(), "--rate") {
+			t.Errorf("--rate %s: exit %d (%s), want a usage error", bad, code, errOut.String())
+		}
 	}
 }

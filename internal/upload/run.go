@@ -56,7 +56,7 @@ type run struct {
 
 	// unsaved is a session opened but not recorded yet: a run of one part
 	// and no cover records it with the barrier before the commit
-	// (sessionBeforeCommit).
+	// (beforeCommit).
 	unsaved bool
 }
 
