@@ -41,14 +41,17 @@ func storageRefusals(t *testing.T, simURL string) int {
 // use up no run. When space returns the job resumes where it stopped and
 // completes with the source's bytes; no multipart upload is left open.
 func TestStorageFullJobWaitsWithoutUsingRunsAndResumes(t *testing.T) {
-	e := newEnv(t, true)
+	// Bodies at 1 MiB/s: the store fills while parts remain to be sent (at
+	// loopback speed the whole source could be in before it did).
+	const bandwidth = 1 << 20
+	e := newEnv(t, true, func(c *vodsim.Config) { c.Faults = vodsim.FaultConfig{Bandwidth: bandwidth} })
 	e.cfg.StorageFullWait = 200 * time.Millisecond
 	// Two tries a part: without the wait, 6 runs would be spent in 12 refusals.
 	e.cfg.UploadConfig.PartAttempts = 2
 	e.startWorker("w1")
 	const size = 6 << 20
 	src, data := e.source("full.mp4", size)
-	// Full once the upload is under way: two parts in.
+	// Full once the upload is under way: two parts' worth in.
 	e.submit(&job.Job{ID: "full", Source: src})
 	deadline := time.Now().Add(30 * time.Second)
 	for e.sim.BytesReceived() < 2<<20 {
@@ -57,7 +60,7 @@ func TestStorageFullJobWaitsWithoutUsingRunsAndResumes(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := e.sim.SetFaults(vodsim.FaultConfig{StorageFull: true}); err != nil {
+	if err := e.sim.SetFaults(vodsim.FaultConfig{StorageFull: true, Bandwidth: bandwidth}); err != nil {
 		t.Fatal(err)
 	}
 	for storageRefusals(t, e.sim.URL) < 16 {
