@@ -214,8 +214,16 @@ func (r *run) checkControl(ctx context.Context) error {
 func (r *run) sign(ctx context.Context) (string, error) {
 	r.sigMu.Lock()
 	defer r.sigMu.Unlock()
-	if !r.j.OneTimeSignature && r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
-		return r.sig, nil
+	if !r.j.OneTimeSignature {
+		if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
+			return r.sig, nil
+		}
+		// Another job's of the same policy (sigshare.go).
+		if k, ok := r.u.sigs.get(jobPolicy(r.j), time.Now(), sigReuseMargin); ok {
+			r.sig, r.sigExpires, r.sigAt = k.sig, k.expires, k.at
+			r.u.obs.SignatureShared()
+			return k.sig, nil
+		}
 	}
 	sig, err := r.u.signer.SignJob(ctx, r.j)
 	if err != nil {
@@ -228,6 +236,7 @@ func (r *run) sign(ctx context.Context) (string, error) {
 		r.sigAt = time.Unix(p.Params.CurrentTimeStamp, 0)
 		if !p.Params.OneTimeValid && !r.j.OneTimeSignature {
 			r.sig, r.sigExpires = sig, time.Unix(p.Params.ExpireTime, 0)
+			r.u.sigs.put(sig, p.Params, time.Now())
 		}
 	}
 	return sig, nil
@@ -236,6 +245,9 @@ func (r *run) sign(ctx context.Context) (string, error) {
 // forgetSignature drops the kept signature (VOD refused it as used or expired).
 func (r *run) forgetSignature() {
 	r.sigMu.Lock()
+	if r.sig != "" {
+		r.u.sigs.drop(r.sig)
+	}
 	r.sig, r.sigExpires = "", time.Time{}
 	r.sigMu.Unlock()
 }

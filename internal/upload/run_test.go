@@ -196,6 +196,44 @@ func TestCoreOnePartRecordsItsSessionWithTheBarrier(t *testing.T) {
 	}
 }
 
+// Jobs of one policy share a signature that is not one-time: the second
+// asks the signature service for none. A job of another policy (a source
+// context of its own) and a one-time job ask for their own, and a one-time
+// job's signatures are shared with nobody.
+func TestCoreJobsOfOnePolicyShareASignature(t *testing.T) {
+	c := newCore(t, signer.Policy{})
+	ctx := t.Context()
+	run := func(j *job.Job) {
+		t.Helper()
+		if _, err := c.up.Run(ctx, j, c.lease(j.ID), none); err != nil {
+			t.Fatalf("%s: %v", j.ID, err)
+		}
+	}
+	asked := func(what string, want int32, f func()) {
+		t.Helper()
+		before := c.signer.calls.Load()
+		f()
+		if got := c.signer.calls.Load() - before; got != want {
+			t.Fatalf("%s: %d signature requests, want %d", what, got, want)
+		}
+	}
+	a, _ := c.source("share-a", 200<<10)
+	b, _ := c.source("share-b", 2<<20+7) // parts: Apply, the parts' credentials, Commit
+	other, _ := c.source("share-other", 100<<10)
+	other.SourceContext = "a context of its own"
+	once, _ := c.source("share-once", 100<<10)
+	once.OneTimeSignature = true
+	after, _ := c.source("share-after", 100<<10)
+	asked("the first job", 1, func() { run(a) })
+	asked("a job of the same policy", 0, func() { run(b) })
+	asked("a job of another policy", 1, func() { run(other) })
+	asked("a one-time job (ApplyUploadUGC, then CommitUploadUGC)", 2, func() { run(once) })
+	asked("a job of the first policy after the one-time job", 0, func() { run(after) })
+	if n := len(c.sim.Files()); n != 5 {
+		t.Fatalf("vodsim files = %d, want 5", n)
+	}
+}
+
 func TestCoreUploadsInPartsAndCommits(t *testing.T) {
 	c := newCore(t, signer.Policy{})
 	j, data := c.source("parts-1", 3<<20+123)

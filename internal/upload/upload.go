@@ -78,6 +78,8 @@ type Observer interface {
 	PartUploaded(bytes int64, d time.Duration)
 	Retry(op string)
 	SignatureRenewed()
+	// SignatureShared: a run took the signature another job of its policy was given.
+	SignatureShared()
 	CredentialRefreshed()
 	BytesSkipped(n int64)
 }
@@ -132,6 +134,7 @@ type Uploader struct {
 	transport http.RoundTripper
 	obs       Observer
 	commits   CommitRecorder
+	sigs      *sigShare // signatures shared by jobs of one policy
 	log       *slog.Logger
 	clock     *serverClock // Tencent's time, learned from VOD's answers
 }
@@ -163,7 +166,7 @@ type Deps struct {
 func New(cfg Config, d Deps) *Uploader {
 	cfg.withDefaults()
 	u := &Uploader{cfg: cfg, vod: d.VOD, signer: d.Signer, sources: d.Sources, store: d.Store,
-		transport: d.COSTransport, obs: d.Observer, commits: d.Commits, log: d.Log, clock: &serverClock{}}
+		transport: d.COSTransport, obs: d.Observer, commits: d.Commits, sigs: newSigShare(), log: d.Log, clock: &serverClock{}}
 	if u.transport == nil {
 		u.transport = http.DefaultTransport
 	}
@@ -355,6 +358,7 @@ func (nopObserver) Progress(string, int64, int64)     {}
 func (nopObserver) PartUploaded(int64, time.Duration) {}
 func (nopObserver) Retry(string)                      {}
 func (nopObserver) SignatureRenewed()                 {}
+func (nopObserver) SignatureShared()                  {}
 func (nopObserver) CredentialRefreshed()              {}
 func (nopObserver) BytesSkipped(int64)                {}
 

@@ -23,6 +23,7 @@ type metrics struct {
 	queueWait   prometheus.Histogram
 	retries     *prometheus.CounterVec
 	renewals    prometheus.Counter
+	shared      prometheus.Counter
 	refreshes   prometheus.Counter
 	progressMu  sync.Mutex
 	// progress holds the latest progress of each job not yet flushed.
@@ -53,6 +54,8 @@ func newMetrics() *metrics {
 			Help: "Retried operations, by operation."}, []string{"op"}),
 		renewals: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_signature_renewals_total",
 			Help: "Signatures renewed after a used or expired answer."}),
+		shared: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_signatures_shared_total",
+			Help: "Runs that took a signature another job of the same policy was given, instead of asking for one."}),
 		refreshes: prometheus.NewCounter(prometheus.CounterOpts{Name: "vodpipe_worker_credential_refreshes_total",
 			Help: "Temporary COS credentials refreshed."}),
 		progress: map[string][2]int64{}, flushed: map[string]bool{},
@@ -62,7 +65,7 @@ func newMetrics() *metrics {
 	for _, o := range jobOutcomes {
 		m.jobs.WithLabelValues(o)
 	}
-	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.runTime, m.queueWait, m.retries, m.renewals, m.refreshes,
+	m.reg.MustRegister(m.jobs, m.inFlight, m.bytes, m.skipped, m.partLatency, m.runTime, m.queueWait, m.retries, m.renewals, m.shared, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), version.Collector("worker"))
 	return m
 }
@@ -130,6 +133,9 @@ func (m *metrics) Retry(op string) { m.retries.WithLabelValues(op).Inc() }
 
 // SignatureRenewed counts a renewal.
 func (m *metrics) SignatureRenewed() { m.renewals.Inc() }
+
+// SignatureShared counts a signature taken from another job of the same policy.
+func (m *metrics) SignatureShared() { m.shared.Inc() }
 
 // CredentialRefreshed counts a refresh.
 func (m *metrics) CredentialRefreshed() { m.refreshes.Inc() }

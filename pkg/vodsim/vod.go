@@ -96,8 +96,14 @@ type SignatureUse struct {
 	Uses       int       `json:"uses"`
 	Refused    int       `json:"refused"`
 	ExpireTime time.Time `json:"expireTime"`
-	Actions    []string  `json:"actions"`
+	// Actions are the first maxSignatureActions calls it served (Uses counts them all).
+	Actions []string `json:"actions"`
 }
+
+// maxSignatureActions bounds a signature's recorded actions: a signature
+// that is not one-time may serve any number of uploads (a worker shares
+// one among its jobs of one policy).
+const maxSignatureActions = 100
 
 // applyRequest is the ApplyUploadUGC body, as the web SDK and vodpipe send it.
 type applyRequest struct {
@@ -263,7 +269,9 @@ func (s *Server) useSignature(sig, action string) (*vod.Signature, *vodError) {
 		return nil, refuse(vod.CodeSignatureUsed, "one-time signature already used")
 	}
 	u.Uses++
-	u.Actions = append(u.Actions, action)
+	if len(u.Actions) < maxSignatureActions {
+		u.Actions = append(u.Actions, action)
+	}
 	return parsed, nil
 }
 
