@@ -216,11 +216,17 @@ func sizesFor(quick bool) sizes {
 type runner struct {
 	// p3Rate is P3's median jobs/s once P3 ran (P3b's ratio).
 	p3Rate float64
-	o      Options
-	sz     sizes
-	dir    string
-	src    *sources
+	// p3Pairs are P3's rounds with the bare loop's right after each, when
+	// P3b runs too.
+	p3Pairs []p3Pair
+	o       Options
+	sz      sizes
+	dir     string
+	src     *sources
 }
+
+// selected reports whether measurement id runs.
+func (r *runner) selected(id string) bool { return len(r.o.Only) == 0 || slices.Contains(r.o.Only, id) }
 
 func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.o.Progress, "vodpipe bench: "+format+"\n", args...)

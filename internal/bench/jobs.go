@@ -72,6 +72,14 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 	if _, err := e.round(ctx, "p3-warm", paths[:p3Warm(paths)]); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
+	// P3b's bare loop, run right after each round (p3Pair).
+	var bare *bareLoop
+	if r.selected("P3b") {
+		if bare, err = r.newBareLoop(ctx, paths); err != nil {
+			return nil, fmt.Errorf("P3b: %w", err)
+		}
+		defer bare.Close()
+	}
 	var rounds []p3Round
 	for i := range p3Rounds(r.sz) {
 		// The host's speed around the round (the mean of a second right
@@ -101,6 +109,14 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			i+1, len(paths), rr.rate, rr.p50, rr.p99, rr.commitP50, rr.commitP99, rr.submitRate, rr.busy, runtime.NumCPU(),
 			us(rr.cpuPerJob), us(rr.redisPerJob), rr.referenceText(), rr.natsIn, rr.natsOut, rr.slowest)
 		rounds = append(rounds, rr)
+		if bare != nil {
+			rate, err := bare.round(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("P3b: %w", err)
+			}
+			r.logf("P3b: after P3's round %d: bare loop %.0f jobs/s, ratio %.3f", i+1, rate, rr.rate/rate)
+			r.p3Pairs = append(r.p3Pairs, p3Pair{p3: rr.rate, bare: rate})
+		}
 	}
 	if n := delivered.invalid(); n > 0 {
 		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
