@@ -127,24 +127,44 @@ var errConflict = errors.New("resume: revision conflict")
 
 // Acquire takes the job's lease for ttl, or fails with upload.ErrLeaseHeld.
 func (k *KV) Acquire(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, error) {
+	l, _, err := k.acquire(ctx, jobID, owner, ttl)
+	return l, err
+}
+
+// AcquireLoad is Acquire returning the job's state as Acquire read it
+// (nil when none is stored): no read more than Acquire's.
+func (k *KV) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, upload.Loaded, error) {
+	l, st, err := k.acquire(ctx, jobID, owner, ttl)
+	if err != nil {
+		return upload.Lease{}, upload.Loaded{}, err
+	}
+	// A copy: the entry is also where the job's next write starts from.
+	loaded, err := cloneState(st.State)
+	return l, upload.Loaded{State: loaded, Err: err}, nil
+}
+
+// acquire takes the lease and returns the state entry as the new lease
+// left it (its fence raised), which is also where the job's first write
+// starts from.
+func (k *KV) acquire(ctx context.Context, jobID, owner string, ttl time.Duration) (upload.Lease, stateEntry, error) {
 	if err := checkAcquire(jobID, owner, ttl); err != nil {
-		return upload.Lease{}, err
+		return upload.Lease{}, stateEntry{}, err
 	}
 	lk, sk := kvKeys(jobID)
 	for {
 		// The state's fence is read first: when the lease entry expired from the
 		// bucket but the state did not, the token must still pass the fence.
-		st, _, err := k.getState(ctx, sk)
+		st, srev, err := k.getState(ctx, sk)
 		if err != nil {
-			return upload.Lease{}, err
+			return upload.Lease{}, stateEntry{}, err
 		}
 		cur, rev, err := k.getLease(ctx, lk)
 		if err != nil {
-			return upload.Lease{}, err
+			return upload.Lease{}, stateEntry{}, err
 		}
 		now := time.Now()
 		if cur.held(now) {
-			return upload.Lease{}, upload.ErrLeaseHeld
+			return upload.Lease{}, stateEntry{}, upload.ErrLeaseHeld
 		}
 		l := upload.Lease{JobID: jobID, Token: max(cur.Token, st.Fence) + 1, Owner: owner, TTL: ttl}
 		err = k.put(ctx, lk, leaseEntry{Token: l.Token, Owner: owner, Expires: now.Add(ttl)}, rev)
@@ -152,15 +172,33 @@ func (k *KV) Acquire(ctx context.Context, jobID, owner string, ttl time.Duration
 			continue
 		}
 		if err != nil {
-			return upload.Lease{}, err
+			return upload.Lease{}, stateEntry{}, err
 		}
-		if err := k.raiseFence(ctx, sk, l.Token); err != nil {
+		st, srev, err = k.raiseFence(ctx, sk, l.Token, st, srev)
+		if err != nil {
 			// Do not leave the job locked for ttl by a lease nobody got.
 			_ = k.Release(context.WithoutCancel(ctx), l)
-			return upload.Lease{}, err
+			return upload.Lease{}, stateEntry{}, err
 		}
-		return l, nil
+		k.keepAcquired(jobID, st, srev)
+		return l, st, nil
 	}
+}
+
+// cloneState is a deep copy of st (nil for nil).
+func cloneState(st *upload.State) (*upload.State, error) {
+	if st == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	var out upload.State
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("resume: %w: %w", upload.ErrBadState, err)
+	}
+	return &out, nil
 }
 
 // Renew extends the lease by its TTL, or fails with upload.ErrLeaseLost.
@@ -285,6 +323,19 @@ func (k *KV) lockWritten(jobID string) *lastWrite {
 	return w
 }
 
+// keepAcquired keeps the state entry a new lease left (its fence raised,
+// with or without a state) as the job's last write: its first write
+// starts from it. A write of an older lease still under way keeps its own
+// record, and its next write reads the entry the fence made it lose to.
+func (k *KV) keepAcquired(jobID string, entry stateEntry, rev uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.written == nil || len(k.written) >= maxWritten {
+		k.written = make(map[string]*lastWrite)
+	}
+	k.written[jobID] = &lastWrite{entry: entry, rev: rev}
+}
+
 // forgetWritten drops the job's last write unless a write is under way:
 // the lease that wrote it is given up.
 func (k *KV) forgetWritten(jobID string) {
@@ -308,20 +359,24 @@ func (k *KV) unlockWritten(jobID string, w *lastWrite) {
 	k.mu.Unlock()
 }
 
-// raiseFence sets the state entry's fence to token unless it is already there
-// or beyond, creating the entry if needed.
-func (k *KV) raiseFence(ctx context.Context, sk string, token int64) error {
+// raiseFence sets the state entry's fence to token unless it is already
+// there or beyond, creating the entry if needed; st and rev are the entry
+// as last read (rev 0: none). It returns the entry as it stands.
+func (k *KV) raiseFence(ctx context.Context, sk string, token int64, st stateEntry, rev uint64) (stateEntry, uint64, error) {
 	for {
-		st, rev, err := k.getState(ctx, sk)
-		if err != nil {
-			return err
-		}
 		if st.Fence >= token {
-			return nil
+			return st, rev, nil
 		}
 		st.Fence = token
-		if err := k.put(ctx, sk, st, rev); !errors.Is(err, errConflict) {
-			return err
+		nrev, err := k.putRev(ctx, sk, st, rev)
+		if err == nil {
+			return st, nrev, nil
+		}
+		if !errors.Is(err, errConflict) {
+			return stateEntry{}, 0, err
+		}
+		if st, rev, err = k.getState(ctx, sk); err != nil {
+			return stateEntry{}, 0, err
 		}
 	}
 }

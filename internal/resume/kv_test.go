@@ -166,7 +166,15 @@ func TestKVFenceRefusesOlderToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.raiseFence(ctx, "state.job-1", l.Token+1); err != nil {
+	raise := func(token int64) error {
+		st, rev, err := s.getState(ctx, "state.job-1")
+		if err != nil {
+			return err
+		}
+		_, _, err = s.raiseFence(ctx, "state.job-1", token, st, rev)
+		return err
+	}
+	if err := raise(l.Token + 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range allWrites(ctx, l) {
@@ -175,7 +183,7 @@ func TestKVFenceRefusesOlderToken(t *testing.T) {
 		}
 	}
 	// raiseFence never lowers the fence.
-	if err := s.raiseFence(ctx, "state.job-1", l.Token); err != nil {
+	if err := raise(l.Token); err != nil {
 		t.Fatal(err)
 	}
 	if _, rev, err := s.getState(ctx, "state.job-1"); err != nil || rev == 0 {

@@ -1,9 +1,15 @@
 package resume
 
 import (
+	"context"
 	"errors"
+	"reflect"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/internal/upload"
@@ -117,4 +123,96 @@ func (k *KV) cachedRev(jobID string) uint64 {
 		return w.rev
 	}
 	return 0
+}
+
+// countingKV counts a bucket's reads and writes, by key kind (lease. or state.).
+type countingKV struct {
+	jetstream.KeyValue
+	mu     sync.Mutex
+	gets   map[string]int
+	writes int
+}
+
+func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	c.mu.Lock()
+	c.gets[strings.SplitN(key, ".", 2)[0]]++
+	c.mu.Unlock()
+	return c.KeyValue.Get(ctx, key)
+}
+
+func (c *countingKV) Create(ctx context.Context, key string, v []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	c.count()
+	return c.KeyValue.Create(ctx, key, v, opts...)
+}
+
+func (c *countingKV) Update(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	c.count()
+	return c.KeyValue.Update(ctx, key, v, rev)
+}
+
+func (c *countingKV) count() { c.mu.Lock(); c.writes++; c.mu.Unlock() }
+
+func (c *countingKV) reset() (gets map[string]int, writes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gets, writes = c.gets, c.writes
+	c.gets, c.writes = map[string]int{}, 0
+	return gets, writes
+}
+
+// What a job of one part costs the single-process mode's store, as the
+// worker calls it (AcquireLoad, the session, the commit, Release): the
+// state is read once, by the acquire that raises its fence, and each of
+// the five writes but the lease's first is checked against the lease; the
+// state the acquire returns is the stored one, a copy the store's next
+// writes do not touch.
+func TestKVOnePartJobReadsItsStateOnce(t *testing.T) {
+	ctx := t.Context()
+	js := testharness.StartNATS(t).JetStream(t)
+	raw, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "resume", History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &countingKV{KeyValue: raw, gets: map[string]int{}}
+	s := WrapKV(c)
+	l, loaded, err := s.AcquireLoad(ctx, "job", "w1", time.Minute)
+	if err != nil || loaded.State != nil || loaded.Err != nil {
+		t.Fatalf("first acquire = %+v, %+v, %v; want a lease and no state", l, loaded, err)
+	}
+	if err := s.SaveSession(ctx, l, upload.Session{VodSessionKey: "s", Size: 10, PartSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCommit(ctx, l, "5285890781234", "https://vod/m.mp4", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	gets, writes := c.reset()
+	if gets["state"] != 1 || gets["lease"] != 4 || writes != 5 {
+		t.Fatalf("reads %v, %d writes; want the state read once, the lease 4 times, 5 writes", gets, writes)
+	}
+
+	// Taken again, the job's state comes with the lease, as Load reads it.
+	l2, loaded, err := s.AcquireLoad(ctx, "job", "w2", time.Minute)
+	if err != nil || loaded.Err != nil {
+		t.Fatalf("second acquire: %v, %v", err, loaded.Err)
+	}
+	if l2.Token <= l.Token {
+		t.Fatalf("second lease %+v after %+v: want a larger token", l2, l)
+	}
+	want, err := s.Load(ctx, "job")
+	if err != nil || !reflect.DeepEqual(loaded.State, want) || loaded.State.FileID != "5285890781234" {
+		t.Fatalf("state with the lease = %+v, Load = %+v, %v", loaded.State, want, err)
+	}
+	if _, _, err := s.AcquireLoad(ctx, "job", "w3", time.Minute); !errors.Is(err, upload.ErrLeaseHeld) {
+		t.Fatalf("acquire while held = %v, want ErrLeaseHeld", err)
+	}
+	// A write under the new lease leaves the state handed out as it was.
+	if err := s.SavePart(ctx, l2, upload.PartRecord{Number: 1, Size: 1, ETag: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded.State.Parts) != 0 {
+		t.Fatalf("the state AcquireLoad returned changed with a write: %+v", loaded.State.Parts)
+	}
 }
