@@ -56,7 +56,8 @@ type sharedSig struct {
 // a policy each (a source context per file) then ask for their own.
 const maxSharedPolicies = 1024
 
-// sigShare is the signatures kept by policy, for the Uploader's runs.
+// sigShare is the signatures kept by policy, for the Uploader's runs. A
+// nil sigShare keeps none.
 type sigShare struct {
 	mu sync.Mutex
 	m  map[sigPolicy]sharedSig
@@ -66,6 +67,9 @@ func newSigShare() *sigShare { return &sigShare{m: map[sigPolicy]sharedSig{}} }
 
 // get returns the signature kept for p if it is valid for margin more.
 func (s *sigShare) get(p sigPolicy, now time.Time, margin time.Duration) (sharedSig, bool) {
+	if s == nil {
+		return sharedSig{}, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := s.m[p]
@@ -79,7 +83,7 @@ func (s *sigShare) get(p sigPolicy, now time.Time, margin time.Duration) (shared
 // maxSharedPolicies are kept, expired ones go; if none has, it is not kept.
 func (s *sigShare) put(sig string, p vod.SignatureParams, now time.Time) {
 	pol, ok := signedPolicy(p)
-	if !ok || p.OneTimeValid {
+	if s == nil || !ok || p.OneTimeValid {
 		return
 	}
 	s.mu.Lock()
@@ -99,6 +103,9 @@ func (s *sigShare) put(sig string, p vod.SignatureParams, now time.Time) {
 
 // drop forgets sig (VOD refused it as used or expired) wherever it is kept.
 func (s *sigShare) drop(sig string) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range s.m {
