@@ -138,6 +138,12 @@ func TestRedisBeforeCommit(t *testing.T) {
 	if err := r2.BeforeCommit(ctx, l); !errors.Is(err, ErrNotReplicated) {
 		t.Fatalf("two replicas asked, one there: %v, want ErrNotReplicated", err)
 	}
+	if err := r2.SaveSessionBeforeCommit(ctx, l, upload.Session{VodSessionKey: "s"}); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("the session with the barrier, two replicas asked, one there: %v, want ErrNotReplicated", err)
+	}
+	if err := r.SaveSessionBeforeCommit(ctx, l, upload.Session{VodSessionKey: "s"}); err != nil {
+		t.Fatalf("the session with the barrier, with a replica: %v", err)
+	}
 	if _, err := r2.Acquire(ctx, "job-2", "w1", time.Minute); !errors.Is(err, ErrNotReplicated) {
 		t.Fatalf("acquire short of replicas: %v, want ErrNotReplicated", err)
 	}

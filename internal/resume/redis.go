@@ -443,19 +443,7 @@ func (r *Redis) BeforeCommit(ctx context.Context, l upload.Lease) error {
 	if err := checkLease(l); err != nil {
 		return err
 	}
-	k := r.keys(l.JobID)
-	cmd, werr := r.durable(ctx, r.renew, []string{k.lease, k.fence, k.state},
-		leaseValue(l), ms(l.TTL), ms(r.fenceTTL(l.TTL)), ms(r.stateTTL))
-	ok, err := cmd.Int64()
-	switch {
-	case err != nil:
-		return fmt.Errorf("resume: check lease of job %s before its commit: %w", l.JobID, err)
-	case ok != 1:
-		return upload.ErrLeaseLost
-	case werr != nil:
-		return fmt.Errorf("resume: before the commit of job %s: %w", l.JobID, werr)
-	}
-	return nil
+	return r.barrier(ctx, l, r.renew, "check lease")
 }
 
 // SaveSessionBeforeCommit is SaveSession and BeforeCommit in one round
@@ -468,13 +456,20 @@ func (r *Redis) SaveSessionBeforeCommit(ctx context.Context, l upload.Lease, s u
 	if err != nil {
 		return err
 	}
+	return r.barrier(ctx, l, r.sessionCommit, "record the session", b)
+}
+
+// barrier runs s, a script that renews l's lease as renewLua does (and
+// writes what extra holds), durably: upload.ErrLeaseLost when the lease is
+// not l's, ErrNotReplicated when too few replicas hold it in time.
+func (r *Redis) barrier(ctx context.Context, l upload.Lease, s *script, what string, extra ...any) error {
 	k := r.keys(l.JobID)
-	cmd, werr := r.durable(ctx, r.sessionCommit, []string{k.lease, k.fence, k.state},
-		leaseValue(l), ms(l.TTL), ms(r.fenceTTL(l.TTL)), ms(r.stateTTL), b)
+	args := append([]any{leaseValue(l), ms(l.TTL), ms(r.fenceTTL(l.TTL)), ms(r.stateTTL)}, extra...)
+	cmd, werr := r.durable(ctx, s, []string{k.lease, k.fence, k.state}, args...)
 	ok, err := cmd.Int64()
 	switch {
 	case err != nil:
-		return fmt.Errorf("resume: record the session of job %s before its commit: %w", l.JobID, err)
+		return fmt.Errorf("resume: %s of job %s before its commit: %w", what, l.JobID, err)
 	case ok != 1:
 		return upload.ErrLeaseLost
 	case werr != nil:
