@@ -59,6 +59,7 @@ const (
 	statusBucket    = "vodpipe_status"
 	controlBucket   = "vodpipe_control"
 	filesBucket     = "vodpipe_files"
+	filesChanges    = "vodpipe.files"
 	uploadsBucket   = "vodpipe_uploads"
 	idemBucket      = "vodpipe_idempotency"
 	resumeBucket    = "vodpipe_resume"
@@ -138,7 +139,11 @@ func build(r Role) (perms, error) {
 			api("DIRECT.GET", eventsStream))
 		// Buckets followed by subscription and batched reads, not watched:
 		// a watch is a consumer (see queue.Follow).
+		// New FileIds as JetStream publishes them again (queue.FilesChanges):
+		// a worker's write itself does not cross into this account. The
+		// bucket's own subjects stay for notify 0.9, which follows them.
 		p.kv(filesBucket, read, changes, write)
+		p.sub(filesChanges + ".>")
 		p.kv(uploadsBucket, read)
 		p.kv(subsBucket, read, follow, write)
 		p.kv(vodEventsBucket, read, write)

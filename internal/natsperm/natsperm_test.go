@@ -421,3 +421,72 @@ func wantViolation(t *testing.T, nc *nats.Conn, errs <-chan error, what string) 
 		t.Fatalf("no permissions violation for %s", what)
 	}
 }
+
+// A FileId a worker records reaches notify's watch (queue.FileWatch): the
+// worker's write itself does not cross into notify's account (nats-server
+// passes no message that came through a service import on to a stream
+// export), so the files bucket publishes each write again
+// (queue.FilesChanges), and notify follows that.
+func TestWorkersFileRecordReachesNotify(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	nf, _ := g.connect(t, natsperm.Notify)
+	njs, err := jetstream.New(nf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nq, err := queue.Attach(ctx, njs, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := nq.Files.Watch(ctx, nil)
+	for deadline := time.Now().Add(5 * time.Second); !watch.Live(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("notify's files watch never went live")
+		}
+	}
+	seen := make(chan string, 1)
+	sub, err := nf.Subscribe(queue.FilesChanges+".>", func(m *nats.Msg) { seen <- m.Subject + "=" + string(m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nf.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	wk, _ := g.connect(t, natsperm.Worker)
+	wjs, err := jetstream.New(wk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wq, err := queue.Attach(ctx, wjs, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wq.Files.Record(ctx, "5285890781234", "job-7"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-seen:
+		if want := queue.FilesChanges + ".5285890781234=job-7"; got != want {
+			t.Fatalf("notify saw %q, want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker's FileId record never reached notify's account")
+	}
+	// The watch has it too: with the record gone from the bucket, a wait
+	// for it can only answer from what the watch saw.
+	files, err := g.admin.KeyValue(ctx, queue.FilesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.Purge(ctx, "5285890781234"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if id, err := watch.Wait(wctx, "5285890781234"); err != nil || id != "job-7" {
+		t.Fatalf("notify's files watch: %q, %v; want job-7 from the worker's record", id, err)
+	}
+}

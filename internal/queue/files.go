@@ -135,7 +135,7 @@ func (fw *FileWatch) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		// A subscription to the bucket's subjects, not a key-value watch:
 		// no consumer (see follow). New mappings are all it needs.
-		sub, err := changes(nc, FilesBucket, ">", func(c KVChange) {
+		sub, err := changesOn(nc, FilesBucket, FilesChanges+".", ">", func(c KVChange) {
 			if !c.Deleted {
 				fw.deliver(c.Key, string(c.Value))
 			}
@@ -332,7 +332,7 @@ func (f *Files) WaitJobFor(ctx context.Context, fileID string) (string, error) {
 		return "", fmt.Errorf("%w: file %s", ErrNotFound, fileID)
 	}
 	got := make(chan string, 1)
-	sub, err := changes(f.nc, FilesBucket, fileID, func(c KVChange) {
+	sub, err := changesOn(f.nc, FilesBucket, FilesChanges+".", fileID, func(c KVChange) {
 		if !c.Deleted {
 			select {
 			case got <- string(c.Value):

@@ -116,7 +116,12 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 // It never drops one for a slow apply. The subscription is in place when
 // it returns (the server has it), so a change published after that is seen.
 func changes(nc *nats.Conn, bucket, key string, apply func(KVChange)) (*nats.Subscription, error) {
-	prefix := "$KV." + bucket + "."
+	return changesOn(nc, bucket, "$KV."+bucket+".", key, apply)
+}
+
+// changesOn is changes on the subjects under prefix where the bucket's
+// writes are published (its own, or those of its RePublish).
+func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) (*nats.Subscription, error) {
 	sub, err := nc.Subscribe(prefix+key, func(m *nats.Msg) {
 		apply(KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header)})
 	})

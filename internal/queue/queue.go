@@ -27,8 +27,16 @@ const (
 	ControlBucket = "vodpipe_control"
 	// ResumeBucket holds the workers' resume state and leases when they
 	// keep them in NATS (no Redis; internal/resume's KV works on it).
-	ResumeBucket   = "vodpipe_resume"
-	FilesBucket    = "vodpipe_files"
+	ResumeBucket = "vodpipe_resume"
+	FilesBucket  = "vodpipe_files"
+	// FilesChanges is where JetStream publishes again each write of the
+	// files bucket (its RePublish): notify's watch of new FileIds
+	// subscribes there. The writes themselves (a worker's, through its
+	// account's service import) never reach another account's subscription
+	// to $KV.vodpipe_files.>: nats-server does not pass a message that came
+	// in through a service import on to a stream export. JetStream's own
+	// publish does.
+	FilesChanges   = "vodpipe.files"
 	UploadsBucket  = "vodpipe_uploads"
 	WorkerConsumer = "workers"
 
@@ -273,10 +281,12 @@ func (q *Queue) buckets() []layoutBucket {
 	// Finished statuses carry a TTL of their own (Statuses.put): the bucket
 	// allows per-key TTLs, and marks a key that expired for a minute.
 	status.LimitMarkerTTL = time.Minute
+	files := bucket(FilesBucket, "vodpipe FileId to job id", retention)
+	files.RePublish = &jetstream.RePublish{Source: "$KV." + FilesBucket + ".>", Destination: FilesChanges + ".>"}
 	return []layoutBucket{
 		{&q.Statuses.kv, status},
 		{&q.Control.kv, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
-		{&q.Files.files, bucket(FilesBucket, "vodpipe FileId to job id", retention)},
+		{&q.Files.files, files},
 		{&q.Files.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
 		{&q.Resume, bucket(ResumeBucket, "vodpipe resume state and job leases", ResumeTTL)},
 	}
