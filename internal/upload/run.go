@@ -48,11 +48,17 @@ type run struct {
 
 	// A signature that is not one-time is valid for any number of requests
 	// until it expires, so it serves every VOD call of the run until shortly
-	// before then (one signature request per job instead of one per call).
+	// before then, and the runs of other jobs of the same policy
+	// (sigshare.go): a signature request per policy, not per job or call.
 	sigMu      sync.Mutex
 	sig        string
 	sigExpires time.Time
-	sigAt      time.Time // currentTimeStamp of the last signature minted
+	sigAt      time.Time // currentTimeStamp of sig
+	// sigShared: sig came from the share, minted for another job's run.
+	sigShared bool
+	// noShare: take no signature from the share (a run for an abort, whose
+	// job is known by its id alone; a run that had one refused).
+	noShare bool
 
 	// unsaved is a session opened but not recorded yet: a run of one part
 	// and no cover records it with the barrier before the commit
@@ -210,7 +216,8 @@ func (r *run) checkControl(ctx context.Context) error {
 }
 
 // sign returns a fresh signature for a one-time job and otherwise the run's
-// kept signature while it is valid for sigReuseMargin more.
+// kept signature while it is valid for sigReuseMargin more, or else one
+// another job of the same policy was given (sigshare.go), or else a fresh one.
 func (r *run) sign(ctx context.Context) (string, error) {
 	r.sigMu.Lock()
 	defer r.sigMu.Unlock()
@@ -218,11 +225,12 @@ func (r *run) sign(ctx context.Context) (string, error) {
 		if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
 			return r.sig, nil
 		}
-		// Another job's of the same policy (sigshare.go).
-		if k, ok := r.u.sigs.get(jobPolicy(r.j), time.Now(), sigReuseMargin); ok {
-			r.sig, r.sigExpires, r.sigAt = k.sig, k.expires, k.at
-			r.u.obs.SignatureShared()
-			return k.sig, nil
+		if !r.noShare {
+			if k, ok := r.u.sigs.get(jobPolicy(r.j), time.Now(), sigReuseMargin); ok {
+				r.sig, r.sigExpires, r.sigAt, r.sigShared = k.sig, k.expires, k.at, true
+				r.u.obs.SignatureShared()
+				return k.sig, nil
+			}
 		}
 	}
 	sig, err := r.u.signer.SignJob(ctx, r.j)
@@ -231,7 +239,7 @@ func (r *run) sign(ctx context.Context) (string, error) {
 	}
 	// Kept only if it really is reusable: the service may make every
 	// signature one-time (its policy), whatever the job asked for.
-	r.sig, r.sigExpires = "", time.Time{}
+	r.sig, r.sigExpires, r.sigShared = "", time.Time{}, false
 	if p, perr := vod.ParseSignature(sig); perr == nil {
 		r.sigAt = time.Unix(p.Params.CurrentTimeStamp, 0)
 		if !p.Params.OneTimeValid && !r.j.OneTimeSignature {
@@ -242,30 +250,50 @@ func (r *run) sign(ctx context.Context) (string, error) {
 	return sig, nil
 }
 
-// forgetSignature drops the kept signature (VOD refused it as used or expired).
-func (r *run) forgetSignature() {
+// forgetSignature drops the kept signature, VOD refused it: for this run
+// and for every job that shares it; the run takes no other from the share.
+// It reports whether the signature came from the share.
+func (r *run) forgetSignature() (shared bool) {
 	r.sigMu.Lock()
+	defer r.sigMu.Unlock()
 	if r.sig != "" {
 		r.u.sigs.drop(r.sig)
 	}
-	r.sig, r.sigExpires = "", time.Time{}
-	r.sigMu.Unlock()
+	shared = r.sigShared
+	r.sig, r.sigExpires, r.sigShared, r.noShare = "", time.Time{}, false, true
+	return shared
 }
 
 // withRenewal runs a VOD call; a "signature used" or "expired" answer gets one
-// renewal (the call asks for a fresh signature again), not a failure.
+// renewal (the call asks for a fresh signature again), not a failure, and so
+// does any refusal of a signature another job's run was given (a key
+// rotated since, a signing replica's clock): the renewal is minted for this
+// run, so a refusal of it says what it says of a fresh signature.
 func (r *run) withRenewal(ctx context.Context, call func() error) error {
 	err := call()
-	if errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
-		r.forgetSignature()
-		r.u.obs.SignatureRenewed()
-		err = call()
+	if signatureRefused(err) {
+		shared := r.forgetSignature()
+		if shared || errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
+			r.u.obs.SignatureRenewed()
+			err = call()
+		}
 	}
 	// A fresh signature refused for its times: a clock is off.
 	r.sigMu.Lock()
 	at := r.sigAt
 	r.sigMu.Unlock()
 	return vodErr(clockErr(err, at))
+}
+
+// signatureRefused tells an answer of VOD's that refuses the signature itself.
+func signatureRefused(err error) bool {
+	for _, target := range []error{vod.ErrSignatureUsed, vod.ErrSignatureExpired, vod.ErrSignatureInvalid,
+		vod.ErrSignatureNotYetValid, vod.ErrSignatureMalformed, vod.ErrSignatureFieldInvalid, vod.ErrSignatureTooLongLived} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // openSession resumes the stored VOD session or opens a new one.

@@ -80,7 +80,8 @@ func (s *sigShare) get(p sigPolicy, now time.Time, margin time.Duration) (shared
 }
 
 // put keeps a signature that is not one-time for the policy it says. When
-// maxSharedPolicies are kept, expired ones go; if none has, it is not kept.
+// maxSharedPolicies are kept, those no longer handed out (within
+// sigReuseMargin of their expiry) go; if none is, it is not kept.
 func (s *sigShare) put(sig string, p vod.SignatureParams, now time.Time) {
 	pol, ok := signedPolicy(p)
 	if s == nil || !ok || p.OneTimeValid {
@@ -90,7 +91,7 @@ func (s *sigShare) put(sig string, p vod.SignatureParams, now time.Time) {
 	defer s.mu.Unlock()
 	if _, kept := s.m[pol]; !kept && len(s.m) >= maxSharedPolicies {
 		for k, v := range s.m {
-			if !v.expires.After(now) {
+			if v.expires.Sub(now) <= sigReuseMargin { // handed out no more
 				delete(s.m, k)
 			}
 		}

@@ -1,7 +1,10 @@
 package upload
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,7 +73,7 @@ func TestSignedPolicyIsTheJobsPolicy(t *testing.T) {
 
 // The share keeps one signature per policy while it is valid for the
 // margin, never a one-time one, forgets one VOD refused, and holds at
-// most maxSharedPolicies, making room from expired ones only.
+// most maxSharedPolicies, making room from those it no longer hands out.
 func TestSigShare(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	params := func(ctx string, expires time.Time) vod.SignatureParams {
@@ -99,15 +102,115 @@ func TestSigShare(t *testing.T) {
 	}
 
 	for i := range maxSharedPolicies {
-		s.put(fmt.Sprint("sig-", i), params(fmt.Sprint("p", i), now.Add(time.Duration(i+1)*time.Second)), now)
+		s.put(fmt.Sprint("sig-", i), params(fmt.Sprint("p", i), now.Add(2*time.Minute+time.Duration(i+1)*time.Second)), now)
 	}
 	s.put("sig-late", params("late", now.Add(time.Hour)), now)
 	if _, ok := s.get(sigPolicy{sourceContext: "late"}, now, 0); ok {
-		t.Fatal("kept past the bound while none had expired")
+		t.Fatal("kept past the bound while every one kept was still handed out")
 	}
-	later := now.Add(10 * time.Second) // the first 10 have expired
+	// The first 10 are within sigReuseMargin of their expiry: no longer handed out.
+	later := now.Add(2*time.Minute + 10*time.Second - sigReuseMargin)
 	s.put("sig-late", params("late", later.Add(time.Hour)), later)
 	if _, ok := s.get(sigPolicy{sourceContext: "late"}, later, 0); !ok || len(s.m) != maxSharedPolicies-10+1 {
 		t.Fatalf("after expiries: late kept %v, %d kept", ok, len(s.m))
+	}
+}
+
+// countSigner mints signatures with the signature service's code and
+// counts them.
+type countSigner struct {
+	s      *signer.Signer
+	calls  int
+	minted []string
+}
+
+func (c *countSigner) SignJob(_ context.Context, j *job.Job) (string, error) {
+	c.calls++
+	r, err := c.s.Sign(signer.ForJob(j, 0))
+	c.minted = append(c.minted, r.Signature)
+	return r.Signature, err
+}
+
+// A signature a run took from the share and VOD refused for any reason
+// (here: its key, rotated since) is dropped for every job, and the run
+// goes on with one minted for it; a run that had one refused takes no
+// other from the share. A refusal of a signature minted for the run
+// itself gets no second try unless it is "used" or "expired", as before.
+func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
+	policy := signer.Policy{MaxValidity: time.Hour}
+	stale, err := signer.New("AKIDexample", "rotated-away", policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := signer.New("AKIDexample", "current", policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &job.Job{V: job.Version, ID: "j1", Source: "file:///x.mp4"}
+	old, _ := stale.Sign(signer.ForJob(j, 0))
+	parsed, err := vod.ParseSignature(old.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := newSigShare()
+	sigs.put(old.Signature, parsed.Params, time.Now())
+	minted := &countSigner{s: current}
+	u := &Uploader{signer: minted, sigs: sigs, obs: nopObserver{}}
+	// VOD as it would answer: the rotated key's signatures are invalid.
+	bad := &countSigner{s: stale}
+	call := func(r *run) func() error {
+		return func() error {
+			sig, err := r.sign(t.Context())
+			if err != nil {
+				return err
+			}
+			if sig == old.Signature || slices.Contains(bad.minted, sig) {
+				return fmt.Errorf("vod: code 10002: %w", vod.ErrSignatureInvalid)
+			}
+			return nil
+		}
+	}
+	r := &run{u: u, j: j}
+	if err := r.withRenewal(t.Context(), call(r)); err != nil {
+		t.Fatalf("a refused shared signature: %v, want the call made again with a fresh one", err)
+	}
+	if minted.calls != 1 {
+		t.Fatalf("%d signatures minted, want 1 (the renewal)", minted.calls)
+	}
+	if k, ok := sigs.get(jobPolicy(j), time.Now(), sigReuseMargin); !ok || k.sig == old.Signature {
+		t.Fatalf("the share holds %+v (%v): want the refused one gone, the fresh one kept", k, ok)
+	}
+
+	// A fresh signature refused as invalid: no second try, and the share
+	// loses it too.
+	u2 := &Uploader{signer: bad, sigs: newSigShare(), obs: nopObserver{}}
+	r2 := &run{u: u2, j: j}
+	if err := r2.withRenewal(t.Context(), call(r2)); !errors.Is(err, vod.ErrSignatureInvalid) || bad.calls != 1 {
+		t.Fatalf("a fresh signature refused: %v after %d minted, want ErrSignatureInvalid after 1", err, bad.calls)
+	}
+	if _, ok := u2.sigs.get(jobPolicy(j), time.Now(), sigReuseMargin); ok {
+		t.Fatal("a refused signature is still shared")
+	}
+	if !r2.noShare {
+		t.Fatal("a run that had a signature refused may still take one from the share")
+	}
+}
+
+// The run an abort makes knows its job by id alone: it never takes a
+// signature from the share (matched against a job's policy, which it does
+// not have), it has one minted for the recorded job.
+func TestAbortRunMintsItsSignature(t *testing.T) {
+	s, err := signer.New("AKIDexample", "secret", signer.Policy{MaxValidity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := s.Sign(signer.Request{})
+	parsed, _ := vod.ParseSignature(other.Signature)
+	minted := &countSigner{s: s}
+	u := &Uploader{signer: minted, sigs: newSigShare(), obs: nopObserver{}}
+	u.sigs.put(other.Signature, parsed.Params, time.Now()) // the zero policy's, as the abort's job looks
+	sig, err := u.abortRun(Lease{JobID: "j1"}, &State{}).sign(t.Context())
+	if err != nil || sig == other.Signature || minted.calls != 1 {
+		t.Fatalf("abort's signature: shared %v, %d minted, %v; want one minted", sig == other.Signature, minted.calls, err)
 	}
 }

@@ -325,7 +325,7 @@ func vodErr(err error) error {
 func (u *Uploader) cancel(ctx context.Context, l Lease, st *State) error {
 	if st.Session != nil && st.Session.UploadID != "" && !st.VideoDone {
 		// The session's credentials are needed to abort: renew them.
-		r := &run{u: u, l: l, st: st, j: &job.Job{ID: l.JobID}}
+		r := u.abortRun(l, st)
 		if err := r.applyResume(ctx); err == nil {
 			c := r.cosClient()
 			if _, err := c.Object.AbortMultipartUpload(ctx, st.Session.VideoKey, st.Session.UploadID); err != nil && !isNoSuchUpload(err) {
@@ -338,6 +338,14 @@ func (u *Uploader) cancel(ctx context.Context, l Lease, st *State) error {
 		return err
 	}
 	return ErrCanceled
+}
+
+// abortRun is the run an abort needs to renew a session's credentials.
+// Its job is known by its id alone: the signature is minted for it (the
+// service signs the recorded job's policy), never taken from the share,
+// which is matched against a job's policy.
+func (u *Uploader) abortRun(l Lease, st *State) *run {
+	return &run{u: u, l: l, st: st, j: &job.Job{ID: l.JobID}, noShare: true}
 }
 
 // Abort is used by callers that cancel a job they hold the lease of.
