@@ -139,6 +139,9 @@ type barrierStore struct {
 	*resume.Memory
 	saves, barriers atomic.Int32
 	fail            atomic.Bool
+	// failAfter makes the next barrier record the session, then fail: a
+	// worker that dies between the barrier and the commit.
+	failAfter atomic.Bool
 }
 
 func (s *barrierStore) SaveSession(ctx context.Context, l upload.Lease, sess upload.Session) error {
@@ -151,13 +154,20 @@ func (s *barrierStore) SaveSessionBeforeCommit(ctx context.Context, l upload.Lea
 	if s.fail.Swap(false) {
 		return errors.New("the worker died")
 	}
-	return s.Memory.SaveSession(ctx, l, sess)
+	if err := s.Memory.SaveSession(ctx, l, sess); err != nil {
+		return err
+	}
+	if s.failAfter.Swap(false) {
+		return errors.New("the worker died after the barrier")
+	}
+	return nil
 }
 
 // A source of one part and no cover records its VOD session once, with the
 // barrier before the commit: nothing is written between ApplyUploadUGC and
 // then, and a run that stops before the barrier leaves no session, so the
-// next one opens its own and only that one is committed. A source of
+// next one opens its own and only that one is committed; a run that dies
+// after it leaves the session, which the next run commits. A source of
 // several parts records its session right after ApplyUploadUGC, as before.
 func TestCoreOnePartRecordsItsSessionWithTheBarrier(t *testing.T) {
 	c := newCore(t, signer.Policy{})
@@ -187,12 +197,37 @@ func TestCoreOnePartRecordsItsSessionWithTheBarrier(t *testing.T) {
 		t.Fatalf("state after the commit = %+v, %v; want the session and the FileId", st, err)
 	}
 
+	// Dead between the barrier and the commit: the next run resumes the
+	// recorded session and commits it, one file.
+	again, data2 := c.source("one-part-again", 300<<10)
+	store.failAfter.Store(true)
+	if _, err := up.Run(ctx, again, c.lease(again.ID), none); err == nil {
+		t.Fatal("the run went on past a barrier that failed after recording the session")
+	}
+	st, err := c.store.Load(ctx, again.ID)
+	if err != nil || st.Session == nil {
+		t.Fatalf("state after the barrier = %+v, %v; want the session", st, err)
+	}
+	recorded := st.Session.VodSessionKey
+	res2, err := up.Run(ctx, again, c.lease(again.ID), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stored(res2.FileID, data2)
+	if n := len(c.sim.Files()); n != 2 {
+		t.Fatalf("vodsim files = %d, want 2 (one a job)", n)
+	}
+	if st, err := c.store.Load(ctx, again.ID); err != nil || st.Session == nil || st.Session.VodSessionKey != recorded {
+		t.Fatalf("session after the second run = %+v, %v; want the recorded one, %s, committed", st, err, recorded)
+	}
+
+	saves, barriers := store.saves.Load(), store.barriers.Load()
 	multi, _ := c.source("parts", 2<<20+1)
 	if _, err := up.Run(ctx, multi, c.lease(multi.ID), none); err != nil {
 		t.Fatal(err)
 	}
-	if s, b := store.saves.Load(), store.barriers.Load(); s != 1 || b != 2 {
-		t.Fatalf("session writes of a multipart run: %d SaveSession, %d barriers in all; want 1 and still 2", s, b)
+	if s, b := store.saves.Load()-saves, store.barriers.Load()-barriers; s != 1 || b != 0 {
+		t.Fatalf("session writes of a multipart run: %d SaveSession, %d barriers; want 1 and none", s, b)
 	}
 }
 
