@@ -69,7 +69,13 @@
 
   const status = document.getElementById("live");
   const es = new EventSource("/console/events");
-  es.onopen = () => { if (status) status.textContent = "live"; };
+  // The server follows the events before it answers: once the stream is
+  // open, a read of the page catches what changed since it was rendered (or
+  // while the stream was down), which no event on the stream will tell.
+  es.onopen = () => {
+    if (status) status.textContent = "live";
+    refresh();
+  };
   es.onerror = () => { if (status) status.textContent = "reconnecting…"; };
   es.addEventListener("job.progress", (e) => progress(JSON.parse(e.data)));
   for (const t of [...Object.keys(states), "vod.file_uploaded", "vod.procedure_changed"]) {
