@@ -430,15 +430,7 @@ func wantViolation(t *testing.T, nc *nats.Conn, errs <-chan error, what string) 
 func TestWorkersFileRecordReachesNotify(t *testing.T) {
 	g := startGuarded(t)
 	ctx := t.Context()
-	nf, _ := g.connect(t, natsperm.Notify)
-	njs, err := jetstream.New(nf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nq, err := queue.Attach(ctx, njs, queue.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nf, nq := g.attach(t, natsperm.Notify)
 	watch := nq.Files.Watch(ctx, nil)
 	for deadline := time.Now().Add(5 * time.Second); !watch.Live(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -455,15 +447,7 @@ func TestWorkersFileRecordReachesNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	wk, _ := g.connect(t, natsperm.Worker)
-	wjs, err := jetstream.New(wk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wq, err := queue.Attach(ctx, wjs, queue.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, wq := g.attach(t, natsperm.Worker)
 	if err := wq.Files.Record(ctx, "5285890781234", "job-7"); err != nil {
 		t.Fatal(err)
 	}
@@ -489,4 +473,20 @@ func TestWorkersFileRecordReachesNotify(t *testing.T) {
 	if id, err := watch.Wait(wctx, "5285890781234"); err != nil || id != "job-7" {
 		t.Fatalf("notify's files watch: %q, %v; want job-7 from the worker's record", id, err)
 	}
+}
+
+// attach connects as role's user and attaches to the job layout as the
+// role's service does.
+func (g *guarded) attach(t *testing.T, role natsperm.Role) (*nats.Conn, *queue.Queue) {
+	t.Helper()
+	nc, _ := g.connect(t, role)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Attach(t.Context(), js, queue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, q
 }
