@@ -36,8 +36,8 @@ func (r *runner) p3b(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	pairs := r.p3Pairs
-	if len(pairs) == 0 {
+	pairs, alone := r.p3Pairs, len(r.p3Pairs) == 0
+	if alone {
 		b, err := r.newBareLoop(ctx, paths)
 		if err != nil {
 			return nil, err
@@ -66,7 +66,7 @@ func (r *runner) p3b(ctx context.Context) ([]Result, error) {
 		"after a warm-up of %d, in this process at the GC target P3 ran at "+
 		"(GOGC=%d: vodsim shares the process, so the same target keeps the emulator's cost the same on both sides)",
 		r.sz.jobs, mib(r.sz.jobSize), p3Workers*p3JobsPerWorker, p3Warm(paths), gcPercent())
-	if pairs[0].p3 == 0 {
+	if alone {
 		row.Measured = "P3 did not run (run P3 and P3b together)"
 		row.Setup = fmt.Sprintf("%s; the median of %d rounds (sorted: %s)", setup, len(bares), joinRates(bares))
 		return []Result{row}, nil
@@ -89,8 +89,8 @@ func (r *runner) p3b(ctx context.Context) ([]Result, error) {
 	return []Result{row}, nil
 }
 
-// p3Pair is a P3 round's jobs/s and the bare round's right after it (p3 0:
-// P3 did not run).
+// p3Pair is a P3 round's jobs/s and the bare round's right after it (p3 0
+// in P3b's own rounds, when P3 did not run).
 type p3Pair struct{ p3, bare float64 }
 
 // bareLoop is P3b's side of the measurement: its lab (a vodsim as P3's)

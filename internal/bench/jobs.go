@@ -80,16 +80,16 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		}
 		defer bare.Close()
 	}
+	reference := func() (float64, error) {
+		if r.o.NoHostReference {
+			return 0, nil // see Options.NoHostReference
+		}
+		return hostReference(ctx, time.Second)
+	}
 	var rounds []p3Round
 	for i := range p3Rounds(r.sz) {
 		// The host's speed around the round (the mean of a second right
 		// before and a second right after it), from a workload of no vodpipe code.
-		reference := func() (float64, error) {
-			if r.o.NoHostReference {
-				return 0, nil
-			}
-			return hostReference(ctx, time.Second)
-		}
 		before, err := reference()
 		if err != nil {
 			return nil, err

@@ -463,18 +463,25 @@ func TestSubmitStreamsItsBatches(t *testing.T) {
 // countingProxy forwards to target and counts the requests it forwarded.
 func countingProxy(t *testing.T, target string) (string, *atomic.Int64) {
 	t.Helper()
+	var n atomic.Int64
+	return hookedProxy(t, target, func(*http.Request) { n.Add(1) }), &n
+}
+
+// hookedProxy is a reverse proxy to target that calls hook with each
+// request before passing it on; it returns the proxy's URL.
+func hookedProxy(t *testing.T, target string, hook func(*http.Request)) string {
+	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n atomic.Int64
 	rp := httputil.NewSingleHostReverseProxy(u)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
+		hook(r)
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
-	return proxy.URL, &n
+	return proxy.URL
 }
 
 // TestJobsShowsCountsAndOnePage: `vodpipe jobs` starts with the counts by

@@ -9,9 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -272,17 +269,8 @@ func TestSubmitHalvesAndPacesBatches(t *testing.T) {
 		log = append(log, s)
 		mu.Unlock()
 	}
-	target, err := url.Parse(b.field(t, `ingest API +(\S+)`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	logged := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		note("request")
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(logged.Close)
-	c := client.NewClient(logged.URL, b.field(t, `API keys +(vp_\S+)`))
+	logged := hookedProxy(t, b.field(t, `ingest API +(\S+)`), func(*http.Request) { note("request") })
+	c := client.NewClient(logged, b.field(t, `API keys +(vp_\S+)`))
 	bt := batching{size: 1000, pace: func(ctx context.Context) error { note("pace"); return nil }}
 	newJob := func(it *item) *job.Job { return &job.Job{V: 1, ID: it.id + "-paced", Source: it.source} }
 	n, err := submitWalk(t.Context(), c, nil, list, newJob, bt, batchHooks{answered: func([]*item, client.BatchResponse) {}})
@@ -297,7 +285,7 @@ func TestSubmitHalvesAndPacesBatches(t *testing.T) {
 	}
 	for _, bad := range []string{"-1", "NaN"} {
 		errOut.Reset()
-		if code := run(t.Context(), []string{"submit", "--api", logged.URL, "--rate", bad, "x.mp4"}, io.Discard, &errOut); code != 2 ||
+		if code := run(t.Context(), []string{"submit", "--api", logged, "--rate", bad, "x.mp4"}, io.Discard, &errOut); code != 2 ||
 			!strings.Contains(errOut.String(), "--rate") {
 			t.Errorf("--rate %s: exit %d (%s), want a usage error", bad, code, errOut.String())
 		}

@@ -48,6 +48,7 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.CONSUMER.CREATE.KV_" + fanout.SubscriptionsBucket,
 			"$JS.API.STREAM.UPDATE." + queue.JobsStream,
 			"vodpipe.jobs.other",
+			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			queue.IndexPrefix + ".state.completed",
 			"$JS.API.DIRECT.GET." + queue.IndexStream,
 			queue.LayoutSubject,
@@ -55,6 +56,7 @@ func TestRefusals(t *testing.T) {
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
 			queue.JobsSubject,
+			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			// No consumer of its own (a push consumer delivers wherever it is
 			// told), and no stream to create or reshape.
 			"$JS.API.CONSUMER.CREATE.KV_" + queue.ControlBucket,
@@ -67,6 +69,7 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
+			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			// Its consumers and streams come from ingest's layout broker.
 			"$JS.API.CONSUMER.CREATE." + queue.EventsStream, "$JS.API.CONSUMER.CREATE." + queue.EventsStream + ".c1.>",
 			"$JS.API.CONSUMER.DURABLE.CREATE." + queue.EventsStream + ".c1", "$JS.API.CONSUMER.CREATE.KV_" + queue.FilesBucket,
@@ -75,7 +78,8 @@ func TestRefusals(t *testing.T) {
 			queue.IndexPrefix + ".state.completed", "$JS.API.STREAM.MSG.DELETE." + queue.IndexStream},
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
 		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
-			subs + ".sub-1"}, // no answering wherever a requester points (allow_responses)
+			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
+			subs + ".sub-1"},                      // no answering wherever a requester points (allow_responses)
 			[]string{subs + ".>"}},
 	} {
 		t.Run(string(tc.role), func(t *testing.T) {
@@ -432,11 +436,7 @@ func TestWorkersFileRecordReachesNotify(t *testing.T) {
 	ctx := t.Context()
 	nf, nq := g.attach(t, natsperm.Notify)
 	watch := nq.Files.Watch(ctx, nil)
-	for deadline := time.Now().Add(5 * time.Second); !watch.Live(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("notify's files watch never went live")
-		}
-	}
+	testharness.WaitFor(t, 5*time.Second, "notify's files watch to go live", watch.Live)
 	seen := make(chan string, 1)
 	sub, err := nf.Subscribe(queue.FilesChanges+".>", func(m *nats.Msg) { seen <- m.Subject + "=" + string(m.Data) })
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -139,8 +140,7 @@ func (k *KV) AcquireLoad(ctx context.Context, jobID, owner string, ttl time.Dura
 		return upload.Lease{}, upload.Loaded{}, err
 	}
 	// A copy: the entry is also where the job's next write starts from.
-	loaded, err := cloneState(st.State)
-	return l, upload.Loaded{State: loaded, Err: err}, nil
+	return l, upload.Loaded{State: cloneState(st.State)}, nil
 }
 
 // acquire takes the lease and returns the state entry as the new lease
@@ -186,19 +186,17 @@ func (k *KV) acquire(ctx context.Context, jobID, owner string, ttl time.Duration
 }
 
 // cloneState is a deep copy of st (nil for nil).
-func cloneState(st *upload.State) (*upload.State, error) {
+func cloneState(st *upload.State) *upload.State {
 	if st == nil {
-		return nil, nil
+		return nil
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return nil, err
+	out := *st
+	if st.Session != nil {
+		sess := *st.Session
+		out.Session = &sess
 	}
-	var out upload.State
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("resume: %w: %w", upload.ErrBadState, err)
-	}
-	return &out, nil
+	out.Parts = maps.Clone(st.Parts)
+	return &out
 }
 
 // Renew extends the lease by its TTL, or fails with upload.ErrLeaseLost.

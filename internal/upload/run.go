@@ -271,7 +271,7 @@ func (r *run) forgetSignature() (shared bool) {
 // run, so a refusal of it says what it says of a fresh signature.
 func (r *run) withRenewal(ctx context.Context, call func() error) error {
 	err := call()
-	if signatureRefused(err) {
+	if vod.SignatureRefused(err) {
 		shared := r.forgetSignature()
 		if shared || errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
 			r.u.obs.SignatureRenewed()
@@ -283,17 +283,6 @@ func (r *run) withRenewal(ctx context.Context, call func() error) error {
 	at := r.sigAt
 	r.sigMu.Unlock()
 	return vodErr(clockErr(err, at))
-}
-
-// signatureRefused tells an answer of VOD's that refuses the signature itself.
-func signatureRefused(err error) bool {
-	for _, target := range []error{vod.ErrSignatureUsed, vod.ErrSignatureExpired, vod.ErrSignatureInvalid,
-		vod.ErrSignatureNotYetValid, vod.ErrSignatureMalformed, vod.ErrSignatureFieldInvalid, vod.ErrSignatureTooLongLived} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
 }
 
 // openSession resumes the stored VOD session or opens a new one.

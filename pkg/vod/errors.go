@@ -76,6 +76,18 @@ var Codes = map[Code]CodeInfo{
 	CodeSignatureFromFuture: {ErrSignatureNotYetValid, false, "signature timestamp in the future"},
 }
 
+// SignatureRefused reports whether err is VOD refusing the signature itself
+// (invalid or of an unknown key, expired, a one-time one used, issued in
+// its future): the request itself may go through with another signature.
+func SignatureRefused(err error) bool {
+	for _, c := range []Code{CodeSignatureInvalid, CodeSignatureExpired, CodeSignatureUsed, CodeSignatureFromFuture} {
+		if errors.Is(err, Codes[c].Err) {
+			return true
+		}
+	}
+	return false
+}
+
 // CodeFor returns the code VOD answers for err, CodeInternal when err matches none.
 func CodeFor(err error) Code {
 	// Order matters where sentinels overlap: the most specific first.
