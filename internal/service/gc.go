@@ -1,23 +1,107 @@
 package service
 
-import "runtime/debug"
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+)
 
 // DefaultGOGC is the garbage collector's target a vodpipe process runs
-// with when the GOGC environment variable does not set one. A service keeps
-// a few MiB live (5–7 MiB in the soak) and allocates for every message,
-// request and status it handles: at Go's default of 100 the collector ran
-// about 80 times a second under P3's load, for a tenth of the CPU, most of
-// it the fixed cost of each cycle. 400 lets the heap grow to five times
-// what is live (tens of MiB) and runs a quarter of the cycles. GOMEMLIMIT,
-// when set (the Helm chart sets it from the memory limit), still holds the
-// heap under it.
+// with when the GOGC environment variable does not set one, while its live
+// heap is small. A service keeps a few MiB live (5–7 MiB in the soak) and
+// allocates for every message, request and status it handles: at Go's
+// default of 100 the collector ran about 80 times a second under P3's
+// load, for a tenth of the CPU, most of it the fixed cost of each cycle.
+// 400 lets the heap grow to five times what is live (tens of MiB) and runs
+// a quarter of the cycles. GOMEMLIMIT, when set (the Helm chart sets it
+// from the memory limit), still holds the heap under it.
 const DefaultGOGC = 400
 
-// TuneGC sets the collector's target to DefaultGOGC unless the GOGC
-// variable (getenv reads the environment) sets one, which the runtime has
-// taken already.
-func TuneGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(DefaultGOGC)
+// MaxGCHeadroom bounds what the target adds to the live heap: above
+// MaxGCHeadroom/4 live (64 MiB), the target falls so that the heap grows
+// by at most this much between collections, and never below Go's default
+// (100, twice what is live). A process that embeds the NATS server and
+// vodsim (`vodpipe up`, the demo) holds a few KiB per job stored (the
+// server's index of every subject, the emulator's records of every upload:
+// 600 MiB at 100,000 jobs), and at 400 its RSS reached 5.9 GiB there.
+const MaxGCHeadroom = 256 << 20
+
+// gcPercentFor is the target for a live heap of live bytes.
+func gcPercentFor(live uint64) int {
+	if live == 0 {
+		return DefaultGOGC
 	}
+	p := MaxGCHeadroom * 100 / live
+	return int(min(max(p, 100), DefaultGOGC))
+}
+
+// TuneGC sets the collector's target unless the GOGC variable (getenv
+// reads the environment) sets one, which the runtime has taken already:
+// DefaultGOGC while the live heap is small, less as it grows (see
+// MaxGCHeadroom), read again after every collection. A target set by
+// someone else meanwhile (debug.SetGCPercent: the bench's host reference
+// runs at Go's default) is left alone until it is back to the tuner's own.
+// stop ends the tuning (the target stays as it is).
+func TuneGC(getenv func(string) string) (stop func()) {
+	if getenv("GOGC") != "" {
+		return func() {}
+	}
+	t := &gcTuner{}
+	t.set.Store(DefaultGOGC)
+	debug.SetGCPercent(DefaultGOGC)
+	t.arm()
+	return func() { t.stopped.Store(true) }
+}
+
+// gcTuner moves the GC target after each collection.
+type gcTuner struct {
+	set     atomic.Int64 // the target the tuner last set
+	stopped atomic.Bool
+	sample  [2]metrics.Sample
+}
+
+// gcCycle is a sentinel that a collection finds unreachable; its cleanup
+// runs after that collection and arms the next.
+type gcCycle struct{ _ *gcTuner }
+
+func (t *gcTuner) arm() {
+	c := &gcCycle{}
+	runtime.AddCleanup(c, func(t *gcTuner) { t.collected() }, t)
+}
+
+// collected runs after a collection (on the runtime's cleanup goroutine,
+// one at a time).
+func (t *gcTuner) collected() {
+	if t.stopped.Load() {
+		return
+	}
+	defer t.arm()
+	t.sample[0].Name = "/gc/heap/live:bytes"
+	t.sample[1].Name = "/gc/gogc:percent"
+	metrics.Read(t.sample[:])
+	if t.sample[0].Value.Kind() != metrics.KindUint64 || t.sample[1].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	live, cur, mine := t.sample[0].Value.Uint64(), int64(t.sample[1].Value.Uint64()), t.set.Load()
+	if cur != mine {
+		return // someone else's target
+	}
+	want := int64(gcPercentFor(live))
+	// Moves of less than a tenth are not worth a change.
+	if want == cur || (want != 100 && want != DefaultGOGC && abs(want-cur)*10 < cur) {
+		return
+	}
+	if was := int64(debug.SetGCPercent(int(want))); was != mine {
+		debug.SetGCPercent(int(was)) // set by someone else just now: theirs
+		return
+	}
+	t.set.Store(want)
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

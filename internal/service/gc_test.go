@@ -1,29 +1,109 @@
 package service
 
 import (
+	"fmt"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
+
+	"github.com/vodpipe/vodpipe/internal/testharness"
 )
+
+func env(v string) func(string) string {
+	return func(k string) string {
+		if k == "GOGC" {
+			return v
+		}
+		return ""
+	}
+}
+
+// gogc reads the runtime's target without changing it.
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+// waitForTarget collects until the target is want.
+func waitForTarget(t *testing.T, want int) {
+	t.Helper()
+	testharness.WaitFor(t, 10*time.Second, fmt.Sprintf("the GC target to become %d", want), func() bool {
+		runtime.GC()
+		return gogc() == want
+	})
+}
 
 func TestTuneGCSetsTheTargetUnlessGOGCIsSet(t *testing.T) {
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
-	env := func(v string) func(string) string {
-		return func(k string) string {
-			if k == "GOGC" {
-				return v
-			}
-			return ""
-		}
-	}
-	TuneGC(env(""))
-	if got := debug.SetGCPercent(100); got != DefaultGOGC {
+	stop := TuneGC(env(""))
+	defer stop()
+	if got := gogc(); got != DefaultGOGC {
 		t.Fatalf("the runtime's target after TuneGC without GOGC = %d, want %d", got, DefaultGOGC)
 	}
+	stop()
 	for _, v := range []string{"50", "off", "junk"} {
-		TuneGC(env(v))
-		if got := debug.SetGCPercent(100); got != 100 {
+		debug.SetGCPercent(100)
+		defer TuneGC(env(v))()
+		runtime.GC()
+		if got := gogc(); got != 100 {
 			t.Fatalf("TuneGC with GOGC=%s changed the runtime's target to %d", v, got)
 		}
 	}
+}
+
+func TestGCPercentForLiveHeap(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, DefaultGOGC}, {6 << 20, DefaultGOGC}, {MaxGCHeadroom / 4, DefaultGOGC},
+		{MaxGCHeadroom / 2, 200}, {MaxGCHeadroom, 100}, {600 << 20, 100}, {8 << 30, 100},
+	} {
+		if got := gcPercentFor(c.live); got != c.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		}
+	}
+}
+
+// A process whose live heap grows past MaxGCHeadroom/4 gets a lower target
+// after its next collections, and DefaultGOGC again once it shrinks; a
+// target someone else set is theirs until they put the tuner's back.
+func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	stop := TuneGC(env(""))
+	defer stop()
+	waitForTarget(t, DefaultGOGC)
+
+	// MaxGCHeadroom/2 more live: the target falls to about 200 (the
+	// test binary's own few MiB lower it a little).
+	big := make([]byte, MaxGCHeadroom/2)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the GC target to fall to about 200 with 128 MiB live", func() bool {
+		runtime.GC()
+		return gogc() < 210 && gogc() > 150
+	})
+	runtime.KeepAlive(big)
+	big = nil
+	waitForTarget(t, DefaultGOGC)
+
+	// Someone else's target stays while it is set.
+	prev := debug.SetGCPercent(50)
+	big = make([]byte, MaxGCHeadroom/2)
+	for range 3 {
+		runtime.GC()
+	}
+	if got := gogc(); got != 50 {
+		t.Fatalf("the tuner changed a target set by someone else (50) to %d", got)
+	}
+	runtime.KeepAlive(big)
+	big = nil
+	debug.SetGCPercent(prev)
+	waitForTarget(t, DefaultGOGC)
 }

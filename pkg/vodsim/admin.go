@@ -171,8 +171,8 @@ func (s *Server) Uploads() []UploadView {
 func (s *Server) Events() []EventRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]EventRecord, 0, len(s.events))
-	for _, e := range s.events {
+	out := make([]EventRecord, 0, len(s.events)-s.eventsHead)
+	for _, e := range s.events[s.eventsHead:] {
 		c := *e
 		c.Attempts = append([]Attempt(nil), e.Attempts...)
 		out = append(out, c)

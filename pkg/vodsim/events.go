@@ -41,7 +41,32 @@ func (s *Server) recordEventLocked(f *File) *EventRecord {
 	})
 	rec := &EventRecord{Handle: randomHex(16), FileID: f.FileID, Created: s.now(), Event: *e}
 	s.events = append(s.events, rec)
+	s.eventsByHandle[rec.Handle] = rec
+	s.trimEventsLocked()
 	return rec
+}
+
+// maxEvents bounds the event log: past it, the oldest events are forgotten
+// once finished (see finished). VOD keeps no event forever, and a million
+// uploads would otherwise hold a million records.
+const maxEvents = 10000
+
+// finished reports whether an event is done with: confirmed, or in
+// callback mode delivered or out of attempts.
+func (s *Server) finished(r *EventRecord) bool {
+	return r.Confirmed || (s.cfg.CallbackURL != "" && (r.Delivered || len(r.Attempts) >= s.cfg.CallbackAttempts))
+}
+
+// trimEventsLocked forgets the oldest events while the log holds more than
+// maxEvents and the oldest is finished: an event not finished stays (and
+// the ones after it), however many there are.
+func (s *Server) trimEventsLocked() {
+	for len(s.events)-s.eventsHead > maxEvents && s.finished(s.events[s.eventsHead]) {
+		delete(s.eventsByHandle, s.events[s.eventsHead].Handle)
+		s.events[s.eventsHead] = nil
+		s.eventsHead++
+	}
+	s.events, s.eventsHead = compactFront(s.events, s.eventsHead)
 }
 
 // deliver posts the event to the callback URL in the background, retrying
@@ -115,7 +140,7 @@ func (s *Server) PullEvents(max int) []vod.Event {
 	defer s.mu.Unlock()
 	now := s.now()
 	var out []vod.Event
-	for _, r := range s.events {
+	for _, r := range s.events[s.eventsHead:] {
 		if len(out) >= max {
 			break
 		}
@@ -135,12 +160,8 @@ func (s *Server) PullEvents(max int) []vod.Event {
 func (s *Server) ConfirmEvents(handles []string) (unknown []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	byHandle := make(map[string]*EventRecord, len(s.events))
-	for _, r := range s.events {
-		byHandle[r.Handle] = r
-	}
 	for _, h := range handles {
-		if r := byHandle[h]; r != nil {
+		if r := s.eventsByHandle[h]; r != nil {
 			r.Confirmed = true
 		} else {
 			unknown = append(unknown, h)

@@ -53,6 +53,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	// sessionOrder lists session keys oldest first from sessionHead on:
+	// a session is forgotten once older than SessionLifetime (sweepSessionsLocked).
+	sessionOrder []string
+	sessionHead  int
 	creds    map[string]*credential
 	// trafficBy is per object (bucket/key) what was read and what faults were injected.
 	trafficBy map[string]*ObjectTraffic
@@ -65,7 +69,12 @@ type Server struct {
 	sigUses    map[string]*SignatureUse
 	// sigUsesKept is how many signatures the last scan for expired ones kept.
 	sigUsesKept int
-	events      []*EventRecord
+	// events is the NewFileUpload log, oldest first from eventsHead on,
+	// at most maxFinishedEvents of them finished (see trimEventsLocked);
+	// eventsByHandle finds one by its handle.
+	events         []*EventRecord
+	eventsHead     int
+	eventsByHandle map[string]*EventRecord
 }
 
 // ErrBadConfig is returned for a configuration vodsim cannot run with.
@@ -103,6 +112,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		sessions: map[string]*session{}, creds: map[string]*credential{}, buckets: map[string]string{},
 		objects: map[string]*Object{}, uploads: map[string]*Upload{}, files: map[string]*File{},
 		sigUses: map[string]*SignatureUse{}, trafficBy: map[string]*ObjectTraffic{},
+		eventsByHandle: map[string]*EventRecord{},
 	}
 	s.metrics.registerRead(s.BytesReceived)
 	s.verifier = vod.Verifier{Keys: cfg.Apps, Now: s.now}

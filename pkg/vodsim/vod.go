@@ -395,11 +395,44 @@ func (s *Server) setCoverLocked(sess *session, req applyRequest) *vodError {
 }
 
 func (s *Server) newSessionLocked(p vod.SignatureParams, now time.Time, region string) *session {
-	return &session{
+	s.sweepSessionsLocked(now)
+	sess := &session{
 		Key: randomToken(48), SecretID: p.SecretID, Created: now, Region: region, Bucket: s.bucketFor(region),
 		Procedure: p.Procedure, ClassID: p.ClassID, SourceContext: p.SourceContext,
 		SessionContext: p.SessionContext, SubAppID: p.VodSubAppID,
 	}
+	s.sessionOrder = append(s.sessionOrder, sess.Key)
+	return sess
+}
+
+// sweepSessionsLocked forgets the sessions older than SessionLifetime, as
+// VOD does (a later call with one is refused as expired either way): the
+// oldest first, so that each call costs the sessions it forgets.
+func (s *Server) sweepSessionsLocked(now time.Time) {
+	for s.sessionHead < len(s.sessionOrder) {
+		key := s.sessionOrder[s.sessionHead]
+		if sess := s.sessions[key]; sess != nil {
+			if now.Sub(sess.Created) <= s.cfg.SessionLifetime {
+				break
+			}
+			delete(s.sessions, key)
+		}
+		s.sessionOrder[s.sessionHead] = ""
+		s.sessionHead++
+	}
+	s.sessionOrder, s.sessionHead = compactFront(s.sessionOrder, s.sessionHead)
+}
+
+// compactFront drops the first head elements of q once they are half of
+// it, so that a queue consumed from the front keeps no more than twice
+// what it holds.
+func compactFront[T any](q []T, head int) ([]T, int) {
+	if head < 1024 || head*2 < len(q) {
+		return q, head
+	}
+	n := copy(q, q[head:])
+	clear(q[n:])
+	return q[:n], 0
 }
 
 func (s *Server) issueCredentialLocked(sess *session, now time.Time) *credential {

@@ -768,3 +768,26 @@ func uploadOneByte(t *testing.T, v *testharness.Vodsim) *vod.CommitResponse {
 	}
 	return cm
 }
+
+// Sessions older than their lifetime are forgotten as new ones are opened
+// (VOD refuses them as expired either way), so a long run of uploads keeps
+// the sessions of one lifetime, not every session ever opened.
+func TestSessionsAreForgottenAfterTheirLifetime(t *testing.T) {
+	v := testharness.StartVodsim(t)
+	for range 3 {
+		apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(5))})
+	}
+	v.Clock().Advance(23 * time.Hour)
+	young := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(5))})
+	if n := len(v.Sessions()); n != 4 {
+		t.Fatalf("%d sessions within their lifetime kept, want 4", n)
+	}
+	v.Clock().Advance(2 * time.Hour)
+	apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(5))})
+	if n := len(v.Sessions()); n != 2 {
+		t.Fatalf("%d sessions kept 25 h after the first three, want 2 (the young one and the new)", n)
+	}
+	if _, err := v.VODClient().Apply(t.Context(), v.Signer(vod.SignatureParams{}), vod.ApplyRequest{VodSessionKey: young.VodSessionKey}); err != nil {
+		t.Fatalf("the session within its lifetime: %v", err)
+	}
+}
