@@ -94,7 +94,8 @@ type Result struct {
 	// Setup says how the figure was measured (sizes, concurrency, limits).
 	Setup string
 	// Samples are figures of the row as numbers, for plots (P7: jobs,
-	// p50_ms, p99_ms, filtered_p50_ms, filtered_p99_ms).
+	// p50_ms, p99_ms, filtered_p50_ms, filtered_p99_ms,
+	// nats_heap_bytes_per_job).
 	Samples map[string]float64
 	Err     error
 }

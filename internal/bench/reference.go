@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -50,11 +51,11 @@ func atGoDefaultGC(f func()) {
 	f()
 }
 
-// gcPercent is the process's GC target.
+// gcPercent is the process's GC target (read, not set).
 func gcPercent() int {
-	was := debug.SetGCPercent(100)
-	debug.SetGCPercent(was)
-	return was
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
 }
 
 func runReference(ctx context.Context, d time.Duration) (float64, error) {

@@ -24,7 +24,13 @@ import (
 // stops it, and exits with its code.
 func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runServing(ctx, os.Args[1:], os.Stdout, os.Stderr, func() { service.TuneGC(os.Getenv) })
+	code := runServing(ctx, os.Args[1:], os.Stdout, os.Stderr, func(cmd string) {
+		if cmd == "bench" {
+			service.FixGC(os.Getenv) // measured at one target
+			return
+		}
+		service.TuneGC(os.Getenv)
+	})
 	stop()
 	os.Exit(code)
 }
@@ -37,13 +43,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runServing(ctx, args, stdout, stderr, nil)
 }
 
-// runServing is run, calling serving (when not nil) first in the commands
-// that run vodpipe's services in this process (a role, demo, up, bench,
-// chaos): Main tunes the GC for them there (service.TuneGC). The client
+// runServing is run, calling serving (when not nil) with the command's
+// name first in the commands that run vodpipe's services in this process
+// (a role, demo, up, bench, chaos): Main tunes the GC for them there
+// (service.TuneGC; the bench's target is fixed, service.FixGC). The client
 // commands keep Go's default: their live heap is what they follow (a key
 // per job for `submit --watch`), and at the services' target the heap
 // could grow to five times that.
-func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, serving func()) int {
+func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, serving func(cmd string)) int {
 	code := 0
 	root := &cobra.Command{
 		Use:   "vodpipe",
@@ -81,7 +88,7 @@ func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, se
 		run := c.RunE
 		c.RunE = func(cmd *cobra.Command, a []string) error {
 			if serving != nil {
-				serving()
+				serving(cmd.Name())
 			}
 			return run(cmd, a)
 		}

@@ -20,7 +20,8 @@ const DefaultGOGC = 400
 
 // MaxGCHeadroom bounds what the target adds to the live heap: above
 // MaxGCHeadroom/4 live (64 MiB), the target falls so that the heap grows
-// by at most this much between collections, and never below Go's default
+// by about this much between collections (moves of less than a tenth are
+// not made), and never below Go's default
 // (100, twice what is live). A process that embeds the NATS server and
 // vodsim (`vodpipe up`, the demo) holds a few KiB per job stored (the
 // server's index of every subject, the emulator's records of every upload:
@@ -36,13 +37,24 @@ func gcPercentFor(live uint64) int {
 	return int(min(max(p, 100), DefaultGOGC))
 }
 
+// FixGC sets the collector's target to DefaultGOGC unless the GOGC
+// variable (getenv reads the environment) sets one, which the runtime has
+// taken already; it does not move. `vodpipe bench` runs so: its figures are
+// measured at one target, and its host reference sets Go's default for a
+// while (a tuner could not tell that 100 from its own).
+func FixGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(DefaultGOGC)
+	}
+}
+
 // TuneGC sets the collector's target unless the GOGC variable (getenv
 // reads the environment) sets one, which the runtime has taken already:
 // DefaultGOGC while the live heap is small, less as it grows (see
 // MaxGCHeadroom), read again after every collection. A target set by
-// someone else meanwhile (debug.SetGCPercent: the bench's host reference
-// runs at Go's default) is left alone until it is back to the tuner's own.
-// stop ends the tuning (the target stays as it is).
+// someone else meanwhile (debug.SetGCPercent) is left alone until it is
+// back to the tuner's own. stop ends the tuning (the target stays as it
+// is).
 func TuneGC(getenv func(string) string) (stop func()) {
 	if getenv("GOGC") != "" {
 		return func() {}
@@ -70,8 +82,9 @@ func (t *gcTuner) arm() {
 	runtime.AddCleanup(c, func(t *gcTuner) { t.collected() }, t)
 }
 
-// collected runs after a collection (on the runtime's cleanup goroutine,
-// one at a time).
+// collected runs after a collection, on a goroutine of the runtime's
+// (cleanups may run in parallel since Go 1.25, but a tuner has one
+// sentinel pending at a time, so its calls never overlap).
 func (t *gcTuner) collected() {
 	if t.stopped.Load() {
 		return

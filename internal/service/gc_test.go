@@ -93,17 +93,46 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 	big = nil
 	waitForTarget(t, DefaultGOGC)
 
-	// Someone else's target stays while it is set.
+	// Someone else's target stays while it is set, and the tuner takes
+	// over again once its own is back: with 128 MiB live, about 200.
 	prev := debug.SetGCPercent(50)
 	big = make([]byte, MaxGCHeadroom/2)
+	for i := range big {
+		big[i] = byte(i)
+	}
 	for range 3 {
 		runtime.GC()
 	}
 	if got := gogc(); got != 50 {
 		t.Fatalf("the tuner changed a target set by someone else (50) to %d", got)
 	}
+	debug.SetGCPercent(prev)
+	testharness.WaitFor(t, 10*time.Second, "the tuner to take over again (about 200 with 128 MiB live)", func() bool {
+		runtime.GC()
+		return gogc() < 210 && gogc() > 150
+	})
 	runtime.KeepAlive(big)
 	big = nil
-	debug.SetGCPercent(prev)
 	waitForTarget(t, DefaultGOGC)
+}
+
+func TestFixGCSetsTheTargetOnceUnlessGOGCIsSet(t *testing.T) {
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	FixGC(env("50"))
+	if got := gogc(); got != 100 {
+		t.Fatalf("FixGC with GOGC=50 changed the target to %d", got)
+	}
+	FixGC(env(""))
+	big := make([]byte, MaxGCHeadroom/2)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	if got := gogc(); got != DefaultGOGC {
+		t.Fatalf("the target after FixGC with 128 MiB live = %d, want %d (fixed)", got, DefaultGOGC)
+	}
+	runtime.KeepAlive(big)
 }

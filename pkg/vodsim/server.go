@@ -57,7 +57,7 @@ type Server struct {
 	// a session is forgotten once older than SessionLifetime (sweepSessionsLocked).
 	sessionOrder []string
 	sessionHead  int
-	creds    map[string]*credential
+	creds        map[string]*credential
 	// trafficBy is per object (bucket/key) what was read and what faults were injected.
 	trafficBy map[string]*ObjectTraffic
 	// credsSwept is when expired credentials were last forgotten.
@@ -70,7 +70,7 @@ type Server struct {
 	// sigUsesKept is how many signatures the last scan for expired ones kept.
 	sigUsesKept int
 	// events is the NewFileUpload log, oldest first from eventsHead on,
-	// at most maxFinishedEvents of them finished (see trimEventsLocked);
+	// at most maxEvents unless the oldest are not finished (see trimEventsLocked);
 	// eventsByHandle finds one by its handle.
 	events         []*EventRecord
 	eventsHead     int
