@@ -96,7 +96,9 @@ func (s *Server) Traffic() []ObjectTraffic {
 	out := make([]ObjectTraffic, 0, len(s.trafficBy))
 	for id, t := range s.trafficBy {
 		c := *t
-		c.Media = media[id]
+		if c.Media == "" {
+			c.Media = media[id]
+		}
 		c.PartStores = maps.Clone(t.PartStores)
 		out = append(out, c)
 	}

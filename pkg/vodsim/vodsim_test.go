@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -774,7 +775,11 @@ func uploadOneByte(t *testing.T, v *testharness.Vodsim) *vod.CommitResponse {
 // the sessions of one lifetime, not every session ever opened.
 func TestSessionsAreForgottenAfterTheirLifetime(t *testing.T) {
 	v := testharness.StartVodsim(t)
-	for range 3 {
+	first := apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "old-media", VideoType: "mp4", VideoSize: ptr(int64(5))})
+	if _, err := v.COSClient(first).Object.Put(t.Context(), first.Video.Key(), strings.NewReader("12345"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
 		apply(t, v, vod.SignatureParams{}, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(5))})
 	}
 	v.Clock().Advance(23 * time.Hour)
@@ -789,5 +794,13 @@ func TestSessionsAreForgottenAfterTheirLifetime(t *testing.T) {
 	}
 	if _, err := v.VODClient().Apply(t.Context(), v.Signer(vod.SignatureParams{}), vod.ApplyRequest{VodSessionKey: young.VodSessionKey}); err != nil {
 		t.Fatalf("the session within its lifetime: %v", err)
+	}
+	// The traffic record of a forgotten session's object keeps its media name.
+	i := slices.IndexFunc(v.Traffic(), func(tr vodsim.ObjectTraffic) bool { return tr.Key == first.Video.Key() })
+	if i < 0 {
+		t.Fatal("no traffic record of the object put")
+	}
+	if media := v.Traffic()[i].Media; media != "old-media" {
+		t.Fatalf("the traffic of a forgotten session's object names media %q, want old-media", media)
 	}
 }
