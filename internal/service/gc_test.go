@@ -27,6 +27,15 @@ func gogc() int {
 	return int(s[0].Value.Uint64())
 }
 
+// filled is n bytes written (live in the heap, not a zero page).
+func filled(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}
+
 // waitForTarget collects until the target is want.
 func waitForTarget(t *testing.T, want int) {
 	t.Helper()
@@ -81,10 +90,7 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 
 	// MaxGCHeadroom/2 more live: the target falls to about 200 (the
 	// test binary's own few MiB lower it a little).
-	big := make([]byte, MaxGCHeadroom/2)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := filled(MaxGCHeadroom / 2)
 	testharness.WaitFor(t, 10*time.Second, "the GC target to fall to about 200 with 128 MiB live", func() bool {
 		runtime.GC()
 		return gogc() < 210 && gogc() > 150
@@ -96,10 +102,7 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 	// Someone else's target stays while it is set, and the tuner takes
 	// over again once its own is back: with 128 MiB live, about 200.
 	prev := debug.SetGCPercent(50)
-	big = make([]byte, MaxGCHeadroom/2)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big = filled(MaxGCHeadroom / 2)
 	for range 3 {
 		runtime.GC()
 	}
@@ -124,10 +127,7 @@ func TestFixGCSetsTheTargetOnceUnlessGOGCIsSet(t *testing.T) {
 		t.Fatalf("FixGC with GOGC=50 changed the target to %d", got)
 	}
 	FixGC(env(""))
-	big := make([]byte, MaxGCHeadroom/2)
-	for i := range big {
-		big[i] = byte(i)
-	}
+	big := filled(MaxGCHeadroom / 2)
 	for range 3 {
 		runtime.GC()
 	}
