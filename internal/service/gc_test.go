@@ -45,6 +45,16 @@ func waitForTarget(t *testing.T, want int) {
 	})
 }
 
+// waitForAbout200 collects until the target is about 200 (MaxGCHeadroom/2
+// live, less the test binary's own few MiB).
+func waitForAbout200(t *testing.T, what string) {
+	t.Helper()
+	testharness.WaitFor(t, 10*time.Second, what, func() bool {
+		runtime.GC()
+		return gogc() < 210 && gogc() > 150
+	})
+}
+
 func TestTuneGCSetsTheTargetUnlessGOGCIsSet(t *testing.T) {
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
@@ -91,10 +101,7 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 	// MaxGCHeadroom/2 more live: the target falls to about 200 (the
 	// test binary's own few MiB lower it a little).
 	big := filled(MaxGCHeadroom / 2)
-	testharness.WaitFor(t, 10*time.Second, "the GC target to fall to about 200 with 128 MiB live", func() bool {
-		runtime.GC()
-		return gogc() < 210 && gogc() > 150
-	})
+	waitForAbout200(t, "the GC target to fall to about 200 with 128 MiB live")
 	runtime.KeepAlive(big)
 	big = nil
 	waitForTarget(t, DefaultGOGC)
@@ -110,10 +117,7 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 		t.Fatalf("the tuner changed a target set by someone else (50) to %d", got)
 	}
 	debug.SetGCPercent(prev)
-	testharness.WaitFor(t, 10*time.Second, "the tuner to take over again (about 200 with 128 MiB live)", func() bool {
-		runtime.GC()
-		return gogc() < 210 && gogc() > 150
-	})
+	waitForAbout200(t, "the tuner to take over again (about 200 with 128 MiB live)")
 	runtime.KeepAlive(big)
 	big = nil
 	waitForTarget(t, DefaultGOGC)
