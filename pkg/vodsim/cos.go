@@ -238,10 +238,10 @@ func (s *Server) authorizeCOS(r *http.Request, cr *cosRequest) *cosError {
 	}
 	if cr.op == OpListUploads {
 		// The web SDK lists the uploads of its own key first: grant a prefix that is one of ours.
-		if !cred.Keys[r.URL.Query().Get("prefix")] {
+		if !cred.grants(r.URL.Query().Get("prefix")) {
 			return cosErr(http.StatusForbidden, "AccessDenied", "Access Denied: prefix outside the granted keys")
 		}
-	} else if !cred.Keys[cr.key] {
+	} else if !cred.grants(cr.key) {
 		return cosErr(http.StatusForbidden, "AccessDenied", "Access Denied: key outside the granted keys")
 	}
 	cr.cred = cred

@@ -57,13 +57,19 @@ type session struct {
 
 // credential is a temporary COS credential.
 type credential struct {
-	ID         string
-	Key        string
-	Token      string
-	Expires    time.Time
-	Bucket     string
-	Keys       map[string]bool
-	SessionKey string
+	ID      string
+	Key     string
+	Token   string
+	Expires time.Time
+	Bucket  string
+	// VideoKey and CoverKey are the object keys it grants ("" none).
+	VideoKey, CoverKey string
+	SessionKey         string
+}
+
+// grants reports whether the credential may write key.
+func (c *credential) grants(key string) bool {
+	return key != "" && (key == c.VideoKey || key == c.CoverKey)
 }
 
 // File is a committed media file.
@@ -439,13 +445,7 @@ func (s *Server) issueCredentialLocked(sess *session, now time.Time) *credential
 	c := &credential{
 		ID: "AKID" + randomAlnum(32), Key: randomAlnum(32), Token: randomToken(96),
 		Expires: now.Add(s.faults.credentialLifetime(s.cfg.CredentialLifetime)).Truncate(time.Second),
-		Bucket:  sess.Bucket, Keys: map[string]bool{}, SessionKey: sess.Key,
-	}
-	if sess.VideoKey != "" {
-		c.Keys[sess.VideoKey] = true
-	}
-	if sess.CoverKey != "" {
-		c.Keys[sess.CoverKey] = true
+		Bucket:  sess.Bucket, VideoKey: sess.VideoKey, CoverKey: sess.CoverKey, SessionKey: sess.Key,
 	}
 	// Expired credentials are refused as expired for a while, then forgotten:
 	// swept once a minute, not on every issue (that would cost a pass over
