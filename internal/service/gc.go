@@ -21,11 +21,11 @@ const DefaultGOGC = 400
 // MaxGCHeadroom bounds what the target adds to the live heap: above
 // MaxGCHeadroom/4 live (64 MiB), the target falls so that the heap grows
 // by about this much between collections (moves of less than a tenth are
-// not made), and never below Go's default
-// (100, twice what is live). A process that embeds the NATS server and
-// vodsim (`vodpipe up`, the demo) holds a few KiB per job stored (the
-// server's index of every subject, the emulator's records of every upload:
-// 600 MiB at 100,000 jobs), and at 400 its RSS reached 5.9 GiB there.
+// not made), never below Go's default (100, twice what is live). A process
+// that embeds the NATS server and vodsim (`vodpipe up`, the demo) holds a
+// few KiB per job stored (the server's index of every subject, the
+// emulator's records of every upload: 600 MiB at 100,000 jobs), and at 400
+// its RSS reached 5.9 GiB there.
 const MaxGCHeadroom = 256 << 20
 
 // gcPercentFor is the target for a live heap of live bytes.
