@@ -2,8 +2,6 @@ package queue_test
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -13,19 +11,12 @@ import (
 	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
-func liveHeap() int64 {
-	runtime.GC()
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	return int64(s[0].Value.Uint64())
-}
-
 // BenchmarkServerHeapPerKey puts the NATS server's memory per subject kept
 // in numbers (docs/operations.md, "A library of millions"): the growth of
-// this process's live heap (the server runs in it) per subject of a
-// job id's length (a key-value key), written b.N times, without and with a TTL of its own
-// (a finished job's status carries one), and per message of one subject
-// with a TTL of its own (a finished job's index entries).
+// this process's live heap (the server runs in it) per subject of a job
+// id's length (a key-value key), written b.N times, without and with a TTL
+// of its own (a finished job's status carries one), and per message of one
+// subject with a TTL of its own (a finished job's index entries).
 func BenchmarkServerHeapPerKey(b *testing.B) {
 	for _, c := range []struct {
 		name    string
@@ -46,7 +37,7 @@ func BenchmarkServerHeapPerKey(b *testing.B) {
 				b.Fatal(err)
 			}
 			val := make([]byte, 300) // a status's size
-			before := liveHeap()
+			before := testharness.LiveHeap()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				m := nats.NewMsg(c.subject(i))
@@ -64,7 +55,7 @@ func BenchmarkServerHeapPerKey(b *testing.B) {
 			}
 			<-js.PublishAsyncComplete()
 			b.StopTimer()
-			b.ReportMetric(float64(liveHeap()-before)/float64(b.N), "heap-B/key")
+			b.ReportMetric(float64(testharness.LiveHeap()-before)/float64(b.N), "heap-B/key")
 		})
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"testing"
 
@@ -15,13 +13,6 @@ import (
 	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
 )
-
-func liveHeap() int64 {
-	runtime.GC()
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	return int64(s[0].Value.Uint64())
-}
 
 // BenchmarkRetainedPerUpload measures what vodsim keeps in memory per
 // upload it has taken (ApplyUploadUGC, a PutObject of 1 KiB, CommitUploadUGC,
@@ -43,7 +34,7 @@ func BenchmarkRetainedPerUpload(b *testing.B) {
 	sig := func(context.Context) (string, error) { return one, nil }
 	vc := v.VODClient()
 	dial := vod.DialOverride(v.Addr) // one transport: its connections are kept
-	before := liveHeap()
+	before := testharness.LiveHeap()
 	for b.Loop() {
 		a, err := vc.Apply(ctx, sig, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(len(body)))})
 		if err != nil {
@@ -61,5 +52,5 @@ func BenchmarkRetainedPerUpload(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(liveHeap()-before)/float64(b.N), "heap-B/upload")
+	b.ReportMetric(float64(testharness.LiveHeap()-before)/float64(b.N), "heap-B/upload")
 }
