@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -14,6 +13,7 @@ import (
 
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
+	"github.com/vodpipe/vodpipe/internal/gctune"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/internal/signer"
 	"github.com/vodpipe/vodpipe/pkg/vod"
@@ -52,12 +52,11 @@ func (r *runner) p3b(ctx context.Context) ([]Result, error) {
 			pairs = append(pairs, p3Pair{bare: rate})
 		}
 	}
-	bares := make([]float64, len(pairs))
+	bares, p3s, ratios := make([]float64, len(pairs)), make([]float64, len(pairs)), make([]float64, len(pairs))
 	for i, p := range pairs {
-		bares[i] = p.bare
+		bares[i], p3s[i], ratios[i] = p.bare, p.p3, p.p3/p.bare
 	}
-	slices.SortFunc(bares, cmp.Compare[float64])
-	bare := bares[(len(bares)-1)/2]
+	bare := median(bares)
 	row := Result{ID: "P3b", What: "P3 against a bare upload loop (no queue, status, events, webhooks)",
 		Baseline: fmt.Sprintf("bare loop %.0f jobs/s", bare), Ratio: math.NaN(),
 		Target: fmt.Sprintf("≥ %.1f of the bare loop", p3bRatio), Verdict: NoTarget}
@@ -65,19 +64,14 @@ func (r *runner) p3b(ctx context.Context) ([]Result, error) {
 		"a signature, ApplyUploadUGC, one PutObject with the temporary credentials (cos-go-sdk-v5) and CommitUploadUGC; "+
 		"after a warm-up of %d, in this process at the GC target P3 ran at "+
 		"(GOGC=%d: vodsim shares the process, so the same target keeps the emulator's cost the same on both sides)",
-		r.sz.jobs, mib(r.sz.jobSize), p3Workers*p3JobsPerWorker, p3Warm(paths), gcPercent())
+		r.sz.jobs, mib(r.sz.jobSize), p3Workers*p3JobsPerWorker, p3Warm(paths), gctune.Percent())
 	if alone {
 		row.Measured = "P3 did not run (run P3 and P3b together)"
-		row.Setup = fmt.Sprintf("%s; the median of %d rounds (sorted: %s)", setup, len(bares), joinRates(bares))
+		row.Setup = fmt.Sprintf("%s; the median of %d rounds (sorted: %s)", setup, len(bares), joinSorted("%.0f", bares))
 		return []Result{row}, nil
 	}
-	ratios := make([]float64, len(pairs))
-	for i, p := range pairs {
-		ratios[i] = p.p3 / p.bare
-	}
-	slices.SortFunc(ratios, cmp.Compare[float64])
-	row.Ratio = ratios[(len(ratios)-1)/2]
-	row.Measured = fmt.Sprintf("vodpipe %.0f jobs/s", r.p3Rate)
+	row.Ratio = median(ratios)
+	row.Measured = fmt.Sprintf("vodpipe %.0f jobs/s", median(p3s))
 	row.Verdict = verdict(row.Ratio >= p3bRatio)
 	pairText := make([]string, len(pairs))
 	for i, p := range pairs {
@@ -85,7 +79,7 @@ func (r *runner) p3b(ctx context.Context) ([]Result, error) {
 	}
 	row.Setup = fmt.Sprintf("%s; a bare round ran right after each of P3's %d rounds, so each pair saw the host at one speed "+
 		"(P3/bare jobs/s: %s); the ratio is the median of the pairs' ratios (sorted: %s), the bare loop's figure the median of its rounds",
-		setup, len(pairs), strings.Join(pairText, ", "), joinRatios(ratios))
+		setup, len(pairs), strings.Join(pairText, ", "), joinSorted("%.3f", ratios))
 	return []Result{row}, nil
 }
 
@@ -187,18 +181,20 @@ func bareUpload(ctx context.Context, l *lab, c *vod.Client, sign vod.SignatureFu
 	return err
 }
 
-func joinRates(rates []float64) string {
-	s := make([]string, len(rates))
-	for i, r := range rates {
-		s[i] = fmt.Sprintf("%.0f", r)
+// joinSorted lists xs in increasing order, each formatted with format.
+func joinSorted(format string, xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range slices.Sorted(slices.Values(xs)) {
+		s[i] = fmt.Sprintf(format, x)
 	}
 	return strings.Join(s, ", ")
 }
 
-func joinRatios(ratios []float64) string {
-	s := make([]string, len(ratios))
-	for i, r := range ratios {
-		s[i] = fmt.Sprintf("%.3f", r)
+// bareIdle says, in P3's setup, that P3b's lab stood idle in the process
+// through P3's rounds ("" when P3b did not run).
+func bareIdle(b *bareLoop) string {
+	if b == nil {
+		return ""
 	}
-	return strings.Join(s, ", ")
+	return "; P3b's lab (an embedded NATS and a vodsim of its own) stood idle in this process during P3's rounds"
 }

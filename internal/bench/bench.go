@@ -143,7 +143,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	var out []Result
 	var first error
 	for _, id := range IDs {
-		if len(o.Only) > 0 && !slices.Contains(o.Only, id) {
+		if !r.selected(id) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -215,8 +215,6 @@ func sizesFor(quick bool) sizes {
 
 // runner carries what the measurements share.
 type runner struct {
-	// p3Rate is P3's median jobs/s once P3 ran (P3b's ratio).
-	p3Rate float64
 	// p3Pairs are P3's rounds with the bare loop's right after each, when
 	// P3b runs too.
 	p3Pairs []p3Pair

@@ -87,6 +87,7 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 		return hostReference(ctx, time.Second)
 	}
 	var rounds []p3Round
+	var pairs []p3Pair // P3b's, handed over once P3 succeeded
 	for i := range p3Rounds(r.sz) {
 		// The host's speed around the round (the mean of a second right
 		// before and a second right after it), from a workload of no vodpipe code.
@@ -115,16 +116,16 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 				return nil, fmt.Errorf("P3b: %w", err)
 			}
 			r.logf("P3b: after P3's round %d: bare loop %.0f jobs/s, ratio %.3f", i+1, rate, rr.rate/rate)
-			r.p3Pairs = append(r.p3Pairs, p3Pair{p3: rr.rate, bare: rate})
+			pairs = append(pairs, p3Pair{p3: rr.rate, bare: rate})
 		}
 	}
 	if n := delivered.invalid(); n > 0 {
 		return nil, fmt.Errorf("%d webhook deliveries had an invalid signature", n)
 	}
+	r.p3Pairs = pairs
 	// The median round by rate, the lower middle as median() takes it.
 	slices.SortFunc(rounds, func(a, b p3Round) int { return cmp.Compare(a.rate, b.rate) })
 	m := rounds[(len(rounds)-1)/2]
-	r.p3Rate = m.rate
 	spread := make([]string, len(rounds))
 	for i, x := range rounds {
 		spread[i] = fmt.Sprintf("%.0f", x.rate)
@@ -144,10 +145,10 @@ func (r *runner) p3(ctx context.Context) ([]Result, error) {
 			"warm-up round of %d jobs, the median of %d rounds (jobs/s of each, sorted: %s; ingest accepted %.0f jobs/s; "+
 			"the process kept %.1f of %d CPUs busy; CPU per job: %s in this process, %s in redis-server, a figure that "+
 			"follows this machine's speed; %s; the NATS server took in %.1f "+
-			"messages per job (publishes and requests of ingest, the workers and notify) and sent out %.1f)",
+			"messages per job (publishes and requests of ingest, the workers and notify) and sent out %.1f)%s",
 			p3Workers, p3JobsPerWorker, sz.jobs, mib(sz.jobSize), p3Batch, ms(m.commitP50), ms(m.commitP99),
 			p3Warm(paths), len(rounds), strings.Join(spread, ", "), m.submitRate, m.busy, runtime.NumCPU(),
-			us(m.cpuPerJob), us(m.redisPerJob), m.referenceSetup(), m.natsIn, m.natsOut),
+			us(m.cpuPerJob), us(m.redisPerJob), m.referenceSetup(), m.natsIn, m.natsOut, bareIdle(bare)),
 	}}, nil
 }
 

@@ -11,14 +11,13 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/gctune"
 	"github.com/vodpipe/vodpipe/internal/queue"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -53,7 +52,7 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 	defer in.Stop(10 * time.Second)
 	// The lab's NATS server runs in this process: what its heap holds per
 	// job stored is the live heap's growth over the filling.
-	heapBefore := liveHeap()
+	heapBefore := gctune.LiveHeap()
 	rng := rand.New(rand.NewPCG(7, 7))
 	var out []Result
 	stored := 0
@@ -102,7 +101,7 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 		if err != nil {
 			return out, err
 		}
-		heap := max(liveHeap()-heapBefore, 0)
+		heap := max(gctune.LiveHeap()-heapBefore, 0)
 		verdict := Met
 		if all[1] > p7PageP99 || running[1] > p7FilteredP99 || hwm > p7MaxRSS {
 			verdict = Missed
@@ -131,14 +130,6 @@ func (r *runner) p7(ctx context.Context) ([]Result, error) {
 		out = append(out, cons)
 	}
 	return out, nil
-}
-
-// liveHeap is this process's live heap after a collection.
-func liveHeap() int64 {
-	runtime.GC()
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	return int64(s[0].Value.Uint64())
 }
 
 // storedBytes says what the job layout's streams hold on disk: the status

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -32,7 +31,7 @@ const (
 // bench=host-reference leaves them out), but its garbage collection cannot:
 // `vodpipe bench --cpuprofile` measures no reference (Options.NoHostReference).
 // It runs at Go's default GC target, whatever the process's (vodpipe sets
-// its own, service.DefaultGOGC): the yardstick of the host is a plain Go
+// its own, gctune.DefaultGOGC): the yardstick of the host is a plain Go
 // program's.
 func hostReference(ctx context.Context, d time.Duration) (rate float64, err error) {
 	atGoDefaultGC(func() {
@@ -49,13 +48,6 @@ func atGoDefaultGC(f func()) {
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
 	f()
-}
-
-// gcPercent is the process's GC target (read, not set).
-func gcPercent() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
 }
 
 func runReference(ctx context.Context, d time.Duration) (float64, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vodpipe/vodpipe/internal/gctune"
 	"github.com/vodpipe/vodpipe/internal/service"
 )
 
@@ -24,12 +25,12 @@ import (
 // stops it, and exits with its code.
 func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runServing(ctx, os.Args[1:], os.Stdout, os.Stderr, func(cmd string) {
-		if cmd == "bench" {
-			service.FixGC(os.Getenv) // measured at one target
+	code := runServing(ctx, os.Args[1:], os.Stdout, os.Stderr, func(fixed bool) {
+		if fixed {
+			gctune.Fix(os.Getenv)
 			return
 		}
-		service.TuneGC(os.Getenv)
+		gctune.Tune(os.Getenv)
 	})
 	stop()
 	os.Exit(code)
@@ -43,14 +44,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runServing(ctx, args, stdout, stderr, nil)
 }
 
-// runServing is run, calling serving (when not nil) with the command's
-// name first in the commands that run vodpipe's services in this process
-// (a role, demo, up, bench, chaos): Main tunes the GC for them there
-// (service.TuneGC; the bench's target is fixed, service.FixGC). The client
+// runServing is run, calling serving (when not nil) first in the commands
+// that run vodpipe's services in this process (a role, demo, up, bench,
+// chaos): Main tunes the GC for them there (gctune.Tune), or fixes its
+// target for the bench, whose figures are measured at one (fixed true,
+// gctune.Fix). The client
 // commands keep Go's default: their live heap is what they follow (a key
 // per job for `submit --watch`), and at the services' target the heap
 // could grow to five times that.
-func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, serving func(cmd string)) int {
+func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, serving func(fixed bool)) int {
 	code := 0
 	root := &cobra.Command{
 		Use:   "vodpipe",
@@ -83,17 +85,19 @@ func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, se
 		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
 			RunE: func(*cobra.Command, []string) error { code = f(); return nil }}
 	}
-	// serves marks a command that runs services: serving first.
-	serves := func(c *cobra.Command) *cobra.Command {
+	// servesAt marks a command that runs services: serving first, with
+	// the GC target fixed or tuned; serves tunes it.
+	servesAt := func(fixed bool, c *cobra.Command) *cobra.Command {
 		run := c.RunE
 		c.RunE = func(cmd *cobra.Command, a []string) error {
 			if serving != nil {
-				serving(cmd.Name())
+				serving(fixed)
 			}
 			return run(cmd, a)
 		}
 		return c
 	}
+	serves := func(c *cobra.Command) *cobra.Command { return servesAt(false, c) }
 	for _, r := range []struct{ name, what string }{{"ingest", "jobs API and signature service"}, {"worker", "one worker"},
 		{"notify", "webhooks, event stream and VOD's callback"}, {"vodsim", "the VOD and COS emulator"}} {
 		// One binary plays every service (benchmarks and chaos runs start them so).
@@ -117,7 +121,7 @@ func runServing(ctx context.Context, args []string, stdout, stderr io.Writer, se
 			func(a []string) int { return runDeadLetters(ctx, "dead-letters", a, stdout, stderr) }),
 		own("dead-letter SEQ", "show one dead letter with its message", func(a []string) int { return runDeadLetters(ctx, "dead-letter", a, stdout, stderr) }),
 		own("sign", "make an upload signature, or decode one with --decode", func(a []string) int { return runSign(a, stdout, stderr, time.Now) }),
-		serves(own("bench", "measure throughput, memory and resume (P1..P7), write BENCHMARKS.md", func(a []string) int { return runBench(ctx, a, stdout, stderr) })),
+		servesAt(true, own("bench", "measure throughput, memory and resume (P1..P7), write BENCHMARKS.md", func(a []string) int { return runBench(ctx, a, stdout, stderr) })),
 		serves(own("chaos", "crash, fault and restart everything under load, then check nothing was lost", func(a []string) int { return runChaos(ctx, a, stdout, stderr) })),
 		own("version", "print this binary's version (--output json for a JSON object)", func(a []string) int { return runVersion(a, stdout, stderr) }),
 		own("subscriptions", "webhook subscriptions: list, create URL, delete ID, attempts ID, replay ID --since T",

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/gctune"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 )
 
@@ -37,7 +38,7 @@ func BenchmarkServerHeapPerKey(b *testing.B) {
 				b.Fatal(err)
 			}
 			val := make([]byte, 300) // a status's size
-			before := testharness.LiveHeap()
+			before := gctune.LiveHeap()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				m := nats.NewMsg(c.subject(i))
@@ -55,7 +56,7 @@ func BenchmarkServerHeapPerKey(b *testing.B) {
 			}
 			<-js.PublishAsyncComplete()
 			b.StopTimer()
-			b.ReportMetric(float64(testharness.LiveHeap()-before)/float64(b.N), "heap-B/key")
+			b.ReportMetric(float64(gctune.LiveHeap()-before)/float64(b.N), "heap-B/key")
 		})
 	}
 }

@@ -227,7 +227,7 @@ func (k *KV) Release(ctx context.Context, l upload.Lease) error {
 	if err := checkLease(l); err != nil {
 		return err
 	}
-	k.forgetWritten(l.JobID)
+	k.forgetWritten(l)
 	lk, _ := kvKeys(l.JobID)
 	for {
 		cur, rev, err := k.getLease(ctx, lk)
@@ -307,9 +307,7 @@ func (k *KV) fenced(ctx context.Context, l upload.Lease, change change) error {
 // lockWritten returns the job's last write, locked for the caller's write.
 func (k *KV) lockWritten(jobID string) *lastWrite {
 	k.mu.Lock()
-	if k.written == nil || len(k.written) >= maxWritten {
-		k.written = make(map[string]*lastWrite)
-	}
+	k.roomLocked()
 	w := k.written[jobID]
 	if w == nil {
 		w = &lastWrite{}
@@ -328,18 +326,24 @@ func (k *KV) lockWritten(jobID string) *lastWrite {
 func (k *KV) keepAcquired(jobID string, entry stateEntry, rev uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.written == nil || len(k.written) >= maxWritten {
-		k.written = make(map[string]*lastWrite)
-	}
+	k.roomLocked()
 	k.written[jobID] = &lastWrite{entry: entry, rev: rev}
 }
 
-// forgetWritten drops the job's last write unless a write is under way:
-// the lease that wrote it is given up.
-func (k *KV) forgetWritten(jobID string) {
+// roomLocked makes room in k.written: at maxWritten it starts over (see
+// maxWritten). k.mu held.
+func (k *KV) roomLocked() {
+	if k.written == nil || len(k.written) >= maxWritten {
+		k.written = make(map[string]*lastWrite)
+	}
+}
+
+// forgetWritten drops the job's last write when l wrote it (its fence) and
+// no write is under way: l is given up. A later lease's entry stays.
+func (k *KV) forgetWritten(l upload.Lease) {
 	k.mu.Lock()
-	if w := k.written[jobID]; w != nil && w.users == 0 {
-		delete(k.written, jobID)
+	if w := k.written[l.JobID]; w != nil && w.users == 0 && w.entry.Fence == l.Token {
+		delete(k.written, l.JobID)
 	}
 	k.mu.Unlock()
 }

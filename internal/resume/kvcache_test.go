@@ -216,3 +216,41 @@ func TestKVOnePartJobReadsItsStateOnce(t *testing.T) {
 		t.Fatalf("the state AcquireLoad returned changed with a write: %+v", loaded.State.Parts)
 	}
 }
+
+// A lease given up late (its holder stalled past its expiry and a new lease
+// took the job in the same process) leaves the new lease's kept entry: the
+// new lease's first write still starts from it, with no read.
+func TestKVReleaseOfAnOldLeaseKeepsTheNewOnesEntry(t *testing.T) {
+	ctx := t.Context()
+	js := testharness.StartNATS(t).JetStream(t)
+	k, err := NewKV(ctx, js, "resume", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 200 * time.Millisecond
+	old, err := k.Acquire(ctx, "job", "w1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur upload.Lease
+	testharness.WaitFor(t, 5*time.Second, "the old lease to expire and a new one to take the job", func() bool {
+		cur, err = k.Acquire(ctx, "job", "w2", time.Minute)
+		return err == nil
+	})
+	kept := k.cachedRev("job")
+	if kept == 0 {
+		t.Fatal("the new lease's entry is not kept")
+	}
+	if err := k.Release(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.cachedRev("job"); got != kept {
+		t.Fatalf("after the old lease's release the kept entry is at revision %d, want the new lease's %d", got, kept)
+	}
+	if err := k.Release(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.cachedRev("job"); got != 0 {
+		t.Fatalf("after the new lease's own release an entry is kept (revision %d)", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/vodpipe/vodpipe/internal/config"
+	"github.com/vodpipe/vodpipe/internal/gctune"
 )
 
 // Server is an opened service.
@@ -71,7 +72,7 @@ func Run[C any, S Server](ctx context.Context, name string, stderr io.Writer, op
 // Main is Run for a command's main function: it serves until SIGTERM or
 // Ctrl-C and exits the process with Run's code.
 func Main[C any, S Server](name string, open Opener[C, S]) {
-	_ = TuneGC(os.Getenv)
+	_ = gctune.Tune(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Run(ctx, name, os.Stderr, open)
 	stop()

@@ -217,25 +217,26 @@ func (r *run) checkControl(ctx context.Context) error {
 
 // sign returns a fresh signature for a one-time job and otherwise the run's
 // kept signature while it is valid for sigReuseMargin more, or else one
-// another job of the same policy was given (sigshare.go), or else a fresh one.
-func (r *run) sign(ctx context.Context) (string, error) {
+// another job of the same policy was given (sigshare.go), or else a fresh
+// one; shared says it was minted for another job's run.
+func (r *run) sign(ctx context.Context) (sig string, shared bool, err error) {
 	r.sigMu.Lock()
 	defer r.sigMu.Unlock()
 	if !r.j.OneTimeSignature {
 		if r.sig != "" && time.Until(r.sigExpires) > sigReuseMargin {
-			return r.sig, nil
+			return r.sig, r.sigShared, nil
 		}
 		if !r.noShare {
 			if k, ok := r.u.sigs.get(jobPolicy(r.j), time.Now(), sigReuseMargin); ok {
 				r.sig, r.sigExpires, r.sigAt, r.sigShared = k.sig, k.expires, k.at, true
 				r.u.obs.SignatureShared()
-				return k.sig, nil
+				return k.sig, true, nil
 			}
 		}
 	}
-	sig, err := r.u.signer.SignJob(ctx, r.j)
+	sig, err = r.u.signer.SignJob(ctx, r.j)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	// Kept only if it really is reusable: the service may make every
 	// signature one-time (its policy), whatever the job asked for.
@@ -247,35 +248,45 @@ func (r *run) sign(ctx context.Context) (string, error) {
 			r.u.sigs.put(sig, p.Params, time.Now())
 		}
 	}
-	return sig, nil
+	return sig, false, nil
 }
 
-// forgetSignature drops the kept signature, VOD refused it: for this run
-// and for every job that shares it; the run takes no other from the share.
-// It reports whether the signature came from the share.
-func (r *run) forgetSignature() (shared bool) {
+// forgetSignature drops sig, which VOD refused: for every job that shares
+// it, and for this run if it still keeps it (another of its calls, refused
+// too, may have renewed it already); the run takes no other from the share.
+func (r *run) forgetSignature(sig string) {
 	r.sigMu.Lock()
 	defer r.sigMu.Unlock()
-	if r.sig != "" {
-		r.u.sigs.drop(r.sig)
+	r.u.sigs.drop(sig)
+	if r.sig == sig {
+		r.sig, r.sigExpires, r.sigShared = "", time.Time{}, false
 	}
-	shared = r.sigShared
-	r.sig, r.sigExpires, r.sigShared, r.noShare = "", time.Time{}, false, true
-	return shared
+	r.noShare = true
 }
 
-// withRenewal runs a VOD call; a "signature used" or "expired" answer gets one
-// renewal (the call asks for a fresh signature again), not a failure, and so
-// does any refusal of a signature another job's run was given (a key
-// rotated since, a signing replica's clock): the renewal is minted for this
-// run, so a refusal of it says what it says of a fresh signature.
-func (r *run) withRenewal(ctx context.Context, call func() error) error {
-	err := call()
+// withRenewal runs a VOD call with the run's signatures (call gets the
+// SignatureFunc to give the client); a "signature used" or "expired" answer
+// gets one renewal (the call asks for a fresh signature again), not a
+// failure, and so does any refusal of a signature another job's run was
+// given (a key rotated since, a signing replica's clock): the renewal is
+// minted for this run, so a refusal of it says what it says of a fresh
+// signature. What is forgotten is the signature the call used last.
+func (r *run) withRenewal(ctx context.Context, call func(sign vod.SignatureFunc) error) error {
+	var used string
+	var usedShared bool
+	sign := func(ctx context.Context) (string, error) {
+		sig, shared, err := r.sign(ctx)
+		if err == nil {
+			used, usedShared = sig, shared
+		}
+		return sig, err
+	}
+	err := call(sign)
 	if vod.SignatureRefused(err) {
-		shared := r.forgetSignature()
-		if shared || errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
+		r.forgetSignature(used)
+		if usedShared || errors.Is(err, vod.ErrSignatureUsed) || errors.Is(err, vod.ErrSignatureExpired) {
 			r.u.obs.SignatureRenewed()
-			err = call()
+			err = call(sign)
 		}
 	}
 	// A fresh signature refused for its times: a clock is off.
@@ -308,7 +319,7 @@ func (r *run) openSession(ctx context.Context, size int64) error {
 		req.CoverSize = &n
 	}
 	var a *vod.ApplyResponse
-	err := r.withRenewal(ctx, func() (err error) { a, err = r.u.vod.Apply(ctx, r.sign, req); return err })
+	err := r.withRenewal(ctx, func(sign vod.SignatureFunc) (err error) { a, err = r.u.vod.Apply(ctx, sign, req); return err })
 	if err != nil {
 		return fmt.Errorf("upload: apply: %w", err)
 	}
@@ -347,8 +358,8 @@ func coverName(raw string) (string, string, *int64) {
 // applyResume applies again with the session key: same objects, fresh credentials.
 func (r *run) applyResume(ctx context.Context) error {
 	var a *vod.ApplyResponse
-	err := r.withRenewal(ctx, func() (err error) {
-		a, err = r.u.vod.Apply(ctx, r.sign, vod.ApplyRequest{VodSessionKey: r.st.Session.VodSessionKey})
+	err := r.withRenewal(ctx, func(sign vod.SignatureFunc) (err error) {
+		a, err = r.u.vod.Apply(ctx, sign, vod.ApplyRequest{VodSessionKey: r.st.Session.VodSessionKey})
 		return err
 	})
 	if err != nil {
@@ -911,8 +922,8 @@ func (r *run) abortStale(ctx context.Context) {
 
 func (r *run) commit(ctx context.Context) (*vod.CommitResponse, error) {
 	var cm *vod.CommitResponse
-	err := r.withRenewal(ctx, func() (err error) {
-		cm, err = r.u.vod.Commit(ctx, r.sign, r.st.Session.VodSessionKey)
+	err := r.withRenewal(ctx, func(sign vod.SignatureFunc) (err error) {
+		cm, err = r.u.vod.Commit(ctx, sign, r.st.Session.VodSessionKey)
 		return err
 	})
 	if errors.Is(err, vod.ErrUploadIncomplete) || errors.Is(err, vod.ErrSessionExpired) {

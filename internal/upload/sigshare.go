@@ -16,7 +16,11 @@ import (
 // signature says, field by field against the job's, so a job never
 // uploads under another policy than its own. It grants the worker nothing
 // it had not: it holds each signature it is given, and could use it for
-// anything under that policy until it expires.
+// anything under that policy until it expires. A signature is handed to
+// other jobs for shareFor after it was signed, so a narrowed signing
+// policy (VODPIPE_SIGN_*) or a job the service would not sign any more
+// reaches a worker's jobs within that, at the cost of a signature request
+// per worker and policy each shareFor.
 
 // sigPolicy is the policy of an upload signature: what a job chooses.
 type sigPolicy struct {
@@ -56,6 +60,16 @@ type sharedSig struct {
 // a policy each (a source context per file) then ask for their own.
 const maxSharedPolicies = 1024
 
+// shareFor is how long after its signing a signature is handed to other
+// jobs of its policy.
+const shareFor = 10 * time.Minute
+
+// handedOut reports whether k is still handed out at now: signed less than
+// shareFor ago and valid for margin more.
+func (k sharedSig) handedOut(now time.Time, margin time.Duration) bool {
+	return now.Sub(k.at) < shareFor && k.expires.Sub(now) > margin
+}
+
 // sigShare is the signatures kept by policy, for the Uploader's runs. A
 // nil sigShare keeps none.
 type sigShare struct {
@@ -65,7 +79,8 @@ type sigShare struct {
 
 func newSigShare() *sigShare { return &sigShare{m: map[sigPolicy]sharedSig{}} }
 
-// get returns the signature kept for p if it is valid for margin more.
+// get returns the signature kept for p if it is still handed out, valid
+// for margin more.
 func (s *sigShare) get(p sigPolicy, now time.Time, margin time.Duration) (sharedSig, bool) {
 	if s == nil {
 		return sharedSig{}, false
@@ -73,15 +88,15 @@ func (s *sigShare) get(p sigPolicy, now time.Time, margin time.Duration) (shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := s.m[p]
-	if !ok || k.expires.Sub(now) <= margin {
+	if !ok || !k.handedOut(now, margin) {
 		return sharedSig{}, false
 	}
 	return k, true
 }
 
 // put keeps a signature that is not one-time for the policy it says. When
-// maxSharedPolicies are kept, those no longer handed out (within
-// sigReuseMargin of their expiry) go; if none is, it is not kept.
+// maxSharedPolicies are kept, those no longer handed out go; if none is,
+// it is not kept.
 func (s *sigShare) put(sig string, p vod.SignatureParams, now time.Time) {
 	pol, ok := signedPolicy(p)
 	if s == nil || !ok || p.OneTimeValid {
@@ -91,7 +106,7 @@ func (s *sigShare) put(sig string, p vod.SignatureParams, now time.Time) {
 	defer s.mu.Unlock()
 	if _, kept := s.m[pol]; !kept && len(s.m) >= maxSharedPolicies {
 		for k, v := range s.m {
-			if v.expires.Sub(now) <= sigReuseMargin { // handed out no more
+			if !v.handedOut(now, sigReuseMargin) {
 				delete(s.m, k)
 			}
 		}

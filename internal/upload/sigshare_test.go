@@ -90,6 +90,12 @@ func TestSigShare(t *testing.T) {
 	if _, ok := s.get(sigPolicy{sourceContext: "a"}, now.Add(59*time.Minute+1), time.Minute); ok {
 		t.Fatal("a signature within the margin of its expiry was handed out")
 	}
+	if _, ok := s.get(sigPolicy{sourceContext: "a"}, now.Add(shareFor-time.Second), time.Minute); !ok {
+		t.Fatal("a signature signed less than shareFor ago was not handed out")
+	}
+	if _, ok := s.get(sigPolicy{sourceContext: "a"}, now.Add(shareFor), time.Minute); ok {
+		t.Fatal("a signature signed shareFor ago was handed out (a narrowed signing policy would wait for its expiry)")
+	}
 	one := params("o", now.Add(time.Hour))
 	one.OneTimeValid = true
 	s.put("sig-o", one, now)
@@ -158,9 +164,9 @@ func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
 	u := &Uploader{signer: minted, sigs: sigs, obs: nopObserver{}}
 	// VOD as it would answer: the rotated key's signatures are invalid.
 	bad := &countSigner{s: stale}
-	call := func(r *run) func() error {
-		return func() error {
-			sig, err := r.sign(t.Context())
+	call := func(r *run) func(vod.SignatureFunc) error {
+		return func(sign vod.SignatureFunc) error {
+			sig, err := sign(t.Context())
 			if err != nil {
 				return err
 			}
@@ -209,8 +215,65 @@ func TestAbortRunMintsItsSignature(t *testing.T) {
 	minted := &countSigner{s: s}
 	u := &Uploader{signer: minted, sigs: newSigShare(), obs: nopObserver{}}
 	u.sigs.put(other.Signature, parsed.Params, time.Now()) // the zero policy's, as the abort's job looks
-	sig, err := u.abortRun(Lease{JobID: "j1"}, &State{}).sign(t.Context())
+	sig, _, err := u.abortRun(Lease{JobID: "j1"}, &State{}).sign(t.Context())
 	if err != nil || sig == other.Signature || minted.calls != 1 {
 		t.Fatalf("abort's signature: shared %v, %d minted, %v; want one minted", sig == other.Signature, minted.calls, err)
+	}
+}
+
+// Two calls of one run refused for the same shared signature, the second
+// answered after the first renewed it: the second forgets the refused
+// signature only, keeps the one the first had minted (in the run and in
+// the share) and goes on with it, minting nothing more.
+func TestSecondRefusalKeepsTheFirstRenewal(t *testing.T) {
+	policy := signer.Policy{MaxValidity: time.Hour}
+	stale, _ := signer.New("AKIDexample", "rotated-away", policy)
+	current, _ := signer.New("AKIDexample", "current", policy)
+	j := &job.Job{V: job.Version, ID: "j1", Source: "file:///x.mp4"}
+	old, _ := stale.Sign(signer.ForJob(j, 0))
+	parsed, err := vod.ParseSignature(old.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := newSigShare()
+	sigs.put(old.Signature, parsed.Params, time.Now())
+	minted := &countSigner{s: current}
+	r := &run{u: &Uploader{signer: minted, sigs: sigs, obs: nopObserver{}}, j: j}
+	refuse := func(sig string) error {
+		if sig == old.Signature {
+			return fmt.Errorf("vod: code 10002: %w", vod.ErrSignatureInvalid)
+		}
+		return nil
+	}
+	once := func(sign vod.SignatureFunc) error {
+		sig, err := sign(t.Context())
+		if err != nil {
+			return err
+		}
+		return refuse(sig)
+	}
+	first := true
+	second := func(sign vod.SignatureFunc) error {
+		sig, err := sign(t.Context())
+		if err != nil {
+			return err
+		}
+		if first { // the other call is refused and renews while this one waits for VOD
+			first = false
+			if err := r.withRenewal(t.Context(), once); err != nil {
+				t.Fatalf("the first call: %v", err)
+			}
+		}
+		return refuse(sig)
+	}
+	if err := r.withRenewal(t.Context(), second); err != nil {
+		t.Fatalf("the second call: %v, want it made again with the first call's renewal", err)
+	}
+	if minted.calls != 1 {
+		t.Fatalf("%d signatures minted, want 1 (the first call's renewal)", minted.calls)
+	}
+	k, ok := sigs.get(jobPolicy(j), time.Now(), sigReuseMargin)
+	if !ok || k.sig != minted.minted[0] || r.sig != minted.minted[0] {
+		t.Fatalf("the renewal is kept in the share %v and in the run %v, want both", ok && k.sig == minted.minted[0], r.sig == minted.minted[0])
 	}
 }

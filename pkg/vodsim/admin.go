@@ -86,19 +86,9 @@ func (s *Server) Sessions() []Session {
 func (s *Server) Traffic() []ObjectTraffic {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	media := map[string]string{}
-	for _, x := range s.sessions {
-		media[x.Bucket+"/"+x.VideoKey] = x.VideoName
-		if x.CoverKey != "" {
-			media[x.Bucket+"/"+x.CoverKey] = x.VideoName
-		}
-	}
 	out := make([]ObjectTraffic, 0, len(s.trafficBy))
-	for id, t := range s.trafficBy {
+	for _, t := range s.trafficBy {
 		c := *t
-		if c.Media == "" {
-			c.Media = media[id]
-		}
 		c.PartStores = maps.Clone(t.PartStores)
 		out = append(out, c)
 	}

@@ -724,13 +724,14 @@ func (s *Server) traffic(cr *cosRequest) *ObjectTraffic {
 	t := s.trafficBy[id]
 	if t == nil {
 		t = &ObjectTraffic{Bucket: cr.bucket, Key: cr.key}
-		// Named now: the session goes after its lifetime, the record stays.
-		if cr.cred != nil {
-			if sess := s.sessions[cr.cred.SessionKey]; sess != nil {
-				t.Media = sess.VideoName
-			}
-		}
 		s.trafficBy[id] = t
+	}
+	// Named by the first request with credentials (a fault may come before
+	// them): the session goes after its lifetime, the record stays.
+	if t.Media == "" && cr.cred != nil {
+		if sess := s.sessions[cr.cred.SessionKey]; sess != nil {
+			t.Media = sess.VideoName
+		}
 	}
 	return t
 }

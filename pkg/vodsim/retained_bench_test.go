@@ -9,6 +9,7 @@ import (
 
 	cos "github.com/tencentyun/cos-go-sdk-v5"
 
+	"github.com/vodpipe/vodpipe/internal/gctune"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/vod"
 	"github.com/vodpipe/vodpipe/pkg/vodsim"
@@ -34,7 +35,7 @@ func BenchmarkRetainedPerUpload(b *testing.B) {
 	sig := func(context.Context) (string, error) { return one, nil }
 	vc := v.VODClient()
 	dial := vod.DialOverride(v.Addr) // one transport: its connections are kept
-	before := testharness.LiveHeap()
+	before := gctune.LiveHeap()
 	for b.Loop() {
 		a, err := vc.Apply(ctx, sig, vod.ApplyRequest{VideoName: "v", VideoType: "mp4", VideoSize: ptr(int64(len(body)))})
 		if err != nil {
@@ -52,5 +53,5 @@ func BenchmarkRetainedPerUpload(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(testharness.LiveHeap()-before)/float64(b.N), "heap-B/upload")
+	b.ReportMetric(float64(gctune.LiveHeap()-before)/float64(b.N), "heap-B/upload")
 }

@@ -1,10 +1,9 @@
-package service
+package gctune
 
 import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -18,13 +17,6 @@ func env(v string) func(string) string {
 		}
 		return ""
 	}
-}
-
-// gogc reads the runtime's target without changing it.
-func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
 }
 
 // filled is n bytes written (live in the heap, not a zero page).
@@ -41,35 +33,35 @@ func waitForTarget(t *testing.T, want int) {
 	t.Helper()
 	testharness.WaitFor(t, 10*time.Second, fmt.Sprintf("the GC target to become %d", want), func() bool {
 		runtime.GC()
-		return gogc() == want
+		return Percent() == want
 	})
 }
 
-// waitForAbout200 collects until the target is about 200 (MaxGCHeadroom/2
+// waitForAbout200 collects until the target is about 200 (MaxHeadroom/2
 // live, less the test binary's own few MiB).
 func waitForAbout200(t *testing.T, what string) {
 	t.Helper()
 	testharness.WaitFor(t, 10*time.Second, what, func() bool {
 		runtime.GC()
-		return gogc() < 210 && gogc() > 150
+		return Percent() < 210 && Percent() > 150
 	})
 }
 
-func TestTuneGCSetsTheTargetUnlessGOGCIsSet(t *testing.T) {
+func TestTuneSetsTheTargetUnlessGOGCIsSet(t *testing.T) {
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
-	stop := TuneGC(env(""))
+	stop := Tune(env(""))
 	defer stop()
-	if got := gogc(); got != DefaultGOGC {
-		t.Fatalf("the runtime's target after TuneGC without GOGC = %d, want %d", got, DefaultGOGC)
+	if got := Percent(); got != DefaultGOGC {
+		t.Fatalf("the runtime's target after Tune without GOGC = %d, want %d", got, DefaultGOGC)
 	}
 	stop()
 	for _, v := range []string{"50", "off", "junk"} {
 		debug.SetGCPercent(100)
-		defer TuneGC(env(v))()
+		defer Tune(env(v))()
 		runtime.GC()
-		if got := gogc(); got != 100 {
-			t.Fatalf("TuneGC with GOGC=%s changed the runtime's target to %d", v, got)
+		if got := Percent(); got != 100 {
+			t.Fatalf("Tune with GOGC=%s changed the runtime's target to %d", v, got)
 		}
 	}
 }
@@ -79,8 +71,8 @@ func TestGCPercentForLiveHeap(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, DefaultGOGC}, {6 << 20, DefaultGOGC}, {MaxGCHeadroom / 4, DefaultGOGC},
-		{MaxGCHeadroom / 2, 200}, {MaxGCHeadroom, 100}, {600 << 20, 100}, {8 << 30, 100},
+		{0, DefaultGOGC}, {6 << 20, DefaultGOGC}, {MaxHeadroom / 4, DefaultGOGC},
+		{MaxHeadroom / 2, 200}, {MaxHeadroom, 100}, {600 << 20, 100}, {8 << 30, 100},
 	} {
 		if got := gcPercentFor(c.live); got != c.want {
 			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live>>20, got, c.want)
@@ -88,19 +80,19 @@ func TestGCPercentForLiveHeap(t *testing.T) {
 	}
 }
 
-// A process whose live heap grows past MaxGCHeadroom/4 gets a lower target
+// A process whose live heap grows past MaxHeadroom/4 gets a lower target
 // after its next collections, and DefaultGOGC again once it shrinks; a
 // target someone else set is theirs until they put the tuner's back.
-func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
+func TestTuneBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
-	stop := TuneGC(env(""))
+	stop := Tune(env(""))
 	defer stop()
 	waitForTarget(t, DefaultGOGC)
 
-	// MaxGCHeadroom/2 more live: the target falls to about 200 (the
+	// MaxHeadroom/2 more live: the target falls to about 200 (the
 	// test binary's own few MiB lower it a little).
-	big := filled(MaxGCHeadroom / 2)
+	big := filled(MaxHeadroom / 2)
 	waitForAbout200(t, "the GC target to fall to about 200 with 128 MiB live")
 	runtime.KeepAlive(big)
 	big = nil
@@ -109,11 +101,11 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 	// Someone else's target stays while it is set, and the tuner takes
 	// over again once its own is back: with 128 MiB live, about 200.
 	prev := debug.SetGCPercent(50)
-	big = filled(MaxGCHeadroom / 2)
+	big = filled(MaxHeadroom / 2)
 	for range 3 {
 		runtime.GC()
 	}
-	if got := gogc(); got != 50 {
+	if got := Percent(); got != 50 {
 		t.Fatalf("the tuner changed a target set by someone else (50) to %d", got)
 	}
 	debug.SetGCPercent(prev)
@@ -123,20 +115,20 @@ func TestTuneGCBoundsTheHeadroomOfALargeLiveHeap(t *testing.T) {
 	waitForTarget(t, DefaultGOGC)
 }
 
-func TestFixGCSetsTheTargetOnceUnlessGOGCIsSet(t *testing.T) {
+func TestFixSetsTheTargetOnceUnlessGOGCIsSet(t *testing.T) {
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
-	FixGC(env("50"))
-	if got := gogc(); got != 100 {
-		t.Fatalf("FixGC with GOGC=50 changed the target to %d", got)
+	Fix(env("50"))
+	if got := Percent(); got != 100 {
+		t.Fatalf("Fix with GOGC=50 changed the target to %d", got)
 	}
-	FixGC(env(""))
-	big := filled(MaxGCHeadroom / 2)
+	Fix(env(""))
+	big := filled(MaxHeadroom / 2)
 	for range 3 {
 		runtime.GC()
 	}
-	if got := gogc(); got != DefaultGOGC {
-		t.Fatalf("the target after FixGC with 128 MiB live = %d, want %d (fixed)", got, DefaultGOGC)
+	if got := Percent(); got != DefaultGOGC {
+		t.Fatalf("the target after Fix with 128 MiB live = %d, want %d (fixed)", got, DefaultGOGC)
 	}
 	runtime.KeepAlive(big)
 }

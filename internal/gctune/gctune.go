@@ -1,4 +1,7 @@
-package service
+// Package gctune sets the garbage collector's target of a vodpipe process
+// that runs services, and reads what the collector sees (the target, the
+// live heap) for the benchmarks and tests that measure memory.
+package gctune
 
 import (
 	"runtime"
@@ -18,48 +21,48 @@ import (
 // from the memory limit), still holds the heap under it.
 const DefaultGOGC = 400
 
-// MaxGCHeadroom bounds what the target adds to the live heap: above
-// MaxGCHeadroom/4 live (64 MiB), the target falls so that the heap grows
+// MaxHeadroom bounds what the target adds to the live heap: above
+// MaxHeadroom/4 live (64 MiB), the target falls so that the heap grows
 // by about this much between collections (moves of less than a tenth are
 // not made), never below Go's default (100, twice what is live). A process
 // that embeds the NATS server and vodsim (`vodpipe up`, the demo) holds a
 // few KiB per job stored (the server's index of every subject, the
 // emulator's records of every upload: 600 MiB at 100,000 jobs), and at 400
 // its RSS reached 5.9 GiB there.
-const MaxGCHeadroom = 256 << 20
+const MaxHeadroom = 256 << 20
 
 // gcPercentFor is the target for a live heap of live bytes.
 func gcPercentFor(live uint64) int {
 	if live == 0 {
 		return DefaultGOGC
 	}
-	p := MaxGCHeadroom * 100 / live
+	p := MaxHeadroom * 100 / live
 	return int(min(max(p, 100), DefaultGOGC))
 }
 
-// FixGC sets the collector's target to DefaultGOGC unless the GOGC
+// Fix sets the collector's target to DefaultGOGC unless the GOGC
 // variable (getenv reads the environment) sets one, which the runtime has
 // taken already; it does not move. `vodpipe bench` runs so: its figures are
 // measured at one target, and its host reference sets Go's default for a
 // while (a tuner could not tell that 100 from its own).
-func FixGC(getenv func(string) string) {
+func Fix(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(DefaultGOGC)
 	}
 }
 
-// TuneGC sets the collector's target unless the GOGC variable (getenv
+// Tune sets the collector's target unless the GOGC variable (getenv
 // reads the environment) sets one, which the runtime has taken already:
 // DefaultGOGC while the live heap is small, less as it grows (see
-// MaxGCHeadroom), read again after every collection. A target set by
+// MaxHeadroom), read again after every collection. A target set by
 // someone else meanwhile (debug.SetGCPercent) is left alone until it is
 // back to the tuner's own. stop ends the tuning (the target stays as it
 // is).
-func TuneGC(getenv func(string) string) (stop func()) {
+func Tune(getenv func(string) string) (stop func()) {
 	if getenv("GOGC") != "" {
 		return func() {}
 	}
-	t := &gcTuner{}
+	t := &gcTuner{sample: [2]metrics.Sample{{Name: liveHeapMetric}, {Name: percentMetric}}}
 	t.set.Store(DefaultGOGC)
 	debug.SetGCPercent(DefaultGOGC)
 	t.arm()
@@ -70,7 +73,7 @@ func TuneGC(getenv func(string) string) (stop func()) {
 type gcTuner struct {
 	set     atomic.Int64 // the target the tuner last set
 	stopped atomic.Bool
-	sample  [2]metrics.Sample
+	sample  [2]metrics.Sample // the live heap and the target, named by Tune
 }
 
 // gcCycle is a sentinel that a collection finds unreachable; its cleanup
@@ -90,8 +93,6 @@ func (t *gcTuner) collected() {
 		return
 	}
 	defer t.arm()
-	t.sample[0].Name = "/gc/heap/live:bytes"
-	t.sample[1].Name = "/gc/gogc:percent"
 	metrics.Read(t.sample[:])
 	if t.sample[0].Value.Kind() != metrics.KindUint64 || t.sample[1].Value.Kind() != metrics.KindUint64 {
 		return
@@ -117,4 +118,27 @@ func abs(x int64) int64 {
 		return -x
 	}
 	return x
+}
+
+// The runtime's metrics the tuner reads.
+const (
+	liveHeapMetric = "/gc/heap/live:bytes"
+	percentMetric  = "/gc/gogc:percent"
+)
+
+// Percent is the collector's target now (read, not set: setting it to read
+// it would look like someone else's target to a tuner).
+func Percent() int {
+	s := []metrics.Sample{{Name: percentMetric}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+// LiveHeap is this process's live heap after a collection: a measurement
+// takes it before and after to tell what something keeps.
+func LiveHeap() int64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: liveHeapMetric}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
 }
