@@ -137,12 +137,18 @@ func (c *countSigner) SignJob(_ context.Context, j *job.Job) (string, error) {
 	return r.Signature, err
 }
 
-// A signature a run took from the share and VOD refused for any reason
-// (here: its key, rotated since) is dropped for every job, and the run
-// goes on with one minted for it; a run that had one refused takes no
-// other from the share. A refusal of a signature minted for the run
-// itself gets no second try unless it is "used" or "expired", as before.
-func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
+// rotatedKey is a share holding a signature of a key rotated away since,
+// for job j's policy: VOD refuses it. current mints with the key of now.
+type rotatedKey struct {
+	j       *job.Job
+	old     string // the stale signature, shared
+	stale   *signer.Signer
+	current *signer.Signer
+	sigs    *sigShare
+}
+
+func newRotatedKey(t *testing.T) rotatedKey {
+	t.Helper()
 	policy := signer.Policy{MaxValidity: time.Hour}
 	stale, err := signer.New("AKIDexample", "rotated-away", policy)
 	if err != nil {
@@ -160,7 +166,18 @@ func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
 	}
 	sigs := newSigShare()
 	sigs.put(old.Signature, parsed.Params, time.Now())
-	minted := &countSigner{s: current}
+	return rotatedKey{j: j, old: old.Signature, stale: stale, current: current, sigs: sigs}
+}
+
+// A signature a run took from the share and VOD refused for any reason
+// (here: its key, rotated since) is dropped for every job, and the run
+// goes on with one minted for it; a run that had one refused takes no
+// other from the share. A refusal of a signature minted for the run
+// itself gets no second try unless it is "used" or "expired", as before.
+func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
+	rk := newRotatedKey(t)
+	j, sigs, stale := rk.j, rk.sigs, rk.stale
+	minted := &countSigner{s: rk.current}
 	u := &Uploader{signer: minted, sigs: sigs, obs: nopObserver{}}
 	// VOD as it would answer: the rotated key's signatures are invalid.
 	bad := &countSigner{s: stale}
@@ -170,7 +187,7 @@ func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if sig == old.Signature || slices.Contains(bad.minted, sig) {
+			if sig == rk.old || slices.Contains(bad.minted, sig) {
 				return fmt.Errorf("vod: code 10002: %w", vod.ErrSignatureInvalid)
 			}
 			return nil
@@ -183,7 +200,7 @@ func TestRefusedSharedSignatureIsRenewedAndDropped(t *testing.T) {
 	if minted.calls != 1 {
 		t.Fatalf("%d signatures minted, want 1 (the renewal)", minted.calls)
 	}
-	if k, ok := sigs.get(jobPolicy(j), time.Now(), sigReuseMargin); !ok || k.sig == old.Signature {
+	if k, ok := sigs.get(jobPolicy(j), time.Now(), sigReuseMargin); !ok || k.sig == rk.old {
 		t.Fatalf("the share holds %+v (%v): want the refused one gone, the fresh one kept", k, ok)
 	}
 
@@ -226,21 +243,12 @@ func TestAbortRunMintsItsSignature(t *testing.T) {
 // signature only, keeps the one the first had minted (in the run and in
 // the share) and goes on with it, minting nothing more.
 func TestSecondRefusalKeepsTheFirstRenewal(t *testing.T) {
-	policy := signer.Policy{MaxValidity: time.Hour}
-	stale, _ := signer.New("AKIDexample", "rotated-away", policy)
-	current, _ := signer.New("AKIDexample", "current", policy)
-	j := &job.Job{V: job.Version, ID: "j1", Source: "file:///x.mp4"}
-	old, _ := stale.Sign(signer.ForJob(j, 0))
-	parsed, err := vod.ParseSignature(old.Signature)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sigs := newSigShare()
-	sigs.put(old.Signature, parsed.Params, time.Now())
-	minted := &countSigner{s: current}
+	rk := newRotatedKey(t)
+	j, sigs := rk.j, rk.sigs
+	minted := &countSigner{s: rk.current}
 	r := &run{u: &Uploader{signer: minted, sigs: sigs, obs: nopObserver{}}, j: j}
 	refuse := func(sig string) error {
-		if sig == old.Signature {
+		if sig == rk.old {
 			return fmt.Errorf("vod: code 10002: %w", vod.ErrSignatureInvalid)
 		}
 		return nil
