@@ -328,9 +328,9 @@ func DialOverride(addr string, perHost ...int) *http.Transport {
 	}
 	t := NewTransport(n)
 	t.Proxy = nil
-	t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+	t.DialContext = bulkWrites(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)
-	}
+	})
 	return t
 }
 
@@ -342,5 +342,7 @@ func NewTransport(perHost int) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = max(perHost, 2)
 	t.MaxIdleConns = max(t.MaxIdleConns, 2*perHost)
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = bulkWrites(d.DialContext)
 	return t
 }

@@ -1,0 +1,50 @@
+package vod
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+)
+
+// bulkChunk is how much of a request body a connection of NewTransport or
+// DialOverride reads and writes at a time.
+const bulkChunk = 256 << 10
+
+// dialFunc is http.Transport.DialContext's type.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// bulkWrites returns dial with its connections writing request bodies in
+// chunks of bulkChunk. net/http hands a body to a plain (not TLS) connection
+// through the connection's ReadFrom, which for TCP reads and writes 32 KiB at
+// a time: for an 8 MiB part, 256 reads of the file and 256 socket writes,
+// each a system call whose fixed cost, on a virtual machine above all, is
+// much of the sender's CPU ("Where the time goes" in docs/development.md). In chunks of 256 KiB
+// the same part takes 32 of each. A TLS connection wraps this one and writes
+// its records through Write, which is unchanged.
+func bulkWrites(dial dialFunc) dialFunc {
+	bufs := &sync.Pool{New: func() any { b := make([]byte, bulkChunk); return &b }}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &bulkConn{Conn: c, bufs: bufs}, nil
+	}
+}
+
+// bulkConn is a connection whose ReadFrom copies through a large buffer.
+type bulkConn struct {
+	net.Conn
+	bufs *sync.Pool
+}
+
+// ReadFrom copies r into the connection bulkChunk at a time; a reader that
+// can write itself out (io.WriterTo, e.g. a bytes.Reader) still does.
+func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
+	bp := c.bufs.Get().(*[]byte)
+	defer c.bufs.Put(bp)
+	// The struct hides the connection's own ReadFrom, which io.CopyBuffer
+	// would otherwise call again.
+	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, *bp)
+}
