@@ -319,7 +319,8 @@ func serverTime(resp *http.Response) time.Time {
 // DialOverride returns a transport that connects every request to addr while
 // keeping URLs and Host headers as they are, so production bucket URLs and
 // signatures reach a local vodsim byte for byte.
-// perHost sizes its idle pool as NewTransport does (64 when not given).
+// perHost sizes its idle pool as NewTransport does (64 when not given); its
+// connections too take request bodies 256 KiB at a time.
 func DialOverride(addr string, perHost ...int) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	n := 64
@@ -337,7 +338,8 @@ func DialOverride(addr string, perHost ...int) *http.Transport {
 // NewTransport is http.DefaultTransport with room for perHost idle
 // connections to one host. The default keeps 2: an uploader with more
 // requests in flight to VOD or one COS bucket would close the rest after
-// every request and pay a new TCP and TLS handshake for the next.
+// every request and pay a new TCP and TLS handshake for the next. Its
+// connections take request bodies 256 KiB at a time (see bulkWrites).
 func NewTransport(perHost int) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = max(perHost, 2)
