@@ -20,8 +20,9 @@ type sseFrame struct {
 }
 
 type sseClient struct {
-	frames chan sseFrame
-	cancel context.CancelFunc
+	frames  chan sseFrame
+	cancel  context.CancelFunc
+	opening sseFrame // the stream's first block
 }
 
 // openSSE connects to /v1/events and returns once the stream is open.
@@ -72,8 +73,8 @@ func openSSE(t *testing.T, in *instance, query, lastEventID string) *sseClient {
 			}
 		}
 	}()
-	if f := c.next(t, true); f.comment != "vodpipe events" {
-		t.Fatalf("first frame = %+v", f)
+	if c.opening = c.next(t, true); c.opening.comment != "vodpipe events" {
+		t.Fatalf("first frame = %+v", c.opening)
 	}
 	return c
 }
@@ -144,6 +145,36 @@ func TestSSEResumesWithLastEventIDWithoutGaps(t *testing.T) {
 	// Idle: heartbeats keep the connection alive, and nothing else arrives.
 	if f := c2.next(t, true); f.comment != "heartbeat" {
 		t.Fatalf("idle stream sent %+v", f)
+	}
+}
+
+// A stream opened from now on names where it started in its opening block:
+// a client whose connection breaks before its first event reconnects from
+// there and gets what was published in between, which a stream opened
+// afresh would not.
+func TestSSEOpeningBlockNamesWhereTheStreamStarts(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	e.publish(job.EventQueued, "before", nil)
+	c := openSSE(t, in, "?type=job.*", "")
+	if c.opening.id != "1" {
+		t.Fatalf("opening block %+v, want id 1 (the stream's last sequence)", c.opening)
+	}
+	c.cancel() // broken before any event
+	ev := e.publish(job.EventCompleted, "j1", nil)
+	fresh := openSSE(t, in, "?type=job.*", "")
+	resumed := openSSE(t, in, "?type=job.*", c.opening.id)
+	if resumed.opening.id != c.opening.id {
+		t.Errorf("a stream resumed after %s opens with id %q", c.opening.id, resumed.opening.id)
+	}
+	var got job.Event
+	if err := json.Unmarshal([]byte(resumed.next(t, false).data), &got); err != nil || got.ID != ev.ID {
+		t.Fatalf("resumed from the opening id: got event %+v (%v), want %s", got, err, ev.ID)
+	}
+	// The fresh stream starts after it: its next event is a later one.
+	later := e.publish(job.EventQueued, "j2", nil)
+	if err := json.Unmarshal([]byte(fresh.next(t, false).data), &got); err != nil || got.ID != later.ID {
+		t.Fatalf("a fresh stream got %+v (%v), want only the later %s", got, err, later.ID)
 	}
 }
 

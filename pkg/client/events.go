@@ -19,8 +19,9 @@ import (
 type EventStream struct {
 	body io.ReadCloser
 	sc   *bufio.Scanner
-	// LastID is the id of the last event read: open the stream again with
-	// it to go on after a broken connection, missing nothing.
+	// LastID is the id of the last event read, or before the first the id
+	// the stream opened with: open the stream again with it to go on after
+	// a broken connection, missing nothing.
 	LastID string
 }
 
@@ -71,7 +72,14 @@ func (s *EventStream) Next() (*job.Event, error) {
 		switch {
 		case line == "":
 			if data == "" {
-				continue // a comment block or a heartbeat
+				// A comment block, a heartbeat, or the opening block, whose
+				// id is where the stream started: a reconnect before any
+				// event resumes from it.
+				if id != "" {
+					s.LastID = id
+				}
+				id = ""
+				continue
 			}
 			var e job.Event
 			if err := json.Unmarshal([]byte(data), &e); err != nil {

@@ -32,7 +32,8 @@ const sseWriteTimeout = 30 * time.Second
 // reconnects with Last-Event-ID gets every matching event after the last one
 // it saw, none twice, as long as the stream still holds them
 // (EVENTS_MAX_AGE). Without Last-Event-ID the stream starts with the next
-// event. Idle streams get a comment line every SSEHeartbeat.
+// event; its opening block carries the id to resume from all the same.
+// Idle streams get a comment line every SSEHeartbeat.
 func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	types := []string{"*"}
@@ -121,7 +122,16 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !write([]byte("retry: 2000\n: vodpipe events\n\n")) {
+	// The opening block names where the stream starts (the events stream's
+	// last sequence when it opened, or the Last-Event-ID it resumed after):
+	// a client whose stream breaks before its first event reconnects with
+	// it and misses nothing published in between, where without it the
+	// stream would start again at the next event.
+	var start uint64
+	if info := cons.CachedInfo(); info != nil {
+		start = info.Delivered.Stream
+	}
+	if !write(fmt.Appendf(nil, "retry: 2000\nid: %d\n: vodpipe events\n\n", start)) {
 		return
 	}
 	beat := time.NewTicker(s.cfg.SSEHeartbeat)
