@@ -650,3 +650,26 @@ func TestResumeWithdrawsAPendingPause(t *testing.T) {
 		t.Fatalf("state after resuming a running job = %s", st.State)
 	}
 }
+
+// Every id shape job.Validate accepts is a key the stores take: an id the
+// status bucket refused would make a job no worker can ever start.
+func TestEveryValidIDIsAStorableKey(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	for _, id := range []string{"a", "A-1", "a.b", "a.-b._c", "0_x", "v1.2.3-rc_4", strings.Repeat("z", job.MaxIDLen)} {
+		j := newJob(id)
+		if err := j.Validate(); err != nil {
+			t.Fatalf("%q refused: %v", id, err)
+		}
+		if r := q.Jobs.Submit(t.Context(), []*job.Job{j})[0]; r.Err != nil {
+			t.Errorf("%q: valid, but submitting it failed: %v", id, r.Err)
+		}
+		if _, _, err := q.Statuses.Get(t.Context(), id); err != nil {
+			t.Errorf("%q: status not readable: %v", id, err)
+		}
+	}
+	for _, id := range []string{"x.", "a..b", ".a", "a.", "-a", "a b", "a*", "a>"} {
+		if err := newJob(id).Validate(); err == nil {
+			t.Errorf("%q accepted: the status bucket cannot hold it", id)
+		}
+	}
+}

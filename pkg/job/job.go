@@ -36,7 +36,7 @@ const (
 )
 
 var (
-	idPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	idPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$`)
 	regionPattern    = regexp.MustCompile(`^[a-z]{2,}(-[a-z]+)+(-[0-9]+)?$`)
 	procedurePattern = regexp.MustCompile(`^[A-Za-z0-9_\-.]{1,40}$`)
 	mediaTypePattern = regexp.MustCompile(`^[a-z0-9]{1,8}$`)
@@ -292,7 +292,7 @@ func (j *Job) Validate() error {
 	case len(j.ID) > MaxIDLen:
 		e.add("id", "longer than %d characters", MaxIDLen)
 	case !idPattern.MatchString(j.ID):
-		e.add("id", "may hold only letters, digits, '_', '.' and '-', and start with a letter or digit")
+		e.add("id", "may hold only letters, digits, '_', '.' and '-', start with a letter or digit, and neither end with '.' nor hold '..'")
 	}
 	sourceOK := validateSource(e, "source", j.Source, true)
 	validateSource(e, "cover", j.Cover, false)

@@ -58,6 +58,9 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 			[]string{"classId", "cover", "id", "mediaName", "mediaType", "metadata", "priority", "procedure", "source", "sourceContext", "storageRegion"}},
 		{"traversal", `{"v":1,"id":"a","source":"file:///media/../../etc/passwd.mp4"}`, []string{"source"}},
 		{"relative file", `{"v":1,"id":"a","source":"file:a.mp4"}`, []string{"source"}},
+		// Ids are keys of the status bucket, whose keys are dot-separated tokens.
+		{"id ends with a dot", `{"v":1,"id":"x.","source":"file:///a.mp4"}`, []string{"id"}},
+		{"id with an empty token", `{"v":1,"id":"a..b","source":"file:///a.mp4"}`, []string{"id"}},
 		{"credentials in URL", `{"v":1,"id":"a","source":"https://u:p@h/a.mp4"}`, []string{"source"}},
 		{"missing", `{"v":1}`, []string{"id", "source"}},
 		{"no extension no type", `{"v":1,"id":"a","source":"https://h/video"}`, []string{"mediaType"}},
