@@ -191,6 +191,12 @@ type SubmitResult struct {
 // few round trips instead of three per job. A job whose id already has a
 // status is a duplicate: it is not published again.
 func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
+	// A batch once begun is carried through whatever its caller does: a
+	// client that went away (an interrupted `vodpipe submit`) between a
+	// job's status and its message would leave a queued status that no
+	// message will ever run. submitTimeout bounds it all the same.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
+	defer cancel()
 	out := make([]SubmitResult, len(jobs))
 	now := time.Now().UTC()
 	for i, j := range jobs {
@@ -237,6 +243,16 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 				continue
 			}
 			out[i].Err = fmt.Errorf("queue: status %s: %w", jobs[i].ID, err)
+			var refused *jetstream.APIError
+			if errors.As(err, &refused) {
+				// JetStream answered: no status, so no index entries either.
+				made[i].remove(ctx, jq.index)
+			} else {
+				// No answer (a timeout, a lost connection): the status may
+				// be stored. The job is published again until JetStream
+				// takes it (a worker creates a status that is missing).
+				jq.unconfirmedJob(jobs[i])
+			}
 		}
 	}
 	// Stage 2: publish the new jobs and their job.queued events, and again
@@ -322,6 +338,9 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	}
 	return out
 }
+
+// submitTimeout bounds a batch's submit once begun (see Submit).
+const submitTimeout = 30 * time.Second
 
 // CodeNotQueued is the error code of a status whose job could not be
 // published: it stays queued with this error until the job is submitted

@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -331,6 +332,27 @@ func TestSubmitBatchRecordsPublishesAndDetectsDuplicates(t *testing.T) {
 	for _, id := range []string{"n-1", "n-2"} {
 		if s, _, err := q.Statuses.Get(ctx, id); err != nil || s.State != job.StateQueued {
 			t.Fatalf("status %s = %+v %v", id, s, err)
+		}
+	}
+}
+
+// A batch whose caller went away (an interrupted `vodpipe submit`: the
+// request's context is cancelled) is carried through: every job it
+// records gets its message, none is left queued with nothing to run it.
+func TestSubmitOfAGoneCallerIsCarriedThrough(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	jobs := []*job.Job{newJob("g-1"), newJob("g-2"), newJob("g-3")}
+	for i, r := range q.Jobs.Submit(ctx, jobs) {
+		if r.Err != nil || r.Duplicate {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	wantJobs(t, n, q, uint64(len(jobs)))
+	for _, j := range jobs {
+		if s, _, err := q.Statuses.Get(t.Context(), j.ID); err != nil || s.State != job.StateQueued {
+			t.Fatalf("status %s = %+v %v", j.ID, s, err)
 		}
 	}
 }
