@@ -92,7 +92,8 @@ func (ctl *Control) Resume(ctx context.Context, jobID string) (*job.Status, erro
 		return nil, err
 	}
 	paused := func(s *job.Status) bool { return s.State == job.StatePaused }
-	s, err := ctl.statuses.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
+	var was job.Status
+	s, err := ctl.statuses.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { was, s.Error, s.Runs = *s, nil, 0 })
 	switch {
 	case errors.Is(err, ErrConflict) && prev == job.ControlPause:
 		// Withdrawn before a worker carried it out (s is the status the
@@ -105,7 +106,10 @@ func (ctl *Control) Resume(ctx context.Context, jobID string) (*job.Status, erro
 	case err != nil:
 		return s, err
 	}
-	if err := ctl.jobs.requeue(ctx, s, "resume"); err != nil {
+	if err := ctl.jobs.requeueOrUndo(ctx, s, "resume", job.StatePaused, func(s *job.Status) { s.Error, s.Runs = was.Error, was.Runs }); err != nil {
+		if prev == job.ControlPause {
+			_, _ = ctl.setUnlessCanceled(context.WithoutCancel(ctx), jobID, job.ControlPause)
+		}
 		return nil, err
 	}
 	return s, ctl.events.Emit(ctx, job.EventResumed, jobID, struct{}{})

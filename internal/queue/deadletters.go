@@ -51,6 +51,11 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 	}
 	j.Normalize()
 	var s *job.Status
+	// undo puts the status back as failed should the job's message not be
+	// taken: the dead letter stays, and requeueing it again works.
+	undo := func(s *job.Status) {
+		s.Error = &job.Error{Code: "requeue_failed", Message: "requeued from the dead letters, but the job could not be published: requeue it again"}
+	}
 	if _, _, err = dl.statuses.Get(ctx, j.ID); errors.Is(err, ErrNotFound) {
 		var created bool
 		if s, created, err = dl.statuses.Create(ctx, j); err != nil {
@@ -61,7 +66,9 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 		}
 	} else {
 		failed := func(s *job.Status) bool { return s.State == job.StateFailed }
-		s, err = dl.statuses.TransitionIf(ctx, j.ID, failed, job.StateQueued, func(s *job.Status) { s.Error, s.Runs, s.Attempt = nil, 0, 0 })
+		var was job.Status
+		s, err = dl.statuses.TransitionIf(ctx, j.ID, failed, job.StateQueued, func(s *job.Status) { was, s.Error, s.Runs, s.Attempt = *s, nil, 0, 0 })
+		undo = func(s *job.Status) { s.Error, s.Runs, s.Attempt = was.Error, was.Runs, was.Attempt }
 		if errors.Is(err, ErrConflict) && s != nil {
 			return s, fmt.Errorf("%w: job %s is %s, not failed", ErrConflict, j.ID, s.State)
 		}
@@ -69,7 +76,7 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 			return nil, err
 		}
 	}
-	if err := dl.jobs.requeue(ctx, s, "requeue"); err != nil {
+	if err := dl.jobs.requeueOrUndo(ctx, s, "requeue", job.StateFailed, undo); err != nil {
 		return nil, err
 	}
 	_ = dl.events.Emit(ctx, job.EventQueued, j.ID, j)

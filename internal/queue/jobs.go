@@ -469,6 +469,27 @@ func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
 	}
 }
 
+// requeueOrUndo requeues a job just put back to queued (s, from state
+// back) and, when JetStream does not take the message, puts the status back
+// with undo (nil: as it is) unless something moved it meanwhile: a queued
+// status with no message would never run, and the caller's retry would
+// find it queued, a conflict. Should the message have been stored all the
+// same (its answer lost), the worker that takes it finds the job back in
+// its old state and leaves it.
+func (jq *Jobs) requeueOrUndo(ctx context.Context, s *job.Status, why string, back job.State, undo func(*job.Status)) error {
+	err := jq.requeue(ctx, s, why)
+	if err == nil {
+		return nil
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	ours := func(cur *job.Status) bool { return cur.State == job.StateQueued && cur.Runs == 0 && cur.UpdatedAt.Equal(s.UpdatedAt) }
+	if _, uerr := jq.statuses.TransitionIf(uctx, s.Job.ID, ours, back, undo); uerr != nil && !errors.Is(uerr, ErrConflict) {
+		return errors.Join(err, fmt.Errorf("queue: %s %s: putting the job back %s: %w", why, s.Job.ID, back, uerr))
+	}
+	return err
+}
+
 // requeue publishes the job again so a worker picks it up. It takes a new
 // message id: the original one is still in the duplicate window.
 func (jq *Jobs) requeue(ctx context.Context, s *job.Status, why string) error {

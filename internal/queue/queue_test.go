@@ -695,3 +695,89 @@ func TestEveryValidIDIsAStorableKey(t *testing.T) {
 		}
 	}
 }
+
+// fillJobs publishes filler jobs until the jobs stream refuses one.
+func fillJobs(t *testing.T, q *queue.Queue) {
+	t.Helper()
+	for i := range 10000 {
+		if _, err := q.Jobs.Publish(t.Context(), newJob(fmt.Sprintf("fill-%d", i))); err != nil {
+			return
+		}
+	}
+	t.Fatal("the jobs stream never filled up")
+}
+
+// makeRoom empties the jobs stream.
+func makeRoom(t *testing.T, n *testharness.NATS) {
+	t.Helper()
+	s, err := n.JetStream(t).Stream(t.Context(), queue.JobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A resume whose requeue JetStream refuses (its jobs stream full) leaves
+// the job paused with its pause, not queued with no message: the resume
+// fails, and once there is room again a second one runs it.
+func TestResumeThatCannotRequeueLeavesTheJobPaused(t *testing.T) {
+	q, n := openQueue(t, queue.Config{JobsMaxBytes: 8 << 10})
+	ctx := t.Context()
+	j := pausedSoon(t, q, "r-1")
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StatePaused, nil); err != nil {
+		t.Fatal(err)
+	}
+	fillJobs(t, q)
+	if _, err := q.Control.Resume(ctx, j.ID); err == nil {
+		t.Fatal("resume succeeded with the jobs stream full")
+	}
+	if s, _, err := q.Statuses.Get(ctx, j.ID); err != nil || s.State != job.StatePaused {
+		t.Fatalf("after a failed resume the job is %+v (%v), want paused", s, err)
+	}
+	if c, err := q.Control.Get(ctx, j.ID); err != nil || c != job.ControlPause {
+		t.Fatalf("after a failed resume the control is %q (%v), want the pause back", c, err)
+	}
+	makeRoom(t, n)
+	if s, err := q.Control.Resume(ctx, j.ID); err != nil || s.State != job.StateQueued {
+		t.Fatalf("resume with room: %+v %v", s, err)
+	}
+	wantJobs(t, n, q, 1)
+}
+
+// A dead letter whose requeue JetStream refuses stays a dead letter of a
+// failed job, so requeueing it again works.
+func TestDeadLetterRequeueThatCannotPublishLeavesTheJobFailed(t *testing.T) {
+	q, n := openQueue(t, queue.Config{JobsMaxBytes: 8 << 10})
+	ctx := t.Context()
+	j := newJob("dl-1")
+	if _, _, err := q.Statuses.Create(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateFailed, func(s *job.Status) {
+		s.Error = &job.Error{Code: "source_missing", Message: "gone"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := j.Encode()
+	if err := q.DeadLetters.Publish(ctx, job.DeadLetter{JobID: j.ID, Code: "source_missing", Reason: "gone"}, b); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := q.DeadLetters.Page(ctx, 0, 10)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("dead letters: %v %v", entries, err)
+	}
+	fillJobs(t, q)
+	if _, err := q.DeadLetters.Requeue(ctx, entries[0].Seq); err == nil {
+		t.Fatal("requeue succeeded with the jobs stream full")
+	}
+	if s, _, err := q.Statuses.Get(ctx, j.ID); err != nil || s.State != job.StateFailed || s.Error == nil || s.Error.Code != "source_missing" {
+		t.Fatalf("after a failed requeue the job is %+v (%v), want failed as before", s, err)
+	}
+	makeRoom(t, n)
+	if s, err := q.DeadLetters.Requeue(ctx, entries[0].Seq); err != nil || s.State != job.StateQueued {
+		t.Fatalf("requeue with room: %+v %v", s, err)
+	}
+	wantJobs(t, n, q, 1)
+}
