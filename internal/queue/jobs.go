@@ -483,7 +483,9 @@ func (jq *Jobs) requeueOrUndo(ctx context.Context, s *job.Status, why string, ba
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	ours := func(cur *job.Status) bool { return cur.State == job.StateQueued && cur.Runs == 0 && cur.UpdatedAt.Equal(s.UpdatedAt) }
+	ours := func(cur *job.Status) bool {
+		return cur.State == job.StateQueued && cur.Runs == 0 && cur.UpdatedAt.Equal(s.UpdatedAt)
+	}
 	if _, uerr := jq.statuses.TransitionIf(uctx, s.Job.ID, ours, back, undo); uerr != nil && !errors.Is(uerr, ErrConflict) {
 		return errors.Join(err, fmt.Errorf("queue: %s %s: putting the job back %s: %w", why, s.Job.ID, back, uerr))
 	}
