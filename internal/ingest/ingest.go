@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	if s.q.NeedsReindex() {
 		go s.reindex(bg)
 	}
-	go s.sweepIndex(bg, time.Hour)
+	go s.sweepIndex(bg, indexSweepInterval)
 	go s.sweepStrays(bg, time.Minute, strayBudget)
 	go s.republish(bg, 5*time.Second)
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
@@ -226,6 +226,13 @@ func (s *Service) reindex(ctx context.Context) {
 	}
 	s.log.Info("job index: statuses indexed", "indexed", n)
 }
+
+// indexSweepInterval is how often ingest deletes the index entries of
+// expired jobs: the entries by creation of the jobs expired since the last
+// sweep are the ones a listing from the start must read past (it deletes
+// some as it goes, see queue.Statuses.Page), a few thousand at a million
+// jobs a day.
+const indexSweepInterval = 5 * time.Minute
 
 // sweepIndex deletes the index entries of expired jobs now and every
 // interval after, until ctx ends (every replica sweeps; a second sweep

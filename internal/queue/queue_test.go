@@ -781,3 +781,85 @@ func TestDeadLetterRequeueThatCannotPublishLeavesTheJobFailed(t *testing.T) {
 	}
 	wantJobs(t, n, q, 1)
 }
+
+// A listing from the start reads past the entries by creation of jobs whose
+// status expired until ingest's sweep deletes them: each call stays within
+// a page's bounds (index and status reads, deletions) however many there
+// are, deletes some of them as it goes, and following its cursor reaches
+// the jobs that are still there.
+func TestListingPastExpiredJobsCostsAPage(t *testing.T) {
+	q, n := openQueue(t, queue.Config{StatusRetention: 2 * time.Second})
+	ctx := t.Context()
+	const expired = 2000 // more than a call reads (pageRounds × pageReadAhead)
+	var jobs []*job.Job
+	for i := range expired {
+		jobs = append(jobs, newJob(fmt.Sprintf("old-%04d", i)))
+	}
+	for _, r := range q.Jobs.Submit(ctx, jobs) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < expired; i += 8 {
+				if _, err := q.Statuses.Transition(ctx, jobs[i].ID, job.StateCompleted, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	testharness.WaitFor(t, 30*time.Second, "the finished statuses to expire", func() bool {
+		for _, id := range []string{jobs[0].ID, jobs[expired-1].ID} {
+			if _, _, err := q.Statuses.Get(ctx, id); !errors.Is(err, queue.ErrNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+	if r := q.Jobs.Submit(ctx, []*job.Job{newJob("live-1")})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	indexReads := n.CountMessages(t, "$JS.API.DIRECT.GET."+queue.IndexStream)
+	statusReads := n.CountMessages(t, "$JS.API.DIRECT.GET.KV_"+queue.StatusBucket)
+	deletes := n.CountMessages(t, "$JS.API.STREAM.MSG.DELETE."+queue.IndexStream)
+	var got []string
+	var calls int
+	var ir, sr, dl int64
+	for after := uint64(0); ; calls++ {
+		if calls > expired {
+			t.Fatal("the cursor never reached the end")
+		}
+		page, err := q.Statuses.Page(ctx, "", after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, s, d := indexReads(), statusReads(), deletes()
+		if r-ir > 8 || s-sr > 8 || d-dl > 256 {
+			t.Fatalf("call %d: %d index reads, %d status reads, %d deletions (want at most 8, 8 and 256)", calls, r-ir, s-sr, d-dl)
+		}
+		ir, sr, dl = r, s, d
+		for _, st := range page.Statuses {
+			got = append(got, st.Job.ID)
+		}
+		if page.Next == 0 {
+			break
+		}
+		after = page.Next
+	}
+	if strings.Join(got, ",") != "live-1" {
+		t.Fatalf("listed %v, want only live-1", got)
+	}
+	t.Logf("%d calls, %d entries of expired jobs deleted on the way", calls+1, dl)
+	// Ingest's sweep deletes the rest: the listing is one call again.
+	if swept, err := q.Statuses.SweepIndex(ctx); err != nil || swept != expired-int(dl) {
+		t.Fatalf("the sweep deleted %d entries (%v), want the %d the listings left", swept, err, expired-int(dl))
+	}
+	page, err := q.Statuses.Page(ctx, "", 0, 1)
+	if err != nil || len(page.Statuses) != 1 || page.Statuses[0].Job.ID != "live-1" || page.Next != 0 {
+		t.Fatalf("listing after the sweep: %+v %v", page, err)
+	}
+}

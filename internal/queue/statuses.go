@@ -139,12 +139,20 @@ func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Statu
 // every job by creation when state is "", otherwise the jobs in state by
 // when they entered it. Its cost is the page's, whatever the number of
 // jobs stored: a read of index entries and one of their statuses, again
-// only for entries that turn out stale.
+// only for entries that turn out stale. Entries of jobs whose status
+// expired (ingest's sweep deletes them every few minutes) are deleted as
+// met, up to pageRemovals a call; past pageRounds reads the page ends
+// short, with a cursor to go on from.
 func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, limit int) (Page, error) {
 	subject := indexSubject(state)
 	var page Page
-	for len(page.Statuses) < limit {
-		entries, more, err := ss.index.entries(ctx, subject, after, limit-len(page.Statuses))
+	read, removals := limit, pageRemovals
+	for round := 0; ; round++ {
+		if round == pageRounds {
+			page.Next = after
+			return page, nil
+		}
+		entries, more, err := ss.index.entries(ctx, subject, after, read)
 		if err != nil {
 			return Page{}, err
 		}
@@ -160,14 +168,25 @@ func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, lim
 			return Page{}, err
 		}
 		for _, e := range entries {
+			if len(page.Statuses) == limit {
+				// Read ahead past a full page: the rest is the next page's.
+				more = true
+				break
+			}
 			after = e.seq
 			s := statuses[e.jobID]
-			if s == nil {
-				continue // its status is being created, or the entry is a crash's stray
-			}
-			if pointsAt(s, state, e.seq) {
+			switch {
+			case s == nil:
+				// Its status is being created, the entry is a crash's
+				// stray, or the job expired: only the last is certain
+				// from the entry alone, by its age.
+				if removals > 0 && ss.expiredEntry(e) {
+					ss.index.remove(ctx, e.seq)
+					removals--
+				}
+			case pointsAt(s, state, e.seq):
 				page.Statuses = append(page.Statuses, s)
-			} else if e.seq < entryOf(s, state) {
+			case e.seq < entryOf(s, state):
 				// The status moved past it (entries are written before
 				// the status that points at them): a stray.
 				ss.index.remove(ctx, e.seq)
@@ -176,9 +195,29 @@ func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, lim
 		if !more {
 			return page, nil
 		}
+		if len(page.Statuses) == limit {
+			page.Next = after
+			return page, nil
+		}
+		// Some entries were stale: read further ahead.
+		read = max(limit-len(page.Statuses), pageReadAhead)
 	}
-	page.Next = after
-	return page, nil
+}
+
+// A page's bounds (see Page): how many index reads it makes at most, how
+// many entries a read takes once some turned out stale, how many entries
+// of expired jobs it deletes.
+const (
+	pageRounds    = 8
+	pageReadAhead = 200
+	pageRemovals  = 256
+)
+
+// expiredEntry reports whether e, an index entry whose job has no status,
+// is an expired job's: older than the retention, since a status expires
+// the retention after its last write, which came after its entries.
+func (ss *Statuses) expiredEntry(e indexEntry) bool {
+	return ss.retention > 0 && e.time.Before(time.Now().Add(-ss.retention))
 }
 
 // many reads the statuses of ids in one request; a missing or deleted one
@@ -541,7 +580,7 @@ func (ss *Statuses) isStray(ctx context.Context, s *job.Status, state job.State,
 	if s != nil && pointsAt(s, state, e.seq) {
 		return false, nil
 	}
-	if s == nil && ss.retention > 0 && e.time.Before(time.Now().Add(-ss.retention)) {
+	if s == nil && ss.expiredEntry(e) {
 		return true, nil // an expired job's: no status to ask the leader for
 	}
 	s, err := ss.statusFromLeader(ctx, e.jobID)
