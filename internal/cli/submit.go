@@ -148,7 +148,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	n, err := submitWalk(ctx, c, fs.Args(), *list, newJob, bt, batchHooks{answered: func(b []*item, resp client.BatchResponse) {
 		recordBatch(b, resp)
 		items = append(items, b...)
-	}})
+	}, skipped: func(it *item) { items = append(items, it) }})
 	if code, ok := walkOutcome(stderr, "vodpipe submit", n, err); !ok {
 		return code
 	}
@@ -183,19 +183,24 @@ type errSubmit struct{ error }
 func submitStream(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
 	bt batching, stdout, stderr io.Writer, asJSON bool) int {
 	rows := &rowWriter{w: stdout, json: asJSON}
-	refused := 0
+	refused, skipped := 0, 0
 	n, err := submitWalk(ctx, c, args, list, newJob, bt, batchHooks{answered: func(batch []*item, resp client.BatchResponse) {
 		refused += recordBatch(batch, resp)
 		for _, it := range batch {
 			rows.add(rowOf(it))
 		}
 		rows.flush()
+	}, skipped: func(it *item) {
+		skipped++
+		rows.add(rowOf(it))
+		rows.flush()
 	}})
 	rows.close()
+	reportSkipped(stderr, "vodpipe submit", skipped)
 	if code, ok := walkOutcome(stderr, "vodpipe submit", n, err); !ok {
 		return code
 	}
-	if refused > 0 {
+	if refused > 0 || skipped > 0 {
 		return 1
 	}
 	return 0
@@ -225,6 +230,20 @@ type batchHooks struct {
 	before   func([]*item) // before it is sent (nil: nothing)
 	failed   func([]*item) // it could not be sent (nil: nothing)
 	answered func([]*item, client.BatchResponse)
+	skipped  func(*item) // a path the walk could not take, its outcome "skipped: why" (nil: nothing)
+}
+
+// isSkipped reports whether it is a path the walk could not take.
+func isSkipped(it *item) bool { return strings.HasPrefix(it.outcome, "skipped") }
+
+// reportSkipped says on stderr how many paths the walk could not take.
+func reportSkipped(stderr io.Writer, cmd string, n int) {
+	switch {
+	case n == 1:
+		fmt.Fprintf(stderr, "%s: 1 path in the folders could not be taken (its row says why); run it again once it can\n", cmd)
+	case n > 1:
+		fmt.Fprintf(stderr, "%s: %d paths in the folders could not be taken (their rows say why); run it again once they can\n", cmd, n)
+	}
 }
 
 // defaultBatchRate is how many batch requests a second submit sends at
@@ -300,14 +319,25 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 		return err
 	}
 	err := walkSources(args, list, func(it *item) error {
+		if err := ctx.Err(); err != nil {
+			return errSubmit{fmt.Errorf("interrupted: %w", err)}
+		}
 		n++
 		if batch = append(batch, it); len(batch) >= size {
 			return flush()
 		}
 		return nil
+	}, func(it *item) {
+		if h.skipped != nil {
+			h.skipped(it)
+		}
 	})
-	if err == nil {
-		err = flush()
+	if ctx.Err() == nil {
+		// What the walk found before an argument it could not read is
+		// submitted all the same.
+		if ferr := flush(); err == nil {
+			err = ferr
+		}
 	}
 	return n, err
 }
@@ -369,7 +399,19 @@ func (r *rowWriter) close() {
 // number of sources. A job id derives from a file's path, size and
 // modification time (from a URL itself), so a second run finds the jobs of
 // the first.
-func walkSources(args []string, list string, f func(*item) error) error {
+//
+// A path inside a folder that cannot be taken (a folder it cannot read, a
+// file gone before it was read, a symlink to nothing or to a folder, which
+// is not followed) is handed to skip, named with its reason, and the walk
+// goes on; a file that is a symlink is the file it points to. An argument
+// that cannot be read ends the walk with its error.
+func walkSources(args []string, list string, f func(*item) error, skip func(*item)) error {
+	skipped := func(p, why string, err error) {
+		if err != nil {
+			why += ": " + err.Error()
+		}
+		skip(&item{display: p, outcome: "skipped: " + why})
+	}
 	add := func(src, display string, size int64, idSeed string) error {
 		h := sha256.Sum256([]byte(idSeed))
 		k := jobKey(h[:10])
@@ -391,13 +433,43 @@ func walkSources(args []string, list string, f func(*item) error) error {
 			src, _, _ := toSourceURL(abs)
 			return add(src, abs, st.Size(), fmt.Sprintf("%s|%d|%d", abs, st.Size(), st.ModTime().UnixNano()))
 		}
-		return filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !videoExtensions[strings.ToLower(filepath.Ext(p))] {
+		root := abs
+		if l, err := os.Lstat(abs); err == nil && l.Mode()&fs.ModeSymlink != 0 {
+			// A folder given as a symlink is walked: WalkDir does not
+			// follow a root that is one, but does one ending with a slash.
+			root += string(filepath.Separator)
+		}
+		return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil && p == root:
 				return err
+			case err != nil && d != nil && d.IsDir():
+				skipped(p, "the folder could not be read", err)
+				return nil // WalkDir goes on after it
+			case err != nil:
+				skipped(p, "gone before it was read", err)
+				return nil
+			case d.IsDir() || !videoExtensions[strings.ToLower(filepath.Ext(p))] && d.Type()&fs.ModeSymlink == 0:
+				return nil
 			}
-			info, err := d.Info()
-			if err != nil {
-				return err
+			var info fs.FileInfo
+			if d.Type()&fs.ModeSymlink != 0 {
+				if info, err = os.Stat(p); err != nil {
+					if videoExtensions[strings.ToLower(filepath.Ext(p))] {
+						skipped(p, "a symlink to nothing", err)
+					}
+					return nil
+				}
+				if info.IsDir() {
+					skipped(p, "a symlink to a folder, not followed (give the folder itself)", nil)
+					return nil
+				}
+				if !info.Mode().IsRegular() || !videoExtensions[strings.ToLower(filepath.Ext(p))] {
+					return nil
+				}
+			} else if info, err = d.Info(); err != nil {
+				skipped(p, "gone before it was read", err)
+				return nil
 			}
 			src, _, _ := toSourceURL(p)
 			return add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
@@ -471,7 +543,7 @@ func watchJobs(ctx context.Context, c *client.Client, items []*item, stdout, std
 	var overallDone int64
 	pending := map[string]*item{}
 	for _, it := range items {
-		if !strings.HasPrefix(it.outcome, "refused") {
+		if !strings.HasPrefix(it.outcome, "refused") && !isSkipped(it) {
 			pending[it.id] = it
 			it.start = time.Now()
 		}

@@ -253,11 +253,24 @@ func (w *watcher) start(k jobKey, name string, at time.Time) *running {
 	return r
 }
 
+// skipped takes a path the walk could not take: a row, and a count that
+// keeps the run from ending as all completed.
+func (w *watcher) skipped(it *item) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.jobs++
+	w.end(it.outcome, rowOf(it))
+}
+
 // end counts a job's outcome and queues its row; a refusal counts as
-// "refused" whatever its reason (the row has the reason).
+// "refused" and a skipped path as "skipped" whatever the reason (the row
+// has it).
 func (w *watcher) end(outcome string, row summary) {
-	if strings.HasPrefix(outcome, "refused") {
+	switch {
+	case strings.HasPrefix(outcome, "refused"):
 		outcome = "refused"
+	case strings.HasPrefix(outcome, "skipped"):
+		outcome = "skipped"
 	}
 	w.outcomes[outcome]++
 	w.rows.add(row)
@@ -401,9 +414,11 @@ func (w *watcher) summaryLine(elapsed time.Duration) string {
 			sep = ", "
 		}
 	}
-	if refused := w.outcomes["refused"]; refused > 0 {
-		s += fmt.Sprintf("%s%d refused", sep, refused)
-		sep = ", "
+	for _, o := range []string{"refused", "skipped"} {
+		if n := w.outcomes[o]; n > 0 {
+			s += fmt.Sprintf("%s%d %s", sep, n, o)
+			sep = ", "
+		}
 	}
 	if n := len(w.pending) + len(w.active); n > 0 {
 		s += fmt.Sprintf("%s%d not ended", sep, n)
@@ -430,7 +445,7 @@ func (w *watcher) allCompleted() bool {
 func (w *watcher) submitAll(ctx context.Context, c *client.Client, args []string, list string, newJob func(*item) *job.Job,
 	bt batching) (int, error) {
 	return submitWalk(ctx, c, args, list, newJob, bt, batchHooks{before: w.add, failed: w.drop,
-		answered: func(b []*item, resp client.BatchResponse) { w.answered(b, resp) }})
+		answered: func(b []*item, resp client.BatchResponse) { w.answered(b, resp) }, skipped: w.skipped})
 }
 
 // rowsOut is where the rows go: stdout, or above the bars when both

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vodpipe/vodpipe/internal/stack"
+)
+
+// noSkips is a walk's skip that fails the test.
+func noSkips(t *testing.T) func(*item) {
+	return func(it *item) { t.Errorf("skipped %s: %s", it.display, it.outcome) }
+}
+
+func writeFiles(t *testing.T, files map[string]string) {
+	t.Helper()
+	for p, body := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A folder given as a symlink (/media/incoming -> /mnt/nas/incoming) is
+// walked like the folder: WalkDir alone does not descend into a root that
+// is a symlink, and found nothing.
+func TestWalkTakesAFolderGivenAsASymlink(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, map[string]string{filepath.Join(dir, "real", "a.mp4"): "x", filepath.Join(dir, "real", "b", "c.mov"): "yy"})
+	link := filepath.Join(dir, "incoming")
+	if err := os.Symlink(filepath.Join(dir, "real"), link); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := walkSources([]string{link}, "", func(it *item) error { got = append(got, it.display); return nil }, noSkips(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(link, "a.mp4"), filepath.Join(link, "b", "c.mov")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walked %v, want %v", got, want)
+	}
+}
+
+// What a walk cannot take inside a folder (a folder it cannot read, a
+// symlink to nothing or to a folder) is skipped with its reason and the
+// walk goes on; a file that is a symlink is its target's size, and the same
+// job as the link submitted by itself.
+func TestWalkSkipsWhatItCannotTakeAndGoesOn(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, map[string]string{
+		filepath.Join(root, "a", "1.mp4"):      "one",
+		filepath.Join(root, "locked", "2.mp4"): "two",
+		filepath.Join(root, "z", "3.mp4"):      "three",
+	})
+	for link, target := range map[string]string{"b-dir": filepath.Join(root, "a"), "c-broken.mp4": filepath.Join(root, "nowhere.mp4"),
+		"d-linked.mp4": filepath.Join(root, "z", "3.mp4"), "e-broken.txt": filepath.Join(root, "nowhere.txt")} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	locked := filepath.Join(root, "locked")
+	if err := os.Chmod(locked, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(locked, 0o755) })
+	canReadLocked := false
+	if _, err := os.ReadDir(locked); err == nil {
+		canReadLocked = true // root reads any folder
+	}
+	found := map[string]*item{}
+	var order []string
+	skips := map[string]string{}
+	err := walkSources([]string{root}, "", func(it *item) error {
+		found[filepath.Base(it.display)], order = it, append(order, filepath.Base(it.display))
+		return nil
+	}, func(it *item) { skips[filepath.Base(it.display)] = it.outcome })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1.mp4", "d-linked.mp4", "3.mp4"}
+	if canReadLocked {
+		want = []string{"1.mp4", "d-linked.mp4", "2.mp4", "3.mp4"}
+	}
+	if !slices.Equal(order, want) {
+		t.Fatalf("walked %v, want %v (skipped %v)", order, want, skips)
+	}
+	wantSkips := map[string]string{"b-dir": "a symlink to a folder", "c-broken.mp4": "a symlink to nothing"}
+	if !canReadLocked {
+		wantSkips["locked"] = "the folder could not be read"
+	}
+	if len(skips) != len(wantSkips) {
+		t.Errorf("skipped %v, want %v", skips, wantSkips)
+	}
+	for name, why := range wantSkips {
+		if !strings.HasPrefix(skips[name], "skipped: "+why) {
+			t.Errorf("%s: %q, want it skipped as %q", name, skips[name], why)
+		}
+	}
+	linked := found["d-linked.mp4"]
+	if linked.size != int64(len("three")) {
+		t.Errorf("the linked file's size is %d, want its target's, %d", linked.size, len("three"))
+	}
+	var direct *item
+	if err := walkSources([]string{filepath.Join(root, "d-linked.mp4")}, "", func(it *item) error { direct = it; return nil }, noSkips(t)); err != nil {
+		t.Fatal(err)
+	}
+	if direct.id != linked.id {
+		t.Errorf("the link walked is job %s, submitted by itself %s: one file, two jobs", linked.id, direct.id)
+	}
+}
+
+// submit names the paths it skipped in its rows, submits the rest, and
+// exits 1 so that a script sees that something was left.
+func TestSubmitReportsSkippedPathsAndExitsOne(t *testing.T) {
+	st, err := stack.Start(t.Context(), stack.Options{DataDir: t.TempDir(), SourceRoot: t.TempDir(), Workers: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	root := t.TempDir()
+	writeFiles(t, map[string]string{filepath.Join(root, "a.mp4"): "a"})
+	if err := os.Symlink(filepath.Join(root, "gone.mp4"), filepath.Join(root, "b.mp4")); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--json", root}, &out, &errOut)
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	outcome := map[string]string{}
+	for _, r := range rows {
+		outcome[filepath.Base(r.File)] = r.Outcome
+	}
+	if code != 1 || len(rows) != 2 || outcome["a.mp4"] != "queued" || !strings.HasPrefix(outcome["b.mp4"], "skipped: a symlink to nothing") ||
+		!strings.Contains(errOut.String(), "1 path in the folders could not be taken") {
+		t.Fatalf("exit %d, rows %+v\n%s", code, rows, errOut.String())
+	}
+}
