@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +34,63 @@ func (ctl *Control) Get(ctx context.Context, jobID string) (job.Control, error) 
 		return job.ControlNone, fmt.Errorf("queue: control %s: %w", jobID, err)
 	}
 	return job.Control(e.Value()), nil
+}
+
+// Stale reads the controls that ids have now, by id with their revisions.
+// Read before the ids' new statuses are created, each is an earlier job's
+// of the same id (a pause or cancel is accepted only for a job that has a
+// status): a cancel accepted as that job finished, which no worker carried
+// out, would otherwise cancel the new job. ForgetStale deletes it once the
+// new job exists. One read per thousand ids.
+func (ctl *Control) Stale(ctx context.Context, ids []string) (map[string]uint64, error) {
+	const chunk = 1000 // under the server's bound of a multi-subject read (1024)
+	prefix := "$KV." + ControlBucket + "."
+	out := map[string]uint64{}
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		subjects := make([]string, len(part))
+		for i, id := range part {
+			subjects[i] = prefix + id
+		}
+		msgs, _, err := directBatch(ctx, ctl.nc, "KV_"+ControlBucket, map[string]any{"multi_last": subjects, "batch": len(part)}, len(part))
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if deletion(m.Header) || len(m.Data) == 0 {
+				continue
+			}
+			if rev, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
+				out[strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix)] = rev
+			}
+		}
+	}
+	return out, nil
+}
+
+// ForgetStale deletes job jobID's control if it is still the one Stale read
+// at rev: a pause or cancel of the new job, written since, stays. It
+// reports whether it deleted it.
+func (ctl *Control) ForgetStale(ctx context.Context, jobID string, rev uint64) (bool, error) {
+	err := ctl.kv.Delete(ctx, jobID, jetstream.LastRevision(rev))
+	switch {
+	case err == nil:
+		return true, nil
+	case lostRace(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("queue: forget the earlier job's control of %s: %w", jobID, err)
+}
+
+// forgetStale deletes, of stale (Stale's answer), the controls of the jobs
+// in created. A failure is not the caller's: the control stays, as a
+// failed read of Stale leaves it.
+func (ctl *Control) forgetStale(ctx context.Context, stale map[string]uint64, created []string) {
+	for _, id := range created {
+		if rev, ok := stale[id]; ok {
+			_, _ = ctl.ForgetStale(ctx, id, rev)
+		}
+	}
 }
 
 // Set records an instruction; ControlNone clears it.

@@ -57,6 +57,7 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 		s.Error = &job.Error{Code: "requeue_failed", Message: "requeued from the dead letters, but the job could not be published: requeue it again"}
 	}
 	if _, _, err = dl.statuses.Get(ctx, j.ID); errors.Is(err, ErrNotFound) {
+		stale, _ := dl.statuses.control.Stale(ctx, []string{j.ID})
 		var created bool
 		if s, created, err = dl.statuses.Create(ctx, j); err != nil {
 			return nil, err
@@ -64,6 +65,7 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 		if !created {
 			return s, fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, s.State)
 		}
+		dl.statuses.control.forgetStale(ctx, stale, []string{j.ID})
 	} else {
 		failed := func(s *job.Status) bool { return s.State == job.StateFailed }
 		var was job.Status

@@ -209,10 +209,21 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	// written and deleted again and a refused create. A status created
 	// after this read still loses the create below.
 	jq.markDuplicates(ctx, out)
+	// The controls the new ids already have: earlier jobs' (see
+	// Control.Stale), deleted once the new statuses exist. A failed read
+	// deletes nothing.
+	fresh := make([]string, 0, len(out))
+	for _, r := range out {
+		if r.Err == nil && !r.Duplicate {
+			fresh = append(fresh, r.Job.ID)
+		}
+	}
+	stale, _ := jq.statuses.control.Stale(ctx, fresh)
 	// Stage 0: the jobs' index entries, written before their statuses (see index.go).
 	made := jq.indexBatch(ctx, out)
 	// Stage 1: create statuses; the first submit of an id wins.
 	statusFutures := make([]jetstream.PubAckFuture, len(jobs))
+	encoded := make([][]byte, len(jobs))
 	for i, j := range jobs {
 		if out[i].Err != nil || out[i].Duplicate {
 			continue
@@ -223,6 +234,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			out[i].Err = err
 			continue
 		}
+		encoded[i] = b
 		m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + j.ID, Data: b, Header: nats.Header{}}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 		if statusFutures[i], err = jq.publishAsync(ctx, m); err != nil {
@@ -235,9 +247,23 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 		if err := storageFull(awaitAck(ctx, f)); err != nil {
 			if lostRace(err) {
+				old, _, gerr := jq.statuses.Get(ctx, jobs[i].ID)
+				if errors.Is(gerr, ErrNotFound) {
+					// No status, but an entry: the marker of the id's earlier
+					// job, which expired within the minute. The status is
+					// created over it (a create of the KV API does).
+					if _, cerr := jq.statuses.kv.Create(ctx, jobs[i].ID, encoded[i]); cerr == nil {
+						continue
+					} else if !lostRace(cerr) {
+						out[i].Err = fmt.Errorf("queue: status %s: %w", jobs[i].ID, cerr)
+						made[i].remove(ctx, jq.index)
+						continue
+					}
+					old, _, gerr = jq.statuses.Get(ctx, jobs[i].ID)
+				}
 				made[i].remove(ctx, jq.index)
 				out[i].Duplicate = true
-				if old, _, gerr := jq.statuses.Get(ctx, jobs[i].ID); gerr == nil {
+				if gerr == nil {
 					out[i].Status = old
 				}
 				continue
@@ -254,6 +280,15 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 				jq.unconfirmedJob(jobs[i])
 			}
 		}
+	}
+	if len(stale) > 0 {
+		var created []string
+		for _, r := range out {
+			if r.Err == nil && !r.Duplicate {
+				created = append(created, r.Job.ID)
+			}
+		}
+		jq.statuses.control.forgetStale(ctx, stale, created)
 	}
 	// Stage 2: publish the new jobs and their job.queued events, and again
 	// the job of a duplicate that may have no message (MayBeUnpublished: a

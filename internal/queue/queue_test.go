@@ -863,3 +863,61 @@ func TestListingPastExpiredJobsCostsAPage(t *testing.T) {
 		t.Fatalf("listing after the sweep: %+v %v", page, err)
 	}
 }
+
+// A cancel accepted as its job finished, which no worker carried out, is
+// an earlier job's once the id is submitted again after the retention: the
+// new job starts without it (a worker would cancel it at once, and its
+// pause would be refused as "cancel pending"). A control the new job gets
+// after it exists stays.
+func TestAControlOfAnEarlierJobDoesNotReachTheNextOfItsID(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{StatusRetention: 2 * time.Second})
+	ctx := t.Context()
+	j := newJob("again")
+	if r := q.Jobs.Submit(ctx, []*job.Job{j})[0]; r.Err != nil || r.Duplicate {
+		t.Fatalf("submit: %+v", r)
+	}
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Control.Cancel(ctx, j.ID); err != nil { // the worker is past its last look
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the completed status to expire", func() bool {
+		_, _, err := q.Statuses.Get(ctx, j.ID)
+		return errors.Is(err, queue.ErrNotFound)
+	})
+	// Submitted again at once: the expiry's marker (kept a minute) is the
+	// id's last entry, and the new status is created over it.
+	if r := q.Jobs.Submit(ctx, []*job.Job{j})[0]; r.Err != nil || r.Duplicate || r.Status.State != job.StateQueued {
+		t.Fatalf("submit after the expiry: %+v", r)
+	}
+	if s, _, err := q.Statuses.Get(ctx, j.ID); err != nil || s.State != job.StateQueued {
+		t.Fatalf("the new job's status: %+v %v", s, err)
+	}
+	if c, err := q.Control.Get(ctx, j.ID); err != nil || c != job.ControlNone {
+		t.Fatalf("the new job starts with control %q (%v)", c, err)
+	}
+	if _, err := q.Control.Pause(ctx, j.ID); err != nil {
+		t.Fatalf("pause of the new job: %v", err)
+	}
+	// ForgetStale deletes only the revision Stale read.
+	stale, err := q.Control.Stale(ctx, []string{j.ID, "no-such-job"})
+	if err != nil || len(stale) != 1 || stale[j.ID] == 0 {
+		t.Fatalf("Stale = %v, %v; want the pause's revision alone", stale, err)
+	}
+	if _, err := q.Control.Resume(ctx, j.ID); err != nil { // withdraws the pause
+		t.Fatal(err)
+	}
+	if _, err := q.Control.Pause(ctx, j.ID); err != nil { // a newer one
+		t.Fatal(err)
+	}
+	if gone, err := q.Control.ForgetStale(ctx, j.ID, stale[j.ID]); err != nil || gone {
+		t.Fatalf("ForgetStale of an older revision: deleted %v, %v", gone, err)
+	}
+	if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlPause {
+		t.Fatalf("the newer pause is gone: control %q", c)
+	}
+}

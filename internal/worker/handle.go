@@ -66,7 +66,19 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	st, rev, err := w.q.Statuses.Get(ctx, j.ID)
 	if errors.Is(err, queue.ErrNotFound) {
 		// Published straight onto NATS: this worker is the first to see it.
-		if st, _, err = w.q.Statuses.Create(ctx, j); err == nil {
+		// A control the id has before its status exists is an earlier
+		// job's (see queue.Control.Stale): forgotten once this one exists.
+		var stale map[string]uint64
+		if w.followed(j.ID) != job.ControlNone {
+			stale, _ = w.q.Control.Stale(ctx, []string{j.ID})
+		}
+		var created bool
+		if st, created, err = w.q.Statuses.Create(ctx, j); err == nil {
+			if rev, ok := stale[j.ID]; ok && created {
+				if gone, _ := w.q.Control.ForgetStale(ctx, j.ID, rev); gone {
+					w.setControl(j.ID, job.ControlNone)
+				}
+			}
 			_ = w.q.Events.Emit(ctx, job.EventQueued, j.ID, j)
 		}
 	}
@@ -74,6 +86,15 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Warn("status unavailable, retrying later", "err", err)
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
+	}
+	if w.followed(j.ID) == job.ControlCancel {
+		// The followed controls lag the bucket a little: a cancel, which
+		// ends the job for good, is read again (an earlier job's, just
+		// forgotten, must not end this one). A pause is read again before
+		// it is carried out (pause).
+		if c, err := w.q.Control.Get(ctx, j.ID); err == nil {
+			w.setControl(j.ID, c)
+		}
 	}
 	if w.settle(ctx, msg, log, j, st) {
 		return
