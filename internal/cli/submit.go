@@ -610,12 +610,12 @@ func endWatch(p *mpb.Progress, overall *mpb.Bar, items []*item, stdout io.Writer
 	return report(items, stdout, asJSON, failed)
 }
 
+// shorten is a file's name for a bar or a row: its base, on one line
+// without control characters (a name may hold a newline or a terminal's
+// escape sequence, and a job's metadata names it as its publisher chose),
+// at most n characters.
 func shorten(s string, n int) string {
-	s = filepath.Base(s)
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
+	return oneLineText(filepath.Base(s), n)
 }
 
 // summary is one row of the final table (and of --json output).
@@ -666,7 +666,8 @@ func writeRowAs(w io.Writer, format string, name int, r summary) {
 	if r.Error != "" {
 		out += " (" + r.Error + ")"
 	}
-	fmt.Fprintf(w, format, shorten(r.File, name), r.JobID, orDash(r.FileID), humanBytes(r.Size), secs, mbps, out)
+	fmt.Fprintf(w, format, shorten(r.File, name), oneLineText(r.JobID, 128), oneLineText(orDash(r.FileID), 64), humanBytes(r.Size), secs, mbps,
+		oneLineText(out, 1000))
 }
 
 func report(items []*item, w io.Writer, asJSON bool, failed int) int {

@@ -145,3 +145,15 @@ func TestSubmitReportsSkippedPathsAndExitsOne(t *testing.T) {
 		t.Fatalf("exit %d, rows %+v\n%s", code, rows, errOut.String())
 	}
 }
+
+// A row names its file on one line without control characters: a file
+// name (or a job's metadata, which its publisher writes) may hold a newline
+// or a terminal escape sequence.
+func TestRowsShowNamesWithoutControlCharacters(t *testing.T) {
+	var b bytes.Buffer
+	writeRowAs(&b, fixedRow, 28, summary{File: "/in/a\x1b[2J\nb.mp4", JobID: "j", Outcome: "failed", Error: "bad\x1b]0;title\x07 name\r\n"})
+	row := b.String()
+	if strings.Count(row, "\n") != 1 || strings.ContainsAny(row, "\x1b\r\x07") {
+		t.Fatalf("row %q", row)
+	}
+}
