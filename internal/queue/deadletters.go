@@ -57,7 +57,9 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 		s.Error = &job.Error{Code: "requeue_failed", Message: "requeued from the dead letters, but the job could not be published: requeue it again"}
 	}
 	if _, _, err = dl.statuses.Get(ctx, j.ID); errors.Is(err, ErrNotFound) {
-		stale, _ := dl.statuses.control.Stale(ctx, []string{j.ID})
+		sctx, cancel := context.WithTimeout(ctx, staleReadTimeout)
+		stale, _ := dl.statuses.control.Stale(sctx, []string{j.ID})
+		cancel()
 		var created bool
 		if s, created, err = dl.statuses.Create(ctx, j); err != nil {
 			return nil, err

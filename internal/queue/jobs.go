@@ -218,7 +218,9 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			fresh = append(fresh, r.Job.ID)
 		}
 	}
-	stale, _ := jq.statuses.control.Stale(ctx, fresh)
+	sctx, cancel := context.WithTimeout(ctx, staleReadTimeout)
+	stale, _ := jq.statuses.control.Stale(sctx, fresh)
+	cancel()
 	// Stage 0: the jobs' index entries, written before their statuses (see index.go).
 	made := jq.indexBatch(ctx, out)
 	// Stage 1: create statuses; the first submit of an id wins.
@@ -376,6 +378,11 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 
 // submitTimeout bounds a batch's submit once begun (see Submit).
 const submitTimeout = 30 * time.Second
+
+// staleReadTimeout bounds the read of a batch's stale controls: a NATS
+// server whose permissions predate it (0.9's, during an upgrade) answers
+// nothing, and the batch goes on without it.
+const staleReadTimeout = 2 * time.Second
 
 // CodeNotQueued is the error code of a status whose job could not be
 // published: it stays queued with this error until the job is submitted
