@@ -403,7 +403,9 @@ func (r *rowWriter) close() {
 // A path inside a folder that cannot be taken (a folder it cannot read, a
 // file gone before it was read, a symlink to nothing or to a folder, which
 // is not followed) is handed to skip, named with its reason, and the walk
-// goes on; a file that is a symlink is the file it points to. An argument
+// goes on; a file that is a symlink is the file it points to, taken once: a
+// link to a video in the same tree is left to the walk's visit of the
+// file itself. An argument
 // that cannot be read ends the walk with its error.
 func walkSources(args []string, list string, f func(*item) error, skip func(*item)) error {
 	skipped := func(p, why string, err error) {
@@ -434,6 +436,7 @@ func walkSources(args []string, list string, f func(*item) error, skip func(*ite
 			return add(src, abs, st.Size(), fmt.Sprintf("%s|%d|%d", abs, st.Size(), st.ModTime().UnixNano()))
 		}
 		root := abs
+		realRoot, _ := filepath.EvalSymlinks(abs)
 		if l, err := os.Lstat(abs); err == nil && l.Mode()&fs.ModeSymlink != 0 {
 			// A folder given as a symlink is walked: WalkDir does not
 			// follow a root that is one, but does one ending with a slash.
@@ -466,6 +469,10 @@ func walkSources(args []string, list string, f func(*item) error, skip func(*ite
 				}
 				if !info.Mode().IsRegular() || !videoExtensions[strings.ToLower(filepath.Ext(p))] {
 					return nil
+				}
+				if target, err := filepath.EvalSymlinks(p); err == nil && videoExtensions[strings.ToLower(filepath.Ext(target))] &&
+					realRoot != "" && strings.HasPrefix(target, realRoot+string(filepath.Separator)) {
+					return nil // the walk takes the file itself: one job, not two
 				}
 			} else if info, err = d.Info(); err != nil {
 				skipped(p, "gone before it was read", err)

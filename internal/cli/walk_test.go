@@ -52,16 +52,19 @@ func TestWalkTakesAFolderGivenAsASymlink(t *testing.T) {
 // What a walk cannot take inside a folder (a folder it cannot read, a
 // symlink to nothing or to a folder) is skipped with its reason and the
 // walk goes on; a file that is a symlink is its target's size, and the same
-// job as the link submitted by itself.
+// job as the link submitted by itself; a link to a video of the same tree
+// is not taken a second time.
 func TestWalkSkipsWhatItCannotTakeAndGoesOn(t *testing.T) {
-	root := t.TempDir()
+	root, outside := t.TempDir(), t.TempDir()
 	writeFiles(t, map[string]string{
-		filepath.Join(root, "a", "1.mp4"):      "one",
-		filepath.Join(root, "locked", "2.mp4"): "two",
-		filepath.Join(root, "z", "3.mp4"):      "three",
+		filepath.Join(root, "a", "1.mp4"):       "one",
+		filepath.Join(root, "locked", "2.mp4"):  "two",
+		filepath.Join(root, "z", "3.mp4"):       "three",
+		filepath.Join(outside, "elsewhere.mp4"): "four!",
 	})
 	for link, target := range map[string]string{"b-dir": filepath.Join(root, "a"), "c-broken.mp4": filepath.Join(root, "nowhere.mp4"),
-		"d-linked.mp4": filepath.Join(root, "z", "3.mp4"), "e-broken.txt": filepath.Join(root, "nowhere.txt")} {
+		"d-linked.mp4": filepath.Join(outside, "elsewhere.mp4"), "e-broken.txt": filepath.Join(root, "nowhere.txt"),
+		"f-same.mp4": filepath.Join(root, "z", "3.mp4")} {
 		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
 			t.Fatal(err)
 		}
@@ -105,8 +108,8 @@ func TestWalkSkipsWhatItCannotTakeAndGoesOn(t *testing.T) {
 		}
 	}
 	linked := found["d-linked.mp4"]
-	if linked.size != int64(len("three")) {
-		t.Errorf("the linked file's size is %d, want its target's, %d", linked.size, len("three"))
+	if linked.size != int64(len("four!")) {
+		t.Errorf("the linked file's size is %d, want its target's, %d", linked.size, len("four!"))
 	}
 	var direct *item
 	if err := walkSources([]string{filepath.Join(root, "d-linked.mp4")}, "", func(it *item) error { direct = it; return nil }, noSkips(t)); err != nil {

@@ -165,8 +165,8 @@ func (ctl *Control) Resume(ctx context.Context, jobID string) (*job.Status, erro
 	case err != nil:
 		return s, err
 	}
-	if err := ctl.jobs.requeueOrUndo(ctx, s, "resume", job.StatePaused, func(s *job.Status) { s.Error, s.Runs = was.Error, was.Runs }); err != nil {
-		if prev == job.ControlPause {
+	if undone, err := ctl.jobs.requeueOrUndo(ctx, s, "resume", job.StatePaused, func(s *job.Status) { s.Error, s.Runs = was.Error, was.Runs }); err != nil {
+		if undone && prev == job.ControlPause {
 			_, _ = ctl.setUnlessCanceled(context.WithoutCancel(ctx), jobID, job.ControlPause)
 		}
 		return nil, err

@@ -80,7 +80,7 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 			return nil, err
 		}
 	}
-	if err := dl.jobs.requeueOrUndo(ctx, s, "requeue", job.StateFailed, undo); err != nil {
+	if _, err := dl.jobs.requeueOrUndo(ctx, s, "requeue", job.StateFailed, undo); err != nil {
 		return nil, err
 	}
 	_ = dl.events.Emit(ctx, job.EventQueued, j.ID, j)

@@ -75,12 +75,7 @@ func (jq *Jobs) RepublishUnconfirmed(ctx context.Context) (int, error) {
 		}
 		taken++
 		jq.confirmed(pending[i].ID)
-		_, _ = jq.statuses.Update(ctx, pending[i].ID, func(s *job.Status) error {
-			if s.Error != nil && s.Error.Code == CodeNotQueued {
-				s.Error = nil
-			}
-			return nil
-		})
+		_, _ = jq.statuses.Update(ctx, pending[i].ID, clearNotQueued)
 	}
 	return taken, last
 }
@@ -208,7 +203,9 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	// over a library) costs that share of a read, not index entries
 	// written and deleted again and a refused create. A status created
 	// after this read still loses the create below.
-	jq.markDuplicates(ctx, out)
+	dctx, dcancel := context.WithTimeout(ctx, duplicatesReadTimeout)
+	jq.markDuplicates(dctx, out)
+	dcancel()
 	// The controls the new ids already have: earlier jobs' (see
 	// Control.Stale), deleted once the new statuses exist. A failed read
 	// deletes nothing.
@@ -272,7 +269,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			}
 			out[i].Err = fmt.Errorf("queue: status %s: %w", jobs[i].ID, err)
 			var refused *jetstream.APIError
-			if errors.As(err, &refused) {
+			if errors.As(err, &refused) || errors.Is(err, nats.ErrNoResponders) {
 				// JetStream answered: no status, so no index entries either.
 				made[i].remove(ctx, jq.index)
 			} else {
@@ -360,12 +357,7 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			jq.confirmed(jobs[p.i].ID)
 		case p.dup:
 			jq.confirmed(jobs[p.i].ID)
-			if st, err := jq.statuses.Update(ctx, jobs[p.i].ID, func(s *job.Status) error {
-				if s.Error != nil && s.Error.Code == CodeNotQueued {
-					s.Error = nil
-				}
-				return nil
-			}); err == nil {
+			if st, err := jq.statuses.Update(ctx, jobs[p.i].ID, clearNotQueued); err == nil {
 				out[p.i].Status = st
 			}
 		}
@@ -376,8 +368,30 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	return out
 }
 
+// errNoStatus aborts an update of a status that does not exist: Update
+// would otherwise create it from nothing, a status with no job and no state
+// that no worker could move.
+var errNoStatus = errors.New("queue: the job has no status")
+
+// clearNotQueued is the update that takes a not_queued mark away once the
+// job's message is stored.
+func clearNotQueued(s *job.Status) error {
+	if s.State == "" {
+		return errNoStatus
+	}
+	if s.Error != nil && s.Error.Code == CodeNotQueued {
+		s.Error = nil
+	}
+	return nil
+}
+
 // submitTimeout bounds a batch's submit once begun (see Submit).
 const submitTimeout = 30 * time.Second
+
+// duplicatesReadTimeout bounds the read of a batch's existing statuses: a
+// lost answer costs that, not the batch's whole submitTimeout (the creates
+// find the duplicates then).
+const duplicatesReadTimeout = 5 * time.Second
 
 // staleReadTimeout bounds the read of a batch's stale controls: a NATS
 // server whose permissions predate it (0.9's, during an upgrade) answers
@@ -404,6 +418,9 @@ func (jq *Jobs) markNotQueued(ctx context.Context, jobID string, cause error) {
 		msg = "NATS JetStream storage was full when the job was submitted: it is not queued yet; submit it again (ingest retries it while it runs)"
 	}
 	_, _ = jq.statuses.Update(ctx, jobID, func(s *job.Status) error {
+		if s.State == "" {
+			return errNoStatus // Update would create one, empty
+		}
 		if s.State == job.StateQueued && s.Runs == 0 {
 			s.Error = &job.Error{Code: CodeNotQueued, Message: msg}
 		}
@@ -518,20 +535,25 @@ func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
 // find it queued, a conflict. Should the message have been stored all the
 // same (its answer lost), the worker that takes it finds the job back in
 // its old state and leaves it.
-func (jq *Jobs) requeueOrUndo(ctx context.Context, s *job.Status, why string, back job.State, undo func(*job.Status)) error {
-	err := jq.requeue(ctx, s, why)
+// It reports whether it put the status back.
+func (jq *Jobs) requeueOrUndo(ctx context.Context, s *job.Status, why string, back job.State, undo func(*job.Status)) (undone bool, err error) {
+	err = jq.requeue(ctx, s, why)
 	if err == nil {
-		return nil
+		return false, nil
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	ours := func(cur *job.Status) bool {
 		return cur.State == job.StateQueued && cur.Runs == 0 && cur.UpdatedAt.Equal(s.UpdatedAt)
 	}
-	if _, uerr := jq.statuses.TransitionIf(uctx, s.Job.ID, ours, back, undo); uerr != nil && !errors.Is(uerr, ErrConflict) {
-		return errors.Join(err, fmt.Errorf("queue: %s %s: putting the job back %s: %w", why, s.Job.ID, back, uerr))
+	_, uerr := jq.statuses.TransitionIf(uctx, s.Job.ID, ours, back, undo)
+	switch {
+	case uerr == nil:
+		return true, err
+	case errors.Is(uerr, ErrConflict):
+		return false, err // moved meanwhile: its message was stored after all
 	}
-	return err
+	return false, errors.Join(err, fmt.Errorf("queue: %s %s: putting the job back %s: %w", why, s.Job.ID, back, uerr))
 }
 
 // requeue publishes the job again so a worker picks it up. It takes a new

@@ -141,7 +141,7 @@ func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Statu
 // jobs stored: a read of index entries and one of their statuses, again
 // only for entries that turn out stale. Entries of jobs whose status
 // expired (ingest's sweep deletes them every few minutes) are deleted as
-// met, up to pageRemovals a call; past pageRounds reads the page ends
+// met, as are strays, up to pageRemovals a call; past pageRounds reads the page ends
 // short, with a cursor to go on from.
 func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, limit int) (Page, error) {
 	subject := indexSubject(state)
@@ -186,10 +186,11 @@ func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, lim
 				}
 			case pointsAt(s, state, e.seq):
 				page.Statuses = append(page.Statuses, s)
-			case e.seq < entryOf(s, state):
+			case e.seq < entryOf(s, state) && removals > 0:
 				// The status moved past it (entries are written before
 				// the status that points at them): a stray.
 				ss.index.remove(ctx, e.seq)
+				removals--
 			}
 		}
 		if !more {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,10 +69,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// Published straight onto NATS: this worker is the first to see it.
 		// A control the id has before its status exists is an earlier
 		// job's (see queue.Control.Stale): forgotten once this one exists.
-		var stale map[string]uint64
-		if w.followed(j.ID) != job.ControlNone {
-			stale, _ = w.q.Control.Stale(ctx, []string{j.ID})
-		}
+		stale, _ := w.q.Control.Stale(ctx, []string{j.ID})
 		var created bool
 		if st, created, err = w.q.Statuses.Create(ctx, j); err == nil {
 			if rev, ok := stale[j.ID]; ok && created {
@@ -86,15 +84,6 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Warn("status unavailable, retrying later", "err", err)
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
-	}
-	if w.followed(j.ID) == job.ControlCancel {
-		// The followed controls lag the bucket a little: a cancel, which
-		// ends the job for good, is read again (an earlier job's, just
-		// forgotten, must not end this one). A pause is read again before
-		// it is carried out (pause).
-		if c, err := w.q.Control.Get(ctx, j.ID); err == nil {
-			w.setControl(j.ID, c)
-		}
 	}
 	if w.settle(ctx, msg, log, j, st) {
 		return
@@ -131,7 +120,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if !ok {
 		return
 	}
-	control := func() job.Control { return w.control(j.ID) }
+	control := w.confirmingControl(ctx, j.ID)
 	var res *upload.Result
 	if loaded != nil {
 		res, err = w.uploader.RunLoaded(runCtx, j, lease, *loaded, control)
@@ -141,6 +130,31 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	stopKeepAlive()
 	released = res != nil && res.LeaseReleased
 	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
+}
+
+// confirmingControl is the control the run checks at part boundaries. A
+// cancel ends the job for good and the followed controls lag the bucket a
+// little (an earlier job's cancel of this id, forgotten as this one was
+// created, may still be in view): the first cancel the run meets is read
+// again from the bucket, and taken only if it is still there. A pause is
+// read again before it is carried out (pause).
+func (w *Worker) confirmingControl(ctx context.Context, jobID string) upload.ControlFunc {
+	var confirmed atomic.Bool
+	return func() job.Control {
+		c := w.control(jobID)
+		if c != job.ControlCancel || confirmed.Load() {
+			return c
+		}
+		fresh, err := w.q.Control.Get(ctx, jobID)
+		switch {
+		case err != nil || fresh == job.ControlCancel:
+			confirmed.Store(true)
+			return c
+		case fresh == job.ControlNone && w.draining():
+			return upload.ControlDrain
+		}
+		return fresh
+	}
 }
 
 // settle carries out decideDelivery for a job that is not to run (finished,

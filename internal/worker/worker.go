@@ -494,14 +494,6 @@ func (w *Worker) setControl(jobID string, c job.Control) {
 	}
 }
 
-// followed is the operator's instruction for jobID as this worker follows
-// the control bucket (a little behind it).
-func (w *Worker) followed(jobID string) job.Control {
-	w.controlMu.Lock()
-	defer w.controlMu.Unlock()
-	return w.controls[jobID]
-}
-
 // control is what internal/upload checks at part boundaries: the operator's
 // instruction, or a drain when the worker shuts down.
 func (w *Worker) control(jobID string) job.Control {

@@ -624,6 +624,23 @@ func TestWithdrawnPauseIsNotCarriedOut(t *testing.T) {
 	}
 }
 
+// A worker whose view of the control bucket still holds a cancel the
+// bucket no longer has (an earlier job's of the same id, forgotten as this
+// one was created, its deletion not yet followed) does not cancel the job:
+// it reads the key before it takes a cancel, and the job completes.
+func TestACancelNoLongerInTheBucketIsNotCarriedOut(t *testing.T) {
+	e := newEnv(t, false)
+	w, _ := e.runWorker("w1")
+	src, data := e.source("stale-cancel.mp4", 3<<20+29)
+	w.SetControlView("stale-cancel-1", job.ControlCancel)
+	e.submit(&job.Job{ID: "stale-cancel-1", Source: src})
+	s := e.waitState("stale-cancel-1", job.StateCompleted, 30*time.Second)
+	e.storedEquals(s, data)
+	if n := len(e.events(job.EventCanceled, "stale-cancel-1")); n != 0 {
+		t.Fatalf("job.canceled events = %d for a cancel the bucket no longer held", n)
+	}
+}
+
 func TestPauseThenResumeContinuesFromOffset(t *testing.T) {
 	e := newEnv(t, true, func(c *vodsim.Config) { c.Faults = vodsim.FaultConfig{Bandwidth: 4 << 20} })
 	e.startWorker("w1")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"sync"
 )
 
@@ -33,6 +34,15 @@ func bulkWrites(dial dialFunc) dialFunc {
 	}
 }
 
+// fileBacked reports whether r is a file, or a file limited to a length.
+func fileBacked(r io.Reader) bool {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		r = lr.R
+	}
+	_, ok := r.(*os.File)
+	return ok
+}
+
 // bulkConn is a connection whose ReadFrom copies through a large buffer.
 type bulkConn struct {
 	net.Conn
@@ -40,8 +50,13 @@ type bulkConn struct {
 }
 
 // ReadFrom copies r into the connection bulkChunk at a time; a reader that
-// can write itself out (io.WriterTo, e.g. a bytes.Reader) still does.
+// can write itself out (io.WriterTo, e.g. a bytes.Reader) still does, and
+// a file (as net/http hands it, limited to the body's length) goes to the
+// connection's own ReadFrom, which sends it without copying it here.
 func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok && fileBacked(r) {
+		return rf.ReadFrom(r) // a TCP connection sends a file with sendfile
+	}
 	bp := c.bufs.Get().(*[]byte)
 	defer c.bufs.Put(bp)
 	// The struct hides the connection's own ReadFrom, which io.CopyBuffer

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -67,6 +69,36 @@ func put(t *testing.T, c *http.Client, url string, body []byte) {
 	want := md5.Sum(body)
 	if resp.StatusCode != http.StatusOK || string(got) != hex.EncodeToString(want[:]) {
 		t.Fatalf("server answered %s %q, want the body's MD5 %x", resp.Status, got, want)
+	}
+}
+
+// putFile sends body from a file (which a plain connection sends with
+// sendfile) and checks that the server got it whole.
+func putFile(t *testing.T, c *http.Client, url string, body []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "part")
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, url, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	want := md5.Sum(body)
+	if resp.StatusCode != http.StatusOK || string(got) != hex.EncodeToString(want[:]) {
+		t.Fatalf("server answered %s %q for a file body, want its MD5 %x", resp.Status, got, want)
 	}
 }
 
@@ -137,6 +169,7 @@ func TestTransportsAreChunkedAndCarryBodiesWhole(t *testing.T) {
 				c.Close()
 			}
 			put(t, &http.Client{Transport: tr}, srv.URL+"/part", body)
+			putFile(t, &http.Client{Transport: tr}, srv.URL+"/file", body)
 			tr.CloseIdleConnections()
 		}
 	}
