@@ -72,16 +72,20 @@ func TestOneTraceFromSubmitToWebhook(t *testing.T) {
 		defer mu.Unlock()
 		return hookTrace != ""
 	})
-	// The delivery's span ends after its request: wait for it in the exporter.
+	// The delivery's span ends after its request, and the worker's job span
+	// after its ack, which may come after the delivery: wait for both in
+	// the exporter.
 	var spans tracetest.SpanStubs
-	testharness.WaitFor(t, 10*time.Second, "notify's delivery span", func() bool {
+	testharness.WaitFor(t, 10*time.Second, "notify's delivery span and the worker's job span", func() bool {
 		spans = exp.GetSpans()
+		var delivery, job bool
 		for _, s := range spans {
-			if s.Name == "webhook delivery" && s.SpanContext.TraceID().String() == traceID {
-				return true
+			if s.SpanContext.TraceID().String() == traceID {
+				delivery = delivery || s.Name == "webhook delivery"
+				job = job || s.Name == "job"
 			}
 		}
-		return false
+		return delivery && job
 	})
 	mu.Lock()
 	if tid := hookTrace[3:35]; tid != traceID {
