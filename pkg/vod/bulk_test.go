@@ -55,21 +55,7 @@ func md5Server(t *testing.T, tls bool) *httptest.Server {
 // part) and checks that the server got it whole.
 func put(t *testing.T, c *http.Client, url string, body []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, url, struct{ io.Reader }{bytes.NewReader(body)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.ContentLength = int64(len(body))
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, _ := io.ReadAll(resp.Body)
-	want := md5.Sum(body)
-	if resp.StatusCode != http.StatusOK || string(got) != hex.EncodeToString(want[:]) {
-		t.Fatalf("server answered %s %q, want the body's MD5 %x", resp.Status, got, want)
-	}
+	putFrom(t, c, url, struct{ io.Reader }{bytes.NewReader(body)}, body)
 }
 
 // putFile sends body from a file (which a plain connection sends with
@@ -85,7 +71,13 @@ func putFile(t *testing.T, c *http.Client, url string, body []byte) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, url, f)
+	putFrom(t, c, url, f, body)
+}
+
+// putFrom sends r, which holds body, and checks the server's MD5 of it.
+func putFrom(t *testing.T, c *http.Client, url string, r io.Reader, body []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, url, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +90,7 @@ func putFile(t *testing.T, c *http.Client, url string, body []byte) {
 	got, _ := io.ReadAll(resp.Body)
 	want := md5.Sum(body)
 	if resp.StatusCode != http.StatusOK || string(got) != hex.EncodeToString(want[:]) {
-		t.Fatalf("server answered %s %q for a file body, want its MD5 %x", resp.Status, got, want)
+		t.Fatalf("server answered %s %q for a %T body, want its MD5 %x", resp.Status, got, r, want)
 	}
 }
 
