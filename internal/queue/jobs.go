@@ -534,8 +534,7 @@ func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
 // status with no message would never run, and the caller's retry would
 // find it queued, a conflict. Should the message have been stored all the
 // same (its answer lost), the worker that takes it finds the job back in
-// its old state and leaves it.
-// It reports whether it put the status back.
+// its old state and leaves it. It reports whether it put the status back.
 func (jq *Jobs) requeueOrUndo(ctx context.Context, s *job.Status, why string, back job.State, undo func(*job.Status)) (undone bool, err error) {
 	err = jq.requeue(ctx, s, why)
 	if err == nil {
