@@ -102,6 +102,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cover         = fs.String("cover", "", "cover image (path or URL) for every job")
 		batch         = fs.Int("batch", 1000, "jobs per batch request (halved while ingest's VODPIPE_BATCH_MAX refuses it)")
 		batchRate     = fs.Float64("rate", defaultBatchRate, "most batch requests a second (0: as fast as ingest answers)")
+		settle        = fs.Duration("settle", 0, "leave files modified within this long for a later run: they may still be being written (0: take every file)")
 		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
 		eventsURL     = fs.String("events", envOr("VODPIPE_NOTIFY_URL", ""), "notify's URL: --watch follows the jobs over its event stream (env VODPIPE_NOTIFY_URL); without it, --watch polls each job")
 		asJSON        = fs.Bool("json", false, "print results as JSON (for scripts)")
@@ -118,7 +119,11 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "vodpipe submit: --rate must be a number of requests a second, 0 or more")
 		return 2
 	}
-	bt := batching{size: *batch, pace: pacer(*batchRate)}
+	if *settle < 0 {
+		fmt.Fprintln(stderr, "vodpipe submit: --settle must be a duration, 0 or more")
+		return 2
+	}
+	bt := batching{size: *batch, pace: pacer(*batchRate), settle: *settle}
 	coverURL := ""
 	if *cover != "" {
 		var err error
@@ -256,6 +261,11 @@ const defaultBatchRate = 8
 type batching struct {
 	size int
 	pace func(context.Context) error
+	// settle leaves the files a walk finds modified within it for a later
+	// run (skipped, with their reason): a file still being copied in
+	// would be uploaded cut short, and its next size and time would make
+	// it a second job.
+	settle time.Duration
 }
 
 // pacer returns a pace of at most perSecond requests a second, nil for 0.
@@ -318,7 +328,7 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 		batch = batch[:0]
 		return err
 	}
-	err := walkSources(args, list, func(it *item) error {
+	err := walkSources(args, list, bt.settle, func(it *item) error {
 		if err := ctx.Err(); err != nil {
 			return errSubmit{fmt.Errorf("interrupted: %w", err)}
 		}
@@ -403,11 +413,12 @@ func (r *rowWriter) close() {
 // A path inside a folder that cannot be taken (a folder it cannot read, a
 // file gone before it was read, a symlink to nothing or to a folder, which
 // is not followed) is handed to skip, named with its reason, and the walk
-// goes on; a file that is a symlink is the file it points to, taken once: a
-// link to a video in the same tree is left to the walk's visit of the
-// file itself. An argument
-// that cannot be read ends the walk with its error.
-func walkSources(args []string, list string, f func(*item) error, skip func(*item)) error {
+// goes on; so is a file modified within settle (0: none), which may still
+// be being written. A file that is a symlink is the file it points to,
+// taken once: a link to a video in the same tree is left to the walk's
+// visit of the file itself. An argument that cannot be read ends the walk
+// with its error.
+func walkSources(args []string, list string, settle time.Duration, f func(*item) error, skip func(*item)) error {
 	skipped := func(p, why string, err error) {
 		if err != nil {
 			why += ": " + err.Error()
@@ -418,6 +429,15 @@ func walkSources(args []string, list string, f func(*item) error, skip func(*ite
 		h := sha256.Sum256([]byte(idSeed))
 		k := jobKey(h[:10])
 		return f(&item{source: src, display: display, size: size, key: k, id: k.id()})
+	}
+	// file takes a file found, unless it was modified within settle.
+	file := func(p string, info fs.FileInfo) error {
+		if age := time.Since(info.ModTime()); settle > 0 && age < settle {
+			skipped(p, fmt.Sprintf("modified %s ago, within --settle %s: it may still be being written; run again later", max(age, 0).Round(time.Second), settle), nil)
+			return nil
+		}
+		src, _, _ := toSourceURL(p)
+		return add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
 	}
 	one := func(r string) error {
 		if u, err := url.Parse(r); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
@@ -432,8 +452,7 @@ func walkSources(args []string, list string, f func(*item) error, skip func(*ite
 			return err
 		}
 		if !st.IsDir() {
-			src, _, _ := toSourceURL(abs)
-			return add(src, abs, st.Size(), fmt.Sprintf("%s|%d|%d", abs, st.Size(), st.ModTime().UnixNano()))
+			return file(abs, st)
 		}
 		root := abs
 		realRoot, _ := filepath.EvalSymlinks(abs)
@@ -478,8 +497,7 @@ func walkSources(args []string, list string, f func(*item) error, skip func(*ite
 				skipped(p, "gone before it was read", err)
 				return nil
 			}
-			src, _, _ := toSourceURL(p)
-			return add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
+			return file(p, info)
 		})
 	}
 	for _, r := range args {

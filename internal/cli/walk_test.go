@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vodpipe/vodpipe/internal/stack"
 )
@@ -40,7 +41,7 @@ func TestWalkTakesAFolderGivenAsASymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	if err := walkSources([]string{link}, "", func(it *item) error { got = append(got, it.display); return nil }, noSkips(t)); err != nil {
+	if err := walkSources([]string{link}, "", 0, func(it *item) error { got = append(got, it.display); return nil }, noSkips(t)); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{filepath.Join(link, "a.mp4"), filepath.Join(link, "b", "c.mov")}
@@ -81,7 +82,7 @@ func TestWalkSkipsWhatItCannotTakeAndGoesOn(t *testing.T) {
 	found := map[string]*item{}
 	var order []string
 	skips := map[string]string{}
-	err := walkSources([]string{root}, "", func(it *item) error {
+	err := walkSources([]string{root}, "", 0, func(it *item) error {
 		found[filepath.Base(it.display)], order = it, append(order, filepath.Base(it.display))
 		return nil
 	}, func(it *item) { skips[filepath.Base(it.display)] = it.outcome })
@@ -112,7 +113,7 @@ func TestWalkSkipsWhatItCannotTakeAndGoesOn(t *testing.T) {
 		t.Errorf("the linked file's size is %d, want its target's, %d", linked.size, len("four!"))
 	}
 	var direct *item
-	if err := walkSources([]string{filepath.Join(root, "d-linked.mp4")}, "", func(it *item) error { direct = it; return nil }, noSkips(t)); err != nil {
+	if err := walkSources([]string{filepath.Join(root, "d-linked.mp4")}, "", 0, func(it *item) error { direct = it; return nil }, noSkips(t)); err != nil {
 		t.Fatal(err)
 	}
 	if direct.id != linked.id {
@@ -158,5 +159,36 @@ func TestRowsShowNamesWithoutControlCharacters(t *testing.T) {
 	row := b.String()
 	if strings.Count(row, "\n") != 1 || strings.ContainsAny(row, "\x1b\r\x07") {
 		t.Fatalf("row %q", row)
+	}
+}
+
+// --settle leaves a file modified within it for a later run (it may still
+// be being copied in: uploaded now, it would be cut short, and its next
+// size and time a second job); an older one is taken.
+func TestWalkLeavesFilesModifiedWithinSettle(t *testing.T) {
+	root := t.TempDir()
+	old, fresh := filepath.Join(root, "old.mp4"), filepath.Join(root, "fresh.mp4")
+	writeFiles(t, map[string]string{old: "old", fresh: "still coming"})
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old, hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	skips := map[string]string{}
+	err := walkSources([]string{root}, "", time.Minute, func(it *item) error { got = append(got, filepath.Base(it.display)); return nil },
+		func(it *item) { skips[filepath.Base(it.display)] = it.outcome })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"old.mp4"}) || !strings.HasPrefix(skips["fresh.mp4"], "skipped: modified ") || len(skips) != 1 {
+		t.Fatalf("took %v, skipped %v; want old.mp4 taken and fresh.mp4 left", got, skips)
+	}
+	// Without --settle both are taken.
+	got = nil
+	if err := walkSources([]string{root}, "", 0, func(it *item) error { got = append(got, filepath.Base(it.display)); return nil }, noSkips(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("without --settle took %v", got)
 	}
 }

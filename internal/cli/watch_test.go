@@ -161,7 +161,7 @@ func TestWatchInterruptedThenRunAgain(t *testing.T) {
 		}
 	}
 	var ids []string
-	if err := walkSources([]string{root}, "", func(it *item) error { ids = append(ids, it.id); return nil }, noSkips(t)); err != nil {
+	if err := walkSources([]string{root}, "", 0, func(it *item) error { ids = append(ids, it.id); return nil }, noSkips(t)); err != nil {
 		t.Fatal(err)
 	}
 	c := client.NewClient(st.IngestURL, st.APIKey)
