@@ -425,9 +425,16 @@ func (s *Service) createSignature(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
+	if req.ValiditySeconds < 0 {
+		httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidParameter, "validitySeconds", "must not be negative (0: the signing policy's longest)"))
+		return
+	}
+	// Capped before the multiplication: a huge value would overflow a
+	// Duration to a negative one (the policy caps it anyway).
+	validity := time.Duration(min(req.ValiditySeconds, int64(s.cfg.MaxValidity/time.Second))) * time.Second
 	sreq := signer.Request{Procedure: req.Procedure, StorageRegion: req.StorageRegion,
 		ClassID: req.ClassID, SubAppID: req.SubAppID, SourceContext: req.SourceContext, SessionContext: req.SessionContext,
-		OneTime: req.OneTime, Validity: time.Duration(req.ValiditySeconds) * time.Second}
+		OneTime: req.OneTime, Validity: validity}
 	if key.Upload != nil {
 		// An end user: the token's policy, chosen by the application's backend.
 		var bad []job.FieldError

@@ -106,11 +106,19 @@ func TestUploadTokenFixesThePolicy(t *testing.T) {
 		"subAppId":        `{"subAppId":1500009999}`,
 		"procedure":       `{"procedure":"OtherFlow"}`,
 		"validitySeconds": `{"validitySeconds":86400}`,
+		// 9223372037 s overflow a Duration to a negative one, which the
+		// signer read as "its longest": a signature outliving the token's.
+		"validitySeconds ": `{"validitySeconds":9223372037}`,
 	} {
+		field = strings.TrimSpace(field)
 		r := a.do("POST", "/v1/signatures", tok, "application/json", body)
 		if r.status != http.StatusForbidden || !slices.Equal(r.errorFields(), []string{field}) {
 			t.Errorf("%s: %d %s, want 403 naming %s", body, r.status, r.raw, field)
 		}
+	}
+	if r := a.do("POST", "/v1/signatures", tok, "application/json", `{"validitySeconds":-5}`); r.status != http.StatusBadRequest ||
+		!slices.Equal(r.errorFields(), []string{"validitySeconds"}) {
+		t.Errorf("a negative validity: %d %s, want 400 naming validitySeconds", r.status, r.raw)
 	}
 	// Repeating the token's own values, or asking for less, is fine.
 	if r := a.do("POST", "/v1/signatures", tok, "application/json", `{"procedure":"LongVideoPreset","validitySeconds":60}`); r.status != http.StatusOK {

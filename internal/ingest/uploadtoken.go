@@ -181,11 +181,11 @@ func (s *Service) MintUploadToken(issuer string, req client.UploadTokenRequest) 
 	if req.TTLSeconds == 0 {
 		ttl = min(defaultTokenTTL, s.cfg.UploadTokenMaxTTL)
 	}
-	if ttl <= 0 || ttl > s.cfg.UploadTokenMaxTTL {
+	if req.TTLSeconds < 0 || req.TTLSeconds > int64(s.cfg.UploadTokenMaxTTL/time.Second) || ttl <= 0 {
 		bad = append(bad, job.FieldError{Field: "ttlSeconds", Reason: fmt.Sprintf("must be 1..%d", int64(s.cfg.UploadTokenMaxTTL/time.Second))})
 	}
-	if req.SignatureValiditySeconds < 0 {
-		bad = append(bad, job.FieldError{Field: "signatureValiditySeconds", Reason: "must not be negative"})
+	if most := int64(s.cfg.MaxValidity / time.Second); req.SignatureValiditySeconds < 0 || req.SignatureValiditySeconds > most {
+		bad = append(bad, job.FieldError{Field: "signatureValiditySeconds", Reason: fmt.Sprintf("must be 0..%d (0: the signing policy's %d)", most, most)})
 	}
 	if len(bad) > 0 {
 		return client.UploadTokenResponse{}, bad, nil
@@ -230,9 +230,16 @@ func tokenSignRequest(c *uploadClaims, body client.SignatureRequest) (signer.Req
 	fixed("subAppId", body.SubAppID != 0 && body.SubAppID != want.SubAppID)
 	fixed("sourceContext", body.SourceContext != "" && body.SourceContext != want.SourceContext)
 	fixed("sessionContext", body.SessionContext != "" && body.SessionContext != want.SessionContext)
-	if v := time.Duration(body.ValiditySeconds) * time.Second; body.ValiditySeconds > 0 {
-		fixed("validitySeconds", v > want.Validity)
-		want.Validity = min(v, want.Validity)
+	// Compared in seconds before any multiplication: a huge value would
+	// overflow a Duration to a negative one, which the signer reads as
+	// "its longest".
+	switch {
+	case body.ValiditySeconds < 0:
+		bad = append(bad, job.FieldError{Field: "validitySeconds", Reason: "must not be negative"})
+	case body.ValiditySeconds > int64(want.Validity/time.Second):
+		fixed("validitySeconds", true)
+	case body.ValiditySeconds > 0:
+		want.Validity = time.Duration(body.ValiditySeconds) * time.Second
 	}
 	want.OneTime = want.OneTime || body.OneTime
 	return want, bad
