@@ -88,3 +88,18 @@ func TestSecurityDuplicateSubmitShowsNoOneElsesToken(t *testing.T) {
 		t.Errorf("the control scope's duplicate: %s; want the source whole", r.raw)
 	}
 }
+
+// A path naming an id no job can have (the status bucket refuses it as a
+// key) is a 404, not a 503 "status store unavailable" that clients retry.
+func TestMalformedJobIDInAPathIsNotFound(t *testing.T) {
+	a := startIngest(t)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/jobs/a*b"}, {"GET", "/v1/jobs/.x"}, {"GET", "/v1/jobs/x../events"},
+		{"POST", "/v1/jobs/a%20b/pause"}, {"POST", "/v1/jobs/a..b/resume"}, {"POST", "/v1/jobs/a%3Eb/cancel"},
+		{"POST", "/v1/jobs/x./retry"},
+	} {
+		if r := a.do(c.method, c.path, adminKey, "application/json", ""); r.status != http.StatusNotFound {
+			t.Errorf("%s %s: %d %s, want 404", c.method, c.path, r.status, r.raw)
+		}
+	}
+}

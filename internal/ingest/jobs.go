@@ -277,10 +277,25 @@ func viewFor(r *http.Request, st *job.Status) client.JobView {
 	return v
 }
 
+// pathJobID is the {id} of a job's path, or false once it answered 404 for
+// an id no job can have (the status store would refuse it as a key, a 503).
+func pathJobID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !job.ValidID(id) {
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+id+": not a job id", nil)
+		return "", false
+	}
+	return id, true
+}
+
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
-	st, _, err := s.q.Statuses.Get(r.Context(), r.PathValue("id"))
+	id, ok := pathJobID(w, r)
+	if !ok {
+		return
+	}
+	st, _, err := s.q.Statuses.Get(r.Context(), id)
 	if errors.Is(err, queue.ErrNotFound) {
-		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+r.PathValue("id"), nil)
+		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+id, nil)
 		return
 	}
 	if err != nil {
@@ -383,7 +398,10 @@ func decodeCursor(c string, state job.State) (uint64, bool) {
 }
 
 func (s *Service) control(w http.ResponseWriter, r *http.Request, f func(id string) (*job.Status, error)) {
-	id := r.PathValue("id")
+	id, ok := pathJobID(w, r)
+	if !ok {
+		return
+	}
 	_, err := f(id)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):

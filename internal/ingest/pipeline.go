@@ -36,7 +36,10 @@ func (s *Service) jobEvents(w http.ResponseWriter, r *http.Request) {
 	if refuseQuery(w, r) {
 		return
 	}
-	id := r.PathValue("id")
+	id, ok := pathJobID(w, r)
+	if !ok {
+		return
+	}
 	st, _, err := s.q.Statuses.Get(r.Context(), id)
 	if errors.Is(err, queue.ErrNotFound) {
 		httpapi.Refuse(w, http.StatusNotFound, httpapi.CodeNotFound, "no job "+id, nil)
@@ -64,7 +67,10 @@ func (s *Service) jobEvents(w http.ResponseWriter, r *http.Request) {
 // retryJob runs a failed job again from its newest dead letter (what
 // POST /v1/dead-letters/{seq}/requeue does, found by the job's id).
 func (s *Service) retryJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathJobID(w, r)
+	if !ok {
+		return
+	}
 	st, _, err := s.q.Statuses.Get(r.Context(), id)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):

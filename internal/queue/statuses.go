@@ -31,7 +31,8 @@ type Statuses struct {
 // Get returns a job's status and its revision, or ErrNotFound.
 func (ss *Statuses) Get(ctx context.Context, jobID string) (*job.Status, uint64, error) {
 	e, err := ss.kv.Get(ctx, jobID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		// An id the bucket cannot hold names no job either.
 		return nil, 0, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
 	}
 	if err != nil {

@@ -281,6 +281,12 @@ func jsonKind(k string) string {
 
 // Validate checks every field and returns a *ValidationError listing all bad
 // ones. It does not apply defaults; call Normalize first for that.
+// ValidID reports whether id is a valid job id (see Validate): one a
+// malformed request path cannot be.
+func ValidID(id string) bool {
+	return id != "" && len(id) <= MaxIDLen && idPattern.MatchString(id)
+}
+
 func (j *Job) Validate() error {
 	e := &ValidationError{}
 	if j.V != Version {
