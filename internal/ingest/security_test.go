@@ -149,6 +149,9 @@ func TestMintingIsCheckedAgainstThePolicy(t *testing.T) {
 		{`{"user":"alice","classId":77}`, 403, "classId"},
 		{`{"user":"alice","subAppId":1500009999}`, 403, "subAppId"},
 		{`{"user":"alice","signatureValiditySeconds":86400}`, 403, "validity"},
+		{`{"user":"alice","signatureValiditySeconds":9223372037}`, 400, "signatureValiditySeconds"}, // a Duration's overflow
+		{`{"user":"alice","signatureValiditySeconds":-1}`, 400, "signatureValiditySeconds"},
+		{`{"user":"alice","ttlSeconds":9223372037}`, 400, "ttlSeconds"},
 		{`{"user":"alice","sourceContext":"` + strings.Repeat("x", 251) + `"}`, 400, "sourceContext"},
 		{`{"user":"../../etc"}`, 400, "user"},
 		{`{}`, 400, "user"},

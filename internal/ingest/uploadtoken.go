@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"strings"
@@ -184,8 +185,10 @@ func (s *Service) MintUploadToken(issuer string, req client.UploadTokenRequest) 
 	if req.TTLSeconds < 0 || req.TTLSeconds > int64(s.cfg.UploadTokenMaxTTL/time.Second) || ttl <= 0 {
 		bad = append(bad, job.FieldError{Field: "ttlSeconds", Reason: fmt.Sprintf("must be 1..%d", int64(s.cfg.UploadTokenMaxTTL/time.Second))})
 	}
-	if most := int64(s.cfg.MaxValidity / time.Second); req.SignatureValiditySeconds < 0 || req.SignatureValiditySeconds > most {
-		bad = append(bad, job.FieldError{Field: "signatureValiditySeconds", Reason: fmt.Sprintf("must be 0..%d (0: the signing policy's %d)", most, most)})
+	// Bounded before any multiplication (a Duration overflows past 292
+	// years); the signing policy checks the lifetime itself below.
+	if req.SignatureValiditySeconds < 0 || req.SignatureValiditySeconds > int64(math.MaxInt64/time.Second) {
+		bad = append(bad, job.FieldError{Field: "signatureValiditySeconds", Reason: "must be a number of seconds, 0 or more (0: the signing policy's longest)"})
 	}
 	if len(bad) > 0 {
 		return client.UploadTokenResponse{}, bad, nil
