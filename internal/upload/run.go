@@ -299,8 +299,12 @@ func (r *run) withRenewal(ctx context.Context, call func(sign vod.SignatureFunc)
 // openSession resumes the stored VOD session or opens a new one.
 func (r *run) openSession(ctx context.Context, size int64) error {
 	s := r.st.Session
-	if s != nil && (s.Size != size || time.Since(s.Opened) > r.u.cfg.SessionMaxAge || (r.cover != nil && s.CoverKey == "")) {
-		s = nil // the source changed or the session is too old: start over
+	if s != nil && (s.Size != size || s.Source != "" && s.Source != r.src.Version() ||
+		time.Since(s.Opened) > r.u.cfg.SessionMaxAge || (r.cover != nil && s.CoverKey == "")) {
+		// The source changed (another size, or the same size and another
+		// version: the parts kept would be the old content's) or the
+		// session is too old: start over.
+		s = nil
 	}
 	if s != nil {
 		err := r.applyResume(ctx)
@@ -324,7 +328,7 @@ func (r *run) openSession(ctx context.Context, size int64) error {
 		return fmt.Errorf("upload: apply: %w", err)
 	}
 	sess := Session{VodSessionKey: a.VodSessionKey, Opened: time.Now().UTC(), Bucket: a.Bucket(), Region: a.StorageRegionV5,
-		VideoKey: a.Video.Key(), CoverKey: a.Cover.Key(), PartSize: r.u.cfg.PartSize, Size: size}
+		VideoKey: a.Video.Key(), CoverKey: a.Cover.Key(), PartSize: r.u.cfg.PartSize, Size: size, Source: r.src.Version()}
 	if r.cover != nil {
 		sess.CoverSize = r.cover.Size()
 	}

@@ -334,6 +334,49 @@ func TestCoreResumesWhereItPaused(t *testing.T) {
 	}
 }
 
+// A source replaced by other content of the same size between two runs
+// (rewritten in place, or another file moved onto its path) is uploaded
+// whole in a new session: the parts kept from the paused one are the old
+// content's, and resuming them committed a file made of both.
+func TestCoreStartsOverWhenTheSourceChangedAtTheSameSize(t *testing.T) {
+	c := newCore(t, signer.Policy{})
+	j, _ := c.source("changed-1", 6<<20+5)
+	var checks atomic.Int32
+	pauseSoon := func() job.Control {
+		if checks.Add(1) > 3 {
+			return job.ControlPause
+		}
+		return job.ControlNone
+	}
+	if _, err := c.up.Run(t.Context(), j, c.lease(j.ID), pauseSoon); !errors.Is(err, upload.ErrPaused) {
+		t.Fatalf("run with a pause: %v, want ErrPaused", err)
+	}
+	if st, err := c.store.Load(t.Context(), j.ID); err != nil || len(st.Parts) == 0 {
+		t.Fatalf("state after the pause = %+v, %v; want some parts", st, err)
+	}
+	path := filepath.Join(c.root, "changed-1.mp4")
+	replaced := make([]byte, 6<<20+5)
+	rng := rand.New(rand.NewPCG(99, 7))
+	for i := range replaced {
+		replaced[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(path, replaced, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute) // another version even on a coarse clock
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.up.Run(t.Context(), j, c.lease(j.ID), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stored(res.FileID, replaced)
+	if res.Resumed != 0 {
+		t.Fatalf("resumed %d bytes of the old content", res.Resumed)
+	}
+}
+
 // Parts COS holds but the state lost (a write that did not land before a
 // crash) are found with ListParts and not sent again; a part the state
 // records but COS does not have is sent again.

@@ -38,6 +38,11 @@ type Source interface {
 	// Streams reports whether ReadAt is cheap for small reads (a file) or each
 	// call costs a request (HTTP), in which case parts are read in one call.
 	Streams() bool
+	// Version names the content opened, as far as the source can tell: a
+	// file's modification time, an HTTP resource's ETag or Last-Modified;
+	// "" when it cannot. A run resumes a session only over the same
+	// version (with the same size): the parts kept are the old content's.
+	Version() string
 }
 
 // Sources opens job sources: file:// under a root, and http(s) URLs.
@@ -177,6 +182,7 @@ func (f *fileSource) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadA
 func (f *fileSource) Close() error                            { return f.f.Close() }
 func (f *fileSource) Size() int64                             { return f.size }
 func (f *fileSource) Streams() bool                           { return true }
+func (f *fileSource) Version() string                         { return "mtime " + f.mtime.UTC().Format(time.RFC3339Nano) }
 
 func (f *fileSource) Check(context.Context) error {
 	st, err := f.f.Stat()
@@ -227,6 +233,12 @@ type httpSource struct {
 func (h *httpSource) Size() int64   { return h.size }
 func (h *httpSource) Close() error  { return nil }
 func (h *httpSource) Streams() bool { return false }
+func (h *httpSource) Version() string {
+	if h.validator == "" {
+		return ""
+	}
+	return "validator " + h.validator
+}
 
 func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)

@@ -53,6 +53,10 @@ type Session struct {
 	PartSize      int64     `json:"partSize"`
 	Size          int64     `json:"size"`
 	CoverSize     int64     `json:"coverSize,omitempty"`
+	// Source is the source's version the session was opened over
+	// (Source.Version; "" in sessions of 0.9 and for sources that cannot
+	// tell).
+	Source string `json:"source,omitempty"`
 }
 
 // PartRecord is one part that COS acknowledged.
