@@ -214,7 +214,7 @@ func (s *Sources) openHTTP(ctx context.Context, u *url.URL) (Source, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("%w: URL carries credentials", ErrSourceForbidden)
 	}
-	h := &httpSource{client: s.client, url: u.String()}
+	h := &httpSource{client: s.client, url: u.String(), ctx: ctx}
 	size, validator, err := h.probe(ctx)
 	if err != nil {
 		return nil, err
@@ -228,6 +228,10 @@ type httpSource struct {
 	url       string
 	size      int64
 	validator string
+	// ctx is the run's, which the source lives within: ReadAt (io.ReaderAt
+	// takes none) ends with it, so a trickling server cannot hold a
+	// cancelled run, or a worker's shutdown, for the whole read timeout.
+	ctx context.Context
 }
 
 func (h *httpSource) Size() int64   { return h.size }
@@ -266,7 +270,7 @@ func (h *httpSource) probe(ctx context.Context) (int64, string, error) {
 			return 0, "", fmt.Errorf("upload: source %s: bad Content-Range %q", redact.URL(h.url), cr)
 		}
 		n, err := strconv.ParseInt(cr[i+1:], 10, 64)
-		if err != nil {
+		if err != nil || n < 0 {
 			return 0, "", fmt.Errorf("upload: source %s: bad Content-Range %q", redact.URL(h.url), cr)
 		}
 		return n, validator, nil
@@ -295,7 +299,7 @@ func (h *httpSource) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	end := min(off+int64(len(p)), h.size) - 1
-	req, err := http.NewRequest(http.MethodGet, h.url, nil)
+	req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, h.url, nil)
 	if err != nil {
 		return 0, err
 	}

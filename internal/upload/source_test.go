@@ -2,6 +2,7 @@ package upload
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -759,5 +760,45 @@ func TestHTTPSourceWrongRangeIsRefused(t *testing.T) {
 	buf := make([]byte, 100)
 	if _, err := src.ReadAt(buf, 1000); !errors.Is(err, ErrSourceChanged) {
 		t.Fatalf("ReadAt with a wrong range answer: %v", err)
+	}
+}
+
+// A read from a server that trickles its body ends when the run's context
+// does: a cancelled run, or a worker's shutdown, was held for the whole
+// read timeout (5 minutes by default).
+func TestHTTPSourceReadEndsWithTheRunsContext(t *testing.T) {
+	reading, stop := make(chan struct{}), make(chan struct{})
+	srv, _ := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Range", strings.Replace(r.Header.Get("Range"), "=", " ", 1)+"/1000000")
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write([]byte{0})
+		if r.Header.Get("Range") == "bytes=0-0" {
+			return // the probe
+		}
+		w.(http.Flusher).Flush()
+		close(reading)
+		select { // trickles nothing more
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(func() { close(stop) }) // before the server's Close, which waits for this handler
+	s := newSources(t, local)
+	ctx, cancel := context.WithCancel(t.Context())
+	src, err := s.Open(ctx, srv.URL+"/slow.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	go func() { <-reading; cancel() }()
+	done := make(chan error, 1)
+	go func() { _, err := src.ReadAt(make([]byte, 64<<10), 0); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("ReadAt of a stalled body succeeded")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ReadAt went on after the run's context ended")
 	}
 }
