@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -151,17 +152,17 @@ func (s *Service) createBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raws, err := splitBatch(b, r.Header.Get("Content-Type"))
+	raws, err := splitBatch(b, r.Header.Get("Content-Type"), s.cfg.BatchMax)
+	if errors.Is(err, errBatchTooLarge) {
+		httpapi.Refuse(w, http.StatusRequestEntityTooLarge, httpapi.CodeBatchTooLarge, fmt.Sprintf("more than %d jobs, at most %d per batch", s.cfg.BatchMax, s.cfg.BatchMax), nil)
+		return
+	}
 	if err != nil {
 		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidBatch, err.Error(), nil)
 		return
 	}
 	if len(raws) == 0 {
 		httpapi.Refuse(w, http.StatusBadRequest, httpapi.CodeInvalidBatch, "the batch is empty", nil)
-		return
-	}
-	if len(raws) > s.cfg.BatchMax {
-		httpapi.Refuse(w, http.StatusRequestEntityTooLarge, httpapi.CodeBatchTooLarge, fmt.Sprintf("%d jobs, at most %d per batch", len(raws), s.cfg.BatchMax), nil)
 		return
 	}
 	resp := client.BatchResponse{Items: make([]client.BatchItem, len(raws))}
@@ -233,24 +234,50 @@ const (
 	storageRetryAfter = "30"
 )
 
-// splitBatch returns the raw job objects of a JSON array or NDJSON body.
-func splitBatch(b []byte, contentType string) ([]json.RawMessage, error) {
+// errBatchTooLarge is a batch of more jobs than its bound.
+var errBatchTooLarge = errors.New("ingest: batch too large")
+
+// splitBatch returns the raw job objects of a JSON array or NDJSON body,
+// errBatchTooLarge as soon as it finds more than most: a body of millions of
+// tiny elements ([0,0,0,...] in the body's 16 MiB) held hundreds of MiB
+// before the bound was checked.
+func splitBatch(b []byte, contentType string, most int) ([]json.RawMessage, error) {
 	mt, _, _ := mime.ParseMediaType(contentType)
 	trimmed := bytes.TrimSpace(b)
+	var raws []json.RawMessage
 	if mt != "application/x-ndjson" && len(trimmed) > 0 && trimmed[0] == '[' {
-		var raws []json.RawMessage
-		if err := json.Unmarshal(trimmed, &raws); err != nil {
-			return nil, fmt.Errorf("the body is not a JSON array of jobs: %v", err)
+		notArray := func(err error) error { return fmt.Errorf("the body is not a JSON array of jobs: %v", err) }
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		if _, err := dec.Token(); err != nil { // [
+			return nil, notArray(err)
+		}
+		for dec.More() {
+			if len(raws) == most {
+				return nil, errBatchTooLarge
+			}
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, notArray(err)
+			}
+			raws = append(raws, raw)
+		}
+		if _, err := dec.Token(); err != nil { // ]
+			return nil, notArray(err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, notArray(errors.New("data after the array"))
 		}
 		return raws, nil
 	}
-	var raws []json.RawMessage
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64<<10), job.MaxMessageSize+1)
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
+		}
+		if len(raws) == most {
+			return nil, errBatchTooLarge
 		}
 		raws = append(raws, append(json.RawMessage(nil), line...))
 	}
