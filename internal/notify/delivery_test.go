@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -655,6 +656,17 @@ func TestWebhookDisableHoldsDeliveriesUntilEnabled(t *testing.T) {
 		s.Status != fanout.StatusDisabled || !strings.HasPrefix(s.DisabledReason, "disabled by ") {
 		t.Fatalf("disable: %d %+v", code, s)
 	}
+	// Its event says "operator", one of the schema's reasons, and names
+	// no key: it may go to outside receivers.
+	var disabled []job.Event
+	testharness.WaitFor(t, 10*time.Second, "subscription.disabled", func() bool {
+		disabled = e.eventsOf(fanout.EventSubscriptionDisabled)
+		return len(disabled) > 0
+	})
+	var dd fanout.SubscriptionDisabledData
+	if err := json.Unmarshal(disabled[0].Data, &dd); err != nil || dd.Reason != fanout.DisabledOperator {
+		t.Fatalf("subscription.disabled data %s (%v), want reason %q", disabled[0].Data, err, fanout.DisabledOperator)
+	}
 	ev := e.publish(job.EventCompleted, "held", job.CompletedData{FileID: "f"})
 	// Delivered elsewhere: a second subscription proves the event went out
 	// while the disabled one got nothing.
@@ -672,4 +684,39 @@ func TestWebhookDisableHoldsDeliveriesUntilEnabled(t *testing.T) {
 		t.Fatalf("enable: %d %+v", code, s)
 	}
 	testharness.WaitFor(t, 10*time.Second, "the held event after enabling", func() bool { return r.receivedIDs()[ev.ID] == 1 })
+}
+
+// Replays asked for at once are held to maxReplays (4) running: each
+// request checked the count before any had recorded its replay.
+func TestConcurrentReplaysKeepToTheBound(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	h := newHub(t)
+	r := h.receiver("replays")
+	sub := in.subscribe(t, h.url(r), []string{"job.completed"}, "")
+	r.setSecret(sub.Secret)
+	e.publish(job.EventCompleted, "old", job.CompletedData{FileID: "f"})
+	const asks = 12
+	codes := make(chan int, asks)
+	var wg sync.WaitGroup
+	for range asks {
+		wg.Go(func() {
+			codes <- in.call(t, http.MethodPost, "/v1/subscriptions/"+sub.ID+"/replay", map[string]any{"since": time.Now().Add(-time.Hour)}, nil)
+		})
+	}
+	wg.Wait()
+	close(codes)
+	accepted := 0
+	for c := range codes {
+		switch c {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusConflict:
+		default:
+			t.Fatalf("replay answered %d", c)
+		}
+	}
+	if accepted > 4 {
+		t.Fatalf("%d replays accepted at once, want at most 4", accepted)
+	}
 }

@@ -258,10 +258,19 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 		if rec.Status != StatusActive {
 			return errors.New("the subscription was disabled meanwhile")
 		}
+		// Checked again within the compare-and-set: two requests at once
+		// both passed the check above.
+		if len(rec.Replays) >= maxReplays {
+			return errTooManyReplays
+		}
 		rec.Replays = append(rec.Replays, rp)
 		return nil
 	}); err != nil {
 		_ = s.js.DeleteConsumer(context.WithoutCancel(r.Context()), queue.EventsStream, consumerName(rec.ID, &rp))
+		if errors.Is(err, errTooManyReplays) {
+			httpapi.Write(w, &httpapi.Error{Status: http.StatusConflict, Code: httpapi.CodeTooManyReplays, Message: fmt.Sprintf("%d replays are running; wait for one to finish", maxReplays)})
+			return
+		}
 		s.writeInternal(w, r, err)
 		return
 	}
@@ -271,6 +280,9 @@ func (s *Fanout) handleReplay(w http.ResponseWriter, r *http.Request) {
 	rp.Pending = cons.CachedInfo().NumPending
 	httpapi.WriteJSON(w, http.StatusAccepted, rp)
 }
+
+// errTooManyReplays refuses a replay past maxReplays running.
+var errTooManyReplays = errors.New("fanout: too many replays")
 
 // decode reads a request's JSON body strictly (httpapi.Body).
 func (s *Fanout) decode(w http.ResponseWriter, r *http.Request, v any) *httpapi.Error {

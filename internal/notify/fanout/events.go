@@ -38,6 +38,10 @@ type SubscriptionDisabledData struct {
 const (
 	DisabledGone    = "gone"    // the endpoint answered 410 Gone
 	DisabledFailing = "failing" // events kept exhausting every attempt
+	// DisabledOperator is an operator's pause (POST .../disable); the
+	// subscription's record names the key that paused it, the event does
+	// not (it may go to outside receivers).
+	DisabledOperator = "operator"
 )
 
 // typePattern is one event-type filter: "*", "<namespace>.*" or an exact type.

@@ -444,7 +444,11 @@ func (s *Fanout) disable(ctx context.Context, id, reason string, lastStatus int)
 	}
 	s.disp.set(id, rec, rec.order()) // stop this replica's deliveries now, before its own event below
 	s.log.Warn("subscription disabled", "subscription", id, "reason", reason, "last_status", lastStatus)
-	data, _ := json.Marshal(SubscriptionDisabledData{SubscriptionID: id, Reason: reason, LastStatus: lastStatus, DisabledAt: now})
+	event := reason
+	if reason != DisabledGone && reason != DisabledFailing {
+		event = DisabledOperator // the record's reason names a key: not for receivers
+	}
+	data, _ := json.Marshal(SubscriptionDisabledData{SubscriptionID: id, Reason: event, LastStatus: lastStatus, DisabledAt: now})
 	e := &job.Event{ID: fmt.Sprintf("ev-disabled-%s-%d", id, now.UnixNano()), Type: EventSubscriptionDisabled, Time: now, Data: data}
 	if _, err := s.events.PublishOnce(ctx, e); err != nil {
 		s.log.Error("publish subscription.disabled", "subscription", id, "err", err)
