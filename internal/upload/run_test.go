@@ -294,12 +294,9 @@ func TestCoreUploadsInPartsAndCommits(t *testing.T) {
 	}
 }
 
-// A pause stops at a part boundary with the parts so far recorded; the next
-// run, under a new lease, sends only what is missing, with a fresh
-// signature when the job's signatures are one-time.
-func TestCoreResumesWhereItPaused(t *testing.T) {
-	c := newCore(t, signer.Policy{ForceOneTime: true})
-	j, data := c.source("resume-1", 6<<20+5)
+// runUntilPaused runs j until a pause it meets after three control checks.
+func (c *core) runUntilPaused(j *job.Job) {
+	c.t.Helper()
 	var checks atomic.Int32
 	pauseSoon := func() job.Control {
 		if checks.Add(1) > 3 {
@@ -307,9 +304,18 @@ func TestCoreResumesWhereItPaused(t *testing.T) {
 		}
 		return job.ControlNone
 	}
-	if _, err := c.up.Run(t.Context(), j, c.lease(j.ID), pauseSoon); !errors.Is(err, upload.ErrPaused) {
-		t.Fatalf("run with a pause: %v, want ErrPaused", err)
+	if _, err := c.up.Run(c.t.Context(), j, c.lease(j.ID), pauseSoon); !errors.Is(err, upload.ErrPaused) {
+		c.t.Fatalf("run with a pause: %v, want ErrPaused", err)
 	}
+}
+
+// A pause stops at a part boundary with the parts so far recorded; the next
+// run, under a new lease, sends only what is missing, with a fresh
+// signature when the job's signatures are one-time.
+func TestCoreResumesWhereItPaused(t *testing.T) {
+	c := newCore(t, signer.Policy{ForceOneTime: true})
+	j, data := c.source("resume-1", 6<<20+5)
+	c.runUntilPaused(j)
 	st, err := c.store.Load(t.Context(), j.ID)
 	if err != nil || len(st.Parts) == 0 || len(st.Parts) >= 7 || st.Session == nil || st.Session.UploadID == "" {
 		t.Fatalf("state after the pause = %+v, %v; want some of 7 parts and the multipart upload", st, err)
@@ -341,16 +347,7 @@ func TestCoreResumesWhereItPaused(t *testing.T) {
 func TestCoreStartsOverWhenTheSourceChangedAtTheSameSize(t *testing.T) {
 	c := newCore(t, signer.Policy{})
 	j, _ := c.source("changed-1", 6<<20+5)
-	var checks atomic.Int32
-	pauseSoon := func() job.Control {
-		if checks.Add(1) > 3 {
-			return job.ControlPause
-		}
-		return job.ControlNone
-	}
-	if _, err := c.up.Run(t.Context(), j, c.lease(j.ID), pauseSoon); !errors.Is(err, upload.ErrPaused) {
-		t.Fatalf("run with a pause: %v, want ErrPaused", err)
-	}
+	c.runUntilPaused(j)
 	if st, err := c.store.Load(t.Context(), j.ID); err != nil || len(st.Parts) == 0 {
 		t.Fatalf("state after the pause = %+v, %v; want some parts", st, err)
 	}
