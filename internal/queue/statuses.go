@@ -142,8 +142,8 @@ func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Statu
 // jobs stored: a read of index entries and one of their statuses, again
 // only for entries that turn out stale. Entries of jobs whose status
 // expired (ingest's sweep deletes them every few minutes) are deleted as
-// met, as are strays, up to pageRemovals a call; past pageRounds reads the page ends
-// short, with a cursor to go on from.
+// met, as are strays, up to pageRemovals a call; past pageRounds reads
+// the page ends short, with a cursor to go on from.
 func (ss *Statuses) Page(ctx context.Context, state job.State, after uint64, limit int) (Page, error) {
 	subject := indexSubject(state)
 	var page Page

@@ -127,11 +127,11 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// a client whose stream breaks before its first event reconnects with
 	// it and misses nothing published in between, where without it the
 	// stream would start again at the next event.
-	var start uint64
+	opening := []byte("retry: 2000\n")
 	if info := cons.CachedInfo(); info != nil {
-		start = info.Delivered.Stream
+		opening = fmt.Appendf(opening, "id: %d\n", info.Delivered.Stream)
 	}
-	if !write(fmt.Appendf(nil, "retry: 2000\nid: %d\n: vodpipe events\n\n", start)) {
+	if !write(append(opening, ": vodpipe events\n\n"...)) {
 		return
 	}
 	beat := time.NewTicker(s.cfg.SSEHeartbeat)
