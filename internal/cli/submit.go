@@ -462,6 +462,7 @@ func walkSources(args []string, list string, settle time.Duration, f func(*item)
 			root += string(filepath.Separator)
 		}
 		return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			video := videoExtensions[strings.ToLower(filepath.Ext(p))]
 			switch {
 			case err != nil && p == root:
 				return err
@@ -471,13 +472,13 @@ func walkSources(args []string, list string, settle time.Duration, f func(*item)
 			case err != nil:
 				skipped(p, "gone before it was read", err)
 				return nil
-			case d.IsDir() || !videoExtensions[strings.ToLower(filepath.Ext(p))] && d.Type()&fs.ModeSymlink == 0:
+			case d.IsDir() || !video && d.Type()&fs.ModeSymlink == 0:
 				return nil
 			}
 			var info fs.FileInfo
 			if d.Type()&fs.ModeSymlink != 0 {
 				if info, err = os.Stat(p); err != nil {
-					if videoExtensions[strings.ToLower(filepath.Ext(p))] {
+					if video {
 						skipped(p, "a symlink to nothing", err)
 					}
 					return nil
@@ -486,7 +487,7 @@ func walkSources(args []string, list string, settle time.Duration, f func(*item)
 					skipped(p, "a symlink to a folder, not followed (give the folder itself)", nil)
 					return nil
 				}
-				if !info.Mode().IsRegular() || !videoExtensions[strings.ToLower(filepath.Ext(p))] {
+				if !info.Mode().IsRegular() || !video {
 					return nil
 				}
 				if target, err := filepath.EvalSymlinks(p); err == nil && videoExtensions[strings.ToLower(filepath.Ext(target))] &&

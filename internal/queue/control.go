@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,27 +41,13 @@ func (ctl *Control) Get(ctx context.Context, jobID string) (job.Control, error) 
 // out, would otherwise cancel the new job. ForgetStale deletes it once the
 // new job exists. One read per thousand ids.
 func (ctl *Control) Stale(ctx context.Context, ids []string) (map[string]uint64, error) {
-	const chunk = 1000 // under the server's bound of a multi-subject read (1024)
-	prefix := "$KV." + ControlBucket + "."
 	out := map[string]uint64{}
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(start+chunk, len(ids))]
-		subjects := make([]string, len(part))
-		for i, id := range part {
-			subjects[i] = prefix + id
-		}
-		msgs, _, err := directBatch(ctx, ctl.nc, "KV_"+ControlBucket, map[string]any{"multi_last": subjects, "batch": len(part)}, len(part))
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			if deletion(m.Header) || len(m.Data) == 0 {
-				continue
-			}
-			if rev, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
-				out[strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix)] = rev
-			}
-		}
+	err := lastOfKeys(ctx, ctl.nc, ControlBucket, ids, func(key string, rev uint64, _ []byte) error {
+		out[key] = rev
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

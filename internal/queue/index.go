@@ -129,6 +129,35 @@ func (ix *Index) Counts(ctx context.Context) (map[job.State]uint64, error) {
 	return out, nil
 }
 
+// lastOfKeys calls f with the current entry of each of keys in bucket that
+// has one and is not a deletion: one batched direct get per thousand keys
+// (under the server's bound of a multi-subject read, 1024).
+func lastOfKeys(ctx context.Context, nc *nats.Conn, bucket string, keys []string, f func(key string, rev uint64, value []byte) error) error {
+	const chunk = 1000
+	prefix := "$KV." + bucket + "."
+	for start := 0; start < len(keys); start += chunk {
+		part := keys[start:min(start+chunk, len(keys))]
+		subjects := make([]string, len(part))
+		for i, k := range part {
+			subjects[i] = prefix + k
+		}
+		msgs, _, err := directBatch(ctx, nc, "KV_"+bucket, map[string]any{"multi_last": subjects, "batch": len(part)}, len(part))
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if deletion(m.Header) || len(m.Data) == 0 {
+				continue
+			}
+			rev, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err := f(strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), rev, m.Data); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // directBatch sends a batched direct get of up to n messages to stream and
 // collects them until the end-of-batch marker; pending is what the stream
 // holds beyond them. A batch that finds nothing is empty, not an error.

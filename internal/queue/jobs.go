@@ -222,7 +222,6 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	made := jq.indexBatch(ctx, out)
 	// Stage 1: create statuses; the first submit of an id wins.
 	statusFutures := make([]jetstream.PubAckFuture, len(jobs))
-	encoded := make([][]byte, len(jobs))
 	for i, j := range jobs {
 		if out[i].Err != nil || out[i].Duplicate {
 			continue
@@ -233,7 +232,6 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			out[i].Err = err
 			continue
 		}
-		encoded[i] = b
 		m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + j.ID, Data: b, Header: nats.Header{}}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 		if statusFutures[i], err = jq.publishAsync(ctx, m); err != nil {
@@ -251,7 +249,8 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 					// No status, but an entry: the marker of the id's earlier
 					// job, which expired within the minute. The status is
 					// created over it (a create of the KV API does).
-					if _, cerr := jq.statuses.kv.Create(ctx, jobs[i].ID, encoded[i]); cerr == nil {
+					b, _ := job.MarshalStatus(out[i].Status) // stage 1 marshalled it without an error
+					if _, cerr := jq.statuses.kv.Create(ctx, jobs[i].ID, b); cerr == nil {
 						continue
 					} else if !lostRace(cerr) {
 						out[i].Err = fmt.Errorf("queue: status %s: %w", jobs[i].ID, cerr)
@@ -368,17 +367,10 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 	return out
 }
 
-// errNoStatus aborts an update of a status that does not exist: Update
-// would otherwise create it from nothing, a status with no job and no state
-// that no worker could move.
-var errNoStatus = errors.New("queue: the job has no status")
-
 // clearNotQueued is the update that takes a not_queued mark away once the
-// job's message is stored.
+// job's message is stored (on a status that exists: Update stores none that
+// f leaves without a state).
 func clearNotQueued(s *job.Status) error {
-	if s.State == "" {
-		return errNoStatus
-	}
 	if s.Error != nil && s.Error.Code == CodeNotQueued {
 		s.Error = nil
 	}
@@ -418,9 +410,6 @@ func (jq *Jobs) markNotQueued(ctx context.Context, jobID string, cause error) {
 		msg = "NATS JetStream storage was full when the job was submitted: it is not queued yet; submit it again (ingest retries it while it runs)"
 	}
 	_, _ = jq.statuses.Update(ctx, jobID, func(s *job.Status) error {
-		if s.State == "" {
-			return errNoStatus // Update would create one, empty
-		}
 		if s.State == job.StateQueued && s.Runs == 0 {
 			s.Error = &job.Error{Code: CodeNotQueued, Message: msg}
 		}
@@ -432,21 +421,17 @@ func (jq *Jobs) markNotQueued(ctx context.Context, jobID string, cause error) {
 // duplicates, with that status. A failed read marks nothing: the creates
 // find the duplicates then.
 func (jq *Jobs) markDuplicates(ctx context.Context, out []SubmitResult) {
-	const chunk = 1000 // under the server's bound of a multi-subject read (1024)
-	for start := 0; start < len(out); start += chunk {
-		part := out[start:min(start+chunk, len(out))]
-		ids := make([]string, len(part))
-		for i, r := range part {
-			ids[i] = r.Job.ID
-		}
-		have, err := jq.statuses.many(ctx, ids)
-		if err != nil {
-			continue
-		}
-		for i := range part {
-			if s := have[part[i].Job.ID]; s != nil {
-				part[i].Status, part[i].Duplicate = s, true
-			}
+	ids := make([]string, len(out))
+	for i, r := range out {
+		ids[i] = r.Job.ID
+	}
+	have, err := jq.statuses.many(ctx, ids)
+	if err != nil {
+		return
+	}
+	for i := range out {
+		if s := have[out[i].Job.ID]; s != nil {
+			out[i].Status, out[i].Duplicate = s, true
 		}
 	}
 }

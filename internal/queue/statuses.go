@@ -71,7 +71,8 @@ func (ss *Statuses) Create(ctx context.Context, j *job.Job) (st *job.Status, cre
 
 // Update applies f to the job's status with optimistic concurrency,
 // retrying on conflicting writes. f returns an error to abort. A missing status
-// is created from the zero Status (f sees State "").
+// is created from the zero Status (f sees State "") if f gives it a state;
+// otherwise the answer is ErrNotFound and nothing is written.
 func (ss *Statuses) Update(ctx context.Context, jobID string, f func(*job.Status) error) (*job.Status, error) {
 	s, _, err := ss.updateStatus(ctx, jobID, Known{}, f)
 	return s, err
@@ -222,27 +223,19 @@ func (ss *Statuses) expiredEntry(e indexEntry) bool {
 	return ss.retention > 0 && e.time.Before(time.Now().Add(-ss.retention))
 }
 
-// many reads the statuses of ids in one request; a missing or deleted one
-// is absent from the map.
+// many reads the statuses of ids, a request per thousand; a missing or
+// deleted one is absent from the map.
 func (ss *Statuses) many(ctx context.Context, ids []string) (map[string]*job.Status, error) {
-	subjects := make([]string, len(ids))
-	for i, id := range ids {
-		subjects[i] = "$KV." + StatusBucket + "." + id
-	}
-	msgs, _, err := directBatch(ctx, ss.js.Conn(), "KV_"+StatusBucket, map[string]any{"multi_last": subjects, "batch": len(ids)}, len(ids))
+	out := make(map[string]*job.Status, len(ids))
+	err := lastOfKeys(ctx, ss.js.Conn(), StatusBucket, ids, func(_ string, _ uint64, value []byte) error {
+		s, err := job.UnmarshalStatus(value)
+		if err == nil {
+			out[s.Job.ID] = s
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	out := make(map[string]*job.Status, len(msgs))
-	for _, m := range msgs {
-		if op := m.Header.Get("KV-Operation"); op != "" || len(m.Data) == 0 {
-			continue // deleted or purged
-		}
-		s, err := job.UnmarshalStatus(m.Data)
-		if err != nil {
-			return nil, err
-		}
-		out[s.Job.ID] = s
 	}
 	return out, nil
 }
@@ -277,6 +270,12 @@ func (ss *Statuses) updateStatus(ctx context.Context, jobID string, known Known,
 		was := s.State
 		if err := f(s); err != nil {
 			return s, rev, err
+		}
+		if s.State == "" {
+			// A missing status that f gave no state: nothing to store. A
+			// status with no state is no job's, and no worker could move
+			// it (an update meant for a status that was never stored).
+			return nil, 0, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
 		}
 		left := s.IndexSeq
 		made, err := ss.indexEntries(ctx, jobID, s, was)
