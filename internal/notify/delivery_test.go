@@ -579,6 +579,80 @@ func TestWebhookLastAttemptFinishesThroughAGracefulStop(t *testing.T) {
 	}
 }
 
+// TestWebhookEventWaitingForASlotIsNotSpentByAStop: an instance takes no
+// event from JetStream while every delivery slot is busy. An event handed
+// over counts as a delivery: held in a buffer and handed back at a stop, it
+// would come back with an attempt spent, and at its last attempt it would be
+// recorded exhausted without a request. Here every attempt is the last (no
+// retries), both slots are busy with a slow endpoint when the instance stops,
+// and a fourth event waits: the next instance sends it.
+func TestWebhookEventWaitingForASlotIsNotSpentByAStop(t *testing.T) {
+	e := newEnv(t, func(c *notify.Config) {
+		c.WebhookTimeout = 5 * time.Second
+		c.WebhookSchedule = fanout.Schedule{} // one attempt: each is the last
+		c.WebhookConcurrency = 2
+	})
+	first := e.start()
+	h := newHub(t)
+	r := h.receiver("two-slow")
+	slowStarted := make(chan struct{}, 2)
+	r.answer = func(req *http.Request, d delivery, _ int) int {
+		if d.Ev.JobID != "w1" && d.Ev.JobID != "w3" {
+			return http.StatusNoContent
+		}
+		slowStarted <- struct{}{}
+		select {
+		case <-req.Context().Done():
+			return http.StatusServiceUnavailable
+		case <-time.After(time.Second): // a slow endpoint, answering through the stop
+			return http.StatusNoContent
+		}
+	}
+	sub := first.subscribe(t, h.url(r), []string{"job.*"}, "")
+	r.setSecret(sub.Secret)
+	var evs []*job.Event
+	for _, id := range []string{"w1", "w2", "w3", "w4"} {
+		evs = append(evs, e.publish(job.EventQueued, id, nil))
+	}
+	for range 2 {
+		select {
+		case <-slowStarted:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the slow deliveries did not start")
+		}
+	}
+	cons, err := e.nats.JetStream(t).Consumer(t.Context(), queue.EventsStream, "notify_"+sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w1 and w3 hold both slots, w2 is done: w4 waits in the consumer, with
+	// no pull open for it.
+	testharness.WaitFor(t, 5*time.Second, "the fourth event left in the consumer, no pull waiting", func() bool {
+		info, err := cons.Info(t.Context())
+		return err == nil && info.NumPending == 1 && info.NumWaiting == 0 && info.NumAckPending == 2
+	})
+	first.stop() // graceful: the slow (last) attempts finish
+	second := e.start()
+	testharness.WaitFor(t, 10*time.Second, "the fourth event delivered", func() bool { return r.requests(evs[3].ID) == 1 })
+	atts := second.attempts(t, sub.ID)
+	if len(atts) != len(evs) {
+		t.Fatalf("attempts = %+v, want one per event", atts)
+	}
+	for _, at := range atts {
+		if at.Outcome != fanout.OutcomeDelivered || at.Attempt != 1 {
+			t.Fatalf("attempts = %+v, want each event delivered at its first and only attempt", atts)
+		}
+	}
+	for _, ev := range evs {
+		if n := r.requests(ev.ID); n != 1 {
+			t.Fatalf("requests of %s = %d, want 1", ev.JobID, n)
+		}
+	}
+	if f := second.subscription(t, sub.ID).ConsecutiveFailures; f != 0 {
+		t.Fatalf("consecutive failures = %d", f)
+	}
+}
+
 // TestWebhookReplayOfOneEvent: an attempt names its event's sequence, and a
 // replay of that sequence re-sends that event alone (same webhook-id), is
 // recorded as a replayed attempt, and ends; a sequence of no event the

@@ -261,15 +261,21 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 	return cons, nil
 }
 
-// consume pulls events and delivers up to WebhookConcurrency at once. When
-// ctx ends, deliveries in flight are cancelled and handed back (Nak), and so
-// are the events the client had buffered.
+// consume pulls events and delivers up to WebhookConcurrency at once. It
+// asks JetStream for an event only when a slot is free, one at a time: an
+// event handed over counts as a delivery, so one held in a buffer while
+// every slot is busy would spend an attempt when the runner stops (handed
+// back, it returns with its count raised; handed over for its last attempt,
+// it would return past it and be recorded exhausted without a request).
+// When ctx ends, deliveries in flight are cancelled and handed back (Nak),
+// but for last attempts (see process); so is an event that arrives as the
+// pull is given up.
 func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Consumer) error {
 	n := d.s.cfg.WebhookConcurrency
 	// Pulls expire after pullExpiry, with heartbeats at half that: when the
 	// consumer's leader is lost (a NATS node died) the next pull goes to the
 	// new leader within seconds, not after the default 30 s.
-	it, err := cons.Messages(jetstream.PullMaxMessages(n), jetstream.PullExpiry(pullExpiry))
+	it, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return err
 	}
@@ -284,7 +290,7 @@ func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Cons
 			if err != nil {
 				return
 			}
-			_ = m.Nak()
+			d.process(ctx, r, m)
 		}
 	}()
 	var done <-chan struct{}
