@@ -184,6 +184,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	go s.sweepIndex(bg, indexSweepInterval)
 	go s.sweepStrays(bg, time.Minute, strayBudget)
+	go s.sweep(bg, controlSweepInterval, "controls no job needs", func(ctx context.Context) (int, error) {
+		return s.q.Control.Sweep(ctx, controlSweepAge)
+	})
 	go s.republish(bg, 5*time.Second)
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
@@ -241,14 +244,24 @@ func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
 	s.sweep(ctx, interval, "expired jobs", s.q.Statuses.SweepIndex)
 }
 
+// controlSweepInterval is how often ingest sweeps the control bucket, and
+// controlSweepAge how old a deletion marker or an expired job's control must
+// be before it goes (queue.Control.Sweep): a worker reads every key of the
+// bucket at its start, which would otherwise grow with every pause and cancel
+// ever made.
+const (
+	controlSweepInterval = 10 * time.Minute
+	controlSweepAge      = time.Hour
+)
+
 // sweep runs f now and every interval after until ctx ends, logging what
 // it deleted (what names the entries) or why it failed.
 func (s *Service) sweep(ctx context.Context, interval time.Duration, what string, f func(context.Context) (int, error)) {
 	every(ctx, interval, func() {
 		if n, err := f(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("job index: sweep of "+what+" failed; next try in an interval", "err", err)
+			s.log.Warn("sweep of "+what+" failed; next try in an interval", "err", err)
 		} else if n > 0 {
-			s.log.Info("job index: entries of "+what+" deleted", "deleted", n)
+			s.log.Info("sweep: entries of "+what+" deleted", "deleted", n)
 		}
 	})
 }

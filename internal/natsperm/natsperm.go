@@ -99,8 +99,9 @@ func build(r Role) (perms, error) {
 		// Listings: pages of the index, and their statuses in one read.
 		p.pub(api("DIRECT.GET", indexStream), api("DIRECT.GET", "KV_"+statusBucket))
 		p.kv(controlBucket, read, write)
-		// A batch's new ids' controls in one read (queue.Control.Stale).
-		p.pub(api("DIRECT.GET", "KV_"+controlBucket))
+		// A batch's new ids' controls in one read (queue.Control.Stale), and
+		// the sweep of old deletion markers (queue.Control.Sweep).
+		p.pub(api("DIRECT.GET", "KV_"+controlBucket), api("STREAM.PURGE", "KV_"+controlBucket))
 		p.pub(api("STREAM.MSG.GET", dlqStream), api("STREAM.MSG.DELETE", dlqStream)) // read; remove one requeued
 		// The upload page's events (VOD's file events) and the console's
 		// (every event, while a console is open), as they are published.

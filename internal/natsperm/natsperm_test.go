@@ -64,6 +64,8 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.CONSUMER.CREATE." + queue.JobsStream + ".c1.>",
 			"$JS.API.STREAM.CREATE.KV_" + queue.ResumeBucket,
 			"$JS.API.STREAM.UPDATE.KV_" + queue.ResumeBucket,
+			// Purging would erase pending cancels without a trace for followers.
+			"$JS.API.STREAM.PURGE.KV_" + queue.ControlBucket,
 			queue.LayoutSubject,
 			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
@@ -472,6 +474,26 @@ func TestWorkersFileRecordReachesNotify(t *testing.T) {
 	defer cancel()
 	if id, err := watch.Wait(wctx, "5285890781234"); err != nil || id != "job-7" {
 		t.Fatalf("notify's files watch: %q, %v; want job-7 from the worker's record", id, err)
+	}
+}
+
+// TestIngestSweepsTheControlBucket: ingest's user may purge old deletion
+// markers of the control bucket (queue.Control.Sweep), which a worker's may
+// not (TestRefusals).
+func TestIngestSweepsTheControlBucket(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	_, q := g.attach(t, natsperm.Ingest)
+	if err := q.Control.Set(ctx, "job-9", job.ControlCancel); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Control.Set(ctx, "job-9", job.ControlNone); err != nil { // a marker
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := q.Control.Sweep(sctx, 0); err != nil || n != 1 {
+		t.Fatalf("ingest's sweep removed %d (%v), want the marker", n, err)
 	}
 }
 

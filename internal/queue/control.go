@@ -2,8 +2,13 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -217,4 +222,114 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 			return prev, fmt.Errorf("queue: set control %s: %w", jobID, err)
 		}
 	}
+}
+
+// Sweep removes from the control bucket what no job needs any more, so that
+// what a worker reads at its start and after a reconnect (every key,
+// Watch) stays in proportion to the controls of live jobs, not to every
+// pause and cancel ever made:
+//   - deletion markers older than age are purged (a marker up to its
+//     sequence, so a control written since stays). A follower saw the
+//     deletion as it was published, or reads the key's absence after a
+//     reconnect as one (Follow);
+//   - controls older than age of jobs that have no status (an earlier job's
+//     cancel accepted as it finished, whose status has since expired) are
+//     deleted at the revision read, as ForgetStale does, leaving a marker
+//     that a later sweep purges.
+//
+// It reads the bucket with batched direct gets and returns how many
+// entries it removed. age must be longer than a submit takes between
+// reading an id's stale control and creating its status (seconds).
+func (ctl *Control) Sweep(ctx context.Context, age time.Duration) (int, error) {
+	cutoff := time.Now().Add(-age)
+	prefix := "$KV." + ControlBucket + "."
+	type entry struct {
+		key string
+		seq uint64
+	}
+	var markers, values []entry
+	err := Scan(ctx, ctl.nc, "KV_"+ControlBucket, prefix+">", func(m *nats.Msg) {
+		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		seq, err2 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil || err2 != nil || ts.After(cutoff) {
+			return
+		}
+		e := entry{key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), seq: seq}
+		if deletion(m.Header) {
+			markers = append(markers, e)
+		} else {
+			values = append(values, e)
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: sweep %s: %w", ControlBucket, err)
+	}
+	removed := 0
+	for _, e := range markers {
+		if err := ctl.purgeUpTo(ctx, prefix+e.key, e.seq); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	for chunk := range slices.Chunk(values, 1000) {
+		ids := make([]string, len(chunk))
+		for i, e := range chunk {
+			ids[i] = e.key
+		}
+		statuses, err := ctl.statuses.many(ctx, ids)
+		if err != nil {
+			return removed, err
+		}
+		for _, e := range chunk {
+			if statuses[e.key] != nil {
+				continue
+			}
+			// A replica may lag: the stream's leader says whether the job is gone.
+			lctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			_, err := ctl.statuses.statusFromLeader(lctx, e.key)
+			cancel()
+			if !errors.Is(err, ErrNotFound) {
+				if err != nil {
+					return removed, err
+				}
+				continue
+			}
+			deleted, err := ctl.ForgetStale(ctx, e.key, e.seq)
+			if err != nil {
+				return removed, err
+			}
+			if deleted {
+				removed++
+			}
+		}
+	}
+	return removed, nil
+}
+
+// requestTimeout bounds one request of the sweep, as the JetStream client's
+// default bounds its own.
+const requestTimeout = 5 * time.Second
+
+// purgeUpTo removes subject's messages up to and including sequence seq.
+func (ctl *Control) purgeUpTo(ctx context.Context, subject string, seq uint64) error {
+	req, err := json.Marshal(map[string]any{"filter": subject, "seq": seq + 1})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := ctl.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.KV_"+ControlBucket, req)
+	if err != nil {
+		return fmt.Errorf("queue: purge an old deletion marker of %s: %w", ControlBucket, err)
+	}
+	var resp struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return fmt.Errorf("queue: purge an old deletion marker of %s: %w", ControlBucket, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("queue: purge an old deletion marker of %s: %w", ControlBucket, resp.Error)
+	}
+	return nil
 }

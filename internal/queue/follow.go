@@ -39,7 +39,9 @@ const followInterval = 2 * time.Second
 // loaded, then calls apply with every change until ctx ends. Changes made
 // while it reads the current values are applied after them, in the order
 // published, so the view ends at the latest value of each key. After a
-// reconnect it reads the current values again. apply is never called
+// reconnect it reads the current values again, and a key it had a value of
+// that is now gone altogether (its deletion marker purged meanwhile, see
+// Control.Sweep) is applied as deleted. apply is never called
 // concurrently. It returns an error only if the first read fails for good
 // (or ctx ends before it succeeds).
 func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func()) error {
@@ -47,7 +49,16 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu        sync.Mutex
 		buffering = true
 		buffer    []KVChange
+		present   = map[string]bool{} // the keys whose last change applied is a value
 	)
+	track := func(c KVChange) {
+		if c.Deleted {
+			delete(present, c.Key)
+		} else {
+			present[c.Key] = true
+		}
+		apply(c)
+	}
 	sub, err := changes(nc, bucket, ">", func(c KVChange) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -55,28 +66,40 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			buffer = append(buffer, c)
 			return
 		}
-		apply(c)
+		track(c)
 	})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	prefix := "$KV." + bucket + "."
 	load := func() error {
 		mu.Lock()
 		buffering, buffer = true, nil
 		mu.Unlock()
-		current, err := ReadBucket(ctx, nc, bucket)
+		seen := map[string]bool{} // the keys read that are or were present
+		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
+			c := KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
+			mu.Lock()
+			defer mu.Unlock()
+			if present[c.Key] || !c.Deleted {
+				seen[c.Key] = true
+			}
+			track(c)
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		if err == nil {
-			for _, c := range current {
-				apply(c)
+			for k := range present {
+				if !seen[k] {
+					track(KVChange{Key: k, Deleted: true})
+				}
 			}
 		}
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
 		for _, c := range buffer {
-			apply(c)
+			track(c)
 		}
 		buffering, buffer = false, nil
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -919,5 +920,77 @@ func TestAControlOfAnEarlierJobDoesNotReachTheNextOfItsID(t *testing.T) {
 	}
 	if c, _ := q.Control.Get(ctx, j.ID); c != job.ControlPause {
 		t.Fatalf("the newer pause is gone: control %q", c)
+	}
+}
+
+// TestSweepKeepsTheControlBucketToLiveJobs: a worker reads every key of the
+// control bucket at its start, so the bucket must not keep a marker of
+// every pause and cancel ever cleared, nor the cancel of a job long gone.
+// The sweep purges deletion markers and deletes the controls of jobs that
+// have no status, once older than its age; a live job's control stays.
+func TestSweepKeepsTheControlBucketToLiveJobs(t *testing.T) {
+	q, n := openQueue(t, queue.Config{StatusRetention: time.Second})
+	ctx := t.Context()
+	live, cleared, done := newJob("live"), newJob("cleared"), newJob("done")
+	for _, r := range q.Jobs.Submit(ctx, []*job.Job{live, cleared, done}) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	for _, id := range []string{live.ID, cleared.ID} {
+		if _, err := q.Control.Pause(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Control.Resume(ctx, cleared.ID); err != nil { // withdrawn: a marker
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, done.ID, job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Control.Cancel(ctx, done.ID); err != nil { // accepted as the job finished
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, done.ID, job.StateCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the completed status to expire", func() bool {
+		_, _, err := q.Statuses.Get(ctx, done.ID)
+		return errors.Is(err, queue.ErrNotFound)
+	})
+	bucket := func() map[string]string {
+		entries, err := queue.ReadBucket(ctx, n.Connect(t), queue.ControlBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, e := range entries {
+			out[e.Key] = string(e.Value)
+			if e.Deleted {
+				out[e.Key] = "(deleted)"
+			}
+		}
+		return out
+	}
+	want := map[string]string{live.ID: string(job.ControlPause), cleared.ID: "(deleted)", done.ID: string(job.ControlCancel)}
+	if got := bucket(); !maps.Equal(got, want) {
+		t.Fatalf("bucket = %v, want %v", got, want)
+	}
+	if n, err := q.Control.Sweep(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("a sweep of entries younger than its age removed %d (%v), want none", n, err)
+	}
+	if n, err := q.Control.Sweep(ctx, 0); err != nil || n != 2 {
+		t.Fatalf("sweep removed %d (%v), want the marker and the gone job's cancel", n, err)
+	}
+	want = map[string]string{live.ID: string(job.ControlPause), done.ID: "(deleted)"}
+	if got := bucket(); !maps.Equal(got, want) {
+		t.Fatalf("after the sweep, bucket = %v, want %v", got, want)
+	}
+	if n, err := q.Control.Sweep(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("second sweep removed %d (%v), want the cancel's marker", n, err)
+	}
+	want = map[string]string{live.ID: string(job.ControlPause)}
+	if got := bucket(); !maps.Equal(got, want) {
+		t.Fatalf("after the second sweep, bucket = %v, want %v", got, want)
 	}
 }

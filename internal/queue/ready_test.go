@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,4 +283,64 @@ func TestFollowWaitsForTheBucket(t *testing.T) {
 		t.Fatal("Follow never loaded the bucket")
 	}
 	testharness.WaitFor(t, 5*time.Second, "the key", func() bool { mu.Lock(); defer mu.Unlock(); return seen["a"] == "1" })
+}
+
+// TestFollowAfterAReconnectDropsAKeyGoneAltogether: a key whose deletion a
+// follower missed and whose marker was purged meanwhile (Control.Sweep
+// purges old markers) is not in the bucket at all when the follower reads
+// it again after a reconnect: it is applied as deleted, not kept for ever.
+// Here the key is purged outright, which publishes nothing to followers.
+func TestFollowAfterAReconnectDropsAKeyGoneAltogether(t *testing.T) {
+	n := testharness.StartNATS(t)
+	js := n.JetStream(t)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "gone_bucket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b"} {
+		if _, err := kv.Put(t.Context(), k, []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, err := nats.Connect(n.URL, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	seen := map[string]string{}
+	loaded := make(chan struct{})
+	go func() {
+		_ = queue.Follow(t.Context(), nc, "gone_bucket", func(c queue.KVChange) {
+			mu.Lock()
+			defer mu.Unlock()
+			if c.Deleted {
+				delete(seen, c.Key)
+			} else {
+				seen[c.Key] = string(c.Value)
+			}
+		}, func() { close(loaded) })
+	}()
+	<-loaded
+	view := func() map[string]string { mu.Lock(); defer mu.Unlock(); return maps.Clone(seen) }
+	if v := view(); len(v) != 2 {
+		t.Fatalf("loaded %v, want a and b", v)
+	}
+	stream, err := js.Stream(t.Context(), "KV_gone_bucket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(t.Context(), jetstream.WithPurgeSubject("$KV.gone_bucket.a")); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(); v["a"] != "1" {
+		t.Fatalf("view %v: a purge publishes nothing, the follower still has a", v)
+	}
+	if err := nc.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "a dropped after the reconnect's read", func() bool { _, ok := view()["a"]; return !ok })
+	if v := view(); v["b"] != "1" {
+		t.Fatalf("view %v, want b kept", v)
+	}
 }
