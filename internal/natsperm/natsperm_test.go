@@ -492,7 +492,7 @@ func TestIngestSweepsTheControlBucket(t *testing.T) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if n, err := q.Control.Sweep(sctx, 0); err != nil || n != 1 {
+	if n, err := q.Control.Sweep(sctx, 0, 100); err != nil || n != 1 {
 		t.Fatalf("ingest's sweep removed %d (%v), want the marker", n, err)
 	}
 }

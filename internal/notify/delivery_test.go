@@ -595,7 +595,7 @@ func TestWebhookEventWaitingForASlotIsNotSpentByAStop(t *testing.T) {
 	first := e.start()
 	h := newHub(t)
 	r := h.receiver("two-slow")
-	slowStarted := make(chan struct{}, 2)
+	slowStarted, release := make(chan struct{}, 2), make(chan struct{})
 	r.answer = func(req *http.Request, d delivery, _ int) int {
 		if d.Ev.JobID != "w1" && d.Ev.JobID != "w3" {
 			return http.StatusNoContent
@@ -604,7 +604,7 @@ func TestWebhookEventWaitingForASlotIsNotSpentByAStop(t *testing.T) {
 		select {
 		case <-req.Context().Done():
 			return http.StatusServiceUnavailable
-		case <-time.After(time.Second): // a slow endpoint, answering through the stop
+		case <-release: // a slow endpoint, answering through the stop
 			return http.StatusNoContent
 		}
 	}
@@ -631,7 +631,10 @@ func TestWebhookEventWaitingForASlotIsNotSpentByAStop(t *testing.T) {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.NumPending == 1 && info.NumWaiting == 0 && info.NumAckPending == 2
 	})
-	first.stop() // graceful: the slow (last) attempts finish
+	stopped := make(chan struct{})
+	go func() { first.stop(); close(stopped) }() // graceful: the slow (last) attempts finish
+	close(release)
+	<-stopped
 	second := e.start()
 	testharness.WaitFor(t, 10*time.Second, "the fourth event delivered", func() bool { return r.requests(evs[3].ID) == 1 })
 	atts := second.attempts(t, sub.ID)

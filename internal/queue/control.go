@@ -1,11 +1,11 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -227,61 +227,44 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 // Sweep removes from the control bucket what no job needs any more, so that
 // what a worker reads at its start and after a reconnect (every key,
 // Watch) stays in proportion to the controls of live jobs, not to every
-// pause and cancel ever made:
-//   - deletion markers older than age are purged (a marker up to its
-//     sequence, so a control written since stays). A follower saw the
-//     deletion as it was published, or reads the key's absence after a
-//     reconnect as one (Follow);
-//   - controls older than age of jobs that have no status (an earlier job's
-//     cancel accepted as it finished, whose status has since expired) are
-//     deleted at the revision read, as ForgetStale does, leaving a marker
-//     that a later sweep purges.
+// pause and cancel ever made. Of the keys last written more than age ago,
+// it purges
+//   - the deletion markers (a cleared pause or cancel). A follower saw the
+//     deletion as it was published, or takes the key's absence from a read
+//     after a reconnect as one (Follow);
+//   - the controls of jobs that have no status (an earlier job's cancel
+//     accepted as it finished, whose status has since expired). A purge
+//     publishes nothing: a worker that still has such a control in its view
+//     reads the key itself before it carries a pause or a cancel out.
 //
-// It reads the bucket with batched direct gets and returns how many
-// entries it removed. age must be longer than a submit takes between
-// reading an id's stale control and creating its status (seconds).
-func (ctl *Control) Sweep(ctx context.Context, age time.Duration) (int, error) {
+// Each purge reaches up to the sequence read, so a control written since
+// stays. A sweep reads the bucket with batched direct gets and removes at
+// most most entries (the next one goes on); it returns how many it removed.
+// age must be longer than a submit takes between reading an id's stale
+// control and creating its status (seconds).
+func (ctl *Control) Sweep(ctx context.Context, age time.Duration, most int) (int, error) {
 	cutoff := time.Now().Add(-age)
 	prefix := "$KV." + ControlBucket + "."
 	type entry struct {
 		key string
 		seq uint64
 	}
-	var markers, values []entry
-	err := Scan(ctx, ctl.nc, "KV_"+ControlBucket, prefix+">", func(m *nats.Msg) {
-		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		seq, err2 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		if err != nil || err2 != nil || ts.After(cutoff) {
-			return
-		}
-		e := entry{key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), seq: seq}
-		if deletion(m.Header) {
-			markers = append(markers, e)
-		} else {
-			values = append(values, e)
-		}
-	})
-	if err != nil {
-		return 0, fmt.Errorf("queue: sweep %s: %w", ControlBucket, err)
-	}
 	removed := 0
-	for _, e := range markers {
-		if err := ctl.purgeUpTo(ctx, prefix+e.key, e.seq); err != nil {
-			return removed, err
+	var values []entry // old controls, whose jobs' statuses are read a thousand at a time
+	flush := func() error {
+		if len(values) == 0 {
+			return nil
 		}
-		removed++
-	}
-	for chunk := range slices.Chunk(values, 1000) {
-		ids := make([]string, len(chunk))
-		for i, e := range chunk {
+		ids := make([]string, len(values))
+		for i, e := range values {
 			ids[i] = e.key
 		}
 		statuses, err := ctl.statuses.many(ctx, ids)
 		if err != nil {
-			return removed, err
+			return err
 		}
-		for _, e := range chunk {
-			if statuses[e.key] != nil {
+		for _, e := range values {
+			if statuses[e.key] != nil || removed >= most {
 				continue
 			}
 			// A replica may lag: the stream's leader says whether the job is gone.
@@ -290,18 +273,41 @@ func (ctl *Control) Sweep(ctx context.Context, age time.Duration) (int, error) {
 			cancel()
 			if !errors.Is(err, ErrNotFound) {
 				if err != nil {
-					return removed, err
+					return err
 				}
 				continue
 			}
-			deleted, err := ctl.ForgetStale(ctx, e.key, e.seq)
-			if err != nil {
-				return removed, err
+			if err := ctl.purgeUpTo(ctx, prefix+e.key, e.seq); err != nil {
+				return err
 			}
-			if deleted {
+			removed++
+		}
+		values = values[:0]
+		return nil
+	}
+	var failed error
+	err := scan(ctx, ctl.nc, "KV_"+ControlBucket, prefix+">", map[string]any{"seq": 1}, func(m *nats.Msg) bool {
+		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		seq, err2 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil || err2 != nil || ts.After(cutoff) {
+			return true
+		}
+		e := entry{key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), seq: seq}
+		if deletion(m.Header) {
+			failed = ctl.purgeUpTo(ctx, prefix+e.key, e.seq)
+			if failed == nil {
 				removed++
 			}
+		} else if values = append(values, e); len(values) == 1000 {
+			failed = flush()
 		}
+		return failed == nil && removed < most
+	})
+	if err == nil && failed == nil {
+		failed = flush()
+	}
+	if err = cmp.Or(err, failed); err != nil {
+		return removed, fmt.Errorf("queue: sweep %s: %w", ControlBucket, err)
 	}
 	return removed, nil
 }
@@ -310,7 +316,8 @@ func (ctl *Control) Sweep(ctx context.Context, age time.Duration) (int, error) {
 // default bounds its own.
 const requestTimeout = 5 * time.Second
 
-// purgeUpTo removes subject's messages up to and including sequence seq.
+// purgeUpTo removes subject's messages up to and including sequence seq
+// (a later write stays).
 func (ctl *Control) purgeUpTo(ctx context.Context, subject string, seq uint64) error {
 	req, err := json.Marshal(map[string]any{"filter": subject, "seq": seq + 1})
 	if err != nil {
@@ -320,16 +327,16 @@ func (ctl *Control) purgeUpTo(ctx context.Context, subject string, seq uint64) e
 	defer cancel()
 	m, err := ctl.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.KV_"+ControlBucket, req)
 	if err != nil {
-		return fmt.Errorf("queue: purge an old deletion marker of %s: %w", ControlBucket, err)
+		return fmt.Errorf("queue: purge an old entry of %s: %w", ControlBucket, err)
 	}
 	var resp struct {
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return fmt.Errorf("queue: purge an old deletion marker of %s: %w", ControlBucket, err)
+		return fmt.Errorf("queue: purge an old entry of %s: %w", ControlBucket, err)
 	}
 	if resp.Error != nil {
-		return fmt.Errorf("queue: purge an old deletion marker of %s: %w", ControlBucket, resp.Error)
+		return fmt.Errorf("queue: purge an old entry of %s: %w", ControlBucket, resp.Error)
 	}
 	return nil
 }

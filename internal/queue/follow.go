@@ -30,6 +30,31 @@ type KVChange struct {
 	Deleted bool
 }
 
+// followed is a change as Follow keeps it: with when it was written (when
+// it was seen, for a change seen as it was published).
+type followed struct {
+	KVChange
+	at time.Time
+}
+
+// goneAfter is how long ago a key must have been written before Follow
+// takes its absence from a read as its deletion. A replica that answers a
+// read may lag by the latest writes; a deletion marker is purged an hour
+// after it was written at the soonest (Control.Sweep).
+const goneAfter = 10 * time.Minute
+
+// A FollowOption changes how Follow follows.
+type FollowOption func(*followOptions)
+
+type followOptions struct{ goneAfter time.Duration }
+
+// FollowGoneAfter sets how long ago a key must have been written before
+// its absence from a read after a reconnect counts as its deletion
+// (goneAfter by default; tests shorten it).
+func FollowGoneAfter(d time.Duration) FollowOption {
+	return func(o *followOptions) { o.goneAfter = d }
+}
+
 // followInterval is how often a follower checks whether its connection
 // was re-established, which may have lost messages: it then reads the
 // current values again.
@@ -39,34 +64,40 @@ const followInterval = 2 * time.Second
 // loaded, then calls apply with every change until ctx ends. Changes made
 // while it reads the current values are applied after them, in the order
 // published, so the view ends at the latest value of each key. After a
-// reconnect it reads the current values again, and a key it had a value of
-// that is now gone altogether (its deletion marker purged meanwhile, see
-// Control.Sweep) is applied as deleted. apply is never called
-// concurrently. It returns an error only if the first read fails for good
-// (or ctx ends before it succeeds).
-func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func()) error {
+// reconnect it reads the current values again, and a key whose value it
+// has, written more than goneAfter ago, that is now gone altogether (its
+// deletion missed and its marker purged since, see Control.Sweep) is
+// applied as deleted. apply is never called concurrently. It returns an
+// error only if the first read fails for good (or ctx ends before it
+// succeeds).
+func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func(), opts ...FollowOption) error {
+	o := followOptions{goneAfter: goneAfter}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var (
 		mu        sync.Mutex
 		buffering = true
-		buffer    []KVChange
-		present   = map[string]bool{} // the keys whose last change applied is a value
+		buffer    []followed
+		present   = map[string]time.Time{} // the keys whose last change applied is a value: when it was written
 	)
-	track := func(c KVChange) {
-		if c.Deleted {
-			delete(present, c.Key)
+	track := func(f followed) {
+		if f.Deleted {
+			delete(present, f.Key)
 		} else {
-			present[c.Key] = true
+			present[f.Key] = f.at
 		}
-		apply(c)
+		apply(f.KVChange)
 	}
 	sub, err := changes(nc, bucket, ">", func(c KVChange) {
 		mu.Lock()
 		defer mu.Unlock()
+		f := followed{c, time.Now()}
 		if buffering {
-			buffer = append(buffer, c)
+			buffer = append(buffer, f)
 			return
 		}
-		track(c)
+		track(f)
 	})
 	if err != nil {
 		return err
@@ -77,29 +108,35 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu.Lock()
 		buffering, buffer = true, nil
 		mu.Unlock()
-		seen := map[string]bool{} // the keys read that are or were present
+		read := map[string]bool{} // of the keys present: those read
 		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
-			c := KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
+			f := followed{KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}, time.Now()}
+			if at, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer)); err == nil {
+				f.at = at
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			if present[c.Key] || !c.Deleted {
-				seen[c.Key] = true
+			if _, ok := present[f.Key]; ok || !f.Deleted {
+				read[f.Key] = true
 			}
-			track(c)
+			track(f)
 		})
 		mu.Lock()
 		defer mu.Unlock()
 		if err == nil {
-			for k := range present {
-				if !seen[k] {
-					track(KVChange{Key: k, Deleted: true})
+			// A key written a while ago that a read misses is gone: a
+			// lagging replica misses only the latest writes.
+			old := time.Now().Add(-o.goneAfter)
+			for k, at := range present {
+				if !read[k] && at.Before(old) {
+					track(followed{KVChange{Key: k, Deleted: true}, time.Now()})
 				}
 			}
 		}
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
-		for _, c := range buffer {
-			track(c)
+		for _, f := range buffer {
+			track(f)
 		}
 		buffering, buffer = false, nil
 		return err

@@ -268,8 +268,8 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 // back, it returns with its count raised; handed over for its last attempt,
 // it would return past it and be recorded exhausted without a request).
 // When ctx ends, deliveries in flight are cancelled and handed back (Nak),
-// but for last attempts (see process); so is an event that arrives as the
-// pull is given up.
+// but for last attempts (see process), and so is an event that arrives as
+// the pull is given up (one handed over for its last attempt is sent).
 func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Consumer) error {
 	n := d.s.cfg.WebhookConcurrency
 	// Pulls expire after pullExpiry, with heartbeats at half that: when the
@@ -283,15 +283,21 @@ func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Cons
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer func() {
 		stopWatch()
-		wg.Wait()
+		// Drained at once, alongside the deliveries still in flight: an
+		// event that arrives now must not wait out their last attempts.
 		it.Drain()
 		for {
 			m, err := it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
 			if err != nil {
-				return
+				break
 			}
-			d.process(ctx, r, m)
+			if meta, err := m.Metadata(); err == nil && ctx.Err() != nil && int(meta.NumDelivered) < d.s.cfg.maxDeliver() {
+				_ = m.Nak() // stopping: not an attempt
+				continue
+			}
+			wg.Go(func() { d.process(ctx, r, m) })
 		}
+		wg.Wait()
 	}()
 	var done <-chan struct{}
 	if r.replay != nil {
