@@ -149,6 +149,8 @@ func build(r Role) (perms, error) {
 		p.sub(filesChanges + ".>")
 		p.kv(uploadsBucket, read)
 		p.kv(subsBucket, read, follow, write)
+		// The sweep of old deletion markers (queue.SweepBucket).
+		p.pub(api("STREAM.PURGE", "KV_"+subsBucket))
 		p.kv(vodEventsBucket, read, write)
 		// The attempt log: written, read with batched direct gets, purged
 		// with its subscription.

@@ -66,6 +66,7 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.STREAM.UPDATE.KV_" + queue.ResumeBucket,
 			// Purging would erase pending cancels without a trace for followers.
 			"$JS.API.STREAM.PURGE.KV_" + queue.ControlBucket,
+			"$JS.API.STREAM.PURGE.KV_" + fanout.SubscriptionsBucket,
 			queue.LayoutSubject,
 			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
@@ -494,6 +495,38 @@ func TestIngestSweepsTheControlBucket(t *testing.T) {
 	defer cancel()
 	if n, err := q.Control.Sweep(sctx, 0, 100); err != nil || n != 1 {
 		t.Fatalf("ingest's sweep removed %d (%v), want the marker", n, err)
+	}
+}
+
+// TestNotifySweepsTheSubscriptionsBucket: notify's user may purge old
+// deletion markers of its subscriptions bucket (queue.SweepBucket); a
+// worker's may purge neither it nor the control bucket (TestRefusals).
+func TestNotifySweepsTheSubscriptionsBucket(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	// Made by ingest's layout broker when notify starts.
+	if _, err := g.admin.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: fanout.SubscriptionsBucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := g.connect(t, natsperm.Notify)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, fanout.SubscriptionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "sub_a", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "sub_a"); err != nil { // a marker
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := queue.SweepBucket(sctx, nc, fanout.SubscriptionsBucket, 0, 100, nil); err != nil || n != 1 {
+		t.Fatalf("notify's sweep removed %d (%v), want the marker", n, err)
 	}
 }
 

@@ -1,13 +1,9 @@
 package queue
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -228,7 +224,7 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 // what a worker reads at its start and after a reconnect (every key,
 // Watch) stays in proportion to the controls of live jobs, not to every
 // pause and cancel ever made. Of the keys last written more than age ago,
-// it purges
+// it purges (SweepBucket)
 //   - the deletion markers (a cleared pause or cancel). A follower saw the
 //     deletion as it was published, or takes the key's absence from a read
 //     after a reconnect as one (Follow);
@@ -237,106 +233,34 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 //     publishes nothing: a worker that still has such a control in its view
 //     reads the key itself before it carries a pause or a cancel out.
 //
-// Each purge reaches up to the sequence read, so a control written since
-// stays. A sweep reads the bucket with batched direct gets and removes at
-// most most entries (the next one goes on); it returns how many it removed.
-// age must be longer than a submit takes between reading an id's stale
-// control and creating its status (seconds).
+// It removes at most most entries (the next sweep goes on) and returns how
+// many it removed. age must be longer than a submit takes between reading
+// an id's stale control and creating its status (seconds).
 func (ctl *Control) Sweep(ctx context.Context, age time.Duration, most int) (int, error) {
-	cutoff := time.Now().Add(-age)
-	prefix := "$KV." + ControlBucket + "."
-	type entry struct {
-		key string
-		seq uint64
-	}
-	removed := 0
-	var values []entry // old controls, whose jobs' statuses are read a thousand at a time
-	flush := func() error {
-		if len(values) == 0 {
-			return nil
-		}
-		ids := make([]string, len(values))
-		for i, e := range values {
-			ids[i] = e.key
-		}
-		statuses, err := ctl.statuses.many(ctx, ids)
-		if err != nil {
-			return err
-		}
-		for _, e := range values {
-			if statuses[e.key] != nil || removed >= most {
-				continue
-			}
-			// A replica may lag: the stream's leader says whether the job is gone.
-			lctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			_, err := ctl.statuses.statusFromLeader(lctx, e.key)
-			cancel()
-			if !errors.Is(err, ErrNotFound) {
-				if err != nil {
-					return err
-				}
-				continue
-			}
-			if err := ctl.purgeUpTo(ctx, prefix+e.key, e.seq); err != nil {
-				return err
-			}
-			removed++
-		}
-		values = values[:0]
-		return nil
-	}
-	var failed error
-	err := scan(ctx, ctl.nc, "KV_"+ControlBucket, prefix+">", map[string]any{"seq": 1}, func(m *nats.Msg) bool {
-		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		seq, err2 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		if err != nil || err2 != nil || ts.After(cutoff) {
-			return true
-		}
-		e := entry{key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), seq: seq}
-		if deletion(m.Header) {
-			failed = ctl.purgeUpTo(ctx, prefix+e.key, e.seq)
-			if failed == nil {
-				removed++
-			}
-		} else if values = append(values, e); len(values) == 1000 {
-			failed = flush()
-		}
-		return failed == nil && removed < most
-	})
-	if err == nil && failed == nil {
-		failed = flush()
-	}
-	if err = cmp.Or(err, failed); err != nil {
-		return removed, fmt.Errorf("queue: sweep %s: %w", ControlBucket, err)
-	}
-	return removed, nil
+	return SweepBucket(ctx, ctl.nc, ControlBucket, age, most, ctl.jobsGone)
 }
 
-// requestTimeout bounds one request of the sweep, as the JetStream client's
-// default bounds its own.
-const requestTimeout = 5 * time.Second
-
-// purgeUpTo removes subject's messages up to and including sequence seq
-// (a later write stays).
-func (ctl *Control) purgeUpTo(ctx context.Context, subject string, seq uint64) error {
-	req, err := json.Marshal(map[string]any{"filter": subject, "seq": seq + 1})
+// jobsGone reports which of ids have no status.
+func (ctl *Control) jobsGone(ctx context.Context, ids []string) (map[string]bool, error) {
+	statuses, err := ctl.statuses.many(ctx, ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	m, err := ctl.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.KV_"+ControlBucket, req)
-	if err != nil {
-		return fmt.Errorf("queue: purge an old entry of %s: %w", ControlBucket, err)
+	gone := map[string]bool{}
+	for _, id := range ids {
+		if statuses[id] != nil {
+			continue
+		}
+		// A replica may lag: the stream's leader says whether the job is gone.
+		lctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		_, err := ctl.statuses.statusFromLeader(lctx, id)
+		cancel()
+		switch {
+		case errors.Is(err, ErrNotFound):
+			gone[id] = true
+		case err != nil:
+			return nil, err
+		}
 	}
-	var resp struct {
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return fmt.Errorf("queue: purge an old entry of %s: %w", ControlBucket, err)
-	}
-	if resp.Error != nil {
-		return fmt.Errorf("queue: purge an old entry of %s: %w", ControlBucket, resp.Error)
-	}
-	return nil
+	return gone, nil
 }

@@ -283,14 +283,45 @@ func (f *Fanout) Ready(ctx context.Context) error {
 // back to JetStream at once, so another replica, or this one restarted,
 // takes them over without waiting for their ack deadline.
 func (f *Fanout) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.refreshBacklog(ctx)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { f.refreshBacklog(ctx) })
+	wg.Go(func() { f.sweepSubscriptions(ctx, sweepInterval) })
 	err := f.disp.run(ctx)
-	<-done
+	wg.Wait()
 	return err
+}
+
+// sweepInterval is how often notify purges the subscriptions bucket's
+// deletion markers older than sweepAge, at most sweepBudget a time: the
+// bucket keeps a marker of every subscription ever deleted (a subscription
+// per job, deleted as the job ends, leaves one a job), and every create
+// (which counts the subscriptions), listing and start reads them all.
+const (
+	sweepInterval = 10 * time.Minute
+	sweepAge      = time.Hour
+	sweepBudget   = 5000
+)
+
+// sweepSubscriptions purges old deletion markers of the subscriptions
+// bucket now and every interval after, until ctx ends (every replica
+// sweeps; a second sweep finds nothing left).
+func (f *Fanout) sweepSubscriptions(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := queue.SweepBucket(ctx, f.nc, SubscriptionsBucket, sweepAge, sweepBudget, nil)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			f.log.Warn("sweep of deleted subscriptions' markers failed; next try in an interval", "err", err)
+		case n > 0:
+			f.log.Info("sweep: markers of deleted subscriptions purged", "purged", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Delivery outcomes, the label values of vodpipe_notify_deliveries_total
