@@ -36,7 +36,23 @@ type dispatcher struct {
 	orders  map[string]uint64  // subscription id → order of the latest record or deletion seen
 	runners map[string]*runner // consumer name → its runner
 	wg      sync.WaitGroup
+	// deletions are the subscriptions whose deletion was applied, oldest
+	// first. A deletion's order (the greatest) is kept deletionMemory, long
+	// enough to refuse a record written before it that a replica hands in
+	// late (set), then forgotten: orders does not grow with every
+	// subscription ever deleted (one per job, for subscriptions of a job).
+	deletions []deletion
+	now       func() time.Time
 }
+
+// deletion is a subscription's deletion as the dispatcher applied it.
+type deletion struct {
+	id string
+	at time.Time
+}
+
+// deletionMemory is how long the dispatcher remembers a deletion.
+const deletionMemory = 10 * time.Minute
 
 // runner consumes one consumer: a subscription's, or one of its replays'.
 type runner struct {
@@ -51,7 +67,8 @@ type runner struct {
 var errStopRunner = errors.New("notify: runner stops")
 
 func newDispatcher(s *Fanout) *dispatcher {
-	return &dispatcher{s: s, ctx: context.Background(), records: map[string]*record{}, orders: map[string]uint64{}, runners: map[string]*runner{}}
+	return &dispatcher{s: s, ctx: context.Background(), records: map[string]*record{}, orders: map[string]uint64{}, runners: map[string]*runner{},
+		now: time.Now}
 }
 
 // run follows the subscriptions bucket until ctx ends, then stops every runner.
@@ -123,7 +140,17 @@ func (d *dispatcher) set(id string, rec *record, order uint64) {
 	if order < d.orders[id] {
 		return
 	}
+	now := d.now()
+	if rec == nil && d.orders[id] != order {
+		d.deletions = append(d.deletions, deletion{id: id, at: now})
+	}
 	d.orders[id] = order
+	for len(d.deletions) > 0 && now.Sub(d.deletions[0].at) > deletionMemory {
+		if gone := d.deletions[0].id; d.records[gone] == nil {
+			delete(d.orders, gone)
+		}
+		d.deletions = d.deletions[1:]
+	}
 	ctx := d.ctx
 	old := d.records[id]
 	if rec == nil {
