@@ -122,9 +122,10 @@ func build(r Role) (perms, error) {
 		p.pub(events+".job.>", dlq+".>", SignSubject)
 		p.kv(statusBucket, read, write)
 		p.indexWrite()
-		// Follows the controls without a consumer (queue.Control.Watch) and
-		// clears a done cancel or pause.
-		p.kv(controlBucket, read, follow, write)
+		// Follows the controls without a consumer (queue.Control.Watch; a key
+		// gone from a read after a reconnect is asked of the stream's leader)
+		// and clears a done cancel or pause.
+		p.kv(controlBucket, read, follow, write, leaderRead)
 		p.kv(filesBucket, write)
 		p.kv(uploadsBucket, write)
 		// The resume state, when no Redis is configured (ingest creates the bucket).
@@ -148,8 +149,9 @@ func build(r Role) (perms, error) {
 		p.kv(filesBucket, read, changes, write)
 		p.sub(filesChanges + ".>")
 		p.kv(uploadsBucket, read)
-		p.kv(subsBucket, read, follow, write)
-		// The sweep of old deletion markers (queue.SweepBucket).
+		// Followed as the controls are (queue.Follow), and its old deletion
+		// markers swept (queue.SweepBucket).
+		p.kv(subsBucket, read, follow, write, leaderRead)
 		p.pub(api("STREAM.PURGE", "KV_"+subsBucket))
 		p.kv(vodEventsBucket, read, write)
 		// The attempt log: written, read with batched direct gets, purged

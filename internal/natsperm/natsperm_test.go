@@ -498,6 +498,31 @@ func TestIngestSweepsTheControlBucket(t *testing.T) {
 	}
 }
 
+// TestWorkerReadsAControlFromTheLeader: a worker's follow of the control
+// bucket asks the stream's leader about a key gone from its read after a
+// reconnect (queue.Follow); its user may make that read.
+func TestWorkerReadsAControlFromTheLeader(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	_, iq := g.attach(t, natsperm.Ingest)
+	if err := iq.Control.Set(ctx, "job-3", job.ControlPause); err != nil {
+		t.Fatal(err)
+	}
+	nc, violations := g.connect(t, natsperm.Worker)
+	m, err := nc.Request("$JS.API.STREAM.MSG.GET.KV_"+queue.ControlBucket, []byte(`{"last_by_subj":"$KV.`+queue.ControlBucket+`.job-3"}`), 5*time.Second)
+	if err != nil {
+		t.Fatalf("the leader read: %v", err)
+	}
+	if !strings.Contains(string(m.Data), `"message"`) {
+		t.Fatalf("the leader read answered %s", m.Data)
+	}
+	select {
+	case err := <-violations:
+		t.Fatalf("violation: %v", err)
+	default:
+	}
+}
+
 // TestNotifySweepsTheSubscriptionsBucket: notify's user may purge old
 // deletion markers of its subscriptions bucket (queue.SweepBucket); a
 // worker's may purge neither it nor the control bucket (TestRefusals).
@@ -525,7 +550,7 @@ func TestNotifySweepsTheSubscriptionsBucket(t *testing.T) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if n, err := queue.SweepBucket(sctx, nc, fanout.SubscriptionsBucket, 0, 100, nil); err != nil || n != 1 {
+	if n, err := queue.SweepBucket(sctx, nc, fanout.SubscriptionsBucket, 0, 100); err != nil || n != 1 {
 		t.Fatalf("notify's sweep removed %d (%v), want the marker", n, err)
 	}
 }

@@ -631,10 +631,11 @@ func TestWebhookEventWaitingForASlotIsNotSpentByAStop(t *testing.T) {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.NumPending == 1 && info.NumWaiting == 0 && info.NumAckPending == 2
 	})
-	stopped := make(chan struct{})
-	go func() { first.stop(); close(stopped) }() // graceful: the slow (last) attempts finish
+	// The stop begins with both slots busy; the slow (last) attempts then
+	// finish through it, and the stopping runner takes nothing more.
+	first.cancel()
 	close(release)
-	<-stopped
+	first.stop()
 	second := e.start()
 	testharness.WaitFor(t, 10*time.Second, "the fourth event delivered", func() bool { return r.requests(evs[3].ID) == 1 })
 	atts := second.attempts(t, sub.ID)

@@ -93,6 +93,8 @@ type instance struct {
 	svc  *notify.Service
 	url  string
 	stop func()
+	// cancel begins a graceful stop without waiting for it (stop waits).
+	cancel context.CancelFunc
 	// openapi checks every answer against docs/notify-openapi.json.
 	openapi *testharness.OpenAPI
 }
@@ -119,7 +121,7 @@ func (e *env) start() *instance {
 		svc.Close()
 	}()
 	var once sync.Once
-	in := &instance{svc: svc, url: "http://" + l.Addr().String(), openapi: testharness.LoadOpenAPI(e.t, "notify-openapi.json")}
+	in := &instance{svc: svc, url: "http://" + l.Addr().String(), cancel: cancel, openapi: testharness.LoadOpenAPI(e.t, "notify-openapi.json")}
 	in.stop = func() { once.Do(func() { cancel(); <-done }) }
 	e.t.Cleanup(in.stop)
 	return in

@@ -220,47 +220,14 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 	}
 }
 
-// Sweep removes from the control bucket what no job needs any more, so that
-// what a worker reads at its start and after a reconnect (every key,
-// Watch) stays in proportion to the controls of live jobs, not to every
-// pause and cancel ever made. Of the keys last written more than age ago,
-// it purges (SweepBucket)
-//   - the deletion markers (a cleared pause or cancel). A follower saw the
-//     deletion as it was published, or takes the key's absence from a read
-//     after a reconnect as one (Follow);
-//   - the controls of jobs that have no status (an earlier job's cancel
-//     accepted as it finished, whose status has since expired). A purge
-//     publishes nothing: a worker that still has such a control in its view
-//     reads the key itself before it carries a pause or a cancel out.
-//
-// It removes at most most entries (the next sweep goes on) and returns how
-// many it removed. age must be longer than a submit takes between reading
-// an id's stale control and creating its status (seconds).
+// Sweep purges the control bucket's deletion markers (a cleared pause or
+// cancel) last written more than age ago, at most most of them
+// (SweepBucket), so that what a worker reads at its start and after a
+// reconnect (every key, Watch) stays in proportion to the controls of live
+// jobs, not to every pause and cancel ever made. A cancel accepted as its
+// job finished stays until its id is submitted again (Stale, ForgetStale):
+// they are few, and a deletion that every worker sees is what takes a
+// control out of their views.
 func (ctl *Control) Sweep(ctx context.Context, age time.Duration, most int) (int, error) {
-	return SweepBucket(ctx, ctl.nc, ControlBucket, age, most, ctl.jobsGone)
-}
-
-// jobsGone reports which of ids have no status.
-func (ctl *Control) jobsGone(ctx context.Context, ids []string) (map[string]bool, error) {
-	statuses, err := ctl.statuses.many(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	gone := map[string]bool{}
-	for _, id := range ids {
-		if statuses[id] != nil {
-			continue
-		}
-		// A replica may lag: the stream's leader says whether the job is gone.
-		lctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		_, err := ctl.statuses.statusFromLeader(lctx, id)
-		cancel()
-		switch {
-		case errors.Is(err, ErrNotFound):
-			gone[id] = true
-		case err != nil:
-			return nil, err
-		}
-	}
-	return gone, nil
+	return SweepBucket(ctx, ctl.nc, ControlBucket, age, most)
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,31 +31,6 @@ type KVChange struct {
 	Deleted bool
 }
 
-// followed is a change as Follow keeps it: with when it was written (when
-// it was seen, for a change seen as it was published).
-type followed struct {
-	KVChange
-	at time.Time
-}
-
-// goneAfter is how long ago a key must have been written before Follow
-// takes its absence from a read as its deletion. A replica that answers a
-// read may lag by the latest writes; a deletion marker is purged an hour
-// after it was written at the soonest (Control.Sweep).
-const goneAfter = 10 * time.Minute
-
-// A FollowOption changes how Follow follows.
-type FollowOption func(*followOptions)
-
-type followOptions struct{ goneAfter time.Duration }
-
-// FollowGoneAfter sets how long ago a key must have been written before
-// its absence from a read after a reconnect counts as its deletion
-// (goneAfter by default; tests shorten it).
-func FollowGoneAfter(d time.Duration) FollowOption {
-	return func(o *followOptions) { o.goneAfter = d }
-}
-
 // followInterval is how often a follower checks whether its connection
 // was re-established, which may have lost messages: it then reads the
 // current values again.
@@ -64,40 +40,36 @@ const followInterval = 2 * time.Second
 // loaded, then calls apply with every change until ctx ends. Changes made
 // while it reads the current values are applied after them, in the order
 // published, so the view ends at the latest value of each key. After a
-// reconnect it reads the current values again, and a key whose value it
-// has, written more than goneAfter ago, that is now gone altogether (its
-// deletion missed and its marker purged since, see Control.Sweep) is
-// applied as deleted. apply is never called concurrently. It returns an
+// reconnect it reads the current values again; a key it has a value of
+// that the read no longer has (its deletion missed and its marker purged
+// since, see SweepBucket, or the read answered by a lagging replica) is
+// asked of the stream's leader, and applied as it says (as deleted when it
+// has no such key). apply is never called concurrently. It returns an
 // error only if the first read fails for good (or ctx ends before it
 // succeeds).
-func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func(), opts ...FollowOption) error {
-	o := followOptions{goneAfter: goneAfter}
-	for _, opt := range opts {
-		opt(&o)
-	}
+func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func()) error {
 	var (
 		mu        sync.Mutex
 		buffering = true
-		buffer    []followed
-		present   = map[string]time.Time{} // the keys whose last change applied is a value: when it was written
+		buffer    []KVChange
+		present   = map[string]bool{} // the keys whose last change applied is a value
 	)
-	track := func(f followed) {
-		if f.Deleted {
-			delete(present, f.Key)
+	track := func(c KVChange) {
+		if c.Deleted {
+			delete(present, c.Key)
 		} else {
-			present[f.Key] = f.at
+			present[c.Key] = true
 		}
-		apply(f.KVChange)
+		apply(c)
 	}
 	sub, err := changes(nc, bucket, ">", func(c KVChange) {
 		mu.Lock()
 		defer mu.Unlock()
-		f := followed{c, time.Now()}
 		if buffering {
-			buffer = append(buffer, f)
+			buffer = append(buffer, c)
 			return
 		}
-		track(f)
+		track(c)
 	})
 	if err != nil {
 		return err
@@ -110,33 +82,35 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu.Unlock()
 		read := map[string]bool{} // of the keys present: those read
 		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
-			f := followed{KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}, time.Now()}
-			if at, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer)); err == nil {
-				f.at = at
-			}
+			c := KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
 			mu.Lock()
 			defer mu.Unlock()
-			if _, ok := present[f.Key]; ok || !f.Deleted {
-				read[f.Key] = true
+			if present[c.Key] || !c.Deleted {
+				read[c.Key] = true
 			}
-			track(f)
+			track(c)
 		})
 		mu.Lock()
 		defer mu.Unlock()
 		if err == nil {
-			// A key written a while ago that a read misses is gone: a
-			// lagging replica misses only the latest writes.
-			old := time.Now().Add(-o.goneAfter)
-			for k, at := range present {
-				if !read[k] && at.Before(old) {
-					track(followed{KVChange{Key: k, Deleted: true}, time.Now()})
+			changed := map[string]bool{}
+			for _, c := range buffer {
+				changed[c.Key] = true
+			}
+			for k := range present {
+				if read[k] || changed[k] {
+					continue // a change seen meanwhile is applied below
 				}
+				if c, err := lastFromLeader(ctx, nc, bucket, k); err == nil {
+					track(c)
+				}
+				// Unanswered: kept, as before the read.
 			}
 		}
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
-		for _, f := range buffer {
-			track(f)
+		for _, c := range buffer {
+			track(c)
 		}
 		buffering, buffer = false, nil
 		return err
@@ -198,6 +172,39 @@ func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) 
 		return nil, fmt.Errorf("queue: follow %s: %w", bucket, err)
 	}
 	return sub, nil
+}
+
+// lastFromLeader reads key's last entry in bucket from the stream's leader
+// (the message-get API; a direct get may come from a lagging replica): its
+// value, or its deletion when its last entry is a marker or it has none.
+func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVChange, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	if err != nil {
+		return KVChange{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+	}
+	var resp struct {
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound,
+		resp.Error == nil && (resp.Message == nil || len(resp.Message.Data) == 0): // a marker
+		return KVChange{Key: key, Deleted: true}, nil
+	case resp.Error != nil:
+		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, resp.Error)
+	}
+	return KVChange{Key: key, Value: resp.Message.Data}, nil
 }
 
 // deletion tells whether a key-value message deletes or purges its key.

@@ -309,7 +309,7 @@ func (f *Fanout) sweepSubscriptions(ctx context.Context, interval time.Duration)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		n, err := queue.SweepBucket(ctx, f.nc, SubscriptionsBucket, sweepAge, sweepBudget, nil)
+		n, err := queue.SweepBucket(ctx, f.nc, SubscriptionsBucket, sweepAge, sweepBudget)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			f.log.Warn("sweep of deleted subscriptions' markers failed; next try in an interval", "err", err)
