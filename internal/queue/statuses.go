@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -457,31 +456,14 @@ func (ss *Statuses) SigningJob(ctx context.Context, jobID string) (*job.Job, err
 // statusFromLeader reads a job's status through the status stream's leader
 // (the JetStream message-get API), never from a lagging replica.
 func (ss *Statuses) statusFromLeader(ctx context.Context, jobID string) (*job.Status, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + StatusBucket + "." + jobID})
-	if err != nil {
-		return nil, err
-	}
-	m, err := ss.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+StatusBucket, req)
-	if err != nil {
-		return nil, fmt.Errorf("queue: status %s: %w", jobID, err)
-	}
-	var resp struct {
-		Message *struct {
-			Data []byte `json:"data"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return nil, fmt.Errorf("queue: status %s: %w", jobID, err)
-	}
+	c, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
 	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound,
-		resp.Error == nil && (resp.Message == nil || len(resp.Message.Data) == 0): // deleted
+	case err != nil:
+		return nil, err
+	case c.Deleted:
 		return nil, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
-	case resp.Error != nil:
-		return nil, fmt.Errorf("queue: status %s: %w", jobID, resp.Error)
 	}
-	return job.UnmarshalStatus(resp.Message.Data)
+	return job.UnmarshalStatus(c.Value)
 }
 
 // Complete records a job's commit: the FileId → job mapping and the
