@@ -29,6 +29,55 @@ type KVChange struct {
 	Key     string
 	Value   []byte
 	Deleted bool
+	// conditional: the write was made on a condition (a compare-and-set on
+	// the key's last sequence, expect). A subscriber gets such a write as
+	// it is published, whether or not JetStream stores it.
+	conditional bool
+	expect      uint64
+}
+
+// A FollowOption changes how Follow follows.
+type FollowOption func(*followOptions)
+
+type followOptions struct{ settleDeletionOf func(value []byte) bool }
+
+// FollowSettlingDeletionsOf has Follow make sure of a conditional deletion
+// (a compare-and-set delete) of a key whose value keep reports as one not
+// to lose before it applies it: JetStream may have refused it (another
+// write came first), and subscribers get it all the same. It asks the
+// stream's leader what the key holds once the leader has dealt with the
+// write, and applies that. Followers of the control bucket keep a cancel
+// so (a resume racing a cancel would otherwise take it out of their view).
+func FollowSettlingDeletionsOf(keep func(value []byte) bool) FollowOption {
+	return func(o *followOptions) { o.settleDeletionOf = keep }
+}
+
+// settle returns what a conditional write seen as it was published (c)
+// stands for: the key's entry at the stream's leader once the leader has
+// dealt with the write (its last sequence is no longer the one the write
+// expected; a sequence only grows). It asks for about a second at most;
+// when the leader cannot be asked, c is taken as it is.
+func settle(ctx context.Context, nc *nats.Conn, bucket string, c KVChange) KVChange {
+	wait := time.Millisecond
+	for range 10 {
+		last, seq, err := lastFromLeader(ctx, nc, bucket, c.Key)
+		if err != nil {
+			return c
+		}
+		if seq != c.expect {
+			return last
+		}
+		// Not dealt with yet: the subscriber got the write before the stream.
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return c
+		case <-t.C:
+		}
+		wait *= 2
+	}
+	return c
 }
 
 // followInterval is how often a follower checks whether its connection
@@ -47,18 +96,25 @@ const followInterval = 2 * time.Second
 // has no such key). apply is never called concurrently. It returns an
 // error only if the first read fails for good (or ctx ends before it
 // succeeds).
-func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func()) error {
+func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func(), opts ...FollowOption) error {
+	var o followOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var (
 		mu        sync.Mutex
 		buffering = true
 		buffer    []KVChange
-		present   = map[string]bool{} // the keys whose last change applied is a value
+		present   = map[string][]byte{} // the keys whose last change applied is a value: that value
 	)
 	track := func(c KVChange) {
+		if v, ok := present[c.Key]; ok && c.conditional && c.Deleted && o.settleDeletionOf != nil && o.settleDeletionOf(v) {
+			c = settle(ctx, nc, bucket, c)
+		}
 		if c.Deleted {
 			delete(present, c.Key)
 		} else {
-			present[c.Key] = true
+			present[c.Key] = c.Value
 		}
 		apply(c)
 	}
@@ -85,7 +141,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			c := KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
 			mu.Lock()
 			defer mu.Unlock()
-			if present[c.Key] || !c.Deleted {
+			if _, ok := present[c.Key]; ok || !c.Deleted {
 				read[c.Key] = true
 			}
 			track(c)
@@ -101,7 +157,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 				if read[k] || changed[k] {
 					continue // a change seen meanwhile is applied below
 				}
-				if c, err := lastFromLeader(ctx, nc, bucket, k); err == nil {
+				if c, _, err := lastFromLeader(ctx, nc, bucket, k); err == nil {
 					track(c)
 				}
 				// Unanswered: kept, as before the read.
@@ -157,7 +213,12 @@ func changes(nc *nats.Conn, bucket, key string, apply func(KVChange)) (*nats.Sub
 // writes are published (its own, or those of its RePublish).
 func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) (*nats.Subscription, error) {
 	sub, err := nc.Subscribe(prefix+key, func(m *nats.Msg) {
-		apply(KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header)})
+		c := KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header)}
+		if e := m.Header.Get(jetstream.ExpectedLastSubjSeqHeader); e != "" {
+			c.expect, _ = strconv.ParseUint(e, 10, 64)
+			c.conditional = true
+		}
+		apply(c)
 	})
 	if err == nil {
 		err = sub.SetPendingLimits(-1, -1)
@@ -176,35 +237,38 @@ func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) 
 
 // lastFromLeader reads key's last entry in bucket from the stream's leader
 // (the message-get API; a direct get may come from a lagging replica): its
-// value, or its deletion when its last entry is a marker or it has none.
-func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVChange, error) {
+// value, or its deletion when its last entry is a marker or it has none,
+// and the entry's sequence (0: none).
+func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVChange, uint64, error) {
 	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
 	if err != nil {
-		return KVChange{}, err
+		return KVChange{}, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
-		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
 	}
 	var resp struct {
 		Message *struct {
+			Seq  uint64 `json:"seq"`
 			Data []byte `json:"data"`
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
 	}
 	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound,
-		resp.Error == nil && (resp.Message == nil || len(resp.Message.Data) == 0): // a marker
-		return KVChange{Key: key, Deleted: true}, nil
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound, resp.Error == nil && resp.Message == nil:
+		return KVChange{Key: key, Deleted: true}, 0, nil
 	case resp.Error != nil:
-		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, resp.Error)
+		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, resp.Error)
+	case len(resp.Message.Data) == 0: // a marker
+		return KVChange{Key: key, Deleted: true}, resp.Message.Seq, nil
 	}
-	return KVChange{Key: key, Value: resp.Message.Data}, nil
+	return KVChange{Key: key, Value: resp.Message.Data}, resp.Message.Seq, nil
 }
 
 // deletion tells whether a key-value message deletes or purges its key.

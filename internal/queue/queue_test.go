@@ -997,3 +997,52 @@ func TestSweepKeepsTheControlBucketToLiveJobs(t *testing.T) {
 		t.Fatalf("a sweep of a swept bucket removed %d (%v)", n, err)
 	}
 }
+
+// TestARefusedDeletionDoesNotHideACancel: a key-value write reaches the
+// bucket's subscribers as it is published, stored or not. A resume's
+// compare-and-set deletion of a pause that a cancel overtook is refused by
+// JetStream, and a worker following the control bucket must still hold the
+// cancel: it asks the stream's leader before it lets a conditional deletion
+// take a cancel out of its view.
+func TestARefusedDeletionDoesNotHideACancel(t *testing.T) {
+	q, n := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	var mu sync.Mutex
+	view := map[string]job.Control{}
+	loaded := make(chan struct{})
+	go func() {
+		_ = q.Control.Watch(ctx, func(id string, c job.Control) {
+			mu.Lock()
+			defer mu.Unlock()
+			view[id] = c
+		}, func() { close(loaded) })
+	}()
+	<-loaded
+	kv, err := n.JetStream(t).KeyValue(ctx, queue.ControlBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, "k", []byte(job.ControlPause))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Control.Set(ctx, "k", job.ControlCancel); err != nil { // the cancel overtakes the resume
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "k", jetstream.LastRevision(rev)); err == nil { // the resume, refused
+		t.Fatal("the deletion at the pause's revision was stored")
+	}
+	if err := q.Control.Set(ctx, "after", job.ControlPause); err != nil { // published after the deletion
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the write after the refused deletion", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return view["after"] == job.ControlPause
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if view["k"] != job.ControlCancel {
+		t.Fatalf("view of k = %q, want the cancel the bucket holds", view["k"])
+	}
+}

@@ -456,7 +456,7 @@ func (ss *Statuses) SigningJob(ctx context.Context, jobID string) (*job.Job, err
 // statusFromLeader reads a job's status through the status stream's leader
 // (the JetStream message-get API), never from a lagging replica.
 func (ss *Statuses) statusFromLeader(ctx context.Context, jobID string) (*job.Status, error) {
-	c, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
+	c, _, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
 	switch {
 	case err != nil:
 		return nil, err
