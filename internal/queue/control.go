@@ -100,8 +100,8 @@ func (ctl *Control) Set(ctx context.Context, jobID string, c job.Control) error 
 // took only changes would never learn of a pause or a cancel accepted
 // before it started, and would run such a job to its end. It creates no
 // consumer (see follow), so a worker's NATS user needs no right to. A
-// compare-and-set deletion of a key it holds a cancel of is checked with
-// the stream's leader first (FollowSettlingDeletionsOf): a resume or a
+// compare-and-set write to a key it holds a cancel of is checked with the
+// stream's leader first (FollowSettlingWritesOver): a pause, a resume or a
 // ForgetStale that a cancel overtook is refused by JetStream, and would
 // otherwise take the cancel out of the view.
 func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control), loaded func()) error {
@@ -111,7 +111,7 @@ func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Contro
 			ctrl = job.ControlNone
 		}
 		f(c.Key, ctrl)
-	}, loaded, FollowSettlingDeletionsOf(func(v []byte) bool { return job.Control(v) == job.ControlCancel }))
+	}, loaded, FollowSettlingWritesOver(func(v []byte) bool { return job.Control(v) == job.ControlCancel }))
 }
 
 // Pause asks for a job to stop at a part boundary. A queued job is paused at

@@ -34,51 +34,58 @@ type KVChange struct {
 	// it is published, whether or not JetStream stores it.
 	conditional bool
 	expect      uint64
+	live        bool // seen as it was published, not read from the stream
 }
 
 // A FollowOption changes how Follow follows.
 type FollowOption func(*followOptions)
 
-type followOptions struct{ settleDeletionOf func(value []byte) bool }
+type followOptions struct{ settleOver func(value []byte) bool }
 
-// FollowSettlingDeletionsOf has Follow make sure of a conditional deletion
-// (a compare-and-set delete) of a key whose value keep reports as one not
-// to lose before it applies it: JetStream may have refused it (another
-// write came first), and subscribers get it all the same. It asks the
-// stream's leader what the key holds once the leader has dealt with the
-// write, and applies that. Followers of the control bucket keep a cancel
-// so (a resume racing a cancel would otherwise take it out of their view).
-func FollowSettlingDeletionsOf(keep func(value []byte) bool) FollowOption {
-	return func(o *followOptions) { o.settleDeletionOf = keep }
+// FollowSettlingWritesOver has Follow make sure of a conditional write (a
+// compare-and-set put or delete) to a key whose value it holds and keep
+// reports as one not to lose, before it applies it: JetStream may have
+// refused the write (another came first), and subscribers get it all the
+// same. It asks the stream's leader what the key holds once the leader
+// has dealt with the write, and applies that; when the leader cannot say,
+// it keeps the value. Followers of the control bucket keep a cancel so (a
+// resume racing a cancel would otherwise take it out of their view).
+func FollowSettlingWritesOver(keep func(value []byte) bool) FollowOption {
+	return func(o *followOptions) { o.settleOver = keep }
 }
 
 // settle returns what a conditional write seen as it was published (c)
 // stands for: the key's entry at the stream's leader once the leader has
 // dealt with the write (its last sequence is no longer the one the write
-// expected; a sequence only grows). It asks for about a second at most;
-// when the leader cannot be asked, c is taken as it is.
-func settle(ctx context.Context, nc *nats.Conn, bucket string, c KVChange) KVChange {
+// expected; a sequence only grows). It asks for about a second at most,
+// and reports false when the leader did not say by then.
+func settle(ctx context.Context, nc *nats.Conn, bucket string, c KVChange) (KVChange, bool) {
 	wait := time.Millisecond
 	for range 10 {
 		last, seq, err := lastFromLeader(ctx, nc, bucket, c.Key)
 		if err != nil {
-			return c
+			return c, false
 		}
 		if seq != c.expect {
-			return last
+			return last, true
 		}
 		// Not dealt with yet: the subscriber got the write before the stream.
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return c
+			return c, false
 		case <-t.C:
 		}
 		wait *= 2
 	}
-	return c
+	return c, false
 }
+
+// freshFor is how recently a key must have been applied for Follow to keep
+// it when a read after a reconnect misses it, without asking the leader: a
+// write a subscriber got may not be stored yet.
+const freshFor = 5 * time.Second
 
 // followInterval is how often a follower checks whether its connection
 // was re-established, which may have lost messages: it then reads the
@@ -93,7 +100,7 @@ const followInterval = 2 * time.Second
 // that the read no longer has (its deletion missed and its marker purged
 // since, see SweepBucket, or the read answered by a lagging replica) is
 // asked of the stream's leader, and applied as it says (as deleted when it
-// has no such key). apply is never called concurrently. It returns an
+// has no such key), unless it was applied within freshFor. apply is never called concurrently. It returns an
 // error only if the first read fails for good (or ctx ends before it
 // succeeds).
 func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func(), opts ...FollowOption) error {
@@ -101,20 +108,30 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	for _, opt := range opts {
 		opt(&o)
 	}
+	type held struct {
+		value []byte
+		at    time.Time // when applied, if seen as it was published
+	}
 	var (
 		mu        sync.Mutex
 		buffering = true
 		buffer    []KVChange
-		present   = map[string][]byte{} // the keys whose last change applied is a value: that value
+		present   = map[string]held{} // the keys whose last change applied is a value
 	)
 	track := func(c KVChange) {
-		if v, ok := present[c.Key]; ok && c.conditional && c.Deleted && o.settleDeletionOf != nil && o.settleDeletionOf(v) {
-			c = settle(ctx, nc, bucket, c)
+		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
+			var settled bool
+			if c, settled = settle(ctx, nc, bucket, c); !settled {
+				return // the value held stays
+			}
 		}
-		if c.Deleted {
+		switch {
+		case c.Deleted:
 			delete(present, c.Key)
-		} else {
-			present[c.Key] = c.Value
+		case c.live:
+			present[c.Key] = held{c.Value, time.Now()}
+		default: // read from the stream: stored
+			present[c.Key] = held{value: c.Value}
 		}
 		apply(c)
 	}
@@ -153,9 +170,9 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			for _, c := range buffer {
 				changed[c.Key] = true
 			}
-			for k := range present {
-				if read[k] || changed[k] {
-					continue // a change seen meanwhile is applied below
+			for k, h := range present {
+				if read[k] || changed[k] || time.Since(h.at) < freshFor {
+					continue // a change seen meanwhile is applied below; a fresh one may not be stored yet
 				}
 				if c, _, err := lastFromLeader(ctx, nc, bucket, k); err == nil {
 					track(c)
@@ -213,7 +230,7 @@ func changes(nc *nats.Conn, bucket, key string, apply func(KVChange)) (*nats.Sub
 // writes are published (its own, or those of its RePublish).
 func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) (*nats.Subscription, error) {
 	sub, err := nc.Subscribe(prefix+key, func(m *nats.Msg) {
-		c := KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header)}
+		c := KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header), live: true}
 		if e := m.Header.Get(jetstream.ExpectedLastSubjSeqHeader); e != "" {
 			c.expect, _ = strconv.ParseUint(e, 10, 64)
 			c.conditional = true

@@ -1001,9 +1001,9 @@ func TestSweepKeepsTheControlBucketToLiveJobs(t *testing.T) {
 // TestARefusedDeletionDoesNotHideACancel: a key-value write reaches the
 // bucket's subscribers as it is published, stored or not. A resume's
 // compare-and-set deletion of a pause that a cancel overtook is refused by
-// JetStream, and a worker following the control bucket must still hold the
-// cancel: it asks the stream's leader before it lets a conditional deletion
-// take a cancel out of its view.
+// JetStream, and so is a pause at the old revision; a worker following the
+// control bucket must still hold the cancel: it asks the stream's leader
+// before it lets a conditional write take a cancel out of its view.
 func TestARefusedDeletionDoesNotHideACancel(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
@@ -1031,6 +1031,9 @@ func TestARefusedDeletionDoesNotHideACancel(t *testing.T) {
 	}
 	if err := kv.Delete(ctx, "k", jetstream.LastRevision(rev)); err == nil { // the resume, refused
 		t.Fatal("the deletion at the pause's revision was stored")
+	}
+	if _, err := kv.Update(ctx, "k", []byte(job.ControlPause), rev); err == nil { // a pause, refused
+		t.Fatal("the pause at the old revision was stored")
 	}
 	if err := q.Control.Set(ctx, "after", job.ControlPause); err != nil { // published after the deletion
 		t.Fatal(err)

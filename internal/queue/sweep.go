@@ -17,8 +17,8 @@ import (
 // deleted, and a read of the whole bucket (a follower's start, a listing)
 // reads them all. Followers saw each deletion as it was published, or read
 // the marker when they read the bucket again after a reconnect; one that
-// missed both for longer than age takes the key's absence as its deletion
-// (Follow). Each purge reaches only up to the marker read, so a write since
+// missed both for longer than age asks the stream's leader about a key it
+// holds and the read lacks (Follow). Each purge reaches only up to the marker read, so a write since
 // stays. It reads the bucket with batched direct gets, removes at most most
 // markers (the next sweep goes on) and returns how many it removed.
 func SweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Duration, most int) (int, error) {

@@ -150,9 +150,7 @@ func (w *Worker) confirmingControl(ctx context.Context, jobID string) upload.Con
 		case err != nil || fresh == job.ControlCancel:
 			confirmed.Store(true)
 			return c
-		}
-		w.setControl(jobID, fresh) // the view lagged: the next boundary need not ask
-		if fresh == job.ControlNone && w.draining() {
+		case fresh == job.ControlNone && w.draining():
 			return upload.ControlDrain
 		}
 		return fresh
@@ -563,18 +561,6 @@ var errSkip = errors.New("skip")
 // cancelPaused cleans up a paused job that was canceled: abort the multipart
 // upload, delete the resume state, mark it canceled.
 func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job) {
-	// The watch may lag behind a cancel taken back by a job submitted again
-	// (a deletion of an earlier job's control): the key says.
-	c, err := w.q.Control.Get(ctx, j.ID)
-	if err != nil {
-		_ = msg.NakWithDelay(2 * time.Second)
-		return
-	}
-	if c != job.ControlCancel {
-		w.setControl(j.ID, c)
-		_ = msg.Ack() // a paused job's copy, as deliveryStale
-		return
-	}
 	lease, err := w.leaser.Acquire(ctx, j.ID, w.cfg.ID, w.cfg.LeaseTTL)
 	if err != nil {
 		_ = msg.NakWithDelay(2 * time.Second)
