@@ -100,9 +100,9 @@ const followInterval = 2 * time.Second
 // that the read no longer has (its deletion missed and its marker purged
 // since, see SweepBucket, or the read answered by a lagging replica) is
 // asked of the stream's leader, and applied as it says (as deleted when it
-// has no such key), unless it was applied within freshFor. apply is never called concurrently. It returns an
-// error only if the first read fails for good (or ctx ends before it
-// succeeds).
+// has no such key), unless it was applied within freshFor. apply is never
+// called concurrently. It returns an error only if the first read fails
+// for good (or ctx ends before it succeeds).
 func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func(), opts ...FollowOption) error {
 	var o followOptions
 	for _, opt := range opts {
