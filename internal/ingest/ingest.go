@@ -184,7 +184,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	go s.sweepIndex(bg, indexSweepInterval)
 	go s.sweepStrays(bg, time.Minute, strayBudget)
-	go s.sweep(bg, controlSweepInterval, "controls no job needs", func(ctx context.Context) (int, error) {
+	go s.sweep(bg, controlSweepInterval, "the control bucket's old deletion markers", func(ctx context.Context) (int, error) {
 		return s.q.Control.Sweep(ctx, controlSweepAge, controlSweepBudget)
 	})
 	go s.republish(bg, 5*time.Second)
@@ -245,11 +245,11 @@ func (s *Service) sweepIndex(ctx context.Context, interval time.Duration) {
 }
 
 // controlSweepInterval is how often ingest sweeps the control bucket,
-// controlSweepAge how old a deletion marker or an expired job's control must
-// be before it goes, and controlSweepBudget how many a sweep removes at most
-// (queue.Control.Sweep; the backlog a 0.9 deployment left goes over several
-// sweeps): a worker reads every key of the bucket at its start, which would
-// otherwise grow with every pause and cancel ever made.
+// controlSweepAge how old a deletion marker must be before it goes, and
+// controlSweepBudget how many a sweep removes at most (queue.Control.Sweep;
+// the backlog a 0.9 deployment left goes over several sweeps): a worker
+// reads every key of the bucket at its start, which would otherwise grow
+// with every pause and cancel ever made.
 const (
 	controlSweepInterval = 10 * time.Minute
 	controlSweepAge      = time.Hour

@@ -18,9 +18,10 @@ import (
 // reads them all. Followers saw each deletion as it was published, or read
 // the marker when they read the bucket again after a reconnect; one that
 // missed both for longer than age asks the stream's leader about a key it
-// holds and the read lacks (Follow). Each purge reaches only up to the marker read, so a write since
-// stays. It reads the bucket with batched direct gets, removes at most most
-// markers (the next sweep goes on) and returns how many it removed.
+// holds and the read lacks (Follow). Each purge reaches only up to the
+// marker read, so a write since stays. It reads the bucket with batched
+// direct gets, removes at most most markers (the next sweep goes on) and
+// returns how many it removed.
 func SweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Duration, most int) (int, error) {
 	cutoff := time.Now().Add(-age)
 	prefix := "$KV." + bucket + "."
@@ -43,8 +44,9 @@ func SweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Dur
 	return removed, nil
 }
 
-// requestTimeout bounds one request of a sweep, as the JetStream client's
-// default bounds its own.
+// requestTimeout bounds one of our own requests to the JetStream API (a
+// purge, a read from a stream's leader), as the JetStream client's default
+// bounds its own.
 const requestTimeout = 5 * time.Second
 
 // purgeUpTo removes subject's messages in bucket up to and including
