@@ -19,6 +19,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/child"
 	"github.com/vodpipe/vodpipe/internal/gctune"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -233,10 +234,8 @@ func countWord(n int) string {
 func settledLiveHeap(ctx context.Context) int64 {
 	last := gctune.LiveHeap()
 	for range 60 {
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 500*time.Millisecond) {
 			return last
-		case <-time.After(500 * time.Millisecond):
 		}
 		now := gctune.LiveHeap()
 		if last-now < 1<<20 {

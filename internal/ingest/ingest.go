@@ -38,6 +38,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/natsconf"
 	"github.com/vodpipe/vodpipe/internal/natsperm"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/signer"
 )
 
@@ -259,7 +260,7 @@ const (
 // sweep runs f now and every interval after until ctx ends, logging what
 // it deleted (what names the entries) or why it failed.
 func (s *Service) sweep(ctx context.Context, interval time.Duration, what string, f func(context.Context) (int, error)) {
-	every(ctx, interval, func() {
+	retry.Every(ctx, interval, func() {
 		if n, err := f(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep of "+what+" failed; next try in an interval", "err", err)
 		} else if n > 0 {
@@ -289,27 +290,13 @@ func (s *Service) sweepStrays(ctx context.Context, interval time.Duration, budge
 // election, a full store): a job answered with an error may have a status
 // that says queued, and it is queued for real as soon as JetStream takes it.
 func (s *Service) republish(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() {
+	retry.Every(ctx, interval, func() {
 		if n, err := s.q.Jobs.RepublishUnconfirmed(ctx); n > 0 {
 			s.log.Info("jobs published again after a failed submit", "published", n)
 		} else if err != nil && ctx.Err() == nil {
 			s.log.Warn("jobs not yet published again after a failed submit", "err", err)
 		}
 	})
-}
-
-// every runs f now and every interval after, until ctx ends.
-func every(ctx context.Context, interval time.Duration, f func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		f()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Close stops the signature service and the NATS connection.

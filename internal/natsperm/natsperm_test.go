@@ -52,6 +52,8 @@ func TestRefusals(t *testing.T) {
 			queue.IndexPrefix + ".state.completed",
 			"$JS.API.DIRECT.GET." + queue.IndexStream,
 			queue.LayoutSubject,
+			"$JS.API.STREAM.PURGE.KV_" + queue.ControlBucket,
+			"$JS.API.STREAM.MSG.GET.KV_" + queue.ControlBucket,
 		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
@@ -78,7 +80,9 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.CONSUMER.DURABLE.CREATE." + queue.EventsStream + ".c1", "$JS.API.CONSUMER.CREATE.KV_" + queue.FilesBucket,
 			"$JS.API.STREAM.CREATE." + fanout.AttemptsStream, "$JS.API.STREAM.UPDATE." + fanout.AttemptsStream,
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
-			queue.IndexPrefix + ".state.completed", "$JS.API.STREAM.MSG.DELETE." + queue.IndexStream},
+			queue.IndexPrefix + ".state.completed", "$JS.API.STREAM.MSG.DELETE." + queue.IndexStream,
+			// Its sweep purges its own bucket, never the workers' controls.
+			"$JS.API.STREAM.PURGE.KV_" + queue.ControlBucket},
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
 		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch

@@ -70,12 +70,8 @@ func settle(ctx context.Context, nc *nats.Conn, bucket string, c KVChange) (KVCh
 			return last, true
 		}
 		// Not dealt with yet: the subscriber got the write before the stream.
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return c, false
-		case <-t.C:
 		}
 		wait *= 2
 	}
@@ -155,7 +151,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu.Unlock()
 		read := map[string]bool{} // of the keys present: those read
 		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
-			c := KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
+			c := storedChange(m, prefix)
 			mu.Lock()
 			defer mu.Unlock()
 			if _, ok := present[c.Key]; ok || !c.Deleted {
@@ -288,6 +284,13 @@ func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVC
 	return KVChange{Key: key, Value: resp.Message.Data}, resp.Message.Seq, nil
 }
 
+// storedChange is the change a key-value entry read from the stream (a
+// direct get, with its subject in a header) stands for; prefix is the
+// bucket's subject prefix.
+func storedChange(m *nats.Msg, prefix string) KVChange {
+	return KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
+}
+
 // deletion tells whether a key-value message deletes or purges its key.
 func deletion(h nats.Header) bool {
 	op := h.Get("KV-Operation")
@@ -300,7 +303,7 @@ func ReadBucket(ctx context.Context, nc *nats.Conn, bucket string) ([]KVChange, 
 	prefix := "$KV." + bucket + "."
 	var out []KVChange
 	err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
-		out = append(out, KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)})
+		out = append(out, storedChange(m, prefix))
 	})
 	return out, err
 }

@@ -877,19 +877,7 @@ func TestAControlOfAnEarlierJobDoesNotReachTheNextOfItsID(t *testing.T) {
 	if r := q.Jobs.Submit(ctx, []*job.Job{j})[0]; r.Err != nil || r.Duplicate {
 		t.Fatalf("submit: %+v", r)
 	}
-	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateRunning, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Control.Cancel(ctx, j.ID); err != nil { // the worker is past its last look
-		t.Fatal(err)
-	}
-	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateCompleted, nil); err != nil {
-		t.Fatal(err)
-	}
-	testharness.WaitFor(t, 10*time.Second, "the completed status to expire", func() bool {
-		_, _, err := q.Statuses.Get(ctx, j.ID)
-		return errors.Is(err, queue.ErrNotFound)
-	})
+	completeWithALateCancel(t, q, j.ID)
 	// Submitted again at once: the expiry's marker (kept a minute) is the
 	// id's last entry, and the new status is created over it.
 	if r := q.Jobs.Submit(ctx, []*job.Job{j})[0]; r.Err != nil || r.Duplicate || r.Status.State != job.StateQueued {
@@ -949,19 +937,7 @@ func TestSweepKeepsTheControlBucketToLiveJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := q.Statuses.Transition(ctx, done.ID, job.StateRunning, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Control.Cancel(ctx, done.ID); err != nil { // accepted as the job finished
-		t.Fatal(err)
-	}
-	if _, err := q.Statuses.Transition(ctx, done.ID, job.StateCompleted, nil); err != nil {
-		t.Fatal(err)
-	}
-	testharness.WaitFor(t, 10*time.Second, "the completed status to expire", func() bool {
-		_, _, err := q.Statuses.Get(ctx, done.ID)
-		return errors.Is(err, queue.ErrNotFound)
-	})
+	completeWithALateCancel(t, q, done.ID)
 	bucket := func() map[string]string {
 		entries, err := queue.ReadBucket(ctx, n.Connect(t), queue.ControlBucket)
 		if err != nil {
@@ -1048,4 +1024,26 @@ func TestARefusedDeletionDoesNotHideACancel(t *testing.T) {
 	if view["k"] != job.ControlCancel {
 		t.Fatalf("view of k = %q, want the cancel the bucket holds", view["k"])
 	}
+}
+
+// completeWithALateCancel runs queued job id to completed with a cancel
+// accepted as it finished (the worker past its last look), and waits for
+// its status to expire (the queue's retention must be short): the cancel
+// stays in the control bucket, an earlier job's.
+func completeWithALateCancel(t *testing.T, q *queue.Queue, id string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Control.Cancel(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, id, job.StateCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the completed status to expire", func() bool {
+		_, _, err := q.Statuses.Get(ctx, id)
+		return errors.Is(err, queue.ErrNotFound)
+	})
 }

@@ -20,9 +20,9 @@ type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // through the connection's ReadFrom, which for TCP reads and writes 32 KiB at
 // a time: for an 8 MiB part, 256 reads of the file and 256 socket writes,
 // each a system call whose fixed cost, on a virtual machine above all, is
-// much of the sender's CPU ("Where the time goes" in docs/development.md). In chunks of 256 KiB
-// the same part takes 32 of each. A TLS connection wraps this one and writes
-// its records through Write, which is unchanged.
+// much of the sender's CPU ("Where the time goes" in docs/development.md).
+// In chunks of 256 KiB the same part takes 32 of each. A TLS connection
+// wraps this one and writes its records through Write, which is unchanged.
 func bulkWrites(dial dialFunc) dialFunc {
 	bufs := &sync.Pool{New: func() any { b := make([]byte, bulkChunk); return &b }}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {

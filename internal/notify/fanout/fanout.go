@@ -28,6 +28,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/netguard"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/internal/secretbox"
 )
 
@@ -306,9 +307,7 @@ const (
 // bucket now and every interval after, until ctx ends (every replica
 // sweeps; a second sweep finds nothing left).
 func (f *Fanout) sweepSubscriptions(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	retry.Every(ctx, interval, func() {
 		n, err := queue.SweepBucket(ctx, f.nc, SubscriptionsBucket, sweepAge, sweepBudget)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -316,12 +315,7 @@ func (f *Fanout) sweepSubscriptions(ctx context.Context, interval time.Duration)
 		case n > 0:
 			f.log.Info("sweep: markers of deleted subscriptions purged", "purged", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // Delivery outcomes, the label values of vodpipe_notify_deliveries_total
