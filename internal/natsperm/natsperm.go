@@ -60,6 +60,7 @@ const (
 	controlBucket   = "vodpipe_control"
 	filesBucket     = "vodpipe_files"
 	filesChanges    = "vodpipe.files"
+	controlChanges  = "vodpipe.control"
 	uploadsBucket   = "vodpipe_uploads"
 	idemBucket      = "vodpipe_idempotency"
 	resumeBucket    = "vodpipe_resume"
@@ -126,6 +127,11 @@ func build(r Role) (perms, error) {
 		// gone from a read after a reconnect is asked of the stream's leader)
 		// and clears a done cancel or pause.
 		p.kv(controlBucket, read, follow, write, leaderRead)
+		// The controls as JetStream publishes them again once stored
+		// (queue.ControlChanges): what Control.Watch applies. The
+		// bucket's own subjects stay: they tell it when an older ingest
+		// set the bucket up without that.
+		p.sub(controlChanges + ".>")
 		p.kv(filesBucket, write)
 		p.kv(uploadsBucket, write)
 		// The resume state, when no Redis is configured (ingest creates the bucket).

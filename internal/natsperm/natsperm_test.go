@@ -49,6 +49,7 @@ func TestRefusals(t *testing.T) {
 			"$JS.API.STREAM.UPDATE." + queue.JobsStream,
 			"vodpipe.jobs.other",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
+			queue.ControlChanges + ".job-1",       // a forged stored cancel for the workers' views
 			queue.IndexPrefix + ".state.completed",
 			"$JS.API.DIRECT.GET." + queue.IndexStream,
 			queue.LayoutSubject,
@@ -59,6 +60,7 @@ func TestRefusals(t *testing.T) {
 		{natsperm.Worker, []string{
 			queue.JobsSubject,
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
+			queue.ControlChanges + ".job-1",       // a forged stored cancel for the other workers' views
 			// No consumer of its own (a push consumer delivers wherever it is
 			// told), and no stream to create or reshape.
 			"$JS.API.CONSUMER.CREATE.KV_" + queue.ControlBucket,
@@ -75,6 +77,7 @@ func TestRefusals(t *testing.T) {
 		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
+			queue.ControlChanges + ".job-1",       // a forged stored cancel for the workers' views
 			// Its consumers and streams come from ingest's layout broker.
 			"$JS.API.CONSUMER.CREATE." + queue.EventsStream, "$JS.API.CONSUMER.CREATE." + queue.EventsStream + ".c1.>",
 			"$JS.API.CONSUMER.DURABLE.CREATE." + queue.EventsStream + ".c1", "$JS.API.CONSUMER.CREATE.KV_" + queue.FilesBucket,
@@ -524,6 +527,52 @@ func TestWorkerReadsAControlFromTheLeader(t *testing.T) {
 	case err := <-violations:
 		t.Fatalf("violation: %v", err)
 	default:
+	}
+}
+
+// TestWorkerFollowsTheStoredControls: a worker follows the controls as
+// the control bucket's RePublish publishes them again once stored
+// (queue.ControlChanges, from the shared account into the worker's); its
+// user may subscribe there, and its watch sees ingest's pause.
+func TestWorkerFollowsTheStoredControls(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	nc, wq := g.attach(t, natsperm.Worker)
+	seen := make(chan *nats.Msg, 1)
+	sub, err := nc.Subscribe(queue.ControlChanges+".>", func(m *nats.Msg) { seen <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	views := make(chan job.Control, 4)
+	loaded := make(chan struct{})
+	go func() {
+		_ = wq.Control.Watch(ctx, func(id string, c job.Control) {
+			if id == "job-4" {
+				views <- c
+			}
+		}, func() { close(loaded) })
+	}()
+	<-loaded
+	_, iq := g.attach(t, natsperm.Ingest)
+	if err := iq.Control.Set(ctx, "job-4", job.ControlPause); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-seen:
+		if m.Subject != queue.ControlChanges+".job-4" || string(m.Data) != string(job.ControlPause) || m.Header.Get(jetstream.SequenceHeader) == "" {
+			t.Fatalf("the worker got %s %q %v, want the stored pause with its sequence", m.Subject, m.Data, m.Header)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stored pause never reached the worker's account")
+	}
+	select {
+	case c := <-views:
+		if c != job.ControlPause {
+			t.Fatalf("the worker's view: %q, want the pause", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pause never reached the worker's view")
 	}
 }
 

@@ -99,11 +99,15 @@ func (ctl *Control) Set(ctx context.Context, jobID string, c job.Control) error 
 // once, then calls f for every change until ctx ends. A watcher that
 // took only changes would never learn of a pause or a cancel accepted
 // before it started, and would run such a job to its end. It creates no
-// consumer (see follow), so a worker's NATS user needs no right to. A
-// compare-and-set write to a key it holds a cancel of is checked with the
-// stream's leader first (FollowSettlingWritesOver): a pause, a resume or a
-// ForgetStale that a cancel overtook is refused by JetStream, and would
-// otherwise take the cancel out of the view.
+// consumer (see follow), so a worker's NATS user needs no right to. The
+// changes come from the bucket's RePublish (ControlChanges): stored
+// writes only, in the order stored, so a pause, a resume or a ForgetStale
+// that JetStream refused (another write came first) changes nothing. When
+// the republishes stop coming (an older ingest set the bucket up), writes
+// apply as published, and a compare-and-set write to a key it holds a
+// cancel of is checked with the stream's leader first
+// (FollowSettlingWritesOver), so a refused one cannot take the cancel out
+// of the view.
 func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Control), loaded func()) error {
 	return Follow(ctx, ctl.nc, ControlBucket, func(c KVChange) {
 		ctrl := job.Control(c.Value)
@@ -111,7 +115,8 @@ func (ctl *Control) Watch(ctx context.Context, f func(jobID string, c job.Contro
 			ctrl = job.ControlNone
 		}
 		f(c.Key, ctrl)
-	}, loaded, FollowSettlingWritesOver(func(v []byte) bool { return job.Control(v) == job.ControlCancel }))
+	}, loaded, FollowRepublished(ControlChanges+"."),
+		FollowSettlingWritesOver(func(v []byte) bool { return job.Control(v) == job.ControlCancel }))
 }
 
 // Pause asks for a job to stop at a part boundary. A queued job is paused at

@@ -23,6 +23,13 @@ import (
 // that only need a bucket's values follow it without one: a key-value write
 // is a message on $KV.<bucket>.<key>, to which they subscribe, and the
 // current values come from batched direct gets.
+//
+// A write reaches such subscribers as it is published: stored or refused
+// (a compare-and-set another write came first to), and, across NATS
+// servers, not always in the order the stream stored it. A bucket with a
+// RePublish (FollowRepublished) is followed through that instead: the
+// stream's leader publishes each write again once stored, in stream order,
+// with its sequence.
 
 // KVChange is one key's value, or its deletion.
 type KVChange struct {
@@ -34,13 +41,40 @@ type KVChange struct {
 	// it is published, whether or not JetStream stores it.
 	conditional bool
 	expect      uint64
-	live        bool // seen as it was published, not read from the stream
+	live        bool   // seen as it was published, not read from the stream
+	seq         uint64 // the entry's stream sequence, when read or republished (0: unknown)
+	republished bool   // published again by the bucket's RePublish: stored
 }
 
 // A FollowOption changes how Follow follows.
 type FollowOption func(*followOptions)
 
-type followOptions struct{ settleOver func(value []byte) bool }
+type followOptions struct {
+	settleOver  func(value []byte) bool
+	republished string // where the bucket's RePublish publishes its writes ("" for none)
+	wait        time.Duration
+	// settled, if set, learns of each write settled with the leader for
+	// want of its republish, and whether that changed the view (tests).
+	settled func(key string, applied bool)
+}
+
+// FollowRepublished has Follow apply the bucket's writes as its RePublish
+// publishes them again under prefix (Destination without its ">"): only
+// the stored ones, in the order stored. A write seen as published whose
+// republish has not come within republishWait is asked of the stream's
+// leader (refused, it changes nothing); when the leader has it stored,
+// the RePublish is off (an ingest older than 0.10 set the bucket up
+// without it, or lacks the right to the subjects) and Follow applies the
+// writes as published from then on, as without this option, until a
+// republished one comes again.
+func FollowRepublished(prefix string) FollowOption {
+	return func(o *followOptions) { o.republished = prefix }
+}
+
+// republishWait is how long Follow waits for the republish of a write it
+// saw published (see FollowRepublished); the leader republishes a write
+// as it stores it, so within milliseconds.
+const republishWait = time.Second
 
 // FollowSettlingWritesOver has Follow make sure of a conditional write (a
 // compare-and-set put or delete) to a key whose value it holds and keep
@@ -96,7 +130,9 @@ const followInterval = 2 * time.Second
 // that the read no longer has (its deletion missed and its marker purged
 // since, see SweepBucket, or the read answered by a lagging replica) is
 // asked of the stream's leader, and applied as it says (as deleted when it
-// has no such key), unless it was applied within freshFor. apply is never
+// has no such key), unless it was applied within freshFor. With
+// FollowRepublished the changes come from the bucket's RePublish, and a
+// value read or republished never replaces a newer one held. apply is never
 // called concurrently. It returns an error only if the first read fails
 // for good (or ctx ends before it succeeds).
 func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChange), loaded func(), opts ...FollowOption) error {
@@ -104,15 +140,24 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.wait == 0 {
+		o.wait = republishWait
+	}
 	type held struct {
 		value []byte
 		at    time.Time // when applied, if seen as it was published
+		seq   uint64    // its stream sequence, if known
 	}
 	var (
 		mu        sync.Mutex
 		buffering = true
 		buffer    []KVChange
 		present   = map[string]held{} // the keys whose last change applied is a value
+		// With a RePublish: the keys written as seen published whose
+		// republish has not come (since when), and whether writes are
+		// applied as published (the republishes stopped coming).
+		pending = map[string]time.Time{}
+		direct  bool
 	)
 	track := func(c KVChange) {
 		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
@@ -125,25 +170,89 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		case c.Deleted:
 			delete(present, c.Key)
 		case c.live:
-			present[c.Key] = held{c.Value, time.Now()}
-		default: // read from the stream: stored
-			present[c.Key] = held{value: c.Value}
+			present[c.Key] = held{value: c.Value, at: time.Now()}
+		default: // read from the stream or republished: stored
+			present[c.Key] = held{value: c.Value, seq: c.seq}
 		}
 		apply(c)
 	}
-	sub, err := changes(nc, bucket, ">", func(c KVChange) {
+	// see takes a change in (mu held, not buffering).
+	see := func(c KVChange) {
+		switch {
+		case o.republished == "" || c.live && direct:
+			track(c)
+		case c.live: // its republish, if stored, applies it
+			if _, ok := pending[c.Key]; !ok {
+				pending[c.Key] = time.Now()
+			}
+		default:
+			if c.republished {
+				delete(pending, c.Key)
+				direct = false
+			}
+			if h, ok := present[c.Key]; ok && c.seq != 0 && c.seq <= h.seq {
+				return // older than the value held (a read from a lagging replica)
+			}
+			track(c)
+		}
+	}
+	take := func(c KVChange) {
 		mu.Lock()
 		defer mu.Unlock()
 		if buffering {
 			buffer = append(buffer, c)
 			return
 		}
-		track(c)
-	})
+		see(c)
+	}
+	sub, err := changes(nc, bucket, ">", take)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if o.republished != "" {
+		rsub, err := changesOn(nc, bucket, o.republished, ">", take)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = rsub.Unsubscribe() }()
+	}
+	// settlePending asks the leader about the writes whose republish did
+	// not come in time.
+	settlePending := func() {
+		mu.Lock()
+		var due []string
+		for k, at := range pending {
+			if time.Since(at) >= o.wait {
+				due = append(due, k)
+			}
+		}
+		mu.Unlock()
+		for _, k := range due {
+			c, _, err := lastFromLeader(ctx, nc, bucket, k)
+			if err != nil {
+				continue // asked again at the next tick
+			}
+			mu.Lock()
+			at, ok := pending[k]
+			ok = ok && time.Since(at) >= o.wait
+			h, held := present[k]
+			applied := ok && (held == c.Deleted || held && c.seq > h.seq)
+			if ok {
+				delete(pending, k)
+			}
+			if applied {
+				// Stored, and no republish brought it: the bucket's
+				// RePublish is off.
+				direct = true
+				track(c)
+			}
+			mu.Unlock()
+			if ok && o.settled != nil {
+				o.settled(k, applied)
+			}
+		}
+	}
 	prefix := "$KV." + bucket + "."
 	load := func() error {
 		mu.Lock()
@@ -154,8 +263,12 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			c := storedChange(m, prefix)
 			mu.Lock()
 			defer mu.Unlock()
-			if _, ok := present[c.Key]; ok || !c.Deleted {
+			h, ok := present[c.Key]
+			if ok || !c.Deleted {
 				read[c.Key] = true
+			}
+			if ok && c.seq != 0 && c.seq <= h.seq {
+				return // held already, or newer (a lagging replica answered)
 			}
 			track(c)
 		})
@@ -179,7 +292,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
 		for _, c := range buffer {
-			track(c)
+			see(c)
 		}
 		buffering, buffer = false, nil
 		return err
@@ -200,11 +313,20 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	loaded()
 	tick := time.NewTicker(followInterval)
 	defer tick.Stop()
+	var settleTick <-chan time.Time
+	if o.republished != "" {
+		t := time.NewTicker(o.wait / 4)
+		defer t.Stop()
+		settleTick = t.C
+	}
 	failed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-settleTick:
+			settlePending()
+			continue
 		case <-tick.C:
 		}
 		if r := nc.Stats().Reconnects; r != reconnects || failed {
@@ -225,9 +347,15 @@ func changes(nc *nats.Conn, bucket, key string, apply func(KVChange)) (*nats.Sub
 // changesOn is changes on the subjects under prefix where the bucket's
 // writes are published (its own, or those of its RePublish).
 func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) (*nats.Subscription, error) {
+	republished := prefix != "$KV."+bucket+"."
 	sub, err := nc.Subscribe(prefix+key, func(m *nats.Msg) {
 		c := KVChange{Key: strings.TrimPrefix(m.Subject, prefix), Value: m.Data, Deleted: deletion(m.Header), live: true}
-		if e := m.Header.Get(jetstream.ExpectedLastSubjSeqHeader); e != "" {
+		if republished {
+			// Stored: the republish keeps the write's headers and adds the
+			// stream's (its sequence among them).
+			c.live, c.republished = false, true
+			c.seq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		} else if e := m.Header.Get(jetstream.ExpectedLastSubjSeqHeader); e != "" {
 			c.expect, _ = strconv.ParseUint(e, 10, 64)
 			c.conditional = true
 		}
@@ -279,16 +407,17 @@ func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVC
 	case resp.Error != nil:
 		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, resp.Error)
 	case len(resp.Message.Data) == 0: // a marker
-		return KVChange{Key: key, Deleted: true}, resp.Message.Seq, nil
+		return KVChange{Key: key, Deleted: true, seq: resp.Message.Seq}, resp.Message.Seq, nil
 	}
-	return KVChange{Key: key, Value: resp.Message.Data}, resp.Message.Seq, nil
+	return KVChange{Key: key, Value: resp.Message.Data, seq: resp.Message.Seq}, resp.Message.Seq, nil
 }
 
 // storedChange is the change a key-value entry read from the stream (a
 // direct get, with its subject in a header) stands for; prefix is the
 // bucket's subject prefix.
 func storedChange(m *nats.Msg, prefix string) KVChange {
-	return KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header)}
+	seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	return KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header), seq: seq}
 }
 
 // deletion tells whether a key-value message deletes or purges its key.

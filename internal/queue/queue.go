@@ -36,7 +36,13 @@ const (
 	// to $KV.vodpipe_files.>: nats-server does not pass a message that came
 	// in through a service import on to a stream export. JetStream's own
 	// publish does.
-	FilesChanges   = "vodpipe.files"
+	FilesChanges = "vodpipe.files"
+	// ControlChanges is where JetStream publishes again each stored write
+	// of the control bucket, in stream order: workers follow the controls
+	// there (Control.Watch), so a write JetStream refused, or one that
+	// reached a worker's server before an earlier one, never takes a
+	// pause or cancel out of their views.
+	ControlChanges = "vodpipe.control"
 	UploadsBucket  = "vodpipe_uploads"
 	WorkerConsumer = "workers"
 
@@ -283,9 +289,11 @@ func (q *Queue) buckets() []layoutBucket {
 	status.LimitMarkerTTL = time.Minute
 	files := bucket(FilesBucket, "vodpipe FileId to job id", retention)
 	files.RePublish = &jetstream.RePublish{Source: "$KV." + FilesBucket + ".>", Destination: FilesChanges + ".>"}
+	control := bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)
+	control.RePublish = &jetstream.RePublish{Source: "$KV." + ControlBucket + ".>", Destination: ControlChanges + ".>"}
 	return []layoutBucket{
 		{&q.Statuses.kv, status},
-		{&q.Control.kv, bucket(ControlBucket, "vodpipe job control (pause, cancel)", 0)},
+		{&q.Control.kv, control},
 		{&q.Files.files, files},
 		{&q.Files.uploads, bucket(UploadsBucket, "vodpipe media storage path of a commit to job id", uploadsTTL)},
 		{&q.Resume, bucket(ResumeBucket, "vodpipe resume state and job leases", ResumeTTL)},
