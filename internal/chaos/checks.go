@@ -387,8 +387,9 @@ func checkResentPerJob(rep *Report, o Options, jobs []*job.Job, states map[strin
 		// waited (a full store, no Redis replica for its commit) or that
 		// a worker handed back (an upgrade's SIGTERM). Each is a delivery,
 		// so the deliveries bound them too (one that started nothing sent
-		// nothing).
-		extra := max(states[j.ID].Runs-1, states[j.ID].Attempt-1, 0)
+		// nothing). A pause the run asked for interrupts the parts in
+		// flight as well, and its resume is a new job message.
+		extra := max(states[j.ID].Runs-1, states[j.ID].Attempt-1, 0) + rep.pauses[j.ID]
 		bound := int64(extra)*perAttempt + int64(u.faults)*o.PartSize
 		if resent > 0 && extra > 0 {
 			rep.Interrupted++

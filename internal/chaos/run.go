@@ -163,6 +163,9 @@ type Report struct {
 	// (error, reset, lost_answer: carried out, then the answer lost).
 	InjectedFaults int
 	FaultKinds     map[string]int
+	// Paused counts the running jobs the run paused and resumed while the
+	// faults ran; LatePauses the pauses accepted as their job completed.
+	Paused, LatePauses int
 	// Redelivered counts the job.completed events whose first delivery the
 	// receiver refused and that notify delivered again under the same webhook id.
 	Redelivered int
@@ -199,8 +202,9 @@ type Report struct {
 	// Evidence is what the workers logged about the first jobs named in a violation.
 	Evidence string
 
-	suspects []string   // job ids named in violations
-	runs     workerRuns // an upgrade run's: which version each worker ran when
+	suspects []string       // job ids named in violations
+	pauses   map[string]int // the pauses of each job carried out (each interrupts its parts in flight)
+	runs     workerRuns     // an upgrade run's: which version each worker ran when
 }
 
 // Print writes the report as the run's summary.
@@ -237,6 +241,9 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  latency:    p50 %s, p90 %s, longest %s (%s → the job's first job.completed webhook)\n",
 			r.Latency[0].Round(100*time.Millisecond), r.Latency[1].Round(100*time.Millisecond), r.Latency[2].Round(100*time.Millisecond), how)
 	}
+	if r.Paused > 0 {
+		fmt.Fprintf(w, "  controls:   %d pauses of running jobs carried out and resumed (%d more came as their job completed)\n", r.Paused, r.LatePauses)
+	}
 	fmt.Fprintf(w, "  committed:  %d of %d (%d failed)\n", r.Committed, r.Jobs, r.Failed)
 	fmt.Fprintf(w, "  cluster:    %d streams and key-value buckets at 3 replicas\n", r.Replicated)
 	fmt.Fprintf(w, "  webhooks:   %d job.completed deliveries refused once by the receiver, each delivered again under its webhook id\n", r.Redelivered)
@@ -249,7 +256,7 @@ func (r *Report) Print(w io.Writer) {
 			e["published"]+e["published_by_media_url"], e["published"], e["published_by_media_url"], e["uncorrelated"], e["duplicate"])
 	}
 	if len(r.Violations) == 0 {
-		fmt.Fprintln(w, "  OK: every fault injected, every job committed once, one FileId each, no open multipart upload, one job.completed (one webhook id through redeliveries) and one vod.file_uploaded naming its job each, re-sent bytes within bound for every job")
+		fmt.Fprintln(w, "  OK: every fault injected, every pause and resume carried out, every job committed once, one FileId each, no open multipart upload, one job.completed (one webhook id through redeliveries) and one vod.file_uploaded naming its job each, re-sent bytes within bound for every job")
 		return
 	}
 	fmt.Fprintf(w, "  %d VIOLATIONS:\n", len(r.Violations))
@@ -418,6 +425,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		chaosErr = runFaults(cctx, rng, o, cl, rd, sys, ws, workers, rep, scheduled, logf)
 	})
 	netDone := make(chan struct{})
+	// Pauses and resumes while the faults run (a soak has none), three
+	// jobs at a time.
+	ctl := newControls()
+	if o.Soak == 0 {
+		more := func() bool { return !closed(faultsEnded) && !(closed(scheduled) && closed(netDone)) }
+		for i := range 3 {
+			chaosWG.Go(func() { ctl.run(cctx, ctx, rand.New(rand.NewPCG(o.Seed, 0xc0+uint64(i))), api, more, logf) })
+		}
+	}
 	var met *metKinds
 	if o.Soak > 0 {
 		met = &metKinds{kinds: map[string]bool{}}
@@ -491,6 +507,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	stopChaos()
 	chaosWG.Wait()
+	if o.Soak == 0 {
+		rep.Paused, rep.LatePauses, rep.pauses = ctl.total(), ctl.Late, ctl.Paused
+		for _, l := range ctl.Lost {
+			rep.Violations = append(rep.Violations, "controls: "+l)
+		}
+		if rep.Paused == 0 && len(ctl.Lost) == 0 {
+			rep.Violations = append(rep.Violations, "controls: no running job was paused and resumed: controls went untested")
+		}
+	}
 	if o.Previous != nil {
 		rep.Jobs = len(jobs)
 		if feedErr != nil {
@@ -543,6 +568,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Evidence = evidence(dir, rep.suspects)
 	return rep, nil
+}
+
+// closed tells whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // latencyOf is the p50, p90 and longest time from each job's submission
