@@ -61,6 +61,7 @@ const (
 	filesBucket     = "vodpipe_files"
 	filesChanges    = "vodpipe.files"
 	controlChanges  = "vodpipe.control"
+	subsChanges     = "vodpipe.subscriptions"
 	uploadsBucket   = "vodpipe_uploads"
 	idemBucket      = "vodpipe_idempotency"
 	resumeBucket    = "vodpipe_resume"
@@ -158,6 +159,7 @@ func build(r Role) (perms, error) {
 		// Followed as the controls are (queue.Follow), and its old deletion
 		// markers swept (queue.SweepBucket).
 		p.kv(subsBucket, read, follow, write, leaderRead)
+		p.sub(subsChanges + ".>") // its RePublish, which the dispatchers follow
 		p.pub(api("STREAM.PURGE", "KV_"+subsBucket))
 		p.kv(vodEventsBucket, read, write)
 		// The attempt log: written, read with batched direct gets, purged

@@ -50,6 +50,7 @@ func TestRefusals(t *testing.T) {
 			"vodpipe.jobs.other",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			queue.ControlChanges + ".job-1",       // a forged stored cancel for the workers' views
+			queue.SubscriptionChanges + ".sub-1",  // a forged webhook subscription for notify's dispatchers
 			queue.IndexPrefix + ".state.completed",
 			"$JS.API.DIRECT.GET." + queue.IndexStream,
 			queue.LayoutSubject,
@@ -61,6 +62,7 @@ func TestRefusals(t *testing.T) {
 			queue.JobsSubject,
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			queue.ControlChanges + ".job-1",       // a forged stored cancel for the other workers' views
+			queue.SubscriptionChanges + ".sub-1",  // a forged webhook subscription for notify's dispatchers
 			// No consumer of its own (a push consumer delivers wherever it is
 			// told), and no stream to create or reshape.
 			"$JS.API.CONSUMER.CREATE.KV_" + queue.ControlBucket,
@@ -78,6 +80,7 @@ func TestRefusals(t *testing.T) {
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			queue.ControlChanges + ".job-1",       // a forged stored cancel for the workers' views
+			queue.SubscriptionChanges + ".sub-1",  // a forged record for the other replicas' dispatchers
 			// Its consumers and streams come from ingest's layout broker.
 			"$JS.API.CONSUMER.CREATE." + queue.EventsStream, "$JS.API.CONSUMER.CREATE." + queue.EventsStream + ".c1.>",
 			"$JS.API.CONSUMER.DURABLE.CREATE." + queue.EventsStream + ".c1", "$JS.API.CONSUMER.CREATE.KV_" + queue.FilesBucket,
@@ -232,6 +235,16 @@ func TestLayoutBrokerRefusesWhatReachesOutside(t *testing.T) {
 			_, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: queue.StatusBucket})
 			return err
 		},
+		"subscriptions republished as jobs": func() error {
+			_, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: fanout.SubscriptionsBucket,
+				RePublish: &jetstream.RePublish{Source: "$KV." + fanout.SubscriptionsBucket + ".>", Destination: "vodpipe.jobs.>"}})
+			return err
+		},
+		"VOD events republished as subscriptions": func() error {
+			_, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: queue.VODEventsBucket,
+				RePublish: &jetstream.RePublish{Source: "$KV." + queue.VODEventsBucket + ".>", Destination: queue.SubscriptionChanges + ".>"}})
+			return err
+		},
 	} {
 		if err := ask(); err == nil || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("%s: %v, want a refusal", name, err)
@@ -253,8 +266,33 @@ func TestLayoutBrokerRefusesWhatReachesOutside(t *testing.T) {
 	if _, err := layout.Stream(ctx, attempts); err != nil {
 		t.Fatalf("the attempt log: %v", err)
 	}
-	if _, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: fanout.SubscriptionsBucket}); err != nil {
+	if _, err := layout.Bucket(ctx, jetstream.KeyValueConfig{Bucket: fanout.SubscriptionsBucket, RePublish: queue.SubscriptionsRePublish()}); err != nil {
 		t.Fatalf("the subscriptions bucket: %v", err)
+	}
+	// Its RePublish reaches notify's account: the dispatchers follow it.
+	seen := make(chan *nats.Msg, 1)
+	sub, err := nf.Subscribe(queue.SubscriptionChanges+".>", func(m *nats.Msg) { seen <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nf.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := njs.KeyValue(ctx, fanout.SubscriptionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "sub-1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-seen:
+		if m.Subject != queue.SubscriptionChanges+".sub-1" || m.Header.Get(jetstream.SequenceHeader) == "" {
+			t.Fatalf("notify got %s %v, want the stored record with its sequence", m.Subject, m.Header)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stored subscription record never reached notify's account")
 	}
 }
 

@@ -764,6 +764,46 @@ func TestWebhookDisableHoldsDeliveriesUntilEnabled(t *testing.T) {
 	testharness.WaitFor(t, 10*time.Second, "the held event after enabling", func() bool { return r.receivedIDs()[ev.ID] == 1 })
 }
 
+// TestARefusedSubscriptionWriteDoesNotStopDeliveries: two replicas
+// changing one subscription at once both write at the revision they read,
+// and JetStream stores one. The other is refused, yet it reaches the
+// bucket's subscribers as published; the dispatchers follow the bucket's
+// RePublish (stored writes only), so a refused "disabled" record with a
+// newer version does not stop the subscription's deliveries.
+func TestARefusedSubscriptionWriteDoesNotStopDeliveries(t *testing.T) {
+	e := newEnv(t)
+	in := e.start()
+	h := newHub(t)
+	r := h.receiver("kept")
+	sub := in.subscribe(t, h.url(r), []string{"job.completed"}, "")
+	r.setSecret(sub.Secret)
+	ctx := t.Context()
+	kv, err := e.nats.JetStream(t).KeyValue(ctx, fanout.SubscriptionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	version, _ := rec["version"].(float64)
+	rec["version"], rec["status"] = version+1, fanout.StatusDisabled
+	disabled, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Update(ctx, sub.ID, disabled, entry.Revision()-1); err == nil {
+		t.Fatal("the update at an older revision was stored")
+	}
+	ev := e.publish(job.EventCompleted, "kept", job.CompletedData{FileID: "f"})
+	testharness.WaitFor(t, 10*time.Second, "the event at the subscription the refused write would have disabled",
+		func() bool { return r.receivedIDs()[ev.ID] == 1 })
+}
+
 // Replays asked for at once are held to maxReplays (4) running: each
 // request checked the count before any had recorded its replay.
 func TestConcurrentReplaysKeepToTheBound(t *testing.T) {

@@ -26,12 +26,23 @@ import (
 // streams only with their fixed subjects, no mirror, sources, republish or
 // subject transform. notify's NATS user may create neither.
 
+// SubscriptionsRePublish is the one RePublish the broker makes: the
+// subscriptions bucket's writes onto SubscriptionChanges.
+func SubscriptionsRePublish() *jetstream.RePublish {
+	return &jetstream.RePublish{Source: "$KV." + SubscriptionsBucket + ".>", Destination: SubscriptionChanges + ".>"}
+}
+
 // Names of notify's own streams, which the broker creates for it.
 const (
 	SubscriptionsBucket = "vodpipe_subscriptions"
 	VODEventsBucket     = "vodpipe_vod_events"
 	AttemptsStream      = "VODPIPE_NOTIFY_ATTEMPTS"
 	AttemptsPrefix      = "vodpipe.notify.attempts"
+
+	// SubscriptionChanges is where JetStream publishes again each stored
+	// write of the subscriptions bucket, in stream order: notify's
+	// dispatchers follow it (see FollowRepublished).
+	SubscriptionChanges = "vodpipe.subscriptions"
 
 	// LayoutSubject is the broker's request subject.
 	LayoutSubject = "vodpipe.layout"
@@ -103,8 +114,13 @@ func checkLayout(r *layoutRequest) error {
 		if b.Bucket != SubscriptionsBucket && b.Bucket != VODEventsBucket {
 			return fmt.Errorf("bucket %q is not one of notify's", b.Bucket)
 		}
-		if b.Mirror != nil || len(b.Sources) > 0 || b.RePublish != nil {
-			return errors.New("no mirror, sources or republish")
+		if b.Mirror != nil || len(b.Sources) > 0 {
+			return errors.New("no mirror or sources")
+		}
+		// One RePublish only: the subscriptions bucket's, onto its own
+		// subjects (SubscriptionChanges), which notify follows.
+		if rp := b.RePublish; rp != nil && (b.Bucket != SubscriptionsBucket || *rp != *SubscriptionsRePublish()) {
+			return errors.New("no republish but the subscriptions bucket's onto " + SubscriptionChanges + ".>")
 		}
 	}
 	return nil

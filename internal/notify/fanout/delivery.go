@@ -95,9 +95,11 @@ func (d *dispatcher) run(ctx context.Context) error {
 }
 
 // watch follows the subscriptions bucket (by subscription and batched
-// reads: notify's user may create no consumer of it) until ctx ends.
+// reads: notify's user may create no consumer of it) until ctx ends,
+// through its RePublish: a compare-and-set write JetStream refused (two
+// replicas changing one subscription at once) never reaches the runners.
 func (d *dispatcher) watch(ctx context.Context) error {
-	return queue.Follow(ctx, d.s.nc, SubscriptionsBucket, d.apply, func() {})
+	return queue.Follow(ctx, d.s.nc, SubscriptionsBucket, d.apply, func() {}, queue.FollowRepublished(queue.SubscriptionChanges+"."))
 }
 
 // apply brings the runners of one subscription in line with a change of the bucket.

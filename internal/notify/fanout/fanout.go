@@ -208,11 +208,20 @@ func (f *Fanout) Trace(tracer trace.Tracer) { f.tracer = tracer }
 func (f *Fanout) Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, q *queue.Queue) error {
 	f.nc, f.js, f.events, f.replicas = nc, js, q.Events, q.Config().Replicas
 	f.layout = queue.NewLayout(js)
-	var err error
-	if f.subs, err = f.layout.Bucket(ctx, jetstream.KeyValueConfig{
+	subs := jetstream.KeyValueConfig{
 		Bucket: SubscriptionsBucket, Description: "vodpipe webhook subscriptions", History: 1,
-		Storage: jetstream.FileStorage, Replicas: f.replicas,
-	}); err != nil {
+		Storage: jetstream.FileStorage, Replicas: f.replicas, RePublish: queue.SubscriptionsRePublish(),
+	}
+	var err error
+	f.subs, err = f.layout.Bucket(ctx, subs)
+	if err != nil && strings.Contains(err.Error(), "republish") {
+		// An ingest older than 0.10 makes no RePublish: the dispatchers
+		// then apply the bucket's writes as published (queue.FollowRepublished).
+		f.log.Warn("ingest's layout broker makes no RePublish of the subscriptions bucket (an ingest older than notify?); following the bucket's own writes", "err", err)
+		subs.RePublish = nil
+		f.subs, err = f.layout.Bucket(ctx, subs)
+	}
+	if err != nil {
 		return fmt.Errorf("notify: bucket %s: %w", SubscriptionsBucket, err)
 	}
 	if f.attempts, err = f.layout.Stream(ctx, jetstream.StreamConfig{
