@@ -88,7 +88,7 @@ func (l *live) backfill(ctx context.Context, until time.Time) {
 	for _, t := range []string{job.EventCompleted, job.EventFailed} {
 		n := 0
 		err := queue.ScanSince(ctx, l.nc, queue.EventsStream, queue.EventFilterSubject(t, ""), since, func(m *nats.Msg) bool {
-			at, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+			at, err := time.Parse(time.RFC3339Nano, queue.ServerHeader(m.Header, jetstream.TimeStampHeaer))
 			if err != nil {
 				return true // not a stored message's header: skip it
 			}

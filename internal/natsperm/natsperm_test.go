@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,7 +57,7 @@ func TestRefusals(t *testing.T) {
 			queue.LayoutSubject,
 			"$JS.API.STREAM.PURGE.KV_" + queue.ControlBucket,
 			"$JS.API.STREAM.MSG.GET.KV_" + queue.ControlBucket,
-		}, []string{signer.Subject, status + ".>", subs + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
+		}, []string{signer.Subject, status + ".>", subs + ".>", queue.SubscriptionChanges + ".>", queue.JobsSubject, natsperm.Worker.Inbox() + ".>",
 			"_INBOX.>"}}, // other clients' replies on the default inbox (an operator's admin reads)
 		{natsperm.Worker, []string{
 			queue.JobsSubject,
@@ -76,7 +77,7 @@ func TestRefusals(t *testing.T) {
 			queue.LayoutSubject,
 			"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			"$JS.API.STREAM.UPDATE.KV_" + fanout.SubscriptionsBucket,
-		}, []string{signer.Subject, subs + ".>", natsperm.Ingest.Inbox() + ".>"}},
+		}, []string{signer.Subject, subs + ".>", queue.SubscriptionChanges + ".>", natsperm.Ingest.Inbox() + ".>"}},
 		{natsperm.Notify, []string{signer.Subject, queue.JobsSubject, "$JS.API.DIRECT.GET.KV_" + queue.StatusBucket + "." + status + ".job-1",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
 			queue.ControlChanges + ".job-1",       // a forged stored cancel for the workers' views
@@ -92,6 +93,8 @@ func TestRefusals(t *testing.T) {
 			[]string{signer.Subject, natsperm.Worker.Inbox() + ".>"}},
 		{natsperm.Ingest, []string{"$JS.API.DIRECT.GET.KV_" + fanout.SubscriptionsBucket + "." + subs + ".sub-1",
 			queue.FilesChanges + ".5285890781234", // a forged FileId → job record for notify's watch
+			queue.ControlChanges + ".job-1",       // a forged stored cancel for the workers' views
+			queue.SubscriptionChanges + ".sub-1",  // a forged webhook subscription for notify's dispatchers
 			subs + ".sub-1"},                      // no answering wherever a requester points (allow_responses)
 			[]string{subs + ".>"}},
 	} {
@@ -611,6 +614,78 @@ func TestWorkerFollowsTheStoredControls(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the pause never reached the worker's view")
+	}
+}
+
+// TestForgedServerHeadersChangeNothing: a worker may write the control
+// bucket, and may set headers on its write that the server sets on what it
+// republishes and answers direct gets with (Nats-Sequence, Nats-Subject).
+// The server appends its own after them; read first, the forged ones
+// would have another worker hold the write at the highest sequence (every
+// later control of the job ignored as older) or as another job's, and a
+// Status header would end a batched read at it. Neither
+// a follower that saw the write nor one that reads it later is fooled.
+func TestForgedServerHeadersChangeNothing(t *testing.T) {
+	g := startGuarded(t)
+	ctx := t.Context()
+	watch := func(wq *queue.Queue) func(id string) (job.Control, bool) {
+		var mu sync.Mutex
+		view := map[string]job.Control{}
+		loaded := make(chan struct{})
+		go func() {
+			_ = wq.Control.Watch(ctx, func(id string, c job.Control) {
+				mu.Lock()
+				defer mu.Unlock()
+				view[id] = c
+			}, func() { close(loaded) })
+		}()
+		<-loaded
+		return func(id string) (job.Control, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			c, ok := view[id]
+			return c, ok
+		}
+	}
+	_, wq := g.attach(t, natsperm.Worker)
+	seen := watch(wq)
+	forger, _ := g.attach(t, natsperm.Worker)
+	fjs, err := jetstream.New(forger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := &nats.Msg{Subject: "$KV." + queue.ControlBucket + ".job-9", Data: []byte(job.ControlPause), Header: nats.Header{
+		jetstream.SequenceHeader: []string{"18446744073709551615"},
+		jetstream.SubjectHeader:  []string{"$KV." + queue.ControlBucket + ".victim"},
+		"Status":                 []string{"204"}, // a direct get's end of batch
+	}}
+	if _, err := fjs.PublishMsg(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, 5*time.Second, "the forged write in the view", func() bool {
+		c, _ := seen("job-9")
+		return c == job.ControlPause
+	})
+	// A follower that starts now reads the forged write with a direct get.
+	_, lq := g.attach(t, natsperm.Worker)
+	later := watch(lq)
+	if c, _ := later("job-9"); c != job.ControlPause {
+		t.Fatalf("a later follower reads job-9 as %q, want the forged write's pause", c)
+	}
+	_, iq := g.attach(t, natsperm.Ingest)
+	if err := iq.Control.Set(ctx, "job-9", job.ControlCancel); err != nil {
+		t.Fatal(err)
+	}
+	for name, view := range map[string]func(string) (job.Control, bool){"the follower": seen, "the later follower": later} {
+		testharness.WaitFor(t, 5*time.Second, name+" to take ingest's cancel after the forged write", func() bool {
+			c, _ := view("job-9")
+			return c == job.ControlCancel
+		})
+	}
+	for name, view := range map[string]func(string) (job.Control, bool){"the follower": seen, "the later follower": later} {
+		if c, ok := view("victim"); ok {
+			t.Fatalf("%s holds %q for a job nobody wrote", name, c)
+		}
 	}
 }
 

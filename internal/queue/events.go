@@ -114,7 +114,7 @@ func (ev *Events) ForJob(ctx context.Context, jobID string, since time.Time, max
 			if json.Unmarshal(m.Data, &e) != nil || e.JobID != jobID {
 				return true // another job's id that maps to the same subject token
 			}
-			seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			seq, _ := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
 			all = append(all, stored{seq, e})
 			n++
 			return n <= max

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,9 +53,12 @@ type FollowOption func(*followOptions)
 type followOptions struct {
 	settleOver  func(value []byte) bool
 	republished string // where the bucket's RePublish publishes its writes ("" for none)
-	wait        time.Duration
-	// settled, if set, learns of each write settled with the leader for
-	// want of its republish, and whether that changed the view (tests).
+	// wait and recheck: when the leader is asked about a write whose
+	// republish did not come (republishWait, freshFor).
+	wait, recheck time.Duration
+	// settled, if set, learns of each key settled with the leader for
+	// want of a republish, and whether that changed the view, before the
+	// change applies (tests).
 	settled func(key string, applied bool)
 }
 
@@ -75,6 +79,36 @@ func FollowRepublished(prefix string) FollowOption {
 // saw published (see FollowRepublished); the leader republishes a write
 // as it stores it, so within milliseconds.
 const republishWait = time.Second
+
+// goneFor is how long Follow remembers the sequence of a key's deletion,
+// so that an older value (a lagging replica's read) does not bring the key
+// back.
+const goneFor = 10 * time.Minute
+
+// republishes tells whether bucket's stream republishes its writes under
+// prefix, as the stream's leader answers (STREAM.INFO).
+func republishes(ctx context.Context, nc *nats.Conn, bucket, prefix string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO.KV_"+bucket, nil)
+	if err != nil {
+		return false, fmt.Errorf("queue: %s: %w", bucket, err)
+	}
+	var resp struct {
+		Config struct {
+			RePublish *jetstream.RePublish `json:"republish"`
+		} `json:"config"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return false, fmt.Errorf("queue: %s: %w", bucket, err)
+	}
+	if resp.Error != nil {
+		return false, fmt.Errorf("queue: %s: %w", bucket, resp.Error)
+	}
+	rp := resp.Config.RePublish
+	return rp != nil && rp.Source == "$KV."+bucket+".>" && rp.Destination == prefix+">" && !rp.HeadersOnly, nil
+}
 
 // FollowSettlingWritesOver has Follow make sure of a conditional write (a
 // compare-and-set put or delete) to a key whose value it holds and keep
@@ -143,21 +177,34 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	if o.wait == 0 {
 		o.wait = republishWait
 	}
+	if o.recheck == 0 {
+		o.recheck = freshFor
+	}
 	type held struct {
 		value []byte
 		at    time.Time // when applied, if seen as it was published
 		seq   uint64    // its stream sequence, if known
 	}
+	type marker struct {
+		seq uint64    // the deletion's stream sequence
+		at  time.Time // when applied
+	}
+	// With a RePublish, a write seen as published waits for its republish.
+	type wait struct {
+		since time.Time // the last such write to the key
+		n     int       // such writes whose republish has not come
+		asked bool      // the leader was asked once already
+	}
 	var (
 		mu        sync.Mutex
 		buffering = true
 		buffer    []KVChange
-		present   = map[string]held{} // the keys whose last change applied is a value
-		// With a RePublish: the keys written as seen published whose
-		// republish has not come (since when), and whether writes are
-		// applied as published (the republishes stopped coming).
-		pending = map[string]time.Time{}
-		direct  bool
+		present   = map[string]held{}   // the keys whose last change applied is a value
+		gone      = map[string]marker{} // the keys deleted within goneFor, by a stored deletion
+		pending   = map[string]*wait{}
+		// direct: the bucket has no RePublish (onto o.republished): its
+		// writes apply as published.
+		direct bool
 	)
 	track := func(c KVChange) {
 		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
@@ -169,12 +216,30 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		switch {
 		case c.Deleted:
 			delete(present, c.Key)
+			if c.seq != 0 {
+				gone[c.Key] = marker{c.seq, time.Now()}
+			}
 		case c.live:
 			present[c.Key] = held{value: c.Value, at: time.Now()}
 		default: // read from the stream or republished: stored
 			present[c.Key] = held{value: c.Value, seq: c.seq}
 		}
+		if !c.Deleted {
+			delete(gone, c.Key)
+		}
 		apply(c)
+	}
+	// older tells whether stored change c is older than, or the same as,
+	// what the view holds of its key (a lagging replica's read).
+	older := func(c KVChange) bool {
+		if c.seq == 0 {
+			return false
+		}
+		if h, ok := present[c.Key]; ok {
+			return h.seq != 0 && c.seq <= h.seq
+		}
+		g, ok := gone[c.Key]
+		return ok && c.seq <= g.seq
 	}
 	// see takes a change in (mu held, not buffering).
 	see := func(c KVChange) {
@@ -182,18 +247,24 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		case o.republished == "" || c.live && direct:
 			track(c)
 		case c.live: // its republish, if stored, applies it
-			if _, ok := pending[c.Key]; !ok {
-				pending[c.Key] = time.Now()
+			w := pending[c.Key]
+			if w == nil {
+				w = &wait{}
+				pending[c.Key] = w
 			}
+			w.since, w.n, w.asked = time.Now(), w.n+1, false
 		default:
 			if c.republished {
-				delete(pending, c.Key)
+				if w := pending[c.Key]; w != nil {
+					if w.n--; w.n <= 0 {
+						delete(pending, c.Key)
+					}
+				}
 				direct = false
 			}
-			if h, ok := present[c.Key]; ok && c.seq != 0 && c.seq <= h.seq {
-				return // older than the value held (a read from a lagging replica)
+			if !older(c) {
+				track(c)
 			}
-			track(c)
 		}
 	}
 	take := func(c KVChange) {
@@ -217,40 +288,81 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		}
 		defer func() { _ = rsub.Unsubscribe() }()
 	}
-	// settlePending asks the leader about the writes whose republish did
-	// not come in time.
-	settlePending := func() {
+	// checkRePublish sets direct from the bucket's stream configuration,
+	// as its leader answers; an unanswered question changes nothing.
+	checkRePublish := func() {
+		if o.republished == "" {
+			return
+		}
+		on, err := republishes(ctx, nc, bucket, o.republished)
+		if err != nil {
+			return
+		}
 		mu.Lock()
+		direct = !on
+		mu.Unlock()
+	}
+	// settlePending asks the leader about keys written as seen published
+	// whose republish has not come: after o.wait, and once more after
+	// freshFor (such a write may not have been stored yet). The leader's
+	// entry applies when the view lacks it (a republish lost, or none
+	// made: the bucket's RePublish is off, which its configuration then
+	// tells); a refused write changes nothing.
+	settlePending := func() {
+		const most = 100 // keys asked about a tick
+		mu.Lock()
+		now := time.Now()
+		for k, g := range gone {
+			if now.Sub(g.at) > goneFor {
+				delete(gone, k)
+			}
+		}
 		var due []string
-		for k, at := range pending {
-			if time.Since(at) >= o.wait {
+		for k, w := range pending {
+			if since := now.Sub(w.since); since >= o.wait && (!w.asked || since >= o.recheck) && len(due) < most {
 				due = append(due, k)
 			}
 		}
 		mu.Unlock()
+		lacked := false
 		for _, k := range due {
 			c, _, err := lastFromLeader(ctx, nc, bucket, k)
 			if err != nil {
-				continue // asked again at the next tick
+				break // no leader to answer: the next tick asks again
 			}
 			mu.Lock()
-			at, ok := pending[k]
-			ok = ok && time.Since(at) >= o.wait
-			h, held := present[k]
-			applied := ok && (held == c.Deleted || held && c.seq > h.seq)
-			if ok {
-				delete(pending, k)
+			w, ok := pending[k]
+			if !ok || now.Sub(w.since) < o.wait { // its republish came, or a newer write
+				mu.Unlock()
+				continue
 			}
-			if applied {
-				// Stored, and no republish brought it: the bucket's
-				// RePublish is off.
-				direct = true
+			h, held := present[k]
+			var lacks bool
+			switch {
+			case c.Deleted:
+				lacks = held && (c.seq == 0 || h.seq == 0 || c.seq > h.seq)
+			case held:
+				lacks = h.seq == 0 && !bytes.Equal(h.value, c.Value) || h.seq != 0 && c.seq > h.seq
+			default:
+				lacks = !older(c)
+			}
+			done := lacks || w.asked
+			if done {
+				delete(pending, k)
+			} else {
+				w.asked = true
+			}
+			if o.settled != nil && done {
+				o.settled(k, lacks)
+			}
+			if lacks || held && h.seq == 0 && !c.Deleted {
 				track(c)
 			}
+			lacked = lacked || lacks
 			mu.Unlock()
-			if ok && o.settled != nil {
-				o.settled(k, applied)
-			}
+		}
+		if lacked {
+			checkRePublish()
 		}
 	}
 	prefix := "$KV." + bucket + "."
@@ -258,19 +370,18 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu.Lock()
 		buffering, buffer = true, nil
 		mu.Unlock()
+		checkRePublish()
 		read := map[string]bool{} // of the keys present: those read
 		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
 			c := storedChange(m, prefix)
 			mu.Lock()
 			defer mu.Unlock()
-			h, ok := present[c.Key]
-			if ok || !c.Deleted {
+			if _, ok := present[c.Key]; ok || !c.Deleted {
 				read[c.Key] = true
 			}
-			if ok && c.seq != 0 && c.seq <= h.seq {
-				return // held already, or newer (a lagging replica answered)
+			if !older(c) { // else held already, or newer (a lagging replica answered)
+				track(c)
 			}
-			track(c)
 		})
 		mu.Lock()
 		defer mu.Unlock()
@@ -354,7 +465,7 @@ func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) 
 			// Stored: the republish keeps the write's headers and adds the
 			// stream's (its sequence among them).
 			c.live, c.republished = false, true
-			c.seq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			c.seq, _ = strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
 		} else if e := m.Header.Get(jetstream.ExpectedLastSubjSeqHeader); e != "" {
 			c.expect, _ = strconv.ParseUint(e, 10, 64)
 			c.conditional = true
@@ -416,8 +527,23 @@ func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVC
 // direct get, with its subject in a header) stands for; prefix is the
 // bucket's subject prefix.
 func storedChange(m *nats.Msg, prefix string) KVChange {
-	seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-	return KVChange{Key: strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header), seq: seq}
+	seq, _ := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
+	return KVChange{Key: strings.TrimPrefix(ServerHeader(m.Header, jetstream.SubjectHeader), prefix), Value: m.Data, Deleted: deletion(m.Header), seq: seq}
+}
+
+// ServerHeader is the value the NATS server gave header key (Nats-Sequence,
+// Nats-Subject, Nats-Time-Stamp, ...) of a message it answered a direct get
+// with or republished: the last one. The server appends its own to the
+// headers the message was published with, so the first would be the
+// writer's if it set one itself, and a writer could then have the message
+// read as another key's, at another sequence (a follower would hold it as
+// newer than every later write; a sweep would purge another key up to it).
+func ServerHeader(h nats.Header, key string) string {
+	v := h.Values(key)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
 }
 
 // deletion tells whether a key-value message deletes or purges its key.
@@ -467,7 +593,7 @@ func scan(ctx context.Context, nc *nats.Conn, stream, filter string, start map[s
 			if !fn(m) {
 				return nil
 			}
-			if s, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
+			if s, err := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64); err == nil {
 				next = s + 1
 			}
 		}

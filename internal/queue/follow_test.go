@@ -63,7 +63,7 @@ func TestARefusedForgetStaleDoesNotHideANewPause(t *testing.T) {
 	settled := make(chan bool, 4)
 	view := followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."),
 		func(o *followOptions) {
-			o.wait = 100 * time.Millisecond
+			o.wait, o.recheck = 100*time.Millisecond, 200*time.Millisecond
 			o.settled = func(key string, applied bool) {
 				if key == "k" {
 					settled <- applied
@@ -99,11 +99,53 @@ func TestARefusedForgetStaleDoesNotHideANewPause(t *testing.T) {
 	}
 }
 
-// TestFollowWithoutItsRePublishAppliesWritesAsPublished: a bucket an older
-// ingest set up has no RePublish. A follower that expects one learns so
-// from the first write whose republish does not come (the leader has it
-// stored) and applies the writes as published from then on.
-func TestFollowWithoutItsRePublishAppliesWritesAsPublished(t *testing.T) {
+// setRePublish updates bucket's stream to republish onto rp (nil: none),
+// as ingest 0.10 (or 0.9, which makes none) sets it up.
+func setRePublish(t *testing.T, js jetstream.JetStream, bucket string, rp *jetstream.RePublish) {
+	t.Helper()
+	st, err := js.Stream(t.Context(), "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.RePublish = rp
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settles records the keys a follower settled with the leader (the hook
+// runs before the change applies) and whether each changed the view.
+type settles struct {
+	mu   sync.Mutex
+	keys map[string][]bool
+}
+
+func (s *settles) option(wait time.Duration) FollowOption {
+	return func(o *followOptions) {
+		o.wait, o.recheck = wait, 2*wait
+		o.settled = func(key string, applied bool) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.keys == nil {
+				s.keys = map[string][]bool{}
+			}
+			s.keys[key] = append(s.keys[key], applied)
+		}
+	}
+}
+
+func (s *settles) of(key string) []bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]bool(nil), s.keys[key]...)
+}
+
+// TestFollowOfABucketWithoutRePublishAppliesWritesAsPublished: a bucket an
+// ingest of 0.9 set up has no RePublish. A follower that expects one reads
+// the bucket's configuration as it starts, and applies the writes as
+// published at once, asking the leader about none.
+func TestFollowOfABucketWithoutRePublishAppliesWritesAsPublished(t *testing.T) {
 	n, js, _ := openInternal(t)
 	ctx := t.Context()
 	const bucket = "vodpipe_old_control"
@@ -111,27 +153,43 @@ func TestFollowWithoutItsRePublishAppliesWritesAsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	settled := make(chan bool, 4)
-	view := followView(t, n, bucket, FollowRepublished("vodpipe.old.control."),
-		func(o *followOptions) {
-			o.wait = 100 * time.Millisecond
-			o.settled = func(_ string, applied bool) { settled <- applied }
-		})
+	var s settles
+	view := followView(t, n, bucket, FollowRepublished("vodpipe.old.control."), s.option(time.Hour))
 	if _, err := kv.Put(ctx, "k1", []byte(job.ControlPause)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case applied := <-settled:
-		if !applied {
-			t.Fatal("the stored write, settled with the leader, did not change the view")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the write without a republish was never settled")
+	// With o.wait an hour, only a write applied as published shows.
+	testharness.WaitFor(t, 10*time.Second, "k1 in the view", func() bool {
+		v, _ := view("k1")
+		return v == string(job.ControlPause)
+	})
+}
+
+// TestFollowLearnsThatTheRePublishWasRemoved: an ingest of 0.9 started
+// while followers run sets the bucket up again without its RePublish. The
+// first write whose republish does not come is asked of the leader, which
+// has it stored: the follower applies it, reads the configuration, and
+// applies the writes after it as published.
+func TestFollowLearnsThatTheRePublishWasRemoved(t *testing.T) {
+	n, js, _ := openInternal(t)
+	ctx := t.Context()
+	kv, err := js.KeyValue(ctx, ControlBucket)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if v, _ := view("k1"); v != string(job.ControlPause) {
-		t.Fatalf("view of k1 = %q, want the pause", v)
+	var s settles
+	view := followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."), s.option(100*time.Millisecond))
+	setRePublish(t, js, ControlBucket, nil)
+	if _, err := kv.Put(ctx, "k1", []byte(job.ControlPause)); err != nil {
+		t.Fatal(err)
 	}
-	// From now on as published: no more settling.
+	testharness.WaitFor(t, 10*time.Second, "k1 in the view", func() bool {
+		v, _ := view("k1")
+		return v == string(job.ControlPause)
+	})
+	if got := s.of("k1"); len(got) != 1 || !got[0] {
+		t.Fatalf("k1 settled %v, want once, applied (its republish never came)", got)
+	}
 	if _, err := kv.Put(ctx, "k2", []byte(job.ControlCancel)); err != nil {
 		t.Fatal(err)
 	}
@@ -139,9 +197,47 @@ func TestFollowWithoutItsRePublishAppliesWritesAsPublished(t *testing.T) {
 		v, _ := view("k2")
 		return v == string(job.ControlCancel)
 	})
-	select {
-	case <-settled:
-		t.Fatal("a write was settled with the leader after the follower learnt the bucket has no RePublish")
-	default:
+	if got := s.of("k2"); len(got) != 0 {
+		t.Fatalf("k2 settled %v, want applied as published", got)
+	}
+}
+
+// TestFollowMendsALostRepublish: a write the leader stored whose republish
+// never came (the RePublish briefly off, or a leader change between the
+// two) is asked of the leader and applied; the bucket still republishes,
+// so the follower stays on the republishes, and a refused write after it
+// changes nothing.
+func TestFollowMendsALostRepublish(t *testing.T) {
+	n, js, _ := openInternal(t)
+	ctx := t.Context()
+	kv, err := js.KeyValue(ctx, ControlBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s settles
+	view := followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."), s.option(100*time.Millisecond))
+	rp := &jetstream.RePublish{Source: "$KV." + ControlBucket + ".>", Destination: ControlChanges + ".>"}
+	setRePublish(t, js, ControlBucket, nil)
+	rev, err := kv.Put(ctx, "k", []byte(job.ControlPause))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setRePublish(t, js, ControlBucket, rp)
+	testharness.WaitFor(t, 10*time.Second, "the pause whose republish was lost", func() bool {
+		v, _ := view("k")
+		return v == string(job.ControlPause)
+	})
+	if _, err := kv.Put(ctx, "k", []byte(job.ControlCancel)); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "k", jetstream.LastRevision(rev)); err == nil {
+		t.Fatal("the deletion at the pause's revision was stored")
+	}
+	testharness.WaitFor(t, 10*time.Second, "the refused deletion settled", func() bool { return len(s.of("k")) == 2 })
+	if got := s.of("k"); !got[0] || got[1] {
+		t.Fatalf("k settled %v, want the lost pause applied, then the refused deletion not", got)
+	}
+	if v, _ := view("k"); v != string(job.ControlCancel) {
+		t.Fatalf("view of k = %q, want the cancel", v)
 	}
 }

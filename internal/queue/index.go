@@ -100,8 +100,8 @@ func (ix *Index) entries(ctx context.Context, subject string, after uint64, n in
 		return nil, false, err
 	}
 	for _, m := range msgs {
-		seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		at, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		seq, _ := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
+		at, _ := time.Parse(time.RFC3339Nano, ServerHeader(m.Header, jetstream.TimeStampHeaer))
 		out = append(out, indexEntry{seq: seq, jobID: string(m.Data), time: at})
 	}
 	return out, pending > 0, nil
@@ -149,8 +149,8 @@ func lastOfKeys(ctx context.Context, nc *nats.Conn, bucket string, keys []string
 			if deletion(m.Header) || len(m.Data) == 0 {
 				continue
 			}
-			rev, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if err := f(strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix), rev, m.Data); err != nil {
+			rev, _ := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
+			if err := f(strings.TrimPrefix(ServerHeader(m.Header, jetstream.SubjectHeader), prefix), rev, m.Data); err != nil {
 				return err
 			}
 		}
@@ -188,6 +188,10 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, req any, n i
 		case <-ctx.Done():
 			return nil, 0, fmt.Errorf("queue: direct get %s: %w", stream, ctx.Err())
 		case m := <-ch:
+			if ServerHeader(m.Header, jetstream.SequenceHeader) != "" { // stored: whatever headers its writer set
+				msgs = append(msgs, m)
+				continue
+			}
 			switch m.Header.Get("Status") {
 			case "":
 				msgs = append(msgs, m)

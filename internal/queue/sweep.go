@@ -28,13 +28,13 @@ func SweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Dur
 	removed := 0
 	var failed error
 	err := scan(ctx, nc, "KV_"+bucket, prefix+">", map[string]any{"seq": 1}, func(m *nats.Msg) bool {
-		ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		seq, err2 := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		ts, err := time.Parse(time.RFC3339Nano, ServerHeader(m.Header, jetstream.TimeStampHeaer))
+		seq, err2 := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
 		if err != nil || err2 != nil || ts.After(cutoff) || !deletion(m.Header) {
 			return true
 		}
 		var n int
-		n, failed = purgeUpTo(ctx, nc, bucket, m.Header.Get(jetstream.SubjectHeader), seq)
+		n, failed = purgeUpTo(ctx, nc, bucket, ServerHeader(m.Header, jetstream.SubjectHeader), seq)
 		removed += n
 		return failed == nil && removed < most
 	})
