@@ -79,10 +79,7 @@ func TestARefusedForgetStaleDoesNotHideANewPause(t *testing.T) {
 	if _, err := kv.Put(ctx, "after", []byte(job.ControlPause)); err != nil { // published after it
 		t.Fatal(err)
 	}
-	testharness.WaitFor(t, 10*time.Second, "the write after the refused deletion", func() bool {
-		v, _ := view("after")
-		return v == string(job.ControlPause)
-	})
+	waitInView(t, view, "after", string(job.ControlPause))
 	if v, _ := view("k"); v != string(job.ControlPause) {
 		t.Fatalf("view of k = %q, want the pause the bucket holds", v)
 	}
@@ -159,9 +156,28 @@ func TestFollowOfABucketWithoutRePublishAppliesWritesAsPublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	// With o.wait an hour, only a write applied as published shows.
-	testharness.WaitFor(t, 10*time.Second, "k1 in the view", func() bool {
-		v, _ := view("k1")
-		return v == string(job.ControlPause)
+	waitInView(t, view, "k1", string(job.ControlPause))
+}
+
+// followControls follows the control bucket through its RePublish, the
+// leader asked after 100 ms, and returns the bucket, the settles and the view.
+func followControls(t *testing.T) (jetstream.JetStream, jetstream.KeyValue, *settles, func(string) (string, bool)) {
+	t.Helper()
+	n, js, _ := openInternal(t)
+	kv, err := js.KeyValue(t.Context(), ControlBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &settles{}
+	return js, kv, s, followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."), s.option(100*time.Millisecond))
+}
+
+// waitInView waits until view holds value for key.
+func waitInView(t *testing.T, view func(string) (string, bool), key, value string) {
+	t.Helper()
+	testharness.WaitFor(t, 10*time.Second, key+" = "+value+" in the view", func() bool {
+		v, _ := view(key)
+		return v == value
 	})
 }
 
@@ -171,32 +187,20 @@ func TestFollowOfABucketWithoutRePublishAppliesWritesAsPublished(t *testing.T) {
 // has it stored: the follower applies it, reads the configuration, and
 // applies the writes after it as published.
 func TestFollowLearnsThatTheRePublishWasRemoved(t *testing.T) {
-	n, js, _ := openInternal(t)
+	js, kv, s, view := followControls(t)
 	ctx := t.Context()
-	kv, err := js.KeyValue(ctx, ControlBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s settles
-	view := followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."), s.option(100*time.Millisecond))
 	setRePublish(t, js, ControlBucket, nil)
 	if _, err := kv.Put(ctx, "k1", []byte(job.ControlPause)); err != nil {
 		t.Fatal(err)
 	}
-	testharness.WaitFor(t, 10*time.Second, "k1 in the view", func() bool {
-		v, _ := view("k1")
-		return v == string(job.ControlPause)
-	})
+	waitInView(t, view, "k1", string(job.ControlPause))
 	if got := s.of("k1"); len(got) != 1 || !got[0] {
 		t.Fatalf("k1 settled %v, want once, applied (its republish never came)", got)
 	}
 	if _, err := kv.Put(ctx, "k2", []byte(job.ControlCancel)); err != nil {
 		t.Fatal(err)
 	}
-	testharness.WaitFor(t, 10*time.Second, "k2 in the view", func() bool {
-		v, _ := view("k2")
-		return v == string(job.ControlCancel)
-	})
+	waitInView(t, view, "k2", string(job.ControlCancel))
 	if got := s.of("k2"); len(got) != 0 {
 		t.Fatalf("k2 settled %v, want applied as published", got)
 	}
@@ -208,14 +212,8 @@ func TestFollowLearnsThatTheRePublishWasRemoved(t *testing.T) {
 // so the follower stays on the republishes, and a refused write after it
 // changes nothing.
 func TestFollowMendsALostRepublish(t *testing.T) {
-	n, js, _ := openInternal(t)
+	js, kv, s, view := followControls(t)
 	ctx := t.Context()
-	kv, err := js.KeyValue(ctx, ControlBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s settles
-	view := followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."), s.option(100*time.Millisecond))
 	rp := &jetstream.RePublish{Source: "$KV." + ControlBucket + ".>", Destination: ControlChanges + ".>"}
 	setRePublish(t, js, ControlBucket, nil)
 	rev, err := kv.Put(ctx, "k", []byte(job.ControlPause))
@@ -223,10 +221,7 @@ func TestFollowMendsALostRepublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	setRePublish(t, js, ControlBucket, rp)
-	testharness.WaitFor(t, 10*time.Second, "the pause whose republish was lost", func() bool {
-		v, _ := view("k")
-		return v == string(job.ControlPause)
-	})
+	waitInView(t, view, "k", string(job.ControlPause))
 	if _, err := kv.Put(ctx, "k", []byte(job.ControlCancel)); err != nil {
 		t.Fatal(err)
 	}
