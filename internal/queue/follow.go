@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,29 +86,31 @@ const republishWait = time.Second
 // back.
 const goneFor = 10 * time.Minute
 
-// republishes tells whether bucket's stream republishes its writes under
-// prefix, as the stream's leader answers (STREAM.INFO).
-func republishes(ctx context.Context, nc *nats.Conn, bucket, prefix string) (bool, error) {
+// streamInfo tells whether bucket's stream republishes its writes under
+// prefix, and when the stream was created, as its leader answers
+// (STREAM.INFO).
+func streamInfo(ctx context.Context, nc *nats.Conn, bucket, prefix string) (bool, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO.KV_"+bucket, nil)
 	if err != nil {
-		return false, fmt.Errorf("queue: %s: %w", bucket, err)
+		return false, time.Time{}, fmt.Errorf("queue: %s: %w", bucket, err)
 	}
 	var resp struct {
 		Config struct {
 			RePublish *jetstream.RePublish `json:"republish"`
 		} `json:"config"`
-		Error *jetstream.APIError `json:"error"`
+		Created time.Time           `json:"created"`
+		Error   *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return false, fmt.Errorf("queue: %s: %w", bucket, err)
+		return false, time.Time{}, fmt.Errorf("queue: %s: %w", bucket, err)
 	}
 	if resp.Error != nil {
-		return false, fmt.Errorf("queue: %s: %w", bucket, resp.Error)
+		return false, time.Time{}, fmt.Errorf("queue: %s: %w", bucket, resp.Error)
 	}
 	rp := resp.Config.RePublish
-	return rp != nil && rp.Source == "$KV."+bucket+".>" && rp.Destination == prefix+">" && !rp.HeadersOnly, nil
+	return rp != nil && rp.Source == "$KV."+bucket+".>" && rp.Destination == prefix+">" && !rp.HeadersOnly, resp.Created, nil
 }
 
 // FollowSettlingWritesOver has Follow make sure of a conditional write (a
@@ -205,6 +208,10 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		// direct: the bucket has no RePublish (onto o.republished): its
 		// writes apply as published.
 		direct bool
+		// suspect: a republish came older than the value held, which only
+		// a stream created anew explains (or a former leader's late one);
+		// reload: the main loop reads the bucket again.
+		suspect, reload atomic.Bool
 	)
 	track := func(c KVChange) {
 		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
@@ -264,6 +271,8 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			}
 			if !older(c) {
 				track(c)
+			} else if c.republished {
+				suspect.Store(true)
 			}
 		}
 	}
@@ -288,20 +297,31 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		}
 		defer func() { _ = rsub.Unsubscribe() }()
 	}
-	// checkRePublish sets direct from the bucket's stream configuration,
-	// as its leader answers; an unanswered question changes nothing.
-	checkRePublish := func() {
-		if o.republished == "" {
-			return
-		}
-		on, err := republishes(ctx, nc, bucket, o.republished)
+	// checkStream sets direct from the bucket's stream configuration, as
+	// its leader answers, and tells whether the stream was created anew
+	// since the last look (its sequences start again: the sequences held
+	// are forgotten, and the bucket must be read again). An unanswered
+	// question changes nothing.
+	var created time.Time
+	checkStream := func() (anew bool) {
+		on, at, err := streamInfo(ctx, nc, bucket, o.republished)
 		if err != nil {
-			return
+			return false
 		}
 		mu.Lock()
-		direct = !on
-		mu.Unlock()
+		defer mu.Unlock()
+		direct = o.republished != "" && !on
+		if anew = !created.IsZero() && !at.Equal(created); anew {
+			for k, h := range present {
+				h.seq = 0
+				present[k] = h
+			}
+			clear(gone)
+		}
+		created = at
+		return anew
 	}
+
 	// settlePending asks the leader about keys written as seen published
 	// whose republish has not come: after o.wait, and once more after
 	// freshFor (such a write may not have been stored yet). The leader's
@@ -361,8 +381,10 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			lacked = lacked || lacks
 			mu.Unlock()
 		}
-		if lacked {
-			checkRePublish()
+		if lacked || suspect.Swap(false) {
+			if checkStream() {
+				reload.Store(true)
+			}
 		}
 	}
 	prefix := "$KV." + bucket + "."
@@ -370,7 +392,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu.Lock()
 		buffering, buffer = true, nil
 		mu.Unlock()
-		checkRePublish()
+		checkStream()
 		read := map[string]bool{} // of the keys present: those read
 		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
 			c := storedChange(m, prefix)
@@ -440,7 +462,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			continue
 		case <-tick.C:
 		}
-		if r := nc.Stats().Reconnects; r != reconnects || failed {
+		if r := nc.Stats().Reconnects; r != reconnects || failed || reload.Swap(false) {
 			reconnects = r
 			failed = load() != nil
 		}

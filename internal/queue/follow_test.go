@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -235,4 +236,41 @@ func TestFollowMendsALostRepublish(t *testing.T) {
 	if v, _ := view("k"); v != string(job.ControlCancel) {
 		t.Fatalf("view of k = %q, want the cancel", v)
 	}
+}
+
+// TestFollowAfterTheBucketIsCreatedAgain: a bucket deleted and created
+// again (an operator's reset, a NATS store lost) starts its sequences
+// again, and a follower holds values at the old, higher ones. The first
+// republish older than its view has it look at the stream: created anew,
+// it forgets the sequences and reads the bucket again, so the new writes
+// apply.
+func TestFollowAfterTheBucketIsCreatedAgain(t *testing.T) {
+	js, kv, _, view := followControls(t)
+	ctx := t.Context()
+	for i := range 5 { // sequences the new stream will not reach at once
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte(job.ControlPause)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitInView(t, view, "k4", string(job.ControlPause))
+	st, err := js.Stream(ctx, "KV_"+ControlBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if err := js.DeleteStream(ctx, cfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	kv, err = js.KeyValue(ctx, ControlBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k4", []byte(job.ControlCancel)); err != nil { // sequence 1
+		t.Fatal(err)
+	}
+	waitInView(t, view, "k4", string(job.ControlCancel))
+	waitInView(t, view, "k0", "") // gone with the old stream
 }
