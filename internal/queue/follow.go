@@ -252,6 +252,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	see := func(c KVChange) {
 		switch {
 		case o.republished == "" || c.live && direct:
+			delete(pending, c.Key) // applied as published: no asking the leader later
 			track(c)
 		case c.live: // its republish, if stored, applies it
 			w := pending[c.Key]
@@ -300,34 +301,43 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	// checkStream sets direct from the bucket's stream configuration, as
 	// its leader answers, and tells whether the stream was created anew
 	// since the last look (its sequences start again: the sequences held
-	// are forgotten, and the bucket must be read again). An unanswered
-	// question changes nothing.
-	var created time.Time
-	checkStream := func() (anew bool) {
+	// are forgotten, and the bucket must be read again); ok is false when
+	// the leader did not answer (nothing changes). Unknown before, the
+	// creation counts as anew when suspected.
+	var (
+		created time.Time
+		known   bool
+	)
+	checkStream := func(suspected bool) (anew, ok bool) {
 		on, at, err := streamInfo(ctx, nc, bucket, o.republished)
 		if err != nil {
-			return false
+			return false, false
 		}
 		mu.Lock()
 		defer mu.Unlock()
 		direct = o.republished != "" && !on
-		if anew = !created.IsZero() && !at.Equal(created); anew {
+		if anew = known && !at.Equal(created) || !known && suspected; anew {
 			for k, h := range present {
 				h.seq = 0
 				present[k] = h
 			}
 			clear(gone)
 		}
-		created = at
-		return anew
+		created, known = at, true
+		return anew, true
 	}
-
+	// same tells whether the view holds the same of key k as before (h,
+	// held: present[k] then).
+	same := func(k string, h held, isHeld bool) bool {
+		h2, isHeld2 := present[k]
+		return isHeld == isHeld2 && h.seq == h2.seq && bytes.Equal(h.value, h2.value)
+	}
 	// settlePending asks the leader about keys written as seen published
 	// whose republish has not come: after o.wait, and once more after
-	// freshFor (such a write may not have been stored yet). The leader's
+	// o.recheck (such a write may not have been stored yet). The leader's
 	// entry applies when the view lacks it (a republish lost, or none
-	// made: the bucket's RePublish is off, which its configuration then
-	// tells); a refused write changes nothing.
+	// made: the bucket's RePublish is off, which its configuration, read
+	// first, then tells); a refused write changes nothing.
 	settlePending := func() {
 		const most = 100 // keys asked about a tick
 		mu.Lock()
@@ -337,34 +347,54 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 				delete(gone, k)
 			}
 		}
-		var due []string
+		type ask struct {
+			key    string
+			h      held // the view's when asked
+			isHeld bool
+		}
+		var due []ask
 		for k, w := range pending {
 			if since := now.Sub(w.since); since >= o.wait && (!w.asked || since >= o.recheck) && len(due) < most {
-				due = append(due, k)
+				h, isHeld := present[k]
+				due = append(due, ask{k, h, isHeld})
 			}
 		}
 		mu.Unlock()
-		lacked := false
-		for _, k := range due {
+		checked := false
+		for _, a := range due {
+			k, h, isHeld := a.key, a.h, a.isHeld
 			c, _, err := lastFromLeader(ctx, nc, bucket, k)
 			if err != nil {
 				break // no leader to answer: the next tick asks again
 			}
-			mu.Lock()
-			w, ok := pending[k]
-			if !ok || now.Sub(w.since) < o.wait { // its republish came, or a newer write
-				mu.Unlock()
-				continue
-			}
-			h, held := present[k]
 			var lacks bool
 			switch {
 			case c.Deleted:
-				lacks = held && (c.seq == 0 || h.seq == 0 || c.seq > h.seq)
-			case held:
+				lacks = isHeld && (c.seq == 0 && h.seq == 0 || c.seq != 0 && (h.seq == 0 || c.seq > h.seq))
+			case isHeld:
 				lacks = h.seq == 0 && !bytes.Equal(h.value, c.Value) || h.seq != 0 && c.seq > h.seq
 			default:
+				mu.Lock()
 				lacks = !older(c)
+				mu.Unlock()
+			}
+			if lacks && !checked {
+				// Stored, and no republish brought it: lost, or the
+				// bucket has no RePublish (then the writes after it
+				// apply as published). Known before it applies.
+				checked = true
+				if anew, _ := checkStream(false); anew {
+					reload.Store(true)
+				}
+			}
+			mu.Lock()
+			w, ok := pending[k]
+			if !ok || now.Sub(w.since) < o.wait || !same(k, h, isHeld) {
+				// Its republish came, a newer write, or the view
+				// changed meanwhile: the answer may be older than the
+				// view. Asked again if still pending.
+				mu.Unlock()
+				continue
 			}
 			done := lacks || w.asked
 			if done {
@@ -375,14 +405,17 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			if o.settled != nil && done {
 				o.settled(k, lacks)
 			}
-			if lacks || held && h.seq == 0 && !c.Deleted {
+			if lacks || isHeld && h.seq == 0 && !c.Deleted {
 				track(c)
 			}
-			lacked = lacked || lacks
 			mu.Unlock()
 		}
-		if lacked || suspect.Swap(false) {
-			if checkStream() {
+		if suspect.Swap(false) {
+			anew, ok := checkStream(true)
+			if !ok {
+				suspect.Store(true) // asked again at the next tick
+			}
+			if anew {
 				reload.Store(true)
 			}
 		}
@@ -392,7 +425,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		mu.Lock()
 		buffering, buffer = true, nil
 		mu.Unlock()
-		checkStream()
+		checkStream(false)
 		read := map[string]bool{} // of the keys present: those read
 		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
 			c := storedChange(m, prefix)
@@ -405,8 +438,8 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 				track(c)
 			}
 		})
+		var missed []string // held, not read: asked of the leader
 		mu.Lock()
-		defer mu.Unlock()
 		if err == nil {
 			changed := map[string]bool{}
 			for _, c := range buffer {
@@ -416,11 +449,24 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 				if read[k] || changed[k] || time.Since(h.at) < freshFor {
 					continue // a change seen meanwhile is applied below; a fresh one may not be stored yet
 				}
-				if c, _, err := lastFromLeader(ctx, nc, bucket, k); err == nil {
-					track(c)
-				}
-				// Unanswered: kept, as before the read.
+				missed = append(missed, k)
 			}
+		}
+		mu.Unlock()
+		// Asked without holding mu (changes seen meanwhile are buffered);
+		// unanswered, a key is kept as before the read.
+		answers := make([]KVChange, 0, len(missed))
+		for _, k := range missed {
+			c, _, err := lastFromLeader(ctx, nc, bucket, k)
+			if err != nil {
+				break
+			}
+			answers = append(answers, c)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range answers {
+			track(c)
 		}
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
