@@ -223,7 +223,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		switch {
 		case c.Deleted:
 			delete(present, c.Key)
-			if c.seq != 0 {
+			if c.seq != 0 && o.republished != "" { // pruned by settlePending, which runs only then
 				gone[c.Key] = marker{c.seq, time.Now()}
 			}
 		case c.live:
