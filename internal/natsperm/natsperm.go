@@ -100,7 +100,9 @@ func build(r Role) (perms, error) {
 		p.indexWrite()
 		// Listings: pages of the index, and their statuses in one read.
 		p.pub(api("DIRECT.GET", indexStream), api("DIRECT.GET", "KV_"+statusBucket))
-		p.kv(controlBucket, read, write)
+		// Pause, resume and cancel read the key from the stream's leader
+		// before their compare-and-set (a lagging replica may lack a pause).
+		p.kv(controlBucket, read, write, leaderRead)
 		// A batch's new ids' controls in one read (queue.Control.Stale), and
 		// the sweep of old deletion markers (queue.Control.Sweep).
 		p.pub(api("DIRECT.GET", "KV_"+controlBucket), api("STREAM.PURGE", "KV_"+controlBucket))

@@ -35,6 +35,18 @@ func (ctl *Control) Get(ctx context.Context, jobID string) (job.Control, error) 
 	return job.Control(e.Value()), nil
 }
 
+// Current returns the operator's instruction for a job as the control
+// stream's leader has it: a direct get (Get) may be answered by a replica
+// that lags behind, one that a partition cut off from a resume, say. The
+// worker reads a pause or cancel so before it carries it out.
+func (ctl *Control) Current(ctx context.Context, jobID string) (job.Control, error) {
+	c, _, err := ctl.lastWithRevision(ctx, jobID)
+	if err != nil {
+		return job.ControlNone, fmt.Errorf("queue: control %s: %w", jobID, err)
+	}
+	return c, nil
+}
+
 // Stale reads the controls that ids have now, by id with their revisions.
 // Read before the ids' new statuses are created, each is an earlier job's
 // of the same id (a pause or cancel is accepted only for a job that has a
@@ -200,15 +212,19 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 	for attempt := 0; ; attempt++ {
 		var rev uint64
 		prev = job.ControlNone
-		e, err := ctl.kv.Get(ctx, jobID)
+		// From the stream's leader: a replica that lags (restarted, or
+		// cut off by a partition) may not have the pause yet, and a
+		// resume that read "none" there would write nothing and requeue
+		// the job with its pause still in the bucket.
+		cur, seq, err := ctl.lastWithRevision(ctx, jobID)
 		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
 			return prev, fmt.Errorf("queue: control %s: %w", jobID, err)
-		case job.Control(e.Value()) == job.ControlCancel:
+		case cur == job.ControlNone:
+		case cur == job.ControlCancel:
 			return job.ControlCancel, fmt.Errorf("%w: job %s has a cancel pending", ErrConflict, jobID)
 		default:
-			rev, prev = e.Revision(), job.Control(e.Value())
+			rev, prev = seq, cur
 		}
 		switch {
 		case c == job.ControlNone && rev == 0:
@@ -227,6 +243,28 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 			return prev, fmt.Errorf("queue: set control %s: %w", jobID, err)
 		}
 	}
+}
+
+// lastWithRevision reads job jobID's control and its revision from the
+// stream's leader; when the leader cannot be asked (a NATS user of 0.9's
+// configuration may not: the request goes unanswered), from any replica
+// as before. A deleted key reads as ControlNone.
+func (ctl *Control) lastWithRevision(ctx context.Context, jobID string) (job.Control, uint64, error) {
+	e, seq, err := lastFromLeader(ctx, ctl.nc, ControlBucket, jobID)
+	if err == nil {
+		if e.Deleted {
+			return job.ControlNone, 0, nil
+		}
+		return job.Control(e.Value), seq, nil
+	}
+	entry, err := ctl.kv.Get(ctx, jobID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return job.ControlNone, 0, nil
+	}
+	if err != nil {
+		return job.ControlNone, 0, err
+	}
+	return job.Control(entry.Value()), entry.Revision(), nil
 }
 
 // Sweep purges the control bucket's deletion markers (a cleared pause or

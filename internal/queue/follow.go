@@ -212,6 +212,13 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		// a stream created anew explains (or a former leader's late one);
 		// reload: the main loop reads the bucket again.
 		suspect, reload atomic.Bool
+		// lastRepublished is the sequence of the last republish seen (0:
+		// none since the last read). Every write the stream stores is
+		// republished, so they come one sequence after another: one that
+		// skips some tells of republishes lost, which a connection that
+		// stayed open through a partition (no reconnect, so no new read)
+		// loses without a trace; the bucket is read again.
+		lastRepublished uint64
 	)
 	track := func(c KVChange) {
 		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
@@ -263,6 +270,10 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			w.since, w.n, w.asked = time.Now(), w.n+1, false
 		default:
 			if c.republished {
+				if lastRepublished != 0 && c.seq > lastRepublished+1 {
+					reload.Store(true)
+				}
+				lastRepublished = max(lastRepublished, c.seq)
 				if w := pending[c.Key]; w != nil {
 					if w.n--; w.n <= 0 {
 						delete(pending, c.Key)
@@ -423,7 +434,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 	prefix := "$KV." + bucket + "."
 	load := func() error {
 		mu.Lock()
-		buffering, buffer = true, nil
+		buffering, buffer, lastRepublished = true, nil, 0
 		mu.Unlock()
 		checkStream(false)
 		read := map[string]bool{} // of the keys present: those read

@@ -274,3 +274,39 @@ func TestFollowAfterTheBucketIsCreatedAgain(t *testing.T) {
 	waitInView(t, view, "k4", string(job.ControlCancel))
 	waitInView(t, view, "k0", "") // gone with the old stream
 }
+
+// TestFollowReadsAgainAfterARepublishGap: a follower whose NATS server was
+// cut off from the stream's leader for a while (a partition too short for
+// its connection to drop: no reconnect, so no new read) has lost the
+// republishes of that while. Every stored write is republished, one
+// sequence after another, so the next republish tells it: the follower
+// reads the bucket again. (The lost republish here: the RePublish off for
+// one write, and the leader not asked within the test.)
+func TestFollowReadsAgainAfterARepublishGap(t *testing.T) {
+	n, js, _ := openInternal(t)
+	ctx := t.Context()
+	kv, err := js.KeyValue(ctx, ControlBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s settles
+	view := followView(t, n, ControlBucket, FollowRepublished(ControlChanges+"."), s.option(time.Hour))
+	rp := &jetstream.RePublish{Source: "$KV." + ControlBucket + ".>", Destination: ControlChanges + ".>"}
+	if _, err := kv.Put(ctx, "before", []byte(job.ControlPause)); err != nil {
+		t.Fatal(err)
+	}
+	waitInView(t, view, "before", string(job.ControlPause))
+	setRePublish(t, js, ControlBucket, nil)
+	if _, err := kv.Put(ctx, "lost", []byte(job.ControlCancel)); err != nil {
+		t.Fatal(err)
+	}
+	setRePublish(t, js, ControlBucket, rp)
+	if _, err := kv.Put(ctx, "after", []byte(job.ControlPause)); err != nil {
+		t.Fatal(err)
+	}
+	waitInView(t, view, "after", string(job.ControlPause))
+	waitInView(t, view, "lost", string(job.ControlCancel))
+	if got := s.of("lost"); len(got) != 0 {
+		t.Fatalf("lost settled %v with the leader, want it read again", got)
+	}
+}

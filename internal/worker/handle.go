@@ -136,7 +136,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 // cancel ends the job for good and the followed controls lag the bucket a
 // little (an earlier job's cancel of this id, forgotten as this one was
 // created, may still be in view): the first cancel the run meets is read
-// again from the bucket, and taken only if it is still there. A pause is
+// again from the stream's leader, and taken only if it is still there. A pause is
 // read again before it is carried out (pause).
 func (w *Worker) confirmingControl(ctx context.Context, jobID string) upload.ControlFunc {
 	var confirmed atomic.Bool
@@ -145,7 +145,7 @@ func (w *Worker) confirmingControl(ctx context.Context, jobID string) upload.Con
 		if c != job.ControlCancel || confirmed.Load() {
 			return c
 		}
-		fresh, err := w.q.Control.Get(ctx, jobID)
+		fresh, err := w.q.Control.Current(ctx, jobID)
 		switch {
 		case err != nil || fresh == job.ControlCancel:
 			confirmed.Store(true)
@@ -581,12 +581,13 @@ func (w *Worker) cancelPaused(ctx context.Context, msg jetstream.Msg, j *job.Job
 
 // pause records a run stopped by a pause. The run saw the pause through
 // this worker's watch of the control bucket, which can lag behind a resume
-// accepted since: the key itself is read first, and a job no longer to be
+// accepted since: the key itself is read first, from the stream's leader (a
+// replica a partition cut off may still have the pause), and a job no longer to be
 // paused is handed back to run (or to be canceled) at once. The status
 // turns paused only from the running status this worker wrote: a resume
 // that requeued the job in between wins, and its copy runs the job.
 func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger, j *job.Job) {
-	c, err := w.q.Control.Get(ctx, j.ID)
+	c, err := w.q.Control.Current(ctx, j.ID)
 	if err != nil {
 		retryLater(msg, log, "read the control", err, 2*time.Second)
 		return
@@ -611,7 +612,7 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 	}
 	// A resume that withdrew the pause between the read above and the
 	// transition saw the job running and left it to this worker: look again.
-	if c, err := w.q.Control.Get(ctx, j.ID); err == nil && c == job.ControlNone {
+	if c, err := w.q.Control.Current(ctx, j.ID); err == nil && c == job.ControlNone {
 		isPaused := func(s *job.Status) bool { return s.State == job.StatePaused }
 		_, err := w.q.Statuses.TransitionIf(ctx, j.ID, isPaused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
 		switch {
