@@ -638,7 +638,12 @@ func TestWebhookEventWaitingForASlotIsNotSpentByAStop(t *testing.T) {
 	first.stop()
 	second := e.start()
 	testharness.WaitFor(t, 10*time.Second, "the fourth event delivered", func() bool { return r.requests(evs[3].ID) == 1 })
-	atts := second.attempts(t, sub.ID)
+	// Its attempt is recorded once the receiver has answered.
+	var atts []fanout.Attempt
+	testharness.WaitFor(t, 10*time.Second, "the fourth event's attempt recorded", func() bool {
+		atts = second.attempts(t, sub.ID)
+		return len(atts) >= len(evs)
+	})
 	if len(atts) != len(evs) {
 		t.Fatalf("attempts = %+v, want one per event", atts)
 	}
