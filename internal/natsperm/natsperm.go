@@ -124,7 +124,9 @@ func build(r Role) (perms, error) {
 		p.attachLayout()
 		p.pub(api("CONSUMER.MSG.NEXT", jobsStream, workerConsumer), "$JS.ACK."+jobsStream+"."+workerConsumer+".>")
 		p.pub(events+".job.>", dlq+".>", SignSubject)
-		p.kv(statusBucket, read, write)
+		// A transition refused on a status a replica read is confirmed
+		// with the stream's leader (queue.Statuses.updateStatus).
+		p.kv(statusBucket, read, write, leaderRead)
 		p.indexWrite()
 		// Follows the controls without a consumer (queue.Control.Watch; a key
 		// gone from a read after a reconnect is asked of the stream's leader)

@@ -248,16 +248,28 @@ type Known struct {
 }
 
 func (ss *Statuses) updateStatus(ctx context.Context, jobID string, known Known, f func(*job.Status) error) (*job.Status, uint64, error) {
+	fromLeader := false  // the status is read from the stream's leader
+	var refused struct { // the first refusal, before the leader was asked
+		s   *job.Status
+		rev uint64
+		err error
+	}
 	for attempt := 0; ; attempt++ {
 		var (
 			s   *job.Status
 			rev uint64
 			err error
 		)
-		if attempt == 0 && known.Status != nil && known.Rev > 0 {
+		switch {
+		case attempt == 0 && known.Status != nil && known.Rev > 0:
 			c := *known.Status
 			s, rev = &c, known.Rev
-		} else {
+		case fromLeader:
+			s, rev, err = ss.leaderStatus(ctx, jobID)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return refused.s, refused.rev, refused.err // the leader cannot say: the refusal stands
+			}
+		default:
 			s, rev, err = ss.Get(ctx, jobID)
 		}
 		if errors.Is(err, ErrNotFound) {
@@ -268,6 +280,15 @@ func (ss *Statuses) updateStatus(ctx context.Context, jobID string, known Known,
 		}
 		was := s.State
 		if err := f(s); err != nil {
+			// A refusal decided on a status a direct get read (or the
+			// caller knew) may be a lagging replica's: the status a
+			// worker's own "running" replaced, say. It stands once the
+			// leader's copy refuses too, or when the leader cannot be
+			// asked (a NATS user of 0.9's configuration may not).
+			if !fromLeader {
+				fromLeader, refused.s, refused.rev, refused.err = true, s, rev, err
+				continue
+			}
 			return s, rev, err
 		}
 		if s.State == "" {
@@ -451,6 +472,19 @@ func (ss *Statuses) SigningJob(ctx context.Context, jobID string) (*job.Job, err
 		}
 	}
 	return nil, fmt.Errorf("%w: job %s is %s", job.ErrNotActive, jobID, s.State)
+}
+
+// leaderStatus is statusFromLeader with the status's revision.
+func (ss *Statuses) leaderStatus(ctx context.Context, jobID string) (*job.Status, uint64, error) {
+	c, seq, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
+	switch {
+	case err != nil:
+		return nil, 0, fmt.Errorf("queue: status %s: %w", jobID, err)
+	case c.Deleted:
+		return nil, 0, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+	}
+	s, err := job.UnmarshalStatus(c.Value)
+	return s, seq, err
 }
 
 // statusFromLeader reads a job's status through the status stream's leader
