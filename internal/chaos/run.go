@@ -474,14 +474,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		stopChaos()
 	case o.Previous != nil:
 		fed = newFeeder(api, sys.recv, root, pool, rand.New(rand.NewPCG(o.Seed, 0x50a4)), fmt.Sprintf("upgrade-%x-", o.Seed&0xffffff), inFlight)
-		feedErr = fed.feed(ctx, func() bool {
-			select {
-			case <-faultsEnded:
-				return true
-			default:
-				return false
-			}
-		})
+		feedErr = fed.feed(ctx, func() bool { return closed(faultsEnded) })
 		jobs = fed.jobs
 		select {
 		case <-faultsEnded: // chaosErr is written

@@ -474,7 +474,9 @@ func (ss *Statuses) SigningJob(ctx context.Context, jobID string) (*job.Job, err
 	return nil, fmt.Errorf("%w: job %s is %s", job.ErrNotActive, jobID, s.State)
 }
 
-// leaderStatus is statusFromLeader with the status's revision.
+// leaderStatus reads a job's status and its revision through the status
+// stream's leader (the JetStream message-get API), never from a lagging
+// replica.
 func (ss *Statuses) leaderStatus(ctx context.Context, jobID string) (*job.Status, uint64, error) {
 	c, seq, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
 	switch {
@@ -487,17 +489,10 @@ func (ss *Statuses) leaderStatus(ctx context.Context, jobID string) (*job.Status
 	return s, seq, err
 }
 
-// statusFromLeader reads a job's status through the status stream's leader
-// (the JetStream message-get API), never from a lagging replica.
+// statusFromLeader is leaderStatus without the revision.
 func (ss *Statuses) statusFromLeader(ctx context.Context, jobID string) (*job.Status, error) {
-	c, _, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
-	switch {
-	case err != nil:
-		return nil, err
-	case c.Deleted:
-		return nil, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
-	}
-	return job.UnmarshalStatus(c.Value)
+	s, _, err := ss.leaderStatus(ctx, jobID)
+	return s, err
 }
 
 // Complete records a job's commit: the FileId → job mapping and the
