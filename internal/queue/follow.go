@@ -219,6 +219,16 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		// stayed open through a partition (no reconnect, so no new read)
 		// loses without a trace; the bucket is read again.
 		lastRepublished uint64
+		// verifyFrom: the view is not known to hold every write stored
+		// from this sequence on (0: it is). A read of the bucket may come
+		// from a replica that lags (just restarted, or cut off from its
+		// peers while this connection stayed up), and the republishes of
+		// what it lacks were made before this follower subscribed: with
+		// no later write nothing else would tell. The rest is read from
+		// the stream's leader (verify), at verifyAt, after tries failed.
+		verifyFrom  uint64
+		verifyAt    time.Time
+		verifyTries int
 	)
 	track := func(c KVChange) {
 		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
@@ -255,6 +265,15 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		g, ok := gone[c.Key]
 		return ok && c.seq <= g.seq
 	}
+	// holds tells whether the view holds stored change c itself (the
+	// leader's answer came before its republish).
+	holds := func(c KVChange) bool {
+		if h, ok := present[c.Key]; ok {
+			return h.seq == c.seq
+		}
+		g, ok := gone[c.Key]
+		return ok && g.seq == c.seq
+	}
 	// see takes a change in (mu held, not buffering).
 	see := func(c KVChange) {
 		switch {
@@ -283,7 +302,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			}
 			if !older(c) {
 				track(c)
-			} else if c.republished {
+			} else if c.republished && !holds(c) {
 				suspect.Store(true)
 			}
 		}
@@ -432,16 +451,18 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		}
 	}
 	prefix := "$KV." + bucket + "."
-	load := func() error {
+	load := func() (leader bool, err error) {
 		mu.Lock()
-		buffering, buffer, lastRepublished = true, nil, 0
+		buffering, buffer, lastRepublished, verifyFrom = true, nil, 0, 0
 		mu.Unlock()
-		checkStream(false)
+		_, leader = checkStream(false)
 		read := map[string]bool{} // of the keys present: those read
-		err := Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
+		var through uint64        // the highest sequence read
+		err = Scan(ctx, nc, "KV_"+bucket, prefix+">", func(m *nats.Msg) {
 			c := storedChange(m, prefix)
 			mu.Lock()
 			defer mu.Unlock()
+			through = max(through, c.seq)
 			if _, ok := present[c.Key]; ok || !c.Deleted {
 				read[c.Key] = true
 			}
@@ -479,21 +500,74 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		for _, c := range answers {
 			track(c)
 		}
+		if err == nil && o.republished != "" && !direct {
+			// Every write stored after the read is republished, the
+			// first one sequence after it: one that skips some tells
+			// that the read lacked them. The leader is asked for them
+			// too, for the case of no later write.
+			lastRepublished = through
+			verifyFrom, verifyAt, verifyTries = through+1, time.Now(), 0
+		}
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
 		for _, c := range buffer {
 			see(c)
 		}
 		buffering, buffer = false, nil
-		return err
+		return leader, err
+	}
+	// verify reads the writes stored after the view's last known sequence
+	// from the stream's leader, a bounded number a call, and applies those
+	// the view lacks, until the leader has none after it: then the view is
+	// known whole. When the leader cannot answer (cut off, or not allowed
+	// to be asked: 0.9's NATS configuration), it is asked again later, less
+	// and less often.
+	verify := func() {
+		const most = 256 // entries read a call
+		for range most {
+			mu.Lock()
+			if verifyFrom == 0 || time.Now().Before(verifyAt) {
+				mu.Unlock()
+				return
+			}
+			from := max(verifyFrom, lastRepublished+1) // republished since: one after another, or the bucket is read again
+			mu.Unlock()
+			c, found, err := nextFromLeader(ctx, nc, bucket, from)
+			mu.Lock()
+			if verifyFrom == 0 { // read again meanwhile
+				mu.Unlock()
+				return
+			}
+			switch {
+			case err != nil:
+				verifyTries++
+				verifyAt = time.Now().Add(min(time.Duration(1)<<verifyTries*time.Second, time.Minute))
+			case !found:
+				verifyFrom = 0
+			default:
+				if !older(c) {
+					track(c)
+				}
+				verifyFrom = c.seq + 1
+				lastRepublished = max(lastRepublished, c.seq)
+			}
+			done := err != nil || !found
+			mu.Unlock()
+			if done {
+				return
+			}
+		}
 	}
 	reconnects := nc.Stats().Reconnects
 	// The first read is tried again while JetStream is not ready (a stream
 	// leader being elected, a node cut off): a service starting meanwhile
 	// waits rather than ending.
 	for b := retry.Request.New(); ; {
-		err := load()
+		leader, err := load()
 		if err == nil {
+			if leader { // else asked later, not holding up the start
+				verify()
+			}
 			break
 		}
 		if !NotReady(err) || !retry.Sleep(ctx, b.NextBackOff()) {
@@ -516,12 +590,14 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			return nil
 		case <-settleTick:
 			settlePending()
+			verify()
 			continue
 		case <-tick.C:
 		}
 		if r := nc.Stats().Reconnects; r != reconnects || failed || reload.Swap(false) {
 			reconnects = r
-			failed = load() != nil
+			_, err := load()
+			failed = err != nil
 		}
 	}
 }
@@ -571,35 +647,72 @@ func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) 
 // value, or its deletion when its last entry is a marker or it has none,
 // and the entry's sequence (0: none).
 func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVChange, uint64, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	c, found, err := leaderGet(ctx, nc, bucket, map[string]any{"last_by_subj": "$KV." + bucket + "." + key})
+	switch {
+	case err != nil:
+		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+	case !found:
+		return KVChange{Key: key, Deleted: true}, 0, nil
+	}
+	return c, c.seq, nil
+}
+
+// nextFromLeader reads the first entry of bucket stored at or after
+// sequence seq, of any key, from the stream's leader; found is false when
+// the leader has none.
+func nextFromLeader(ctx context.Context, nc *nats.Conn, bucket string, seq uint64) (c KVChange, found bool, err error) {
+	c, found, err = leaderGet(ctx, nc, bucket, map[string]any{"seq": seq, "next_by_subj": "$KV." + bucket + ".>"})
 	if err != nil {
-		return KVChange{}, 0, err
+		return KVChange{}, false, fmt.Errorf("queue: %s from %d: %w", bucket, seq, err)
+	}
+	return c, found, nil
+}
+
+// leaderGet asks bucket's stream leader for the entry req names (a
+// message-get request) and returns it as the change it stands for (a
+// deletion for a marker); found is false when there is none.
+func leaderGet(ctx context.Context, nc *nats.Conn, bucket string, req map[string]any) (KVChange, bool, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return KVChange{}, false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, body)
 	if err != nil {
-		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+		return KVChange{}, false, err
 	}
 	var resp struct {
 		Message *struct {
-			Seq  uint64 `json:"seq"`
-			Data []byte `json:"data"`
+			Subject string `json:"subject"`
+			Seq     uint64 `json:"seq"`
+			Header  []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+		return KVChange{}, false, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound, resp.Error == nil && resp.Message == nil:
-		return KVChange{Key: key, Deleted: true}, 0, nil
+		return KVChange{}, false, nil
 	case resp.Error != nil:
-		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, resp.Error)
-	case len(resp.Message.Data) == 0: // a marker
-		return KVChange{Key: key, Deleted: true, seq: resp.Message.Seq}, resp.Message.Seq, nil
+		return KVChange{}, false, resp.Error
 	}
-	return KVChange{Key: key, Value: resp.Message.Data, seq: resp.Message.Seq}, resp.Message.Seq, nil
+	msg := resp.Message
+	c := KVChange{Key: strings.TrimPrefix(msg.Subject, "$KV."+bucket+"."), Value: msg.Data, seq: msg.Seq}
+	if len(msg.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(msg.Header)
+		if err != nil {
+			return KVChange{}, false, err
+		}
+		c.Deleted = deletion(h)
+	}
+	if len(c.Value) == 0 { // a marker
+		c.Deleted, c.Value = true, nil
+	}
+	return c, true, nil
 }
 
 // storedChange is the change a key-value entry read from the stream (a

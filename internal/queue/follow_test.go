@@ -16,6 +16,12 @@ import (
 // with opts, and returns a reader of it once the first read is applied.
 func followView(t *testing.T, n *testharness.NATS, bucket string, opts ...FollowOption) func(key string) (string, bool) {
 	t.Helper()
+	return followViewWithin(t, n, 10*time.Second, bucket, opts...)
+}
+
+// followViewWithin is followView with the first read given up to within.
+func followViewWithin(t *testing.T, n *testharness.NATS, within time.Duration, bucket string, opts ...FollowOption) func(key string) (string, bool) {
+	t.Helper()
 	var mu sync.Mutex
 	view := map[string]string{}
 	loaded := make(chan struct{})
@@ -32,7 +38,7 @@ func followView(t *testing.T, n *testharness.NATS, bucket string, opts ...Follow
 	}()
 	select {
 	case <-loaded:
-	case <-time.After(10 * time.Second):
+	case <-time.After(within):
 		t.Fatal("the first read of the bucket never ended")
 	}
 	return func(key string) (string, bool) {
