@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -42,6 +43,8 @@ type env struct {
 	q    *queue.Queue
 	cfg  notify.Config
 	log  *syncBuffer
+	// broker is ingest's layout broker serving notify.
+	broker *nats.Subscription
 }
 
 func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
@@ -77,7 +80,7 @@ func newEnv(t testing.TB, mod ...func(*notify.Config)) *env {
 		t.Fatal(err)
 	}
 	// ingest's layout broker, which makes notify's consumers and streams.
-	if _, err := queue.ServeLayout(js.Conn(), js, slog.New(slog.DiscardHandler)); err != nil {
+	if e.broker, err = queue.ServeLayout(js.Conn(), js, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

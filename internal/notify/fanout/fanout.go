@@ -42,6 +42,10 @@ type Config struct {
 	SSEHeartbeat time.Duration `envconfig:"SSE_HEARTBEAT" default:"15s" desc:"interval of heartbeats on idle server-sent event streams"`
 	// BacklogInterval is how often the backlog gauges are refreshed.
 	BacklogInterval time.Duration `envconfig:"NOTIFY_BACKLOG_INTERVAL" default:"15s" desc:"refresh interval of the per-subscription backlog gauges"`
+	// RePublishRetry is how often notify asks ingest's layout broker again
+	// for the subscriptions bucket's RePublish after an older ingest
+	// refused it (an upgrade under way: ingest of 0.9, notify of 0.10).
+	RePublishRetry time.Duration `envconfig:"NOTIFY_REPUBLISH_RETRY" default:"5m" desc:"interval of asking ingest again for the subscriptions bucket's RePublish after an older ingest refused it"`
 }
 
 // WebhookConfig tunes webhook delivery.
@@ -171,14 +175,19 @@ type Fanout struct {
 	events   *queue.Events
 	replicas int
 	subs     jetstream.KeyValue
-	attempts jetstream.Stream
-	keys     apikey.Keys
-	box      *secretbox.Box // seals the webhook signing secrets in subs
-	metrics  *metrics
-	client   *http.Client
-	guard    *netguard.Guard
-	resolver netguard.Resolver
-	disp     *dispatcher
+	// subsAsked is the subscriptions bucket as asked of the broker, with
+	// its RePublish; lacksRePublish: an older broker refused that, and
+	// the bucket was made without (Run asks again).
+	subsAsked      jetstream.KeyValueConfig
+	lacksRePublish bool
+	attempts       jetstream.Stream
+	keys           apikey.Keys
+	box            *secretbox.Box // seals the webhook signing secrets in subs
+	metrics        *metrics
+	client         *http.Client
+	guard          *netguard.Guard
+	resolver       netguard.Resolver
+	disp           *dispatcher
 	// backlogs are the subscriptions' backlogs as refreshBacklog last read them.
 	backlogs sync.Map // subscription id → *Backlog
 }
@@ -212,14 +221,18 @@ func (f *Fanout) Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		Bucket: SubscriptionsBucket, Description: "vodpipe webhook subscriptions", History: 1,
 		Storage: jetstream.FileStorage, Replicas: f.replicas, RePublish: queue.SubscriptionsRePublish(),
 	}
+	f.subsAsked = subs
 	var err error
 	f.subs, err = f.layout.Bucket(ctx, subs)
-	if err != nil && strings.Contains(err.Error(), "republish") {
+	if refusedRePublish(err) {
 		// An ingest older than 0.10 makes no RePublish: the dispatchers
-		// then apply the bucket's writes as published (queue.FollowRepublished).
-		f.log.Warn("ingest's layout broker makes no RePublish of the subscriptions bucket (an ingest older than notify?); following the bucket's own writes", "err", err)
+		// then apply the bucket's writes as published (queue.FollowRepublished)
+		// until an ingest that makes it is asked again (askRePublish).
+		f.log.Warn("ingest's layout broker makes no RePublish of the subscriptions bucket (an ingest older than notify?); following the bucket's own writes, asking again later", "err", err)
 		subs.RePublish = nil
-		f.subs, err = f.layout.Bucket(ctx, subs)
+		if f.subs, err = f.layout.Bucket(ctx, subs); err == nil {
+			f.lacksRePublish = true
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("notify: bucket %s: %w", SubscriptionsBucket, err)
@@ -296,9 +309,34 @@ func (f *Fanout) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { f.refreshBacklog(ctx) })
 	wg.Go(func() { f.sweepSubscriptions(ctx, sweepInterval) })
+	if f.lacksRePublish {
+		wg.Go(func() { f.askRePublish(ctx) })
+	}
 	err := f.disp.run(ctx)
 	wg.Wait()
 	return err
+}
+
+// refusedRePublish tells whether err is a layout broker's refusal of a
+// RePublish (an ingest older than 0.10).
+func refusedRePublish(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "republish")
+}
+
+// askRePublish asks the layout broker for the subscriptions bucket's
+// RePublish every cfg.RePublishRetry until one makes it (ingest upgraded)
+// or ctx ends. The dispatchers take to the republishes as they come.
+func (f *Fanout) askRePublish(ctx context.Context) {
+	for retry.Sleep(ctx, f.cfg.RePublishRetry) {
+		_, err := f.layout.Bucket(ctx, f.subsAsked)
+		switch {
+		case err == nil:
+			f.log.Info("the subscriptions bucket republishes its writes now (ingest made the RePublish); dispatchers follow those")
+			return
+		case !refusedRePublish(err) && ctx.Err() == nil:
+			f.log.Warn("asking ingest again for the subscriptions bucket's RePublish failed; next try in an interval", "err", err)
+		}
+	}
 }
 
 // sweepInterval is how often notify purges the subscriptions bucket's
