@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -321,12 +322,22 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// unreached: the server refused this user the republishes (the NATS
+	// rights of 0.9, not yet those of the upgrade): writes apply as
+	// published, as in 0.9, rather than wait for republishes never coming.
+	var unreached bool
 	if o.republished != "" {
+		before := nc.LastError()
 		rsub, err := changesOn(nc, bucket, o.republished, ">", take)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = rsub.Unsubscribe() }()
+		if refusedSubscription(nc, before, o.republished+">") {
+			mu.Lock()
+			unreached, direct = true, true
+			mu.Unlock()
+		}
 	}
 	// checkStream sets direct from the bucket's stream configuration, as
 	// its leader answers, and tells whether the stream was created anew
@@ -345,7 +356,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		direct = o.republished != "" && !on
+		direct = o.republished != "" && (!on || unreached)
 		if anew = known && !at.Equal(created) || !known && suspected; anew {
 			for k, h := range present {
 				h.seq = 0
@@ -600,6 +611,16 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			failed = err != nil
 		}
 	}
+}
+
+// refusedSubscription tells whether the server refused nc's subscription
+// to subject: it sends the permissions violation before it answers the
+// flush that followed the subscription, so the connection's last error is
+// then that violation (not before, the last error until then).
+func refusedSubscription(nc *nats.Conn, before error, subject string) bool {
+	err := nc.LastError()
+	return err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
+		strings.Contains(strings.ToLower(err.Error()), strings.ToLower(`subscription to "`+subject+`"`))
 }
 
 // changes subscribes to the changes of key (">" for every key) in bucket

@@ -13,6 +13,10 @@ import (
 	"github.com/vodpipe/vodpipe/internal/netfault"
 )
 
+// deadRouteAddr is the route address the cluster's nodes tell each other:
+// one no process listens on (port 1, tcpmux, unused on Linux hosts).
+const deadRouteAddr = "127.0.0.1:1"
+
 // NATSCluster is three in-process NATS servers with JetStream, routed to
 // each other on loopback through netfault proxies, so a test can cut one
 // node off from its peers while its own clients stay connected to it.
@@ -63,9 +67,13 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 		s, err := natsserver.NewServer(&natsserver.Options{
 			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: natsserver.RANDOM_PORT,
 			JetStream: true, StoreDir: store, NoSigs: true, NoLog: true,
-			// The nodes reach each other through the proxies only: their
-			// own route addresses are not passed around.
-			Cluster: natsserver.ClusterOpts{Name: "vodpipe-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true},
+			// The nodes reach each other through the proxies only. A node
+			// tells its peers its route address, and a peer that learns it
+			// before its proxied route is up connects there too (an
+			// implicit route, part of a pool): the address told is one
+			// nothing listens on, so that connection fails and every
+			// route goes through a proxy (Routez shows them).
+			Cluster: natsserver.ClusterOpts{Name: "vodpipe-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true, Advertise: deadRouteAddr},
 			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
 		})
 		if err != nil {
