@@ -63,8 +63,13 @@ func runNode(v string) error {
 		JetStream: true, StoreDir: spec.StoreDir, NoSigs: true, NoLog: false, Logtime: true,
 		MaxPayload: 8 << 20, JetStreamMaxMemory: 256 << 20, JetStreamMaxStore: 8 << 30,
 		// Clients keep to the URL list they were given (the proxies):
-		// the nodes' own addresses are not advertised to them.
-		Cluster: natsserver.ClusterOpts{Name: "vodpipe-chaos", Host: "127.0.0.1", Port: spec.ClusterPort, NoAdvertise: true},
+		// the nodes' own addresses are not advertised to them. Nor do
+		// the nodes reach each other but through the route proxies: the
+		// route address a node tells its peers is one nothing listens on,
+		// else a peer that learns it before its proxied route is up
+		// connects there directly (an implicit route), and a partition
+		// leaves that path open.
+		Cluster: natsserver.ClusterOpts{Name: "vodpipe-chaos", Host: "127.0.0.1", Port: spec.ClusterPort, NoAdvertise: true, Advertise: netfault.Nowhere},
 		Routes:  natsserver.RoutesFromStr(strings.Join(spec.Routes, ",")),
 	}
 	ns, err := natsserver.NewServer(opts)

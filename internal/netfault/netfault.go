@@ -17,6 +17,11 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// Nowhere is a loopback address no process listens on (port 1, tcpmux,
+// unused on Linux hosts): what a server behind proxies tells its peers as
+// its own address, so that none connects around the proxies.
+const Nowhere = "127.0.0.1:1"
+
 // Faults are what a proxy does to the bytes it forwards. The zero value
 // forwards them untouched.
 type Faults struct {

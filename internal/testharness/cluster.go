@@ -13,10 +13,6 @@ import (
 	"github.com/vodpipe/vodpipe/internal/netfault"
 )
 
-// deadRouteAddr is the route address the cluster's nodes tell each other:
-// one no process listens on (port 1, tcpmux, unused on Linux hosts).
-const deadRouteAddr = "127.0.0.1:1"
-
 // NATSCluster is three in-process NATS servers with JetStream, routed to
 // each other on loopback through netfault proxies, so a test can cut one
 // node off from its peers while its own clients stay connected to it.
@@ -73,7 +69,7 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 			// implicit route, part of a pool): the address told is one
 			// nothing listens on, so that connection fails and every
 			// route goes through a proxy (Routez shows them).
-			Cluster: natsserver.ClusterOpts{Name: "vodpipe-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true, Advertise: deadRouteAddr},
+			Cluster: natsserver.ClusterOpts{Name: "vodpipe-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true, Advertise: netfault.Nowhere},
 			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
 		})
 		if err != nil {
