@@ -65,7 +65,8 @@ func serveOldLayout(t *testing.T, js jetstream.JetStream) *nats.Subscription {
 // an ingest of 0.9 serves the layout (an upgrade under way) has its
 // subscriptions bucket made without the RePublish, and delivers all the
 // same. Once an upgraded ingest serves, notify's next ask makes the
-// RePublish, without a restart, and deliveries go on through it.
+// RePublish, without a restart, and the dispatchers follow it: a write
+// JetStream refused no longer reaches them.
 func TestNotifyAsksIngestAgainForTheRePublish(t *testing.T) {
 	e := newEnv(t, func(c *notify.Config) { c.RePublishRetry = 100 * time.Millisecond })
 	js := e.nats.JetStream(t)
@@ -108,10 +109,35 @@ func TestNotifyAsksIngestAgainForTheRePublish(t *testing.T) {
 	testharness.WaitFor(t, 10*time.Second, "notify's log of the RePublish", func() bool {
 		return strings.Contains(e.log.String(), "republishes its writes now")
 	})
+	// The subscription's creation is the first write republished: the
+	// dispatchers follow the republishes from then on, so a write
+	// JetStream refuses (a "disabled" record at an old revision) changes
+	// nothing, where applied as published it would stop the deliveries.
 	after := h.receiver("after")
 	sub = in.subscribe(t, h.url(after), []string{"job.completed"}, "")
 	after.setSecret(sub.Secret)
+	kv, err := js.KeyValue(ctx, fanout.SubscriptionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	version, _ := rec["version"].(float64)
+	rec["version"], rec["status"] = version+1, fanout.StatusDisabled
+	disabled, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Update(ctx, sub.ID, disabled, entry.Revision()-1); err == nil {
+		t.Fatal("the update at an older revision was stored")
+	}
 	ev = e.publish(job.EventCompleted, "j2", job.CompletedData{FileID: "f2"})
-	testharness.WaitFor(t, 10*time.Second, "a delivery through the republishes",
+	testharness.WaitFor(t, 10*time.Second, "a delivery despite the refused write, through the republishes",
 		func() bool { return after.receivedIDs()[ev.ID] == 1 })
 }

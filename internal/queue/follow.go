@@ -230,6 +230,17 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		verifyFrom  uint64
 		verifyAt    time.Time
 		verifyTries int
+		// reverify: the view is to be verified once more, a while after
+		// the leader first said it was whole: a stream leader cut off
+		// from its peers answers for some seconds before it steps down,
+		// with only what it had stored (a new leader takes writes
+		// meanwhile).
+		reverify bool
+		// unreached: the server refused this user the republishes (the
+		// NATS rights of 0.9, not yet those of the upgrade): writes apply
+		// as published, as in 0.9, rather than wait for republishes never
+		// coming, until a republish comes after all (rights granted).
+		unreached bool
 	)
 	track := func(c KVChange) {
 		if h, ok := present[c.Key]; ok && c.conditional && o.settleOver != nil && o.settleOver(h.value) {
@@ -299,7 +310,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 						delete(pending, c.Key)
 					}
 				}
-				direct = false
+				direct, unreached = false, false
 			}
 			if !older(c) {
 				track(c)
@@ -322,10 +333,6 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// unreached: the server refused this user the republishes (the NATS
-	// rights of 0.9, not yet those of the upgrade): writes apply as
-	// published, as in 0.9, rather than wait for republishes never coming.
-	var unreached bool
 	if o.republished != "" {
 		before := nc.LastError()
 		rsub, err := changesOn(nc, bucket, o.republished, ">", take)
@@ -517,7 +524,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			// that the read lacked them. The leader is asked for them
 			// too, for the case of no later write.
 			lastRepublished = through
-			verifyFrom, verifyAt, verifyTries = through+1, time.Now(), 0
+			verifyFrom, verifyAt, verifyTries, reverify = through+1, time.Now(), 0, true
 		}
 		// On an error the changes seen meanwhile still apply; the next
 		// check reads the current values again.
@@ -537,6 +544,11 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		const most = 256 // entries read a call
 		for range most {
 			mu.Lock()
+			if verifyFrom != 0 && direct {
+				// Writes apply as published now (held without their
+				// sequences, which older cannot weigh): nothing to verify.
+				verifyFrom = 0
+			}
 			if verifyFrom == 0 || time.Now().Before(verifyAt) {
 				mu.Unlock()
 				return
@@ -552,7 +564,9 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			switch {
 			case err != nil:
 				verifyTries++
-				verifyAt = time.Now().Add(min(time.Duration(1)<<verifyTries*time.Second, time.Minute))
+				verifyAt = time.Now().Add(verifyBackoff(verifyTries))
+			case !found && reverify:
+				reverify, verifyFrom, verifyAt = false, from, time.Now().Add(reverifyAfter)
 			case !found:
 				verifyFrom = 0
 			default:
@@ -612,6 +626,20 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		}
 	}
 }
+
+// verifyBackoff is the wait before a follower asks the stream's leader
+// again after tries failed: 2 s, 4 s, ... a minute at most.
+func verifyBackoff(tries int) time.Duration {
+	if tries >= 6 {
+		return time.Minute
+	}
+	return time.Second << tries
+}
+
+// reverifyAfter is how long after the leader first said a follower's view
+// was whole that it is asked once more: longer than a stream leader cut
+// off from its peers goes on answering before it steps down (10 s).
+const reverifyAfter = 30 * time.Second
 
 // refusedSubscription tells whether the server refused nc's subscription
 // to subject: it sends the permissions violation before it answers the

@@ -316,3 +316,21 @@ func TestFollowReadsAgainAfterARepublishGap(t *testing.T) {
 		t.Fatalf("lost settled %v with the leader, want it read again", got)
 	}
 }
+
+// A follower whose leader cannot answer asks again later, less and less
+// often, never more than a minute apart: the wait stays positive however
+// many tries failed (a shift past the duration's bits would make it
+// negative, and the follower would ask at every tick).
+func TestVerifyBackoffStaysWithinAMinute(t *testing.T) {
+	prev := time.Duration(0)
+	for tries := 1; tries <= 200; tries++ {
+		d := verifyBackoff(tries)
+		if d < prev || d <= 0 || d > time.Minute {
+			t.Fatalf("wait after %d tries = %v (after %d: %v), want growing, within (0, 1m]", tries, d, tries-1, prev)
+		}
+		prev = d
+	}
+	if verifyBackoff(1) != 2*time.Second {
+		t.Fatalf("first wait %v, want 2s", verifyBackoff(1))
+	}
+}

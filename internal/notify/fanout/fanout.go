@@ -221,7 +221,7 @@ func (f *Fanout) Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		Bucket: SubscriptionsBucket, Description: "vodpipe webhook subscriptions", History: 1,
 		Storage: jetstream.FileStorage, Replicas: f.replicas, RePublish: queue.SubscriptionsRePublish(),
 	}
-	f.subsAsked = subs
+	f.subsAsked, f.lacksRePublish = subs, false // Open may be tried again
 	var err error
 	f.subs, err = f.layout.Bucket(ctx, subs)
 	if refusedRePublish(err) {
