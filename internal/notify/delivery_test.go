@@ -782,28 +782,7 @@ func TestARefusedSubscriptionWriteDoesNotStopDeliveries(t *testing.T) {
 	r := h.receiver("kept")
 	sub := in.subscribe(t, h.url(r), []string{"job.completed"}, "")
 	r.setSecret(sub.Secret)
-	ctx := t.Context()
-	kv, err := e.nats.JetStream(t).KeyValue(ctx, fanout.SubscriptionsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := kv.Get(ctx, sub.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-		t.Fatal(err)
-	}
-	version, _ := rec["version"].(float64)
-	rec["version"], rec["status"] = version+1, fanout.StatusDisabled
-	disabled, err := json.Marshal(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Update(ctx, sub.ID, disabled, entry.Revision()-1); err == nil {
-		t.Fatal("the update at an older revision was stored")
-	}
+	e.refusedDisable(t, sub.ID)
 	ev := e.publish(job.EventCompleted, "kept", job.CompletedData{FileID: "f"})
 	testharness.WaitFor(t, 10*time.Second, "the event at the subscription the refused write would have disabled",
 		func() bool { return r.receivedIDs()[ev.ID] == 1 })

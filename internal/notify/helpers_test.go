@@ -457,3 +457,33 @@ func sampleData(typ, jobID string) any {
 	}
 	return struct{}{}
 }
+
+// refusedDisable writes a "disabled" record of subscription id with a
+// newer version at an older revision, as a second replica changing it at
+// once would: JetStream refuses it, yet it reaches the bucket's
+// subscribers as published.
+func (e *env) refusedDisable(t *testing.T, id string) {
+	t.Helper()
+	ctx := t.Context()
+	kv, err := e.nats.JetStream(t).KeyValue(ctx, fanout.SubscriptionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	version, _ := rec["version"].(float64)
+	rec["version"], rec["status"] = version+1, fanout.StatusDisabled
+	disabled, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Update(ctx, id, disabled, entry.Revision()-1); err == nil {
+		t.Fatal("the update at an older revision was stored")
+	}
+}

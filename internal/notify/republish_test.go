@@ -116,27 +116,7 @@ func TestNotifyAsksIngestAgainForTheRePublish(t *testing.T) {
 	after := h.receiver("after")
 	sub = in.subscribe(t, h.url(after), []string{"job.completed"}, "")
 	after.setSecret(sub.Secret)
-	kv, err := js.KeyValue(ctx, fanout.SubscriptionsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := kv.Get(ctx, sub.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-		t.Fatal(err)
-	}
-	version, _ := rec["version"].(float64)
-	rec["version"], rec["status"] = version+1, fanout.StatusDisabled
-	disabled, err := json.Marshal(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Update(ctx, sub.ID, disabled, entry.Revision()-1); err == nil {
-		t.Fatal("the update at an older revision was stored")
-	}
+	e.refusedDisable(t, sub.ID)
 	ev = e.publish(job.EventCompleted, "j2", job.CompletedData{FileID: "f2"})
 	testharness.WaitFor(t, 10*time.Second, "a delivery despite the refused write, through the republishes",
 		func() bool { return after.receivedIDs()[ev.ID] == 1 })
