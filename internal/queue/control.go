@@ -250,12 +250,12 @@ func (ctl *Control) setUnlessCanceled(ctx context.Context, jobID string, c job.C
 // configuration may not: the request goes unanswered), from any replica
 // as before. A deleted key reads as ControlNone.
 func (ctl *Control) lastWithRevision(ctx context.Context, jobID string) (job.Control, uint64, error) {
-	e, seq, err := lastFromLeader(ctx, ctl.nc, ControlBucket, jobID)
+	e, err := lastFromLeader(ctx, ctl.nc, ControlBucket, jobID)
 	if err == nil {
 		if e.Deleted {
 			return job.ControlNone, 0, nil
 		}
-		return job.Control(e.Value), seq, nil
+		return job.Control(e.Value), e.seq, nil
 	}
 	entry, err := ctl.kv.Get(ctx, jobID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

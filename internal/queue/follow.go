@@ -134,11 +134,11 @@ func FollowSettlingWritesOver(keep func(value []byte) bool) FollowOption {
 func settle(ctx context.Context, nc *nats.Conn, bucket string, c KVChange) (KVChange, bool) {
 	wait := time.Millisecond
 	for range 10 {
-		last, seq, err := lastFromLeader(ctx, nc, bucket, c.Key)
+		last, err := lastFromLeader(ctx, nc, bucket, c.Key)
 		if err != nil {
 			return c, false
 		}
-		if seq != c.expect {
+		if last.seq != c.expect {
 			return last, true
 		}
 		// Not dealt with yet: the subscriber got the write before the stream.
@@ -265,26 +265,19 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		}
 		apply(c)
 	}
+	// heldSeq is the stream sequence of what the view holds of key: its
+	// value's, or its deletion's while remembered (0: unknown, or nothing).
+	heldSeq := func(key string) uint64 {
+		if h, ok := present[key]; ok {
+			return h.seq
+		}
+		return gone[key].seq
+	}
 	// older tells whether stored change c is older than, or the same as,
 	// what the view holds of its key (a lagging replica's read).
 	older := func(c KVChange) bool {
-		if c.seq == 0 {
-			return false
-		}
-		if h, ok := present[c.Key]; ok {
-			return h.seq != 0 && c.seq <= h.seq
-		}
-		g, ok := gone[c.Key]
-		return ok && c.seq <= g.seq
-	}
-	// holds tells whether the view holds stored change c itself (the
-	// leader's answer came before its republish).
-	holds := func(c KVChange) bool {
-		if h, ok := present[c.Key]; ok {
-			return h.seq == c.seq
-		}
-		g, ok := gone[c.Key]
-		return ok && g.seq == c.seq
+		h := heldSeq(c.Key)
+		return c.seq != 0 && h != 0 && c.seq <= h
 	}
 	// see takes a change in (mu held, not buffering).
 	see := func(c KVChange) {
@@ -314,7 +307,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			}
 			if !older(c) {
 				track(c)
-			} else if c.republished && !holds(c) {
+			} else if c.republished && heldSeq(c.Key) != c.seq { // not the entry itself, which the leader's answer brought first
 				suspect.Store(true)
 			}
 		}
@@ -411,7 +404,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		checked := false
 		for _, a := range due {
 			k, h, isHeld := a.key, a.h, a.isHeld
-			c, _, err := lastFromLeader(ctx, nc, bucket, k)
+			c, err := lastFromLeader(ctx, nc, bucket, k)
 			if err != nil {
 				break // no leader to answer: the next tick asks again
 			}
@@ -507,7 +500,7 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 		// unanswered, a key is kept as before the read.
 		answers := make([]KVChange, 0, len(missed))
 		for _, k := range missed {
-			c, _, err := lastFromLeader(ctx, nc, bucket, k)
+			c, err := lastFromLeader(ctx, nc, bucket, k)
 			if err != nil {
 				break
 			}
@@ -557,10 +550,6 @@ func Follow(ctx context.Context, nc *nats.Conn, bucket string, apply func(KVChan
 			mu.Unlock()
 			c, found, err := nextFromLeader(ctx, nc, bucket, from)
 			mu.Lock()
-			if verifyFrom == 0 { // read again meanwhile
-				mu.Unlock()
-				return
-			}
 			switch {
 			case err != nil:
 				verifyTries++
@@ -694,16 +683,16 @@ func changesOn(nc *nats.Conn, bucket, prefix, key string, apply func(KVChange)) 
 // lastFromLeader reads key's last entry in bucket from the stream's leader
 // (the message-get API; a direct get may come from a lagging replica): its
 // value, or its deletion when its last entry is a marker or it has none,
-// and the entry's sequence (0: none).
-func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVChange, uint64, error) {
+// with the entry's sequence (seq; 0: none).
+func lastFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (KVChange, error) {
 	c, found, err := leaderGet(ctx, nc, bucket, map[string]any{"last_by_subj": "$KV." + bucket + "." + key})
 	switch {
 	case err != nil:
-		return KVChange{}, 0, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
+		return KVChange{}, fmt.Errorf("queue: %s %s: %w", bucket, key, err)
 	case !found:
-		return KVChange{Key: key, Deleted: true}, 0, nil
+		return KVChange{Key: key, Deleted: true}, nil
 	}
-	return c, c.seq, nil
+	return c, nil
 }
 
 // nextFromLeader reads the first entry of bucket stored at or after

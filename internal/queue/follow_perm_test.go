@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vodpipe/vodpipe/internal/natsembed"
 	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -22,24 +23,19 @@ import (
 // published, as 0.9 did, not wait for republishes that never come.
 func TestWatchWithTheOldRightsAppliesControlsAsPublished(t *testing.T) {
 	t.Parallel()
-	s, err := natsserver.NewServer(&natsserver.Options{
-		Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-		Users: []*natsserver.User{
+	s, err := natsembed.Start(t.TempDir(), "127.0.0.1", natsserver.RANDOM_PORT, natsembed.WithOptions(func(o *natsserver.Options) {
+		o.Users = []*natsserver.User{
 			{Username: "admin", Password: "admin"},
 			{Username: "worker", Password: "worker", Permissions: &natsserver.Permissions{
 				Publish:   &natsserver.SubjectPermission{Deny: []string{"$JS.API.STREAM.MSG.GET.>"}},
 				Subscribe: &natsserver.SubjectPermission{Deny: []string{ControlChanges + ".>"}},
 			}},
-		},
-	})
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Start()
 	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
 	connect := func(user string) *nats.Conn {
 		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 		if err != nil {

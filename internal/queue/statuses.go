@@ -456,7 +456,7 @@ func (ss *Statuses) SigningJob(ctx context.Context, jobID string) (*job.Job, err
 	}
 	// A replicated bucket's reads may be answered by a replica that has not
 	// seen the worker's latest write yet: ask the leader before refusing.
-	if s, err = ss.statusFromLeader(ctx, jobID); errors.Is(err, ErrNotFound) {
+	if s, _, err = ss.leaderStatus(ctx, jobID); errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %w", job.ErrNotActive, err)
 	} else if err != nil {
 		return nil, err
@@ -478,7 +478,7 @@ func (ss *Statuses) SigningJob(ctx context.Context, jobID string) (*job.Job, err
 // stream's leader (the JetStream message-get API), never from a lagging
 // replica.
 func (ss *Statuses) leaderStatus(ctx context.Context, jobID string) (*job.Status, uint64, error) {
-	c, seq, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
+	c, err := lastFromLeader(ctx, ss.js.Conn(), StatusBucket, jobID)
 	switch {
 	case err != nil:
 		return nil, 0, fmt.Errorf("queue: status %s: %w", jobID, err)
@@ -486,13 +486,7 @@ func (ss *Statuses) leaderStatus(ctx context.Context, jobID string) (*job.Status
 		return nil, 0, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
 	}
 	s, err := job.UnmarshalStatus(c.Value)
-	return s, seq, err
-}
-
-// statusFromLeader is leaderStatus without the revision.
-func (ss *Statuses) statusFromLeader(ctx context.Context, jobID string) (*job.Status, error) {
-	s, _, err := ss.leaderStatus(ctx, jobID)
-	return s, err
+	return s, c.seq, err
 }
 
 // Complete records a job's commit: the FileId → job mapping and the
@@ -595,7 +589,7 @@ func (ss *Statuses) isStray(ctx context.Context, s *job.Status, state job.State,
 	if s == nil && ss.expiredEntry(e) {
 		return true, nil // an expired job's: no status to ask the leader for
 	}
-	s, err := ss.statusFromLeader(ctx, e.jobID)
+	s, _, err := ss.leaderStatus(ctx, e.jobID)
 	if errors.Is(err, ErrNotFound) {
 		return true, nil
 	}

@@ -10,6 +10,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/vodpipe/vodpipe/internal/child"
+	"github.com/vodpipe/vodpipe/internal/natsembed"
 	"github.com/vodpipe/vodpipe/internal/netfault"
 )
 
@@ -60,27 +61,22 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 			}
 		}
 		store := filepath.Join(dir, fmt.Sprintf("n%d", i+1))
-		s, err := natsserver.NewServer(&natsserver.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: natsserver.RANDOM_PORT,
-			JetStream: true, StoreDir: store, NoSigs: true, NoLog: true,
+		s, err := natsembed.Start(store, "127.0.0.1", natsserver.RANDOM_PORT, natsembed.WithOptions(func(o *natsserver.Options) {
+			o.ServerName = fmt.Sprintf("n%d", i+1)
 			// The nodes reach each other through the proxies only. A node
 			// tells its peers its route address, and a peer that learns it
 			// before its proxied route is up connects there too (an
 			// implicit route, part of a pool): the address told is one
 			// nothing listens on, so that connection fails and every
 			// route goes through a proxy (Routez shows them).
-			Cluster: natsserver.ClusterOpts{Name: "vodpipe-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true, Advertise: netfault.Nowhere},
-			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
-		})
+			o.Cluster = natsserver.ClusterOpts{Name: "vodpipe-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true, Advertise: netfault.Nowhere}
+			o.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
+		}))
 		if err != nil {
-			t.Fatalf("testharness: cluster node: %v", err)
+			t.Fatalf("testharness: cluster node n%d: %v", i+1, err)
 		}
-		go s.Start()
 		n := &NATS{Server: s, StoreDir: store}
 		t.Cleanup(n.Shutdown)
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("testharness: cluster node n%d not ready", i+1)
-		}
 		n.URL = s.ClientURL()
 		c.Nodes = append(c.Nodes, n)
 	}
