@@ -439,3 +439,29 @@ func TestStatsReadsTheHourBackAtStart(t *testing.T) {
 		t.Fatalf("after the new job: %d jobs, %d bytes; want 3 and 1500", done, bytes)
 	}
 }
+
+// TestConsoleSignInLimitHoldsForTheRightKeyToo: once failed sign-ins have
+// spent the limiter, a right key waits too; were it let in, the limiter
+// would only tell a guesser its wrong guesses (429) from its right one
+// (303) at any rate.
+func TestConsoleSignInLimitHoldsForTheRightKeyToo(t *testing.T) {
+	a := startIngest(t)
+	b := newBrowser(t, a)
+	limited := false
+	for i := range 100 {
+		p := b.req("POST", "/console/login", url.Values{"key": {fmt.Sprintf("wrong-key-%04d", i)}})
+		if p.status == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+		if p.status != http.StatusUnauthorized {
+			t.Fatalf("wrong key %d: %d", i, p.status)
+		}
+	}
+	if !limited {
+		t.Fatal("100 wrong keys in a row, none limited")
+	}
+	if p := b.req("POST", "/console/login", url.Values{"key": {readerKey}, "next": {"/console/jobs"}}); p.status != http.StatusTooManyRequests || b.cookie != nil {
+		t.Fatalf("the right key while the limit holds: %d, cookie %v; want 429 and no session", p.status, b.cookie)
+	}
+}

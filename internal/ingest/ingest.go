@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	go s.republish(bg, 5*time.Second)
 	log.Info("signing policy", cfg.Policy.LogAttrs()...)
 	if cfg.UploadPage {
-		if s.page, err = startPageEvents(s.nc, s.metrics.pageEvts, log); err != nil {
+		if s.page, err = startPageEvents(s.nc, max(cfg.UploadTokenMaxStreams, 1), s.metrics.pageEvts, log); err != nil {
 			s.nc.Close()
 			return nil, err
 		}
@@ -336,7 +336,7 @@ func (s *Service) Serve(ctx context.Context) error {
 // ServeListener runs the HTTP API on l (and the admin listener, when
 // configured) until ctx ends.
 func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
-	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/upload/events"))
+	srv := httpserve.New(s.cfg.Config, httpserve.Streams(s.cfg.StreamConfig, s.Handler(), "/upload/events", "/console/events"))
 	s.log.Info("ingest listening", "addr", l.Addr().String())
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -542,6 +542,10 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (an event
+// stream lifts its deadlines through it).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -269,20 +268,19 @@ func splitBatch(b []byte, contentType string, most int) ([]json.RawMessage, erro
 		}
 		return raws, nil
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), job.MaxMessageSize+1)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
+	// NDJSON: the lines of the body (bounded as a whole), each however
+	// long: a line longer than a job may be is that item's refusal (each
+	// is decoded as a job), not the batch's.
+	for rest := b; len(rest) > 0; {
+		line, after, _ := bytes.Cut(rest, []byte{'\n'})
+		rest = after
+		if line = bytes.TrimSpace(line); len(line) == 0 {
 			continue
 		}
 		if len(raws) == most {
 			return nil, errBatchTooLarge
 		}
-		raws = append(raws, append(json.RawMessage(nil), line...))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("NDJSON: %v", err)
+		raws = append(raws, line)
 	}
 	return raws, nil
 }

@@ -84,7 +84,13 @@ func (s *Service) uploadEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// The server caps such streams (httpserve.Streams); an authorised one
 	// outlives the request deadlines.
-	sub := s.page.subscribe(key.Upload.Policy.SourceContext)
+	sub, ok := s.page.subscribe(key.Upload.streamHolder(), key.Upload.Policy.SourceContext)
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		httpapi.Refuse(w, http.StatusTooManyRequests, httpapi.CodeTooManyStreams,
+			fmt.Sprintf("this user has %d upload page streams open, as many as one may (VODPIPE_UPLOAD_TOKEN_MAX_STREAMS); close one", s.page.perHolder), nil)
+		return
+	}
 	defer s.page.unsubscribe(sub)
 	httpserve.StartStream(w)
 	rc := http.NewResponseController(w)
@@ -128,8 +134,11 @@ type pageEvents struct {
 	log      *slog.Logger
 	received prometheus.Counter
 
+	perHolder int // streams one end user may have open (see streamHolder)
+
 	mu      sync.Mutex
 	streams map[string]map[*pageStream]struct{} // by sourceContext
+	holders map[string]int                      // streams open, by streamHolder
 	// recent events, replayed to a stream that opens just after its
 	// upload's event was published.
 	recent [recentPageEvents]pageEvent
@@ -144,7 +153,18 @@ const pageReplayAge = 10 * time.Minute
 
 type pageStream struct {
 	sourceContext string
+	holder        string
 	ch            chan pageEvent
+}
+
+// streamHolder is whom the upload page's streams of a token count
+// against: its end user, as the key that minted it names them (a page
+// reloaded gets a new token for the same user), or the token itself.
+func (c *uploadClaims) streamHolder() string {
+	if c.User == "" {
+		return "token\x00" + c.ID
+	}
+	return "user\x00" + c.Issuer + "\x00" + c.User
 }
 
 type pageEvent struct {
@@ -155,8 +175,9 @@ type pageEvent struct {
 }
 
 // startPageEvents subscribes to vod.file_uploaded events as they are published.
-func startPageEvents(nc *nats.Conn, received prometheus.Counter, log *slog.Logger) (*pageEvents, error) {
-	p := &pageEvents{log: log, received: received, streams: map[string]map[*pageStream]struct{}{}}
+func startPageEvents(nc *nats.Conn, perHolder int, received prometheus.Counter, log *slog.Logger) (*pageEvents, error) {
+	p := &pageEvents{log: log, received: received, perHolder: perHolder,
+		streams: map[string]map[*pageStream]struct{}{}, holders: map[string]int{}}
 	sub, err := nc.Subscribe(queue.EventsPrefix+"."+job.EventVODFileUpload+".>", p.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: subscribe to the upload page's events: %w", err)
@@ -195,11 +216,16 @@ func (p *pageEvents) deliver(m *nats.Msg) {
 }
 
 // subscribe adds a stream for one sourceContext, replaying its latest
-// recent events (the newest half a buffer's worth, oldest first).
-func (p *pageEvents) subscribe(sourceContext string) *pageStream {
+// recent events (the newest half a buffer's worth, oldest first); false
+// when holder has as many streams open as one may.
+func (p *pageEvents) subscribe(holder, sourceContext string) (*pageStream, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := &pageStream{sourceContext: sourceContext, ch: make(chan pageEvent, 32)}
+	if p.holders[holder] >= p.perHolder {
+		return nil, false
+	}
+	p.holders[holder]++
+	st := &pageStream{sourceContext: sourceContext, holder: holder, ch: make(chan pageEvent, 32)}
 	var replay []pageEvent
 	for i := 1; i <= recentPageEvents && len(replay) < cap(st.ch)/2; i++ {
 		pe := p.recent[(p.next-i+recentPageEvents)%recentPageEvents]
@@ -214,7 +240,7 @@ func (p *pageEvents) subscribe(sourceContext string) *pageStream {
 		p.streams[sourceContext] = map[*pageStream]struct{}{}
 	}
 	p.streams[sourceContext][st] = struct{}{}
-	return st
+	return st, true
 }
 
 func (p *pageEvents) unsubscribe(st *pageStream) {
@@ -223,5 +249,8 @@ func (p *pageEvents) unsubscribe(st *pageStream) {
 	delete(p.streams[st.sourceContext], st)
 	if len(p.streams[st.sourceContext]) == 0 {
 		delete(p.streams, st.sourceContext)
+	}
+	if p.holders[st.holder]--; p.holders[st.holder] <= 0 {
+		delete(p.holders, st.holder)
 	}
 }

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -122,14 +121,6 @@ func redactQueued(evs []job.Event) {
 		if e.Type != job.EventQueued {
 			continue
 		}
-		var j job.Job
-		if json.Unmarshal(e.Data, &j) != nil {
-			evs[i].Data = json.RawMessage(`{}`)
-			continue
-		}
-		j.Source, j.Cover = redact.URL(j.Source), redact.URL(j.Cover)
-		if b, err := json.Marshal(&j); err == nil {
-			evs[i].Data = b
-		}
+		evs[i].Data = redact.QueuedJob(e.Data)
 	}
 }

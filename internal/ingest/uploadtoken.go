@@ -35,6 +35,9 @@ type UploadTokenConfig struct {
 	// UploadTokenSignRate and UploadTokenSignBurst limit the signatures of one token.
 	UploadTokenSignRate  float64 `envconfig:"UPLOAD_TOKEN_SIGN_RATE" default:"1" desc:"signatures per second per upload token"`
 	UploadTokenSignBurst int     `envconfig:"UPLOAD_TOKEN_SIGN_BURST" default:"10" desc:"burst of signatures per upload token"`
+	// UploadTokenMaxStreams bounds the upload page's event streams of one
+	// end user, so that no one takes every stream VODPIPE_SSE_MAX_STREAMS allows.
+	UploadTokenMaxStreams int `envconfig:"UPLOAD_TOKEN_MAX_STREAMS" default:"4" desc:"upload page event streams one end user (a token's user) may have open at once; more are answered 429"`
 }
 
 // minTokenKey is the shortest upload-token key accepted.

@@ -218,6 +218,12 @@ func TestLayoutBrokerRefusesWhatReachesOutside(t *testing.T) {
 			_, err := layout.Consumer(ctx, jetstream.ConsumerConfig{Durable: "push", FilterSubject: events, DeliverSubject: queue.JobsSubject})
 			return err
 		},
+		"consumer whose filter is past the server's control line": func() error {
+			// Created on a subject holding the filter, it would have the
+			// server close the broker's own connection.
+			_, err := layout.Consumer(ctx, jetstream.ConsumerConfig{Name: "long", FilterSubject: queue.EventsPrefix + ".job.queued." + strings.Repeat("j", 5000)})
+			return err
+		},
 		"consumer of jobs": func() error {
 			_, err := layout.Consumer(ctx, jetstream.ConsumerConfig{Durable: "jobs", FilterSubject: queue.JobsSubject})
 			return err
@@ -252,6 +258,9 @@ func TestLayoutBrokerRefusesWhatReachesOutside(t *testing.T) {
 		if err := ask(); err == nil || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("%s: %v, want a refusal", name, err)
 		}
+	}
+	if r := in.Stats().Reconnects; r != 0 || !in.IsConnected() {
+		t.Errorf("the broker's connection: %d reconnects, connected %v; a request must not cost it", r, in.IsConnected())
 	}
 	for _, name := range []string{"push", "jobs"} {
 		if _, err := g.admin.Consumer(ctx, queue.EventsStream, name); !errors.Is(err, jetstream.ErrConsumerNotFound) {

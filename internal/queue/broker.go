@@ -73,6 +73,14 @@ var ErrLayoutNotReady = errors.New("queue: JetStream not ready for the layout re
 var ErrLayoutRefused = errors.New("queue: layout request refused")
 
 // checkLayout tells why the broker refuses r, or nil.
+// maxLayoutFilters and maxLayoutFilterLen bound the filter subjects of a
+// consumer asked for: an event type and a job id (job.MaxIDLen) take far
+// fewer.
+const (
+	maxLayoutFilters   = 64
+	maxLayoutFilterLen = 512
+)
+
 func checkLayout(r *layoutRequest) error {
 	n := 0
 	for _, set := range []bool{r.Consumer != nil, r.Stream != nil, r.Bucket != nil} {
@@ -96,9 +104,18 @@ func checkLayout(r *layoutRequest) error {
 		if len(filters) == 0 {
 			return errors.New("a consumer names the events it takes (a filter subject)")
 		}
+		if len(filters) > maxLayoutFilters {
+			return fmt.Errorf("%d filter subjects, at most %d", len(filters), maxLayoutFilters)
+		}
 		for _, f := range filters {
 			if !strings.HasPrefix(f, EventsPrefix+".") {
 				return fmt.Errorf("filter subject %q is not an event's", f)
+			}
+			// A consumer of one filter is created on a subject that holds
+			// it, and a request's subject past the server's control line
+			// (4 KiB) closes the broker's own connection.
+			if len(f) > maxLayoutFilterLen {
+				return fmt.Errorf("a filter subject of %d bytes, at most %d", len(f), maxLayoutFilterLen)
 			}
 		}
 	case r.Stream != nil:

@@ -4,8 +4,11 @@
 package redact
 
 import (
+	"encoding/json"
 	"errors"
 	"net/url"
+
+	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
 // Mark replaces what was redacted.
@@ -41,4 +44,20 @@ func Err(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// QueuedJob returns the data of a job.queued event, the job message, with
+// its source and cover redacted as URL does (a signed URL's query is its
+// token); data that is not a job comes back as {}.
+func QueuedJob(data json.RawMessage) json.RawMessage {
+	var j job.Job
+	if json.Unmarshal(data, &j) != nil {
+		return json.RawMessage(`{}`)
+	}
+	j.Source, j.Cover = URL(j.Source), URL(j.Cover)
+	b, err := json.Marshal(&j)
+	if err != nil {
+		return json.RawMessage(`{}`)
+	}
+	return b
 }

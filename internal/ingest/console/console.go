@@ -209,13 +209,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			c.fail(w, r, http.StatusForbidden, "Refused: the sign-in did not come from the console's own page.")
 			return
 		}
+		// Failed sign-ins spend the limiter's tokens; while none is left,
+		// every sign-in waits, a right key's too: answering a right one
+		// then would tell a guesser which guess was right at any rate.
+		if c.logins.Tokens() < 1 {
+			w.Header().Set("Retry-After", "1")
+			c.render(w, r, http.StatusTooManyRequests, "login", map[string]any{"Next": next, "Error": "Too many failed sign-ins: wait a moment."})
+			return
+		}
 		token := strings.TrimSpace(r.PostFormValue("key"))
 		if _, ok := c.keys.Lookup(token); !ok {
-			if !c.logins.Allow() {
-				w.Header().Set("Retry-After", "1")
-				c.render(w, r, http.StatusTooManyRequests, "login", map[string]any{"Next": next, "Error": "Too many failed sign-ins: wait a moment."})
-				return
-			}
+			c.logins.Allow()
 			c.log.Warn("console: sign-in refused: unknown API key", "remote", r.RemoteAddr)
 			c.render(w, r, http.StatusUnauthorized, "login", map[string]any{"Next": next, "Error": "That API key is not one of this service's keys."})
 			return

@@ -13,6 +13,9 @@ import (
 // flushEvery is how often the live stream sends the progress it folded.
 const flushEvery = 500 * time.Millisecond
 
+// writeTimeout bounds one write to a page's live stream.
+const writeTimeout = 30 * time.Second
+
 // events streams the pipeline's events to an open console page as
 // server-sent events, read from the same events that webhooks and
 // GET /v1/events carry. Progress is folded per job and sent at most every
@@ -30,8 +33,12 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer stop()
+	// A stream outlives the server's read and write timeouts (a read
+	// deadline passing would cancel the request, ending it); each write is
+	// bounded instead, so a page that stops reading loses its stream.
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	_, _ = fmt.Fprint(w, "retry: 2000\n\n")
@@ -45,6 +52,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	progress := map[string][]byte{}
 	for {
 		var err error
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		select {
 		case <-r.Context().Done():
 			return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/httpserve"
 	"github.com/vodpipe/vodpipe/internal/queue"
+	"github.com/vodpipe/vodpipe/internal/redact"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -39,6 +41,10 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 	types := []string{"*"}
 	if v := q.Get("type"); v != "" {
 		types = strings.Split(v, ",")
+		if len(types) > maxEventTypes {
+			httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidParameter, "type", fmt.Sprintf("has %d entries, at most %d", len(types), maxEventTypes)))
+			return
+		}
 		for _, t := range types {
 			if msg := checkTypePattern(strings.TrimSpace(t)); msg != "" {
 				httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidParameter, "type", msg))
@@ -49,7 +55,16 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 			types[i] = strings.TrimSpace(types[i])
 		}
 	}
+	// A job.queued event's data is the job message, whose source and cover
+	// may be signed URLs: whole only to the control scope, as ingest shows
+	// them.
+	key := httpapi.KeyFrom(r.Context())
+	control := key != nil && key.Allows(ScopeControl)
 	jobID := q.Get("jobId")
+	if msg := checkJobID(jobID); msg != "" {
+		httpapi.Write(w, httpapi.Field(httpapi.CodeInvalidParameter, "jobId", msg))
+		return
+	}
 	// A pull consumer of this stream's own, made by ingest's layout broker
 	// (notify's user may create none), removed when the stream ends or,
 	// should this process die, a minute after its last pull.
@@ -62,7 +77,7 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if last != "" {
 		seq, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
+		if err != nil || seq == math.MaxUint64 { // no event follows it
 			httpapi.Write(w, &httpapi.Error{Status: http.StatusBadRequest, Code: httpapi.CodeInvalidParameter, Message: "Last-Event-ID must be the id of an event of this stream (a sequence number)",
 				Fields: []job.FieldError{{Field: "Last-Event-ID", Reason: "Last-Event-ID must be the id of an event of this stream (a sequence number)"}}})
 			return
@@ -157,14 +172,20 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if err != nil || !filter.matches(hd) || strings.ContainsAny(hd.Type, "\r\n") {
 				continue
 			}
+			data := m.Data()
+			if hd.Type == job.EventQueued && !control {
+				if data, err = redactQueued(data); err != nil {
+					continue
+				}
+			}
 			buf.Reset()
 			fmt.Fprintf(&buf, "id: %d\nevent: %s\ndata: ", meta.Sequence.Stream, hd.Type)
-			if bytes.ContainsAny(m.Data(), "\r\n") {
-				if json.Compact(&buf, m.Data()) != nil {
+			if bytes.ContainsAny(data, "\r\n") {
+				if json.Compact(&buf, data) != nil {
 					continue
 				}
 			} else {
-				buf.Write(m.Data())
+				buf.Write(data)
 			}
 			buf.WriteString("\n\n")
 			if !write(buf.Bytes()) {
@@ -173,4 +194,15 @@ func (s *Fanout) handleEvents(w http.ResponseWriter, r *http.Request) {
 			beat.Reset(s.cfg.SSEHeartbeat)
 		}
 	}
+}
+
+// redactQueued returns a job.queued event with its job's source and cover
+// redacted (redact.QueuedJob).
+func redactQueued(data []byte) ([]byte, error) {
+	var e job.Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, err
+	}
+	e.Data = redact.QueuedJob(e.Data)
+	return json.Marshal(&e)
 }

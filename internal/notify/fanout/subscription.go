@@ -163,6 +163,17 @@ const (
 	maxReplays        = 4
 )
 
+// checkJobID says what is wrong with a job id to filter events on ("" for
+// nothing, or none given): it becomes a token of a consumer's filter
+// subject, which the NATS server bounds with the rest of the request's
+// control line.
+func checkJobID(id string) string {
+	if id != "" && (len(id) > job.MaxIDLen || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+		return fmt.Sprintf("must be a job id: at most %d characters, no spaces or control characters", job.MaxIDLen)
+	}
+	return ""
+}
+
 // validate checks a create request and returns the record it describes;
 // the error names the first bad field.
 func (s *Fanout) validate(ctx context.Context, req createRequest) (*record, *httpapi.Error) {
@@ -184,10 +195,8 @@ func (s *Fanout) validate(ctx context.Context, req createRequest) (*record, *htt
 			}
 		}
 	}
-	if req.JobID != "" {
-		if len(req.JobID) > job.MaxIDLen || strings.ContainsFunc(req.JobID, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			return nil, httpapi.Field(httpapi.CodeInvalidField, "jobId", fmt.Sprintf("must be a job id: at most %d characters, no spaces or control characters", job.MaxIDLen))
-		}
+	if msg := checkJobID(req.JobID); msg != "" {
+		return nil, httpapi.Field(httpapi.CodeInvalidField, "jobId", msg)
 	}
 	if len(req.Description) > maxDescriptionLen {
 		return nil, httpapi.Field(httpapi.CodeInvalidField, "description", fmt.Sprintf("is longer than %d characters", maxDescriptionLen))

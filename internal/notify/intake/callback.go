@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,6 +93,9 @@ func tokenEqual(got, want string) bool {
 	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
+// fileIDPattern is what a FileId may be: VOD's are decimal numbers.
+var fileIDPattern = regexp.MustCompile(`^[0-9A-Za-z_-]{1,64}$`)
+
 // procedureEvent is the part of VOD's ProcedureStateChangeEvent vodpipe lifts out.
 type procedureEvent struct {
 	TaskID         string `json:"TaskId"`
@@ -163,6 +167,12 @@ func (in *Intake) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 	default:
 		in.metrics.vodEvents.WithLabelValues(source, vodIgnored).Inc()
 		return VODResult{Ignored: true, EventType: ev.EventType}, nil
+	}
+	if fileID != "" && !fileIDPattern.MatchString(fileID) {
+		// It becomes a key of the files bucket: one that is none (a space,
+		// a wildcard, kilobytes) could never be looked up.
+		in.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
+		return VODResult{}, fmt.Errorf("%w: FileId %.40q is not a file id (at most 64 letters, digits, '_' or '-')", errVODEventInvalid, fileID)
 	}
 
 	key := vodEventKey(identity)
