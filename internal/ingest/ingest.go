@@ -120,6 +120,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	// A Config built by hand (tests, the stack) gets the tags' defaults.
 	defaults.Fill(&cfg)
+	if err := cfg.QueueConfig.CheckStatusRetention(); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	tokenKeys, err := cfg.UploadTokenConfig.keys()
 	if err != nil {
 		return nil, err
@@ -163,7 +166,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 			return err
 		}
 		if s.idem, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "vodpipe_idempotency",
-			Description: "Idempotency-Key to job id", TTL: 24 * time.Hour, Replicas: cfg.Replicas, Storage: jetstream.FileStorage}); err != nil {
+			Description: "Idempotency-Key to job id", TTL: queue.IdempotencyKeyTTL, Replicas: cfg.Replicas, Storage: jetstream.FileStorage}); err != nil {
 			return fmt.Errorf("ingest: bucket vodpipe_idempotency: %w", err)
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +38,8 @@ import (
 //
 // Reads are JetStream batched direct gets: a page of entries after a
 // sequence on one subject is one request, the statuses of the page one
-// more (a multi-subject last-message get on the status bucket's stream).
+// more (a multi-subject last-message get on the status bucket's stream;
+// more again for statuses the server held back, see lastOfKeys).
 // Counts per state are the stream's message counts per subject, one
 // request for all states.
 const (
@@ -131,7 +133,15 @@ func (ix *Index) Counts(ctx context.Context) (map[job.State]uint64, error) {
 
 // lastOfKeys calls f with the current entry of each of keys in bucket that
 // has one and is not a deletion: one batched direct get per thousand keys
-// (under the server's bound of a multi-subject read, 1024).
+// (under the server's bound of a multi-subject read, 1024), and more when
+// the server holds some back. It answers a multi-subject read only up to
+// its max_pending bytes (64 MiB by default; a thousand statuses of jobs
+// with long URLs and metadata are more) and says in the end-of-batch marker
+// how many it held back: those keys are asked for again, until a read holds
+// none back. So a key f was not called with has no entry (or a deletion),
+// never one held back; callers delete index entries on that. An error
+// leaves some keys unread: a caller must then conclude nothing from f's
+// silence.
 func lastOfKeys(ctx context.Context, nc *nats.Conn, bucket string, keys []string, f func(key string, rev uint64, value []byte) error) error {
 	const chunk = 1000
 	prefix := "$KV." + bucket + "."
@@ -141,18 +151,38 @@ func lastOfKeys(ctx context.Context, nc *nats.Conn, bucket string, keys []string
 		for i, k := range part {
 			subjects[i] = prefix + k
 		}
-		msgs, _, err := directBatch(ctx, nc, "KV_"+bucket, map[string]any{"multi_last": subjects, "batch": len(part)}, len(part))
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if deletion(m.Header) || len(m.Data) == 0 {
-				continue
+		// The server sends at least one message per read (it stops once
+		// past max_pending), so each read asks for fewer subjects than the
+		// last and len(part) reads are enough.
+		for reads := 0; len(subjects) > 0; reads++ {
+			if reads == len(part) {
+				return fmt.Errorf("queue: direct get %s: entries still held back after %d reads", "KV_"+bucket, reads)
 			}
-			rev, _ := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
-			if err := f(strings.TrimPrefix(ServerHeader(m.Header, jetstream.SubjectHeader), prefix), rev, m.Data); err != nil {
+			msgs, pending, err := directBatch(ctx, nc, "KV_"+bucket, map[string]any{"multi_last": subjects, "batch": len(subjects)}, len(subjects))
+			if err != nil {
 				return err
 			}
+			got := make(map[string]bool, len(msgs))
+			for _, m := range msgs {
+				subject := ServerHeader(m.Header, jetstream.SubjectHeader)
+				got[subject] = true
+				if deletion(m.Header) || len(m.Data) == 0 {
+					continue
+				}
+				rev, _ := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
+				if err := f(strings.TrimPrefix(subject, prefix), rev, m.Data); err != nil {
+					return err
+				}
+			}
+			if pending == 0 {
+				break
+			}
+			if len(msgs) == 0 {
+				return fmt.Errorf("queue: direct get %s: %d entries held back, none sent", "KV_"+bucket, pending)
+			}
+			// Ask again for the subjects not answered: those held back,
+			// and those with no entry, which the next read leaves out too.
+			subjects = slices.DeleteFunc(subjects, func(s string) bool { return got[s] })
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -437,5 +438,173 @@ func TestCountsDropCrashStraysAfterTheSweep(t *testing.T) {
 	}
 	if got := listAll(t, q, "", 10); !slices.Equal(got, ids) {
 		t.Fatalf("all lists %v, want %v", got, ids)
+	}
+}
+
+// bigJob is a valid job whose stored status is about 100 KB: json.Marshal
+// escapes '<', '>' and '&' as \u003c (six bytes for one), in strings and
+// in json.RawMessage metadata alike, so fields within the job's limits
+// (4096-character URLs, 8 KiB of metadata, 1000 runes of sessionContext)
+// grow about sixfold in the status bucket.
+func bigJob(id string) *job.Job {
+	src := "https://example.com/" + id + ".mp4?q="
+	cov := "https://example.com/" + id + ".jpg?q="
+	meta := `{"a":"` + strings.Repeat("<", job.MaxMetadataSize-8) + `"}`
+	return &job.Job{
+		V: 1, ID: id,
+		Source:         src + strings.Repeat("&", job.MaxSourceLen-len(src)),
+		Cover:          cov + strings.Repeat("&", job.MaxSourceLen-len(cov)),
+		Metadata:       []byte(meta),
+		SessionContext: strings.Repeat("<", job.MaxSessionContextLen),
+		SourceContext:  strings.Repeat("<", job.MaxSourceContextLen),
+	}
+}
+
+// submitBig submits n big jobs (bigJob): 700 of them are 70 MiB of
+// statuses, more than the server's max_pending (64 MiB) that bounds one
+// batched read's answer.
+func submitBig(t *testing.T, q *queue.Queue, n int) []string {
+	t.Helper()
+	var ids []string
+	for start := 0; start < n; start += 100 {
+		var jobs []*job.Job
+		for i := start; i < min(start+100, n); i++ {
+			j := bigJob(fmt.Sprintf("big-%04d", i))
+			if err := j.Validate(); err != nil {
+				t.Fatalf("the job is not valid: %v", err)
+			}
+			jobs = append(jobs, j)
+			ids = append(ids, j.ID)
+		}
+		for _, r := range q.Jobs.Submit(t.Context(), jobs) {
+			if r.Err != nil || r.Duplicate {
+				t.Fatalf("submit %s: %v (duplicate %v)", r.Job.ID, r.Err, r.Duplicate)
+			}
+		}
+	}
+	b, _ := job.MarshalStatus(&job.Status{Job: *bigJob("big-0000"), State: job.StateQueued})
+	t.Logf("a status is %d bytes; %d of them %d MiB", len(b), n, n*len(b)>>20)
+	return ids
+}
+
+// TestPagesOfLargeStatusesListEveryJob: a page of the API's largest size
+// (1000) reads its statuses with one multi-subject direct get, which the
+// server answers only up to its max_pending bytes, ending the batch with
+// the count it held back. Those statuses are asked for again: a page must
+// not take them for missing and leave their jobs out of the listing.
+func TestPagesOfLargeStatusesListEveryJob(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ids := submitBig(t, q, 700)
+	if got := listAll(t, q, "", 1000); !slices.Equal(got, ids) {
+		t.Fatalf("listing of all jobs with limit 1000 lists %d of %d jobs", len(got), len(ids))
+	}
+	if got := listAll(t, q, job.StateQueued, 1000); !slices.Equal(got, ids) {
+		t.Fatalf("listing of queued jobs with limit 1000 lists %d of %d jobs", len(got), len(ids))
+	}
+}
+
+// TestPagesOfLargeStatusesKeepOldLiveJobs: a status held back from a
+// page's batched read is no expired job's, however old its entry: the page
+// must not delete the entries by creation of live jobs older than the
+// retention (they would be gone from every later listing and the count).
+func TestPagesOfLargeStatusesKeepOldLiveJobs(t *testing.T) {
+	const retention = 2 * time.Second
+	q, _ := openQueue(t, queue.Config{StatusRetention: retention})
+	ctx := t.Context()
+	ids := submitBig(t, q, 700)
+	// Every entry older than the retention; the jobs are queued, kept.
+	time.Sleep(retention + 500*time.Millisecond)
+	if _, err := q.Statuses.Page(ctx, "", 0, 1000); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := q.Index.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[""] != uint64(len(ids)) {
+		t.Fatalf("after one listing, %d entries by creation left for %d queued jobs", counts[""], len(ids))
+	}
+	if n, err := q.Statuses.SweepIndex(ctx); err != nil || n != 0 {
+		t.Fatalf("SweepIndex = %d, %v; want nothing deleted (every job is queued)", n, err)
+	}
+	if got := listAll(t, q, "", 100); !slices.Equal(got, ids) {
+		t.Fatalf("listing of all jobs in pages of 100 lists %d of %d", len(got), len(ids))
+	}
+}
+
+// TestOpenAfterStatusesExpiredWantsNoReindex: a finished status that
+// expired leaves a marker in the bucket for a minute (LimitMarkerTTL),
+// which the bucket's message count includes, while its entry by creation
+// goes at the next SweepIndex. An ingest started in that minute must not
+// take the markers for statuses older than the index and read the whole
+// bucket again.
+func TestOpenAfterStatusesExpiredWantsNoReindex(t *testing.T) {
+	q, n := openQueue(t, queue.Config{StatusRetention: 2 * time.Second})
+	ctx := t.Context()
+	ids := submitN(t, q, "exp", 3)
+	for _, id := range ids {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateCanceled, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testharness.WaitFor(t, 20*time.Second, "the finished statuses to expire", func() bool {
+		for _, id := range ids {
+			if _, _, err := q.Statuses.Get(ctx, id); !errors.Is(err, queue.ErrNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+	if swept, err := q.Statuses.SweepIndex(ctx); err != nil || swept != len(ids) {
+		t.Fatalf("SweepIndex = %d, %v", swept, err)
+	}
+	// Live statuses after the markers: Open reads past the markers to them.
+	kept := submitN(t, q, "kept", 2)
+	q2, err := queue.Open(ctx, n.JetStream(t), queue.Config{StatusRetention: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q2.NeedsReindex() {
+		t.Fatal("Open wants a reindex of the whole status bucket: the expiry markers count as statuses")
+	}
+	if got := listAll(t, q2, "", 10); !slices.Equal(got, kept) {
+		t.Fatalf("listed %v, want %v", got, kept)
+	}
+}
+
+// TestFinishedStatusWrittenAgainStaysInItsStateListing: a finished job's
+// state entry expires a margin after its status, but every later write of
+// the status (an update that leaves the state) gives the status a fresh
+// TTL of the retention: the write gives it a fresh state entry too, or the
+// job drops out of its state's listing and count while GET still shows it.
+// (The margin, a minute, is a second here, and the status is written again
+// every 0.5 s to stand for one late write under the default 720h.)
+func TestFinishedStatusWrittenAgainStaysInItsStateListing(t *testing.T) {
+	const retention, margin = 2 * time.Second, time.Second
+	q, _ := openQueue(t, queue.Config{StatusRetention: retention})
+	queue.SetEntryTTLMargin(q, margin)
+	ctx := t.Context()
+	ids := submitN(t, q, "rewrite", 1)
+	if _, err := q.Statuses.Transition(ctx, ids[0], job.StateCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Past the TTL of the entry written as the job completed.
+	for end := time.Now().Add(retention + margin + 1500*time.Millisecond); time.Now().Before(end); {
+		if _, err := q.Statuses.Update(ctx, ids[0], func(*job.Status) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	s, _, err := q.Statuses.Get(ctx, ids[0])
+	if err != nil || s.State != job.StateCompleted {
+		t.Fatalf("status: %v %v", s, err)
+	}
+	counts, err := q.Index.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := listAll(t, q, job.StateCompleted, 10)
+	if !slices.Equal(got, ids) || counts[job.StateCompleted] != 1 {
+		t.Fatalf("a completed status is stored, but the completed listing holds %v and the count is %d", got, counts[job.StateCompleted])
 	}
 }

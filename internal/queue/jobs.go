@@ -369,12 +369,13 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 
 // clearNotQueued is the update that takes a not_queued mark away once the
 // job's message is stored (on a status that exists: Update stores none that
-// f leaves without a state).
+// f leaves without a state). A status without the mark is not written again.
 func clearNotQueued(s *job.Status) error {
 	if s.Error != nil && s.Error.Code == CodeNotQueued {
 		s.Error = nil
+		return nil
 	}
-	return nil
+	return errUnchanged
 }
 
 // submitTimeout bounds a batch's submit once begun (see Submit).
@@ -410,9 +411,10 @@ func (jq *Jobs) markNotQueued(ctx context.Context, jobID string, cause error) {
 		msg = "NATS JetStream storage was full when the job was submitted: it is not queued yet; submit it again (ingest retries it while it runs)"
 	}
 	_, _ = jq.statuses.Update(ctx, jobID, func(s *job.Status) error {
-		if s.State == job.StateQueued && s.Runs == 0 {
-			s.Error = &job.Error{Code: CodeNotQueued, Message: msg}
+		if s.State != job.StateQueued || s.Runs != 0 || s.Error != nil && *s.Error == (job.Error{Code: CodeNotQueued, Message: msg}) {
+			return errUnchanged // run or finished meanwhile, or marked so already
 		}
+		s.Error = &job.Error{Code: CodeNotQueued, Message: msg}
 		return nil
 	})
 }

@@ -95,7 +95,15 @@ type Config struct {
 	// finished and does not run it again), the events kept for replay
 	// (EventsMaxAge) and VOD's task-flow events for the file. After it, the
 	// same job id is a new job.
-	StatusRetention time.Duration `envconfig:"STATUS_RETENTION" default:"720h" desc:"how long a finished (completed, failed, canceled) job's status, FileId mapping and index entries are kept; after it, a job with the same id is a new job (-1s: forever)"`
+	//
+	// The windows ingest and the workers depend on are held to it when
+	// they start (CheckStatusRetention, which ingest.New and worker.New
+	// call on the operator's configuration): at least the Idempotency-Key's
+	// (IdempotencyKeyTTL), the duplicate window and the ack wait. Open and
+	// Attach refuse only what JetStream cannot do, a retention under a
+	// second (it takes no per-message TTL shorter), so that tests and tools
+	// building a Config by hand may keep finished statuses for seconds.
+	StatusRetention time.Duration `envconfig:"STATUS_RETENTION" default:"720h" desc:"how long a finished (completed, failed, canceled) job's status, FileId mapping and index entries are kept; after it, a job with the same id is a new job; at least 24h (an Idempotency-Key's window), VODPIPE_JOBS_DUPLICATE_WINDOW and VODPIPE_JOBS_ACK_WAIT: ingest and workers refuse to start otherwise (-1s: forever)"`
 	// DLQMaxBytes bounds the dead letters, which bad submissions fill: when
 	// full, the oldest go.
 	DLQMaxBytes int64 `envconfig:"DLQ_MAX_BYTES" default:"536870912" desc:"bytes the dead-letter stream may hold; when full, the oldest go (-1: no limit)"`
@@ -103,6 +111,39 @@ type Config struct {
 
 // withDefaults fills c's zero fields from their default tags.
 func (c *Config) withDefaults() { defaults.Fill(c) }
+
+// IdempotencyKeyTTL is how long ingest keeps an Idempotency-Key's record
+// (the vodpipe_idempotency bucket's TTL): a retry with the key within it is
+// answered with the job the key names, as long as that job's status is
+// kept (see CheckStatusRetention).
+const IdempotencyKeyTTL = 24 * time.Hour
+
+// CheckStatusRetention refuses a StatusRetention shorter than the windows
+// a finished job's status must outlast, naming the variable and the
+// minimum: the Idempotency-Key's (IdempotencyKeyTTL; a retry after the
+// status expired would run a completed job again), the duplicate window
+// and the ack wait (a job message published again or redelivered late
+// would find no status and run again). -1s, forever, is always allowed. The
+// services call it on the operator's configuration; Open and Attach do not
+// (see StatusRetention).
+func (c Config) CheckStatusRetention() error {
+	c.withDefaults()
+	if c.StatusRetention < 0 {
+		return nil
+	}
+	minimum, window := IdempotencyKeyTTL, "the Idempotency-Key window"
+	if c.DuplicateWindow > minimum {
+		minimum, window = c.DuplicateWindow, "VODPIPE_JOBS_DUPLICATE_WINDOW"
+	}
+	if c.AckWait > minimum {
+		minimum, window = c.AckWait, "VODPIPE_JOBS_ACK_WAIT"
+	}
+	if c.StatusRetention < minimum {
+		return fmt.Errorf("queue: VODPIPE_STATUS_RETENTION is %s: it must be at least %s (%s), or -1s to keep finished statuses forever",
+			c.StatusRetention, minimum, window)
+	}
+	return nil
+}
 
 // Queue is an opened JetStream layout: one part per concept, each with its
 // stream or buckets. The parts call each other where one concept's
@@ -156,12 +197,20 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, erro
 		}
 	}
 	// Every status has its entry by creation, written before it; fewer
-	// entries than statuses means statuses written before the job index
-	// existed (or a reindex of them cut short): they need their entries
-	// (Statuses.Reindex, which ingest runs).
+	// entries than messages in the bucket may mean statuses written before
+	// the job index existed (or a reindex of them cut short): they need
+	// their entries (Statuses.Reindex, which ingest runs, reads the whole
+	// bucket). The bucket's count also holds the markers of statuses that
+	// expired in the last minute (LimitMarkerTTL), so the oldest status
+	// decides (Statuses.oldestUnindexed: such statuses were last written
+	// before any with entries, and a reindex moves each it writes to the
+	// end).
 	if counts, err := q.Index.Counts(ctx); err == nil {
 		if st, err := q.Statuses.kv.Status(ctx); err == nil && st.Values() > counts[""] {
-			q.needsReindex = true
+			q.needsReindex, err = q.Statuses.oldestUnindexed(ctx)
+			if err != nil {
+				q.needsReindex = true // cannot tell: a reindex is harmless
+			}
 		}
 	}
 	// A consumer made by an older vodpipe took only JobsSubject. Widening it
@@ -218,12 +267,17 @@ func newQueue(js jetstream.JetStream, cfg Config) (*Queue, error) {
 	if cfg.MaxDeliver < 0 {
 		return nil, fmt.Errorf("queue: VODPIPE_JOBS_MAX_DELIVER is %d: it must be at least 1 (there is no unlimited)", cfg.MaxDeliver)
 	}
+	if r := cfg.StatusRetention; r > 0 && r < time.Second {
+		// JetStream refuses a per-message TTL under a second: no job could
+		// ever be finished.
+		return nil, fmt.Errorf("queue: VODPIPE_STATUS_RETENTION is %s: it must be at least 1s, or -1s to keep finished statuses forever", r)
+	}
 	q := &Queue{js: js, cfg: cfg, Jobs: &Jobs{js: js}, Statuses: &Statuses{js: js}, Control: &Control{nc: js.Conn()},
 		Events: &Events{js: js}, DeadLetters: &DeadLetters{js: js}, Files: &Files{nc: js.Conn()}, Index: &Index{js: js}}
 	q.Jobs.statuses, q.Jobs.index = q.Statuses, q.Index
 	q.Jobs.republishWindow = min(cfg.RepublishWindow, cfg.DuplicateWindow/2)
 	q.Statuses.control, q.Statuses.files, q.Statuses.index = q.Control, q.Files, q.Index
-	q.Statuses.retention = max(cfg.StatusRetention, 0)
+	q.Statuses.retention, q.Statuses.entryMargin = max(cfg.StatusRetention, 0), entryTTLMargin
 	q.Control.statuses, q.Control.jobs, q.Control.events = q.Statuses, q.Jobs, q.Events
 	q.DeadLetters.statuses, q.DeadLetters.jobs, q.DeadLetters.events = q.Statuses, q.Jobs, q.Events
 	return q, nil

@@ -1047,3 +1047,57 @@ func completeWithALateCancel(t *testing.T, q *queue.Queue, id string) {
 		return errors.Is(err, queue.ErrNotFound)
 	})
 }
+
+// TestSubSecondStatusRetentionIsRefused: JetStream refuses a per-message
+// TTL under a second, so with a retention of 500ms no job could ever be
+// finished (every write of completed, failed or canceled refused): Open
+// and Attach refuse it, naming the variable; a second works.
+func TestSubSecondStatusRetentionIsRefused(t *testing.T) {
+	n := testharness.StartNATS(t)
+	ctx := t.Context()
+	js := n.JetStream(t)
+	for name, open := range map[string]func(context.Context, jetstream.JetStream, queue.Config) (*queue.Queue, error){
+		"Open": queue.Open, "Attach": queue.Attach} {
+		_, err := open(ctx, js, queue.Config{StatusRetention: 500 * time.Millisecond})
+		if err == nil || !strings.Contains(err.Error(), "VODPIPE_STATUS_RETENTION") || !strings.Contains(err.Error(), "1s") {
+			t.Fatalf("%s with a retention of 500ms: %v; want a refusal naming VODPIPE_STATUS_RETENTION and 1s", name, err)
+		}
+	}
+	q, err := queue.Open(ctx, js, queue.Config{StatusRetention: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := submitN(t, q, "second", 1)
+	if _, err := q.Statuses.Transition(ctx, ids[0], job.StateCanceled, nil); err != nil {
+		t.Fatalf("a job cannot be finished with a retention of 1s: %v", err)
+	}
+}
+
+// TestStatusRetentionOutlastsTheWindowsThatReadIt: the services refuse a
+// retention shorter than the Idempotency-Key's window, the duplicate window
+// or the ack wait (a retry or a late message would find no status and run a
+// finished job again), naming the variable and the minimum; forever (-1s)
+// is always allowed.
+func TestStatusRetentionOutlastsTheWindowsThatReadIt(t *testing.T) {
+	for _, c := range []struct {
+		cfg     queue.Config
+		minimum string // "": allowed
+	}{
+		{queue.Config{}, ""},
+		{queue.Config{StatusRetention: -time.Second}, ""},
+		{queue.Config{StatusRetention: 24 * time.Hour}, ""},
+		{queue.Config{StatusRetention: 72 * time.Hour}, ""},
+		{queue.Config{StatusRetention: 2 * time.Second}, "24h0m0s"},
+		{queue.Config{StatusRetention: 23 * time.Hour}, "24h0m0s"},
+		{queue.Config{StatusRetention: 24 * time.Hour, DuplicateWindow: 48 * time.Hour}, "48h0m0s"},
+		{queue.Config{StatusRetention: 24 * time.Hour, AckWait: 30 * time.Hour}, "30h0m0s"},
+	} {
+		err := c.cfg.CheckStatusRetention()
+		switch {
+		case c.minimum == "" && err != nil:
+			t.Errorf("retention %s refused: %v", c.cfg.StatusRetention, err)
+		case c.minimum != "" && (err == nil || !strings.Contains(err.Error(), "VODPIPE_STATUS_RETENTION") || !strings.Contains(err.Error(), "at least "+c.minimum)):
+			t.Errorf("retention %s with %+v: %v; want a refusal naming VODPIPE_STATUS_RETENTION and at least %s", c.cfg.StatusRetention, c.cfg, err, c.minimum)
+		}
+	}
+}

@@ -3,7 +3,9 @@ package queue
 import (
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/vodpipe/vodpipe/internal/testharness"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
 
@@ -28,5 +30,38 @@ func TestRepublishOfAJobWithNoStatusWritesNoEmptyStatus(t *testing.T) {
 	}
 	if info, err := stream.Info(ctx); err != nil || info.State.Msgs != 1 {
 		t.Fatalf("jobs stream: %+v %v; want the job's message", info, err)
+	}
+}
+
+// An update that changes nothing writes nothing: clearing a not_queued
+// mark a status does not have, or marking a job that has finished, would
+// give a finished status a fresh TTL (and, with it, a fresh state entry).
+func TestNotQueuedUpdatesOfAFinishedStatusWriteNothing(t *testing.T) {
+	n := testharness.StartNATS(t)
+	ctx := t.Context()
+	q, err := Open(ctx, n.JetStream(t), Config{StatusRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &job.Job{V: 1, ID: "finished", Source: "file:///in/finished.mp4"}
+	if _, _, err := q.Statuses.Create(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Statuses.Transition(ctx, j.ID, job.StateCanceled, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, err := q.Statuses.Get(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := q.Statuses.Update(ctx, j.ID, clearNotQueued); err != nil || s.State != job.StateCanceled {
+		t.Fatalf("clearNotQueued = %+v, %v; want the canceled status, no error", s, err)
+	}
+	q.Jobs.markNotQueued(ctx, j.ID, errors.New("refused"))
+	if s, rev2, err := q.Statuses.Get(ctx, j.ID); err != nil || rev2 != rev || s.Error != nil {
+		t.Fatalf("status after the updates: %+v at %d (%v); want it unwritten at %d", s, rev2, err, rev)
+	}
+	if _, err := q.Statuses.Update(ctx, "never-submitted", clearNotQueued); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("clearNotQueued of no status: %v; want ErrNotFound", err)
 	}
 }

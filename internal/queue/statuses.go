@@ -25,7 +25,15 @@ type Statuses struct {
 	files   *Files
 	// retention is how long a finished status is kept (0: forever).
 	retention time.Duration
+	// entryMargin is how long a finished job's state entry outlives its
+	// status (entryTTLMargin; tests shorten it).
+	entryMargin time.Duration
 }
+
+// entryTTLMargin is how much longer than its status a finished job's state
+// entry is kept: the entry is written before the status, and must not go
+// before it (a listing of the state would miss the job).
+const entryTTLMargin = time.Minute
 
 // Get returns a job's status and its revision, or ErrNotFound.
 func (ss *Statuses) Get(ctx context.Context, jobID string) (*job.Status, uint64, error) {
@@ -69,13 +77,29 @@ func (ss *Statuses) Create(ctx context.Context, j *job.Job) (st *job.Status, cre
 }
 
 // Update applies f to the job's status with optimistic concurrency,
-// retrying on conflicting writes. f returns an error to abort. A missing status
-// is created from the zero Status (f sees State "") if f gives it a state;
-// otherwise the answer is ErrNotFound and nothing is written.
+// retrying on conflicting writes. f returns an error to abort, or
+// errUnchanged to write nothing (the status, as the stream's leader has it,
+// needs no change): Update then returns that status and no error. A missing
+// status is created from the zero Status (f sees State "") if f gives it a
+// state; otherwise the answer is ErrNotFound and nothing is written.
 func (ss *Statuses) Update(ctx context.Context, jobID string, f func(*job.Status) error) (*job.Status, error) {
 	s, _, err := ss.updateStatus(ctx, jobID, Known{}, f)
+	if errors.Is(err, errUnchanged) {
+		if s == nil || s.State == "" {
+			return nil, fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+		}
+		return s, nil
+	}
 	return s, err
 }
+
+// errUnchanged is what an update function passed to Update returns when
+// the status needs no write. Every write of a status counts: a finished
+// one's gives it a fresh TTL, and with it a fresh state entry
+// (indexEntries). Like any refusal, it is decided again on the leader's
+// copy when a replica's was read, so a replica that lags never has a
+// change skipped.
+var errUnchanged = errors.New("queue: status unchanged")
 
 // put writes a status over revision rev (0: a new key). A finished job's
 // status expires after the retention: it is written with a TTL of its own.
@@ -111,7 +135,12 @@ func (m madeEntries) remove(ctx context.Context, ix *Index) {
 
 // indexEntries writes the index entries s needs before s is written: its
 // entry by creation when it has none, and its entry in its state when the
-// state changed from was (or it has none). s is pointed at them.
+// state changed from was, when it has none, or when s is finished and
+// expires. s is pointed at them. A finished status's every write gives it
+// a TTL of the retention from then (put), so each write gives it a state
+// entry that outlives it (by entryMargin) too: its first entry would
+// otherwise expire while a status written again later is still kept, and
+// the job would drop out of its state's listing and count.
 func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Status, was job.State) (madeEntries, error) {
 	var made madeEntries
 	var err error
@@ -121,11 +150,12 @@ func (ss *Statuses) indexEntries(ctx context.Context, jobID string, s *job.Statu
 		}
 		s.LogSeq = made.log
 	}
-	if s.State != "" && (s.State != was || s.IndexSeq == 0) {
-		// A finished job's entry expires a minute after its status (put).
+	expires := s.State.Terminal() && ss.retention > 0
+	if s.State != "" && (s.State != was || s.IndexSeq == 0 || expires) {
+		// A finished job's entry expires entryMargin after its status (put).
 		var ttl time.Duration
-		if s.State.Terminal() && ss.retention > 0 {
-			ttl = ss.retention + time.Minute
+		if expires {
+			ttl = ss.retention + ss.entryMargin
 		}
 		if made.state, err = ss.index.add(ctx, indexSubject(s.State), jobID, ttl); err != nil {
 			made.remove(ctx, ss.index)
@@ -441,6 +471,44 @@ func (ss *Statuses) Reindex(ctx context.Context) (int, error) {
 		}
 	}
 }
+
+// oldestUnindexed reports whether the oldest status in the bucket has no
+// index entries: one written before the job index existed. Such statuses
+// are the oldest, since every later write of a status gives it its entries
+// (indexEntries) and moves it to the end of the bucket's stream, Reindex's
+// among them; so the first status in the stream says whether any is
+// left. It reads from the start of the stream, past the markers of
+// statuses that expired (at most a minute's worth, LimitMarkerTTL), and
+// answers true past oldestReadBudget of them, where it cannot tell.
+func (ss *Statuses) oldestUnindexed(ctx context.Context) (bool, error) {
+	const batch = 16
+	stream, subject := "KV_"+StatusBucket, "$KV."+StatusBucket+".>"
+	for after, read := uint64(0), 0; read < oldestReadBudget; {
+		msgs, pending, err := directBatch(ctx, ss.js.Conn(), stream, map[string]any{"seq": after + 1, "next_by_subj": subject, "batch": batch}, batch)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range msgs {
+			after, _ = strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
+			read++
+			if deletion(m.Header) || m.Header.Get(jetstream.MarkerReasonHeader) != "" || len(m.Data) == 0 {
+				continue // an expired status's marker
+			}
+			s, err := job.UnmarshalStatus(m.Data)
+			if err != nil {
+				return false, err
+			}
+			return s.LogSeq == 0 || s.IndexSeq == 0, nil
+		}
+		if pending == 0 || len(msgs) == 0 || after == 0 {
+			return false, nil // markers alone
+		}
+	}
+	return true, nil
+}
+
+// oldestReadBudget bounds the messages oldestUnindexed reads.
+const oldestReadBudget = 10_000
 
 // SigningJob returns the job while a worker may be processing it: running,
 // or unfinished with a cancel pending (aborting its multipart upload takes

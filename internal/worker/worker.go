@@ -136,6 +136,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Worker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The worker writes finished statuses with this retention's TTL.
+	if err := cfg.QueueConfig.CheckStatusRetention(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	opts, err := cfg.NATS.Options("vodpipe-worker "+cfg.ID, nats.CustomInboxPrefix(natsperm.Worker.Inbox()))
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

@@ -790,3 +790,18 @@ func TestComposedWorkerWithMemoryStore(t *testing.T) {
 		t.Fatalf("lease of the completed job in the memory store: %v, want it free", err)
 	}
 }
+
+// TestStatusRetentionShorterThanADayIsRefused: a worker writes finished
+// statuses with its configuration's retention as their TTL, so it refuses
+// one shorter than the windows that read them (ingest's Idempotency-Key,
+// 24 h), as ingest does, naming the variable.
+func TestStatusRetentionShorterThanADayIsRefused(t *testing.T) {
+	w, err := worker.New(t.Context(), worker.Config{QueueConfig: worker.QueueConfig{StatusRetention: time.Hour}}, nil)
+	if err == nil {
+		w.Close()
+		t.Fatal("a worker took a status retention of 1h")
+	}
+	if !strings.Contains(err.Error(), "VODPIPE_STATUS_RETENTION") {
+		t.Fatalf("refusal %q does not name VODPIPE_STATUS_RETENTION", err)
+	}
+}
