@@ -154,8 +154,12 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	types := fs.StringSlice("type", nil, "event types or patterns (job.*, vod.file_uploaded), repeated or comma-separated; default every type")
 	after := fs.String("after", "", "start after this event id (its stream sequence; the last one printed), instead of from now")
 	fs.BoolP("follow", "f", true, "follow the stream until Ctrl-C (always: the stream is live)")
+	idle := fs.Duration("events-idle", client.DefaultEventStreamIdle, eventsIdleUsage)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if !eventsIdleOK(stderr, "vodpipe events", *idle) {
+		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vodpipe events: unexpected argument %q\n", fs.Arg(0))
@@ -165,6 +169,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !ok {
 		return 2
 	}
+	c = c.WithEventStreamIdle(*idle)
 	es, err := c.Events(ctx, *types, *after)
 	if err != nil {
 		fmt.Fprintln(stderr, "vodpipe events:", err)

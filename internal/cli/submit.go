@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,6 +106,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		settle        = fs.Duration("settle", 0, "leave files modified within this long for a later run: they may still be being written (0: take every file)")
 		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
 		eventsURL     = fs.String("events", envOr("VODPIPE_NOTIFY_URL", ""), "notify's URL: --watch follows the jobs over its event stream (env VODPIPE_NOTIFY_URL); without it, --watch polls each job")
+		eventsIdle    = fs.Duration("events-idle", client.DefaultEventStreamIdle, eventsIdleUsage)
 		asJSON        = fs.Bool("json", false, "print results as JSON (for scripts)")
 		poll          = fs.Duration("poll", 500*time.Millisecond, "how often --watch polls")
 	)
@@ -121,6 +123,9 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *settle < 0 {
 		fmt.Fprintln(stderr, "vodpipe submit: --settle must be a duration, 0 or more")
+		return 2
+	}
+	if !eventsIdleOK(stderr, "vodpipe submit", *eventsIdle) {
 		return 2
 	}
 	bt := batching{size: *batch, pace: pacer(*batchRate), settle: *settle}
@@ -144,7 +149,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return submitStream(ctx, c, fs.Args(), *list, newJob, bt, stdout, stderr, *asJSON)
 	}
 	if *eventsURL != "" {
-		return watchStream(ctx, "vodpipe submit", client.NewClient(*eventsURL, api.key), func(ctx context.Context, w *watcher) (int, error) {
+		return watchStream(ctx, "vodpipe submit", client.NewClient(*eventsURL, api.key).WithEventStreamIdle(*eventsIdle), func(ctx context.Context, w *watcher) (int, error) {
 			return w.submitAll(ctx, c, fs.Args(), *list, newJob, bt)
 		}, stdout, stderr, *asJSON)
 	}
@@ -241,13 +246,14 @@ type batchHooks struct {
 // isSkipped reports whether it is a path the walk could not take.
 func isSkipped(it *item) bool { return strings.HasPrefix(it.outcome, "skipped") }
 
-// reportSkipped says on stderr how many paths the walk could not take.
+// reportSkipped says on stderr how many paths the walk could not take (in
+// the folders, of the arguments or of the list).
 func reportSkipped(stderr io.Writer, cmd string, n int) {
 	switch {
 	case n == 1:
-		fmt.Fprintf(stderr, "%s: 1 path in the folders could not be taken (its row says why); run it again once it can\n", cmd)
+		fmt.Fprintf(stderr, "%s: 1 path could not be taken (its row says why); run it again once it can\n", cmd)
 	case n > 1:
-		fmt.Fprintf(stderr, "%s: %d paths in the folders could not be taken (their rows say why); run it again once they can\n", cmd, n)
+		fmt.Fprintf(stderr, "%s: %d paths could not be taken (their rows say why); run it again once they can\n", cmd, n)
 	}
 }
 
@@ -408,16 +414,25 @@ func (r *rowWriter) close() {
 // and the list is read a line at a time, so memory does not grow with the
 // number of sources. A job id derives from a file's path, size and
 // modification time (from a URL itself), so a second run finds the jobs of
-// the first.
+// the first, whatever order the walk finds them in.
 //
-// A path inside a folder that cannot be taken (a folder it cannot read, a
+// A folder is read dirChunk entries at a time, each chunk visited in name
+// order (a folder of at most dirChunk entries in name order, a larger one
+// in the order the file system gives, a chunk at a time): memory holds a
+// chunk per level of folders, however many entries a folder has, and the
+// walk holds a folder open per level it is inside.
+//
+// A path that cannot be taken (inside a folder: a folder it cannot read, a
 // file gone before it was read, a symlink to nothing or to a folder, which
-// is not followed) is handed to skip, named with its reason, and the walk
-// goes on; so is a file modified within settle (0: none), which may still
-// be being written. A file that is a symlink is the file it points to,
-// taken once: a link to a video in the same tree is left to the walk's
-// visit of the file itself. An argument that cannot be read ends the walk
-// with its error.
+// is not followed; anywhere: a named pipe, a socket or a device, which
+// cannot be uploaded; a line of the list that is missing or cannot be
+// read) is handed to skip, named with its reason, and the walk goes on; so
+// is a file modified within settle (0: none), which may still be being
+// written. A file that is a symlink is the file it points to, taken once:
+// a link to a video in the same tree is left to the walk's visit of the
+// file itself. An argument that cannot be read ends the walk with its
+// error, and so does a list file that cannot be read (its error names the
+// list's line).
 func walkSources(args []string, list string, settle time.Duration, f func(*item) error, skip func(*item)) error {
 	skipped := func(p, why string, err error) {
 		if err != nil {
@@ -430,8 +445,13 @@ func walkSources(args []string, list string, settle time.Duration, f func(*item)
 		k := jobKey(h[:10])
 		return f(&item{source: src, display: display, size: size, key: k, id: k.id()})
 	}
-	// file takes a file found, unless it was modified within settle.
+	// file takes a file found, unless it is not a regular file (its upload
+	// could only fail) or was modified within settle.
 	file := func(p string, info fs.FileInfo) error {
+		if !info.Mode().IsRegular() {
+			skipped(p, "not a regular file", nil)
+			return nil
+		}
 		if age := time.Since(info.ModTime()); settle > 0 && age < settle {
 			skipped(p, fmt.Sprintf("modified %s ago, within --settle %s: it may still be being written; run again later", max(age, 0).Round(time.Second), settle), nil)
 			return nil
@@ -439,70 +459,99 @@ func walkSources(args []string, list string, settle time.Duration, f func(*item)
 		src, _, _ := toSourceURL(p)
 		return add(src, p, info.Size(), fmt.Sprintf("%s|%d|%d", p, info.Size(), info.ModTime().UnixNano()))
 	}
-	one := func(r string) error {
+	// entry takes an entry p of a folder walked, not a folder; realRoot is
+	// the walk's root, its symlinks resolved ("" unknown).
+	entry := func(p string, d fs.DirEntry, realRoot string) error {
+		video := videoExtensions[strings.ToLower(filepath.Ext(p))]
+		if d.Type()&fs.ModeSymlink == 0 {
+			if !video {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				skipped(p, "gone before it was read", err)
+				return nil
+			}
+			return file(p, info)
+		}
+		info, err := os.Stat(p)
+		switch {
+		case err != nil:
+			if video {
+				skipped(p, "a symlink to nothing", err)
+			}
+			return nil
+		case info.IsDir():
+			skipped(p, "a symlink to a folder, not followed (give the folder itself)", nil)
+			return nil
+		case !video:
+			return nil
+		}
+		if target, err := filepath.EvalSymlinks(p); err == nil && videoExtensions[strings.ToLower(filepath.Ext(target))] &&
+			realRoot != "" && strings.HasPrefix(target, realRoot+string(filepath.Separator)) {
+			return nil // the walk takes the file itself: one job, not two
+		}
+		return file(p, info)
+	}
+	// folder walks the folder p; a folder it cannot read is handed to
+	// unreadable, which ends the walk with an error or skips it.
+	var folder func(p, realRoot string, unreadable func(error) error) error
+	folder = func(p, realRoot string, unreadable func(error) error) error {
+		dir, err := os.Open(p)
+		if err != nil {
+			return unreadable(err)
+		}
+		defer dir.Close()
+		for {
+			ents, rerr := dir.ReadDir(dirChunk)
+			slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+			for _, d := range ents {
+				cp := filepath.Join(p, d.Name())
+				if d.IsDir() {
+					err = folder(cp, realRoot, func(err error) error {
+						skipped(cp, "the folder could not be read", err)
+						return nil // the walk goes on after it
+					})
+				} else {
+					err = entry(cp, d, realRoot)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			switch {
+			case errors.Is(rerr, io.EOF):
+				return nil
+			case rerr != nil:
+				return unreadable(rerr)
+			}
+		}
+	}
+	// one takes a source: a URL, a file, or a folder it walks; a path it
+	// cannot read is handed to unreadable with its reason.
+	one := func(r string, unreadable func(p, why string, err error) error) error {
 		if u, err := url.Parse(r); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 			return add(r, r, 0, r)
 		}
 		abs, err := filepath.Abs(strings.TrimPrefix(r, "file://"))
 		if err != nil {
-			return err
+			return unreadable(r, "could not be read", err)
 		}
 		st, err := os.Stat(abs)
-		if err != nil {
-			return err
-		}
-		if !st.IsDir() {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return unreadable(abs, "not found", err)
+		case err != nil:
+			return unreadable(abs, "could not be read", err)
+		case !st.IsDir():
 			return file(abs, st)
 		}
-		root := abs
+		// A folder given as a symlink is walked, under the link's name.
 		realRoot, _ := filepath.EvalSymlinks(abs)
-		if l, err := os.Lstat(abs); err == nil && l.Mode()&fs.ModeSymlink != 0 {
-			// A folder given as a symlink is walked: WalkDir does not
-			// follow a root that is one, but does one ending with a slash.
-			root += string(filepath.Separator)
-		}
-		return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			video := videoExtensions[strings.ToLower(filepath.Ext(p))]
-			switch {
-			case err != nil && p == root:
-				return err
-			case err != nil && d != nil && d.IsDir():
-				skipped(p, "the folder could not be read", err)
-				return nil // WalkDir goes on after it
-			case err != nil:
-				skipped(p, "gone before it was read", err)
-				return nil
-			case d.IsDir() || !video && d.Type()&fs.ModeSymlink == 0:
-				return nil
-			}
-			var info fs.FileInfo
-			if d.Type()&fs.ModeSymlink != 0 {
-				if info, err = os.Stat(p); err != nil {
-					if video {
-						skipped(p, "a symlink to nothing", err)
-					}
-					return nil
-				}
-				if info.IsDir() {
-					skipped(p, "a symlink to a folder, not followed (give the folder itself)", nil)
-					return nil
-				}
-				if !info.Mode().IsRegular() || !video {
-					return nil
-				}
-				if target, err := filepath.EvalSymlinks(p); err == nil && videoExtensions[strings.ToLower(filepath.Ext(target))] &&
-					realRoot != "" && strings.HasPrefix(target, realRoot+string(filepath.Separator)) {
-					return nil // the walk takes the file itself: one job, not two
-				}
-			} else if info, err = d.Info(); err != nil {
-				skipped(p, "gone before it was read", err)
-				return nil
-			}
-			return file(p, info)
-		})
+		return folder(abs, realRoot, func(err error) error { return unreadable(abs, "the folder could not be read", err) })
 	}
 	for _, r := range args {
-		if err := one(r); err != nil {
+		if err := one(r, func(_, _ string, err error) error { return err }); err != nil {
 			return err
 		}
 	}
@@ -514,16 +563,32 @@ func walkSources(args []string, list string, settle time.Duration, f func(*item)
 		return err
 	}
 	defer lf.Close()
+	// A path of the list that cannot be read (removed since the list was
+	// made, a typo) is skipped like one inside a folder.
+	listed := func(p, why string, err error) error {
+		skipped(p, why, err)
+		return nil
+	}
 	sc := bufio.NewScanner(lf)
+	n := 0
 	for sc.Scan() {
+		n++
 		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
-			if err := one(line); err != nil {
+			if err := one(line, listed); err != nil {
 				return err
 			}
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return fmt.Errorf("--list %s: line %d: longer than %d KiB", list, n+1, bufio.MaxScanTokenSize>>10)
+	} else if err != nil {
+		return fmt.Errorf("--list %s: line %d: %w", list, n+1, err)
+	}
+	return nil
 }
+
+// dirChunk is how many entries of a folder the walk reads at a time.
+const dirChunk = 1024
 
 // maxMetadataFile bounds the file name fileMetadata keeps (its end).
 const maxMetadataFile = 1024

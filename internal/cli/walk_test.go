@@ -3,14 +3,18 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vodpipe/vodpipe/internal/stack"
+	"github.com/vodpipe/vodpipe/pkg/client"
 )
 
 // noSkips is a walk's skip that fails the test.
@@ -145,7 +149,7 @@ func TestSubmitReportsSkippedPathsAndExitsOne(t *testing.T) {
 		outcome[filepath.Base(r.File)] = r.Outcome
 	}
 	if code != 1 || len(rows) != 2 || outcome["a.mp4"] != "queued" || !strings.HasPrefix(outcome["b.mp4"], "skipped: a symlink to nothing") ||
-		!strings.Contains(errOut.String(), "1 path in the folders could not be taken") {
+		!strings.Contains(errOut.String(), "1 path could not be taken") {
 		t.Fatalf("exit %d, rows %+v\n%s", code, rows, errOut.String())
 	}
 }
@@ -190,5 +194,162 @@ func TestWalkLeavesFilesModifiedWithinSettle(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Fatalf("without --settle took %v", got)
+	}
+}
+
+// A path of a --list that is gone (removed between two runs, a typo) is
+// skipped with a row, as a file gone inside a folder is, and the paths
+// listed after it are submitted: it used to end the run at its line, and
+// every later run at the same line. submit exits 1, as for any path
+// skipped.
+func TestSubmitListSkipsAMissingPathAndGoesOn(t *testing.T) {
+	root := t.TempDir()
+	st, err := stack.Start(t.Context(), stack.Options{DataDir: t.TempDir(), SourceRoot: root, NoWorkers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	first, last := filepath.Join(root, "a.mp4"), filepath.Join(root, "c.mp4")
+	writeFiles(t, map[string]string{first: "aaaa", last: "cccc"})
+	missing := filepath.Join(root, "b-removed.mp4")
+	list := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(list, []byte(first+"\n"+missing+"\n"+last+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--json", "--list", list}, &out, &errOut)
+	// The last path's job must exist.
+	var ids []string
+	if err := walkSources([]string{last}, "", 0, func(it *item) error { ids = append(ids, it.id); return nil }, noSkips(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.NewClient(st.IngestURL, st.APIKey).Get(t.Context(), ids[0]); err != nil {
+		t.Fatalf("%s, listed after a missing path, was not submitted (exit %d): %v\nstdout:\n%s\nstderr:\n%s", last, code, err, out.String(), errOut.String())
+	}
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	outcome := map[string]string{}
+	for _, r := range rows {
+		outcome[r.File] = r.Outcome
+	}
+	if code != 1 || len(rows) != 3 || outcome[first] != "queued" || outcome[last] != "queued" ||
+		!strings.HasPrefix(outcome[missing], "skipped: not found") || !strings.Contains(errOut.String(), "1 path could not be taken") {
+		t.Fatalf("exit %d, rows %+v\n%s", code, rows, errOut.String())
+	}
+}
+
+// A line of a --list too long to read ends the walk with an error that
+// names the list and the line, so that it can be found in a list of a
+// million lines.
+func TestSubmitListNamesTheLineTooLongToRead(t *testing.T) {
+	root := t.TempDir()
+	a := filepath.Join(root, "a.mp4")
+	writeFiles(t, map[string]string{a: "aaaa"})
+	list := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(list, []byte(a+"\n# a comment\n/"+strings.Repeat("x", 70<<10)+".mp4\n"+a+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := walkSources(nil, list, 0, func(*item) error { n++; return nil }, noSkips(t))
+	if err == nil || !strings.Contains(err.Error(), list) || !strings.Contains(err.Error(), "line 3") {
+		t.Fatalf("walk of a list whose line 3 is 70 KiB long: %v, want an error naming %s and line 3", err, list)
+	}
+	if n != 1 {
+		t.Errorf("%d paths taken before the long line, want 1", n)
+	}
+}
+
+// A named pipe, a socket or a device that has a video's name can only
+// fail as a job ("not a regular file"): the walk skips it with that
+// reason, in a folder, given by itself, or behind a symlink. It used to
+// be submitted as a file of size 0.
+func TestWalkSkipsSpecialFiles(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	writeFiles(t, map[string]string{filepath.Join(dir, "a.mp4"): "x"})
+	fifo, away := filepath.Join(dir, "pipe.mp4"), filepath.Join(outside, "away.mp4")
+	for _, p := range []string{fifo, away} {
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Skip("mkfifo:", err)
+		}
+	}
+	link := filepath.Join(dir, "link-away.mp4")
+	if err := os.Symlink(away, link); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	skips := map[string]string{}
+	skip := func(it *item) { skips[it.display] = it.outcome }
+	if err := walkSources([]string{dir, away}, "", 0, func(it *item) error { got = append(got, it.display); return nil }, skip); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{filepath.Join(dir, "a.mp4")}) {
+		t.Errorf("walked %v, want only a.mp4 (skipped %v)", got, skips)
+	}
+	if len(skips) != 3 {
+		t.Errorf("skipped %v, want the pipe, the link to a pipe and the pipe given by itself", skips)
+	}
+	for _, p := range []string{fifo, link, away} {
+		if skips[p] != "skipped: not a regular file" {
+			t.Errorf("%s: %q, want it skipped as not a regular file", p, skips[p])
+		}
+	}
+}
+
+// The walk reads a folder a chunk of entries at a time: a flat folder of a
+// million files does not sit in memory whole (filepath.WalkDir read each
+// folder whole, sorted, before visiting its first entry: 10 MB here, 100+
+// MB at a million). Here 100,000 files of one folder: the heap the walk
+// holds at its midpoint stays small. A job's id does not depend on the
+// order the walk finds its file in: it is that of the file given by
+// itself.
+func TestWalkHoldsLittleOfAFlatFolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 100,000 files")
+	}
+	const n = 100_000
+	dir := t.TempDir()
+	for i := range n {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("episode-%07d.mp4", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	var before, mid runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	seen := 0
+	sample := map[string]string{} // a few files' ids, by path
+	if err := walkSources([]string{dir}, "", 0, func(it *item) error {
+		if seen++; seen == n/2 {
+			runtime.GC()
+			runtime.ReadMemStats(&mid)
+		}
+		if seen%(n/8) == 1 {
+			sample[it.display] = it.id
+		}
+		return nil
+	}, noSkips(t)); err != nil {
+		t.Fatal(err)
+	}
+	if seen != n {
+		t.Fatalf("walked %d files, want %d", seen, n)
+	}
+	grown := int64(mid.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap held mid-walk: %.1f MiB for %d files in one folder", float64(grown)/(1<<20), n)
+	if grown > 4<<20 {
+		t.Errorf("the walk holds %.1f MiB mid-way through a folder of %d files (%.0f bytes a file): not flat in the number of files",
+			float64(grown)/(1<<20), n, float64(grown)/n)
+	}
+	for p, id := range sample {
+		var alone string
+		if err := walkSources([]string{p}, "", 0, func(it *item) error { alone = it.id; return nil }, noSkips(t)); err != nil {
+			t.Fatal(err)
+		}
+		if alone != id {
+			t.Errorf("%s: job %s in the folder's walk, %s given by itself", p, id, alone)
+		}
 	}
 }

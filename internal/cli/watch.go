@@ -24,10 +24,25 @@ import (
 var watchTypes = []string{job.EventStarted, job.EventProgress, job.EventCompleted, job.EventFailed,
 	job.EventCanceled, job.EventPaused}
 
+// eventsIdleUsage is the help of --events-idle.
+const eventsIdleUsage = "reconnect the event stream after this long without a byte from notify, not even its heartbeat " +
+	"(sent every VODPIPE_SSE_HEARTBEAT, 15s by default): a connection that went silent without closing; keep it a few heartbeats"
+
+// eventsIdleOK checks an --events-idle value, reporting a bad one.
+func eventsIdleOK(stderr io.Writer, cmd string, d time.Duration) bool {
+	if d > 0 {
+		return true
+	}
+	fmt.Fprintln(stderr, cmd+": --events-idle must be a duration above 0")
+	return false
+}
+
 // followEvents reads the event stream es into a channel until ctx ends
 // (then it closes the stream it reads and the channel), opening it again
 // after the last event seen when the connection breaks (so nothing is
-// missed while the events are kept).
+// missed while the events are kept). A stream silent for c's idle bound
+// (client.WithEventStreamIdle: no event and no heartbeat) is broken too,
+// and so is one whose reopening gets no answer within it.
 func followEvents(ctx context.Context, cmd string, c *client.Client, es *client.EventStream, types []string, stderr io.Writer) <-chan *job.Event {
 	out := make(chan *job.Event, 256)
 	go func() {
@@ -97,15 +112,17 @@ type running struct {
 // event stream: a key and a size per job submitted and not yet started or
 // ended (35–56 bytes of heap each: with a million pending, the process
 // peaked at 136 MiB, where a record per file took 4.3 GiB), a record per
-// job running (a bar for the first maxBars), and the counts. A job's row
-// is printed as it ends and then forgotten; the file it names comes from
+// job running (a bar for the first maxBars), the keys of the last maxEnded
+// jobs that ended (a file named twice counts once), and the counts. A
+// job's row is printed as it ends and then forgotten; the file it names comes from
 // the job's metadata, which submit sets ({"file": ...}) and the job's
 // events carry.
 type watcher struct {
 	mu       sync.Mutex
 	pending  map[jobKey]int64
 	active   map[jobKey]*running
-	bars     int // of the running, how many have a bar
+	ended    recentKeys // the jobs that ended in this watch, the last maxEnded
+	bars     int        // of the running, how many have a bar
 	p        *mpb.Progress
 	overall  *mpb.Bar
 	total    int64 // the overall bar's total
@@ -159,9 +176,48 @@ func (w *watcher) grow(d int64) {
 	}
 }
 
+// maxEnded bounds the jobs a watch remembers as ended (recentKeys): 65,536
+// keys, about 2 MiB of heap at most (go test ./internal/cli -run
+// WatchRemembersEndedJobsBounded -v); a file named again after more than
+// that many jobs ended since its own job did counts twice.
+const maxEnded = 1 << 16
+
+// recentKeys is a set of the last maxEnded keys put in it: a ring of them
+// and a map to find them in, the oldest forgotten first. Forgetting can
+// count a job twice; it never leaves a job unfollowed, as a filter's false
+// positive would.
+type recentKeys struct {
+	ring []jobKey
+	next int // where the next key goes once the ring is full
+	set  map[jobKey]struct{}
+}
+
+func (r *recentKeys) add(k jobKey) {
+	if r.set == nil {
+		r.set = map[jobKey]struct{}{}
+	}
+	if _, ok := r.set[k]; ok {
+		return
+	}
+	if len(r.ring) < maxEnded {
+		r.ring = append(r.ring, k)
+	} else {
+		delete(r.set, r.ring[r.next])
+		r.ring[r.next] = k
+		r.next = (r.next + 1) % maxEnded
+	}
+	r.set[k] = struct{}{}
+}
+
+func (r *recentKeys) has(k jobKey) bool {
+	_, ok := r.set[k]
+	return ok
+}
+
 // add records a batch before it is submitted: its jobs' events may come
-// before the batch's answer. A job already followed (a file listed twice)
-// counts once.
+// before the batch's answer. A job already followed or ended in this watch
+// (a file named twice: a list with a path twice, a folder and a file in
+// it) counts once, unless more than maxEnded jobs ended since it did.
 func (w *watcher) add(items []*item) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -170,6 +226,9 @@ func (w *watcher) add(items []*item) {
 			continue
 		}
 		if _, ok := w.pending[it.key]; ok {
+			continue
+		}
+		if w.ended.has(it.key) {
 			continue
 		}
 		w.pending[it.key] = it.size
@@ -205,11 +264,13 @@ func (w *watcher) answered(items []*item, resp client.BatchResponse) (refused in
 			// Ended already (its events came first), or counted once before.
 		case it.outcome != "queued" && it.outcome != "duplicate":
 			delete(w.pending, it.key)
+			w.ended.add(it.key)
 			w.grow(-size)
 			w.end(it.outcome, rowOf(it))
 		case it.view.State.Terminal() || it.view.State == job.StatePaused:
 			// The answer carried its view: no read.
 			delete(w.pending, it.key)
+			w.ended.add(it.key)
 			it.outcome = string(it.view.State)
 			if it.view.State == job.StateCompleted {
 				sent := max(it.view.BytesTotal, size)
@@ -363,6 +424,7 @@ func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file str
 	size, done := w.pending[k], int64(0)
 	delete(w.pending, k)
 	delete(w.active, k)
+	w.ended.add(k)
 	row := summary{JobID: id, File: file, Outcome: string(st)}
 	if r != nil {
 		size, done = r.size, r.done

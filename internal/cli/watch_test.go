@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,5 +309,199 @@ func TestFileMetadataKeepsTheJobValid(t *testing.T) {
 	}
 	if f := fileOf(j.Metadata); !strings.HasSuffix(f, "/clip.mp4") {
 		t.Errorf("file %q lost the name's end", f)
+	}
+}
+
+// deafProxy forwards TCP connections to target; deafen makes the
+// connections open at that moment silent (their bytes dropped both ways,
+// their sockets left open: a NAT entry or a load balancer that forgot the
+// connection, a peer that froze), while later connections work.
+type deafProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*atomic.Bool
+	opened atomic.Int64
+}
+
+func newDeafProxy(t *testing.T, target string) *deafProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &deafProxy{ln: ln, target: target}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			deaf := new(atomic.Bool)
+			p.mu.Lock()
+			p.conns = append(p.conns, deaf)
+			p.mu.Unlock()
+			p.opened.Add(1)
+			pump := func(dst, src net.Conn) {
+				b := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(b)
+					if n > 0 && !deaf.Load() {
+						if _, werr := dst.Write(b[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						if !deaf.Load() {
+							dst.Close()
+						}
+						return
+					}
+				}
+			}
+			go pump(up, c)
+			go pump(c, up)
+			t.Cleanup(func() { c.Close(); up.Close() })
+		}
+	}()
+	return p
+}
+
+func (p *deafProxy) deafen() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range p.conns {
+		d.Store(true)
+	}
+}
+
+// TestWatchReconnectsASilentEventStream: an event stream whose connection
+// goes silent without being closed (a NAT or a load balancer that dropped
+// it, a frozen peer) sends no heartbeat any more; the watch takes that for
+// a broken stream after --events-idle, reconnects after the last event it
+// saw, catches up and ends. It used to wait on the silent connection for
+// ever although every job had completed.
+func TestWatchReconnectsASilentEventStream(t *testing.T) {
+	const idle = 2 * time.Second // notify's heartbeat stays 15 s: a quiet stream may reconnect too, harmlessly
+	root := t.TempDir()
+	st := startStack(t, root, 1<<20) // 1 MiB/s: the jobs last a few seconds
+	for i := range 3 {
+		if err := writeSample(filepath.Join(root, fmt.Sprintf("clip-%d.mp4", i)), 1<<20+int64(i), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	if err := walkSources([]string{root}, "", 0, func(it *item) error { ids = append(ids, it.id); return nil }, noSkips(t)); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(st.NotifyURL)
+	proxy := newDeafProxy(t, u.Host)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"submit", "--api", st.IngestURL, "--api-key", st.APIKey, "--watch", "--json",
+			"--events", "http://" + proxy.ln.Addr().String(), "--events-idle", idle.String(), root}, &out, &errOut)
+	}()
+	c := client.NewClient(st.IngestURL, st.APIKey)
+	testharness.WaitFor(t, 30*time.Second, "the jobs submitted", func() bool {
+		for _, id := range ids {
+			if _, err := c.Get(t.Context(), id); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	proxy.deafen() // the event stream's connection goes silent, open
+	testharness.WaitFor(t, 60*time.Second, "every job completed", func() bool {
+		for _, id := range ids {
+			if v, err := c.Get(t.Context(), id); err != nil || v.State != job.StateCompleted {
+				return false
+			}
+		}
+		return true
+	})
+	// A silence of idle, a second before reconnecting, the catching up:
+	// well within ten times idle.
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(errOut.String(), "3 jobs: 3 completed") {
+			t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+		}
+		if !strings.Contains(errOut.String(), "event stream went silent") {
+			t.Errorf("the watch did not say that the stream went silent:\n%s", errOut.String())
+		}
+	case <-time.After(10 * idle):
+		cancel()
+		<-done
+		t.Fatalf("every job completed %s ago and the watch has not ended: it waits on an event stream that went silent "+
+			"(%d connections to notify opened)\nstderr:\n%s", 10*idle, proxy.opened.Load(), errOut.String())
+	}
+}
+
+// TestWatchCountsAFileNamedTwiceOnce: a file named twice (overlapping
+// arguments, a list with a path twice, a folder and a file in it) whose
+// job ended before its second batch is one job, counted once with its
+// bytes; it used to count as two jobs ("2 jobs: 2 completed").
+func TestWatchCountsAFileNamedTwiceOnce(t *testing.T) {
+	p := mpb.New(mpb.WithOutput(io.Discard))
+	defer p.Shutdown()
+	var out bytes.Buffer
+	w := newWatcher(p, &out, true)
+	k := keyOf("/m/a.mp4|700|1")
+	mk := func() []*item { return []*item{{key: k, id: k.id(), display: "/m/a.mp4", size: 700}} }
+	// First batch: queued, then it runs and completes.
+	b1 := mk()
+	w.add(b1)
+	w.answered(b1, client.BatchResponse{Items: []client.BatchItem{{Index: 0, ID: k.id(), Result: "queued", State: job.StateQueued}}})
+	done, _ := job.NewEvent(job.EventCompleted, k.id(), job.CompletedData{FileID: "f1", Bytes: 700, Metadata: fileMetadata("/m/a.mp4")})
+	w.event(done)
+	// The same file in a later batch: a duplicate, completed.
+	b2 := mk()
+	w.add(b2)
+	view := client.JobView{ID: k.id(), State: job.StateCompleted, FileID: "f1", BytesTotal: 700, BytesDone: 700}
+	w.answered(b2, client.BatchResponse{Items: []client.BatchItem{{Index: 0, ID: k.id(), Result: "duplicate", State: job.StateCompleted, Job: &view}}})
+	if s := w.summaryLine(0); !strings.HasPrefix(s, "1 jobs: 1 completed") || w.bytes != 700 || !w.allCompleted() {
+		t.Errorf("one job, one file: summary %q, %d bytes counted", s, w.bytes)
+	}
+	w.closeRows()
+	var rows []summary
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil || len(rows) != 1 {
+		t.Errorf("one job, one row: %v\n%s", err, out.String())
+	}
+}
+
+// TestWatchRemembersEndedJobsBounded: the jobs a watch remembers as ended
+// (to count a file named twice once) are the last maxEnded: the oldest is
+// forgotten first, and a full set holds at most 4 MiB of heap.
+func TestWatchRemembersEndedJobsBounded(t *testing.T) {
+	var r recentKeys
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 3 * maxEnded {
+		r.add(keyOf(fmt.Sprint("job-", i)))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(&r)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%.1f MiB held for the last %d jobs ended", float64(held)/(1<<20), maxEnded)
+	if held > 4<<20 {
+		t.Errorf("%.1f MiB held for %d keys, want at most 4 MiB", float64(held)/(1<<20), maxEnded)
+	}
+	if len(r.set) != maxEnded || len(r.ring) != maxEnded {
+		t.Fatalf("%d keys in the set, %d in the ring; want %d", len(r.set), len(r.ring), maxEnded)
+	}
+	if r.has(keyOf(fmt.Sprint("job-", 2*maxEnded-1))) || !r.has(keyOf(fmt.Sprint("job-", 2*maxEnded))) ||
+		!r.has(keyOf(fmt.Sprint("job-", 3*maxEnded-1))) {
+		t.Errorf("the set does not hold exactly the last %d keys", maxEnded)
 	}
 }

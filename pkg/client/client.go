@@ -19,6 +19,8 @@ type Client struct {
 	base string
 	key  string
 	http *http.Client
+	// eventIdle bounds the silence of an event stream (WithEventStreamIdle).
+	eventIdle time.Duration
 }
 
 // NewClient returns a client for the API at base with a bearer API key.

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -28,17 +30,62 @@ type EventStream struct {
 // maxEventLine bounds one line of the stream (an event's JSON).
 const maxEventLine = 4 << 20
 
+// DefaultEventStreamIdle is how long an event stream may send nothing, not
+// even a heartbeat, before it is taken for broken: three of the heartbeats
+// notify sends on an idle stream every VODPIPE_SSE_HEARTBEAT (15 s by
+// default).
+const DefaultEventStreamIdle = 45 * time.Second
+
+// ErrEventStreamIdle is the error of Events and Next when the stream sent
+// nothing for its idle bound (WithEventStreamIdle): a connection that a NAT
+// or a load balancer forgot, or a frozen peer, stays open and silent, and
+// only a missing heartbeat tells it from a quiet stream. Open the stream
+// again after its LastID.
+var ErrEventStreamIdle = errors.New("event stream went silent")
+
+// WithEventStreamIdle returns a copy of c whose event streams are broken
+// (ErrEventStreamIdle) when no byte comes for d: the response's headers
+// when it opens, then an event or a heartbeat. Keep d a few of notify's
+// heartbeats (VODPIPE_SSE_HEARTBEAT); 0 or less: DefaultEventStreamIdle.
+func (c *Client) WithEventStreamIdle(d time.Duration) *Client {
+	cp := *c
+	cp.eventIdle = d
+	return &cp
+}
+
 // Events opens the event stream of the given type filters (e.g. "job.*";
-// none: every event) after the event lastID ("": from now on). It does not
-// time out: cancel ctx or Close it.
+// none: every event) after the event lastID ("": from now on). It lasts
+// until ctx ends or it is closed, unless nothing comes for its idle bound
+// (WithEventStreamIdle; the response's headers included): then Events or
+// Next returns ErrEventStreamIdle.
 func (c *Client) Events(ctx context.Context, types []string, lastID string) (*EventStream, error) {
 	q := url.Values{}
 	if len(types) > 0 {
 		q.Set("type", strings.Join(types, ","))
 	}
+	idle := c.eventIdle
+	if idle <= 0 {
+		idle = DefaultEventStreamIdle
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	body := &idleBody{idle: idle, cancel: cancel}
+	body.timer = time.AfterFunc(idle, func() {
+		body.fired.Store(true)
+		cancel()
+	})
+	// failed ends the request: its error, or the idle bound's when the
+	// watchdog fired.
+	failed := func(err error) error {
+		body.timer.Stop()
+		cancel()
+		if body.fired.Load() {
+			return body.idleErr()
+		}
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/events?"+q.Encode(), nil)
 	if err != nil {
-		return nil, err
+		return nil, failed(err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	if c.key != "" {
@@ -47,20 +94,57 @@ func (c *Client) Events(ctx context.Context, types []string, lastID string) (*Ev
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req) // no timeout: a stream lasts
+	// No timeout: a stream lasts; the idle bound's watchdog ends a silent one.
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
 	if err != nil {
-		return nil, err
+		return nil, failed(err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		var e ErrorBody
 		_ = json.Unmarshal(raw, &e)
-		return nil, &APIError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, Fields: e.Error.Fields}
+		return nil, failed(&APIError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, Fields: e.Error.Fields})
 	}
-	sc := bufio.NewScanner(resp.Body)
+	body.rc = resp.Body
+	body.timer.Reset(idle) // from the headers on
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), maxEventLine)
-	return &EventStream{body: resp.Body, sc: sc, LastID: lastID}, nil
+	return &EventStream{body: body, sc: sc, LastID: lastID}, nil
+}
+
+// idleBody is an event stream's body under a watchdog: each read that
+// brings bytes sets it again for idle; when it fires, it cancels the
+// request (which ends a read blocked on a silent connection) and reads
+// return ErrEventStreamIdle.
+type idleBody struct {
+	rc     io.ReadCloser
+	idle   time.Duration
+	timer  *time.Timer
+	fired  atomic.Bool
+	cancel context.CancelFunc
+}
+
+func (b *idleBody) idleErr() error {
+	return fmt.Errorf("%w: no byte for %s, not even a heartbeat", ErrEventStreamIdle, b.idle)
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if b.fired.Load() {
+		return n, b.idleErr()
+	}
+	if n > 0 {
+		b.timer.Reset(b.idle)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.rc.Close()
+	b.cancel()
+	return err
 }
 
 // Next returns the next event, skipping comments and heartbeats; io.EOF
