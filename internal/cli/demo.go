@@ -136,7 +136,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			Metadata: demoMetadata(i, p)})
 	}
 	// The jobs are followed over notify's event stream, opened before they are submitted.
-	code := watchStream(ctx, "vodpipe demo", client.NewClient(st.NotifyURL, st.APIKey), func(ctx context.Context, w *watcher) (int, error) {
+	code := watchStream(ctx, "vodpipe demo", client.NewClient(st.NotifyURL, st.APIKey), c, func(ctx context.Context, w *watcher) (int, error) {
 		w.add(items)
 		resp, err := c.SubmitBatch(ctx, jobs)
 		if err != nil {

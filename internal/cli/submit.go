@@ -149,7 +149,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return submitStream(ctx, c, fs.Args(), *list, newJob, bt, stdout, stderr, *asJSON)
 	}
 	if *eventsURL != "" {
-		return watchStream(ctx, "vodpipe submit", client.NewClient(*eventsURL, api.key).WithEventStreamIdle(*eventsIdle), func(ctx context.Context, w *watcher) (int, error) {
+		return watchStream(ctx, "vodpipe submit", client.NewClient(*eventsURL, api.key).WithEventStreamIdle(*eventsIdle), c, func(ctx context.Context, w *watcher) (int, error) {
 			return w.submitAll(ctx, c, fs.Args(), *list, newJob, bt)
 		}, stdout, stderr, *asJSON)
 	}

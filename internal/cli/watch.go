@@ -132,10 +132,16 @@ type watcher struct {
 	outcomes map[string]int
 	jobs     int // submitted (or refused)
 	bytes    int64
+	// ids are the ids of open jobs that a key does not spell (key.id()):
+	// the demo's; submit's jobs have none here.
+	ids map[jobKey]string
+	// recheckQuiet: see recheckQuiet (tests shorten it).
+	recheckQuiet time.Duration
 }
 
 func newWatcher(p *mpb.Progress, out io.Writer, asJSON bool) *watcher {
-	w := &watcher{pending: map[jobKey]int64{}, active: map[jobKey]*running{}, p: p, out: out, outcomes: map[string]int{}}
+	w := &watcher{pending: map[jobKey]int64{}, active: map[jobKey]*running{}, p: p, out: out, outcomes: map[string]int{},
+		ids: map[jobKey]string{}, recheckQuiet: recheckQuiet}
 	w.rows = &rowWriter{w: &w.buf, json: asJSON, fixed: true}
 	w.overall = overallBar(p, 0)
 	return w
@@ -232,6 +238,9 @@ func (w *watcher) add(items []*item) {
 			continue
 		}
 		w.pending[it.key] = it.size
+		if it.id != it.key.id() {
+			w.ids[it.key] = it.id
+		}
 		w.jobs++
 		w.grow(it.size)
 	}
@@ -244,6 +253,7 @@ func (w *watcher) drop(items []*item) {
 	for _, it := range items {
 		if size, ok := w.pending[it.key]; ok {
 			delete(w.pending, it.key)
+			delete(w.ids, it.key)
 			w.jobs--
 			w.grow(-size)
 		}
@@ -349,9 +359,10 @@ func fileOf(meta json.RawMessage) string {
 }
 
 // event takes one event of the stream; events of other jobs are ignored.
-func (w *watcher) event(e *job.Event) {
+// It reports whether the event was of one of the watch's open jobs.
+func (w *watcher) event(e *job.Event) (ours bool) {
 	if e.JobID == "" {
-		return
+		return false
 	}
 	k := keyOf(e.JobID)
 	w.mu.Lock()
@@ -359,9 +370,10 @@ func (w *watcher) event(e *job.Event) {
 	r := w.active[k]
 	if r == nil {
 		if _, ok := w.pending[k]; !ok {
-			return // not one of ours, or ended
+			return false // not one of ours, or ended
 		}
 	}
+	ours = true
 	switch e.Type {
 	case job.EventStarted:
 		var d job.StartedData
@@ -414,6 +426,97 @@ func (w *watcher) event(e *job.Event) {
 		row := w.finish(e.JobID, k, r, st, fileOf(d.Metadata), 0)
 		w.end(row.Outcome, row)
 	}
+	return ours
+}
+
+// sample returns the ids of at most n open jobs, running ones first (in
+// the maps' order, which varies: rechecks come round to every job).
+func (w *watcher) sample(n int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, min(n, len(w.active)+len(w.pending)))
+	add := func(k jobKey) bool {
+		if id, ok := w.ids[k]; ok {
+			ids = append(ids, id)
+		} else {
+			ids = append(ids, k.id())
+		}
+		return len(ids) < n
+	}
+	for k := range w.active {
+		if !add(k) {
+			return ids
+		}
+	}
+	for k := range w.pending {
+		if !add(k) {
+			return ids
+		}
+	}
+	return ids
+}
+
+// recheckQuiet and recheckBatch: once the walk is done, jobs are open and
+// the event stream has brought nothing of theirs for recheckQuiet, the
+// watch asks ingest for recheckBatch of them, and again after as long while
+// it stays so: at most recheckBatch requests every recheckQuiet, under one
+// a second. An end whose event the stream will not bring is found so: a
+// duplicate answered from a lagging replica's status as still running,
+// though its job.completed was published before the stream opened; events
+// gone from the EVENTS stream (its age and byte limits). Without it, the
+// watch would wait for them for good.
+const (
+	recheckQuiet = 30 * time.Second
+	recheckBatch = 20
+)
+
+// recheck asks c for each of ids' status and sends the end event of each
+// that ended (endEvent), until ctx ends.
+func recheck(ctx context.Context, c *client.Client, ids []string, out chan<- *job.Event) {
+	for _, id := range ids {
+		v, err := c.Get(ctx, id)
+		if err != nil {
+			continue // gone, or ingest away: the next recheck
+		}
+		if e := endEvent(v); e != nil {
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// endEvent is the event a job's view says it ended with (as the watch
+// takes it: a pause ends a job's watch too), or nil while it has not.
+func endEvent(v client.JobView) *job.Event {
+	var (
+		typ  string
+		data any
+	)
+	switch v.State {
+	case job.StateCompleted:
+		typ, data = job.EventCompleted, job.CompletedData{FileID: v.FileID, MediaURL: v.MediaURL, CoverURL: v.CoverURL,
+			Bytes: v.BytesTotal, Metadata: v.Job.Metadata}
+	case job.StateFailed:
+		d := job.FailedData{Attempt: v.Attempt, Metadata: v.Job.Metadata}
+		if v.Error != nil {
+			d.Error = *v.Error
+		}
+		typ, data = job.EventFailed, d
+	case job.StateCanceled:
+		typ, data = job.EventCanceled, job.StoppedData{Metadata: v.Job.Metadata}
+	case job.StatePaused:
+		typ, data = job.EventPaused, job.StoppedData{Metadata: v.Job.Metadata}
+	default:
+		return nil
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil
+	}
+	return &job.Event{Type: typ, JobID: v.ID, Time: v.UpdatedAt, Data: b}
 }
 
 // finish ends a job's bar and its share of the overall bar (the rest of a
@@ -424,6 +527,7 @@ func (w *watcher) finish(id string, k jobKey, r *running, st job.State, file str
 	size, done := w.pending[k], int64(0)
 	delete(w.pending, k)
 	delete(w.active, k)
+	delete(w.ids, k)
 	w.ended.add(k)
 	row := summary{JobID: id, File: file, Outcome: string(st)}
 	if r != nil {
@@ -537,8 +641,8 @@ func isTerminal(w io.Writer) bool {
 // per job not ended (see watcher), never the list of files. Interrupted,
 // it says so; the jobs keep running and a second run finds them
 // (duplicates).
-func watchStream(ctx context.Context, cmd string, events *client.Client, submit func(context.Context, *watcher) (int, error),
-	stdout, stderr io.Writer, asJSON bool) int {
+func watchStream(ctx context.Context, cmd string, events, api *client.Client, submit func(context.Context, *watcher) (int, error),
+	stdout, stderr io.Writer, asJSON bool, opts ...func(*watcher)) int {
 	// The follower's streams end with fctx: nothing is written or
 	// reconnected once this returns.
 	fctx, stop := context.WithCancel(ctx)
@@ -557,6 +661,9 @@ func watchStream(ctx context.Context, cmd string, events *client.Client, submit 
 	began := time.Now()
 	p := newProgress(ctx, stderr)
 	w := newWatcher(p, rowsOut(p, stdout, stderr, asJSON), asJSON)
+	for _, o := range opts {
+		o(w)
+	}
 	type walked struct {
 		n   int
 		err error
@@ -568,17 +675,47 @@ func watchStream(ctx context.Context, cmd string, events *client.Client, submit 
 	}()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	var wk *walked
+	var (
+		wk         *walked
+		heard      = time.Now() // the last event of the watch's jobs, or recheck
+		rechecked  = make(chan *job.Event)
+		rechecking = false
+		recheckEnd = make(chan struct{})
+	)
 	for wk == nil || w.open() > 0 {
 		var e *job.Event
 		select {
 		case <-ctx.Done():
 		case e = <-stream: // nil once ctx ended
+			if e != nil && w.event(e) {
+				heard = time.Now()
+			}
+			if e != nil {
+				continue
+			}
+		case e = <-rechecked:
+			w.event(e)
+			continue
+		case <-recheckEnd:
+			rechecking, heard = false, time.Now()
+			continue
 		case r := <-walkDone:
 			wk = &r
 			continue
 		case <-tick.C:
 			w.flush()
+			if wk != nil && !rechecking && api != nil && time.Since(heard) >= w.recheckQuiet {
+				if ids := w.sample(recheckBatch); len(ids) > 0 {
+					rechecking = true
+					go func() {
+						recheck(fctx, api, ids, rechecked)
+						select {
+						case recheckEnd <- struct{}{}:
+						case <-fctx.Done():
+						}
+					}()
+				}
+			}
 			continue
 		}
 		if e == nil {
@@ -591,7 +728,6 @@ func watchStream(ctx context.Context, cmd string, events *client.Client, submit 
 			fmt.Fprintln(stderr, cmd+":", w.summaryLine(time.Since(began)))
 			return 1
 		}
-		w.event(e)
 	}
 	w.closeRows()
 	w.overall.SetTotal(-1, true)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -503,5 +505,71 @@ func TestWatchRemembersEndedJobsBounded(t *testing.T) {
 	if r.has(keyOf(fmt.Sprint("job-", 2*maxEnded-1))) || !r.has(keyOf(fmt.Sprint("job-", 2*maxEnded))) ||
 		!r.has(keyOf(fmt.Sprint("job-", 3*maxEnded-1))) {
 		t.Errorf("the set does not hold exactly the last %d keys", maxEnded)
+	}
+}
+
+// TestWatchAsksIngestAboutJobsItsStreamIsSilentOn: an end the event stream
+// will not bring (a duplicate answered from a lagging replica as running
+// though its job.completed was published before the stream opened, events
+// gone from the EVENTS stream) would hold the watch open for good. Here the
+// stream is one that carries only heartbeats, so no event of the jobs ever
+// comes; once it has been quiet on them for recheckQuiet, the watch asks
+// ingest about some of its open jobs and ends those that ended.
+func TestWatchAsksIngestAboutJobsItsStreamIsSilentOn(t *testing.T) {
+	root := t.TempDir()
+	st := startStack(t, root, 0)
+	for i := range 3 {
+		if err := writeSample(filepath.Join(root, fmt.Sprintf("clip-%d.mp4", i)), 64<<10+int64(i), uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		_, _ = io.WriteString(w, "retry: 2000\n: vodpipe events\n\n")
+		_ = rc.Flush()
+		beat := time.NewTicker(100 * time.Millisecond)
+		defer beat.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-beat.C:
+				if _, err := io.WriteString(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
+					return
+				}
+			}
+		}
+	}))
+	t.Cleanup(silent.Close)
+	api := client.NewClient(st.IngestURL, st.APIKey)
+	newJob := func(it *item) *job.Job {
+		return &job.Job{V: 1, ID: it.id, Source: it.source, Metadata: fileMetadata(it.display)}
+	}
+	var out, errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- watchStream(t.Context(), "vodpipe submit", client.NewClient(silent.URL, st.APIKey), api,
+			func(ctx context.Context, w *watcher) (int, error) {
+				return w.submitAll(ctx, api, []string{root}, "", newJob, batching{size: 100})
+			}, &out, &errOut, true, func(w *watcher) { w.recheckQuiet = 500 * time.Millisecond })
+	}()
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(errOut.String(), "3 jobs: 3 completed") {
+			t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+		}
+		var rows []summary
+		if err := json.Unmarshal([]byte(out.String()), &rows); err != nil || len(rows) != 3 {
+			t.Fatalf("rows %v: %s", err, out.String())
+		}
+		for _, r := range rows {
+			if r.Outcome != string(job.StateCompleted) || r.FileID == "" {
+				t.Errorf("row %+v: want completed with its FileId, as ingest has it", r)
+			}
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the jobs' stream brought nothing and the watch did not end within a minute: it did not ask ingest\nstderr:\n%s", errOut.String())
 	}
 }
