@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/vodpipe/vodpipe/internal/httpapi"
 	"github.com/vodpipe/vodpipe/internal/redact"
+	"github.com/vodpipe/vodpipe/internal/retry"
 	"github.com/vodpipe/vodpipe/pkg/client"
 	"github.com/vodpipe/vodpipe/pkg/job"
 )
@@ -104,6 +106,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		batch         = fs.Int("batch", 1000, "jobs per batch request (halved while ingest's VODPIPE_BATCH_MAX refuses it)")
 		batchRate     = fs.Float64("rate", defaultBatchRate, "most batch requests a second (0: as fast as ingest answers)")
 		settle        = fs.Duration("settle", 0, "leave files modified within this long for a later run: they may still be being written (0: take every file)")
+		retryFor      = fs.Duration("retry-for", defaultBatchRetryFor, "send a batch ingest did not take (no connection, 429, 502, 503, 504: a restart, an upgrade) again for up to this long before the run stops (0: never)")
 		watch         = fs.Bool("watch", false, "show progress until every job finishes, then a summary")
 		eventsURL     = fs.String("events", envOr("VODPIPE_NOTIFY_URL", ""), "notify's URL: --watch follows the jobs over its event stream (env VODPIPE_NOTIFY_URL); without it, --watch polls each job")
 		eventsIdle    = fs.Duration("events-idle", client.DefaultEventStreamIdle, eventsIdleUsage)
@@ -121,14 +124,14 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "vodpipe submit: --rate must be a number of requests a second, 0 or more")
 		return 2
 	}
-	if *settle < 0 {
-		fmt.Fprintln(stderr, "vodpipe submit: --settle must be a duration, 0 or more")
+	if *settle < 0 || *retryFor < 0 {
+		fmt.Fprintln(stderr, "vodpipe submit: --settle and --retry-for must be durations, 0 or more")
 		return 2
 	}
 	if !eventsIdleOK(stderr, "vodpipe submit", *eventsIdle) {
 		return 2
 	}
-	bt := batching{size: *batch, pace: pacer(*batchRate), settle: *settle}
+	bt := batching{size: *batch, pace: pacer(*batchRate), settle: *settle, retryFor: *retryFor, warn: stderr}
 	coverURL := ""
 	if *cover != "" {
 		var err error
@@ -272,6 +275,34 @@ type batching struct {
 	// would be uploaded cut short, and its next size and time would make
 	// it a second job.
 	settle time.Duration
+	// retryFor is how long a batch ingest did not take for a reason that
+	// passes (transient) is sent again, warn where each try is told.
+	retryFor time.Duration
+	warn     io.Writer
+}
+
+// defaultBatchRetryFor is --retry-for's default: longer than an ingest's
+// restart or a rolling upgrade's.
+const defaultBatchRetryFor = 5 * time.Minute
+
+// transient tells whether a batch's failure may pass by itself: ingest
+// away (no connection, 502, 503, 504: a restart, a rolling upgrade, its
+// store full) or asking to slow down (429). Sending a batch again is safe:
+// its jobs' ids are their files', so what ingest took is answered as a
+// duplicate.
+func transient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		switch ae.Status {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return true // no answer: a connection refused, reset or timed out
 }
 
 // pacer returns a pace of at most perSecond requests a second, nil for 0.
@@ -308,6 +339,16 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 			h.before(b)
 		}
 		resp, err := c.SubmitBatch(ctx, jobs)
+		for wait, waited := time.Second, time.Duration(0); err != nil && transient(ctx, err) && waited+wait <= bt.retryFor; wait = min(2*wait, 30*time.Second) {
+			if bt.warn != nil {
+				fmt.Fprintf(bt.warn, "vodpipe submit: a batch of %d not taken (%v); sending it again in %s\n", len(b), err, wait)
+			}
+			if !retry.Sleep(ctx, wait) {
+				break
+			}
+			waited += wait
+			resp, err = c.SubmitBatch(ctx, jobs)
+		}
 		if err != nil {
 			if h.failed != nil {
 				h.failed(b)
