@@ -285,6 +285,49 @@ type batching struct {
 // restart or a rolling upgrade's.
 const defaultBatchRetryFor = 5 * time.Minute
 
+// retryWait is the wait before a batch is sent again once its items have
+// waited spent: a second, then as long again as they waited, 30 s at most.
+func retryWait(spent time.Duration) time.Duration {
+	return min(max(spent, time.Second), 30*time.Second)
+}
+
+// splitErrored splits a batch and its answer into the items answered
+// "error" (not queued: they may be sent again) and the rest, each with its
+// own answer (items indexed and counted anew). An item the answer does not
+// name stays with the rest, unanswered as before.
+func splitErrored(b []*item, resp client.BatchResponse) (rest []*item, restResp client.BatchResponse, errored []*item, erroredResp client.BatchResponse) {
+	named := make([]bool, len(b))
+	for _, r := range resp.Items {
+		if r.Index < 0 || r.Index >= len(b) || named[r.Index] {
+			continue
+		}
+		named[r.Index] = true
+		items, to := &rest, &restResp
+		if r.Result == "error" {
+			items, to = &errored, &erroredResp
+		}
+		*items = append(*items, b[r.Index])
+		r.Index = len(*items) - 1
+		to.Items = append(to.Items, r)
+		switch r.Result {
+		case "queued":
+			to.Queued++
+		case "duplicate":
+			to.Duplicate++
+		case "invalid":
+			to.Invalid++
+		case "error":
+			to.Failed++
+		}
+	}
+	for i, it := range b {
+		if !named[i] {
+			rest = append(rest, it)
+		}
+	}
+	return rest, restResp, errored, erroredResp
+}
+
 // transient tells whether a batch's failure may pass by itself: ingest
 // away (no connection, 502, 503, 504: a restart, a rolling upgrade, its
 // store full) or asking to slow down (429). Sending a batch again is safe:
@@ -324,8 +367,9 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 	// send submits b; an ingest whose VODPIPE_BATCH_MAX is under the
 	// batch's size refuses it whole (413, batch_too_large): it is sent
 	// again in halves, and later batches take the smaller size.
-	var send func(b []*item) error
-	send = func(b []*item) error {
+	// spent is the part of bt.retryFor its items waited already.
+	var send func(b []*item, spent time.Duration) error
+	send = func(b []*item, spent time.Duration) error {
 		jobs := make([]*job.Job, len(b))
 		for i, it := range b {
 			jobs[i] = newJob(it)
@@ -339,14 +383,15 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 			h.before(b)
 		}
 		resp, err := c.SubmitBatch(ctx, jobs)
-		for wait, waited := time.Second, time.Duration(0); err != nil && transient(ctx, err) && waited+wait <= bt.retryFor; wait = min(2*wait, 30*time.Second) {
+		for err != nil && transient(ctx, err) && spent+retryWait(spent) <= bt.retryFor {
+			wait := retryWait(spent)
 			if bt.warn != nil {
 				fmt.Fprintf(bt.warn, "vodpipe submit: a batch of %d not taken (%v); sending it again in %s\n", len(b), err, wait)
 			}
 			if !retry.Sleep(ctx, wait) {
 				break
 			}
-			waited += wait
+			spent += wait
 			resp, err = c.SubmitBatch(ctx, jobs)
 		}
 		if err != nil {
@@ -357,21 +402,38 @@ func submitWalk(ctx context.Context, c *client.Client, args []string, list strin
 			if errors.As(err, &ae) && ae.Code == httpapi.CodeBatchTooLarge && len(b) > 1 {
 				half := len(b) / 2
 				size = min(size, half)
-				if err := send(b[:half]); err != nil {
+				if err := send(b[:half], spent); err != nil {
 					return err
 				}
-				return send(b[half:])
+				return send(b[half:], spent)
 			}
 			return errSubmit{err}
 		}
-		h.answered(b, resp)
-		return nil
+		// Items answered "error" (not queued: a publish that failed, the
+		// jobs stream full) are sent again as a batch of their own, within
+		// the same bound.
+		rest, restResp, errored, erroredResp := splitErrored(b, resp)
+		wait := retryWait(spent)
+		if len(errored) == 0 || spent+wait > bt.retryFor || ctx.Err() != nil {
+			h.answered(b, resp)
+			return nil
+		}
+		h.answered(rest, restResp)
+		if bt.warn != nil {
+			fmt.Fprintf(bt.warn, "vodpipe submit: %d jobs of a batch not queued (%s); sending them again in %s\n",
+				len(errored), erroredResp.Items[0].Error, wait)
+		}
+		if !retry.Sleep(ctx, wait) {
+			h.answered(errored, erroredResp)
+			return nil
+		}
+		return send(errored, spent+wait)
 	}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := send(batch)
+		err := send(batch, 0)
 		batch = batch[:0]
 		return err
 	}
