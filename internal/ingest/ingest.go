@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	go s.sweepIndex(bg, indexSweepInterval)
 	go s.sweepStrays(bg, time.Minute, strayBudget)
-	go s.sweep(bg, controlSweepInterval, "the control bucket's old deletion markers", func(ctx context.Context) (int, error) {
+	go s.sweep(bg, controlSweepInterval, "the control bucket's old deletion markers and finished jobs' controls", func(ctx context.Context) (int, error) {
 		return s.q.Control.Sweep(ctx, controlSweepAge, controlSweepBudget)
 	})
 	go s.republish(bg, 5*time.Second)

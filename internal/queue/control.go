@@ -268,13 +268,57 @@ func (ctl *Control) lastWithRevision(ctx context.Context, jobID string) (job.Con
 }
 
 // Sweep purges the control bucket's deletion markers (a cleared pause or
-// cancel) last written more than age ago, at most most of them
-// (SweepBucket), so that what a worker reads at its start and after a
-// reconnect (every key, Watch) stays in proportion to the controls of live
-// jobs, not to every pause and cancel ever made. A cancel accepted as its
-// job finished stays until its id is submitted again (Stale, ForgetStale):
-// they are few, and a deletion that every worker sees is what takes a
-// control out of their views.
+// cancel) last written more than age ago (SweepBucket), and deletes the
+// pause or cancel of a job that finished more than age ago, or that has no
+// status, written more than age ago: a pause or cancel accepted as its job
+// finished, which no run met (a job of one request, its last part in
+// flight), stayed for good otherwise, and what a worker reads at its start
+// and after a reconnect (every key, Watch) grew with every job that ever
+// finished so. Each deletion is conditional on the revision read (a
+// control written since stays) and leaves a marker that every follower
+// applies, purged by a later sweep. At most most of each a sweep; it
+// returns how many markers it purged and controls it deleted.
 func (ctl *Control) Sweep(ctx context.Context, age time.Duration, most int) (int, error) {
-	return SweepBucket(ctx, ctl.nc, ControlBucket, age, most)
+	type old struct {
+		key string
+		rev uint64
+	}
+	var olds []old
+	removed, err := sweepBucket(ctx, ctl.nc, ControlBucket, age, most, func(key string, rev uint64) {
+		if len(olds) < most {
+			olds = append(olds, old{key, rev})
+		}
+	})
+	if err != nil || len(olds) == 0 {
+		return removed, err
+	}
+	keys := make([]string, len(olds))
+	for i, o := range olds {
+		keys[i] = o.key
+	}
+	cutoff := time.Now().Add(-age)
+	ended := map[string]bool{} // a status of which says its job runs no more
+	for _, k := range keys {
+		ended[k] = true // no status: none will run it
+	}
+	err = lastOfKeys(ctx, ctl.nc, StatusBucket, keys, func(key string, _ uint64, value []byte) error {
+		s, err := job.UnmarshalStatus(value)
+		ended[key] = err == nil && s.State.Terminal() && s.UpdatedAt.Before(cutoff)
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("queue: sweep %s: %w", ControlBucket, err)
+	}
+	for _, o := range olds {
+		if !ended[o.key] {
+			continue
+		}
+		switch err := ctl.kv.Delete(ctx, o.key, jetstream.LastRevision(o.rev)); {
+		case err == nil:
+			removed++
+		case !lostRace(err):
+			return removed, fmt.Errorf("queue: sweep %s: %w", ControlBucket, err)
+		}
+	}
+	return removed, nil
 }

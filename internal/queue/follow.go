@@ -810,7 +810,7 @@ func ScanSince(ctx context.Context, nc *nats.Conn, stream, filter string, since 
 // scan reads from start (a direct get's "seq" or "start_time"), a batch at
 // a time, until the stream has no more or fn returns false.
 func scan(ctx context.Context, nc *nats.Conn, stream, filter string, start map[string]any, fn func(*nats.Msg) bool) error {
-	const batch = 256
+	const batch = 4096
 	req := start
 	for {
 		req["batch"], req["next_by_subj"] = batch, filter

@@ -913,11 +913,12 @@ func TestAControlOfAnEarlierJobDoesNotReachTheNextOfItsID(t *testing.T) {
 
 // TestSweepKeepsTheControlBucketToLiveJobs: a worker reads every key of the
 // control bucket at its start, so the bucket must not keep a marker of
-// every pause and cancel ever cleared. The sweep purges the deletion
-// markers older than its age, at most its bound a call; a live job's
-// control stays, and so does the cancel of a job long gone (until its id is
-// submitted again: only a deletion that every worker sees takes a control
-// out of their views).
+// every pause and cancel ever cleared, nor the pause or cancel of every job
+// that finished before a run met it. The sweep purges the deletion markers
+// older than its age and deletes (a marker every follower applies, purged
+// by the next sweep) the controls of jobs finished or gone, at most its
+// bound of each a call; a live job's control stays. Until 0.10 the cancel
+// of a job long gone stayed for good.
 func TestSweepKeepsTheControlBucketToLiveJobs(t *testing.T) {
 	q, n := openQueue(t, queue.Config{StatusRetention: time.Second})
 	ctx := t.Context()
@@ -959,19 +960,89 @@ func TestSweepKeepsTheControlBucketToLiveJobs(t *testing.T) {
 	if n, err := q.Control.Sweep(ctx, time.Hour, 100); err != nil || n != 0 {
 		t.Fatalf("a sweep of entries younger than its age removed %d (%v), want none", n, err)
 	}
+	// In the stream's order: the live pause (kept), then a marker, which
+	// is all a sweep that may remove one removes.
 	if n, err := q.Control.Sweep(ctx, 0, 1); err != nil || n != 1 {
 		t.Fatalf("a sweep that may remove one removed %d (%v)", n, err)
 	}
-	if n, err := q.Control.Sweep(ctx, 0, 100); err != nil || n != 1 {
-		t.Fatalf("the next sweep removed %d (%v), want the other marker", n, err)
+	if n, err := q.Control.Sweep(ctx, 0, 100); err != nil || n != 2 {
+		t.Fatalf("the next sweep removed %d (%v), want the other marker and the gone job's cancel", n, err)
 	}
-	want = map[string]string{live.ID: string(job.ControlPause), done.ID: string(job.ControlCancel)}
+	want = map[string]string{live.ID: string(job.ControlPause), done.ID: "(deleted)"}
 	if got := bucket(); !maps.Equal(got, want) {
 		t.Fatalf("after the sweeps, bucket = %v, want %v", got, want)
+	}
+	if n, err := q.Control.Sweep(ctx, 0, 100); err != nil || n != 1 {
+		t.Fatalf("the sweep after removed %d (%v), want the cancel's marker", n, err)
+	}
+	want = map[string]string{live.ID: string(job.ControlPause)}
+	if got := bucket(); !maps.Equal(got, want) {
+		t.Fatalf("at last, bucket = %v, want %v", got, want)
 	}
 	if n, err := q.Control.Sweep(ctx, 0, 100); err != nil || n != 0 {
 		t.Fatalf("a sweep of a swept bucket removed %d (%v)", n, err)
 	}
+}
+
+// TestSweepDeletesThePauseOfAJobThatFinished: a pause accepted while a job
+// ran, which its run never met at a part boundary (a job of one request,
+// its last part in flight), stayed in the control bucket for good once the
+// job completed, and every worker read it at its start. The sweep deletes
+// it once the job has been finished for its age, and a worker's view
+// follows; a pause of a job that runs still stays.
+func TestSweepDeletesThePauseOfAJobThatFinished(t *testing.T) {
+	q, _ := openQueue(t, queue.Config{})
+	ctx := t.Context()
+	done, running := newJob("finished-while-paused"), newJob("running-paused")
+	for _, r := range q.Jobs.Submit(ctx, []*job.Job{done, running}) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	for _, id := range []string{done.ID, running.ID} {
+		if _, err := q.Statuses.Transition(ctx, id, job.StateRunning, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Control.Pause(ctx, id); err != nil { // accepted: the job runs
+			t.Fatal(err)
+		}
+	}
+	if err := q.Statuses.Complete(ctx, done.ID, queue.Known{}, "5285890781234567890", nil); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	view := map[string]job.Control{}
+	loaded := make(chan struct{})
+	go func() {
+		_ = q.Control.Watch(ctx, func(id string, c job.Control) {
+			mu.Lock()
+			defer mu.Unlock()
+			if c == job.ControlNone {
+				delete(view, id)
+				return
+			}
+			view[id] = c
+		}, func() { close(loaded) })
+	}()
+	<-loaded
+	if n, err := q.Control.Sweep(ctx, time.Hour, 100); err != nil || n != 0 {
+		t.Fatalf("a sweep before the job was finished for its age removed %d (%v)", n, err)
+	}
+	if n, err := q.Control.Sweep(ctx, 0, 100); err != nil || n != 1 {
+		t.Fatalf("sweep removed %d (%v), want the finished job's pause", n, err)
+	}
+	if c, _ := q.Control.Get(ctx, done.ID); c != job.ControlNone {
+		t.Fatalf("the finished job's control = %q, want none", c)
+	}
+	if c, _ := q.Control.Get(ctx, running.ID); c != job.ControlPause {
+		t.Fatalf("the running job's pause = %q, want it kept", c)
+	}
+	testharness.WaitFor(t, 10*time.Second, "the worker's view without the finished job's pause", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		_, held := view[done.ID]
+		return !held && view[running.ID] == job.ControlPause
+	})
 }
 
 // TestARefusedDeletionDoesNotHideACancel: a key-value write reaches the

@@ -482,9 +482,12 @@ func (ss *Statuses) Reindex(ctx context.Context) (int, error) {
 // answers true past oldestReadBudget of them, where it cannot tell.
 func (ss *Statuses) oldestUnindexed(ctx context.Context) (bool, error) {
 	const batch = 16
-	stream, subject := "KV_"+StatusBucket, "$KV."+StatusBucket+".>"
+	stream := "KV_" + StatusBucket
 	for after, read := uint64(0), 0; read < oldestReadBudget; {
-		msgs, pending, err := directBatch(ctx, ss.js.Conn(), stream, map[string]any{"seq": after + 1, "next_by_subj": subject, "batch": batch}, batch)
+		// No subject filter (the stream holds the bucket's subjects only):
+		// the server then counts what is pending from the stream's first
+		// sequence in constant time, where a filter has it match every key.
+		msgs, pending, err := directBatch(ctx, ss.js.Conn(), stream, map[string]any{"seq": after + 1, "batch": batch}, batch)
 		if err != nil {
 			return false, err
 		}

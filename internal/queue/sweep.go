@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,12 @@ import (
 // direct gets, removes at most most markers (the next sweep goes on) and
 // returns how many it removed.
 func SweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Duration, most int) (int, error) {
+	return sweepBucket(ctx, nc, bucket, age, most, nil)
+}
+
+// sweepBucket is SweepBucket, calling old (when set) with the key and
+// revision of each value, not a deletion, last written more than age ago.
+func sweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Duration, most int, old func(key string, rev uint64)) (int, error) {
 	cutoff := time.Now().Add(-age)
 	prefix := "$KV." + bucket + "."
 	removed := 0
@@ -30,7 +37,13 @@ func SweepBucket(ctx context.Context, nc *nats.Conn, bucket string, age time.Dur
 	err := scan(ctx, nc, "KV_"+bucket, prefix+">", map[string]any{"seq": 1}, func(m *nats.Msg) bool {
 		ts, err := time.Parse(time.RFC3339Nano, ServerHeader(m.Header, jetstream.TimeStampHeaer))
 		seq, err2 := strconv.ParseUint(ServerHeader(m.Header, jetstream.SequenceHeader), 10, 64)
-		if err != nil || err2 != nil || ts.After(cutoff) || !deletion(m.Header) {
+		if err != nil || err2 != nil || ts.After(cutoff) {
+			return true
+		}
+		if !deletion(m.Header) {
+			if old != nil {
+				old(strings.TrimPrefix(ServerHeader(m.Header, jetstream.SubjectHeader), prefix), seq)
+			}
 			return true
 		}
 		var n int
