@@ -967,11 +967,11 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j.ID, j.State, prog, orDash(j.FileID), j.Job.Source)
 			}
+			_ = tw.Flush() // a page at a time: --all of a million jobs holds one page
 			if page.NextCursor == "" {
 				break
 			}
 			if !*all {
-				_ = tw.Flush()
 				more := "vodpipe jobs --cursor " + page.NextCursor
 				if *state != "" {
 					more += " --state " + *state
@@ -981,7 +981,6 @@ func runJobCommand(ctx context.Context, cmd string, args []string, stdout, stder
 			}
 			cursor = page.NextCursor
 		}
-		_ = tw.Flush()
 		return 0
 	}
 	if fs.NArg() != 1 {
@@ -1026,15 +1025,14 @@ func writeJobTable(w io.Writer, v client.JobView) {
 }
 
 // listJobsJSON prints the counts and a page of jobs (every page with all)
-// as one JSON object: {"counts", "jobs", "nextCursor"}.
+// as one JSON object: {"counts", "jobs", "nextCursor"}, the jobs as their
+// pages come (an error leaves the object unended, and exits 1).
 func listJobsJSON(ctx context.Context, c *client.Client, state job.State, limit int, cursor string, all bool, stdout, stderr io.Writer) int {
-	out := struct {
-		Counts     *client.CountsResponse `json:"counts,omitempty"`
-		Jobs       []client.JobView       `json:"jobs"`
-		NextCursor string                 `json:"nextCursor,omitempty"`
-	}{Jobs: []client.JobView{}}
+	out := arrayOut{w: stdout}
 	if n, err := c.Counts(ctx); err == nil {
-		out.Counts = &n
+		out.open("jobs", "counts", &n)
+	} else {
+		out.open("jobs")
 	}
 	for {
 		page, err := c.List(ctx, state, limit, cursor)
@@ -1042,16 +1040,61 @@ func listJobsJSON(ctx context.Context, c *client.Client, state job.State, limit 
 			fmt.Fprintln(stderr, "vodpipe jobs:", err)
 			return 1
 		}
-		out.Jobs = append(out.Jobs, page.Jobs...)
-		cursor, out.NextCursor = page.NextCursor, page.NextCursor
+		for _, j := range page.Jobs {
+			out.add(j)
+		}
+		cursor = page.NextCursor
 		if cursor == "" || !all {
 			break
 		}
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(out)
+	if cursor != "" {
+		out.close("nextCursor", cursor)
+	} else {
+		out.close()
+	}
 	return 0
+}
+
+// arrayOut writes one JSON object whose one array is written an element at
+// a time, as `encoding/json` indents it: a listing of every page holds a
+// page, not every row.
+type arrayOut struct {
+	w io.Writer
+	n int // elements written
+}
+
+// open writes the object's fields before the array (key, value pairs) and
+// the array's name.
+func (a *arrayOut) open(name string, fields ...any) {
+	_, _ = io.WriteString(a.w, "{\n")
+	for i := 0; i+1 < len(fields); i += 2 {
+		b, _ := json.MarshalIndent(fields[i+1], "  ", "  ")
+		fmt.Fprintf(a.w, "  %q: %s,\n", fields[i], b)
+	}
+	fmt.Fprintf(a.w, "  %q: [", name)
+}
+
+func (a *arrayOut) add(v any) {
+	b, _ := json.MarshalIndent(v, "    ", "  ")
+	if a.n > 0 {
+		_, _ = io.WriteString(a.w, ",")
+	}
+	fmt.Fprintf(a.w, "\n    %s", b)
+	a.n++
+}
+
+// close ends the array and writes the fields after it.
+func (a *arrayOut) close(fields ...any) {
+	if a.n > 0 {
+		_, _ = io.WriteString(a.w, "\n  ")
+	}
+	_, _ = io.WriteString(a.w, "]")
+	for i := 0; i+1 < len(fields); i += 2 {
+		b, _ := json.MarshalIndent(fields[i+1], "  ", "  ")
+		fmt.Fprintf(a.w, ",\n  %q: %s", fields[i], b)
+	}
+	_, _ = io.WriteString(a.w, "\n}\n")
 }
 
 // runDeadLetters lists the dead-letter stream through ingest's API
@@ -1117,11 +1160,13 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		_ = enc.Encode(e)
 		return 0
 	}
-	// Every page, as a table or in one JSON object.
-	all := []job.DeadLetterEntry{}
+	// Every page, as a table or in one JSON object, a page at a time.
+	out := arrayOut{w: stdout}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	if *output == "table" {
 		fmt.Fprintln(tw, "SEQ\tTIME\tJOB ID\tCODE\tREASON")
+	} else {
+		out.open("deadLetters")
 	}
 	for {
 		page, err := c.DeadLetters(ctx, *after, *limit)
@@ -1131,26 +1176,21 @@ func runDeadLetters(ctx context.Context, cmd string, args []string, stdout, stde
 		}
 		for _, e := range page.DeadLetters {
 			if *output == "json" {
-				all = append(all, e)
+				out.add(e)
 				continue
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
 				orDash(oneLineText(e.JobID, 80)), oneLineText(e.Code, 40), oneLineText(e.Reason, 200))
 		}
+		_ = tw.Flush()
 		if page.Next == 0 {
 			break
 		}
 		*after = page.Next
 	}
 	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(struct {
-			DeadLetters []job.DeadLetterEntry `json:"deadLetters"`
-		}{all})
-		return 0
+		out.close()
 	}
-	_ = tw.Flush()
 	return 0
 }
 
