@@ -1010,21 +1010,7 @@ func TestSweepDeletesThePauseOfAJobThatFinished(t *testing.T) {
 	if err := q.Statuses.Complete(ctx, done.ID, queue.Known{}, "5285890781234567890", nil); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	view := map[string]job.Control{}
-	loaded := make(chan struct{})
-	go func() {
-		_ = q.Control.Watch(ctx, func(id string, c job.Control) {
-			mu.Lock()
-			defer mu.Unlock()
-			if c == job.ControlNone {
-				delete(view, id)
-				return
-			}
-			view[id] = c
-		}, func() { close(loaded) })
-	}()
-	<-loaded
+	view := watchControls(t, q)
 	if n, err := q.Control.Sweep(ctx, time.Hour, 100); err != nil || n != 0 {
 		t.Fatalf("a sweep before the job was finished for its age removed %d (%v)", n, err)
 	}
@@ -1038,11 +1024,30 @@ func TestSweepDeletesThePauseOfAJobThatFinished(t *testing.T) {
 		t.Fatalf("the running job's pause = %q, want it kept", c)
 	}
 	testharness.WaitFor(t, 10*time.Second, "the worker's view without the finished job's pause", func() bool {
+		return view(done.ID) == job.ControlNone && view(running.ID) == job.ControlPause
+	})
+}
+
+// watchControls follows the control bucket as a worker does (Control.Watch)
+// and returns, once it has read the bucket, what its view holds of a job.
+func watchControls(t *testing.T, q *queue.Queue) func(id string) job.Control {
+	t.Helper()
+	var mu sync.Mutex
+	view := map[string]job.Control{}
+	loaded := make(chan struct{})
+	go func() {
+		_ = q.Control.Watch(t.Context(), func(id string, c job.Control) {
+			mu.Lock()
+			defer mu.Unlock()
+			view[id] = c
+		}, func() { close(loaded) })
+	}()
+	<-loaded
+	return func(id string) job.Control {
 		mu.Lock()
 		defer mu.Unlock()
-		_, held := view[done.ID]
-		return !held && view[running.ID] == job.ControlPause
-	})
+		return view[id]
+	}
 }
 
 // TestARefusedDeletionDoesNotHideACancel: a key-value write reaches the
@@ -1054,17 +1059,7 @@ func TestSweepDeletesThePauseOfAJobThatFinished(t *testing.T) {
 func TestARefusedDeletionDoesNotHideACancel(t *testing.T) {
 	q, n := openQueue(t, queue.Config{})
 	ctx := t.Context()
-	var mu sync.Mutex
-	view := map[string]job.Control{}
-	loaded := make(chan struct{})
-	go func() {
-		_ = q.Control.Watch(ctx, func(id string, c job.Control) {
-			mu.Lock()
-			defer mu.Unlock()
-			view[id] = c
-		}, func() { close(loaded) })
-	}()
-	<-loaded
+	view := watchControls(t, q)
 	kv, err := n.JetStream(t).KeyValue(ctx, queue.ControlBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -1086,14 +1081,10 @@ func TestARefusedDeletionDoesNotHideACancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	testharness.WaitFor(t, 10*time.Second, "the write after the refused deletion", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return view["after"] == job.ControlPause
+		return view("after") == job.ControlPause
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if view["k"] != job.ControlCancel {
-		t.Fatalf("view of k = %q, want the cancel the bucket holds", view["k"])
+	if c := view("k"); c != job.ControlCancel {
+		t.Fatalf("view of k = %q, want the cancel the bucket holds", c)
 	}
 }
 
