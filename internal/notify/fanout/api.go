@@ -67,6 +67,22 @@ func (s *Fanout) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeInternal(w, r, err)
 		return
 	}
+	// Creates made at once all count below the cap: each counts again once
+	// its own is stored, and one that finds the cap passed takes its own
+	// back. The last stored sees every other, so the cap holds (creates
+	// racing may all be refused; none passes it).
+	if n, err := s.countSubscriptions(r.Context()); err != nil || n > s.cfg.WebhookMaxSubscriptions {
+		if derr := s.deleteSubscription(context.WithoutCancel(r.Context()), rec); derr != nil {
+			s.log.Warn("take back a subscription past the cap", "subscription", rec.ID, "err", derr)
+		}
+		if err != nil {
+			s.writeInternal(w, r, err)
+			return
+		}
+		httpapi.Write(w, &httpapi.Error{Status: http.StatusConflict, Code: httpapi.CodeTooManySubscriptions,
+			Message: fmt.Sprintf("there are already %d subscriptions, the most allowed", s.cfg.WebhookMaxSubscriptions)})
+		return
+	}
 	s.log.Info("subscription created", "subscription", rec.ID, "event_types", rec.EventTypes, "job_id", rec.JobID)
 	out := rec.public()
 	out.Secret = rec.secret

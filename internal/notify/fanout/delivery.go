@@ -290,7 +290,8 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 	return cons, nil
 }
 
-// consume pulls events and delivers up to WebhookConcurrency at once. It
+// consume pulls events and delivers up to WebhookConcurrency at once (a
+// replay's runner as many again, beside its subscription's). It
 // asks JetStream for an event only when a slot is free, one at a time: an
 // event handed over counts as a delivery, so one held in a buffer while
 // every slot is busy would spend an attempt when the runner stops (handed
@@ -300,7 +301,6 @@ func (d *dispatcher) consumer(ctx context.Context, rec *record, rp *Replay) (jet
 // but for last attempts (see process), and so is an event that arrives as
 // the pull is given up (one handed over for its last attempt is sent).
 func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Consumer) error {
-	n := d.s.cfg.WebhookConcurrency
 	// Pulls expire after pullExpiry, with heartbeats at half that: when the
 	// consumer's leader is lost (a NATS node died) the next pull goes to the
 	// new leader within seconds, not after the default 30 s.
@@ -334,7 +334,7 @@ func (d *dispatcher) consume(ctx context.Context, r *runner, cons jetstream.Cons
 		done = ch
 		wg.Go(func() { d.watchReplay(wctx, r, cons, ch) })
 	}
-	sem := make(chan struct{}, n)
+	sem := make(chan struct{}, max(d.s.cfg.WebhookConcurrency, 1))
 	for {
 		select {
 		case sem <- struct{}{}:
@@ -420,9 +420,14 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		_ = msg.InProgress()
 		a = d.s.send(ctx, rec, h, msg.Data(), n)
 		if a.Outcome != OutcomeDelivered && ctx.Err() != nil {
-			// Stopping: not an attempt, hand it back for another replica.
-			_ = msg.Nak()
-			return
+			// Stopping (this instance, or the runner for a disable): the
+			// server counts a delivery handed back, so it is an attempt,
+			// recorded as interrupted, and the next one keeps to the
+			// schedule rather than going out at once on another replica.
+			ctx = context.WithoutCancel(ctx)
+			if a.Status == 0 {
+				a.Error = "interrupted: its notify instance stopped or the subscription was disabled"
+			}
 		}
 	}
 	a.EventSeq = meta.Sequence.Stream
@@ -434,17 +439,17 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 		if last {
 			// Confirmed by the server: a lost ack would bring the event
 			// back past its last attempt, to be counted exhausted.
-			_ = msg.DoubleAck(context.WithoutCancel(ctx))
+			d.settleConfirmed(ctx, msg, "+ACK", "acking a webhook delivery")
 		} else {
 			_ = msg.Ack()
 		}
 		d.s.metrics.lag.Observe(time.Since(meta.Timestamp).Seconds())
 	case a.Status == http.StatusGone:
 		a.Outcome = OutcomeGone
-		d.termConfirmed(ctx, msg, "webhook endpoint gone")
+		d.settleConfirmed(ctx, msg, "+TERM webhook endpoint gone", "terminating a webhook delivery")
 	case last:
 		a.Outcome = OutcomeExhausted
-		d.termConfirmed(ctx, msg, "webhook attempts exhausted")
+		d.settleConfirmed(ctx, msg, "+TERM webhook attempts exhausted", "terminating a webhook delivery")
 	default:
 		a.Outcome = OutcomeRetry
 		// ± 10 %: the events that failed together (their endpoint was down)
@@ -469,36 +474,36 @@ func (d *dispatcher) process(ctx context.Context, r *runner, msg jetstream.Msg) 
 	}
 }
 
-// termConfirmed terminates an event's delivery and waits for the server to
-// confirm it: up to 3 tries of 2 s, 0.5 s and then 1 s apart (at most 7.5 s),
-// as a consumer leader election answers "no responders" at once. A term
-// lost on the way would bring the event back past its attempts, to be
-// recorded and counted a second time; a repeat of a term the server
+// settleConfirmed settles an event's last delivery (body: "+ACK", or
+// "+TERM reason") and waits for the server to confirm it: up to 3 tries of
+// 2 s, 0.5 s and then 1 s apart (at most 7.5 s), as a consumer leader
+// election answers "no responders" at once. A settlement lost on the way
+// would bring the event back past its attempts, to be recorded exhausted
+// (though delivered) or counted a second time; a repeat of one the server
 // already took is answered and harmless.
-func (d *dispatcher) termConfirmed(ctx context.Context, msg jetstream.Msg, reason string) {
+func (d *dispatcher) settleConfirmed(ctx context.Context, msg jetstream.Msg, body, what string) {
 	ctx = context.WithoutCancel(ctx)
-	body := []byte("+TERM " + reason)
 	var err error
 	for i, pause := range []time.Duration{0, 500 * time.Millisecond, time.Second} {
 		if i > 0 {
 			time.Sleep(pause)
 		}
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err = d.s.nc.RequestWithContext(tctx, msg.Reply(), body)
+		_, err = d.s.nc.RequestWithContext(tctx, msg.Reply(), []byte(body))
 		cancel()
 		if err == nil {
 			return
 		}
 	}
-	d.s.log.Warn("terminating a webhook delivery was not confirmed; it may come back and be counted again", "reason", reason, "err", err)
+	d.s.log.Warn(what+" was not confirmed; it may come back and be counted again", "err", err)
 }
 
 // send makes one signed attempt. The webhook-id is the event id on every
 // attempt and replay; the timestamp and signature are fresh each time.
-func (s *Fanout) send(ctx context.Context, rec *record, h eventHead, body []byte, n int) Attempt {
+func (s *Fanout) send(ctx context.Context, rec *record, h eventHead, body []byte, n int) (a Attempt) {
 	start := time.Now()
-	a := Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n, Time: start.UTC()}
-	defer func() {
+	a = Attempt{SubscriptionID: rec.ID, EventID: h.ID, EventType: h.Type, JobID: h.JobID, Attempt: n, Time: start.UTC()}
+	defer func() { // a named result: the record gets its duration
 		a.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 		s.metrics.attempt.Observe(time.Since(start).Seconds())
 	}()

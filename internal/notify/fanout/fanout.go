@@ -64,10 +64,10 @@ type WebhookConfig struct {
 	// a row exhausted every attempt.
 	WebhookDisableAfter int `envconfig:"WEBHOOK_DISABLE_AFTER" default:"5" desc:"consecutive events that exhausted every attempt before a subscription is disabled"`
 	// WebhookConcurrency bounds the deliveries one notify process runs at once per subscription.
-	WebhookConcurrency int `envconfig:"WEBHOOK_CONCURRENCY" default:"16" desc:"deliveries in flight per subscription and notify process"`
+	WebhookConcurrency int `envconfig:"WEBHOOK_CONCURRENCY" default:"16" desc:"deliveries in flight per subscription and notify process (a replay running has as many again)"`
 	// WebhookMaxInFlight bounds the events of one subscription being
 	// delivered or waiting for a retry, across all notify processes.
-	WebhookMaxInFlight int `envconfig:"WEBHOOK_MAX_IN_FLIGHT" default:"1000" desc:"events per subscription being delivered or waiting for a retry, across replicas"`
+	WebhookMaxInFlight int `envconfig:"WEBHOOK_MAX_IN_FLIGHT" default:"1000" desc:"events per subscription being delivered or waiting for a retry, across replicas (a replay running has as many again)"`
 	// WebhookMaxSubscriptions bounds the subscriptions (each is a JetStream consumer).
 	WebhookMaxSubscriptions int `envconfig:"WEBHOOK_MAX_SUBSCRIPTIONS" default:"1000" desc:"most webhook subscriptions"`
 	// AttemptsMaxAge and AttemptsPerSubscription bound the delivery-attempt log.

@@ -159,7 +159,10 @@ func (in *Intake) ingestVODEvent(ctx context.Context, ev *vod.Event, source stri
 			in.metrics.vodEvents.WithLabelValues(source, vodInvalid).Inc()
 			return VODResult{}, fmt.Errorf("%w: ProcedureStateChangeEvent.TaskId missing", errVODEventInvalid)
 		}
-		typ, fileID = job.EventVODProcedure, p.FileID
+		// Correlated as a NewFileUpload is, waiting for the worker's FileId
+		// record (a change may come a moment before it), with no media URL
+		// to fall back on.
+		typ, fileID, wait = job.EventVODProcedure, p.FileID, true
 		data = ProcedureChangedData{TaskID: p.TaskID, Status: p.Status, FileID: p.FileID, ErrCode: p.ErrCode,
 			Message: p.Message, SessionContext: p.SessionContext, Event: raw.Bytes()}
 		sum := sha256.Sum256(raw.Bytes())
