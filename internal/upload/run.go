@@ -299,11 +299,17 @@ func (r *run) withRenewal(ctx context.Context, call func(sign vod.SignatureFunc)
 // openSession resumes the stored VOD session or opens a new one.
 func (r *run) openSession(ctx context.Context, size int64) error {
 	s := r.st.Session
+	// A session whose files are all stored needs only its commit (one that
+	// landed and went unrecorded is answered with its FileId): it is tried
+	// whatever its age, and started over only if VOD no longer has it.
+	uploaded := r.st.VideoDone && (r.cover == nil || r.st.CoverDone)
 	if s != nil && (s.Size != size || s.Source != "" && s.Source != r.src.Version() ||
-		time.Since(s.Opened) > r.u.cfg.SessionMaxAge || (r.cover != nil && s.CoverKey == "")) {
+		time.Since(s.Opened) > r.u.cfg.SessionMaxAge && !uploaded || (r.cover != nil && s.CoverKey == "")) {
 		// The source changed (another size, or the same size and another
 		// version: the parts kept would be the old content's) or the
-		// session is too old: start over.
+		// session is too old: start over, the old session's multipart
+		// upload aborted (it would stay, its parts stored, for good).
+		r.u.abortUpload(ctx, r.l, &State{Session: s, VideoDone: r.st.VideoDone})
 		s = nil
 	}
 	if s != nil {
@@ -316,6 +322,15 @@ func (r *run) openSession(ctx context.Context, size int64) error {
 		}
 		r.u.log.Info("vod session expired, starting over", "job_id", r.j.ID)
 	}
+	if size == 0 {
+		// COS takes no empty object this way (the SDK sends an empty body
+		// chunked, without the length COS requires), nor VOD an empty video.
+		return permanent("source_empty", errors.New("upload: the source is empty (0 bytes)"))
+	}
+	partSize, err := partSizeFor(size, r.u.cfg.PartSize)
+	if err != nil {
+		return err
+	}
 	req := vod.ApplyRequest{VideoName: r.j.MediaName, VideoType: r.j.MediaType, VideoSize: &size}
 	if r.cover != nil {
 		n := r.cover.Size()
@@ -323,12 +338,12 @@ func (r *run) openSession(ctx context.Context, size int64) error {
 		req.CoverSize = &n
 	}
 	var a *vod.ApplyResponse
-	err := r.withRenewal(ctx, func(sign vod.SignatureFunc) (err error) { a, err = r.u.vod.Apply(ctx, sign, req); return err })
+	err = r.withRenewal(ctx, func(sign vod.SignatureFunc) (err error) { a, err = r.u.vod.Apply(ctx, sign, req); return err })
 	if err != nil {
 		return fmt.Errorf("upload: apply: %w", err)
 	}
 	sess := Session{VodSessionKey: a.VodSessionKey, Opened: time.Now().UTC(), Bucket: a.Bucket(), Region: a.StorageRegionV5,
-		VideoKey: a.Video.Key(), CoverKey: a.Cover.Key(), PartSize: r.u.cfg.PartSize, Size: size, Source: r.src.Version()}
+		VideoKey: a.Video.Key(), CoverKey: a.Cover.Key(), PartSize: partSize, Size: size, Source: r.src.Version()}
 	if r.cover != nil {
 		sess.CoverSize = r.cover.Size()
 	}
@@ -565,6 +580,29 @@ func (s *summed) verify(resp *cos.Response, what string) (uint64, error) {
 		return 0, fmt.Errorf("upload: %s: %w: COS stored CRC-64 %d, %d was sent", what, ErrCRCMismatch, got, sent)
 	}
 	return got, nil
+}
+
+// COS's bounds on a multipart upload: 10,000 parts, 5 GiB a part.
+const (
+	maxParts    = 10_000
+	maxPartSize = 5 << 30
+)
+
+// partSizeFor is the part size of a source of size bytes: base, or, for a
+// source that would take more than COS's 10,000 parts at base, the smallest
+// whole number of MiB that takes 10,000 at most (a source past 10,000 parts
+// of 5 GiB, about 48.8 TiB, is refused for good). A worker holds its parts
+// in flight in memory: a larger part costs as much more.
+func partSizeFor(size, base int64) (int64, error) {
+	if (size+base-1)/base <= maxParts {
+		return base, nil
+	}
+	const mib = 1 << 20
+	ps := ((size+maxParts-1)/maxParts + mib - 1) / mib * mib
+	if ps > maxPartSize {
+		return 0, permanent("source_too_large", fmt.Errorf("upload: the source's %d bytes take more than COS's %d parts of 5 GiB", size, maxParts))
+	}
+	return ps, nil
 }
 
 func (r *run) partLen(n int) int64 {
@@ -907,19 +945,23 @@ func (r *run) complete(ctx context.Context, have map[int]PartRecord) error {
 // that died between InitiateMultipartUpload and recording its UploadId left
 // one that nobody else knows of. Best effort: a failure only leaves it to
 // COS's lifecycle rules.
-func (r *run) abortStale(ctx context.Context) {
+func (r *run) abortStale(ctx context.Context) { r.abortUploads(ctx, r.st.Session.UploadID) }
+
+// abortUploads aborts the multipart uploads of the session's object but
+// keep (every one, for ""). Best effort, as abortStale.
+func (r *run) abortUploads(ctx context.Context, keep string) {
 	key := r.st.Session.VideoKey
 	res, _, err := r.cosClient().Object.ListUploads(ctx, &cos.ObjectListUploadsOptions{Prefix: key})
 	if err != nil {
-		r.u.log.Warn("listing stale multipart uploads failed", "job_id", r.j.ID, "err", err)
+		r.u.log.Warn("listing stale multipart uploads failed", "job_id", r.l.JobID, "err", err)
 		return
 	}
 	for _, u := range res.Upload {
-		if u.Key != key || u.UploadID == r.st.Session.UploadID {
+		if u.Key != key || u.UploadID == keep {
 			continue
 		}
 		if _, err := r.cosClient().Object.AbortMultipartUpload(ctx, key, u.UploadID); err != nil && !isNoSuchUpload(err) {
-			r.u.log.Warn("abort of a stale multipart upload failed", "job_id", r.j.ID, "err", err)
+			r.u.log.Warn("abort of a stale multipart upload failed", "job_id", r.l.JobID, "err", err)
 		}
 	}
 }

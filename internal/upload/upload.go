@@ -281,8 +281,22 @@ func (u *Uploader) RunLoaded(ctx context.Context, j *job.Job, l Lease, loaded Lo
 		}
 	}
 	r := &run{u: u, j: j, l: l, st: st, src: src, cover: cover, control: control}
-	return r.do(ctx)
+	res, err := r.do(ctx)
+	if _, perm := IsPermanent(err); perm && r.st != nil {
+		// Failed for good (the job is dead-lettered): its multipart upload,
+		// if one is open, is aborted with its parts, and its state goes, as a
+		// cancel's do; a requeue starts afresh.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+		if cerr := u.cancel(actx, l, r.st); cerr != nil && !errors.Is(cerr, ErrCanceled) {
+			u.log.Warn("abandon the upload of a job failed for good", "job_id", j.ID, "err", cerr)
+		}
+		cancel()
+	}
+	return res, err
 }
+
+// abandonTimeout bounds the abort of a failed job's multipart upload.
+const abandonTimeout = 30 * time.Second
 
 func sourceErr(err error) error {
 	switch {
@@ -323,21 +337,29 @@ func vodErr(err error) error {
 
 // cancel aborts the multipart upload, if any, and deletes the resume state.
 func (u *Uploader) cancel(ctx context.Context, l Lease, st *State) error {
-	if st.Session != nil && st.Session.UploadID != "" && !st.VideoDone {
-		// The session's credentials are needed to abort: renew them.
-		r := u.abortRun(l, st)
-		if err := r.applyResume(ctx); err == nil {
-			c := r.cosClient()
-			if _, err := c.Object.AbortMultipartUpload(ctx, st.Session.VideoKey, st.Session.UploadID); err != nil && !isNoSuchUpload(err) {
-				u.log.Warn("abort multipart upload failed", "job_id", l.JobID, "err", err)
-			}
-			r.stopRefresh()
-		}
-	}
+	u.abortUpload(ctx, l, st)
 	if err := u.store.Delete(ctx, l); err != nil && !errors.Is(err, ErrNoState) {
 		return err
 	}
 	return ErrCanceled
+}
+
+// abortUpload aborts the multipart uploads of st's session, if its video is
+// not stored yet, with the session's credentials renewed: the one recorded,
+// and any an attempt that died between InitiateMultipartUpload and
+// recording it left (listed by the object's key). A session VOD no longer
+// has cannot be renewed, and its uploads stay until COS's lifecycle rule.
+func (u *Uploader) abortUpload(ctx context.Context, l Lease, st *State) {
+	if st.Session == nil || st.Session.VideoKey == "" || st.VideoDone || st.Session.Size <= u.cfg.PartSize {
+		return // nothing sent, or sent in one request
+	}
+	r := u.abortRun(l, st)
+	if err := r.applyResume(ctx); err != nil {
+		u.log.Warn("abort multipart upload: renew the session", "job_id", l.JobID, "err", err)
+		return
+	}
+	defer r.stopRefresh()
+	r.abortUploads(ctx, "")
 }
 
 // abortRun is the run an abort needs to renew a session's credentials.

@@ -128,6 +128,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		res, err = w.uploader.Run(runCtx, j, lease, control)
 	}
 	stopKeepAlive()
+	if err != nil && !errors.Is(err, upload.ErrLeaseLost) && errors.Is(context.Cause(runCtx), upload.ErrLeaseLost) {
+		// The run was cut because the lease went (keepAlive) inside a call
+		// whose error does not carry the cause (a VOD request's transport
+		// failure): it is the lease's loss all the same, and the job is
+		// another worker's now, its status too.
+		err = fmt.Errorf("%w (the run ended on: %v)", upload.ErrLeaseLost, err)
+	}
 	released = res != nil && res.LeaseReleased
 	w.finish(ctx, msg, meta, j, queue.Known{Status: st, Rev: rev}, res, err)
 }
