@@ -147,6 +147,15 @@ func TestRedisBeforeCommit(t *testing.T) {
 	if _, err := r2.Acquire(ctx, "job-2", "w1", time.Minute); !errors.Is(err, ErrNotReplicated) {
 		t.Fatalf("acquire short of replicas: %v, want ErrNotReplicated", err)
 	}
+	// The multipart UploadId is waited for as the session is: lost to a
+	// failover, the next run would open another upload and send every
+	// part again.
+	if err := r2.SetUploadID(ctx, l, "u-1"); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("the UploadId short of replicas: %v, want ErrNotReplicated", err)
+	}
+	if err := r.SetUploadID(ctx, l, "u-1"); err != nil {
+		t.Fatalf("the UploadId with a replica: %v", err)
+	}
 	if err := NewRedis(primary).BeforeCommit(ctx, l); err != nil {
 		t.Fatalf("no replicas asked: %v", err)
 	}

@@ -381,8 +381,10 @@ func (r *Redis) SaveSession(ctx context.Context, l upload.Lease, s upload.Sessio
 // with upload.ErrNoState when there is no session.
 func (r *Redis) SetUploadID(ctx context.Context, l upload.Lease, uploadID string) error {
 	// A field of its own rather than an edit of the session JSON: Lua's cjson
-	// would rewrite the session's 64-bit sizes as doubles.
-	return r.fenced(ctx, l, "session", fieldUploadID, uploadID)
+	// would rewrite the session's 64-bit sizes as doubles. Durable as the
+	// session is: a failover that lost it would have the next run open
+	// another upload and send every part again (one WAIT a multipart job).
+	return r.fencedDurable(ctx, l, true, "session", fieldUploadID, uploadID)
 }
 
 // SavePart records one acknowledged part.
