@@ -625,7 +625,8 @@ func (r *run) multipart(ctx context.Context, res *Result) error {
 		switch {
 		case isNoSuchUpload(err):
 			// Completed by an earlier attempt that died before recording it, or aborted.
-			if done, herr := r.objectComplete(ctx); herr == nil && done {
+			want, known := r.recordedCRC()
+			if done, herr := r.objectComplete(ctx, want, known); herr == nil && done {
 				res.Resumed = r.src.Size()
 				r.prog.add(r.src.Size(), false)
 				return nil
@@ -719,12 +720,41 @@ func (r *run) listParts(ctx context.Context, uploadID string) ([]cos.Object, err
 	}
 }
 
-func (r *run) objectComplete(ctx context.Context) (bool, error) {
+// objectComplete tells whether the session's object is stored whole (an
+// earlier Complete landed though its answer was lost): its size is the
+// source's and, when known, its CRC-64 is want.
+func (r *run) objectComplete(ctx context.Context, want uint64, known bool) (bool, error) {
 	resp, err := r.cosClient().Object.Head(ctx, r.st.Session.VideoKey, nil)
 	if err != nil {
 		return false, err
 	}
-	return resp.ContentLength == r.src.Size(), nil
+	if resp.ContentLength != r.src.Size() {
+		return false, nil
+	}
+	// With the parts' CRC-64s known, the object's must be theirs combined,
+	// as a Complete's answer is checked: the same size is not the same bytes.
+	if got := resp.Header.Get("x-cos-hash-crc64ecma"); known && got != "" && got != strconv.FormatUint(want, 10) {
+		return false, nil
+	}
+	return true, nil
+}
+
+// recordedCRC is the source's CRC-64 combined from the recorded parts', when
+// every part is recorded.
+func (r *run) recordedCRC() (uint64, bool) {
+	n := r.numParts()
+	if len(r.st.Parts) != n {
+		return 0, false
+	}
+	crcs := make([]checksum.PartCRC, n)
+	for i := range n {
+		p, ok := r.st.Parts[i+1]
+		if !ok {
+			return 0, false
+		}
+		crcs[i] = checksum.PartCRC{Size: p.Size, CRC: p.CRC64}
+	}
+	return checksum.CombineParts(crcs), true
 }
 
 // sendParts uploads every part not in have, Concurrency at a time, checking
@@ -923,7 +953,7 @@ func (r *run) complete(ctx context.Context, have map[int]PartRecord) error {
 	})
 	if isNoSuchUpload(err) {
 		// An earlier Complete landed though its answer was lost.
-		if done, herr := r.objectComplete(ctx); herr == nil && done {
+		if done, herr := r.objectComplete(ctx, want, true); herr == nil && done {
 			r.abortStale(ctx)
 			return nil
 		}
