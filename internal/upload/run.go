@@ -312,6 +312,15 @@ func (r *run) openSession(ctx context.Context, size int64) error {
 		r.u.abortUpload(ctx, r.l, &State{Session: s, VideoDone: r.st.VideoDone})
 		s = nil
 	}
+	if s != nil && uploaded {
+		// Every file is stored: only the commit is left, and it needs no COS
+		// credentials. No resume is asked for: VOD's answer to resuming a
+		// session whose commit landed (its answer lost) is not documented,
+		// and a refusal read as an expired session would start over and
+		// commit a second file. A second commit of one session answers its
+		// FileId.
+		return nil
+	}
 	if s != nil {
 		err := r.applyResume(ctx)
 		if err == nil {

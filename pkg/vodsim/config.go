@@ -37,6 +37,9 @@ type Config struct {
 	SessionLifetime time.Duration `envconfig:"SESSION_LIFETIME" default:"24h" desc:"how long an upload session can be resumed"`
 	// Regions are the storage regions the app may use; the first is the default.
 	Regions []string `envconfig:"REGIONS" default:"ap-guangzhou,ap-chongqing,ap-shanghai" desc:"storage regions; the first is the default"`
+	// SubApps are the app's sub-applications: a signature's vodSubAppId must
+	// be one (0, the main app, always is), as VOD refuses another.
+	SubApps []uint64 `envconfig:"SUB_APPS" desc:"sub-application ids of the app (a signature's vodSubAppId); empty: the main app only"`
 	// Procedures are the task flows that exist.
 	Procedures []string `envconfig:"PROCEDURES" default:"LongVideoPreset,SimpleAesEncryptPreset" desc:"task flows that exist"`
 	// ClockOffset shifts vodsim's clock, to test clock skew.

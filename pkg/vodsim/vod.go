@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -259,7 +260,10 @@ func (s *Server) useSignature(sig, action string) (*vod.Signature, *vodError) {
 	if err != nil {
 		return nil, refuse(vod.CodeFor(err), "%v", oneLine(err))
 	}
-	sum := sha256.Sum256([]byte(sig))
+	// Keyed by the signature's bytes, not its text: base64 may spell the
+	// same bytes more than one way (unused padding bits), and a one-time
+	// signature is one use whatever its spelling.
+	sum := sha256.Sum256([]byte(parsed.Original))
 	h := hex.EncodeToString(sum[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -311,6 +315,9 @@ func (s *Server) apply(req applyRequest) (any, *vodError) {
 	if p.StorageRegion != "" && !s.knownRegion(p.StorageRegion) {
 		return nil, refuse(vod.CodeRegionNotAllowed, "storage region %q is not enabled for this app", p.StorageRegion)
 	}
+	if p.VodSubAppID != 0 && !slices.Contains(s.cfg.SubApps, p.VodSubAppID) {
+		return nil, refuse(vod.CodeInvalidParameter, "vodSubAppId %d is not a sub-application of this app", p.VodSubAppID)
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -323,7 +330,7 @@ func (s *Server) apply(req applyRequest) (any, *vodError) {
 			delete(s.sessions, req.VodSessionKey)
 			return nil, refuse(vod.CodeSessionExpired, "vodSessionKey unknown or expired")
 		}
-		if sess.SecretID != p.SecretID {
+		if sess.SecretID != p.SecretID || sess.SubAppID != p.VodSubAppID {
 			return nil, refuse(vod.CodeSessionExpired, "vodSessionKey belongs to another app")
 		}
 	case req.FileID != "":
@@ -530,7 +537,7 @@ func (s *Server) commit(req commitRequest) (any, *vodError) {
 	now := s.now()
 	s.mu.Lock()
 	sess := s.sessions[req.VodSessionKey]
-	if sess == nil || now.Sub(sess.Created) > s.cfg.SessionLifetime || sess.SecretID != sig.Params.SecretID {
+	if sess == nil || now.Sub(sess.Created) > s.cfg.SessionLifetime || sess.SecretID != sig.Params.SecretID || sess.SubAppID != sig.Params.VodSubAppID {
 		s.mu.Unlock()
 		return nil, refuse(vod.CodeSessionExpired, "vodSessionKey unknown or expired")
 	}
