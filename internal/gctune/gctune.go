@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -17,8 +18,9 @@ import (
 // default of 100 the collector ran about 80 times a second under P3's
 // load, for a tenth of the CPU, most of it the fixed cost of each cycle.
 // 400 lets the heap grow to five times what is live (tens of MiB) and runs
-// a quarter of the cycles. GOMEMLIMIT, when set (the Helm chart sets it
-// from the memory limit), still holds the heap under it.
+// a quarter of the cycles. A memory limit (GOMEMLIMIT, or LimitMemory's
+// from the container's limit, which the Helm chart passes) still holds the
+// heap under it.
 const DefaultGOGC = 400
 
 // MaxHeadroom bounds what the target adds to the live heap: above
@@ -59,6 +61,7 @@ func Fix(getenv func(string) string) {
 // back to the tuner's own. stop ends the tuning (the target stays as it
 // is).
 func Tune(getenv func(string) string) (stop func()) {
+	LimitMemory(getenv)
 	if getenv("GOGC") != "" {
 		return func() {}
 	}
@@ -141,4 +144,24 @@ func LiveHeap() int64 {
 	s := []metrics.Sample{{Name: liveHeapMetric}}
 	metrics.Read(s)
 	return int64(s[0].Value.Uint64())
+}
+
+// LimitMemory sets the runtime's soft memory limit to nine tenths of
+// VODPIPE_MEMORY_LIMIT (bytes; the Helm chart passes the container's memory
+// limit there through the downward API) unless GOMEMLIMIT sets one, which
+// the runtime has taken already: at a GOGC of 400 the heap may grow to five
+// times what is live, and the collector then works to stay under the
+// limit rather than have the container killed. It returns the limit set (0
+// for none).
+func LimitMemory(getenv func(string) string) int64 {
+	if getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(getenv("VODPIPE_MEMORY_LIMIT"), 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	limit := n / 10 * 9
+	debug.SetMemoryLimit(limit)
+	return limit
 }

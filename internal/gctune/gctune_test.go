@@ -132,3 +132,23 @@ func TestFixSetsTheTargetOnceUnlessGOGCIsSet(t *testing.T) {
 	}
 	runtime.KeepAlive(big)
 }
+
+// TestLimitMemoryFromTheContainersLimit: the chart passes the container's
+// memory limit (VODPIPE_MEMORY_LIMIT); the process holds its heap under
+// nine tenths of it, unless GOMEMLIMIT says otherwise.
+func TestLimitMemoryFromTheContainersLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	if got := LimitMemory(env(map[string]string{"VODPIPE_MEMORY_LIMIT": "536870912"})); got != 536870912/10*9 || debug.SetMemoryLimit(-1) != got {
+		t.Fatalf("limit for a 512 MiB container = %d (runtime %d), want 9/10 of it", got, debug.SetMemoryLimit(-1))
+	}
+	debug.SetMemoryLimit(before)
+	for _, vars := range []map[string]string{
+		{"VODPIPE_MEMORY_LIMIT": "536870912", "GOMEMLIMIT": "300MiB"}, {}, {"VODPIPE_MEMORY_LIMIT": "lots"},
+	} {
+		if got := LimitMemory(env(vars)); got != 0 || debug.SetMemoryLimit(-1) != before {
+			t.Errorf("%v: limit %d set, want none", vars, got)
+		}
+	}
+}

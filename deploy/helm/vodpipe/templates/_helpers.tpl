@@ -239,8 +239,8 @@ VODPIPE_REDIS_TLS: {{ .tls | toString | quote }}
 {{- if .masterName }}
 VODPIPE_REDIS_MASTER_NAME: {{ .masterName | quote }}
 {{- end }}
-{{- with .waitReplicas }}
-VODPIPE_REDIS_WAIT_REPLICAS: {{ . | toString | quote }}
+{{- if and (not (kindIs "invalid" .waitReplicas)) (ne (toString .waitReplicas) "") }}
+VODPIPE_REDIS_WAIT_REPLICAS: {{ .waitReplicas | toString | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -289,7 +289,12 @@ VODPIPE_VODSIM_CALLBACK_URL: {{ include "vodpipe.vodsimCallbackBase" . | quote }
      The chart's variables, overridden by the component's env map. */}}
 {{- define "vodpipe.configMapData" -}}
 {{- $chart := include (printf "vodpipe.env.%s" .component) .root | fromYaml }}
-{{- $all := merge (deepCopy (.env | default dict)) $chart }}
+{{- /* The component's env is set over the chart's, an empty value included
+     (sprig's merge would fill it from the chart's). */}}
+{{- $all := deepCopy $chart }}
+{{- range $k, $v := (.env | default dict) }}
+{{- $_ := set $all $k $v }}
+{{- end }}
 {{- range $k, $v := $all }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end }}
@@ -373,6 +378,12 @@ entry sets two ways to authenticate, which the service would refuse at start.
 - name: SSL_CERT_DIR
   value: /etc/ssl/certs:/etc/vodpipe/ca
 {{- end }}
+# The container's memory limit, in bytes: the service holds its heap under
+# nine tenths of it (a GOMEMLIMIT in the env wins).
+- name: VODPIPE_MEMORY_LIMIT
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
 {{- end }}
 
 {{/* vodpipe.natsVolumes: (dict "root" $ "component" "worker") → /tmp, the component's NATS credential secrets (each its own volume) and the extra CA. */}}
@@ -609,13 +620,20 @@ helm template (and GitOps renders): set the matching existingSecret there.
 {{- end }}
 {{- end }}
 
-{{/* vodpipe.metricsPort: (dict "root" $ "port" <service port> "admin" <bool>) -> the
-     Service port named metrics: where the pods serve /metrics (the admin port of ingest
-     and notify when metrics.adminPort is set, else the http port). */}}
+{{/* vodpipe.metricsPort: (dict "root" $ "port" <service port> "admin" <bool> "alone" <bool>)
+     -> the Service port named metrics: where the pods serve /metrics (the admin port of
+     ingest and notify when metrics.adminPort is set, else the http port). Beside the
+     Service's http port (not alone) it takes metrics.servicePort when it targets http:
+     the API server refuses a Service with two ports of one number. */}}
 {{- define "vodpipe.metricsPort" -}}
 {{- $admin := and .admin (gt (.root.Values.metrics.adminPort | int) 0) }}
+{{- $port := ternary (.root.Values.metrics.adminPort | int) (.port | int) $admin }}
+{{- if and (not $admin) (not .alone) }}
+{{- $port = .root.Values.metrics.servicePort | default 9090 | int }}
+{{- if eq $port (.port | int) }}{{ $port = add1 $port }}{{ end }}
+{{- end }}
 - name: metrics
-  port: {{ ternary (.root.Values.metrics.adminPort | int) .port $admin }}
+  port: {{ $port }}
   targetPort: {{ ternary "metrics" "http" $admin }}
   protocol: TCP
 {{- end }}
