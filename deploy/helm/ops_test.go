@@ -124,3 +124,21 @@ func TestEnvOverridesWithAnEmptyValue(t *testing.T) {
 		t.Errorf("ingest.env.VODPIPE_NOTIFY_URL=\"\": ConfigMap has %q, want \"\" (the override)", got)
 	}
 }
+
+// TestIngestDrainsBeforeItStopsListening: at SIGTERM, kube-proxy and
+// ingress controllers go on sending ingest new connections until the
+// endpoint's removal has spread; ingest closed its listener at once, so a
+// rollout refused requests (until 0.10). The chart has it go on serving for
+// a drain delay (its readiness failing meanwhile), within its grace period
+// with the 15 s its server's shutdown takes.
+func TestIngestDrainsBeforeItStopsListening(t *testing.T) {
+	r := render(t, "-f", natsUsersValues)
+	cm := r.configMaps["vodpipe-ingest"]
+	if cm == nil || cm.Data["VODPIPE_HTTP_DRAIN_DELAY"] != "5s" {
+		t.Fatalf("ingest's config: VODPIPE_HTTP_DRAIN_DELAY = %q, want 5s", cm.Data["VODPIPE_HTTP_DRAIN_DELAY"])
+	}
+	d := r.deployments["vodpipe-ingest"]
+	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 5+15 {
+		t.Fatalf("ingest's grace period %v does not cover the drain (5 s) and the shutdown (15 s)", g)
+	}
+}

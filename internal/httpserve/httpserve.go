@@ -31,6 +31,8 @@ type Config struct {
 	WriteTimeout   time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" default:"1m" desc:"time to write one response (event streams excepted)"`
 	IdleTimeout    time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" default:"2m" desc:"how long an idle keep-alive connection is kept"`
 	MaxHeaderBytes int           `envconfig:"HTTP_MAX_HEADER_BYTES" default:"65536" desc:"largest request header accepted, in bytes"`
+	// DrainDelay: see Drain.
+	DrainDelay time.Duration `envconfig:"HTTP_DRAIN_DELAY" default:"0s" desc:"ingest: on SIGTERM, how long its API goes on serving, /readyz answering 503, before it stops taking connections: the time a load balancer or Kubernetes takes to stop sending new ones (the Helm chart sets 5s; notify serves until its deliveries have drained anyway)"`
 }
 
 // StreamConfig caps a server's event streams; zero takes the default.
@@ -79,6 +81,36 @@ func Serve(ctx context.Context, srv *http.Server, l net.Listener, grace time.Dur
 		err = serr
 	}
 	return err
+}
+
+// Drain returns a context that ends delay after ctx does, for the API's
+// server: once ctx ends, draining is set (the service's readiness fails,
+// so load balancers stop sending it new connections) and the server goes
+// on serving for delay before it shuts down; without it, it would refuse
+// the connections still routed to it while the endpoint's removal
+// spreads. stop releases the context (call it when done).
+func Drain(ctx context.Context, delay time.Duration, draining *atomic.Bool) (sctx context.Context, stop func()) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+		case <-sctx.Done():
+			return
+		}
+		draining.Store(true)
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-sctx.Done():
+			}
+		}
+		cancel()
+	}()
+	return sctx, func() { cancel(); <-done }
 }
 
 // limits sets each request's deadlines.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -90,6 +91,8 @@ type Service struct {
 	log *slog.Logger
 	nc  *nats.Conn
 	q   *queue.Queue
+	// draining: the API is stopping (httpserve.Drain), readiness fails.
+	draining atomic.Bool
 	// stopBG ends the background work on the job index (reindex, sweep).
 	stopBG  context.CancelFunc
 	idem    jetstream.KeyValue
@@ -351,12 +354,17 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 		}
 		admin <- err
 	}()
-	err := httpserve.Serve(ctx, srv, l, 15*time.Second)
+	sctx, stopDrain := httpserve.Drain(ctx, s.cfg.DrainDelay, &s.draining)
+	err := httpserve.Serve(sctx, srv, l, 15*time.Second)
+	stopDrain()
 	stop()
 	return errors.Join(err, <-admin)
 }
 
 func (s *Service) ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
 	if !s.nc.IsConnected() {
 		return errors.New("NATS not connected")
 	}

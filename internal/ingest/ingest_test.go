@@ -42,6 +42,10 @@ type api struct {
 	nats *testharness.NATS
 	// openapi checks every answer against docs/openapi.json.
 	openapi *testharness.OpenAPI
+	// stop ends the service's ServeListener as SIGTERM does; stopped is
+	// closed when it has returned.
+	stop    context.CancelFunc
+	stopped <-chan struct{}
 }
 
 func startIngest(t *testing.T, mod ...func(*ingest.Config)) *api {
@@ -81,7 +85,8 @@ func startIngestB(t testing.TB, mod ...func(*ingest.Config)) *api {
 	done := make(chan struct{})
 	go func() { _ = s.ServeListener(ctx, l); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; s.Close() })
-	return &api{url: "http://" + l.Addr().String(), svc: s, nats: n, openapi: testharness.LoadOpenAPI(t, "openapi.json")}
+	return &api{url: "http://" + l.Addr().String(), svc: s, nats: n, openapi: testharness.LoadOpenAPI(t, "openapi.json"),
+		stop: cancel, stopped: done}
 }
 
 type reply struct {

@@ -171,6 +171,8 @@ VODPIPE_STATUS_RETENTION: {{ .Values.jetstream.statusRetention | quote }}
 {{- define "vodpipe.env.ingest" -}}
 {{ include "vodpipe.env.common" . }}
 VODPIPE_INGEST_HTTP_ADDR: {{ printf ":%d" (.Values.ingest.port | int) | quote }}
+{{- /* On SIGTERM the API goes on serving while the endpoint's removal spreads (readyz 503). */}}
+VODPIPE_HTTP_DRAIN_DELAY: "5s"
 {{- with .Values.metrics.adminPort }}
 VODPIPE_INGEST_ADMIN_ADDR: {{ printf ":%d" (. | int) | quote }}
 {{- end }}
