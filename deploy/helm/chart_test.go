@@ -1119,6 +1119,13 @@ func TestTemplateRefusesInconsistentValues(t *testing.T) {
 		{"exposed without a host", []string{"--set", "expose.ingress.enabled=true"}, "expose.host is required"},
 		{"exposing metrics", []string{"--set", "expose.httpRoute.enabled=true", "--set", "expose.host=v.example.com", "--set", "expose.ingestPaths={/v1/,/metrics}"}, "would route /metrics from outside"},
 		{"exposing everything", []string{"--set", "expose.ingress.enabled=true", "--set", "expose.host=v.example.com", "--set", "expose.ingestPaths={/}"}, "would route everything from outside"},
+		// Until 0.10 these rendered, and the pods crash-looped or were killed
+		// mid-drain or out of memory.
+		{"a status retention the services refuse", []string{"--set", "jetstream.statusRetention=12h"}, "jetstream.statusRetention 12h"},
+		{"a status retention in minutes", []string{"--set", "jetstream.statusRetention=1439m59s"}, "under 24h"},
+		{"a shutdown grace the kubelet cuts", []string{"--set", "worker.shutdownGrace=1m30s"}, "worker.shutdownGrace 1m30s needs worker.terminationGracePeriodSeconds"},
+		{"a worker memory limit under its parts in flight", []string{"--set", "worker.jobs=4", "--set", "worker.partConcurrency=8", "--set", "worker.partSize=33554432"},
+			"worker.resources.limits.memory 1Gi is under what a worker holds: 4 jobs × 8 parts in flight × 33554432 bytes + 64 MiB = 1088 MiB"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -594,6 +594,22 @@ spec:
 {{- fail (printf "%s.pdb: set minAvailable or maxUnavailable" $c) }}
 {{- end }}
 {{- end }}
+{{- $retention := include "vodpipe.seconds" .Values.jetstream.statusRetention | int }}
+{{- if and (ge $retention 0) (lt $retention 86400) }}
+{{- fail (printf "jetstream.statusRetention %v: ingest and the workers refuse a status retention under 24h (an Idempotency-Key's window), or use \"-1s\" (forever)" .Values.jetstream.statusRetention) }}
+{{- end }}
+{{- $grace := include "vodpipe.seconds" .Values.worker.shutdownGrace | int }}
+{{- if gt (add $grace 10) (.Values.worker.terminationGracePeriodSeconds | int) }}
+{{- fail (printf "worker.shutdownGrace %v needs worker.terminationGracePeriodSeconds at least 10 s above it (now %v): the kubelet would kill a worker before it saved its state and handed its job back" .Values.worker.shutdownGrace .Values.worker.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- with (.Values.worker.resources.limits | default dict).memory }}
+{{- $limit := include "vodpipe.bytes" . | int64 }}
+{{- $w := $.Values.worker }}
+{{- $need := add (mul ($w.jobs | int64) ($w.partConcurrency | int64) ($w.partSize | int64)) 67108864 }}
+{{- if and (gt $limit 0) (lt $limit $need) }}
+{{- fail (printf "worker.resources.limits.memory %v is under what a worker holds: %d jobs × %d parts in flight × %d bytes + 64 MiB = %d MiB" . ($w.jobs | int) ($w.partConcurrency | int) ($w.partSize | int64) (div $need 1048576)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.worker.sources.volume (not .Values.worker.sources.root) }}
 {{- fail "worker.sources.volume needs worker.sources.root (where it is mounted)" }}
 {{- end }}
@@ -646,5 +662,33 @@ helm template (and GitOps renders): set the matching existingSecret there.
 - name: metrics
   containerPort: {{ . }}
   protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/* vodpipe.seconds: a Go duration ("720h", "1h30m", "25s") -> whole seconds; -1 for a
+     negative one ("-1s": forever). */}}
+{{- define "vodpipe.seconds" -}}
+{{- $d := toString . }}
+{{- if hasPrefix "-" $d }}-1{{ else }}
+{{- $s := 0 }}
+{{- range regexFindAll "[0-9]+(ns|us|µs|ms|h|m|s)" $d -1 }}
+{{- $n := regexFind "^[0-9]+" . | atoi }}
+{{- $u := regexReplaceAll "^[0-9]+" . "" }}
+{{- if eq $u "h" }}{{ $s = add $s (mul $n 3600) }}{{ else if eq $u "m" }}{{ $s = add $s (mul $n 60) }}{{ else if eq $u "s" }}{{ $s = add $s $n }}{{ end }}
+{{- end }}
+{{- $s }}
+{{- end }}
+{{- end }}
+
+{{/* vodpipe.bytes: a Kubernetes memory quantity ("1Gi", "512Mi", "1G", "1048576") -> bytes
+     (0 for a form it does not read). */}}
+{{- define "vodpipe.bytes" -}}
+{{- $q := toString . }}
+{{- $m := regexFind "^[0-9]+" $q }}
+{{- if not $m }}0{{ else }}
+{{- $n := $m | int64 }}
+{{- $u := regexReplaceAll "^[0-9]+" $q "" }}
+{{- $f := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- if hasKey $f $u }}{{ mul $n (get $f $u) }}{{ else }}0{{ end }}
 {{- end }}
 {{- end }}
