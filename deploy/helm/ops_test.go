@@ -6,6 +6,7 @@ package helm_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -140,5 +141,18 @@ func TestIngestDrainsBeforeItStopsListening(t *testing.T) {
 	d := r.deployments["vodpipe-ingest"]
 	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 5+15 {
 		t.Fatalf("ingest's grace period %v does not cover the drain (5 s) and the shutdown (15 s)", g)
+	}
+}
+
+// TestComponentsUpgradeOneAtATime: docs/operations.md has an upgrade roll
+// ingest first, then the workers, then notify; with one image value for
+// all (until 0.10) `helm upgrade` rolled all three at once. A component's
+// imageTag sets its image alone.
+func TestComponentsUpgradeOneAtATime(t *testing.T) {
+	r := render(t, "-f", natsUsersValues, "--set", "image.tag=0.9.0", "--set", "ingest.imageTag=0.10.0")
+	for c, want := range map[string]string{"ingest": "0.10.0", "worker": "0.9.0", "notify": "0.9.0"} {
+		if img := container(t, r.deployments["vodpipe-"+c], c).Image; !strings.HasSuffix(img, ":"+want) {
+			t.Errorf("%s runs %s, want tag %s", c, img, want)
+		}
 	}
 }

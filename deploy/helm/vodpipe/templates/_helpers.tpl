@@ -58,12 +58,19 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Image ------------------------------------------------------------------ */}}
 
+{{/* vodpipe.image: (dict "root" $ "component" "ingest") -> the component's image: its
+     imageTag when set (an upgrade one component at a time: ingest, then the workers,
+     then notify, docs/operations.md), else image.digest or image.tag. */}}
 {{- define "vodpipe.image" -}}
-{{- $repo := required "image.repository is required" .Values.image.repository }}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- $v := .root.Values }}
+{{- $repo := required "image.repository is required" $v.image.repository }}
+{{- $own := (index $v .component).imageTag | default "" | toString }}
+{{- if $own }}
+{{- printf "%s:%s" $repo $own }}
+{{- else if $v.image.digest }}
+{{- printf "%s@%s" $repo $v.image.digest }}
 {{- else }}
-{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- printf "%s:%s" $repo (default .root.Chart.AppVersion $v.image.tag | toString) }}
 {{- end }}
 {{- end }}
 
