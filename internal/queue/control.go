@@ -160,6 +160,10 @@ func (ctl *Control) Resume(ctx context.Context, jobID string) (*job.Status, erro
 	var was job.Status
 	s, err := ctl.statuses.TransitionIf(ctx, jobID, paused, job.StateQueued, func(s *job.Status) { was, s.Error, s.Runs = *s, nil, 0 })
 	switch {
+	case errors.Is(err, ErrConflict) && s != nil && s.State.Terminal():
+		// A pause left over from a run that ended first (taken away above):
+		// there is nothing to resume.
+		return s, fmt.Errorf("%w: job %s is %s", ErrConflict, jobID, s.State)
 	case errors.Is(err, ErrConflict) && prev == job.ControlPause:
 		// Withdrawn before a worker carried it out (s is the status the
 		// refused transition read). A worker that read the pause just

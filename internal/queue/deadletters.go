@@ -69,9 +69,19 @@ func (dl *DeadLetters) Requeue(ctx context.Context, seq uint64) (*job.Status, er
 		}
 		dl.statuses.control.forgetStale(ctx, stale, []string{j.ID})
 	} else {
+		// A pause or cancel accepted in the failed run, which it never met,
+		// would stop the retry: read before the transition, it is the
+		// earlier run's, and goes once the job is queued again (one written
+		// since stays), as an earlier job's does for a new one.
+		sctx, cancel := context.WithTimeout(ctx, staleReadTimeout)
+		stale, _ := dl.statuses.control.Stale(sctx, []string{j.ID})
+		cancel()
 		failed := func(s *job.Status) bool { return s.State == job.StateFailed }
 		var was job.Status
 		s, err = dl.statuses.TransitionIf(ctx, j.ID, failed, job.StateQueued, func(s *job.Status) { was, s.Error, s.Runs, s.Attempt = *s, nil, 0, 0 })
+		if err == nil {
+			dl.statuses.control.forgetStale(ctx, stale, []string{j.ID})
+		}
 		undo = func(s *job.Status) { s.Error, s.Runs, s.Attempt = was.Error, was.Runs, was.Attempt }
 		if errors.Is(err, ErrConflict) && s != nil {
 			return s, fmt.Errorf("%w: job %s is %s, not failed", ErrConflict, j.ID, s.State)
@@ -239,6 +249,48 @@ func decodeDeadLetter(m *jetstream.RawStreamMsg) job.DeadLetterEntry {
 // LastOf returns the newest dead letter of a job (with its message), or
 // ErrNotFound: one read of the last entry on the job's subject.
 func (dl *DeadLetters) LastOf(ctx context.Context, jobID string) (job.DeadLetterEntry, error) {
+	e, err := dl.lastOf(ctx, jobID)
+	if err != nil || runsJob(e, jobID) {
+		return e, err
+	}
+	// The newest is no run of this job (a publisher's invalid copy with
+	// its id, dead-lettered after it): the newest that is.
+	var found *job.DeadLetterEntry
+	subj := DLQPrefix + "." + subjectToken(jobID)
+	for seq, n := uint64(1), 0; n < maxDeadLettersOfAJob; n++ {
+		m, err := dl.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return job.DeadLetterEntry{}, fmt.Errorf("queue: read the dead letters of job %s: %w", jobID, err)
+		}
+		if c := decodeDeadLetter(m); runsJob(c, jobID) {
+			found = &c
+		}
+		seq = m.Sequence + 1
+	}
+	if found == nil {
+		return e, nil // the caller says why it runs nothing
+	}
+	return *found, nil
+}
+
+// maxDeadLettersOfAJob bounds the dead letters of one id LastOf reads.
+const maxDeadLettersOfAJob = 1000
+
+// runsJob reports whether dead letter e holds a run of job jobID: its
+// message whole and a job of that id.
+func runsJob(e job.DeadLetterEntry, jobID string) bool {
+	if e.JobID != jobID || len(e.Message) == 0 || e.Truncated {
+		return false
+	}
+	j, err := job.Decode(e.Message)
+	return err == nil && j.ID == jobID
+}
+
+// lastOf is the newest dead letter filed under jobID.
+func (dl *DeadLetters) lastOf(ctx context.Context, jobID string) (job.DeadLetterEntry, error) {
 	m, err := dl.stream.GetLastMsgForSubject(ctx, DLQPrefix+"."+subjectToken(jobID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return job.DeadLetterEntry{}, fmt.Errorf("%w: no dead letter of job %s", ErrNotFound, jobID)

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -344,7 +346,15 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		ps = append(ps, p)
 	}
 	for _, p := range ps {
-		err := storageFull(awaitAck(ctx, p.jobF))
+		ack, err := awaitPubAck(ctx, p.jobF)
+		err = storageFull(err)
+		if err == nil && !p.dup && ack != nil && ack.Duplicate {
+			// A new job's message taken for a duplicate: another message
+			// had its id as Nats-Msg-Id within the window (a publisher's,
+			// forged or mistaken), and JetStream dropped this one. It goes
+			// again under an id no one else knows of.
+			err = storageFull(jq.publishUnique(ctx, jobs[p.i]))
+		}
 		switch {
 		case err != nil && p.dup:
 			out[p.i].Err, out[p.i].Duplicate = fmt.Errorf("queue: publish job %s again: %w", jobs[p.i].ID, err), false
@@ -365,6 +375,24 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 	}
 	return out
+}
+
+// publishUnique publishes j under a message id of its own and a random
+// suffix (see Submit).
+func (jq *Jobs) publishUnique(ctx context.Context, j *job.Job) error {
+	b, err := j.Encode()
+	if err != nil {
+		return err
+	}
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	jm := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID + "~" + hex.EncodeToString(r[:])}}}
+	tracing.Inject(ctx, jm)
+	f, err := jq.publishAsync(ctx, jm)
+	if err != nil {
+		return err
+	}
+	return awaitAck(ctx, f)
 }
 
 // clearNotQueued is the update that takes a not_queued mark away once the
@@ -505,13 +533,19 @@ func (jq *Jobs) publishAsync(ctx context.Context, m *nats.Msg) (jetstream.PubAck
 }
 
 func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	_, err := awaitPubAck(ctx, f)
+	return err
+}
+
+// awaitPubAck is awaitAck with the stream's answer.
+func awaitPubAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	select {
-	case <-f.Ok():
-		return nil
+	case ack := <-f.Ok():
+		return ack, nil
 	case err := <-f.Err():
-		return err
+		return nil, err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

@@ -7,6 +7,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -429,11 +431,24 @@ func subjectToken(s string) string {
 	if s == "" {
 		return "unknown"
 	}
-	return strings.Map(func(r rune) rune {
+	t := strings.Map(func(r rune) rune {
 		switch {
 		case r == '.' || r == '*' || r == '>' || r <= ' ' || r > '~':
 			return '_'
 		}
 		return r
 	}, s)
+	if len(t) > maxSubjectToken {
+		// An id no job can have (a publisher's, dead-lettered): a subject
+		// past the server's control line (4 KiB) would have it close the
+		// publishing connection. Its start and a hash of the whole stand
+		// for it.
+		sum := sha256.Sum256([]byte(s))
+		t = t[:maxSubjectToken-17] + "~" + hex.EncodeToString(sum[:8])
+	}
+	return t
 }
+
+// maxSubjectToken bounds the token an id becomes: a job id's length
+// (job.MaxIDLen), which every id a job can have keeps as it is.
+const maxSubjectToken = job.MaxIDLen

@@ -85,6 +85,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
+	if st.Job.ID == j.ID && st.Job.Source != "" {
+		// The job is the one its status recorded (ingest's, or the first
+		// message's): a later message with its id, a publisher's copy
+		// naming another source say, runs that job and tells its events,
+		// never its own fields.
+		recorded := st.Job
+		j = &recorded
+	}
 	if w.settle(ctx, msg, log, j, st) {
 		return
 	}
@@ -471,7 +479,7 @@ func (w *Worker) invalid(ctx context.Context, msg jetstream.Msg, meta *jetstream
 		return
 	}
 	known := false
-	if id != "" {
+	if job.ValidID(id) { // no job has another (nor may its key's subject be kilobytes)
 		_, _, serr := w.q.Statuses.Get(ctx, id)
 		known = serr == nil
 	}
@@ -619,7 +627,18 @@ func (w *Worker) pause(ctx context.Context, msg jetstream.Msg, log *slog.Logger,
 	}
 	// A resume that withdrew the pause between the read above and the
 	// transition saw the job running and left it to this worker: look again.
-	if c, err := w.q.Control.Current(ctx, j.ID); err == nil && c == job.ControlNone {
+	c, err = w.q.Control.Current(ctx, j.ID)
+	if err == nil && c == job.ControlCancel {
+		// So did a cancel that came meanwhile (it requeues only a paused
+		// job): the message goes back, and its next delivery cancels the
+		// paused job (cancelPaused). Acked, the job stayed paused for good
+		// with its cancel pending.
+		w.setControl(j.ID, c)
+		log.Info("canceled as the pause took effect: the job is canceled next")
+		_ = msg.Nak()
+		return
+	}
+	if err == nil && c == job.ControlNone {
 		isPaused := func(s *job.Status) bool { return s.State == job.StatePaused }
 		_, err := w.q.Statuses.TransitionIf(ctx, j.ID, isPaused, job.StateQueued, func(s *job.Status) { s.Error, s.Runs = nil, 0 })
 		switch {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"path"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -205,7 +206,55 @@ func invalidUTF8(b []byte) []FieldError {
 	return out
 }
 
+// jobFields are the names of a job message's fields, as its JSON tags spell
+// them (a lookup table, set once).
+var jobFields = func() map[string]bool {
+	out := map[string]bool{}
+	t := reflect.TypeFor[Job]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
+}()
+
+// checkKeys refuses a top-level key that is not one of jobFields spelled
+// exactly, and a key given twice: encoding/json matches names whatever
+// their case and lets a later duplicate win, so {"source": a, "SOURCE": b}
+// would upload b where a gateway that checked "source" saw a. Malformed
+// JSON is left to the decoder, which says where.
+func checkKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := t.(string)
+		switch {
+		case !jobFields[key]:
+			return &ValidationError{Fields: []FieldError{{Field: key, Reason: "unknown field (names are case-sensitive)"}}}
+		case seen[key]:
+			return &ValidationError{Fields: []FieldError{{Field: key, Reason: "given twice"}}}
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 func decodeStrict(b []byte, j *Job) error {
+	if err := checkKeys(b); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(j)

@@ -73,7 +73,11 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"not UTF-8 and not JSON", "\xff\xfe{", []string{"(message)"}},
 		{"lone surrogate escapes", `{"v":1,"id":"a","source":"file:///a.mp4","mediaName":"a\udc80","sourceContext":"\ud83d x","sessionContext":"\ud83d\u0041"}`,
 			[]string{"mediaName", "sessionContext", "sourceContext"}},
-		{"a type named twice", `{"v":1,"id":"a","source":"file:///a.mp4","priority":true,"Priority":"x"}`, []string{"priority"}},
+		{"a type named twice", `{"v":1,"id":"a","source":"file:///a.mp4","priority":true,"sourceContext":7}`, []string{"priority", "sourceContext"}},
+		// Names are case-sensitive (encoding/json's are not): a field in
+		// another case is unknown, and one given twice is refused.
+		{"a field in another case", `{"v":1,"id":"a","source":"file:///a.mp4","Priority":"x"}`, []string{"Priority"}},
+		{"a field given twice", `{"v":1,"id":"a","source":"file:///a.mp4","source":"file:///b.mp4"}`, []string{"source"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
