@@ -162,10 +162,8 @@ func lastOfKeys(ctx context.Context, nc *nats.Conn, bucket string, keys []string
 			if err != nil {
 				return err
 			}
-			got := make(map[string]bool, len(msgs))
 			for _, m := range msgs {
 				subject := ServerHeader(m.Header, jetstream.SubjectHeader)
-				got[subject] = true
 				if deletion(m.Header) || len(m.Data) == 0 {
 					continue
 				}
@@ -182,6 +180,12 @@ func lastOfKeys(ctx context.Context, nc *nats.Conn, bucket string, keys []string
 			}
 			// Ask again for the subjects not answered: those held back,
 			// and those with no entry, which the next read leaves out too.
+			// (Only now is the set of answered ones built: a read that
+			// holds nothing back, the rule, needs none.)
+			got := make(map[string]bool, len(msgs))
+			for _, m := range msgs {
+				got[ServerHeader(m.Header, jetstream.SubjectHeader)] = true
+			}
 			subjects = slices.DeleteFunc(subjects, func(s string) bool { return got[s] })
 		}
 	}

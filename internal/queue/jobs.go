@@ -2,8 +2,6 @@ package queue
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -352,8 +350,8 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 			// A new job's message taken for a duplicate: another message
 			// had its id as Nats-Msg-Id within the window (a publisher's,
 			// forged or mistaken), and JetStream dropped this one. It goes
-			// again under an id no one else knows of.
-			err = storageFull(jq.publishUnique(ctx, jobs[p.i]))
+			// again under an id of its own, as a requeue does.
+			err = storageFull(jq.requeue(ctx, &job.Status{Job: *jobs[p.i]}, "submit"))
 		}
 		switch {
 		case err != nil && p.dup:
@@ -375,24 +373,6 @@ func (jq *Jobs) Submit(ctx context.Context, jobs []*job.Job) []SubmitResult {
 		}
 	}
 	return out
-}
-
-// publishUnique publishes j under a message id of its own and a random
-// suffix (see Submit).
-func (jq *Jobs) publishUnique(ctx context.Context, j *job.Job) error {
-	b, err := j.Encode()
-	if err != nil {
-		return err
-	}
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	jm := &nats.Msg{Subject: JobsSubject, Data: b, Header: nats.Header{jetstream.MsgIDHeader: []string{j.ID + "~" + hex.EncodeToString(r[:])}}}
-	tracing.Inject(ctx, jm)
-	f, err := jq.publishAsync(ctx, jm)
-	if err != nil {
-		return err
-	}
-	return awaitAck(ctx, f)
 }
 
 // clearNotQueued is the update that takes a not_queued mark away once the
